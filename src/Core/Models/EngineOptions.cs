@@ -1,0 +1,14 @@
+namespace JacService.Core.Models;
+
+/// <summary>Limits of the engine, shared by every model version.</summary>
+public sealed record EngineLimits
+{
+    /// <summary>Working memory one forward-mode pass may use for tangents; the basis (then the batch) is split to stay under it.</summary>
+    public long WorkingMemoryBytes { get; init; } = 512L << 20;
+
+    /// <summary>Largest result (outputs plus Jacobians) a request may ask for; larger ones are refused before any work.</summary>
+    public long MaxResultBytes { get; init; } = 256L << 20;
+
+    /// <summary>Plans kept per model version (one per distinct set of input shapes).</summary>
+    public int MaxCachedPlans { get; init; } = 64;
+}

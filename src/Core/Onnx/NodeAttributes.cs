@@ -1,0 +1,66 @@
+using JacService.Core.Onnx.Proto;
+using TorchSharp;
+
+namespace JacService.Core.Onnx;
+
+/// <summary>A node's attributes by name, with the defaults the ONNX spec gives passed in by the rule.</summary>
+public sealed class NodeAttributes
+{
+    private readonly Dictionary<string, AttributeProto> _byName;
+
+    internal NodeAttributes(IEnumerable<AttributeProto> attributes) =>
+        _byName = attributes.GroupBy(a => a.Name).ToDictionary(g => g.Key, g => g.Last());
+
+    public bool Has(string name) => _byName.ContainsKey(name);
+
+    public long Int(string name, long fallback) => _byName.TryGetValue(name, out var a) ? a.I : fallback;
+
+    public float Float(string name, float fallback) => _byName.TryGetValue(name, out var a) ? a.F : fallback;
+
+    public string String(string name, string fallback) =>
+        _byName.TryGetValue(name, out var a) ? a.S.ToStringUtf8() : fallback;
+
+    public long[]? Ints(string name) => _byName.TryGetValue(name, out var a) ? a.Ints.ToArray() : null;
+
+    public float[]? Floats(string name) => _byName.TryGetValue(name, out var a) ? a.Floats.ToArray() : null;
+
+    internal TensorProto? Tensor(string name) => _byName.TryGetValue(name, out var a) && a.T is not null ? a.T : null;
+
+    public IEnumerable<string> Names => _byName.Keys;
+}
+
+/// <summary>One node of the validated, topologically sorted graph; inputs and outputs are value ids.</summary>
+public sealed class GraphNode
+{
+    public required int Index { get; init; }
+    public required string Name { get; init; }
+    public required string OpType { get; init; }
+    public required NodeAttributes Attributes { get; init; }
+    /// <summary>Value id per input; -1 for an omitted optional input ("").</summary>
+    public required int[] Inputs { get; init; }
+    /// <summary>Value id per output; -1 for an omitted optional output.</summary>
+    public required int[] Outputs { get; init; }
+
+    public override string ToString() => $"node '{Name}' ({OpType})";
+}
+
+/// <summary>A named graph input or output as the model declares it (-1 for dynamic axes).</summary>
+public sealed record TensorSignature(string Name, ElementType ElementType, long[] Shape)
+{
+    public string ShapeText => "[" + string.Join(", ", Shape.Select(d => d < 0 ? "?" : d.ToString())) + "]";
+}
+
+/// <summary>Initial values of a graph: initializers and Constant nodes' payloads are read by this.</summary>
+internal static class ConstantTensors
+{
+    internal static torch.Tensor FromAttribute(NodeAttributes a, torch.ScalarType computeType)
+    {
+        if (a.Tensor("value") is { } t) return TensorProtoReader.ToTensor(t, computeType);
+        if (a.Has("value_float")) return torch.tensor(a.Float("value_float", 0), computeType);
+        if (a.Floats("value_floats") is { } fs) return torch.tensor(fs).to_type(computeType);
+        if (a.Has("value_int")) return torch.tensor(a.Int("value_int", 0), torch.ScalarType.Int64);
+        if (a.Ints("value_ints") is { } ints) return torch.tensor(ints, torch.ScalarType.Int64);
+        throw new NotSupportedException(
+            "Constant needs one of value, value_float(s), value_int(s); sparse and string constants are not supported");
+    }
+}

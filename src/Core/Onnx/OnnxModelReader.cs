@@ -1,0 +1,183 @@
+using Google.Protobuf;
+using JacService.Core.Ops;
+using JacService.Core.Onnx.Proto;
+using TorchSharp;
+
+namespace JacService.Core.Onnx;
+
+/// <summary>
+/// Parses model.onnx bytes and validates everything the engine relies on, so that a bad file fails here with
+/// a message naming the cause, never later at request time.
+/// </summary>
+public static class OnnxModelReader
+{
+    public const int MinOpset = 13;
+    public const int MaxOpset = 17;
+
+    public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType)
+    {
+        ModelProto model;
+        try
+        {
+            model = ModelProto.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new ModelLoadException($"not an ONNX model (protobuf parse failed: {e.Message})", e);
+        }
+        return Read(model, computeType);
+    }
+
+    public static ModelGraph Read(ModelProto model, torch.ScalarType computeType)
+    {
+        var graph = model.Graph ?? throw new ModelLoadException("not an ONNX model: the file holds no graph");
+        if (graph.Node.Count == 0) throw new ModelLoadException("the graph has no nodes");
+        int opset = ReadOpset(model);
+
+        var initializerNames = graph.Initializer.Select(i => i.Name).ToHashSet();
+        var inputs = graph.Input.Where(i => !initializerNames.Contains(i.Name)).Select(v => Signature(v, "input")).ToList();
+        var outputs = graph.Output.Select(v => Signature(v, "output")).ToList();
+        if (inputs.Count == 0) throw new ModelLoadException("the graph has no inputs");
+        if (outputs.Count == 0) throw new ModelLoadException("the graph has no outputs");
+        foreach (var input in inputs.Where(i => i.Shape.Length == 0))
+            throw new ModelLoadException($"input '{input.Name}' is a scalar; every input needs a leading batch axis");
+
+        var unsupported = graph.Node
+            .Where(n => !(n.Domain is "" or "ai.onnx") || !OpTable.Rules.ContainsKey(n.OpType))
+            .Select(n => $"{(n.Domain is "" or "ai.onnx" ? "" : n.Domain + ".")}{n.OpType} (node '{n.Name}')")
+            .Distinct().ToList();
+        if (unsupported.Count > 0)
+            throw new ModelLoadException($"unsupported op{(unsupported.Count > 1 ? "s" : "")}: {string.Join(", ", unsupported)}");
+
+        // Value ids: graph inputs, initializers, then node outputs in file order.
+        var ids = new Dictionary<string, int>();
+        var names = new List<string>();
+        int Define(string name, string what)
+        {
+            if (ids.ContainsKey(name)) throw new ModelLoadException($"{what} '{name}' is defined more than once");
+            ids[name] = names.Count;
+            names.Add(name);
+            return names.Count - 1;
+        }
+        foreach (var i in inputs) Define(i.Name, "input");
+        foreach (var name in graph.Initializer.Select(i => i.Name)) Define(name, "initializer");
+        foreach (var node in graph.Node)
+            foreach (var o in node.Output.Where(o => o.Length > 0)) Define(o, $"output of node '{node.Name}'");
+
+        var producerNode = new int[names.Count];
+        Array.Fill(producerNode, -1);
+        for (int n = 0; n < graph.Node.Count; n++)
+            foreach (var o in graph.Node[n].Output.Where(o => o.Length > 0)) producerNode[ids[o]] = n;
+
+        foreach (var node in graph.Node)
+            foreach (var i in node.Input.Where(i => i.Length > 0 && !ids.ContainsKey(i)))
+                throw new ModelLoadException(
+                    $"node '{node.Name}' ({node.OpType}) consumes '{i}', which no node, initializer or graph input produces");
+        foreach (var o in outputs.Where(o => !ids.ContainsKey(o.Name)))
+            throw new ModelLoadException($"graph output '{o.Name}' is not produced by any node");
+
+        var order = TopologicalOrder(graph, ids, producerNode);
+        var nodes = new GraphNode[order.Count];
+        var producer = new int[names.Count];
+        Array.Fill(producer, -1);
+        for (int k = 0; k < order.Count; k++)
+        {
+            var p = graph.Node[order[k]];
+            nodes[k] = new GraphNode
+            {
+                Index = k,
+                Name = string.IsNullOrEmpty(p.Name) ? $"{p.OpType}_{order[k]}" : p.Name,
+                OpType = p.OpType,
+                Attributes = new NodeAttributes(p.Attribute),
+                Inputs = p.Input.Select(i => i.Length == 0 ? -1 : ids[i]).ToArray(),
+                Outputs = p.Output.Select(o => o.Length == 0 ? -1 : ids[o]).ToArray(),
+            };
+            foreach (var o in nodes[k].Outputs.Where(o => o >= 0)) producer[o] = k;
+            if (OpTable.Rules[p.OpType].Validate(nodes[k], opset) is { } problem)
+                throw new ModelLoadException($"{nodes[k]}: {problem}");
+        }
+
+        var initializers = new Dictionary<int, torch.Tensor>();
+        try
+        {
+            foreach (var init in graph.Initializer)
+                initializers[ids[init.Name]] = TensorProtoReader.ToTensor(init, computeType);
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException)
+        {
+            foreach (var t in initializers.Values) t.Dispose();
+            throw new ModelLoadException($"initializer: {e.Message}", e);
+        }
+
+        return new ModelGraph
+        {
+            Inputs = inputs,
+            Outputs = outputs,
+            Opset = opset,
+            ComputeType = computeType,
+            ValueNames = names.ToArray(),
+            InputIds = inputs.Select(i => ids[i.Name]).ToArray(),
+            OutputIds = outputs.Select(o => ids[o.Name]).ToArray(),
+            Nodes = nodes,
+            Initializers = initializers,
+            Producer = producer,
+        };
+    }
+
+    private static int ReadOpset(ModelProto model)
+    {
+        var entry = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")
+            ?? throw new ModelLoadException("the model imports no opset of the default ONNX domain");
+        if (entry.Version < MinOpset || entry.Version > MaxOpset)
+            throw new ModelLoadException(
+                $"opset {entry.Version} is not supported; export with an opset from {MinOpset} to {MaxOpset}");
+        return (int)entry.Version;
+    }
+
+    private static TensorSignature Signature(ValueInfoProto v, string what)
+    {
+        if (v.Type?.TensorType is not { } tensorType)
+            throw new ModelLoadException($"graph {what} '{v.Name}' is not a tensor");
+        if (!ElementTypes.TryFromOnnx(tensorType.ElemType, out var type))
+            throw new ModelLoadException($"graph {what} '{v.Name}' has ONNX element type {tensorType.ElemType}, which is not supported");
+        if (tensorType.Shape is null)
+            throw new ModelLoadException($"graph {what} '{v.Name}' declares no shape; export with a shape (batch axis first)");
+        var shape = tensorType.Shape.Dim
+            .Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && d.DimValue > 0 ? d.DimValue : -1)
+            .ToArray();
+        return new TensorSignature(v.Name, type, shape);
+    }
+
+    private static List<int> TopologicalOrder(GraphProto graph, Dictionary<string, int> ids, int[] producerNode)
+    {
+        int n = graph.Node.Count;
+        var pending = new int[n];
+        var consumers = new List<int>[n];
+        for (int i = 0; i < n; i++) consumers[i] = [];
+        for (int i = 0; i < n; i++)
+            foreach (var input in graph.Node[i].Input.Where(x => x.Length > 0).Distinct())
+            {
+                int p = producerNode[ids[input]];
+                if (p < 0) continue;
+                if (p == i) throw new ModelLoadException($"node '{graph.Node[i].Name}' consumes its own output '{input}'");
+                pending[i]++;
+                consumers[p].Add(i);
+            }
+
+        // Kahn's algorithm, taking ready nodes in file order so the sort is stable.
+        var ready = new PriorityQueue<int, int>();
+        for (int i = 0; i < n; i++) if (pending[i] == 0) ready.Enqueue(i, i);
+        var order = new List<int>(n);
+        while (ready.TryDequeue(out int i, out _))
+        {
+            order.Add(i);
+            foreach (var c in consumers[i]) if (--pending[c] == 0) ready.Enqueue(c, c);
+        }
+        if (order.Count != n)
+        {
+            var stuck = Enumerable.Range(0, n).Where(i => pending[i] > 0).Select(i => $"'{graph.Node[i].Name}'").Take(5);
+            throw new ModelLoadException($"the graph has a cycle through nodes {string.Join(", ", stuck)}");
+        }
+        return order;
+    }
+}

@@ -1,0 +1,61 @@
+using System.Runtime.InteropServices;
+using JacService.Core.Onnx.Proto;
+using TorchSharp;
+
+namespace JacService.Core.Onnx;
+
+/// <summary>Turns ONNX TensorProto payloads (initializers, Constant values) into device tensors.</summary>
+internal static class TensorProtoReader
+{
+    public static torch.Tensor ToTensor(TensorProto proto, torch.ScalarType computeType)
+    {
+        if (proto.DataLocation == TensorProto.Types.DataLocation.External || proto.ExternalData.Count > 0)
+            throw new NotSupportedException($"tensor '{proto.Name}' keeps its data in an external file; embed it in model.onnx");
+
+        var dims = proto.Dims.ToArray();
+        long count = 1;
+        foreach (var d in dims)
+        {
+            if (d < 0) throw new InvalidDataException($"tensor '{proto.Name}' has a negative dimension {d}");
+            count = checked(count * d);
+        }
+        if (count > int.MaxValue) throw new InvalidDataException($"tensor '{proto.Name}' has {count} elements, more than supported");
+        int n = (int)count;
+
+        if (!ElementTypes.TryFromOnnx(proto.DataType, out var type))
+            throw new NotSupportedException($"tensor '{proto.Name}' has ONNX element type {proto.DataType}, which is not supported");
+
+        var raw = proto.RawData.Span;
+        bool hasRaw = !proto.RawData.IsEmpty || (n == 0);
+        torch.Tensor tensor = type switch
+        {
+            ElementType.Float => torch.tensor(hasRaw ? Raw<float>(raw, n, proto) : Typed(proto.FloatData, n, proto), dims),
+            ElementType.Double => torch.tensor(hasRaw ? Raw<double>(raw, n, proto) : Typed(proto.DoubleData, n, proto), dims),
+            ElementType.Int64 => torch.tensor(hasRaw ? Raw<long>(raw, n, proto) : Typed(proto.Int64Data, n, proto), dims),
+            ElementType.Int32 => torch.tensor(
+                (hasRaw ? Raw<int>(raw, n, proto) : Typed(proto.Int32Data, n, proto)).Select(v => (long)v).ToArray(), dims),
+            ElementType.Bool => torch.tensor(
+                (hasRaw ? Raw<byte>(raw, n, proto).Select(b => b != 0) : Typed(proto.Int32Data, n, proto).Select(v => v != 0)).ToArray(), dims),
+            ElementType.Float16 => torch.tensor(
+                (hasRaw ? Raw<Half>(raw, n, proto).Select(h => (float)h) : Typed(proto.Int32Data, n, proto).Select(bits => (float)BitConverter.UInt16BitsToHalf((ushort)bits))).ToArray(), dims),
+            _ => throw new NotSupportedException($"tensor '{proto.Name}' element type {type}"),
+        };
+        var target = type.DeviceType(computeType);
+        return tensor.dtype == target ? tensor : tensor.to_type(target, disposeAfter: true);
+    }
+
+    private static T[] Raw<T>(ReadOnlySpan<byte> raw, int n, TensorProto proto) where T : struct
+    {
+        int size = Marshal.SizeOf<T>();
+        if (raw.Length != (long)n * size)
+            throw new InvalidDataException($"tensor '{proto.Name}' declares {n} elements ({n * (long)size} bytes) but raw_data holds {raw.Length} bytes");
+        return MemoryMarshal.Cast<byte, T>(raw).ToArray();
+    }
+
+    private static T[] Typed<T>(IReadOnlyCollection<T> values, int n, TensorProto proto)
+    {
+        if (values.Count != n)
+            throw new InvalidDataException($"tensor '{proto.Name}' declares {n} elements but holds {values.Count}");
+        return values.ToArray();
+    }
+}

@@ -1,0 +1,171 @@
+using JacService.Core.Onnx;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace JacService.Core.Ops;
+
+/// <summary>
+/// Conv, MaxPool, AveragePool (1-D and 2-D) and GlobalAveragePool. Each op is a linear map in its data input
+/// (MaxPool: a gather at the argmax), so the tangent [K, N, ...] goes through the same map with K folded into N.
+/// </summary>
+internal static class ConvPool
+{
+    private sealed record Geometry(long[] Kernel, long[] Strides, long[] Dilations, long[] Begin, long[] End)
+    {
+        public bool Symmetric => Begin.SequenceEqual(End);
+
+        /// <summary>F.pad's order: last spatial axis first, (begin, end) each.</summary>
+        public long[] PadArgument => Enumerable.Range(0, Begin.Length).Reverse().SelectMany(i => new[] { Begin[i], End[i] }).ToArray();
+
+        public bool TorchCanPad => Symmetric && Begin.Select((p, i) => p <= Kernel[i] / 2).All(ok => ok);
+    }
+
+    public static string? ValidateSpatial(GraphNode node, int opset)
+    {
+        var autoPad = node.Attributes.String("auto_pad", "NOTSET");
+        if (autoPad is not ("NOTSET" or "SAME_UPPER" or "SAME_LOWER" or "VALID")) return $"auto_pad '{autoPad}' is not known";
+        if (node.Outputs.Skip(1).Any(o => o >= 0)) return "only the first output is supported";
+        return null;
+    }
+
+    public static string? ValidatePool(GraphNode node, int opset)
+    {
+        if (node.Attributes.Ints("kernel_shape") is not { Length: 1 or 2 } k)
+            return "kernel_shape must be given for 1 or 2 spatial axes";
+        return ValidateSpatial(node, opset);
+    }
+
+    private static Geometry Layout(OpContext c, long[] spatial, long[] kernel)
+    {
+        int n = spatial.Length;
+        var strides = c.Attr.Ints("strides") ?? Enumerable.Repeat(1L, n).ToArray();
+        var dilations = c.Attr.Ints("dilations") ?? Enumerable.Repeat(1L, n).ToArray();
+        var pads = c.Attr.Ints("pads") ?? new long[2 * n];
+        Shapes.Require(kernel.Length == n && strides.Length == n && dilations.Length == n && pads.Length == 2 * n,
+            () => $"kernel {Shapes.Text(kernel)}, strides, dilations or pads do not match {n} spatial axes");
+        Shapes.Require(strides.All(s => s > 0) && dilations.All(d => d > 0) && kernel.All(k => k > 0) && pads.All(p => p >= 0),
+            () => "kernel, strides and dilations must be positive and pads non-negative");
+        var begin = pads[..n];
+        var end = pads[n..];
+        var autoPad = c.Attr.String("auto_pad", "NOTSET");
+        if (autoPad is "SAME_UPPER" or "SAME_LOWER")
+        {
+            for (int i = 0; i < n; i++)
+            {
+                long output = (spatial[i] + strides[i] - 1) / strides[i];
+                long total = Math.Max(0, (output - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i]);
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2;
+                end[i] = total - begin[i];
+            }
+        }
+        else if (autoPad == "VALID")
+        {
+            begin = new long[n];
+            end = new long[n];
+        }
+        for (int i = 0; i < n; i++)
+        {
+            long effective = (kernel[i] - 1) * dilations[i] + 1;
+            long padded = spatial[i] + begin[i] + end[i];
+            int axis = i;
+            Shapes.Require(padded >= effective,
+                () => $"window of {effective} does not fit spatial axis {axis} of size {spatial[axis]} with its padding");
+        }
+        return new Geometry(kernel, strides, dilations, begin, end);
+    }
+
+    private static long[] Spatial(Dual x, string op)
+    {
+        Shapes.Require(x.Rank is 3 or 4, () => $"{op} supports 1-D and 2-D inputs [N, C, L] or [N, C, H, W], got {Shapes.Text(x.Shape)}");
+        return x.Shape[2..];
+    }
+
+    public static Dual[] Conv(OpContext c)
+    {
+        var x = c.In(0);
+        var w = c.In(1).Value;
+        var bias = c.Optional(2)?.Value;
+        var spatial = Spatial(x, "Conv");
+        long group = c.Attr.Int("group", 1);
+        Shapes.Require(w.dim() == x.Rank && group > 0 && x.Shape[1] == w.shape[1] * group && w.shape[0] % group == 0,
+            () => $"Conv weight {Shapes.Text(w.shape)} with group {group} does not fit input {Shapes.Text(x.Shape)}");
+        Shapes.Require(bias is null || bias.shape.SequenceEqual([w.shape[0]]),
+            () => $"Conv bias {Shapes.Text(bias!.shape)} does not match {w.shape[0]} output channels");
+        var g = Layout(c, spatial, c.Attr.Ints("kernel_shape") ?? w.shape[2..]);
+        Shapes.Require(g.Kernel.SequenceEqual(w.shape[2..]), () => $"kernel_shape {Shapes.Text(g.Kernel)} differs from the weight {Shapes.Text(w.shape)}");
+
+        Tensor Apply(Tensor input, Tensor? b)
+        {
+            var padded = g.Symmetric ? input : F.pad(input, g.PadArgument);
+            long[] padding = g.Symmetric ? g.Begin : new long[spatial.Length];
+            return spatial.Length == 1
+                ? F.conv1d(padded, w, b, g.Strides[0], padding[0], g.Dilations[0], group)
+                : F.conv2d(padded, w, b, g.Strides, padding, g.Dilations, group);
+        }
+
+        var y = Apply(x.Value, bias);
+        return [new Dual(y, x.Tangent is null ? null : Tangents.FoldBasis(x.Tangent, t => Apply(t, null)))];
+    }
+
+    public static Dual[] MaxPool(OpContext c)
+    {
+        var x = c.In(0);
+        var spatial = Spatial(x, "MaxPool");
+        var g = Layout(c, spatial, c.Attr.Ints("kernel_shape")!);
+        bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
+        bool explicitPad = !g.TorchCanPad;
+        long[] padding = explicitPad ? new long[spatial.Length] : g.Begin;
+
+        var input = explicitPad ? F.pad(x.Value, g.PadArgument, value: double.NegativeInfinity) : x.Value;
+        var (y, indices) = spatial.Length == 1
+            ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
+            : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
+        if (x.Tangent is not { } t) return [new Dual(y, null)];
+
+        // The tangent of a max is the tangent at the argmax: gather over the flattened spatial axes.
+        if (explicitPad) t = Tangents.FoldBasis(t, v => F.pad(v, g.PadArgument));
+        var ts = t.shape;
+        var flat = t.reshape(ts[0], ts[1], ts[2], -1);
+        var index = indices.reshape(1, ts[1], ts[2], -1).expand(ts[0], -1, -1, -1);
+        return [new Dual(y, flat.gather(3, index).reshape(Tangents.WithBasis(ts[0], y.shape)))];
+    }
+
+    public static Dual[] AveragePool(OpContext c)
+    {
+        var x = c.In(0);
+        var spatial = Spatial(x, "AveragePool");
+        var g = Layout(c, spatial, c.Attr.Ints("kernel_shape")!);
+        bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
+        bool countPad = c.Attr.Int("count_include_pad", 0) != 0;
+        Shapes.Require(g.Dilations.All(d => d == 1), () => "AveragePool with dilations is not supported");
+
+        Tensor Pool(Tensor input, long[] padding, bool includePad) => spatial.Length == 1
+            ? F.avg_pool1d(input, g.Kernel[0], g.Strides[0], padding[0], ceil, includePad)
+            : F.avg_pool2d(input, g.Kernel, g.Strides, padding, ceil, includePad);
+
+        Func<Tensor, Tensor> apply;
+        if (g.TorchCanPad) apply = v => Pool(v, g.Begin, countPad);
+        else
+        {
+            // Asymmetric padding: pad explicitly; without count_include_pad divide by how many real cells each window saw.
+            var zero = new long[spatial.Length];
+            Tensor? share = countPad ? null
+                : Pool(F.pad(ones([1, 1, .. spatial], x.Value.dtype), g.PadArgument), zero, true);
+            apply = v =>
+            {
+                var pooled = Pool(F.pad(v, g.PadArgument), zero, true);
+                return share is null ? pooled : pooled / share;
+            };
+        }
+        var y = apply(x.Value);
+        return [new Dual(y, x.Tangent is null ? null : Tangents.FoldBasis(x.Tangent, apply))];
+    }
+
+    public static Dual[] GlobalAveragePool(OpContext c)
+    {
+        var x = c.In(0);
+        Shapes.Require(x.Rank >= 3, () => $"GlobalAveragePool needs [N, C, ...], got {Shapes.Text(x.Shape)}");
+        var dims = Enumerable.Range(2, (int)x.Rank - 2).Select(i => (long)i).ToArray();
+        return [new Dual(x.Value.mean(dims, keepdim: true), x.Tangent?.mean(Tangents.Shift(dims), keepdim: true))];
+    }
+}

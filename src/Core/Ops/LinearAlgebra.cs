@@ -1,0 +1,90 @@
+using static TorchSharp.torch;
+
+namespace JacService.Core.Ops;
+
+/// <summary>Gemm and MatMul. Shapes are checked first: torch.matmul aborts the process on a mismatch.</summary>
+internal static class LinearAlgebra
+{
+    public static Dual[] Gemm(OpContext c)
+    {
+        var a = c.In(0);
+        var b = c.In(1);
+        var bias = c.Optional(2);
+        double alpha = c.Attr.Float("alpha", 1f), beta = c.Attr.Float("beta", 1f);
+        bool transA = c.Attr.Int("transA", 0) != 0, transB = c.Attr.Int("transB", 0) != 0;
+        Shapes.Require(a.Rank == 2 && b.Rank == 2,
+            () => $"Gemm needs 2-D A and B, got A {Shapes.Text(a.Shape)} and B {Shapes.Text(b.Shape)}");
+
+        var A = transA ? a.Value.t() : a.Value;
+        var B = transB ? b.Value.t() : b.Value;
+        Shapes.Require(A.shape[1] == B.shape[0],
+            () => $"Gemm inner dimensions differ: A' {Shapes.Text(A.shape)} x B' {Shapes.Text(B.shape)}");
+        long[] outShape = [A.shape[0], B.shape[1]];
+        if (bias is { } cb)
+            Shapes.Require(Shapes.Broadcast(cb.Shape, outShape).SequenceEqual(outShape),
+                () => $"Gemm bias {Shapes.Text(cb.Shape)} does not broadcast to {Shapes.Text(outShape)}");
+
+        var y = bias is { } C ? addmm(C.Value, A, B, (float)beta, (float)alpha) : alpha == 1 ? A.mm(B) : A.mm(B) * alpha;
+
+        Tensor? t = null;
+        if (a.Tangent is { } ta) t = (transA ? ta.transpose(1, 2) : ta).matmul(B);
+        if (b.Tangent is { } tb) t = Tangents.Sum(t, A.matmul(transB ? tb.transpose(1, 2) : tb));
+        if (t is not null && alpha != 1) t = t * alpha;
+        if (bias?.Tangent is { } tc) t = Tangents.Sum(t, Tangents.Align(tc, 2) * beta);
+        return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
+    }
+
+    public static Dual[] MatMul(OpContext c)
+    {
+        var a = c.In(0);
+        var b = c.In(1);
+        var outShape = MatMulShape(a.Shape, b.Shape);
+        var y = a.Value.matmul(b.Value);
+
+        Tensor? t = null;
+        if (a.Tangent is { } ta) t = TangentTimesValue(ta, a.Rank, b.Value, outShape.Length);
+        if (b.Tangent is { } tb) t = Tangents.Sum(t, ValueTimesTangent(a.Value, tb, b.Rank, outShape.Length));
+        return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
+    }
+
+    /// <summary>NumPy matmul output shape, or an error naming both operands.</summary>
+    public static long[] MatMulShape(long[] a, long[] b)
+    {
+        Shapes.Require(a.Length >= 1 && b.Length >= 1, () => "MatMul operands must have rank 1 or more");
+        long[] a2 = a.Length == 1 ? [1, a[0]] : a;
+        long[] b2 = b.Length == 1 ? [b[0], 1] : b;
+        Shapes.Require(a2[^1] == b2[^2],
+            () => $"MatMul inner dimensions differ: {Shapes.Text(a)} x {Shapes.Text(b)}");
+        var batch = Shapes.Broadcast(a2[..^2], b2[..^2]);
+        var shape = batch.ToList();
+        if (a.Length > 1) shape.Add(a2[^2]);
+        if (b.Length > 1) shape.Add(b2[^1]);
+        return shape.ToArray();
+    }
+
+    // Per direction the tangent is a matrix (or vector) like its value; vectors are promoted to matrices and the
+    // tangent gets unit batch axes after the basis axis so the basis axis never meets the other operand's batch.
+    private static Tensor TangentTimesValue(Tensor ta, long rankA, Tensor b, int outRank)
+    {
+        bool aVector = rankA == 1, bVector = b.dim() == 1;
+        var ta2 = aVector ? ta.unsqueeze(1) : ta;
+        var b2 = bVector ? b.unsqueeze(-1) : b;
+        long matRank = Math.Max(ta2.dim() - 1, b2.dim());
+        var r = Tangents.Align(ta2, matRank).matmul(b2);
+        if (aVector) r = r.squeeze(-2);
+        if (bVector) r = r.squeeze(-1);
+        return r;
+    }
+
+    private static Tensor ValueTimesTangent(Tensor a, Tensor tb, long rankB, int outRank)
+    {
+        bool aVector = a.dim() == 1, bVector = rankB == 1;
+        var a2 = aVector ? a.unsqueeze(0) : a;
+        var tb2 = bVector ? tb.unsqueeze(-1) : tb;
+        long matRank = Math.Max(a2.dim(), tb2.dim() - 1);
+        var r = a2.matmul(Tangents.Align(tb2, matRank));
+        if (aVector) r = r.squeeze(-2);
+        if (bVector) r = r.squeeze(-1);
+        return r;
+    }
+}

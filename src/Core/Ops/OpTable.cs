@@ -1,0 +1,150 @@
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace JacService.Core.Ops;
+
+/// <summary>
+/// Every supported ONNX op: its forward computation and its JVP rule side by side. Adding an op is one row here
+/// and one row in the rule tests (which fail for an op without a test row).
+/// </summary>
+public static class OpTable
+{
+    public static IReadOnlyDictionary<string, OpRule> Rules { get; } = Build();
+
+    private static readonly double SqrtHalf = Math.Sqrt(0.5);
+    private static readonly double TwoOverSqrtPi = 2 / Math.Sqrt(Math.PI);
+    private static readonly double InvSqrtTwoPi = 1 / Math.Sqrt(2 * Math.PI);
+
+    private static Dictionary<string, OpRule> Build()
+    {
+        var one = RuleTableBuilder.One;
+        var minusOne = RuleTableBuilder.MinusOne;
+        return new RuleTableBuilder()
+            // Elementwise unary: forward, then dy/dx from (x, y).
+            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], -1))
+            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => 0.5 / y)
+            .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y)
+            .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal())
+            .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
+            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
+            .Unary("LeakyRelu", (c, x) => F.leaky_relu(x, Alpha(c, 0.01)), (c, x, _) => Select(Step(x), 1, Alpha(c, 0.01)))
+            .Unary("Elu", (c, x) => F.elu(x, Alpha(c, 1.0)), (c, x, y) => Step(x) + (1 - Step(x)) * (y + Alpha(c, 1.0)))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => Step(x) * SeluGamma(c) + (1 - Step(x)) * (y + SeluGamma(c) * SeluAlpha(c)))
+            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * (1 - y))
+            .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(0, 1),
+                (c, x, _) => { var z = HardSigmoidLinear(c, x); return (z.gt(0).logical_and(z.lt(1))).to_type(x.dtype) * Alpha(c, 0.2); })
+            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => 1 - y * y)
+            .Unary("Softplus", (_, x) => F.softplus(x), (_, x, _) => x.sigmoid())
+            .Unary("Softsign", (_, x) => x / (1 + x.abs()), (_, x, _) => (1 + x.abs()).square().reciprocal())
+            .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos())
+            .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg())
+            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => (x.square().neg()).exp() * TwoOverSqrtPi)
+            .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x))
+            .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), nonDifferentiable: [1, 2])
+
+            // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y).
+            .Binary("Add", (_, a, b) => a + b, one, one)
+            .Binary("Sub", (_, a, b) => a - b, one, minusOne)
+            .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a)
+            .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg())
+            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b - 1), (a, _, y) => y * a.log())
+            .Binary("PRelu", (_, x, s) => x.relu() + s * x.clamp(max: 0),
+                (x, s, _) => Step(x) + (1 - Step(x)) * s, (x, _, _) => (1 - Step(x)) * x)
+
+            // Linear algebra.
+            .Add(new OpRule("Gemm", "linear algebra", LinearAlgebra.Gemm))
+            .Add(new OpRule("MatMul", "linear algebra", LinearAlgebra.MatMul))
+
+            // Pass-through and casts.
+            .Linear("Identity", "shape", (_, x) => x, (_, t, _) => t)
+            .Add(new OpRule("Dropout", "shape", ShapeOps.Dropout))
+            .Add(new OpRule("Cast", "shape", ShapeOps.Cast))
+
+            // Values that never carry a tangent.
+            .Add(new OpRule("Constant", "constant", ShapeOps.Constant))
+            .Add(new OpRule("Shape", "constant", ShapeOps.Shape))
+            .Add(new OpRule("ConstantOfShape", "constant", ShapeOps.ConstantOfShape))
+
+            // Shape ops: the tangent takes the same map on the axes after the basis axis.
+            .Reshaping("Reshape", ShapeOps.Reshape)
+            .Reshaping("Flatten", ShapeOps.Flatten)
+            .Reshaping("Squeeze", ShapeOps.Squeeze)
+            .Reshaping("Unsqueeze", ShapeOps.Unsqueeze)
+            .Linear("Transpose", "shape", (c, x) => x.permute(ShapeOps.Permutation(c, x)),
+                (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]))
+            .Add(new OpRule("Gather", "shape", ShapeOps.Gather))
+            .Add(new OpRule("Concat", "shape", ShapeOps.Concat))
+            .Add(new OpRule("Split", "shape", ShapeOps.Split))
+            .Add(new OpRule("Slice", "shape", ShapeOps.Slice))
+            .Add(new OpRule("Expand", "shape", ShapeOps.Expand))
+            .Add(new OpRule("Pad", "shape", ShapeOps.Pad))
+
+            // Reductions and normalisations.
+            .Add(new OpRule("ReduceSum", "reduction", Reductions.ReduceSum))
+            .Add(new OpRule("ReduceMean", "reduction", Reductions.ReduceMean))
+            .Add(new OpRule("Softmax", "reduction", Reductions.Softmax))
+            .Add(new OpRule("LogSoftmax", "reduction", Reductions.LogSoftmax))
+            .Add(new OpRule("BatchNormalization", "normalization", Normalization.BatchNormalization)
+                { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization })
+            .Add(new OpRule("LayerNormalization", "normalization", Normalization.LayerNormalization)
+                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization })
+
+            // Convolution and pooling (1-D and 2-D).
+            .Add(new OpRule("Conv", "convolution", ConvPool.Conv) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial })
+            .Add(new OpRule("MaxPool", "pooling", ConvPool.MaxPool) { Validate = ConvPool.ValidatePool })
+            .Add(new OpRule("AveragePool", "pooling", ConvPool.AveragePool) { Validate = ConvPool.ValidatePool })
+            .Add(new OpRule("GlobalAveragePool", "pooling", ConvPool.GlobalAveragePool))
+            .Rules;
+    }
+
+    /// <summary>1 where x &gt; 0, else 0, in x's dtype.</summary>
+    private static Tensor Step(Tensor x) => x.gt(0).to_type(x.dtype);
+
+    /// <summary>mask ? ifTrue : ifFalse for a 0/1 mask and scalar branches.</summary>
+    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => mask * (ifTrue - ifFalse) + ifFalse;
+
+    private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
+
+    private static double SeluAlpha(OpContext c) => c.Attr.Float("alpha", 1.67326319217681884765625f);
+
+    private static double SeluGamma(OpContext c) => c.Attr.Float("gamma", 1.05070102214813232421875f);
+
+    private static Tensor Selu(OpContext c, Tensor x) =>
+        (x.relu() + (x.clamp(max: 0).exp() - 1) * SeluAlpha(c)) * SeluGamma(c);
+
+    private static Tensor HardSigmoidLinear(OpContext c, Tensor x) => x * Alpha(c, 0.2) + c.Attr.Float("beta", 0.5f);
+
+    private static bool GeluTanh(OpContext c) => c.Attr.String("approximate", "none") == "tanh";
+
+    private static readonly double GeluC = Math.Sqrt(2 / Math.PI);
+
+    private static Tensor Gelu(OpContext c, Tensor x) => GeluTanh(c)
+        ? x * 0.5 * (1 + ((x + x.pow(3) * 0.044715) * GeluC).tanh())
+        : x * 0.5 * (1 + (x * SqrtHalf).erf());
+
+    private static Tensor GeluDerivative(OpContext c, Tensor x)
+    {
+        if (!GeluTanh(c)) return (1 + (x * SqrtHalf).erf()) * 0.5 + x * (x.square() * -0.5).exp() * InvSqrtTwoPi;
+        var u = ((x + x.pow(3) * 0.044715) * GeluC).tanh();
+        return (1 + u) * 0.5 + x * 0.5 * (1 - u * u) * GeluC * (1 + x.square() * (3 * 0.044715));
+    }
+
+    private static (double? Min, double? Max) ClipBounds(OpContext c) =>
+        (c.Optional(1) is { } lo ? lo.Value.to_type(ScalarType.Float64).item<double>() : null,
+         c.Optional(2) is { } hi ? hi.Value.to_type(ScalarType.Float64).item<double>() : null);
+
+    private static Tensor Clip(OpContext c, Tensor x)
+    {
+        var (min, max) = ClipBounds(c);
+        return min is null && max is null ? x.alias() : x.clamp(min, max);
+    }
+
+    private static Tensor ClipMask(OpContext c, Tensor x)
+    {
+        var (min, max) = ClipBounds(c);
+        var mask = x.ones_like(ScalarType.Bool);
+        if (min is { } lo) mask = mask.logical_and(x.ge(lo));
+        if (max is { } hi) mask = mask.logical_and(x.le(hi));
+        return mask.to_type(x.dtype);
+    }
+}

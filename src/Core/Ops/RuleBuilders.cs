@@ -1,0 +1,72 @@
+using static TorchSharp.torch;
+
+namespace JacService.Core.Ops;
+
+/// <summary>Derivative of an elementwise op with respect to one operand, from the operands and the result.</summary>
+public delegate Tensor Partial(Tensor a, Tensor b, Tensor y);
+
+/// <summary>
+/// Helpers that turn a forward function and its derivative into a rule, so most rows of the table are one line
+/// (the way JAX fills its table with defjvp / deflinear).
+/// </summary>
+internal sealed class RuleTableBuilder
+{
+    public Dictionary<string, OpRule> Rules { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The partial of a sum: the tangent passes unchanged.</summary>
+    public static readonly Partial One = (_, _, _) => throw new InvalidOperationException();
+    /// <summary>The partial of a difference's right operand.</summary>
+    public static readonly Partial MinusOne = (_, _, _) => throw new InvalidOperationException();
+
+    public RuleTableBuilder Add(OpRule rule)
+    {
+        Rules.Add(rule.OpType, rule);
+        return this;
+    }
+
+    /// <summary>Elementwise y = f(x) with dy/dx given from (x, y): tangent = T * dy/dx.</summary>
+    public RuleTableBuilder Unary(string op, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> dydx,
+        int[]? nonDifferentiable = null) =>
+        Add(new OpRule(op, "elementwise unary", c =>
+        {
+            var x = c.In(0);
+            var y = f(c, x.Value);
+            return [new Dual(y, x.Tangent is null ? null : x.Tangent * dydx(c, x.Value, y))];
+        }) { NonDifferentiableInputs = nonDifferentiable ?? [] });
+
+    /// <summary>A linear op: the tangent goes through the same map, with axes shifted past the basis axis.</summary>
+    public RuleTableBuilder Linear(string op, string kind, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> onTangent,
+        Func<Onnx.GraphNode, int, string?>? validate = null) =>
+        Add(new OpRule(op, kind, c =>
+        {
+            var x = c.In(0);
+            var y = f(c, x.Value);
+            return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
+        }) { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray() });
+
+    /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape].</summary>
+    public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>
+        Linear(op, "shape", f, (_, t, y) => t.reshape(Tangents.WithBasis(t.shape[0], y.shape)));
+
+    /// <summary>Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db.</summary>
+    public RuleTableBuilder Binary(string op, Func<OpContext, Tensor, Tensor, Tensor> f, Partial da, Partial db) =>
+        Add(new OpRule(op, "elementwise binary", c =>
+        {
+            var a = c.In(0);
+            var b = c.In(1);
+            var shape = Shapes.Broadcast(a.Shape, b.Shape);
+            var y = f(c, a.Value, b.Value);
+            if (a.Tangent is null && b.Tangent is null) return [new Dual(y, null)];
+            var t = Tangents.Sum(Term(a.Tangent, da, a.Value, b.Value, y), Term(b.Tangent, db, a.Value, b.Value, y));
+            return [new Dual(y, Tangents.Fit(t!, shape))];
+        }));
+
+    private static Tensor? Term(Tensor? t, Partial d, Tensor a, Tensor b, Tensor y)
+    {
+        if (t is null) return null;
+        t = Tangents.Align(t, y.dim());
+        if (ReferenceEquals(d, One)) return t;
+        if (ReferenceEquals(d, MinusOne)) return t.neg();
+        return t * d(a, b, y);
+    }
+}

@@ -1,0 +1,264 @@
+using JacService.Core.Onnx;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Ops;
+
+/// <summary>Shape and indexing ops. Each tangent rule is the same map applied past the basis axis.</summary>
+internal static class ShapeOps
+{
+    public static Dual[] Constant(OpContext c) => [new Dual(ConstantTensors.FromAttribute(c.Attr, c.ComputeType), null)];
+
+    public static Dual[] Shape(OpContext c)
+    {
+        var shape = c.In(0).Shape;
+        long rank = shape.Length;
+        long start = Clamp(c.Attr.Int("start", 0), rank), end = Clamp(c.Attr.Int("end", rank), rank);
+        return [new Dual(tensor(shape[(int)start..(int)Math.Max(start, end)], ScalarType.Int64), null)];
+
+        static long Clamp(long axis, long rank) => Math.Clamp(axis < 0 ? axis + rank : axis, 0, rank);
+    }
+
+    public static Dual[] ConstantOfShape(OpContext c)
+    {
+        var shape = Shapes.Ints(c.In(0).Value);
+        Shapes.Require(shape.All(d => d >= 0), () => $"ConstantOfShape got negative dimensions {Shapes.Text(shape)}");
+        var value = c.Attr.Tensor("value") is { } proto
+            ? TensorProtoReader.ToTensor(proto, c.ComputeType)
+            : tensor(0f).to_type(c.ComputeType);
+        return [new Dual(value.reshape(1).expand(shape).contiguous(), null)];
+    }
+
+    public static Dual[] Dropout(OpContext c)
+    {
+        var x = c.In(0);
+        if (c.OutputCount < 2) return [x];
+        // Inference: the identity, and a mask that keeps everything.
+        return [x, new Dual(x.Value.ones_like(ScalarType.Bool), null)];
+    }
+
+    public static Dual[] Cast(OpContext c)
+    {
+        var x = c.In(0);
+        long to = c.Attr.Int("to", 0);
+        Shapes.Require(ElementTypes.TryFromOnnx((int)to, out var type), () => $"Cast to ONNX element type {to} is not supported");
+        var target = type.DeviceType(c.ComputeType);
+        if (x.Value.dtype == target) return [x];
+        // Only float-to-float casts carry derivatives; anything through an integer is piecewise constant.
+        return [new Dual(x.Value.to_type(target), null)];
+    }
+
+    public static Tensor Reshape(OpContext c, Tensor x)
+    {
+        var requested = Shapes.Ints(c.In(1).Value);
+        bool allowZero = c.Attr.Int("allowzero", 0) != 0;
+        var input = x.shape;
+        var target = new long[requested.Length];
+        int inferred = -1;
+        for (int i = 0; i < requested.Length; i++)
+        {
+            long d = requested[i];
+            if (d == 0 && !allowZero)
+            {
+                int axis = i;
+                Shapes.Require(axis < input.Length, () => $"Reshape copies axis {axis} of an input of rank {input.Length}");
+                d = input[i];
+            }
+            else if (d == -1)
+            {
+                Shapes.Require(inferred < 0, () => $"Reshape target {Shapes.Text(requested)} has more than one -1");
+                inferred = i;
+            }
+            else Shapes.Require(d >= 0, () => $"Reshape target {Shapes.Text(requested)} has a negative dimension");
+            target[i] = d;
+        }
+        long total = Shapes.Product(input);
+        if (inferred >= 0)
+        {
+            long known = Shapes.Product(target.Where((_, i) => i != inferred));
+            Shapes.Require(known > 0 && total % known == 0,
+                () => $"cannot reshape {Shapes.Text(input)} to {Shapes.Text(requested)}");
+            target[inferred] = total / known;
+        }
+        Shapes.Require(Shapes.Product(target) == total, () => $"cannot reshape {Shapes.Text(input)} to {Shapes.Text(requested)}");
+        return x.reshape(target);
+    }
+
+    public static Tensor Flatten(OpContext c, Tensor x)
+    {
+        var s = x.shape;
+        long axis = c.Attr.Int("axis", 1);
+        if (axis < 0) axis += s.Length;
+        Shapes.Require(axis >= 0 && axis <= s.Length, () => $"Flatten axis {c.Attr.Int("axis", 1)} is out of range for rank {s.Length}");
+        return x.reshape(Shapes.Product(s[..(int)axis]), Shapes.Product(s[(int)axis..]));
+    }
+
+    public static Tensor Squeeze(OpContext c, Tensor x)
+    {
+        var s = x.shape;
+        var axes = c.Optional(1) is { } a ? Shapes.Ints(a.Value).Select(v => Shapes.Axis(v, s.Length)).ToHashSet()
+            : Enumerable.Range(0, s.Length).Where(i => s[i] == 1).Select(i => (long)i).ToHashSet();
+        foreach (var axis in axes)
+            Shapes.Require(s[axis] == 1, () => $"Squeeze axis {axis} has size {s[axis]}, not 1");
+        return x.reshape(s.Where((_, i) => !axes.Contains(i)).ToArray());
+    }
+
+    public static Tensor Unsqueeze(OpContext c, Tensor x)
+    {
+        var s = x.shape;
+        var raw = Shapes.Ints(c.In(1).Value);
+        long rank = s.Length + raw.Length;
+        var axes = raw.Select(v => Shapes.Axis(v, rank)).ToHashSet();
+        Shapes.Require(axes.Count == raw.Length, () => $"Unsqueeze axes {Shapes.Text(raw)} repeat an axis");
+        var shape = new long[rank];
+        for (int i = 0, j = 0; i < rank; i++) shape[i] = axes.Contains(i) ? 1 : s[j++];
+        return x.reshape(shape);
+    }
+
+    public static long[] Permutation(OpContext c, Tensor x)
+    {
+        long rank = x.dim();
+        var perm = c.Attr.Ints("perm") ?? Enumerable.Range(0, (int)rank).Reverse().Select(i => (long)i).ToArray();
+        Shapes.Require(perm.Length == rank && perm.Order().SequenceEqual(Enumerable.Range(0, (int)rank).Select(i => (long)i)),
+            () => $"Transpose perm {Shapes.Text(perm)} is not a permutation of rank {rank}");
+        return perm;
+    }
+
+    public static Dual[] Gather(OpContext c)
+    {
+        var data = c.In(0);
+        var indices = c.In(1).Value;
+        var s = data.Shape;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
+        long size = s[axis];
+        var flat = indices.flatten().to_type(ScalarType.Int64);
+        if (flat.numel() > 0)
+        {
+            long min = flat.min().item<long>(), max = flat.max().item<long>();
+            Shapes.Require(min >= -size && max < size,
+                () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
+            flat = flat + flat.lt(0).to_type(ScalarType.Int64) * size;
+        }
+        long[] outShape = [.. s[..(int)axis], .. indices.shape, .. s[((int)axis + 1)..]];
+        var y = data.Value.index_select(axis, flat).reshape(outShape);
+        var t = data.Tangent?.index_select(axis + 1, flat).reshape(Tangents.WithBasis(data.Tangent.shape[0], outShape));
+        return [new Dual(y, t)];
+    }
+
+    public static Dual[] Concat(OpContext c)
+    {
+        var inputs = Enumerable.Range(0, c.InputCount).Select(c.In).ToArray();
+        var first = inputs[0].Shape;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), first.Length);
+        foreach (var d in inputs)
+            Shapes.Require(d.Rank == first.Length && d.Shape.Where((_, i) => i != axis).SequenceEqual(first.Where((_, i) => i != axis)),
+                () => $"Concat inputs {string.Join(", ", inputs.Select(i => Shapes.Text(i.Shape)))} differ outside axis {axis}");
+        var y = cat(inputs.Select(d => d.Value).ToArray(), axis);
+        if (!c.AnyTangent) return [new Dual(y, null)];
+        long k = c.K;
+        var t = cat(inputs.Select(d => d.Tangent ?? Tangents.Zeros(k, d.Value)).ToArray(), axis + 1);
+        return [new Dual(y, t)];
+    }
+
+    public static Dual[] Split(OpContext c)
+    {
+        var x = c.In(0);
+        var s = x.Shape;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
+        int parts = c.OutputCount;
+        long[] sizes;
+        if (c.Optional(1) is { } split) sizes = Shapes.Ints(split.Value);
+        else if (c.Attr.Ints("split") is { } attr) sizes = attr;
+        else
+        {
+            long each = (s[axis] + parts - 1) / parts;
+            sizes = Enumerable.Range(0, parts).Select(i => Math.Min(each, s[axis] - i * each)).ToArray();
+        }
+        Shapes.Require(sizes.Length == parts && sizes.All(v => v >= 0) && sizes.Sum() == s[axis],
+            () => $"Split sizes {Shapes.Text(sizes)} do not divide axis {axis} of {Shapes.Text(s)} into {parts} outputs");
+        var ys = x.Value.split(sizes, axis);
+        var ts = x.Tangent?.split(sizes, axis + 1);
+        return ys.Select((y, i) => new Dual(y, ts?[i])).ToArray();
+    }
+
+    public static Dual[] Slice(OpContext c)
+    {
+        var x = c.In(0);
+        var s = x.Shape;
+        var starts = Shapes.Ints(c.In(1).Value);
+        var ends = Shapes.Ints(c.In(2).Value);
+        var axes = c.Optional(3) is { } a ? Shapes.Ints(a.Value) : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+        var steps = c.Optional(4) is { } st ? Shapes.Ints(st.Value) : Enumerable.Repeat(1L, starts.Length).ToArray();
+        Shapes.Require(ends.Length == starts.Length && axes.Length == starts.Length && steps.Length == starts.Length,
+            () => "Slice starts, ends, axes and steps differ in length");
+
+        Tensor y = x.Value, t = x.Tangent!;
+        bool hasTangent = x.Tangent is not null;
+        for (int i = 0; i < starts.Length; i++)
+        {
+            long axis = Shapes.Axis(axes[i], s.Length), dim = s[axis], step = steps[i];
+            Shapes.Require(step != 0, () => "Slice step 0");
+            long start = starts[i] < 0 ? starts[i] + dim : starts[i];
+            long end = ends[i] < 0 ? ends[i] + dim : ends[i];
+            if (step > 0)
+            {
+                start = Math.Clamp(start, 0, dim);
+                end = Math.Clamp(end, 0, dim);
+                long length = Math.Max(0, (end - start + step - 1) / step);
+                if (step == 1)
+                {
+                    y = y.narrow(axis, start, length);
+                    if (hasTangent) t = t.narrow(axis + 1, start, length);
+                    continue;
+                }
+            }
+            else
+            {
+                start = Math.Clamp(start, 0, dim - 1);
+                end = Math.Clamp(end, -1, dim - 1);
+            }
+            var index = step > 0 && start >= end || step < 0 && start <= end
+                ? zeros(0, ScalarType.Int64)
+                : arange(start, end, step, ScalarType.Int64);
+            y = y.index_select(axis, index);
+            if (hasTangent) t = t.index_select(axis + 1, index);
+        }
+        return [new Dual(y, hasTangent ? t : null)];
+    }
+
+    public static Dual[] Expand(OpContext c)
+    {
+        var x = c.In(0);
+        var requested = Shapes.Ints(c.In(1).Value);
+        var shape = Shapes.Broadcast(x.Shape, requested);
+        var aligned = x.Value.reshape([.. Enumerable.Repeat(1L, shape.Length - (int)x.Rank), .. x.Shape]);
+        return [new Dual(aligned.expand(shape), x.Tangent is null ? null : Tangents.Fit(x.Tangent, shape))];
+    }
+
+    public static Dual[] Pad(OpContext c)
+    {
+        var x = c.In(0);
+        long rank = x.Rank;
+        var pads = Shapes.Ints(c.In(1).Value);
+        Shapes.Require(pads.Length == 2 * rank, () => $"Pad needs {2 * rank} pads for rank {rank}, got {pads.Length}");
+        var mode = c.Attr.String("mode", "constant");
+        double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? v.Value.to_type(ScalarType.Float64).item<double>() : 0;
+
+        // F.pad takes (begin, end) pairs from the last axis backwards; leading axes without padding are left out.
+        int first = Enumerable.Range(0, (int)rank).FirstOrDefault(i => pads[i] != 0 || pads[i + rank] != 0, (int)rank);
+        var argument = Enumerable.Range(first, (int)rank - first).Reverse().SelectMany(i => new[] { pads[i], pads[i + rank] }).ToArray();
+        if (argument.Length == 0) return [x];
+        var padMode = mode switch
+        {
+            "constant" => TorchSharp.PaddingModes.Constant,
+            "reflect" => TorchSharp.PaddingModes.Reflect,
+            "edge" => TorchSharp.PaddingModes.Replicate,
+            _ => throw new ArgumentException($"Pad mode '{mode}' is not supported (constant, reflect, edge)"),
+        };
+        Shapes.Require(padMode == TorchSharp.PaddingModes.Constant || argument.Length <= 4 && rank >= argument.Length / 2 + 1,
+            () => $"Pad mode '{mode}' is supported on the last two axes only");
+        var y = nn.functional.pad(x.Value, argument, padMode, value);
+        // Linear in the data: the padding itself is constant, so the tangent is padded with zeros (or reflected alike).
+        var t = x.Tangent is null ? null : nn.functional.pad(x.Tangent, argument, padMode, 0);
+        return [new Dual(y, t)];
+    }
+}

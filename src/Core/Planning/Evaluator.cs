@@ -1,0 +1,86 @@
+using JacService.Core.Onnx;
+using JacService.Core.Ops;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Planning;
+
+/// <summary>
+/// Runs a plan: each step inside its own dispose scope (temporaries die at once), outputs moved to the caller's
+/// scope, and values released after their last use so working memory follows the live set, not the whole graph.
+/// Must run on one thread from start to end (TorchSharp scopes are per thread).
+/// </summary>
+internal static class Evaluator
+{
+    public sealed record Result(Tensor[] Values, Tensor?[] Tangents);
+
+    /// <param name="carries">Per node index, whether the node propagates tangents (null: none do).</param>
+    public static Result Run(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
+        int wrtValue = -1, Tensor? seed = null, bool[]? carries = null, IReadOnlyList<int>? wanted = null)
+    {
+        var values = (Tensor?[])plan.Constants.Clone();
+        var tangents = new Tensor?[graph.ValueCount];
+        for (int i = 0; i < inputs.Length; i++) values[graph.InputIds[i]] = inputs[i];
+        if (seed is not null) tangents[wrtValue] = seed;
+
+        for (int s = 0; s < plan.Steps.Length; s++)
+        {
+            var node = plan.Steps[s];
+            bool carry = carries?[node.Index] ?? false;
+            var ins = new Dual?[node.Inputs.Length];
+            for (int i = 0; i < ins.Length; i++)
+            {
+                int id = node.Inputs[i];
+                if (id >= 0) ins[i] = new Dual(values[id]!, carry ? tangents[id] : null);
+            }
+
+            using (var scope = NewDisposeScope())
+            {
+                var outs = Apply(node, graph, ins);
+                for (int o = 0; o < node.Outputs.Length && o < outs.Length; o++)
+                {
+                    int id = node.Outputs[o];
+                    if (id < 0) continue;
+                    values[id] = Own(outs[o].Value, ins);
+                    tangents[id] = outs[o].Tangent is { } t ? Own(t, ins) : null;
+                }
+            }
+
+            foreach (var id in plan.ReleaseAfter[s])
+            {
+                values[id]?.Dispose();
+                tangents[id]?.Dispose();
+                values[id] = tangents[id] = null;
+            }
+        }
+
+        var outputIds = wanted ?? graph.OutputIds;
+        return new Result(outputIds.Select(id => values[id]!).ToArray(), outputIds.Select(id => tangents[id]).ToArray());
+    }
+
+    internal static Dual[] Apply(GraphNode node, ModelGraph graph, Dual?[] inputs)
+    {
+        try
+        {
+            var outs = OpTable.Rules[node.OpType].Apply(new OpContext(node, graph.Opset, graph.ComputeType, inputs));
+            if (outs.Length < node.Outputs.Count(o => o >= 0))
+                throw new InvalidOperationException($"produced {outs.Length} outputs, the node names {node.Outputs.Length}");
+            return outs;
+        }
+        catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
+        {
+            throw new NodeEvaluationException(node.Name, node.OpType, e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// Moves a step's result to the caller's scope. A rule may hand back one of its inputs (Identity, a no-op
+    /// Cast); that tensor belongs to someone else, so the step gets its own handle to the same storage.
+    /// </summary>
+    private static Tensor Own(Tensor t, Dual?[] inputs)
+    {
+        foreach (var d in inputs)
+            if (d is { } x && (ReferenceEquals(x.Value, t) || ReferenceEquals(x.Tangent, t)))
+                return t.alias().MoveToOuterDisposeScope();
+        return t.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,94 @@
+using JacService.Core.Onnx;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Planning;
+
+/// <summary>
+/// Builds a plan for one set of input shapes by running the graph once on zeros of those shapes: this gives
+/// every value's static shape and the values of the data-independent sub-graphs, which are then folded.
+/// </summary>
+internal static class Planner
+{
+    /// <summary>Ops whose output depends only on the shapes, never on the data, of their inputs.</summary>
+    private static readonly HashSet<string> ShapeOnly = ["Shape"];
+
+    public static ExecutionPlan Build(ModelGraph graph, long[][] inputShapes)
+    {
+        var key = Key(inputShapes);
+        int n = graph.ValueCount;
+        var dataDependent = new bool[n];
+        foreach (var id in graph.InputIds) dataDependent[id] = true;
+
+        var shapes = new long[]?[n];
+        var folded = new Dictionary<int, Tensor>();
+        using (var scope = NewDisposeScope())
+        {
+            var values = new Tensor?[n];
+            foreach (var (id, t) in graph.Initializers) values[id] = t;
+            for (int i = 0; i < graph.Inputs.Count; i++)
+            {
+                var sig = graph.Inputs[i];
+                values[graph.InputIds[i]] = zeros(inputShapes[i], sig.ElementType.DeviceType(graph.ComputeType));
+            }
+            foreach (var (id, t) in values.Select((t, id) => (id, t)).Where(p => p.t is not null)) shapes[id] = t!.shape;
+
+            foreach (var node in graph.Nodes)
+            {
+                bool dependent = !ShapeOnly.Contains(node.OpType) && node.Inputs.Any(i => i >= 0 && dataDependent[i]);
+                var ins = node.Inputs.Select(i => i >= 0 ? new Ops.Dual(values[i]!, null) : (Ops.Dual?)null).ToArray();
+                var outs = Evaluator.Apply(node, graph, ins);
+                for (int o = 0; o < node.Outputs.Length; o++)
+                {
+                    int id = node.Outputs[o];
+                    if (id < 0) continue;
+                    values[id] = outs[o].Value;
+                    shapes[id] = outs[o].Value.shape;
+                    dataDependent[id] = dependent;
+                    if (!dependent) folded[id] = outs[o].Value;
+                }
+            }
+            // Folded values outlive the planning scope; everything else computed on zeros dies with it.
+            foreach (var t in folded.Values.Distinct()) t.DetachFromDisposeScope();
+        }
+
+        // Aliased results (a rule handing back its input) would be disposed twice; give each folded value its own handle.
+        var owned = new Dictionary<int, Tensor>();
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var (id, t) in folded)
+            owned[id] = seen.Add(t) && !graph.Initializers.Values.Contains(t) ? t : t.alias().DetachFromDisposeScope();
+
+        var steps = graph.Nodes.Where(node => node.Outputs.Any(o => o >= 0 && dataDependent[o])).ToArray();
+        var constants = new Tensor?[n];
+        foreach (var (id, t) in graph.Initializers) constants[id] = t;
+        foreach (var (id, t) in owned) constants[id] = t;
+
+        return new ExecutionPlan
+        {
+            Key = key,
+            Steps = steps,
+            Constants = constants,
+            ValueShapes = shapes,
+            ReleaseAfter = Liveness(graph, steps),
+            Folded = owned.Values.ToArray(),
+        };
+    }
+
+    public static string Key(long[][] inputShapes) => string.Join(";", inputShapes.Select(s => string.Join("x", s)));
+
+    private static int[][] Liveness(ModelGraph graph, GraphNode[] steps)
+    {
+        var producedByStep = new HashSet<int>(steps.SelectMany(s => s.Outputs).Where(o => o >= 0));
+        var lastUse = new Dictionary<int, int>();
+        for (int s = 0; s < steps.Length; s++)
+        {
+            foreach (var id in steps[s].Inputs.Where(producedByStep.Contains)) lastUse[id] = s;
+            // An output nobody reads dies right after its step.
+            foreach (var id in steps[s].Outputs.Where(o => o >= 0)) lastUse.TryAdd(id, s);
+        }
+        foreach (var id in graph.OutputIds) lastUse.Remove(id);
+        var release = new List<int>[steps.Length];
+        for (int s = 0; s < steps.Length; s++) release[s] = [];
+        foreach (var (id, s) in lastUse) release[s].Add(id);
+        return release.Select(r => r.ToArray()).ToArray();
+    }
+}

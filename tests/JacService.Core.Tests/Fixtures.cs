@@ -1,0 +1,74 @@
+using System.Text.Json;
+using JacService.Core.Models;
+
+namespace JacService.Core.Tests;
+
+/// <summary>The committed fixtures: ONNX files exported by torch and float64 references from functorch.</summary>
+public static class Fixtures
+{
+    public static string Root { get; } = FindRoot();
+
+    public static string ModelsDir => Path.Combine(Root, "tests", "fixtures", "models");
+
+    public static IEnumerable<string> Names =>
+        Directory.GetFiles(Path.Combine(Root, "tests", "fixtures", "reference"), "*.json")
+            .Select(Path.GetFileNameWithoutExtension).Order()!;
+
+    public static string ModelPath(string name) => Path.Combine(ModelsDir, name, "1", "model.onnx");
+
+    public static Reference Load(string name)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "tests", "fixtures", "reference", name + ".json")));
+        var r = doc.RootElement;
+        return new Reference(
+            name,
+            Tensors(r.GetProperty("inputs")),
+            Tensors(r.GetProperty("outputs")),
+            r.GetProperty("jacobians").EnumerateObject().ToDictionary(w => w.Name, w => Tensors(w.Value)));
+    }
+
+    private static Dictionary<string, RefTensor> Tensors(JsonElement e) => e.EnumerateObject().ToDictionary(
+        p => p.Name,
+        p => new RefTensor(
+            p.Value.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
+            p.Value.GetProperty("data").EnumerateArray().Select(x => x.GetDouble()).ToArray()));
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "JacService.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("JacService.sln not found above " + AppContext.BaseDirectory);
+    }
+}
+
+public sealed record RefTensor(long[] Shape, double[] Data)
+{
+    public HostTensor ToHost() => new(Shape, Data.Select(d => (float)d).ToArray());
+
+    /// <summary>Sample <paramref name="b"/> without the batch axis.</summary>
+    public RefTensor Sample(int b)
+    {
+        long per = Data.Length / Shape[0];
+        return new RefTensor(Shape[1..], Data.Skip((int)(b * per)).Take((int)per).ToArray());
+    }
+}
+
+public sealed record Reference(
+    string Model,
+    Dictionary<string, RefTensor> Inputs,
+    Dictionary<string, RefTensor> Outputs,
+    Dictionary<string, Dictionary<string, RefTensor>> Jacobians);
+
+public static class Compare
+{
+    /// <summary>Max abs error within tolerance × the largest reference entry, shapes equal.</summary>
+    public static void Close(RefTensor expected, long[] shape, IReadOnlyList<float> actual, double tolerance, string what)
+    {
+        Assert.True(expected.Shape.SequenceEqual(shape), $"{what}: shape [{string.Join(",", shape)}], expected [{string.Join(",", expected.Shape)}]");
+        Assert.Equal(expected.Data.Length, actual.Count);
+        double scale = Math.Max(expected.Data.Max(Math.Abs), 1e-12);
+        double worst = 0;
+        for (int i = 0; i < actual.Count; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected.Data[i]));
+        Assert.True(worst <= tolerance * scale, $"{what}: max abs error {worst:E3} > {tolerance} x {scale:E3}");
+    }
+}
