@@ -215,6 +215,13 @@ public sealed class ModelVersion : IDisposable
         return (outputs, jacobians.Select((jac, j) => jac.reshape([batch, .. outShapes[j], .. sampleShape])).ToArray());
     }
 
+    /// <summary>Outputs only, as device tensors in the caller's scope.</summary>
+    internal Tensor[] Forward(Tensor[] inputs)
+    {
+        using var plan = LeasePlan(inputs);
+        return Evaluator.Run(Graph, plan.Plan, inputs).Values;
+    }
+
     /// <summary>Pushes caller-given tangents <paramref name="seed"/> [K, ..input] through the whole graph.</summary>
     internal Evaluator.Result Jvp(Tensor[] inputs, int wrt, Tensor seed)
     {

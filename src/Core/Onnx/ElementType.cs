@@ -13,9 +13,9 @@ public enum ElementType
     Double = 11,
 }
 
-internal static class ElementTypes
+public static class ElementTypes
 {
-    public static bool TryFromOnnx(int code, out ElementType type)
+    internal static bool TryFromOnnx(int code, out ElementType type)
     {
         type = (ElementType)code;
         return Enum.IsDefined(type);
@@ -38,7 +38,7 @@ internal static class ElementTypes
     /// Every float type computes in the engine's compute type (float32 when serving; float64 in rule tests),
     /// every integer type as int64 (indices and shapes), so ops never meet mixed widths.
     /// </summary>
-    public static torch.ScalarType DeviceType(this ElementType t, torch.ScalarType computeType) => t switch
+    internal static torch.ScalarType DeviceType(this ElementType t, torch.ScalarType computeType) => t switch
     {
         ElementType.Float or ElementType.Float16 or ElementType.Double => computeType,
         ElementType.Int32 or ElementType.Int64 => torch.ScalarType.Int64,

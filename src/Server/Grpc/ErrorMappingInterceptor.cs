@@ -1,0 +1,57 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using JacService.Core;
+using JacService.Server.Execution;
+using JacService.Server.Models;
+
+namespace JacService.Server.Grpc;
+
+/// <summary>
+/// Turns engine and registry exceptions into gRPC status codes with the message that says what was expected and
+/// what arrived. Anything unexpected becomes INTERNAL with a correlation id; the details go to the log only.
+/// </summary>
+public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> logger) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context);
+        }
+        catch (RpcException)
+        {
+            throw;
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
+        }
+        catch (Exception e) when (Map(e) is { } code)
+        {
+            throw new RpcException(new Status(code, e.Message));
+        }
+        catch (Exception e)
+        {
+            var id = Guid.NewGuid().ToString("N")[..12];
+            LogInternalError(e, context.Method, id);
+            throw new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
+        }
+    }
+
+    private static StatusCode? Map(Exception e) => e switch
+    {
+        InvalidRequestException => StatusCode.InvalidArgument,
+        // An input the model cannot evaluate (e.g. a dynamic axis of a size its graph rejects) is the caller's to fix.
+        NodeEvaluationException => StatusCode.InvalidArgument,
+        ResultTooLargeException => StatusCode.ResourceExhausted,
+        ExecutorBusyException => StatusCode.ResourceExhausted,
+        ModelNotFoundException => StatusCode.NotFound,
+        ModelUnavailableException => StatusCode.Unavailable,
+        ModelFailedException => StatusCode.FailedPrecondition,
+        _ => null,
+    };
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Internal error in {Method} (correlation id {CorrelationId})")]
+    private partial void LogInternalError(Exception exception, string method, string correlationId);
+}

@@ -1,0 +1,16 @@
+using JacService.Core.Models;
+
+namespace JacService.Server.Models;
+
+public enum ModelState
+{
+    Loading,
+    Ready,
+    Failed,
+}
+
+/// <summary>What the registry knows of one model version; replaced whole when its state changes.</summary>
+public sealed record ModelEntry(string Name, int Version, ModelState State, string Error, ModelVersion? Model)
+{
+    public static ModelEntry Loading(string name, int version) => new(name, version, ModelState.Loading, "", null);
+}

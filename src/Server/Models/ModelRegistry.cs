@@ -1,0 +1,70 @@
+using System.Collections.Immutable;
+using JacService.Core.Models;
+
+namespace JacService.Server.Models;
+
+/// <summary>The request named a model or version the repository does not have. Maps to NOT_FOUND.</summary>
+public sealed class ModelNotFoundException(string message) : Exception(message);
+
+/// <summary>The version exists but is still loading. Maps to UNAVAILABLE.</summary>
+public sealed class ModelUnavailableException(string message) : Exception(message);
+
+/// <summary>The version exists but failed to load. Maps to FAILED_PRECONDITION.</summary>
+public sealed class ModelFailedException(string message) : Exception(message);
+
+/// <summary>
+/// The loaded model versions. The whole table is an immutable snapshot swapped atomically, so readers never lock
+/// and a request resolves against one consistent view.
+/// </summary>
+public sealed class ModelRegistry : IDisposable
+{
+    private ImmutableSortedDictionary<(string Name, int Version), ModelEntry> _entries =
+        ImmutableSortedDictionary<(string, int), ModelEntry>.Empty;
+    private volatile bool _repositoryLoaded;
+
+    /// <summary>True once every version found at start has finished loading (READY or FAILED).</summary>
+    public bool RepositoryLoaded => _repositoryLoaded;
+
+    public IReadOnlyList<ModelEntry> Entries => _entries.Values.ToList();
+
+    public void Set(ModelEntry entry) =>
+        ImmutableInterlocked.Update(ref _entries, e => e.SetItem((entry.Name, entry.Version), entry));
+
+    public void MarkRepositoryLoaded() => _repositoryLoaded = true;
+
+    /// <summary>The entry for a name and version text ("" = highest READY version, else the highest found).</summary>
+    public ModelEntry Find(string name, string version)
+    {
+        var versions = _entries.Values.Where(e => e.Name == name).ToList();
+        if (versions.Count == 0)
+        {
+            var known = _entries.Keys.Select(k => k.Name).Distinct().ToList();
+            throw new ModelNotFoundException(
+                $"model '{name}' not found; the repository has {(known.Count == 0 ? "no models" : string.Join(", ", known))}");
+        }
+        if (string.IsNullOrEmpty(version))
+            return versions.Where(e => e.State == ModelState.Ready).MaxBy(e => e.Version) ?? versions.MaxBy(e => e.Version)!;
+        if (!int.TryParse(version, out int v) || v <= 0)
+            throw new ModelNotFoundException($"version '{version}' of model '{name}' not found; versions are positive integers");
+        return versions.FirstOrDefault(e => e.Version == v)
+            ?? throw new ModelNotFoundException(
+                $"version {v} of model '{name}' not found; it has versions {string.Join(", ", versions.Select(e => e.Version))}");
+    }
+
+    /// <summary>A READY model version, or the exception that says why it cannot serve.</summary>
+    public ModelVersion Resolve(string name, string version)
+    {
+        var entry = Find(name, version);
+        return entry.State switch
+        {
+            ModelState.Ready => entry.Model!,
+            ModelState.Loading => throw new ModelUnavailableException($"model '{name}' version {entry.Version} is still loading"),
+            _ => throw new ModelFailedException($"model '{name}' version {entry.Version} failed to load: {entry.Error}"),
+        };
+    }
+
+    public void Dispose()
+    {
+        foreach (var entry in _entries.Values) entry.Model?.Dispose();
+    }
+}

@@ -1,0 +1,92 @@
+using JacService.Core;
+using JacService.Core.Models;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Server.Models;
+
+/// <summary>
+/// Scans the repository at start and loads every version. A version that cannot load is recorded as FAILED with
+/// the reason; nothing a model file holds stops the others from loading or the server from serving.
+/// </summary>
+public sealed partial class ModelRepositoryLoader(
+    ModelRegistry registry,
+    IOptions<ModelRepositoryOptions> repository,
+    EngineLimits limits,
+    ILogger<ModelRepositoryLoader> logger) : BackgroundService
+{
+    public const string ModelFileName = "model.onnx";
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
+    {
+        var root = repository.Value.FullRoot;
+        var found = Scan(root);
+        foreach (var (name, version, _) in found) registry.Set(ModelEntry.Loading(name, version));
+        LogScanned(found.Count, root);
+
+        foreach (var (name, version, path) in found)
+        {
+            if (stoppingToken.IsCancellationRequested) return;
+            registry.Set(Load(name, version, path));
+        }
+        registry.MarkRepositoryLoaded();
+        LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
+    }, stoppingToken);
+
+    private List<(string Name, int Version, string Path)> Scan(string root)
+    {
+        var found = new List<(string, int, string)>();
+        foreach (var modelDir in Directory.EnumerateDirectories(root).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(modelDir);
+            foreach (var versionDir in Directory.EnumerateDirectories(modelDir))
+            {
+                var folder = Path.GetFileName(versionDir);
+                if (int.TryParse(folder, out int version) && version > 0 && folder == version.ToString())
+                    found.Add((name, version, Path.Combine(versionDir, ModelFileName)));
+                else
+                    LogIgnoredFolder(versionDir);
+            }
+        }
+        return found.OrderBy(f => f.Item1, StringComparer.Ordinal).ThenBy(f => f.Item2).ToList();
+    }
+
+    private ModelEntry Load(string name, int version, string path)
+    {
+        try
+        {
+            if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
+            var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
+            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
+            return new ModelEntry(name, version, ModelState.Ready, "", model);
+        }
+        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException)
+        {
+            LogFailed(name, version, e.Message);
+            return new ModelEntry(name, version, ModelState.Failed, e.Message, null);
+        }
+        catch (Exception e)
+        {
+            // Anything else is our bug, but one model's bug must not take the others down.
+            LogFailedUnexpectedly(e, name, version);
+            return new ModelEntry(name, version, ModelState.Failed, $"internal error while loading: {e.Message}", null);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Found {Count} model versions under {Root}")]
+    private partial void LogScanned(int count, string root);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Ignoring {Folder}: version folders are positive integers")]
+    private partial void LogIgnoredFolder(string folder);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes")]
+    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
+    private partial void LogFailed(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load with an unexpected error")]
+    private partial void LogFailedUnexpectedly(Exception exception, string model, int version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Repository loaded: {Ready} of {Total} model versions ready")]
+    private partial void LogRepositoryLoaded(int ready, int total);
+}
