@@ -1,4 +1,5 @@
 using JacService.Core.Models;
+using JacService.Testing;
 using TorchSharp;
 
 namespace JacService.Core.Tests;
@@ -18,7 +19,7 @@ public class FixtureModelTests
         var reference = Fixtures.Load(name);
         using var model = Load(name);
         using var scope = torch.NewDisposeScope();
-        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => p.Value.ToHost()), batched: true);
+        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats)), batched: true);
         var result = model.Predict(inputs);
         foreach (var (output, expected) in reference.Outputs)
             Compare.Close(expected, result.Outputs[output].Shape, result.Outputs[output].Data, 1e-4, $"{name}.{output}");
@@ -31,7 +32,7 @@ public class FixtureModelTests
         var reference = Fixtures.Load(name);
         using var model = Load(name);
         using var scope = torch.NewDisposeScope();
-        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => p.Value.ToHost()), batched: true);
+        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats)), batched: true);
         foreach (var (wrt, perOutput) in reference.Jacobians)
         {
             var result = model.Jacobian(inputs, model.ResolveWrt(wrt), model.ResolveOf([]));
@@ -49,7 +50,7 @@ public class FixtureModelTests
         using var whole = Load(name);
         using var chunked = ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = 256 << 10 });
         using var scope = torch.NewDisposeScope();
-        var host = reference.Inputs.ToDictionary(p => p.Key, p => p.Value.ToHost());
+        var host = reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats));
         var wrt = whole.ResolveWrt(reference.Jacobians.Keys.First());
         var a = whole.Jacobian(whole.ValidateInputs(host, true), wrt, whole.ResolveOf([]));
         var b = chunked.Jacobian(chunked.ValidateInputs(host, true), wrt, chunked.ResolveOf([]));

@@ -1,7 +1,6 @@
 using System.Text.Json;
-using JacService.Core.Models;
 
-namespace JacService.Core.Tests;
+namespace JacService.Testing;
 
 /// <summary>The committed fixtures: ONNX files exported by torch and float64 references from functorch.</summary>
 public static class Fixtures
@@ -43,7 +42,7 @@ public static class Fixtures
 
 public sealed record RefTensor(long[] Shape, double[] Data)
 {
-    public HostTensor ToHost() => new(Shape, Data.Select(d => (float)d).ToArray());
+    public float[] Floats => Data.Select(d => (float)d).ToArray();
 
     /// <summary>Sample <paramref name="b"/> without the batch axis.</summary>
     public RefTensor Sample(int b)

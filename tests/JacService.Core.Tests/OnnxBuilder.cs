@@ -36,6 +36,12 @@ public static class Dists
 /// <summary>A graph input of a test model and the values it is fed.</summary>
 public sealed record TestInput(string Name, long[] Shape, double[] Data, bool Differentiated);
 
+/// <summary>ONNX element type codes.</summary>
+public static class OnnxType
+{
+    public const int Float = 1, Int64 = 7, Bool = 9, Double = 11;
+}
+
 /// <summary>
 /// Builds small ONNX models for the rule tests: float graph inputs (differentiated by default), random or given
 /// initializers, nodes with attributes. Graph inputs declare symbolic dims so the loader does not pre-plan a
@@ -43,7 +49,7 @@ public sealed record TestInput(string Name, long[] Shape, double[] Data, bool Di
 /// </summary>
 public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
 {
-    public const int Float = 1, Int64 = 7, Bool = 9, Double = 11;
+    private const int Float = OnnxType.Float, Int64 = OnnxType.Int64, Double = OnnxType.Double;
 
     private readonly GraphProto _graph = new() { Name = "rule_test" };
     private readonly Random _rng = new(seed);
@@ -102,13 +108,18 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
         return Initializer(t);
     }
 
-    public static TensorProto Tensor(int type, long[] shape, params double[] values)
+    /// <summary>A float64 tensor value (for attributes such as Constant's and ConstantOfShape's value).</summary>
+    public static TensorProto Doubles(long[] shape, params double[] values)
+    {
+        var t = Tensor(Double, shape);
+        t.DoubleData.Add(values);
+        return t;
+    }
+
+    private static TensorProto Tensor(int type, long[] shape)
     {
         var t = new TensorProto { DataType = type };
         t.Dims.Add(shape);
-        if (type == Double) t.DoubleData.Add(values);
-        else if (type == Float) t.FloatData.Add(values.Select(v => (float)v));
-        else if (type == Int64) t.Int64Data.Add(values.Select(v => (long)v));
         return t;
     }
 

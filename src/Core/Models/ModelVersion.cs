@@ -137,7 +137,8 @@ public sealed class ModelVersion : IDisposable
         {
             float v = data[i];
             if (!float.IsFinite(v))
-                throw new InvalidRequestException($"input '{sig.Name}' holds {v} at flat index {i}; inputs must be finite");
+                throw new InvalidRequestException(
+                    $"input '{sig.Name}' holds {(float.IsNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf")} at flat index {i}; inputs must be finite");
             if (integral && (v != MathF.Round(v) || (sig.ElementType == ElementType.Bool && v is not (0 or 1))))
                 throw new InvalidRequestException(
                     $"input '{sig.Name}' is {sig.ElementType.OnnxName()} but holds {v} at flat index {i}");

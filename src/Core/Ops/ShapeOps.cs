@@ -258,7 +258,10 @@ internal static class ShapeOps
             () => $"Pad mode '{mode}' is supported on the last two axes only");
         var y = nn.functional.pad(x.Value, argument, padMode, value);
         // Linear in the data: the padding itself is constant, so the tangent is padded with zeros (or reflected alike).
-        var t = x.Tangent is null ? null : nn.functional.pad(x.Tangent, argument, padMode, 0);
+        // Reflect and replicate accept only inputs of x's rank, so there the basis axis is folded into axis 0 (never padded).
+        var t = x.Tangent is null ? null
+            : padMode == TorchSharp.PaddingModes.Constant ? nn.functional.pad(x.Tangent, argument, padMode, 0)
+            : Tangents.FoldBasis(x.Tangent, v => nn.functional.pad(v, argument, padMode, 0));
         return [new Dual(y, t)];
     }
 }

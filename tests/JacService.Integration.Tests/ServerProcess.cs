@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using JacService.Protos.V1;
+using JacService.Testing;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>
+/// The real server as its own process on a free loopback port, serving a temporary repository with every
+/// fixture model next to broken ones (garbage bytes, an unsupported op, an invalid graph, a missing file).
+/// </summary>
+public sealed class ServerProcess : IAsyncLifetime
+{
+    private readonly Process _process = new();
+    private readonly List<string> _log = [];
+
+    public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
+    public int Port { get; } = FreePort();
+    public string Target => $"127.0.0.1:{Port}";
+    public GrpcChannel Channel { get; private set; } = null!;
+    public JacobianService.JacobianServiceClient Client { get; private set; } = null!;
+    public int ProcessId => _process.Id;
+    public bool HasExited => _process.HasExited;
+
+    public string Log
+    {
+        get { lock (_log) return string.Join('\n', _log); }
+    }
+
+    public async Task InitializeAsync()
+    {
+        BuildRepository();
+        var serverDll = ServerDll();
+        _process.StartInfo = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { serverDll, "--urls", $"http://{Target}", $"--Models:Root={RepositoryRoot}" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        _process.StartInfo.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+
+        Channel = GrpcChannel.ForAddress($"http://{Target}", new GrpcChannelOptions { MaxReceiveMessageSize = 256 << 20, MaxSendMessageSize = 256 << 20 });
+        Client = new JacobianService.JacobianServiceClient(Channel);
+        await WaitUntilServing(TimeSpan.FromSeconds(60));
+    }
+
+    private async Task WaitUntilServing(TimeSpan timeout)
+    {
+        var health = new Health.HealthClient(Channel);
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"server exited with {_process.ExitCode}:\n{Log}");
+            try
+            {
+                var reply = await health.CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddSeconds(2));
+                if (reply.Status == HealthCheckResponse.Types.ServingStatus.Serving) return;
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                // Not listening yet.
+            }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"server not SERVING after {timeout}:\n{Log}");
+    }
+
+    /// <summary>Resident memory of the server process in bytes.</summary>
+    public long ResidentBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        throw new InvalidOperationException("VmRSS not found");
+    }
+
+    private void BuildRepository()
+    {
+        foreach (var dir in Directory.GetDirectories(Fixtures.ModelsDir))
+            CopyVersion(Path.Combine(dir, "1"), Path.Combine(RepositoryRoot, Path.GetFileName(dir), "1"));
+        var bad = Path.Combine(Fixtures.Root, "tests", "fixtures", "bad");
+        CopyVersion(Path.Combine(bad, "unsupported_op", "1"), Path.Combine(RepositoryRoot, "unsupported_op", "1"));
+        CopyVersion(Path.Combine(bad, "invalid_graph", "1"), Path.Combine(RepositoryRoot, "invalid_graph", "1"));
+
+        Directory.CreateDirectory(Path.Combine(RepositoryRoot, "garbage", "1"));
+        File.WriteAllBytes(Path.Combine(RepositoryRoot, "garbage", "1", "model.onnx"),
+            Enumerable.Range(0, 4096).Select(i => (byte)(i * 7919 % 251)).ToArray());
+        Directory.CreateDirectory(Path.Combine(RepositoryRoot, "missing_file", "1"));
+        File.WriteAllText(Path.Combine(RepositoryRoot, "missing_file", "1", "README.txt"), "no model.onnx here");
+
+        // A second, newer version of mlp_tanh so "latest" resolution is exercised.
+        CopyVersion(Path.Combine(Fixtures.ModelsDir, "mlp_tanh", "1"), Path.Combine(RepositoryRoot, "mlp_tanh", "2"));
+    }
+
+    private static void CopyVersion(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+    }
+
+    private static string ServerDll()
+    {
+        // Same configuration as this test assembly: bin/<Configuration>/net10.0/linux-x64/
+        var here = new DirectoryInfo(AppContext.BaseDirectory);
+        var tail = Path.GetRelativePath(Path.Combine(Fixtures.Root, "tests", "JacService.Integration.Tests"), here.FullName);
+        var dll = Path.Combine(Fixtures.Root, "src", "Server", tail, "JacService.Server.dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException("server build output not found", dll);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public async Task DisposeAsync()
+    {
+        Channel?.Dispose();
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+        try { Directory.Delete(RepositoryRoot, recursive: true); } catch (IOException) { }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServerCollection : ICollectionFixture<ServerProcess>
+{
+    public const string Name = "server";
+}
