@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Google.Protobuf;
+using Grpc.Net.Client;
+using JacService.Core.Models;
+using JacService.Protos.V1;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp;
+
+// Usage: dotnet run -c Release --project bench/JacService.Bench -- [--seconds 3] [--batch 1,16,256] [--models a,b] [--no-peer]
+var options = BenchOptions.Parse(args);
+var root = BenchOptions.FindRoot();
+var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
+var models = options.Models ?? Directory.GetDirectories(modelsDir).Select(Path.GetFileName).Order().ToArray()!;
+
+Console.Error.WriteLine($"JacService benchmark: models {string.Join(",", models)}, batches {string.Join(",", options.Batches)}, {options.Seconds}s per point");
+using var server = ServerUnderTest.Start(root, modelsDir);
+using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}",
+    new GrpcChannelOptions { MaxReceiveMessageSize = 512 << 20, MaxSendMessageSize = 512 << 20 });
+var client = new JacobianService.JacobianServiceClient(channel);
+await server.WaitUntilReady(client);
+
+var peer = options.NoPeer ? [] : Peer.RunFunctorch(root, models, options);
+var rows = new List<string>();
+var predictRows = new List<string>();
+torch.set_num_threads(1);
+
+foreach (var name in models)
+{
+    var bytes = File.ReadAllBytes(Path.Combine(modelsDir, name!, "1", "model.onnx"));
+    using var model = ModelVersion.Load(name!, 1, bytes, new EngineLimits());
+    using var ort = new InferenceSession(bytes, new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1 });
+    int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
+    var of = model.ResolveOf([]);
+
+    foreach (var batch in options.Batches)
+    {
+        var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
+
+        // In-process: the engine alone on this thread, one intra-op thread.
+        double inProcess = Measure.PerSecond(batch, options.Seconds, () =>
+        {
+            using var scope = torch.NewDisposeScope();
+            using var mode = torch.inference_mode();
+            model.Jacobian(inputs, wrt, of);
+        });
+
+        var request = new BatchJacobianRequest { Model = name, Wrt = model.Inputs[wrt].Name };
+        for (int i = 0; i < inputs.Length; i++) request.Inputs[model.Inputs[i].Name] = Inputs.ToProto(inputs[i]);
+        double grpc1 = Measure.PerSecond(batch, options.Seconds, () => client.BatchJacobian(request));
+        double grpc2 = Measure.PerSecondConcurrent(batch, options.Seconds, 2, () => client.BatchJacobian(request));
+
+        var p = peer.FirstOrDefault(x => x.Model == name && x.Batch == batch);
+        string peerText = p is null ? "n/a" : p.JacobiansPerSecond is { } v ? Fmt(v) : "skipped (" + p.Note + ")";
+        string ratio = p?.JacobiansPerSecond is { } pv ? $"{Math.Max(grpc1, grpc2) / pv:F2}x" : "n/a";
+        rows.Add($"| {name} | {batch} | {Fmt(inProcess)} | {Fmt(grpc1)} | {Fmt(grpc2)} | {peerText} | {ratio} |");
+        Console.Error.WriteLine(rows[^1]);
+
+        // Predict beside ONNX Runtime.
+        var predict = new PredictRequest { Model = name };
+        foreach (var (k, v) in request.Inputs) predict.Inputs[k] = v;
+        double predictGrpc = Measure.PerSecondConcurrent(batch, options.Seconds, 2, () => client.Predict(predict));
+        double predictInProcess = Measure.PerSecond(batch, options.Seconds, () =>
+        {
+            using var scope = torch.NewDisposeScope();
+            using var mode = torch.inference_mode();
+            model.Predict(inputs);
+        });
+        var ortInputs = model.Inputs.Select((sig, i) => NamedOnnxValue.CreateFromTensor(sig.Name,
+            new DenseTensor<float>(inputs[i].Data, inputs[i].Shape.Select(d => (int)d).ToArray()))).ToList();
+        double ortRate = Measure.PerSecond(batch, options.Seconds, () => { using var r = ort.Run(ortInputs); });
+        predictRows.Add($"| {name} | {batch} | {Fmt(predictInProcess)} | {Fmt(predictGrpc)} | {Fmt(ortRate)} | {predictInProcess / ortRate:F2}x |");
+        Console.Error.WriteLine(predictRows[^1]);
+    }
+}
+
+Console.WriteLine($"BatchJacobian, Jacobians/s (median of timed windows); machine: {Environment.ProcessorCount} vCPUs; peer threads: {peer.FirstOrDefault()?.Threads.ToString() ?? "n/a"}");
+Console.WriteLine();
+Console.WriteLine("| model | batch | JacService in-process (1 thread) | JacService gRPC, 1 client | JacService gRPC, 2 clients | functorch vmap(jacfwd) | gRPC best / functorch |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+rows.ForEach(Console.WriteLine);
+Console.WriteLine();
+Console.WriteLine("Predict, samples/s");
+Console.WriteLine();
+Console.WriteLine("| model | batch | JacService in-process (1 thread) | JacService gRPC, 2 clients | ONNX Runtime (1 thread) | in-process / ORT |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+predictRows.ForEach(Console.WriteLine);
+return 0;
+
+static string Fmt(double v) => v >= 1000 ? (v / 1000).ToString("F1", CultureInfo.InvariantCulture) + "k" : v.ToString("F0", CultureInfo.InvariantCulture);
+
+sealed record BenchOptions(double Seconds, int[] Batches, string[]? Models, bool NoPeer)
+{
+    public static BenchOptions Parse(string[] args)
+    {
+        string? Value(string flag) => args.SkipWhile(a => a != flag).Skip(1).FirstOrDefault();
+        return new BenchOptions(
+            double.Parse(Value("--seconds") ?? "3", CultureInfo.InvariantCulture),
+            (Value("--batch") ?? "1,16,256").Split(',').Select(int.Parse).ToArray(),
+            Value("--models")?.Split(','),
+            args.Contains("--no-peer"));
+    }
+
+    public static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "JacService.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("JacService.sln not found");
+    }
+}
+
+static class Inputs
+{
+    public static HostTensor Random(long[] signature, int batch)
+    {
+        var shape = signature.Select((d, i) => i == 0 ? batch : d).ToArray();
+        var rng = new Random(42);
+        long n = shape.Aggregate(1L, (p, d) => p * d);
+        return new HostTensor(shape, Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+    }
+
+    public static JacService.Protos.V1.Tensor ToProto(HostTensor h)
+    {
+        var t = new JacService.Protos.V1.Tensor();
+        t.Shape.AddRange(h.Shape);
+        t.Data.AddRange(h.Data);
+        return t;
+    }
+}
+
+static class Measure
+{
+    /// <summary>Items per second: median over timed windows after one warm-up call.</summary>
+    public static double PerSecond(int items, double seconds, Action call) => PerSecondConcurrent(items, seconds, 1, call);
+
+    public static double PerSecondConcurrent(int items, double seconds, int callers, Action call)
+    {
+        call(); // warm-up: plan building, JIT
+        var windows = new List<double>();
+        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < end || windows.Count < 3)
+        {
+            var start = Stopwatch.GetTimestamp();
+            int calls = 0;
+            var windowEnd = start + (long)(seconds / 5 * Stopwatch.Frequency);
+            Parallel.For(0, callers, new ParallelOptions { MaxDegreeOfParallelism = callers }, _ =>
+            {
+                do
+                {
+                    call();
+                    Interlocked.Increment(ref calls);
+                } while (Stopwatch.GetTimestamp() < windowEnd);
+            });
+            windows.Add(calls * (double)items / Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        windows.Sort();
+        return windows[windows.Count / 2];
+    }
+}
+
+sealed record PeerPoint(string Model, int Batch, double? JacobiansPerSecond, int Threads, string Note);
+
+static class Peer
+{
+    /// <summary>Runs Debian's PyTorch with OpenBLAS: functorch.vmap(functorch.jacfwd(f)) on the same models.</summary>
+    public static List<PeerPoint> RunFunctorch(string root, IEnumerable<string?> models, BenchOptions options)
+    {
+        var start = new ProcessStartInfo("/usr/bin/python3")
+        {
+            ArgumentList =
+            {
+                Path.Combine(root, "bench", "peer_functorch.py"),
+                "--models", string.Join(",", models), "--batch", string.Join(",", options.Batches),
+                "--seconds", options.Seconds.ToString(CultureInfo.InvariantCulture),
+            },
+            RedirectStandardOutput = true,
+        };
+        start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        using var process = Process.Start(start)!;
+        var points = new List<PeerPoint>();
+        string? line;
+        while ((line = process.StandardOutput.ReadLine()) is not null)
+        {
+            if (!line.StartsWith('{')) continue;
+            using var doc = JsonDocument.Parse(line);
+            var e = doc.RootElement;
+            double? rate = e.TryGetProperty("jacobians_per_s", out var r) && r.ValueKind == JsonValueKind.Number ? r.GetDouble() : null;
+            points.Add(new PeerPoint(e.GetProperty("model").GetString()!, e.GetProperty("batch").GetInt32(), rate,
+                e.TryGetProperty("threads", out var t) && t.ValueKind == JsonValueKind.Number ? t.GetInt32() : 0,
+                e.TryGetProperty("skipped", out var s) ? s.ToString() : ""));
+            Console.Error.WriteLine("peer: " + line);
+        }
+        process.WaitForExit();
+        return points;
+    }
+}
+
+sealed class ServerUnderTest : IDisposable
+{
+    private readonly Process _process;
+    public int Port { get; }
+
+    private ServerUnderTest(Process process, int port) => (_process, Port) = (process, port);
+
+    public static ServerUnderTest Start(string root, string modelsDir)
+    {
+        var tail = Path.GetRelativePath(Path.Combine(root, "bench", "JacService.Bench"), AppContext.BaseDirectory);
+        var dll = Path.Combine(root, "src", "Server", tail, "JacService.Server.dll");
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { dll, "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning" },
+            UseShellExecute = false,
+        };
+        return new ServerUnderTest(Process.Start(start)!, port);
+    }
+
+    public async Task WaitUntilReady(JacobianService.JacobianServiceClient client)
+    {
+        for (int i = 0; i < 300; i++)
+        {
+            try
+            {
+                var list = await client.ListModelsAsync(new ListModelsRequest());
+                if (list.Models.Count > 0 && list.Models.All(m => m.State != "LOADING")) return;
+            }
+            catch (Grpc.Core.RpcException) { }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException("server did not load its models");
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}
