@@ -15,6 +15,19 @@ using TorchSharp;
 // Usage: dotnet run -c Release --project bench/JacService.Bench -- [--seconds 3] [--batch 1,16,256] [--models a,b] [--no-peer] [-- server args]
 var options = BenchOptions.Parse(args);
 var root = BenchOptions.FindRoot();
+
+if (args.Contains("--batching"))
+{
+    // Usage: ... -- --batching [--concurrency 1,4,16,64,256] [--seconds 5] [-- server args]
+    string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+    var levels = (Flag("--concurrency") ?? "1,4,16,64,256").Split(',').Select(int.Parse).ToArray();
+    var points = await JacService.Bench.BatchingBench.RunAsync(root, "mlp_tanh", levels, options.Seconds, options.ServerArgs);
+    Console.WriteLine("Single-sample Jacobian requests for mlp_tanh (32 -> 256 -> 256 -> 16), N concurrent callers");
+    Console.WriteLine();
+    Console.WriteLine(JacService.Bench.BatchingBench.Header);
+    points.ForEach(p => Console.WriteLine(JacService.Bench.BatchingBench.Row(p)));
+    return 0;
+}
 var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
 var models = options.Models ?? Directory.GetDirectories(modelsDir).Select(Path.GetFileName).Order().ToArray()!;
 

@@ -165,7 +165,6 @@ public sealed class ModelVersion : IDisposable
 
     public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of)
     {
-        CheckResultSize(inputs, wrt, of);
         var device = ToDevice(inputs);
         var (outputs, jacobians) = JacobianTensors(device, wrt, of);
         return new EngineResult(
@@ -243,8 +242,11 @@ public sealed class ModelVersion : IDisposable
                 Enumerable.Range(0, of.Length).Select(j => cat(parts.Select(p => p.Jacobians[j]).ToArray(), 0)).ToArray());
     }
 
-    /// <summary>Refuses, before any work, a result over the size limit (sizes from the batch-1 plan).</summary>
-    private void CheckResultSize(HostTensor[] inputs, int wrt, int[] of)
+    /// <summary>
+    /// Refuses, before any work, a result over the size limit. Sizes come from the batch-1 plan, built at load for
+    /// models whose non-batch axes are static (so this is managed-only for them).
+    /// </summary>
+    public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of)
     {
         long batch = inputs[0].Shape[0];
         var sampleShapes = inputs.Select(i => (long[])[1, .. i.Shape[1..]]).ToArray();

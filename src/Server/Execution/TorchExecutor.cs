@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Microsoft.Extensions.Options;
 using TorchSharp;
 
 namespace JacService.Server.Execution;
@@ -17,11 +16,10 @@ public sealed class TorchExecutor : IDisposable
     private readonly BlockingCollection<WorkItem> _queue;
     private readonly Thread[] _threads;
 
-    public TorchExecutor(IOptions<ExecutionOptions> options)
+    public TorchExecutor(int threads, int intraOpThreads, int capacity)
     {
-        var o = options.Value;
-        _queue = new BlockingCollection<WorkItem>(o.QueueCapacity);
-        _threads = Enumerable.Range(0, o.Threads).Select(i => new Thread(() => Loop(o.IntraOpThreads))
+        _queue = new BlockingCollection<WorkItem>(capacity);
+        _threads = Enumerable.Range(0, threads).Select(i => new Thread(() => Loop(intraOpThreads))
         {
             IsBackground = true,
             Name = $"torch-executor-{i}",

@@ -1,4 +1,5 @@
 using JacService.Core.Models;
+using JacService.Server.Batching;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
@@ -15,13 +16,15 @@ public static class JacServiceExtensions
         services.AddValidatedOptions<ModelRepositoryOptions>(ModelRepositoryOptions.Section);
         services.AddValidatedOptions<EngineOptions>(EngineOptions.Section);
         services.AddValidatedOptions<LimitsOptions>(LimitsOptions.Section);
-        services.AddValidatedOptions<ExecutionOptions>(ExecutionOptions.Section);
+        services.AddValidatedOptions<BatchingOptions>(BatchingOptions.Section);
+        services.AddSingleton(TimeProvider.System);
 
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<LimitsOptions>>().Value
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
         services.AddSingleton<ModelRegistry>();
         services.AddHostedService<ModelRepositoryLoader>();
-        services.AddSingleton<TorchExecutor>();
+        var drain = builder.Configuration.GetSection(BatchingOptions.Section).Get<BatchingOptions>()?.DrainTimeout ?? TimeSpan.FromSeconds(10);
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
 
         var limits = builder.Configuration.GetSection(LimitsOptions.Section).Get<LimitsOptions>() ?? new LimitsOptions();
         services.AddGrpc(o =>

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using JacService.Core;
+using JacService.Server.Batching;
 using JacService.Server.Execution;
 using JacService.Server.Models;
 
@@ -25,7 +26,10 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
-            throw new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
+            // The client went away or its deadline passed; it will not read this status, but the log and metrics will.
+            throw new RpcException(context.Deadline <= DateTime.UtcNow
+                ? new Status(StatusCode.DeadlineExceeded, "the deadline passed before the request ran")
+                : new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
         }
         catch (Exception e) when (Map(e) is { } code)
         {
@@ -49,6 +53,8 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         ModelNotFoundException => StatusCode.NotFound,
         ModelUnavailableException => StatusCode.Unavailable,
         ModelFailedException => StatusCode.FailedPrecondition,
+        QueueDeadlineExceededException => StatusCode.DeadlineExceeded,
+        BatcherStoppedException => StatusCode.Unavailable,
         _ => null,
     };
 

@@ -1,7 +1,7 @@
 using Grpc.Core;
 using JacService.Core.Models;
 using JacService.Protos.V1;
-using JacService.Server.Execution;
+using JacService.Server.Batching;
 using JacService.Server.Models;
 
 namespace JacService.Server.Grpc;
@@ -10,13 +10,14 @@ namespace JacService.Server.Grpc;
 /// The public API: maps messages to engine calls and back. Validation happens here, before queuing, so a bad
 /// request costs no executor time; the error interceptor turns exceptions into status codes.
 /// </summary>
-public sealed class JacobianGrpcService(ModelRegistry registry, TorchExecutor executor) : JacobianService.JacobianServiceBase
+public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianService.JacobianServiceBase
 {
     public override async Task<PredictResponse> Predict(PredictRequest request, ServerCallContext context)
     {
-        var model = registry.Resolve(request.Model, request.Version);
+        var entry = registry.Resolve(request.Model, request.Version);
+        var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
-        var result = await executor.RunAsync(() => model.Predict(inputs), context.CancellationToken);
+        var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, Deadline(context), context.CancellationToken);
         var response = new PredictResponse { Model = model.Name, Version = model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         return response;
@@ -46,13 +47,19 @@ public sealed class JacobianGrpcService(ModelRegistry registry, TorchExecutor ex
         Google.Protobuf.Collections.MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of,
         bool batched, ServerCallContext context)
     {
-        var model = registry.Resolve(name, version);
+        var entry = registry.Resolve(name, version);
+        var model = entry.Model!;
         var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
         int wrtIndex = model.ResolveWrt(wrt);
         var ofIndices = model.ResolveOf(of);
-        var result = await executor.RunAsync(() => model.Jacobian(host, wrtIndex, ofIndices), context.CancellationToken);
+        model.CheckResultSize(host, wrtIndex, ofIndices);
+        var key = WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices);
+        var result = await entry.Batcher!.SubmitAsync(key, host, Deadline(context), context.CancellationToken);
         return (model, result);
     }
+
+    private static DateTimeOffset? Deadline(ServerCallContext context) =>
+        context.Deadline == DateTime.MaxValue ? null : new DateTimeOffset(context.Deadline.ToUniversalTime());
 
     public override Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
     {
@@ -78,6 +85,19 @@ public sealed class JacobianGrpcService(ModelRegistry registry, TorchExecutor ex
             info.Inputs.AddRange(model.Inputs.Select(TensorMapping.ToInfo));
             info.Outputs.AddRange(model.Outputs.Select(TensorMapping.ToInfo));
             info.Opset = model.Graph.Opset;
+        }
+        if (entry.Batcher is { } batcher)
+        {
+            var (batches, rows, padded) = batcher.Executed;
+            info.Batching = new BatchingStats
+            {
+                Batches = batches,
+                Rows = rows,
+                PaddedRows = padded,
+                QueuedRows = batcher.Load.QueuedRows,
+                MaxBatchSize = batcher.Options.MaxBatchSize,
+                MaxQueueDelayUs = batcher.Options.MaxQueueDelayMicroseconds,
+            };
         }
         return info;
     }

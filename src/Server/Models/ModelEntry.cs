@@ -1,4 +1,5 @@
 using JacService.Core.Models;
+using JacService.Server.Batching;
 
 namespace JacService.Server.Models;
 
@@ -10,7 +11,7 @@ public enum ModelState
 }
 
 /// <summary>What the registry knows of one model version; replaced whole when its state changes.</summary>
-public sealed record ModelEntry(string Name, int Version, ModelState State, string Error, ModelVersion? Model)
+public sealed record ModelEntry(string Name, int Version, ModelState State, string Error, ModelVersion? Model, ModelBatcher? Batcher)
 {
-    public static ModelEntry Loading(string name, int version) => new(name, version, ModelState.Loading, "", null);
+    public static ModelEntry Loading(string name, int version) => new(name, version, ModelState.Loading, "", null, null);
 }

@@ -51,20 +51,30 @@ public sealed class ModelRegistry : IDisposable
                 $"version {v} of model '{name}' not found; it has versions {string.Join(", ", versions.Select(e => e.Version))}");
     }
 
-    /// <summary>A READY model version, or the exception that says why it cannot serve.</summary>
-    public ModelVersion Resolve(string name, string version)
+    /// <summary>A READY model version (with its model and batcher), or the exception that says why it cannot serve.</summary>
+    public ModelEntry Resolve(string name, string version)
     {
         var entry = Find(name, version);
         return entry.State switch
         {
-            ModelState.Ready => entry.Model!,
+            ModelState.Ready => entry,
             ModelState.Loading => throw new ModelUnavailableException($"model '{name}' version {entry.Version} is still loading"),
             _ => throw new ModelFailedException($"model '{name}' version {entry.Version} failed to load: {entry.Error}"),
         };
     }
 
-    public void Dispose()
+    /// <summary>Lets every batcher finish what it has queued (up to the grace period), then frees the models.</summary>
+    public async Task ShutdownAsync(TimeSpan grace)
     {
-        foreach (var entry in _entries.Values) entry.Model?.Dispose();
+        var entries = _entries.Values.ToList();
+        await Task.WhenAll(entries.Where(e => e.Batcher is not null).Select(e => e.Batcher!.DrainAsync(grace)));
+        foreach (var entry in entries)
+        {
+            if (entry.Batcher is not null) await entry.Batcher.DisposeAsync();
+            entry.Model?.Dispose();
+        }
+        _entries = _entries.Clear();
     }
+
+    public void Dispose() => ShutdownAsync(TimeSpan.Zero).GetAwaiter().GetResult();
 }

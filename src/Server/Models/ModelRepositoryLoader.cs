@@ -1,5 +1,6 @@
 using JacService.Core;
 using JacService.Core.Models;
+using JacService.Server.Batching;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Models;
@@ -11,10 +12,20 @@ namespace JacService.Server.Models;
 public sealed partial class ModelRepositoryLoader(
     ModelRegistry registry,
     IOptions<ModelRepositoryOptions> repository,
+    IOptions<BatchingOptions> batching,
     EngineLimits limits,
+    TimeProvider clock,
     ILogger<ModelRepositoryLoader> logger) : BackgroundService
 {
     public const string ModelFileName = "model.onnx";
+    public const string ConfigFileName = "config.json";
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        // Kestrel has stopped taking calls by now; what is queued finishes within the grace period.
+        await registry.ShutdownAsync(batching.Value.DrainTimeout);
+    }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
     {
@@ -55,20 +66,21 @@ public sealed partial class ModelRepositoryLoader(
         try
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
+            var options = batching.Value.WithModelConfig(Path.Combine(repository.Value.FullRoot, name, ConfigFileName));
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
-            return new ModelEntry(name, version, ModelState.Ready, "", model);
+            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock));
         }
-        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
         {
             LogFailed(name, version, e.Message);
-            return new ModelEntry(name, version, ModelState.Failed, e.Message, null);
+            return new ModelEntry(name, version, ModelState.Failed, e.Message, null, null);
         }
         catch (Exception e)
         {
             // Anything else is our bug, but one model's bug must not take the others down.
             LogFailedUnexpectedly(e, name, version);
-            return new ModelEntry(name, version, ModelState.Failed, $"internal error while loading: {e.Message}", null);
+            return new ModelEntry(name, version, ModelState.Failed, $"internal error while loading: {e.Message}", null, null);
         }
     }
 

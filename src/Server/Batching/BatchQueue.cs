@@ -1,0 +1,156 @@
+using JacService.Core.Models;
+
+namespace JacService.Server.Batching;
+
+public enum WorkKind
+{
+    Predict,
+    Jacobian,
+}
+
+/// <summary>
+/// What can share one pass: the same kind of work, the same wrt and of, and the same per-sample input shapes.
+/// </summary>
+public sealed record WorkKey(WorkKind Kind, int Wrt, int[] Of, string SampleShapes)
+{
+    public bool Equals(WorkKey? other) =>
+        other is not null && Kind == other.Kind && Wrt == other.Wrt && Of.SequenceEqual(other.Of) && SampleShapes == other.SampleShapes;
+
+    public override int GetHashCode() => HashCode.Combine(Kind, Wrt, string.Join(",", Of), SampleShapes);
+
+    public static WorkKey For(WorkKind kind, HostTensor[] inputs, int wrt = -1, int[]? of = null) =>
+        new(kind, wrt, of ?? [], string.Join(";", inputs.Select(i => string.Join("x", i.Shape.Skip(1)))));
+}
+
+/// <summary>A request waiting for its rows to be computed; completed once every part has come back.</summary>
+public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedAt, DateTimeOffset? deadline, CancellationToken cancellation)
+{
+    private readonly TaskCompletionSource<EngineResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private EngineResult[] _parts = [];
+    private int _partsLeft;
+
+    public HostTensor[] Inputs { get; } = inputs;
+    public int Rows { get; } = (int)inputs[0].Shape[0];
+    public DateTimeOffset EnqueuedAt { get; } = enqueuedAt;
+    public DateTimeOffset? Deadline { get; } = deadline;
+    public CancellationToken Cancellation { get; } = cancellation;
+    public Task<EngineResult> Task => _completion.Task;
+    public bool IsCompleted => _completion.Task.IsCompleted;
+
+    internal void ExpectParts(int count)
+    {
+        _parts = new EngineResult[count];
+        _partsLeft = count;
+    }
+
+    /// <summary>Records one part's rows; the last one assembles the whole result in row order.</summary>
+    public void CompletePart(int index, EngineResult result)
+    {
+        if (_parts.Length == 1)
+        {
+            _completion.TrySetResult(result);
+            return;
+        }
+        _parts[index] = result;
+        if (Interlocked.Decrement(ref _partsLeft) == 0) _completion.TrySetResult(BatchRows.Concat(_parts));
+    }
+
+    public void Fail(Exception e) => _completion.TrySetException(e);
+
+    public void Cancel() => _completion.TrySetCanceled(Cancellation);
+}
+
+/// <summary>A slice of rows [RowStart, RowStart + Rows) of one request.</summary>
+public sealed record RequestPart(PendingRequest Request, int Index, int RowStart, int Rows);
+
+/// <summary>Parts of requests with one key that run together; Padded ≥ Rows is the bucket size run.</summary>
+public sealed record Batch(WorkKey Key, IReadOnlyList<RequestPart> Parts, int Rows, int Padded);
+
+/// <summary>The deadline of a request passed while it waited. Maps to DEADLINE_EXCEEDED.</summary>
+public sealed class QueueDeadlineExceededException(string message) : Exception(message);
+
+/// <summary>
+/// The batching decisions, free of threads and clocks of its own so they can be tested step by step: requests go
+/// in (split into parts no larger than the max batch), batches come out when full or when their oldest part has
+/// waited the max delay, expired and cancelled requests are dropped on the way.
+/// </summary>
+public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
+{
+    private readonly Dictionary<WorkKey, LinkedList<RequestPart>> _queues = [];
+
+    public int QueuedRows { get; private set; }
+
+    public BatchingOptions Options => options;
+
+    /// <summary>Queues the request; false (and nothing queued) when its rows would exceed the queue capacity.</summary>
+    public bool TryEnqueue(WorkKey key, PendingRequest request)
+    {
+        if (QueuedRows + request.Rows > options.QueueCapacity) return false;
+        int max = options.MaxBatchSize;
+        int parts = (request.Rows + max - 1) / max;
+        request.ExpectParts(parts);
+        if (!_queues.TryGetValue(key, out var queue)) _queues[key] = queue = new LinkedList<RequestPart>();
+        for (int p = 0; p < parts; p++)
+            queue.AddLast(new RequestPart(request, p, p * max, Math.Min(max, request.Rows - p * max)));
+        QueuedRows += request.Rows;
+        return true;
+    }
+
+    /// <summary>When the next batch becomes due by delay alone, or null when nothing waits.</summary>
+    public DateTimeOffset? NextDue =>
+        _queues.Values.Where(q => q.Count > 0).Select(q => (DateTimeOffset?)(q.First!.Value.Request.EnqueuedAt + options.MaxQueueDelay)).Min();
+
+    /// <summary>The next due batch (the one whose oldest part waited longest), or null if none is due yet.</summary>
+    public Batch? TryTakeBatch()
+    {
+        var now = clock.GetUtcNow();
+        foreach (var queue in _queues.Values) DropDead(queue, now);
+
+        var due = _queues
+            .Where(q => q.Value.Count > 0)
+            .Where(q => q.Value.Sum(p => p.Rows) >= options.MaxBatchSize || now - q.Value.First!.Value.Request.EnqueuedAt >= options.MaxQueueDelay)
+            .OrderBy(q => q.Value.First!.Value.Request.EnqueuedAt)
+            .FirstOrDefault();
+        if (due.Value is null) return null;
+
+        var parts = new List<RequestPart>();
+        int rows = 0;
+        var list = due.Value;
+        while (list.First is { } node && rows + node.Value.Rows <= options.MaxBatchSize)
+        {
+            parts.Add(node.Value);
+            rows += node.Value.Rows;
+            list.RemoveFirst();
+        }
+        QueuedRows -= rows;
+        if (list.Count == 0) _queues.Remove(due.Key);
+        return new Batch(due.Key, parts, rows, options.PadToBucket ? options.BucketFor(rows) : rows);
+    }
+
+    /// <summary>Fails every queued request (shutdown without drain).</summary>
+    public void FailAll(Exception e)
+    {
+        foreach (var part in _queues.Values.SelectMany(q => q)) part.Request.Fail(e);
+        _queues.Clear();
+        QueuedRows = 0;
+    }
+
+    private void DropDead(LinkedList<RequestPart> queue, DateTimeOffset now)
+    {
+        for (var node = queue.First; node is not null;)
+        {
+            var next = node.Next;
+            var request = node.Value.Request;
+            if (request.Cancellation.IsCancellationRequested) request.Cancel();
+            else if (request.Deadline is { } deadline && deadline <= now)
+                request.Fail(new QueueDeadlineExceededException(
+                    $"the deadline passed after {(now - request.EnqueuedAt).TotalMilliseconds:F1} ms in the queue; the request was not computed"));
+            if (request.IsCompleted)
+            {
+                queue.Remove(node);
+                QueuedRows -= node.Value.Rows;
+            }
+            node = next;
+        }
+    }
+}

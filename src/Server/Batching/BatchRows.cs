@@ -1,0 +1,60 @@
+using JacService.Core.Models;
+
+namespace JacService.Server.Batching;
+
+/// <summary>Stacking requests' rows into one batch and cutting the batch's results back into rows.</summary>
+public static class BatchRows
+{
+    /// <summary>The batch's inputs: each part's rows in order, then copies of the last row up to <paramref name="padded"/>.</summary>
+    public static HostTensor[] Stack(IReadOnlyList<RequestPart> parts, int padded)
+    {
+        var first = parts[0].Request.Inputs;
+        var stacked = new HostTensor[first.Length];
+        for (int i = 0; i < first.Length; i++)
+        {
+            long per = first[i].Count / first[i].Shape[0];
+            var data = new float[padded * per];
+            int row = 0;
+            foreach (var part in parts)
+            {
+                Array.Copy(part.Request.Inputs[i].Data, part.RowStart * per, data, row * per, part.Rows * per);
+                row += part.Rows;
+            }
+            // Padding repeats a real row, so padded rows stay valid inputs (finite, in range for integer inputs).
+            for (; row < padded; row++) Array.Copy(data, (row - 1) * per, data, row * per, per);
+            stacked[i] = new HostTensor([padded, .. first[i].Shape[1..]], data);
+        }
+        return stacked;
+    }
+
+    /// <summary>Rows [start, start + rows) of every output and Jacobian.</summary>
+    public static EngineResult Slice(EngineResult result, int start, int rows) => new(
+        result.Outputs.ToDictionary(p => p.Key, p => SliceRows(p.Value, start, rows)),
+        result.Jacobians.ToDictionary(p => p.Key, p => SliceRows(p.Value, start, rows)));
+
+    /// <summary>Parts of one request, in row order, as one result.</summary>
+    public static EngineResult Concat(IReadOnlyList<EngineResult> parts) => new(
+        parts[0].Outputs.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Outputs[k]).ToList())),
+        parts[0].Jacobians.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Jacobians[k]).ToList())));
+
+    private static HostTensor SliceRows(HostTensor t, int start, int rows)
+    {
+        long per = t.Shape[0] == 0 ? 0 : t.Count / t.Shape[0];
+        var data = new float[rows * per];
+        Array.Copy(t.Data, start * per, data, 0, rows * per);
+        return new HostTensor([rows, .. t.Shape[1..]], data);
+    }
+
+    private static HostTensor ConcatRows(IReadOnlyList<HostTensor> parts)
+    {
+        long rows = parts.Sum(p => p.Shape[0]);
+        var data = new float[parts.Sum(p => p.Data.Length)];
+        int offset = 0;
+        foreach (var p in parts)
+        {
+            p.Data.CopyTo(data, offset);
+            offset += p.Data.Length;
+        }
+        return new HostTensor([rows, .. parts[0].Shape[1..]], data);
+    }
+}

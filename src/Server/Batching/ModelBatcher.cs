@@ -1,0 +1,189 @@
+using JacService.Core.Models;
+using JacService.Server.Execution;
+
+namespace JacService.Server.Batching;
+
+/// <summary>The batcher is shutting down and takes no new requests. Maps to UNAVAILABLE.</summary>
+public sealed class BatcherStoppedException(string message) : Exception(message);
+
+/// <summary>
+/// The micro-batcher of one model version: requests queue per work key, a dispatcher forms a batch whenever an
+/// executor thread is free and a batch is due (full, or its oldest request waited the max delay), and the
+/// executor runs it as one pass and hands each caller its rows. While the executors are busy, requests pile up
+/// and the next batches come out larger: the queue adapts the batch size to the load.
+/// </summary>
+public sealed class ModelBatcher : IAsyncDisposable
+{
+    private readonly ModelVersion _model;
+    private readonly TimeProvider _clock;
+    private readonly BatchQueue _queue;
+    private readonly TorchExecutor _executor;
+    private readonly SemaphoreSlim _freeExecutors;
+    // Completed to wake the dispatcher; replaced under the lock whenever the dispatcher reads the queue, so a wake
+    // that arrives between that read and the wait is never lost.
+    private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _dispatcher;
+    private readonly object _lock = new();
+    private int _running;
+    private long _batches, _rows, _paddedRows;
+    private volatile bool _accepting = true;
+
+    public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock)
+    {
+        _model = model;
+        _clock = clock;
+        Options = options;
+        _queue = new BatchQueue(options, clock);
+        _executor = new TorchExecutor(options.ExecutorThreads, options.IntraOpThreads, capacity: options.ExecutorThreads * 2);
+        _freeExecutors = new SemaphoreSlim(options.ExecutorThreads);
+        _dispatcher = Task.Run(DispatchLoop);
+    }
+
+    public BatchingOptions Options { get; }
+
+    /// <summary>Rows waiting, and batches running.</summary>
+    public (int QueuedRows, int RunningBatches) Load
+    {
+        get { lock (_lock) return (_queue.QueuedRows, _running); }
+    }
+
+    /// <summary>Batches executed, rows computed for callers, and rows added by padding, since start.</summary>
+    public (long Batches, long Rows, long PaddedRows) Executed => (Interlocked.Read(ref _batches), Interlocked.Read(ref _rows), Interlocked.Read(ref _paddedRows));
+
+    /// <summary>Queues the rows of one request and completes with exactly those rows' results.</summary>
+    public Task<EngineResult> SubmitAsync(WorkKey key, HostTensor[] inputs, DateTimeOffset? deadline, CancellationToken cancellation)
+    {
+        if (!_accepting) throw new BatcherStoppedException($"model '{_model.Name}' version {_model.Version} is shutting down");
+        var request = new PendingRequest(inputs, _clock.GetUtcNow(), deadline, cancellation);
+        lock (_lock)
+        {
+            if (!_queue.TryEnqueue(key, request))
+                throw new ExecutorBusyException(
+                    $"model '{_model.Name}' has {_queue.QueuedRows} rows queued; {request.Rows} more would exceed its queue capacity of {Options.QueueCapacity}");
+        }
+        // A cancelled caller leaves at once; its parts are dropped when the queue next looks at them.
+        if (cancellation.CanBeCanceled)
+        {
+            var registration = cancellation.Register(() => { request.Cancel(); Wake(); });
+            request.Task.ContinueWith(_ => registration.Dispose(), TaskScheduler.Default);
+        }
+        Wake();
+        return request.Task;
+    }
+
+    private void Wake()
+    {
+        lock (_lock) _wake.TrySetResult();
+    }
+
+    private async Task DispatchLoop()
+    {
+        var stop = _stop.Token;
+        try
+        {
+            while (true)
+            {
+                await _freeExecutors.WaitAsync(stop);
+                Batch? batch;
+                DateTimeOffset? due;
+                Task woken;
+                lock (_lock)
+                {
+                    if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    woken = _wake.Task;
+                    batch = _queue.TryTakeBatch();
+                    due = _queue.NextDue;
+                    if (batch is not null) _running++;
+                }
+                if (batch is not null)
+                {
+                    _ = RunAsync(batch);
+                    continue;
+                }
+                _freeExecutors.Release();
+                if (!_accepting && due is null) return;
+
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                var delay = due is { } d ? Max(d - _clock.GetUtcNow(), TimeSpan.Zero) : Timeout.InfiniteTimeSpan;
+                await Task.WhenAny(woken, Task.Delay(delay, _clock, waiting.Token));
+                waiting.Cancel();
+                stop.ThrowIfCancellationRequested();
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private async Task RunAsync(Batch batch)
+    {
+        try
+        {
+            var live = batch.Parts.Where(p => !p.Request.IsCompleted).ToList();
+            if (live.Count > 0)
+            {
+                var result = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
+                int row = 0;
+                foreach (var part in live)
+                {
+                    part.Request.CompletePart(part.Index, BatchRows.Slice(result, row, part.Rows));
+                    row += part.Rows;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            foreach (var part in batch.Parts) part.Request.Fail(e);
+        }
+        finally
+        {
+            lock (_lock) _running--;
+            _freeExecutors.Release();
+            Wake();
+        }
+    }
+
+    private EngineResult Execute(Batch batch)
+    {
+        int rows = batch.Parts.Sum(p => p.Rows);
+        int padded = Math.Max(batch.Padded, rows);
+        var inputs = BatchRows.Stack(batch.Parts, padded);
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _rows, rows);
+        Interlocked.Add(ref _paddedRows, padded - rows);
+        return batch.Key.Kind == WorkKind.Predict
+            ? _model.Predict(inputs)
+            : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of);
+    }
+
+    /// <summary>Stops taking requests and lets what is queued finish, up to <paramref name="grace"/>.</summary>
+    public async Task DrainAsync(TimeSpan grace)
+    {
+        _accepting = false;
+        Wake();
+        var deadline = _clock.GetUtcNow() + grace;
+        while (true)
+        {
+            var (queued, running) = Load;
+            if (queued == 0 && running == 0) break;
+            if (_clock.GetUtcNow() >= deadline)
+            {
+                lock (_lock) _queue.FailAll(new BatcherStoppedException("the server shut down before this request ran"));
+                break;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(5), _clock);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _accepting = false;
+        _stop.Cancel();
+        try { await _dispatcher; } catch (OperationCanceledException) { }
+        _executor.Dispose();
+        _stop.Dispose();
+    }
+}

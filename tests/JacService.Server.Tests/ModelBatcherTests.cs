@@ -1,0 +1,102 @@
+using JacService.Core.Models;
+using JacService.Server.Batching;
+using JacService.Server.Execution;
+using JacService.Testing;
+
+namespace JacService.Server.Tests;
+
+/// <summary>The batcher around a real model (the MLP fixture) on the real clock.</summary>
+public sealed class ModelBatcherTests : IDisposable
+{
+    private readonly ModelVersion _model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits());
+
+    public void Dispose() => _model.Dispose();
+
+    private static HostTensor[] Sample(int seed, int rows = 1)
+    {
+        var rng = new Random(seed);
+        return [new HostTensor([rows, 32], Enumerable.Range(0, rows * 32).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray())];
+    }
+
+    private static WorkKey JacobianKey(HostTensor[] inputs) => WorkKey.For(WorkKind.Jacobian, inputs, 0, [0]);
+
+    [Fact]
+    public async Task ConcurrentRequestsShareBatchesAndEachGetsItsOwnAnswer()
+    {
+        var alone = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 1, ExecutorThreads = 1 }, TimeProvider.System);
+        var merged = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 20_000, ExecutorThreads = 1 }, TimeProvider.System);
+        await using (alone)
+        await using (merged)
+        {
+            var inputs = Enumerable.Range(0, 48).Select(i => Sample(i, rows: 1 + i % 3)).ToList();
+            var together = await Task.WhenAll(inputs.Select(x => merged.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None)));
+            Assert.True(merged.Executed.Batches < inputs.Count / 4, $"{merged.Executed.Batches} batches for {inputs.Count} requests");
+
+            for (int i = 0; i < inputs.Count; i++)
+            {
+                var single = await alone.SubmitAsync(JacobianKey(inputs[i]), inputs[i], null, CancellationToken.None);
+                // Not bit-for-bit: the GEMM kernels block differently for different row counts, so sums associate
+                // differently; the difference is float32 rounding, far below the 1e-4 the service promises.
+                AssertClose(single.Jacobians["y"], together[i].Jacobians["y"]);
+                AssertClose(single.Outputs["y"], together[i].Outputs["y"]);
+            }
+        }
+    }
+
+    private static void AssertClose(HostTensor expected, HostTensor actual)
+    {
+        Assert.Equal(expected.Shape, actual.Shape);
+        float scale = expected.Data.Max(MathF.Abs);
+        for (int i = 0; i < expected.Data.Length; i++)
+            Assert.True(MathF.Abs(expected.Data[i] - actual.Data[i]) <= 1e-6f * scale, $"entry {i}: {expected.Data[i]} vs {actual.Data[i]}");
+    }
+
+    [Fact]
+    public async Task PaddedBatchesGiveTheSameAnswers()
+    {
+        await using var padded = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, PadToBucket = true, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var plain = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, ExecutorThreads = 1 }, TimeProvider.System);
+        var x = Sample(7, rows: 5);
+        var a = await padded.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
+        var b = await plain.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
+        AssertClose(b.Jacobians["y"], a.Jacobians["y"]);
+        Assert.Equal(3, padded.Executed.PaddedRows);
+        Assert.Equal(0, plain.Executed.PaddedRows);
+    }
+
+    [Fact]
+    public async Task AFullQueueRefusesAtOnce()
+    {
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System);
+        var x = Sample(1, rows: 3);
+        var queued = new List<Task<EngineResult>> { batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None) };
+        queued.Add(batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None));
+        // Refused synchronously, before anything is queued.
+        Assert.Throws<ExecutorBusyException>(() => { _ = batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None); });
+        await batcher.DrainAsync(TimeSpan.FromSeconds(30));
+        Assert.All(queued, t => Assert.True(t.IsCompletedSuccessfully));
+    }
+
+    [Fact]
+    public async Task DrainFinishesWhatIsQueuedThenRefuses()
+    {
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 50_000, ExecutorThreads = 1 }, TimeProvider.System);
+        var calls = Enumerable.Range(0, 20).Select(i => Sample(i)).Select(x => batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None)).ToList();
+        await batcher.DrainAsync(TimeSpan.FromSeconds(30));
+        Assert.All(calls, t => Assert.True(t.IsCompletedSuccessfully));
+        var late = Sample(99);
+        Assert.Throws<BatcherStoppedException>(() => { _ = batcher.SubmitAsync(JacobianKey(late), late, null, CancellationToken.None); });
+    }
+
+    [Fact]
+    public async Task ADeadlineThatPassesInTheQueueIsNeverComputed()
+    {
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 200_000, ExecutorThreads = 1 }, TimeProvider.System);
+        var x = Sample(3);
+        var expiring = batcher.SubmitAsync(JacobianKey(x), x, DateTimeOffset.UtcNow.AddMilliseconds(20), CancellationToken.None);
+        var patient = batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
+        await Assert.ThrowsAsync<QueueDeadlineExceededException>(() => expiring);
+        await patient;
+        Assert.Equal(1, batcher.Executed.Rows);
+    }
+}
