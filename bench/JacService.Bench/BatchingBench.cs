@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using Grpc.Net.Client;
 using HdrHistogram;
 using JacService.Protos.V1;
 
@@ -20,11 +19,7 @@ internal static class BatchingBench
         foreach (var (mode, args) in new[] { ("on", serverArgs), ("off", serverArgs.Append("--Batching:MaxBatchSize=1").ToArray()) })
         {
             using var server = ServerUnderTest.Start(root, Path.Combine(root, "tests", "fixtures", "models"), args);
-            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}", new GrpcChannelOptions
-            {
-                // Past ~100 concurrent streams per connection Kestrel makes callers wait; let the client open more.
-                HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
-            });
+            using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}");
             var client = new JacobianService.JacobianServiceClient(channel);
             await server.WaitUntilReady(client);
             foreach (var concurrency in levels)
@@ -33,6 +28,7 @@ internal static class BatchingBench
                 points.Add(point);
                 Console.Error.WriteLine(Row(point));
             }
+            if (mode == "on") points.Add(await RpcCeiling(client, model, levels.Max(), seconds));
         }
         return points;
     }
@@ -75,6 +71,25 @@ internal static class BatchingBench
         double batches = after.Batches - before.Batches;
         return new Point(mode, concurrency, results.Sum(r => r.Count) / elapsed, Ms(50), Ms(95), Ms(99),
             batches > 0 ? (after.Rows - before.Rows) / batches : 0);
+    }
+
+    /// <summary>GetModel calls (no tensor work at all): what the RPC path alone allows on this machine.</summary>
+    private static async Task<Point> RpcCeiling(JacobianService.JacobianServiceClient client, string model, int concurrency, double seconds)
+    {
+        long count = 0;
+        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
+        {
+            while (Stopwatch.GetTimestamp() < end)
+            {
+                await client.GetModelAsync(new GetModelRequest { Model = model });
+                Interlocked.Increment(ref count);
+            }
+        })));
+        var point = new Point("GetModel (no compute)", concurrency, count / clock.Elapsed.TotalSeconds, double.NaN, double.NaN, double.NaN, double.NaN);
+        Console.Error.WriteLine(Row(point));
+        return point;
     }
 
     public static string Header =>

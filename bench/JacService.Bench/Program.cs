@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Google.Protobuf;
-using Grpc.Net.Client;
 using JacService.Core.Models;
 using JacService.Core.Onnx;
 using JacService.Protos.V1;
@@ -33,14 +32,7 @@ var models = options.Models ?? Directory.GetDirectories(modelsDir).Select(Path.G
 
 Console.Error.WriteLine($"JacService benchmark: models {string.Join(",", models)}, batches {string.Join(",", options.Batches)}, {options.Seconds}s per point");
 using var server = ServerUnderTest.Start(root, modelsDir, options.ServerArgs);
-using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}",
-    new GrpcChannelOptions
-    {
-        MaxReceiveMessageSize = 512 << 20,
-        MaxSendMessageSize = 512 << 20,
-        // Large Jacobians: a wide HTTP/2 window saves flow-control round trips on every response.
-        HttpHandler = new SocketsHttpHandler { InitialHttp2StreamWindowSize = 16 << 20, EnableMultipleHttp2Connections = true },
-    });
+using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}", maxMessageMiB: 512);
 var client = new JacobianService.JacobianServiceClient(channel);
 await server.WaitUntilReady(client);
 
@@ -146,13 +138,7 @@ static class Inputs
         return new HostTensor(shape, Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
     }
 
-    public static JacService.Protos.V1.Tensor ToProto(HostTensor h)
-    {
-        var t = new JacService.Protos.V1.Tensor();
-        t.Shape.AddRange(h.Shape);
-        t.Data.AddRange(h.Data);
-        return t;
-    }
+    public static JacService.Protos.V1.Tensor ToProto(HostTensor h) => JacService.Client.Tensors.Create(h.Data, h.Shape);
 }
 
 static class Measure

@@ -8,6 +8,7 @@ namespace JacService.Integration.Tests;
 [Collection(ServerCollection.Name)]
 public class BadInputTests(ServerProcess server)
 {
+    // Built by hand, not with the client's Tensors.Create: these tensors are malformed on purpose.
     private static Tensor T(long[] shape, float[]? data = null)
     {
         var t = new Tensor();

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
+using JacService.Client;
 using JacService.Protos.V1;
 using JacService.Testing;
 
@@ -48,7 +49,7 @@ public sealed class ServerProcess : IAsyncLifetime
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
 
-        Channel = GrpcChannel.ForAddress($"http://{Target}", new GrpcChannelOptions { MaxReceiveMessageSize = 256 << 20, MaxSendMessageSize = 256 << 20 });
+        Channel = JacServiceChannel.Create($"http://{Target}");
         Client = new JacobianService.JacobianServiceClient(Channel);
         await WaitUntilServing(TimeSpan.FromSeconds(60));
     }

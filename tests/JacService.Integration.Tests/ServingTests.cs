@@ -11,13 +11,7 @@ public class ServingTests(ServerProcess server)
 
     public static TheoryData<string> Models => new(Fixtures.Names);
 
-    internal static Tensor ToProto(RefTensor t)
-    {
-        var p = new Tensor();
-        p.Shape.AddRange(t.Shape);
-        p.Data.AddRange(t.Floats);
-        return p;
-    }
+    internal static Tensor ToProto(RefTensor t) => JacService.Client.Tensors.Create(t.Floats, t.Shape);
 
     [Theory]
     [MemberData(nameof(Models))]
@@ -82,6 +76,7 @@ public class ServingTests(ServerProcess server)
         Assert.Equal(2, response.Outputs.Count);
         var expected = reference.Jacobians.Values.Single()["log_var"];
         Compare.Close(expected, response.Jacobians["log_var"].Shape.ToArray(), response.Jacobians["log_var"].Data, Tolerance, "log_var");
+        Compare.Close(expected.Sample(1), [3, 6], JacService.Client.Tensors.Row(response.Jacobians["log_var"], 1), Tolerance, "log_var row 1");
     }
 
     [Fact]

@@ -104,8 +104,16 @@ public sealed class ModelBatcher : IAsyncDisposable
                 _freeExecutors.Release();
                 if (!_accepting && due is null) return;
 
-                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop);
                 var delay = due is { } d ? Max(d - _clock.GetUtcNow(), TimeSpan.Zero) : Timeout.InfiniteTimeSpan;
+                if (due is { } at && delay < PreciseWaitBelow && ReferenceEquals(_clock, TimeProvider.System))
+                {
+                    // Timers tick about once a millisecond, which would stretch a 500 µs max delay to ~1 ms for a lone
+                    // caller. Short waits yield in a loop instead; an executor is free meanwhile, so a core is idle.
+                    var spin = new SpinWait();
+                    while (!woken.IsCompleted && _clock.GetUtcNow() < at) spin.SpinOnce(sleep1Threshold: -1);
+                    continue;
+                }
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop);
                 await Task.WhenAny(woken, Task.Delay(delay, _clock, waiting.Token));
                 waiting.Cancel();
                 stop.ThrowIfCancellationRequested();
@@ -115,6 +123,8 @@ public sealed class ModelBatcher : IAsyncDisposable
         {
         }
     }
+
+    private static readonly TimeSpan PreciseWaitBelow = TimeSpan.FromMilliseconds(2);
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
