@@ -46,6 +46,16 @@ public class BatchQueueTests
     }
 
     [Fact]
+    public void WhileAnotherBatchRunsAPartialBatchLeavesWithoutWaiting()
+    {
+        var queue = Queue(max: 4, delayMicros: 1000);
+        queue.TryEnqueue(Key, Request(1));
+        queue.TryEnqueue(Key, Request(1));
+        Assert.Null(queue.TryTakeBatch(othersRunning: false));
+        Assert.Equal(2, queue.TryTakeBatch(othersRunning: true)!.Rows);
+    }
+
+    [Fact]
     public void BatchSizeOneTurnsBatchingOff()
     {
         var queue = Queue(max: 1, delayMicros: 1_000_000);

@@ -100,15 +100,19 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     public DateTimeOffset? NextDue =>
         _queues.Values.Where(q => q.Count > 0).Select(q => (DateTimeOffset?)(q.First!.Value.Request.EnqueuedAt + options.MaxQueueDelay)).Min();
 
-    /// <summary>The next due batch (the one whose oldest part waited longest), or null if none is due yet.</summary>
-    public Batch? TryTakeBatch()
+    /// <summary>
+    /// The next due batch (the one whose oldest part waited longest), or null if none is due yet. With
+    /// <paramref name="othersRunning"/>, a partial batch is due at once: the running batch already made its rows
+    /// wait, and waiting longer would only leave a free executor idle.
+    /// </summary>
+    public Batch? TryTakeBatch(bool othersRunning = false)
     {
         var now = clock.GetUtcNow();
         foreach (var queue in _queues.Values) DropDead(queue, now);
 
         var due = _queues
             .Where(q => q.Value.Count > 0)
-            .Where(q => q.Value.Sum(p => p.Rows) >= options.MaxBatchSize || now - q.Value.First!.Value.Request.EnqueuedAt >= options.MaxQueueDelay)
+            .Where(q => othersRunning || q.Value.Sum(p => p.Rows) >= options.MaxBatchSize || now - q.Value.First!.Value.Request.EnqueuedAt >= options.MaxQueueDelay)
             .OrderBy(q => q.Value.First!.Value.Request.EnqueuedAt)
             .FirstOrDefault();
         if (due.Value is null) return null;

@@ -8,9 +8,10 @@ public sealed class BatcherStoppedException(string message) : Exception(message)
 
 /// <summary>
 /// The micro-batcher of one model version: requests queue per work key, a dispatcher forms a batch whenever an
-/// executor thread is free and a batch is due (full, or its oldest request waited the max delay), and the
-/// executor runs it as one pass and hands each caller its rows. While the executors are busy, requests pile up
-/// and the next batches come out larger: the queue adapts the batch size to the load.
+/// executor thread is free and a batch is due (full, its oldest request waited the max delay, or another batch is
+/// already running), and the executor runs it as one pass and hands each caller its rows. While the executors are
+/// busy, requests pile up and the next batches come out larger: the batch size follows the load, and the max
+/// delay is only paid when the model is idle.
 /// </summary>
 public sealed class ModelBatcher : IAsyncDisposable
 {
@@ -92,7 +93,7 @@ public sealed class ModelBatcher : IAsyncDisposable
                 {
                     if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     woken = _wake.Task;
-                    batch = _queue.TryTakeBatch();
+                    batch = _queue.TryTakeBatch(othersRunning: _running > 0);
                     due = _queue.NextDue;
                     if (batch is not null) _running++;
                 }
