@@ -13,7 +13,7 @@ namespace JacService.Integration.Tests;
 /// The real server as its own process on a free loopback port, serving a temporary repository with every
 /// fixture model next to broken ones (garbage bytes, an unsupported op, an invalid graph, a missing file).
 /// </summary>
-public sealed class ServerProcess : IAsyncLifetime
+public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 {
     private readonly Process _process = new();
     private readonly List<string> _log = [];
@@ -25,6 +25,10 @@ public sealed class ServerProcess : IAsyncLifetime
     public JacobianService.JacobianServiceClient Client { get; private set; } = null!;
     public int ProcessId => _process.Id;
     public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Extra command-line settings, set before <see cref="InitializeAsync"/>.</summary>
+    public string[] ExtraArgs { get; init; } = [];
 
     public string Log
     {
@@ -42,6 +46,7 @@ public sealed class ServerProcess : IAsyncLifetime
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var arg in ExtraArgs) _process.StartInfo.ArgumentList.Add(arg);
         _process.StartInfo.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
@@ -74,6 +79,11 @@ public sealed class ServerProcess : IAsyncLifetime
         }
         throw new TimeoutException($"server not SERVING after {timeout}:\n{Log}");
     }
+
+    /// <summary>Sends SIGTERM, as Kubernetes does when it stops a pod.</summary>
+    public void Terminate() => Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit();
+
+    public Task WaitForExitAsync(CancellationToken cancellation) => _process.WaitForExitAsync(cancellation);
 
     /// <summary>Resident memory of the server process in bytes.</summary>
     public long ResidentBytes()
@@ -123,6 +133,8 @@ public sealed class ServerProcess : IAsyncLifetime
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+
+    async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
 
     public async Task DisposeAsync()
     {

@@ -67,7 +67,8 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task AFullQueueRefusesAtOnce()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System);
+        // Nothing runs and no batch is due (not full, delay 10 s): the rows stay queued.
         var x = Sample(1, rows: 3);
         var queued = new List<Task<EngineResult>> { batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None) };
         queued.Add(batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None));

@@ -42,8 +42,8 @@ internal static class LinearAlgebra
         var y = a.Value.matmul(b.Value);
 
         Tensor? t = null;
-        if (a.Tangent is { } ta) t = TangentTimesValue(ta, a.Rank, b.Value, outShape.Length);
-        if (b.Tangent is { } tb) t = Tangents.Sum(t, ValueTimesTangent(a.Value, tb, b.Rank, outShape.Length));
+        if (a.Tangent is { } ta) t = TangentTimesValue(ta, a.Rank, b.Value);
+        if (b.Tangent is { } tb) t = Tangents.Sum(t, ValueTimesTangent(a.Value, tb, b.Rank));
         return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
     }
 
@@ -64,7 +64,7 @@ internal static class LinearAlgebra
 
     // Per direction the tangent is a matrix (or vector) like its value; vectors are promoted to matrices and the
     // tangent gets unit batch axes after the basis axis so the basis axis never meets the other operand's batch.
-    private static Tensor TangentTimesValue(Tensor ta, long rankA, Tensor b, int outRank)
+    private static Tensor TangentTimesValue(Tensor ta, long rankA, Tensor b)
     {
         bool aVector = rankA == 1, bVector = b.dim() == 1;
         var ta2 = aVector ? ta.unsqueeze(1) : ta;
@@ -76,7 +76,7 @@ internal static class LinearAlgebra
         return r;
     }
 
-    private static Tensor ValueTimesTangent(Tensor a, Tensor tb, long rankB, int outRank)
+    private static Tensor ValueTimesTangent(Tensor a, Tensor tb, long rankB)
     {
         bool aVector = a.dim() == 1, bVector = rankB == 1;
         var a2 = aVector ? a.unsqueeze(0) : a;
