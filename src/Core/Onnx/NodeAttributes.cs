@@ -45,10 +45,7 @@ public sealed class GraphNode
 }
 
 /// <summary>A named graph input or output as the model declares it (-1 for dynamic axes).</summary>
-public sealed record TensorSignature(string Name, ElementType ElementType, long[] Shape)
-{
-    public string ShapeText => "[" + string.Join(", ", Shape.Select(d => d < 0 ? "?" : d.ToString())) + "]";
-}
+public sealed record TensorSignature(string Name, ElementType ElementType, long[] Shape);
 
 /// <summary>Initial values of a graph: initializers and Constant nodes' payloads are read by this.</summary>
 internal static class ConstantTensors

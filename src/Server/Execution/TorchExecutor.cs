@@ -27,8 +27,6 @@ public sealed class TorchExecutor : IDisposable
         foreach (var t in _threads) t.Start();
     }
 
-    public int QueueLength => _queue.Count;
-
     /// <summary>Queues work; it is skipped if the caller has gone before a thread picks it up.</summary>
     public Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellation)
     {
