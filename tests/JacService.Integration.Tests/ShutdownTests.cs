@@ -9,20 +9,21 @@ public class ShutdownTests
     [Fact]
     public async Task QueuedRequestsFinishAfterSigterm()
     {
-        // A long max delay keeps the requests queued when the signal arrives.
-        await using var server = new ServerProcess { ExtraArgs = ["--Batching:MaxQueueDelayMicroseconds=400000", "--Batching:MaxBatchSize=256"] };
+        // A 10 s max delay (the allowed maximum) keeps the requests queued until the signal: only the drain can run them in time.
+        await using var server = new ServerProcess { ExtraArgs = ["--Batching:MaxQueueDelayMicroseconds=10000000", "--Batching:MaxBatchSize=256"] };
         await server.InitializeAsync();
         var reference = Fixtures.Load("mlp_tanh");
         var x = reference.Inputs["x"];
 
         var calls = Enumerable.Range(0, 3).Select(b => server.Client.JacobianAsync(
             new JacobianRequest { Model = "mlp_tanh", Inputs = { ["x"] = ServingTests.ToProto(x.Sample(b)) } }).ResponseAsync).ToList();
-        await Task.Delay(100);
-        var queued = (await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" })).Batching.QueuedRows;
+        long queued = 0;
+        for (var wait = DateTime.UtcNow.AddSeconds(20); queued < 3 && DateTime.UtcNow < wait; await Task.Delay(50))
+            queued = (await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" })).Batching.QueuedRows;
         Assert.Equal(3, queued);
 
         server.Terminate();
-        var responses = await Task.WhenAll(calls);
+        var responses = await Task.WhenAll(calls).WaitAsync(TimeSpan.FromSeconds(8));
         for (int b = 0; b < responses.Length; b++)
             Compare.Close(reference.Jacobians["x"]["y"].Sample(b), responses[b].Jacobians["y"].Shape.ToArray(), responses[b].Jacobians["y"].Data, 1e-4, $"sample {b}");
 

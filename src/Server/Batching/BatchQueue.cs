@@ -102,8 +102,8 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
 
     /// <summary>
     /// The next due batch (the one whose oldest part waited longest), or null if none is due yet. With
-    /// <paramref name="othersRunning"/>, a partial batch is due at once: the running batch already made its rows
-    /// wait, and waiting longer would only leave a free executor idle.
+    /// <paramref name="othersRunning"/> (another batch runs, or the batcher is draining), a partial batch is due at
+    /// once: waiting longer would only leave a free executor idle.
     /// </summary>
     public Batch? TryTakeBatch(bool othersRunning = false)
     {

@@ -93,7 +93,8 @@ public sealed class ModelBatcher : IAsyncDisposable
                 {
                     if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     woken = _wake.Task;
-                    batch = _queue.TryTakeBatch(othersRunning: _running > 0);
+                    // Draining: nothing new will join a partial batch, so waiting out the delay would only stall shutdown.
+                    batch = _queue.TryTakeBatch(othersRunning: _running > 0 || !_accepting);
                     due = _queue.NextDue;
                     if (batch is not null) _running++;
                 }
@@ -170,11 +171,17 @@ public sealed class ModelBatcher : IAsyncDisposable
             : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of);
     }
 
-    /// <summary>Stops taking requests and lets what is queued finish, up to <paramref name="grace"/>.</summary>
-    public async Task DrainAsync(TimeSpan grace)
+    /// <summary>Stops taking requests; what is queued is dispatched without waiting out the max delay.</summary>
+    public void BeginDrain()
     {
         _accepting = false;
         Wake();
+    }
+
+    /// <summary>Stops taking requests and lets what is queued finish, up to <paramref name="grace"/>.</summary>
+    public async Task DrainAsync(TimeSpan grace)
+    {
+        BeginDrain();
         var deadline = _clock.GetUtcNow() + grace;
         while (true)
         {

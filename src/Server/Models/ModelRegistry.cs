@@ -63,6 +63,12 @@ public sealed class ModelRegistry : IDisposable
         };
     }
 
+    /// <summary>Every batcher stops taking requests and runs what it has queued at once.</summary>
+    public void BeginDrain()
+    {
+        foreach (var entry in _entries.Values) entry.Batcher?.BeginDrain();
+    }
+
     /// <summary>Lets every batcher finish what it has queued (up to the grace period), then frees the models.</summary>
     public async Task ShutdownAsync(TimeSpan grace)
     {

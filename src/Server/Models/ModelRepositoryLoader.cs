@@ -15,6 +15,7 @@ public sealed partial class ModelRepositoryLoader(
     IOptions<BatchingOptions> batching,
     EngineLimits limits,
     TimeProvider clock,
+    IHostApplicationLifetime lifetime,
     ILogger<ModelRepositoryLoader> logger) : BackgroundService
 {
     public const string ModelFileName = "model.onnx";
@@ -29,6 +30,9 @@ public sealed partial class ModelRepositoryLoader(
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
     {
+        // Kestrel waits for calls in flight before hosted services stop: the batchers must start draining at the
+        // signal, or queued calls would sit out their max delay while Kestrel waits for them.
+        lifetime.ApplicationStopping.Register(registry.BeginDrain);
         var root = repository.Value.FullRoot;
         var found = Scan(root);
         foreach (var (name, version, _) in found) registry.Set(ModelEntry.Loading(name, version));
