@@ -32,6 +32,9 @@ public sealed class ModelVersion : IDisposable
     public IReadOnlyList<TensorSignature> Inputs => Graph.Inputs;
     public IReadOnlyList<TensorSignature> Outputs => Graph.Outputs;
 
+    /// <summary>Where parameters and passes live, as telemetry reports it. Every tensor is created on the CPU today.</summary>
+    public string Device => "cpu";
+
     /// <summary>
     /// Reads and validates the model, moves its initializers to the device, and, where every non-batch axis is
     /// static, builds the batch-1 plan so a graph that cannot evaluate fails here rather than on a request.

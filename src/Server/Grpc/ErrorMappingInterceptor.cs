@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using JacService.Core;
@@ -33,11 +34,13 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
         catch (Exception e) when (Map(e) is { } code)
         {
+            Activity.Current?.AddException(e);
             throw new RpcException(new Status(code, e.Message));
         }
         catch (Exception e)
         {
             var id = Guid.NewGuid().ToString("N")[..12];
+            Activity.Current?.AddException(e);
             LogInternalError(e, context.Method, id);
             throw new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
         }
