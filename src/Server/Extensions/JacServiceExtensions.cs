@@ -55,7 +55,7 @@ public static class JacServiceExtensions
     private static void ConfigureEndpoints(this WebApplicationBuilder builder)
     {
         var telemetry = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
-        int? metricsPort = telemetry.ServesMetrics ? telemetry.MetricsPort : null;
+        int? metricsPort = telemetry.ServesMetrics ? telemetry.MetricsPort() : null;
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureEndpointDefaults(endpoint =>
             endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2));
     }

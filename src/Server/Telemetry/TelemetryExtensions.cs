@@ -51,7 +51,7 @@ public static class TelemetryExtensions
                     .AddSource(JacServiceTelemetry.Name)
                     .AddAspNetCoreInstrumentation(o =>
                     {
-                        o.EnrichWithHttpResponse = (activity, _) => GrpcSpanStatus.Apply(activity);
+                        o.EnrichWithHttpResponse = (activity, _) => GrpcSpanAttributes.AddEarlierConventions(activity);
                         // The health and reflection services are polled constantly; their spans would drown the rest.
                         o.Filter = context => !context.Request.Path.StartsWithSegments("/grpc.health.v1.Health")
                             && !context.Request.Path.StartsWithSegments("/grpc.reflection.v1alpha.ServerReflection")
@@ -76,7 +76,7 @@ public static class TelemetryExtensions
     {
         var options = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
         if (options.ServesMetrics)
-            app.MapPrometheusScrapingEndpoint().RequireHost($"*:{options.MetricsPort}");
+            app.MapPrometheusScrapingEndpoint().RequireHost($"*:{options.MetricsPort()}");
         return app;
     }
 }

@@ -27,7 +27,7 @@ public sealed record TelemetryOptions : IValidatableObject
 
     public bool ServesMetrics => Enabled && !string.IsNullOrWhiteSpace(MetricsUrl);
 
-    public int MetricsPort => BindingAddress.Parse(MetricsUrl).Port;
+    public int MetricsPort() => BindingAddress.Parse(MetricsUrl).Port;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
