@@ -19,6 +19,7 @@ namespace JacService.Server.Tests;
 /// The real server, in this process so an in-memory exporter can see its spans, on a loopback port. The batch
 /// fills at 8 rows and otherwise waits 10 s, so 8 concurrent requests are always served by exactly one batch.
 /// </summary>
+[Collection(TracingCollection.Name)]
 public sealed class TracingTests : IAsyncLifetime
 {
     private const int BatchRows = 8;
@@ -222,4 +223,11 @@ public sealed class TracingTests : IAsyncLifetime
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+}
+
+/// <summary>The "JacService" ActivitySource is process-wide: other tests' batchers must not run while spans are counted.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TracingCollection
+{
+    public const string Name = "tracing";
 }
