@@ -33,7 +33,7 @@ internal static class BatchingBench
         return points;
     }
 
-    private static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
+    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
     {
         var requests = Enumerable.Range(0, concurrency).Select(i =>
         {
