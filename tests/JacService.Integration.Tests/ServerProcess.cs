@@ -30,6 +30,9 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     /// <summary>Extra command-line settings, set before <see cref="InitializeAsync"/>.</summary>
     public string[] ExtraArgs { get; init; } = [];
 
+    /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
+    public Action<string>? PrepareRepository { get; init; }
+
     public string Log
     {
         get { lock (_log) return string.Join('\n', _log); }
@@ -38,6 +41,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public async Task InitializeAsync()
     {
         BuildRepository();
+        PrepareRepository?.Invoke(RepositoryRoot);
         var serverDll = ServerDll();
         _process.StartInfo = new ProcessStartInfo("dotnet")
         {
