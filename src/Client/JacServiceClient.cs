@@ -68,7 +68,8 @@ public sealed class JacServiceClient
     /// <summary>
     /// The result of <see cref="BatchJacobianAsync"/>, received as chunks of rows and reassembled, so it may be larger
     /// than one message. Each chunk is copied once, into the result. <paramref name="maxRowsPerChunk"/>: 0 lets the
-    /// server send as many rows per chunk as fit its message limit.
+    /// server send as many rows per chunk as fit its message limit. gRPC retries a stream only until its first chunk
+    /// arrives; a failure after that fails the call.
     /// </summary>
     public async Task<JacobianResult> StreamBatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
         string wrt = "", IEnumerable<string>? of = null, string version = "", int maxRowsPerChunk = 0, TimeSpan? timeout = null,

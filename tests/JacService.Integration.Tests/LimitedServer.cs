@@ -1,7 +1,7 @@
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// A second server whose result limit is 1 MiB (so a few dozen CNN Jacobians are over it) and which serves
+/// A second server whose result limit is 1 MiB (so a few hundred MLP Jacobians are over it) and which serves
 /// <c>slow_queue</c>, mlp_tanh with a 10 s batching delay and room for 256 rows, so a lone request waits in the queue
 /// far past any short deadline.
 /// </summary>
