@@ -35,6 +35,9 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     /// <summary>Extra environment variables (OTEL_*), set before <see cref="InitializeAsync"/>.</summary>
     public Dictionary<string, string> EnvironmentVariables { get; init; } = [];
 
+    /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
+    public Action<string>? PrepareRepository { get; init; }
+
     public string Log
     {
         get { lock (_log) return string.Join('\n', _log); }
@@ -43,6 +46,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public async Task InitializeAsync()
     {
         BuildRepository();
+        PrepareRepository?.Invoke(RepositoryRoot);
         var serverDll = ServerDll();
         _process.StartInfo = new ProcessStartInfo("dotnet")
         {

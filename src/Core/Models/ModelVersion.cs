@@ -252,16 +252,22 @@ public sealed class ModelVersion : IDisposable
     public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of)
     {
         long batch = inputs[0].Shape[0];
-        var sampleShapes = inputs.Select(i => (long[])[1, .. i.Shape[1..]]).ToArray();
-        long perSampleIn = Shapes.Product(inputs[wrt].Shape[1..]);
-        using var scope = NewDisposeScope();
-        using var plan = LeasePlan(sampleShapes);
-        long perSample = Graph.OutputIds.Sum(plan.Plan.Elements) + of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]) * perSampleIn);
+        long perSample = ResultFloatsPerSample(inputs, wrt, of);
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
                 $"the result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; " +
                 "send fewer samples per request or name fewer outputs in 'of'");
+    }
+
+    /// <summary>Floats in one sample's result (all outputs plus the Jacobians of <paramref name="of"/>), from the batch-1 plan.</summary>
+    public long ResultFloatsPerSample(HostTensor[] inputs, int wrt, int[] of)
+    {
+        var sampleShapes = inputs.Select(i => (long[])[1, .. i.Shape[1..]]).ToArray();
+        long perSampleIn = Shapes.Product(inputs[wrt].Shape[1..]);
+        using var scope = NewDisposeScope();
+        using var plan = LeasePlan(sampleShapes);
+        return Graph.OutputIds.Sum(plan.Plan.Elements) + of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]) * perSampleIn);
     }
 
     /// <summary>Which nodes carry tangents: those downstream of wrt and upstream of an output in of.</summary>
