@@ -49,7 +49,7 @@ public static class JacServiceExtensions
     /// <summary>
     /// gRPC without TLS (h2c) needs HTTP/2-only endpoints and Prometheus scrapes over HTTP/1.1; Kestrel cannot
     /// serve both on one cleartext port, so each endpoint gets its protocol by port: the gRPC ones from "urls"
-    /// (--urls, ASPNETCORE_URLS or appsettings), the metrics one from Telemetry:MetricsUrl. TLS, where wanted,
+    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl. TLS, where wanted,
     /// terminates at the proxy or mesh in front.
     /// </summary>
     private static void ConfigureEndpoints(this WebApplicationBuilder builder)
