@@ -156,23 +156,25 @@ public sealed class ModelVersion : IDisposable
 
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 
-    public EngineResult Predict(HostTensor[] inputs)
+    /// <summary>Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays.</summary>
+    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
     {
         var device = ToDevice(inputs);
         using var plan = LeasePlan(device);
         var result = Evaluator.Run(Graph, plan.Plan, device);
         return new EngineResult(
-            Outputs.Select((o, i) => (o.Name, ToHost(result.Values[i]))).ToDictionary(p => p.Name, p => p.Item2),
+            Outputs.Select((o, i) => (o.Name, ToHost(result.Values[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2),
             new Dictionary<string, HostTensor>());
     }
 
-    public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of)
+    /// <summary>Outputs and per-sample Jacobians of a batch. With <paramref name="into"/>, results reuse its arrays.</summary>
+    public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of, ResultBuffers? into = null)
     {
         var device = ToDevice(inputs);
         var (outputs, jacobians) = JacobianTensors(device, wrt, of);
         return new EngineResult(
-            Outputs.Select((o, i) => (o.Name, ToHost(outputs[i]))).ToDictionary(p => p.Name, p => p.Item2),
-            of.Select((o, i) => (Outputs[o].Name, ToHost(jacobians[i]))).ToDictionary(p => p.Name, p => p.Item2));
+            Outputs.Select((o, i) => (o.Name, ToHost(outputs[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2),
+            of.Select((o, i) => (Outputs[o].Name, ToHost(jacobians[i], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Name, p => p.Item2));
     }
 
     /// <summary>
@@ -347,10 +349,14 @@ public sealed class ModelVersion : IDisposable
         return t.dtype == type ? t : t.to_type(type);
     }).ToArray();
 
-    private static HostTensor ToHost(Tensor t)
+    private static HostTensor ToHost(Tensor t, ResultBuffers? into = null, string name = "")
     {
         var floats = t.dtype == ScalarType.Float32 ? t.contiguous() : t.to_type(ScalarType.Float32).contiguous();
-        return new HostTensor(t.shape, MemoryMarshal.Cast<byte, float>(floats.bytes).ToArray());
+        var source = MemoryMarshal.Cast<byte, float>(floats.bytes);
+        if (into is null) return new HostTensor(t.shape, source.ToArray());
+        var target = into.For(name, source.Length);
+        source.CopyTo(target);
+        return new HostTensor(t.shape, target);
     }
 
     public void Dispose()

@@ -25,6 +25,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly BatchQueue _queue;
     private readonly TorchExecutor _executor;
     private readonly SemaphoreSlim _freeExecutors;
+    private readonly ThreadLocal<BatchBufferCache> _buffers = new(() => new BatchBufferCache());
     // Completed to wake the dispatcher; replaced under the lock whenever the dispatcher reads the queue, so a wake
     // that arrives between that read and the wait is never lost.
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -169,13 +170,8 @@ public sealed class ModelBatcher : IAsyncDisposable
             var live = batch.Parts.Where(p => !p.Request.IsCompleted).ToList();
             if (live.Count > 0)
             {
-                var result = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
-                int row = 0;
-                foreach (var part in live)
-                {
-                    part.Request.CompletePart(part.Index, BatchRows.Slice(result, row, part.Rows));
-                    row += part.Rows;
-                }
+                var results = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
+                for (int i = 0; i < live.Count; i++) live[i].Request.CompletePart(live[i].Index, results[i]);
             }
         }
         catch (Exception e)
@@ -190,21 +186,28 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
     }
 
-    private EngineResult Execute(Batch batch)
+    /// <summary>Runs one batch on the calling executor thread and returns each part's rows, copied out of its buffers.</summary>
+    private EngineResult[] Execute(Batch batch)
     {
         long started = Stopwatch.GetTimestamp();
         int rows = batch.Parts.Sum(p => p.Rows);
         int padded = Math.Max(batch.Padded, rows);
-        var inputs = BatchRows.Stack(batch.Parts, padded);
+        var buffers = _buffers.Value!.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
+        var inputs = BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _rows, rows);
         Interlocked.Add(ref _paddedRows, padded - rows);
         using var span = StartBatchSpan(batch, inputs, rows, padded);
         try
         {
-            return batch.Key.Kind == WorkKind.Predict
-                ? _model.Predict(inputs)
-                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of);
+            var result = batch.Key.Kind == WorkKind.Predict
+                ? _model.Predict(inputs, buffers.Results)
+                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of, buffers.Results);
+            // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
+            var parts = new EngineResult[batch.Parts.Count];
+            for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)
+                parts[i] = BatchRows.Slice(result, row, batch.Parts[i].Rows);
+            return parts;
         }
         catch (Exception e) when (span is not null)
         {
@@ -274,6 +277,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         _stop.Cancel();
         try { await _dispatcher; } catch (OperationCanceledException) { }
         _executor.Dispose();
+        _buffers.Dispose();
         _stop.Dispose();
     }
 }
