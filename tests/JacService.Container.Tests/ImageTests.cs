@@ -53,6 +53,21 @@ public sealed class ImageTests(ImageTests.FixtureServer fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task PrometheusMetricsAreServedOnTheirOwnPort()
+    {
+        var request = new JacobianRequest { Model = "mlp_tanh" };
+        request.Inputs["x"] = JacService.Client.Tensors.Create(new float[32], 32);
+        await _server.Client.JacobianAsync(request);
+
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{_server.MetricsPort}/metrics");
+        Assert.Contains("jacservice_requests_total{", text);
+        Assert.Contains("method=\"Jacobian\"", text);
+        Assert.Contains("jacservice_batch_size_count{", text);
+        Assert.Contains("jacservice_models_loaded{", text);
+    }
+
+    [Fact]
     public async Task HealthIsServingOverGrpcAndInDocker()
     {
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await _server.HealthAsync());

@@ -19,12 +19,15 @@ public sealed class ServerContainer : IAsyncDisposable
     {
         Container = container;
         Port = container.GetMappedPublicPort(50051);
+        MetricsPort = container.GetMappedPublicPort(9464);
         Channel = JacServiceChannel.Create($"http://127.0.0.1:{Port}");
         Client = new JacobianService.JacobianServiceClient(Channel);
     }
 
     public IContainer Container { get; }
     public int Port { get; }
+    /// <summary>The published Prometheus endpoint (plain HTTP/1.1, /metrics).</summary>
+    public int MetricsPort { get; }
     public GrpcChannel Channel { get; }
     public JacobianService.JacobianServiceClient Client { get; }
 
@@ -34,6 +37,7 @@ public sealed class ServerContainer : IAsyncDisposable
         var builder = new ContainerBuilder(ContainerEngine.ImageName)
             .WithImagePullPolicy(PullPolicy.Never)
             .WithPortBinding(50051, assignRandomHostPort: true)
+            .WithPortBinding(9464, assignRandomHostPort: true)
             .WithBindMount(modelsDir, "/models", AccessMode.ReadOnly)
             .WithTmpfsMount("/tmp")
             .WithCreateParameterModifier(p =>
