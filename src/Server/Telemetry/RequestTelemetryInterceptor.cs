@@ -65,7 +65,11 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
 
     private static string StatusName(StatusCode code) => StatusNames[code];
 
-    // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument.
-    private static string GrpcStatusName(StatusCode code) =>
-        string.Concat(code.ToString().Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : c.ToString())).ToUpperInvariant();
+    // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument. A word
+    // starts at an upper-case letter after a lower-case one, so OK stays OK.
+    private static string GrpcStatusName(StatusCode code)
+    {
+        var name = code.ToString();
+        return string.Concat(name.Select((c, i) => i > 0 && char.IsUpper(c) && char.IsLower(name[i - 1]) ? "_" + c : c.ToString())).ToUpperInvariant();
+    }
 }
