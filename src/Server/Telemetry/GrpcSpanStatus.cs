@@ -20,9 +20,20 @@ public static class GrpcSpanStatus
     /// <summary>Runs after the ASP.NET Core instrumentation has tagged the span, so its verdict is ours.</summary>
     public static void Apply(Activity activity)
     {
-        if (activity.GetTagItem("rpc.grpc.status_code") is not { } tag || !int.TryParse(tag.ToString(), out int value)) return;
-        var code = (StatusCode)value;
+        if (CodeOf(activity) is not { } code) return;
         if (IsServerFault(code)) activity.SetStatus(ActivityStatusCode.Error, code.ToString());
         else activity.SetStatus(ActivityStatusCode.Unset);
+    }
+
+    // The instrumentation now follows the RPC conventions of semconv 1.42 and leaves the code as its name in
+    // rpc.response.status_code ("INVALID_ARGUMENT"), removing the numeric rpc.grpc.status_code older versions set.
+    private static StatusCode? CodeOf(Activity activity)
+    {
+        if (activity.GetTagItem("rpc.response.status_code") is string name
+            && Enum.TryParse(name.Replace("_", ""), ignoreCase: true, out StatusCode named))
+            return named;
+        if (activity.GetTagItem("rpc.grpc.status_code") is { } tag && int.TryParse(tag.ToString(), out int value))
+            return (StatusCode)value;
+        return null;
     }
 }
