@@ -1,4 +1,8 @@
 using Google.Protobuf;
+using Grpc.Core;
+using SpanStatus = JacService.Integration.Tests.Otlp.Proto.Status;
+using JacService.Protos.V1;
+using JacService.Testing;
 using JacService.Integration.Tests.Otlp.Proto;
 using JacService.Integration.Tests.Otlp;
 
@@ -23,17 +27,7 @@ public sealed class OtlpExportTests : IAsyncLifetime
     [InlineData("http/protobuf")]
     public async Task JacobianSpansArrive(string protocol)
     {
-        await using var server = new ServerProcess
-        {
-            EnvironmentVariables =
-            {
-                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = protocol == "grpc" ? _receiver.GrpcEndpoint : _receiver.HttpEndpoint,
-                ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol,
-                // The batch processor's default 5 s delay would dominate the test; 200 ms keeps it short.
-                ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
-                ["OTEL_SERVICE_NAME"] = ServiceName,
-            },
-        };
+        await using var server = ExportingServer(protocol);
         await server.InitializeAsync();
         await Traffic.SendJacobians(server.Client, Requests);
 
@@ -47,7 +41,7 @@ public sealed class OtlpExportTests : IAsyncLifetime
             Assert.Equal("grpc", rpc.Attribute("rpc.system.name"));
             Assert.Equal("OK", rpc.Attribute("rpc.response.status_code"));
             Assert.Equal("/jacservice.v1.JacobianService/Jacobian", rpc.Attribute("http.route"));
-            Assert.Equal(Status.Types.StatusCode.Unset, rpc.Span.Status?.Code ?? Status.Types.StatusCode.Unset);
+            Assert.Equal(SpanStatus.Types.StatusCode.Unset, rpc.Span.Status?.Code ?? SpanStatus.Types.StatusCode.Unset);
             Assert.Equal(ServiceName, rpc.ResourceAttribute("service.name"));
         }
         var rpcIds = rpcs.Select(r => Key(r.Span.TraceId, r.Span.SpanId)).ToHashSet();
@@ -80,6 +74,49 @@ public sealed class OtlpExportTests : IAsyncLifetime
         Assert.Equal(rpcIds.Order(), linked.Order());
         Assert.Equal(Requests, batches.Sum(b => int.Parse(b.Attribute("jacservice.batch.size")!)));
     }
+
+    [Fact]
+    public async Task CallerMistakesAreNotErrors()
+    {
+        await using var server = ExportingServer("grpc");
+        await server.InitializeAsync();
+        var x = Fixtures.Load(Traffic.Model).Inputs["x"].Sample(0);
+        var calls = new (string Model, float[] X, StatusCode Expected)[]
+        {
+            ("no_such_model", x.Floats, StatusCode.NotFound),
+            ("garbage", x.Floats, StatusCode.FailedPrecondition),
+            (Traffic.Model, [1f, 2f, 3f], StatusCode.InvalidArgument),
+        };
+        foreach (var (model, input, expected) in calls)
+        {
+            var e = await Assert.ThrowsAsync<RpcException>(() => server.Client.JacobianAsync(new JacobianRequest
+            {
+                Model = model,
+                Inputs = { ["x"] = JacService.Client.Tensors.Create(input, [input.Length]) },
+            }).ResponseAsync);
+            Assert.Equal(expected, e.StatusCode);
+        }
+
+        var spans = await WaitFor(s => ServerSpans(s).Count >= calls.Length, TimeSpan.FromSeconds(30));
+        var rpcs = ServerSpans(spans);
+        Assert.True(rpcs.Count == calls.Length, $"expected {calls.Length} server spans, got {rpcs.Count}\n{Describe(spans, server)}");
+        Assert.Equal(["FAILED_PRECONDITION", "INVALID_ARGUMENT", "NOT_FOUND"], rpcs.Select(r => r.Attribute("rpc.response.status_code")).Order());
+        // Per the RPC conventions a server span is an error only when the server failed, not when the caller erred.
+        Assert.All(rpcs, r => Assert.Equal(SpanStatus.Types.StatusCode.Unset, r.Span.Status?.Code ?? SpanStatus.Types.StatusCode.Unset));
+        Assert.All(rpcs, r => Assert.Null(r.Attribute("error.type")));
+    }
+
+    private ServerProcess ExportingServer(string protocol) => new()
+    {
+        EnvironmentVariables =
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = protocol == "grpc" ? _receiver.GrpcEndpoint : _receiver.HttpEndpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol,
+            // The batch processor's default 5 s delay would dominate the test; 200 ms keeps it short.
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+            ["OTEL_SERVICE_NAME"] = ServiceName,
+        },
+    };
 
     private const string QueueSpan = "jacservice.queue";
     private const string BatchSpan = "jacservice.batch";
