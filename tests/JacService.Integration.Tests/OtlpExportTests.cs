@@ -1,10 +1,10 @@
 using Google.Protobuf;
 using Grpc.Core;
-using SpanStatus = JacService.Integration.Tests.Otlp.Proto.Status;
+using JacService.Integration.Tests.Otlp;
+using JacService.Integration.Tests.Otlp.Proto;
 using JacService.Protos.V1;
 using JacService.Testing;
-using JacService.Integration.Tests.Otlp.Proto;
-using JacService.Integration.Tests.Otlp;
+using SpanStatus = JacService.Integration.Tests.Otlp.Proto.Status;
 
 namespace JacService.Integration.Tests;
 
@@ -134,8 +134,8 @@ public sealed class OtlpExportTests : IAsyncLifetime
     private static List<ReceivedSpan> BatchSpans(IEnumerable<ReceivedSpan> spans) =>
         spans.Where(s => s.Span.Name == BatchSpan).ToList();
 
-    // Spans end (and are exported) in any order: a batch ends before the RPCs it served, which end before
-    // their queue spans are exported, or not. Waits for the whole picture rather than for a count of spans.
+    // Spans are exported as they end, over several exports and in no fixed order (a queue span and a batch span end
+    // before the RPC they belong to): wait for the whole picture, not for a number of spans.
     private static bool Complete(IReadOnlyList<ReceivedSpan> spans)
     {
         var rpcs = ServerSpans(spans);

@@ -1,7 +1,7 @@
 using System.Net;
 using Google.Protobuf;
-using JacService.Integration.Tests.Otlp.Proto;
 using Grpc.Core;
+using JacService.Integration.Tests.Otlp.Proto;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
