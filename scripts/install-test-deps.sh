@@ -2,11 +2,12 @@
 # Installs what the tests need on Debian 12 beyond the .NET SDK: Debian's PyTorch/ONNX (fixture references and the
 # functorch peer), grpcio and protoc with the gRPC Python plugin (the Python clients), Go with Debian's gRPC and
 # protobuf modules and their protoc plugins (the Go example, built offline), Node.js with the npm packages of the Node
-# example, and OpenBLAS.
+# example, OpenBLAS, and Prometheus (the scrape test starts its own server on loopback; the package's service is not
+# needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp)
+packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp prometheus)
 # golang-github-golang-protobuf-1-5-dev is named because golang-google-grpc-dev would otherwise settle for the 1.3
 # API, which cannot marshal the messages protoc-gen-go (APIv2) generates.
 packages+=(golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev

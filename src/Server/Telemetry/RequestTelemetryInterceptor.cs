@@ -29,7 +29,8 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
         }
         finally
         {
-            metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+            if (IsServiceCall(context))
+                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
 
@@ -51,9 +52,13 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
         }
         finally
         {
-            metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+            if (IsServiceCall(context))
+                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
+
+    // Health checks (probes every few seconds) and reflection are infrastructure, not traffic; they are not traced either.
+    private static bool IsServiceCall(ServerCallContext context) => !context.Method.StartsWith("/grpc.", StringComparison.Ordinal);
 
     private static string ModelOf(object request) => request is IModelRequest r ? r.Model : "";
 
@@ -65,7 +70,11 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
 
     private static string StatusName(StatusCode code) => StatusNames[code];
 
-    // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument.
-    private static string GrpcStatusName(StatusCode code) =>
-        string.Concat(code.ToString().Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : c.ToString())).ToUpperInvariant();
+    // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument. A word
+    // starts at an upper-case letter after a lower-case one, so OK stays OK.
+    private static string GrpcStatusName(StatusCode code)
+    {
+        var name = code.ToString();
+        return string.Concat(name.Select((c, i) => i > 0 && char.IsUpper(c) && char.IsLower(name[i - 1]) ? "_" + c : c.ToString())).ToUpperInvariant();
+    }
 }
