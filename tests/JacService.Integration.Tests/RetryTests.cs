@@ -41,12 +41,14 @@ public class RetryTests(ServerProcess server)
     [Fact]
     public async Task WithoutRetriesTheSameOutageIsUnavailable()
     {
-        await using var proxy = new FlakyProxy(server.Port, resets: 1);
+        // The outage outlasts the call: SocketsHttpHandler may itself reconnect once for a request it never got to
+        // send (whether it does depends on when the reset lands), so a one-reset outage could be hidden by it.
+        await using var proxy = new FlakyProxy(server.Port, resets: 1000);
         var client = ClientFor(proxy.Address, o => o.MaxAttempts = 1);
 
         var e = await Assert.ThrowsAsync<RpcException>(() => client.ListModelsAsync());
 
         Assert.Equal(StatusCode.Unavailable, e.StatusCode);
-        Assert.Equal(1, proxy.Connections);
+        Assert.InRange(proxy.Connections, 1, 2);
     }
 }
