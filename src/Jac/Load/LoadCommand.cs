@@ -37,7 +37,7 @@ public static class LoadCommand
     private static readonly Option<string[]> Data = new("--data", "-d") { Description = "Request inputs from [NAME=]FILE (.json or .npy), as for jac predict; default: random values of the model's shape" };
     private static readonly Option<string> Wrt = new("--wrt") { Description = "Input to differentiate", DefaultValueFactory = _ => "" };
     private static readonly Option<string[]> Of = new("--of") { Description = "Outputs to differentiate (repeatable)" };
-    private static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of each call", DefaultValueFactory = _ => "20s" };
+    private static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of each call; 0: none", DefaultValueFactory = _ => "20s" };
     private static readonly Option<string> Warmup = new("--warmup") { Description = "Send this long first (closed loop) without recording", DefaultValueFactory = _ => "0s" };
     private static readonly Option<string> Output = new Option<string>("--output", "-o")
     {

@@ -183,7 +183,9 @@ public sealed class LoadRunner
         string? error = null;
         try
         {
-            await send(new CallOptions(deadline: DateTime.UtcNow + _plan.Timeout, cancellationToken: cancellation));
+            // Without a deadline Grpc.Net.Client skips its per-call timer: --timeout 0 is for measuring the tool itself.
+            DateTime? deadline = _plan.Timeout > TimeSpan.Zero ? DateTime.UtcNow + _plan.Timeout : null;
+            await send(new CallOptions(deadline: deadline, cancellationToken: cancellation));
         }
         catch (RpcException e)
         {
