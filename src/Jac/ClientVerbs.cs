@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using Grpc.Core;
 using JacService.Protos.V1;
 using Spectre.Console;

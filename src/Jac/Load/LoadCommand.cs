@@ -38,7 +38,7 @@ public static class LoadCommand
     private static readonly Option<string> Wrt = new("--wrt") { Description = "Input to differentiate", DefaultValueFactory = _ => "" };
     private static readonly Option<string[]> Of = new("--of") { Description = "Outputs to differentiate (repeatable)" };
     private static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of each call; 0: none", DefaultValueFactory = _ => "20s" };
-    private static readonly Option<string> Warmup = new("--warmup") { Description = "Send this long first (closed loop) without recording", DefaultValueFactory = _ => "0s" };
+    private static readonly Option<string> Warmup = new("--warmup") { Description = "Send this long first, at the full level and without a ramp, and discard it", DefaultValueFactory = _ => "0s" };
     private static readonly Option<string> Output = new Option<string>("--output", "-o")
     {
         Description = "Report format: a human summary, JSON or CSV",
@@ -74,7 +74,7 @@ public static class LoadCommand
 
             var warmup = JacApp.ParseDuration(r.GetValue(Warmup)!, "--warmup");
             if (warmup > TimeSpan.Zero)
-                await new LoadRunner(plan with { OpenLoop = false, Ramp = Ramp.Constant(plan.Concurrency), Duration = warmup, Requests = null })
+                await new LoadRunner(plan with { Ramp = new Ramp("none", plan.Ramp.To, plan.Ramp.To, warmup.TotalSeconds, 1), Duration = warmup, Requests = null })
                     .RunAsync(null, cancellation);
 
             var before = info is null ? null : await TryBatching(first, model!, r.GetValue(ModelVersion)!);
@@ -197,25 +197,35 @@ public static class LoadCommand
 
         string wrt = r.GetValue(Wrt)!;
         var of = r.GetValue(Of) ?? [];
-        Func<Connection, Func<CallOptions, Task>> sender = method switch
+        void AddInputs(Google.Protobuf.Collections.MapField<string, Tensor> map)
         {
-            "predict" => Make(new PredictRequest { Model = model, Version = version }, (q, k, a) => q.Inputs[k] = a,
-                q => c => o => c.Client.PredictAsync(q, o).ResponseAsync),
-            "batch-jacobian" => Make(new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } }, (q, k, a) => q.Inputs[k] = a,
-                q => c => o => c.Client.BatchJacobianAsync(q, o).ResponseAsync),
-            _ => Make(new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } }, (q, k, a) => q.Inputs[k] = a,
-                q => c => o => c.Client.JacobianAsync(q, o).ResponseAsync),
-        };
-        return (connections.Select(sender).ToArray(), rows, info);
-
-        Func<Connection, Func<CallOptions, Task>> Make<T>(T request, Action<T, string, Tensor> add, Func<T, Func<Connection, Func<CallOptions, Task>>> call)
+            foreach (var (k, a) in inputs) map[k] = TensorFiles.ToProto(a);
+        }
+        switch (method)
         {
-            foreach (var (k, a) in inputs) add(request, k, TensorFiles.ToProto(a));
-            return call(request);
+            case "predict":
+            {
+                var request = new PredictRequest { Model = model, Version = version };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(o => c.Client.PredictAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "batch-jacobian":
+            {
+                var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(o => c.Client.BatchJacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            default:
+            {
+                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(o => c.Client.JacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
         }
     }
 
-    private static Func<CallOptions, Task> Send(Func<CallOptions, Task> f) => f;
+    /// <summary>Gives a lambda its delegate type, so Select can infer it.</summary>
+    private static Func<CallOptions, Task> Send(Func<CallOptions, Task> call) => call;
 
     private static Dictionary<string, FloatArray> RandomInputs(ModelInfo info, bool batched, int rows, int seed)
     {
