@@ -93,7 +93,6 @@ public static class LoadCommand
                             bar.Value = s.Fraction;
                             bar.Description = $"{s.Sent} sent, {s.Ok} ok, {s.Errors} errors, {s.Rps:0} rps";
                         }, cancellation);
-                        bar.Value = 1;
                     });
             }
             else

@@ -37,6 +37,7 @@ internal static class PreciseClock
             while (Stopwatch.GetTimestamp() < timestamp) ClockNanosleep(ClockMonotonic, TimerAbsTime, ref at, IntPtr.Zero);
             return;
         }
-        Thread.Sleep(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+        // Thread.Sleep rounds below a millisecond to 0, a yield: that would spin a core between close sends.
+        Thread.Sleep(TimeSpan.FromMilliseconds(Math.Max(1, wait * 1000.0 / Stopwatch.Frequency)));
     }
 }
