@@ -23,6 +23,7 @@ public sealed class LoadTests(ServerProcess server)
         double[] ordered = [l["min"], l["p50"], l["p90"], l["p95"], l["p99"], l["p999"], l["max"]];
         Assert.True(ordered.Zip(ordered.Skip(1)).All(p => p.First <= p.Second), "percentiles out of order: " + string.Join(", ", ordered));
         Assert.Equal(report.Count, report.Histogram.Sum(b => b.Count));
+        Assert.Equal(report.Count, report.Timeline.Sum(p => p.Ok + p.Errors));
         Assert.True(report.Rps > 0);
     }
 

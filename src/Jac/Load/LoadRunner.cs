@@ -47,27 +47,34 @@ public sealed class LoadRunner
         var timeline = new List<TimelinePoint>();
         double interval = Math.Clamp((_plan.Duration?.TotalSeconds ?? 10) / 60, 0.1, 1.0);
         long lastOk = 0, lastErrors = 0;
-        double lastT = 0;
-        void Sample()
+        double lastT = 0, pointStart = 0;
+        HistogramBase? lastInterval = null;
+        void Sample(bool final)
         {
             var h = _latency.GetIntervalHistogram();
             total.Add(h);
             double t = Stopwatch.GetElapsedTime(start).TotalSeconds;
             long ok = Interlocked.Read(ref _ok), errors = Interlocked.Read(ref _errors);
-            if (t > lastT)
-                timeline.Add(new TimelinePoint(Math.Round(t, 3), ok - lastOk, errors - lastErrors, (ok + errors - lastOk - lastErrors) / (t - lastT),
-                    h.TotalCount > 0 ? h.GetValueAtPercentile(50) / 1000.0 : 0, h.TotalCount > 0 ? h.GetValueAtPercentile(99) / 1000.0 : 0));
+            if (final && lastInterval is not null && t - lastT < interval / 2)
+            {
+                // A sliver of time after the last full interval would plot as a spike or a dip: fold it into that point.
+                lastInterval.Add(h);
+                var p = timeline[^1];
+                timeline[^1] = Point(pointStart, t, p.Ok + ok - lastOk, p.Errors + errors - lastErrors, lastInterval);
+            }
+            else if (t > lastT)
+            {
+                timeline.Add(Point(lastT, t, ok - lastOk, errors - lastErrors, h));
+                (pointStart, lastInterval) = (lastT, h);
+            }
             (lastOk, lastErrors, lastT) = (ok, errors, t);
             onTick?.Invoke(new LiveStatus(t, Fraction(t), Interlocked.Read(ref _sent), ok, errors, (ok + errors) / t));
         }
-        while (!load.IsCompleted)
-        {
-            await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(interval), CancellationToken.None));
-            Sample();
-        }
+        while (await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(interval), CancellationToken.None)) != load)
+            Sample(final: false);
         await load;
         double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        Sample();
+        Sample(final: true);
         double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds;
 
         long count = Interlocked.Read(ref _sent);
@@ -102,6 +109,10 @@ public sealed class LoadRunner
             Timeline = timeline,
         };
     }
+
+    private static TimelinePoint Point(double from, double to, long ok, long errors, HistogramBase h) =>
+        new(Math.Round(to, 3), ok, errors, (ok + errors) / (to - from),
+            h.TotalCount > 0 ? h.GetValueAtPercentile(50) / 1000.0 : 0, h.TotalCount > 0 ? h.GetValueAtPercentile(99) / 1000.0 : 0);
 
     private double Fraction(double t) =>
         _plan.Duration is { } d ? Math.Min(1, t / d.TotalSeconds)
