@@ -176,6 +176,10 @@ public static class LoadCommand
             throw await Errors.ExplainAsync(e, connections[0], model);
         }
 
+        if (info is not null && info.State != "READY")
+            await io.Err.WriteLineAsync($"jac: warning: {model} version {info.Version} is {info.State}" +
+                (info.Error.Length > 0 ? $" ({info.Error})" : "") + "; sending anyway, expect errors");
+
         bool batched = method != "jacobian";
         Dictionary<string, FloatArray> inputs;
         int rows;

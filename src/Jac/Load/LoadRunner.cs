@@ -148,6 +148,11 @@ public sealed class LoadRunner
             {
                 // Ctrl+C while waiting for a free slot: stop sending; what is in flight still finishes (cancelled).
             }
+            catch (Exception e)
+            {
+                done.SetException(e);
+                return;
+            }
             for (int i = 0; i < _plan.Concurrency; i++) slots.Wait(CancellationToken.None);
             done.SetResult();
         })
