@@ -82,27 +82,13 @@ public static class ClientVerbs
     {
         var model = ModelOption(required: true);
         var command = new Command("predict", "Outputs for a batch of samples (inputs carry the batch axis first)") { model, ModelVersion, Input, Out, Timeout };
-        command.SetAction(async (r, ct) =>
+        command.SetAction((r, ct) => CallAsync(r, model, batched: true, command.Name, ct, async (c, name, inputs, options) =>
         {
-            string name = r.GetValue(model)!;
-            using var connection = new Connection(r.GetValue(JacApp.Target)!);
-            var options = CallOptions(r, ct);
-            try
-            {
-                var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
-                var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
-                TensorFiles.CheckShapes(inputs, info, batched: true, "predict");
-                var request = new PredictRequest { Model = name, Version = r.GetValue(ModelVersion) };
-                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
-                var response = await connection.Client.PredictAsync(request, options);
-                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, null);
-            }
-            catch (RpcException e)
-            {
-                throw await Errors.ExplainAsync(e, connection, name);
-            }
-            return 0;
-        });
+            var request = new PredictRequest { Model = name, Version = r.GetValue(ModelVersion) };
+            foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+            var response = await c.Client.PredictAsync(request, options);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, null);
+        }));
         return command;
     }
 
@@ -115,40 +101,48 @@ public static class ClientVerbs
             ? new Command("batch-jacobian", "Outputs and per-sample Jacobians for a batch (inputs carry the batch axis first)")
             : new Command("jacobian", "Outputs and the Jacobian for ONE sample (inputs without the batch axis)");
         foreach (var o in new Option[] { model, ModelVersion, Input, wrt, of, Out, Timeout }) command.Options.Add(o);
-        command.SetAction(async (r, ct) =>
+        command.SetAction((r, ct) => CallAsync(r, model, batched, command.Name, ct, async (c, name, inputs, options) =>
         {
-            string name = r.GetValue(model)!;
-            using var connection = new Connection(r.GetValue(JacApp.Target)!);
-            var options = CallOptions(r, ct);
-            try
+            if (batched)
             {
-                var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
-                var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
-                TensorFiles.CheckShapes(inputs, info, batched, command.Name);
-                if (batched)
-                {
-                    var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt) };
-                    foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
-                    request.Of.AddRange(r.GetValue(of) ?? []);
-                    var response = await connection.Client.BatchJacobianAsync(request, options);
-                    TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
-                }
-                else
-                {
-                    var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt) };
-                    foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
-                    request.Of.AddRange(r.GetValue(of) ?? []);
-                    var response = await connection.Client.JacobianAsync(request, options);
-                    TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
-                }
+                var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                var response = await c.Client.BatchJacobianAsync(request, options);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
             }
-            catch (RpcException e)
+            else
             {
-                throw await Errors.ExplainAsync(e, connection, name);
+                var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                var response = await c.Client.JacobianAsync(request, options);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
             }
-            return 0;
-        });
+        }));
         return command;
+    }
+
+    /// <summary>
+    /// What the three data verbs share: read the inputs, check them against the model's signature (so a wrong file
+    /// is named before anything is sent), make the call, and turn a failed call into a sentence.
+    /// </summary>
+    private static async Task<int> CallAsync(ParseResult r, Option<string?> model, bool batched, string verb, CancellationToken ct,
+        Func<Connection, string, Dictionary<string, FloatArray>, CallOptions, Task> call)
+    {
+        string name = r.GetValue(model)!;
+        using var connection = new Connection(r.GetValue(JacApp.Target)!);
+        var options = CallOptions(r, ct);
+        try
+        {
+            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
+            var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
+            TensorFiles.CheckShapes(inputs, info, batched, verb);
+            await call(connection, name, inputs, options);
+        }
+        catch (RpcException e)
+        {
+            throw await Errors.ExplainAsync(e, connection, name);
+        }
+        return 0;
     }
 
     private static CallOptions CallOptions(ParseResult r, CancellationToken ct) =>
