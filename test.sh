@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 scripts/install-test-deps.sh
+# Docker engine, local base images and helm for tests/JacService.Container.Tests (reused when already there).
+scripts/install-container-deps.sh
 dotnet build JacService.sln -c Release
 dotnet test JacService.sln -c Release --no-build --logger "console;verbosity=normal" "$@"

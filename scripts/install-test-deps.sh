@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Installs what the tests need on Debian 12 beyond the .NET SDK: Debian's PyTorch/ONNX (fixture references and the
-# functorch peer), grpcio and protoc with the gRPC Python plugin (the Python client test), and OpenBLAS.
+# functorch peer), grpcio and protoc with the gRPC Python plugin (the Python clients), Go with Debian's gRPC and
+# protobuf modules and their protoc plugins (the Go example, built offline), Node.js with the npm packages of the Node
+# example, OpenBLAS, and Prometheus (the scrape test starts its own server on loopback; the package's service is not
+# needed).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp)
+packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp prometheus)
+# golang-github-golang-protobuf-1-5-dev is named because golang-google-grpc-dev would otherwise settle for the 1.3
+# API, which cannot marshal the messages protoc-gen-go (APIv2) generates.
+packages+=(golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
+  protoc-gen-go protoc-gen-go-grpc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Any Node.js 18+ will do (a machine may have one from elsewhere); Debian's packages only when there is none.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Exactly the versions in package-lock.json. Neither package needs its install scripts (plain JavaScript).
+(cd examples/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)

@@ -33,7 +33,7 @@ internal static class BatchingBench
         return points;
     }
 
-    private static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
+    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
     {
         // One request per caller (different inputs), sent by jac's closed-loop load generator: worker i sends request i.
         var senders = Enumerable.Range(0, concurrency).Select(i =>

@@ -27,6 +27,21 @@ if (args.Contains("--batching"))
     points.ForEach(p => Console.WriteLine(JacService.Bench.BatchingBench.Row(p)));
     return 0;
 }
+if (args.Contains("--telemetry"))
+{
+    // Usage: ... -- --telemetry [--concurrency 64] [--seconds 5] [--rounds 3] [-- server args]
+    string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+    int concurrency = int.Parse(Flag("--concurrency") ?? "64");
+    int rounds = int.Parse(Flag("--rounds") ?? "3");
+    var (points, summary) = await JacService.Bench.TelemetryBench.RunAsync(root, "mlp_tanh", concurrency, rounds, options.Seconds, options.ServerArgs);
+    Console.WriteLine($"Single-sample Jacobian requests for mlp_tanh, {concurrency} concurrent callers, telemetry off and on in alternating rounds");
+    Console.WriteLine();
+    Console.WriteLine(JacService.Bench.BatchingBench.Header.Replace("| batching |", "| telemetry |"));
+    points.ForEach(p => Console.WriteLine(JacService.Bench.BatchingBench.Row(p)));
+    Console.WriteLine();
+    Console.WriteLine(summary);
+    return 0;
+}
 var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
 var models = options.Models ?? Directory.GetDirectories(modelsDir).Select(Path.GetFileName).Order().ToArray()!;
 
@@ -215,21 +230,32 @@ sealed class ServerUnderTest : IDisposable
 
     private ServerUnderTest(Process process, int port) => (_process, Port) = (process, port);
 
-    public static ServerUnderTest Start(string root, string modelsDir, string[] extraArgs)
+    public int MetricsPort { get; private init; }
+
+    public static ServerUnderTest Start(string root, string modelsDir, string[] extraArgs, IReadOnlyDictionary<string, string>? environment = null)
     {
         var tail = Path.GetRelativePath(Path.Combine(root, "bench", "JacService.Bench"), AppContext.BaseDirectory);
         var dll = Path.Combine(root, "src", "Server", tail, "JacService.Server.dll");
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        int port = FreePort(), metricsPort = FreePort();
         var start = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { dll, "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning" },
+            ArgumentList =
+            {
+                dll, "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning",
+                $"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}",
+            },
             UseShellExecute = false,
         };
         foreach (var a in extraArgs) start.ArgumentList.Add(a);
-        return new ServerUnderTest(Process.Start(start)!, port);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
+        return new ServerUnderTest(Process.Start(start)!, port) { MetricsPort = metricsPort };
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public async Task WaitUntilReady(JacobianService.JacobianServiceClient client)

@@ -1,4 +1,6 @@
+using Grpc.Core;
 using Grpc.Net.Client;
+using Grpc.Net.Client.Configuration;
 using JacService.Protos.V1;
 
 namespace JacService.Client;
@@ -15,13 +17,63 @@ public static class JacServiceChannel
     {
         MaxReceiveMessageSize = maxMessageMiB << 20,
         MaxSendMessageSize = maxMessageMiB << 20,
-        HttpHandler = new SocketsHttpHandler
-        {
-            InitialHttp2StreamWindowSize = 16 << 20,
-            EnableMultipleHttp2Connections = true,
-        },
+        HttpHandler = CreateHandler(),
     });
+
+    /// <summary>
+    /// A channel with every setting of <paramref name="options"/>: message limits, and retries of UNAVAILABLE through
+    /// gRPC's service config. Throws <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> for invalid options.
+    /// </summary>
+    public static GrpcChannel Create(JacServiceClientOptions options)
+    {
+        options.ThrowIfInvalid();
+        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler() };
+        Configure(channel, options);
+        return GrpcChannel.ForAddress(options.Address!, channel);
+    }
 
     public static JacobianService.JacobianServiceClient CreateClient(string address, int maxMessageMiB = 256) =>
         new(Create(address, maxMessageMiB));
+
+    internal static SocketsHttpHandler CreateHandler() => new()
+    {
+        InitialHttp2StreamWindowSize = 16 << 20,
+        EnableMultipleHttp2Connections = true,
+    };
+
+    /// <summary>Applies the message limits and the retry policy of <paramref name="options"/> to a channel's options.</summary>
+    internal static void Configure(GrpcChannelOptions channel, JacServiceClientOptions options)
+    {
+        channel.MaxReceiveMessageSize = options.MaxMessageMiB << 20;
+        channel.MaxSendMessageSize = options.MaxMessageMiB << 20;
+        channel.MaxRetryAttempts = options.MaxAttempts;
+        channel.MaxRetryBufferPerCallSize = (long)options.MaxRetryBufferPerCallMiB << 20;
+        // The channel-wide buffer is shared by the calls in flight; a few large requests may be retried at once.
+        channel.MaxRetryBufferSize = Math.Max(16L << 20, 4L * channel.MaxRetryBufferPerCallSize.Value);
+        // While the server is down the channel refuses calls until its next connection attempt; on gRPC's default
+        // schedule (1 s, growing to 2 min) that attempt could come after every retry has been spent.
+        channel.InitialReconnectBackoff = options.InitialBackoff;
+        channel.MaxReconnectBackoff = options.MaxBackoff;
+        if (options.MaxAttempts > 1)
+        {
+            channel.ServiceConfig = new ServiceConfig
+            {
+                MethodConfigs =
+                {
+                    new MethodConfig
+                    {
+                        Names = { MethodName.Default },
+                        RetryPolicy = new RetryPolicy
+                        {
+                            MaxAttempts = options.MaxAttempts,
+                            InitialBackoff = options.InitialBackoff,
+                            MaxBackoff = options.MaxBackoff,
+                            BackoffMultiplier = options.BackoffMultiplier,
+                            RetryableStatusCodes = { StatusCode.Unavailable },
+                        },
+                    },
+                },
+            };
+        }
+    }
 }

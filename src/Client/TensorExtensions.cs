@@ -5,20 +5,13 @@ namespace JacService.Client;
 /// <summary>Tensor messages from and to row-major float arrays.</summary>
 public static class Tensors
 {
-    public static Tensor Create(float[] data, params long[] shape)
-    {
-        long count = shape.Aggregate(1L, (p, d) => p * d);
-        if (count != data.Length)
-            throw new ArgumentException($"shape [{string.Join(", ", shape)}] needs {count} values, got {data.Length}", nameof(data));
-        var t = new Tensor();
-        t.Shape.AddRange(shape);
-        t.Data.AddRange(data);
-        return t;
-    }
+    public static Tensor Create(float[] data, params long[] shape) => new FloatTensor(data, shape).ToProto();
 
     public static float[] ToArray(this Tensor t) => t.Data.ToArray();
 
     public static long[] ShapeArray(this Tensor t) => t.Shape.ToArray();
+
+    public static FloatTensor ToFloatTensor(this Tensor t) => FloatTensor.FromProto(t);
 
     /// <summary>Sample <paramref name="b"/> of a tensor with a leading batch axis (e.g. one Jacobian of a BatchJacobian).</summary>
     public static float[] Row(this Tensor t, int b)

@@ -21,6 +21,8 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
     public int Port { get; } = FreePort();
     public string Target => $"127.0.0.1:{Port}";
+    /// <summary>The plain HTTP port serving Prometheus metrics at /metrics.</summary>
+    public int MetricsPort { get; } = FreePort();
     public GrpcChannel Channel { get; private set; } = null!;
     public JacobianService.JacobianServiceClient Client { get; private set; } = null!;
     public int ProcessId => _process.Id;
@@ -30,6 +32,12 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     /// <summary>Extra command-line settings, set before <see cref="InitializeAsync"/>.</summary>
     public string[] ExtraArgs { get; init; } = [];
 
+    /// <summary>Extra environment variables (OTEL_*), set before <see cref="InitializeAsync"/>.</summary>
+    public Dictionary<string, string> EnvironmentVariables { get; init; } = [];
+
+    /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
+    public Action<string>? PrepareRepository { get; init; }
+
     public string Log
     {
         get { lock (_log) return string.Join('\n', _log); }
@@ -38,15 +46,18 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public async Task InitializeAsync()
     {
         BuildRepository();
+        PrepareRepository?.Invoke(RepositoryRoot);
         var serverDll = ServerDll();
         _process.StartInfo = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { serverDll, "--urls", $"http://{Target}", $"--Models:Root={RepositoryRoot}" },
+            ArgumentList = { serverDll, "--urls", $"http://{Target}", $"--Models:Root={RepositoryRoot}",
+                $"--Telemetry:MetricsUrl=http://127.0.0.1:{MetricsPort}" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
         foreach (var arg in ExtraArgs) _process.StartInfo.ArgumentList.Add(arg);
+        foreach (var (name, value) in EnvironmentVariables) _process.StartInfo.Environment[name] = value;
         _process.StartInfo.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };

@@ -1,6 +1,7 @@
 using JacService.Core.Models;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
+using JacService.Server.Telemetry;
 using JacService.Testing;
 
 namespace JacService.Server.Tests;
@@ -9,6 +10,8 @@ namespace JacService.Server.Tests;
 public sealed class ModelBatcherTests : IDisposable
 {
     private readonly ModelVersion _model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits());
+
+    private static readonly JacServiceMetrics Metrics = new(new System.Diagnostics.Metrics.Meter("JacService.Tests"));
 
     public void Dispose() => _model.Dispose();
 
@@ -23,8 +26,8 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task ConcurrentRequestsShareBatchesAndEachGetsItsOwnAnswer()
     {
-        var alone = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 1, ExecutorThreads = 1 }, TimeProvider.System);
-        var merged = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 20_000, ExecutorThreads = 1 }, TimeProvider.System);
+        var alone = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 1, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        var merged = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 20_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         await using (alone)
         await using (merged)
         {
@@ -54,8 +57,8 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task PaddedBatchesGiveTheSameAnswers()
     {
-        await using var padded = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, PadToBucket = true, ExecutorThreads = 1 }, TimeProvider.System);
-        await using var plain = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var padded = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, PadToBucket = true, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        await using var plain = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         var x = Sample(7, rows: 5);
         var a = await padded.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
         var b = await plain.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
@@ -67,7 +70,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task AFullQueueRefusesAtOnce()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         // Nothing runs and no batch is due (not full, delay 10 s): the rows stay queued.
         var x = Sample(1, rows: 3);
         var queued = new List<Task<EngineResult>> { batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None) };
@@ -81,7 +84,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task DrainFinishesWhatIsQueuedThenRefuses()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 50_000, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 50_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         var calls = Enumerable.Range(0, 20).Select(i => Sample(i)).Select(x => batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None)).ToList();
         await batcher.DrainAsync(TimeSpan.FromSeconds(30));
         Assert.All(calls, t => Assert.True(t.IsCompletedSuccessfully));
@@ -92,7 +95,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task ADeadlineThatPassesInTheQueueIsNeverComputed()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 200_000, ExecutorThreads = 1 }, TimeProvider.System);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 200_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         var x = Sample(3);
         var expiring = batcher.SubmitAsync(JacobianKey(x), x, DateTimeOffset.UtcNow.AddMilliseconds(20), CancellationToken.None);
         var patient = batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);

@@ -32,6 +32,9 @@ public sealed class ModelVersion : IDisposable
     public IReadOnlyList<TensorSignature> Inputs => Graph.Inputs;
     public IReadOnlyList<TensorSignature> Outputs => Graph.Outputs;
 
+    /// <summary>Where parameters and passes live, as telemetry reports it. Every tensor is created on the CPU today.</summary>
+    public string Device => "cpu";
+
     /// <summary>
     /// Reads and validates the model, moves its initializers to the device, and, where every non-batch axis is
     /// static, builds the batch-1 plan so a graph that cannot evaluate fails here rather than on a request.
@@ -153,23 +156,25 @@ public sealed class ModelVersion : IDisposable
 
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 
-    public EngineResult Predict(HostTensor[] inputs)
+    /// <summary>Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays.</summary>
+    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
     {
         var device = ToDevice(inputs);
         using var plan = LeasePlan(device);
         var result = Evaluator.Run(Graph, plan.Plan, device);
         return new EngineResult(
-            Outputs.Select((o, i) => (o.Name, ToHost(result.Values[i]))).ToDictionary(p => p.Name, p => p.Item2),
+            Outputs.Select((o, i) => (o.Name, ToHost(result.Values[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2),
             new Dictionary<string, HostTensor>());
     }
 
-    public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of)
+    /// <summary>Outputs and per-sample Jacobians of a batch. With <paramref name="into"/>, results reuse its arrays.</summary>
+    public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of, ResultBuffers? into = null)
     {
         var device = ToDevice(inputs);
         var (outputs, jacobians) = JacobianTensors(device, wrt, of);
         return new EngineResult(
-            Outputs.Select((o, i) => (o.Name, ToHost(outputs[i]))).ToDictionary(p => p.Name, p => p.Item2),
-            of.Select((o, i) => (Outputs[o].Name, ToHost(jacobians[i]))).ToDictionary(p => p.Name, p => p.Item2));
+            Outputs.Select((o, i) => (o.Name, ToHost(outputs[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2),
+            of.Select((o, i) => (Outputs[o].Name, ToHost(jacobians[i], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Name, p => p.Item2));
     }
 
     /// <summary>
@@ -249,16 +254,22 @@ public sealed class ModelVersion : IDisposable
     public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of)
     {
         long batch = inputs[0].Shape[0];
-        var sampleShapes = inputs.Select(i => (long[])[1, .. i.Shape[1..]]).ToArray();
-        long perSampleIn = Shapes.Product(inputs[wrt].Shape[1..]);
-        using var scope = NewDisposeScope();
-        using var plan = LeasePlan(sampleShapes);
-        long perSample = Graph.OutputIds.Sum(plan.Plan.Elements) + of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]) * perSampleIn);
+        long perSample = ResultFloatsPerSample(inputs, wrt, of);
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
                 $"the result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; " +
                 "send fewer samples per request or name fewer outputs in 'of'");
+    }
+
+    /// <summary>Floats in one sample's result (all outputs plus the Jacobians of <paramref name="of"/>), from the batch-1 plan.</summary>
+    public long ResultFloatsPerSample(HostTensor[] inputs, int wrt, int[] of)
+    {
+        var sampleShapes = inputs.Select(i => (long[])[1, .. i.Shape[1..]]).ToArray();
+        long perSampleIn = Shapes.Product(inputs[wrt].Shape[1..]);
+        using var scope = NewDisposeScope();
+        using var plan = LeasePlan(sampleShapes);
+        return Graph.OutputIds.Sum(plan.Plan.Elements) + of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]) * perSampleIn);
     }
 
     /// <summary>Which nodes carry tangents: those downstream of wrt and upstream of an output in of.</summary>
@@ -338,10 +349,14 @@ public sealed class ModelVersion : IDisposable
         return t.dtype == type ? t : t.to_type(type);
     }).ToArray();
 
-    private static HostTensor ToHost(Tensor t)
+    private static HostTensor ToHost(Tensor t, ResultBuffers? into = null, string name = "")
     {
         var floats = t.dtype == ScalarType.Float32 ? t.contiguous() : t.to_type(ScalarType.Float32).contiguous();
-        return new HostTensor(t.shape, MemoryMarshal.Cast<byte, float>(floats.bytes).ToArray());
+        var source = MemoryMarshal.Cast<byte, float>(floats.bytes);
+        if (into is null) return new HostTensor(t.shape, source.ToArray());
+        var target = into.For(name, source.Length);
+        source.CopyTo(target);
+        return new HostTensor(t.shape, target);
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using JacService.Core.Models;
 
 namespace JacService.Server.Batching;
@@ -28,6 +29,8 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     private readonly TaskCompletionSource<EngineResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private EngineResult[] _parts = [];
     private int _partsLeft;
+    private int _partsQueued;
+    private Activity? _queueSpan;
 
     public HostTensor[] Inputs { get; } = inputs;
     public int Rows { get; } = (int)inputs[0].Shape[0];
@@ -37,10 +40,27 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     public Task<EngineResult> Task => _completion.Task;
     public bool IsCompleted => _completion.Task.IsCompleted;
 
+    /// <summary>The caller's server span, which the batch span that computes this request links to.</summary>
+    public ActivityContext Caller { get; init; }
+
+    /// <summary>The span of this request's time in the queue; ended when its last part leaves the queue.</summary>
+    public Activity? QueueSpan
+    {
+        get => _queueSpan;
+        init => _queueSpan = value;
+    }
+
     internal void ExpectParts(int count)
     {
         _parts = new EngineResult[count];
         _partsLeft = count;
+        _partsQueued = count;
+    }
+
+    /// <summary>One part was taken into a batch.</summary>
+    public void LeftQueue()
+    {
+        if (Interlocked.Decrement(ref _partsQueued) == 0) EndQueueSpan(null);
     }
 
     /// <summary>Records one part's rows; the last one assembles the whole result in row order.</summary>
@@ -55,9 +75,32 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
         if (Interlocked.Decrement(ref _partsLeft) == 0) _completion.TrySetResult(BatchRows.Concat(_parts));
     }
 
-    public void Fail(Exception e) => _completion.TrySetException(e);
+    public void Fail(Exception e)
+    {
+        EndQueueSpan(e);
+        _completion.TrySetException(e);
+    }
 
-    public void Cancel() => _completion.TrySetCanceled(Cancellation);
+    public void Cancel()
+    {
+        EndQueueSpan(null, cancelled: true);
+        _completion.TrySetCanceled(Cancellation);
+    }
+
+    private void EndQueueSpan(Exception? error, bool cancelled = false)
+    {
+        if (Interlocked.Exchange(ref _queueSpan, null) is not { } span) return;
+        if (error is not null)
+        {
+            span.AddException(error);
+            span.SetStatus(ActivityStatusCode.Error, error.Message);
+        }
+        else if (cancelled)
+        {
+            span.AddEvent(new ActivityEvent("cancelled"));
+        }
+        span.Stop();
+    }
 }
 
 /// <summary>A slice of rows [RowStart, RowStart + Rows) of one request.</summary>

@@ -5,15 +5,18 @@ namespace JacService.Server.Batching;
 /// <summary>Stacking requests' rows into one batch and cutting the batch's results back into rows.</summary>
 public static class BatchRows
 {
-    /// <summary>The batch's inputs: each part's rows in order, then copies of the last row up to <paramref name="padded"/>.</summary>
-    public static HostTensor[] Stack(IReadOnlyList<RequestPart> parts, int padded)
+    /// <summary>
+    /// The batch's inputs: each part's rows in order, then copies of the last row up to <paramref name="padded"/>;
+    /// written into <paramref name="into"/> (one array per input, exactly padded rows long) when given.
+    /// </summary>
+    public static HostTensor[] Stack(IReadOnlyList<RequestPart> parts, int padded, float[][]? into = null)
     {
         var first = parts[0].Request.Inputs;
         var stacked = new HostTensor[first.Length];
         for (int i = 0; i < first.Length; i++)
         {
             long per = first[i].Count / first[i].Shape[0];
-            var data = new float[padded * per];
+            var data = into?[i] ?? new float[padded * per];
             int row = 0;
             foreach (var part in parts)
             {

@@ -1,5 +1,9 @@
+using System.Diagnostics;
+using JacService.Core;
 using JacService.Core.Models;
 using JacService.Server.Execution;
+using JacService.Server.Telemetry;
+using static JacService.Server.Telemetry.JacServiceTelemetry;
 
 namespace JacService.Server.Batching;
 
@@ -17,9 +21,11 @@ public sealed class ModelBatcher : IAsyncDisposable
 {
     private readonly ModelVersion _model;
     private readonly TimeProvider _clock;
+    private readonly JacServiceMetrics _metrics;
     private readonly BatchQueue _queue;
     private readonly TorchExecutor _executor;
     private readonly SemaphoreSlim _freeExecutors;
+    private readonly ThreadLocal<BatchBufferCache> _buffers = new(() => new BatchBufferCache());
     // Completed to wake the dispatcher; replaced under the lock whenever the dispatcher reads the queue, so a wake
     // that arrives between that read and the wait is never lost.
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -30,10 +36,11 @@ public sealed class ModelBatcher : IAsyncDisposable
     private long _batches, _rows, _paddedRows;
     private volatile bool _accepting = true;
 
-    public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock)
+    public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock, JacServiceMetrics metrics)
     {
         _model = model;
         _clock = clock;
+        _metrics = metrics;
         Options = options;
         _queue = new BatchQueue(options, clock);
         _executor = new TorchExecutor(options.ExecutorThreads, options.IntraOpThreads, capacity: options.ExecutorThreads * 2);
@@ -56,7 +63,14 @@ public sealed class ModelBatcher : IAsyncDisposable
     public Task<EngineResult> SubmitAsync(WorkKey key, HostTensor[] inputs, DateTimeOffset? deadline, CancellationToken cancellation)
     {
         if (!_accepting) throw new BatcherStoppedException($"model '{_model.Name}' version {_model.Version} is shutting down");
-        var request = new PendingRequest(inputs, _clock.GetUtcNow(), deadline, cancellation);
+        var caller = Activity.Current;
+        var request = new PendingRequest(inputs, _clock.GetUtcNow(), deadline, cancellation)
+        {
+            Caller = caller?.Context ?? default,
+            QueueSpan = StartQueueSpan(key, (int)inputs[0].Shape[0]),
+        };
+        // Starting a span makes it current; the caller's own span must stay current for the rest of its call.
+        Activity.Current = caller;
         lock (_lock)
         {
             if (!_queue.TryEnqueue(key, request))
@@ -71,6 +85,19 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         Wake();
         return request.Task;
+    }
+
+    private Activity? StartQueueSpan(WorkKey key, int rows)
+    {
+        var span = Source.StartActivity(QueueSpan);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(Attributes.Model, _model.Name);
+            span.SetTag(Attributes.Version, _model.Version);
+            span.SetTag(Attributes.Kind, JacServiceMetrics.KindName(key.Kind));
+            span.SetTag(Attributes.Rows, rows);
+        }
+        return span;
     }
 
     private void Wake()
@@ -134,16 +161,17 @@ public sealed class ModelBatcher : IAsyncDisposable
     {
         try
         {
+            var now = _clock.GetUtcNow();
+            foreach (var part in batch.Parts)
+            {
+                part.Request.LeftQueue();
+                _metrics.RecordQueueWait(_model.Name, batch.Key.Kind, (now - part.Request.EnqueuedAt).TotalSeconds);
+            }
             var live = batch.Parts.Where(p => !p.Request.IsCompleted).ToList();
             if (live.Count > 0)
             {
-                var result = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
-                int row = 0;
-                foreach (var part in live)
-                {
-                    part.Request.CompletePart(part.Index, BatchRows.Slice(result, row, part.Rows));
-                    row += part.Rows;
-                }
+                var results = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
+                for (int i = 0; i < live.Count; i++) live[i].Request.CompletePart(live[i].Index, results[i]);
             }
         }
         catch (Exception e)
@@ -158,17 +186,64 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
     }
 
-    private EngineResult Execute(Batch batch)
+    /// <summary>Runs one batch on the calling executor thread and returns each part's rows, copied out of its buffers.</summary>
+    private EngineResult[] Execute(Batch batch)
     {
+        long started = Stopwatch.GetTimestamp();
         int rows = batch.Parts.Sum(p => p.Rows);
         int padded = Math.Max(batch.Padded, rows);
-        var inputs = BatchRows.Stack(batch.Parts, padded);
+        var buffers = _buffers.Value!.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
+        var inputs = BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _rows, rows);
         Interlocked.Add(ref _paddedRows, padded - rows);
-        return batch.Key.Kind == WorkKind.Predict
-            ? _model.Predict(inputs)
-            : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of);
+        using var span = StartBatchSpan(batch, inputs, rows, padded);
+        try
+        {
+            var result = batch.Key.Kind == WorkKind.Predict
+                ? _model.Predict(inputs, buffers.Results)
+                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of, buffers.Results);
+            // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
+            var parts = new EngineResult[batch.Parts.Count];
+            for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)
+                parts[i] = BatchRows.Slice(result, row, batch.Parts[i].Rows);
+            return parts;
+        }
+        catch (Exception e) when (span is not null)
+        {
+            span.AddException(e);
+            // Inputs the model cannot evaluate are the callers' to fix, not a fault of the service.
+            if (e is not (InvalidRequestException or NodeEvaluationException)) span.SetStatus(ActivityStatusCode.Error, e.Message);
+            throw;
+        }
+        finally
+        {
+            _metrics.RecordBatch(_model.Name, batch.Key.Kind, Options.BucketFor(padded), rows, padded - rows,
+                Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    private Activity? StartBatchSpan(Batch batch, HostTensor[] inputs, int rows, int padded)
+    {
+        if (!Source.HasListeners()) return null;
+        // A batch serves many traces, so it starts a trace of its own and links to each caller (fan-in). Executor
+        // threads would otherwise inherit whatever span was current when they were created.
+        Activity.Current = null;
+        var links = batch.Parts.Where(p => p.Request.Caller != default).Select(p => new ActivityLink(p.Request.Caller)).ToList();
+        var span = Source.StartActivity(BatchSpan, ActivityKind.Internal, parentContext: default, links: links);
+        if (span is { IsAllDataRequested: true })
+        {
+            span.SetTag(Attributes.Model, _model.Name);
+            span.SetTag(Attributes.Version, _model.Version);
+            span.SetTag(Attributes.Kind, JacServiceMetrics.KindName(batch.Key.Kind));
+            span.SetTag(Attributes.BatchSize, rows);
+            span.SetTag(Attributes.Bucket, Options.BucketFor(padded));
+            span.SetTag(Attributes.PaddedRows, padded - rows);
+            span.SetTag(Attributes.Requests, batch.Parts.Count);
+            if (batch.Key.Kind == WorkKind.Jacobian) span.SetTag(Attributes.TangentWidth, inputs[batch.Key.Wrt].Count / padded);
+            span.SetTag(Attributes.Device, _model.Device);
+        }
+        return span;
     }
 
     /// <summary>Stops taking requests; what is queued is dispatched without waiting out the max delay.</summary>
@@ -202,6 +277,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         _stop.Cancel();
         try { await _dispatcher; } catch (OperationCanceledException) { }
         _executor.Dispose();
+        _buffers.Dispose();
         _stop.Dispose();
     }
 }

@@ -1,8 +1,11 @@
 using JacService.Core.Models;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
+using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Extensions;
@@ -23,12 +26,16 @@ public static class JacServiceExtensions
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
         services.AddSingleton<ModelRegistry>();
         services.AddHostedService<ModelRepositoryLoader>();
+        builder.AddJacServiceTelemetry();
+        builder.ConfigureEndpoints();
         var drain = builder.Configuration.GetSection(BatchingOptions.Section).Get<BatchingOptions>()?.DrainTimeout ?? TimeSpan.FromSeconds(10);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
 
         var limits = builder.Configuration.GetSection(LimitsOptions.Section).Get<LimitsOptions>() ?? new LimitsOptions();
         services.AddGrpc(o =>
         {
+            // Outermost first: metrics see the status the error interceptor settled on.
+            o.Interceptors.Add<RequestTelemetryInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
             o.MaxReceiveMessageSize = limits.MaxRequestMiB << 20;
             o.MaxSendMessageSize = null;
@@ -39,8 +46,34 @@ public static class JacServiceExtensions
         return builder;
     }
 
+    /// <summary>
+    /// gRPC without TLS (h2c) needs HTTP/2-only endpoints and Prometheus scrapes over HTTP/1.1; Kestrel cannot
+    /// serve both on one cleartext port, so each endpoint gets its protocol by port: the gRPC ones from "urls"
+    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl. TLS, where wanted,
+    /// terminates at the proxy or mesh in front.
+    /// </summary>
+    private static void ConfigureEndpoints(this WebApplicationBuilder builder)
+    {
+        var telemetry = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        int? metricsPort = telemetry.ServesMetrics ? telemetry.MetricsPort() : null;
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureEndpointDefaults(endpoint =>
+            endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2));
+    }
+
+    /// <summary>The addresses to listen on: every gRPC url, then the metrics url.</summary>
+    private static void UseEndpoints(this WebApplication app)
+    {
+        var urls = app.Configuration[WebHostDefaults.ServerUrlsKey];
+        if (string.IsNullOrWhiteSpace(urls)) urls = "http://127.0.0.1:50051";
+        foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) app.Urls.Add(url);
+        var telemetry = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
+        if (telemetry.ServesMetrics) app.Urls.Add(telemetry.MetricsUrl);
+    }
+
     public static WebApplication MapJacService(this WebApplication app)
     {
+        app.UseEndpoints();
+        app.MapJacServiceMetrics();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using JacService.Core;
@@ -20,27 +21,41 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         {
             return await continuation(request, context);
         }
-        catch (RpcException)
+        catch (Exception e) when (e is not RpcException)
         {
-            throw;
+            throw ToRpcException(e, context);
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+    }
+
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(request, responseStream, context);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw ToRpcException(e, context);
+        }
+    }
+
+    private RpcException ToRpcException(Exception e, ServerCallContext context)
+    {
+        if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
         {
             // The client went away or its deadline passed; it will not read this status, but the log and metrics will.
-            throw new RpcException(context.Deadline <= DateTime.UtcNow
+            return new RpcException(context.Deadline <= DateTime.UtcNow
                 ? new Status(StatusCode.DeadlineExceeded, "the deadline passed before the request ran")
                 : new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
         }
-        catch (Exception e) when (Map(e) is { } code)
-        {
-            throw new RpcException(new Status(code, e.Message));
-        }
-        catch (Exception e)
-        {
-            var id = Guid.NewGuid().ToString("N")[..12];
-            LogInternalError(e, context.Method, id);
-            throw new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
-        }
+        // The exception behind any non-OK status goes on the server span; the span's error status follows the code.
+        Activity.Current?.AddException(e);
+        if (Map(e) is { } code) return new RpcException(new Status(code, e.Message));
+        var id = Guid.NewGuid().ToString("N")[..12];
+        LogInternalError(e, context.Method, id);
+        return new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
     }
 
     private static StatusCode? Map(Exception e) => e switch

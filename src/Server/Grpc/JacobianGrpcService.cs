@@ -1,4 +1,5 @@
 using Grpc.Core;
+using JacService.Core;
 using JacService.Core.Models;
 using JacService.Protos.V1;
 using JacService.Server.Batching;
@@ -41,6 +42,62 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
+    }
+
+    /// <summary>
+    /// BatchJacobian in chunks of rows, each computed through the batcher like a BatchJacobian of its own and sent
+    /// before the next is queued, so the server holds one chunk's result at a time and a cancelled or expired call
+    /// stops between chunks. Validation runs once, on the whole request, before any chunk is queued.
+    /// </summary>
+    public override async Task StreamBatchJacobian(BatchJacobianRequest request, IServerStreamWriter<BatchJacobianChunk> responseStream,
+        ServerCallContext context)
+    {
+        // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
+        var entry = registry.Resolve(request.Model, request.Version);
+        var model = entry.Model!;
+        var host = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
+        int wrtIndex = model.ResolveWrt(request.Wrt);
+        var ofIndices = model.ResolveOf(request.Of);
+        int rowsPerChunk = RowsPerChunk(model, host, wrtIndex, ofIndices, request.MaxRowsPerChunk);
+        var key = WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices);
+        var deadline = Deadline(context);
+        int batch = (int)host[0].Shape[0];
+        for (int start = 0; start < batch; start += rowsPerChunk)
+        {
+            int rows = Math.Min(rowsPerChunk, batch - start);
+            var result = await entry.Batcher!.SubmitAsync(key, TensorMapping.SliceRows(host, start, rows), deadline, context.CancellationToken);
+            var chunk = new BatchJacobianChunk
+            {
+                Model = model.Name,
+                Version = model.Version.ToString(),
+                RowOffset = start,
+                RowCount = rows,
+                TotalRows = batch,
+            };
+            TensorMapping.Fill(chunk.Outputs, result.Outputs);
+            TensorMapping.Fill(chunk.Jacobians, result.Jacobians);
+            await responseStream.WriteAsync(chunk, context.CancellationToken);
+        }
+    }
+
+    // Map keys, shapes and field tags of one chunk on top of its floats: reserved so that a chunk whose floats fill
+    // the result limit still fits a client receive limit of the same size.
+    private const long ChunkFramingBytes = 64 << 10;
+
+    /// <summary>As many rows as keep one chunk's message under the result limit (Limits:MaxResponseMiB), at most <paramref name="maxRows"/>.</summary>
+    private static int RowsPerChunk(ModelVersion model, HostTensor[] inputs, int wrt, int[] of, int maxRows)
+    {
+        if (maxRows < 0)
+            throw new InvalidRequestException($"max_rows_per_chunk must be 0 (as many as fit) or positive, got {maxRows}");
+        long bytesPerRow = model.ResultFloatsPerSample(inputs, wrt, of) * sizeof(float);
+        long budget = Math.Max(model.Limits.MaxResultBytes - ChunkFramingBytes, 1);
+        if (bytesPerRow > budget)
+            throw new ResultTooLargeException(
+                $"one sample's result would take {bytesPerRow:N0} bytes, over the limit of {budget:N0} per message; " +
+                "name fewer outputs in 'of'");
+        long rows = budget / bytesPerRow;
+        if (maxRows > 0) rows = Math.Min(rows, maxRows);
+        return (int)Math.Min(rows, int.MaxValue);
     }
 
     private async Task<(ModelVersion, EngineResult)> RunJacobian(string name, string version,

@@ -1,6 +1,7 @@
 using JacService.Core;
 using JacService.Core.Models;
 using JacService.Server.Batching;
+using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Models;
@@ -15,6 +16,7 @@ public sealed partial class ModelRepositoryLoader(
     IOptions<BatchingOptions> batching,
     EngineLimits limits,
     TimeProvider clock,
+    JacServiceMetrics metrics,
     IHostApplicationLifetime lifetime,
     ILogger<ModelRepositoryLoader> logger) : BackgroundService
 {
@@ -73,7 +75,7 @@ public sealed partial class ModelRepositoryLoader(
             var options = batching.Value.WithModelConfig(Path.Combine(repository.Value.FullRoot, name, ConfigFileName));
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
-            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock));
+            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock, metrics));
         }
         catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
         {

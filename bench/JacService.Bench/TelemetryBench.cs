@@ -1,0 +1,110 @@
+using System.Globalization;
+using JacService.Protos.V1;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace JacService.Bench;
+
+/// <summary>
+/// The cost of telemetry: the same load with Telemetry:Enabled=false and with everything on (every trace sampled,
+/// OTLP/HTTP export of traces, metrics and logs to a sink in this process, Prometheus scraped once a second), in
+/// alternating rounds so drift on a shared machine hits both alike.
+/// </summary>
+internal static class TelemetryBench
+{
+    public static async Task<(List<BatchingBench.Point> Points, string Summary)> RunAsync(
+        string root, string model, int concurrency, int rounds, double seconds, string[] serverArgs)
+    {
+        await using var sink = await OtlpSink.StartAsync();
+        var points = new List<BatchingBench.Point>();
+        for (int round = 0; round < rounds; round++)
+        {
+            points.Add(await RunOnce(root, model, "off", concurrency, seconds, [.. serverArgs, "--Telemetry:Enabled=false"], null));
+            points.Add(await RunOnce(root, model, "on", concurrency, seconds, [.. serverArgs, "--Telemetry:TraceSampleRatio=1"],
+                new Dictionary<string, string>
+                {
+                    ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Address,
+                    ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+                    ["OTEL_BSP_SCHEDULE_DELAY"] = "1000",
+                    ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000",
+                }));
+        }
+        double Median(string mode) => points.Where(p => p.Mode == mode).Select(p => p.PerSecond).Order().ElementAt(rounds / 2);
+        double off = Median("off"), on = Median("on");
+        var summary = string.Create(CultureInfo.InvariantCulture,
+            $"Median of {rounds} rounds: off {off:F0}/s, on {on:F0}/s, throughput change {(on / off - 1) * 100:+0.0;-0.0} %. " +
+            $"The sink received {sink.Requests} OTLP export requests ({sink.Bytes / 1024.0 / 1024.0:F1} MiB).");
+        return (points, summary);
+    }
+
+    private static async Task<BatchingBench.Point> RunOnce(string root, string model, string mode, int concurrency, double seconds,
+        string[] args, Dictionary<string, string>? environment)
+    {
+        using var server = ServerUnderTest.Start(root, Path.Combine(root, "tests", "fixtures", "models"), args, environment);
+        using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}");
+        var client = new JacobianService.JacobianServiceClient(channel);
+        await server.WaitUntilReady(client);
+        using var scrapes = new CancellationTokenSource();
+        var scraper = mode == "on" ? ScrapeEverySecond(server.MetricsPort, scrapes.Token) : Task.CompletedTask;
+        var point = await BatchingBench.Measure(client, model, mode, concurrency, seconds);
+        scrapes.Cancel();
+        await scraper;
+        Console.Error.WriteLine(BatchingBench.Row(point));
+        return point;
+    }
+
+    /// <summary>What a Prometheus server would cost the service: one full scrape a second.</summary>
+    private static async Task ScrapeEverySecond(int port, CancellationToken stop)
+    {
+        using var http = new HttpClient();
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", stop);
+                if (!text.Contains("jacservice_requests_total", StringComparison.Ordinal))
+                    throw new InvalidOperationException("the scrape has no jacservice_requests_total");
+                await Task.Delay(1000, stop);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Accepts OTLP/HTTP exports and throws them away, counting them, so export cost is real but storage is not.</summary>
+    private sealed class OtlpSink : IAsyncDisposable
+    {
+        private WebApplication _app = null!;
+        private long _requests, _bytes;
+
+        public string Address { get; private init; } = "";
+        public long Requests => Interlocked.Read(ref _requests);
+        public long Bytes => Interlocked.Read(ref _bytes);
+
+        public static async Task<OtlpSink> StartAsync()
+        {
+            int port = ServerUnderTest.FreePort();
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+            var sink = new OtlpSink { Address = $"http://127.0.0.1:{port}" };
+            sink._app = builder.Build();
+            sink._app.MapPost("/v1/{signal}", async (HttpContext context) =>
+            {
+                using var body = new MemoryStream();
+                await context.Request.Body.CopyToAsync(body);
+                Interlocked.Increment(ref sink._requests);
+                Interlocked.Add(ref sink._bytes, body.Length);
+                // An empty Export*ServiceResponse is zero bytes of protobuf.
+                context.Response.ContentType = "application/x-protobuf";
+            });
+            await sink._app.StartAsync();
+            return sink;
+        }
+
+        public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+    }
+}

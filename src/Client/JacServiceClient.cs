@@ -1,0 +1,197 @@
+using Google.Protobuf.Collections;
+using Grpc.Core;
+using JacService.Protos.V1;
+
+namespace JacService.Client;
+
+/// <summary>
+/// JacService's calls with plain .NET types. Every call carries a deadline (its <c>timeout</c>, else
+/// <see cref="JacServiceClientOptions.Timeout"/>); UNAVAILABLE is retried by the channel when it was made by
+/// <see cref="JacServiceChannel.Create(JacServiceClientOptions)"/> or <c>AddJacServiceClient</c>.
+/// <para>
+/// Errors: every status the server or the channel gives surfaces as <see cref="RpcException"/>, its
+/// <see cref="RpcException.StatusCode"/> and message unchanged (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
+/// DEADLINE_EXCEEDED, UNAVAILABLE once the retries are spent, ...; see the proto). A stream that ends without
+/// error but without all of its rows, or with rows out of order, throws <see cref="InvalidDataException"/>.
+/// Cancelling <c>cancellationToken</c> gives <see cref="RpcException"/> with CANCELLED.
+/// </para>
+/// </summary>
+public sealed class JacServiceClient
+{
+    private readonly TimeSpan _timeout;
+
+    public JacServiceClient(JacobianService.JacobianServiceClient stub, JacServiceClientOptions options)
+    {
+        options.ThrowIfInvalid();
+        Stub = stub;
+        _timeout = options.Timeout;
+    }
+
+    /// <summary>The generated client underneath, for what this class does not wrap (e.g. batching statistics).</summary>
+    public JacobianService.JacobianServiceClient Stub { get; }
+
+    /// <summary>Outputs for a batch; every input has the batch axis first.</summary>
+    public async Task<PredictResult> PredictAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string version = "", TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var request = new PredictRequest { Model = model, Version = version };
+        AddInputs(request.Inputs, inputs);
+        var response = await Stub.PredictAsync(request, Options(timeout, cancellationToken));
+        return new PredictResult(response.Model, response.Version, FromProto(response.Outputs));
+    }
+
+    /// <summary>
+    /// Outputs and Jacobians for ONE sample (inputs without the batch axis). <paramref name="wrt"/>: the input to
+    /// differentiate ("" = the only float input); <paramref name="of"/>: the outputs (none = every float output).
+    /// </summary>
+    public async Task<JacobianResult> JacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt };
+        AddInputs(request.Inputs, inputs);
+        if (of is not null) request.Of.AddRange(of);
+        var response = await Stub.JacobianAsync(request, Options(timeout, cancellationToken));
+        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians));
+    }
+
+    /// <summary>Outputs and per-sample Jacobians for a batch, as one message (see <see cref="StreamBatchJacobianAsync"/> for larger ones).</summary>
+    public async Task<JacobianResult> BatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk: 0);
+        var response = await Stub.BatchJacobianAsync(request, Options(timeout, cancellationToken));
+        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians));
+    }
+
+    /// <summary>
+    /// The result of <see cref="BatchJacobianAsync"/>, received as chunks of rows and reassembled, so it may be larger
+    /// than one message. Each chunk is copied once, into the result. <paramref name="maxRowsPerChunk"/>: 0 lets the
+    /// server send as many rows per chunk as fit its message limit. gRPC retries a stream only until its first chunk
+    /// arrives; a failure after that fails the call.
+    /// </summary>
+    public async Task<JacobianResult> StreamBatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string wrt = "", IEnumerable<string>? of = null, string version = "", int maxRowsPerChunk = 0, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxRowsPerChunk);
+        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk);
+        using var call = Stub.StreamBatchJacobian(request, Options(timeout, cancellationToken));
+        ChunkAssembler? assembler = null;
+        while (await call.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            var chunk = call.ResponseStream.Current;
+            assembler ??= new ChunkAssembler(chunk);
+            assembler.Add(chunk);
+        }
+        if (assembler is null) throw new InvalidDataException("the stream ended without any chunk");
+        return assembler.Result();
+    }
+
+    public async Task<IReadOnlyList<ModelDescription>> ListModelsAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var response = await Stub.ListModelsAsync(new ListModelsRequest(), Options(timeout, cancellationToken));
+        return response.Models.Select(Describe).ToList();
+    }
+
+    /// <summary>One version of a model ("" = the highest READY one, else the highest found).</summary>
+    public async Task<ModelDescription> GetModelAsync(string model, string version = "", TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default) =>
+        Describe(await Stub.GetModelAsync(new GetModelRequest { Model = model, Version = version }, Options(timeout, cancellationToken)));
+
+    private CallOptions Options(TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        var t = timeout ?? _timeout;
+        if (t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeout), t, "a call's timeout must be positive");
+        return new CallOptions(deadline: DateTime.UtcNow + t, cancellationToken: cancellationToken);
+    }
+
+    private static BatchJacobianRequest BatchRequest(string model, IReadOnlyDictionary<string, FloatTensor> inputs, string wrt,
+        IEnumerable<string>? of, string version, int maxRowsPerChunk)
+    {
+        var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, MaxRowsPerChunk = maxRowsPerChunk };
+        AddInputs(request.Inputs, inputs);
+        if (of is not null) request.Of.AddRange(of);
+        return request;
+    }
+
+    private static void AddInputs(MapField<string, Tensor> target, IReadOnlyDictionary<string, FloatTensor> inputs)
+    {
+        foreach (var (name, t) in inputs) target[name] = t.ToProto();
+    }
+
+    private static Dictionary<string, FloatTensor> FromProto(MapField<string, Tensor> tensors) =>
+        tensors.ToDictionary(p => p.Key, p => FloatTensor.FromProto(p.Value));
+
+    private static ModelDescription Describe(ModelInfo m) => new(m.Name, m.Version, m.State, m.Error,
+        m.Inputs.Select(Describe).ToList(), m.Outputs.Select(Describe).ToList(), m.Opset);
+
+    private static TensorDescription Describe(TensorInfo t) => new(t.Name, t.Shape.ToArray(), t.Dtype);
+
+    /// <summary>Copies each chunk's rows into tensors sized for the whole batch from the first chunk.</summary>
+    private sealed class ChunkAssembler
+    {
+        private readonly string _model, _version;
+        private readonly long _totalRows;
+        private readonly Dictionary<string, (long[] Shape, float[] Data)> _outputs, _jacobians;
+        private long _nextRow;
+
+        public ChunkAssembler(BatchJacobianChunk first)
+        {
+            if (first.TotalRows <= 0 || first.RowCount <= 0)
+                throw new InvalidDataException($"the first chunk has total_rows {first.TotalRows} and row_count {first.RowCount}; both must be positive");
+            _model = first.Model;
+            _version = first.Version;
+            _totalRows = first.TotalRows;
+            _outputs = Allocate(first.Outputs, first.RowCount, _totalRows);
+            _jacobians = Allocate(first.Jacobians, first.RowCount, _totalRows);
+        }
+
+        public void Add(BatchJacobianChunk chunk)
+        {
+            if (chunk.RowOffset != _nextRow || chunk.RowCount <= 0 || chunk.RowOffset + chunk.RowCount > _totalRows || chunk.TotalRows != _totalRows)
+                throw new InvalidDataException(
+                    $"chunk rows [{chunk.RowOffset}, {chunk.RowOffset + chunk.RowCount}) of {chunk.TotalRows} do not follow row {_nextRow} of {_totalRows}");
+            if (chunk.Model != _model || chunk.Version != _version)
+                throw new InvalidDataException($"a chunk from {chunk.Model} version {chunk.Version} in a stream from {_model} version {_version}");
+            Copy(chunk.Outputs, _outputs, chunk);
+            Copy(chunk.Jacobians, _jacobians, chunk);
+            _nextRow += chunk.RowCount;
+        }
+
+        public JacobianResult Result()
+        {
+            if (_nextRow != _totalRows) throw new InvalidDataException($"the stream ended after {_nextRow} of {_totalRows} rows");
+            return new JacobianResult(_model, _version, ToTensors(_outputs), ToTensors(_jacobians));
+        }
+
+        private static Dictionary<string, (long[], float[])> Allocate(MapField<string, Tensor> tensors, long rows, long totalRows) =>
+            tensors.ToDictionary(p => p.Key, p =>
+            {
+                long perRow = p.Value.Data.Count / rows;
+                return ((long[])[totalRows, .. p.Value.Shape.Skip(1)], new float[checked(perRow * totalRows)]);
+            });
+
+        private static void Copy(MapField<string, Tensor> from, Dictionary<string, (long[] Shape, float[] Data)> to, BatchJacobianChunk chunk)
+        {
+            if (from.Count != to.Count || from.Keys.Any(k => !to.ContainsKey(k)))
+                throw new InvalidDataException(
+                    $"chunk at row {chunk.RowOffset} has tensors {string.Join(", ", from.Keys)}, the first had {string.Join(", ", to.Keys)}");
+            foreach (var (name, t) in from)
+            {
+                var (shape, data) = to[name];
+                long perRow = data.Length / shape[0];
+                if (t.Shape.Count != shape.Length || t.Shape[0] != chunk.RowCount || !t.Shape.Skip(1).SequenceEqual(shape.Skip(1)) ||
+                    t.Data.Count != chunk.RowCount * perRow)
+                    throw new InvalidDataException(
+                        $"'{name}' at row {chunk.RowOffset} has shape [{string.Join(", ", t.Shape)}] and {t.Data.Count} values; " +
+                        $"expected [{chunk.RowCount}, {string.Join(", ", shape.Skip(1))}]");
+                t.Data.CopyTo(data, checked((int)(chunk.RowOffset * perRow)));
+            }
+        }
+
+        private static Dictionary<string, FloatTensor> ToTensors(Dictionary<string, (long[] Shape, float[] Data)> tensors) =>
+            tensors.ToDictionary(p => p.Key, p => new FloatTensor(p.Value.Data, p.Value.Shape));
+    }
+}

@@ -1,0 +1,49 @@
+using JacService.Core.Models;
+
+namespace JacService.Server.Batching;
+
+/// <summary>
+/// Host arrays for one static batch shape (one work key at one padded size) on one executor thread: the stacked
+/// inputs and the results, created on the first batch of that shape and reused by every later one, so a steady
+/// stream of batches allocates no batch-sized memory. Callers' rows are copied out before the next batch runs.
+/// </summary>
+public sealed class BatchBuffers
+{
+    public BatchBuffers(HostTensor[] sampleInputs, int padded)
+    {
+        Padded = padded;
+        Inputs = sampleInputs.Select(t => new float[padded * (t.Count / t.Shape[0])]).ToArray();
+    }
+
+    public int Padded { get; }
+
+    /// <summary>One array per model input, [Padded, ..sample shape] row-major.</summary>
+    public float[][] Inputs { get; }
+
+    /// <summary>The results' arrays, sized by the engine on first use.</summary>
+    public ResultBuffers Results { get; } = new();
+}
+
+/// <summary>
+/// The buffers of one executor thread, by shape. Bounded: a model with dynamic axes can produce any number of
+/// shapes, and past the bound the least recently used shape gives its buffers up.
+/// </summary>
+public sealed class BatchBufferCache(int capacity = 32)
+{
+    private readonly Dictionary<(WorkKey Key, int Padded), (BatchBuffers Buffers, long LastUse)> _entries = [];
+    private long _uses;
+
+    public BatchBuffers For(WorkKey key, int padded, HostTensor[] sampleInputs)
+    {
+        _uses++;
+        if (_entries.TryGetValue((key, padded), out var entry))
+        {
+            _entries[(key, padded)] = (entry.Buffers, _uses);
+            return entry.Buffers;
+        }
+        if (_entries.Count >= capacity) _entries.Remove(_entries.MinBy(e => e.Value.LastUse).Key);
+        var buffers = new BatchBuffers(sampleInputs, padded);
+        _entries[(key, padded)] = (buffers, _uses);
+        return buffers;
+    }
+}

@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using JacService.Server.Batching;
+using JacService.Server.Models;
+
+namespace JacService.Server.Telemetry;
+
+/// <summary>
+/// The service's own instruments on the Meter "JacService". Prometheus sees them with dots as underscores and
+/// unit suffixes: jacservice_requests_total, jacservice_request_duration_seconds, jacservice_batch_size, ...
+/// </summary>
+public sealed class JacServiceMetrics
+{
+    // Seconds from 50 µs (a queue hop) to 10 s (a huge batch): the SDK's default boundaries assume milliseconds.
+    private static readonly double[] SecondsBuckets =
+        [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    private static readonly int[] RowBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _requestDuration;
+    private readonly Histogram<double> _queueWait;
+    private readonly Histogram<int> _batchSize;
+    private readonly Counter<long> _paddedRows;
+    private readonly Histogram<double> _batchDuration;
+
+    public JacServiceMetrics(Meter meter)
+    {
+        _meter = meter;
+        _requests = meter.CreateCounter<long>("jacservice.requests", "{request}",
+            "RPCs answered, by model, method and gRPC status");
+        _requestDuration = meter.CreateHistogram("jacservice.request.duration", "s",
+            "Time from receiving an RPC to its answer, by model, method and gRPC status",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        _queueWait = meter.CreateHistogram("jacservice.queue.wait", "s",
+            "Time a request's rows waited in the queue before their batch ran",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        _batchSize = meter.CreateHistogram("jacservice.batch.size", "{row}",
+            "Rows of real requests in each executed batch",
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = RowBuckets });
+        _paddedRows = meter.CreateCounter<long>("jacservice.batch.padded_rows", "{row}",
+            "Rows added to batches to fill a bucket: computed and thrown away");
+        _batchDuration = meter.CreateHistogram("jacservice.batch.duration", "s",
+            "Time one batch took on its executor thread, by model, kind and bucket",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+    }
+
+    /// <summary>Gauges read from the registry at each collection: rows queued per model version, versions per state.</summary>
+    public void ObserveRegistry(ModelRegistry registry)
+    {
+        _meter.CreateObservableGauge("jacservice.queue.depth", () => registry.Entries
+                .Where(e => e.Batcher is not null)
+                .Select(e => new Measurement<int>(e.Batcher!.Load.QueuedRows,
+                    new KeyValuePair<string, object?>("model", e.Name), new KeyValuePair<string, object?>("version", e.Version.ToString()))),
+            "{row}", "Rows waiting in the queue of each model version");
+        _meter.CreateObservableGauge("jacservice.models.loaded", () => Enum.GetValues<ModelState>()
+                .Select(s => new Measurement<int>(registry.Entries.Count(e => e.State == s),
+                    new KeyValuePair<string, object?>("state", s.ToString().ToLowerInvariant()))),
+            "{model}", "Model versions in the repository, by state (loading, ready, failed)");
+    }
+
+    public void RecordRequest(string model, string method, string status, double seconds)
+    {
+        var tags = new TagList { { "model", model }, { "method", method }, { "status", status } };
+        _requests.Add(1, tags);
+        _requestDuration.Record(seconds, tags);
+    }
+
+    public void RecordQueueWait(string model, WorkKind kind, double seconds) =>
+        _queueWait.Record(seconds, new TagList { { "model", model }, { "kind", KindName(kind) } });
+
+    public void RecordBatch(string model, WorkKind kind, int bucket, int rows, int paddedRows, double seconds)
+    {
+        var tags = new TagList { { "model", model }, { "kind", KindName(kind) } };
+        _batchSize.Record(rows, tags);
+        if (paddedRows > 0) _paddedRows.Add(paddedRows, tags);
+        tags.Add("bucket", bucket);
+        _batchDuration.Record(seconds, tags);
+    }
+
+    public static string KindName(WorkKind kind) => kind == WorkKind.Predict ? "predict" : "jacobian";
+}

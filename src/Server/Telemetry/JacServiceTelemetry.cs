@@ -1,0 +1,34 @@
+using System.Diagnostics;
+
+namespace JacService.Server.Telemetry;
+
+/// <summary>
+/// The names dashboards, alerts and trace queries rely on: the ActivitySource and Meter "JacService", span names
+/// and attribute keys. Renaming any of them breaks someone's dashboard.
+/// </summary>
+public static class JacServiceTelemetry
+{
+    public const string Name = "JacService";
+
+    public static readonly ActivitySource Source = new(Name, typeof(JacServiceTelemetry).Assembly.GetName().Version?.ToString());
+
+    /// <summary>The time one request waited in its model's queue, a child of the request's server span.</summary>
+    public const string QueueSpan = "jacservice.queue";
+
+    /// <summary>One executed batch, a root span linked to the server span of every request it served.</summary>
+    public const string BatchSpan = "jacservice.batch";
+
+    public static class Attributes
+    {
+        public const string Model = "jacservice.model";
+        public const string Version = "jacservice.model.version";
+        public const string Kind = "jacservice.kind";
+        public const string Rows = "jacservice.request.rows";
+        public const string BatchSize = "jacservice.batch.size";
+        public const string Bucket = "jacservice.batch.bucket";
+        public const string PaddedRows = "jacservice.batch.padded_rows";
+        public const string Requests = "jacservice.batch.requests";
+        public const string TangentWidth = "jacservice.tangent_width";
+        public const string Device = "jacservice.device";
+    }
+}

@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using JacService.Protos.V1;
+
+namespace JacService.Server.Telemetry;
+
+/// <summary>
+/// Counts every RPC and its duration by model, method and final gRPC status. Registered outside the error
+/// interceptor, so it sees the status the caller gets.
+/// </summary>
+public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var status = StatusCode.Unknown;
+        try
+        {
+            var response = await continuation(request, context);
+            status = StatusCode.OK;
+            return response;
+        }
+        catch (RpcException e)
+        {
+            status = e.StatusCode;
+            throw;
+        }
+        finally
+        {
+            if (IsServiceCall(context))
+                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var status = StatusCode.Unknown;
+        try
+        {
+            await continuation(request, responseStream, context);
+            status = StatusCode.OK;
+        }
+        catch (RpcException e)
+        {
+            status = e.StatusCode;
+            throw;
+        }
+        finally
+        {
+            if (IsServiceCall(context))
+                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    // Health checks (probes every few seconds) and reflection are infrastructure, not traffic; they are not traced either.
+    private static bool IsServiceCall(ServerCallContext context) => !context.Method.StartsWith("/grpc.", StringComparison.Ordinal);
+
+    private static string ModelOf(object request) => request is IModelRequest r ? r.Model : "";
+
+    // "/jacservice.v1.JacobianService/Predict" -> "Predict"
+    private static string MethodOf(ServerCallContext context) => context.Method[(context.Method.LastIndexOf('/') + 1)..];
+
+    private static readonly Dictionary<StatusCode, string> StatusNames =
+        Enum.GetValues<StatusCode>().ToDictionary(c => c, GrpcStatusName);
+
+    private static string StatusName(StatusCode code) => StatusNames[code];
+
+    // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument. A word
+    // starts at an upper-case letter after a lower-case one, so OK stays OK.
+    private static string GrpcStatusName(StatusCode code)
+    {
+        var name = code.ToString();
+        return string.Concat(name.Select((c, i) => i > 0 && char.IsUpper(c) && char.IsLower(name[i - 1]) ? "_" + c : c.ToString())).ToUpperInvariant();
+    }
+}

@@ -1,0 +1,51 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.AspNetCore.Http;
+
+namespace JacService.Server.Telemetry;
+
+/// <summary>
+/// Traces, metrics and their exporters (configuration section "Telemetry"). Where the data goes is set by the
+/// standard OpenTelemetry variables: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (OTEL_EXPORTER_OTLP_PROTOCOL
+/// picks grpc or http/protobuf), the console in the Development environment, and Prometheus scraping here.
+/// </summary>
+public sealed record TelemetryOptions : IValidatableObject
+{
+    public const string Section = "Telemetry";
+
+    /// <summary>Off: no traces, no metrics, no exporters (for overhead comparisons).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// Plain HTTP/1.1 address serving Prometheus metrics at /metrics, apart from the gRPC port (which speaks
+    /// HTTP/2 only). Empty turns the endpoint off; http://0.0.0.0:PORT listens on every interface.
+    /// </summary>
+    public string MetricsUrl { get; set; } = "http://127.0.0.1:9464";
+
+    /// <summary>Share of new traces recorded; a caller's sampling decision (traceparent) is always followed.</summary>
+    [Range(0.0, 1.0)]
+    public double TraceSampleRatio { get; set; } = 1.0;
+
+    public bool ServesMetrics => Enabled && !string.IsNullOrWhiteSpace(MetricsUrl);
+
+    public int MetricsPort() => BindingAddress.Parse(MetricsUrl).Port;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext context)
+    {
+        if (!ServesMetrics) yield break;
+        string? problem;
+        try
+        {
+            var address = BindingAddress.Parse(MetricsUrl);
+            problem = address.Scheme != "http" ? "the scheme must be http"
+                : address.Port <= 0 ? "a port is required"
+                : address.PathBase.Length > 0 ? "metrics are always served at /metrics; give no path"
+                : null;
+        }
+        catch (FormatException e)
+        {
+            problem = e.Message;
+        }
+        if (problem is not null)
+            yield return new ValidationResult($"Telemetry:MetricsUrl must be http://HOST:PORT or empty ({problem}); got '{MetricsUrl}'", [nameof(MetricsUrl)]);
+    }
+}

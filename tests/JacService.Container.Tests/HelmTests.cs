@@ -1,0 +1,187 @@
+using k8s;
+using k8s.Models;
+using JacService.Testing;
+
+namespace JacService.Container.Tests;
+
+/// <summary>
+/// The Helm chart without a cluster: helm lint --strict, helm template over each values file with every manifest parsed
+/// strictly as a Kubernetes object (an unknown field or a wrong type fails), and values the schema must refuse.
+/// </summary>
+public sealed class HelmTests
+{
+    private static string Chart => Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice");
+
+    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml"]);
+
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public void LintStrict(string values)
+    {
+        var result = ContainerEngine.Run("helm", ["lint", "--strict", Chart, .. ValuesArgs(values)]);
+        Assert.Contains("1 chart(s) linted, 0 chart(s) failed", result.Output);
+    }
+
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public void RendersStrictKubernetesObjects(string values)
+    {
+        var objects = Render(values);
+        Assert.All(objects, o => Assert.Equal("rel-jacservice", ((IMetadata<V1ObjectMeta>)o).Metadata.Name.Replace("-headless", "")));
+
+        var deployment = objects.OfType<V1Deployment>().Single();
+        var pod = deployment.Spec.Template.Spec;
+        var container = pod.Containers.Single();
+        Assert.True(pod.SecurityContext.RunAsNonRoot);
+        Assert.True(container.SecurityContext.ReadOnlyRootFilesystem);
+        Assert.False(container.SecurityContext.AllowPrivilegeEscalation);
+        Assert.Equal(["ALL"], container.SecurityContext.Capabilities.Drop);
+        foreach (var probe in new[] { container.StartupProbe, container.ReadinessProbe, container.LivenessProbe })
+            Assert.Equal(50051, probe.Grpc.Port);
+        Assert.Equal([("grpc", 50051), ("metrics", 9464)], container.Ports.Select(p => (p.Name, p.ContainerPort)));
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.Equal("http://0.0.0.0:50051", env["Urls"]);
+        Assert.Equal("http://0.0.0.0:9464", env["Telemetry__MetricsUrl"]);
+        Assert.Equal("/models", env["Models__Root"]);
+        Assert.Equal("/tmp", container.VolumeMounts.Single(m => m.Name == "tmp").MountPath);
+
+        var config = objects.OfType<V1ConfigMap>().Single();
+        Assert.Equal(config.Metadata.Name, container.EnvFrom.Single().ConfigMapRef.Name);
+        Assert.Equal("10", config.Data["Batching__DrainSeconds"]);
+        Assert.True(pod.TerminationGracePeriodSeconds > int.Parse(config.Data["Batching__DrainSeconds"]) + 5);
+
+        var service = objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP != "None");
+        Assert.Equal("ClusterIP", service.Spec.Type);
+        Assert.Equal(["grpc", "metrics"], service.Spec.Ports.Select(p => p.Name));
+        Assert.Equal(deployment.Spec.Selector.MatchLabels, service.Spec.Selector);
+    }
+
+    [Fact]
+    public void DefaultValuesServeTheImagesModels()
+    {
+        var objects = Render("");
+        var pod = objects.OfType<V1Deployment>().Single().Spec.Template.Spec;
+        Assert.DoesNotContain(pod.Volumes, v => v.Name == "models");
+        Assert.False(pod.Containers.Single().Resources.Limits.ContainsKey("nvidia.com/gpu"));
+        Assert.Empty(objects.OfType<V2HorizontalPodAutoscaler>());
+        Assert.Empty(objects.OfType<ServiceMonitor>());
+        Assert.Single(objects.OfType<V1PodDisruptionBudget>());
+        Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+
+    [Fact]
+    public void GpuAutoscalingAndMonitoring()
+    {
+        var objects = Render("ci/gpu-hpa-servicemonitor-values.yaml");
+        var deployment = objects.OfType<V1Deployment>().Single();
+        var pod = deployment.Spec.Template.Spec;
+        var container = pod.Containers.Single();
+
+        Assert.Equal(new ResourceQuantity("1"), container.Resources.Limits["nvidia.com/gpu"]);
+        Assert.Equal("nvidia.com/gpu", pod.Tolerations.Single().Key);
+        Assert.Equal("true", pod.NodeSelector["nvidia.com/gpu.present"]);
+
+        // The HPA owns the replica count.
+        Assert.Null(deployment.Spec.Replicas);
+        var hpa = objects.OfType<V2HorizontalPodAutoscaler>().Single();
+        Assert.Equal(("Deployment", deployment.Metadata.Name), (hpa.Spec.ScaleTargetRef.Kind, hpa.Spec.ScaleTargetRef.Name));
+        Assert.Equal(60, hpa.Spec.Metrics.Single().Resource.Target.AverageUtilization);
+
+        var monitor = objects.OfType<ServiceMonitor>().Single();
+        Assert.Equal("metrics", monitor.Spec.Endpoints.Single().Port);
+        Assert.Equal("kube-prometheus-stack", monitor.Metadata.Labels["release"]);
+
+        var headless = objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP == "None");
+        Assert.Equal("grpc", headless.Spec.Ports.Single().Name);
+
+        Assert.Equal("jacservice-models", pod.Volumes.Single(v => v.Name == "models").PersistentVolumeClaim.ClaimName);
+        Assert.True(container.VolumeMounts.Single(m => m.Name == "models").ReadOnlyProperty);
+
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.Equal("http://otel-collector.observability:4317", env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        Assert.Contains("deployment.environment=staging", env["OTEL_RESOURCE_ATTRIBUTES"]);
+        var config = objects.OfType<V1ConfigMap>().Single().Data;
+        Assert.Equal(["64", "128", "256"], [config["Batching__Buckets__0"], config["Batching__Buckets__1"], config["Batching__Buckets__2"]]);
+        Assert.Equal("true", config["Batching__PadToBucket"]);
+    }
+
+    [Fact]
+    public void InitContainerFillsTheModelsVolume()
+    {
+        var pod = Render("ci/init-container-values.yaml").OfType<V1Deployment>().Single().Spec.Template.Spec;
+        var init = pod.InitContainers.Single();
+        Assert.Equal("registry.example.com/jacservice-models:2024-06", init.Image);
+        Assert.Equal("/target", init.VolumeMounts.Single().MountPath);
+        Assert.NotNull(pod.Volumes.Single(v => v.Name == "models").EmptyDir);
+        Assert.True(init.SecurityContext.ReadOnlyRootFilesystem);
+    }
+
+    [Theory]
+    [InlineData("replica-count-string.yaml", "replicaCount: Invalid type")]
+    [InlineData("unknown-key.yaml", "Additional property replicas is not allowed")]
+    [InlineData("service-type.yaml", "service.type")]
+    [InlineData("gpu-count-zero.yaml", "gpu.count")]
+    [InlineData("pvc-without-claim.yaml", "models.pvc.claimName")]
+    [InlineData("config-typo.yaml", "Additional property MaxBatchSzie is not allowed")]
+    [InlineData("batch-size-zero.yaml", "config.Batching.MaxBatchSize")]
+    public void SchemaRejectsBadValues(string file, string expected)
+    {
+        var path = Path.Combine(Fixtures.Root, "tests", "JacService.Container.Tests", "HelmBadValues", file);
+        var result = ContainerEngine.Run("helm", ["template", "rel", Chart, "-f", path], allowFailure: true);
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("values don't meet the specifications of the schema", result.Output);
+        Assert.Contains(expected, result.Output);
+    }
+
+    [Theory]
+    [InlineData("  replicas: 2", "  replicaz: 2")]
+    [InlineData("  replicas: 2", "  replicas: two")]
+    [InlineData("              containerPort: 50051", "              containerPort: 50051\n              appProtocol: grpc")]
+    [InlineData("    - port: metrics", "    - port: metrics\n      honorLabelz: true")]
+    public void StrictParseCatchesUnknownFieldsAndWrongTypes(string line, string replacement)
+    {
+        // The check itself: the same rendering with one field misspelt or mistyped must not parse.
+        var yaml = ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "serviceMonitor.enabled=true"]).Output;
+        Assert.NotEmpty(Parse(yaml));
+        Assert.Contains(line + "\n", yaml);
+        Assert.ThrowsAny<Exception>(() => Parse(yaml.Replace(line + "\n", replacement + "\n")));
+    }
+
+    private static List<object> Render(string values)
+    {
+        var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, "--namespace", "jac", .. ValuesArgs(values)]).Output);
+        Assert.NotEmpty(objects);
+        return objects;
+    }
+
+    private static List<object> Parse(string yaml) => KubernetesYaml.LoadAllFromString(
+        yaml, new Dictionary<string, Type> { ["monitoring.coreos.com/v1/ServiceMonitor"] = typeof(ServiceMonitor) }, strict: true);
+
+    private static string[] ValuesArgs(string values) => values == "" ? [] : ["-f", Path.Combine(Chart, values)];
+}
+
+/// <summary>
+/// The part of the Prometheus Operator's ServiceMonitor the chart writes, so the strict parse also covers it (the
+/// client library knows only built-in kinds).
+/// </summary>
+public sealed class ServiceMonitor : IKubernetesObject<V1ObjectMeta>
+{
+    public string ApiVersion { get; set; } = "";
+    public string Kind { get; set; } = "";
+    public V1ObjectMeta Metadata { get; set; } = new();
+    public ServiceMonitorSpec Spec { get; set; } = new();
+}
+
+public sealed class ServiceMonitorSpec
+{
+    public V1LabelSelector Selector { get; set; } = new();
+    public List<ServiceMonitorEndpoint> Endpoints { get; set; } = [];
+}
+
+public sealed class ServiceMonitorEndpoint
+{
+    public string Port { get; set; } = "";
+    public string Path { get; set; } = "";
+    public string Interval { get; set; } = "";
+    public string ScrapeTimeout { get; set; } = "";
+}

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using JacService.Testing;
+using Xunit.Abstractions;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>
+/// The user-facing client examples in examples/python, examples/go and examples/node, each built from the .proto in
+/// the tree and run against the real server: Predict and BatchJacobian must match the functorch references, and a
+/// perturbed reference must make the example fail, so a passing run means the check really compared numbers.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
+{
+    private static readonly string Examples = Path.Combine(Fixtures.Root, "examples");
+
+    // Stub generation (Python) and the offline Go build run once per test run, whichever test needs them first.
+    private static readonly Lazy<Task<Result>> PythonStubs =
+        new(() => Run("bash", [Path.Combine(Examples, "python", "generate.sh")]));
+    private static readonly Lazy<Task<Result>> GoBuild =
+        new(() => Run("bash", [Path.Combine(Examples, "go", "build.sh")]));
+
+    public static TheoryData<string, string> LanguagesAndModels()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var language in new[] { "python", "go", "node" })
+            foreach (var model in new[] { "mlp_tanh", "two_inputs", "two_outputs" })
+                data.Add(language, model);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(LanguagesAndModels))]
+    public async Task ExampleMatchesTheReference(string language, string model)
+    {
+        var reference = ReferencePath(model);
+        var result = await RunExample(language, "--target", server.Target, "--reference", reference);
+
+        Assert.True(result.ExitCode == 0, $"{language} example failed:\n{result}");
+        // Every output plus every (wrt, output) Jacobian of the reference was compared.
+        var doc = JsonNode.Parse(File.ReadAllText(reference))!;
+        var compared = doc["outputs"]!.AsObject().Count
+            + doc["jacobians"]!.AsObject().Sum(wrt => wrt.Value!.AsObject().Count);
+        Assert.Contains($"PASS: {compared} outputs and Jacobians of {model}", result.Stdout);
+        Assert.Contains($"BatchJacobian {model}: d", result.Stdout);
+        Assert.Contains("GetModel no_such_model: NOT_FOUND", result.Stdout);
+        Assert.DoesNotContain("MISMATCH", result.Stdout);
+    }
+
+    [Theory]
+    [InlineData("python")]
+    [InlineData("go")]
+    [InlineData("node")]
+    public async Task ExampleFailsOnAPerturbedReference(string language)
+    {
+        // One Jacobian entry moved by 1% of the largest entry: 100 times the tolerance, everything else untouched.
+        var doc = JsonNode.Parse(File.ReadAllText(ReferencePath("mlp_tanh")))!;
+        var data = doc["jacobians"]!["x"]!["y"]!["data"]!.AsArray();
+        var largest = data.Max(v => Math.Abs(v!.GetValue<double>()));
+        data[100] = data[100]!.GetValue<double>() + 0.01 * largest;
+        var perturbed = Path.Combine(Path.GetTempPath(), $"jacservice-perturbed-{language}-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(perturbed, doc.ToJsonString());
+        try
+        {
+            var result = await RunExample(language, "--target", server.Target, "--reference", perturbed);
+
+            Assert.True(result.ExitCode == 1, $"{language} example should exit 1 on a mismatch:\n{result}");
+            Assert.Contains("MISMATCH dy/dx: max abs error", result.Stdout);
+            Assert.Contains("at flat index 100,", result.Stdout);
+            Assert.Contains("match y:", result.Stdout);
+            Assert.Contains("FAIL: 1 problem(s)", result.Stdout);
+        }
+        finally
+        {
+            File.Delete(perturbed);
+        }
+    }
+
+    private async Task<Result> RunExample(string language, params string[] args)
+    {
+        Result result;
+        switch (language)
+        {
+            case "python":
+                await Prepared(PythonStubs, "generating the Python stubs");
+                result = await Run("/usr/bin/python3", [Path.Combine(Examples, "python", "jacclient.py"), .. args]);
+                break;
+            case "go":
+                await Prepared(GoBuild, "building the Go example");
+                result = await Run(Path.Combine(Examples, "go", "bin", "jacclient"), args);
+                break;
+            case "node":
+                Assert.True(Directory.Exists(Path.Combine(Examples, "node", "node_modules", "@grpc", "grpc-js")),
+                    "examples/node/node_modules is missing: run scripts/install-test-deps.sh (it runs npm ci)");
+                result = await Run("node", [Path.Combine(Examples, "node", "jacclient.js"), .. args]);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(language), language, null);
+        }
+        output.WriteLine($"{language} {string.Join(' ', args)}: exit {result.ExitCode} in {result.Elapsed.TotalSeconds:F2} s");
+        output.WriteLine(result.Stdout);
+        return result;
+    }
+
+    private async Task Prepared(Lazy<Task<Result>> step, string what)
+    {
+        var result = await step.Value;
+        output.WriteLine($"{what}: exit {result.ExitCode} in {result.Elapsed.TotalSeconds:F2} s");
+        Assert.True(result.ExitCode == 0, $"{what} failed:\n{result}");
+    }
+
+    private static string ReferencePath(string model) =>
+        Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", model + ".json");
+
+    private static async Task<Result> Run(string fileName, string[] args)
+    {
+        var start = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        var clock = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        // A cold Go build compiles grpc-go: tens of seconds on a busy two-core machine.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{fileName} {string.Join(' ', args)} did not finish in 5 minutes");
+        }
+        return new Result(process.ExitCode, await stdout, await stderr, clock.Elapsed);
+    }
+
+    private sealed record Result(int ExitCode, string Stdout, string Stderr, TimeSpan Elapsed)
+    {
+        public override string ToString() => $"exit {ExitCode}\n--- stdout\n{Stdout}\n--- stderr\n{Stderr}";
+    }
+}

@@ -1,0 +1,52 @@
+using Grpc.Core;
+using JacService.Testing;
+using static JacService.Integration.Tests.ClientTesting;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>UNAVAILABLE is retried by the channel's service config, so a call outlives a server briefly down.</summary>
+[Collection(ServerCollection.Name)]
+public class RetryTests(ServerProcess server)
+{
+    [Fact]
+    public async Task ACallSucceedsOnceTheServerIsBack()
+    {
+        await using var proxy = new FlakyProxy(server.Port, resets: 2);
+        var client = ClientFor(proxy.Address, o =>
+        {
+            o.MaxAttempts = 5;
+            o.InitialBackoff = TimeSpan.FromMilliseconds(50);
+            o.MaxBackoff = TimeSpan.FromMilliseconds(200);
+        });
+        var reference = Fixtures.Load("pinn");
+
+        var result = await client.BatchJacobianAsync("pinn", Inputs(reference));
+
+        Close(reference.Jacobians["xt"]["u"], result.Jacobians["u"], "pinn du/dxt");
+        Assert.True(proxy.Connections >= 3, $"{proxy.Connections} connections");
+    }
+
+    [Fact]
+    public async Task AStreamSucceedsOnceTheServerIsBack()
+    {
+        await using var proxy = new FlakyProxy(server.Port, resets: 2);
+        var client = ClientFor(proxy.Address, o => o.InitialBackoff = TimeSpan.FromMilliseconds(50));
+        var reference = Fixtures.Load("mlp_tanh");
+
+        var result = await client.StreamBatchJacobianAsync("mlp_tanh", TiledInputs(reference, 20), maxRowsPerChunk: 8);
+
+        CloseTiled(reference.Jacobians["x"]["y"], result.Jacobians["y"], "mlp_tanh dy/dx");
+    }
+
+    [Fact]
+    public async Task WithoutRetriesTheSameOutageIsUnavailable()
+    {
+        await using var proxy = new FlakyProxy(server.Port, resets: 1);
+        var client = ClientFor(proxy.Address, o => o.MaxAttempts = 1);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => client.ListModelsAsync());
+
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        Assert.Equal(1, proxy.Connections);
+    }
+}
