@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Globalization;
-using HdrHistogram;
+using Grpc.Core;
+using JacService.Jac.Load;
 using JacService.Protos.V1;
 
 namespace JacService.Bench;
@@ -35,59 +35,42 @@ internal static class BatchingBench
 
     public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
     {
-        var requests = Enumerable.Range(0, concurrency).Select(i =>
+        // One request per caller (different inputs), sent by jac's closed-loop load generator: worker i sends request i.
+        var senders = Enumerable.Range(0, concurrency).Select(i =>
         {
             var rng = new Random(i);
             var x = new Tensor { Shape = { 32 } };
             x.Data.AddRange(Enumerable.Range(0, 32).Select(_ => (float)(rng.NextDouble() * 2 - 1)));
-            return new JacobianRequest { Model = model, Inputs = { ["x"] = x } };
+            var request = new JacobianRequest { Model = model, Inputs = { ["x"] = x } };
+            return (Func<CallOptions, Task>)(o => client.JacobianAsync(request, o).ResponseAsync);
         }).ToArray();
 
-        async Task<(long Count, LongHistogram Latency)> Loop(JacobianRequest request, TimeSpan duration)
-        {
-            var histogram = new LongHistogram(TimeStamp.Seconds(10), 3);
-            long count = 0;
-            var end = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-            while (Stopwatch.GetTimestamp() < end)
-            {
-                long start = Stopwatch.GetTimestamp();
-                await client.JacobianAsync(request);
-                histogram.RecordValue(Stopwatch.GetTimestamp() - start);
-                count++;
-            }
-            return (count, histogram);
-        }
-
-        await Task.WhenAll(requests.Select(r => Loop(r, TimeSpan.FromSeconds(Math.Min(1, seconds))))); // warm-up
+        await Run(senders, "jacobian", model, concurrency, Math.Min(1, seconds)); // warm-up
         var before = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
-        var clock = Stopwatch.StartNew();
-        var results = await Task.WhenAll(requests.Select(r => Task.Run(() => Loop(r, TimeSpan.FromSeconds(seconds)))));
-        double elapsed = clock.Elapsed.TotalSeconds;
+        var report = await Run(senders, "jacobian", model, concurrency, seconds);
         var after = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
 
-        var all = new LongHistogram(TimeStamp.Seconds(10), 3);
-        foreach (var r in results) all.Add(r.Latency);
-        double Ms(double percentile) => all.GetValueAtPercentile(percentile) * 1000.0 / Stopwatch.Frequency;
         double batches = after.Batches - before.Batches;
-        return new Point(mode, concurrency, results.Sum(r => r.Count) / elapsed, Ms(50), Ms(95), Ms(99),
+        return new Point(mode, concurrency, report.Ok / report.ElapsedS, report.LatencyMs["p50"], report.LatencyMs["p95"], report.LatencyMs["p99"],
             batches > 0 ? (after.Rows - before.Rows) / batches : 0);
+    }
+
+    /// <summary>A closed-loop run of jac's load generator; any failed call fails the benchmark.</summary>
+    private static async Task<LoadReport> Run(Func<CallOptions, Task>[] senders, string method, string model, int concurrency, double seconds)
+    {
+        var plan = new LoadPlan(method, model, "bench", OpenLoop: false, Ramp.Constant(concurrency), concurrency, Connections: 1,
+            Requests: null, TimeSpan.FromSeconds(seconds), Rows: 1, Timeout: TimeSpan.FromSeconds(20), senders);
+        var report = await new LoadRunner(plan).RunAsync(null, CancellationToken.None);
+        return report.Errors == 0 ? report
+            : throw new InvalidOperationException($"{report.Errors} calls failed: {string.Join("; ", report.ErrorMessages.Keys)}");
     }
 
     /// <summary>GetModel calls (no tensor work at all): what the RPC path alone allows on this machine.</summary>
     private static async Task<Point> RpcCeiling(JacobianService.JacobianServiceClient client, string model, int concurrency, double seconds)
     {
-        long count = 0;
-        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
-        {
-            while (Stopwatch.GetTimestamp() < end)
-            {
-                await client.GetModelAsync(new GetModelRequest { Model = model });
-                Interlocked.Increment(ref count);
-            }
-        })));
-        var point = new Point("GetModel (no compute)", concurrency, count / clock.Elapsed.TotalSeconds, double.NaN, double.NaN, double.NaN, double.NaN);
+        var request = new GetModelRequest { Model = model };
+        var report = await Run([o => client.GetModelAsync(request, o).ResponseAsync], "get-model", model, concurrency, seconds);
+        var point = new Point("GetModel (no compute)", concurrency, report.Ok / report.ElapsedS, double.NaN, double.NaN, double.NaN, double.NaN);
         Console.Error.WriteLine(Row(point));
         return point;
     }

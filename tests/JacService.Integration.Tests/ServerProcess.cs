@@ -131,9 +131,10 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 
     private static string ServerDll()
     {
-        // Same configuration as this test assembly: bin/<Configuration>/net10.0/linux-x64/
-        var here = new DirectoryInfo(AppContext.BaseDirectory);
-        var tail = Path.GetRelativePath(Path.Combine(Fixtures.Root, "tests", "JacService.Integration.Tests"), here.FullName);
+        // Same configuration as the running test assembly: bin/<Configuration>/net10.0/linux-x64/ (this file is also
+        // linked into other test projects, so the tail is taken from "bin" on, not from this project's folder).
+        var here = AppContext.BaseDirectory;
+        var tail = here[(here.LastIndexOf("/bin/", StringComparison.Ordinal) + 1)..];
         var dll = Path.Combine(Fixtures.Root, "src", "Server", tail, "JacService.Server.dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException("server build output not found", dll);
     }

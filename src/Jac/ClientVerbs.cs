@@ -1,0 +1,150 @@
+using System.CommandLine;
+using Grpc.Core;
+using JacService.Protos.V1;
+using Spectre.Console;
+
+namespace JacService.Jac;
+
+/// <summary>models, predict, jacobian, batch-jacobian: one call each, inputs from files, results to JSON or .npy.</summary>
+public static class ClientVerbs
+{
+    private static Option<string?> ModelOption(bool required) =>
+        new("--model", "-m") { Description = "Model name", Required = required };
+
+    private static readonly Option<string> ModelVersion = new("--model-version")
+    {
+        Description = "Model version; empty means the highest READY one",
+        DefaultValueFactory = _ => "",
+    };
+
+    private static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of the call", DefaultValueFactory = _ => "60s" };
+
+    private static Option<string> OutputFormat(string[] formats) => new Option<string>("--output", "-o")
+    {
+        Description = "Output format",
+        DefaultValueFactory = _ => formats[0],
+    }.AcceptOnlyFromAmong(formats);
+
+    public static Command Models(Io io)
+    {
+        var model = ModelOption(required: false);
+        var output = OutputFormat(["table", "json"]);
+        var command = new Command("models", "List the models and versions the server has, with their signatures and batching stats")
+            { model, ModelVersion, output, Timeout };
+        command.SetAction(async (r, ct) =>
+        {
+            using var connection = new Connection(r.GetValue(JacApp.Target)!);
+            var options = CallOptions(r, ct);
+            List<ModelInfo> models;
+            try
+            {
+                models = r.GetValue(model) is { } name
+                    ? [await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options)]
+                    : [.. (await connection.Client.ListModelsAsync(new ListModelsRequest(), options)).Models];
+            }
+            catch (RpcException e)
+            {
+                throw await Errors.ExplainAsync(e, connection, r.GetValue(model));
+            }
+            if (r.GetValue(output) == "json")
+            {
+                var formatter = new Google.Protobuf.JsonFormatter(Google.Protobuf.JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
+                io.Out.WriteLine("[" + string.Join(",\n", models.Select(m => formatter.Format(m))) + "]");
+                return 0;
+            }
+            var table = new Table().AddColumns("model", "version", "state", "inputs", "outputs", "batches / rows");
+            foreach (var m in models.OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Version, StringComparer.Ordinal))
+                table.AddRow(Markup.Escape(m.Name), m.Version, m.State == "READY" ? m.State : Markup.Escape($"{m.State}: {m.Error}"),
+                    Markup.Escape(Signature(m.Inputs)), Markup.Escape(Signature(m.Outputs)),
+                    m.Batching is { } b ? $"{b.Batches} / {b.Rows}" : "");
+            io.OutConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Signature(IEnumerable<TensorInfo> tensors) =>
+        string.Join(", ", tensors.Select(t => $"{t.Name} {t.Dtype}[{string.Join(", ", t.Shape.Select(d => d < 0 ? "?" : d.ToString()))}]"));
+
+    private static readonly Option<string[]> Input = new("--input", "-i")
+    {
+        Description = "Input file, [NAME=]FILE.json or [NAME=]FILE.npy; repeat for several inputs",
+        Required = true,
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string?> Out = new("--out")
+    {
+        Description = "Write the result here: FILE.json, FILE.npy (a single tensor) or a folder (one .npy per tensor); default: JSON on standard output",
+    };
+
+    public static Command Predict(Io io)
+    {
+        var model = ModelOption(required: true);
+        var command = new Command("predict", "Outputs for a batch of samples (inputs carry the batch axis first)") { model, ModelVersion, Input, Out, Timeout };
+        command.SetAction((r, ct) => CallAsync(r, model, batched: true, command.Name, ct, async (c, name, inputs, options) =>
+        {
+            var request = new PredictRequest { Model = name, Version = r.GetValue(ModelVersion) };
+            foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+            var response = await c.Client.PredictAsync(request, options);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, null);
+        }));
+        return command;
+    }
+
+    public static Command Jacobian(Io io, bool batched)
+    {
+        var model = ModelOption(required: true);
+        var wrt = new Option<string>("--wrt") { Description = "Input to differentiate; default: the model's only float input", DefaultValueFactory = _ => "" };
+        var of = new Option<string[]>("--of") { Description = "Output to differentiate (repeatable); default: all float outputs" };
+        var command = batched
+            ? new Command("batch-jacobian", "Outputs and per-sample Jacobians for a batch (inputs carry the batch axis first)")
+            : new Command("jacobian", "Outputs and the Jacobian for ONE sample (inputs without the batch axis)");
+        foreach (var o in new Option[] { model, ModelVersion, Input, wrt, of, Out, Timeout }) command.Options.Add(o);
+        command.SetAction((r, ct) => CallAsync(r, model, batched, command.Name, ct, async (c, name, inputs, options) =>
+        {
+            if (batched)
+            {
+                var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                var response = await c.Client.BatchJacobianAsync(request, options);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
+            }
+            else
+            {
+                var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                var response = await c.Client.JacobianAsync(request, options);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
+            }
+        }));
+        return command;
+    }
+
+    /// <summary>
+    /// What the three data verbs share: read the inputs, check them against the model's signature (so a wrong file
+    /// is named before anything is sent), make the call, and turn a failed call into a sentence.
+    /// </summary>
+    private static async Task<int> CallAsync(ParseResult r, Option<string?> model, bool batched, string verb, CancellationToken ct,
+        Func<Connection, string, Dictionary<string, FloatArray>, CallOptions, Task> call)
+    {
+        string name = r.GetValue(model)!;
+        using var connection = new Connection(r.GetValue(JacApp.Target)!);
+        var options = CallOptions(r, ct);
+        try
+        {
+            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
+            var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
+            TensorFiles.CheckShapes(inputs, info, batched, verb);
+            await call(connection, name, inputs, options);
+        }
+        catch (RpcException e)
+        {
+            throw await Errors.ExplainAsync(e, connection, name);
+        }
+        return 0;
+    }
+
+    private static CallOptions CallOptions(ParseResult r, CancellationToken ct) =>
+        new(deadline: DateTime.UtcNow + JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout"), cancellationToken: ct);
+}

@@ -1,0 +1,53 @@
+using System.Net.Sockets;
+using Grpc.Core;
+using JacService.Protos.V1;
+
+namespace JacService.Jac;
+
+/// <summary>A failure the user can act on; its message is printed as is, without a stack trace.</summary>
+public sealed class JacException(string message) : Exception(message);
+
+public static class Errors
+{
+    /// <summary>
+    /// Turns a failed call into a sentence that says what to do. For NOT_FOUND it asks the server which models it
+    /// has, since a typo is the usual cause.
+    /// </summary>
+    public static async Task<JacException> ExplainAsync(RpcException e, Connection connection, string? model)
+    {
+        if (IsUnreachable(e))
+            return new JacException($"cannot reach a JacService server at {connection.Address} ({Reason(e)}). " +
+                "Is it running? Start one with: dotnet run --project src/Server -c Release, or pass --target HOST:PORT");
+        if (e.StatusCode == StatusCode.NotFound && model is not null)
+        {
+            string known = "";
+            try
+            {
+                var list = await connection.Client.ListModelsAsync(new ListModelsRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
+                var names = list.Models.Select(m => m.Name).Distinct().Order().ToList();
+                // The server's message may list them already; say it once.
+                if (!names.Any(n => e.Status.Detail.Contains(n, StringComparison.Ordinal))) known = $" Models there: {string.Join(", ", names)}";
+            }
+            catch (RpcException)
+            {
+                // The message stays useful without the list.
+            }
+            return new JacException($"model '{model}' not found at {connection.Address}: {e.Status.Detail}.{known}");
+        }
+        return e.StatusCode switch
+        {
+            StatusCode.InvalidArgument => new JacException($"the server refused the request: {e.Status.Detail}"),
+            StatusCode.DeadlineExceeded => new JacException($"no answer within the deadline (--timeout): {e.Status.Detail}"),
+            _ => new JacException($"{e.StatusCode}: {e.Status.Detail}"),
+        };
+    }
+
+    /// <summary>No server listening (or no route to it), as opposed to a server that answered UNAVAILABLE itself.</summary>
+    public static bool IsUnreachable(RpcException e) =>
+        e.StatusCode == StatusCode.Unavailable && (e.Status.DebugException is HttpRequestException or SocketException
+            || e.Status.DebugException?.InnerException is SocketException);
+
+    private static string Reason(RpcException e) =>
+        (e.Status.DebugException?.InnerException as SocketException)?.Message
+        ?? e.Status.DebugException?.Message ?? e.Status.Detail;
+}

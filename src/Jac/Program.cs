@@ -1,0 +1,3 @@
+using JacService.Jac;
+
+return await JacApp.RunAsync(args, Io.FromConsole());

@@ -1,0 +1,105 @@
+using JacService.Integration.Tests;
+using JacService.Jac.Load;
+using JacService.Testing;
+
+namespace JacService.Jac.Tests;
+
+/// <summary>`jac load` end to end: short bounded runs against the real server, checked through the JSON report.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class LoadTests(ServerProcess server)
+{
+    private async Task<LoadReport> Load(params string[] args)
+    {
+        var r = await JacRunner.RunAsync(["load", "--target", server.Target, "--output", "json", .. args]);
+        Assert.True(r.ExitCode == 0, r.Err);
+        return LoadReport.FromJson(r.Out);
+    }
+
+    private static void AssertConsistent(LoadReport report)
+    {
+        Assert.Equal(report.Count, report.Ok + report.Errors);
+        Assert.Equal(report.Count, report.StatusCodes.Values.Sum());
+        var l = report.LatencyMs;
+        double[] ordered = [l["min"], l["p50"], l["p90"], l["p95"], l["p99"], l["p999"], l["max"]];
+        Assert.True(ordered.Zip(ordered.Skip(1)).All(p => p.First <= p.Second), "percentiles out of order: " + string.Join(", ", ordered));
+        Assert.Equal(report.Count, report.Histogram.Sum(b => b.Count));
+        Assert.Equal(report.Count, report.Timeline.Sum(p => p.Ok + p.Errors));
+        Assert.True(report.Rps > 0);
+    }
+
+    [Fact]
+    public async Task Closed_loop_bounded_by_requests_reports_every_call_and_the_servers_batches()
+    {
+        var report = await Load("--method", "jacobian", "--model", "pinn", "--requests", "300", "--concurrency", "4");
+        AssertConsistent(report);
+        Assert.Equal(300, report.Count);
+        Assert.Equal(300, report.Ok);
+        Assert.Equal(300, report.StatusCodes["OK"]);
+        Assert.Equal("closed", report.Mode);
+        // Tests in this collection run one at a time, so the server's row counter moved by exactly our calls.
+        Assert.NotNull(report.ServerBatching);
+        Assert.Equal(300, report.ServerBatching!.Rows);
+        Assert.InRange(report.ServerBatching.MeanBatch, 1, 4);
+    }
+
+    [Fact]
+    public async Task Open_loop_sends_rate_times_duration_and_writes_json_csv_and_html_files()
+    {
+        var dir = JacRunner.TempDir();
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "batch-jacobian", "-m", "mlp_tanh", "--batch", "4",
+            "--rps", "100", "--duration", "1s", "--out", Path.Combine(dir, "report.json"), "--html", Path.Combine(dir, "report.html"));
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("Latency (ms), from the intended send time", r.Out); // the summary still goes to standard output
+        var report = LoadReport.FromJson(File.ReadAllText(Path.Combine(dir, "report.json")));
+        AssertConsistent(report);
+        Assert.Equal("open", report.Mode);
+        Assert.Equal(100, report.Count);
+        Assert.Equal(0, report.Errors);
+        Assert.Equal(4, report.Batch);
+        Assert.Equal(400, report.ServerBatching!.Rows);
+        Assert.NotNull(report.SendLagMs);
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, "report.html")));
+
+        r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "health", "-n", "20", "-o", "csv");
+        var lines = r.Out.Trim().Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.Equal("20", lines[1].Split(',')[Array.IndexOf(LoadReport.CsvColumns, "count")]);
+    }
+
+    [Fact]
+    public async Task A_missing_model_gives_a_report_of_not_found_errors()
+    {
+        var input = Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", "pinn.json");
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-m", "no_such_model", "--data", input, "-M", "predict",
+            "-n", "50", "-c", "5", "-o", "json");
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("warning: model 'no_such_model' not found", r.Err);
+        var report = LoadReport.FromJson(r.Out);
+        AssertConsistent(report);
+        Assert.Equal(50, report.Count);
+        Assert.Equal(50, report.Errors);
+        Assert.Equal(50, report.StatusCodes["NotFound"]);
+        Assert.Contains(report.ErrorMessages.Keys, k => k.StartsWith("NotFound: model 'no_such_model' not found", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Deadlines_that_cannot_be_met_show_up_as_deadline_exceeded()
+    {
+        // A small_cnn Jacobian takes tens of milliseconds on this machine, so a 1 ms deadline cannot be met.
+        var report = await Load("-M", "jacobian", "-m", "small_cnn", "-n", "40", "-c", "8", "--timeout", "1ms");
+        AssertConsistent(report);
+        Assert.True(report.StatusCodes.GetValueOrDefault("DeadlineExceeded") > 0, string.Join(", ", report.StatusCodes));
+    }
+
+    [Fact]
+    public async Task A_step_ramp_in_closed_loop_and_a_server_that_is_down_are_handled()
+    {
+        var report = await Load("-M", "get-model", "-m", "pinn", "-c", "4", "--ramp", "step", "--ramp-steps", "2", "-z", "1s");
+        AssertConsistent(report);
+        Assert.Equal("step", report.Ramp);
+
+        var r = await JacRunner.RunAsync("load", "-t", "127.0.0.1:1", "-m", "pinn");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("cannot reach a JacService server", r.Err);
+    }
+}
