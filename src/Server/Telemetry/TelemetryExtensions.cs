@@ -43,8 +43,9 @@ public static class TelemetryExtensions
         var serviceName = builder.Configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } name ? name : "jacservice";
 
         var otel = services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService(serviceName, serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString()))
-            .WithTracing(tracing =>
+            .ConfigureResource(r => r.AddService(serviceName, serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString()));
+        if (options.Traces)
+            otel.WithTracing(tracing =>
             {
                 tracing
                     .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.TraceSampleRatio)))
@@ -58,8 +59,9 @@ public static class TelemetryExtensions
                             && !context.Request.Path.StartsWithSegments("/grpc.reflection.v1.ServerReflection");
                     });
                 if (console) tracing.AddConsoleExporter();
-            })
-            .WithMetrics(metrics =>
+            });
+        if (options.Metrics)
+            otel.WithMetrics(metrics =>
             {
                 metrics
                     .AddMeter(JacServiceTelemetry.Name)

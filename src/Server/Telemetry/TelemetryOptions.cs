@@ -15,6 +15,12 @@ public sealed record TelemetryOptions : IValidatableObject
     /// <summary>Off: no traces, no metrics, no exporters (for overhead comparisons).</summary>
     public bool Enabled { get; set; } = true;
 
+    /// <summary>Record spans (with Enabled).</summary>
+    public bool Traces { get; set; } = true;
+
+    /// <summary>Record metrics and serve them (with Enabled).</summary>
+    public bool Metrics { get; set; } = true;
+
     /// <summary>
     /// Plain HTTP/1.1 address serving Prometheus metrics at /metrics, apart from the gRPC port (which speaks
     /// HTTP/2 only). Empty turns the endpoint off; http://0.0.0.0:PORT listens on every interface.
@@ -25,7 +31,7 @@ public sealed record TelemetryOptions : IValidatableObject
     [Range(0.0, 1.0)]
     public double TraceSampleRatio { get; set; } = 1.0;
 
-    public bool ServesMetrics => Enabled && !string.IsNullOrWhiteSpace(MetricsUrl);
+    public bool ServesMetrics => Enabled && Metrics && !string.IsNullOrWhiteSpace(MetricsUrl);
 
     public int MetricsPort() => BindingAddress.Parse(MetricsUrl).Port;
 
