@@ -15,22 +15,15 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         long started = Stopwatch.GetTimestamp();
-        var status = StatusCode.Unknown;
         try
         {
             var response = await continuation(request, context);
-            status = StatusCode.OK;
+            Record(request, context, StatusCode.OK, started);
             return response;
         }
-        catch (RpcException e)
+        catch (Exception e) when (Record(request, context, StatusOf(e), started))
         {
-            status = e.StatusCode;
-            throw;
-        }
-        finally
-        {
-            if (IsServiceCall(context))
-                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+            throw; // not reached: Record returns false, so the filter only observes the exception
         }
     }
 
@@ -39,23 +32,26 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
         ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         long started = Stopwatch.GetTimestamp();
-        var status = StatusCode.Unknown;
         try
         {
             await continuation(request, responseStream, context);
-            status = StatusCode.OK;
+            Record(request, context, StatusCode.OK, started);
         }
-        catch (RpcException e)
+        catch (Exception e) when (Record(request, context, StatusOf(e), started))
         {
-            status = e.StatusCode;
-            throw;
-        }
-        finally
-        {
-            if (IsServiceCall(context))
-                metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+            throw; // not reached, as above
         }
     }
+
+    private bool Record(object request, ServerCallContext context, StatusCode status, long started)
+    {
+        if (IsServiceCall(context))
+            metrics.RecordRequest(ModelOf(request), MethodOf(context), StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return false;
+    }
+
+    // The error interceptor inside this one turns every failure into an RpcException; anything else is a bug.
+    private static StatusCode StatusOf(Exception e) => e is RpcException rpc ? rpc.StatusCode : StatusCode.Unknown;
 
     // Health checks (probes every few seconds) and reflection are infrastructure, not traffic; they are not traced either.
     private static bool IsServiceCall(ServerCallContext context) => !context.Method.StartsWith("/grpc.", StringComparison.Ordinal);

@@ -77,8 +77,12 @@ public static class TelemetryExtensions
     public static WebApplication MapJacServiceMetrics(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
-        if (options.ServesMetrics)
-            app.MapPrometheusScrapingEndpoint().RequireHost($"*:{options.MetricsPort()}");
+        if (!options.ServesMetrics) return app;
+        // Matched by the port the connection arrived on, not by the Host header: behind a published container port
+        // or a Kubernetes Service the caller's Host names another port.
+        int port = options.MetricsPort();
+        app.UseOpenTelemetryPrometheusScrapingEndpoint(context =>
+            context.Connection.LocalPort == port && context.Request.Path == "/metrics");
         return app;
     }
 }
