@@ -81,6 +81,9 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
         _completion.TrySetException(e);
     }
 
+    /// <summary>The queue would not take it: only its queue span ends; the caller gets the exception directly.</summary>
+    public void Refuse(Exception e) => EndQueueSpan(e);
+
     public void Cancel()
     {
         EndQueueSpan(null, cancelled: true);

@@ -74,8 +74,12 @@ public sealed class ModelBatcher : IAsyncDisposable
         lock (_lock)
         {
             if (!_queue.TryEnqueue(key, request))
-                throw new ExecutorBusyException(
+            {
+                var full = new ExecutorBusyException(
                     $"model '{_model.Name}' has {_queue.QueuedRows} rows queued; {request.Rows} more would exceed its queue capacity of {Options.QueueCapacity}");
+                request.Refuse(full);
+                throw full;
+            }
         }
         // A cancelled caller leaves at once; its parts are dropped when the queue next looks at them.
         if (cancellation.CanBeCanceled)
