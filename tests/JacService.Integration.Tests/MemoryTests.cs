@@ -1,11 +1,12 @@
 using JacService.Protos.V1;
 using JacService.Testing;
+using Xunit.Abstractions;
 
 namespace JacService.Integration.Tests;
 
 /// <summary>A long-running server's memory stays flat: every tensor of every request is disposed.</summary>
 [Collection(ServerCollection.Name)]
-public class MemoryTests(ServerProcess server)
+public class MemoryTests(ServerProcess server, ITestOutputHelper output)
 {
     [Fact]
     public async Task ResidentMemoryStaysBoundedOverThousandsOfRequests()
@@ -27,8 +28,11 @@ public class MemoryTests(ServerProcess server)
         long before = server.ResidentBytes();
         await Burst(4000);
         long after = server.ResidentBytes();
-        // Without disposal every request would keep its tangents: ~1 MB per CNN Jacobian, gigabytes in all.
-        Assert.True(after - before < 96L << 20,
+        output.WriteLine($"resident memory {before >> 20} MiB -> {after >> 20} MiB over 4000 requests");
+        // Without disposal every request would keep its tangents: ~1 MB per CNN Jacobian, gigabytes in all. A quiet
+        // run grows ~20 MiB; on a machine busy with other builds the allocator's arenas and a lagging GC have added
+        // up to ~130 MiB, so the bound sits well above that and still far below a leak.
+        Assert.True(after - before < 256L << 20,
             $"resident memory grew from {before >> 20} MiB to {after >> 20} MiB over 4000 requests");
     }
 }
