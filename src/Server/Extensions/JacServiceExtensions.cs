@@ -1,11 +1,11 @@
 using JacService.Core.Models;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Extensions;
@@ -61,18 +61,25 @@ public static class JacServiceExtensions
     }
 
     /// <summary>The addresses to listen on: every gRPC url, then the metrics url.</summary>
-    private static void UseEndpoints(this WebApplication app)
+    private static void ListenOnConfiguredUrls(this WebApplication app)
     {
         var urls = app.Configuration[WebHostDefaults.ServerUrlsKey];
         if (string.IsNullOrWhiteSpace(urls)) urls = "http://127.0.0.1:50051";
-        foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) app.Urls.Add(url);
+        var grpcUrls = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var url in grpcUrls) app.Urls.Add(url);
         var telemetry = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
-        if (telemetry.ServesMetrics) app.Urls.Add(telemetry.MetricsUrl);
+        if (!telemetry.ServesMetrics) return;
+        // One port cannot speak both protocols: a shared port would turn the gRPC endpoint into HTTP/1.1.
+        int? metricsPort = telemetry.MetricsPort();
+        if (grpcUrls.FirstOrDefault(u => BindingAddress.Parse(u).Port == metricsPort) is { } clash)
+            throw new InvalidOperationException(
+                $"Telemetry:MetricsUrl '{telemetry.MetricsUrl}' uses the port of the gRPC address '{clash}'; give metrics a port of their own or set it empty");
+        app.Urls.Add(telemetry.MetricsUrl);
     }
 
     public static WebApplication MapJacService(this WebApplication app)
     {
-        app.UseEndpoints();
+        app.ListenOnConfiguredUrls();
         app.MapJacServiceMetrics();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcHealthChecksService();

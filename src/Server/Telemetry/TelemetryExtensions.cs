@@ -80,7 +80,7 @@ public static class TelemetryExtensions
         if (!options.ServesMetrics) return app;
         // Matched by the port the connection arrived on, not by the Host header: behind a published container port
         // or a Kubernetes Service the caller's Host names another port.
-        int port = options.MetricsPort();
+        int? port = options.MetricsPort();
         app.UseOpenTelemetryPrometheusScrapingEndpoint(context =>
             context.Connection.LocalPort == port && context.Request.Path == "/metrics");
         return app;

@@ -33,7 +33,18 @@ public sealed record TelemetryOptions : IValidatableObject
 
     public bool ServesMetrics => Enabled && Metrics && !string.IsNullOrWhiteSpace(MetricsUrl);
 
-    public int MetricsPort() => BindingAddress.Parse(MetricsUrl).Port;
+    /// <summary>The metrics port, or null while <see cref="MetricsUrl"/> does not parse (validation reports it).</summary>
+    public int? MetricsPort()
+    {
+        try
+        {
+            return BindingAddress.Parse(MetricsUrl).Port;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {

@@ -1,0 +1,48 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>A bad setting stops the server at start with a message that names it, instead of serving half-configured.</summary>
+public class StartupSettingsTests
+{
+    [Fact]
+    public async Task MetricsOnTheGrpcPortIsRefused()
+    {
+        int port = FreePort();
+        var message = await StartFails("--urls", $"http://127.0.0.1:{port}", $"--Telemetry:MetricsUrl=http://127.0.0.1:{port}");
+        Assert.Contains($"Telemetry:MetricsUrl 'http://127.0.0.1:{port}' uses the port of the gRPC address", message);
+    }
+
+    [Fact]
+    public async Task AMetricsUrlThatIsNotHttpHostPortIsRefused()
+    {
+        var message = await StartFails("--Telemetry:MetricsUrl=https://127.0.0.1:9464/metrics");
+        Assert.Contains("Telemetry:MetricsUrl must be http://HOST:PORT or empty", message);
+    }
+
+    [Fact]
+    public async Task AnOutOfRangeBatchSizeIsRefused()
+    {
+        var message = await StartFails("--Batching:MaxBatchSize=0");
+        Assert.Contains("MaxBatchSize", message);
+    }
+
+    private static async Task<string> StartFails(params string[] args)
+    {
+        await using var server = new ServerProcess { ExtraArgs = args };
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(server.InitializeAsync);
+        Assert.StartsWith("server exited with", e.Message);
+        // The exit can be seen before the last lines of stderr are read; waiting for the exit drains them.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await server.WaitForExitAsync(timeout.Token);
+        return server.Log;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
