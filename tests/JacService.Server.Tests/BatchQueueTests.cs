@@ -84,7 +84,7 @@ public class BatchQueueTests
     {
         Assert.Equal([1, 2, 4, 8, 16, 32, 48], new BatchingOptions { MaxBatchSize = 48 }.EffectiveBuckets());
         Assert.Equal([3, 6, 8], new BatchingOptions { MaxBatchSize = 8, Buckets = [6, 3] }.EffectiveBuckets());
-        Assert.Equal(6, new BatchingOptions { MaxBatchSize = 8, Buckets = [6, 3] }.BucketFor(4));
+        Assert.Equal(6, new BatchQueue(new BatchingOptions { MaxBatchSize = 8, Buckets = [6, 3] }, TimeProvider.System).BucketFor(4));
     }
 
     [Fact]

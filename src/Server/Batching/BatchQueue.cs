@@ -123,6 +123,7 @@ public sealed class QueueDeadlineExceededException(string message) : Exception(m
 public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
 {
     private readonly Dictionary<WorkKey, LinkedList<RequestPart>> _queues = [];
+    private readonly int[] _buckets = options.EffectiveBuckets();
 
     public int QueuedRows { get; private set; }
 
@@ -174,8 +175,11 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         }
         QueuedRows -= rows;
         if (list.Count == 0) _queues.Remove(due.Key);
-        return new Batch(due.Key, parts, rows, options.PadToBucket ? options.BucketFor(rows) : rows);
+        return new Batch(due.Key, parts, rows, options.PadToBucket ? BucketFor(rows) : rows);
     }
+
+    /// <summary>The smallest bucket holding <paramref name="rows"/> (the bucket list is fixed, so this is thread-safe).</summary>
+    public int BucketFor(int rows) => Array.Find(_buckets, b => b >= rows);
 
     /// <summary>Fails every queued request (shutdown without drain).</summary>
     public void FailAll(Exception e)

@@ -54,9 +54,6 @@ public sealed record BatchingOptions : IValidatableObject
         return buckets.Append(MaxBatchSize).Distinct().Order().ToArray();
     }
 
-    /// <summary>The smallest bucket holding <paramref name="rows"/>.</summary>
-    public int BucketFor(int rows) => EffectiveBuckets().First(b => b >= rows);
-
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (Buckets.Any(b => b < 1 || b > MaxBatchSize))

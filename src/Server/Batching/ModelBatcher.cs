@@ -194,14 +194,16 @@ public sealed class ModelBatcher : IAsyncDisposable
     private EngineResult[] Execute(Batch batch)
     {
         long started = Stopwatch.GetTimestamp();
+        // Sized again here: cancelled parts may have left since the queue formed the batch.
         int rows = batch.Parts.Sum(p => p.Rows);
-        int padded = Math.Max(batch.Padded, rows);
+        int bucket = _queue.BucketFor(rows);
+        int padded = Options.PadToBucket ? bucket : rows;
         var buffers = _buffers.Value!.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
         var inputs = BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _rows, rows);
         Interlocked.Add(ref _paddedRows, padded - rows);
-        using var span = StartBatchSpan(batch, inputs, rows, padded);
+        using var span = StartBatchSpan(batch, inputs, rows, bucket, padded);
         try
         {
             var result = batch.Key.Kind == WorkKind.Predict
@@ -222,12 +224,12 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         finally
         {
-            _metrics.RecordBatch(_model.Name, batch.Key.Kind, Options.BucketFor(padded), rows, padded - rows,
+            _metrics.RecordBatch(_model.Name, batch.Key.Kind, bucket, rows, padded - rows,
                 Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
 
-    private Activity? StartBatchSpan(Batch batch, HostTensor[] inputs, int rows, int padded)
+    private Activity? StartBatchSpan(Batch batch, HostTensor[] inputs, int rows, int bucket, int padded)
     {
         if (!Source.HasListeners()) return null;
         // A batch serves many traces, so it starts a trace of its own and links to each caller (fan-in). Executor
@@ -241,7 +243,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             span.SetTag(Attributes.Version, _model.Version);
             span.SetTag(Attributes.Kind, JacServiceMetrics.KindName(batch.Key.Kind));
             span.SetTag(Attributes.BatchSize, rows);
-            span.SetTag(Attributes.Bucket, Options.BucketFor(padded));
+            span.SetTag(Attributes.Bucket, bucket);
             span.SetTag(Attributes.PaddedRows, padded - rows);
             span.SetTag(Attributes.Requests, batch.Parts.Count);
             if (batch.Key.Kind == WorkKind.Jacobian) span.SetTag(Attributes.TangentWidth, inputs[batch.Key.Wrt].Count / padded);
