@@ -40,7 +40,8 @@ public static class BatchRows
         parts[0].Outputs.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Outputs[k]).ToList())),
         parts[0].Jacobians.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Jacobians[k]).ToList())));
 
-    private static HostTensor SliceRows(HostTensor t, int start, int rows)
+    /// <summary>Rows [start, start + rows) of a tensor with the batch axis first, as a new tensor.</summary>
+    public static HostTensor SliceRows(HostTensor t, int start, int rows)
     {
         long per = t.Shape[0] == 0 ? 0 : t.Count / t.Shape[0];
         var data = new float[rows * per];

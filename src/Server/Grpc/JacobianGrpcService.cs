@@ -1,3 +1,4 @@
+using Google.Protobuf.Collections;
 using Grpc.Core;
 using JacService.Core;
 using JacService.Core.Models;
@@ -53,19 +54,16 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         ServerCallContext context)
     {
         // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
-        var entry = registry.Resolve(request.Model, request.Version);
-        var model = entry.Model!;
-        var host = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
-        int wrtIndex = model.ResolveWrt(request.Wrt);
-        var ofIndices = model.ResolveOf(request.Of);
-        int rowsPerChunk = RowsPerChunk(model, host, wrtIndex, ofIndices, request.MaxRowsPerChunk);
-        var key = WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices);
+        var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, batched: true);
+        var model = call.Model;
+        int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
         var deadline = Deadline(context);
-        int batch = (int)host[0].Shape[0];
+        int batch = (int)call.Inputs[0].Shape[0];
         for (int start = 0; start < batch; start += rowsPerChunk)
         {
             int rows = Math.Min(rowsPerChunk, batch - start);
-            var result = await entry.Batcher!.SubmitAsync(key, TensorMapping.SliceRows(host, start, rows), deadline, context.CancellationToken);
+            var chunkInputs = call.Inputs.Select(t => BatchRows.SliceRows(t, start, rows)).ToArray();
+            var result = await call.Entry.Batcher!.SubmitAsync(call.Key, chunkInputs, deadline, context.CancellationToken);
             var chunk = new BatchJacobianChunk
             {
                 Model = model.Name,
@@ -101,18 +99,26 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     }
 
     private async Task<(ModelVersion, EngineResult)> RunJacobian(string name, string version,
-        Google.Protobuf.Collections.MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of,
-        bool batched, ServerCallContext context)
+        MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of, bool batched, ServerCallContext context)
+    {
+        var call = PrepareJacobian(name, version, inputs, wrt, of, batched);
+        call.Model.CheckResultSize(call.Inputs, call.Wrt, call.Of);
+        var result = await call.Entry.Batcher!.SubmitAsync(call.Key, call.Inputs, Deadline(context), context.CancellationToken);
+        return (call.Model, result);
+    }
+
+    /// <summary>A Jacobian request resolved and validated, ready to queue.</summary>
+    private sealed record JacobianCall(ModelEntry Entry, ModelVersion Model, HostTensor[] Inputs, int Wrt, int[] Of, WorkKey Key);
+
+    private JacobianCall PrepareJacobian(string name, string version, MapField<string, Protos.V1.Tensor> inputs, string wrt,
+        IReadOnlyCollection<string> of, bool batched)
     {
         var entry = registry.Resolve(name, version);
         var model = entry.Model!;
         var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
         int wrtIndex = model.ResolveWrt(wrt);
         var ofIndices = model.ResolveOf(of);
-        model.CheckResultSize(host, wrtIndex, ofIndices);
-        var key = WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices);
-        var result = await entry.Batcher!.SubmitAsync(key, host, Deadline(context), context.CancellationToken);
-        return (model, result);
+        return new JacobianCall(entry, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices));
     }
 
     private static DateTimeOffset? Deadline(ServerCallContext context) =>

@@ -11,15 +11,6 @@ internal static class TensorMapping
     public static Dictionary<string, HostTensor> FromProto(MapField<string, ProtoTensor> tensors) =>
         tensors.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), p.Value.Data.ToArray()));
 
-    /// <summary>Rows [start, start + rows) of every input (which all carry the batch axis first).</summary>
-    public static HostTensor[] SliceRows(HostTensor[] inputs, int start, int rows) => inputs.Select(t =>
-    {
-        long per = t.Count / t.Shape[0];
-        var data = new float[rows * per];
-        Array.Copy(t.Data, start * per, data, 0, rows * per);
-        return new HostTensor([rows, .. t.Shape[1..]], data);
-    }).ToArray();
-
     public static ProtoTensor ToProto(HostTensor t, bool dropBatchAxis = false)
     {
         var proto = new ProtoTensor();
