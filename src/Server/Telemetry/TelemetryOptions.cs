@@ -34,35 +34,31 @@ public sealed record TelemetryOptions : IValidatableObject
     public bool ServesMetrics => Enabled && Metrics && !string.IsNullOrWhiteSpace(MetricsUrl);
 
     /// <summary>The metrics port, or null while <see cref="MetricsUrl"/> does not parse (validation reports it).</summary>
-    public int? MetricsPort()
-    {
-        try
-        {
-            return BindingAddress.Parse(MetricsUrl).Port;
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
-    }
+    public int? MetricsPort() => Parse(MetricsUrl, out _)?.Port;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (!ServesMetrics) yield break;
-        string? problem;
+        var address = Parse(MetricsUrl, out var problem);
+        problem ??= address!.Scheme != "http" ? "the scheme must be http"
+            : address.Port <= 0 ? "a port is required"
+            : address.PathBase.Length > 0 ? "metrics are always served at /metrics; give no path"
+            : null;
+        if (problem is not null)
+            yield return new ValidationResult($"Telemetry:MetricsUrl must be http://HOST:PORT or empty ({problem}); got '{MetricsUrl}'", [nameof(MetricsUrl)]);
+    }
+
+    private static BindingAddress? Parse(string url, out string? problem)
+    {
         try
         {
-            var address = BindingAddress.Parse(MetricsUrl);
-            problem = address.Scheme != "http" ? "the scheme must be http"
-                : address.Port <= 0 ? "a port is required"
-                : address.PathBase.Length > 0 ? "metrics are always served at /metrics; give no path"
-                : null;
+            problem = null;
+            return BindingAddress.Parse(url);
         }
         catch (FormatException e)
         {
             problem = e.Message;
+            return null;
         }
-        if (problem is not null)
-            yield return new ValidationResult($"Telemetry:MetricsUrl must be http://HOST:PORT or empty ({problem}); got '{MetricsUrl}'", [nameof(MetricsUrl)]);
     }
 }
