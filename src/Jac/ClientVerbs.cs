@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.CommandLine;
 using Grpc.Core;
 using JacService.Protos.V1;
@@ -85,7 +86,7 @@ public static class ClientVerbs
         command.SetAction((r, ct) => CallAsync(r, model, batched: true, command.Name, ct, async (c, name, inputs, options) =>
         {
             var request = new PredictRequest { Model = name, Version = r.GetValue(ModelVersion) };
-            foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+            foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
             var response = await c.Client.PredictAsync(request, options);
             TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, null);
         }));
@@ -106,14 +107,14 @@ public static class ClientVerbs
             if (batched)
             {
                 var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
-                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
                 var response = await c.Client.BatchJacobianAsync(request, options);
                 TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
             }
             else
             {
                 var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
-                foreach (var (k, a) in inputs) request.Inputs[k] = TensorFiles.ToProto(a);
+                foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
                 var response = await c.Client.JacobianAsync(request, options);
                 TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
             }
@@ -126,7 +127,7 @@ public static class ClientVerbs
     /// is named before anything is sent), make the call, and turn a failed call into a sentence.
     /// </summary>
     private static async Task<int> CallAsync(ParseResult r, Option<string?> model, bool batched, string verb, CancellationToken ct,
-        Func<Connection, string, Dictionary<string, FloatArray>, CallOptions, Task> call)
+        Func<Connection, string, Dictionary<string, FloatTensor>, CallOptions, Task> call)
     {
         string name = r.GetValue(model)!;
         using var connection = new Connection(r.GetValue(JacApp.Target)!);

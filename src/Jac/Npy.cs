@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
@@ -6,11 +7,6 @@ using System.Text.RegularExpressions;
 namespace JacService.Jac;
 
 /// <summary>A dense float32 array: the shape and its values in row-major (C) order.</summary>
-public sealed record FloatArray(long[] Shape, float[] Data)
-{
-    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
-}
-
 /// <summary>
 /// NumPy's .npy format (version 1.0–3.0), as much as jac needs: little-endian float32 in C order is written; float32
 /// and float64 are read (float64 is what <c>np.save</c> writes by default, so it is narrowed rather than refused).
@@ -21,7 +17,7 @@ public static partial class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
-    public static FloatArray Read(string path)
+    public static FloatTensor Read(string path)
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
@@ -29,7 +25,7 @@ public static partial class Npy
         return Parse(bytes, path);
     }
 
-    public static FloatArray Parse(ReadOnlySpan<byte> bytes, string name)
+    public static FloatTensor Parse(ReadOnlySpan<byte> bytes, string name)
     {
         if (bytes.Length < 10 || !bytes[..6].SequenceEqual(Magic))
             throw new JacException($"{name} is not a .npy file (no \\x93NUMPY magic)");
@@ -58,7 +54,7 @@ public static partial class Npy
             _ => throw new JacException($"{name} holds '{descr}' values; jac reads float32 ('<f4') or float64 ('<f8'): " +
                                         "convert with a.astype(np.float32)"),
         };
-        return new FloatArray(shape, values);
+        return new FloatTensor(values, shape);
     }
 
     private delegate float Reader(ReadOnlySpan<byte> bytes);
@@ -72,13 +68,13 @@ public static partial class Npy
         return values;
     }
 
-    public static void Write(string path, FloatArray array)
+    public static void Write(string path, FloatTensor array)
     {
         using var stream = File.Create(path);
         Write(stream, array);
     }
 
-    public static void Write(Stream stream, FloatArray array)
+    public static void Write(Stream stream, FloatTensor array)
     {
         string shape = array.Shape.Length == 1 ? $"({array.Shape[0]},)" : "(" + string.Join(", ", array.Shape) + ")";
         string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}";
@@ -91,8 +87,9 @@ public static partial class Npy
         BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)header.Length);
         stream.Write(length);
         stream.Write(Encoding.ASCII.GetBytes(header));
-        var data = new byte[array.Data.Length * 4];
-        for (int i = 0; i < array.Data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(i * 4), array.Data[i]);
+        var values = array.Span;
+        var data = new byte[values.Length * 4];
+        for (int i = 0; i < values.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(i * 4), values[i]);
         stream.Write(data);
     }
 

@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.Text;
 using System.Text.Json;
 using Google.Protobuf.Collections;
@@ -14,10 +15,10 @@ public static class TensorFiles
     /// reference files in tests/fixtures/reference work as they are). A tensor is {"shape": [...], "data": [...]}
     /// or nested arrays.
     /// </summary>
-    public static Dictionary<string, FloatArray> ReadInputs(IReadOnlyList<string> specs, ModelInfo? model)
+    public static Dictionary<string, FloatTensor> ReadInputs(IReadOnlyList<string> specs, ModelInfo? model)
     {
         if (specs.Count == 0) throw new JacException("no input given: pass --input FILE (.json or .npy), or NAME=FILE per input");
-        var inputs = new Dictionary<string, FloatArray>();
+        var inputs = new Dictionary<string, FloatTensor>();
         foreach (var spec in specs)
         {
             int eq = spec.IndexOf('=');
@@ -55,7 +56,7 @@ public static class TensorFiles
     private static string InputNames(ModelInfo? model) =>
         model is null ? "" : $" (inputs of {model.Name}: {string.Join(", ", model.Inputs.Select(i => i.Name))})";
 
-    private static FloatArray ParseTensor(JsonElement e, string where)
+    private static FloatTensor ParseTensor(JsonElement e, string where)
     {
         try
         {
@@ -65,13 +66,13 @@ public static class TensorFiles
                 var data = e.GetProperty("data").EnumerateArray().Select(v => (float)v.GetDouble()).ToArray();
                 long count = shape.Aggregate(1L, (p, d) => p * d);
                 if (count != data.Length) throw new JacException($"{where}: shape [{string.Join(", ", shape)}] needs {count} values, the data has {data.Length}");
-                return new FloatArray(shape, data);
+                return new FloatTensor(data, shape);
             }
             var dims = new List<long>();
             for (var x = e; x.ValueKind == JsonValueKind.Array; x = x.GetArrayLength() > 0 ? x[0] : default) dims.Add(x.GetArrayLength());
             var values = new List<float>();
             Flatten(e, 0, dims, values, where);
-            return new FloatArray(dims.ToArray(), values.ToArray());
+            return new FloatTensor(values.ToArray(), dims.ToArray());
         }
         catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -92,7 +93,7 @@ public static class TensorFiles
     /// <paramref name="batched"/>: inputs carry the leading batch axis (predict, batch-jacobian) or not (jacobian).
     /// Returns the batch size (1 for a single sample).
     /// </summary>
-    public static long CheckShapes(Dictionary<string, FloatArray> inputs, ModelInfo model, bool batched, string verb)
+    public static long CheckShapes(Dictionary<string, FloatTensor> inputs, ModelInfo model, bool batched, string verb)
     {
         foreach (var name in inputs.Keys.Where(n => model.Inputs.All(i => i.Name != n)))
             throw new JacException($"model {model.Name} has no input '{name}'; its inputs: {string.Join(", ", model.Inputs.Select(i => i.Name))}");
@@ -107,7 +108,7 @@ public static class TensorFiles
             {
                 string hint = batched && a.Shape.Length == want.Length - 1 ? "; it lacks the leading batch axis (a single sample? use jac jacobian)"
                     : !batched && a.Shape.Length == want.Length + 1 ? "; it has a batch axis (use jac batch-jacobian for a batch)" : "";
-                throw new JacException($"input '{sig.Name}' has shape {a.ShapeText}, but {model.Name} expects {Expected(sig, batched)} for {verb}{hint}");
+                throw new JacException($"input '{sig.Name}' has shape [{string.Join(", ", a.Shape)}], but {model.Name} expects {Expected(sig, batched)} for {verb}{hint}");
             }
             if (batched)
             {
@@ -124,16 +125,6 @@ public static class TensorFiles
         var dims = sig.Shape.Select((d, i) => d >= 0 ? d.ToString() : i == 0 ? "B" : "?");
         return "[" + string.Join(", ", batched ? dims : dims.Skip(1)) + "]";
     }
-
-    public static Tensor ToProto(FloatArray a)
-    {
-        var t = new Tensor();
-        t.Shape.AddRange(a.Shape);
-        t.Data.AddRange(a.Data);
-        return t;
-    }
-
-    public static FloatArray FromProto(Tensor t) => new(t.Shape.ToArray(), t.Data.ToArray());
 
     /// <summary>
     /// Writes a result: JSON to standard output (no <paramref name="path"/>) or to a .json file; a .npy file when
@@ -156,13 +147,13 @@ public static class TensorFiles
             if (single.Count != 1)
                 throw new JacException($"{path}: the result has {single.Count} tensors ({string.Join(", ", single.Keys)}); " +
                                        "pick one with --of, or give a folder to get one .npy per tensor");
-            Npy.Write(path, FromProto(single.Values.Single()));
+            Npy.Write(path, FloatTensor.FromProto(single.Values.Single()));
             return;
         }
         Directory.CreateDirectory(path);
-        foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), FromProto(t));
+        foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), FloatTensor.FromProto(t));
         if (jacobians is not null)
-            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"jacobian_{name}.npy"), FromProto(t));
+            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"jacobian_{name}.npy"), FloatTensor.FromProto(t));
     }
 
     public static string ResultJson(string model, string version, MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians)

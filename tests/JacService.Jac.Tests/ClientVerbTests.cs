@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.Text.Json;
 using JacService.Integration.Tests;
 using JacService.Testing;
@@ -78,20 +79,20 @@ public sealed class ClientVerbTests(ServerProcess server)
         var reference = Fixtures.Load("mlp_tanh");
         var dir = JacRunner.TempDir();
         var x = reference.Inputs["x"];
-        Npy.Write(Path.Combine(dir, "x.npy"), new FloatArray(x.Shape, x.Floats));
+        Npy.Write(Path.Combine(dir, "x.npy"), new FloatTensor(x.Floats, x.Shape));
 
         var r = await JacRunner.RunAsync("batch-jacobian", "-t", server.Target, "-m", "mlp_tanh", "-i", Path.Combine(dir, "x.npy"),
             "--out", Path.Combine(dir, "J.npy"));
         Assert.True(r.ExitCode == 0, r.Err);
         var j = Npy.Read(Path.Combine(dir, "J.npy"));
-        AssertClose(reference.Jacobians["x"]["y"], j.Shape, j.Data);
+        AssertClose(reference.Jacobians["x"]["y"], j.Shape, j.ToArray());
 
         // A folder gets one file per tensor.
         r = await JacRunner.RunAsync("batch-jacobian", "-t", server.Target, "-m", "mlp_tanh", "-i", Path.Combine(dir, "x.npy"),
             "--out", Path.Combine(dir, "result"));
         Assert.True(r.ExitCode == 0, r.Err);
         var y = Npy.Read(Path.Combine(dir, "result", "output_y.npy"));
-        AssertClose(reference.Outputs["y"], y.Shape, y.Data);
+        AssertClose(reference.Outputs["y"], y.Shape, y.ToArray());
         Assert.True(File.Exists(Path.Combine(dir, "result", "jacobian_y.npy")));
     }
 
@@ -139,14 +140,14 @@ public sealed class ClientVerbTests(ServerProcess server)
     {
         var dir = JacRunner.TempDir();
         var path = Path.Combine(dir, "wrong.npy");
-        Npy.Write(path, new FloatArray([3, 3], new float[9]));
+        Npy.Write(path, new FloatTensor(new float[9], 3, 3));
 
         var r = await JacRunner.RunAsync("predict", "-t", server.Target, "-m", "pinn", "-i", path);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("input 'xt' has shape [3, 3], but pinn expects [B, 2] for predict", r.Err);
 
         // A batch where one sample is expected gets a hint towards batch-jacobian.
-        Npy.Write(path, new FloatArray([3, 2], new float[6]));
+        Npy.Write(path, new FloatTensor(new float[6], 3, 2));
         r = await JacRunner.RunAsync("jacobian", "-t", server.Target, "-m", "pinn", "-i", path);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("expects [2] for jacobian; it has a batch axis (use jac batch-jacobian", r.Err);

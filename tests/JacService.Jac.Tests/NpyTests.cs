@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.Buffers.Binary;
 using System.Text;
 
@@ -8,29 +9,29 @@ public sealed class NpyTests
     [Fact]
     public void Float32_round_trips_with_shape_and_values_exact()
     {
-        var a = new FloatArray([2, 3, 1], [1.5f, -0f, float.Epsilon, 3.4e38f, -1e-7f, 42f]);
+        var a = new FloatTensor(new[] { 1.5f, -0f, float.Epsilon, 3.4e38f, -1e-7f, 42f }, 2, 3, 1);
         using var stream = new MemoryStream();
         Npy.Write(stream, a);
         var bytes = stream.ToArray();
         Assert.Equal(0, (bytes.Length - 6 * 4) % 64); // data aligned as numpy does it
         var back = Npy.Parse(bytes, "test");
         Assert.Equal(a.Shape, back.Shape);
-        Assert.Equal(a.Data, back.Data);
+        Assert.Equal(a.ToArray(), back.ToArray());
     }
 
     [Fact]
     public void One_dimensional_and_scalar_shapes_use_python_tuple_syntax()
     {
         using var stream = new MemoryStream();
-        Npy.Write(stream, new FloatArray([4], [1, 2, 3, 4]));
+        Npy.Write(stream, new FloatTensor(new float[] { 1, 2, 3, 4 }, 4));
         Assert.Contains("'shape': (4,)", Encoding.ASCII.GetString(stream.ToArray()));
         Assert.Equal([4L], Npy.Parse(stream.ToArray(), "t").Shape);
 
         stream.SetLength(0);
-        Npy.Write(stream, new FloatArray([], [7]));
+        Npy.Write(stream, new FloatTensor(new float[] { 7 }));
         var scalar = Npy.Parse(stream.ToArray(), "t");
         Assert.Empty(scalar.Shape);
-        Assert.Equal([7f], scalar.Data);
+        Assert.Equal([7f], scalar.ToArray());
     }
 
     [Fact]
@@ -38,7 +39,7 @@ public sealed class NpyTests
     {
         var file = NpyBytes("<f8", "(2,)", [.. BitConverter.GetBytes(0.25), .. BitConverter.GetBytes(-2.0)]);
         var a = Npy.Parse(file, "x.npy");
-        Assert.Equal([0.25f, -2f], a.Data);
+        Assert.Equal([0.25f, -2f], a.ToArray());
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using JacService.Client;
 using System.CommandLine;
 using Grpc.Core;
 using Grpc.Health.V1;
@@ -181,7 +182,7 @@ public static class LoadCommand
                 (info.Error.Length > 0 ? $" ({info.Error})" : "") + "; sending anyway, expect errors");
 
         bool batched = method != "jacobian";
-        Dictionary<string, FloatArray> inputs;
+        Dictionary<string, FloatTensor> inputs;
         int rows;
         if (data.Length > 0)
         {
@@ -202,7 +203,7 @@ public static class LoadCommand
         var of = r.GetValue(Of) ?? [];
         void AddInputs(Google.Protobuf.Collections.MapField<string, Tensor> map)
         {
-            foreach (var (k, a) in inputs) map[k] = TensorFiles.ToProto(a);
+            foreach (var (k, a) in inputs) map[k] = a.ToProto();
         }
         switch (method)
         {
@@ -230,10 +231,10 @@ public static class LoadCommand
     /// <summary>Gives a lambda its delegate type, so Select can infer it.</summary>
     private static Func<CallOptions, Task> Send(Func<CallOptions, Task> call) => call;
 
-    private static Dictionary<string, FloatArray> RandomInputs(ModelInfo info, bool batched, int rows, int seed)
+    private static Dictionary<string, FloatTensor> RandomInputs(ModelInfo info, bool batched, int rows, int seed)
     {
         var rng = new Random(seed);
-        var inputs = new Dictionary<string, FloatArray>();
+        var inputs = new Dictionary<string, FloatTensor>();
         foreach (var sig in info.Inputs)
         {
             if (sig.Dtype != "float") throw new JacException($"input '{sig.Name}' is {sig.Dtype}; random data is float only: pass --data");
@@ -241,7 +242,7 @@ public static class LoadCommand
             if (shape.Any(d => d < 0))
                 throw new JacException($"input '{sig.Name}' has a dynamic axis besides the batch ([{string.Join(", ", sig.Shape)}]); pass --data with real inputs");
             long count = shape.Aggregate(1L, (p, d) => p * d);
-            inputs[sig.Name] = new FloatArray(shape, Enumerable.Range(0, (int)count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+            inputs[sig.Name] = new FloatTensor(Enumerable.Range(0, (int)count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), shape);
         }
         return inputs;
     }
