@@ -24,7 +24,7 @@ internal static class BatchingBench
             await server.WaitUntilReady(client);
             foreach (var concurrency in levels)
             {
-                var point = await Measure(client, model, mode, concurrency, seconds);
+                var point = await Measure(client, model, mode, concurrency, Math.Min(1, seconds), seconds);
                 points.Add(point);
                 Console.Error.WriteLine(Row(point));
             }
@@ -33,7 +33,8 @@ internal static class BatchingBench
         return points;
     }
 
-    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency, double seconds)
+    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency,
+        double warmupSeconds, double seconds)
     {
         // One request per caller (different inputs), sent by jac's closed-loop load generator: worker i sends request i.
         var senders = Enumerable.Range(0, concurrency).Select(i =>
@@ -45,7 +46,7 @@ internal static class BatchingBench
             return (Func<CallOptions, Task>)(o => client.JacobianAsync(request, o).ResponseAsync);
         }).ToArray();
 
-        await Run(senders, "jacobian", model, concurrency, Math.Min(1, seconds)); // warm-up
+        await Run(senders, "jacobian", model, concurrency, warmupSeconds);
         var before = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
         var report = await Run(senders, "jacobian", model, concurrency, seconds);
         var after = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;

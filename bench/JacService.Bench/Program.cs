@@ -29,11 +29,15 @@ if (args.Contains("--batching"))
 }
 if (args.Contains("--telemetry"))
 {
-    // Usage: ... -- --telemetry [--concurrency 64] [--seconds 5] [--rounds 3] [-- server args]
+    // Usage: ... -- --telemetry [--modes off,on] [--warmup 15] [--concurrency 64] [--seconds 5] [--rounds 3] [-- server args]
     string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
     int concurrency = int.Parse(Flag("--concurrency") ?? "64");
     int rounds = int.Parse(Flag("--rounds") ?? "3");
-    var (points, summary) = await JacService.Bench.TelemetryBench.RunAsync(root, "mlp_tanh", concurrency, rounds, options.Seconds, options.ServerArgs);
+    // Each round starts a fresh server; tiered JIT of the telemetry pipeline keeps a core busy for several seconds
+    // after start, so a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md).
+    double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
+    var modes = (Flag("--modes") ?? "off,on").Split(',');
+    var (points, summary) = await JacService.Bench.TelemetryBench.RunAsync(root, "mlp_tanh", modes, concurrency, rounds, warmup, options.Seconds, options.ServerArgs);
     Console.WriteLine($"Single-sample Jacobian requests for mlp_tanh, {concurrency} concurrent callers, telemetry off and on in alternating rounds");
     Console.WriteLine();
     Console.WriteLine(JacService.Bench.BatchingBench.Header.Replace("| batching |", "| telemetry |"));

@@ -14,41 +14,55 @@ namespace JacService.Bench;
 /// </summary>
 internal static class TelemetryBench
 {
+    /// <summary>The settings compared: "off" and "on" are the comparison; the rest split "on" into its parts.</summary>
+    private static (string[] Args, bool Otlp, bool Scrape) Mode(string mode) => mode switch
+    {
+        "off" => (["--Telemetry:Enabled=false"], false, false),
+        "on" => (["--Telemetry:TraceSampleRatio=1"], true, true),
+        "on-no-export" => (["--Telemetry:TraceSampleRatio=1", "--Telemetry:MetricsUrl="], false, false),
+        "traces" => (["--Telemetry:TraceSampleRatio=1", "--Telemetry:Metrics=false"], true, false),
+        "metrics" => (["--Telemetry:Traces=false"], true, true),
+        _ => throw new ArgumentException($"unknown telemetry mode '{mode}': expected off, on, on-no-export, traces or metrics"),
+    };
+
     public static async Task<(List<BatchingBench.Point> Points, string Summary)> RunAsync(
-        string root, string model, int concurrency, int rounds, double seconds, string[] serverArgs)
+        string root, string model, string[] modes, int concurrency, int rounds, double warmupSeconds, double seconds, string[] serverArgs)
     {
         await using var sink = await OtlpSink.StartAsync();
+        var otlpEnvironment = new Dictionary<string, string>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Address,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "1000",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000",
+        };
         var points = new List<BatchingBench.Point>();
         for (int round = 0; round < rounds; round++)
-        {
-            points.Add(await RunOnce(root, model, "off", concurrency, seconds, [.. serverArgs, "--Telemetry:Enabled=false"], null));
-            points.Add(await RunOnce(root, model, "on", concurrency, seconds, [.. serverArgs, "--Telemetry:TraceSampleRatio=1"],
-                new Dictionary<string, string>
-                {
-                    ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.Address,
-                    ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
-                    ["OTEL_BSP_SCHEDULE_DELAY"] = "1000",
-                    ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000",
-                }));
-        }
+            foreach (var mode in modes)
+            {
+                var (args, otlp, scrape) = Mode(mode);
+                points.Add(await RunOnce(root, model, mode, concurrency, warmupSeconds, seconds, [.. serverArgs, .. args], otlp ? otlpEnvironment : null, scrape));
+            }
         double Median(string mode) => points.Where(p => p.Mode == mode).Select(p => p.PerSecond).Order().ElementAt(rounds / 2);
-        double off = Median("off"), on = Median("on");
+        double baseline = Median(modes[0]);
+        var changes = string.Join(", ", modes.Select(m => string.Create(CultureInfo.InvariantCulture,
+            $"{m} {Median(m):F0}/s ({(Median(m) / baseline - 1) * 100:+0.0;-0.0} %)")));
         var summary = string.Create(CultureInfo.InvariantCulture,
-            $"Median of {rounds} rounds: off {off:F0}/s, on {on:F0}/s, throughput change {(on / off - 1) * 100:+0.0;-0.0} %. " +
+            $"Median of {rounds} rounds, change against {modes[0]}: {changes}. " +
             $"The sink received {sink.Requests} OTLP export requests ({sink.Bytes / 1024.0 / 1024.0:F1} MiB).");
         return (points, summary);
     }
 
-    private static async Task<BatchingBench.Point> RunOnce(string root, string model, string mode, int concurrency, double seconds,
-        string[] args, Dictionary<string, string>? environment)
+    private static async Task<BatchingBench.Point> RunOnce(string root, string model, string mode, int concurrency, double warmupSeconds, double seconds,
+        string[] args, Dictionary<string, string>? environment, bool scrape)
     {
         using var server = ServerUnderTest.Start(root, Path.Combine(root, "tests", "fixtures", "models"), args, environment);
         using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}");
         var client = new JacobianService.JacobianServiceClient(channel);
         await server.WaitUntilReady(client);
         using var scrapes = new CancellationTokenSource();
-        var scraper = mode == "on" ? ScrapeEverySecond(server.MetricsPort, scrapes.Token) : Task.CompletedTask;
-        var point = await BatchingBench.Measure(client, model, mode, concurrency, seconds);
+        var scraper = scrape ? ScrapeEverySecond(server.MetricsPort, scrapes.Token) : Task.CompletedTask;
+        var point = await BatchingBench.Measure(client, model, mode, concurrency, warmupSeconds, seconds);
         scrapes.Cancel();
         await scraper;
         Console.Error.WriteLine(BatchingBench.Row(point));
