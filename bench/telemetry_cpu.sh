@@ -14,7 +14,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do dotnet $jac models --target 127.0.0.1:$port >/dev/null 2>&1 && break; sleep 0.3; done
 load() { dotnet $jac load --target 127.0.0.1:$port --method jacobian --model mlp_tanh --rps "$rps" --duration "$1" --no-progress -o json; }
-load 3s >/dev/null 2>&1   # warm-up: JIT, plans, buffers
+load 15s >/dev/null 2>&1   # warm-up: tiered JIT settles only after ~10 s of load (docs/benchmarks.md), plans, buffers
 ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
 before=$(ticks)
 report=$(load 8s 2>/dev/null)

@@ -11,7 +11,8 @@ namespace JacService.Bench;
 /// </summary>
 internal static class BatchingBench
 {
-    public sealed record Point(string Mode, int Concurrency, double PerSecond, double P50, double P95, double P99, double MeanBatch);
+    public sealed record Point(string Mode, int Concurrency, double PerSecond, double P50, double P95, double P99, double MeanBatch,
+        double ServerCpuUs);
 
     public static async Task<List<Point>> RunAsync(string root, string model, int[] levels, double seconds, string[] serverArgs)
     {
@@ -24,7 +25,7 @@ internal static class BatchingBench
             await server.WaitUntilReady(client);
             foreach (var concurrency in levels)
             {
-                var point = await Measure(client, model, mode, concurrency, Math.Min(1, seconds), seconds);
+                var point = await Measure(client, server, model, mode, concurrency, Math.Min(1, seconds), seconds);
                 points.Add(point);
                 Console.Error.WriteLine(Row(point));
             }
@@ -33,7 +34,7 @@ internal static class BatchingBench
         return points;
     }
 
-    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, string model, string mode, int concurrency,
+    public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, ServerUnderTest server, string model, string mode, int concurrency,
         double warmupSeconds, double seconds)
     {
         // One request per caller (different inputs), sent by jac's closed-loop load generator: worker i sends request i.
@@ -48,12 +49,14 @@ internal static class BatchingBench
 
         await Run(senders, "jacobian", model, concurrency, warmupSeconds);
         var before = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
+        var cpuBefore = server.CpuTime;
         var report = await Run(senders, "jacobian", model, concurrency, seconds);
+        var cpu = server.CpuTime - cpuBefore;
         var after = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
 
         double batches = after.Batches - before.Batches;
         return new Point(mode, concurrency, report.Ok / report.ElapsedS, report.LatencyMs["p50"], report.LatencyMs["p95"], report.LatencyMs["p99"],
-            batches > 0 ? (after.Rows - before.Rows) / batches : 0);
+            batches > 0 ? (after.Rows - before.Rows) / batches : 0, cpu.TotalMicroseconds / report.Ok);
     }
 
     /// <summary>A closed-loop run of jac's load generator; any failed call fails the benchmark.</summary>
@@ -71,14 +74,14 @@ internal static class BatchingBench
     {
         var request = new GetModelRequest { Model = model };
         var report = await Run([o => client.GetModelAsync(request, o).ResponseAsync], "get-model", model, concurrency, seconds);
-        var point = new Point("GetModel (no compute)", concurrency, report.Ok / report.ElapsedS, double.NaN, double.NaN, double.NaN, double.NaN);
+        var point = new Point("GetModel (no compute)", concurrency, report.Ok / report.ElapsedS, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN);
         Console.Error.WriteLine(Row(point));
         return point;
     }
 
     public static string Header =>
-        "| batching | concurrency | Jacobians/s | p50 ms | p95 ms | p99 ms | mean batch |\n|---|---:|---:|---:|---:|---:|---:|";
+        "| batching | concurrency | Jacobians/s | p50 ms | p95 ms | p99 ms | mean batch | server CPU µs/request |\n|---|---:|---:|---:|---:|---:|---:|---:|";
 
     public static string Row(Point p) => string.Create(CultureInfo.InvariantCulture,
-        $"| {p.Mode} | {p.Concurrency} | {p.PerSecond:F0} | {p.P50:F3} | {p.P95:F3} | {p.P99:F3} | {p.MeanBatch:F1} |");
+        $"| {p.Mode} | {p.Concurrency} | {p.PerSecond:F0} | {p.P50:F3} | {p.P95:F3} | {p.P99:F3} | {p.MeanBatch:F1} | {p.ServerCpuUs:F0} |");
 }

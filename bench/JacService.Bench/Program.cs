@@ -236,6 +236,12 @@ sealed class ServerUnderTest : IDisposable
 
     public int MetricsPort { get; private init; }
 
+    /// <summary>CPU time the server process has used so far, all threads (including the JIT's and the GC's).</summary>
+    public TimeSpan CpuTime
+    {
+        get { _process.Refresh(); return _process.TotalProcessorTime; }
+    }
+
     public static ServerUnderTest Start(string root, string modelsDir, string[] extraArgs, IReadOnlyDictionary<string, string>? environment = null)
     {
         var tail = Path.GetRelativePath(Path.Combine(root, "bench", "JacService.Bench"), AppContext.BaseDirectory);

@@ -62,7 +62,7 @@ internal static class TelemetryBench
         await server.WaitUntilReady(client);
         using var scrapes = new CancellationTokenSource();
         var scraper = scrape ? ScrapeEverySecond(server.MetricsPort, scrapes.Token) : Task.CompletedTask;
-        var point = await BatchingBench.Measure(client, model, mode, concurrency, warmupSeconds, seconds);
+        var point = await BatchingBench.Measure(client, server, model, mode, concurrency, warmupSeconds, seconds);
         scrapes.Cancel();
         await scraper;
         Console.Error.WriteLine(BatchingBench.Row(point));
