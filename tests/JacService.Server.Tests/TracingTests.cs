@@ -34,13 +34,18 @@ public sealed class TracingTests : IAsyncLifetime
     {
         var version = Directory.CreateDirectory(Path.Combine(_root, "mlp_tanh", "1")).FullName;
         File.Copy(Fixtures.ModelPath("mlp_tanh"), Path.Combine(version, "model.onnx"));
+        await StartServer();
+    }
+
+    private async Task StartServer(params string[] settings)
+    {
         int port = FreePort();
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             Args =
             [
                 "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={_root}", "--Telemetry:MetricsUrl=",
-                $"--Batching:MaxBatchSize={BatchRows}", "--Batching:MaxQueueDelayMicroseconds=10000000",
+                $"--Batching:MaxBatchSize={BatchRows}", "--Batching:MaxQueueDelayMicroseconds=10000000", .. settings,
             ],
             ContentRootPath = AppContext.BaseDirectory,
             EnvironmentName = "Production",
@@ -58,10 +63,15 @@ public sealed class TracingTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        await StopServer();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    private async Task StopServer()
+    {
         _channel.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
-        Directory.Delete(_root, recursive: true);
     }
 
     [Fact]
@@ -117,6 +127,25 @@ public sealed class TracingTests : IAsyncLifetime
         Assert.Equal(parentId, server.ParentSpanId);
         var queue = Assert.Single(await SpansWhere(s => s.OperationName == JacServiceTelemetry.QueueSpan && s.TraceId == traceId, 1));
         Assert.Equal(server.SpanId, queue.ParentSpanId);
+    }
+
+    [Fact]
+    public async Task TheStandardSamplerVariableWinsOverTheRatioSetting()
+    {
+        // parentbased_always_off records no new trace but follows a caller's sampled one; with the default ratio
+        // setting (1.0) all eight requests would be recorded.
+        await StopServer();
+        await StartServer("--OTEL_TRACES_SAMPLER=parentbased_always_off", "--Telemetry:TraceSampleRatio=1");
+        var traceId = ActivityTraceId.CreateRandom();
+        var headers = new Metadata { { "traceparent", $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01" } };
+        await Task.WhenAll(Enumerable.Range(0, BatchRows).Select(i => _client.JacobianAsync(Request(i), i == 0 ? headers : null).ResponseAsync));
+
+        bool IsJacobian(Activity s) => s.Kind == ActivityKind.Server && Tag(s, "rpc.method") == "jacservice.v1.JacobianService/Jacobian";
+        var server = Assert.Single(await SpansWhere(IsJacobian, 1));
+        Assert.Equal(traceId, server.TraceId);
+        await Task.Delay(500); // the other seven server spans, had they been sampled, would have ended by now
+        Assert.Single(Snapshot(), IsJacobian);
+        Assert.DoesNotContain(Snapshot(), s => s.OperationName == JacServiceTelemetry.BatchSpan); // a root: never sampled
     }
 
     [Fact]

@@ -44,11 +44,13 @@ public static class TelemetryExtensions
 
         var otel = services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(serviceName, serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString()));
+        // The standard OTEL_TRACES_SAMPLER (and _ARG), when set, is left to the SDK and wins over TraceSampleRatio.
+        var standardSampler = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_TRACES_SAMPLER"]);
         if (options.Traces)
             otel.WithTracing(tracing =>
             {
+                if (!standardSampler) tracing.SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.TraceSampleRatio)));
                 tracing
-                    .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.TraceSampleRatio)))
                     .AddSource(JacServiceTelemetry.Name)
                     .AddAspNetCoreInstrumentation(o =>
                     {
