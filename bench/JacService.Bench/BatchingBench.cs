@@ -14,7 +14,8 @@ internal static class BatchingBench
     public sealed record Point(string Mode, int Concurrency, double PerSecond, double P50, double P95, double P99, double MeanBatch,
         double ServerCpuUs);
 
-    public static async Task<List<Point>> RunAsync(string root, string model, int[] levels, double seconds, string[] serverArgs)
+    public static async Task<List<Point>> RunAsync(string root, string model, int[] levels, double warmupSeconds, double seconds,
+        string[] serverArgs)
     {
         var points = new List<Point>();
         foreach (var (mode, args) in new[] { ("on", serverArgs), ("off", serverArgs.Append("--Batching:MaxBatchSize=1").ToArray()) })
@@ -25,7 +26,9 @@ internal static class BatchingBench
             await server.WaitUntilReady(client);
             foreach (var concurrency in levels)
             {
-                var point = await Measure(client, server, model, mode, concurrency, Math.Min(1, seconds), seconds);
+                // A fresh server needs the long warm-up (tiered JIT); later levels only refill the pipeline.
+                var warmup = concurrency == levels[0] ? warmupSeconds : Math.Min(1, seconds);
+                var point = await Measure(client, server, model, mode, concurrency, warmup, seconds);
                 points.Add(point);
                 Console.Error.WriteLine(Row(point));
             }

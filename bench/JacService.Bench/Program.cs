@@ -14,13 +14,16 @@ using TorchSharp;
 // Usage: dotnet run -c Release --project bench/JacService.Bench -- [--seconds 3] [--batch 1,16,256] [--models a,b] [--no-peer] [-- server args]
 var options = BenchOptions.Parse(args);
 var root = BenchOptions.FindRoot();
+string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+// --batching and --telemetry start fresh servers; tiered JIT keeps a core busy for several seconds after a start, so
+// a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md, "The first 10 s after a start").
+double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
 
 if (args.Contains("--batching"))
 {
-    // Usage: ... -- --batching [--concurrency 1,4,16,64,256] [--seconds 5] [-- server args]
-    string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+    // Usage: ... -- --batching [--concurrency 1,4,16,64,256] [--warmup 15] [--seconds 5] [-- server args]
     var levels = (Flag("--concurrency") ?? "1,4,16,64,256").Split(',').Select(int.Parse).ToArray();
-    var points = await JacService.Bench.BatchingBench.RunAsync(root, "mlp_tanh", levels, options.Seconds, options.ServerArgs);
+    var points = await JacService.Bench.BatchingBench.RunAsync(root, "mlp_tanh", levels, warmup, options.Seconds, options.ServerArgs);
     Console.WriteLine("Single-sample Jacobian requests for mlp_tanh (32 -> 256 -> 256 -> 16), N concurrent callers");
     Console.WriteLine();
     Console.WriteLine(JacService.Bench.BatchingBench.Header);
@@ -30,12 +33,8 @@ if (args.Contains("--batching"))
 if (args.Contains("--telemetry"))
 {
     // Usage: ... -- --telemetry [--modes off,on] [--warmup 15] [--concurrency 64] [--seconds 5] [--rounds 3] [-- server args]
-    string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
     int concurrency = int.Parse(Flag("--concurrency") ?? "64");
     int rounds = int.Parse(Flag("--rounds") ?? "3");
-    // Each round starts a fresh server; tiered JIT of the telemetry pipeline keeps a core busy for several seconds
-    // after start, so a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md).
-    double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
     var modes = (Flag("--modes") ?? "off,on").Split(',');
     var (points, summary) = await JacService.Bench.TelemetryBench.RunAsync(root, "mlp_tanh", modes, concurrency, rounds, warmup, options.Seconds, options.ServerArgs);
     Console.WriteLine($"Single-sample Jacobian requests for mlp_tanh, {concurrency} concurrent callers, telemetry off and on in alternating rounds");
