@@ -9,8 +9,8 @@ namespace JacService.Bench;
 
 /// <summary>
 /// The cost of telemetry: the same load with Telemetry:Enabled=false and with everything on (every trace sampled,
-/// OTLP/HTTP export of traces, metrics and logs to a sink in this process, Prometheus scraped once a second), in
-/// alternating rounds so drift on a shared machine hits both alike.
+/// OTLP/HTTP export of traces, metrics and logs to a sink in this process, Prometheus scraped once a second), and
+/// optionally with parts of it (<see cref="Mode"/>), in alternating rounds so drift on a shared machine hits all alike.
 /// </summary>
 internal static class TelemetryBench
 {
