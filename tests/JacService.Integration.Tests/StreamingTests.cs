@@ -110,6 +110,34 @@ public class StreamingTests(ServerProcess server, LimitedServer limited) : IClas
     }
 
     [Fact]
+    public async Task ACancelledStreamStopsComputing()
+    {
+        // 4000 one-row chunks: a few seconds of passes, of which the caller reads three and then hangs up.
+        const int rows = 4000;
+        var reference = Fixtures.Load("mlp_tanh");
+        var request = new BatchJacobianRequest { Model = "mlp_tanh", MaxRowsPerChunk = 1 };
+        foreach (var (input, t) in TiledInputs(reference, rows)) request.Inputs[input] = t.ToProto();
+        long before = await RowsComputed("mlp_tanh");
+
+        using (var cancel = new CancellationTokenSource())
+        using (var call = server.Client.StreamBatchJacobian(request, deadline: DateTime.UtcNow.AddSeconds(60), cancellationToken: cancel.Token))
+        {
+            for (int i = 0; i < 3; i++) Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            cancel.Cancel();
+        }
+
+        // The server hears of it at its next pass or write; after that no further pass may run.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        long settled = await RowsComputed("mlp_tanh");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.Equal(settled, await RowsComputed("mlp_tanh"));
+        Assert.InRange(settled - before, 3, rows / 2);
+    }
+
+    private async Task<long> RowsComputed(string model) =>
+        (await server.Client.GetModelAsync(new GetModelRequest { Model = model })).Batching.Rows;
+
+    [Fact]
     public async Task ErrorsAreTheUnaryCallsErrors()
     {
         var reference = Fixtures.Load("pinn");
