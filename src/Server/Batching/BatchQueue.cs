@@ -17,7 +17,16 @@ public sealed record WorkKey(WorkKind Kind, int Wrt, int[] Of, string SampleShap
     public bool Equals(WorkKey? other) =>
         other is not null && Kind == other.Kind && Wrt == other.Wrt && Of.SequenceEqual(other.Of) && SampleShapes == other.SampleShapes;
 
-    public override int GetHashCode() => HashCode.Combine(Kind, Wrt, string.Join(",", Of), SampleShapes);
+    // Computed for every queued request and every batch: no strings built for it.
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(Kind);
+        hash.Add(Wrt);
+        foreach (var o in Of) hash.Add(o);
+        hash.Add(SampleShapes);
+        return hash.ToHashCode();
+    }
 
     public static WorkKey For(WorkKind kind, HostTensor[] inputs, int wrt = -1, int[]? of = null) =>
         new(kind, wrt, of ?? [], string.Join(";", inputs.Select(i => string.Join("x", i.Shape.Skip(1)))));
@@ -155,13 +164,15 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     public Batch? TryTakeBatch(bool othersRunning = false)
     {
         var now = clock.GetUtcNow();
-        foreach (var queue in _queues.Values) DropDead(queue, now);
-
-        var due = _queues
-            .Where(q => q.Value.Count > 0)
-            .Where(q => othersRunning || q.Value.Sum(p => p.Rows) >= options.MaxBatchSize || now - q.Value.First!.Value.Request.EnqueuedAt >= options.MaxQueueDelay)
-            .OrderBy(q => q.Value.First!.Value.Request.EnqueuedAt)
-            .FirstOrDefault();
+        KeyValuePair<WorkKey, LinkedList<RequestPart>> due = default;
+        foreach (var queue in _queues)
+        {
+            int queued = DropDead(queue.Value, now);
+            if (queued == 0) continue;
+            var oldest = queue.Value.First!.Value.Request.EnqueuedAt;
+            bool isDue = othersRunning || queued >= options.MaxBatchSize || now - oldest >= options.MaxQueueDelay;
+            if (isDue && (due.Value is null || oldest < due.Value.First!.Value.Request.EnqueuedAt)) due = queue;
+        }
         if (due.Value is null) return null;
 
         var parts = new List<RequestPart>();
@@ -189,8 +200,10 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         QueuedRows = 0;
     }
 
-    private void DropDead(LinkedList<RequestPart> queue, DateTimeOffset now)
+    /// <summary>Drops cancelled and expired requests' parts; returns the rows still queued.</summary>
+    private int DropDead(LinkedList<RequestPart> queue, DateTimeOffset now)
     {
+        int live = 0;
         for (var node = queue.First; node is not null;)
         {
             var next = node.Next;
@@ -204,7 +217,12 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
                 queue.Remove(node);
                 QueuedRows -= node.Value.Rows;
             }
+            else
+            {
+                live += node.Value.Rows;
+            }
             node = next;
         }
+        return live;
     }
 }
