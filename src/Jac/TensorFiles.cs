@@ -74,7 +74,7 @@ public static class TensorFiles
             Flatten(e, 0, dims, values, where);
             return new FloatTensor(values.ToArray(), dims.ToArray());
         }
-        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
         {
             throw new JacException($"{where}: a tensor is {{\"shape\": [...], \"data\": [...]}} or nested arrays of numbers ({ex.Message})");
         }

@@ -16,13 +16,8 @@ public sealed class ClientVerbTests(ServerProcess server)
          e.GetProperty("data").EnumerateArray().Select(x => (float)x.GetDouble()).ToArray());
 
     /// <summary>The fixtures' tolerance: max abs error ≤ 1e-4 × max |reference| per tensor.</summary>
-    private static void AssertClose(RefTensor expected, long[] shape, float[] actual)
-    {
-        Assert.Equal(expected.Shape, shape);
-        double scale = Math.Max(expected.Data.Max(Math.Abs), 1e-6);
-        double worst = expected.Data.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
-        Assert.True(worst <= 1e-4 * scale, $"max abs error {worst} > {1e-4 * scale}");
-    }
+    private static void AssertClose(RefTensor expected, long[] shape, float[] actual) =>
+        Compare.Close(expected, shape, actual, 1e-4, "jac's result");
 
     [Theory]
     [InlineData("pinn")]
@@ -151,5 +146,14 @@ public sealed class ClientVerbTests(ServerProcess server)
         r = await JacRunner.RunAsync("jacobian", "-t", server.Target, "-m", "pinn", "-i", path);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("expects [2] for jacobian; it has a batch axis (use jac batch-jacobian", r.Err);
+
+        // A shape no tensor can have is a message, not a crash.
+        var json = Path.Combine(dir, "negative.json");
+        File.WriteAllText(json, """{ "shape": [-1, -2], "data": [1, 2] }""");
+        r = await JacRunner.RunAsync("predict", "-t", server.Target, "-m", "pinn", "-i", json);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("negative.json: a tensor is {\"shape\": [...], \"data\": [...]}", r.Err);
+        Assert.Contains("has a negative axis", r.Err);
+        Assert.DoesNotContain("   at ", r.Err);
     }
 }
