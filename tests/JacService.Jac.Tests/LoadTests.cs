@@ -67,6 +67,17 @@ public sealed class LoadTests(ServerProcess server)
     }
 
     [Fact]
+    public async Task An_open_loop_at_a_constant_rate_stops_at_the_plans_duration()
+    {
+        // Ramp.Constant has no end of its own (the benchmarks use it): the plan's duration must end the run.
+        var plan = new LoadPlan("health", null, "none", OpenLoop: true, Ramp.Constant(200), Concurrency: 16, Connections: 1,
+            Requests: null, TimeSpan.FromSeconds(0.5), Rows: 1, Timeout: TimeSpan.FromSeconds(5), [_ => Task.CompletedTask]);
+        var run = new LoadRunner(plan).RunAsync(null, CancellationToken.None);
+        Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(30))));
+        Assert.Equal(100, (await run).Count);
+    }
+
+    [Fact]
     public async Task A_missing_model_gives_a_report_of_not_found_errors()
     {
         var input = Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", "pinn.json");

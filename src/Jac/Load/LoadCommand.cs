@@ -23,7 +23,7 @@ public static class LoadCommand
     {
         Description = "Closed loop: workers (default 16). Open loop (--rps): most calls in flight (default 1024)",
     };
-    private static readonly Option<int> Connections = new("--connections") { Description = "HTTP/2 connections (channels), used round robin", DefaultValueFactory = _ => 1 };
+    private static readonly Option<int> Connections = new("--connections") { Description = "gRPC channels, used round robin; each opens a further HTTP/2 connection whenever its calls in flight reach the server's stream limit (100 on Kestrel)", DefaultValueFactory = _ => 1 };
     private static readonly Option<double?> Rps = new("--rps", "-r") { Description = "Open loop at this constant rate (requests/s), latency from the intended send time; without it: closed loop" };
     private static readonly Option<string?> Duration = new("--duration", "-z") { Description = "How long to send (10s, 2m); default 10s unless --requests is given" };
     private static readonly Option<long?> Requests = new("--requests", "-n") { Description = "How many calls to send" };

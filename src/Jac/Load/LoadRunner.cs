@@ -128,7 +128,8 @@ public sealed class LoadRunner
             {
                 for (long k = 0; _plan.Requests is not { } n || k < n; k++)
                 {
-                    if (_plan.Ramp.SendTime(k) is not { } due) break;
+                    // The ramp's schedule ends the run, and so does the plan's duration, whichever comes first.
+                    if (_plan.Ramp.SendTime(k) is not { } due || due >= (_plan.Duration?.TotalSeconds ?? double.PositiveInfinity)) break;
                     long intended = start + (long)(due * Stopwatch.Frequency);
                     // Sleep in slices no longer than 100 ms so Ctrl+C is noticed even at low rates.
                     while (!cancellation.IsCancellationRequested && Stopwatch.GetTimestamp() < intended)
