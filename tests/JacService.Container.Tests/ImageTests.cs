@@ -20,7 +20,10 @@ public sealed class ImageTests(ImageTests.FixtureServer fixture) : IClassFixture
 
         public async Task InitializeAsync() => Server = await ServerContainer.StartAsync(Fixtures.ModelsDir);
 
-        public async Task DisposeAsync() => await Server.DisposeAsync();
+        public async Task DisposeAsync()
+        {
+            if (Server is not null) await Server.DisposeAsync(); // null when the start failed
+        }
     }
 
     internal static Tensor ToProto(RefTensor t) => JacService.Client.Tensors.Create(t.Floats, t.Shape);

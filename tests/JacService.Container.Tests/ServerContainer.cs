@@ -51,7 +51,16 @@ public sealed class ServerContainer : IAsyncDisposable
         var container = builder.Build();
         await container.StartAsync();
         var server = new ServerContainer(container);
-        await server.WaitUntilServing(TimeSpan.FromSeconds(90));
+        try
+        {
+            await server.WaitUntilServing(TimeSpan.FromSeconds(90));
+        }
+        catch
+        {
+            // Ryuk (Testcontainers' reaper) is off here, so nobody else would remove a container that never served.
+            await server.DisposeAsync();
+            throw;
+        }
         return server;
     }
 
