@@ -22,7 +22,6 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jacservice-prom-" + Guid.NewGuid().ToString("N")[..8]);
     private readonly int _prometheusPort = FreePort();
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
-    private bool _serverStarted;
 
     private string PrometheusLog
     {
@@ -33,7 +32,6 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
     {
         if (!File.Exists(PrometheusBinary))
             Assert.Fail($"{PrometheusBinary} not found: install the Debian package 'prometheus' (scripts/install-test-deps.sh does)");
-        _serverStarted = true;
         await _server.InitializeAsync();
 
         Directory.CreateDirectory(_dir);
@@ -153,7 +151,7 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
             // Never started (the binary was missing or the server failed first).
         }
         _prometheus.Dispose();
-        if (_serverStarted) await _server.DisposeAsync();
+        await _server.DisposeAsync();
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }

@@ -17,6 +17,7 @@ namespace JacService.Integration.Tests;
 public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 {
     private readonly Process _process = new();
+    private bool _started;
     private readonly List<string> _log = [];
 
     public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
@@ -62,7 +63,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         _process.StartInfo.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.Add(e.Data); };
-        _process.Start();
+        _started = _process.Start();
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
 
@@ -166,7 +167,8 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public async Task DisposeAsync()
     {
         Channel?.Dispose();
-        if (!_process.HasExited)
+        // Never started (the build output was missing, say): nothing to stop, and HasExited would throw.
+        if (_started && !_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
