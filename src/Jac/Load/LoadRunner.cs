@@ -223,7 +223,8 @@ public sealed class LoadRunner
         Interlocked.Increment(ref _errors);
         // Details can carry per-call text (correlation ids); a bounded table keeps a flood of them readable.
         string key = $"{code}: {error}";
-        if (_messages.Count >= 20 && !_messages.ContainsKey(key)) key = "(other messages)";
+        // ConcurrentDictionary.Count takes every lock: ask it only for a message not seen before.
+        if (!_messages.ContainsKey(key) && _messages.Count >= 20) key = "(other messages)";
         _messages.AddOrUpdate(key, 1, (_, c) => c + 1);
     }
 }
