@@ -250,6 +250,22 @@ public class OpRuleTests
     [MemberData(nameof(RowNames))]
     public void JvpMatchesAutograd(string row) => CompareJacobians(row, Autograd, 1e-9, "autograd");
 
+    [Fact]
+    public void EveryOpHasAReverseRule()
+    {
+        var missing = OpTable.Rules.Values.Where(r => r.Kind != OpKind.Constant && ReferenceEquals(r.Vjp, OpRule.NoVjp)).Select(r => r.OpType).ToList();
+        Assert.True(missing.Count == 0, $"ops that carry derivatives but have no reverse rule: {string.Join(", ", missing)}");
+    }
+
+    [Theory]
+    [MemberData(nameof(RowNames))]
+    public void VjpMatchesFiniteDifferences(string row) => CompareReverse(row, FiniteDifferences, 1e-6, "finite differences");
+
+    [Theory]
+    [MemberData(nameof(RowNames))]
+    public void VjpMatchesTheForwardRule(string row) =>
+        CompareReverse(row, (model, inputs, wrt, types) => JvpJacobians(model, inputs, wrt, types), 1e-12, "the forward (JVP) rule");
+
     [Theory]
     [MemberData(nameof(RowsWithValues))]
     public void ForwardMatchesExpectedValues(string row)
@@ -311,6 +327,43 @@ public class OpRuleTests
         }
         // Rows whose only outputs are integers (Shape, Cast to int64) check the null tangent inside JvpJacobians.
         Assert.True(checkedPairs > 0 || types.All(t => t != OnnxType.Float), $"{row}: nothing was compared");
+    }
+
+    /// <summary>For every differentiated input and float output: the Jacobian pulled back by reverse mode against the reference's.</summary>
+    private static void CompareReverse(string row, Reference reference, double tolerance, string method)
+    {
+        var (model, g) = Load(ByName[row]);
+        using var _ = model;
+        using var scope = NewDisposeScope();
+        var inputs = Inputs(g);
+        var types = g.OutputTypes;
+        int checkedPairs = 0;
+        foreach (var wrt in Enumerable.Range(0, g.Inputs.Count).Where(i => g.Inputs[i].Differentiated))
+        {
+            var expected = reference(model, inputs, wrt, types);
+            for (int o = 0; o < types.Count; o++)
+            {
+                if (types[o] != OnnxType.Float) continue;
+                var vjp = VjpJacobian(model, inputs, wrt, o);
+                var what = $"{row}: d output {o} / d {g.Inputs[wrt].Name}, reverse mode against {method}";
+                Assert.Equal(expected[o]!.shape, vjp.shape);
+                double scale = Math.Max(1, expected[o]!.abs().max().item<double>());
+                double error = (vjp - expected[o]!).abs().max().item<double>();
+                Assert.True(error <= tolerance * scale, $"{what}: max abs error {error:E2} > {tolerance:E0} x {scale:G4}");
+                checkedPairs++;
+            }
+        }
+        Assert.True(checkedPairs > 0 || types.All(t => t != OnnxType.Float), $"{row}: nothing was compared");
+    }
+
+    /// <summary>Pulls the identity basis of output <paramref name="output"/> [m, ..output] back: the rows of its Jacobian [m, n].</summary>
+    private static Tensor VjpJacobian(ModelVersion model, Tensor[] inputs, int wrt, int output)
+    {
+        var y = model.Forward(inputs)[output];
+        long m = y.numel();
+        var pulled = model.Vjp(inputs, wrt, [output], [eye(m, dtype: ScalarType.Float64).reshape([m, .. y.shape])]);
+        Assert.Equal([m, .. inputs[wrt].shape], pulled.shape);
+        return pulled.reshape(m, -1);
     }
 
     /// <summary>

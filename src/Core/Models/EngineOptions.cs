@@ -3,7 +3,7 @@ namespace JacService.Core.Models;
 /// <summary>Limits of the engine, shared by every model version.</summary>
 public sealed record EngineLimits
 {
-    /// <summary>Working memory one forward-mode pass may use for tangents; the basis (then the batch) is split to stay under it.</summary>
+    /// <summary>Working memory one pass may use for tangents, or for kept values plus cotangents; the basis (then the batch) is split to stay under it.</summary>
     public long WorkingMemoryBytes { get; init; } = 512L << 20;
 
     /// <summary>Largest result (outputs plus Jacobians) a request may ask for; larger ones are refused before any work.</summary>
@@ -11,4 +11,7 @@ public sealed record EngineLimits
 
     /// <summary>Plans kept per model version (one per distinct set of input shapes).</summary>
     public int MaxCachedPlans { get; init; } = 64;
+
+    /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
+    public bool CalibrateAuto { get; init; } = true;
 }

@@ -8,10 +8,17 @@ public sealed record HostTensor(long[] Shape, float[] Data)
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
 }
 
-/// <summary>Outputs by name and, for Jacobian requests, the Jacobian of each requested output.</summary>
+/// <summary>
+/// Outputs by name and the derivatives asked for: per output in of, its Jacobian (Jacobian) or its directional
+/// derivatives (Jvp); or, keyed by wrt's name, the vector-Jacobian product (Vjp).
+/// </summary>
 public sealed record EngineResult(
     IReadOnlyDictionary<string, HostTensor> Outputs,
-    IReadOnlyDictionary<string, HostTensor> Jacobians);
+    IReadOnlyDictionary<string, HostTensor> Jacobians)
+{
+    /// <summary>The mode that computed the derivatives; null for Predict.</summary>
+    public Derivatives.DerivativeMode? Mode { get; init; }
+}
 
 /// <summary>
 /// Reusable result arrays, one per output or Jacobian name, so repeated passes of one static shape write into the

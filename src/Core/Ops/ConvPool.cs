@@ -149,8 +149,7 @@ internal static class ConvPool
         {
             // Asymmetric padding: pad explicitly; without count_include_pad divide by how many real cells each window saw.
             var zero = new long[spatial.Length];
-            Tensor? share = countPad ? null
-                : Pool(F.pad(ones([1, 1, .. spatial], x.Value.dtype), g.PadArgument), zero, true);
+            Tensor? share = countPad ? null : PoolShare(spatial, g, ceil, x.Value.dtype, spatial.Length == 1);
             apply = v =>
             {
                 var pooled = Pool(F.pad(v, g.PadArgument), zero, true);
@@ -167,5 +166,105 @@ internal static class ConvPool
         Shapes.Require(x.Rank >= 3, () => $"GlobalAveragePool needs [N, C, ...], got {Shapes.Text(x.Shape)}");
         var dims = Enumerable.Range(2, (int)x.Rank - 2).Select(i => (long)i).ToArray();
         return [new Dual(x.Value.mean(dims, keepdim: true), x.Tangent?.mean(Tangents.Shift(dims), keepdim: true))];
+    }
+
+    // ---- Reverse rules ----------------------------------------------------------------------------------------
+    // Every map here is linear in x, and libtorch has its transpose: a transposed convolution for Conv, a scatter at
+    // the argmax for MaxPool, avg_pool2d_backward for AveragePool. The basis axis is folded into N for them.
+
+    public static Tensor?[] ConvVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        var w = c.In(1);
+        var spatial = x.shape[2..];
+        long group = c.Attr.Int("group", 1);
+        var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape") ?? w.shape[2..]);
+        long[] padding = g.Symmetric ? g.Begin : new long[spatial.Length];
+        // The forward ran on the padded input when its padding was asymmetric; the transpose recovers that size and crops.
+        var size = g.Symmetric ? spatial : spatial.Select((d, i) => d + g.Begin[i] + g.End[i]).ToArray();
+        var outSize = ct.shape[3..];
+        // Rows the strided forward never reached are restored by output_padding (always < stride).
+        var outputPadding = size.Select((d, i) => d + 2 * padding[i] - ((outSize[i] - 1) * g.Strides[i] + g.Dilations[i] * (g.Kernel[i] - 1) + 1)).ToArray();
+        bool oneD = spatial.Length == 1;
+        result[0] = Tangents.FoldBasis(ct, v =>
+        {
+            var r = oneD
+                ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
+                    [0, outputPadding[0]], [1, g.Dilations[0]], group).squeeze(2)
+                : nn.functional.conv_transpose2d(v, w, null, g.Strides, padding, outputPadding, g.Dilations, group);
+            return g.Symmetric ? r : F.pad(r, g.PadArgument.Select(p => -p).ToArray());
+        });
+        return result;
+    }
+
+    public static Tensor?[] MaxPoolVjp(VjpContext c)
+    {
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
+        var x = c.In(0);
+        var spatial = x.shape[2..];
+        var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape")!);
+        bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
+        bool explicitPad = !g.TorchCanPad;
+        long[] padding = explicitPad ? new long[spatial.Length] : g.Begin;
+        var input = explicitPad ? F.pad(x, g.PadArgument, value: double.NegativeInfinity) : x;
+        var (_, indices) = spatial.Length == 1
+            ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
+            : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
+
+        // The transpose of the gather at the argmax: scatter back to it, adding where windows overlap.
+        long k = ct.shape[0], n = x.shape[0], channels = x.shape[1];
+        var flat = ct.reshape(k, n, channels, -1);
+        var index = indices.reshape(1, n, channels, -1).expand(k, -1, -1, -1);
+        var scattered = zeros([k, n, channels, Shapes.Product(input.shape[2..])], ct.dtype).scatter_add_(3, index, flat)
+            .reshape([k, .. input.shape]);
+        return [explicitPad ? F.pad(scattered, g.PadArgument.Select(p => -p).ToArray()) : scattered];
+    }
+
+    public static Tensor?[] AveragePoolVjp(VjpContext c)
+    {
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
+        var x = c.In(0);
+        var spatial = x.shape[2..];
+        var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape")!);
+        bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
+        bool countPad = c.Attr.Int("count_include_pad", 0) != 0;
+        bool oneD = spatial.Length == 1;
+
+        // avg_pool2d_backward reads only the shape of the original input; 1-D pools run as 2-D ones of height 1.
+        Tensor Backward(Tensor v, long[] inputSpatial, long[] padding, bool includePad)
+        {
+            long[] shape = [v.shape[0], v.shape[1], .. inputSpatial];
+            return oneD
+                ? F.avg_pool2d_backward(v.unsqueeze(2), empty([shape[0], shape[1], 1, shape[2]], v.dtype), [1, g.Kernel[0]], [1, g.Strides[0]],
+                    [0, padding[0]], ceil, includePad).squeeze(2)
+                : F.avg_pool2d_backward(v, empty(shape, v.dtype), g.Kernel, g.Strides, padding, ceil, includePad);
+        }
+
+        if (g.TorchCanPad) return [Tangents.FoldBasis(ct, v => Backward(v, spatial, g.Begin, countPad))];
+        var zero = new long[spatial.Length];
+        var padded = spatial.Select((d, i) => d + g.Begin[i] + g.End[i]).ToArray();
+        // The forward divided by each window's share of real cells; the transpose divides the cotangent alike.
+        Tensor? share = countPad ? null : PoolShare(spatial, g, ceil, x.dtype, oneD);
+        var crop = g.PadArgument.Select(p => -p).ToArray();
+        return [Tangents.FoldBasis(share is null ? ct : ct / share, v => F.pad(Backward(v, padded, zero, true), crop))];
+    }
+
+    /// <summary>For each window of a pool over explicitly padded input, the fraction of its cells that are real.</summary>
+    private static Tensor PoolShare(long[] spatial, Geometry g, bool ceil, ScalarType dtype, bool oneD)
+    {
+        var cells = F.pad(ones([1, 1, .. spatial], dtype), g.PadArgument);
+        return oneD
+            ? F.avg_pool1d(cells, g.Kernel[0], g.Strides[0], 0, ceil, true)
+            : F.avg_pool2d(cells, g.Kernel, g.Strides, new long[2], ceil, true);
+    }
+
+    public static Tensor?[] GlobalAveragePoolVjp(VjpContext c)
+    {
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
+        var x = c.In(0);
+        long count = Shapes.Product(x.shape[2..]);
+        return [ct.expand(Tangents.WithBasis(ct.shape[0], x.shape)) / (double)count];
     }
 }

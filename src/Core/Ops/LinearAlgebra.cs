@@ -87,4 +87,59 @@ internal static class LinearAlgebra
         if (bVector) r = r.squeeze(-1);
         return r;
     }
+
+    // ---- Reverse rules ----------------------------------------------------------------------------------------
+
+    /// <summary>Y = alpha A'B' + beta C: C_A' = alpha C_Y B'^T, C_B' = alpha A'^T C_Y, C_C = beta C_Y summed over broadcast axes.</summary>
+    public static Tensor?[] GemmVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (c.Cotangent(0) is not { } ct) return result;
+        double alpha = c.Attr.Float("alpha", 1f), beta = c.Attr.Float("beta", 1f);
+        bool transA = c.Attr.Int("transA", 0) != 0, transB = c.Attr.Int("transB", 0) != 0;
+        var A = transA ? c.In(0).t() : c.In(0);
+        var B = transB ? c.In(1).t() : c.In(1);
+        var scaled = alpha == 1 ? ct : ct * alpha;
+        if (c.Needs(0))
+        {
+            var ctA = scaled.matmul(B.t());
+            result[0] = transA ? ctA.transpose(1, 2) : ctA;
+        }
+        if (c.Needs(1))
+        {
+            var ctB = A.t().matmul(scaled);
+            result[1] = transB ? ctB.transpose(1, 2) : ctB;
+        }
+        if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * beta, c.In(2).shape);
+        return result;
+    }
+
+    /// <summary>
+    /// NumPy matmul: C_a = C_y b^T and C_b = a^T C_y per matrix, summed over the batch axes broadcasting stretched;
+    /// vectors are promoted to matrices the way the forward promotes them.
+    /// </summary>
+    public static Tensor?[] MatMulVjp(VjpContext c)
+    {
+        var result = new Tensor?[2];
+        if (c.Cotangent(0) is not { } ct) return result;
+        Tensor a = c.In(0), b = c.In(1);
+        bool aVector = a.dim() == 1, bVector = b.dim() == 1;
+        var a2 = aVector ? a.unsqueeze(0) : a;
+        var b2 = bVector ? b.unsqueeze(-1) : b;
+        var ct2 = ct;
+        if (aVector) ct2 = ct2.unsqueeze(-2);
+        if (bVector) ct2 = ct2.unsqueeze(-1);
+        // ct2 is [K, ..batch, M, N]; the basis axis leads, so it never meets an operand's batch axes.
+        if (c.Needs(0))
+        {
+            var ca = Tangents.Unbroadcast(Tangents.Align(ct2, a2.dim()).matmul(b2.transpose(-1, -2)), a2.shape);
+            result[0] = aVector ? ca.squeeze(-2) : ca;
+        }
+        if (c.Needs(1))
+        {
+            var cb = Tangents.Unbroadcast(a2.transpose(-1, -2).matmul(ct2), b2.shape);
+            result[1] = bVector ? cb.squeeze(-1) : cb;
+        }
+        return result;
+    }
 }

@@ -41,12 +41,21 @@ public sealed class OpContext(GraphNode node, int opset, ScalarType computeType,
 /// <summary>Forward value and JVP of one node, computed together (as JAX's jvp rules do).</summary>
 public delegate Dual[] OpApply(OpContext c);
 
-/// <summary>One row of the op table.</summary>
-public sealed record OpRule(string OpType, string Kind, OpApply Apply)
+/// <summary>Cotangents of a node's inputs from its outputs' cotangents (null for inputs not needed or not reached).</summary>
+public delegate Tensor?[] OpVjp(VjpContext c);
+
+/// <summary>One row of the op table: everything the engine needs to know about an op.</summary>
+public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp)
 {
     /// <summary>Load-time checks of attributes and outputs; returns the problem, or null.</summary>
     public Func<GraphNode, int, string?> Validate { get; init; } = (_, _) => null;
 
     /// <summary>Inputs a tangent may not flow into (weights of Conv, statistics of BatchNorm ...).</summary>
     public int[] NonDifferentiableInputs { get; init; } = [];
+
+    /// <summary>The output depends on the shapes of the inputs only, never on their data (folded into the plan).</summary>
+    public bool ShapeOnly { get; init; }
+
+    /// <summary>For Constant-kind rows, which have no derivative to take.</summary>
+    public static readonly OpVjp NoVjp = c => new Tensor?[c.InputCount];
 }

@@ -4,7 +4,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace JacService.Core.Ops;
 
 /// <summary>
-/// Every supported ONNX op: its forward computation and its JVP rule side by side. Adding an op is one row here
+/// Every supported ONNX op: its forward computation, its JVP rule and its VJP rule side by side. Adding an op is one row here
 /// and one row in the rule tests (which fail for an op without a test row).
 /// </summary>
 public static class OpTable
@@ -52,48 +52,49 @@ public static class OpTable
                 (x, s, _) => Step(x) + (1 - Step(x)) * s, (x, _, _) => (1 - Step(x)) * x)
 
             // Linear algebra.
-            .Add(new OpRule("Gemm", "linear algebra", LinearAlgebra.Gemm))
-            .Add(new OpRule("MatMul", "linear algebra", LinearAlgebra.MatMul))
+            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp))
+            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp))
 
             // Pass-through and casts.
-            .Linear("Identity", "shape", (_, x) => x, (_, t, _) => t)
-            .Add(new OpRule("Dropout", "shape", ShapeOps.Dropout))
-            .Add(new OpRule("Cast", "shape", ShapeOps.Cast))
+            .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct)
+            .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack))
+            .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp))
 
             // Values that never carry a tangent.
-            .Add(new OpRule("Constant", "constant", ShapeOps.Constant))
-            .Add(new OpRule("Shape", "constant", ShapeOps.Shape))
-            .Add(new OpRule("ConstantOfShape", "constant", ShapeOps.ConstantOfShape))
+            .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp))
+            .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp) { ShapeOnly = true })
+            .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp))
 
-            // Shape ops: the tangent takes the same map on the axes after the basis axis.
+            // Shape ops: the tangent takes the same map on the axes after the basis axis, the cotangent its transpose.
             .Reshaping("Reshape", ShapeOps.Reshape)
             .Reshaping("Flatten", ShapeOps.Flatten)
             .Reshaping("Squeeze", ShapeOps.Squeeze)
             .Reshaping("Unsqueeze", ShapeOps.Unsqueeze)
-            .Linear("Transpose", "shape", (c, x) => x.permute(ShapeOps.Permutation(c, x)),
-                (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]))
-            .Add(new OpRule("Gather", "shape", ShapeOps.Gather))
-            .Add(new OpRule("Concat", "shape", ShapeOps.Concat))
-            .Add(new OpRule("Split", "shape", ShapeOps.Split))
-            .Add(new OpRule("Slice", "shape", ShapeOps.Slice))
-            .Add(new OpRule("Expand", "shape", ShapeOps.Expand))
-            .Add(new OpRule("Pad", "shape", ShapeOps.Pad))
+            .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
+                (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
+                (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]))
+            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp))
+            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp))
+            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp))
+            .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp))
+            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp))
+            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp))
 
             // Reductions and normalisations.
-            .Add(new OpRule("ReduceSum", "reduction", Reductions.ReduceSum))
-            .Add(new OpRule("ReduceMean", "reduction", Reductions.ReduceMean))
-            .Add(new OpRule("Softmax", "reduction", Reductions.Softmax))
-            .Add(new OpRule("LogSoftmax", "reduction", Reductions.LogSoftmax))
-            .Add(new OpRule("BatchNormalization", "normalization", Normalization.BatchNormalization)
+            .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp))
+            .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp))
+            .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp))
+            .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp))
+            .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization })
-            .Add(new OpRule("LayerNormalization", "normalization", Normalization.LayerNormalization)
+            .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization })
 
             // Convolution and pooling (1-D and 2-D).
-            .Add(new OpRule("Conv", "convolution", ConvPool.Conv) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial })
-            .Add(new OpRule("MaxPool", "pooling", ConvPool.MaxPool) { Validate = ConvPool.ValidatePool })
-            .Add(new OpRule("AveragePool", "pooling", ConvPool.AveragePool) { Validate = ConvPool.ValidatePool })
-            .Add(new OpRule("GlobalAveragePool", "pooling", ConvPool.GlobalAveragePool))
+            .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial })
+            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool })
+            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool })
+            .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp))
             .Rules;
     }
 

@@ -14,17 +14,41 @@ internal static class Reductions
     private static Dual[] Reduce(OpContext c, bool axesFromInput, Func<Tensor, long[], bool, Tensor> reduce)
     {
         var x = c.In(0);
-        long rank = x.Rank;
+        if (ReducedAxes(c, axesFromInput) is not { } axes) return [x];
         bool keep = c.Attr.Int("keepdims", 1) != 0;
+        var y = reduce(x.Value, axes, keep);
+        return [new Dual(y, x.Tangent is null ? null : reduce(x.Tangent, Tangents.Shift(axes), keep))];
+    }
+
+    /// <summary>The sorted axes a reduction reduces, or null when it is the identity (empty axes with noop_with_empty_axes).</summary>
+    private static long[]? ReducedAxes(OpContext c, bool axesFromInput)
+    {
+        long rank = c.In(0).Rank;
         long[]? axes = axesFromInput ? (c.Optional(1) is { } a ? Shapes.Ints(a.Value) : null) : c.Attr.Ints("axes");
         if (axes is null || axes.Length == 0)
         {
-            if (c.Attr.Int("noop_with_empty_axes", 0) != 0) return [x];
+            if (c.Attr.Int("noop_with_empty_axes", 0) != 0) return null;
             axes = Enumerable.Range(0, (int)rank).Select(i => (long)i).ToArray();
         }
-        axes = axes.Select(v => Shapes.Axis(v, rank)).Distinct().Order().ToArray();
-        var y = reduce(x.Value, axes, keep);
-        return [new Dual(y, x.Tangent is null ? null : reduce(x.Tangent, Tangents.Shift(axes), keep))];
+        return axes.Select(v => Shapes.Axis(v, rank)).Distinct().Order().ToArray();
+    }
+
+    public static Tensor?[] ReduceSumVjp(VjpContext c) => ReduceVjp(c, axesFromInput: true, mean: false);
+
+    public static Tensor?[] ReduceMeanVjp(VjpContext c) => ReduceVjp(c, axesFromInput: c.Opset >= 18, mean: true);
+
+    /// <summary>The transpose of a sum is a broadcast: the cotangent is spread back over the reduced axes (divided by their size for a mean).</summary>
+    private static Tensor?[] ReduceVjp(VjpContext c, bool axesFromInput, bool mean)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        if (ReducedAxes(c.Primal(), axesFromInput) is not { } axes) return [ct, .. result[1..]];
+        if (c.Attr.Int("keepdims", 1) == 0)
+            foreach (var axis in axes) ct = ct.unsqueeze(axis + 1);
+        var spread = ct.expand(Tangents.WithBasis(ct.shape[0], x.shape));
+        result[0] = mean ? spread / (double)Shapes.Product(axes.Select(a => x.shape[a])) : spread;
+        return result;
     }
 
     public static Dual[] Softmax(OpContext c)
@@ -44,6 +68,24 @@ internal static class Reductions
         var y = x.Value.log_softmax(axis);
         var t = x.Tangent is { } tx ? tx - (tx * y.exp()).sum(axis + 1, keepdim: true) : null;
         return [new Dual(y, t)];
+    }
+
+    // Softmax's Jacobian diag(y) - y y^T is symmetric: the cotangent takes the tangent's formula.
+    public static Tensor?[] SoftmaxVjp(VjpContext c)
+    {
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
+        var y = c.Out(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), y.dim());
+        return [y * (ct - (ct * y).sum(axis + 1, keepdim: true))];
+    }
+
+    // LogSoftmax's Jacobian I - 1 p^T transposes to I - p 1^T.
+    public static Tensor?[] LogSoftmaxVjp(VjpContext c)
+    {
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
+        var y = c.Out(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), y.dim());
+        return [ct - y.exp() * ct.sum(axis + 1, keepdim: true)];
     }
 }
 
@@ -72,15 +114,50 @@ internal static class Normalization
             Shapes.Require(p.numel() == channels, () => $"BatchNormalization input {i} has {p.numel()} values for {channels} channels");
             return p.reshape(perChannel);
         }
-        var scale = Param(1) * (Param(4) + epsilon).rsqrt();
+        _ = Param(1);
+        _ = Param(4);
+        var scale = BatchNormalizationScale(c);
         var y = (x.Value - Param(3)) * scale + Param(2);
         return [new Dual(y, x.Tangent is null ? null : x.Tangent * scale)];
     }
+
+    /// <summary>The per-channel factor scale / sqrt(var + epsilon), shaped to broadcast over [N, C, ...].</summary>
+    private static Tensor BatchNormalizationScale(OpContext c)
+    {
+        var x = c.In(0);
+        var perChannel = new long[x.Rank - 1];
+        Array.Fill(perChannel, 1L);
+        perChannel[0] = x.Shape[1];
+        return c.In(1).Value.reshape(perChannel) * (c.In(4).Value.reshape(perChannel) + c.Attr.Float("epsilon", 1e-5f)).rsqrt();
+    }
+
+    // Inference BatchNormalization is a per-channel scaling of x: diagonal, its own transpose.
+    public static Tensor?[] BatchNormalizationVjp(VjpContext c) =>
+        [c.Needs(0) && c.Cotangent(0) is { } ct ? ct * BatchNormalizationScale(c.Primal()) : null, null, null, null, null];
 
     public static string? ValidateLayerNormalization(GraphNode node, int opset) =>
         node.Outputs.Skip(1).Any(o => o >= 0) ? "only the Y output is supported (Mean and InvStdDev are not)" : null;
 
     public static Dual[] LayerNormalization(OpContext c)
+    {
+        var (y, xhat, rstd, dims) = LayerNormalizationForward(c);
+        if (c.In(0).Tangent is not { } t) return [new Dual(y, null)];
+        return [new Dual(y, Project(t, xhat, rstd, dims) * c.In(1).Value)];
+    }
+
+    // The map dx -> rstd * P dx with P = I - mean - xhat mean(xhat .) is symmetric, so the cotangent is scaled by the
+    // scale first and then takes the same projection.
+    public static Tensor?[] LayerNormalizationVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var primal = c.Primal();
+        var (_, xhat, rstd, dims) = LayerNormalizationForward(primal);
+        result[0] = Project(ct * c.In(1), xhat, rstd, dims);
+        return result;
+    }
+
+    private static (Tensor Y, Tensor Xhat, Tensor Rstd, long[] Dims) LayerNormalizationForward(OpContext c)
     {
         var x = c.In(0);
         long rank = x.Rank;
@@ -97,11 +174,13 @@ internal static class Normalization
         var rstd = (centred.square().mean(dims, keepdim: true) + epsilon).rsqrt();
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : xhat * scale + bias;
-        if (x.Tangent is not { } t) return [new Dual(y, null)];
+        return (y, xhat, rstd, dims);
+    }
 
-        // d xhat = rstd * (dx - mean(dx) - xhat * mean(xhat * dx)), means over the normalised axes.
-        var tdims = Tangents.Shift(dims);
-        var dxhat = (t - t.mean(tdims, keepdim: true) - xhat * (t * xhat).mean(tdims, keepdim: true)) * rstd;
-        return [new Dual(y, dxhat * scale)];
+    /// <summary>rstd * (v - mean(v) - xhat * mean(xhat * v)), means over the normalised axes of v [K, ..x].</summary>
+    private static Tensor Project(Tensor v, Tensor xhat, Tensor rstd, long[] dims)
+    {
+        var vdims = Tangents.Shift(dims);
+        return (v - v.mean(vdims, keepdim: true) - xhat * (v * xhat).mean(vdims, keepdim: true)) * rstd;
     }
 }

@@ -7,7 +7,9 @@ public delegate Tensor Partial(Tensor a, Tensor b, Tensor y);
 
 /// <summary>
 /// Helpers that turn a forward function and its derivative into a rule, so most rows of the table are one line
-/// (the way JAX fills its table with defjvp / deflinear).
+/// (the way JAX fills its table with defjvp / deflinear). Elementwise ops have diagonal Jacobians, so one partial
+/// serves both directions: the JVP multiplies the tangent by it, the VJP the cotangent (summed back over
+/// broadcast axes). Linear ops give their map and its transpose.
 /// </summary>
 internal sealed class RuleTableBuilder
 {
@@ -24,42 +26,60 @@ internal sealed class RuleTableBuilder
         return this;
     }
 
-    /// <summary>Elementwise y = f(x) with dy/dx given from (x, y): tangent = T * dy/dx.</summary>
+    /// <summary>Elementwise y = f(x) with dy/dx given from (x, y): tangent = T * dy/dx, cotangent = C * dy/dx.</summary>
     public RuleTableBuilder Unary(string op, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> dydx,
         int[]? nonDifferentiable = null) =>
-        Add(new OpRule(op, "elementwise unary", c =>
-        {
-            var x = c.In(0);
-            var y = f(c, x.Value);
-            return [new Dual(y, x.Tangent is null ? null : x.Tangent * dydx(c, x.Value, y))];
-        }) { NonDifferentiableInputs = nonDifferentiable ?? [] });
+        Add(new OpRule(op, OpKind.ElementwiseUnary,
+            c =>
+            {
+                var x = c.In(0);
+                var y = f(c, x.Value);
+                return [new Dual(y, x.Tangent is null ? null : x.Tangent * dydx(c, x.Value, y))];
+            },
+            c => [c.Cotangent(0) is { } ct && c.Needs(0) ? ct * dydx(c.Primal(), c.In(0), c.Out(0)) : null])
+        { NonDifferentiableInputs = nonDifferentiable ?? [] });
 
-    /// <summary>A linear op: the tangent goes through the same map, with axes shifted past the basis axis.</summary>
-    public RuleTableBuilder Linear(string op, string kind, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> onTangent,
-        Func<Onnx.GraphNode, int, string?>? validate = null) =>
-        Add(new OpRule(op, kind, c =>
-        {
-            var x = c.In(0);
-            var y = f(c, x.Value);
-            return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
-        }) { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray() });
+    /// <summary>
+    /// A linear op in its first input: the tangent goes through the same map with axes shifted past the basis axis,
+    /// the cotangent through its transpose (given as a function of the context and the cotangent).
+    /// </summary>
+    public RuleTableBuilder Linear(string op, OpKind kind, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> onTangent,
+        Func<VjpContext, Tensor, Tensor> transpose, Func<Onnx.GraphNode, int, string?>? validate = null) =>
+        Add(new OpRule(op, kind,
+            c =>
+            {
+                var x = c.In(0);
+                var y = f(c, x.Value);
+                return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
+            },
+            c => [c.Cotangent(0) is { } ct && c.Needs(0) ? transpose(c, ct) : null])
+        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray() });
 
-    /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape].</summary>
+    /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape], the cotangent back.</summary>
     public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>
-        Linear(op, "shape", f, (_, t, y) => t.reshape(Tangents.WithBasis(t.shape[0], y.shape)));
+        Linear(op, OpKind.Shape, f, (_, t, y) => t.reshape(Tangents.WithBasis(t.shape[0], y.shape)),
+            (c, ct) => ct.reshape(Tangents.WithBasis(ct.shape[0], c.In(0).shape)));
 
     /// <summary>Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db.</summary>
     public RuleTableBuilder Binary(string op, Func<OpContext, Tensor, Tensor, Tensor> f, Partial da, Partial db) =>
-        Add(new OpRule(op, "elementwise binary", c =>
-        {
-            var a = c.In(0);
-            var b = c.In(1);
-            var shape = Shapes.Broadcast(a.Shape, b.Shape);
-            var y = f(c, a.Value, b.Value);
-            if (a.Tangent is null && b.Tangent is null) return [new Dual(y, null)];
-            var t = Tangents.Sum(Term(a.Tangent, da, a.Value, b.Value, y), Term(b.Tangent, db, a.Value, b.Value, y));
-            return [new Dual(y, Tangents.Fit(t!, shape))];
-        }));
+        Add(new OpRule(op, OpKind.ElementwiseBinary,
+            c =>
+            {
+                var a = c.In(0);
+                var b = c.In(1);
+                var shape = Shapes.Broadcast(a.Shape, b.Shape);
+                var y = f(c, a.Value, b.Value);
+                if (a.Tangent is null && b.Tangent is null) return [new Dual(y, null)];
+                var t = Tangents.Sum(Term(a.Tangent, da, a.Value, b.Value, y), Term(b.Tangent, db, a.Value, b.Value, y));
+                return [new Dual(y, Tangents.Fit(t!, shape))];
+            },
+            c =>
+            {
+                if (c.Cotangent(0) is not { } ct) return [null, null];
+                Tensor a = c.In(0), b = c.In(1), y = c.Out(0);
+                return [c.Needs(0) ? Tangents.Unbroadcast(Term(ct, da, a, b, y)!, a.shape) : null,
+                        c.Needs(1) ? Tangents.Unbroadcast(Term(ct, db, a, b, y)!, b.shape) : null];
+            }));
 
     private static Tensor? Term(Tensor? t, Partial d, Tensor a, Tensor b, Tensor y)
     {

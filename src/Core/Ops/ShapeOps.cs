@@ -264,4 +264,101 @@ internal static class ShapeOps
             : Tangents.FoldBasis(x.Tangent, v => nn.functional.pad(v, argument, padMode, 0));
         return [new Dual(y, t)];
     }
+
+    // ---- Reverse rules: the transpose of each map above -------------------------------------------------------
+
+    /// <summary>Dropout (inference) and other identities: the cotangent of output 0 goes to input 0.</summary>
+    public static Tensor?[] PassBack(VjpContext c) => [c.Needs(0) ? c.Cotangent(0) : null, .. new Tensor?[c.InputCount - 1]];
+
+    public static Tensor?[] CastVjp(VjpContext c)
+    {
+        var x = c.In(0);
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct || !x.is_floating_point() || !c.Out(0).is_floating_point()) return [null];
+        return [ct.dtype == x.dtype ? ct : ct.to_type(x.dtype)];
+    }
+
+    public static long[] InversePermutation(VjpContext c, Tensor x)
+    {
+        var perm = Permutation(c.Primal(), x);
+        var inverse = new long[perm.Length];
+        for (int i = 0; i < perm.Length; i++) inverse[perm[i]] = i;
+        return inverse;
+    }
+
+    public static Tensor?[] GatherVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var s = c.In(0).shape;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
+        var flat = c.In(1).flatten().to_type(ScalarType.Int64);
+        flat = flat + flat.lt(0).to_type(ScalarType.Int64) * s[axis];
+        long k = ct.shape[0];
+        // Repeated indices add up: index_add is the transpose of index_select.
+        var rows = ct.reshape([k, .. s[..(int)axis], flat.numel(), .. s[((int)axis + 1)..]]);
+        result[0] = zeros(Tangents.WithBasis(k, s), ct.dtype).index_add_(axis + 1, flat, rows, 1);
+        return result;
+    }
+
+    public static Tensor?[] ConcatVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (c.Cotangent(0) is not { } ct) return result;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), c.In(0).dim());
+        long offset = 0;
+        for (int i = 0; i < c.InputCount; i++)
+        {
+            long size = c.In(i).shape[axis];
+            if (c.Needs(i)) result[i] = ct.narrow(axis + 1, offset, size);
+            offset += size;
+        }
+        return result;
+    }
+
+    public static Tensor?[] SplitVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0)) return result;
+        long k = c.K;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), c.In(0).dim());
+        result[0] = cat(Enumerable.Range(0, c.OutputCount).Select(i => c.Cotangent(i) ?? Tangents.Zeros(k, c.Out(i))).ToArray(), axis + 1);
+        return result;
+    }
+
+    public static Tensor?[] SliceVjp(VjpContext c) => ByIndexMap(c, Slice);
+
+    public static Tensor?[] ExpandVjp(VjpContext c) =>
+        [c.Needs(0) && c.Cotangent(0) is { } ct ? Tangents.Unbroadcast(ct, c.In(0).shape) : null, null];
+
+    public static Tensor?[] PadVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        if (c.Attr.String("mode", "constant") != "constant") return ByIndexMap(c, Pad);
+        // Constant padding adds values that do not depend on x: the transpose crops them off again (and a negative
+        // pad, which cropped, becomes zeros).
+        long rank = c.In(0).dim();
+        var pads = Shapes.Ints(c.In(1));
+        var crop = Enumerable.Range(0, (int)rank).Reverse().SelectMany(i => new[] { -pads[i], -pads[i + rank] }).ToArray();
+        result[0] = nn.functional.pad(ct, crop);
+        return result;
+    }
+
+    /// <summary>
+    /// The transpose of an op that only moves or repeats elements of its data input (Slice, reflect/edge Pad): the
+    /// forward map applied to the element indices of x says which element of x each output element came from, and
+    /// the cotangent is added back there (repeats add up).
+    /// </summary>
+    private static Tensor?[] ByIndexMap(VjpContext c, OpApply forward)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        long n = x.numel(), k = ct.shape[0];
+        // float64 holds every index up to 2^53 exactly, and every padding mode accepts it.
+        var indices = arange(n, ScalarType.Float64).reshape(x.shape);
+        var source = forward(c.Primal(indices))[0].Value.flatten().to_type(ScalarType.Int64);
+        result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), 1).reshape(Tangents.WithBasis(k, x.shape));
+        return result;
+    }
 }

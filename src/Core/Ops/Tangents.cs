@@ -36,6 +36,19 @@ internal static class Tangents
 
     public static Tensor? Sum(Tensor? a, Tensor? b) => a is null ? b : b is null ? a : a + b;
 
+    /// <summary>
+    /// The transpose of broadcasting: sums a cotangent [K, ..broadcast shape] down to [K, ..shape] over the axes that
+    /// broadcasting added or stretched.
+    /// </summary>
+    public static Tensor Unbroadcast(Tensor ct, long[] shape)
+    {
+        long extra = ct.dim() - 1 - shape.Length;
+        if (extra > 0) ct = ct.sum(Enumerable.Range(1, (int)extra).Select(i => (long)i).ToArray());
+        var stretched = Enumerable.Range(0, shape.Length).Where(i => shape[i] == 1 && ct.shape[i + 1] != 1).Select(i => (long)i + 1).ToArray();
+        if (stretched.Length > 0) ct = ct.sum(stretched, keepdim: true);
+        return ct.shape.AsSpan(1).SequenceEqual(shape) ? ct : ct.reshape(WithBasis(ct.shape[0], shape));
+    }
+
     public static Tensor Zeros(long k, Tensor like) => zeros(WithBasis(k, like.shape), like.dtype, like.device);
 
     /// <summary>Shifts value axes by one to address the same axes on the tangent.</summary>

@@ -17,6 +17,21 @@ internal static class Evaluator
     public static Result Run(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
         int wrtValue = -1, Tensor? seed = null, bool[]? carries = null, IReadOnlyList<int>? wanted = null)
     {
+        var (values, tangents) = Walk(graph, plan, inputs, wrtValue, seed, carries, keep: null);
+        var outputIds = wanted ?? graph.OutputIds;
+        return new Result(outputIds.Select(id => values[id]!).ToArray(), outputIds.Select(id => tangents[id]).ToArray());
+    }
+
+    /// <summary>
+    /// The primal pass of reverse mode: every value, with those marked in <paramref name="keep"/> (by value id) held
+    /// past their last forward use because a reverse rule will read them. Returns the whole value table.
+    /// </summary>
+    public static Tensor?[] RunKeeping(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs, bool[] keep) =>
+        Walk(graph, plan, inputs, -1, null, null, keep).Values;
+
+    private static (Tensor?[] Values, Tensor?[] Tangents) Walk(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
+        int wrtValue, Tensor? seed, bool[]? carries, bool[]? keep)
+    {
         var values = (Tensor?[])plan.Constants.Clone();
         var tangents = new Tensor?[graph.ValueCount];
         for (int i = 0; i < inputs.Length; i++) values[graph.InputIds[i]] = inputs[i];
@@ -47,14 +62,13 @@ internal static class Evaluator
 
             foreach (var id in plan.ReleaseAfter[s])
             {
+                if (keep?[id] == true) continue;
                 values[id]?.Dispose();
                 tangents[id]?.Dispose();
                 values[id] = tangents[id] = null;
             }
         }
-
-        var outputIds = wanted ?? graph.OutputIds;
-        return new Result(outputIds.Select(id => values[id]!).ToArray(), outputIds.Select(id => tangents[id]).ToArray());
+        return (values, tangents);
     }
 
     internal static Dual[] Apply(GraphNode node, ModelGraph graph, Dual?[] inputs)

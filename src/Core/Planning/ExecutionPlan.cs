@@ -26,6 +26,9 @@ public sealed class ExecutionPlan : IDisposable
     public long TangentElementsPerDirection(bool[] carries) =>
         Steps.Where(s => carries[s.Index]).SelectMany(s => s.Outputs).Where(o => o >= 0).Sum(Elements);
 
+    /// <summary>Elements of the values marked (by value id), e.g. those the primal pass of reverse mode keeps.</summary>
+    public long ElementsOf(bool[] marked) => Enumerable.Range(0, marked.Length).Where(id => marked[id]).Sum(Elements);
+
     public void Dispose()
     {
         foreach (var t in Folded) t.Dispose();

@@ -208,7 +208,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         {
             var result = batch.Key.Kind == WorkKind.Predict
                 ? _model.Predict(inputs, buffers.Results)
-                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of, buffers.Results);
+                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of, Core.Derivatives.DerivativeMode.Auto, buffers.Results);
             // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
             var parts = new EngineResult[batch.Parts.Count];
             for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)

@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using JacService.Core.Ops;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Derivatives;
+
+/// <summary>
+/// Chooses forward or reverse mode per (input shapes, wrt, of) by timing both on the real plan the first time they are
+/// asked for, on the executor thread that runs them, and keeps the choice. Sizes alone mislead at small batches,
+/// where the fixed cost of a pass (one forward pass vs a primal plus a backward pass) outweighs the arithmetic.
+/// </summary>
+internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse)
+{
+    /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
+    private const long ProbeDirections = 32;
+
+    private readonly ConcurrentDictionary<string, Lazy<DerivativeChoice>> _choices = new();
+
+    public IReadOnlyList<DerivativeChoice> Choices =>
+        _choices.Values.Where(l => l.IsValueCreated).Select(l => l.Value)
+            .OrderBy(c => c.Wrt).ThenBy(c => string.Join(",", c.Of)).ThenBy(c => c.Batch).ToList();
+
+    public DerivativeMode Choose(Tensor[] inputs, int wrt, int[] of)
+    {
+        var key = $"{Planning.Planner.Key(inputs.Select(t => t.shape).ToArray())}|{wrt}|{string.Join(",", of)}";
+        var lazy = _choices.GetOrAdd(key, _ => new Lazy<DerivativeChoice>(() => Calibrate(inputs, wrt, of)));
+        try
+        {
+            return lazy.Value.Mode;
+        }
+        catch
+        {
+            _choices.TryRemove(key, out _);
+            throw;
+        }
+    }
+
+    private DerivativeChoice Calibrate(Tensor[] inputs, int wrt, int[] of)
+    {
+        var graph = parts.Graph;
+        long batch = inputs[0].shape[0];
+        long n = Shapes.Product(inputs[wrt].shape[1..]);
+        long m;
+        using (var plan = parts.Plans.Lease(inputs)) m = of.Sum(o => parts.SampleElements(plan.Plan, o, batch));
+        string wrtName = graph.Inputs[wrt].Name;
+        string[] ofNames = of.Select(o => graph.Outputs[o].Name).ToArray();
+        if (!parts.Limits.CalibrateAuto || n == 0 || m == 0)
+        {
+            var rule = m < n ? DerivativeMode.Reverse : DerivativeMode.Forward;
+            return new DerivativeChoice(wrtName, ofNames, batch, rule, 0, 0, Timed: false);
+        }
+        long kf = Math.Min(n, ProbeDirections), kr = Math.Min(m, ProbeDirections);
+        double forwardUs = Time(() => forward.Jacobian(inputs, wrt, of, kf)) * n / kf;
+        double reverseUs = Time(() => reverse.Jacobian(inputs, wrt, of, kr)) * m / kr;
+        var mode = reverseUs < forwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward;
+        return new DerivativeChoice(wrtName, ofNames, batch, mode, forwardUs, reverseUs, Timed: true);
+    }
+
+    /// <summary>Microseconds of the second of two runs: the first pays for first-touch allocation.</summary>
+    private static double Time(Action run)
+    {
+        double best = double.MaxValue;
+        for (int i = 0; i < 2; i++)
+        {
+            using var scope = NewDisposeScope();
+            long start = Stopwatch.GetTimestamp();
+            run();
+            best = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+        }
+        return best;
+    }
+}

@@ -1,0 +1,17 @@
+namespace JacService.Core.Ops;
+
+/// <summary>What kind of map an op is; the engine reads it, so it is typed, not a label.</summary>
+public enum OpKind
+{
+    ElementwiseUnary,
+    ElementwiseBinary,
+    LinearAlgebra,
+    /// <summary>Moves, copies or reinterprets data; linear in its data input.</summary>
+    Shape,
+    /// <summary>Produces a value that never carries a derivative (constants, shapes).</summary>
+    Constant,
+    Reduction,
+    Normalization,
+    Convolution,
+    Pooling,
+}
