@@ -1,30 +1,50 @@
 #!/usr/bin/python3
 """PyTorch/functorch peer for the JacService benchmark.
 
-Times functorch.vmap(functorch.jacfwd(f)) on the fixture models: the same
-computation BatchJacobian performs (per-sample forward-mode Jacobians, the tangent
-basis carried as a batch axis), on the same weights, rebuilt from
-tests/fixtures/fixture_models.py with their fixed seeds.
+Times, on the fixture models (same architectures and weights, rebuilt from
+tests/fixtures/fixture_models.py with their fixed seeds):
+
+    jacfwd  functorch.vmap(functorch.jacfwd(f))   per-sample Jacobians, forward mode
+    jacrev  functorch.vmap(functorch.jacrev(f))   per-sample Jacobians, reverse mode
+    vjp     functorch.vmap(vjp) with one cotangent per sample   (the peer of a Vjp RPC)
+    jvp     functorch.vmap(jvp) with one tangent per sample     (the peer of a Jvp RPC)
+
+each at every thread count in --threads (torch.set_num_threads; default 1 and 2),
+after a warm-up, reporting the median call time.
 
     OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/peer_functorch.py \\
-        [--batch 1,16,256] [--models mlp_tanh,pinn] [--seconds 3] [--threads N]
+        [--batch 1,16,256] [--models mlp_tanh,pinn] [--seconds 3] [--threads 1,2] [--ops jacfwd,jacrev,vjp,jvp]
 
-Prints one JSON object per (model, batch) on stdout:
-    {"peer": "functorch", "model": ..., "batch": ..., "median_ms": ...,
-     "jacobians_per_s": ..., "threads": ..., "repeats": ..., "peak_rss_mb": ...}
-and torch's build/BLAS configuration once on stderr (so stdout stays parseable).
+stdout: one JSON object per line, per (model, batch):
+  - one line per configuration (op x threads):
+      {"peer": "functorch", "model": ..., "batch": ..., "op": "jacfwd"|"jacrev"|"vjp"|"jvp",
+       "threads": ..., "median_ms": ..., "samples_per_s": ..., "repeats": ..., "peak_rss_mb": ...}
+    Jacobian lines (jacfwd, jacrev) also carry "jacobians_per_s" (= samples_per_s);
+    vjp/jvp lines deliberately do not, so a reader that takes the best
+    "jacobians_per_s" of a point never picks a vjp rate.
+  - then one "best" line: the fastest Jacobian configuration of the point,
+      {"peer": "functorch", "model": ..., "batch": ..., "op": "best", "mode": "jacfwd"|"jacrev",
+       "threads": ..., "median_ms": ..., "jacobians_per_s": ..., "samples_per_s": ...}
+  A configuration that was not run carries "skipped" (the reason) and null timings.
+torch's build/BLAS configuration goes to stderr once (so stdout stays parseable).
+
+Compatibility with bench/JacService.Bench (Program.cs), which runs this script once
+with "--threads 1" and once with "--threads 2" and keeps, per (model, batch), the
+line with the highest "jacobians_per_s": that still yields the fastest Jacobian
+configuration, now the best of jacfwd AND jacrev (read "mode" on the best line to
+know which). It also times vjp/jvp in each run unless it passes --ops jacfwd,jacrev.
 
 Memory guard: forward mode materialises batch x (input size) tangent copies of
 every activation; for small_cnn that is ~80 MB per sample, so batch 256 peaks at
-~20 GB (and takes over a minute per call, mostly in the kernel zeroing fresh pages). Batches run in ascending order,
-each point's peak RSS per sample is measured, and a larger batch whose estimated
-peak exceeds --max-memory-gb is not run: its line carries "skipped" (the reason)
-and null timings instead.
+~20 GB (and takes over a minute per call, mostly in the kernel zeroing fresh
+pages). Batches run in ascending order, each configuration's peak RSS per sample
+is measured, and a larger batch whose estimated peak exceeds --max-memory-gb is
+not run for that op (its line carries "skipped").
 
-Only the Jacobians are timed: jacfwd does not return the outputs, whereas the
-service's BatchJacobian returns them too. For models with several inputs the
-Jacobian is taken with respect to the first; with several outputs, all outputs
-are differentiated (as BatchJacobian does with an empty `of`).
+Only the derivatives are timed, on the first input (wrt) and all outputs (as
+BatchJacobian does with an empty `of`). jacfwd/jacrev do not return the outputs,
+whereas the service's BatchJacobian does; vjp and jvp do compute them (functorch
+evaluates the primal on the way).
 """
 
 import argparse
@@ -34,7 +54,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 # The fixtures folder is committed: keep it free of __pycache__.
 sys.dont_write_bytecode = True
@@ -92,12 +112,60 @@ def measure(call: Callable[[], object], seconds: float) -> List[float]:
     return times
 
 
+# Every derivative is taken w.r.t. the first input (argnums=0), like BatchJacobian's
+# default wrt for single-input models.
+OPS = ["jacfwd", "jacrev", "vjp", "jvp"]
+JACOBIAN_OPS = {"jacfwd", "jacrev"}
+
+
+def make_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor]) -> Callable[[], object]:
+    """A zero-argument call that computes `op` for the whole batch."""
+    f = fixture_models.per_sample(fx)
+    if op == "jacfwd":
+        jac = functorch.vmap(functorch.jacfwd(f, argnums=0))
+        return lambda: jac(*inputs)
+    if op == "jacrev":
+        jac = functorch.vmap(functorch.jacrev(f, argnums=0))
+        return lambda: jac(*inputs)
+
+    def wrt_first(rest):
+        # f of the first input alone, the others fixed (a Jvp/Vjp with wrt = first input).
+        return lambda x0: f(x0, *rest)
+
+    # One direction per sample, drawn once (its values do not affect the timing).
+    gen = torch.Generator().manual_seed(0)
+    if op == "jvp":
+        tangent = torch.randn(inputs[0].shape, generator=gen)
+
+        def one_jvp(x0, t, *rest):
+            return functorch.jvp(wrt_first(rest), (x0,), (t,))
+
+        batched = functorch.vmap(one_jvp)
+        return lambda: batched(inputs[0], tangent, *inputs[1:])
+    if op == "vjp":
+        with torch.no_grad():
+            outs = fx.module(*inputs)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        cots = tuple(torch.randn(o.shape, generator=gen) for o in outs)
+        several = len(outs) > 1
+
+        def one_vjp(x0, cot, *rest):
+            out, pullback = functorch.vjp(wrt_first(rest), x0)
+            return out, pullback(cot if several else cot[0])
+
+        batched = functorch.vmap(one_vjp)
+        return lambda: batched(inputs[0], cots, *inputs[1:])
+    raise ValueError(op)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", default="1,16,256", help="comma-separated batch sizes")
     p.add_argument("--models", default="", help="comma-separated subset of: " + ",".join(fixture_models.NAMES))
-    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per (model, batch) point")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per configuration")
+    p.add_argument("--threads", default="1,2",
+                   help="comma-separated torch.set_num_threads values to time each op at (0: torch's default)")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of: " + ",".join(OPS))
     p.add_argument("--max-memory-gb", type=float, default=8.0,
                    help="skip a batch whose estimated peak RSS growth exceeds this (0: no limit)")
     args = p.parse_args()
@@ -108,8 +176,11 @@ def main() -> int:
     unknown = sorted(set(models) - set(fixture_models.NAMES))
     if unknown:
         p.error(f"unknown models {unknown}; known: {fixture_models.NAMES}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    ops = [o for o in args.ops.split(",") if o]
+    if set(ops) - set(OPS):
+        p.error(f"unknown ops {sorted(set(ops) - set(OPS))}; known: {OPS}")
+    default_threads = torch.get_num_threads()
+    threads_list = [int(t) or default_threads for t in args.threads.split(",") if t]
 
     # Which BLAS/LAPACK and how many threads decide the numbers: record them with the run.
     print(torch.__config__.show(), file=sys.stderr)
@@ -117,37 +188,54 @@ def main() -> int:
 
     for name in models:
         fx = fixture_models.build(name)  # float32, eval mode, fixed seed
-        # jacfwd differentiates w.r.t. argnums=0: the first input.
-        jac = functorch.vmap(functorch.jacfwd(fixture_models.per_sample(fx), argnums=0))
-        mb_per_sample: Optional[float] = None
+        # Per op: peak RSS growth per sample at the last batch that ran (the guard's estimate).
+        mb_per_sample: Dict[str, float] = {}
         for batch in batches:
-            record = {"peer": "functorch", "model": name, "batch": batch}
-            if args.max_memory_gb > 0 and mb_per_sample is not None:
-                estimate_gb = mb_per_sample * batch / 1024
-                if estimate_gb > args.max_memory_gb:
-                    record.update(median_ms=None, jacobians_per_s=None, threads=torch.get_num_threads(),
-                                  skipped=f"estimated peak {estimate_gb:.1f} GB > --max-memory-gb {args.max_memory_gb:g}")
-                    print(json.dumps(record), flush=True)
-                    continue
             inputs = fixture_models.sample_inputs(name, batch)
-            tracked = reset_peak_rss()
-            rss_before = _status_kb("VmRSS")
-            times = measure(lambda: jac(*inputs), args.seconds)
-            peak = _status_kb("VmHWM")
-            median = statistics.median(times)
-            record.update(
-                median_ms=round(median * 1e3, 4),
-                jacobians_per_s=round(batch / median, 1),
-                threads=torch.get_num_threads(),
-                repeats=len(times),
-            )
-            if tracked and rss_before is not None and peak is not None:
-                # Includes per-call fixed costs, so dividing by the batch
-                # overestimates per-sample memory: the guard errs on the safe side.
-                growth_mb = max(0, peak - rss_before) / 1024
-                mb_per_sample = growth_mb / batch
-                record["peak_rss_mb"] = round(growth_mb, 1)
-            print(json.dumps(record), flush=True)
+            best: Optional[dict] = None
+            for threads in threads_list:
+                # Switching within one process is fine: torch.set_num_threads sets the
+                # OpenMP thread count, which OpenBLAS (openmp build) reads per call;
+                # the warm-up in measure() absorbs the thread pool's start.
+                torch.set_num_threads(threads)
+                for op in ops:
+                    record = {"peer": "functorch", "model": name, "batch": batch, "op": op, "threads": threads}
+                    estimate_gb = mb_per_sample.get(op, 0.0) * batch / 1024
+                    if args.max_memory_gb > 0 and estimate_gb > args.max_memory_gb:
+                        record.update(median_ms=None, samples_per_s=None,
+                                      skipped=f"estimated peak {estimate_gb:.1f} GB > --max-memory-gb {args.max_memory_gb:g}")
+                        if op in JACOBIAN_OPS:
+                            record["jacobians_per_s"] = None
+                        print(json.dumps(record), flush=True)
+                        continue
+                    call = make_call(op, fx, inputs)
+                    tracked = reset_peak_rss()
+                    rss_before = _status_kb("VmRSS")
+                    times = measure(call, args.seconds)
+                    peak = _status_kb("VmHWM")
+                    median = statistics.median(times)
+                    rate = round(batch / median, 1)
+                    record.update(median_ms=round(median * 1e3, 4), samples_per_s=rate, repeats=len(times))
+                    if op in JACOBIAN_OPS:
+                        record["jacobians_per_s"] = rate
+                        if best is None or rate > best["jacobians_per_s"]:
+                            best = {"peer": "functorch", "model": name, "batch": batch, "op": "best", "mode": op,
+                                    "threads": threads, "median_ms": record["median_ms"],
+                                    "jacobians_per_s": rate, "samples_per_s": rate}
+                    if tracked and rss_before is not None and peak is not None:
+                        # Includes per-call fixed costs, so dividing by the batch
+                        # overestimates per-sample memory: the guard errs on the safe side.
+                        growth_mb = max(0, peak - rss_before) / 1024
+                        mb_per_sample[op] = max(mb_per_sample.get(op, 0.0), growth_mb / batch)
+                        record["peak_rss_mb"] = round(growth_mb, 1)
+                    print(json.dumps(record), flush=True)
+                    del call
+            if JACOBIAN_OPS & set(ops):
+                if best is None:
+                    best = {"peer": "functorch", "model": name, "batch": batch, "op": "best", "mode": None,
+                            "threads": None, "median_ms": None, "jacobians_per_s": None, "samples_per_s": None,
+                            "skipped": "every Jacobian configuration was skipped"}
+                print(json.dumps(best), flush=True)
     return 0
 
 

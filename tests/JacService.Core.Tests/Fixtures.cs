@@ -23,14 +23,18 @@ public static class Fixtures
             name,
             Tensors(r.GetProperty("inputs")),
             Tensors(r.GetProperty("outputs")),
-            r.GetProperty("jacobians").EnumerateObject().ToDictionary(w => w.Name, w => Tensors(w.Value)));
+            r.GetProperty("jacobians").EnumerateObject().ToDictionary(w => w.Name, w => Tensors(w.Value)),
+            r.GetProperty("jvp").EnumerateObject().ToDictionary(w => w.Name, w => new JvpReference(
+                Tensor(w.Value.GetProperty("tangents")), Tensors(w.Value.GetProperty("outputs")))),
+            r.GetProperty("vjp").EnumerateObject().ToDictionary(w => w.Name, w => new VjpReference(
+                Tensors(w.Value.GetProperty("cotangents")), Tensor(w.Value.GetProperty("result")))));
     }
 
-    private static Dictionary<string, RefTensor> Tensors(JsonElement e) => e.EnumerateObject().ToDictionary(
-        p => p.Name,
-        p => new RefTensor(
-            p.Value.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
-            p.Value.GetProperty("data").EnumerateArray().Select(x => x.GetDouble()).ToArray()));
+    private static Dictionary<string, RefTensor> Tensors(JsonElement e) => e.EnumerateObject().ToDictionary(p => p.Name, p => Tensor(p.Value));
+
+    private static RefTensor Tensor(JsonElement e) => new(
+        e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
+        e.GetProperty("data").EnumerateArray().Select(x => x.GetDouble()).ToArray());
 
     private static string FindRoot()
     {
@@ -52,11 +56,17 @@ public sealed record RefTensor(long[] Shape, double[] Data)
     }
 }
 
+/// <summary>
+/// A reference file (tests/fixtures/README.md, "Reference format"). <see cref="Jacobians"/> is [wrt][output] and serves
+/// forward and reverse mode alike; <see cref="Jvp"/> and <see cref="Vjp"/> are keyed by wrt input.
+/// </summary>
 public sealed record Reference(
     string Model,
     Dictionary<string, RefTensor> Inputs,
     Dictionary<string, RefTensor> Outputs,
-    Dictionary<string, Dictionary<string, RefTensor>> Jacobians);
+    Dictionary<string, Dictionary<string, RefTensor>> Jacobians,
+    Dictionary<string, JvpReference> Jvp,
+    Dictionary<string, VjpReference> Vjp);
 
 public static class Compare
 {
