@@ -206,6 +206,9 @@ public static class OpRows
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 4)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 1 }), ("pads", new[] { 1, 0, 2, 1 }))),
         R("MaxPool", "2-D dilations, ceil_mode", g =>
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 6, 6)], ("kernel_shape", new[] { 2, 2 }), ("dilations", new[] { 2, 1 }), ("strides", new[] { 2, 2 }), ("ceil_mode", 1))),
+        // ceil_mode with a window that would start in the right padding, which ONNX drops.
+        R("MaxPool", "2-D ceil_mode, asymmetric pads", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("ceil_mode", 1))),
         R("MaxPool", "1-D stride 2 pads 1", g =>
             g.Node("MaxPool", [g.X(Distinct, 2, 3, 8)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 1, 1 }))),
         R("MaxPool", "1-D dilation 2 asymmetric pads", g =>
@@ -222,6 +225,10 @@ public static class OpRows
             g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 1, 1 }), ("count_include_pad", 1))),
         R("AveragePool", "1-D count_include_pad 0, asymmetric pads", g =>
             g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 2, 1 }))),
+        R("AveragePool", "2-D ceil_mode, count_include_pad 0, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("ceil_mode", 1))),
+        R("AveragePool", "1-D ceil_mode, count_include_pad 1, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 3 }), ("pads", new[] { 1, 2 }), ("ceil_mode", 1), ("count_include_pad", 1))),
         R("GlobalAveragePool", "2-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 3, 4)])),
         R("GlobalAveragePool", "1-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 5)])),
     ];
