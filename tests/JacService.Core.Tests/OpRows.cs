@@ -159,6 +159,8 @@ public static class OpRows
         R("Pad", "constant mode, last axis only", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 1, 0, 0, 2)], ("mode", "constant"))),
         R("Pad", "reflect on the last two axes", g => g.Node("Pad", [g.X(1, 2, 4, 5), g.Ints(0, 0, 1, 2, 0, 0, 2, 1)], ("mode", "reflect"))),
         R("Pad", "edge on the last axis", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 2, 0, 0, 1)], ("mode", "edge"))),
+        R("Pad", "reflect on both axes of a 2-D input", g => g.Node("Pad", [g.X(3, 4), g.Ints(2, 1, 1, 3)], ("mode", "reflect"))),
+        R("Pad", "edge on a 1-D input", g => g.Node("Pad", [g.X(5), g.Ints(2, 3)], ("mode", "edge"))),
 
         // ---- Reductions and normalisations ----
         R("ReduceSum", "axes input [1], keepdims 0", g => g.Node("ReduceSum", [g.X(2, 3, 4), g.Ints(1)], ("keepdims", 0))),
