@@ -5,7 +5,7 @@ namespace JacService.Core.Ops;
 
 /// <summary>
 /// Every supported ONNX op: its forward computation and its JVP rule side by side. Adding an op is one row here
-/// and one row in the rule tests (which fail for an op without a test row).
+/// and one row in the test rows, OpRows (the rule and forward tests fail for an op without one).
 /// </summary>
 public static class OpTable
 {
