@@ -19,6 +19,34 @@ string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefau
 // a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md, "The first 10 s after a start").
 double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
 
+if (args.Contains("--engine"))
+{
+    // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]: the engine alone, in-process, per derivative mode.
+    torch.set_num_threads(1);
+    var dir = Path.Combine(root, "tests", "fixtures", "models");
+    Console.WriteLine("| model | batch | forward | reverse | auto (chose) |");
+    Console.WriteLine("|---|---:|---:|---:|---:|");
+    foreach (var name in options.Models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
+    {
+        using var model = ModelVersion.Load(name!, 1, File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx")), new EngineLimits());
+        int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
+        var of = model.ResolveOf([]);
+        foreach (var batch in options.Batches)
+        {
+            var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
+            var rates = new[] { JacService.Core.Derivatives.DerivativeMode.Forward, JacService.Core.Derivatives.DerivativeMode.Reverse, JacService.Core.Derivatives.DerivativeMode.Auto }
+                .Select(m => Measure.PerSecond(batch, options.Seconds, () =>
+                {
+                    using var scope = torch.NewDisposeScope();
+                    using var inference = torch.inference_mode();
+                    model.Jacobian(inputs, wrt, of, m);
+                })).ToArray();
+            var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch);
+            Console.WriteLine($"| {name} | {batch} | {Fmt(rates[0])} | {Fmt(rates[1])} | {Fmt(rates[2])} ({chose?.Mode}) |");
+        }
+    }
+    return 0;
+}
 if (args.Contains("--batching"))
 {
     // Usage: ... -- --batching [--concurrency 1,4,16,64,256] [--warmup 15] [--seconds 5] [-- server args]

@@ -18,6 +18,28 @@ internal static class ConvPool
         public long[] PadArgument => Enumerable.Range(0, Begin.Length).Reverse().SelectMany(i => new[] { Begin[i], End[i] }).ToArray();
 
         public bool TorchCanPad => Symmetric && Begin.Select((p, i) => p <= Kernel[i] / 2).All(ok => ok);
+
+        /// <summary>
+        /// ONNX's pooled length per spatial axis. In ceil mode a window that would start in the right padding is
+        /// dropped (onnx/defs/nn/defs.cc: (output - 1) * stride &gt;= input + pad_begin). torch applies that rule to
+        /// its own symmetric padding, but on an explicitly padded input it sees no right padding and keeps such
+        /// windows (all -inf for MaxPool, 0/0 for AveragePool without count_include_pad).
+        /// </summary>
+        public long[] PooledShape(long[] spatial, bool ceil) => spatial.Select((length, i) =>
+        {
+            long span = length + Begin[i] + End[i] - ((Kernel[i] - 1) * Dilations[i] + 1);
+            long output = (ceil ? (span + Strides[i] - 1) / Strides[i] : span / Strides[i]) + 1;
+            return ceil && (output - 1) * Strides[i] >= length + Begin[i] ? output - 1 : output;
+        }).ToArray();
+    }
+
+    /// <summary>Cuts the trailing spatial axes of a pooled tensor (with or without the basis axis) to ONNX's lengths.</summary>
+    private static Tensor Trim(Tensor t, long[] pooled)
+    {
+        long first = t.dim() - pooled.Length;
+        for (int i = 0; i < pooled.Length; i++)
+            if (t.shape[first + i] > pooled[i]) t = t.narrow(first + i, 0, pooled[i]);
+        return t;
     }
 
     public static string? ValidateSpatial(GraphNode node, int opset)
@@ -120,6 +142,9 @@ internal static class ConvPool
         var (y, indices) = spatial.Length == 1
             ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
             : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
+        var pooled = g.PooledShape(spatial, ceil);
+        y = Trim(y, pooled);
+        indices = Trim(indices, pooled);
         if (x.Tangent is not { } t) return [new Dual(y, null)];
 
         // The tangent of a max is the tangent at the argmax: gather over the flattened spatial axes.
@@ -139,9 +164,10 @@ internal static class ConvPool
         bool countPad = c.Attr.Int("count_include_pad", 0) != 0;
         Shapes.Require(g.Dilations.All(d => d == 1), () => "AveragePool with dilations is not supported");
 
-        Tensor Pool(Tensor input, long[] padding, bool includePad) => spatial.Length == 1
+        var pooled = g.PooledShape(spatial, ceil);
+        Tensor Pool(Tensor input, long[] padding, bool includePad) => Trim(spatial.Length == 1
             ? F.avg_pool1d(input, g.Kernel[0], g.Strides[0], padding[0], ceil, includePad)
-            : F.avg_pool2d(input, g.Kernel, g.Strides, padding, ceil, includePad);
+            : F.avg_pool2d(input, g.Kernel, g.Strides, padding, ceil, includePad), pooled);
 
         Func<Tensor, Tensor> apply;
         if (g.TorchCanPad) apply = v => Pool(v, g.Begin, countPad);
@@ -152,8 +178,8 @@ internal static class ConvPool
             Tensor? share = countPad ? null : PoolShare(spatial, g, ceil, x.Value.dtype, spatial.Length == 1);
             apply = v =>
             {
-                var pooled = Pool(F.pad(v, g.PadArgument), zero, true);
-                return share is null ? pooled : pooled / share;
+                var sums = Pool(F.pad(v, g.PadArgument), zero, true);
+                return share is null ? sums : sums / share;
             };
         }
         var y = apply(x.Value);
@@ -212,6 +238,7 @@ internal static class ConvPool
         var (_, indices) = spatial.Length == 1
             ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
             : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
+        indices = Trim(indices, g.PooledShape(spatial, ceil));
 
         // The transpose of the gather at the argmax: scatter back to it, adding where windows overlap.
         long k = ct.shape[0], n = x.shape[0], channels = x.shape[1];
@@ -248,16 +275,22 @@ internal static class ConvPool
         // The forward divided by each window's share of real cells; the transpose divides the cotangent alike.
         Tensor? share = countPad ? null : PoolShare(spatial, g, ceil, x.dtype, oneD);
         var crop = g.PadArgument.Select(p => -p).ToArray();
-        return [Tangents.FoldBasis(share is null ? ct : ct / share, v => F.pad(Backward(v, padded, zero, true), crop))];
+        // torch pooled the padded input without knowing which padding was ONNX's, so it may have had one more window
+        // per axis (dropped by the forward); that window's cotangent is zero.
+        var torchPooled = (g with { Begin = zero, End = zero }).PooledShape(padded, ceil);
+        var scaled = share is null ? ct : ct / share;
+        var extra = Enumerable.Range(0, spatial.Length).Reverse().SelectMany(i => new[] { 0L, torchPooled[i] - ct.shape[^(spatial.Length - i)] }).ToArray();
+        if (extra.Any(e => e > 0)) scaled = F.pad(scaled, extra);
+        return [Tangents.FoldBasis(scaled, v => F.pad(Backward(v, padded, zero, true), crop))];
     }
 
     /// <summary>For each window of a pool over explicitly padded input, the fraction of its cells that are real.</summary>
     private static Tensor PoolShare(long[] spatial, Geometry g, bool ceil, ScalarType dtype, bool oneD)
     {
         var cells = F.pad(ones([1, 1, .. spatial], dtype), g.PadArgument);
-        return oneD
+        return Trim(oneD
             ? F.avg_pool1d(cells, g.Kernel[0], g.Strides[0], 0, ceil, true)
-            : F.avg_pool2d(cells, g.Kernel, g.Strides, new long[2], ceil, true);
+            : F.avg_pool2d(cells, g.Kernel, g.Strides, new long[2], ceil, true), g.PooledShape(spatial, ceil));
     }
 
     public static Tensor?[] GlobalAveragePoolVjp(VjpContext c)

@@ -4,8 +4,8 @@ using F = TorchSharp.torch.nn.functional;
 namespace JacService.Core.Ops;
 
 /// <summary>
-/// Every supported ONNX op: its forward computation, its JVP rule and its VJP rule side by side. Adding an op is one row here
-/// and one row in the rule tests (which fail for an op without a test row).
+/// Every supported ONNX op: its forward computation, its JVP rule and its VJP rule side by side. Adding an op is one
+/// row here and one row in the test rows, OpRows (the rule and forward tests fail for an op without one).
 /// </summary>
 public static class OpTable
 {

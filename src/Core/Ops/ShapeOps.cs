@@ -254,15 +254,25 @@ internal static class ShapeOps
             "edge" => TorchSharp.PaddingModes.Replicate,
             _ => throw new ArgumentException($"Pad mode '{mode}' is not supported (constant, reflect, edge)"),
         };
-        Shapes.Require(padMode == TorchSharp.PaddingModes.Constant || argument.Length <= 4 && rank >= argument.Length / 2 + 1,
+        Shapes.Require(padMode == TorchSharp.PaddingModes.Constant || argument.Length <= 4,
             () => $"Pad mode '{mode}' is supported on the last two axes only");
-        var y = nn.functional.pad(x.Value, argument, padMode, value);
-        // Linear in the data: the padding itself is constant, so the tangent is padded with zeros (or reflected alike).
-        // Reflect and replicate accept only inputs of x's rank, so there the basis axis is folded into axis 0 (never padded).
-        var t = x.Tangent is null ? null
-            : padMode == TorchSharp.PaddingModes.Constant ? nn.functional.pad(x.Tangent, argument, padMode, 0)
-            : Tangents.FoldBasis(x.Tangent, v => nn.functional.pad(v, argument, padMode, 0));
-        return [new Dual(y, t)];
+        if (padMode == TorchSharp.PaddingModes.Constant)
+        {
+            // Linear in the data: the padding itself is constant, so the tangent is padded with zeros.
+            return [new Dual(nn.functional.pad(x.Value, argument, padMode, value),
+                x.Tangent is null ? null : nn.functional.pad(x.Tangent, argument, padMode, 0))];
+        }
+        // Reflect and replicate pad the last n axes of an input with exactly one or two more, so every axis before
+        // the padded ones (the basis axis of a tangent too) is folded into one leading axis, which also gives a 1-D
+        // or 2-D input the leading axis torch needs. The tangent is reflected or replicated alike.
+        int padded = argument.Length / 2;
+        Tensor Apply(Tensor v)
+        {
+            var lead = v.shape[..^padded];
+            var result = nn.functional.pad(v.reshape([-1, .. v.shape[^padded..]]), argument, padMode);
+            return result.reshape([.. lead, .. result.shape[1..]]);
+        }
+        return [new Dual(Apply(x.Value), x.Tangent is null ? null : Apply(x.Tangent))];
     }
 
     // ---- Reverse rules: the transpose of each map above -------------------------------------------------------

@@ -1,0 +1,241 @@
+using static TorchSharp.torch;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// The op test models, one per row: each builds a small float graph around the op under test with OnnxBuilder.
+/// OpRuleTests checks every row's JVP rule; OpForwardOrtTests checks every row's forward against ONNX Runtime.
+/// </summary>
+public static class OpRows
+{
+    /// <summary>One test model: the op under test and how to build a graph around it.</summary>
+    public sealed record Row(string OpType, string Detail, Action<OnnxBuilder> Build, Func<Tensor[], Tensor[]>? Expected = null)
+    {
+        public string Name => Detail.Length == 0 ? OpType : $"{OpType} {Detail}";
+    }
+
+    private static readonly Dist N = Dists.Normal, Pos = Dists.Positive, Kink0 = Dists.Away(1, 0), Distinct = Dists.Distinct;
+    private static readonly Dist NonZero = (rng, n) => Pos(rng, n).Select(v => rng.Next(2) == 0 ? v : -v).ToArray();
+
+    private static Row R(string op, string detail, Action<OnnxBuilder> build, Func<Tensor[], Tensor[]>? expected = null) =>
+        new(op, detail, build, expected);
+
+    /// <summary>A single node on a differentiated input [2, 3, 4].</summary>
+    private static Row Unary(string op, Dist? dist = null, string detail = "", params (string, object)[] attributes) =>
+        R(op, detail, g => g.Node(op, [g.X(dist ?? N, 2, 3, 4)], attributes));
+
+    public static IReadOnlyList<Row> Rows { get; } =
+    [
+        // ---- Elementwise unary ----
+        Unary("Neg"),
+        Unary("Sqrt", Pos),
+        Unary("Exp"),
+        Unary("Log", Pos),
+        Unary("Abs", Kink0),
+        Unary("Relu", Kink0),
+        Unary("LeakyRelu", Kink0),
+        Unary("LeakyRelu", Kink0, "alpha 0.3", ("alpha", 0.3)),
+        Unary("Elu", Kink0),
+        Unary("Elu", Kink0, "alpha 0.5", ("alpha", 0.5)),
+        Unary("Selu", Kink0),
+        Unary("Selu", Kink0, "alpha 1.5 gamma 1.2", ("alpha", 1.5), ("gamma", 1.2)),
+        Unary("Sigmoid"),
+        Unary("HardSigmoid", Dists.Away(3, -2.5, 2.5)),
+        Unary("HardSigmoid", Dists.Away(3, -4.0 / 3, 2), "alpha 0.3 beta 0.4", ("alpha", 0.3), ("beta", 0.4)),
+        Unary("Tanh"),
+        Unary("Softplus"),
+        Unary("Softsign"),
+        Unary("Sin"),
+        Unary("Cos"),
+        Unary("Erf"),
+        Unary("Gelu", N, "approximate none"),
+        Unary("Gelu", N, "approximate tanh", ("approximate", "tanh")),
+        R("Clip", "min and max", g => g.Node("Clip", [g.X(Dists.Away(1, -0.5, 0.5), 2, 3, 4), g.Scalar(-0.5), g.Scalar(0.5)])),
+        R("Clip", "max only", g => g.Node("Clip", [g.X(Dists.Away(1, 0.3), 2, 3, 4), "", g.Scalar(0.3)])),
+        R("Clip", "no bounds", g => g.Node("Clip", [g.X(2, 3, 4)])),
+
+        // ---- Elementwise binary (the smaller, broadcast operand differentiated) ----
+        R("Add", "same shape, both differentiated", g => g.Node("Add", [g.X(2, 3), g.X(2, 3)])),
+        R("Add", "[3,1] broadcast into [2,3,4]", g => g.Node("Add", [g.W(2, 3, 4), g.X(3, 1)])),
+        R("Sub", "[4] broadcast from [2,3,4]", g => g.Node("Sub", [g.W(2, 3, 4), g.X(4)])),
+        R("Sub", "broadcast, both differentiated", g => g.Node("Sub", [g.X(3, 1), g.X(2, 3, 4)])),
+        R("Mul", "[3,1] broadcast into [2,3,4]", g => g.Node("Mul", [g.W(2, 3, 4), g.X(3, 1)])),
+        R("Mul", "broadcast, both differentiated", g => g.Node("Mul", [g.X(2, 3, 4), g.X(4)])),
+        R("Div", "denominator [3,1] broadcast", g => g.Node("Div", [g.W(2, 3, 4), g.X(NonZero, 3, 1)])),
+        R("Div", "numerator [3] broadcast", g => g.Node("Div", [g.X(3), g.W(NonZero, 2, 3)])),
+        R("Div", "both differentiated", g => g.Node("Div", [g.X(2, 3), g.X(NonZero, 3)])),
+        R("Pow", "base [3,1] broadcast", g => g.Node("Pow", [g.X(Pos, 3, 1), g.W(2, 3, 4)])),
+        R("Pow", "exponent [4] broadcast", g => g.Node("Pow", [g.W(Pos, 2, 3, 4), g.X(4)])),
+        R("Pow", "both differentiated", g => g.Node("Pow", [g.X(Pos, 2, 3), g.X(2, 3)])),
+        R("Pow", "square of a signed base", g => g.Node("Pow", [g.X(2, 3), g.Scalar(2)])),
+        R("PRelu", "per-channel slope [3,1]", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.W(3, 1)])),
+        R("PRelu", "slope differentiated", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.X(3, 1)])),
+
+        // ---- Linear algebra ----
+        R("Gemm", "plain", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5)])),
+        R("Gemm", "transA transB alpha beta bias", g => g.Node("Gemm", [g.X(4, 3), g.W(5, 4), g.W(5)],
+            ("transA", 1), ("transB", 1), ("alpha", 0.7), ("beta", 1.3))),
+        R("Gemm", "A and B differentiated, full bias, alpha", g => g.Node("Gemm", [g.X(3, 4), g.X(4, 5), g.W(3, 5)], ("alpha", 0.5))),
+        R("Gemm", "A and B differentiated, transA", g => g.Node("Gemm", [g.X(4, 3), g.X(4, 5)], ("transA", 1))),
+        R("Gemm", "B differentiated with transB, bias [1,5]", g => g.Node("Gemm", [g.W(3, 4), g.X(5, 4), g.W(1, 5)], ("transB", 1))),
+        R("Gemm", "bias differentiated, beta", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5), g.X(5)], ("beta", 0.6))),
+        R("MatMul", "2-D x 2-D", g => g.Node("MatMul", [g.X(3, 4), g.W(4, 5)])),
+        R("MatMul", "3-D x 2-D", g => g.Node("MatMul", [g.X(2, 3, 4), g.W(4, 5)])),
+        R("MatMul", "3-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 3, 4), g.X(1, 4, 5)])),
+        R("MatMul", "4-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 1, 3, 4), g.X(3, 4, 2)])),
+        R("MatMul", "1-D x 2-D, both differentiated", g => g.Node("MatMul", [g.X(4), g.X(4, 5)])),
+        R("MatMul", "2-D x 1-D, both differentiated", g => g.Node("MatMul", [g.X(3, 4), g.X(4)])),
+        R("MatMul", "1-D x 3-D, both differentiated", g => g.Node("MatMul", [g.X(4), g.X(2, 4, 3)])),
+        R("MatMul", "3-D x 1-D, both differentiated", g => g.Node("MatMul", [g.X(2, 3, 4), g.X(4)])),
+
+        // ---- Pass-through and casts ----
+        R("Identity", "", g => g.Node("Identity", [g.X(2, 3)])),
+        R("Dropout", "", g => g.Node("Dropout", [g.X(2, 3)])),
+        R("Dropout", "with mask output", g =>
+        {
+            var ys = g.Node("Dropout", 2, [g.X(2, 3)]);
+            g.Output(ys[0]);
+            g.Output(ys[1], OnnxType.Bool);
+        }, x => [x[0], ones(2, 3, ScalarType.Bool)]),
+        R("Cast", "to float", g => g.Node("Cast", [g.X(2, 3)], ("to", OnnxType.Float))),
+        R("Cast", "to double", g => g.Node("Cast", [g.X(2, 3)], ("to", OnnxType.Double))),
+        R("Cast", "to int64 (no tangent)", g => g.Output(g.Node("Cast", [g.X(Dists.Away(3, -2, -1, 0, 1, 2), 2, 3)], ("to", OnnxType.Int64)), OnnxType.Int64),
+            x => [x[0].to_type(ScalarType.Int64)]),
+
+        // ---- Values without a tangent (checked through a product with x, and their values) ----
+        R("Constant", "value tensor, times x", g =>
+        {
+            var c = g.Node("Constant", [], ("value", OnnxBuilder.Doubles([3], 0.5, -2, 3)));
+            g.Output(g.Node("Mul", [g.X(2, 3), c]));
+            g.Output(c);
+        }, x => [x[0] * tensor(new[] { 0.5, -2, 3 }), tensor(new[] { 0.5, -2, 3 })]),
+        R("Constant", "value_float, plus x", g => g.Node("Add", [g.X(2, 3), g.Node("Constant", [], ("value_float", 1.5))]),
+            x => [x[0] + 1.5]),
+        R("Shape", "of x", g => g.Output(g.Node("Shape", [g.X(2, 3, 4)]), OnnxType.Int64), _ => [tensor(new long[] { 2, 3, 4 })]),
+        R("Shape", "start -1, cast to float, times x", g =>
+        {
+            // Shape's start and end attributes exist from opset 15.
+            g.Opset = 15;
+            var x = g.X(2, 3, 4);
+            g.Node("Mul", [x, g.Node("Cast", [g.Node("Shape", [x], ("start", -1))], ("to", OnnxType.Float))]);
+        }, x => [x[0] * 4]),
+        R("ConstantOfShape", "of Shape(x), times x", g =>
+        {
+            var x = g.X(2, 3);
+            var c = g.Node("ConstantOfShape", [g.Node("Shape", [x])], ("value", OnnxBuilder.Doubles([1], 2.5)));
+            g.Output(g.Node("Mul", [x, c]));
+            g.Output(c);
+        }, x => [x[0] * 2.5, full(2, 3, 2.5, ScalarType.Float64)]),
+
+        // ---- Shape ops ----
+        R("Reshape", "with 0 and -1", g => g.Node("Reshape", [g.X(2, 3, 4), g.Ints(0, -1)])),
+        R("Reshape", "to [4, -1, 2]", g => g.Node("Reshape", [g.X(2, 3, 4), g.Ints(4, -1, 2)])),
+        R("Flatten", "axis 1 (default)", g => g.Node("Flatten", [g.X(2, 3, 4)])),
+        R("Flatten", "axis 0", g => g.Node("Flatten", [g.X(2, 3, 4)], ("axis", 0))),
+        R("Flatten", "axis -1", g => g.Node("Flatten", [g.X(2, 3, 4)], ("axis", -1))),
+        R("Squeeze", "axes [1, -1]", g => g.Node("Squeeze", [g.X(2, 1, 3, 1), g.Ints(1, -1)])),
+        R("Squeeze", "every unit axis", g => g.Node("Squeeze", [g.X(1, 3, 1)])),
+        R("Unsqueeze", "axes [0, -1]", g => g.Node("Unsqueeze", [g.X(2, 3), g.Ints(0, -1)])),
+        R("Transpose", "perm [2, 0, 1]", g => g.Node("Transpose", [g.X(2, 3, 4)], ("perm", new[] { 2, 0, 1 }))),
+        R("Transpose", "default perm (reversed)", g => g.Node("Transpose", [g.X(2, 3, 4)])),
+        R("Gather", "axis 1, negative and repeated indices", g => g.Node("Gather", [g.X(2, 4, 3), g.IntsShaped([2, 2], -1, 0, 3, -3)], ("axis", 1)),
+            x => [x[0].index_select(1, tensor(new long[] { 3, 0, 3, 1 })).reshape(2, 2, 2, 3)]),
+        R("Gather", "axis 0, scalar index", g => g.Node("Gather", [g.X(3, 4), g.IntsShaped([], -2)]), x => [x[0][1]]),
+        R("Concat", "axis 1, only the first input differentiated", g => g.Node("Concat", [g.X(2, 3), g.W(2, 2)], ("axis", 1))),
+        R("Concat", "axis 0, both differentiated", g => g.Node("Concat", [g.X(2, 3), g.X(1, 3)], ("axis", 0))),
+        R("Concat", "axis -1, the middle of three differentiated", g => g.Node("Concat", [g.W(2, 2), g.X(2, 3), g.W(2, 1)], ("axis", -1))),
+        R("Split", "into 2 equal parts on axis 1", g => g.Node("Split", 2, [g.X(2, 6)], ("axis", 1))),
+        R("Split", "into 3 by a split input", g => g.Node("Split", 3, [g.X(6, 2), g.Ints(1, 2, 3)])),
+        R("Slice", "starts and ends only", g => g.Node("Slice", [g.X(4, 5), g.Ints(1, 0), g.Ints(3, -1)])),
+        R("Slice", "step -1 reverses axis 1", g => g.Node("Slice", [g.X(3, 5), g.Ints(-1), g.Ints(long.MinValue), g.Ints(1), g.Ints(-1)]),
+            x => [x[0].flip(1)]),
+        R("Slice", "step -2 on axis 0", g => g.Node("Slice", [g.X(6, 3), g.Ints(4), g.Ints(0), g.Ints(0), g.Ints(-2)]),
+            x => [x[0].index_select(0, tensor(new long[] { 4, 2 }))]),
+        R("Slice", "steps 2 and 3, ends past the axes", g =>
+            g.Node("Slice", [g.X(6, 7), g.Ints(0, 1), g.Ints(long.MaxValue, 100), g.Ints(0, -1), g.Ints(2, 3)])),
+        R("Expand", "[3,1] to [2,3,4]", g => g.Node("Expand", [g.X(3, 1), g.Ints(2, 3, 4)])),
+        R("Expand", "to a shape of lower rank", g => g.Node("Expand", [g.X(2, 3, 1), g.Ints(4)])),
+        R("Pad", "constant mode, value 0.5", g => g.Node("Pad", [g.X(2, 3), g.Ints(1, 0, 2, 1), g.Scalar(0.5)])),
+        R("Pad", "constant mode, last axis only", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 1, 0, 0, 2)], ("mode", "constant"))),
+        R("Pad", "reflect on the last two axes", g => g.Node("Pad", [g.X(1, 2, 4, 5), g.Ints(0, 0, 1, 2, 0, 0, 2, 1)], ("mode", "reflect"))),
+        R("Pad", "edge on the last axis", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 2, 0, 0, 1)], ("mode", "edge"))),
+        R("Pad", "reflect on both axes of a 2-D input", g => g.Node("Pad", [g.X(3, 4), g.Ints(2, 1, 1, 3)], ("mode", "reflect"))),
+        R("Pad", "edge on a 1-D input", g => g.Node("Pad", [g.X(5), g.Ints(2, 3)], ("mode", "edge"))),
+
+        // ---- Reductions and normalisations ----
+        R("ReduceSum", "axes input [1], keepdims 0", g => g.Node("ReduceSum", [g.X(2, 3, 4), g.Ints(1)], ("keepdims", 0))),
+        R("ReduceSum", "axes input [-1, 0], keepdims 1", g => g.Node("ReduceSum", [g.X(2, 3, 4), g.Ints(-1, 0)])),
+        R("ReduceSum", "all axes to a scalar", g => g.Node("ReduceSum", [g.X(2, 3)], ("keepdims", 0))),
+        R("ReduceSum", "noop_with_empty_axes", g => g.Node("ReduceSum", [g.X(2, 3)], ("noop_with_empty_axes", 1))),
+        R("ReduceMean", "axes attribute [0, 2]", g => g.Node("ReduceMean", [g.X(2, 3, 4)], ("axes", new[] { 0, 2 }))),
+        R("ReduceMean", "axes attribute [-1], keepdims 0", g => g.Node("ReduceMean", [g.X(2, 3, 4)], ("axes", new[] { -1 }), ("keepdims", 0))),
+        R("Softmax", "axis 1 of 3", g => g.Node("Softmax", [g.X(2, 3, 4)], ("axis", 1))),
+        R("Softmax", "last axis (default)", g => g.Node("Softmax", [g.X(2, 3, 4)])),
+        R("LogSoftmax", "axis 0 of 3", g => g.Node("LogSoftmax", [g.X(2, 3, 4)], ("axis", 0))),
+        R("LogSoftmax", "last axis (default)", g => g.Node("LogSoftmax", [g.X(2, 3, 4)])),
+        R("BatchNormalization", "[N, C, H, W], epsilon", g =>
+            g.Node("BatchNormalization", [g.X(2, 3, 2, 2), g.W(3), g.W(3), g.W(3), g.W(Pos, 3)], ("epsilon", 1e-3))),
+        R("BatchNormalization", "[N, C]", g => g.Node("BatchNormalization", [g.X(4, 3), g.W(3), g.W(3), g.W(3), g.W(Pos, 3)])),
+        R("LayerNormalization", "last axis, scale and bias", g =>
+        {
+            g.Opset = 17;
+            g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(4), g.W(4)], ("epsilon", 1e-3));
+        }),
+        R("LayerNormalization", "axis 1, scale only", g =>
+        {
+            g.Opset = 17;
+            g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", 1));
+        }),
+
+        // ---- Convolution and pooling ----
+        R("Conv", "1-D stride 2 dilation 2 asymmetric pads", g =>
+            g.Node("Conv", [g.X(1, 2, 9), g.W(3, 2, 3)], ("strides", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 2, 1 }))),
+        R("Conv", "1-D groups 2 with bias", g =>
+            g.Node("Conv", [g.X(2, 4, 6), g.W(4, 2, 3), g.W(4)], ("group", 2), ("pads", new[] { 1, 1 }))),
+        R("Conv", "2-D with bias", g => g.Node("Conv", [g.X(1, 2, 5, 5), g.W(3, 2, 3, 3), g.W(3)], ("pads", new[] { 1, 1, 1, 1 }))),
+        R("Conv", "2-D stride 2 groups 2", g =>
+            g.Node("Conv", [g.X(1, 4, 6, 5), g.W(4, 2, 3, 3)], ("strides", new[] { 2, 2 }), ("group", 2), ("pads", new[] { 1, 1, 1, 1 }))),
+        R("Conv", "2-D dilations, asymmetric pads", g =>
+            g.Node("Conv", [g.X(1, 2, 6, 6), g.W(2, 2, 2, 3)], ("dilations", new[] { 2, 1 }), ("pads", new[] { 0, 2, 1, 0 }))),
+        R("Conv", "2-D auto_pad SAME_UPPER stride 2", g =>
+            g.Node("Conv", [g.X(1, 2, 5, 6), g.W(3, 2, 3, 2)], ("strides", new[] { 2, 2 }), ("auto_pad", "SAME_UPPER"))),
+        R("Conv", "2-D auto_pad SAME_LOWER", g => g.Node("Conv", [g.X(1, 2, 4, 5), g.W(2, 2, 2, 2)], ("auto_pad", "SAME_LOWER"))),
+        R("MaxPool", "2-D kernel 2 stride 2", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),
+        R("MaxPool", "2-D kernel 3 stride 2 symmetric pads", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 1, 1, 1 }))),
+        R("MaxPool", "2-D asymmetric pads", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 4)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 1 }), ("pads", new[] { 1, 0, 2, 1 }))),
+        R("MaxPool", "2-D dilations, ceil_mode", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 6, 6)], ("kernel_shape", new[] { 2, 2 }), ("dilations", new[] { 2, 1 }), ("strides", new[] { 2, 2 }), ("ceil_mode", 1))),
+        // ceil_mode with a window that would start in the right padding, which ONNX drops.
+        R("MaxPool", "2-D ceil_mode, asymmetric pads", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("ceil_mode", 1))),
+        R("MaxPool", "1-D stride 2 pads 1", g =>
+            g.Node("MaxPool", [g.X(Distinct, 2, 3, 8)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 1, 1 }))),
+        R("MaxPool", "1-D dilation 2 asymmetric pads", g =>
+            g.Node("MaxPool", [g.X(Distinct, 2, 2, 9)], ("kernel_shape", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 0, 2 }))),
+        R("MaxPool", "1-D dilation 2, end pad 1", g =>
+            g.Node("MaxPool", [g.X(Distinct, 2, 2, 9)], ("kernel_shape", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 0, 1 }))),
+        R("AveragePool", "2-D count_include_pad 0, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 2, 1 }))),
+        R("AveragePool", "2-D count_include_pad 1, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 2, 1 }), ("count_include_pad", 1))),
+        R("AveragePool", "2-D count_include_pad 0, symmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("pads", new[] { 1, 1, 1, 1 }))),
+        R("AveragePool", "1-D count_include_pad 1", g =>
+            g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 1, 1 }), ("count_include_pad", 1))),
+        R("AveragePool", "1-D count_include_pad 0, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 2, 1 }))),
+        R("AveragePool", "2-D ceil_mode, count_include_pad 0, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("ceil_mode", 1))),
+        R("AveragePool", "1-D ceil_mode, count_include_pad 1, asymmetric pads", g =>
+            g.Node("AveragePool", [g.X(1, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 3 }), ("pads", new[] { 1, 2 }), ("ceil_mode", 1), ("count_include_pad", 1))),
+        R("GlobalAveragePool", "2-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 3, 4)])),
+        R("GlobalAveragePool", "1-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 5)])),
+    ];
+
+    public static IReadOnlyDictionary<string, Row> ByName { get; } = Rows.ToDictionary(r => r.Name);
+
+    public static TheoryData<string> RowNames => new(Rows.Select(r => r.Name));
+}
