@@ -121,4 +121,49 @@ public class FixtureModelTests
             }
         }
     }
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void JvpAndVjpMatchFunctorch(string name)
+    {
+        // T = 2 directions per sample, and the first direction alone in the one-per-sample layout.
+        var reference = Fixtures.Load(name);
+        using var model = Load(name);
+        using var scope = torch.NewDisposeScope();
+        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats)), batched: true);
+        foreach (var (wrtName, jvp) in reference.Jvp)
+        {
+            int wrt = model.ResolveWrt(wrtName);
+            var of = model.ResolveOf([]);
+            var both = model.Jvp(inputs, wrt, of, new HostTensor(jvp.Tangents.Shape, jvp.Tangents.Floats));
+            var first = model.Jvp(inputs, wrt, of, FirstDirection(jvp.Tangents));
+            Assert.Equal(jvp.Outputs.Keys.Order(), both.Jacobians.Keys.Order());
+            foreach (var (output, expected) in jvp.Outputs)
+            {
+                Compare.Close(expected, both.Jacobians[output].Shape, both.Jacobians[output].Data, 1e-4, $"{name} jvp d{output}/d{wrtName}");
+                var one = FirstDirection(expected);
+                Compare.Close(new RefTensor(one.Shape, one.Data.Select(v => (double)v).ToArray()), first.Jacobians[output].Shape,
+                    first.Jacobians[output].Data, 1e-4, $"{name} jvp (one direction) d{output}/d{wrtName}");
+            }
+        }
+        foreach (var (wrtName, vjp) in reference.Vjp)
+        {
+            int wrt = model.ResolveWrt(wrtName);
+            var cotangents = vjp.Cotangents.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats));
+            var (ordered, of, t) = model.Requests.ValidateCotangents(cotangents, [], inputs, o => model.OutputSampleShape(inputs, o));
+            Assert.Equal(2, t);
+            var result = model.Vjp(inputs, wrt, of, ordered);
+            Compare.Close(vjp.Result, result.Jacobians[wrtName].Shape, result.Jacobians[wrtName].Data, 1e-4, $"{name} vjp d/d{wrtName}");
+        }
+    }
+
+    /// <summary>Direction 0 of a [B, T, ..] tensor as [B, ..].</summary>
+    private static HostTensor FirstDirection(RefTensor t)
+    {
+        long batch = t.Shape[0], directions = t.Shape[1], per = t.Data.Length / (batch * directions);
+        var data = new float[batch * per];
+        for (long b = 0; b < batch; b++)
+            for (long i = 0; i < per; i++) data[b * per + i] = (float)t.Data[(b * directions) * per + i];
+        return new HostTensor([batch, .. t.Shape[2..]], data);
+    }
 }
