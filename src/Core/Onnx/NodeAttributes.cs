@@ -25,8 +25,6 @@ public sealed class NodeAttributes
     public float[]? Floats(string name) => _byName.TryGetValue(name, out var a) ? a.Floats.ToArray() : null;
 
     internal TensorProto? Tensor(string name) => _byName.TryGetValue(name, out var a) && a.T is not null ? a.T : null;
-
-    public IEnumerable<string> Names => _byName.Keys;
 }
 
 /// <summary>One node of the validated, topologically sorted graph; inputs and outputs are value ids.</summary>

@@ -118,8 +118,8 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
 /// <summary>A slice of rows [RowStart, RowStart + Rows) of one request.</summary>
 public sealed record RequestPart(PendingRequest Request, int Index, int RowStart, int Rows);
 
-/// <summary>Parts of requests with one key that run together; Padded ≥ Rows is the bucket size run.</summary>
-public sealed record Batch(WorkKey Key, IReadOnlyList<RequestPart> Parts, int Rows, int Padded);
+/// <summary>Parts of requests with one key that run together (the executor sizes and pads it when it runs).</summary>
+public sealed record Batch(WorkKey Key, IReadOnlyList<RequestPart> Parts);
 
 /// <summary>The deadline of a request passed while it waited. Maps to DEADLINE_EXCEEDED.</summary>
 public sealed class QueueDeadlineExceededException(string message) : Exception(message);
@@ -186,7 +186,7 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         }
         QueuedRows -= rows;
         if (list.Count == 0) _queues.Remove(due.Key);
-        return new Batch(due.Key, parts, rows, options.PadToBucket ? BucketFor(rows) : rows);
+        return new Batch(due.Key, parts);
     }
 
     /// <summary>The smallest bucket holding <paramref name="rows"/> (the bucket list is fixed, so this is thread-safe).</summary>
