@@ -1,5 +1,6 @@
 using JacService.Core.Models;
 using JacService.Server.Batching;
+using JacService.Server.Grpc;
 using Microsoft.Extensions.Time.Testing;
 
 namespace JacService.Server.Tests;

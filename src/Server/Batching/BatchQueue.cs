@@ -1,7 +1,6 @@
-namespace JacService.Server.Batching;
+using JacService.Server.Grpc;
 
-/// <summary>The deadline of a request passed while it waited. Maps to DEADLINE_EXCEEDED.</summary>
-public sealed class QueueDeadlineExceededException(string message) : Exception(message);
+namespace JacService.Server.Batching;
 
 /// <summary>
 /// The batching decisions, free of threads and clocks of its own so they can be tested step by step: requests go
