@@ -12,6 +12,7 @@ Exit status: 0 all good, 1 a mismatch, 2 a call or connection failed.
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -123,11 +124,12 @@ def compare(got, ref, tolerance: float):
         return False, f"shape {list(got.shape)}, expected {ref['shape']}"
     if len(got.data) != len(ref["data"]):
         return False, f"{len(got.data)} values, expected {len(ref['data'])}"
-    errors = [abs(g - r) for g, r in zip(got.data, ref["data"])]
+    # NaN compares false with everything, so max() would pass over one anywhere but first: count it infinitely wrong.
+    errors = [e if e == e else math.inf for e in (abs(g - r) for g, r in zip(got.data, ref["data"]))]
     worst = max(range(len(errors)), key=errors.__getitem__, default=0)
     err = errors[worst] if errors else 0.0
     allowed = max(tolerance * max((abs(r) for r in ref["data"]), default=0.0), ABSOLUTE_FLOOR)
-    ok = err <= allowed  # False for NaN too
+    ok = err <= allowed
     return ok, f"max abs error {err:.3g} at flat index {worst}, allowed {allowed:.3g}"
 
 

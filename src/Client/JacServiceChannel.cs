@@ -13,12 +13,13 @@ public static class JacServiceChannel
     /// 4 MiB receive limit), with a wide HTTP/2 window so large responses need no flow-control round trips, and
     /// extra connections once one connection's concurrent-stream limit is reached.
     /// </summary>
-    public static GrpcChannel Create(string address, int maxMessageMiB = 256) => GrpcChannel.ForAddress(address, new GrpcChannelOptions
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxMessageMiB"/> is not 1 to 2047.</exception>
+    public static GrpcChannel Create(string address, int maxMessageMiB = 256)
     {
-        MaxReceiveMessageSize = maxMessageMiB << 20,
-        MaxSendMessageSize = maxMessageMiB << 20,
-        HttpHandler = CreateHandler(),
-    });
+        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler() };
+        SetMessageLimits(channel, maxMessageMiB);
+        return GrpcChannel.ForAddress(address, channel);
+    }
 
     /// <summary>
     /// A channel with every setting of <paramref name="options"/>: message limits, and retries of UNAVAILABLE through
@@ -35,6 +36,15 @@ public static class JacServiceChannel
     public static JacobianService.JacobianServiceClient CreateClient(string address, int maxMessageMiB = 256) =>
         new(Create(address, maxMessageMiB));
 
+    private static void SetMessageLimits(GrpcChannelOptions channel, int maxMessageMiB)
+    {
+        // Past 2047 MiB the byte count overflows an int; 0 would refuse every message.
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxMessageMiB, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxMessageMiB, 2047);
+        channel.MaxReceiveMessageSize = maxMessageMiB << 20;
+        channel.MaxSendMessageSize = maxMessageMiB << 20;
+    }
+
     internal static SocketsHttpHandler CreateHandler() => new()
     {
         InitialHttp2StreamWindowSize = 16 << 20,
@@ -44,8 +54,7 @@ public static class JacServiceChannel
     /// <summary>Applies the message limits and the retry policy of <paramref name="options"/> to a channel's options.</summary>
     internal static void Configure(GrpcChannelOptions channel, JacServiceClientOptions options)
     {
-        channel.MaxReceiveMessageSize = options.MaxMessageMiB << 20;
-        channel.MaxSendMessageSize = options.MaxMessageMiB << 20;
+        SetMessageLimits(channel, options.MaxMessageMiB);
         channel.MaxRetryAttempts = options.MaxAttempts;
         channel.MaxRetryBufferPerCallSize = (long)options.MaxRetryBufferPerCallMiB << 20;
         // The channel-wide buffer is shared by the calls in flight; a few large requests may be retried at once.

@@ -9,6 +9,15 @@ public class ClientOptionsTests
 {
     private static JacServiceClientOptions Valid() => new() { Address = new Uri("http://127.0.0.1:50051") };
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2048)]
+    public void AChannelByAddressRefusesAMessageLimitOutOfRange(int maxMessageMiB)
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => JacServiceChannel.Create("http://127.0.0.1:1", maxMessageMiB));
+        Assert.Equal("maxMessageMiB", e.ParamName);
+    }
+
     [Fact]
     public void DefaultsWithAnAddressAreValid() => Assert.Empty(Valid().Validate());
 

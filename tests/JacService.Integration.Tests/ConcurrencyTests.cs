@@ -42,20 +42,32 @@ public class ConcurrencyTests(ServerProcess server)
 
         // Within float32 rounding, not bit-for-bit: a batch of different size takes other GEMM blocking paths.
         for (int i = 0; i < calls; i++)
-            foreach (var (name, expected, actual) in Tensors(alone[i]).Zip(Tensors(together[i]), (a, b) => (a.Name, a.Tensor, b.Tensor)))
+        {
+            // By name, and the same names on both sides: pairing in order would pass over a missing or extra tensor.
+            var expectedByName = Tensors(alone[i]);
+            var actualByName = Tensors(together[i]);
+            Assert.Equal(expectedByName.Keys.Order(), actualByName.Keys.Order());
+            foreach (var (name, expected) in expectedByName)
             {
+                var actual = actualByName[name];
                 Assert.Equal(expected.Shape, actual.Shape);
                 float scale = expected.Data.Max(MathF.Abs);
                 for (int k = 0; k < expected.Data.Count; k++)
                     Assert.True(MathF.Abs(expected.Data[k] - actual.Data[k]) <= 1e-5f * scale, $"call {i} {name}[{k}]: {expected.Data[k]} vs {actual.Data[k]}");
             }
+        }
     }
 
-    private static IEnumerable<(string Name, Tensor Tensor)> Tensors(IMessage m) => m switch
+    /// <summary>Every tensor of a response by name; outputs and Jacobians of one output share its name, so each gets a prefix.</summary>
+    private static Dictionary<string, Tensor> Tensors(IMessage m) => m switch
     {
-        PredictResponse p => p.Outputs.OrderBy(o => o.Key).Select(o => ("out " + o.Key, o.Value)),
-        JacobianResponse j => j.Outputs.Concat(j.Jacobians).OrderBy(o => o.Key).Select(o => (o.Key, o.Value)),
-        BatchJacobianResponse b => b.Outputs.Select(o => ("out " + o.Key, o.Value)).Concat(b.Jacobians.Select(o => ("jac " + o.Key, o.Value))).OrderBy(o => o.Item1),
+        PredictResponse p => Named(p.Outputs, new Dictionary<string, Tensor>()),
+        JacobianResponse j => Named(j.Outputs, j.Jacobians),
+        BatchJacobianResponse b => Named(b.Outputs, b.Jacobians),
         _ => throw new ArgumentException(m.GetType().Name),
     };
+
+    private static Dictionary<string, Tensor> Named(IDictionary<string, Tensor> outputs, IDictionary<string, Tensor> jacobians) =>
+        outputs.Select(o => ("out " + o.Key, o.Value)).Concat(jacobians.Select(j => ("jac " + j.Key, j.Value)))
+            .ToDictionary(p => p.Item1, p => p.Item2);
 }

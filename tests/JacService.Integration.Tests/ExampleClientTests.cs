@@ -77,6 +77,15 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task PythonComparisonCatchesANaNAnywhere()
+    {
+        await Prepared(PythonStubs, "generating the Python stubs");
+        var result = await Run("/usr/bin/python3", [Path.Combine(Examples, "python", "test_jacclient.py")]);
+        output.WriteLine(result.Stderr);
+        Assert.True(result.ExitCode == 0, $"test_jacclient.py failed:\n{result}");
+    }
+
     private async Task<Result> RunExample(string language, params string[] args)
     {
         Result result;

@@ -1,5 +1,6 @@
 using JacService.Core.Models;
 using JacService.Server.Batching;
+using JacService.Server.Grpc;
 using Microsoft.Extensions.Time.Testing;
 
 namespace JacService.Server.Tests;
@@ -18,6 +19,9 @@ public class BatchQueueTests
     private PendingRequest Request(int rows, float first = 0, DateTimeOffset? deadline = null, CancellationToken cancellation = default) =>
         new([new HostTensor([rows, 3], Enumerable.Range(0, rows * 3).Select(i => first + i / 3).ToArray())], _clock.GetUtcNow(), deadline, cancellation);
 
+    /// <summary>The rows a batch holds, counted as the executor counts them.</summary>
+    private static int RowsOf(Batch? batch) => batch!.Parts.Sum(p => p.Rows);
+
     [Fact]
     public void FormsABatchAtMaxSizeWithoutWaiting()
     {
@@ -25,7 +29,7 @@ public class BatchQueueTests
         for (int i = 0; i < 4; i++) Assert.True(queue.TryEnqueue(Key, Request(1)));
         var batch = queue.TryTakeBatch();
         Assert.NotNull(batch);
-        Assert.Equal(4, batch.Rows);
+        Assert.Equal(4, RowsOf(batch));
         Assert.Equal(0, queue.QueuedRows);
     }
 
@@ -41,7 +45,7 @@ public class BatchQueueTests
         _clock.Advance(TimeSpan.FromMicroseconds(599));
         Assert.Null(queue.TryTakeBatch());
         _clock.Advance(TimeSpan.FromMicroseconds(1));
-        Assert.Equal(2, queue.TryTakeBatch()!.Rows);
+        Assert.Equal(2, RowsOf(queue.TryTakeBatch()));
         Assert.Null(queue.NextDue);
     }
 
@@ -52,7 +56,7 @@ public class BatchQueueTests
         queue.TryEnqueue(Key, Request(1));
         queue.TryEnqueue(Key, Request(1));
         Assert.Null(queue.TryTakeBatch(othersRunning: false));
-        Assert.Equal(2, queue.TryTakeBatch(othersRunning: true)!.Rows);
+        Assert.Equal(2, RowsOf(queue.TryTakeBatch(othersRunning: true)));
     }
 
     [Fact]
@@ -61,8 +65,8 @@ public class BatchQueueTests
         var queue = Queue(max: 1, delayMicros: 1_000_000);
         queue.TryEnqueue(Key, Request(1));
         queue.TryEnqueue(Key, Request(1));
-        Assert.Equal(1, queue.TryTakeBatch()!.Rows);
-        Assert.Equal(1, queue.TryTakeBatch()!.Rows);
+        Assert.Equal(1, RowsOf(queue.TryTakeBatch()));
+        Assert.Equal(1, RowsOf(queue.TryTakeBatch()));
     }
 
     [Theory]
@@ -75,8 +79,9 @@ public class BatchQueueTests
         var queue = Queue(max: 8, delayMicros: 0, pad: true);
         queue.TryEnqueue(Key, Request(rows));
         var batch = queue.TryTakeBatch()!;
-        Assert.Equal(rows, batch.Rows);
-        Assert.Equal(bucket, batch.Padded);
+        Assert.Equal(rows, RowsOf(batch));
+        // What the executor pads the batch to.
+        Assert.Equal(bucket, queue.BucketFor(RowsOf(batch)));
     }
 
     [Fact]
@@ -95,7 +100,7 @@ public class BatchQueueTests
         queue.TryEnqueue(Key, big);
         var batches = new List<Batch>();
         while (queue.TryTakeBatch() is { } b) batches.Add(b);
-        Assert.Equal([4, 4, 2], batches.Select(b => b.Rows));
+        Assert.Equal([4, 4, 2], batches.Select(RowsOf));
 
         // Complete the parts out of order, as parallel executors may.
         foreach (var batch in batches.AsEnumerable().Reverse())
@@ -174,7 +179,7 @@ public class BatchQueueTests
         queue.TryEnqueue(Key, Request(1));
         var first = queue.TryTakeBatch()!;
         var second = queue.TryTakeBatch()!;
-        Assert.Equal((Key, 2), (first.Key, first.Rows));
-        Assert.Equal((jac, 1), (second.Key, second.Rows));
+        Assert.Equal((Key, 2), (first.Key, RowsOf(first)));
+        Assert.Equal((jac, 1), (second.Key, RowsOf(second)));
     }
 }

@@ -1,6 +1,7 @@
 using JacService.Core.Models;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
+using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using JacService.Testing;
 

@@ -18,8 +18,6 @@ public sealed class ModelGraph : IDisposable
     public required GraphNode[] Nodes { get; init; }
     /// <summary>Initializer tensors by value id; owned by this graph.</summary>
     public required IReadOnlyDictionary<int, torch.Tensor> Initializers { get; init; }
-    /// <summary>For each value id, the index of the node producing it, or -1 (input, initializer).</summary>
-    public required int[] Producer { get; init; }
 
     public int ValueCount => ValueNames.Length;
 

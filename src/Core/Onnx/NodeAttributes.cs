@@ -25,27 +25,7 @@ public sealed class NodeAttributes
     public float[]? Floats(string name) => _byName.TryGetValue(name, out var a) ? a.Floats.ToArray() : null;
 
     internal TensorProto? Tensor(string name) => _byName.TryGetValue(name, out var a) && a.T is not null ? a.T : null;
-
-    public IEnumerable<string> Names => _byName.Keys;
 }
-
-/// <summary>One node of the validated, topologically sorted graph; inputs and outputs are value ids.</summary>
-public sealed class GraphNode
-{
-    public required int Index { get; init; }
-    public required string Name { get; init; }
-    public required string OpType { get; init; }
-    public required NodeAttributes Attributes { get; init; }
-    /// <summary>Value id per input; -1 for an omitted optional input ("").</summary>
-    public required int[] Inputs { get; init; }
-    /// <summary>Value id per output; -1 for an omitted optional output.</summary>
-    public required int[] Outputs { get; init; }
-
-    public override string ToString() => $"node '{Name}' ({OpType})";
-}
-
-/// <summary>A named graph input or output as the model declares it (-1 for dynamic axes).</summary>
-public sealed record TensorSignature(string Name, ElementType ElementType, long[] Shape);
 
 /// <summary>Initial values of a graph: initializers and Constant nodes' payloads are read by this.</summary>
 internal static class ConstantTensors

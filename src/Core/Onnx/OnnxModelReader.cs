@@ -78,8 +78,6 @@ public static class OnnxModelReader
 
         var order = TopologicalOrder(graph, ids, producerNode);
         var nodes = new GraphNode[order.Count];
-        var producer = new int[names.Count];
-        Array.Fill(producer, -1);
         for (int k = 0; k < order.Count; k++)
         {
             var p = graph.Node[order[k]];
@@ -92,7 +90,6 @@ public static class OnnxModelReader
                 Inputs = p.Input.Select(i => i.Length == 0 ? -1 : ids[i]).ToArray(),
                 Outputs = p.Output.Select(o => o.Length == 0 ? -1 : ids[o]).ToArray(),
             };
-            foreach (var o in nodes[k].Outputs.Where(o => o >= 0)) producer[o] = k;
             if (OpTable.Rules[p.OpType].Validate(nodes[k], opset) is { } problem)
                 throw new ModelLoadException($"{nodes[k]}: {problem}");
         }
@@ -120,7 +117,6 @@ public static class OnnxModelReader
             OutputIds = outputs.Select(o => ids[o.Name]).ToArray(),
             Nodes = nodes,
             Initializers = initializers,
-            Producer = producer,
         };
     }
 

@@ -10,7 +10,6 @@ namespace JacService.Core.Planning;
 /// </summary>
 public sealed class ExecutionPlan : IDisposable
 {
-    public required string Key { get; init; }
     /// <summary>The nodes left to run, in topological order.</summary>
     public required GraphNode[] Steps { get; init; }
     /// <summary>Initial value table by value id: initializers (owned by the graph) and folded values (owned here).</summary>

@@ -14,7 +14,6 @@ internal static class Planner
 
     public static ExecutionPlan Build(ModelGraph graph, long[][] inputShapes)
     {
-        var key = Key(inputShapes);
         int n = graph.ValueCount;
         var dataDependent = new bool[n];
         foreach (var id in graph.InputIds) dataDependent[id] = true;
@@ -64,7 +63,6 @@ internal static class Planner
 
         return new ExecutionPlan
         {
-            Key = key,
             Steps = steps,
             Constants = constants,
             ValueShapes = shapes,

@@ -1,128 +1,6 @@
-using System.Diagnostics;
-using JacService.Core.Models;
+using JacService.Server.Grpc;
 
 namespace JacService.Server.Batching;
-
-public enum WorkKind
-{
-    Predict,
-    Jacobian,
-}
-
-/// <summary>
-/// What can share one pass: the same kind of work, the same wrt and of, and the same per-sample input shapes.
-/// </summary>
-public sealed record WorkKey(WorkKind Kind, int Wrt, int[] Of, string SampleShapes)
-{
-    public bool Equals(WorkKey? other) =>
-        other is not null && Kind == other.Kind && Wrt == other.Wrt && Of.SequenceEqual(other.Of) && SampleShapes == other.SampleShapes;
-
-    // Computed for every queued request and every batch: no strings built for it.
-    public override int GetHashCode()
-    {
-        var hash = new HashCode();
-        hash.Add(Kind);
-        hash.Add(Wrt);
-        foreach (var o in Of) hash.Add(o);
-        hash.Add(SampleShapes);
-        return hash.ToHashCode();
-    }
-
-    public static WorkKey For(WorkKind kind, HostTensor[] inputs, int wrt = -1, int[]? of = null) =>
-        new(kind, wrt, of ?? [], string.Join(";", inputs.Select(i => string.Join("x", i.Shape.Skip(1)))));
-}
-
-/// <summary>A request waiting for its rows to be computed; completed once every part has come back.</summary>
-public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedAt, DateTimeOffset? deadline, CancellationToken cancellation)
-{
-    private readonly TaskCompletionSource<EngineResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private EngineResult[] _parts = [];
-    private int _partsLeft;
-    private int _partsQueued;
-    private Activity? _queueSpan;
-
-    public HostTensor[] Inputs { get; } = inputs;
-    public int Rows { get; } = (int)inputs[0].Shape[0];
-    public DateTimeOffset EnqueuedAt { get; } = enqueuedAt;
-    public DateTimeOffset? Deadline { get; } = deadline;
-    public CancellationToken Cancellation { get; } = cancellation;
-    public Task<EngineResult> Task => _completion.Task;
-    public bool IsCompleted => _completion.Task.IsCompleted;
-
-    /// <summary>The caller's server span, which the batch span that computes this request links to.</summary>
-    public ActivityContext Caller { get; init; }
-
-    /// <summary>The span of this request's time in the queue; ended when its last part leaves the queue.</summary>
-    public Activity? QueueSpan
-    {
-        get => _queueSpan;
-        init => _queueSpan = value;
-    }
-
-    internal void ExpectParts(int count)
-    {
-        _parts = new EngineResult[count];
-        _partsLeft = count;
-        _partsQueued = count;
-    }
-
-    /// <summary>One part was taken into a batch.</summary>
-    public void LeftQueue()
-    {
-        if (Interlocked.Decrement(ref _partsQueued) == 0) EndQueueSpan(null);
-    }
-
-    /// <summary>Records one part's rows; the last one assembles the whole result in row order.</summary>
-    public void CompletePart(int index, EngineResult result)
-    {
-        if (_parts.Length == 1)
-        {
-            _completion.TrySetResult(result);
-            return;
-        }
-        _parts[index] = result;
-        if (Interlocked.Decrement(ref _partsLeft) == 0) _completion.TrySetResult(BatchRows.Concat(_parts));
-    }
-
-    public void Fail(Exception e)
-    {
-        EndQueueSpan(e);
-        _completion.TrySetException(e);
-    }
-
-    /// <summary>The queue would not take it: only its queue span ends; the caller gets the exception directly.</summary>
-    public void Refuse(Exception e) => EndQueueSpan(e);
-
-    public void Cancel()
-    {
-        EndQueueSpan(null, cancelled: true);
-        _completion.TrySetCanceled(Cancellation);
-    }
-
-    private void EndQueueSpan(Exception? error, bool cancelled = false)
-    {
-        if (Interlocked.Exchange(ref _queueSpan, null) is not { } span) return;
-        if (error is not null)
-        {
-            span.AddException(error);
-            span.SetStatus(ActivityStatusCode.Error, error.Message);
-        }
-        else if (cancelled)
-        {
-            span.AddEvent(new ActivityEvent("cancelled"));
-        }
-        span.Stop();
-    }
-}
-
-/// <summary>A slice of rows [RowStart, RowStart + Rows) of one request.</summary>
-public sealed record RequestPart(PendingRequest Request, int Index, int RowStart, int Rows);
-
-/// <summary>Parts of requests with one key that run together; Padded ≥ Rows is the bucket size run.</summary>
-public sealed record Batch(WorkKey Key, IReadOnlyList<RequestPart> Parts, int Rows, int Padded);
-
-/// <summary>The deadline of a request passed while it waited. Maps to DEADLINE_EXCEEDED.</summary>
-public sealed class QueueDeadlineExceededException(string message) : Exception(message);
 
 /// <summary>
 /// The batching decisions, free of threads and clocks of its own so they can be tested step by step: requests go
@@ -186,7 +64,7 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         }
         QueuedRows -= rows;
         if (list.Count == 0) _queues.Remove(due.Key);
-        return new Batch(due.Key, parts, rows, options.PadToBucket ? BucketFor(rows) : rows);
+        return new Batch(due.Key, parts);
     }
 
     /// <summary>The smallest bucket holding <paramref name="rows"/> (the bucket list is fixed, so this is thread-safe).</summary>

@@ -1,11 +1,10 @@
 using System.ComponentModel.DataAnnotations;
-using System.Text.Json;
 
 namespace JacService.Server.Batching;
 
 /// <summary>
 /// How requests to one model version are merged into batches (configuration section "Batching"; a model's
-/// ROOT/&lt;model&gt;/config.json may override any of these under "batching").
+/// ROOT/&lt;model&gt;/config.json may override any of these but DrainSeconds under "batching", see ModelConfig).
 /// </summary>
 public sealed record BatchingOptions : IValidatableObject
 {
@@ -58,44 +57,5 @@ public sealed record BatchingOptions : IValidatableObject
     {
         if (Buckets.Any(b => b < 1 || b > MaxBatchSize))
             yield return new ValidationResult($"Batching:Buckets must lie in 1..MaxBatchSize ({MaxBatchSize})", [nameof(Buckets)]);
-    }
-
-    /// <summary>These defaults overridden by the "batching" object of a model's config.json, if any.</summary>
-    public BatchingOptions WithModelConfig(string? configPath)
-    {
-        if (configPath is null || !File.Exists(configPath)) return this;
-        try
-        {
-            return Merge(configPath);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            throw new InvalidDataException($"{configPath}: {e.Message}", e);
-        }
-    }
-
-    private BatchingOptions Merge(string configPath)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
-        if (!doc.RootElement.TryGetProperty("batching", out var b)) return this;
-        var merged = this with { };
-        foreach (var p in b.EnumerateObject())
-        {
-            switch (p.Name.ToLowerInvariant())
-            {
-                case "maxbatchsize": merged.MaxBatchSize = p.Value.GetInt32(); break;
-                case "maxqueuedelaymicroseconds": merged.MaxQueueDelayMicroseconds = p.Value.GetInt32(); break;
-                case "queuecapacity": merged.QueueCapacity = p.Value.GetInt32(); break;
-                case "buckets": merged.Buckets = p.Value.EnumerateArray().Select(x => x.GetInt32()).ToArray(); break;
-                case "padtobucket": merged.PadToBucket = p.Value.GetBoolean(); break;
-                case "executorthreads": merged.ExecutorThreads = p.Value.GetInt32(); break;
-                case "intraopthreads": merged.IntraOpThreads = p.Value.GetInt32(); break;
-                default: throw new InvalidDataException($"{configPath}: unknown batching setting '{p.Name}'");
-            }
-        }
-        var errors = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(merged, new ValidationContext(merged), errors, validateAllProperties: true))
-            throw new InvalidDataException($"{configPath}: {string.Join("; ", errors.Select(e => e.ErrorMessage))}");
-        return merged;
     }
 }

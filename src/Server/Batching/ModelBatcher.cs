@@ -2,13 +2,11 @@ using System.Diagnostics;
 using JacService.Core;
 using JacService.Core.Models;
 using JacService.Server.Execution;
+using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using static JacService.Server.Telemetry.JacServiceTelemetry;
 
 namespace JacService.Server.Batching;
-
-/// <summary>The batcher is shutting down and takes no new requests. Maps to UNAVAILABLE.</summary>
-public sealed class BatcherStoppedException(string message) : Exception(message);
 
 /// <summary>
 /// The micro-batcher of one model version: requests queue per work key, a dispatcher forms a batch whenever an

@@ -1,10 +1,8 @@
 using System.Collections.Concurrent;
+using JacService.Server.Grpc;
 using TorchSharp;
 
 namespace JacService.Server.Execution;
-
-/// <summary>The executor queue is full. Maps to RESOURCE_EXHAUSTED.</summary>
-public sealed class ExecutorBusyException(string message) : Exception(message);
 
 /// <summary>
 /// Dedicated threads that own all tensor work. TorchSharp's dispose scopes, grad and inference modes are per

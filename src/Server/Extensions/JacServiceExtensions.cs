@@ -4,6 +4,7 @@ using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
+using Grpc.AspNetCore.Server;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
@@ -28,19 +29,19 @@ public static class JacServiceExtensions
         services.AddHostedService<ModelRepositoryLoader>();
         builder.AddJacServiceTelemetry();
         builder.ConfigureEndpoints();
-        var drain = builder.Configuration.GetSection(BatchingOptions.Section).Get<BatchingOptions>()?.DrainTimeout ?? TimeSpan.FromSeconds(10);
-        services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(5));
+        services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
+            host.ShutdownTimeout = batching.Value.DrainTimeout + TimeSpan.FromSeconds(5));
 
-        var limits = builder.Configuration.GetSection(LimitsOptions.Section).Get<LimitsOptions>() ?? new LimitsOptions();
         services.AddGrpc(o =>
         {
             // Outermost first: metrics see the status the error interceptor settled on.
             o.Interceptors.Add<RequestTelemetryInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
-            o.MaxReceiveMessageSize = limits.MaxRequestMiB << 20;
             o.MaxSendMessageSize = null;
             o.EnableDetailedErrors = false;
         });
+        services.AddOptions<GrpcServiceOptions>().Configure<IOptions<LimitsOptions>>((grpc, limits) =>
+            grpc.MaxReceiveMessageSize = limits.Value.MaxRequestMiB << 20);
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks().AddCheck<RepositoryHealthCheck>("repository");
         return builder;
@@ -54,10 +55,12 @@ public static class JacServiceExtensions
     /// </summary>
     private static void ConfigureEndpoints(this WebApplicationBuilder builder)
     {
-        var telemetry = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
-        int? metricsPort = telemetry.ServesMetrics ? telemetry.MetricsPort() : null;
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureEndpointDefaults(endpoint =>
-            endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2));
+        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<TelemetryOptions>>((kestrel, telemetry) =>
+        {
+            int? metricsPort = telemetry.Value.ServesMetrics ? telemetry.Value.MetricsPort() : null;
+            kestrel.ConfigureEndpointDefaults(endpoint =>
+                endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2);
+        });
     }
 
     /// <summary>The addresses to listen on: every gRPC url, then the metrics url.</summary>
@@ -89,4 +92,17 @@ public static class JacServiceExtensions
 
     private static void AddValidatedOptions<T>(this IServiceCollection services, string section) where T : class =>
         services.AddOptions<T>().BindConfiguration(section).ValidateDataAnnotations().ValidateOnStart();
+
+    /// <summary>
+    /// For a section whose values decide which services get registered, so they are needed before the container
+    /// exists: bound and validated once, here, and that same instance is what <see cref="IOptions{T}"/> hands out.
+    /// </summary>
+    internal static T AddOptionsNeededToRegister<T>(this WebApplicationBuilder builder, string section) where T : class, new()
+    {
+        var value = builder.Configuration.GetSection(section).Get<T>() ?? new T();
+        var result = new DataAnnotationValidateOptions<T>(Options.DefaultName).Validate(Options.DefaultName, value);
+        if (result.Failed) throw new OptionsValidationException(Options.DefaultName, typeof(T), result.Failures);
+        builder.Services.AddSingleton(Options.Create(value));
+        return value;
+    }
 }

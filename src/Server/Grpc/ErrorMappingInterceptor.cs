@@ -2,9 +2,6 @@ using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using JacService.Core;
-using JacService.Server.Batching;
-using JacService.Server.Execution;
-using JacService.Server.Models;
 
 namespace JacService.Server.Grpc;
 

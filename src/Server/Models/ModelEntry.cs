@@ -3,13 +3,6 @@ using JacService.Server.Batching;
 
 namespace JacService.Server.Models;
 
-public enum ModelState
-{
-    Loading,
-    Ready,
-    Failed,
-}
-
 /// <summary>What the registry knows of one model version; replaced whole when its state changes.</summary>
 public sealed record ModelEntry(string Name, int Version, ModelState State, string Error, ModelVersion? Model, ModelBatcher? Batcher)
 {

@@ -1,16 +1,8 @@
 using System.Collections.Immutable;
 using JacService.Core.Models;
+using JacService.Server.Grpc;
 
 namespace JacService.Server.Models;
-
-/// <summary>The request named a model or version the repository does not have. Maps to NOT_FOUND.</summary>
-public sealed class ModelNotFoundException(string message) : Exception(message);
-
-/// <summary>The version exists but is still loading. Maps to UNAVAILABLE.</summary>
-public sealed class ModelUnavailableException(string message) : Exception(message);
-
-/// <summary>The version exists but failed to load. Maps to FAILED_PRECONDITION.</summary>
-public sealed class ModelFailedException(string message) : Exception(message);
 
 /// <summary>
 /// The loaded model versions. The whole table is an immutable snapshot swapped atomically, so readers never lock

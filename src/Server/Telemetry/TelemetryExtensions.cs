@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using JacService.Server.Extensions;
 using JacService.Server.Models;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
@@ -21,7 +22,8 @@ public static class TelemetryExtensions
     public static WebApplicationBuilder AddJacServiceTelemetry(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
-        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        // Whether anything is recorded decides what is registered: read now, once.
+        var options = builder.AddOptionsNeededToRegister<TelemetryOptions>(TelemetryOptions.Section);
         services.AddSingleton(sp =>
         {
             var metrics = new JacServiceMetrics(sp.GetRequiredService<IMeterFactory>().Create(JacServiceTelemetry.Name));
@@ -29,7 +31,6 @@ public static class TelemetryExtensions
             return metrics;
         });
 
-        var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
         if (!options.Enabled) return builder;
 
         // Log records carry the trace and span id of the request they were written in.

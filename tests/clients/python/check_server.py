@@ -8,8 +8,8 @@ Stubs are generated from the .proto at run time (protoc + grpc_python_plugin) ra
 than committed, so this client always speaks the contract as it is in the tree and a
 contract change the server did not follow shows up as a failure here.
 
-For every reference in <fixtures>/reference/*.json whose model the server lists as
-READY, it calls GetModel, Predict (the batch), Jacobian (each sample alone, inputs
+Every reference in <fixtures>/reference/*.json (or those named by --models) must be
+served READY, or that is a failure. For each, it calls GetModel, Predict (the batch), Jacobian (each sample alone, inputs
 without the batch axis, once per input as `wrt`) and BatchJacobian (the batch, once
 per input), and compares against the float64 references: shapes exactly as the proto
 comments specify, values to max abs error <= 1e-4 * max(|reference|) per tensor.
@@ -374,7 +374,9 @@ def run_against_server(args, pb2, pb2_grpc, refs: List[Reference]) -> int:
             if args.models and ref.model not in args.models.split(","):
                 continue
             if ref.model not in ready:
-                print(f"SKIP {ref.model}: not READY on the server ({states.get(ref.model, 'not listed')})")
+                # A reference the server does not serve is a failure, not a skip: a model that failed to load
+                # must not turn this check green. --models narrows the check to the models meant to be served.
+                checker.record(f"{ref.model} is READY", [f"states {states.get(ref.model, 'not listed')}"])
                 continue
             checker.check_model(ref)
             checked.append(ref)

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using JacService.Core.Models;
+
+namespace JacService.Server.Batching;
+
+/// <summary>A request waiting for its rows to be computed; completed once every part has come back.</summary>
+public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedAt, DateTimeOffset? deadline, CancellationToken cancellation)
+{
+    private readonly TaskCompletionSource<EngineResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private EngineResult[] _parts = [];
+    private int _partsLeft;
+    private int _partsQueued;
+    private Activity? _queueSpan;
+
+    public HostTensor[] Inputs { get; } = inputs;
+    public int Rows { get; } = (int)inputs[0].Shape[0];
+    public DateTimeOffset EnqueuedAt { get; } = enqueuedAt;
+    public DateTimeOffset? Deadline { get; } = deadline;
+    public CancellationToken Cancellation { get; } = cancellation;
+    public Task<EngineResult> Task => _completion.Task;
+    public bool IsCompleted => _completion.Task.IsCompleted;
+
+    /// <summary>The caller's server span, which the batch span that computes this request links to.</summary>
+    public ActivityContext Caller { get; init; }
+
+    /// <summary>The span of this request's time in the queue; ended when its last part leaves the queue.</summary>
+    public Activity? QueueSpan
+    {
+        get => _queueSpan;
+        init => _queueSpan = value;
+    }
+
+    internal void ExpectParts(int count)
+    {
+        _parts = new EngineResult[count];
+        _partsLeft = count;
+        _partsQueued = count;
+    }
+
+    /// <summary>One part was taken into a batch.</summary>
+    public void LeftQueue()
+    {
+        if (Interlocked.Decrement(ref _partsQueued) == 0) EndQueueSpan(null);
+    }
+
+    /// <summary>Records one part's rows; the last one assembles the whole result in row order.</summary>
+    public void CompletePart(int index, EngineResult result)
+    {
+        if (_parts.Length == 1)
+        {
+            _completion.TrySetResult(result);
+            return;
+        }
+        _parts[index] = result;
+        if (Interlocked.Decrement(ref _partsLeft) == 0) _completion.TrySetResult(BatchRows.Concat(_parts));
+    }
+
+    public void Fail(Exception e)
+    {
+        EndQueueSpan(e);
+        _completion.TrySetException(e);
+    }
+
+    /// <summary>The queue would not take it: only its queue span ends; the caller gets the exception directly.</summary>
+    public void Refuse(Exception e) => EndQueueSpan(e);
+
+    public void Cancel()
+    {
+        EndQueueSpan(null, cancelled: true);
+        _completion.TrySetCanceled(Cancellation);
+    }
+
+    private void EndQueueSpan(Exception? error, bool cancelled = false)
+    {
+        if (Interlocked.Exchange(ref _queueSpan, null) is not { } span) return;
+        if (error is not null)
+        {
+            span.AddException(error);
+            span.SetStatus(ActivityStatusCode.Error, error.Message);
+        }
+        else if (cancelled)
+        {
+            span.AddEvent(new ActivityEvent("cancelled"));
+        }
+        span.Stop();
+    }
+}

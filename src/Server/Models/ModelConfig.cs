@@ -1,0 +1,99 @@
+using System.ComponentModel.DataAnnotations;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using JacService.Server.Batching;
+
+namespace JacService.Server.Models;
+
+/// <summary>
+/// A model's ROOT/&lt;model&gt;/config.json. Each top-level key is one section of per-model settings that starts
+/// from the server's own values for that section, so a new per-model setting is one property here (plus its
+/// server-wide value in <see cref="ServerDefaults"/>).
+/// </summary>
+public sealed class ModelConfig
+{
+    /// <summary>Overrides of the server's "Batching" settings for this model.</summary>
+    public BatchingOptions Batching { get; set; } = new();
+
+    /// <summary>The per-model settings before any config.json: the server's bound values.</summary>
+    public static ModelConfig ServerDefaults(BatchingOptions batching) => new() { Batching = batching };
+
+    /// <summary>
+    /// <paramref name="defaults"/> overridden by the file at <paramref name="path"/>, if there is one. The file is read by
+    /// the configuration binder (keys are case-insensitive, values convert as in appsettings.json) and refused,
+    /// with the path and the reason, when it is not JSON, holds an unknown key or a value out of range.
+    /// </summary>
+    public static ModelConfig Load(string path, ModelConfig defaults)
+    {
+        if (!File.Exists(path)) return defaults;
+        try
+        {
+            var file = JsonNode.Parse(File.ReadAllText(path), NodeOptions) as JsonObject
+                ?? throw new InvalidDataException("expected a JSON object");
+            if (file["batching"] is JsonObject batching && batching.ContainsKey(nameof(BatchingOptions.DrainSeconds)))
+                throw new InvalidDataException("batching.drainSeconds is server-wide (Batching:DrainSeconds); a model cannot set it");
+            RefuseUnknownKeys(file);
+
+            // Merged as JSON, not as configuration layers: layered configuration merges arrays index by index, so a
+            // model's "buckets": [8] over the server's [1, 2, 4] would come out [8, 2, 4].
+            var merged = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(defaults, SerializerOptions), NodeOptions)!;
+            Overlay(merged, file);
+            using var json = new MemoryStream(Encoding.UTF8.GetBytes(merged.ToJsonString()));
+            var config = new ConfigurationBuilder().AddJsonStream(json).Build()
+                .Get<ModelConfig>(o => o.ErrorOnUnknownConfiguration = true) ?? defaults;
+            Validate(config.Batching);
+            return config;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException)
+        {
+            throw new InvalidDataException($"{path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// The binder refuses unknown keys too, but names its option and the CLR type; this names the key and what the
+    /// file may hold instead, in the file's own terms.
+    /// </summary>
+    private static void RefuseUnknownKeys(JsonObject file)
+    {
+        foreach (var (key, value) in file)
+        {
+            var section = Setting(typeof(ModelConfig), key)
+                ?? throw new InvalidDataException($"unknown section '{key}'; known: {Settings(typeof(ModelConfig))}");
+            if (value is not JsonObject settings) continue;
+            foreach (var (name, _) in settings)
+                if (Setting(section.PropertyType, name) is null)
+                    throw new InvalidDataException($"unknown {key} setting '{name}'; known: {Settings(section.PropertyType)}");
+        }
+    }
+
+    private static PropertyInfo? Setting(Type type, string name) =>
+        type.GetProperty(name, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase) is { CanWrite: true } p ? p : null;
+
+    private static string Settings(Type type) => string.Join(", ", type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => p.CanWrite).Select(p => JsonNamingPolicy.CamelCase.ConvertName(p.Name)));
+
+    private static void Validate(object section)
+    {
+        var errors = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(section, new ValidationContext(section), errors, validateAllProperties: true))
+            throw new InvalidDataException(string.Join("; ", errors.Select(e => e.ErrorMessage)));
+    }
+
+    /// <summary>Values of <paramref name="top"/> replace those of <paramref name="bottom"/>; objects merge key by key, arrays are replaced whole.</summary>
+    private static void Overlay(JsonObject bottom, JsonObject top)
+    {
+        foreach (var (key, value) in top)
+        {
+            if (value is JsonObject inner && bottom[key] is JsonObject under) Overlay(under, inner);
+            else bottom[key] = value?.DeepClone();
+        }
+    }
+
+    // Configuration keys are case-insensitive; the server's values are serialized PascalCase, files usually camelCase.
+    private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = true };
+    // Computed properties (DrainTimeout, ...) are not settings: left out, they cannot reach the binder as unknown keys.
+    private static readonly JsonSerializerOptions SerializerOptions = new() { IgnoreReadOnlyProperties = true };
+}

@@ -1,0 +1,135 @@
+using Grpc.Core;
+using JacService.Core;
+using JacService.Server.Grpc;
+using Microsoft.Extensions.Logging;
+
+namespace JacService.Server.Tests;
+
+/// <summary>The interceptor alone, in process: each exception the service can throw, and the status a client sees.</summary>
+public class ErrorMappingTests
+{
+    public static TheoryData<Type, StatusCode> Mapped => new()
+    {
+        { typeof(InvalidRequestException), StatusCode.InvalidArgument },
+        { typeof(NodeEvaluationException), StatusCode.InvalidArgument },
+        { typeof(ResultTooLargeException), StatusCode.ResourceExhausted },
+        { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
+        { typeof(ModelNotFoundException), StatusCode.NotFound },
+        { typeof(ModelUnavailableException), StatusCode.Unavailable },
+        { typeof(ModelFailedException), StatusCode.FailedPrecondition },
+        { typeof(QueueDeadlineExceededException), StatusCode.DeadlineExceeded },
+        { typeof(BatcherStoppedException), StatusCode.Unavailable },
+    };
+
+    private readonly CapturingLogger _log = new();
+
+    [Theory]
+    [MemberData(nameof(Mapped))]
+    public async Task EachExceptionGetsItsStatusAndKeepsItsMessage(Type type, StatusCode code)
+    {
+        var thrown = Create(type, "expected shape [B, 3], got [2, 4]");
+
+        var unary = await Assert.ThrowsAsync<RpcException>(() => Unary(thrown));
+        var streaming = await Assert.ThrowsAsync<RpcException>(() => Streaming(thrown));
+
+        foreach (var e in new[] { unary, streaming })
+        {
+            Assert.Equal(code, e.StatusCode);
+            Assert.Equal(thrown.Message, e.Status.Detail);
+        }
+        Assert.Empty(_log.Entries); // the caller's mistake or the server's load, not a bug to log
+    }
+
+    [Fact]
+    public void EveryExceptionTheServerDefinesHasARow()
+    {
+        var rows = Mapped.Select(row => (Type)row[0]).ToHashSet();
+        var defined = typeof(ErrorMappingInterceptor).Assembly.GetTypes().Where(t => t.IsSubclassOf(typeof(Exception)));
+        Assert.All(defined, t => Assert.Contains(t, rows));
+    }
+
+    [Fact]
+    public async Task AnUnexpectedExceptionIsInternalWithACorrelationIdAndNoDetails()
+    {
+        var bug = new InvalidOperationException("Collection was modified in /src/Server/Secret.cs line 42");
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => Unary(bug));
+
+        Assert.Equal(StatusCode.Internal, e.StatusCode);
+        Assert.DoesNotContain("Collection was modified", e.Status.Detail);
+        Assert.DoesNotContain("Secret.cs", e.Status.Detail);
+        var id = System.Text.RegularExpressions.Regex.Match(e.Status.Detail, @"correlation id ([0-9a-f]{12})").Groups[1].Value;
+        Assert.NotEmpty(id);
+        // The details are in the log, under the same id, so an operator can find them from the client's message.
+        var entry = Assert.Single(_log.Entries);
+        Assert.Equal(LogLevel.Error, entry.Level);
+        Assert.Same(bug, entry.Exception);
+        Assert.Contains(id, entry.Message);
+    }
+
+    [Fact]
+    public async Task EachUnexpectedExceptionGetsItsOwnCorrelationId()
+    {
+        var first = await Assert.ThrowsAsync<RpcException>(() => Unary(new NullReferenceException()));
+        var second = await Assert.ThrowsAsync<RpcException>(() => Unary(new NullReferenceException()));
+        Assert.NotEqual(first.Status.Detail, second.Status.Detail);
+    }
+
+    [Theory]
+    [InlineData(false, StatusCode.Cancelled)]
+    [InlineData(true, StatusCode.DeadlineExceeded)]
+    public async Task ACallThatEndedBeforeItRanIsCancelledOrPastItsDeadline(bool deadlinePassed, StatusCode code)
+    {
+        using var gone = new CancellationTokenSource();
+        gone.Cancel();
+        var context = new FakeCallContext(gone.Token, deadlinePassed ? DateTime.UtcNow.AddSeconds(-1) : DateTime.MaxValue);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => Unary(new OperationCanceledException(gone.Token), context));
+
+        Assert.Equal(code, e.StatusCode);
+        Assert.Empty(_log.Entries);
+    }
+
+    private static Exception Create(Type type, string message) => type == typeof(NodeEvaluationException)
+        ? new NodeEvaluationException("/layer1/MatMul", "MatMul", message)
+        : (Exception)Activator.CreateInstance(type, message)!;
+
+    private Task<string> Unary(Exception thrown, ServerCallContext? context = null) =>
+        new ErrorMappingInterceptor(_log).UnaryServerHandler<string, string>(
+            "request", context ?? new FakeCallContext(), (_, _) => Task.FromException<string>(thrown));
+
+    private Task Streaming(Exception thrown) =>
+        new ErrorMappingInterceptor(_log).ServerStreamingServerHandler<string, string>(
+            "request", null!, new FakeCallContext(), (_, _, _) => Task.FromException(thrown));
+
+    private sealed class CapturingLogger : ILogger<ErrorMappingInterceptor>
+    {
+        public List<(LogLevel Level, Exception? Exception, string Message)> Entries { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Add((logLevel, exception, formatter(state, exception)));
+    }
+
+    private sealed class FakeCallContext(CancellationToken cancellation = default, DateTime? deadline = null) : ServerCallContext
+    {
+        protected override string MethodCore => "/jacservice.v1.JacobianService/Predict";
+        protected override string HostCore => "127.0.0.1";
+        protected override string PeerCore => "ipv4:127.0.0.1:1";
+        protected override DateTime DeadlineCore => deadline ?? DateTime.MaxValue;
+        protected override Metadata RequestHeadersCore { get; } = [];
+        protected override CancellationToken CancellationTokenCore => cancellation;
+        protected override Metadata ResponseTrailersCore { get; } = [];
+        protected override Status StatusCore { get; set; }
+        protected override WriteOptions? WriteOptionsCore { get; set; }
+        protected override AuthContext AuthContextCore => new(null, []);
+
+        protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) =>
+            throw new NotSupportedException();
+
+        protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
+    }
+}

@@ -1,0 +1,105 @@
+using JacService.Server.Batching;
+using JacService.Server.Models;
+
+namespace JacService.Server.Tests;
+
+/// <summary>A model's config.json over the server's settings: what it may change, and what it is refused for.</summary>
+public sealed class ModelConfigTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"jacservice-config-{Guid.NewGuid():N}.json");
+
+    private static readonly BatchingOptions Server = new()
+    {
+        MaxBatchSize = 32, MaxQueueDelayMicroseconds = 700, QueueCapacity = 999, Buckets = [1, 2, 4, 16],
+        ExecutorThreads = 3, IntraOpThreads = 2, DrainSeconds = 7,
+    };
+
+    public void Dispose() => File.Delete(_path);
+
+    private BatchingOptions Load(string json)
+    {
+        File.WriteAllText(_path, json);
+        return ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server)).Batching;
+    }
+
+    private string Refused(string json)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => Load(json));
+        Assert.StartsWith(_path + ": ", e.Message);
+        return e.Message[(_path.Length + 2)..];
+    }
+
+    [Fact]
+    public void WithoutAFileTheServerSettingsHold()
+    {
+        Assert.Same(Server, ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server)).Batching);
+    }
+
+    [Fact]
+    public void KeysTheFileSetsOverrideAndTheRestKeepTheServerValues()
+    {
+        var options = Load("""{ "batching": { "maxBatchSize": 16, "PADTOBUCKET": true } }""");
+        Assert.Equal(Server with { MaxBatchSize = 16, PadToBucket = true }, options with { Buckets = Server.Buckets });
+        Assert.Equal(Server.Buckets, options.Buckets);
+        Assert.Equal(7, Server.DrainSeconds); // the server's own settings are left alone
+        Assert.Equal(32, Server.MaxBatchSize);
+    }
+
+    [Fact]
+    public void AListReplacesTheServersListWhole()
+    {
+        // Layered configuration would merge the lists index by index: [8, 2, 4, 16].
+        Assert.Equal([8], Load("""{ "batching": { "maxBatchSize": 8, "buckets": [8] } }""").Buckets);
+        Assert.Equal([1, 2, 4, 16], Server.Buckets);
+    }
+
+    [Fact]
+    public void AnEmptyObjectChangesNothing()
+    {
+        var options = Load("""{ "batching": { } }""");
+        Assert.Equal(Server with { Buckets = [] }, options with { Buckets = [] });
+        Assert.Equal(Server.Buckets, options.Buckets);
+    }
+
+    [Fact]
+    public void AnUnknownBatchingKeyIsRefusedByName()
+    {
+        var reason = Refused("""{ "batching": { "maxBatchSize": 8, "colour": "red" } }""");
+        Assert.Contains("unknown batching setting 'colour'", reason);
+    }
+
+    [Fact]
+    public void AnUnknownSectionIsRefusedByName()
+    {
+        var reason = Refused("""{ "batching": { "maxBatchSize": 8 }, "batchin": { } }""");
+        Assert.Contains("unknown section 'batchin'", reason);
+    }
+
+    [Fact]
+    public void AValueOutOfRangeIsRefusedWithItsRange()
+    {
+        Assert.Contains("The field MaxBatchSize must be between 1 and 65536", Refused("""{ "batching": { "maxBatchSize": 0 } }"""));
+        Assert.Contains("Buckets must lie in 1..MaxBatchSize (8)", Refused("""{ "batching": { "maxBatchSize": 8 } }"""));
+    }
+
+    [Fact]
+    public void AValueOfTheWrongTypeIsRefusedWithItsKey()
+    {
+        Assert.Contains("maxbatchsize", Refused("""{ "batching": { "maxBatchSize": "many" } }""").ToLowerInvariant());
+    }
+
+    [Fact]
+    public void TheDrainTimeIsServerWide()
+    {
+        Assert.Contains("drainSeconds is server-wide", Refused("""{ "batching": { "drainSeconds": 1 } }"""));
+    }
+
+    [Theory]
+    [InlineData("""{ "batching": { maxBatchSize: 8 """)]
+    [InlineData("""[1, 2]""")]
+    [InlineData("")]
+    public void AFileThatIsNotAJsonObjectIsRefused(string json)
+    {
+        Assert.NotEmpty(Refused(json));
+    }
+}
