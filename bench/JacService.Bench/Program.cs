@@ -21,30 +21,8 @@ double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCult
 
 if (args.Contains("--engine"))
 {
-    // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]: the engine alone, in-process, per derivative mode.
-    torch.set_num_threads(1);
-    var dir = Path.Combine(root, "tests", "fixtures", "models");
-    Console.WriteLine("| model | batch | forward | reverse | auto (chose) |");
-    Console.WriteLine("|---|---:|---:|---:|---:|");
-    foreach (var name in options.Models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
-    {
-        using var model = ModelVersion.Load(name!, 1, File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx")), new EngineLimits());
-        int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
-        var of = model.ResolveOf([]);
-        foreach (var batch in options.Batches)
-        {
-            var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
-            var rates = new[] { JacService.Core.Derivatives.DerivativeMode.Forward, JacService.Core.Derivatives.DerivativeMode.Reverse, JacService.Core.Derivatives.DerivativeMode.Auto }
-                .Select(m => Measure.PerSecond(batch, options.Seconds, () =>
-                {
-                    using var scope = torch.NewDisposeScope();
-                    using var inference = torch.inference_mode();
-                    model.Jacobian(inputs, wrt, of, m);
-                })).ToArray();
-            var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch);
-            Console.WriteLine($"| {name} | {batch} | {Fmt(rates[0])} | {Fmt(rates[1])} | {Fmt(rates[2])} ({chose?.Mode}) |");
-        }
-    }
+    // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]
+    JacService.Bench.EngineBench.Run(root, options.Models, options.Batches, options.Seconds);
     return 0;
 }
 if (args.Contains("--batching"))
@@ -174,7 +152,7 @@ sealed record BenchOptions(double Seconds, int[] Batches, string[]? Models, bool
     }
 }
 
-static class Inputs
+public static class Inputs
 {
     public static HostTensor Random(long[] signature, int batch)
     {
@@ -187,7 +165,7 @@ static class Inputs
     public static JacService.Protos.V1.Tensor ToProto(HostTensor h) => JacService.Client.Tensors.Create(h.Data, h.Shape);
 }
 
-static class Measure
+public static class Measure
 {
     /// <summary>Items per second: median over timed windows after one warm-up call.</summary>
     public static double PerSecond(int items, double seconds, Action call) => PerSecondConcurrent(items, seconds, 1, call);

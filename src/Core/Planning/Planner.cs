@@ -9,9 +9,6 @@ namespace JacService.Core.Planning;
 /// </summary>
 internal static class Planner
 {
-    /// <summary>Ops whose output depends only on the shapes, never on the data, of their inputs.</summary>
-    private static readonly HashSet<string> ShapeOnly = ["Shape"];
-
     public static ExecutionPlan Build(ModelGraph graph, long[][] inputShapes)
     {
         int n = graph.ValueCount;
@@ -33,7 +30,7 @@ internal static class Planner
 
             foreach (var node in graph.Nodes)
             {
-                bool dependent = !ShapeOnly.Contains(node.OpType) && node.Inputs.Any(i => i >= 0 && dataDependent[i]);
+                bool dependent = !Ops.OpTable.Rules[node.OpType].ShapeOnly && node.Inputs.Any(i => i >= 0 && dataDependent[i]);
                 var ins = node.Inputs.Select(i => i >= 0 ? new Ops.Dual(values[i]!, null) : (Ops.Dual?)null).ToArray();
                 var outs = Evaluator.Apply(node, graph, ins);
                 for (int o = 0; o < node.Outputs.Length; o++)

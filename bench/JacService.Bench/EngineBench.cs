@@ -1,0 +1,70 @@
+using System.Globalization;
+using JacService.Core.Derivatives;
+using JacService.Core.Models;
+using JacService.Core.Onnx;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace JacService.Bench;
+
+/// <summary>
+/// The engine alone, in-process on one thread: per fixture and batch, Jacobians/s in FORWARD, REVERSE and AUTO, and
+/// the design alternative reverse mode was chosen over, libtorch's autograd through the forward rules (one backward
+/// call per output element, as TorchSharp has no batched cotangents).
+/// </summary>
+public static class EngineBench
+{
+    public static void Run(string root, string[]? models, int[] batches, double seconds)
+    {
+        torch.set_num_threads(1);
+        var dir = Path.Combine(root, "tests", "fixtures", "models");
+        Console.WriteLine("Engine in-process, 1 thread, Jacobians/s (median of timed windows)");
+        Console.WriteLine();
+        Console.WriteLine("| model | batch | forward | reverse (VJP rules) | reverse (libtorch autograd) | auto (chose) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var name in models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
+        {
+            using var model = ModelVersion.Load(name!, 1, File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx")), new EngineLimits());
+            int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
+            var of = model.ResolveOf([]);
+            foreach (var batch in batches)
+            {
+                var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
+                double Rate(DerivativeMode mode) => Measure.PerSecond(batch, seconds, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    using var inference = inference_mode();
+                    model.Jacobian(inputs, wrt, of, mode);
+                });
+                double forward = Rate(DerivativeMode.Forward), reverse = Rate(DerivativeMode.Reverse), auto = Rate(DerivativeMode.Auto);
+                double autograd = Measure.PerSecond(batch, seconds, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    AutogradJacobian(model, inputs, wrt, of);
+                });
+                var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode;
+                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) |");
+            }
+        }
+    }
+
+    /// <summary>Rows of every sample's Jacobian by autograd: the forward rules recorded on the tape, one backward per output element.</summary>
+    private static void AutogradJacobian(ModelVersion model, HostTensor[] host, int wrt, int[] of)
+    {
+        var inputs = host.Select((h, i) =>
+        {
+            var t = tensor(h.Data, h.Shape).to_type(model.Inputs[i].ElementType.DeviceType(model.Graph.ComputeType));
+            return i == wrt ? t.requires_grad_(true) : t;
+        }).ToArray();
+        var outputs = model.Forward(inputs);
+        foreach (var o in of)
+        {
+            var flat = outputs[o].reshape(outputs[o].shape[0], -1);
+            for (long i = 0; i < flat.shape[1]; i++)
+                torch.autograd.grad([flat[.., i].sum()], [inputs[wrt]], retain_graph: true);
+        }
+    }
+
+    private static string Fmt(double v) =>
+        v >= 1000 ? (v / 1000).ToString("F1", CultureInfo.InvariantCulture) + "k" : v.ToString("F0", CultureInfo.InvariantCulture);
+}
