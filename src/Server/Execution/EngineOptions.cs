@@ -15,6 +15,12 @@ public sealed class EngineOptions
     /// <summary>Plans (one per distinct set of input shapes) kept per model version.</summary>
     [Range(1, 100_000)]
     public int MaxCachedPlans { get; set; } = 64;
+
+    /// <summary>
+    /// AUTO times forward and reverse mode on the first batch of each shape and keeps the faster (true), or picks by
+    /// size alone without timing (false: reproducible choices, no first-batch cost).
+    /// </summary>
+    public bool CalibrateAuto { get; set; } = true;
 }
 
 /// <summary>Message size limits (configuration section "Limits").</summary>
@@ -35,5 +41,6 @@ public sealed class LimitsOptions
         WorkingMemoryBytes = (long)engine.WorkingMemoryMiB << 20,
         MaxResultBytes = (long)MaxResponseMiB << 20,
         MaxCachedPlans = engine.MaxCachedPlans,
+        CalibrateAuto = engine.CalibrateAuto,
     };
 }

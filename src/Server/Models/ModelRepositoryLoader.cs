@@ -72,10 +72,15 @@ public sealed partial class ModelRepositoryLoader(
         try
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
-            var options = batching.Value.WithModelConfig(Path.Combine(repository.Value.FullRoot, name, ConfigFileName));
+            var config = Path.Combine(repository.Value.FullRoot, name, ConfigFileName);
+            var options = batching.Value.WithModelConfig(config);
+            var defaultMode = ModelConfig.DefaultMode(config);
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
-            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock, metrics));
+            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, options, clock, metrics))
+            {
+                DefaultMode = defaultMode,
+            };
         }
         catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
         {
