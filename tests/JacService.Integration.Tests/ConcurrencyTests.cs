@@ -51,8 +51,71 @@ public class ConcurrencyTests(ServerProcess server)
             }
     }
 
+    private static readonly DerivativeMode[] Modes = [DerivativeMode.Forward, DerivativeMode.Reverse, DerivativeMode.Auto];
+
+    /// <summary>Jacobians in all three modes, Jvps and Vjps with and without a T axis, on two models, interleaved.</summary>
+    private Func<Task<IMessage>> ModeCall(int i)
+    {
+        var rng = new Random(1000 + i);
+        var mode = Modes[i % 3];
+        return (i % 6) switch
+        {
+            0 or 1 => async () => await server.Client.BatchJacobianAsync(new BatchJacobianRequest
+            {
+                Model = "mlp_tanh", Mode = mode, Inputs = { ["x"] = Random(rng, 1 + i % 5, 32) },
+            }),
+            2 => async () => await server.Client.JacobianAsync(new JacobianRequest { Model = "two_outputs", Mode = mode, Inputs = { ["x"] = Random(rng, 6) } }),
+            3 => async () => await server.Client.JvpAsync(new JvpRequest
+            {
+                Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 2, 32) }, Tangents = i % 4 == 1 ? Random(rng, 2, 32) : Random(rng, 2, 3, 32),
+            }),
+            4 => async () => await server.Client.VjpAsync(new VjpRequest
+            {
+                Model = "two_outputs", Inputs = { ["x"] = Random(rng, 3, 6) },
+                Cotangents = { ["mean"] = Random(rng, 3, 2, 3), ["log_var"] = Random(rng, 3, 2, 3) },
+            }),
+            _ => async () => await server.Client.VjpAsync(new VjpRequest
+            {
+                Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 1 + i % 3, 32) }, Cotangents = { ["y"] = Random(rng, 1 + i % 3, 16) },
+            }),
+        };
+    }
+
+    [Fact]
+    public async Task MixedModesJvpsAndVjpsConcurrentlyGetTheAnswersTheyGetAlone()
+    {
+        const int calls = 120;
+        var alone = new List<IMessage>();
+        for (int i = 0; i < calls; i++) alone.Add(await ModeCall(i)());
+
+        var together = await Task.WhenAll(Enumerable.Range(0, calls).Select(i => Task.Run(() => ModeCall(i)())));
+
+        for (int i = 0; i < calls; i++)
+        {
+            if (Modes[i % 3] != DerivativeMode.Auto) Assert.Equal(ModeOf(alone[i]), ModeOf(together[i]));
+            foreach (var (name, expected, actual) in Tensors(alone[i]).Zip(Tensors(together[i]), (a, b) => (a.Name, a.Tensor, b.Tensor)))
+            {
+                Assert.Equal(expected.Shape, actual.Shape);
+                float scale = expected.Data.Max(MathF.Abs);
+                for (int k = 0; k < expected.Data.Count; k++)
+                    Assert.True(MathF.Abs(expected.Data[k] - actual.Data[k]) <= 1e-5f * scale, $"call {i} {name}[{k}]: {expected.Data[k]} vs {actual.Data[k]}");
+            }
+        }
+    }
+
+    private static DerivativeMode ModeOf(IMessage m) => m switch
+    {
+        JacobianResponse j => j.Mode,
+        BatchJacobianResponse b => b.Mode,
+        JvpResponse j => j.Mode,
+        VjpResponse v => v.Mode,
+        _ => throw new ArgumentException(m.GetType().Name),
+    };
+
     private static IEnumerable<(string Name, Tensor Tensor)> Tensors(IMessage m) => m switch
     {
+        JvpResponse j => j.Outputs.Select(o => ("out " + o.Key, o.Value)).Concat(j.Jvps.Select(o => ("jvp " + o.Key, o.Value))).OrderBy(o => o.Item1),
+        VjpResponse v => v.Outputs.Select(o => ("out " + o.Key, o.Value)).Append(("vjp", v.Vjp)).OrderBy(o => o.Item1),
         PredictResponse p => p.Outputs.OrderBy(o => o.Key).Select(o => ("out " + o.Key, o.Value)),
         JacobianResponse j => j.Outputs.Concat(j.Jacobians).OrderBy(o => o.Key).Select(o => (o.Key, o.Value)),
         BatchJacobianResponse b => b.Outputs.Select(o => ("out " + o.Key, o.Value)).Concat(b.Jacobians.Select(o => ("jac " + o.Key, o.Value))).OrderBy(o => o.Item1),
