@@ -1,3 +1,5 @@
+using JacService.Protos.V1;
+
 namespace JacService.Client;
 
 /// <summary>Outputs of a Predict call, by output name, with the batch axis first.</summary>
@@ -11,7 +13,11 @@ public sealed record JacobianResult(
     string Model,
     string Version,
     IReadOnlyDictionary<string, FloatTensor> Outputs,
-    IReadOnlyDictionary<string, FloatTensor> Jacobians);
+    IReadOnlyDictionary<string, FloatTensor> Jacobians)
+{
+    /// <summary>The mode that computed the Jacobians (FORWARD or REVERSE); for a stream, the first chunk's.</summary>
+    public DerivativeMode Mode { get; init; }
+}
 
 /// <summary>One model version in the repository. <see cref="State"/> is READY, LOADING or FAILED (then <see cref="Error"/> says why).</summary>
 public sealed record ModelDescription(
