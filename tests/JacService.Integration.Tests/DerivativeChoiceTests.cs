@@ -75,22 +75,19 @@ public sealed class DerivativeChoiceTests(DerivativeChoiceTests.ModeServer fixtu
         Assert.Equal(["logits"], choice.Of);
     }
 
-    [Fact]
-    public async Task AutoChoosesForwardForThePinn()
+    /// <summary>
+    /// pinn (2 inputs, 1 output) and relu_classifier (20 inputs, 10 outputs) are close calls on this CPU: pinn measured
+    /// forward 1612 µs vs reverse 1520 µs in one run and the opposite order in another, so neither mode is asserted.
+    /// What must hold is that AUTO runs what it reports, the faster of its two measurements.
+    /// </summary>
+    [Theory]
+    [InlineData("pinn")]
+    [InlineData("relu_classifier")]
+    public async Task AutoOnACloseCallRunsTheFasterOfItsMeasurements(string name)
     {
-        // 2 inputs, 1 output: both need few directions, and a forward push costs less than a primal plus a pull.
-        var choice = await ChoiceAfterAuto("pinn");
-        Assert.True(choice.Mode == DerivativeMode.Forward,
-            $"pinn chose {choice.Mode}: forward {choice.ForwardUs:F0} µs, reverse {choice.ReverseUs:F0} µs");
-    }
-
-    [Fact]
-    public async Task AutoOnTheReluClassifierIsReportedWithItsTimes()
-    {
-        // 20 inputs, 10 outputs: close enough that either can win; what matters is that the report and the run agree.
-        var choice = await ChoiceAfterAuto("relu_classifier");
+        var choice = await ChoiceAfterAuto(name);
         Assert.True(choice.ForwardUs > 0 && choice.ReverseUs > 0);
-        Assert.Equal(choice.Mode, choice.ForwardUs <= choice.ReverseUs ? DerivativeMode.Forward : DerivativeMode.Reverse);
+        Assert.Equal(choice.ReverseUs < choice.ForwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward, choice.Mode);
     }
 
     [Fact]
