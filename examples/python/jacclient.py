@@ -1,9 +1,13 @@
 #!/usr/bin/python3
-"""JacService from Python: list the models, describe one, then Predict and BatchJacobian on a small batch.
+"""JacService from Python: list the models, describe one, then Predict, BatchJacobian, Jvp and Vjp on a small batch.
 
     ./generate.sh                                           # stubs from src/Protos into ./gen
     /usr/bin/python3 jacclient.py --target 127.0.0.1:50051 --model pinn
     /usr/bin/python3 jacclient.py --target 127.0.0.1:50051 --reference ../../tests/fixtures/reference/mlp_tanh.json
+    /usr/bin/python3 jacclient.py --model small_cnn --mode reverse   # how the Jacobian is computed: auto|forward|reverse
+
+Jvp pushes the first basis direction through (J·e_0: column 0 of each Jacobian); Vjp pulls the first basis
+direction of each output back (e_0ᵀ·J: row 0). With --reference both are checked against the reference Jacobians.
 
 With --reference, the inputs come from the reference file and every output and Jacobian must match it:
 max |got - ref| <= tolerance * max |ref| per tensor (the server computes in float32, the reference is float64).
@@ -36,6 +40,8 @@ def main() -> int:
     p.add_argument("--reference", default="", help="reference JSON (tests/fixtures/reference/*.json) to check against")
     p.add_argument("--tolerance", type=float, default=1e-4, help="allowed error relative to the largest reference entry")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
+    p.add_argument("--mode", choices=["auto", "forward", "reverse"], default="auto",
+                   help="how BatchJacobian computes: auto lets the server choose (the response says which ran)")
     args = p.parse_args()
 
     reference = load_reference(args.reference) if args.reference else None
@@ -73,14 +79,19 @@ def run(stub, model: str, reference, args) -> int:
     for name, t in sorted(predicted.outputs.items()):
         print(f"Predict {model}: {name}{list(t.shape)} = {preview(t.data)}")
 
-    # One BatchJacobian per float input: `wrt` picks the input to differentiate.
+    # One BatchJacobian per float input: `wrt` picks the input to differentiate, `mode` how.
+    mode = {"auto": pb.DERIVATIVE_MODE_AUTO, "forward": pb.DERIVATIVE_MODE_FORWARD,
+            "reverse": pb.DERIVATIVE_MODE_REVERSE}[args.mode]
     jacobians = {}
+    directional = []
     for wrt in [t.name for t in info.inputs if t.dtype == "float"]:
-        response = stub.BatchJacobian(pb.BatchJacobianRequest(model=model, inputs=request_inputs, wrt=wrt),
+        response = stub.BatchJacobian(pb.BatchJacobianRequest(model=model, inputs=request_inputs, wrt=wrt, mode=mode),
                                       timeout=args.timeout)
+        ran = pb.DerivativeMode.Name(response.mode)
         for out, t in sorted(response.jacobians.items()):
-            print(f"BatchJacobian {model}: d{out}/d{wrt}{list(t.shape)} = {preview(t.data)}")
+            print(f"BatchJacobian {model}: d{out}/d{wrt}{list(t.shape)} = {preview(t.data)} (mode {ran})")
             jacobians[(out, wrt)] = t
+        directional += jvp_and_vjp(stub, model, request_inputs, wrt, predicted.outputs, args.timeout)
 
     # Reading an error status: an unknown model is NOT_FOUND, with a message saying which.
     not_found_ok = False
@@ -93,15 +104,57 @@ def run(stub, model: str, reference, args) -> int:
 
     if reference is None:
         return 0 if not_found_ok else 1
-    return check(predicted.outputs, jacobians, reference, args.tolerance, not_found_ok)
+    return check(predicted.outputs, jacobians, directional, reference, args.tolerance, not_found_ok)
 
 
-def check(outputs, jacobians, reference, tolerance: float, not_found_ok: bool) -> int:
+def jvp_and_vjp(stub, model: str, inputs, wrt: str, outputs, timeout: float):
+    """Jvp along e_0 of `wrt` and, per output, Vjp along e_0 of that output; returns (label, kind, tensor, out, wrt)."""
+    x = inputs[wrt]
+    batch, per_sample = x.shape[0], len(x.data) // x.shape[0]
+    # Tangents [B] ++ in_shape (one direction per sample, no T axis): a 1 at flat position 0 of every sample.
+    e0 = [1.0 if i % per_sample == 0 else 0.0 for i in range(len(x.data))]
+    jvp = stub.Jvp(pb.JvpRequest(model=model, inputs=inputs, wrt=wrt, tangents=pb.Tensor(shape=x.shape, data=e0)),
+                   timeout=timeout)
+    found = []
+    for out, t in sorted(jvp.jvps.items()):
+        print(f"Jvp {model} ({pb.DerivativeMode.Name(jvp.mode)}): d{out}/d{wrt}·e0{list(t.shape)} = {preview(t.data)}")
+        found.append((f"d{out}/d{wrt}·e0", "column", t, out, wrt))
+    for out, y in sorted(outputs.items()):
+        m = len(y.data) // batch
+        u0 = [1.0 if i % m == 0 else 0.0 for i in range(len(y.data))]
+        vjp = stub.Vjp(pb.VjpRequest(model=model, inputs=inputs, wrt=wrt, cotangents={out: pb.Tensor(shape=y.shape, data=u0)}),
+                       timeout=timeout)
+        print(f"Vjp {model} ({pb.DerivativeMode.Name(vjp.mode)}): e0·d{out}/d{wrt}{list(vjp.vjp.shape)} = {preview(vjp.vjp.data)}")
+        found.append((f"e0·d{out}/d{wrt}", "row", vjp.vjp, out, wrt))
+    return found
+
+
+def column_or_row(jacobian, kind: str, out_shape, in_shape):
+    """Column 0 ([B] ++ out_shape) or row 0 ([B] ++ in_shape) of a reference Jacobian [B] ++ out ++ in."""
+    batch, data = out_shape[0], jacobian["data"]
+    per_in, per_out = prod(in_shape[1:]), prod(out_shape[1:])
+    if kind == "column":
+        return {"shape": out_shape, "data": [data[(b * per_out + i) * per_in] for b in range(batch) for i in range(per_out)]}
+    return {"shape": in_shape, "data": [data[b * per_out * per_in + j] for b in range(batch) for j in range(per_in)]}
+
+
+def prod(dims) -> int:
+    p = 1
+    for d in dims:
+        p *= d
+    return p
+
+
+def check(outputs, jacobians, directional, reference, tolerance: float, not_found_ok: bool) -> int:
     failures = [] if not_found_ok else ["GetModel no_such_model did not answer NOT_FOUND"]
     expected = [(name, outputs.get(name), ref) for name, ref in reference["outputs"].items()]
     expected += [(f"d{out}/d{wrt}", jacobians.get((out, wrt)), ref)
                  for wrt, per_output in reference["jacobians"].items() for out, ref in per_output.items()]
-    for label, got, ref in expected:
+    # Jvp along e_0 is column 0 of the Jacobian, Vjp along e_0 its row 0: checked against the same references.
+    expected_directional = [(label, got, column_or_row(reference["jacobians"][wrt][out], kind, reference["outputs"][out]["shape"],
+                                                       reference["inputs"][wrt]["shape"]))
+                            for label, kind, got, out, wrt in directional]
+    for label, got, ref in expected + expected_directional:
         ok, detail = compare(got, ref, tolerance)
         print(f"{'match' if ok else 'MISMATCH'} {label}: {detail}")
         if not ok:
@@ -111,8 +164,8 @@ def check(outputs, jacobians, reference, tolerance: float, not_found_ok: bool) -
         for f in failures:
             print(f"  {f}")
         return 1
-    print(f"PASS: {len(expected)} outputs and Jacobians of {reference['model']} match {reference['path']} "
-          f"(max abs error <= {tolerance:g} x largest |reference| entry)")
+    print(f"PASS: {len(expected)} outputs and Jacobians of {reference['model']} match {reference['path']}, "
+          f"and {len(expected_directional)} Jvp columns and Vjp rows (max abs error <= {tolerance:g} x largest |reference| entry)")
     return 0
 
 

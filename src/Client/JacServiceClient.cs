@@ -42,27 +42,29 @@ public sealed class JacServiceClient
 
     /// <summary>
     /// Outputs and Jacobians for ONE sample (inputs without the batch axis). <paramref name="wrt"/>: the input to
-    /// differentiate ("" = the only float input); <paramref name="of"/>: the outputs (none = every float output).
+    /// differentiate ("" = the only float input); <paramref name="of"/>: the outputs (none = every float output);
+    /// <paramref name="mode"/>: forward, reverse, or AUTO (the model's default, else the server's measured choice);
+    /// the result says which ran.
     /// </summary>
     public async Task<JacobianResult> JacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
         string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
     {
-        var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt };
+        var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Mode = mode };
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
         var response = await Stub.JacobianAsync(request, Options(timeout, cancellationToken));
-        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians));
+        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians)) { Mode = response.Mode };
     }
 
     /// <summary>Outputs and per-sample Jacobians for a batch, as one message (see <see cref="StreamBatchJacobianAsync"/> for larger ones).</summary>
     public async Task<JacobianResult> BatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
         string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
     {
-        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk: 0);
+        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk: 0, mode);
         var response = await Stub.BatchJacobianAsync(request, Options(timeout, cancellationToken));
-        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians));
+        return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians)) { Mode = response.Mode };
     }
 
     /// <summary>
@@ -73,10 +75,10 @@ public sealed class JacServiceClient
     /// </summary>
     public async Task<JacobianResult> StreamBatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
         string wrt = "", IEnumerable<string>? of = null, string version = "", int maxRowsPerChunk = 0, TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxRowsPerChunk);
-        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk);
+        var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk, mode);
         using var call = Stub.StreamBatchJacobian(request, Options(timeout, cancellationToken));
         ChunkAssembler? assembler = null;
         while (await call.ResponseStream.MoveNext(CancellationToken.None))
@@ -87,6 +89,40 @@ public sealed class JacServiceClient
         }
         if (assembler is null) throw new InvalidDataException("the stream ended without any chunk");
         return assembler.Result();
+    }
+
+    /// <summary>
+    /// Outputs and Jacobian-vector products J·v of a batch (forward mode, without forming J). <paramref name="tangents"/>:
+    /// directions in the space of <paramref name="wrt"/>, <c>[B] ++ in_shape</c> (one per sample) or <c>[B, T] ++ in_shape</c>
+    /// (T per sample); each result has the same layout with the output's shape.
+    /// </summary>
+    public async Task<JvpResult> JvpAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs, FloatTensor tangents,
+        string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var request = new JvpRequest { Model = model, Version = version, Wrt = wrt, Tangents = tangents.ToProto() };
+        AddInputs(request.Inputs, inputs);
+        if (of is not null) request.Of.AddRange(of);
+        var response = await Stub.JvpAsync(request, Options(timeout, cancellationToken));
+        return new JvpResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jvps), response.Mode);
+    }
+
+    /// <summary>
+    /// Outputs and the vector-Jacobian product uᵀ·J of a batch (reverse mode, without forming J): the gradient with
+    /// respect to <paramref name="wrt"/> of the sum over outputs of cotangent · output. <paramref name="cotangents"/>:
+    /// one per output to pull back, all <c>[B] ++ out_shape</c> or all <c>[B, T] ++ out_shape</c> with the same T;
+    /// <paramref name="of"/> (none = the outputs given cotangents) must name exactly those outputs.
+    /// </summary>
+    public async Task<VjpResult> VjpAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        IReadOnlyDictionary<string, FloatTensor> cotangents, string wrt = "", IEnumerable<string>? of = null, string version = "",
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var request = new VjpRequest { Model = model, Version = version, Wrt = wrt };
+        AddInputs(request.Inputs, inputs);
+        AddInputs(request.Cotangents, cotangents);
+        if (of is not null) request.Of.AddRange(of);
+        var response = await Stub.VjpAsync(request, Options(timeout, cancellationToken));
+        return new VjpResult(response.Model, response.Version, FromProto(response.Outputs), FloatTensor.FromProto(response.Vjp), response.Mode);
     }
 
     public async Task<IReadOnlyList<ModelDescription>> ListModelsAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
@@ -108,9 +144,9 @@ public sealed class JacServiceClient
     }
 
     private static BatchJacobianRequest BatchRequest(string model, IReadOnlyDictionary<string, FloatTensor> inputs, string wrt,
-        IEnumerable<string>? of, string version, int maxRowsPerChunk)
+        IEnumerable<string>? of, string version, int maxRowsPerChunk, DerivativeMode mode)
     {
-        var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, MaxRowsPerChunk = maxRowsPerChunk };
+        var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, MaxRowsPerChunk = maxRowsPerChunk, Mode = mode };
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
         return request;
@@ -133,6 +169,7 @@ public sealed class JacServiceClient
     private sealed class ChunkAssembler
     {
         private readonly string _model, _version;
+        private readonly DerivativeMode _mode;
         private readonly long _totalRows;
         private readonly Dictionary<string, (long[] Shape, float[] Data)> _outputs, _jacobians;
         private long _nextRow;
@@ -143,6 +180,7 @@ public sealed class JacServiceClient
                 throw new InvalidDataException($"the first chunk has total_rows {first.TotalRows} and row_count {first.RowCount}; both must be positive");
             _model = first.Model;
             _version = first.Version;
+            _mode = first.Mode;
             _totalRows = first.TotalRows;
             _outputs = Allocate(first.Outputs, first.RowCount, _totalRows);
             _jacobians = Allocate(first.Jacobians, first.RowCount, _totalRows);
@@ -163,7 +201,7 @@ public sealed class JacServiceClient
         public JacobianResult Result()
         {
             if (_nextRow != _totalRows) throw new InvalidDataException($"the stream ended after {_nextRow} of {_totalRows} rows");
-            return new JacobianResult(_model, _version, ToTensors(_outputs), ToTensors(_jacobians));
+            return new JacobianResult(_model, _version, ToTensors(_outputs), ToTensors(_jacobians)) { Mode = _mode };
         }
 
         private static Dictionary<string, (long[], float[])> Allocate(MapField<string, Tensor> tensors, long rows, long totalRows) =>

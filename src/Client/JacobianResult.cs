@@ -1,3 +1,5 @@
+using JacService.Protos.V1;
+
 namespace JacService.Client;
 
 /// <summary>
@@ -8,4 +10,8 @@ public sealed record JacobianResult(
     string Model,
     string Version,
     IReadOnlyDictionary<string, FloatTensor> Outputs,
-    IReadOnlyDictionary<string, FloatTensor> Jacobians);
+    IReadOnlyDictionary<string, FloatTensor> Jacobians)
+{
+    /// <summary>The mode that computed the Jacobians (FORWARD or REVERSE); for a stream, the first chunk's.</summary>
+    public DerivativeMode Mode { get; init; }
+}

@@ -101,22 +101,22 @@ public static class ClientVerbs
         var command = batched
             ? new Command("batch-jacobian", "Outputs and per-sample Jacobians for a batch (inputs carry the batch axis first)")
             : new Command("jacobian", "Outputs and the Jacobian for ONE sample (inputs without the batch axis)");
-        foreach (var o in new Option[] { model, ModelVersion, Input, wrt, of, Out, Timeout }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, ModelVersion, Input, wrt, of, ModeOption.Option, Out, Timeout }) command.Options.Add(o);
         command.SetAction((r, ct) => CallAsync(r, model, batched, command.Name, ct, async (c, name, inputs, options) =>
         {
             if (batched)
             {
-                var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] }, Mode = ModeOption.Get(r) };
                 foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
                 var response = await c.Client.BatchJacobianAsync(request, options);
-                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians, mode: response.Mode);
             }
             else
             {
-                var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] } };
+                var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] }, Mode = ModeOption.Get(r) };
                 foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
                 var response = await c.Client.JacobianAsync(request, options);
-                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians);
+                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians, mode: response.Mode);
             }
         }));
         return command;

@@ -129,14 +129,16 @@ public static class TensorFiles
     /// <summary>
     /// Writes a result: JSON to standard output (no <paramref name="path"/>) or to a .json file; a .npy file when
     /// exactly one tensor is meant (the Jacobian of the only output, or the only output of predict); any other
-    /// path is a folder that gets output_NAME.npy and jacobian_NAME.npy.
+    /// path is a folder that gets output_NAME.npy and jacobian_NAME.npy. <paramref name="derivatives"/> names the
+    /// derivatives in the JSON and the folder ("jacobians", "jvps", "vjp"); <paramref name="mode"/>, when given, is
+    /// the derivative mode that ran, written to the JSON.
     /// </summary>
     public static void WriteResult(string? path, TextWriter stdout, string model, string version,
-        MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians)
+        MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians, string derivatives = "jacobians", DerivativeMode? mode = null)
     {
         if (path is null || path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
-            string json = ResultJson(model, version, outputs, jacobians);
+            string json = ResultJson(model, version, outputs, jacobians, derivatives, mode);
             if (path is null) stdout.WriteLine(json);
             else File.WriteAllText(path, json + "\n");
             return;
@@ -153,10 +155,11 @@ public static class TensorFiles
         Directory.CreateDirectory(path);
         foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), FloatTensor.FromProto(t));
         if (jacobians is not null)
-            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"jacobian_{name}.npy"), FloatTensor.FromProto(t));
+            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"{derivatives.TrimEnd('s')}_{name}.npy"), FloatTensor.FromProto(t));
     }
 
-    public static string ResultJson(string model, string version, MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians)
+    public static string ResultJson(string model, string version, MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians,
+        string derivatives = "jacobians", DerivativeMode? mode = null)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions()))
@@ -165,7 +168,8 @@ public static class TensorFiles
             w.WriteString("model", model);
             w.WriteString("version", version);
             WriteTensors(w, "outputs", outputs);
-            if (jacobians is not null) WriteTensors(w, "jacobians", jacobians);
+            if (jacobians is not null) WriteTensors(w, derivatives, jacobians);
+            if (mode is { } m) w.WriteString("mode", ModeOption.Name(m));
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());

@@ -13,3 +13,7 @@ public sealed partial class JacobianRequest : IModelRequest;
 public sealed partial class BatchJacobianRequest : IModelRequest;
 
 public sealed partial class GetModelRequest : IModelRequest;
+
+public sealed partial class JvpRequest : IModelRequest;
+
+public sealed partial class VjpRequest : IModelRequest;

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using JacService.Client;
+using JacService.Protos.V1;
 using JacService.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using static JacService.Integration.Tests.ClientTesting;
@@ -49,6 +50,63 @@ public class ClientLibraryTests(ServerProcess server)
             foreach (var (output, expected) in perOutput) Close(expected, result.Jacobians[output], $"{name} d{output}/d{wrt}");
             foreach (var (output, expected) in reference.Outputs) Close(expected, result.Outputs[output], $"{name}.{output}");
         }
+    }
+
+    [Theory]
+    [InlineData(DerivativeMode.Forward)]
+    [InlineData(DerivativeMode.Reverse)]
+    [InlineData(DerivativeMode.Auto)]
+    public async Task EveryJacobianCallTakesAModeAndReportsWhatRan(DerivativeMode mode)
+    {
+        var reference = Fixtures.Load("two_outputs");
+        var expected = reference.Jacobians["x"]["log_var"];
+        var one = await _client.JacobianAsync("two_outputs", SampleInputs(reference, 1), mode: mode);
+        var batch = await _client.BatchJacobianAsync("two_outputs", Inputs(reference), mode: mode);
+        var streamed = await _client.StreamBatchJacobianAsync("two_outputs", Inputs(reference), maxRowsPerChunk: 2, mode: mode);
+        Close(expected.Sample(1), one.Jacobians["log_var"], "one sample");
+        Close(expected, batch.Jacobians["log_var"], "batch");
+        Close(expected, streamed.Jacobians["log_var"], "stream");
+        foreach (var ran in new[] { one.Mode, batch.Mode, streamed.Mode })
+            DerivativeModeTests.AssertRan(mode, ran, "two_outputs");
+    }
+
+    [Fact]
+    public async Task JvpAlongTheBasisGivesJacobianColumns()
+    {
+        var reference = Fixtures.Load("mlp_tanh");
+        var x = reference.Inputs["x"];
+        var result = await _client.JvpAsync("mlp_tanh", Inputs(reference), ToTensor(DerivativeModeTests.Basis(x.Shape)));
+        Assert.Equal(DerivativeMode.Forward, result.Mode);
+        var jacobian = reference.Jacobians["x"]["y"];
+        Assert.Equal([3, 32, 16], result.Jvps["y"].Shape);
+        // jvp[b, k, i] = J[b, i, k]
+        for (int b = 0; b < 3; b++)
+            for (int k = 0; k < 32; k++)
+                for (int i = 0; i < 16; i++)
+                    Assert.True(Math.Abs(result.Jvps["y"].Span[(b * 32 + k) * 16 + i] - jacobian.Data[(b * 16 + i) * 32 + k]) < 1e-4, $"[{b}, {k}, {i}]");
+        Close(reference.Outputs["y"], result.Outputs["y"], "y");
+    }
+
+    [Fact]
+    public async Task VjpAlongTheBasisGivesJacobianRows()
+    {
+        var reference = Fixtures.Load("two_outputs");
+        var y = reference.Outputs["mean"];
+        var result = await _client.VjpAsync("two_outputs", Inputs(reference),
+            new Dictionary<string, FloatTensor> { ["mean"] = ToTensor(DerivativeModeTests.Basis(y.Shape)) });
+        Assert.Equal(DerivativeMode.Reverse, result.Mode);
+        Close(new RefTensor([3, 3, 6], reference.Jacobians["x"]["mean"].Data), result.Vjp, "rows of dmean/dx");
+        Assert.Equal(2, result.Outputs.Count);
+    }
+
+    [Fact]
+    public async Task BadCotangentsSurfaceAsInvalidArgument()
+    {
+        var reference = Fixtures.Load("two_outputs");
+        var e = await Assert.ThrowsAsync<RpcException>(() => _client.VjpAsync("two_outputs", Inputs(reference),
+            new Dictionary<string, FloatTensor> { ["mean"] = new(new float[9], 3, 3) }, of: ["log_var"]));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Equal("cotangent for output 'mean', which is not in 'of' (log_var)", e.Status.Detail);
     }
 
     [Fact]

@@ -40,23 +40,80 @@ public class ConcurrencyTests(ServerProcess server)
 
         var together = await Task.WhenAll(Enumerable.Range(0, calls).Select(i => Task.Run(() => Call(i)())));
 
-        // Within float32 rounding, not bit-for-bit: a batch of different size takes other GEMM blocking paths.
+        for (int i = 0; i < calls; i++) AssertSame(alone[i], together[i], i);
+    }
+
+    private static readonly DerivativeMode[] Modes = [DerivativeMode.Forward, DerivativeMode.Reverse, DerivativeMode.Auto];
+
+    /// <summary>Jacobians in all three modes, Jvps and Vjps with and without a T axis, on two models, interleaved.</summary>
+    private Func<Task<IMessage>> ModeCall(int i)
+    {
+        var rng = new Random(1000 + i);
+        var mode = Modes[i % 3];
+        return (i % 6) switch
+        {
+            0 or 1 => async () => await server.Client.BatchJacobianAsync(new BatchJacobianRequest
+            {
+                Model = "mlp_tanh", Mode = mode, Inputs = { ["x"] = Random(rng, 1 + i % 5, 32) },
+            }),
+            2 => async () => await server.Client.JacobianAsync(new JacobianRequest { Model = "two_outputs", Mode = mode, Inputs = { ["x"] = Random(rng, 6) } }),
+            3 => async () => await server.Client.JvpAsync(new JvpRequest
+            {
+                Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 2, 32) }, Tangents = i % 4 == 1 ? Random(rng, 2, 32) : Random(rng, 2, 3, 32),
+            }),
+            4 => async () => await server.Client.VjpAsync(new VjpRequest
+            {
+                Model = "two_outputs", Inputs = { ["x"] = Random(rng, 3, 6) },
+                Cotangents = { ["mean"] = Random(rng, 3, 2, 3), ["log_var"] = Random(rng, 3, 2, 3) },
+            }),
+            _ => async () => await server.Client.VjpAsync(new VjpRequest
+            {
+                Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 1 + i % 3, 32) }, Cotangents = { ["y"] = Random(rng, 1 + i % 3, 16) },
+            }),
+        };
+    }
+
+    [Fact]
+    public async Task MixedModesJvpsAndVjpsConcurrentlyGetTheAnswersTheyGetAlone()
+    {
+        const int calls = 120;
+        var alone = new List<IMessage>();
+        for (int i = 0; i < calls; i++) alone.Add(await ModeCall(i)());
+
+        var together = await Task.WhenAll(Enumerable.Range(0, calls).Select(i => Task.Run(() => ModeCall(i)())));
+
         for (int i = 0; i < calls; i++)
         {
-            // By name, and the same names on both sides: pairing in order would pass over a missing or extra tensor.
-            var expectedByName = Tensors(alone[i]);
-            var actualByName = Tensors(together[i]);
-            Assert.Equal(expectedByName.Keys.Order(), actualByName.Keys.Order());
-            foreach (var (name, expected) in expectedByName)
-            {
-                var actual = actualByName[name];
-                Assert.Equal(expected.Shape, actual.Shape);
-                float scale = expected.Data.Max(MathF.Abs);
-                for (int k = 0; k < expected.Data.Count; k++)
-                    Assert.True(MathF.Abs(expected.Data[k] - actual.Data[k]) <= 1e-5f * scale, $"call {i} {name}[{k}]: {expected.Data[k]} vs {actual.Data[k]}");
-            }
+            if (Modes[i % 3] != DerivativeMode.Auto) Assert.Equal(ModeOf(alone[i]), ModeOf(together[i]));
+            AssertSame(alone[i], together[i], i);
         }
     }
+
+    /// <summary>Within float32 rounding, not bit-for-bit: a batch of different size takes other GEMM blocking paths.</summary>
+    private static void AssertSame(IMessage alone, IMessage together, int call)
+    {
+        // By name, and the same names on both sides: pairing in order would pass over a missing or extra tensor.
+        var expectedByName = Tensors(alone);
+        var actualByName = Tensors(together);
+        Assert.Equal(expectedByName.Keys.Order(), actualByName.Keys.Order());
+        foreach (var (name, expected) in expectedByName)
+        {
+            var actual = actualByName[name];
+            Assert.Equal(expected.Shape, actual.Shape);
+            float scale = expected.Data.Max(MathF.Abs);
+            for (int k = 0; k < expected.Data.Count; k++)
+                Assert.True(MathF.Abs(expected.Data[k] - actual.Data[k]) <= 1e-5f * scale, $"call {call} {name}[{k}]: {expected.Data[k]} vs {actual.Data[k]}");
+        }
+    }
+
+    private static DerivativeMode ModeOf(IMessage m) => m switch
+    {
+        JacobianResponse j => j.Mode,
+        BatchJacobianResponse b => b.Mode,
+        JvpResponse j => j.Mode,
+        VjpResponse v => v.Mode,
+        _ => throw new ArgumentException(m.GetType().Name),
+    };
 
     /// <summary>Every tensor of a response by name; outputs and Jacobians of one output share its name, so each gets a prefix.</summary>
     private static Dictionary<string, Tensor> Tensors(IMessage m) => m switch
@@ -64,6 +121,8 @@ public class ConcurrencyTests(ServerProcess server)
         PredictResponse p => Named(p.Outputs, new Dictionary<string, Tensor>()),
         JacobianResponse j => Named(j.Outputs, j.Jacobians),
         BatchJacobianResponse b => Named(b.Outputs, b.Jacobians),
+        JvpResponse j => Named(j.Outputs, j.Jvps),
+        VjpResponse v => Named(v.Outputs, new Dictionary<string, Tensor> { ["vjp"] = v.Vjp }),
         _ => throw new ArgumentException(m.GetType().Name),
     };
 

@@ -48,7 +48,7 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
                 && Sum(samples, "http_server_request_duration_seconds_count", ("http_route", JacobianRoute)) >= Jacobians) break;
         }
 
-        string[] request = ["model", "method", "status"], kind = ["model", "kind"];
+        string[] request = ["model", "method", "status"], kind = ["model", "kind"], batch = ["model", "kind", "mode"];
         var expected = new (string Name, string[] Labels)[]
         {
             ("jacservice_requests_total", request),
@@ -57,12 +57,12 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
             ("jacservice_request_duration_seconds_count", request),
             ("jacservice_queue_wait_seconds_bucket", [.. kind, "le"]),
             ("jacservice_queue_wait_seconds_count", kind),
-            ("jacservice_batch_size_bucket", [.. kind, "le"]),
-            ("jacservice_batch_size_sum", kind),
-            ("jacservice_batch_size_count", kind),
-            ("jacservice_batch_padded_rows_total", kind),
-            ("jacservice_batch_duration_seconds_bucket", [.. kind, "bucket", "le"]),
-            ("jacservice_batch_duration_seconds_count", [.. kind, "bucket"]),
+            ("jacservice_batch_size_bucket", [.. batch, "le"]),
+            ("jacservice_batch_size_sum", batch),
+            ("jacservice_batch_size_count", batch),
+            ("jacservice_batch_padded_rows_total", batch),
+            ("jacservice_batch_duration_seconds_bucket", [.. batch, "bucket", "le"]),
+            ("jacservice_batch_duration_seconds_count", [.. batch, "bucket"]),
             ("jacservice_queue_depth", ["model", "version"]),
             ("jacservice_models_loaded", ["state"]),
         };
@@ -78,6 +78,10 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.Equal(Predicts, Sum(samples, "jacservice_requests_total", ("model", Traffic.Model), ("method", "Predict"), ("status", "OK")));
         Assert.Equal(Jacobians, Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "jacobian")));
         Assert.Equal(predictRows, Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "predict")));
+        // Batches carry the mode that ran: "none" for predict, "forward" or "reverse" (never "auto") for a Jacobian.
+        Assert.Equal(predictRows, Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "predict"), ("mode", "none")));
+        Assert.Equal(Jacobians, Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "jacobian"), ("mode", "forward"))
+            + Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "jacobian"), ("mode", "reverse")));
         Assert.True(Sum(samples, "jacservice_batch_padded_rows_total", ("kind", "predict")) > 0, "3-row batches padded to 4 should count padded rows");
         // ServerProcess's repository: every fixture's version 1 plus mlp_tanh/2 load; 7 broken ones (garbage, missing_file,
         // unsupported_op, invalid_graph and 3 bad config.json files) fail.

@@ -1,3 +1,4 @@
+using JacService.Core.Derivatives;
 using JacService.Server.Batching;
 using JacService.Server.Models;
 
@@ -101,5 +102,38 @@ public sealed class ModelConfigTests : IDisposable
     public void AFileThatIsNotAJsonObjectIsRefused(string json)
     {
         Assert.NotEmpty(Refused(json));
+    }
+
+    private DerivativeMode Mode(string json)
+    {
+        File.WriteAllText(_path, json);
+        return ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server)).DerivativeMode;
+    }
+
+    [Theory]
+    [InlineData("""{ "derivativeMode": "auto" }""", DerivativeMode.Auto)]
+    [InlineData("""{ "derivativeMode": "forward" }""", DerivativeMode.Forward)]
+    [InlineData("""{ "derivativeMode": "reverse", "batching": { "maxBatchSize": 8 } }""", DerivativeMode.Reverse)]
+    [InlineData("""{ "batching": { "maxBatchSize": 8 } }""", DerivativeMode.Auto)]
+    public void TheDefaultModeIsReadFromTheTopLevelKey(string json, DerivativeMode expected) => Assert.Equal(expected, Mode(json));
+
+    [Fact]
+    public void NoFileMeansAuto() => Assert.Equal(DerivativeMode.Auto, ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server)).DerivativeMode);
+
+    [Theory]
+    [InlineData("""{ "derivativeMode": "Reverse" }""", "\"Reverse\"")]
+    [InlineData("""{ "derivativeMode": 2 }""", "2")]
+    [InlineData("""{ "derivativeMode": null }""", "null")]
+    public void AnInvalidModeNamesTheFileTheKeyAndTheAllowedValues(string json, string got) =>
+        Assert.Equal($"\"derivativeMode\" must be one of \"auto\", \"forward\", \"reverse\", got {got}", Refused(json));
+
+    [Fact]
+    public void RequestsInDifferentModesDoNotShareAPass()
+    {
+        var forward = new WorkKey(WorkKind.Jacobian, 0, [0], "3", DerivativeMode.Forward);
+        Assert.Equal(forward, new WorkKey(WorkKind.Jacobian, 0, [0], "3", DerivativeMode.Forward));
+        Assert.Equal(forward.GetHashCode(), new WorkKey(WorkKind.Jacobian, 0, [0], "3", DerivativeMode.Forward).GetHashCode());
+        Assert.NotEqual(forward, new WorkKey(WorkKind.Jacobian, 0, [0], "3", DerivativeMode.Reverse));
+        Assert.NotEqual(forward, new WorkKey(WorkKind.Jvp, 0, [0], "3", DerivativeMode.Forward));
     }
 }

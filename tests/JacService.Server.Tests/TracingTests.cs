@@ -109,6 +109,7 @@ public sealed class TracingTests : IAsyncLifetime
         Assert.Equal("0", Tag(batch, "jacservice.batch.padded_rows"));
         Assert.Equal("32", Tag(batch, "jacservice.tangent_width"));
         Assert.Equal("cpu", Tag(batch, "jacservice.device"));
+        Assert.Contains(Tag(batch, "jacservice.mode"), new[] { "forward", "reverse" }); // what AUTO ran, never "auto"
         Assert.All(queues, q => Assert.Equal("mlp_tanh", Tag(q, "jacservice.model")));
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JacService.Core;
+using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
@@ -202,11 +203,12 @@ public sealed class ModelBatcher : IAsyncDisposable
         Interlocked.Add(ref _rows, rows);
         Interlocked.Add(ref _paddedRows, padded - rows);
         using var span = StartBatchSpan(batch, inputs, rows, bucket, padded);
+        DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;
         try
         {
-            var result = batch.Key.Kind == WorkKind.Predict
-                ? _model.Predict(inputs, buffers.Results)
-                : _model.Jacobian(inputs, batch.Key.Wrt, batch.Key.Of, Core.Derivatives.DerivativeMode.Auto, buffers.Results);
+            var result = Run(batch.Key, inputs, buffers.Results);
+            ran = result.Mode;
+            span?.SetTag(Attributes.Mode, JacServiceMetrics.ModeName(ran));
             // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
             var parts = new EngineResult[batch.Parts.Count];
             for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)
@@ -222,9 +224,26 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         finally
         {
-            _metrics.RecordBatch(_model.Name, batch.Key.Kind, bucket, rows, padded - rows,
+            _metrics.RecordBatch(_model.Name, batch.Key.Kind, ran, bucket, rows, padded - rows,
                 Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
+    }
+
+    /// <summary>
+    /// One engine call for the stacked batch. Jvp and Vjp requests carry their directions after the model inputs
+    /// (stacked and padded like them); they are split off here.
+    /// </summary>
+    private EngineResult Run(WorkKey key, HostTensor[] stacked, ResultBuffers results)
+    {
+        int n = _model.Inputs.Count;
+        return key.Kind switch
+        {
+            WorkKind.Predict => _model.Predict(stacked, results),
+            WorkKind.Jacobian => _model.Jacobian(stacked, key.Wrt, key.Of, key.Mode, results),
+            WorkKind.Jvp => _model.Jvp(stacked[..n], key.Wrt, key.Of, stacked[n], results),
+            WorkKind.Vjp => _model.Vjp(stacked[..n], key.Wrt, key.Of, stacked[n..], results),
+            _ => throw new ArgumentOutOfRangeException(nameof(key), key.Kind, "unknown kind of work"),
+        };
     }
 
     private Activity? StartBatchSpan(Batch batch, HostTensor[] inputs, int rows, int bucket, int padded)
@@ -245,6 +264,15 @@ public sealed class ModelBatcher : IAsyncDisposable
             span.SetTag(Attributes.PaddedRows, padded - rows);
             span.SetTag(Attributes.Requests, batch.Parts.Count);
             if (batch.Key.Kind == WorkKind.Jacobian) span.SetTag(Attributes.TangentWidth, inputs[batch.Key.Wrt].Count / padded);
+            // The caller's directions per sample: T, or 1 without a T axis (the first cotangent stands for all: same T).
+            if (batch.Key.Kind is WorkKind.Jvp or WorkKind.Vjp)
+            {
+                var directions = inputs[_model.Inputs.Count];
+                bool many = batch.Key.Kind == WorkKind.Jvp
+                    ? directions.Shape.Length == inputs[batch.Key.Wrt].Shape.Length + 1
+                    : directions.Shape.Length == _model.Outputs[batch.Key.Of[0]].Shape.Length + 1;
+                span.SetTag(Attributes.TangentWidth, many ? directions.Shape[1] : 1);
+            }
             span.SetTag(Attributes.Device, _model.Device);
         }
         return span;

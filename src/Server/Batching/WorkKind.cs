@@ -5,4 +5,8 @@ public enum WorkKind
 {
     Predict,
     Jacobian,
+    /// <summary>The request's tensors are the model inputs followed by the tangents ([B] or [B, T] ++ in_shape).</summary>
+    Jvp,
+    /// <summary>The request's tensors are the model inputs followed by one cotangent per output in Of, in Of's order.</summary>
+    Vjp,
 }

@@ -14,4 +14,10 @@ public sealed class EngineOptions
     /// <summary>Plans (one per distinct set of input shapes) kept per model version.</summary>
     [Range(1, 100_000)]
     public int MaxCachedPlans { get; set; } = 64;
+
+    /// <summary>
+    /// AUTO times forward and reverse mode on the first batch of each shape and keeps the faster (true), or picks by
+    /// size alone without timing (false: reproducible choices, no first-batch cost).
+    /// </summary>
+    public bool CalibrateAuto { get; set; } = true;
 }

@@ -21,5 +21,6 @@ public sealed class LimitsOptions
         WorkingMemoryBytes = (long)engine.WorkingMemoryMiB << 20,
         MaxResultBytes = (long)MaxResponseMiB << 20,
         MaxCachedPlans = engine.MaxCachedPlans,
+        CalibrateAuto = engine.CalibrateAuto,
     };
 }

@@ -9,8 +9,9 @@ using JacService.Server.Models;
 namespace JacService.Server.Grpc;
 
 /// <summary>
-/// The public API: maps messages to engine calls and back. Validation happens here, before queuing, so a bad
-/// request costs no executor time; the error interceptor turns exceptions into status codes.
+/// The public API: maps messages to engine calls and back. Validation (the engine's validator) happens here, before
+/// queuing, so a bad request costs no executor time; the error interceptor turns exceptions into status codes. AUTO
+/// means the model's config.json default, and the engine's measured choice where it sets none.
 /// </summary>
 public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianService.JacobianServiceBase
 {
@@ -28,8 +29,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     public override async Task<JacobianResponse> Jacobian(JacobianRequest request, ServerCallContext context)
     {
         var (model, result) = await RunJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
-            batched: false, context);
-        var response = new JacobianResponse { Model = model.Name, Version = model.Version.ToString() };
+            request.Mode, batched: false, context);
+        var response = new JacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs, dropBatchAxis: true);
         TensorMapping.Fill(response.Jacobians, result.Jacobians, dropBatchAxis: true);
         return response;
@@ -38,8 +39,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     public override async Task<BatchJacobianResponse> BatchJacobian(BatchJacobianRequest request, ServerCallContext context)
     {
         var (model, result) = await RunJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
-            batched: true, context);
-        var response = new BatchJacobianResponse { Model = model.Name, Version = model.Version.ToString() };
+            request.Mode, batched: true, context);
+        var response = new BatchJacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
@@ -54,7 +55,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         ServerCallContext context)
     {
         // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
-        var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, batched: true);
+        var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, request.Mode, batched: true);
         var model = call.Model;
         int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
         var deadline = Deadline(context);
@@ -71,6 +72,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
                 RowOffset = start,
                 RowCount = rows,
                 TotalRows = batch,
+                Mode = ModeMapping.ToProto(result.Mode),
             };
             TensorMapping.Fill(chunk.Outputs, result.Outputs);
             TensorMapping.Fill(chunk.Jacobians, result.Jacobians);
@@ -99,9 +101,10 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     }
 
     private async Task<(ModelVersion, EngineResult)> RunJacobian(string name, string version,
-        MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of, bool batched, ServerCallContext context)
+        MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched,
+        ServerCallContext context)
     {
-        var call = PrepareJacobian(name, version, inputs, wrt, of, batched);
+        var call = PrepareJacobian(name, version, inputs, wrt, of, mode, batched);
         call.Model.CheckResultSize(call.Inputs, call.Wrt, call.Of);
         var result = await call.Entry.Batcher!.SubmitAsync(call.Key, call.Inputs, Deadline(context), context.CancellationToken);
         return (call.Model, result);
@@ -111,14 +114,68 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     private sealed record JacobianCall(ModelEntry Entry, ModelVersion Model, HostTensor[] Inputs, int Wrt, int[] Of, WorkKey Key);
 
     private JacobianCall PrepareJacobian(string name, string version, MapField<string, Protos.V1.Tensor> inputs, string wrt,
-        IReadOnlyCollection<string> of, bool batched)
+        IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched)
     {
         var entry = registry.Resolve(name, version);
         var model = entry.Model!;
+        var engineMode = ModeMapping.FromProto(mode, entry.DefaultMode);
         var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
         int wrtIndex = model.ResolveWrt(wrt);
         var ofIndices = model.ResolveOf(of);
-        return new JacobianCall(entry, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices));
+        return new JacobianCall(entry, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices, engineMode));
+    }
+
+    /// <summary>
+    /// Validates like BatchJacobian plus the tangents (the engine's rules), refuses an oversized result, and queues
+    /// the inputs with the tangents appended, so requests with the same shapes and T share a forward pass.
+    /// </summary>
+    public override async Task<JvpResponse> Jvp(JvpRequest request, ServerCallContext context)
+    {
+        var entry = registry.Resolve(request.Model, request.Version);
+        var model = entry.Model!;
+        var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
+        int wrt = model.ResolveWrt(request.Wrt);
+        var of = model.ResolveOf(request.Of);
+        if (request.Tangents is null)
+            throw new InvalidRequestException($"no tangents: give tangents for '{model.Inputs[wrt].Name}' with the batch axis first");
+        var tangents = TensorMapping.FromProto(request.Tangents);
+        long? directions = model.Requests.ValidateTangents(tangents, inputs, wrt);
+        model.CheckResultSize(inputs, wrt, of, directions ?? 1);
+        HostTensor[] queued = [.. inputs, tangents];
+        var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
+        var result = await entry.Batcher!.SubmitAsync(key, queued, Deadline(context), context.CancellationToken);
+        var response = new JvpResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
+        TensorMapping.Fill(response.Outputs, result.Outputs);
+        TensorMapping.Fill(response.Jvps, result.Jacobians);
+        return response;
+    }
+
+    /// <summary>
+    /// Validates like BatchJacobian plus the cotangents (the engine's rules, which also resolve an empty 'of' to the
+    /// outputs given cotangents), refuses an oversized result, and queues the inputs with the cotangents appended in
+    /// the order of 'of', so requests with the same shapes and T share a reverse pass.
+    /// </summary>
+    public override async Task<VjpResponse> Vjp(VjpRequest request, ServerCallContext context)
+    {
+        var entry = registry.Resolve(request.Model, request.Version);
+        var model = entry.Model!;
+        var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
+        int wrt = model.ResolveWrt(request.Wrt);
+        var (cotangents, of, directions) = model.Requests.ValidateCotangents(TensorMapping.FromProto(request.Cotangents), request.Of, inputs,
+            o => model.OutputSampleShape(inputs, o));
+        model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true);
+        HostTensor[] queued = [.. inputs, .. cotangents];
+        var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
+        var result = await entry.Batcher!.SubmitAsync(key, queued, Deadline(context), context.CancellationToken);
+        var response = new VjpResponse
+        {
+            Model = model.Name,
+            Version = model.Version.ToString(),
+            Mode = ModeMapping.ToProto(result.Mode),
+            Vjp = TensorMapping.ToProto(result.Jacobians[model.Inputs[wrt].Name]),
+        };
+        TensorMapping.Fill(response.Outputs, result.Outputs);
+        return response;
     }
 
     private static DateTimeOffset? Deadline(ServerCallContext context) =>
@@ -142,12 +199,14 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
             Version = entry.Version.ToString(),
             State = entry.State.ToString().ToUpperInvariant(),
             Error = entry.Error,
+            DefaultMode = ModeMapping.ToProto(entry.DefaultMode),
         };
         if (entry.Model is { } model)
         {
             info.Inputs.AddRange(model.Inputs.Select(TensorMapping.ToInfo));
             info.Outputs.AddRange(model.Outputs.Select(TensorMapping.ToInfo));
             info.Opset = model.Graph.Opset;
+            info.DerivativeChoices.AddRange(model.DerivativeChoices.Select(ToProto));
         }
         if (entry.Batcher is { } batcher)
         {
@@ -163,5 +222,20 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
             };
         }
         return info;
+    }
+
+    private static Protos.V1.DerivativeChoice ToProto(Core.Derivatives.DerivativeChoice c)
+    {
+        var choice = new Protos.V1.DerivativeChoice
+        {
+            Wrt = c.Wrt,
+            Batch = c.Batch,
+            Mode = ModeMapping.ToProto(c.Mode),
+            ForwardUs = c.ForwardMicroseconds,
+            ReverseUs = c.ReverseMicroseconds,
+            Timed = c.Timed,
+        };
+        choice.Of.AddRange(c.Of);
+        return choice;
     }
 }

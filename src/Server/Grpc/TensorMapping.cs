@@ -9,7 +9,9 @@ namespace JacService.Server.Grpc;
 internal static class TensorMapping
 {
     public static Dictionary<string, HostTensor> FromProto(MapField<string, ProtoTensor> tensors) =>
-        tensors.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), p.Value.Data.ToArray()));
+        tensors.ToDictionary(p => p.Key, p => FromProto(p.Value));
+
+    public static HostTensor FromProto(ProtoTensor t) => new(t.Shape.ToArray(), t.Data.ToArray());
 
     public static ProtoTensor ToProto(HostTensor t, bool dropBatchAxis = false)
     {

@@ -3,6 +3,8 @@ using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using JacService.Core.Derivatives;
 using JacService.Server.Batching;
 
 namespace JacService.Server.Models;
@@ -16,6 +18,9 @@ public sealed class ModelConfig
 {
     /// <summary>Overrides of the server's "Batching" settings for this model.</summary>
     public BatchingOptions Batching { get; set; } = new();
+
+    /// <summary>The mode an AUTO request for this model gets: "auto" (the engine times both), "forward" or "reverse".</summary>
+    public DerivativeMode DerivativeMode { get; set; } = DerivativeMode.Auto;
 
     /// <summary>The per-model settings before any config.json: the server's bound values.</summary>
     public static ModelConfig ServerDefaults(BatchingOptions batching) => new() { Batching = batching };
@@ -35,6 +40,7 @@ public sealed class ModelConfig
             if (file["batching"] is JsonObject batching && batching.ContainsKey(nameof(BatchingOptions.DrainSeconds)))
                 throw new InvalidDataException("batching.drainSeconds is server-wide (Batching:DrainSeconds); a model cannot set it");
             RefuseUnknownKeys(file);
+            CheckDerivativeMode(file);
 
             // Merged as JSON, not as configuration layers: layered configuration merges arrays index by index, so a
             // model's "buckets": [8] over the server's [1, 2, 4] would come out [8, 2, 4].
@@ -69,6 +75,17 @@ public sealed class ModelConfig
         }
     }
 
+    // The binder would accept any casing and numbers and name the CLR enum when it fails; a typo must fail the load
+    // with the values the file may hold.
+    private static void CheckDerivativeMode(JsonObject file)
+    {
+        if (Setting(typeof(ModelConfig), nameof(DerivativeMode)) is not { } property
+            || file.FirstOrDefault(p => string.Equals(p.Key, property.Name, StringComparison.OrdinalIgnoreCase)) is not { Key: not null } entry)
+            return;
+        if (entry.Value is JsonValue v && v.TryGetValue<string>(out var text) && text is "auto" or "forward" or "reverse") return;
+        throw new InvalidDataException($"\"{entry.Key}\" must be one of \"auto\", \"forward\", \"reverse\", got {entry.Value?.ToJsonString() ?? "null"}");
+    }
+
     private static PropertyInfo? Setting(Type type, string name) =>
         type.GetProperty(name, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase) is { CanWrite: true } p ? p : null;
 
@@ -95,5 +112,9 @@ public sealed class ModelConfig
     // Configuration keys are case-insensitive; the server's values are serialized PascalCase, files usually camelCase.
     private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = true };
     // Computed properties (DrainTimeout, ...) are not settings: left out, they cannot reach the binder as unknown keys.
-    private static readonly JsonSerializerOptions SerializerOptions = new() { IgnoreReadOnlyProperties = true };
+    private static readonly JsonSerializerOptions SerializerOptions = new()
+    {
+        IgnoreReadOnlyProperties = true,
+        Converters = { new JsonStringEnumConverter() },
+    };
 }

@@ -75,7 +75,10 @@ public sealed partial class ModelRepositoryLoader(
             var config = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, name, ConfigFileName), ModelConfig.ServerDefaults(batching.Value));
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
-            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, config.Batching, clock, metrics));
+            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, config.Batching, clock, metrics))
+            {
+                DefaultMode = config.DerivativeMode,
+            };
         }
         catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
         {

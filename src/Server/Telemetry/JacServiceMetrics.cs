@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using JacService.Core.Derivatives;
 using JacService.Server.Batching;
 using JacService.Server.Models;
 
@@ -69,14 +70,31 @@ public sealed class JacServiceMetrics
     public void RecordQueueWait(string model, WorkKind kind, double seconds) =>
         _queueWait.Record(seconds, new TagList { { "model", model }, { "kind", KindName(kind) } });
 
-    public void RecordBatch(string model, WorkKind kind, int bucket, int rows, int paddedRows, double seconds)
+    /// <summary>One executed batch; <paramref name="mode"/> is the derivative mode it ran in (null for predict).</summary>
+    public void RecordBatch(string model, WorkKind kind, DerivativeMode? mode, int bucket, int rows, int paddedRows, double seconds)
     {
-        var tags = new TagList { { "model", model }, { "kind", KindName(kind) } };
+        var tags = new TagList { { "model", model }, { "kind", KindName(kind) }, { "mode", ModeName(mode) } };
         _batchSize.Record(rows, tags);
         if (paddedRows > 0) _paddedRows.Add(paddedRows, tags);
         tags.Add("bucket", bucket);
         _batchDuration.Record(seconds, tags);
     }
 
-    public static string KindName(WorkKind kind) => kind == WorkKind.Predict ? "predict" : "jacobian";
+    public static string KindName(WorkKind kind) => kind switch
+    {
+        WorkKind.Predict => "predict",
+        WorkKind.Jacobian => "jacobian",
+        WorkKind.Jvp => "jvp",
+        WorkKind.Vjp => "vjp",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>"forward" or "reverse" for a batch that ran; "auto" for one that failed before choosing; "none" for predict.</summary>
+    public static string ModeName(DerivativeMode? mode) => mode switch
+    {
+        null => "none",
+        DerivativeMode.Forward => "forward",
+        DerivativeMode.Reverse => "reverse",
+        _ => "auto",
+    };
 }

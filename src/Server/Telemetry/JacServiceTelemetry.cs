@@ -30,5 +30,7 @@ public static class JacServiceTelemetry
         public const string Requests = "jacservice.batch.requests";
         public const string TangentWidth = "jacservice.tangent_width";
         public const string Device = "jacservice.device";
+        /// <summary>The derivative mode a batch ran in: forward or reverse (never auto); absent for predict.</summary>
+        public const string Mode = "jacservice.mode";
     }
 }

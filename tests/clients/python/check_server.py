@@ -261,11 +261,76 @@ class Checker:
                             + compare_map("jacobians", resp.jacobians, {only: ref.jacobians[input_names[0]][only]}))
                 self.record(label, problems)
 
+        self.check_modes(ref, version)
+
         if len(input_names) > 1:
             # "" means "the model's only float input"; with several there is none.
             self.expect_status(f"{name} Jacobian wrt \"\" with several inputs -> INVALID_ARGUMENT",
                                grpc.StatusCode.INVALID_ARGUMENT, self.stub.Jacobian,
                                pb2.JacobianRequest(model=name, inputs=to_tensor_map(pb2, ref.sample(0))))
+
+    def check_modes(self, ref: Reference, version: Optional[str]) -> None:
+        """BatchJacobian in each mode, then Jvp and Vjp along basis directions, against the reference Jacobians:
+        J·e_k is column k of J and e_iᵀ·J is row i, so no separate JVP/VJP references are needed."""
+        pb2, name = self.pb2, ref.model
+        modes = {"AUTO": pb2.DERIVATIVE_MODE_AUTO, "FORWARD": pb2.DERIVATIVE_MODE_FORWARD, "REVERSE": pb2.DERIVATIVE_MODE_REVERSE}
+        ran_names = {pb2.DERIVATIVE_MODE_FORWARD: "FORWARD", pb2.DERIVATIVE_MODE_REVERSE: "REVERSE"}
+        for wrt, per_output in ref.jacobians.items():
+            for mode_name, mode in modes.items():
+                label = f"{name} BatchJacobian mode {mode_name} wrt {wrt}"
+                req = pb2.BatchJacobianRequest(model=name, inputs=to_tensor_map(pb2, ref.inputs), wrt=wrt, mode=mode)
+                resp = self.call(label, self.stub.BatchJacobian, req)
+                if resp:
+                    ran = ran_names.get(resp.mode)
+                    problems = self.identity_problems(resp, name, version) + compare_map("jacobians", resp.jacobians, per_output)
+                    if ran is None or (mode_name != "AUTO" and ran != mode_name):
+                        problems.append(f"asked {mode_name}, the response says mode {resp.mode}")
+                    self.record(label, problems, f"ran {ran}; " + summarize_errors(resp.jacobians, per_output))
+
+                label = f"{name} Jacobian sample 0 mode {mode_name} wrt {wrt}"
+                req = pb2.JacobianRequest(model=name, inputs=to_tensor_map(pb2, ref.sample(0)), wrt=wrt, mode=mode)
+                resp = self.call(label, self.stub.Jacobian, req)
+                if resp:
+                    ran = ran_names.get(resp.mode)
+                    sample = {o: j[0] for o, j in per_output.items()}
+                    problems = self.identity_problems(resp, name, version) + compare_map("jacobians", resp.jacobians, sample)
+                    if ran is None or (mode_name != "AUTO" and ran != mode_name):
+                        problems.append(f"asked {mode_name}, the response says mode {resp.mode}")
+                    self.record(label, problems, f"ran {ran}; " + summarize_errors(resp.jacobians, sample))
+
+            x = ref.inputs[wrt]
+            n = int(np.prod(x.shape[1:], dtype=np.int64))
+            # Tangents [B, n, ..in]: direction k of every sample is the k-th basis vector.
+            basis = np.broadcast_to(np.eye(n, dtype=np.float32).reshape((1, n) + x.shape[1:]), (ref.batch, n) + x.shape[1:])
+            label = f"{name} Jvp basis tangents wrt {wrt}"
+            resp = self.call(label, self.stub.Jvp, pb2.JvpRequest(model=name, inputs=to_tensor_map(pb2, ref.inputs), wrt=wrt,
+                                                                 tangents=to_tensor(pb2, basis)))
+            if resp:
+                # J [B, ..out, ..in] -> columns [B, n, ..out]
+                columns = {}
+                for o, jac in per_output.items():
+                    out_shape = ref.outputs[o].shape[1:]
+                    m = int(np.prod(out_shape, dtype=np.int64))
+                    columns[o] = jac.reshape(ref.batch, m, n).transpose(0, 2, 1).reshape((ref.batch, n) + out_shape)
+                problems = self.identity_problems(resp, name, version) + compare_map("jvps", resp.jvps, columns)
+                if resp.mode != pb2.DERIVATIVE_MODE_FORWARD:
+                    problems.append(f"Jvp says mode {resp.mode}, expected FORWARD")
+                self.record(label, problems, summarize_errors(resp.jvps, columns))
+
+            for o, jac in per_output.items():
+                y = ref.outputs[o]
+                m = int(np.prod(y.shape[1:], dtype=np.int64))
+                cot = np.broadcast_to(np.eye(m, dtype=np.float32).reshape((1, m) + y.shape[1:]), (ref.batch, m) + y.shape[1:])
+                label = f"{name} Vjp basis cotangents d{o}/d{wrt}"
+                resp = self.call(label, self.stub.Vjp, pb2.VjpRequest(model=name, inputs=to_tensor_map(pb2, ref.inputs), wrt=wrt,
+                                                                     cotangents={o: to_tensor(pb2, cot)}))
+                if resp:
+                    rows = jac.reshape((ref.batch, m) + x.shape[1:])
+                    why = compare(resp.vjp, rows)
+                    problems = self.identity_problems(resp, name, version) + ([f"vjp: {why}"] if why else [])
+                    if resp.mode != pb2.DERIVATIVE_MODE_REVERSE:
+                        problems.append(f"Vjp says mode {resp.mode}, expected REVERSE")
+                    self.record(label, problems, summarize_errors({"vjp": resp.vjp}, {"vjp": rows}))
 
     def model_info_problems(self, ref: Reference, info) -> List[str]:
         problems = []
