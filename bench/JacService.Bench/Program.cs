@@ -59,6 +59,12 @@ using var server = ServerUnderTest.Start(root, modelsDir, options.ServerArgs);
 using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}", maxMessageMiB: 512);
 var client = new JacobianService.JacobianServiceClient(channel);
 await server.WaitUntilReady(client);
+if (args.Contains("--modes"))
+{
+    // Usage: ... -- --modes [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
+    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, client, options.NoPeer);
+    return 0;
+}
 
 // The peer runs with one and with two threads; the table keeps its better number for each point.
 var peer = options.NoPeer ? [] : new[] { 1, 2 }.SelectMany(threads => Peer.RunFunctorch(root, models, options, threads))

@@ -113,8 +113,8 @@ public sealed class ModelConfigTests : IDisposable
     [Theory]
     [InlineData("""{ "derivativeMode": "auto" }""", DerivativeMode.Auto)]
     [InlineData("""{ "derivativeMode": "forward" }""", DerivativeMode.Forward)]
-    [InlineData("""{ "derivativeMode": "reverse", "batching": { "maxBatchSize": 8 } }""", DerivativeMode.Reverse)]
-    [InlineData("""{ "batching": { "maxBatchSize": 8 } }""", DerivativeMode.Auto)]
+    [InlineData("""{ "derivativeMode": "reverse", "batching": { "maxBatchSize": 16 } }""", DerivativeMode.Reverse)]
+    [InlineData("""{ "batching": { "maxBatchSize": 16 } }""", DerivativeMode.Auto)]
     public void TheDefaultModeIsReadFromTheTopLevelKey(string json, DerivativeMode expected) => Assert.Equal(expected, Mode(json));
 
     [Fact]

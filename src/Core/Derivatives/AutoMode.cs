@@ -13,7 +13,10 @@ namespace JacService.Core.Derivatives;
 internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse)
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
-    private const long ProbeDirections = 32;
+    private const long ProbeDirections = 16;
+
+    /// <summary>A probe slower than this is timed once: repeating it would only add to the first request's wait.</summary>
+    private static readonly TimeSpan RepeatBelow = TimeSpan.FromMilliseconds(100);
 
     private readonly ConcurrentDictionary<string, Lazy<DerivativeChoice>> _choices = new();
 
@@ -51,23 +54,34 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
             return new DerivativeChoice(wrtName, ofNames, batch, rule, 0, 0, Timed: false);
         }
         long kf = Math.Min(n, ProbeDirections), kr = Math.Min(m, ProbeDirections);
+        // One direction each first, so neither mode's timing pays for what the first pass on a plan touches.
+        using (NewDisposeScope())
+        {
+            forward.Jacobian(inputs, wrt, of, 1);
+            reverse.Jacobian(inputs, wrt, of, 1);
+        }
         double forwardUs = Time(() => forward.Jacobian(inputs, wrt, of, kf)) * n / kf;
         double reverseUs = Time(() => reverse.Jacobian(inputs, wrt, of, kr)) * m / kr;
         var mode = reverseUs < forwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward;
         return new DerivativeChoice(wrtName, ofNames, batch, mode, forwardUs, reverseUs, Timed: true);
     }
 
-    /// <summary>Microseconds of the second of two runs: the first pays for first-touch allocation.</summary>
+    /// <summary>
+    /// Microseconds of one run: the second of two when the first was quick (the first pays for first-touch allocation
+    /// and is noisy), else the first, whose error is small beside its length.
+    /// </summary>
     private static double Time(Action run)
     {
-        double best = double.MaxValue;
+        double last = 0;
         for (int i = 0; i < 2; i++)
         {
             using var scope = NewDisposeScope();
             long start = Stopwatch.GetTimestamp();
             run();
-            best = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+            var elapsed = Stopwatch.GetElapsedTime(start);
+            last = elapsed.TotalMicroseconds;
+            if (elapsed >= RepeatBelow) break;
         }
-        return best;
+        return last;
     }
 }

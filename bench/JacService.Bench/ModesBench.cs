@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using JacService.Core.Models;
+using JacService.Core.Onnx;
+using JacService.Core.Planning;
+using JacService.Protos.V1;
+using TorchSharp;
+
+namespace JacService.Bench;
+
+/// <summary>
+/// BatchJacobian over gRPC in FORWARD, REVERSE and AUTO, and Vjp with one cotangent per sample, beside PyTorch's best:
+/// the faster of vmap(jacfwd) and vmap(jacrev), each at 1 and 2 threads, and vmap(vjp) at 1 and 2 threads, all in the
+/// same run. Also how close each mode gets to the machine's GEMM ceiling.
+/// </summary>
+public static class ModesBench
+{
+    public sealed record PeerBest(double? Jacobians, string Config, double? Vjp, string VjpConfig);
+
+    public static async Task RunAsync(string root, string[] models, int[] batches, double seconds, JacobianService.JacobianServiceClient client, bool noPeer)
+    {
+        var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
+        var peer = noPeer ? [] : RunPeer(root, models, batches, seconds);
+        double ceiling = GemmCeiling();
+        var rows = new List<string>();
+        var flopRows = new List<string>();
+        foreach (var name in models)
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(modelsDir, name, "1", "model.onnx"));
+            using var model = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+            int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
+            var of = model.ResolveOf([]);
+            var (macs, n, m) = Sizes(model, wrt, of);
+            foreach (var batch in batches)
+            {
+                var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
+                double Jacobians(Protos.V1.DerivativeMode mode)
+                {
+                    var request = new BatchJacobianRequest { Model = name, Wrt = model.Inputs[wrt].Name, Mode = mode };
+                    for (int i = 0; i < inputs.Length; i++) request.Inputs[model.Inputs[i].Name] = Inputs.ToProto(inputs[i]);
+                    return Measure.PerSecondConcurrent(batch, seconds, 2, () => client.BatchJacobian(request));
+                }
+                double forward = Jacobians(Protos.V1.DerivativeMode.Forward);
+                double reverse = Jacobians(Protos.V1.DerivativeMode.Reverse);
+                double auto = Jacobians(Protos.V1.DerivativeMode.Auto);
+                var info = client.GetModel(new GetModelRequest { Model = name });
+                var chose = info.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode.ToString() ?? "?";
+
+                var vjpRequest = new VjpRequest { Model = name, Wrt = model.Inputs[wrt].Name };
+                for (int i = 0; i < inputs.Length; i++) vjpRequest.Inputs[model.Inputs[i].Name] = Inputs.ToProto(inputs[i]);
+                foreach (var o in of)
+                {
+                    var shape = model.OutputSampleShape(inputs, o);
+                    vjpRequest.Cotangents[model.Outputs[o].Name] = Inputs.ToProto(Inputs.Random([-1, .. shape], batch));
+                }
+                double vjp = Measure.PerSecondConcurrent(batch, seconds, 2, () => client.Vjp(vjpRequest));
+
+                var p = peer.GetValueOrDefault((name, batch));
+                string peerJac = p?.Jacobians is { } pj ? $"{Fmt(pj)} ({p.Config})" : "n/a";
+                string ratio = p?.Jacobians is { } pv ? $"{auto / pv:F2}x" : "n/a";
+                string peerVjp = p?.Vjp is { } pvj ? $"{Fmt(pvj)} ({p.VjpConfig})" : "n/a";
+                string vjpRatio = p?.Vjp is { } pvv ? $"{vjp / pvv:F2}x" : "n/a";
+                rows.Add($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(auto)} ({chose}) | {peerJac} | **{ratio}** | {Fmt(vjp)} | {peerVjp} | **{vjpRatio}** |");
+                Console.Error.WriteLine(rows[^1]);
+                // Useful FLOPs of a Jacobian: the primal plus one linear-op pass per direction (n forward, m reverse).
+                double Gflops(double rate, long directions) => rate * 2.0 * macs * (1 + directions) / 1e9;
+                flopRows.Add($"| {name} | {batch} | {n} | {m} | {2.0 * macs / 1e6:F2} | {Gflops(forward, n):F1} ({Gflops(forward, n) / ceiling:P0}) | " +
+                    $"{Gflops(reverse, m):F1} ({Gflops(reverse, m) / ceiling:P0}) |");
+            }
+        }
+        Console.WriteLine($"BatchJacobian over gRPC (2 concurrent clients), Jacobians/s, median of timed windows; {Environment.ProcessorCount} vCPUs.");
+        Console.WriteLine("Peer: PyTorch functorch, best of vmap(jacfwd) and vmap(jacrev) at 1 and 2 threads (jacobians), best of vmap(vjp) at 1 and 2 threads (vjp).");
+        Console.WriteLine();
+        Console.WriteLine("| model | batch | FORWARD | REVERSE | AUTO (chose) | peer best | AUTO / peer | Vjp samples/s | peer vmap(vjp) | Vjp / peer |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        rows.ForEach(Console.WriteLine);
+        Console.WriteLine();
+        Console.WriteLine($"GEMM ceiling of this machine: {ceiling:F0} GFLOP/s (2 x one thread's float32 [1024x1024]x[1024x1024]).");
+        Console.WriteLine("Useful GFLOP/s of the linear ops (Gemm, MatMul, Conv) and their share of the ceiling:");
+        Console.WriteLine();
+        Console.WriteLine("| model | batch | inputs n | outputs m | primal MFLOP/sample | FORWARD GFLOP/s | REVERSE GFLOP/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        flopRows.ForEach(Console.WriteLine);
+    }
+
+    /// <summary>Multiply-adds per sample of the linear ops, and the per-sample sizes of wrt (n) and of the outputs (m).</summary>
+    private static (long Macs, long N, long M) Sizes(ModelVersion model, int wrt, int[] of)
+    {
+        var graph = model.Graph;
+        var shapes = graph.Inputs.Select(i => i.Shape.Select((d, a) => a == 0 ? 1 : d).ToArray()).ToArray();
+        using var scope = torch.NewDisposeScope();
+        using var plan = Planner.Build(graph, shapes);
+        long macs = 0;
+        foreach (var node in plan.Steps)
+        {
+            long Elements(int id) => plan.ValueShapes[id]!.Aggregate(1L, (p, d) => p * d);
+            var inShape = plan.ValueShapes[node.Inputs[0]]!;
+            macs += node.OpType switch
+            {
+                "Gemm" => Elements(node.Outputs[0]) * (node.Attributes.Int("transA", 0) != 0 ? inShape[0] : inShape[1]),
+                "MatMul" => Elements(node.Outputs[0]) * inShape[^1],
+                "Conv" => Elements(node.Outputs[0]) * plan.ValueShapes[node.Inputs[1]]![1..].Aggregate(1L, (p, d) => p * d),
+                _ => 0,
+            };
+        }
+        long n = graph.Inputs[wrt].Shape.Skip(1).Aggregate(1L, (p, d) => p * d);
+        long m = of.Sum(o => plan.Elements(graph.OutputIds[o]));
+        return (macs, n, m);
+    }
+
+    /// <summary>GFLOP/s of a large float32 matrix product on one thread, times the two cores.</summary>
+    private static double GemmCeiling()
+    {
+        torch.set_num_threads(1);
+        using var scope = torch.NewDisposeScope();
+        var a = torch.randn(1024, 1024);
+        var b = torch.randn(1024, 1024);
+        for (int i = 0; i < 3; i++) a.mm(b);
+        var best = double.MaxValue;
+        for (int i = 0; i < 10; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            a.mm(b);
+            best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        return 2 * (2.0 * 1024 * 1024 * 1024 / best / 1e9);
+    }
+
+    private static Dictionary<(string, int), PeerBest> RunPeer(string root, string[] models, int[] batches, double seconds)
+    {
+        var start = new ProcessStartInfo("/usr/bin/python3")
+        {
+            ArgumentList =
+            {
+                Path.Combine(root, "bench", "peer_functorch.py"), "--models", string.Join(",", models),
+                "--batch", string.Join(",", batches), "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
+                "--threads", "1,2", "--ops", "jacfwd,jacrev,vjp",
+            },
+            RedirectStandardOutput = true,
+        };
+        start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        using var process = Process.Start(start)!;
+        var best = new Dictionary<(string, int), PeerBest>();
+        string? line;
+        while ((line = process.StandardOutput.ReadLine()) is not null)
+        {
+            if (!line.StartsWith('{')) continue;
+            Console.Error.WriteLine("peer: " + line);
+            using var doc = JsonDocument.Parse(line);
+            var e = doc.RootElement;
+            var key = (e.GetProperty("model").GetString()!, e.GetProperty("batch").GetInt32());
+            var current = best.GetValueOrDefault(key) ?? new PeerBest(null, "", null, "");
+            string op = e.GetProperty("op").GetString()!;
+            string threads = e.TryGetProperty("threads", out var t) && t.ValueKind == JsonValueKind.Number ? $"{t.GetInt32()}t" : "";
+            if (op == "best" && e.TryGetProperty("jacobians_per_s", out var j) && j.ValueKind == JsonValueKind.Number)
+                current = current with { Jacobians = j.GetDouble(), Config = $"{e.GetProperty("mode").GetString()} {threads}" };
+            if (op == "vjp" && e.TryGetProperty("samples_per_s", out var v) && v.ValueKind == JsonValueKind.Number && v.GetDouble() > (current.Vjp ?? 0))
+                current = current with { Vjp = v.GetDouble(), VjpConfig = threads };
+            best[key] = current;
+        }
+        process.WaitForExit();
+        return best;
+    }
+
+    private static string Fmt(double v) =>
+        v >= 1000 ? (v / 1000).ToString("F1", CultureInfo.InvariantCulture) + "k" : v.ToString("F0", CultureInfo.InvariantCulture);
+}
