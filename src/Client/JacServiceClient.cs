@@ -47,8 +47,8 @@ public sealed class JacServiceClient
     /// the result says which ran.
     /// </summary>
     public async Task<JacobianResult> JacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
-        string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
+        string wrt = "", IEnumerable<string>? of = null, DerivativeMode mode = DerivativeMode.Auto, string version = "",
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Mode = mode };
         AddInputs(request.Inputs, inputs);
@@ -59,8 +59,8 @@ public sealed class JacServiceClient
 
     /// <summary>Outputs and per-sample Jacobians for a batch, as one message (see <see cref="StreamBatchJacobianAsync"/> for larger ones).</summary>
     public async Task<JacobianResult> BatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
-        string wrt = "", IEnumerable<string>? of = null, string version = "", TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
+        string wrt = "", IEnumerable<string>? of = null, DerivativeMode mode = DerivativeMode.Auto, string version = "",
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk: 0, mode);
         var response = await Stub.BatchJacobianAsync(request, Options(timeout, cancellationToken));
@@ -74,8 +74,8 @@ public sealed class JacServiceClient
     /// arrives; a failure after that fails the call.
     /// </summary>
     public async Task<JacobianResult> StreamBatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
-        string wrt = "", IEnumerable<string>? of = null, string version = "", int maxRowsPerChunk = 0, TimeSpan? timeout = null,
-        CancellationToken cancellationToken = default, DerivativeMode mode = DerivativeMode.Auto)
+        string wrt = "", IEnumerable<string>? of = null, DerivativeMode mode = DerivativeMode.Auto, string version = "",
+        int maxRowsPerChunk = 0, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxRowsPerChunk);
         var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk, mode);

@@ -83,12 +83,10 @@ public static class ClientVerbs
     {
         var model = ModelOption(required: true);
         var command = new Command("predict", "Outputs for a batch of samples (inputs carry the batch axis first)") { model, ModelVersion, Input, Out, Timeout };
-        command.SetAction((r, ct) => CallAsync(r, model, batched: true, command.Name, ct, async (c, name, inputs, options) =>
+        command.SetAction((r, ct) => CallAsync(r, model, batched: true, command.Name, ct, async (c, name, inputs, timeout) =>
         {
-            var request = new PredictRequest { Model = name, Version = r.GetValue(ModelVersion) };
-            foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
-            var response = await c.Client.PredictAsync(request, options);
-            TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, null);
+            var result = await c.Library.PredictAsync(name, inputs, r.GetValue(ModelVersion)!, timeout, ct);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, result.Model, result.Version, result.Outputs, null);
         }));
         return command;
     }
@@ -102,22 +100,12 @@ public static class ClientVerbs
             ? new Command("batch-jacobian", "Outputs and per-sample Jacobians for a batch (inputs carry the batch axis first)")
             : new Command("jacobian", "Outputs and the Jacobian for ONE sample (inputs without the batch axis)");
         foreach (var o in new Option[] { model, ModelVersion, Input, wrt, of, ModeOption.Option, Out, Timeout }) command.Options.Add(o);
-        command.SetAction((r, ct) => CallAsync(r, model, batched, command.Name, ct, async (c, name, inputs, options) =>
+        command.SetAction((r, ct) => CallAsync(r, model, batched, command.Name, ct, async (c, name, inputs, timeout) =>
         {
-            if (batched)
-            {
-                var request = new BatchJacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] }, Mode = ModeOption.Get(r) };
-                foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
-                var response = await c.Client.BatchJacobianAsync(request, options);
-                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians, mode: response.Mode);
-            }
-            else
-            {
-                var request = new JacobianRequest { Model = name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(wrt), Of = { r.GetValue(of) ?? [] }, Mode = ModeOption.Get(r) };
-                foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
-                var response = await c.Client.JacobianAsync(request, options);
-                TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jacobians, mode: response.Mode);
-            }
+            var result = batched
+                ? await c.Library.BatchJacobianAsync(name, inputs, r.GetValue(wrt)!, r.GetValue(of), ModeOption.Get(r), r.GetValue(ModelVersion)!, timeout, ct)
+                : await c.Library.JacobianAsync(name, inputs, r.GetValue(wrt)!, r.GetValue(of), ModeOption.Get(r), r.GetValue(ModelVersion)!, timeout, ct);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, result.Model, result.Version, result.Outputs, result.Jacobians, mode: result.Mode);
         }));
         return command;
     }
@@ -127,17 +115,16 @@ public static class ClientVerbs
     /// is named before anything is sent), make the call, and turn a failed call into a sentence.
     /// </summary>
     private static async Task<int> CallAsync(ParseResult r, Option<string?> model, bool batched, string verb, CancellationToken ct,
-        Func<Connection, string, Dictionary<string, FloatTensor>, CallOptions, Task> call)
+        Func<Connection, string, Dictionary<string, FloatTensor>, TimeSpan, Task> call)
     {
         string name = r.GetValue(model)!;
         using var connection = new Connection(r.GetValue(JacApp.Target)!);
-        var options = CallOptions(r, ct);
         try
         {
-            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
+            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, CallOptions(r, ct));
             var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
             TensorFiles.CheckShapes(inputs, info, batched, verb);
-            await call(connection, name, inputs, options);
+            await call(connection, name, inputs, TimeoutOf(r));
         }
         catch (RpcException e)
         {
@@ -146,6 +133,7 @@ public static class ClientVerbs
         return 0;
     }
 
-    private static CallOptions CallOptions(ParseResult r, CancellationToken ct) =>
-        new(deadline: DateTime.UtcNow + JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout"), cancellationToken: ct);
+    private static TimeSpan TimeoutOf(ParseResult r) => JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
+
+    private static CallOptions CallOptions(ParseResult r, CancellationToken ct) => new(deadline: DateTime.UtcNow + TimeoutOf(r), cancellationToken: ct);
 }

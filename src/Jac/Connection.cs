@@ -5,12 +5,16 @@ using JacService.Protos.V1;
 
 namespace JacService.Jac;
 
-/// <summary>One channel to the server (JacServiceChannel's limits) and the clients on it.</summary>
+/// <summary>
+/// One channel to the server (JacServiceChannel's limits) and the clients on it: the client library for the calls
+/// with tensors, the generated stub for what the library does not wrap (ModelInfo with its batching statistics).
+/// </summary>
 public sealed class Connection : IDisposable
 {
     public string Address { get; }
     public GrpcChannel Channel { get; }
     public JacobianService.JacobianServiceClient Client { get; }
+    public JacServiceClient Library { get; }
     public Health.HealthClient Health { get; }
 
     public Connection(string target)
@@ -18,6 +22,7 @@ public sealed class Connection : IDisposable
         Address = Normalize(target);
         Channel = JacServiceChannel.Create(Address);
         Client = new JacobianService.JacobianServiceClient(Channel);
+        Library = new JacServiceClient(Client, new JacServiceClientOptions { Address = new Uri(Address) });
         Health = new Health.HealthClient(Channel);
     }
 

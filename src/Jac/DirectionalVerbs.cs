@@ -48,14 +48,12 @@ public static class DirectionalVerbs
     {
         var command = new Command("jvp", "Outputs and Jacobian-vector products J·v for a batch, along the given tangents (forward mode)")
             { Model, ModelVersion, Input, Wrt, Of, Tangents, Out, Timeout };
-        command.SetAction((r, ct) => CallAsync(r, command.Name, ct, async (c, info, inputs, options) =>
+        command.SetAction((r, ct) => CallAsync(r, command.Name, ct, async (c, info, inputs, timeout) =>
         {
-            var request = new JvpRequest { Model = info.Name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(Wrt), Of = { r.GetValue(Of) ?? [] } };
-            foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
             string wrt = r.GetValue(Wrt) is { Length: > 0 } w ? w : info.Inputs.Count == 1 ? info.Inputs[0].Name : "tangents";
-            request.Tangents = TensorFiles.ReadInputs([$"{wrt}={r.GetValue(Tangents)}"], null)[wrt].ToProto();
-            var response = await c.Client.JvpAsync(request, options);
-            TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, response.Jvps, "jvps", response.Mode);
+            var tangents = TensorFiles.ReadInputs([$"{wrt}={r.GetValue(Tangents)}"], null)[wrt];
+            var result = await c.Library.JvpAsync(info.Name, inputs, tangents, r.GetValue(Wrt)!, r.GetValue(Of), r.GetValue(ModelVersion)!, timeout, ct);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, result.Model, result.Version, result.Outputs, result.Jvps, "jvps", result.Mode);
         }));
         return command;
     }
@@ -64,15 +62,13 @@ public static class DirectionalVerbs
     {
         var command = new Command("vjp", "Outputs and the vector-Jacobian product uᵀ·J for a batch, for the given cotangents (reverse mode): the gradient w.r.t. wrt")
             { Model, ModelVersion, Input, Wrt, Of, Cotangents, Out, Timeout };
-        command.SetAction((r, ct) => CallAsync(r, command.Name, ct, async (c, info, inputs, options) =>
+        command.SetAction((r, ct) => CallAsync(r, command.Name, ct, async (c, info, inputs, timeout) =>
         {
-            var request = new VjpRequest { Model = info.Name, Version = r.GetValue(ModelVersion), Wrt = r.GetValue(Wrt), Of = { r.GetValue(Of) ?? [] } };
-            foreach (var (k, a) in inputs) request.Inputs[k] = a.ToProto();
-            foreach (var (k, a) in ReadCotangents(r.GetValue(Cotangents)!, info)) request.Cotangents[k] = a.ToProto();
-            var response = await c.Client.VjpAsync(request, options);
+            var cotangents = ReadCotangents(r.GetValue(Cotangents)!, info);
+            var result = await c.Library.VjpAsync(info.Name, inputs, cotangents, r.GetValue(Wrt)!, r.GetValue(Of), r.GetValue(ModelVersion)!, timeout, ct);
             string wrt = r.GetValue(Wrt) is { Length: > 0 } w ? w : info.Inputs.Count == 1 ? info.Inputs[0].Name : "vjp";
-            var vjp = new MapField<string, Tensor> { [wrt] = response.Vjp };
-            TensorFiles.WriteResult(r.GetValue(Out), io.Out, response.Model, response.Version, response.Outputs, vjp, "vjp", response.Mode);
+            TensorFiles.WriteResult(r.GetValue(Out), io.Out, result.Model, result.Version, result.Outputs,
+                new Dictionary<string, FloatTensor> { [wrt] = result.Vjp }, "vjp", result.Mode);
         }));
         return command;
     }
@@ -94,17 +90,18 @@ public static class DirectionalVerbs
 
     /// <summary>Reads and checks the inputs against the model's signature before sending, makes the call, and explains a failed one.</summary>
     private static async Task<int> CallAsync(ParseResult r, string verb, CancellationToken ct,
-        Func<Connection, ModelInfo, Dictionary<string, FloatTensor>, CallOptions, Task> call)
+        Func<Connection, ModelInfo, Dictionary<string, FloatTensor>, TimeSpan, Task> call)
     {
         string name = r.GetValue(Model)!;
         using var connection = new Connection(r.GetValue(JacApp.Target)!);
-        var options = new CallOptions(deadline: DateTime.UtcNow + JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout"), cancellationToken: ct);
+        var timeout = JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
         try
         {
-            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, options);
+            var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) },
+                new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: ct));
             var inputs = TensorFiles.ReadInputs(r.GetValue(Input)!, info);
             TensorFiles.CheckShapes(inputs, info, batched: true, verb);
-            await call(connection, info, inputs, options);
+            await call(connection, info, inputs, timeout);
         }
         catch (RpcException e)
         {

@@ -134,7 +134,8 @@ public static class TensorFiles
     /// the derivative mode that ran, written to the JSON.
     /// </summary>
     public static void WriteResult(string? path, TextWriter stdout, string model, string version,
-        MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians, string derivatives = "jacobians", DerivativeMode? mode = null)
+        IReadOnlyDictionary<string, FloatTensor> outputs, IReadOnlyDictionary<string, FloatTensor>? jacobians, string derivatives = "jacobians",
+        DerivativeMode? mode = null)
     {
         if (path is null || path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
@@ -149,16 +150,17 @@ public static class TensorFiles
             if (single.Count != 1)
                 throw new JacException($"{path}: the result has {single.Count} tensors ({string.Join(", ", single.Keys)}); " +
                                        "pick one with --of, or give a folder to get one .npy per tensor");
-            Npy.Write(path, FloatTensor.FromProto(single.Values.Single()));
+            Npy.Write(path, single.Values.Single());
             return;
         }
         Directory.CreateDirectory(path);
-        foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), FloatTensor.FromProto(t));
+        foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), t);
         if (jacobians is not null)
-            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"{derivatives.TrimEnd('s')}_{name}.npy"), FloatTensor.FromProto(t));
+            foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"{derivatives.TrimEnd('s')}_{name}.npy"), t);
     }
 
-    public static string ResultJson(string model, string version, MapField<string, Tensor> outputs, MapField<string, Tensor>? jacobians,
+    public static string ResultJson(string model, string version, IReadOnlyDictionary<string, FloatTensor> outputs,
+        IReadOnlyDictionary<string, FloatTensor>? jacobians,
         string derivatives = "jacobians", DerivativeMode? mode = null)
     {
         using var buffer = new MemoryStream();
@@ -175,7 +177,7 @@ public static class TensorFiles
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void WriteTensors(Utf8JsonWriter w, string property, MapField<string, Tensor> tensors)
+    private static void WriteTensors(Utf8JsonWriter w, string property, IReadOnlyDictionary<string, FloatTensor> tensors)
     {
         w.WriteStartObject(property);
         foreach (var (name, t) in tensors.OrderBy(p => p.Key, StringComparer.Ordinal))
@@ -185,7 +187,7 @@ public static class TensorFiles
             foreach (var d in t.Shape) w.WriteNumberValue(d);
             w.WriteEndArray();
             w.WriteStartArray("data");
-            foreach (var v in t.Data)
+            foreach (var v in t.Data.Span)
             {
                 // JSON has no NaN or infinity; numpy's and Python's json spell them so.
                 if (float.IsFinite(v)) w.WriteNumberValue(v);
