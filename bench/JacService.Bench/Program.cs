@@ -62,7 +62,7 @@ await server.WaitUntilReady(client);
 if (args.Contains("--modes"))
 {
     // Usage: ... -- --modes [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
-    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, client, options.NoPeer);
+    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, client, options.NoPeer);
     return 0;
 }
 

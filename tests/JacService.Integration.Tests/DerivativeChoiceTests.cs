@@ -64,15 +64,16 @@ public sealed class DerivativeChoiceTests(DerivativeChoiceTests.ModeServer fixtu
         return choice;
     }
 
-    [Fact]
-    public async Task AutoChoosesReverseForTheWideCnn()
+    [Theory]
+    [InlineData("small_cnn", "image", "logits")]          // 784 inputs, 10 outputs: 10 pulls against 784 pushes
+    [InlineData("wide_classifier", "x", "logits")]        // 128 inputs, 10 outputs
+    public async Task AutoChoosesReverseForTheWideModels(string name, string wrt, string of)
     {
-        // 784 inputs, 10 outputs: reverse needs 10 pulls where forward needs 784 pushes.
-        var choice = await ChoiceAfterAuto("small_cnn");
+        var choice = await ChoiceAfterAuto(name);
         Assert.True(choice.Mode == DerivativeMode.Reverse,
-            $"small_cnn chose {choice.Mode}: forward {choice.ForwardUs:F0} µs, reverse {choice.ReverseUs:F0} µs");
-        Assert.Equal("image", choice.Wrt);
-        Assert.Equal(["logits"], choice.Of);
+            $"{name} chose {choice.Mode}: forward {choice.ForwardUs:F0} µs, reverse {choice.ReverseUs:F0} µs");
+        Assert.Equal(wrt, choice.Wrt);
+        Assert.Equal([of], choice.Of);
     }
 
     /// <summary>

@@ -35,10 +35,10 @@ public static class OpTable
                 (c, x, _) => { var z = HardSigmoidLinear(c, x); return (z.gt(0).logical_and(z.lt(1))).to_type(x.dtype) * Alpha(c, 0.2); })
             .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => 1 - y * y)
             .Unary("Softplus", (_, x) => F.softplus(x), (_, x, _) => x.sigmoid())
-            .Unary("Softsign", (_, x) => x / (1 + x.abs()), (_, x, _) => (1 + x.abs()).square().reciprocal())
+            .Unary("Softsign", (_, x) => x / (1 + x.abs()), (_, x, _) => Powers.Square(1 + x.abs()).reciprocal())
             .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos())
             .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg())
-            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => (x.square().neg()).exp() * TwoOverSqrtPi)
+            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * TwoOverSqrtPi)
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x))
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), nonDifferentiable: [1, 2])
 
@@ -120,14 +120,14 @@ public static class OpTable
     private static readonly double GeluC = Math.Sqrt(2 / Math.PI);
 
     private static Tensor Gelu(OpContext c, Tensor x) => GeluTanh(c)
-        ? x * 0.5 * (1 + ((x + x.pow(3) * 0.044715) * GeluC).tanh())
+        ? x * 0.5 * (1 + ((x + Powers.Cube(x) * 0.044715) * GeluC).tanh())
         : x * 0.5 * (1 + (x * SqrtHalf).erf());
 
     private static Tensor GeluDerivative(OpContext c, Tensor x)
     {
-        if (!GeluTanh(c)) return (1 + (x * SqrtHalf).erf()) * 0.5 + x * (x.square() * -0.5).exp() * InvSqrtTwoPi;
-        var u = ((x + x.pow(3) * 0.044715) * GeluC).tanh();
-        return (1 + u) * 0.5 + x * 0.5 * (1 - u * u) * GeluC * (1 + x.square() * (3 * 0.044715));
+        if (!GeluTanh(c)) return (1 + (x * SqrtHalf).erf()) * 0.5 + x * (Powers.Square(x) * -0.5).exp() * InvSqrtTwoPi;
+        var u = ((x + Powers.Cube(x) * 0.044715) * GeluC).tanh();
+        return (1 + u) * 0.5 + x * 0.5 * (1 - u * u) * GeluC * (1 + Powers.Square(x) * (3 * 0.044715));
     }
 
     private static (double? Min, double? Max) ClipBounds(OpContext c) =>

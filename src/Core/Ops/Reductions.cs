@@ -171,7 +171,7 @@ internal static class Normalization
             () => $"LayerNormalization scale {Shapes.Text(scale.shape)} does not match normalized shape {Shapes.Text(normalized)}");
 
         var centred = x.Value - x.Value.mean(dims, keepdim: true);
-        var rstd = (centred.square().mean(dims, keepdim: true) + epsilon).rsqrt();
+        var rstd = (Powers.Square(centred).mean(dims, keepdim: true) + epsilon).rsqrt();
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : xhat * scale + bias;
         return (y, xhat, rstd, dims);
