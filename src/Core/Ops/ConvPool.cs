@@ -1,4 +1,5 @@
 using JacService.Core.Onnx;
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -298,6 +299,6 @@ internal static class ConvPool
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var x = c.In(0);
         long count = Shapes.Product(x.shape[2..]);
-        return [ct.expand(Tangents.WithBasis(ct.shape[0], x.shape)) / (double)count];
+        return [ct.expand(Tangents.WithBasis(ct.shape[0], x.shape)) / S(count)];
     }
 }

@@ -1,3 +1,4 @@
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
@@ -24,13 +25,13 @@ internal static class LinearAlgebra
             Shapes.Require(Shapes.Broadcast(cb.Shape, outShape).SequenceEqual(outShape),
                 () => $"Gemm bias {Shapes.Text(cb.Shape)} does not broadcast to {Shapes.Text(outShape)}");
 
-        var y = bias is { } C ? addmm(C.Value, A, B, (float)beta, (float)alpha) : alpha == 1 ? A.mm(B) : A.mm(B) * alpha;
+        var y = bias is { } C ? addmm(C.Value, A, B, (float)beta, (float)alpha) : alpha == 1 ? A.mm(B) : A.mm(B) * S(alpha);
 
         Tensor? t = null;
         if (a.Tangent is { } ta) t = (transA ? ta.transpose(1, 2) : ta).matmul(B);
         if (b.Tangent is { } tb) t = Tangents.Sum(t, A.matmul(transB ? tb.transpose(1, 2) : tb));
-        if (t is not null && alpha != 1) t = t * alpha;
-        if (bias?.Tangent is { } tc) t = Tangents.Sum(t, Tangents.Align(tc, 2) * beta);
+        if (t is not null && alpha != 1) t = t * S(alpha);
+        if (bias?.Tangent is { } tc) t = Tangents.Sum(t, Tangents.Align(tc, 2) * S(beta));
         return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
     }
 
@@ -99,7 +100,7 @@ internal static class LinearAlgebra
         bool transA = c.Attr.Int("transA", 0) != 0, transB = c.Attr.Int("transB", 0) != 0;
         var A = transA ? c.In(0).t() : c.In(0);
         var B = transB ? c.In(1).t() : c.In(1);
-        var scaled = alpha == 1 ? ct : ct * alpha;
+        var scaled = alpha == 1 ? ct : ct * S(alpha);
         if (c.Needs(0))
         {
             var ctA = scaled.matmul(B.t());
@@ -110,7 +111,7 @@ internal static class LinearAlgebra
             var ctB = A.t().matmul(scaled);
             result[1] = transB ? ctB.transpose(1, 2) : ctB;
         }
-        if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * beta, c.In(2).shape);
+        if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * S(beta), c.In(2).shape);
         return result;
     }
 

@@ -1,3 +1,4 @@
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -21,24 +22,24 @@ public static class OpTable
         var minusOne = RuleTableBuilder.MinusOne;
         return new RuleTableBuilder()
             // Elementwise unary: forward, then dy/dx from (x, y).
-            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], -1))
-            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => 0.5 / y)
+            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], S(-1)))
+            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => S(0.5) / y)
             .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y)
             .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal())
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
             .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
-            .Unary("LeakyRelu", (c, x) => F.leaky_relu(x, Alpha(c, 0.01)), (c, x, _) => Select(Step(x), 1, Alpha(c, 0.01)))
-            .Unary("Elu", (c, x) => F.elu(x, Alpha(c, 1.0)), (c, x, y) => Step(x) + (1 - Step(x)) * (y + Alpha(c, 1.0)))
-            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => Step(x) * SeluGamma(c) + (1 - Step(x)) * (y + SeluGamma(c) * SeluAlpha(c)))
-            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * (1 - y))
-            .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(0, 1),
-                (c, x, _) => { var z = HardSigmoidLinear(c, x); return (z.gt(0).logical_and(z.lt(1))).to_type(x.dtype) * Alpha(c, 0.2); })
-            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => 1 - y * y)
-            .Unary("Softplus", (_, x) => F.softplus(x), (_, x, _) => x.sigmoid())
-            .Unary("Softsign", (_, x) => x / (1 + x.abs()), (_, x, _) => Powers.Square(1 + x.abs()).reciprocal())
+            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(Step(x), 1, Alpha(c, 0.01)))
+            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => Step(x) + (S(1) - Step(x)) * (y + S(Alpha(c, 1.0))))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => Step(x) * S(SeluGamma(c)) + (S(1) - Step(x)) * (y + S(SeluGamma(c) * SeluAlpha(c))))
+            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * (S(1) - y))
+            .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
+                (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); })
+            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => S(1) - y * y)
+            .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid())
+            .Unary("Softsign", (_, x) => x / (S(1) + x.abs()), (_, x, _) => Powers.Square(S(1) + x.abs()).reciprocal())
             .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos())
             .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg())
-            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * TwoOverSqrtPi)
+            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi))
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x))
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), nonDifferentiable: [1, 2])
 
@@ -47,9 +48,9 @@ public static class OpTable
             .Binary("Sub", (_, a, b) => a - b, one, minusOne)
             .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a)
             .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg())
-            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b - 1), (a, _, y) => y * a.log())
-            .Binary("PRelu", (_, x, s) => x.relu() + s * x.clamp(max: 0),
-                (x, s, _) => Step(x) + (1 - Step(x)) * s, (x, _, _) => (1 - Step(x)) * x)
+            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b - S(1)), (a, _, y) => y * a.log())
+            .Binary("PRelu", (_, x, s) => x.relu() + s * x.clamp(max: S(0)),
+                (x, s, _) => Step(x) + (S(1) - Step(x)) * s, (x, _, _) => (S(1) - Step(x)) * x)
 
             // Linear algebra.
             .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp))
@@ -98,11 +99,14 @@ public static class OpTable
             .Rules;
     }
 
+    /// <summary>log(1 + e^x) without overflow, from tensor ops only (TorchSharp's softplus makes Scalars of its defaults).</summary>
+    private static Tensor Softplus(Tensor x) => x.relu() + x.abs().neg().exp().log1p();
+
     /// <summary>1 where x &gt; 0, else 0, in x's dtype.</summary>
-    private static Tensor Step(Tensor x) => x.gt(0).to_type(x.dtype);
+    private static Tensor Step(Tensor x) => x.gt(S(0)).to_type(x.dtype);
 
     /// <summary>mask ? ifTrue : ifFalse for a 0/1 mask and scalar branches.</summary>
-    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => mask * (ifTrue - ifFalse) + ifFalse;
+    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => mask * S(ifTrue - ifFalse) + S(ifFalse);
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 
@@ -111,23 +115,23 @@ public static class OpTable
     private static double SeluGamma(OpContext c) => c.Attr.Float("gamma", 1.05070102214813232421875f);
 
     private static Tensor Selu(OpContext c, Tensor x) =>
-        (x.relu() + (x.clamp(max: 0).exp() - 1) * SeluAlpha(c)) * SeluGamma(c);
+        (x.relu() + (x.clamp(max: S(0)).exp() - S(1)) * S(SeluAlpha(c))) * S(SeluGamma(c));
 
-    private static Tensor HardSigmoidLinear(OpContext c, Tensor x) => x * Alpha(c, 0.2) + c.Attr.Float("beta", 0.5f);
+    private static Tensor HardSigmoidLinear(OpContext c, Tensor x) => x * S(Alpha(c, 0.2)) + S(c.Attr.Float("beta", 0.5f));
 
     private static bool GeluTanh(OpContext c) => c.Attr.String("approximate", "none") == "tanh";
 
     private static readonly double GeluC = Math.Sqrt(2 / Math.PI);
 
     private static Tensor Gelu(OpContext c, Tensor x) => GeluTanh(c)
-        ? x * 0.5 * (1 + ((x + Powers.Cube(x) * 0.044715) * GeluC).tanh())
-        : x * 0.5 * (1 + (x * SqrtHalf).erf());
+        ? x * S(0.5) * (S(1) + ((x + Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh())
+        : x * S(0.5) * (S(1) + (x * S(SqrtHalf)).erf());
 
     private static Tensor GeluDerivative(OpContext c, Tensor x)
     {
-        if (!GeluTanh(c)) return (1 + (x * SqrtHalf).erf()) * 0.5 + x * (Powers.Square(x) * -0.5).exp() * InvSqrtTwoPi;
-        var u = ((x + Powers.Cube(x) * 0.044715) * GeluC).tanh();
-        return (1 + u) * 0.5 + x * 0.5 * (1 - u * u) * GeluC * (1 + Powers.Square(x) * (3 * 0.044715));
+        if (!GeluTanh(c)) return (S(1) + (x * S(SqrtHalf)).erf()) * S(0.5) + x * (Powers.Square(x) * S(-0.5)).exp() * S(InvSqrtTwoPi);
+        var u = ((x + Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
+        return (S(1) + u) * S(0.5) + x * S(0.5) * (S(1) - u * u) * S(GeluC) * (S(1) + Powers.Square(x) * S(3 * 0.044715));
     }
 
     private static (double? Min, double? Max) ClipBounds(OpContext c) =>
@@ -137,15 +141,15 @@ public static class OpTable
     private static Tensor Clip(OpContext c, Tensor x)
     {
         var (min, max) = ClipBounds(c);
-        return min is null && max is null ? x.alias() : x.clamp(min, max);
+        return min is null && max is null ? x.alias() : x.clamp(min is { } lo ? S(lo) : null, max is { } hi ? S(hi) : null);
     }
 
     private static Tensor ClipMask(OpContext c, Tensor x)
     {
         var (min, max) = ClipBounds(c);
         var mask = x.ones_like(ScalarType.Bool);
-        if (min is { } lo) mask = mask.logical_and(x.ge(lo));
-        if (max is { } hi) mask = mask.logical_and(x.le(hi));
+        if (min is { } lo) mask = mask.logical_and(x.ge(S(lo)));
+        if (max is { } hi) mask = mask.logical_and(x.le(S(hi)));
         return mask.to_type(x.dtype);
     }
 }

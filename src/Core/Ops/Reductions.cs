@@ -1,4 +1,5 @@
 using JacService.Core.Onnx;
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
@@ -47,7 +48,7 @@ internal static class Reductions
         if (c.Attr.Int("keepdims", 1) == 0)
             foreach (var axis in axes) ct = ct.unsqueeze(axis + 1);
         var spread = ct.expand(Tangents.WithBasis(ct.shape[0], x.shape));
-        result[0] = mean ? spread / (double)Shapes.Product(axes.Select(a => x.shape[a])) : spread;
+        result[0] = mean ? spread / S(Shapes.Product(axes.Select(a => x.shape[a]))) : spread;
         return result;
     }
 
@@ -128,7 +129,7 @@ internal static class Normalization
         var perChannel = new long[x.Rank - 1];
         Array.Fill(perChannel, 1L);
         perChannel[0] = x.Shape[1];
-        return c.In(1).Value.reshape(perChannel) * (c.In(4).Value.reshape(perChannel) + c.Attr.Float("epsilon", 1e-5f)).rsqrt();
+        return c.In(1).Value.reshape(perChannel) * (c.In(4).Value.reshape(perChannel) + S(c.Attr.Float("epsilon", 1e-5f))).rsqrt();
     }
 
     // Inference BatchNormalization is a per-channel scaling of x: diagonal, its own transpose.
@@ -171,7 +172,7 @@ internal static class Normalization
             () => $"LayerNormalization scale {Shapes.Text(scale.shape)} does not match normalized shape {Shapes.Text(normalized)}");
 
         var centred = x.Value - x.Value.mean(dims, keepdim: true);
-        var rstd = (Powers.Square(centred).mean(dims, keepdim: true) + epsilon).rsqrt();
+        var rstd = (Powers.Square(centred).mean(dims, keepdim: true) + S(epsilon)).rsqrt();
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : xhat * scale + bias;
         return (y, xhat, rstd, dims);

@@ -1,4 +1,5 @@
 using JacService.Core.Onnx;
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
@@ -136,7 +137,7 @@ internal static class ShapeOps
             long min = flat.min().item<long>(), max = flat.max().item<long>();
             Shapes.Require(min >= -size && max < size,
                 () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
-            flat = flat + flat.lt(0).to_type(ScalarType.Int64) * size;
+            flat = flat + flat.lt(L(0)).to_type(ScalarType.Int64) * L(size);
         }
         long[] outShape = [.. s[..(int)axis], .. indices.shape, .. s[((int)axis + 1)..]];
         var y = data.Value.index_select(axis, flat).reshape(outShape);
@@ -302,11 +303,11 @@ internal static class ShapeOps
         var s = c.In(0).shape;
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
         var flat = c.In(1).flatten().to_type(ScalarType.Int64);
-        flat = flat + flat.lt(0).to_type(ScalarType.Int64) * s[axis];
+        flat = flat + flat.lt(L(0)).to_type(ScalarType.Int64) * L(s[axis]);
         long k = ct.shape[0];
         // Repeated indices add up: index_add is the transpose of index_select.
         var rows = ct.reshape([k, .. s[..(int)axis], flat.numel(), .. s[((int)axis + 1)..]]);
-        result[0] = zeros(Tangents.WithBasis(k, s), ct.dtype).index_add_(axis + 1, flat, rows, 1);
+        result[0] = zeros(Tangents.WithBasis(k, s), ct.dtype).index_add_(axis + 1, flat, rows, S(1));
         return result;
     }
 
@@ -368,7 +369,7 @@ internal static class ShapeOps
         // float64 holds every index up to 2^53 exactly, and every padding mode accepts it.
         var indices = arange(n, ScalarType.Float64).reshape(x.shape);
         var source = forward(c.Primal(indices))[0].Value.flatten().to_type(ScalarType.Int64);
-        result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), 1).reshape(Tangents.WithBasis(k, x.shape));
+        result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), S(1)).reshape(Tangents.WithBasis(k, x.shape));
         return result;
     }
 }
