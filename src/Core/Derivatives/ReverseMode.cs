@@ -49,7 +49,7 @@ internal sealed class ReverseMode(ModelParts parts)
                     var shape = parts.SampleShape(plan.Plan, of[j]);
                     int id = graph.OutputIds[of[j]];
                     var seed = rows.narrow(1, offset, sizes[j]).reshape([k, 1, .. shape]).expand([k, batch, .. shape]);
-                    seeds[id] = seeds.TryGetValue(id, out var other) ? other + seed : seed;
+                    seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(seed) : seed;
                     spans.Add((j, lo, hi));
                 }
                 if (Backward.Run(graph, plan.Plan, values, path, seeds, graph.InputIds[wrt]) is not { } ct) continue;
@@ -97,7 +97,7 @@ internal sealed class ReverseMode(ModelParts parts)
                     if (cotangents[j] is not { } c) continue;
                     int id = graph.OutputIds[of[j]];
                     var seed = c.narrow(0, t0, k);
-                    seeds[id] = seeds.TryGetValue(id, out var other) ? other + seed : seed;
+                    seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(seed) : seed;
                 }
                 if (Backward.Run(graph, plan.Plan, values, path, seeds, graph.InputIds[wrt]) is { } ct)
                     result.narrow(0, t0, k).copy_(ct);

@@ -29,14 +29,14 @@ public static class OpTable
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
             .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
             .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(Step(x), 1, Alpha(c, 0.01)))
-            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => Step(x) + (S(1) - Step(x)) * (y + S(Alpha(c, 1.0))))
-            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => Step(x) * S(SeluGamma(c)) + (S(1) - Step(x)) * (y + S(SeluGamma(c) * SeluAlpha(c))))
-            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * (S(1) - y))
+            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => Step(x).Plus(Step(x).From(1) * y.Plus(Alpha(c, 1.0))))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => (Step(x) * S(SeluGamma(c))).Plus(Step(x).From(1) * y.Plus(SeluGamma(c) * SeluAlpha(c))))
+            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
                 (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); })
-            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => S(1) - y * y)
+            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1))
             .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid())
-            .Unary("Softsign", (_, x) => x / (S(1) + x.abs()), (_, x, _) => Powers.Square(S(1) + x.abs()).reciprocal())
+            .Unary("Softsign", (_, x) => x / x.abs().Plus(1), (_, x, _) => Powers.Square(x.abs().Plus(1)).reciprocal())
             .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos())
             .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg())
             .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi))
@@ -44,13 +44,13 @@ public static class OpTable
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), nonDifferentiable: [1, 2])
 
             // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y).
-            .Binary("Add", (_, a, b) => a + b, one, one)
-            .Binary("Sub", (_, a, b) => a - b, one, minusOne)
+            .Binary("Add", (_, a, b) => a.Plus(b), one, one)
+            .Binary("Sub", (_, a, b) => a.Minus(b), one, minusOne)
             .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a)
             .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg())
-            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b - S(1)), (a, _, y) => y * a.log())
-            .Binary("PRelu", (_, x, s) => x.relu() + s * x.clamp(max: S(0)),
-                (x, s, _) => Step(x) + (S(1) - Step(x)) * s, (x, _, _) => (S(1) - Step(x)) * x)
+            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log())
+            .Binary("PRelu", (_, x, s) => x.relu().Plus(s * x.clamp(max: S(0))),
+                (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x)
 
             // Linear algebra.
             .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp))
@@ -100,13 +100,13 @@ public static class OpTable
     }
 
     /// <summary>log(1 + e^x) without overflow, from tensor ops only (TorchSharp's softplus makes Scalars of its defaults).</summary>
-    private static Tensor Softplus(Tensor x) => x.relu() + x.abs().neg().exp().log1p();
+    private static Tensor Softplus(Tensor x) => x.relu().Plus(x.abs().neg().exp().log1p());
 
     /// <summary>1 where x &gt; 0, else 0, in x's dtype.</summary>
     private static Tensor Step(Tensor x) => x.gt(S(0)).to_type(x.dtype);
 
     /// <summary>mask ? ifTrue : ifFalse for a 0/1 mask and scalar branches.</summary>
-    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => mask * S(ifTrue - ifFalse) + S(ifFalse);
+    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => (mask * S(ifTrue - ifFalse)).Plus(ifFalse);
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 
@@ -115,23 +115,23 @@ public static class OpTable
     private static double SeluGamma(OpContext c) => c.Attr.Float("gamma", 1.05070102214813232421875f);
 
     private static Tensor Selu(OpContext c, Tensor x) =>
-        (x.relu() + (x.clamp(max: S(0)).exp() - S(1)) * S(SeluAlpha(c))) * S(SeluGamma(c));
+        x.relu().Plus(x.clamp(max: S(0)).exp().Minus(1) * S(SeluAlpha(c))) * S(SeluGamma(c));
 
-    private static Tensor HardSigmoidLinear(OpContext c, Tensor x) => x * S(Alpha(c, 0.2)) + S(c.Attr.Float("beta", 0.5f));
+    private static Tensor HardSigmoidLinear(OpContext c, Tensor x) => (x * S(Alpha(c, 0.2))).Plus(c.Attr.Float("beta", 0.5f));
 
     private static bool GeluTanh(OpContext c) => c.Attr.String("approximate", "none") == "tanh";
 
     private static readonly double GeluC = Math.Sqrt(2 / Math.PI);
 
     private static Tensor Gelu(OpContext c, Tensor x) => GeluTanh(c)
-        ? x * S(0.5) * (S(1) + ((x + Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh())
-        : x * S(0.5) * (S(1) + (x * S(SqrtHalf)).erf());
+        ? x * S(0.5) * (x.Plus(Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh().Plus(1)
+        : x * S(0.5) * (x * S(SqrtHalf)).erf().Plus(1);
 
     private static Tensor GeluDerivative(OpContext c, Tensor x)
     {
-        if (!GeluTanh(c)) return (S(1) + (x * S(SqrtHalf)).erf()) * S(0.5) + x * (Powers.Square(x) * S(-0.5)).exp() * S(InvSqrtTwoPi);
-        var u = ((x + Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
-        return (S(1) + u) * S(0.5) + x * S(0.5) * (S(1) - u * u) * S(GeluC) * (S(1) + Powers.Square(x) * S(3 * 0.044715));
+        if (!GeluTanh(c)) return ((x * S(SqrtHalf)).erf().Plus(1) * S(0.5)).Plus(x * (Powers.Square(x) * S(-0.5)).exp() * S(InvSqrtTwoPi));
+        var u = (x.Plus(Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
+        return (u.Plus(1) * S(0.5)).Plus(x * S(0.5) * (u * u).From(1) * S(GeluC) * (Powers.Square(x) * S(3 * 0.044715)).Plus(1));
     }
 
     private static (double? Min, double? Max) ClipBounds(OpContext c) =>

@@ -58,7 +58,7 @@ internal static class Reductions
         long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.Rank);
         var y = x.Value.softmax(axis);
         // d softmax = y * (T - <T, y>) along the axis.
-        var t = x.Tangent is { } tx ? y * (tx - (tx * y).sum(axis + 1, keepdim: true)) : null;
+        var t = x.Tangent is { } tx ? y * tx.Minus((tx * y).sum(axis + 1, keepdim: true)) : null;
         return [new Dual(y, t)];
     }
 
@@ -67,7 +67,7 @@ internal static class Reductions
         var x = c.In(0);
         long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.Rank);
         var y = x.Value.log_softmax(axis);
-        var t = x.Tangent is { } tx ? tx - (tx * y.exp()).sum(axis + 1, keepdim: true) : null;
+        var t = x.Tangent is { } tx ? tx.Minus((tx * y.exp()).sum(axis + 1, keepdim: true)) : null;
         return [new Dual(y, t)];
     }
 
@@ -77,7 +77,7 @@ internal static class Reductions
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var y = c.Out(0);
         long axis = Shapes.Axis(c.Attr.Int("axis", -1), y.dim());
-        return [y * (ct - (ct * y).sum(axis + 1, keepdim: true))];
+        return [y * ct.Minus((ct * y).sum(axis + 1, keepdim: true))];
     }
 
     // LogSoftmax's Jacobian I - 1 p^T transposes to I - p 1^T.
@@ -86,7 +86,7 @@ internal static class Reductions
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var y = c.Out(0);
         long axis = Shapes.Axis(c.Attr.Int("axis", -1), y.dim());
-        return [ct - y.exp() * ct.sum(axis + 1, keepdim: true)];
+        return [ct.Minus(y.exp() * ct.sum(axis + 1, keepdim: true))];
     }
 }
 
@@ -118,7 +118,7 @@ internal static class Normalization
         _ = Param(1);
         _ = Param(4);
         var scale = BatchNormalizationScale(c);
-        var y = (x.Value - Param(3)) * scale + Param(2);
+        var y = (x.Value.Minus(Param(3)) * scale).Plus(Param(2));
         return [new Dual(y, x.Tangent is null ? null : x.Tangent * scale)];
     }
 
@@ -129,7 +129,7 @@ internal static class Normalization
         var perChannel = new long[x.Rank - 1];
         Array.Fill(perChannel, 1L);
         perChannel[0] = x.Shape[1];
-        return c.In(1).Value.reshape(perChannel) * (c.In(4).Value.reshape(perChannel) + S(c.Attr.Float("epsilon", 1e-5f))).rsqrt();
+        return c.In(1).Value.reshape(perChannel) * c.In(4).Value.reshape(perChannel).Plus(c.Attr.Float("epsilon", 1e-5f)).rsqrt();
     }
 
     // Inference BatchNormalization is a per-channel scaling of x: diagonal, its own transpose.
@@ -171,10 +171,10 @@ internal static class Normalization
         Shapes.Require(Shapes.Broadcast(scale.shape, normalized).SequenceEqual(normalized),
             () => $"LayerNormalization scale {Shapes.Text(scale.shape)} does not match normalized shape {Shapes.Text(normalized)}");
 
-        var centred = x.Value - x.Value.mean(dims, keepdim: true);
-        var rstd = (Powers.Square(centred).mean(dims, keepdim: true) + S(epsilon)).rsqrt();
+        var centred = x.Value.Minus(x.Value.mean(dims, keepdim: true));
+        var rstd = Powers.Square(centred).mean(dims, keepdim: true).Plus(epsilon).rsqrt();
         var xhat = centred * rstd;
-        var y = bias is null ? xhat * scale : xhat * scale + bias;
+        var y = bias is null ? xhat * scale : (xhat * scale).Plus(bias);
         return (y, xhat, rstd, dims);
     }
 
@@ -182,6 +182,6 @@ internal static class Normalization
     private static Tensor Project(Tensor v, Tensor xhat, Tensor rstd, long[] dims)
     {
         var vdims = Tangents.Shift(dims);
-        return (v - v.mean(vdims, keepdim: true) - xhat * (v * xhat).mean(vdims, keepdim: true)) * rstd;
+        return v.Minus(v.mean(vdims, keepdim: true)).Minus(xhat * (v * xhat).mean(vdims, keepdim: true)) * rstd;
     }
 }

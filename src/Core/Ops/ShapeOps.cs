@@ -137,7 +137,7 @@ internal static class ShapeOps
             long min = flat.min().item<long>(), max = flat.max().item<long>();
             Shapes.Require(min >= -size && max < size,
                 () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
-            flat = flat + flat.lt(L(0)).to_type(ScalarType.Int64) * L(size);
+            flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
         }
         long[] outShape = [.. s[..(int)axis], .. indices.shape, .. s[((int)axis + 1)..]];
         var y = data.Value.index_select(axis, flat).reshape(outShape);
@@ -219,7 +219,7 @@ internal static class ShapeOps
             }
             var index = step > 0 && start >= end || step < 0 && start <= end
                 ? zeros(0, ScalarType.Int64)
-                : arange(start, end, step, ScalarType.Int64);
+                : arange(L(start), L(end), L(step), ScalarType.Int64);
             y = y.index_select(axis, index);
             if (hasTangent) t = t.index_select(axis + 1, index);
         }
@@ -303,7 +303,7 @@ internal static class ShapeOps
         var s = c.In(0).shape;
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
         var flat = c.In(1).flatten().to_type(ScalarType.Int64);
-        flat = flat + flat.lt(L(0)).to_type(ScalarType.Int64) * L(s[axis]);
+        flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(s[axis]), L(1));
         long k = ct.shape[0];
         // Repeated indices add up: index_add is the transpose of index_select.
         var rows = ct.reshape([k, .. s[..(int)axis], flat.numel(), .. s[((int)axis + 1)..]]);
@@ -367,7 +367,7 @@ internal static class ShapeOps
         var x = c.In(0);
         long n = x.numel(), k = ct.shape[0];
         // float64 holds every index up to 2^53 exactly, and every padding mode accepts it.
-        var indices = arange(n, ScalarType.Float64).reshape(x.shape);
+        var indices = arange(L(0), L(n), L(1), ScalarType.Float64).reshape(x.shape);
         var source = forward(c.Primal(indices))[0].Value.flatten().to_type(ScalarType.Int64);
         result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), S(1)).reshape(Tangents.WithBasis(k, x.shape));
         return result;

@@ -34,7 +34,7 @@ internal static class Tangents
         return r;
     }
 
-    public static Tensor? Sum(Tensor? a, Tensor? b) => a is null ? b : b is null ? a : a + b;
+    public static Tensor? Sum(Tensor? a, Tensor? b) => a is null ? b : b is null ? a : a.Plus(b);
 
     /// <summary>
     /// The transpose of broadcasting: sums a cotangent [K, ..broadcast shape] down to [K, ..shape] over the axes that

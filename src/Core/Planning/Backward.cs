@@ -38,7 +38,7 @@ internal static class Backward
                     int id = node.Inputs[i];
                     if (id < 0 || !needs[i] || results[i] is not { } r) continue;
                     var previous = cotangents[id];
-                    var sum = previous is null ? r : previous + r;
+                    var sum = previous is null ? r : previous.Plus(r);
                     cotangents[id] = ReferenceEquals(sum, r) && outCts.Any(t => ReferenceEquals(t, r))
                         ? r.alias().MoveToOuterDisposeScope()
                         : sum.MoveToOuterDisposeScope();
