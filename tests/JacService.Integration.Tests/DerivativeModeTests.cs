@@ -5,8 +5,9 @@ using JacService.Testing;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// Forward, reverse and AUTO Jacobians, Jvp and Vjp over gRPC, against the functorch references: Jvp and Vjp are
-/// checked by contracting the reference Jacobian with basis directions (J·e_k is column k, e_iᵀ·J is row i).
+/// Forward, reverse and AUTO Jacobians, Jvp and Vjp over gRPC, against the functorch references: Jvp and Vjp against
+/// functorch's jvp/vjp of the references' random directions, and by contracting the reference Jacobian with basis
+/// directions (J·e_k is column k, e_iᵀ·J is row i).
 /// </summary>
 [Collection(ServerCollection.Name)]
 public class DerivativeModeTests(ServerProcess server)
@@ -52,6 +53,32 @@ public class DerivativeModeTests(ServerProcess server)
                     $"{name} {mode} d{output}/d{wrt}");
             foreach (var (output, expected) in reference.Outputs)
                 Compare.Close(expected, response.Outputs[output].Shape.ToArray(), response.Outputs[output].Data, Tolerance, $"{name}.{output}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public async Task JvpAndVjpMatchFunctorch(string name)
+    {
+        var reference = Fixtures.Load(name);
+        foreach (var (wrt, jvp) in reference.Jvp)
+        {
+            var request = new JvpRequest { Model = name, Wrt = wrt, Tangents = ToProto(jvp.Tangents) };
+            foreach (var (input, t) in reference.Inputs) request.Inputs[input] = ToProto(t);
+            var response = await server.Client.JvpAsync(request);
+            Assert.Equal(DerivativeMode.Forward, response.Mode);
+            Assert.Equal(jvp.Outputs.Keys.Order(), response.Jvps.Keys.Order());
+            foreach (var (output, expected) in jvp.Outputs)
+                Compare.Close(expected, response.Jvps[output].Shape.ToArray(), response.Jvps[output].Data, Tolerance, $"{name} jvp d{output}/d{wrt}");
+        }
+        foreach (var (wrt, vjp) in reference.Vjp)
+        {
+            var request = new VjpRequest { Model = name, Wrt = wrt };
+            foreach (var (input, t) in reference.Inputs) request.Inputs[input] = ToProto(t);
+            foreach (var (output, c) in vjp.Cotangents) request.Cotangents[output] = ToProto(c);
+            var response = await server.Client.VjpAsync(request);
+            Assert.Equal(DerivativeMode.Reverse, response.Mode);
+            Compare.Close(vjp.Result, response.Vjp.Shape.ToArray(), response.Vjp.Data, Tolerance, $"{name} vjp d/d{wrt}");
         }
     }
 
