@@ -59,9 +59,9 @@ using var server = ServerUnderTest.Start(root, modelsDir, options.ServerArgs);
 using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}", maxMessageMiB: 512);
 var client = new JacobianService.JacobianServiceClient(channel);
 await server.WaitUntilReady(client);
-if (args.Contains("--modes"))
+if (args.Contains("--derivatives"))
 {
-    // Usage: ... -- --modes [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
+    // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
     await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, client, options.NoPeer);
     return 0;
 }
