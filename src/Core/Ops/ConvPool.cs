@@ -215,15 +215,37 @@ internal static class ConvPool
         // Rows the strided forward never reached are restored by output_padding (always < stride).
         var outputPadding = size.Select((d, i) => d + 2 * padding[i] - ((outSize[i] - 1) * g.Strides[i] + g.Dilations[i] * (g.Kernel[i] - 1) + 1)).ToArray();
         bool oneD = spatial.Length == 1;
+        // With unit strides the transpose is itself a convolution, with the kernel flipped and its channel axes swapped
+        // per group and padding d(k - 1) - p; libtorch's convolution is several times faster here than its transposed
+        // one (small_cnn's first layer: 15 ms against ~3 ms per batch of 256).
+        var flippedPadding = padding.Select((p, i) => g.Dilations[i] * (g.Kernel[i] - 1) - p).ToArray();
+        bool asConvolution = g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0);
+        var flipped = asConvolution ? FlippedKernel(w, group) : null;
         result[0] = Tangents.FoldBasis(ct, v =>
         {
-            var r = oneD
-                ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
-                    [0, outputPadding[0]], [1, g.Dilations[0]], group).squeeze(2)
-                : nn.functional.conv_transpose2d(v, w, null, g.Strides, padding, outputPadding, g.Dilations, group);
+            Tensor r;
+            if (flipped is not null)
+                r = oneD
+                    ? F.conv1d(v, flipped, null, 1, flippedPadding[0], g.Dilations[0], group)
+                    : F.conv2d(v, flipped, null, [1, 1], flippedPadding, g.Dilations, group);
+            else
+                r = oneD
+                    ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
+                        [0, outputPadding[0]], [1, g.Dilations[0]], group).squeeze(2)
+                    : nn.functional.conv_transpose2d(v, w, null, g.Strides, padding, outputPadding, g.Dilations, group);
             return g.Symmetric ? r : F.pad(r, g.PadArgument.Select(p => -p).ToArray());
         });
         return result;
+    }
+
+    /// <summary>[Cout, Cin/g, ..k] to [Cin, Cout/g, ..k] group by group, flipped along every spatial axis.</summary>
+    private static Tensor FlippedKernel(Tensor w, long group)
+    {
+        var s = w.shape;
+        long outPerGroup = s[0] / group, inPerGroup = s[1];
+        var spatialAxes = Enumerable.Range(2, s.Length - 2).Select(a => (long)a).ToArray();
+        return w.reshape([group, outPerGroup, inPerGroup, .. s[2..]]).transpose(1, 2)
+            .reshape([group * inPerGroup, outPerGroup, .. s[2..]]).flip(spatialAxes);
     }
 
     public static Tensor?[] MaxPoolVjp(VjpContext c)

@@ -27,10 +27,10 @@ public static class OpTable
             .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y)
             .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal())
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
-            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
-            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(Step(x), 1, Alpha(c, 0.01)))
-            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => Step(x).Plus(Step(x).From(1) * y.Plus(Alpha(c, 1.0))))
-            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => (Step(x) * S(SeluGamma(c))).Plus(Step(x).From(1) * y.Plus(SeluGamma(c) * SeluAlpha(c))))
+            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x), along: (x, d) => d.masked_fill(x.le(S(0)), S(0)))
+            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)))
+            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(1)))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(SeluGamma(c))))
             .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
                 (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); })
@@ -105,8 +105,9 @@ public static class OpTable
     /// <summary>1 where x &gt; 0, else 0, in x's dtype.</summary>
     private static Tensor Step(Tensor x) => x.gt(S(0)).to_type(x.dtype);
 
-    /// <summary>mask ? ifTrue : ifFalse for a 0/1 mask and scalar branches.</summary>
-    private static Tensor Select(Tensor mask, double ifTrue, double ifFalse) => (mask * S(ifTrue - ifFalse)).Plus(ifFalse);
+    /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise, in x's dtype.</summary>
+    private static Tensor Select(Tensor x, double ifPositive, double otherwise) =>
+        x.new_full(x.shape, S(otherwise)).masked_fill_(x.gt(S(0)), S(ifPositive));
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 
