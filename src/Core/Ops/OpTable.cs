@@ -27,7 +27,7 @@ public static class OpTable
             .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y)
             .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal())
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
-            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x), along: (x, d) => d.masked_fill(x.le(S(0)), S(0)))
+            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
             .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)))
             .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(1)))
             .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(SeluGamma(c))))
