@@ -58,7 +58,7 @@ public sealed class ModelVersion : IDisposable
             if (graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0)))
             {
                 using var scope = NewDisposeScope();
-                using var plan = model._parts.Plans.Lease(model.SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
+                using var plan = model._parts.Plans.Lease(SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
             }
             return model;
         }
@@ -78,12 +78,7 @@ public sealed class ModelVersion : IDisposable
     public int[] ResolveOf(IReadOnlyCollection<string> of) => Requests.ResolveOf(of);
 
     /// <summary>Per-sample shape of output <paramref name="output"/> for these inputs, from the batch-1 plan.</summary>
-    public long[] OutputSampleShape(HostTensor[] inputs, int output)
-    {
-        using var scope = NewDisposeScope();
-        using var plan = _parts.Plans.Lease(SampleShapes(inputs.Select(i => i.Shape).ToArray()));
-        return _parts.SampleShape(plan.Plan, output);
-    }
+    public long[] OutputSampleShape(HostTensor[] inputs, int output) => FromSamplePlan(inputs, plan => _parts.SampleShape(plan, output));
 
     /// <summary>
     /// Refuses, before any work, a result over the size limit. Sizes come from the batch-1 plan, built at load for
@@ -93,7 +88,7 @@ public sealed class ModelVersion : IDisposable
     public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
     {
         long batch = inputs[0].Shape[0];
-        long perSample = directions is { } t ? DirectionalFloatsPerSample(inputs, wrt, of, t, vjp) : ResultFloatsPerSample(inputs, wrt, of);
+        long perSample = ResultFloatsPerSample(inputs, wrt, of, directions, vjp);
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
@@ -101,24 +96,27 @@ public sealed class ModelVersion : IDisposable
                 "send fewer samples per request or name fewer outputs in 'of'");
     }
 
-    /// <summary>Floats in one sample's result (all outputs plus the Jacobians of <paramref name="of"/>), from the batch-1 plan.</summary>
-    public long ResultFloatsPerSample(HostTensor[] inputs, int wrt, int[] of)
+    /// <summary>
+    /// Floats in one sample's result: all outputs, plus per direction the outputs in <paramref name="of"/> (or, for a
+    /// Vjp, wrt). A Jacobian is the case of one direction per element of wrt.
+    /// </summary>
+    public long ResultFloatsPerSample(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false) =>
+        FromSamplePlan(inputs, plan =>
+        {
+            long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
+            long perDirection = vjp ? inSize : of.Sum(o => plan.Elements(Graph.OutputIds[o]));
+            return Graph.OutputIds.Sum(plan.Elements) + (directions ?? inSize) * perDirection;
+        });
+
+    /// <summary>Reads the plan for one sample of these inputs' shapes (cached; built at load for static shapes).</summary>
+    private T FromSamplePlan<T>(HostTensor[] inputs, Func<ExecutionPlan, T> read)
     {
-        long perSampleIn = Shapes.Product(inputs[wrt].Shape[1..]);
         using var scope = NewDisposeScope();
         using var plan = _parts.Plans.Lease(SampleShapes(inputs.Select(i => i.Shape).ToArray()));
-        return Graph.OutputIds.Sum(plan.Plan.Elements) + of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]) * perSampleIn);
+        return read(plan.Plan);
     }
 
-    private long DirectionalFloatsPerSample(HostTensor[] inputs, int wrt, int[] of, long directions, bool vjp)
-    {
-        using var scope = NewDisposeScope();
-        using var plan = _parts.Plans.Lease(SampleShapes(inputs.Select(i => i.Shape).ToArray()));
-        long derivatives = vjp ? Shapes.Product(inputs[wrt].Shape[1..]) : of.Sum(o => plan.Plan.Elements(Graph.OutputIds[o]));
-        return Graph.OutputIds.Sum(plan.Plan.Elements) + directions * derivatives;
-    }
-
-    private long[][] SampleShapes(long[][] shapes) => shapes.Select(s => (long[])[1, .. s[1..]]).ToArray();
+    private static long[][] SampleShapes(long[][] shapes) => shapes.Select(s => (long[])[1, .. s[1..]]).ToArray();
 
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 

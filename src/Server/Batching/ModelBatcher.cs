@@ -270,7 +270,7 @@ public sealed class ModelBatcher : IAsyncDisposable
                 var directions = inputs[_model.Inputs.Count];
                 bool many = batch.Key.Kind == WorkKind.Jvp
                     ? directions.Shape.Length == inputs[batch.Key.Wrt].Shape.Length + 1
-                    : directions.Shape.Length == _model.Outputs[batch.Key.Of[0]].Shape.Length + 1;
+                    : directions.Shape.Length == _model.OutputSampleShape(inputs[.._model.Inputs.Count], batch.Key.Of[0]).Length + 2;
                 span.SetTag(Attributes.TangentWidth, many ? directions.Shape[1] : 1);
             }
             span.SetTag(Attributes.Device, _model.Device);
