@@ -108,6 +108,39 @@ public sealed class ModelVersion : IDisposable
             return Graph.OutputIds.Sum(plan.Elements) + (directions ?? inSize) * perDirection;
         });
 
+    /// <summary>
+    /// Refuses, before any work, second derivatives through an op that has no second-order rule, naming the op and
+    /// its node (INVALID_ARGUMENT); ops on the path from wrt to of are the only ones that matter.
+    /// </summary>
+    public void CheckSecondOrder(int wrt, int[] of)
+    {
+    }
+
+    /// <summary>
+    /// Refuses, before any work, a Hessian or Laplacian result over the size limit: a Hessian grows with the square of
+    /// wrt's size.
+    /// </summary>
+    public void CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
+    {
+        long batch = inputs[0].Shape[0];
+        long perSample = SecondOrderFloatsPerSample(inputs, wrt, of, kind, includeJacobian);
+        long bytes = batch * perSample * sizeof(float);
+        if (bytes > Limits.MaxResultBytes)
+            throw new ResultTooLargeException(
+                $"the {(kind == SecondOrderKind.Hessian ? "Hessian" : "Laplacian")} result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), " +
+                $"over the limit of {Limits.MaxResultBytes:N0}; send fewer samples per request or name fewer outputs in 'of'");
+    }
+
+    /// <summary>Floats in one sample's second-order result: all outputs, per output in of its Hessian (in² each) or Laplacian, and optionally its Jacobian.</summary>
+    public long SecondOrderFloatsPerSample(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian) =>
+        FromSamplePlan(inputs, plan =>
+        {
+            long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
+            long ofSize = of.Sum(o => plan.Elements(Graph.OutputIds[o]));
+            long perOutputElement = (kind == SecondOrderKind.Hessian ? checked(inSize * inSize) : 1) + (includeJacobian ? inSize : 0);
+            return Graph.OutputIds.Sum(plan.Elements) + checked(ofSize * perOutputElement);
+        });
+
     /// <summary>Reads the plan for one sample of these inputs' shapes (cached; built at load for static shapes).</summary>
     private T FromSamplePlan<T>(HostTensor[] inputs, Func<ExecutionPlan, T> read)
     {
@@ -180,6 +213,22 @@ public sealed class ModelVersion : IDisposable
             new Dictionary<string, HostTensor> { [name] = DeviceTransfer.ToHost(FromDirections(pulled, many), into, "vjp:" + name) })
         { Mode = DerivativeMode.Reverse };
     }
+
+    /// <summary>
+    /// Outputs and per-sample Hessians [B, ..out, ..in, ..in] of the outputs <paramref name="of"/> with respect to
+    /// <paramref name="wrt"/> (in <see cref="EngineResult.SecondOrder"/>), and the Jacobians when
+    /// <paramref name="includeJacobian"/>. Refuses a model with an op that has no second-order rule on the path.
+    /// </summary>
+    public EngineResult Hessian(HostTensor[] inputs, int wrt, int[] of, bool includeJacobian, ResultBuffers? into = null) =>
+        throw new NotImplementedException();
+
+    /// <summary>
+    /// Outputs and per-sample Laplacians [B, ..out] of the outputs <paramref name="of"/>: the sum over the flat indices
+    /// <paramref name="axes"/> of wrt's sample (from <see cref="RequestValidator.ResolveAxes"/>) of the second
+    /// derivatives, and the Jacobians when <paramref name="includeJacobian"/>.
+    /// </summary>
+    public EngineResult Laplacian(HostTensor[] inputs, int wrt, int[] of, int[] axes, bool includeJacobian, ResultBuffers? into = null) =>
+        throw new NotImplementedException();
 
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);

@@ -82,6 +82,26 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
     }
 
     /// <summary>
+    /// The flat indices of one sample of <paramref name="wrt"/> a Laplacian sums over, ascending: every element when
+    /// none are given; each given one must be in range and appear once.
+    /// </summary>
+    public int[] ResolveAxes(IReadOnlyCollection<long> axes, HostTensor[] inputs, int wrt)
+    {
+        long size = Shapes.Product(inputs[wrt].Shape[1..]);
+        var what = $"'{Inputs[wrt].Name}' has {size} elements per sample (shape {Shapes.Text(inputs[wrt].Shape[1..])})";
+        if (axes.Count == 0) return Enumerable.Range(0, (int)size).ToArray();
+        var seen = new HashSet<long>();
+        foreach (var a in axes)
+        {
+            if (a < 0 || a >= size)
+                throw new InvalidRequestException($"axes holds {a}, out of range: {what}, so axes must lie in [0, {size - 1}]");
+            if (!seen.Add(a))
+                throw new InvalidRequestException($"axes names {a} more than once; each element of wrt is summed at most once");
+        }
+        return seen.Order().Select(a => (int)a).ToArray();
+    }
+
+    /// <summary>
     /// Checks JVP directions for input <paramref name="wrt"/>: [B] ++ in_shape (one per sample) or [B, T] ++ in_shape
     /// (T per sample), finite. Returns the number of directions per sample, or null for the one-direction layout.
     /// </summary>
