@@ -17,3 +17,7 @@ public sealed partial class GetModelRequest : IModelRequest;
 public sealed partial class JvpRequest : IModelRequest;
 
 public sealed partial class VjpRequest : IModelRequest;
+
+public sealed partial class BatchHessianRequest : IModelRequest;
+
+public sealed partial class BatchLaplacianRequest : IModelRequest;

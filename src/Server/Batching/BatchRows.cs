@@ -30,11 +30,14 @@ public static class BatchRows
         return stacked;
     }
 
-    /// <summary>Rows [start, start + rows) of every output and Jacobian, with the mode that computed them.</summary>
+    /// <summary>Rows [start, start + rows) of every output, Jacobian and second derivative, with the mode that computed them.</summary>
     public static EngineResult Slice(EngineResult result, int start, int rows) => new(
         result.Outputs.ToDictionary(p => p.Key, p => SliceRows(p.Value, start, rows)),
         result.Jacobians.ToDictionary(p => p.Key, p => SliceRows(p.Value, start, rows)))
-    { Mode = result.Mode };
+    {
+        Mode = result.Mode,
+        SecondOrder = result.SecondOrder.ToDictionary(p => p.Key, p => SliceRows(p.Value, start, rows)),
+    };
 
     /// <summary>
     /// Parts of one request, in row order, as one result. Parts run in different batches, and under AUTO batches of
@@ -43,7 +46,10 @@ public static class BatchRows
     public static EngineResult Concat(IReadOnlyList<EngineResult> parts) => new(
         parts[0].Outputs.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Outputs[k]).ToList())),
         parts[0].Jacobians.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.Jacobians[k]).ToList())))
-    { Mode = parts[0].Mode };
+    {
+        Mode = parts[0].Mode,
+        SecondOrder = parts[0].SecondOrder.Keys.ToDictionary(k => k, k => ConcatRows(parts.Select(p => p.SecondOrder[k]).ToList())),
+    };
 
     /// <summary>Rows [start, start + rows) of a tensor with the batch axis first, as a new tensor.</summary>
     public static HostTensor SliceRows(HostTensor t, int start, int rows)

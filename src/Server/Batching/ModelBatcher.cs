@@ -231,7 +231,8 @@ public sealed class ModelBatcher : IAsyncDisposable
 
     /// <summary>
     /// One engine call for the stacked batch. Jvp and Vjp requests carry their directions after the model inputs
-    /// (stacked and padded like them); they are split off here.
+    /// (stacked and padded like them); they are split off here. Hessian and Laplacian requests carry the model inputs
+    /// only; what else they need (include_jacobian, the axes) is in the key, which every request of the batch shares.
     /// </summary>
     private EngineResult Run(WorkKey key, HostTensor[] stacked, ResultBuffers results)
     {
@@ -242,6 +243,8 @@ public sealed class ModelBatcher : IAsyncDisposable
             WorkKind.Jacobian => _model.Jacobian(stacked, key.Wrt, key.Of, key.Mode, results),
             WorkKind.Jvp => _model.Jvp(stacked[..n], key.Wrt, key.Of, stacked[n], results),
             WorkKind.Vjp => _model.Vjp(stacked[..n], key.Wrt, key.Of, stacked[n..], results),
+            WorkKind.Hessian => _model.Hessian(stacked, key.Wrt, key.Of, key.IncludeJacobian, results),
+            WorkKind.Laplacian => _model.Laplacian(stacked, key.Wrt, key.Of, key.Axes, key.IncludeJacobian, results),
             _ => throw new ArgumentOutOfRangeException(nameof(key), key.Kind, "unknown kind of work"),
         };
     }
@@ -263,7 +266,10 @@ public sealed class ModelBatcher : IAsyncDisposable
             span.SetTag(Attributes.Bucket, bucket);
             span.SetTag(Attributes.PaddedRows, padded - rows);
             span.SetTag(Attributes.Requests, batch.Parts.Count);
-            if (batch.Key.Kind == WorkKind.Jacobian) span.SetTag(Attributes.TangentWidth, inputs[batch.Key.Wrt].Count / padded);
+            // A Hessian differentiates along every element of wrt, like a Jacobian's basis.
+            if (batch.Key.Kind is WorkKind.Jacobian or WorkKind.Hessian) span.SetTag(Attributes.TangentWidth, inputs[batch.Key.Wrt].Count / padded);
+            if (batch.Key.Kind == WorkKind.Laplacian) span.SetTag(Attributes.LaplacianAxes, batch.Key.Axes.Length);
+            if (batch.Key.Kind is WorkKind.Hessian or WorkKind.Laplacian) span.SetTag(Attributes.IncludeJacobian, batch.Key.IncludeJacobian);
             // The caller's directions per sample: T, or 1 without a T axis (the first cotangent stands for all: same T).
             if (batch.Key.Kind is WorkKind.Jvp or WorkKind.Vjp)
             {

@@ -178,6 +178,32 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         return response;
     }
 
+    /// <summary>Per-sample Hessians of a batch, and the Jacobians when asked for; refused before queuing as SecondOrderCall says.</summary>
+    public override async Task<BatchHessianResponse> BatchHessian(BatchHessianRequest request, ServerCallContext context)
+    {
+        var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+            Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
+        var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
+        var response = new BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
+        TensorMapping.Fill(response.Outputs, result.Outputs);
+        TensorMapping.Fill(response.Hessians, result.SecondOrder);
+        if (request.IncludeJacobian) TensorMapping.Fill(response.Jacobians, result.Jacobians);
+        return response;
+    }
+
+    /// <summary>Per-sample Laplacians over the requested axes of wrt (all when none), and the Jacobians when asked for.</summary>
+    public override async Task<BatchLaplacianResponse> BatchLaplacian(BatchLaplacianRequest request, ServerCallContext context)
+    {
+        var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+            Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
+        var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
+        var response = new BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
+        TensorMapping.Fill(response.Outputs, result.Outputs);
+        TensorMapping.Fill(response.Laplacians, result.SecondOrder);
+        if (request.IncludeJacobian) TensorMapping.Fill(response.Jacobians, result.Jacobians);
+        return response;
+    }
+
     private static DateTimeOffset? Deadline(ServerCallContext context) =>
         context.Deadline == DateTime.MaxValue ? null : new DateTimeOffset(context.Deadline.ToUniversalTime());
 

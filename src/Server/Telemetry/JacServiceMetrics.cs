@@ -86,6 +86,8 @@ public sealed class JacServiceMetrics
         WorkKind.Jacobian => "jacobian",
         WorkKind.Jvp => "jvp",
         WorkKind.Vjp => "vjp",
+        WorkKind.Hessian => "hessian",
+        WorkKind.Laplacian => "laplacian",
         _ => kind.ToString().ToLowerInvariant(),
     };
 

@@ -29,6 +29,10 @@ public static class JacServiceTelemetry
         public const string PaddedRows = "jacservice.batch.padded_rows";
         public const string Requests = "jacservice.batch.requests";
         public const string TangentWidth = "jacservice.tangent_width";
+        /// <summary>Laplacian batches: how many elements of wrt the second derivatives are summed over.</summary>
+        public const string LaplacianAxes = "jacservice.laplacian.axes";
+        /// <summary>Hessian and Laplacian batches: whether the Jacobians were computed too.</summary>
+        public const string IncludeJacobian = "jacservice.include_jacobian";
         public const string Device = "jacservice.device";
         /// <summary>The derivative mode a batch ran in: forward or reverse (never auto); absent for predict.</summary>
         public const string Mode = "jacservice.mode";
