@@ -125,6 +125,43 @@ public sealed class JacServiceClient
         return new VjpResult(response.Model, response.Version, FromProto(response.Outputs), FloatTensor.FromProto(response.Vjp), response.Mode);
     }
 
+    /// <summary>
+    /// Outputs and per-sample Hessians of a batch: <c>H[b, i…, j…, k…] = ∂²o[b, i…] / ∂wrt[b, j…] ∂wrt[b, k…]</c> for each
+    /// output in <paramref name="of"/> (none = every float output). <paramref name="includeJacobian"/> returns the first
+    /// derivatives from the same call. A Hessian grows with the square of wrt's size: the server refuses a result over
+    /// its limit with RESOURCE_EXHAUSTED, and a model with an op that has no second-order rule with INVALID_ARGUMENT.
+    /// </summary>
+    public async Task<HessianResult> HessianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string wrt = "", IEnumerable<string>? of = null, bool includeJacobian = false, string version = "",
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var request = new BatchHessianRequest { Model = model, Version = version, Wrt = wrt, IncludeJacobian = includeJacobian };
+        AddInputs(request.Inputs, inputs);
+        if (of is not null) request.Of.AddRange(of);
+        var response = await Stub.BatchHessianAsync(request, Options(timeout, cancellationToken));
+        return new HessianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Hessians),
+            FromProto(response.Jacobians));
+    }
+
+    /// <summary>
+    /// Outputs and per-sample Laplacians of a batch, <c>[B] ++ out_shape(o)</c>: the sum over <paramref name="axes"/>
+    /// (flat indices into one sample of wrt, each at most once; none = every element) of the second derivatives, e.g.
+    /// axes [0, 1] for x and y of an input (x, y, t). <paramref name="includeJacobian"/> returns the first derivatives
+    /// (over every element of wrt) from the same call.
+    /// </summary>
+    public async Task<LaplacianResult> LaplacianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
+        string wrt = "", IEnumerable<string>? of = null, IEnumerable<long>? axes = null, bool includeJacobian = false, string version = "",
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var request = new BatchLaplacianRequest { Model = model, Version = version, Wrt = wrt, IncludeJacobian = includeJacobian };
+        AddInputs(request.Inputs, inputs);
+        if (of is not null) request.Of.AddRange(of);
+        if (axes is not null) request.Axes.AddRange(axes);
+        var response = await Stub.BatchLaplacianAsync(request, Options(timeout, cancellationToken));
+        return new LaplacianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Laplacians),
+            FromProto(response.Jacobians));
+    }
+
     public async Task<IReadOnlyList<ModelDescription>> ListModelsAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var response = await Stub.ListModelsAsync(new ListModelsRequest(), Options(timeout, cancellationToken));
