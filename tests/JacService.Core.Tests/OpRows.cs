@@ -70,6 +70,11 @@ public static class OpRows
         R("Pow", "square of a signed base", g => g.Node("Pow", [g.X(2, 3), g.Scalar(2)])),
         R("PRelu", "per-channel slope [3,1]", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.W(3, 1)])),
         R("PRelu", "slope differentiated", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.X(3, 1)])),
+        // One input feeding both operands: the only way a product's mixed second derivative shows in a Hessian.
+        R("Mul", "x times x", g => { var x = g.X(2, 3); g.Node("Mul", [x, x]); }),
+        R("Div", "x over x plus a positive constant", g => { var x = g.X(Pos, 3); g.Node("Div", [x, g.Node("Add", [x, g.W(Pos, 3)])]); }),
+        R("Pow", "x to the power x", g => { var x = g.X(Pos, 2, 3); g.Node("Pow", [x, x]); }),
+        R("PRelu", "x with slope x", g => { var x = g.X(Kink0, 2, 3); g.Node("PRelu", [x, x]); }),
 
         // ---- Linear algebra ----
         R("Gemm", "plain", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5)])),
@@ -79,7 +84,10 @@ public static class OpRows
         R("Gemm", "A and B differentiated, transA", g => g.Node("Gemm", [g.X(4, 3), g.X(4, 5)], ("transA", 1))),
         R("Gemm", "B differentiated with transB, bias [1,5]", g => g.Node("Gemm", [g.W(3, 4), g.X(5, 4), g.W(1, 5)], ("transB", 1))),
         R("Gemm", "bias differentiated, beta", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5), g.X(5)], ("beta", 0.6))),
+        R("Gemm", "x times x transposed, alpha", g => { var x = g.X(3, 4); g.Node("Gemm", [x, x], ("transB", 1), ("alpha", 0.5)); }),
         R("MatMul", "2-D x 2-D", g => g.Node("MatMul", [g.X(3, 4), g.W(4, 5)])),
+        R("MatMul", "x times x", g => { var x = g.X(3, 3); g.Node("MatMul", [x, x]); }),
+        R("MatMul", "1-D x times 2-D x", g => { var x = g.X(3, 3); g.Node("MatMul", [g.Node("ReduceSum", [x, g.Ints(0)], ("keepdims", 0)), x]); }),
         R("MatMul", "3-D x 2-D", g => g.Node("MatMul", [g.X(2, 3, 4), g.W(4, 5)])),
         R("MatMul", "3-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 3, 4), g.X(1, 4, 5)])),
         R("MatMul", "4-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 1, 3, 4), g.X(3, 4, 2)])),

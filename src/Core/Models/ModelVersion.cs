@@ -17,6 +17,7 @@ public sealed class ModelVersion : IDisposable
     private readonly ForwardMode _forward;
     private readonly ReverseMode _reverse;
     private readonly AutoMode _auto;
+    private readonly SecondOrderMode _secondOrder;
 
     private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits)
     {
@@ -29,6 +30,7 @@ public sealed class ModelVersion : IDisposable
         _forward = new ForwardMode(_parts);
         _reverse = new ReverseMode(_parts);
         _auto = new AutoMode(_parts, _forward, _reverse);
+        _secondOrder = new SecondOrderMode(_parts);
     }
 
     public string Name { get; }
@@ -114,6 +116,13 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public void CheckSecondOrder(int wrt, int[] of)
     {
+        var path = _parts.Path(wrt, of);
+        var refused = Graph.Nodes.Where(node => path.Carries[node.Index] && OpTable.Rules[node.OpType].Curvature is null).ToList();
+        if (refused.Count > 0)
+            throw new InvalidRequestException(
+                $"second derivatives of this model are not supported: {string.Join(", ", refused)} " +
+                $"{(refused.Count == 1 ? "lies" : "lie")} between '{Inputs[wrt].Name}' and the outputs asked for, and " +
+                $"{string.Join(", ", refused.Select(n => n.OpType).Distinct())} {(refused.Count == 1 ? "has" : "have")} no second-order rule");
     }
 
     /// <summary>
@@ -219,16 +228,37 @@ public sealed class ModelVersion : IDisposable
     /// <paramref name="wrt"/> (in <see cref="EngineResult.SecondOrder"/>), and the Jacobians when
     /// <paramref name="includeJacobian"/>. Refuses a model with an op that has no second-order rule on the path.
     /// </summary>
-    public EngineResult Hessian(HostTensor[] inputs, int wrt, int[] of, bool includeJacobian, ResultBuffers? into = null) =>
-        throw new NotImplementedException();
+    public EngineResult Hessian(HostTensor[] inputs, int wrt, int[] of, bool includeJacobian, ResultBuffers? into = null)
+    {
+        CheckSecondOrder(wrt, of);
+        var (outputs, derivatives) = _secondOrder.Hessian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, includeJacobian);
+        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", into);
+    }
 
     /// <summary>
     /// Outputs and per-sample Laplacians [B, ..out] of the outputs <paramref name="of"/>: the sum over the flat indices
     /// <paramref name="axes"/> of wrt's sample (from <see cref="RequestValidator.ResolveAxes"/>) of the second
     /// derivatives, and the Jacobians when <paramref name="includeJacobian"/>.
     /// </summary>
-    public EngineResult Laplacian(HostTensor[] inputs, int wrt, int[] of, int[] axes, bool includeJacobian, ResultBuffers? into = null) =>
-        throw new NotImplementedException();
+    public EngineResult Laplacian(HostTensor[] inputs, int wrt, int[] of, int[] axes, bool includeJacobian, ResultBuffers? into = null)
+    {
+        CheckSecondOrder(wrt, of);
+        var (outputs, derivatives) = _secondOrder.Laplacian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, axes, includeJacobian);
+        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", into);
+    }
+
+    /// <summary>Derivatives come per output in of: the second-order ones, then (when asked for) the Jacobians.</summary>
+    private EngineResult SecondOrderResult(Tensor[] outputs, Tensor[] derivatives, int[] of, bool includeJacobian, string prefix, ResultBuffers? into)
+    {
+        Dictionary<string, HostTensor> ByOutput(int offset, string bufferPrefix) =>
+            of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(derivatives[offset + j], into, bufferPrefix + Outputs[o].Name)))
+                .ToDictionary(p => p.Item1, p => p.Item2);
+        return new EngineResult(HostOutputs(outputs, into), includeJacobian ? ByOutput(of.Length, "jac:") : new Dictionary<string, HostTensor>())
+        {
+            SecondOrder = ByOutput(0, prefix),
+            Mode = DerivativeMode.Forward,
+        };
+    }
 
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
@@ -245,16 +275,25 @@ public sealed class ModelVersion : IDisposable
         return Evaluator.Run(Graph, plan.Plan, inputs).Values;
     }
 
-    /// <summary>Pushes tangents <paramref name="seed"/> [K, ..input] through the whole graph (every output).</summary>
-    internal Evaluator.Result Jvp(Tensor[] inputs, int wrt, Tensor seed)
+    /// <summary>
+    /// Pushes tangents <paramref name="seed"/> [K, ..input] through the whole graph (every output); with
+    /// <paramref name="pairs"/>, the last of them are second-order directions over the first.
+    /// </summary>
+    internal Evaluator.Result Jvp(Tensor[] inputs, int wrt, Tensor seed, PairBasis? pairs = null)
     {
         var all = Enumerable.Range(0, Outputs.Count).ToArray();
         using var plan = _parts.Plans.Lease(inputs);
-        return Evaluator.Run(Graph, plan.Plan, inputs, Graph.InputIds[wrt], seed, _parts.Path(wrt, all).Carries);
+        return Evaluator.Run(Graph, plan.Plan, inputs, Graph.InputIds[wrt], seed, _parts.Path(wrt, all).Carries, pairs: pairs);
     }
 
     /// <summary>Pulls cotangents [K, ..output] (one per output in <paramref name="of"/>) back to input <paramref name="wrt"/>: [K, ..input].</summary>
     internal Tensor Vjp(Tensor[] inputs, int wrt, int[] of, Tensor?[] cotangents) => _reverse.Pull(inputs, wrt, of, cotangents).Vjp;
+
+    /// <summary>Second derivatives as device tensors: per output in of the Hessians (or Laplacians over <paramref name="axes"/>), then the Jacobians.</summary>
+    internal (Tensor[] Outputs, Tensor[] Derivatives) SecondOrderTensors(Tensor[] inputs, int wrt, int[] of, SecondOrderKind kind, int[]? axes = null,
+        bool includeJacobian = false) =>
+        kind == SecondOrderKind.Hessian ? _secondOrder.Hessian(inputs, wrt, of, includeJacobian)
+            : _secondOrder.Laplacian(inputs, wrt, of, axes ?? Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].shape[1..])).ToArray(), includeJacobian);
 
     internal (Tensor[] Outputs, Tensor[] Jacobians) JacobianTensors(Tensor[] inputs, int wrt, int[] of, DerivativeMode mode) =>
         mode == DerivativeMode.Reverse ? _reverse.Jacobian(inputs, wrt, of) : _forward.Jacobian(inputs, wrt, of);

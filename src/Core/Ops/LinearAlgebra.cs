@@ -89,6 +89,33 @@ internal static class LinearAlgebra
         return r;
     }
 
+    // ---- Second-order rules: a product of two operands that both depend on wrt pairs their gradients --------------
+
+    /// <summary>alpha (G_A' ⊗ G_B' + G_B' ⊗ G_A') through the matrix product; zero unless both A and B carry a tangent.</summary>
+    public static Tensor?[] GemmCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } ga || c.G(1) is not { } gb) return [null];
+        double alpha = c.Attr.Float("alpha", 1f);
+        var A = c.Attr.Int("transA", 0) != 0 ? ga.transpose(1, 2) : ga;
+        var B = c.Attr.Int("transB", 0) != 0 ? gb.transpose(1, 2) : gb;
+        var second = c.SymmetricPairs(A, B, (u, v) => u.matmul(v));
+        return [alpha == 1 ? second : second * S(alpha)];
+    }
+
+    /// <summary>The pairs of the two operands' gradients through NumPy matmul, vectors promoted as the forward promotes them.</summary>
+    public static Tensor?[] MatMulCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } ga || c.G(1) is not { } gb) return [null];
+        bool aVector = c.In(0).dim() == 1, bVector = c.In(1).dim() == 1;
+        var a2 = aVector ? ga.unsqueeze(1) : ga;
+        var b2 = bVector ? gb.unsqueeze(-1) : gb;
+        long rank = Math.Max(a2.dim(), b2.dim()) - 1;
+        var r = c.SymmetricPairs(Tangents.Align(a2, rank), Tangents.Align(b2, rank), (u, v) => u.matmul(v));
+        if (aVector) r = r.squeeze(-2);
+        if (bVector) r = r.squeeze(-1);
+        return [r];
+    }
+
     // ---- Reverse rules ----------------------------------------------------------------------------------------
 
     /// <summary>Y = alpha A'B' + beta C: C_A' = alpha C_Y B'^T, C_B' = alpha A'^T C_Y, C_C = beta C_Y summed over broadcast axes.</summary>

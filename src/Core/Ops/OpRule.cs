@@ -44,6 +44,12 @@ public delegate Dual[] OpApply(OpContext c);
 /// <summary>Cotangents of a node's inputs from its outputs' cotangents (null for inputs not needed or not reached).</summary>
 public delegate Tensor?[] OpVjp(VjpContext c);
 
+/// <summary>
+/// The part of a node's second-order directions its JVP rule misses: per output, [P, ..output] (broadcastable), or
+/// null where it is zero. The JVP rule, run on the whole tangent [G; S], already gives f'·S; this adds f''[G, G].
+/// </summary>
+public delegate Tensor?[] OpCurvature(CurvatureContext c);
+
 /// <summary>One row of the op table: everything the engine needs to know about an op.</summary>
 public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp)
 {
@@ -55,6 +61,16 @@ public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp
 
     /// <summary>The output depends on the shapes of the inputs only, never on their data (folded into the plan).</summary>
     public bool ShapeOnly { get; init; }
+
+    /// <summary>
+    /// The op's second-order rule: <see cref="Linear"/> for ops linear (or piecewise linear) in their differentiable
+    /// inputs, whose JVP rule is already exact on second-order directions; null for an op second derivatives are
+    /// refused through.
+    /// </summary>
+    public OpCurvature? Curvature { get; init; }
+
+    /// <summary>No second-order term: the op is linear, or linear between kinks, in its differentiable inputs.</summary>
+    public static readonly OpCurvature Linear = c => [];
 
     /// <summary>For Constant-kind rows, which have no derivative to take.</summary>
     public static readonly OpVjp NoVjp = c => new Tensor?[c.InputCount];

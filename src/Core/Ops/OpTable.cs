@@ -20,51 +20,59 @@ public static class OpTable
     {
         var one = RuleTableBuilder.One;
         var minusOne = RuleTableBuilder.MinusOne;
+        var linear = RuleTableBuilder.PiecewiseLinear;
         return new RuleTableBuilder()
-            // Elementwise unary: forward, then dy/dx from (x, y).
-            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], S(-1)))
-            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => S(0.5) / y)
-            .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y)
-            .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal())
-            .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign())
-            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x))
-            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)))
-            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(1)))
-            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(SeluGamma(c))))
-            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1))
+            // Elementwise unary: forward, then dy/dx and d²y/dx² from (x, y) ("linear": zero between kinks).
+            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], S(-1)), linear)
+            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => S(0.5) / y, (_, x, y) => (x * y).reciprocal() * S(-0.25))
+            .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y, (_, _, y) => y)
+            .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal(), (_, x, _) => Powers.Square(x).reciprocal().neg())
+            .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign(), linear)
+            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x), linear)
+            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear)
+            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(1)),
+                (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(0)))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(SeluGamma(c))),
+                (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(0)))
+            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
-                (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); })
-            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1))
-            .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid())
-            .Unary("Softsign", (_, x) => x / x.abs().Plus(1), (_, x, _) => Powers.Square(x.abs().Plus(1)).reciprocal())
-            .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos())
-            .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg())
-            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi))
-            .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x))
-            .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), nonDifferentiable: [1, 2])
+                (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); }, linear)
+            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1), (_, _, y) => y * (y * y).From(1) * S(-2))
+            .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid(), (_, x, _) => { var s = x.sigmoid(); return s * s.From(1); })
+            .Unary("Softsign", (_, x) => x / x.abs().Plus(1), (_, x, _) => Powers.Square(x.abs().Plus(1)).reciprocal(),
+                (_, x, _) => x.sign() * Powers.Cube(x.abs().Plus(1)).reciprocal() * S(-2))
+            .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos(), (_, _, y) => y.neg())
+            .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg(), (_, _, y) => y.neg())
+            .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi),
+                (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi))
+            .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x))
+            .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), linear, nonDifferentiable: [1, 2])
 
-            // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y).
+            // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y), and the second partials that are not zero.
             .Binary("Add", (_, a, b) => a.Plus(b), one, one)
             .Binary("Sub", (_, a, b) => a.Minus(b), one, minusOne)
-            .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a)
-            .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg())
-            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log())
+            .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a, dab: (a, _, _) => a.new_full([], S(1)))
+            .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg(),
+                dab: (_, b, _) => Powers.Square(b).reciprocal().neg(), dbb: (_, b, y) => y / Powers.Square(b) * S(2))
+            .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log(),
+                daa: (a, b, _) => b * b.Minus(1) * a.pow(b.Minus(2)), dab: (a, b, _) => a.pow(b.Minus(1)) * (b * a.log()).Plus(1),
+                dbb: (a, _, y) => y * Powers.Square(a.log()))
             .Binary("PRelu", (_, x, s) => x.relu().Plus(s * x.clamp(max: S(0))),
-                (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x)
+                (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1))
 
             // Linear algebra.
-            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp))
-            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp))
+            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature })
+            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature })
 
             // Pass-through and casts.
             .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct)
-            .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack))
-            .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp))
+            .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear })
 
             // Values that never carry a tangent.
-            .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp))
-            .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp) { ShapeOnly = true })
-            .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp))
+            .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp) { ShapeOnly = true, Curvature = OpRule.Linear })
+            .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp) { Curvature = OpRule.Linear })
 
             // Shape ops: the tangent takes the same map on the axes after the basis axis, the cotangent its transpose.
             .Reshaping("Reshape", ShapeOps.Reshape)
@@ -74,28 +82,28 @@ public static class OpTable
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]))
-            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp))
-            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp))
-            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp))
-            .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp))
-            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp))
-            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp))
+            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear })
 
             // Reductions and normalisations.
-            .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp))
-            .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp))
-            .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp))
-            .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp))
+            .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp) { Curvature = Reductions.SoftmaxCurvature })
+            .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp) { Curvature = Reductions.LogSoftmaxCurvature })
             .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
-                { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization })
+                { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
-                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization })
+                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature })
 
             // Convolution and pooling (1-D and 2-D).
-            .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial })
-            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool })
-            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool })
-            .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp))
+            .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear })
+            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear })
+            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear })
+            .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear })
             .Rules;
     }
 
@@ -133,6 +141,18 @@ public static class OpTable
         if (!GeluTanh(c)) return ((x * S(SqrtHalf)).erf().Plus(1) * S(0.5)).Plus(x * (Powers.Square(x) * S(-0.5)).exp() * S(InvSqrtTwoPi));
         var u = (x.Plus(Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
         return (u.Plus(1) * S(0.5)).Plus(x * S(0.5) * (u * u).From(1) * S(GeluC) * (Powers.Square(x) * S(3 * 0.044715)).Plus(1));
+    }
+
+    // gelu = x Φ(x): gelu'' = 2φ(x) + xφ'(x) = φ(x)(2 - x²). The tanh form, with u = tanh(z), z = c(x + 0.044715x³):
+    // gelu'' = (1 - u²)(z' + x(z'' - 2u z'²)/2).
+    private static Tensor GeluSecondDerivative(OpContext c, Tensor x)
+    {
+        var x2 = Powers.Square(x);
+        if (!GeluTanh(c)) return (x2 * S(-0.5)).exp() * S(InvSqrtTwoPi) * x2.From(2);
+        var u = (x.Plus(Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
+        var dz = (x2 * S(3 * 0.044715)).Plus(1) * S(GeluC);
+        var d2z = x * S(6 * 0.044715 * GeluC);
+        return (u * u).From(1) * dz.Plus(x * S(0.5) * d2z.Minus(u * Powers.Square(dz) * S(2)));
     }
 
     private static (double? Min, double? Max) ClipBounds(OpContext c) =>

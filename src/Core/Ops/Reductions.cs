@@ -71,6 +71,29 @@ internal static class Reductions
         return [new Dual(y, t)];
     }
 
+    // With w = G - <G, s> along the axis (the tangent of log-softmax): d²logsoftmax[u, v] = -<s, w_u w_v>, and
+    // softmax = exp(logsoftmax) adds the product of first derivatives: d²s[u, v] = s (w_u w_v - <s, w_u w_v>).
+    public static Tensor?[] SoftmaxCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } g) return [null];
+        var s = c.Out(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), s.dim()) + 1;
+        var w = CentredBySoftmax(g, s, axis);
+        var ww = c.Pairs(w, w);
+        return [s * ww.Minus((s * ww).sum(axis, keepdim: true))];
+    }
+
+    public static Tensor?[] LogSoftmaxCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } g) return [null];
+        var s = c.Out(0).exp();
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), s.dim()) + 1;
+        var w = CentredBySoftmax(g, s, axis);
+        return [(s * c.Pairs(w, w)).sum(axis, keepdim: true).neg()];
+    }
+
+    private static Tensor CentredBySoftmax(Tensor g, Tensor s, long axis) => g.Minus((g * s).sum(axis, keepdim: true));
+
     // Softmax's Jacobian diag(y) - y y^T is symmetric: the cotangent takes the tangent's formula.
     public static Tensor?[] SoftmaxVjp(VjpContext c)
     {
@@ -176,6 +199,19 @@ internal static class Normalization
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : (xhat * scale).Plus(bias);
         return (y, xhat, rstd, dims);
+    }
+
+    // With w = rstd (G - mean G) and b = mean(xhat w) over the normalised axes, xhat = (x - mean) rstd has
+    // d²xhat[u, v] = -(w_u b_v + w_v b_u) + xhat (3 b_u b_v - mean(w_u w_v)); y = xhat * scale + bias.
+    public static Tensor?[] LayerNormalizationCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } g) return [null];
+        var (_, xhat, rstd, dims) = LayerNormalizationForward(c.Primal);
+        var gdims = Tangents.Shift(dims);
+        var w = g.Minus(g.mean(gdims, keepdim: true)) * rstd;
+        var b = (xhat * w).mean(gdims, keepdim: true);
+        var second = (xhat * (c.Pairs(b, b) * S(3)).Minus(c.Pairs(w, w).mean(gdims, keepdim: true))).Minus(c.SymmetricPairs(w, b));
+        return [second * c.In(1)];
     }
 
     /// <summary>rstd * (v - mean(v) - xhat * mean(xhat * v)), means over the normalised axes of v [K, ..x].</summary>

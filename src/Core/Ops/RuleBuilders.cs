@@ -20,6 +20,9 @@ internal sealed class RuleTableBuilder
     /// <summary>The partial of a difference's right operand.</summary>
     public static readonly Partial MinusOne = (_, _, _) => throw new InvalidOperationException();
 
+    /// <summary>The second derivative of an op that is linear between kinks: zero wherever it exists.</summary>
+    public static readonly Func<OpContext, Tensor, Tensor, Tensor> PiecewiseLinear = (_, _, _) => throw new InvalidOperationException();
+
     public RuleTableBuilder Add(OpRule rule)
     {
         Rules.Add(rule.OpType, rule);
@@ -27,12 +30,13 @@ internal sealed class RuleTableBuilder
     }
 
     /// <summary>
-    /// Elementwise y = f(x) with dy/dx given from (x, y): tangent = T * dy/dx, cotangent = C * dy/dx. Where a mask does
-    /// it in fewer passes over memory than forming dy/dx and multiplying, <paramref name="along"/> applies the
-    /// derivative to a direction (tangent or cotangent) from x directly.
+    /// Elementwise y = f(x) with dy/dx and d²y/dx² given from (x, y): tangent = T * dy/dx, cotangent = C * dy/dx, and
+    /// second-order directions gain d²y/dx² * (G ⊗ G). Where a mask does it in fewer passes over memory than forming
+    /// dy/dx and multiplying, <paramref name="along"/> applies the derivative to a direction (tangent or cotangent)
+    /// from x directly.
     /// </summary>
     public RuleTableBuilder Unary(string op, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> dydx,
-        int[]? nonDifferentiable = null, Func<Tensor, Tensor, Tensor>? along = null)
+        Func<OpContext, Tensor, Tensor, Tensor> d2ydx2, int[]? nonDifferentiable = null, Func<Tensor, Tensor, Tensor>? along = null)
     {
         Tensor Apply(OpContext c, Tensor x, Tensor y, Tensor direction) => along is null ? direction * dydx(c, x, y) : along(x, direction);
         return Add(new OpRule(op, OpKind.ElementwiseUnary,
@@ -43,7 +47,11 @@ internal sealed class RuleTableBuilder
                 return [new Dual(y, x.Tangent is null ? null : Apply(c, x.Value, y, x.Tangent))];
             },
             c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Apply(c.Primal(), c.In(0), c.Out(0), ct) : null])
-        { NonDifferentiableInputs = nonDifferentiable ?? [] });
+        {
+            NonDifferentiableInputs = nonDifferentiable ?? [],
+            Curvature = ReferenceEquals(d2ydx2, PiecewiseLinear) ? OpRule.Linear
+                : c => [c.G(0) is { } g ? c.Pairs(g, g) * d2ydx2(c.Primal, c.In(0), c.Out(0)) : null],
+        });
     }
 
     /// <summary>
@@ -60,15 +68,19 @@ internal sealed class RuleTableBuilder
                 return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
             },
             c => [c.Cotangent(0) is { } ct && c.Needs(0) ? transpose(c, ct) : null])
-        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray() });
+        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray(), Curvature = OpRule.Linear });
 
     /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape], the cotangent back.</summary>
     public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>
         Linear(op, OpKind.Shape, f, (_, t, y) => t.reshape(Tangents.WithBasis(t.shape[0], y.shape)),
             (c, ct) => ct.reshape(Tangents.WithBasis(ct.shape[0], c.In(0).shape)));
 
-    /// <summary>Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db.</summary>
-    public RuleTableBuilder Binary(string op, Func<OpContext, Tensor, Tensor, Tensor> f, Partial da, Partial db) =>
+    /// <summary>
+    /// Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db. The second partials (null where
+    /// zero) give the second-order term d²y/da² Ga⊗Ga + d²y/dadb (Ga⊗Gb + Gb⊗Ga) + d²y/db² Gb⊗Gb.
+    /// </summary>
+    public RuleTableBuilder Binary(string op, Func<OpContext, Tensor, Tensor, Tensor> f, Partial da, Partial db,
+        Partial? daa = null, Partial? dab = null, Partial? dbb = null) =>
         Add(new OpRule(op, OpKind.ElementwiseBinary,
             c =>
             {
@@ -86,7 +98,20 @@ internal sealed class RuleTableBuilder
                 Tensor a = c.In(0), b = c.In(1), y = c.Out(0);
                 return [c.Needs(0) ? Tangents.Unbroadcast(Term(ct, da, a, b, y)!, a.shape) : null,
                         c.Needs(1) ? Tangents.Unbroadcast(Term(ct, db, a, b, y)!, b.shape) : null];
-            }));
+            })
+        { Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)] });
+
+    private static Tensor? BinaryCurvature(CurvatureContext c, Partial? daa, Partial? dab, Partial? dbb)
+    {
+        Tensor a = c.In(0), b = c.In(1), y = c.Out(0);
+        var ga = c.G(0) is { } g0 ? Tangents.Align(g0, y.dim()) : null;
+        var gb = c.G(1) is { } g1 ? Tangents.Align(g1, y.dim()) : null;
+        Tensor? sum = null;
+        if (daa is not null && ga is not null) sum = c.Pairs(ga, ga) * daa(a, b, y);
+        if (dab is not null && ga is not null && gb is not null) sum = Tangents.Sum(sum, c.SymmetricPairs(ga, gb) * dab(a, b, y));
+        if (dbb is not null && gb is not null) sum = Tangents.Sum(sum, c.Pairs(gb, gb) * dbb(a, b, y));
+        return sum;
+    }
 
     private static Tensor? Term(Tensor? t, Partial d, Tensor a, Tensor b, Tensor y)
     {

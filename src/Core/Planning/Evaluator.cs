@@ -14,10 +14,12 @@ internal static class Evaluator
     public sealed record Result(Tensor[] Values, Tensor?[] Tangents);
 
     /// <param name="carries">Per node index, whether the node propagates tangents (null: none do).</param>
+    /// <param name="pairs">When the seed's directions are first-order ones followed by second-order ones, the basis
+    /// that says how: each carrying node then adds its second-order term to its outputs' second-order directions.</param>
     public static Result Run(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
-        int wrtValue = -1, Tensor? seed = null, bool[]? carries = null, IReadOnlyList<int>? wanted = null)
+        int wrtValue = -1, Tensor? seed = null, bool[]? carries = null, IReadOnlyList<int>? wanted = null, PairBasis? pairs = null)
     {
-        var (values, tangents) = Walk(graph, plan, inputs, wrtValue, seed, carries, keep: null);
+        var (values, tangents) = Walk(graph, plan, inputs, wrtValue, seed, carries, keep: null, pairs);
         var outputIds = wanted ?? graph.OutputIds;
         return new Result(outputIds.Select(id => values[id]!).ToArray(), outputIds.Select(id => tangents[id]).ToArray());
     }
@@ -27,10 +29,10 @@ internal static class Evaluator
     /// past their last forward use because a reverse rule will read them. Returns the whole value table.
     /// </summary>
     public static Tensor?[] RunKeeping(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs, bool[] keep) =>
-        Walk(graph, plan, inputs, -1, null, null, keep).Values;
+        Walk(graph, plan, inputs, -1, null, null, keep, null).Values;
 
     private static (Tensor?[] Values, Tensor?[] Tangents) Walk(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
-        int wrtValue, Tensor? seed, bool[]? carries, bool[]? keep)
+        int wrtValue, Tensor? seed, bool[]? carries, bool[]? keep, PairBasis? pairs)
     {
         var values = (Tensor?[])plan.Constants.Clone();
         var tangents = new Tensor?[graph.ValueCount];
@@ -51,6 +53,7 @@ internal static class Evaluator
             using (var scope = NewDisposeScope())
             {
                 var outs = Apply(node, graph, ins);
+                if (carry && pairs is not null) AddCurvature(node, graph, ins, outs, pairs);
                 for (int o = 0; o < node.Outputs.Length && o < outs.Length; o++)
                 {
                     int id = node.Outputs[o];
@@ -83,6 +86,37 @@ internal static class Evaluator
         catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
         {
             throw new NodeEvaluationException(node.Name, node.OpType, e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// Adds the node's second-order term (its curvature rule over the inputs' first-order directions) to the
+    /// second-order directions of its outputs' tangents, which the JVP rule has filled with the linear part.
+    /// </summary>
+    private static void AddCurvature(GraphNode node, ModelGraph graph, Dual?[] inputs, Dual[] outs, PairBasis pairs)
+    {
+        var rule = OpTable.Rules[node.OpType];
+        if (ReferenceEquals(rule.Curvature, OpRule.Linear)) return;
+        long n = pairs.FirstOrder;
+        var firstOrder = inputs.Select(d => d is { } x ? new Dual(x.Value, x.Tangent?.narrow(0, 0, n)) : (Dual?)null).ToArray();
+        if (firstOrder.All(d => d?.Tangent is null)) return;
+        Tensor?[] terms;
+        try
+        {
+            var curvature = rule.Curvature ?? throw new InvalidOperationException("the op has no second-order rule");
+            terms = curvature(new CurvatureContext(new OpContext(node, graph.Opset, graph.ComputeType, firstOrder), outs.Select(o => o.Value).ToArray(), pairs));
+        }
+        catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
+        {
+            throw new NodeEvaluationException(node.Name, node.OpType, "second-order rule: " + e.Message, e);
+        }
+        for (int o = 0; o < terms.Length && o < outs.Length; o++)
+        {
+            if (terms[o] is not { } term || outs[o].Tangent is not { } t) continue;
+            // The JVP rule's result may be a broadcast view, or (never for a non-linear op, but cheaply guarded) an input's tangent.
+            var own = inputs.Any(d => d is { } x && ReferenceEquals(x.Tangent, t)) ? t.clone() : t.contiguous();
+            own.narrow(0, n, pairs.Count).add_(term);
+            outs[o] = outs[o] with { Tangent = own };
         }
     }
 
