@@ -143,9 +143,10 @@ public class SecondOrderTests(ServerProcess server)
             Close(jacobian.Jacobians[output].Data.Select(v => (double)v).ToList(), got[output].Data, Tolerance,
                 MaxAbs(jacobian.Jacobians[output].Data), $"{name} {what}'s Jacobian against BatchJacobian's");
         }
-        // Asking for the Jacobians changes nothing else.
+        // Asking for the Jacobians changes nothing else (beyond rounding: the pass carries more directions).
         var without = await server.Client.BatchHessianAsync(HessianRequest(name, reference));
-        Assert.Equal(without.Hessians[output].Data, hessian.Hessians[output].Data);
+        Close(without.Hessians[output].Data.Select(v => (double)v).ToList(), hessian.Hessians[output].Data, Tolerance,
+            MaxAbs(without.Hessians[output].Data), $"{name} Hessian with the Jacobians against without");
     }
 
     /// <summary>A network of Gemm and Relu only is piecewise linear: away from the kinks every second derivative is zero.</summary>
