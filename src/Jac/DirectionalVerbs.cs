@@ -8,28 +8,29 @@ namespace JacService.Jac;
 
 /// <summary>
 /// jvp and vjp: the caller's own directions instead of a basis. Inputs, tangents and cotangents come from files as for
-/// the other verbs (TensorFiles), all with the batch axis first; the results go to JSON or .npy the same way.
+/// the other verbs (TensorFiles), all with the batch axis first; the results go to JSON or .npy the same way. The
+/// second-order verbs (SecondOrderVerbs) share the options and the call below.
 /// </summary>
 public static class DirectionalVerbs
 {
-    private static readonly Option<string> Model = new("--model", "-m") { Description = "Model name", Required = true };
-    private static readonly Option<string> ModelVersion = new("--model-version")
+    internal static readonly Option<string> Model = new("--model", "-m") { Description = "Model name", Required = true };
+    internal static readonly Option<string> ModelVersion = new("--model-version")
     {
         Description = "Model version; empty means the highest READY one",
         DefaultValueFactory = _ => "",
     };
-    private static readonly Option<string[]> Input = new("--input", "-i")
+    internal static readonly Option<string[]> Input = new("--input", "-i")
     {
         Description = "Input file, [NAME=]FILE.json or [NAME=]FILE.npy; repeat for several inputs",
         Required = true,
     };
     private static readonly Option<string> Wrt = new("--wrt") { Description = "Input the directions belong to; default: the model's only float input", DefaultValueFactory = _ => "" };
     private static readonly Option<string[]> Of = new("--of") { Description = "Output to differentiate (repeatable); default: all float outputs (jvp), the outputs given cotangents (vjp)" };
-    private static readonly Option<string?> Out = new("--out")
+    internal static readonly Option<string?> Out = new("--out")
     {
         Description = "Write the result here: FILE.json, FILE.npy (a single tensor) or a folder (one .npy per tensor); default: JSON on standard output",
     };
-    private static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of the call", DefaultValueFactory = _ => "60s" };
+    internal static readonly Option<string> Timeout = new("--timeout") { Description = "Deadline of the call", DefaultValueFactory = _ => "60s" };
 
     private static readonly Option<string> Tangents = new("--tangents")
     {
@@ -89,7 +90,7 @@ public static class DirectionalVerbs
     }
 
     /// <summary>Reads and checks the inputs against the model's signature before sending, makes the call, and explains a failed one.</summary>
-    private static async Task<int> CallAsync(ParseResult r, string verb, CancellationToken ct,
+    internal static async Task<int> CallAsync(ParseResult r, string verb, CancellationToken ct,
         Func<Connection, ModelInfo, Dictionary<string, FloatTensor>, TimeSpan, Task> call)
     {
         string name = r.GetValue(Model)!;

@@ -47,6 +47,8 @@ public static class JacApp
         root.Subcommands.Add(ClientVerbs.Jacobian(io, batched: true));
         root.Subcommands.Add(DirectionalVerbs.Jvp(io));
         root.Subcommands.Add(DirectionalVerbs.Vjp(io));
+        root.Subcommands.Add(SecondOrderVerbs.Hessian(io));
+        root.Subcommands.Add(SecondOrderVerbs.Laplacian(io));
         root.Subcommands.Add(LoadCommand.Create(io));
         var config = new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false };
         try

@@ -130,16 +130,18 @@ public static class TensorFiles
     /// Writes a result: JSON to standard output (no <paramref name="path"/>) or to a .json file; a .npy file when
     /// exactly one tensor is meant (the Jacobian of the only output, or the only output of predict); any other
     /// path is a folder that gets output_NAME.npy and jacobian_NAME.npy. <paramref name="derivatives"/> names the
-    /// derivatives in the JSON and the folder ("jacobians", "jvps", "vjp"); <paramref name="mode"/>, when given, is
-    /// the derivative mode that ran, written to the JSON.
+    /// derivatives in the JSON and the folder ("jacobians", "jvps", "vjp", "hessians", "laplacians");
+    /// <paramref name="mode"/>, when given, is the derivative mode that ran, written to the JSON.
+    /// <paramref name="alsoJacobians"/>: first derivatives that came with second ones (include_jacobian), written as
+    /// "jacobians" beside them.
     /// </summary>
     public static void WriteResult(string? path, TextWriter stdout, string model, string version,
         IReadOnlyDictionary<string, FloatTensor> outputs, IReadOnlyDictionary<string, FloatTensor>? jacobians, string derivatives = "jacobians",
-        DerivativeMode? mode = null)
+        DerivativeMode? mode = null, IReadOnlyDictionary<string, FloatTensor>? alsoJacobians = null)
     {
         if (path is null || path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
-            string json = ResultJson(model, version, outputs, jacobians, derivatives, mode);
+            string json = ResultJson(model, version, outputs, jacobians, derivatives, mode, alsoJacobians);
             if (path is null) stdout.WriteLine(json);
             else File.WriteAllText(path, json + "\n");
             return;
@@ -147,8 +149,9 @@ public static class TensorFiles
         if (path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
         {
             var single = jacobians is not null ? jacobians : outputs;
-            if (single.Count != 1)
-                throw new JacException($"{path}: the result has {single.Count} tensors ({string.Join(", ", single.Keys)}); " +
+            var names = single.Keys.Concat(alsoJacobians?.Keys.Select(k => $"jacobian of {k}") ?? []).ToList();
+            if (names.Count != 1)
+                throw new JacException($"{path}: the result has {names.Count} tensors ({string.Join(", ", names)}); " +
                                        "pick one with --of, or give a folder to get one .npy per tensor");
             Npy.Write(path, single.Values.Single());
             return;
@@ -157,11 +160,13 @@ public static class TensorFiles
         foreach (var (name, t) in outputs) Npy.Write(Path.Combine(path, $"output_{name}.npy"), t);
         if (jacobians is not null)
             foreach (var (name, t) in jacobians) Npy.Write(Path.Combine(path, $"{derivatives.TrimEnd('s')}_{name}.npy"), t);
+        if (alsoJacobians is not null)
+            foreach (var (name, t) in alsoJacobians) Npy.Write(Path.Combine(path, $"jacobian_{name}.npy"), t);
     }
 
     public static string ResultJson(string model, string version, IReadOnlyDictionary<string, FloatTensor> outputs,
         IReadOnlyDictionary<string, FloatTensor>? jacobians,
-        string derivatives = "jacobians", DerivativeMode? mode = null)
+        string derivatives = "jacobians", DerivativeMode? mode = null, IReadOnlyDictionary<string, FloatTensor>? alsoJacobians = null)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions()))
@@ -171,6 +176,7 @@ public static class TensorFiles
             w.WriteString("version", version);
             WriteTensors(w, "outputs", outputs);
             if (jacobians is not null) WriteTensors(w, derivatives, jacobians);
+            if (alsoJacobians is not null) WriteTensors(w, "jacobians", alsoJacobians);
             if (mode is { } m) w.WriteString("mode", ModeOption.Name(m));
             w.WriteEndObject();
         }
