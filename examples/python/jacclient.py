@@ -1,13 +1,22 @@
 #!/usr/bin/python3
-"""JacService from Python: list the models, describe one, then Predict, BatchJacobian, Jvp and Vjp on a small batch.
+"""JacService from Python: list the models, describe one, then Predict, BatchJacobian, Jvp, Vjp, BatchHessian and
+BatchLaplacian on a small batch.
 
     ./generate.sh                                           # stubs from src/Protos into ./gen
     /usr/bin/python3 jacclient.py --target 127.0.0.1:50051 --model pinn
     /usr/bin/python3 jacclient.py --target 127.0.0.1:50051 --reference ../../tests/fixtures/reference/mlp_tanh.json
     /usr/bin/python3 jacclient.py --model small_cnn --mode reverse   # how the Jacobian is computed: auto|forward|reverse
+    /usr/bin/python3 jacclient.py --model layernorm_gelu --second-order-max-elements 0   # no Hessians or Laplacians
 
 Jvp pushes the first basis direction through (J·e_0: column 0 of each Jacobian); Vjp pulls the first basis
 direction of each output back (e_0ᵀ·J: row 0). With --reference both are checked against the reference Jacobians.
+
+BatchHessian asks for the Jacobians too (include_jacobian), as a PDE residual needs u, ∇u and the Hessian at once;
+BatchLaplacian sums the Hessian's diagonal over every element of the input, and over `axes` only (element 0 by
+default, as for u_xx of an input (x, t)). Inputs with more than --second-order-max-elements (64) elements per sample
+are skipped. With --reference the Hessian must be symmetric, each Laplacian must equal the trace of the Hessian over
+its axes, and the Hessian's Jacobians must equal BatchJacobian's; where the reference file has "hessians",
+"laplacians" or "laplacians_axes", the numbers must match those too.
 
 With --reference, the inputs come from the reference file and every output and Jacobian must match it:
 max |got - ref| <= tolerance * max |ref| per tensor (the server computes in float32, the reference is float64).
@@ -42,6 +51,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
     p.add_argument("--mode", choices=["auto", "forward", "reverse"], default="auto",
                    help="how BatchJacobian computes: auto lets the server choose (the response says which ran)")
+    p.add_argument("--second-order-max-elements", type=int, default=64,
+                   help="call BatchHessian and BatchLaplacian only for inputs with at most this many elements per sample "
+                        "(a Hessian grows with their square: small_cnn's 784 pixels make 6 million entries per output)")
     args = p.parse_args()
 
     reference = load_reference(args.reference) if args.reference else None
@@ -84,6 +96,9 @@ def run(stub, model: str, reference, args) -> int:
             "reverse": pb.DERIVATIVE_MODE_REVERSE}[args.mode]
     jacobians = {}
     directional = []
+    second = []
+    # A Laplacian over some elements only: the reference's axes where it has them for this input, else element 0.
+    axes_reference = (reference or {}).get("laplacians_axes") or {}
     for wrt in [t.name for t in info.inputs if t.dtype == "float"]:
         response = stub.BatchJacobian(pb.BatchJacobianRequest(model=model, inputs=request_inputs, wrt=wrt, mode=mode),
                                       timeout=args.timeout)
@@ -92,6 +107,15 @@ def run(stub, model: str, reference, args) -> int:
             print(f"BatchJacobian {model}: d{out}/d{wrt}{list(t.shape)} = {preview(t.data)} (mode {ran})")
             jacobians[(out, wrt)] = t
         directional += jvp_and_vjp(stub, model, request_inputs, wrt, predicted.outputs, args.timeout)
+        elements = prod(request_inputs[wrt].shape[1:])
+        if elements <= args.second_order_max_elements:
+            subset_axes = axes_reference["axes"] if wrt in axes_reference else [0]
+            second.append(second_order(stub, model, request_inputs, wrt, subset_axes, args.timeout))
+        else:
+            print(f"BatchHessian/BatchLaplacian {model} d/d{wrt}: skipped, {wrt} has {elements} elements per sample "
+                  f"(over --second-order-max-elements {args.second_order_max_elements})")
+            second.append({"wrt": wrt, "skipped": f"skipped: {wrt} has {elements} elements per sample, over "
+                                                  f"--second-order-max-elements {args.second_order_max_elements}"})
 
     # Reading an error status: an unknown model is NOT_FOUND, with a message saying which.
     not_found_ok = False
@@ -104,7 +128,8 @@ def run(stub, model: str, reference, args) -> int:
 
     if reference is None:
         return 0 if not_found_ok else 1
-    return check(predicted.outputs, jacobians, directional, reference, args.tolerance, not_found_ok)
+    return check(predicted.outputs, jacobians, directional, second_order_checks(second, jacobians, reference, args.tolerance),
+                 reference, args.tolerance, not_found_ok)
 
 
 def jvp_and_vjp(stub, model: str, inputs, wrt: str, outputs, timeout: float):
@@ -129,6 +154,113 @@ def jvp_and_vjp(stub, model: str, inputs, wrt: str, outputs, timeout: float):
     return found
 
 
+def second_order(stub, model: str, inputs, wrt: str, subset_axes, timeout: float):
+    """BatchHessian with the Jacobians, and BatchLaplacian over every element of `wrt` and over `subset_axes`.
+
+    Returns what the checks need, or the error status when the server refused second derivatives for this model
+    (INVALID_ARGUMENT: an op without a second-order rule; RESOURCE_EXHAUSTED: a Hessian over the size limit).
+    """
+    found = {"wrt": wrt, "axes": list(subset_axes)}
+    try:
+        hessian = stub.BatchHessian(pb.BatchHessianRequest(model=model, inputs=inputs, wrt=wrt, include_jacobian=True),
+                                    timeout=timeout)
+        laplacian = stub.BatchLaplacian(pb.BatchLaplacianRequest(model=model, inputs=inputs, wrt=wrt), timeout=timeout)
+        # axes: flat indices into one sample of wrt, e.g. [0, 1] for x and y of an input (x, y, t).
+        subset = stub.BatchLaplacian(pb.BatchLaplacianRequest(model=model, inputs=inputs, wrt=wrt, axes=subset_axes),
+                                     timeout=timeout)
+    except grpc.RpcError as e:
+        if e.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+            raise
+        print(f"BatchHessian/BatchLaplacian {model} d/d{wrt}: {e.code().name}: {e.details()}")
+        found["refused"] = f"{e.code().name}: {e.details()}"
+        return found
+    for out, t in sorted(hessian.hessians.items()):
+        print(f"BatchHessian {model}: d²{out}/d{wrt}²{list(t.shape)} = {preview(t.data)}")
+    for out, t in sorted(laplacian.laplacians.items()):
+        print(f"BatchLaplacian {model}: Δ{out} over all of {wrt}{list(t.shape)} = {preview(t.data)}")
+    for out, t in sorted(subset.laplacians.items()):
+        print(f"BatchLaplacian {model}: Δ{out} over {wrt}{list(subset_axes)}{list(t.shape)} = {preview(t.data)}")
+    found.update(hessians=hessian.hessians, jacobians=hessian.jacobians, laplacians=laplacian.laplacians,
+                 subset=subset.laplacians, n=prod(inputs[wrt].shape[1:]), in_rank=len(inputs[wrt].shape) - 1)
+    return found
+
+
+def second_order_checks(second, jacobians, reference, tolerance: float):
+    """(label, got, expected, tolerance, scale, problem) to compare: self-consistency, and the reference where it has
+    second derivatives. scale None means the largest |expected| entry; a problem (the server refused, or a call the
+    reference expects was skipped) fails without comparing."""
+    checks = []
+    for found in second:
+        wrt = found["wrt"]
+        if "refused" in found:
+            checks.append((f"second derivatives d/d{wrt}", None, None, tolerance, None,
+                           f"refused by the server: {found['refused']}"))
+            continue
+        if "skipped" in found:
+            if any(wrt in ((reference or {}).get(key) or {}) for key in ("hessians", "laplacians", "laplacians_axes")):
+                checks.append((f"second derivatives d/d{wrt}", None, None, tolerance, None, found["skipped"]))
+            continue
+        n, in_rank = found["n"], found["in_rank"]
+        for out, h in sorted(found["hessians"].items()):
+            scale = max((abs(v) for v in h.data), default=0.0)
+            checks.append((f"d²{out}/d{wrt}² symmetric", h, transposed(h, n), tolerance, scale, None))
+            # A Laplacian is a sum of len(axes) Hessian entries, each good to rounding of the largest one.
+            checks.append((f"Δ{out} over all of {wrt} = trace", found["laplacians"].get(out),
+                           trace(h, n, in_rank, range(n)), tolerance * n, scale, None))
+            checks.append((f"Δ{out} over {wrt}{found['axes']} = trace", found["subset"].get(out),
+                           trace(h, n, in_rank, found["axes"]), tolerance * len(found["axes"]), scale, None))
+            bj = jacobians.get((out, wrt))
+            if bj is not None:
+                checks.append((f"BatchHessian's d{out}/d{wrt} = BatchJacobian's", found["jacobians"].get(out),
+                               {"shape": list(bj.shape), "data": list(bj.data)}, tolerance, None, None))
+            computed = (("hessians", h), ("laplacians", found["laplacians"].get(out)),
+                        ("laplacians_axes", found["subset"].get(out)))
+            for key, got in computed:
+                ref = ((reference or {}).get(key) or {}).get(wrt, {}).get(out)
+                if ref is not None:
+                    checks.append((f"{key} {out}/{wrt} against the reference", got, as_tensor(ref), tolerance, None, None))
+    return checks
+
+
+def transposed(h, n: int):
+    """The Hessian [rows..., n, n] with its last two (flattened) axes swapped, as a reference tensor."""
+    data = h.data
+    out = [0.0] * len(data)
+    for r in range(len(data) // (n * n)):
+        base = r * n * n
+        for j in range(n):
+            for k in range(n):
+                out[base + j * n + k] = data[base + k * n + j]
+    return {"shape": list(h.shape), "data": out}
+
+
+def trace(h, n: int, in_rank: int, axes):
+    """Sum over `axes` of the Hessian's diagonal, per (sample, output element): a Laplacian, [B] ++ out_shape."""
+    rows = len(h.data) // (n * n)
+    shape = list(h.shape)[:len(h.shape) - 2 * in_rank]
+    return {"shape": shape, "data": [sum(h.data[r * n * n + a * n + a] for a in axes) for r in range(rows)]}
+
+
+def as_tensor(ref):
+    """A reference tensor from {"shape", "data"} or from nested lists."""
+    if isinstance(ref, dict):
+        return ref
+    shape, x = [], ref
+    while isinstance(x, list):
+        shape.append(len(x))
+        x = x[0] if x else None
+    data = []
+
+    def flatten(v):
+        if isinstance(v, list):
+            for item in v:
+                flatten(item)
+        else:
+            data.append(float(v))
+    flatten(ref)
+    return {"shape": shape, "data": data}
+
+
 def column_or_row(jacobian, kind: str, out_shape, in_shape):
     """Column 0 ([B] ++ out_shape) or row 0 ([B] ++ in_shape) of a reference Jacobian [B] ++ out ++ in."""
     batch, data = out_shape[0], jacobian["data"]
@@ -145,7 +277,7 @@ def prod(dims) -> int:
     return p
 
 
-def check(outputs, jacobians, directional, reference, tolerance: float, not_found_ok: bool) -> int:
+def check(outputs, jacobians, directional, second, reference, tolerance: float, not_found_ok: bool) -> int:
     failures = [] if not_found_ok else ["GetModel no_such_model did not answer NOT_FOUND"]
     expected = [(name, outputs.get(name), ref) for name, ref in reference["outputs"].items()]
     expected += [(f"d{out}/d{wrt}", jacobians.get((out, wrt)), ref)
@@ -154,8 +286,9 @@ def check(outputs, jacobians, directional, reference, tolerance: float, not_foun
     expected_directional = [(label, got, column_or_row(reference["jacobians"][wrt][out], kind, reference["outputs"][out]["shape"],
                                                        reference["inputs"][wrt]["shape"]))
                             for label, kind, got, out, wrt in directional]
-    for label, got, ref in expected + expected_directional:
-        ok, detail = compare(got, ref, tolerance)
+    compared = [(label, got, ref, tolerance, None, None) for label, got, ref in expected + expected_directional] + second
+    for label, got, ref, allowed, scale, problem in compared:
+        ok, detail = (False, problem) if problem else compare(got, ref, allowed, scale)
         print(f"{'match' if ok else 'MISMATCH'} {label}: {detail}")
         if not ok:
             failures.append(f"{label}: {detail}")
@@ -165,12 +298,14 @@ def check(outputs, jacobians, directional, reference, tolerance: float, not_foun
             print(f"  {f}")
         return 1
     print(f"PASS: {len(expected)} outputs and Jacobians of {reference['model']} match {reference['path']}, "
-          f"and {len(expected_directional)} Jvp columns and Vjp rows (max abs error <= {tolerance:g} x largest |reference| entry)")
+          f"and {len(expected_directional)} Jvp columns and Vjp rows (max abs error <= {tolerance:g} x largest |reference| "
+          f"entry), and {len(second)} second-order checks (symmetry, Laplacian = trace, Jacobians, references where given)")
     return 0
 
 
-def compare(got, ref, tolerance: float):
-    """(True, the error) if `got` (a Tensor) matches `ref` (a reference tensor); otherwise (False, what differs)."""
+def compare(got, ref, tolerance: float, scale=None):
+    """(True, the error) if `got` (a Tensor) matches `ref` (a reference tensor) to tolerance x scale (default: the
+    largest |ref| entry); otherwise (False, what differs)."""
     if got is None:
         return False, "missing from the response"
     if list(got.shape) != ref["shape"]:
@@ -181,7 +316,9 @@ def compare(got, ref, tolerance: float):
     errors = [e if e == e else math.inf for e in (abs(g - r) for g, r in zip(got.data, ref["data"]))]
     worst = max(range(len(errors)), key=errors.__getitem__, default=0)
     err = errors[worst] if errors else 0.0
-    allowed = max(tolerance * max((abs(r) for r in ref["data"]), default=0.0), ABSOLUTE_FLOOR)
+    if scale is None:
+        scale = max((abs(r) for r in ref["data"]), default=0.0)
+    allowed = max(tolerance * scale, ABSOLUTE_FLOOR)
     ok = err <= allowed
     return ok, f"max abs error {err:.3g} at flat index {worst}, allowed {allowed:.3g}"
 
