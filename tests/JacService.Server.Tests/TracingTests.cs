@@ -114,6 +114,27 @@ public sealed class TracingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SecondOrderBatchesSayWhatTheyComputed()
+    {
+        var x = new Tensor { Shape = { BatchRows, 32 }, Data = { Enumerable.Range(0, BatchRows * 32).Select(i => (float)Math.Sin(i)) } };
+        // BatchRows rows fill a batch at once, so neither waits out the 10 s delay.
+        await _client.BatchHessianAsync(new BatchHessianRequest { Model = "mlp_tanh", Inputs = { ["x"] = x } });
+        await _client.BatchLaplacianAsync(new BatchLaplacianRequest { Model = "mlp_tanh", Inputs = { ["x"] = x }, Axes = { 3, 7 }, IncludeJacobian = true });
+
+        var hessian = Assert.Single(await SpansWhere(s => s.OperationName == JacServiceTelemetry.BatchSpan && Tag(s, "jacservice.kind") == "hessian", 1));
+        Assert.Equal("32", Tag(hessian, "jacservice.tangent_width"));
+        Assert.Equal("False", Tag(hessian, "jacservice.include_jacobian"));
+        Assert.Equal("forward", Tag(hessian, "jacservice.mode"));
+        Assert.Equal("8", Tag(hessian, "jacservice.batch.size"));
+        var laplacian = Assert.Single(await SpansWhere(s => s.OperationName == JacServiceTelemetry.BatchSpan && Tag(s, "jacservice.kind") == "laplacian", 1));
+        Assert.Equal("2", Tag(laplacian, "jacservice.laplacian.axes"));
+        Assert.Equal("True", Tag(laplacian, "jacservice.include_jacobian"));
+        Assert.Equal("forward", Tag(laplacian, "jacservice.mode"));
+        var queues = await SpansWhere(s => s.OperationName == JacServiceTelemetry.QueueSpan, 2);
+        Assert.Equal(["hessian", "laplacian"], queues.Select(q => Tag(q, "jacservice.kind")).Order());
+    }
+
+    [Fact]
     public async Task ACallersTraceparentBecomesTheParentOfTheServerSpan()
     {
         var traceId = ActivityTraceId.CreateRandom();
