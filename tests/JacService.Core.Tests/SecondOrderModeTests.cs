@@ -15,7 +15,18 @@ public class SecondOrderModeTests
     public static TheoryData<string> Smooth => new("pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs");
 
     // ReLU layers contribute nothing between kinks; the LogSoftmax on top still curves, so the Hessian is not zero.
-    public static TheoryData<string> WithFiniteDifferences => new("pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs", "relu_classifier");
+    // Both ways of computing a Hessian, on every model (the server picks one by size).
+    public static TheoryData<string, string> WithFiniteDifferences
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var name in new[] { "pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs", "relu_classifier" })
+                foreach (var method in new[] { nameof(HessianMethod.Forward), nameof(HessianMethod.Contracted) })
+                    data.Add(name, method);
+            return data;
+        }
+    }
 
     private static ModelVersion Load(string name, long workingMemory = 512L << 20) =>
         ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = workingMemory },
@@ -28,15 +39,16 @@ public class SecondOrderModeTests
 
     [Theory]
     [MemberData(nameof(WithFiniteDifferences))]
-    public void HessianMatchesFiniteDifferencesOfTheJacobianPerSample(string name)
+    public void HessianMatchesFiniteDifferencesOfTheJacobianPerSample(string name, string methodName)
     {
+        var method = Enum.Parse<HessianMethod>(methodName);
         using var model = Load(name);
         using var scope = NewDisposeScope();
         var inputs = Inputs(Fixtures.Load(name), model);
         var of = AllOutputs(model);
         for (int wrt = 0; wrt < inputs.Length; wrt++)
         {
-            var hessians = model.SecondOrderTensors(inputs, wrt, of, SecondOrderKind.Hessian).Derivatives;
+            var hessians = model.SecondOrderTensors(inputs, wrt, of, SecondOrderKind.Hessian, method: method).Derivatives;
             const double h = 1e-5;
             var x = inputs[wrt];
             var sample = x.shape[1..];
@@ -56,7 +68,7 @@ public class SecondOrderModeTests
                     var computed = hessians[o].reshape(batch, -1, n, n).select(3, j);
                     double scale = Math.Max(1, column.abs().max().item<double>());
                     double error = (computed - column).abs().max().item<double>();
-                    Assert.True(error <= 1e-6 * scale, $"{name} wrt {wrt} output {o} column {j}: max abs error {error:E2} (scale {scale:G3})");
+                    Assert.True(error <= 1e-6 * scale, $"{name} ({method}) wrt {wrt} output {o} column {j}: max abs error {error:E2} (scale {scale:G3})");
                 }
             }
             foreach (var hessian in hessians)
@@ -86,16 +98,20 @@ public class SecondOrderModeTests
         {
             long n = inputs[wrt][0].numel();
             var axes = Enumerable.Range(0, (int)n).Where(i => i % 2 == 0).ToArray();
-            foreach (var (kind, subset) in new[] { (SecondOrderKind.Hessian, (int[]?)null), (SecondOrderKind.Laplacian, null), (SecondOrderKind.Laplacian, axes) })
+            foreach (var (kind, subset, method) in new[]
             {
-                var a = whole.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true);
-                var b = split.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true);
+                (SecondOrderKind.Hessian, (int[]?)null, HessianMethod.Forward), (SecondOrderKind.Hessian, null, HessianMethod.Contracted),
+                (SecondOrderKind.Laplacian, null, HessianMethod.Auto), (SecondOrderKind.Laplacian, axes, HessianMethod.Auto),
+            })
+            {
+                var a = whole.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true, method);
+                var b = split.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true, method);
                 for (int i = 0; i < a.Outputs.Length; i++) Assert.True(a.Outputs[i].allclose(b.Outputs[i], rtol: 1e-12, atol: 1e-12), $"{name} {kind}: output {i}");
                 Assert.Equal(a.Derivatives.Length, b.Derivatives.Length);
                 for (int d = 0; d < a.Derivatives.Length; d++)
                 {
                     Assert.Equal(a.Derivatives[d].shape, b.Derivatives[d].shape);
-                    Assert.True(a.Derivatives[d].allclose(b.Derivatives[d], rtol: 1e-10, atol: 1e-10), $"{name} {kind} axes {subset?.Length}: derivative {d}");
+                    Assert.True(a.Derivatives[d].allclose(b.Derivatives[d], rtol: 1e-10, atol: 1e-10), $"{name} {kind} ({method}) axes {subset?.Length}: derivative {d}");
                 }
             }
         }
