@@ -67,6 +67,13 @@ using var server = ServerUnderTest.Start(root, modelsDir, options.ServerArgs);
 using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}", maxMessageMiB: 512);
 var client = new JacobianService.JacobianServiceClient(channel);
 await server.WaitUntilReady(client);
+if (args.Contains("--second-order"))
+{
+    // Usage: ... -- --second-order [--models pinn,mlp_tanh] [--batch 1,16,256] [--seconds 3] [--no-peer] [-- --Batching:MaxBatchSize=256]
+    await JacService.Bench.SecondOrderBench.RunServedAsync(root, options.Models ?? ["pinn", "mlp_tanh"], options.Batches, options.Seconds, warmup,
+        client, options.NoPeer);
+    return 0;
+}
 if (args.Contains("--derivatives"))
 {
     // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
