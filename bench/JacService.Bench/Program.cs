@@ -13,6 +13,8 @@ using TorchSharp;
 
 // Usage: dotnet run -c Release --project bench/JacService.Bench -- [--seconds 3] [--batch 1,16,256] [--models a,b] [--no-peer] [-- server args]
 var options = BenchOptions.Parse(args);
+// What the server does at start (Engine:ReuseLargeAllocations), so in-process numbers match served ones.
+if (!args.Contains("--fresh-mappings")) JacService.Core.Models.NativeHeap.KeepLargeBlocks();
 var root = BenchOptions.FindRoot();
 string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
 // --batching and --telemetry start fresh servers; tiered JIT keeps a core busy for several seconds after a start, so
@@ -23,6 +25,12 @@ if (args.Contains("--engine"))
 {
     // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]
     JacService.Bench.EngineBench.Run(root, options.Models, options.Batches, options.Seconds);
+    return 0;
+}
+if (args.Contains("--second-order-engine"))
+{
+    // Usage: ... -- --second-order-engine [--models pinn,mlp_tanh] [--batch 1,16,256] [--seconds 3]
+    JacService.Bench.SecondOrderBench.RunEngine(root, options.Models ?? ["pinn", "mlp_tanh"], options.Batches, options.Seconds);
     return 0;
 }
 if (args.Contains("--batching"))
@@ -59,6 +67,13 @@ using var server = ServerUnderTest.Start(root, modelsDir, options.ServerArgs);
 using var channel = JacService.Client.JacServiceChannel.Create($"http://127.0.0.1:{server.Port}", maxMessageMiB: 512);
 var client = new JacobianService.JacobianServiceClient(channel);
 await server.WaitUntilReady(client);
+if (args.Contains("--second-order"))
+{
+    // Usage: ... -- --second-order [--models pinn,mlp_tanh] [--batch 1,16,256] [--seconds 3] [--no-peer] [-- --Batching:MaxBatchSize=256]
+    await JacService.Bench.SecondOrderBench.RunServedAsync(root, options.Models ?? ["pinn", "mlp_tanh"], options.Batches, options.Seconds, warmup,
+        client, options.NoPeer);
+    return 0;
+}
 if (args.Contains("--derivatives"))
 {
     // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.

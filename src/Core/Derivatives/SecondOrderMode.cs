@@ -1,3 +1,4 @@
+using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
 using static TorchSharp.torch;
@@ -22,7 +23,36 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// Per-sample Hessians [B, ..out, ..in, ..in] of the outputs <paramref name="of"/> with respect to input
     /// <paramref name="wrt"/>, then (with <paramref name="includeJacobian"/>) their Jacobians [B, ..out, ..in].
     /// </summary>
-    public (Tensor[] Outputs, Tensor[] Derivatives) Hessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian)
+    public (Tensor[] Outputs, Tensor[] Derivatives) Hessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian,
+        HessianMethod method = HessianMethod.Auto) =>
+        method switch
+        {
+            HessianMethod.Forward => ForwardHessian(inputs, wrt, of, includeJacobian),
+            HessianMethod.Contracted => ContractedHessian(inputs, wrt, of, includeJacobian),
+            _ => PreferContracted(inputs, wrt, of) ? ContractedHessian(inputs, wrt, of, includeJacobian) : ForwardHessian(inputs, wrt, of, includeJacobian),
+        };
+
+    /// <summary>
+    /// Contraction saves carrying the n(n+1)/2 entries through every op, at the price of a reverse pass with one
+    /// direction per output element (m) and a forward pass that keeps G; it wins when the entries outnumber n + 2m
+    /// (mlp_tanh: 528 entries against 64, 2-3x faster; the PINN: 3 against 4, where forward is 1.1-2x faster; see
+    /// docs/benchmarks.md), and needs sample-major layouts.
+    /// </summary>
+    private bool PreferContracted(Tensor[] inputs, int wrt, int[] of)
+    {
+        long n = Shapes.Product(inputs[wrt].shape[1..]);
+        long m;
+        using (var scope = NewDisposeScope())
+        using (var plan = parts.Plans.Lease(inputs))
+            m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].shape[0]));
+        return n * (n + 1) / 2 > n + 2 * m && SampleAligned(inputs, wrt, of);
+    }
+
+    /// <summary>
+    /// The Hessian by carrying one second-order direction per entry (i ≤ j) through the whole graph: each op's JVP
+    /// rule maps them like G, its curvature rule adds its own term. Works on any layout of intermediate values.
+    /// </summary>
+    private (Tensor[] Outputs, Tensor[] Derivatives) ForwardHessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian)
     {
         var graph = parts.Graph;
         long batch = inputs[0].shape[0];
@@ -32,20 +62,14 @@ internal sealed class SecondOrderMode(ModelParts parts)
         using var plan = parts.Plans.Lease(inputs);
         long fit = DirectionsThatFit(plan.Plan, path);
         if (fit < n + PairTemporaries + 1 && batch > 1)
-            return BatchSplit.Run(inputs, Math.Max(1, batch * fit / (n + PairTemporaries + 1)), part => Hessian(part, wrt, of, includeJacobian));
+            return BatchSplit.Run(inputs, Math.Max(1, batch * fit / (n + PairTemporaries + 1)), part => ForwardHessian(part, wrt, of, includeJacobian));
 
-        // The upper triangle, row by row: H is symmetric, so each entry off the diagonal is computed once and written twice.
-        long entries = n * (n + 1) / 2;
-        var left = new long[entries];
-        var right = new long[entries];
-        for (long i = 0, p = 0; i < n; i++)
-            for (long j = i; j < n; j++, p++) (left[p], right[p]) = (i, j);
-        using var upper = tensor(left.Zip(right, (i, j) => i * n + j).ToArray());
-        using var lower = tensor(left.Zip(right, (i, j) => j * n + i).ToArray());
+        var (left, right) = UpperTriangle(n);
+        long entries = left.Length;
         long chunk = Math.Clamp((fit - n) / (1 + PairTemporaries), 1, entries);
 
         var sizes = of.Select(o => parts.SampleElements(plan.Plan, o, batch)).ToArray();
-        var hessians = sizes.Select(m => zeros([batch, m, n * n], graph.ComputeType)).ToArray();
+        var hessians = sizes.Select(m => zeros([batch, m, entries], graph.ComputeType)).ToArray();
         var jacobians = includeJacobian ? sizes.Select(m => zeros([batch, m, n], graph.ComputeType)).ToArray() : [];
         var outputs = new Tensor[graph.Outputs.Count];
         using var basis = FirstOrderSeed(eye(n, dtype: graph.ComputeType), batch, sampleShape);
@@ -58,15 +82,174 @@ internal sealed class SecondOrderMode(ModelParts parts)
             var result = Evaluator.Run(graph, plan.Plan, inputs, graph.InputIds[wrt], seed, path.Carries, graph.OutputIds, pairs);
             if (p0 == 0) Keep(result, outputs, of, jacobians, n);
             for (int j = 0; j < of.Length; j++)
+                if (result.Tangents[of[j]] is { } t) hessians[j].narrow(2, p0, k).copy_(t.narrow(0, n, k).reshape(k, batch, -1).permute(1, 2, 0));
+        }
+        return (outputs, [.. Symmetric(hessians, left, right, plan.Plan, of, batch, sampleShape), .. Shaped(jacobians, plan.Plan, of, batch, sampleShape)]);
+    }
+
+    /// <summary>
+    /// The Hessian without carrying second-order directions through the graph. They flow linearly from where a
+    /// curvature rule adds them to the outputs, so an output's entry is the sum over nodes of the node's curvature
+    /// term contracted with the output's cotangent at that node: one forward pass carrying G, one reverse pass per
+    /// output direction (as reverse mode's Jacobian), and at each non-linear node a batched product of the two.
+    /// Cheaper than <see cref="ForwardHessian"/> when the linear ops are many and wide (an MLP's 528 entries then never
+    /// meet a weight matrix), but the per-sample contraction needs each non-linear node's output laid out sample-major.
+    /// </summary>
+    private (Tensor[] Outputs, Tensor[] Derivatives) ContractedHessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian)
+    {
+        var graph = parts.Graph;
+        long batch = inputs[0].shape[0];
+        var path = parts.Path(wrt, of);
+        var sampleShape = inputs[wrt].shape[1..];
+        long n = Shapes.Product(sampleShape);
+        using var plan = parts.Plans.Lease(inputs);
+        long budget = parts.Limits.WorkingMemoryBytes;
+        long kept = plan.Plan.ElementsOf(path.ReadByReverse) * (1 + n) * parts.ElementSize;
+        long perDirection = Math.Max(1, plan.Plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);
+        // The kept values with their G, plus at least one cotangent direction and one entry's curvature terms.
+        if (kept + 2 * perDirection > budget && batch > 1)
+            return BatchSplit.Run(inputs, Math.Max(1, batch * budget / (kept + 2 * perDirection)), part => ContractedHessian(part, wrt, of, includeJacobian));
+        long room = Math.Max(budget - kept, 2 * perDirection);
+
+        var (left, right) = UpperTriangle(n);
+        long entries = left.Length;
+        var sizes = of.Select(o => parts.SampleElements(plan.Plan, o, batch)).ToArray();
+        long m = sizes.Sum();
+        long directionChunk = Math.Clamp(room / 2 / perDirection, 1, Math.Max(m, 1));
+        long widest = plan.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear))
+            .SelectMany(s => s.Outputs).Where(o => o >= 0).Select(plan.Plan.Elements).DefaultIfEmpty(1).Max();
+        long entryChunk = Math.Clamp(room / 2 / Math.Max(1, widest * (1 + PairTemporaries) * parts.ElementSize), 1, entries);
+
+        var seed = FirstOrderSeed(eye(n, dtype: graph.ComputeType), batch, sampleShape);
+        var (values, tangents) = Evaluator.RunKeeping(graph, plan.Plan, inputs, path.ReadByReverse, graph.InputIds[wrt], seed, path.Carries);
+        try
+        {
+            var outputs = graph.OutputIds.Select(id => values[id]!).ToArray();
+            var jacobians = includeJacobian
+                ? of.Select((o, j) => tangents[graph.OutputIds[o]] is { } t ? t.reshape(n, batch, -1).permute(1, 2, 0) : zeros([batch, sizes[j], n], graph.ComputeType)).ToArray()
+                : [];
+            var hessian = zeros([batch, m, entries], graph.ComputeType);
+            using var identity = eye(m, dtype: graph.ComputeType);
+            for (long k0 = 0; k0 < m; k0 += directionChunk)
             {
-                if (result.Tangents[of[j]] is not { } t) continue;
-                var second = t.narrow(0, n, k).reshape(k, batch, -1).permute(1, 2, 0);
-                hessians[j].index_copy_(2, upper.narrow(0, p0, k), second);
-                hessians[j].index_copy_(2, lower.narrow(0, p0, k), second);
+                long k = Math.Min(directionChunk, m - k0);
+                using var scope = NewDisposeScope();
+                var rows = identity.narrow(0, k0, k);
+                var seeds = new Dictionary<int, Tensor>();
+                long offset = 0;
+                for (int j = 0; j < of.Length; offset += sizes[j], j++)
+                {
+                    var shape = parts.SampleShape(plan.Plan, of[j]);
+                    int id = graph.OutputIds[of[j]];
+                    var part = rows.narrow(1, offset, sizes[j]).reshape([k, 1, .. shape]).expand([k, batch, .. shape]);
+                    seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(part) : part;
+                }
+                var block = hessian.narrow(1, k0, k);
+                Backward.Run(graph, plan.Plan, values, path, seeds, graph.InputIds[wrt],
+                    (node, cotangents) => Contract(node, values, tangents, cotangents, left, right, entryChunk, block));
+            }
+            long start = 0;
+            var perOutput = sizes.Select(size => { var h = hessian.narrow(1, start, size); start += size; return h; }).ToArray();
+            return (outputs, [.. Symmetric(perOutput, left, right, plan.Plan, of, batch, sampleShape),
+                .. Shaped(jacobians.Select(j => j.contiguous()).ToArray(), plan.Plan, of, batch, sampleShape)]);
+        }
+        finally
+        {
+            Release(values, tangents, plan.Plan);
+        }
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="block"/> [B, K, entries] one node's curvature terms (over the entries, in chunks)
+    /// contracted per sample with its outputs' cotangents [K, B, ..output].
+    /// </summary>
+    private void Contract(GraphNode node, Tensor?[] values, Tensor?[] tangents, Tensor?[] cotangents, long[] left, long[] right, long entryChunk, Tensor block)
+    {
+        var rule = OpTable.Rules[node.OpType];
+        if (ReferenceEquals(rule.Curvature, OpRule.Linear)) return;
+        var ins = node.Inputs.Select(id => id >= 0 && values[id] is { } v ? new Dual(v, tangents[id]) : (Dual?)null).ToArray();
+        if (ins.All(d => d?.Tangent is null)) return;
+        var graph = parts.Graph;
+        var outs = node.Outputs.Select(id => id >= 0 ? values[id]! : null!).ToArray();
+        var primal = new OpContext(node, graph.Opset, graph.ComputeType, ins);
+        long batch = block.shape[0], k = block.shape[1], n = ins.First(d => d?.Tangent is not null)!.Value.Tangent!.shape[0];
+        for (long p0 = 0; p0 < left.Length; p0 += entryChunk)
+        {
+            long count = Math.Min(entryChunk, left.Length - p0);
+            using var scope = NewDisposeScope();
+            var terms = Evaluator.Curvature(node, rule, new CurvatureContext(primal, outs,
+                PairBasis.Entries(n, left[(int)p0..(int)(p0 + count)], right[(int)p0..(int)(p0 + count)])));
+            for (int o = 0; o < terms.Length && o < outs.Length; o++)
+            {
+                if (terms[o] is not { } term || cotangents[o] is not { } ct) continue;
+                long per = outs[o].numel() / batch;
+                // [B, entries, Y] x [B, Y, K], both views of the [count, B, Y] and [K, B, Y] layouts the rules produce.
+                var entriesBySample = Tangents.Fit(term, outs[o].shape).reshape(count, batch, per).transpose(0, 1);
+                block.narrow(2, p0, count).add_(entriesBySample.bmm(ct.reshape(k, batch, per).permute(1, 2, 0)).transpose(1, 2));
             }
         }
-        var shaped = hessians.Select((h, j) => h.reshape([batch, .. parts.SampleShape(plan.Plan, of[j]), .. sampleShape, .. sampleShape]));
-        return (outputs, [.. shaped, .. Shaped(jacobians, plan.Plan, of, batch, sampleShape)]);
+    }
+
+    /// <summary>
+    /// Whether every non-linear node on the path has its outputs laid out sample-major (axis 0 is the batch), which the
+    /// contraction needs to keep samples apart: seen by comparing the plans for one and for two samples. Cached.
+    /// </summary>
+    private bool SampleAligned(Tensor[] inputs, int wrt, int[] of)
+    {
+        var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.shape[1..]).ToArray())}";
+        return _aligned.GetOrAdd(key, _ =>
+        {
+            var path = parts.Path(wrt, of);
+            using var scope = NewDisposeScope();
+            using var one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.shape[1..]]).ToArray());
+            using var two = parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.shape[1..]]).ToArray());
+            return one.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear))
+                .SelectMany(s => s.Outputs).Where(o => o >= 0).All(o =>
+                    one.Plan.ValueShapes[o] is [1, .. var a] && two.Plan.ValueShapes[o] is [2, .. var b] && a.SequenceEqual(b));
+        });
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _aligned = new();
+
+    /// <summary>The entries (i, j), i ≤ j, of an n x n symmetric matrix, row by row.</summary>
+    private static (long[] Left, long[] Right) UpperTriangle(long n)
+    {
+        long entries = n * (n + 1) / 2;
+        var left = new long[entries];
+        var right = new long[entries];
+        for (long i = 0, p = 0; i < n; i++)
+            for (long j = i; j < n; j++, p++) (left[p], right[p]) = (i, j);
+        return (left, right);
+    }
+
+    /// <summary>Per output, [B, m, entries] spread to both triangles and shaped [B, ..out, ..in, ..in].</summary>
+    private Tensor[] Symmetric(Tensor[] entries, long[] left, long[] right, ExecutionPlan plan, int[] of, long batch, long[] sampleShape)
+    {
+        long n = Shapes.Product(sampleShape);
+        using var upper = tensor(left.Zip(right, (i, j) => i * n + j).ToArray());
+        using var lower = tensor(left.Zip(right, (i, j) => j * n + i).ToArray());
+        return entries.Select((e, j) =>
+        {
+            var h = zeros([batch, e.shape[1], n * n], e.dtype);
+            h.index_copy_(2, upper, e);
+            h.index_copy_(2, lower, e);
+            return h.reshape([batch, .. parts.SampleShape(plan, of[j]), .. sampleShape, .. sampleShape]);
+        }).ToArray();
+    }
+
+    /// <summary>Frees the kept values and tangents now rather than at the end of the batch, keeping inputs, constants and outputs.</summary>
+    private void Release(Tensor?[] values, Tensor?[] tangents, ExecutionPlan plan)
+    {
+        var graph = parts.Graph;
+        var keep = new HashSet<int>(graph.OutputIds.Concat(graph.InputIds));
+        for (int id = 0; id < values.Length; id++)
+        {
+            tangents[id]?.Dispose();
+            tangents[id] = null;
+            if (keep.Contains(id) || plan.Constants[id] is not null || values[id] is not { } t) continue;
+            t.Dispose();
+            values[id] = null;
+        }
     }
 
     /// <summary>

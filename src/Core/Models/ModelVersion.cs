@@ -291,8 +291,8 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>Second derivatives as device tensors: per output in of the Hessians (or Laplacians over <paramref name="axes"/>), then the Jacobians.</summary>
     internal (Tensor[] Outputs, Tensor[] Derivatives) SecondOrderTensors(Tensor[] inputs, int wrt, int[] of, SecondOrderKind kind, int[]? axes = null,
-        bool includeJacobian = false) =>
-        kind == SecondOrderKind.Hessian ? _secondOrder.Hessian(inputs, wrt, of, includeJacobian)
+        bool includeJacobian = false, HessianMethod method = HessianMethod.Auto) =>
+        kind == SecondOrderKind.Hessian ? _secondOrder.Hessian(inputs, wrt, of, includeJacobian, method)
             : _secondOrder.Laplacian(inputs, wrt, of, axes ?? Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].shape[1..])).ToArray(), includeJacobian);
 
     internal (Tensor[] Outputs, Tensor[] Jacobians) JacobianTensors(Tensor[] inputs, int wrt, int[] of, DerivativeMode mode) =>

@@ -14,8 +14,10 @@ internal static class Backward
 {
     /// <param name="seeds">Cotangents [K, ..value] by output value id.</param>
     /// <returns>The cotangent of wrt, [K, ..wrt], or null when none of the seeds depends on it.</returns>
+    /// <param name="visit">Called for each node on the path with its outputs' cotangents (complete: every use of its
+    /// outputs lies after it), before they are passed on and released.</param>
     public static Tensor? Run(ModelGraph graph, ExecutionPlan plan, Tensor?[] values, DerivativePath path,
-        IReadOnlyDictionary<int, Tensor> seeds, int wrtValue)
+        IReadOnlyDictionary<int, Tensor> seeds, int wrtValue, Action<GraphNode, Tensor?[]>? visit = null)
     {
         var cotangents = new Tensor?[graph.ValueCount];
         foreach (var (id, seed) in seeds) cotangents[id] = seed;
@@ -26,6 +28,7 @@ internal static class Backward
             if (!path.Carries[node.Index]) continue;
             var outCts = node.Outputs.Select(o => o >= 0 ? cotangents[o] : null).ToArray();
             if (outCts.All(t => t is null)) continue;
+            visit?.Invoke(node, outCts);
 
             var ins = node.Inputs.Select(id => id >= 0 ? values[id] : null).ToArray();
             var outs = node.Outputs.Select(id => id >= 0 ? values[id]! : null!).ToArray();

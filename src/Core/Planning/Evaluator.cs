@@ -31,6 +31,14 @@ internal static class Evaluator
     public static Tensor?[] RunKeeping(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs, bool[] keep) =>
         Walk(graph, plan, inputs, -1, null, null, keep, null).Values;
 
+    /// <summary>
+    /// <see cref="RunKeeping"/> with tangents pushed from <paramref name="seed"/>: the kept values keep their tangents
+    /// too. Returns both tables by value id.
+    /// </summary>
+    public static (Tensor?[] Values, Tensor?[] Tangents) RunKeeping(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs, bool[] keep,
+        int wrtValue, Tensor seed, bool[] carries) =>
+        Walk(graph, plan, inputs, wrtValue, seed, carries, keep, null);
+
     private static (Tensor?[] Values, Tensor?[] Tangents) Walk(ModelGraph graph, ExecutionPlan plan, Tensor[] inputs,
         int wrtValue, Tensor? seed, bool[]? carries, bool[]? keep, PairBasis? pairs)
     {
@@ -100,16 +108,7 @@ internal static class Evaluator
         long n = pairs.FirstOrder;
         var firstOrder = inputs.Select(d => d is { } x ? new Dual(x.Value, x.Tangent?.narrow(0, 0, n)) : (Dual?)null).ToArray();
         if (firstOrder.All(d => d?.Tangent is null)) return;
-        Tensor?[] terms;
-        try
-        {
-            var curvature = rule.Curvature ?? throw new InvalidOperationException("the op has no second-order rule");
-            terms = curvature(new CurvatureContext(new OpContext(node, graph.Opset, graph.ComputeType, firstOrder), outs.Select(o => o.Value).ToArray(), pairs));
-        }
-        catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
-        {
-            throw new NodeEvaluationException(node.Name, node.OpType, "second-order rule: " + e.Message, e);
-        }
+        var terms = Curvature(node, rule, new CurvatureContext(new OpContext(node, graph.Opset, graph.ComputeType, firstOrder), outs.Select(o => o.Value).ToArray(), pairs));
         for (int o = 0; o < terms.Length && o < outs.Length; o++)
         {
             if (terms[o] is not { } term || outs[o].Tangent is not { } t) continue;
@@ -117,6 +116,20 @@ internal static class Evaluator
             var own = inputs.Any(d => d is { } x && ReferenceEquals(x.Tangent, t)) ? t.clone() : t.contiguous();
             own.narrow(0, n, pairs.Count).add_(term);
             outs[o] = outs[o] with { Tangent = own };
+        }
+    }
+
+    /// <summary>A node's curvature terms, with a failure reported against the node.</summary>
+    internal static Tensor?[] Curvature(GraphNode node, OpRule rule, CurvatureContext context)
+    {
+        try
+        {
+            var curvature = rule.Curvature ?? throw new InvalidOperationException("the op has no second-order rule");
+            return curvature(context);
+        }
+        catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
+        {
+            throw new NodeEvaluationException(node.Name, node.OpType, "second-order rule: " + e.Message, e);
         }
     }
 

@@ -20,4 +20,10 @@ public sealed class EngineOptions
     /// size alone without timing (false: reproducible choices, no first-batch cost).
     /// </summary>
     public bool CalibrateAuto { get; set; } = true;
+
+    /// <summary>
+    /// Keep large tensor blocks in the process heap for reuse instead of mapping them afresh for every batch (glibc's
+    /// default above 32 MiB), which costs a page fault per page on first touch. The process then holds its peak heap.
+    /// </summary>
+    public bool ReuseLargeAllocations { get; set; } = true;
 }

@@ -26,6 +26,7 @@ public static class JacServiceExtensions
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<LimitsOptions>>().Value
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
         services.AddSingleton<ModelRegistry>();
+        services.AddHostedService<NativeHeapSetup>();
         services.AddHostedService<ModelRepositoryLoader>();
         builder.AddJacServiceTelemetry();
         builder.ConfigureEndpoints();

@@ -1,0 +1,172 @@
+using JacService.Core.Derivatives;
+using JacService.Core.Models;
+using JacService.Testing;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// The second-order engine on the exported fixtures, in float64: per-sample Hessians against finite differences of
+/// the forward-mode Jacobian, the same results whatever the working memory splits, Laplacians as traces, and the
+/// checks that run before any work.
+/// </summary>
+public class SecondOrderModeTests
+{
+    public static TheoryData<string> Smooth => new("pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs");
+
+    // ReLU layers contribute nothing between kinks; the LogSoftmax on top still curves, so the Hessian is not zero.
+    // Both ways of computing a Hessian, on every model (the server picks one by size).
+    public static TheoryData<string, string> WithFiniteDifferences
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var name in new[] { "pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs", "relu_classifier" })
+                foreach (var method in new[] { nameof(HessianMethod.Forward), nameof(HessianMethod.Contracted) })
+                    data.Add(name, method);
+            return data;
+        }
+    }
+
+    private static ModelVersion Load(string name, long workingMemory = 512L << 20) =>
+        ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = workingMemory },
+            computeType: ScalarType.Float64);
+
+    private static Tensor[] Inputs(Reference reference, ModelVersion model) =>
+        model.Inputs.Select(i => tensor(reference.Inputs[i.Name].Data, reference.Inputs[i.Name].Shape, ScalarType.Float64)).ToArray();
+
+    private static int[] AllOutputs(ModelVersion model) => Enumerable.Range(0, model.Outputs.Count).ToArray();
+
+    [Theory]
+    [MemberData(nameof(WithFiniteDifferences))]
+    public void HessianMatchesFiniteDifferencesOfTheJacobianPerSample(string name, string methodName)
+    {
+        var method = Enum.Parse<HessianMethod>(methodName);
+        using var model = Load(name);
+        using var scope = NewDisposeScope();
+        var inputs = Inputs(Fixtures.Load(name), model);
+        var of = AllOutputs(model);
+        for (int wrt = 0; wrt < inputs.Length; wrt++)
+        {
+            var hessians = model.SecondOrderTensors(inputs, wrt, of, SecondOrderKind.Hessian, method: method).Derivatives;
+            const double h = 1e-5;
+            var x = inputs[wrt];
+            var sample = x.shape[1..];
+            long n = x[0].numel();
+            for (long j = 0; j < n; j++)
+            {
+                // One element of every sample at once: the samples are independent, so each sample's column j moves alone.
+                var step = zeros(n, ScalarType.Float64);
+                step[j] = h;
+                var shift = step.reshape([1, .. sample]);
+                var plus = model.JacobianTensors(inputs.Select((t, i) => i == wrt ? t + shift : t).ToArray(), wrt, of, DerivativeMode.Forward).Jacobians;
+                var minus = model.JacobianTensors(inputs.Select((t, i) => i == wrt ? t - shift : t).ToArray(), wrt, of, DerivativeMode.Forward).Jacobians;
+                for (int o = 0; o < of.Length; o++)
+                {
+                    long batch = x.shape[0];
+                    var column = ((plus[o] - minus[o]) / (2 * h)).reshape(batch, -1, n);
+                    var computed = hessians[o].reshape(batch, -1, n, n).select(3, j);
+                    double scale = Math.Max(1, column.abs().max().item<double>());
+                    double error = (computed - column).abs().max().item<double>();
+                    Assert.True(error <= 1e-6 * scale, $"{name} ({method}) wrt {wrt} output {o} column {j}: max abs error {error:E2} (scale {scale:G3})");
+                }
+            }
+            foreach (var hessian in hessians)
+            {
+                var flat = hessian.reshape(x.shape[0], -1, n, n);
+                Assert.True(flat.allclose(flat.transpose(2, 3), rtol: 0, atol: 0), $"{name}: the Hessian is not exactly symmetric");
+            }
+        }
+    }
+
+    // Budgets small enough to split Hessian entries and Laplacian directions over several passes, and for the small
+    // models the batch too (layernorm_gelu's 128 inputs make 8,256 Hessian entries: one per pass would take a minute).
+    [Theory]
+    [InlineData("pinn", 2 << 10)]
+    [InlineData("mlp_tanh", 2 << 10)]
+    [InlineData("two_inputs", 2 << 10)]
+    [InlineData("two_outputs", 2 << 10)]
+    [InlineData("layernorm_gelu", 4 << 20)]
+    public void SplittingTheWorkingMemoryChangesNothing(string name, long workingMemory)
+    {
+        using var whole = Load(name);
+        using var split = Load(name, workingMemory);
+        using var scope = NewDisposeScope();
+        var inputs = Inputs(Fixtures.Load(name), whole);
+        var of = AllOutputs(whole);
+        for (int wrt = 0; wrt < inputs.Length; wrt++)
+        {
+            long n = inputs[wrt][0].numel();
+            var axes = Enumerable.Range(0, (int)n).Where(i => i % 2 == 0).ToArray();
+            foreach (var (kind, subset, method) in new[]
+            {
+                (SecondOrderKind.Hessian, (int[]?)null, HessianMethod.Forward), (SecondOrderKind.Hessian, null, HessianMethod.Contracted),
+                (SecondOrderKind.Laplacian, null, HessianMethod.Auto), (SecondOrderKind.Laplacian, axes, HessianMethod.Auto),
+            })
+            {
+                var a = whole.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true, method);
+                var b = split.SecondOrderTensors(inputs, wrt, of, kind, subset, includeJacobian: true, method);
+                for (int i = 0; i < a.Outputs.Length; i++) Assert.True(a.Outputs[i].allclose(b.Outputs[i], rtol: 1e-12, atol: 1e-12), $"{name} {kind}: output {i}");
+                Assert.Equal(a.Derivatives.Length, b.Derivatives.Length);
+                for (int d = 0; d < a.Derivatives.Length; d++)
+                {
+                    Assert.Equal(a.Derivatives[d].shape, b.Derivatives[d].shape);
+                    Assert.True(a.Derivatives[d].allclose(b.Derivatives[d], rtol: 1e-10, atol: 1e-10), $"{name} {kind} ({method}) axes {subset?.Length}: derivative {d}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Smooth))]
+    public void LaplacianIsTheTraceAndTheJacobianIsForwardModes(string name)
+    {
+        using var model = Load(name);
+        using var scope = NewDisposeScope();
+        var inputs = Inputs(Fixtures.Load(name), model);
+        var of = AllOutputs(model);
+        for (int wrt = 0; wrt < inputs.Length; wrt++)
+        {
+            long batch = inputs[wrt].shape[0], n = inputs[wrt][0].numel();
+            var axes = Enumerable.Range(0, (int)n).Where(i => i % 3 != 1).ToArray();
+            var hessian = model.SecondOrderTensors(inputs, wrt, of, SecondOrderKind.Hessian, includeJacobian: true).Derivatives;
+            var laplacian = model.SecondOrderTensors(inputs, wrt, of, SecondOrderKind.Laplacian, axes, includeJacobian: false).Derivatives;
+            var jacobians = model.JacobianTensors(inputs, wrt, of, DerivativeMode.Forward).Jacobians;
+            Assert.Equal(of.Length, laplacian.Length);
+            for (int o = 0; o < of.Length; o++)
+            {
+                var diagonal = hessian[o].reshape(batch, -1, n, n).diagonal(dim1: 2, dim2: 3).index_select(2, tensor(axes.Select(a => (long)a).ToArray()));
+                Assert.True(laplacian[o].reshape(batch, -1).allclose(diagonal.sum(2), rtol: 1e-10, atol: 1e-10), $"{name} output {o}: Laplacian over axes");
+                Assert.True(hessian[of.Length + o].allclose(jacobians[o], rtol: 1e-12, atol: 1e-12), $"{name} output {o}: the Jacobian beside the Hessian");
+            }
+        }
+    }
+
+    [Fact]
+    public void AxesOutOfRangeOrRepeatedAreRefusedSayingWhy()
+    {
+        using var model = Load("pinn");
+        var inputs = new[] { new HostTensor([3, 2], new float[6]) };
+        var outOfRange = Assert.Throws<InvalidRequestException>(() => model.Requests.ResolveAxes([0, 2], inputs, 0));
+        Assert.Contains("axes holds 2, out of range", outOfRange.Message);
+        Assert.Contains("[0, 1]", outOfRange.Message);
+        var negative = Assert.Throws<InvalidRequestException>(() => model.Requests.ResolveAxes([-1], inputs, 0));
+        Assert.Contains("axes holds -1", negative.Message);
+        var repeated = Assert.Throws<InvalidRequestException>(() => model.Requests.ResolveAxes([1, 0, 1], inputs, 0));
+        Assert.Contains("names 1 more than once", repeated.Message);
+        Assert.Equal([0, 1], model.Requests.ResolveAxes([], inputs, 0));
+        Assert.Equal([0, 1], model.Requests.ResolveAxes([1, 0], inputs, 0));
+    }
+
+    [Fact]
+    public void AHessianOverTheResultLimitIsRefusedBeforeAnyWork()
+    {
+        using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits { MaxResultBytes = 1 << 20 });
+        var inputs = new[] { new HostTensor([32, 32], new float[32 * 32]) };
+        // 32 samples x 16 outputs x 32 x 32 floats = 2 MiB of Hessians alone; the Laplacian is 2 KiB.
+        var e = Assert.Throws<ResultTooLargeException>(() => model.CheckSecondOrderSize(inputs, 0, [0], SecondOrderKind.Hessian, includeJacobian: false));
+        Assert.Contains("Hessian result would take", e.Message);
+        Assert.Contains("over the limit of 1,048,576", e.Message);
+        model.CheckSecondOrderSize(inputs, 0, [0], SecondOrderKind.Laplacian, includeJacobian: true);
+    }
+}
