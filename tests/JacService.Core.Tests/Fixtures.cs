@@ -27,8 +27,28 @@ public static class Fixtures
             r.GetProperty("jvp").EnumerateObject().ToDictionary(w => w.Name, w => new JvpReference(
                 Tensor(w.Value.GetProperty("tangents")), Tensors(w.Value.GetProperty("outputs")))),
             r.GetProperty("vjp").EnumerateObject().ToDictionary(w => w.Name, w => new VjpReference(
-                Tensors(w.Value.GetProperty("cotangents")), Tensor(w.Value.GetProperty("result")))));
+                Tensors(w.Value.GetProperty("cotangents")), Tensor(w.Value.GetProperty("result")))),
+            r.TryGetProperty("hessians", out var hessians) ? PerWrt(hessians) : null,
+            r.TryGetProperty("laplacians", out var laplacians) ? PerWrt(laplacians) : null,
+            r.TryGetProperty("laplacians_axes", out var axes)
+                ? new LaplacianAxesReference(
+                    axes.GetProperty("axes").EnumerateObject().ToDictionary(w => w.Name, w => w.Value.EnumerateArray().Select(a => a.GetInt32()).ToArray()),
+                    PerWrt(axes.GetProperty("values")))
+                : null);
     }
+
+    /// <summary>The models whose reference has second-order keys (every model but small_cnn today).</summary>
+    public static IEnumerable<string> SecondOrderNames => Names.Where(HasSecondOrder);
+
+    /// <summary>Whether the reference of <paramref name="name"/> has second-order keys (without converting its numbers).</summary>
+    public static bool HasSecondOrder(string name)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "tests", "fixtures", "reference", name + ".json")));
+        return doc.RootElement.TryGetProperty("hessians", out _);
+    }
+
+    private static Dictionary<string, Dictionary<string, RefTensor>> PerWrt(JsonElement e) =>
+        e.EnumerateObject().ToDictionary(w => w.Name, w => Tensors(w.Value));
 
     private static Dictionary<string, RefTensor> Tensors(JsonElement e) => e.EnumerateObject().ToDictionary(p => p.Name, p => Tensor(p.Value));
 
@@ -54,11 +74,22 @@ public sealed record RefTensor(long[] Shape, double[] Data)
         long per = Data.Length / Shape[0];
         return new RefTensor(Shape[1..], Data.Skip((int)(b * per)).Take((int)per).ToArray());
     }
+
+    /// <summary>The first <paramref name="samples"/> samples, keeping the batch axis.</summary>
+    public RefTensor Take(int samples)
+    {
+        long per = Data.Length / Shape[0];
+        return new RefTensor([samples, .. Shape[1..]], Data.Take((int)(samples * per)).ToArray());
+    }
 }
 
 /// <summary>
 /// A reference file (tests/fixtures/README.md, "Reference format"). <see cref="Jacobians"/> is [wrt][output] and serves
-/// forward and reverse mode alike; <see cref="Jvp"/> and <see cref="Vjp"/> are keyed by wrt input.
+/// forward and reverse mode alike; <see cref="Jvp"/> and <see cref="Vjp"/> are keyed by wrt input. The second-order
+/// references are null where the file has none (small_cnn): <see cref="Hessians"/> [wrt][output] is
+/// [S] ++ out ++ in ++ in for the first S samples (S = Shape[0], fewer than the batch for wide_classifier);
+/// <see cref="Laplacians"/> [wrt][output] is [B] ++ out, the trace over every element of wrt; <see cref="LaplaciansAxes"/>
+/// the trace over a fixed proper subset of wrt's flat indices.
 /// </summary>
 public sealed record Reference(
     string Model,
@@ -66,7 +97,18 @@ public sealed record Reference(
     Dictionary<string, RefTensor> Outputs,
     Dictionary<string, Dictionary<string, RefTensor>> Jacobians,
     Dictionary<string, JvpReference> Jvp,
-    Dictionary<string, VjpReference> Vjp);
+    Dictionary<string, VjpReference> Vjp,
+    Dictionary<string, Dictionary<string, RefTensor>>? Hessians = null,
+    Dictionary<string, Dictionary<string, RefTensor>>? Laplacians = null,
+    LaplacianAxesReference? LaplaciansAxes = null);
+
+/// <summary>
+/// The <c>laplacians_axes</c> entry of a reference file: per wrt input, the flat indices of one sample that are summed
+/// (ascending; <c>[0]</c>, the x of xt, for pinn) and, per wrt and output, the partial traces [B] ++ out.
+/// </summary>
+public sealed record LaplacianAxesReference(
+    Dictionary<string, int[]> Axes,
+    Dictionary<string, Dictionary<string, RefTensor>> Values);
 
 public static class Compare
 {
