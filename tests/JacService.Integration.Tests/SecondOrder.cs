@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using JacService.Protos.V1;
 using JacService.Testing;
 
@@ -53,45 +52,4 @@ internal static class SecondOrder
     }
 
     public static double MaxAbs(IEnumerable<float> values) => values.Select(v => (double)Math.Abs(v)).DefaultIfEmpty(0).Max();
-
-    /// <summary>
-    /// A second-order reference from tests/fixtures/reference/NAME.json when the file has it ("hessians", "laplacians",
-    /// "laplacians_axes": {wrt: {output: tensor}}), else null. A tensor there is nested lists or {"shape", "data"}.
-    /// </summary>
-    public static RefTensor? OptionalReference(string model, string key, string wrt, string output)
-    {
-        var doc = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", model + ".json")))!;
-        return doc[key]?[wrt]?[output] is { } node ? ReadTensor(node) : null;
-    }
-
-    public static bool HasSecondOrderReferences(string model)
-    {
-        var doc = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", model + ".json")))!.AsObject();
-        return doc.ContainsKey("hessians") || doc.ContainsKey("laplacians") || doc.ContainsKey("laplacians_axes");
-    }
-
-    /// <summary>The axes of the file's "laplacians_axes" entry, if it has one.</summary>
-    public static long[]? OptionalReferenceAxes(string model)
-    {
-        var doc = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", model + ".json")))!;
-        return doc["laplacians_axes"]?["axes"]?.AsArray().Select(a => a!.GetValue<long>()).ToArray();
-    }
-
-    private static RefTensor ReadTensor(JsonNode node)
-    {
-        if (node is JsonObject o)
-            return new RefTensor(o["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray(),
-                o["data"]!.AsArray().Select(d => d!.GetValue<double>()).ToArray());
-        var shape = new List<long>();
-        for (var n = node; n is JsonArray a; n = a.Count > 0 ? a[0] : null) shape.Add(((JsonArray)n).Count);
-        var data = new List<double>();
-        Flatten(node, data);
-        return new RefTensor([.. shape], [.. data]);
-    }
-
-    private static void Flatten(JsonNode node, List<double> into)
-    {
-        if (node is JsonArray a) foreach (var x in a) Flatten(x!, into);
-        else into.Add(node.GetValue<double>());
-    }
 }

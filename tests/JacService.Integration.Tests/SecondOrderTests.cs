@@ -16,8 +16,6 @@ public class SecondOrderTests(ServerProcess server)
 {
     public static TheoryData<string> SmoothModels => new() { "pinn", "mlp_tanh" };
 
-    public static TheoryData<string> Models => new(Fixtures.Names);
-
     // Float32 on both sides of a comparison of derivatives that should agree to rounding.
     private const double Tolerance = 1e-4;
 
@@ -215,31 +213,34 @@ public class SecondOrderTests(ServerProcess server)
             "two_inputs Laplacian in z against the Hessian's trace");
     }
 
-    /// <summary>
-    /// The fixtures' functorch references (float64), for the models whose reference files carry them; a file without
-    /// second-order references has nothing to compare here (the tests above stand without them).
-    /// </summary>
+    public static TheoryData<string> ModelsWithSecondOrderReferences => new(Fixtures.SecondOrderNames);
+
+    /// <summary>The fixtures' functorch references (float64): every model but small_cnn, whose Hessian would be ~120 MB of JSON.</summary>
     [Theory]
-    [MemberData(nameof(Models))]
-    public async Task MatchesTheReferencesWhereTheFixturesHaveThem(string name)
+    [MemberData(nameof(ModelsWithSecondOrderReferences))]
+    public async Task MatchesTheReferences(string name)
     {
-        if (!HasSecondOrderReferences(name)) return;
         var reference = Fixtures.Load(name);
+        Assert.True(reference.Hessians is not null && reference.Laplacians is not null && reference.LaplaciansAxes is not null, $"{name}: no second-order references");
         foreach (var wrt in reference.Jacobians.Keys)
         {
             var hessian = await server.Client.BatchHessianAsync(HessianRequest(name, reference, wrt: wrt));
             var laplacian = await server.Client.BatchLaplacianAsync(LaplacianRequest(name, reference, wrt: wrt));
-            var axes = OptionalReferenceAxes(name);
-            var subset = axes is null ? null : await server.Client.BatchLaplacianAsync(LaplacianRequest(name, reference, axes, wrt: wrt));
+            var axes = reference.LaplaciansAxes.Axes[wrt].Select(a => (long)a).ToArray();
+            var subset = await server.Client.BatchLaplacianAsync(LaplacianRequest(name, reference, axes, wrt: wrt));
             foreach (var output in reference.Outputs.Keys)
             {
-                if (OptionalReference(name, "hessians", wrt, output) is { } h)
-                    Compare.Close(h, hessian.Hessians[output].Shape.ToArray(), hessian.Hessians[output].Data, Tolerance, $"{name} d²{output}/d{wrt}²");
-                if (OptionalReference(name, "laplacians", wrt, output) is { } l)
-                    Compare.Close(l, laplacian.Laplacians[output].Shape.ToArray(), laplacian.Laplacians[output].Data, Tolerance, $"{name} Δ{output} in {wrt}");
-                if (subset is not null && OptionalReference(name, "laplacians_axes", wrt, output) is { } ls)
-                    Compare.Close(ls, subset.Laplacians[output].Shape.ToArray(), subset.Laplacians[output].Data, Tolerance,
-                        $"{name} Δ{output} in {wrt} over axes [{string.Join(", ", axes!)}]");
+                // The file may hold Hessians for fewer samples than the batch (wide_classifier: 2 of 3).
+                var h = reference.Hessians[wrt][output];
+                int samples = (int)h.Shape[0];
+                var served = hessian.Hessians[output];
+                long perSample = served.Data.Count / served.Shape[0];
+                Compare.Close(h, [samples, .. served.Shape.Skip(1)], served.Data.Take((int)(samples * perSample)).ToList(), Tolerance,
+                    $"{name} d²{output}/d{wrt}²");
+                Compare.Close(reference.Laplacians[wrt][output], laplacian.Laplacians[output].Shape.ToArray(), laplacian.Laplacians[output].Data,
+                    Tolerance, $"{name} Δ{output} in {wrt}");
+                Compare.Close(reference.LaplaciansAxes.Values[wrt][output], subset.Laplacians[output].Shape.ToArray(), subset.Laplacians[output].Data,
+                    Tolerance, $"{name} Δ{output} in {wrt} over axes [{string.Join(", ", axes)}]");
             }
         }
     }
