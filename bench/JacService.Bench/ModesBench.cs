@@ -172,6 +172,7 @@ public static class ModesBench
         // The server keeps large blocks in the heap (Engine:ReuseLargeAllocations); the peer gets the same from glibc's environment.
         start.Environment["MALLOC_MMAP_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
         start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
+        start.Environment["MALLOC_ARENA_MAX"] = "1";
         using var process = Process.Start(start)!;
         var best = new Dictionary<(string, int), PeerBest>();
         string? line;

@@ -108,6 +108,7 @@ public static class SecondOrderBench
         start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
         start.Environment["MALLOC_MMAP_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
         start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
+        start.Environment["MALLOC_ARENA_MAX"] = "1";
         using var process = Process.Start(start)!;
         var best = new Dictionary<(string, int), PeerBest>();
         string? line;

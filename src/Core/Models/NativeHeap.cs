@@ -8,20 +8,24 @@ namespace JacService.Core.Models;
 /// Hessian term of a batch) pays a page fault per 4 KiB page on first touch. On these machines that made a 20M-float
 /// product 25-40x slower than the same product into reused memory (docs/benchmarks.md, "Large temporaries").
 /// Raising the mmap and trim thresholds keeps large blocks in the heap for reuse; the process then keeps its peak
-/// heap (bounded by Engine:WorkingMemoryMiB and the result limits) instead of returning it between batches.
+/// heap (bounded by Engine:WorkingMemoryMiB and the result limits) instead of returning it between batches. The
+/// thresholds only reach the main arena: a thread's own arena lives in 64 MiB heaps and maps anything larger afresh
+/// whatever the threshold (mlp_tanh's Hessian at batch 256 ran 6x slower on an executor thread than in-process), so
+/// every thread is sent to the main arena; the executor threads allocate few, large blocks, so they hardly contend.
 /// </summary>
 public static class NativeHeap
 {
     private const int MmapThreshold = -3;   // M_MMAP_THRESHOLD
     private const int TrimThreshold = -1;   // M_TRIM_THRESHOLD
+    private const int ArenaMax = -8;        // M_ARENA_MAX
 
-    /// <summary>Keeps blocks up to 2 GiB in the heap and freed memory in the process. False where glibc is not the allocator.</summary>
+    /// <summary>Keeps blocks up to 2 GiB in one heap shared by all threads, and freed memory in the process. False where glibc is not the allocator.</summary>
     public static bool KeepLargeBlocks()
     {
         if (!OperatingSystem.IsLinux()) return false;
         try
         {
-            return mallopt(MmapThreshold, int.MaxValue) == 1 && mallopt(TrimThreshold, int.MaxValue) == 1;
+            return mallopt(ArenaMax, 1) == 1 && mallopt(MmapThreshold, int.MaxValue) == 1 && mallopt(TrimThreshold, int.MaxValue) == 1;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
