@@ -63,7 +63,7 @@ public class FixtureModelTests
         // A budget of 256 KiB forces the basis (and the batch) to be split; the stitched result must not change.
         var reference = Fixtures.Load(name);
         using var whole = Load(name);
-        using var chunked = ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = 256 << 10 });
+        using var chunked = ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = 256 << 10, LargestTemporaryBytes = 16 << 10 });
         using var scope = torch.NewDisposeScope();
         var host = reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats));
         var wrt = whole.ResolveWrt(reference.Jacobians.Keys.First());

@@ -28,8 +28,10 @@ public class SecondOrderModeTests
         }
     }
 
+    // A small working memory also gets a small largest temporary, so both limits split passes.
     private static ModelVersion Load(string name, long workingMemory = 512L << 20) =>
-        ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), new EngineLimits { WorkingMemoryBytes = workingMemory },
+        ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)),
+            new EngineLimits { WorkingMemoryBytes = workingMemory, LargestTemporaryBytes = Math.Min(32L << 20, workingMemory / 8) },
             computeType: ScalarType.Float64);
 
     private static Tensor[] Inputs(Reference reference, ModelVersion model) =>

@@ -26,7 +26,7 @@ internal sealed class ForwardMode(ModelParts parts)
         if (bytesPerDirection > budget && batch > 1)
             return BatchSplit.Run(inputs, Math.Max(1, batch * budget / bytesPerDirection), part => Jacobian(part, wrt, of, maxDirections));
 
-        long chunk = Math.Clamp(budget / bytesPerDirection, 1, n);
+        long chunk = Math.Clamp(Math.Min(budget / bytesPerDirection, parts.DirectionsPerTemporary(plan.Plan, path.Carries)), 1, n);
         var outputs = new Tensor[graph.Outputs.Count];
         long nAll = Shapes.Product(sampleShape);
         var jacobians = of.Select(o => empty([batch, parts.SampleElements(plan.Plan, o, batch), n], graph.ComputeType)).ToArray();
@@ -62,7 +62,8 @@ internal sealed class ForwardMode(ModelParts parts)
         var path = parts.Path(wrt, of);
         using var plan = parts.Plans.Lease(inputs);
         long bytesPerDirection = Math.Max(1, plan.Plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);
-        long chunk = Math.Clamp(parts.Limits.WorkingMemoryBytes / bytesPerDirection, 1, directions);
+        long chunk = Math.Clamp(Math.Min(parts.Limits.WorkingMemoryBytes / bytesPerDirection, parts.DirectionsPerTemporary(plan.Plan, path.Carries)),
+            1, directions);
         var outputs = new Tensor[graph.Outputs.Count];
         var tangents = of.Select(o => zeros([directions, batch, .. parts.SampleShape(plan.Plan, o)], graph.ComputeType)).ToArray();
         for (long t0 = 0; t0 < directions; t0 += chunk)

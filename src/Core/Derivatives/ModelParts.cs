@@ -20,6 +20,13 @@ internal sealed class ModelParts(ModelGraph graph, EngineLimits limits) : IDispo
     public DerivativePath Path(int wrt, int[] of) =>
         _paths.GetOrAdd((wrt, string.Join(",", of)), _ => DerivativePath.Build(Graph, wrt, of));
 
+    /// <summary>
+    /// Directions one pass may carry so that no value's tangent (or cotangent) chunk is over
+    /// <see cref="EngineLimits.LargestTemporaryBytes"/>; at least one.
+    /// </summary>
+    public long DirectionsPerTemporary(ExecutionPlan plan, bool[] carries) =>
+        Math.Max(1, Limits.LargestTemporaryBytes / Math.Max(1, plan.LargestValueElements(carries) * ElementSize));
+
     /// <summary>Per-sample elements of output <paramref name="output"/> under a plan for a batch of <paramref name="batch"/>.</summary>
     public long SampleElements(ExecutionPlan plan, int output, long batch) => plan.Elements(Graph.OutputIds[output]) / batch;
 

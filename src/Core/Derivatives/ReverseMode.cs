@@ -121,7 +121,7 @@ internal sealed class ReverseMode(ModelParts parts)
         long perDirection = Math.Max(1, plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);
         if (kept + perDirection > budget && batch > 1)
             return (0, Math.Max(1, batch * budget / (kept + perDirection)));
-        return (Math.Max(1, (budget - kept) / perDirection), 0);
+        return (Math.Clamp((budget - kept) / perDirection, 1, parts.DirectionsPerTemporary(plan, path.Carries)), 0);
     }
 
     /// <summary>Frees the primal values now rather than at the end of the batch, keeping inputs, constants and outputs.</summary>

@@ -106,19 +106,24 @@ internal sealed class SecondOrderMode(ModelParts parts)
         long budget = parts.Limits.WorkingMemoryBytes;
         long kept = plan.Plan.ElementsOf(path.ReadByReverse) * (1 + n) * parts.ElementSize;
         long perDirection = Math.Max(1, plan.Plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);
-        // The kept values with their G, plus at least one cotangent direction and one entry's curvature terms.
-        if (kept + 2 * perDirection > budget && batch > 1)
-            return BatchSplit.Run(inputs, Math.Max(1, batch * budget / (kept + 2 * perDirection)), part => ContractedHessian(part, wrt, of, includeJacobian));
+        // The kept values with their G, plus at least one cotangent direction and one entry's curvature terms; and no
+        // value's G over the largest temporary.
+        long sliceRows = batch;
+        if (kept + 2 * perDirection > budget) sliceRows = batch * budget / (kept + 2 * perDirection);
+        long perRow = n * (plan.Plan.LargestValueElements(path.Carries) / batch) * parts.ElementSize;
+        if (perRow * sliceRows > parts.Limits.LargestTemporaryBytes) sliceRows = parts.Limits.LargestTemporaryBytes / Math.Max(1, perRow);
+        if (sliceRows < batch && batch > 1)
+            return BatchSplit.Run(inputs, Math.Max(1, sliceRows), part => ContractedHessian(part, wrt, of, includeJacobian));
         long room = Math.Max(budget - kept, 2 * perDirection);
 
         var (left, right) = UpperTriangle(n);
         long entries = left.Length;
         var sizes = of.Select(o => parts.SampleElements(plan.Plan, o, batch)).ToArray();
         long m = sizes.Sum();
-        long directionChunk = Math.Clamp(room / 2 / perDirection, 1, Math.Max(m, 1));
-        long widest = plan.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear))
-            .SelectMany(s => s.Outputs).Where(o => o >= 0).Select(plan.Plan.Elements).DefaultIfEmpty(1).Max();
-        long entryChunk = Math.Clamp(room / 2 / Math.Max(1, widest * (1 + PairTemporaries) * parts.ElementSize), 1, entries);
+        long perTemporary = parts.DirectionsPerTemporary(plan.Plan, path.Carries);
+        long directionChunk = Math.Clamp(Math.Min(room / 2 / perDirection, perTemporary), 1, Math.Max(m, 1));
+        long entryChunk = Math.Clamp(Math.Min(room / 2 / Math.Max(1, plan.Plan.LargestValueElements(path.Carries) * (1 + PairTemporaries) * parts.ElementSize),
+            perTemporary), 1, entries);
 
         var seed = FirstOrderSeed(eye(n, dtype: graph.ComputeType), batch, sampleShape);
         var (values, tangents) = Evaluator.RunKeeping(graph, plan.Plan, inputs, path.ReadByReverse, graph.InputIds[wrt], seed, path.Carries);
@@ -304,11 +309,14 @@ internal sealed class SecondOrderMode(ModelParts parts)
         return (outputs, [.. shaped, .. Shaped(jacobians, plan.Plan, of, batch, sampleShape)]);
     }
 
-    /// <summary>Directions (first- and second-order alike) one pass can carry within the working memory.</summary>
+    /// <summary>
+    /// Directions (first- and second-order alike) one pass can carry within the working memory and with every value's
+    /// tangent under the largest temporary.
+    /// </summary>
     private long DirectionsThatFit(ExecutionPlan plan, DerivativePath path)
     {
         long bytesPerDirection = Math.Max(1, plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);
-        return Math.Max(1, parts.Limits.WorkingMemoryBytes / bytesPerDirection);
+        return Math.Max(1, Math.Min(parts.Limits.WorkingMemoryBytes / bytesPerDirection, parts.DirectionsPerTemporary(plan, path.Carries)));
     }
 
     /// <summary>Rows of an identity (one per direction, n wide) as tangents [K, B, ..sample], the same for every sample.</summary>

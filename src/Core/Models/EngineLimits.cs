@@ -12,6 +12,14 @@ public sealed record EngineLimits
     /// <summary>Plans kept per model version (one per distinct set of input shapes).</summary>
     public int MaxCachedPlans { get; init; } = 64;
 
+    /// <summary>
+    /// Largest tangent or cotangent chunk (one value's, for all its directions) a pass makes. glibc serves blocks over
+    /// 64 MiB on a thread's own arena with a fresh mapping whatever its thresholds, and touching fresh pages cost up to
+    /// 10x the computation on these machines (mlp_tanh's Hessian at batch 256: 2.5 s on an executor thread against
+    /// 0.23 s in-process); chunks under this size come from reused heap memory, and stay closer to the caches.
+    /// </summary>
+    public long LargestTemporaryBytes { get; init; } = 32L << 20;
+
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
 }

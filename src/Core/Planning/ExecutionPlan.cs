@@ -25,6 +25,10 @@ public sealed class ExecutionPlan : IDisposable
     public long TangentElementsPerDirection(bool[] carries) =>
         Steps.Where(s => carries[s.Index]).SelectMany(s => s.Outputs).Where(o => o >= 0).Sum(Elements);
 
+    /// <summary>Elements of the largest value a carrying step produces: what one direction of its tangent takes.</summary>
+    public long LargestValueElements(bool[] carries) =>
+        Steps.Where(s => carries[s.Index]).SelectMany(s => s.Outputs).Where(o => o >= 0).Select(Elements).DefaultIfEmpty(1).Max();
+
     /// <summary>Elements of the values marked (by value id), e.g. those the primal pass of reverse mode keeps.</summary>
     public long ElementsOf(bool[] marked) => Enumerable.Range(0, marked.Length).Where(id => marked[id]).Sum(Elements);
 
