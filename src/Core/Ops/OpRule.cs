@@ -69,6 +69,12 @@ public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp
     /// </summary>
     public OpCurvature? Curvature { get; init; }
 
+    /// <summary>
+    /// For an elementwise op of one input, y = f(x): its f'' from the context, x and y. Its curvature term is then
+    /// f'' ⊙ (G ⊗ G), and a Hessian contracted with cotangents needs no pairs: per sample it is Gᵀ diag(C ⊙ f'') G.
+    /// </summary>
+    public Func<OpContext, Tensor, Tensor, Tensor>? SecondDerivative { get; init; }
+
     /// <summary>No second-order term: the op is linear, or linear between kinks, in its differentiable inputs.</summary>
     public static readonly OpCurvature Linear = c => [];
 

@@ -51,6 +51,7 @@ internal sealed class RuleTableBuilder
             NonDifferentiableInputs = nonDifferentiable ?? [],
             Curvature = ReferenceEquals(d2ydx2, PiecewiseLinear) ? OpRule.Linear
                 : c => [c.G(0) is { } g ? c.Pairs(g, g) * d2ydx2(c.Primal, c.In(0), c.Out(0)) : null],
+            SecondDerivative = ReferenceEquals(d2ydx2, PiecewiseLinear) ? null : d2ydx2,
         });
     }
 
