@@ -8,10 +8,10 @@ namespace JacService.Core.Models;
 /// Hessian term of a batch) pays a page fault per 4 KiB page on first touch. On these machines that made a 20M-float
 /// product 25-40x slower than the same product into reused memory (docs/benchmarks.md, "Large temporaries").
 /// Raising the mmap and trim thresholds keeps large blocks in the heap for reuse; the process then keeps its peak
-/// heap (bounded by Engine:WorkingMemoryMiB and the result limits) instead of returning it between batches. The
-/// thresholds only reach the main arena: a thread's own arena lives in 64 MiB heaps and maps anything larger afresh
-/// whatever the threshold (mlp_tanh's Hessian at batch 256 ran 6x slower on an executor thread than in-process), so
-/// every thread is sent to the main arena; the executor threads allocate few, large blocks, so they hardly contend.
+/// heap (bounded by Engine:WorkingMemoryMiB and the result limits) instead of returning it between batches. A thread's
+/// own arena lives in 64 MiB heaps and maps anything larger afresh whatever the thresholds; capping the arenas at one
+/// sends threads started later to existing arenas, but those .NET's own threads made before this call remain, so the
+/// engine also keeps its temporaries under <see cref="EngineLimits.LargestTemporaryBytes"/>.
 /// </summary>
 public static class NativeHeap
 {
