@@ -6,12 +6,13 @@ using static TorchSharp.torch;
 namespace JacService.Core.Derivatives;
 
 /// <summary>
-/// Second derivatives by forward propagation of second-order directions (the forward Hessian, and for its trace the
-/// forward Laplacian of Li et al. 2024): one pass carries the first-order directions G of wrt's basis and, after them,
-/// second-order directions S, one per Hessian entry or one for the whole trace. Each op's JVP rule maps S like G
-/// (all an op linear in its input needs), and the op's curvature rule adds f''·(G ⊗ G). A Laplacian so costs about
-/// one forward Jacobian, not n of them. Entries (and for a Laplacian, the directions themselves) are split into
-/// passes that fit the working memory; the batch is split when even the smallest pass does not.
+/// Second derivatives from the op table's curvature rules. The Laplacian, and the Hessian of few inputs, propagate
+/// second-order directions forward (the forward Laplacian of Li et al. 2024, and the forward Hessian): one pass
+/// carries the first-order directions G of wrt's basis and, after them, second-order directions S, one per Hessian
+/// entry or one for the whole trace; each op's JVP rule maps S like G (all an op linear in its input needs), and its
+/// curvature rule adds f''·(G ⊗ G). A Laplacian so costs about one forward Jacobian. The Hessian of many inputs
+/// contracts each node's curvature terms with reverse-mode cotangents instead (<see cref="ContractedHessian"/>).
+/// Entries, directions and, when even the smallest pass does not fit, the batch are split to fit the working memory.
 /// </summary>
 internal sealed class SecondOrderMode(ModelParts parts)
 {
