@@ -158,30 +158,11 @@ public static class ModesBench
 
     private static Dictionary<(string, int), PeerBest> RunPeer(string root, string[] models, int[] batches, double seconds)
     {
-        var start = new ProcessStartInfo("/usr/bin/python3")
-        {
-            ArgumentList =
-            {
-                Path.Combine(root, "bench", "peer_functorch.py"), "--models", string.Join(",", models),
-                "--batch", string.Join(",", batches), "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
-                "--threads", "1,2", "--ops", "jacfwd,jacrev,vjp",
-            },
-            RedirectStandardOutput = true,
-        };
-        start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
-        // The server keeps large blocks in the heap (Engine:ReuseLargeAllocations); the peer gets the same from glibc's environment.
-        start.Environment["MALLOC_MMAP_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
-        start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
-        start.Environment["MALLOC_ARENA_MAX"] = "1";
-        using var process = Process.Start(start)!;
         var best = new Dictionary<(string, int), PeerBest>();
-        string? line;
-        while ((line = process.StandardOutput.ReadLine()) is not null)
+        string[] arguments = ["--models", string.Join(",", models), "--batch", string.Join(",", batches),
+            "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--threads", "1,2", "--ops", "jacfwd,jacrev,vjp"];
+        foreach (var e in global::Peer.Lines(root, "peer_functorch.py", arguments, reuseLargeBlocks: true))
         {
-            if (!line.StartsWith('{')) continue;
-            Console.Error.WriteLine("peer: " + line);
-            using var doc = JsonDocument.Parse(line);
-            var e = doc.RootElement;
             var key = (e.GetProperty("model").GetString()!, e.GetProperty("batch").GetInt32());
             var current = best.GetValueOrDefault(key) ?? new PeerBest(null, "", null, "");
             string op = e.GetProperty("op").GetString()!;
@@ -192,7 +173,6 @@ public static class ModesBench
                 current = current with { Vjp = v.GetDouble(), VjpConfig = threads };
             best[key] = current;
         }
-        process.WaitForExit();
         return best;
     }
 

@@ -220,6 +220,35 @@ sealed record PeerPoint(string Model, int Batch, double? JacobiansPerSecond, int
 
 static class Peer
 {
+    /// <summary>
+    /// Runs a peer script under Debian's PyTorch (OpenBLAS with its SkylakeX kernels) and yields its JSON lines, echoed to
+    /// stderr. With <paramref name="reuseLargeBlocks"/> the peer gets from glibc's environment the large-block reuse
+    /// the server sets itself (Engine:ReuseLargeAllocations): its best configuration.
+    /// </summary>
+    public static IEnumerable<JsonElement> Lines(string root, string script, IEnumerable<string> arguments, bool reuseLargeBlocks)
+    {
+        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(Path.Combine(root, "bench", script));
+        foreach (var a in arguments) start.ArgumentList.Add(a);
+        start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        if (reuseLargeBlocks)
+        {
+            start.Environment["MALLOC_MMAP_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
+            start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
+            start.Environment["MALLOC_ARENA_MAX"] = "1";
+        }
+        using var process = Process.Start(start)!;
+        string? line;
+        while ((line = process.StandardOutput.ReadLine()) is not null)
+        {
+            if (!line.StartsWith('{')) continue;
+            Console.Error.WriteLine("peer: " + line);
+            using var doc = JsonDocument.Parse(line);
+            yield return doc.RootElement.Clone();
+        }
+        process.WaitForExit();
+    }
+
     /// <summary>Runs Debian's PyTorch with OpenBLAS: functorch.vmap(functorch.jacfwd(f)) on the same models.</summary>
     public static List<PeerPoint> RunFunctorch(string root, IEnumerable<string?> models, BenchOptions options, int threads)
     {

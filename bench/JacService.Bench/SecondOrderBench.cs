@@ -90,34 +90,14 @@ public static class SecondOrderBench
         }
     }
 
-    /// <summary>
-    /// bench/peer_hessian.py's best line per point and quantity. The peer gets glibc's large-block reuse through the
-    /// environment, as the server gets it through mallopt (Engine:ReuseLargeAllocations): its best configuration.
-    /// </summary>
+    /// <summary>bench/peer_hessian.py's best line per point and quantity.</summary>
     private static Dictionary<(string, int), PeerBest> RunPeer(string root, string[] models, int[] batches, double seconds)
     {
-        var start = new ProcessStartInfo("/usr/bin/python3")
-        {
-            ArgumentList =
-            {
-                Path.Combine(root, "bench", "peer_hessian.py"), "--models", string.Join(",", models),
-                "--batch", string.Join(",", batches), "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--threads", "1,2",
-            },
-            RedirectStandardOutput = true,
-        };
-        start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
-        start.Environment["MALLOC_MMAP_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
-        start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
-        start.Environment["MALLOC_ARENA_MAX"] = "1";
-        using var process = Process.Start(start)!;
         var best = new Dictionary<(string, int), PeerBest>();
-        string? line;
-        while ((line = process.StandardOutput.ReadLine()) is not null)
+        string[] arguments = ["--models", string.Join(",", models), "--batch", string.Join(",", batches),
+            "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--threads", "1,2"];
+        foreach (var e in global::Peer.Lines(root, "peer_hessian.py", arguments, reuseLargeBlocks: true))
         {
-            if (!line.StartsWith('{')) continue;
-            Console.Error.WriteLine("peer: " + line);
-            using var doc = JsonDocument.Parse(line);
-            var e = doc.RootElement;
             if (e.GetProperty("op").GetString() != "best" || e.GetProperty("samples_per_s").ValueKind != JsonValueKind.Number) continue;
             var key = (e.GetProperty("model").GetString()!, e.GetProperty("batch").GetInt32());
             var current = best.GetValueOrDefault(key) ?? new PeerBest(null, "", null, "");
@@ -127,7 +107,6 @@ public static class SecondOrderBench
                 ? current with { Hessian = rate, HessianConfig = config }
                 : current with { Laplacian = rate, LaplacianConfig = config };
         }
-        process.WaitForExit();
         return best;
     }
 
