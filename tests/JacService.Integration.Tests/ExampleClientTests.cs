@@ -16,10 +16,10 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     private static readonly string Examples = Path.Combine(Fixtures.Root, "examples");
 
     // Stub generation (Python) and the offline Go build run once per test run, whichever test needs them first.
-    private static readonly Lazy<Task<Result>> PythonStubs =
-        new(() => Run("bash", [Path.Combine(Examples, "python", "generate.sh")]));
-    private static readonly Lazy<Task<Result>> GoBuild =
-        new(() => Run("bash", [Path.Combine(Examples, "go", "build.sh")]));
+    private static readonly Lazy<Task<ExampleProcess.Result>> PythonStubs =
+        new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "python", "generate.sh")]));
+    private static readonly Lazy<Task<ExampleProcess.Result>> GoBuild =
+        new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "go", "build.sh")]));
 
     public static TheoryData<string, string> LanguagesAndModels()
     {
@@ -81,28 +81,28 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     public async Task PythonComparisonCatchesANaNAnywhere()
     {
         await Prepared(PythonStubs, "generating the Python stubs");
-        var result = await Run("/usr/bin/python3", [Path.Combine(Examples, "python", "test_jacclient.py")]);
+        var result = await ExampleProcess.Run("/usr/bin/python3", [Path.Combine(Examples, "python", "test_jacclient.py")]);
         output.WriteLine(result.Stderr);
         Assert.True(result.ExitCode == 0, $"test_jacclient.py failed:\n{result}");
     }
 
-    private async Task<Result> RunExample(string language, params string[] args)
+    private async Task<ExampleProcess.Result> RunExample(string language, params string[] args)
     {
-        Result result;
+        ExampleProcess.Result result;
         switch (language)
         {
             case "python":
                 await Prepared(PythonStubs, "generating the Python stubs");
-                result = await Run("/usr/bin/python3", [Path.Combine(Examples, "python", "jacclient.py"), .. args]);
+                result = await ExampleProcess.Run("/usr/bin/python3", [Path.Combine(Examples, "python", "jacclient.py"), .. args]);
                 break;
             case "go":
                 await Prepared(GoBuild, "building the Go example");
-                result = await Run(Path.Combine(Examples, "go", "bin", "jacclient"), args);
+                result = await ExampleProcess.Run(Path.Combine(Examples, "go", "bin", "jacclient"), args);
                 break;
             case "node":
                 Assert.True(Directory.Exists(Path.Combine(Examples, "node", "node_modules", "@grpc", "grpc-js")),
                     "examples/node/node_modules is missing: run scripts/install-test-deps.sh (it runs npm ci)");
-                result = await Run("node", [Path.Combine(Examples, "node", "jacclient.js"), .. args]);
+                result = await ExampleProcess.Run("node", [Path.Combine(Examples, "node", "jacclient.js"), .. args]);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(language), language, null);
@@ -112,7 +112,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         return result;
     }
 
-    private async Task Prepared(Lazy<Task<Result>> step, string what)
+    private async Task Prepared(Lazy<Task<ExampleProcess.Result>> step, string what)
     {
         var result = await step.Value;
         output.WriteLine($"{what}: exit {result.ExitCode} in {result.Elapsed.TotalSeconds:F2} s");
@@ -121,36 +121,4 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
 
     private static string ReferencePath(string model) =>
         Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", model + ".json");
-
-    private static async Task<Result> Run(string fileName, string[] args)
-    {
-        var start = new ProcessStartInfo(fileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        var clock = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        // A cold Go build compiles grpc-go: tens of seconds on a busy two-core machine.
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{fileName} {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return new Result(process.ExitCode, await stdout, await stderr, clock.Elapsed);
-    }
-
-    private sealed record Result(int ExitCode, string Stdout, string Stderr, TimeSpan Elapsed)
-    {
-        public override string ToString() => $"exit {ExitCode}\n--- stdout\n{Stdout}\n--- stderr\n{Stderr}";
-    }
 }

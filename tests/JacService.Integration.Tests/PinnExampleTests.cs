@@ -15,7 +15,7 @@ public class PinnExampleTests(ServerProcess server, ITestOutputHelper output)
 {
     private static readonly string Example = Path.Combine(Fixtures.Root, "examples", "pinn");
 
-    private static readonly Lazy<Task<Result>> Stubs = new(() => Run("bash", [Path.Combine(Example, "generate.sh")]));
+    private static readonly Lazy<Task<ExampleProcess.Result>> Stubs = new(() => ExampleProcess.Run("bash", [Path.Combine(Example, "generate.sh")]));
 
     [Fact]
     public async Task HeatResidualMatchesTheFloat64Reference()
@@ -39,7 +39,7 @@ public class PinnExampleTests(ServerProcess server, ITestOutputHelper output)
         // The head's bias moved by 0.01: u shifts by ~0.6 % and every derivative by ~0.5 %, ~50x the tolerance, while
         // the server still serves the original. The served values still agree with each other (Hessian vs Laplacian).
         var perturbed = Path.Combine(Path.GetTempPath(), $"jacservice-pinn-perturbed-{Guid.NewGuid():N}.onnx");
-        var write = await Run("/usr/bin/python3", ["-c", """
+        var write = await ExampleProcess.Run("/usr/bin/python3", ["-c", """
             import sys, onnx, onnx.numpy_helper as nh
             m = onnx.load(sys.argv[1])
             for i, t in enumerate(m.graph.initializer):
@@ -64,46 +64,15 @@ public class PinnExampleTests(ServerProcess server, ITestOutputHelper output)
         }
     }
 
-    private async Task<Result> RunExample(params string[] args)
+    private async Task<ExampleProcess.Result> RunExample(params string[] args)
     {
         var stubs = await Stubs.Value;
         output.WriteLine($"generating the Python stubs: exit {stubs.ExitCode} in {stubs.Elapsed.TotalSeconds:F2} s");
         Assert.True(stubs.ExitCode == 0, $"generating the Python stubs failed:\n{stubs}");
-        var result = await Run("/usr/bin/python3", [Path.Combine(Example, "heat_residual.py"), .. args]);
+        var result = await ExampleProcess.Run("/usr/bin/python3", [Path.Combine(Example, "heat_residual.py"), .. args]);
         output.WriteLine($"heat_residual.py {string.Join(' ', args)}: exit {result.ExitCode} in {result.Elapsed.TotalSeconds:F2} s");
         output.WriteLine(result.Stdout);
         output.WriteLine(result.Stderr);
         return result;
-    }
-
-    private static async Task<Result> Run(string fileName, string[] args)
-    {
-        var start = new ProcessStartInfo(fileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        var clock = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{fileName} {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return new Result(process.ExitCode, await stdout, await stderr, clock.Elapsed);
-    }
-
-    private sealed record Result(int ExitCode, string Stdout, string Stderr, TimeSpan Elapsed)
-    {
-        public override string ToString() => $"exit {ExitCode}\n--- stdout\n{Stdout}\n--- stderr\n{Stderr}";
     }
 }
