@@ -224,8 +224,14 @@ internal sealed class SecondOrderMode(ModelParts parts)
             long r = Math.Min(rows, batch - r0);
             using var scope = NewDisposeScope();
             var G = gradients.narrow(0, r0, r);
-            var scaled = weights.narrow(0, r0, r).unsqueeze(2) * G.transpose(1, 2).unsqueeze(1);   // [r, K, n, Y]
-            var full = scaled.reshape(r, k * n, per).bmm(G).reshape(r, k, n * n);
+            var W = weights.narrow(0, r0, r).unsqueeze(2);
+            // Symmetric: the first h rows against every column, then only the lower-right block, 3/4 of the products.
+            long h = n / 2;
+            var top = (W * G.narrow(2, 0, h).transpose(1, 2).unsqueeze(1)).reshape(r, k * h, per).bmm(G).reshape(r, k, h, n);
+            var G2 = G.narrow(2, h, n - h);
+            var corner = (W * G2.transpose(1, 2).unsqueeze(1)).reshape(r, k * (n - h), per).bmm(G2).reshape(r, k, n - h, n - h);
+            var bottom = cat([top.narrow(3, h, n - h).transpose(2, 3), corner], 3);
+            var full = cat([top, bottom], 2).reshape(r, k, n * n);
             block.narrow(0, r0, r).add_(full.index_select(2, upper));
         }
     }
