@@ -1,3 +1,4 @@
+using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
 using static TorchSharp.torch;
@@ -38,20 +39,7 @@ internal sealed class ReverseMode(ModelParts parts)
             {
                 long k = Math.Min(chunk, m - k0);
                 using var scope = NewDisposeScope();
-                var rows = identity.narrow(0, k0, k);
-                var seeds = new Dictionary<int, Tensor>();
-                var spans = new List<(int J, long Lo, long Hi)>();
-                long offset = 0;
-                for (int j = 0; j < of.Length; offset += sizes[j], j++)
-                {
-                    long lo = Math.Max(k0, offset), hi = Math.Min(k0 + k, offset + sizes[j]);
-                    if (lo >= hi) continue;
-                    var shape = parts.SampleShape(plan.Plan, of[j]);
-                    int id = graph.OutputIds[of[j]];
-                    var seed = rows.narrow(1, offset, sizes[j]).reshape([k, 1, .. shape]).expand([k, batch, .. shape]);
-                    seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(seed) : seed;
-                    spans.Add((j, lo, hi));
-                }
+                var (seeds, spans) = OutputBasis(parts, plan.Plan, of, sizes, identity, k0, k, batch);
                 if (Backward.Run(graph, plan.Plan, values, path, seeds, graph.InputIds[wrt]) is not { } ct) continue;
                 var flat = ct.reshape(k, batch, n);
                 foreach (var (j, lo, hi) in spans)
@@ -65,7 +53,7 @@ internal sealed class ReverseMode(ModelParts parts)
         }
         finally
         {
-            Release(values, inputs, plan.Plan);
+            Release(graph, plan.Plan, values);
         }
     }
 
@@ -106,8 +94,33 @@ internal sealed class ReverseMode(ModelParts parts)
         }
         finally
         {
-            Release(values, inputs, plan.Plan);
+            Release(graph, plan.Plan, values);
         }
+    }
+
+    /// <summary>
+    /// Rows [k0, k0 + k) of the identity basis over the outputs in <paramref name="of"/> (their per-sample elements
+    /// concatenated, <paramref name="sizes"/> each) as cotangent seeds [k, B, ..output] by output value id, the same for
+    /// every sample; and, per output the rows reach, the span of basis rows it takes. Outputs the rows miss get no seed.
+    /// </summary>
+    internal static (Dictionary<int, Tensor> Seeds, List<(int J, long Lo, long Hi)> Spans) OutputBasis(ModelParts parts, ExecutionPlan plan,
+        int[] of, long[] sizes, Tensor identity, long k0, long k, long batch)
+    {
+        var rows = identity.narrow(0, k0, k);
+        var seeds = new Dictionary<int, Tensor>();
+        var spans = new List<(int J, long Lo, long Hi)>();
+        long offset = 0;
+        for (int j = 0; j < of.Length; offset += sizes[j], j++)
+        {
+            long lo = Math.Max(k0, offset), hi = Math.Min(k0 + k, offset + sizes[j]);
+            if (lo >= hi) continue;
+            var shape = parts.SampleShape(plan, of[j]);
+            int id = parts.Graph.OutputIds[of[j]];
+            var seed = rows.narrow(1, offset, sizes[j]).reshape([k, 1, .. shape]).expand([k, batch, .. shape]);
+            seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(seed) : seed;
+            spans.Add((j, lo, hi));
+        }
+        return (seeds, spans);
     }
 
     /// <summary>
@@ -124,13 +137,20 @@ internal sealed class ReverseMode(ModelParts parts)
         return (Math.Clamp((budget - kept) / perDirection, 1, parts.DirectionsPerTemporary(plan, path.Carries)), 0);
     }
 
-    /// <summary>Frees the primal values now rather than at the end of the batch, keeping inputs, constants and outputs.</summary>
-    private void Release(Tensor?[] values, Tensor[] inputs, ExecutionPlan plan)
+    /// <summary>
+    /// Frees kept values (and tangents, where a pass kept them too) now rather than at the end of the batch, keeping
+    /// inputs, constants and outputs.
+    /// </summary>
+    internal static void Release(ModelGraph graph, ExecutionPlan plan, Tensor?[] values, Tensor?[]? tangents = null)
     {
-        var graph = parts.Graph;
         var keep = new HashSet<int>(graph.OutputIds.Concat(graph.InputIds));
         for (int id = 0; id < values.Length; id++)
         {
+            if (tangents is not null)
+            {
+                tangents[id]?.Dispose();
+                tangents[id] = null;
+            }
             if (values[id] is not { } t || keep.Contains(id) || plan.Constants[id] is not null) continue;
             t.Dispose();
             values[id] = null;

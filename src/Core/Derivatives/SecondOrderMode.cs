@@ -145,16 +145,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
             {
                 long k = Math.Min(directionChunk, m - k0);
                 using var scope = NewDisposeScope();
-                var rows = identity.narrow(0, k0, k);
-                var seeds = new Dictionary<int, Tensor>();
-                long offset = 0;
-                for (int j = 0; j < of.Length; offset += sizes[j], j++)
-                {
-                    var shape = parts.SampleShape(plan.Plan, of[j]);
-                    int id = graph.OutputIds[of[j]];
-                    var part = rows.narrow(1, offset, sizes[j]).reshape([k, 1, .. shape]).expand([k, batch, .. shape]);
-                    seeds[id] = seeds.TryGetValue(id, out var other) ? other.Plus(part) : part;
-                }
+                var (seeds, _) = ReverseMode.OutputBasis(parts, plan.Plan, of, sizes, identity, k0, k, batch);
                 var block = hessian.narrow(1, k0, k);
                 Backward.Run(graph, plan.Plan, values, path, seeds, graph.InputIds[wrt],
                     (node, cotangents) => Contract(node, values, tangents, cotangents, left, right, entryChunk, block));
@@ -166,7 +157,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         }
         finally
         {
-            Release(values, tangents, plan.Plan);
+            ReverseMode.Release(graph, plan.Plan, values, tangents);
         }
     }
 
@@ -281,21 +272,6 @@ internal sealed class SecondOrderMode(ModelParts parts)
             h.index_copy_(2, lower, e);
             return h.reshape([batch, .. parts.SampleShape(plan, of[j]), .. sampleShape, .. sampleShape]);
         }).ToArray();
-    }
-
-    /// <summary>Frees the kept values and tangents now rather than at the end of the batch, keeping inputs, constants and outputs.</summary>
-    private void Release(Tensor?[] values, Tensor?[] tangents, ExecutionPlan plan)
-    {
-        var graph = parts.Graph;
-        var keep = new HashSet<int>(graph.OutputIds.Concat(graph.InputIds));
-        for (int id = 0; id < values.Length; id++)
-        {
-            tangents[id]?.Dispose();
-            tangents[id] = null;
-            if (keep.Contains(id) || plan.Constants[id] is not null || values[id] is not { } t) continue;
-            t.Dispose();
-            values[id] = null;
-        }
     }
 
     /// <summary>
