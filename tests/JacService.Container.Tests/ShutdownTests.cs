@@ -15,6 +15,7 @@ public sealed class ShutdownTests
         {
             ["Batching__MaxQueueDelayMicroseconds"] = "10000000",
             ["Batching__MaxBatchSize"] = "256",
+            ["Batching__AdaptiveDelay"] = "false",
         });
         var reference = Fixtures.Load("mlp_tanh");
         var x = reference.Inputs["x"];

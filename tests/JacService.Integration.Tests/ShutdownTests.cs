@@ -10,7 +10,7 @@ public class ShutdownTests
     public async Task QueuedRequestsFinishAfterSigterm()
     {
         // A 10 s max delay (the allowed maximum) keeps the requests queued until the signal: only the drain can run them in time.
-        await using var server = new ServerProcess { ExtraArgs = ["--Batching:MaxQueueDelayMicroseconds=10000000", "--Batching:MaxBatchSize=256"] };
+        await using var server = new ServerProcess { ExtraArgs = ["--Batching:MaxQueueDelayMicroseconds=10000000", "--Batching:MaxBatchSize=256", "--Batching:AdaptiveDelay=false"] };
         await server.InitializeAsync();
         var reference = Fixtures.Load("mlp_tanh");
         var x = reference.Inputs["x"];

@@ -12,8 +12,13 @@ public class BatchQueueTests
 
     private static readonly WorkKey Key = new(WorkKind.Predict, -1, [], "3");
 
-    private BatchQueue Queue(int max = 4, int delayMicros = 1000, int capacity = 100, bool pad = false, int[]? buckets = null) =>
-        new(new BatchingOptions { MaxBatchSize = max, MaxQueueDelayMicroseconds = delayMicros, QueueCapacity = capacity, PadToBucket = pad, Buckets = buckets ?? [] }, _clock);
+    /// <summary>A queue with a fixed delay unless <paramref name="adaptive"/>: most tests here are about the delay's other rules.</summary>
+    private BatchQueue Queue(int max = 4, int delayMicros = 1000, int capacity = 100, bool pad = false, int[]? buckets = null, bool adaptive = false) =>
+        new(new BatchingOptions
+        {
+            MaxBatchSize = max, MaxQueueDelayMicroseconds = delayMicros, QueueCapacity = capacity, PadToBucket = pad, Buckets = buckets ?? [],
+            AdaptiveDelay = adaptive,
+        }, _clock);
 
     /// <summary>A request of <paramref name="rows"/> rows whose values are row ids starting at <paramref name="first"/>.</summary>
     private PendingRequest Request(int rows, float first = 0, DateTimeOffset? deadline = null, CancellationToken cancellation = default) =>
@@ -53,10 +58,17 @@ public class BatchQueueTests
     public void WhileAnotherBatchRunsAPartialBatchLeavesWithoutWaiting()
     {
         var queue = Queue(max: 4, delayMicros: 1000);
+        for (int i = 0; i < 4; i++) queue.TryEnqueue(Key, Request(1));
+        Assert.Equal(4, RowsOf(queue.TryTakeBatch()));
         queue.TryEnqueue(Key, Request(1));
         queue.TryEnqueue(Key, Request(1));
-        Assert.Null(queue.TryTakeBatch(othersRunning: false));
-        Assert.Equal(2, RowsOf(queue.TryTakeBatch(othersRunning: true)));
+        Assert.Equal(2, RowsOf(queue.TryTakeBatch()));
+        Assert.Equal(2, queue.Running);
+        queue.Done();
+        queue.Done();
+        queue.TryEnqueue(Key, Request(1));
+        Assert.Null(queue.TryTakeBatch());
+        Assert.Equal(1, RowsOf(queue.TryTakeBatch(draining: true)));
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public sealed class ModelBatcherTests : IDisposable
     public async Task ConcurrentRequestsShareBatchesAndEachGetsItsOwnAnswer()
     {
         var alone = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 1, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
-        var merged = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 20_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        var merged = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 20_000, AdaptiveDelay = false, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         await using (alone)
         await using (merged)
         {
@@ -71,7 +71,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task AFullQueueRefusesAtOnce()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, QueueCapacity = 8, MaxQueueDelayMicroseconds = 10_000_000, AdaptiveDelay = false, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         // Nothing runs and no batch is due (not full, delay 10 s): the rows stay queued.
         var x = Sample(1, rows: 3);
         var queued = new List<Task<EngineResult>> { batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None) };
@@ -85,7 +85,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task DrainFinishesWhatIsQueuedThenRefuses()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 50_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 50_000, AdaptiveDelay = false, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         var calls = Enumerable.Range(0, 20).Select(i => Sample(i)).Select(x => batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None)).ToList();
         await batcher.DrainAsync(TimeSpan.FromSeconds(30));
         Assert.All(calls, t => Assert.True(t.IsCompletedSuccessfully));
@@ -96,7 +96,7 @@ public sealed class ModelBatcherTests : IDisposable
     [Fact]
     public async Task ADeadlineThatPassesInTheQueueIsNeverComputed()
     {
-        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 200_000, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 200_000, AdaptiveDelay = false, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
         var x = Sample(3);
         var expiring = batcher.SubmitAsync(JacobianKey(x), x, DateTimeOffset.UtcNow.AddMilliseconds(20), CancellationToken.None);
         var patient = batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);

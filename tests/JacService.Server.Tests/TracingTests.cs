@@ -45,7 +45,8 @@ public sealed class TracingTests : IAsyncLifetime
             Args =
             [
                 "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={_root}", "--Telemetry:MetricsUrl=",
-                $"--Batching:MaxBatchSize={BatchRows}", "--Batching:MaxQueueDelayMicroseconds=10000000", .. settings,
+                $"--Batching:MaxBatchSize={BatchRows}", "--Batching:MaxQueueDelayMicroseconds=10000000",
+                "--Batching:AdaptiveDelay=false", .. settings,
             ],
             ContentRootPath = AppContext.BaseDirectory,
             EnvironmentName = "Production",

@@ -4,15 +4,28 @@ namespace JacService.Server.Batching;
 
 /// <summary>
 /// The batching decisions, free of threads and clocks of its own so they can be tested step by step: requests go
-/// in (split into parts no larger than the max batch), batches come out when full or when their oldest part has
-/// waited the max delay, expired and cancelled requests are dropped on the way.
+/// in (split into parts no larger than the max batch), batches come out when full, when another batch is running
+/// (an executor is free and waiting would leave it idle), or when their oldest part has waited the delay; expired and
+/// cancelled requests are dropped on the way.
+/// The delay adapts (unless <see cref="BatchingOptions.AdaptiveDelay"/> is off): a partial batch waits only when
+/// company is likely, judged by how often requests arrived while the model was busy, and at most
+/// <see cref="BatchingOptions.MaxQueueDelay"/>. A lone caller in a loop never finds the model busy, so its requests
+/// leave at once.
 /// </summary>
 public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
 {
+    /// <summary>How much busy time the arrival rate remembers: long enough to smooth bursts, short enough that a
+    /// model whose load has gone stops waiting after a few hundred lone requests.</summary>
+    public static readonly TimeSpan RateMemory = TimeSpan.FromMilliseconds(50);
+
     private readonly Dictionary<WorkKey, LinkedList<RequestPart>> _queues = [];
     private readonly int[] _buckets = options.EffectiveBuckets();
+    private readonly BusyArrivalRate _rate = new(RateMemory);
 
     public int QueuedRows { get; private set; }
+
+    /// <summary>Batches taken and not yet reported <see cref="Done"/>.</summary>
+    public int Running { get; private set; }
 
     public BatchingOptions Options => options;
 
@@ -20,6 +33,9 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     public bool TryEnqueue(WorkKey key, PendingRequest request)
     {
         if (QueuedRows + request.Rows > options.QueueCapacity) return false;
+        var now = clock.GetUtcNow();
+        _rate.Arrived(now);
+        _rate.BecameBusy(now);
         int max = options.MaxBatchSize;
         int parts = (request.Rows + max - 1) / max;
         request.ExpectParts(parts);
@@ -31,15 +47,37 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     }
 
     /// <summary>When the next batch becomes due by delay alone, or null when nothing waits.</summary>
-    public DateTimeOffset? NextDue =>
-        _queues.Values.Where(q => q.Count > 0).Select(q => (DateTimeOffset?)(q.First!.Value.Request.EnqueuedAt + options.MaxQueueDelay)).Min();
+    public DateTimeOffset? NextDue
+    {
+        get
+        {
+            var now = clock.GetUtcNow();
+            return _queues.Values.Where(q => q.Count > 0)
+                .Select(q => (DateTimeOffset?)(q.First!.Value.Request.EnqueuedAt + Delay(q.Sum(p => p.Rows), now))).Min();
+        }
+    }
 
     /// <summary>
-    /// The next due batch (the one whose oldest part waited longest), or null if none is due yet. With
-    /// <paramref name="othersRunning"/> (another batch runs, or the batcher is draining), a partial batch is due at
-    /// once: waiting longer would only leave a free executor idle.
+    /// How long a partial batch of <paramref name="queuedRows"/> may wait for company now: the max delay when the
+    /// delay is fixed; otherwise nothing when fewer than one arrival is expected within the max delay, else the time
+    /// the batch needs to fill at the recent rate, capped at the max delay.
     /// </summary>
-    public Batch? TryTakeBatch(bool othersRunning = false)
+    public TimeSpan Delay(int queuedRows, DateTimeOffset now)
+    {
+        var max = options.MaxQueueDelay;
+        if (!options.AdaptiveDelay) return max;
+        double perSecond = _rate.PerSecond(now);
+        if (perSecond * max.TotalSeconds < 1) return TimeSpan.Zero;
+        double fillSeconds = Math.Max(0, options.MaxBatchSize - queuedRows) / perSecond;
+        return fillSeconds < max.TotalSeconds ? TimeSpan.FromSeconds(fillSeconds) : max;
+    }
+
+    /// <summary>
+    /// The next due batch (the one whose oldest part waited longest), or null if none is due yet; it counts as
+    /// running until <see cref="Done"/>. While another batch runs, or while <paramref name="draining"/>, a partial
+    /// batch is due at once: waiting longer would only leave a free executor idle.
+    /// </summary>
+    public Batch? TryTakeBatch(bool draining = false)
     {
         var now = clock.GetUtcNow();
         KeyValuePair<WorkKey, LinkedList<RequestPart>> due = default;
@@ -48,10 +86,14 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
             int queued = DropDead(queue.Value, now);
             if (queued == 0) continue;
             var oldest = queue.Value.First!.Value.Request.EnqueuedAt;
-            bool isDue = othersRunning || queued >= options.MaxBatchSize || now - oldest >= options.MaxQueueDelay;
+            bool isDue = draining || Running > 0 || queued >= options.MaxBatchSize || now - oldest >= Delay(queued, now);
             if (isDue && (due.Value is null || oldest < due.Value.First!.Value.Request.EnqueuedAt)) due = queue;
         }
-        if (due.Value is null) return null;
+        if (due.Value is null)
+        {
+            NoteIfIdle(now);
+            return null;
+        }
 
         var parts = new List<RequestPart>();
         int rows = 0;
@@ -64,7 +106,20 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         }
         QueuedRows -= rows;
         if (list.Count == 0) _queues.Remove(due.Key);
+        Running++;
         return new Batch(due.Key, parts);
+    }
+
+    /// <summary>A batch taken from this queue has finished running.</summary>
+    public void Done()
+    {
+        Running--;
+        NoteIfIdle(clock.GetUtcNow());
+    }
+
+    private void NoteIfIdle(DateTimeOffset now)
+    {
+        if (QueuedRows == 0 && Running == 0) _rate.BecameIdle(now);
     }
 
     /// <summary>The smallest bucket holding <paramref name="rows"/> (the bucket list is fixed, so this is thread-safe).</summary>
@@ -76,6 +131,7 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         foreach (var part in _queues.Values.SelectMany(q => q)) part.Request.Fail(e);
         _queues.Clear();
         QueuedRows = 0;
+        NoteIfIdle(clock.GetUtcNow());
     }
 
     /// <summary>Drops cancelled and expired requests' parts; returns the rows still queued.</summary>

@@ -18,6 +18,12 @@ public sealed record BatchingOptions : IValidatableObject
     [Range(0, 10_000_000)]
     public int MaxQueueDelayMicroseconds { get; set; } = 500;
 
+    /// <summary>
+    /// Wait for company only when the recent arrival rate says it is likely within the max delay, and only as long
+    /// as the batch needs to fill (see BatchQueue); false waits the max delay whenever the executors are idle.
+    /// </summary>
+    public bool AdaptiveDelay { get; set; } = true;
+
     /// <summary>Rows waiting per model version; beyond this a request is refused with RESOURCE_EXHAUSTED at once.</summary>
     [Range(1, 10_000_000)]
     public int QueueCapacity { get; set; } = 8192;

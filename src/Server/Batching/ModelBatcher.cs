@@ -11,10 +11,10 @@ namespace JacService.Server.Batching;
 
 /// <summary>
 /// The micro-batcher of one model version: requests queue per work key, a dispatcher forms a batch whenever an
-/// executor thread is free and a batch is due (full, its oldest request waited the max delay, or another batch is
+/// executor thread is free and a batch is due (full, its oldest request waited the delay, or another batch is
 /// already running), and the executor runs it as one pass and hands each caller its rows. While the executors are
-/// busy, requests pile up and the next batches come out larger: the batch size follows the load, and the max
-/// delay is only paid when the model is idle.
+/// busy, requests pile up and the next batches come out larger: the batch size follows the load. The delay is only
+/// paid when the model is idle and company is likely (BatchQueue.Delay); a lone caller pays none.
 /// </summary>
 public sealed class ModelBatcher : IAsyncDisposable
 {
@@ -23,15 +23,12 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly JacServiceMetrics _metrics;
     private readonly BatchQueue _queue;
     private readonly TorchExecutor _executor;
-    private readonly SemaphoreSlim _freeExecutors;
     private readonly ThreadLocal<BatchBufferCache> _buffers = new(() => new BatchBufferCache());
-    // Completed to wake the dispatcher; replaced under the lock whenever the dispatcher reads the queue, so a wake
-    // that arrives between that read and the wait is never lost.
-    private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // A wake that arrives between the dispatcher's look at the queue and its sleep is kept, so none is lost.
+    private readonly WakeSignal _wake = new();
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task _dispatcher;
+    private readonly Thread _dispatcher;
     private readonly object _lock = new();
-    private int _running;
     private long _batches, _rows, _paddedRows;
     private volatile bool _accepting = true;
 
@@ -43,8 +40,8 @@ public sealed class ModelBatcher : IAsyncDisposable
         Options = options;
         _queue = new BatchQueue(options, clock);
         _executor = new TorchExecutor(options.ExecutorThreads, options.IntraOpThreads, capacity: options.ExecutorThreads * 2);
-        _freeExecutors = new SemaphoreSlim(options.ExecutorThreads);
-        _dispatcher = Task.Run(DispatchLoop);
+        _dispatcher = new Thread(DispatchLoop) { IsBackground = true, Name = $"batcher-{model.Name}-{model.Version}" };
+        _dispatcher.Start();
     }
 
     public BatchingOptions Options { get; }
@@ -52,7 +49,13 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// <summary>Rows waiting, and batches running.</summary>
     public (int QueuedRows, int RunningBatches) Load
     {
-        get { lock (_lock) return (_queue.QueuedRows, _running); }
+        get { lock (_lock) return (_queue.QueuedRows, _queue.Running); }
+    }
+
+    /// <summary>How long a lone request arriving now would wait for company.</summary>
+    public TimeSpan CurrentDelay
+    {
+        get { lock (_lock) return _queue.Delay(1, _clock.GetUtcNow()); }
     }
 
     /// <summary>Batches executed, rows computed for callers, and rows added by padding, since start.</summary>
@@ -103,60 +106,52 @@ public sealed class ModelBatcher : IAsyncDisposable
         return span;
     }
 
-    private void Wake()
-    {
-        lock (_lock) _wake.TrySetResult();
-    }
+    private void Wake() => _wake.Set();
 
-    private async Task DispatchLoop()
+    /// <summary>
+    /// The dispatcher, on a thread of its own: whenever an executor thread is free and a batch is due, it hands the
+    /// batch over; otherwise it sleeps until woken (a request arrived or left, a batch finished) or until the next
+    /// batch falls due. It never spins: a sleeping dispatcher costs no CPU, however short the delay.
+    /// </summary>
+    private void DispatchLoop()
     {
         var stop = _stop.Token;
-        try
+        while (!stop.IsCancellationRequested)
         {
-            while (true)
+            Batch? batch = null;
+            DateTimeOffset? due;
+            bool executorFree;
+            lock (_lock)
             {
-                await _freeExecutors.WaitAsync(stop);
-                Batch? batch;
-                DateTimeOffset? due;
-                Task woken;
-                lock (_lock)
-                {
-                    if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    woken = _wake.Task;
-                    // Draining: nothing new will join a partial batch, so waiting out the delay would only stall shutdown.
-                    batch = _queue.TryTakeBatch(othersRunning: _running > 0 || !_accepting);
-                    due = _queue.NextDue;
-                    if (batch is not null) _running++;
-                }
-                if (batch is not null)
-                {
-                    _ = RunAsync(batch);
-                    continue;
-                }
-                _freeExecutors.Release();
-                if (!_accepting && due is null) return;
-
-                var delay = due is { } d ? Max(d - _clock.GetUtcNow(), TimeSpan.Zero) : Timeout.InfiniteTimeSpan;
-                if (due is { } at && delay < PreciseWaitBelow && ReferenceEquals(_clock, TimeProvider.System))
-                {
-                    // Timers tick about once a millisecond, which would stretch a 500 µs max delay to ~1 ms for a lone
-                    // caller. Short waits yield in a loop instead; an executor is free meanwhile, so a core is idle.
-                    var spin = new SpinWait();
-                    while (!woken.IsCompleted && _clock.GetUtcNow() < at) spin.SpinOnce(sleep1Threshold: -1);
-                    continue;
-                }
-                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                await Task.WhenAny(woken, Task.Delay(delay, _clock, waiting.Token));
-                waiting.Cancel();
-                stop.ThrowIfCancellationRequested();
+                executorFree = _queue.Running < Options.ExecutorThreads;
+                // Draining: nothing new will join a partial batch, so waiting out the delay would only stall shutdown.
+                if (executorFree) batch = _queue.TryTakeBatch(draining: !_accepting);
+                due = _queue.NextDue;
             }
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
+            if (batch is not null)
+            {
+                _ = RunAsync(batch);
+                continue;
+            }
+            if (!_accepting && due is null) return;
+            // With every executor busy only a finished batch can change anything, and it wakes the dispatcher.
+            SleepUntil(executorFree ? due : null);
         }
     }
 
-    private static readonly TimeSpan PreciseWaitBelow = TimeSpan.FromMilliseconds(2);
+    private void SleepUntil(DateTimeOffset? due)
+    {
+        var wait = due is { } at ? Max(at - _clock.GetUtcNow(), TimeSpan.Zero) : (TimeSpan?)null;
+        if (wait == TimeSpan.Zero) return;
+        if (wait is null || ReferenceEquals(_clock, TimeProvider.System))
+        {
+            _wake.Wait(wait);
+            return;
+        }
+        // Another clock (a test's fake one) decides itself when the delay has passed.
+        using var timer = _clock.CreateTimer(_ => _wake.Set(), null, wait.Value, Timeout.InfiniteTimeSpan);
+        _wake.Wait(null);
+    }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
@@ -183,8 +178,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         finally
         {
-            lock (_lock) _running--;
-            _freeExecutors.Release();
+            lock (_lock) _queue.Done();
             Wake();
         }
     }
@@ -313,8 +307,10 @@ public sealed class ModelBatcher : IAsyncDisposable
     {
         _accepting = false;
         _stop.Cancel();
-        try { await _dispatcher; } catch (OperationCanceledException) { }
+        Wake();
+        await Task.Run(() => _dispatcher.Join());
         _executor.Dispose();
+        _wake.Dispose();
         _buffers.Dispose();
         _stop.Dispose();
     }

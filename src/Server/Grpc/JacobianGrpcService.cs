@@ -245,6 +245,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
                 QueuedRows = batcher.Load.QueuedRows,
                 MaxBatchSize = batcher.Options.MaxBatchSize,
                 MaxQueueDelayUs = batcher.Options.MaxQueueDelayMicroseconds,
+                AdaptiveDelay = batcher.Options.AdaptiveDelay,
+                CurrentDelayUs = (long)batcher.CurrentDelay.TotalMicroseconds,
             };
         }
         return info;
