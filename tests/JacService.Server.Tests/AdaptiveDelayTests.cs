@@ -63,7 +63,7 @@ public class AdaptiveDelayTests
         queue.TryEnqueue(Key, Request());
         var first = queue.TryTakeBatch();
         Assert.Single(first!.Parts);
-        // 16 more arrive 5 µs apart while the first runs (one executor: the dispatcher takes nothing meanwhile).
+        // 16 more arrive 5 µs apart while the first runs (one executor thread: nothing else is taken meanwhile).
         for (int i = 0; i < 16; i++)
         {
             Micros(5);

@@ -56,6 +56,33 @@ public sealed class ModelBatcherTests : IDisposable
     }
 
     [Fact]
+    public async Task ALoneCallerInALoopNeverWaitsForCompany()
+    {
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, MaxQueueDelayMicroseconds = 10_000_000 }, TimeProvider.System, Metrics);
+        var x = Sample(5);
+        for (int call = 0; call < 50; call++)
+        {
+            // With a fixed 10 s delay each call would take 10 s; adaptive, none waits at all.
+            await batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5));
+            Assert.Equal(TimeSpan.Zero, batcher.CurrentDelay);
+        }
+        Assert.Equal((50L, 50L), (batcher.Executed.Batches, batcher.Executed.Rows));
+    }
+
+    [Fact]
+    public async Task ABurstAfterALoneCallerStillSharesBatches()
+    {
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 64, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        var x = Sample(6);
+        await batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
+        var burst = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => Sample(100 + i))
+            .Select(s => batcher.SubmitAsync(JacobianKey(s), s, null, CancellationToken.None)));
+        Assert.Equal(41, batcher.Executed.Rows);
+        Assert.True(batcher.Executed.Batches <= 10, $"{batcher.Executed.Batches} batches for 41 requests");
+        Assert.All(burst, r => Assert.Equal([1L, 16, 32], r.Jacobians["y"].Shape));
+    }
+
+    [Fact]
     public async Task PaddedBatchesGiveTheSameAnswers()
     {
         await using var padded = new ModelBatcher(_model, new BatchingOptions { MaxBatchSize = 8, PadToBucket = true, ExecutorThreads = 1 }, TimeProvider.System, Metrics);

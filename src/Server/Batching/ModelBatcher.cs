@@ -2,17 +2,17 @@ using System.Diagnostics;
 using JacService.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
-using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
+using TorchSharp;
 using static JacService.Server.Telemetry.JacServiceTelemetry;
 
 namespace JacService.Server.Batching;
 
 /// <summary>
-/// The micro-batcher of one model version: requests queue per work key, a dispatcher forms a batch whenever an
-/// executor thread is free and a batch is due (full, its oldest request waited the delay, or another batch is
-/// already running), and the executor runs it as one pass and hands each caller its rows. While the executors are
+/// The micro-batcher of one model version: requests queue per work key, an executor thread takes a batch whenever it
+/// is free and a batch is due (full, its oldest request waited the delay, or another batch is
+/// already running), runs it as one pass and hands each caller its rows. While the executors are
 /// busy, requests pile up and the next batches come out larger: the batch size follows the load. The delay is only
 /// paid when the model is idle and company is likely (BatchQueue.Delay); a lone caller pays none.
 /// </summary>
@@ -22,12 +22,11 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly TimeProvider _clock;
     private readonly JacServiceMetrics _metrics;
     private readonly BatchQueue _queue;
-    private readonly TorchExecutor _executor;
-    private readonly ThreadLocal<BatchBufferCache> _buffers = new(() => new BatchBufferCache());
-    // A wake that arrives between the dispatcher's look at the queue and its sleep is kept, so none is lost.
-    private readonly WakeSignal _wake = new();
+    private readonly Thread[] _threads;
+    // Executor threads asleep with nothing due, each on its own signal. A wake that arrives between a thread's look at
+    // the queue and its sleep is kept by the signal, so none is lost.
+    private readonly List<WakeSignal> _sleeping = [];
     private readonly CancellationTokenSource _stop = new();
-    private readonly Thread _dispatcher;
     private readonly object _lock = new();
     private long _batches, _rows, _paddedRows;
     private volatile bool _accepting = true;
@@ -39,9 +38,9 @@ public sealed class ModelBatcher : IAsyncDisposable
         _metrics = metrics;
         Options = options;
         _queue = new BatchQueue(options, clock);
-        _executor = new TorchExecutor(options.ExecutorThreads, options.IntraOpThreads, capacity: options.ExecutorThreads * 2);
-        _dispatcher = new Thread(DispatchLoop) { IsBackground = true, Name = $"batcher-{model.Name}-{model.Version}" };
-        _dispatcher.Start();
+        _threads = Enumerable.Range(0, options.ExecutorThreads)
+            .Select(i => new Thread(ExecutorLoop) { IsBackground = true, Name = $"torch-executor-{i}" }).ToArray();
+        foreach (var thread in _threads) thread.Start();
     }
 
     public BatchingOptions Options { get; }
@@ -106,92 +105,122 @@ public sealed class ModelBatcher : IAsyncDisposable
         return span;
     }
 
-    private void Wake() => _wake.Set();
+    /// <summary>Wakes one sleeping executor thread, if any, to look at the queue. Caller holds the lock.</summary>
+    private void WakeOneLocked()
+    {
+        if (_sleeping.Count == 0) return;
+        var sleeper = _sleeping[^1];
+        _sleeping.RemoveAt(_sleeping.Count - 1);
+        sleeper.Set();
+    }
+
+    private void Wake()
+    {
+        lock (_lock) WakeOneLocked();
+    }
+
+    private void WakeAll()
+    {
+        lock (_lock) while (_sleeping.Count > 0) WakeOneLocked();
+    }
 
     /// <summary>
-    /// The dispatcher, on a thread of its own: whenever an executor thread is free and a batch is due, it hands the
-    /// batch over; otherwise it sleeps until woken (a request arrived or left, a batch finished) or until the next
-    /// batch falls due. It never spins: a sleeping dispatcher costs no CPU, however short the delay.
+    /// One executor thread. TorchSharp's dispose scopes, grad and inference modes are per thread, so every batch runs
+    /// synchronously on one of these, inside one dispose scope. Each thread takes its own batches from the queue:
+    /// a request travels from the gRPC thread straight to the thread that computes it, with no dispatcher between
+    /// them (every hand-over between threads is a futex wake and a context switch, tens of µs on these VMs). A thread
+    /// with nothing due sleeps on its own signal until a request arrives or the next batch falls due, never spinning.
     /// </summary>
-    private void DispatchLoop()
+    private void ExecutorLoop()
     {
+        torch.set_num_threads(Options.IntraOpThreads);
+        using var noGrad = torch.inference_mode();
+        using var wake = new WakeSignal();
+        var buffers = new BatchBufferCache();
         var stop = _stop.Token;
         while (!stop.IsCancellationRequested)
         {
-            Batch? batch = null;
+            Batch? batch;
             DateTimeOffset? due;
-            bool executorFree;
             lock (_lock)
             {
-                executorFree = _queue.Running < Options.ExecutorThreads;
                 // Draining: nothing new will join a partial batch, so waiting out the delay would only stall shutdown.
-                if (executorFree) batch = _queue.TryTakeBatch(draining: !_accepting);
+                batch = _queue.TryTakeBatch(draining: !_accepting);
                 due = _queue.NextDue;
+                // What is left is due at once now that a batch runs: a sleeping thread can take it.
+                if (batch is not null && due is not null) WakeOneLocked();
+                if (batch is null) _sleeping.Add(wake);
             }
             if (batch is not null)
             {
-                _ = RunAsync(batch);
+                Run(batch, buffers);
                 continue;
             }
-            if (!_accepting && due is null) return;
-            // With every executor busy only a finished batch can change anything, and it wakes the dispatcher.
-            SleepUntil(executorFree ? due : null);
+            SleepUntil(wake, due);
+            lock (_lock) _sleeping.Remove(wake);
         }
     }
 
-    private void SleepUntil(DateTimeOffset? due)
+    private void SleepUntil(WakeSignal wake, DateTimeOffset? due)
     {
         var wait = due is { } at ? Max(at - _clock.GetUtcNow(), TimeSpan.Zero) : (TimeSpan?)null;
         if (wait == TimeSpan.Zero) return;
         if (wait is null || ReferenceEquals(_clock, TimeProvider.System))
         {
-            _wake.Wait(wait);
+            wake.Wait(wait);
             return;
         }
         // Another clock (a test's fake one) decides itself when the delay has passed.
-        using var timer = _clock.CreateTimer(_ => _wake.Set(), null, wait.Value, Timeout.InfiniteTimeSpan);
-        _wake.Wait(null);
+        using var timer = _clock.CreateTimer(_ => wake.Set(), null, wait.Value, Timeout.InfiniteTimeSpan);
+        wake.Wait(null);
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
-    private async Task RunAsync(Batch batch)
+    private void Run(Batch batch, BatchBufferCache buffers)
     {
+        Batch live = batch;
+        EngineResult[] results = [];
+        Exception? error = null;
         try
         {
             var now = _clock.GetUtcNow();
+            bool anyGone = false;
             foreach (var part in batch.Parts)
             {
                 part.Request.LeftQueue();
                 _metrics.RecordQueueWait(_model.Name, batch.Key.Kind, (now - part.Request.EnqueuedAt).TotalSeconds);
+                anyGone |= part.Request.IsCompleted;
             }
-            var live = batch.Parts.Where(p => !p.Request.IsCompleted).ToList();
-            if (live.Count > 0)
+            if (anyGone) live = batch with { Parts = batch.Parts.Where(p => !p.Request.IsCompleted).ToList() };
+            if (live.Parts.Count > 0)
             {
-                var results = await _executor.RunAsync(() => Execute(batch with { Parts = live }), CancellationToken.None);
-                for (int i = 0; i < live.Count; i++) live[i].Request.CompletePart(live[i].Index, results[i]);
+                using var scope = torch.NewDisposeScope();
+                results = Execute(live, buffers);
             }
         }
         catch (Exception e)
         {
-            foreach (var part in batch.Parts) part.Request.Fail(e);
+            error = e;
         }
-        finally
-        {
-            lock (_lock) _queue.Done();
-            Wake();
-        }
+        // Done before the callers hear back: a caller's next request must find the model idle, or a lone caller would
+        // count as company for itself.
+        lock (_lock) _queue.Done();
+        if (error is not null)
+            foreach (var part in batch.Parts) part.Request.Fail(error);
+        else
+            for (int i = 0; i < results.Length; i++) live.Parts[i].Request.CompletePart(live.Parts[i].Index, results[i]);
     }
 
     /// <summary>Runs one batch on the calling executor thread and returns each part's rows, copied out of its buffers.</summary>
-    private EngineResult[] Execute(Batch batch)
+    private EngineResult[] Execute(Batch batch, BatchBufferCache cache)
     {
         long started = Stopwatch.GetTimestamp();
         // Sized again here: cancelled parts may have left since the queue formed the batch.
         int rows = batch.Parts.Sum(p => p.Rows);
         int bucket = _queue.BucketFor(rows);
         int padded = Options.PadToBucket ? bucket : rows;
-        var buffers = _buffers.Value!.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
+        var buffers = cache.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
         var inputs = BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _rows, rows);
@@ -282,7 +311,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     public void BeginDrain()
     {
         _accepting = false;
-        Wake();
+        WakeAll();
     }
 
     /// <summary>Stops taking requests and lets what is queued finish, up to <paramref name="grace"/>.</summary>
@@ -307,11 +336,11 @@ public sealed class ModelBatcher : IAsyncDisposable
     {
         _accepting = false;
         _stop.Cancel();
-        Wake();
-        await Task.Run(() => _dispatcher.Join());
-        _executor.Dispose();
-        _wake.Dispose();
-        _buffers.Dispose();
+        WakeAll();
+        await Task.Run(() =>
+        {
+            foreach (var thread in _threads) thread.Join();
+        });
         _stop.Dispose();
     }
 }

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace JacService.Server.Batching;
 
 /// <summary>
-/// What the dispatcher thread sleeps on: woken by <see cref="Set"/> or by a timeout precise to tens of microseconds.
+/// What an idle executor thread sleeps on: woken by <see cref="Set"/> or by a timeout precise to tens of microseconds.
 /// .NET's own waits and timers count in whole milliseconds (a 300 µs wait either returns at once or takes 1 ms), which
 /// would stretch a sub-millisecond batching delay to the timer's tick. On Linux this is an eventfd waited on with
 /// ppoll, whose timeout is in nanoseconds (the kernel adds its 50 µs timer slack); elsewhere it falls back to a
@@ -58,7 +58,7 @@ public sealed class WakeSignal : IDisposable
             ready = ppoll(ref poll, 1, IntPtr.Zero, IntPtr.Zero);
         }
         if (ready < 0 && Marshal.GetLastPInvokeError() != Eintr)
-            throw new InvalidOperationException($"ppoll on the batcher's eventfd failed with errno {Marshal.GetLastPInvokeError()}");
+            throw new InvalidOperationException($"ppoll on an executor thread's eventfd failed with errno {Marshal.GetLastPInvokeError()}");
         // Reading resets the counter, so wakes that came while awake are folded into this one.
         if (ready > 0) _ = read(_fd, out _, sizeof(ulong));
     }
