@@ -83,11 +83,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             }
         }
         // A cancelled caller leaves at once; its parts are dropped when the queue next looks at them.
-        if (cancellation.CanBeCanceled)
-        {
-            var registration = cancellation.Register(() => { request.Cancel(); Wake(); });
-            request.Task.ContinueWith(_ => registration.Dispose(), TaskScheduler.Default);
-        }
+        request.OnCancelled(() => { request.Cancel(); Wake(); });
         Wake();
         return request.Task;
     }
@@ -212,7 +208,11 @@ public sealed class ModelBatcher : IAsyncDisposable
             for (int i = 0; i < results.Length; i++) live.Parts[i].Request.CompletePart(live.Parts[i].Index, results[i]);
     }
 
-    /// <summary>Runs one batch on the calling executor thread and returns each part's rows, copied out of its buffers.</summary>
+    /// <summary>
+    /// Runs one batch on the calling executor thread and returns each part's rows, copied out of its buffers. A batch
+    /// that is one whole request, unpadded (a lone caller, a pre-batched call), is computed from the request's own
+    /// arrays into fresh result arrays that go to the caller as they are: no stacking and no slicing copies.
+    /// </summary>
     private EngineResult[] Execute(Batch batch, BatchBufferCache cache)
     {
         long started = Stopwatch.GetTimestamp();
@@ -220,8 +220,10 @@ public sealed class ModelBatcher : IAsyncDisposable
         int rows = batch.Parts.Sum(p => p.Rows);
         int bucket = _queue.BucketFor(rows);
         int padded = Options.PadToBucket ? bucket : rows;
-        var buffers = cache.For(batch.Key, padded, batch.Parts[0].Request.Inputs);
-        var inputs = BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
+        var first = batch.Parts[0];
+        bool whole = batch.Parts.Count == 1 && first.Rows == first.Request.Rows && padded == rows;
+        var buffers = whole ? null : cache.For(batch.Key, padded, first.Request.Inputs);
+        var inputs = buffers is null ? first.Request.Inputs : BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _rows, rows);
         Interlocked.Add(ref _paddedRows, padded - rows);
@@ -229,9 +231,10 @@ public sealed class ModelBatcher : IAsyncDisposable
         DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;
         try
         {
-            var result = Run(batch.Key, inputs, buffers.Results);
+            var result = Run(batch.Key, inputs, buffers?.Results);
             ran = result.Mode;
             span?.SetTag(Attributes.Mode, JacServiceMetrics.ModeName(ran));
+            if (buffers is null) return [result];
             // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
             var parts = new EngineResult[batch.Parts.Count];
             for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)
@@ -257,7 +260,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// (stacked and padded like them); they are split off here. Hessian and Laplacian requests carry the model inputs
     /// only; what else they need (include_jacobian, the axes) is in the key, which every request of the batch shares.
     /// </summary>
-    private EngineResult Run(WorkKey key, HostTensor[] stacked, ResultBuffers results)
+    private EngineResult Run(WorkKey key, HostTensor[] stacked, ResultBuffers? results)
     {
         int n = _model.Inputs.Count;
         return key.Kind switch

@@ -11,6 +11,7 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     private int _partsLeft;
     private int _partsQueued;
     private Activity? _queueSpan;
+    private CancellationTokenRegistration _cancelled;
 
     public HostTensor[] Inputs { get; } = inputs;
     public int Rows { get; } = (int)inputs[0].Shape[0];
@@ -28,6 +29,23 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     {
         get => _queueSpan;
         init => _queueSpan = value;
+    }
+
+    /// <summary>Calls <paramref name="onCancel"/> if the caller cancels before the request completes.</summary>
+    internal void OnCancelled(Action onCancel)
+    {
+        if (!Cancellation.CanBeCanceled) return;
+        var registration = Cancellation.Register(onCancel);
+        lock (_completion)
+        {
+            if (!IsCompleted)
+            {
+                _cancelled = registration;
+                return;
+            }
+        }
+        // Completed before the registration was stored: nobody else will dispose it.
+        registration.Dispose();
     }
 
     internal void ExpectParts(int count)
@@ -48,17 +66,17 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     {
         if (_parts.Length == 1)
         {
-            _completion.TrySetResult(result);
+            Finish(_completion.TrySetResult(result));
             return;
         }
         _parts[index] = result;
-        if (Interlocked.Decrement(ref _partsLeft) == 0) _completion.TrySetResult(BatchRows.Concat(_parts));
+        if (Interlocked.Decrement(ref _partsLeft) == 0) Finish(_completion.TrySetResult(BatchRows.Concat(_parts)));
     }
 
     public void Fail(Exception e)
     {
         EndQueueSpan(e);
-        _completion.TrySetException(e);
+        Finish(_completion.TrySetException(e));
     }
 
     /// <summary>The queue would not take it: only its queue span ends; the caller gets the exception directly.</summary>
@@ -67,7 +85,16 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
     public void Cancel()
     {
         EndQueueSpan(null, cancelled: true);
-        _completion.TrySetCanceled(Cancellation);
+        Finish(_completion.TrySetCanceled(Cancellation));
+    }
+
+    // Disposing a registration from inside its own callback returns at once, so Cancel may call this too.
+    private void Finish(bool completed)
+    {
+        if (!completed) return;
+        CancellationTokenRegistration registration;
+        lock (_completion) (registration, _cancelled) = (_cancelled, default);
+        registration.Dispose();
     }
 
     private void EndQueueSpan(Exception? error, bool cancelled = false)
