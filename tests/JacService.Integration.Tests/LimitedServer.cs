@@ -2,7 +2,7 @@ namespace JacService.Integration.Tests;
 
 /// <summary>
 /// A second server whose result limit is 1 MiB (so a few hundred MLP Jacobians are over it) and which serves
-/// <c>slow_queue</c>, mlp_tanh with a 10 s batching delay and room for 256 rows, so a lone request waits in the queue
+/// <c>slow_queue</c>, mlp_tanh with a fixed 10 s batching delay and room for 256 rows, so a lone request waits in the queue
 /// far past any short deadline.
 /// </summary>
 public sealed class LimitedServer : IAsyncLifetime
@@ -18,7 +18,7 @@ public sealed class LimitedServer : IAsyncLifetime
             Directory.CreateDirectory(version);
             File.Copy(Path.Combine(root, "mlp_tanh", "1", "model.onnx"), Path.Combine(version, "model.onnx"));
             File.WriteAllText(Path.Combine(root, "slow_queue", "config.json"),
-                """{ "batching": { "maxQueueDelayMicroseconds": 10000000, "maxBatchSize": 256 } }""");
+                """{ "batching": { "maxQueueDelayMicroseconds": 10000000, "maxBatchSize": 256, "adaptiveDelay": false } }""");
         },
     };
 

@@ -30,6 +30,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly object _lock = new();
     private long _batches, _rows, _paddedRows;
     private volatile bool _accepting = true;
+    private volatile bool _warmingUp;
 
     public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock, JacServiceMetrics metrics)
     {
@@ -44,6 +45,17 @@ public sealed class ModelBatcher : IAsyncDisposable
     }
 
     public BatchingOptions Options { get; }
+
+    /// <summary>
+    /// While set (the version's own warm-up calls, before it takes callers): batches leave as soon as an executor
+    /// thread is free, since nobody else could join them, and they are neither traced, measured nor counted in
+    /// <see cref="Executed"/>: they are the server's own calls, not traffic.
+    /// </summary>
+    public bool WarmingUp
+    {
+        get => _warmingUp;
+        set => _warmingUp = value;
+    }
 
     /// <summary>Rows waiting, and batches running.</summary>
     public (int QueuedRows, int RunningBatches) Load
@@ -68,7 +80,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         var request = new PendingRequest(inputs, _clock.GetUtcNow(), deadline, cancellation)
         {
             Caller = caller?.Context ?? default,
-            QueueSpan = StartQueueSpan(key, (int)inputs[0].Shape[0]),
+            QueueSpan = _warmingUp ? null : StartQueueSpan(key, (int)inputs[0].Shape[0]),
         };
         // Starting a span makes it current; the caller's own span must stay current for the rest of its call.
         Activity.Current = caller;
@@ -141,7 +153,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             lock (_lock)
             {
                 // Draining: nothing new will join a partial batch, so waiting out the delay would only stall shutdown.
-                batch = _queue.TryTakeBatch(draining: !_accepting);
+                batch = _queue.TryTakeBatch(draining: !_accepting || _warmingUp);
                 due = _queue.NextDue;
                 // What is left is due at once now that a batch runs: a sleeping thread can take it.
                 if (batch is not null && due is not null) WakeOneLocked();
@@ -185,7 +197,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             foreach (var part in batch.Parts)
             {
                 part.Request.LeftQueue();
-                _metrics.RecordQueueWait(_model.Name, batch.Key.Kind, (now - part.Request.EnqueuedAt).TotalSeconds);
+                if (!_warmingUp) _metrics.RecordQueueWait(_model.Name, batch.Key.Kind, (now - part.Request.EnqueuedAt).TotalSeconds);
                 anyGone |= part.Request.IsCompleted;
             }
             if (anyGone) live = batch with { Parts = batch.Parts.Where(p => !p.Request.IsCompleted).ToList() };
@@ -224,10 +236,14 @@ public sealed class ModelBatcher : IAsyncDisposable
         bool whole = batch.Parts.Count == 1 && first.Rows == first.Request.Rows && padded == rows;
         var buffers = whole ? null : cache.For(batch.Key, padded, first.Request.Inputs);
         var inputs = buffers is null ? first.Request.Inputs : BatchRows.Stack(batch.Parts, padded, buffers.Inputs);
-        Interlocked.Increment(ref _batches);
-        Interlocked.Add(ref _rows, rows);
-        Interlocked.Add(ref _paddedRows, padded - rows);
-        using var span = StartBatchSpan(batch, inputs, rows, bucket, padded);
+        bool observed = !_warmingUp;
+        if (observed)
+        {
+            Interlocked.Increment(ref _batches);
+            Interlocked.Add(ref _rows, rows);
+            Interlocked.Add(ref _paddedRows, padded - rows);
+        }
+        using var span = observed ? StartBatchSpan(batch, inputs, rows, bucket, padded) : null;
         DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;
         try
         {
@@ -250,7 +266,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         finally
         {
-            _metrics.RecordBatch(_model.Name, batch.Key.Kind, ran, bucket, rows, padded - rows,
+            if (observed) _metrics.RecordBatch(_model.Name, batch.Key.Kind, ran, bucket, rows, padded - rows,
                 Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }

@@ -43,7 +43,9 @@ public sealed partial class ModelRepositoryLoader(
         foreach (var (name, version, path) in found)
         {
             if (stoppingToken.IsCancellationRequested) return;
-            registry.Set(Load(name, version, path));
+            var entry = Load(name, version, path);
+            if (entry.State == ModelState.Ready && repository.Value.Warmup) Warm(entry, stoppingToken);
+            registry.Set(entry);
         }
         registry.MarkRepositoryLoaded();
         LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
@@ -92,6 +94,21 @@ public sealed partial class ModelRepositoryLoader(
             return new ModelEntry(name, version, ModelState.Failed, $"internal error while loading: {e.Message}", null, null);
         }
     }
+
+    private void Warm(ModelEntry entry, CancellationToken stoppingToken)
+    {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var failed = ModelWarmup.RunAsync(entry, stoppingToken).GetAwaiter().GetResult();
+        double ms = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (failed is null) LogWarmedUp(entry.Name, entry.Version, ms);
+        else LogWarmupSkipped(entry.Name, entry.Version, failed);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]
+    private partial void LogWarmedUp(string model, int version, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
+    private partial void LogWarmupSkipped(string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Found {Count} model versions under {Root}")]
     private partial void LogScanned(int count, string root);

@@ -13,6 +13,9 @@ public sealed class ModelRepositoryOptions : IValidatableObject
 
     public string FullRoot => Path.GetFullPath(Root);
 
+    /// <summary>Send each version a few requests of its own before it is ready (see ModelWarmup).</summary>
+    public bool Warmup { get; set; } = true;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (!Directory.Exists(FullRoot))

@@ -1,0 +1,38 @@
+using JacService.Protos.V1;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>Each version is sent a few requests of its own before the server reports SERVING.</summary>
+public class WarmupTests
+{
+    [Fact]
+    public async Task EveryVersionIsWarmedUpBeforeTheServerIsServingAndLeavesNoTraffic()
+    {
+        // The delay is fixed at 10 s: warm-up calls must not wait for company, or SERVING would take minutes.
+        await using var server = new ServerProcess { ExtraArgs = ["--Batching:AdaptiveDelay=false", "--Batching:MaxQueueDelayMicroseconds=10000000"] };
+        await server.InitializeAsync();
+        var models = await server.Client.ListModelsAsync(new ListModelsRequest());
+        foreach (var model in models.Models.Where(m => m.State == "READY"))
+        {
+            bool warmed = server.Log.Contains($"Warmed up {model.Name} version {model.Version} in");
+            Assert.True(warmed || server.Log.Contains($"Warm-up of {model.Name} version {model.Version} skipped"), $"{model.Name}: no warm-up logged");
+            // The warm-up's calls are not traffic: no batches in the stats.
+            Assert.Equal(0, model.Batching.Batches);
+            // Its one-sample Jacobian made AUTO time both modes at batch 1, so a caller's first Jacobian does not.
+            if (warmed && model.DefaultMode == DerivativeMode.Auto)
+                Assert.Contains(model.DerivativeChoices, c => c.Batch == 1);
+        }
+        var scrape = await new HttpClient().GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics");
+        Assert.DoesNotContain("jacservice_batch_size_count{", scrape);
+    }
+
+    [Fact]
+    public async Task WarmupCanBeTurnedOff()
+    {
+        await using var server = new ServerProcess { ExtraArgs = ["--Models:Warmup=false"] };
+        await server.InitializeAsync();
+        var info = await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" });
+        Assert.Empty(info.DerivativeChoices);
+        Assert.DoesNotContain("Warmed up", server.Log);
+    }
+}
