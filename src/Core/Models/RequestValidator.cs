@@ -11,6 +11,8 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
 {
     private IReadOnlyList<TensorSignature> Inputs => graph.Inputs;
     private IReadOnlyList<TensorSignature> Outputs => graph.Outputs;
+    private readonly string[] _floatInputs = graph.Inputs.Where(i => i.ElementType.IsFloat()).Select(i => i.Name).ToArray();
+    private readonly int[] _floatOutputs = Enumerable.Range(0, graph.Outputs.Count).Where(i => graph.Outputs[i].ElementType.IsFloat()).ToArray();
 
     /// <summary>
     /// Checks names, ranks, shapes, lengths and values of the inputs and returns them in the model's input order
@@ -49,12 +51,12 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
     /// <summary>The input to differentiate: the named one, or the only float input when the name is empty.</summary>
     public int ResolveWrt(string? wrt)
     {
-        var floats = Inputs.Where(i => i.ElementType.IsFloat()).Select(i => i.Name).ToList();
+        var floats = _floatInputs;
         if (string.IsNullOrEmpty(wrt))
         {
-            if (floats.Count == 1) return graph.InputIndex(floats[0]);
+            if (floats.Length == 1) return graph.InputIndex(floats[0]);
             throw new InvalidRequestException(
-                $"model '{modelName}' has {floats.Count} float inputs ({string.Join(", ", floats)}); name one in 'wrt'");
+                $"model '{modelName}' has {floats.Length} float inputs ({string.Join(", ", floats)}); name one in 'wrt'");
         }
         int index = graph.InputIndex(wrt);
         if (index < 0)
@@ -68,8 +70,7 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
     /// <summary>The outputs to differentiate: the named ones, or every float output when none are named.</summary>
     public int[] ResolveOf(IReadOnlyCollection<string> of)
     {
-        if (of.Count == 0 || of.All(string.IsNullOrEmpty))
-            return Enumerable.Range(0, Outputs.Count).Where(i => Outputs[i].ElementType.IsFloat()).ToArray();
+        if (of.Count == 0 || of.All(string.IsNullOrEmpty)) return (int[])_floatOutputs.Clone();
         var floats = string.Join(", ", Outputs.Where(o => o.ElementType.IsFloat()).Select(o => o.Name));
         return of.Where(o => o.Length > 0).Distinct().Select(name =>
         {

@@ -12,6 +12,9 @@ public sealed class ModelRegistry : IDisposable
 {
     private ImmutableSortedDictionary<(string Name, int Version), ModelEntry> _entries =
         ImmutableSortedDictionary<(string, int), ModelEntry>.Empty;
+    // Each name's versions in ascending order, rebuilt with every change: a request finds its model without a scan.
+    private ImmutableDictionary<string, ModelEntry[]> _byName = ImmutableDictionary<string, ModelEntry[]>.Empty;
+    private readonly object _writeLock = new();
     private volatile bool _repositoryLoaded;
 
     /// <summary>True once every version found at start has finished loading (READY or FAILED).</summary>
@@ -19,26 +22,35 @@ public sealed class ModelRegistry : IDisposable
 
     public IReadOnlyList<ModelEntry> Entries => _entries.Values.ToList();
 
-    public void Set(ModelEntry entry) =>
-        ImmutableInterlocked.Update(ref _entries, e => e.SetItem((entry.Name, entry.Version), entry));
+    public void Set(ModelEntry entry)
+    {
+        lock (_writeLock)
+        {
+            _entries = _entries.SetItem((entry.Name, entry.Version), entry);
+            _byName = _entries.Values.GroupBy(e => e.Name).ToImmutableDictionary(g => g.Key, g => g.ToArray());
+        }
+    }
 
     public void MarkRepositoryLoaded() => _repositoryLoaded = true;
 
     /// <summary>The entry for a name and version text ("" = highest READY version, else the highest found).</summary>
     public ModelEntry Find(string name, string version)
     {
-        var versions = _entries.Values.Where(e => e.Name == name).ToList();
-        if (versions.Count == 0)
+        if (!_byName.TryGetValue(name, out var versions))
         {
             var known = _entries.Keys.Select(k => k.Name).Distinct().ToList();
             throw new ModelNotFoundException(
                 $"model '{name}' not found; the repository has {(known.Count == 0 ? "no models" : string.Join(", ", known))}");
         }
         if (string.IsNullOrEmpty(version))
-            return versions.Where(e => e.State == ModelState.Ready).MaxBy(e => e.Version) ?? versions.MaxBy(e => e.Version)!;
+        {
+            for (int i = versions.Length - 1; i >= 0; i--)
+                if (versions[i].State == ModelState.Ready) return versions[i];
+            return versions[^1];
+        }
         if (!int.TryParse(version, out int v) || v <= 0)
             throw new ModelNotFoundException($"version '{version}' of model '{name}' not found; versions are positive integers");
-        return versions.FirstOrDefault(e => e.Version == v)
+        return Array.Find(versions, e => e.Version == v)
             ?? throw new ModelNotFoundException(
                 $"version {v} of model '{name}' not found; it has versions {string.Join(", ", versions.Select(e => e.Version))}");
     }
@@ -71,7 +83,7 @@ public sealed class ModelRegistry : IDisposable
             if (entry.Batcher is not null) await entry.Batcher.DisposeAsync();
             entry.Model?.Dispose();
         }
-        _entries = _entries.Clear();
+        lock (_writeLock) (_entries, _byName) = (_entries.Clear(), _byName.Clear());
     }
 
     public void Dispose() => ShutdownAsync(TimeSpan.Zero).GetAwaiter().GetResult();
