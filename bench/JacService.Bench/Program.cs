@@ -27,6 +27,12 @@ if (args.Contains("--engine"))
     JacService.Bench.EngineBench.Run(root, options.Models, options.Batches, options.Seconds);
     return 0;
 }
+if (args.Contains("--compiled-probe"))
+{
+    // Usage: ... -- --compiled-probe [--batch 1,16,256] [--seconds 3]: mlp_tanh's forward as one TorchScript function (issue 13).
+    JacService.Bench.CompiledProbe.Run(root, options.Batches, options.Seconds);
+    return 0;
+}
 if (args.Contains("--second-order-engine"))
 {
     // Usage: ... -- --second-order-engine [--models pinn,mlp_tanh] [--batch 1,16,256] [--seconds 3]
