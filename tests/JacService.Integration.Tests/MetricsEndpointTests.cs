@@ -65,6 +65,7 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
             ("jacservice_batch_duration_seconds_count", [.. batch, "bucket"]),
             ("jacservice_queue_depth", ["model", "version"]),
             ("jacservice_models_loaded", ["state"]),
+            ("jacservice_model_predict_runtime", ["model", "version", "runtime"]),
         };
         foreach (var (name, labels) in expected)
         {
@@ -88,6 +89,8 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_models_loaded", ("state", "ready")));
         Assert.Equal(7, Sum(samples, "jacservice_models_loaded", ("state", "failed")));
         Assert.Equal(0, Sum(samples, "jacservice_models_loaded", ("state", "loading")));
+        // Every fixture is float32 in and out: ONNX Runtime serves each READY version's Predict.
+        Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_predict_runtime", ("runtime", "onnxruntime")));
         Has(samples, text, "jacservice_queue_depth for mlp_tanh version 2 (the latest)",
             s => s.Name == "jacservice_queue_depth" && s.Labels["model"] == Traffic.Model && s.Labels["version"] == "2");
 

@@ -20,6 +20,9 @@ public sealed record EngineLimits
     /// </summary>
     public long LargestTemporaryBytes { get; init; } = 32L << 20;
 
+    /// <summary>Serve Predict through ONNX Runtime where the model's inputs and outputs are float32 (see OnnxRuntimeForward).</summary>
+    public bool PredictWithOnnxRuntime { get; init; } = true;
+
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
 }

@@ -18,6 +18,7 @@ public sealed class ModelVersion : IDisposable
     private readonly ReverseMode _reverse;
     private readonly AutoMode _auto;
     private readonly SecondOrderMode _secondOrder;
+    private OnnxRuntimeForward? _onnxRuntime;
 
     private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits)
     {
@@ -44,6 +45,12 @@ public sealed class ModelVersion : IDisposable
     /// <summary>Where parameters and passes live, as telemetry reports it. Every tensor is created on the CPU today.</summary>
     public string Device => "cpu";
 
+    /// <summary>What serves Predict: "onnxruntime" (see OnnxRuntimeForward) or "engine" (the interpreter, which every derivative uses).</summary>
+    public string PredictRuntime => _onnxRuntime is null ? "engine" : "onnxruntime";
+
+    /// <summary>Why Predict runs in the engine although Engine:PredictWithOnnxRuntime is on; empty otherwise.</summary>
+    public string PredictRuntimeNote { get; private set; } = "";
+
     /// <summary>What AUTO has chosen so far, per wrt, of and batch size.</summary>
     public IReadOnlyList<DerivativeChoice> DerivativeChoices => _auto.Choices;
 
@@ -57,6 +64,11 @@ public sealed class ModelVersion : IDisposable
         var model = new ModelVersion(name, version, graph, limits);
         try
         {
+            if (limits.PredictWithOnnxRuntime)
+            {
+                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, out var reason);
+                model.PredictRuntimeNote = reason;
+            }
             if (graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0)))
             {
                 using var scope = NewDisposeScope();
@@ -163,7 +175,11 @@ public sealed class ModelVersion : IDisposable
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 
     /// <summary>Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays.</summary>
-    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
+    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null) =>
+        _onnxRuntime is { } ort ? new EngineResult(ort.Run(inputs, into), new Dictionary<string, HostTensor>()) : PredictInEngine(inputs, into);
+
+    /// <summary>Outputs of a batch from the engine's own forward pass, whatever serves Predict (the reference).</summary>
+    public EngineResult PredictInEngine(HostTensor[] inputs, ResultBuffers? into = null)
     {
         var values = Forward(DeviceTransfer.ToDevice(inputs, Graph));
         return new EngineResult(HostOutputs(values, into), new Dictionary<string, HostTensor>());
@@ -300,6 +316,7 @@ public sealed class ModelVersion : IDisposable
 
     public void Dispose()
     {
+        _onnxRuntime?.Dispose();
         _parts.Dispose();
         Graph.Dispose();
     }

@@ -26,4 +26,10 @@ public sealed class EngineOptions
     /// default above 32 MiB), which costs a page fault per page on first touch. The process then holds its peak heap.
     /// </summary>
     public bool ReuseLargeAllocations { get; set; } = true;
+
+    /// <summary>
+    /// Serve Predict through ONNX Runtime (one session per model version beside the engine; float32 models) instead
+    /// of the engine's interpreter: 2-12x faster forward passes. Derivatives always run in the engine.
+    /// </summary>
+    public bool PredictWithOnnxRuntime { get; set; } = true;
 }

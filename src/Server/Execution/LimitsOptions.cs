@@ -22,5 +22,6 @@ public sealed class LimitsOptions
         MaxResultBytes = (long)MaxResponseMiB << 20,
         MaxCachedPlans = engine.MaxCachedPlans,
         CalibrateAuto = engine.CalibrateAuto,
+        PredictWithOnnxRuntime = engine.PredictWithOnnxRuntime,
     };
 }

@@ -233,6 +233,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
             info.Outputs.AddRange(model.Outputs.Select(TensorMapping.ToInfo));
             info.Opset = model.Graph.Opset;
             info.DerivativeChoices.AddRange(model.DerivativeChoices.Select(ToProto));
+            info.PredictRuntime = model.PredictRuntime;
+            info.PredictRuntimeNote = model.PredictRuntimeNote;
         }
         if (entry.Batcher is { } batcher)
         {

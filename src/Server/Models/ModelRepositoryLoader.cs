@@ -76,7 +76,8 @@ public sealed partial class ModelRepositoryLoader(
             if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
             var config = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, name, ConfigFileName), ModelConfig.ServerDefaults(batching.Value));
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
-            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length);
+            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
+            if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
             return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, config.Batching, clock, metrics))
             {
                 DefaultMode = config.DerivativeMode,
@@ -116,8 +117,11 @@ public sealed partial class ModelRepositoryLoader(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Ignoring {Folder}: version folders are positive integers")]
     private partial void LogIgnoredFolder(string folder);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes")]
-    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}")]
+    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
+    private partial void LogPredictInEngine(string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
     private partial void LogFailed(string model, int version, string reason);

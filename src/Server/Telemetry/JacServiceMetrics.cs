@@ -58,6 +58,12 @@ public sealed class JacServiceMetrics
                 .Select(s => new Measurement<int>(registry.Entries.Count(e => e.State == s),
                     new KeyValuePair<string, object?>("state", s.ToString().ToLowerInvariant()))),
             "{model}", "Model versions in the repository, by state (loading, ready, failed)");
+        _meter.CreateObservableGauge("jacservice.model.predict_runtime", () => registry.Entries
+                .Where(e => e.Model is not null)
+                .Select(e => new Measurement<int>(1,
+                    new KeyValuePair<string, object?>("model", e.Name), new KeyValuePair<string, object?>("version", e.Version.ToString()),
+                    new KeyValuePair<string, object?>("runtime", e.Model!.PredictRuntime))),
+            "{model}", "1 per READY model version, labelled with what serves its Predict (onnxruntime, or engine when it falls back)");
     }
 
     public void RecordRequest(string model, string method, string status, double seconds)

@@ -1,0 +1,82 @@
+using JacService.Core.Onnx;
+using Microsoft.ML.OnnxRuntime;
+
+namespace JacService.Core.Models;
+
+/// <summary>
+/// Predict through ONNX Runtime: one session per model version, built from the same file, running the whole graph as
+/// one preplanned, fused call. The engine's interpreter pays 5-10 µs of managed bookkeeping per op and libtorch's
+/// kernels run these models' products at about half the speed of ORT's (docs/benchmarks.md, "Compiled Predict plans:
+/// feasibility"), so a forward pass alone is served by ORT; derivatives, which ORT cannot take, stay in the engine,
+/// whose forward pass also gives their outputs. Both agree to float32 rounding (tested per op row and per fixture).
+/// Used only when every input and output is float32; the session is thread-safe and runs on the caller's thread.
+/// </summary>
+internal sealed class OnnxRuntimeForward : IDisposable
+{
+    private readonly InferenceSession _session;
+    // Read-only settings of a call (none set): one object serves concurrent calls.
+    private readonly RunOptions _runOptions = new();
+    private readonly string[] _inputNames;
+    private readonly string[] _outputNames;
+
+    private OnnxRuntimeForward(InferenceSession session, ModelGraph graph)
+    {
+        _session = session;
+        _inputNames = graph.Inputs.Select(i => i.Name).ToArray();
+        _outputNames = graph.Outputs.Select(o => o.Name).ToArray();
+    }
+
+    /// <summary>A session for the model, or null and why not (the engine then serves Predict).</summary>
+    public static OnnxRuntimeForward? TryCreate(byte[] bytes, ModelGraph graph, out string reason)
+    {
+        var notFloat = graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float);
+        if (notFloat is not null)
+        {
+            reason = $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; ONNX Runtime serves Predict for float32 inputs and outputs only";
+            return null;
+        }
+        // One thread in the session: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
+        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        try
+        {
+            reason = "";
+            return new OnnxRuntimeForward(new InferenceSession(bytes, options), graph);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            reason = $"ONNX Runtime could not load the model: {e.Message}";
+            return null;
+        }
+    }
+
+    /// <summary>Every output of a batch, as float32 arrays (written into <paramref name="into"/> when given).</summary>
+    public Dictionary<string, HostTensor> Run(HostTensor[] inputs, ResultBuffers? into)
+    {
+        var values = new OrtValue[inputs.Length];
+        try
+        {
+            // Views of the managed arrays (pinned for the call), not copies.
+            for (int i = 0; i < inputs.Length; i++) values[i] = OrtValue.CreateTensorValueFromMemory(inputs[i].Data, inputs[i].Shape);
+            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            var outputs = new Dictionary<string, HostTensor>(_outputNames.Length);
+            for (int o = 0; o < _outputNames.Length; o++)
+            {
+                var source = results[o].GetTensorDataAsSpan<float>();
+                var target = into?.For("out:" + _outputNames[o], source.Length) ?? new float[source.Length];
+                source.CopyTo(target);
+                outputs[_outputNames[o]] = new HostTensor(results[o].GetTensorTypeAndShape().Shape, target);
+            }
+            return outputs;
+        }
+        finally
+        {
+            foreach (var value in values) value?.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _session.Dispose();
+        _runOptions.Dispose();
+    }
+}
