@@ -87,8 +87,10 @@ if (args.Contains("--derivatives"))
     return 0;
 }
 
+// --predict-only: the Predict table alone (no Jacobians, no peer).
+bool predictOnly = args.Contains("--predict-only");
 // The peer runs with one and with two threads; the table keeps its better number for each point.
-var peer = options.NoPeer ? [] : new[] { 1, 2 }.SelectMany(threads => Peer.RunFunctorch(root, models, options, threads))
+var peer = options.NoPeer || predictOnly ? [] : new[] { 1, 2 }.SelectMany(threads => Peer.RunFunctorch(root, models, options, threads))
     .GroupBy(p => (p.Model, p.Batch)).Select(g => g.MaxBy(p => p.JacobiansPerSecond ?? -1)!).ToList();
 var rows = new List<string>();
 var predictRows = new List<string>();
@@ -105,25 +107,27 @@ foreach (var name in models)
     foreach (var batch in options.Batches)
     {
         var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
-
-        // In-process: the engine alone on this thread, one intra-op thread.
-        double inProcess = Measure.PerSecond(batch, options.Seconds, () =>
-        {
-            using var scope = torch.NewDisposeScope();
-            using var mode = torch.inference_mode();
-            model.Jacobian(inputs, wrt, of);
-        });
-
         var request = new BatchJacobianRequest { Model = name, Wrt = model.Inputs[wrt].Name };
         for (int i = 0; i < inputs.Length; i++) request.Inputs[model.Inputs[i].Name] = Inputs.ToProto(inputs[i]);
-        double grpc1 = Measure.PerSecond(batch, options.Seconds, () => client.BatchJacobian(request));
-        double grpc2 = Measure.PerSecondConcurrent(batch, options.Seconds, 2, () => client.BatchJacobian(request));
 
-        var p = peer.FirstOrDefault(x => x.Model == name && x.Batch == batch);
-        string peerText = p is null ? "n/a" : p.JacobiansPerSecond is { } v ? $"{Fmt(v)} ({p.Threads}t)" : "skipped (" + p.Note + ")";
-        string ratio = p?.JacobiansPerSecond is { } pv ? $"{Math.Max(grpc1, grpc2) / pv:F2}x" : "n/a";
-        rows.Add($"| {name} | {batch} | {Fmt(inProcess)} | {Fmt(grpc1)} | {Fmt(grpc2)} | {peerText} | {ratio} |");
-        Console.Error.WriteLine(rows[^1]);
+        if (!predictOnly)
+        {
+            // In-process: the engine alone on this thread, one intra-op thread.
+            double inProcess = Measure.PerSecond(batch, options.Seconds, () =>
+            {
+                using var scope = torch.NewDisposeScope();
+                using var mode = torch.inference_mode();
+                model.Jacobian(inputs, wrt, of);
+            });
+            double grpc1 = Measure.PerSecond(batch, options.Seconds, () => client.BatchJacobian(request));
+            double grpc2 = Measure.PerSecondConcurrent(batch, options.Seconds, 2, () => client.BatchJacobian(request));
+
+            var p = peer.FirstOrDefault(x => x.Model == name && x.Batch == batch);
+            string peerText = p is null ? "n/a" : p.JacobiansPerSecond is { } v ? $"{Fmt(v)} ({p.Threads}t)" : "skipped (" + p.Note + ")";
+            string ratio = p?.JacobiansPerSecond is { } pv ? $"{Math.Max(grpc1, grpc2) / pv:F2}x" : "n/a";
+            rows.Add($"| {name} | {batch} | {Fmt(inProcess)} | {Fmt(grpc1)} | {Fmt(grpc2)} | {peerText} | {ratio} |");
+            Console.Error.WriteLine(rows[^1]);
+        }
 
         // Predict beside ONNX Runtime.
         var predict = new PredictRequest { Model = name };
@@ -135,10 +139,16 @@ foreach (var name in models)
             using var mode = torch.inference_mode();
             model.Predict(inputs);
         });
+        double predictEngine = Measure.PerSecond(batch, options.Seconds, () =>
+        {
+            using var scope = torch.NewDisposeScope();
+            using var mode = torch.inference_mode();
+            model.PredictInEngine(inputs);
+        });
         var ortInputs = model.Inputs.Select((sig, i) => NamedOnnxValue.CreateFromTensor(sig.Name,
             new DenseTensor<float>(inputs[i].Data, inputs[i].Shape.Select(d => (int)d).ToArray()))).ToList();
         double ortRate = Measure.PerSecond(batch, options.Seconds, () => { using var r = ort.Run(ortInputs); });
-        predictRows.Add($"| {name} | {batch} | {Fmt(predictInProcess)} | {Fmt(predictGrpc)} | {Fmt(ortRate)} | {predictInProcess / ortRate:F2}x |");
+        predictRows.Add($"| {name} | {batch} | {Fmt(predictInProcess)} ({model.PredictRuntime}) | {Fmt(predictEngine)} | {Fmt(predictGrpc)} | {Fmt(ortRate)} | {predictInProcess / ortRate:F2}x | {predictEngine / ortRate:F2}x |");
         Console.Error.WriteLine(predictRows[^1]);
     }
 }
@@ -151,8 +161,8 @@ rows.ForEach(Console.WriteLine);
 Console.WriteLine();
 Console.WriteLine("Predict, samples/s");
 Console.WriteLine();
-Console.WriteLine("| model | batch | JacService in-process (1 thread) | JacService gRPC, 2 clients | ONNX Runtime (1 thread) | in-process / ORT |");
-Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+Console.WriteLine("| model | batch | JacService Predict in-process (1 thread) | engine's interpreter | JacService gRPC, 2 clients | ONNX Runtime alone (1 thread) | Predict / ORT | interpreter / ORT |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
 predictRows.ForEach(Console.WriteLine);
 return 0;
 
