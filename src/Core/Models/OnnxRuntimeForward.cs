@@ -35,16 +35,22 @@ internal sealed class OnnxRuntimeForward : IDisposable
             reason = $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; ONNX Runtime serves Predict for float32 inputs and outputs only";
             return null;
         }
-        // One thread in the session: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
-        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
         try
         {
+            // One thread in the session: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
+            using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
             reason = "";
             return new OnnxRuntimeForward(new InferenceSession(bytes, options), graph);
         }
         catch (OnnxRuntimeException e)
         {
             reason = $"ONNX Runtime could not load the model: {e.Message}";
+            return null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
+        {
+            // No usable native library (another platform, a trimmed image): the engine still serves everything.
+            reason = $"ONNX Runtime is not available here: {e.Message}";
             return null;
         }
     }
