@@ -13,14 +13,18 @@ internal static class LinearAlgebra
         var bias = c.Optional(2);
         double alpha = c.Attr.Float("alpha", 1f), beta = c.Attr.Float("beta", 1f);
         bool transA = c.Attr.Int("transA", 0) != 0, transB = c.Attr.Int("transB", 0) != 0;
-        Shapes.Require(a.Rank == 2 && b.Rank == 2,
-            () => $"Gemm needs 2-D A and B, got A {Shapes.Text(a.Shape)} and B {Shapes.Text(b.Shape)}");
+        // Each shape query is a native call that allocates its array through a callback: a few µs per Gemm at batch 1
+        // when repeated, so each operand's shape is read once.
+        long[] aShape = a.Shape, bShape = b.Shape;
+        Shapes.Require(aShape.Length == 2 && bShape.Length == 2,
+            () => $"Gemm needs 2-D A and B, got A {Shapes.Text(aShape)} and B {Shapes.Text(bShape)}");
+        long[] aUsed = transA ? [aShape[1], aShape[0]] : aShape, bUsed = transB ? [bShape[1], bShape[0]] : bShape;
 
         var A = transA ? a.Value.t() : a.Value;
         var B = transB ? b.Value.t() : b.Value;
-        Shapes.Require(A.shape[1] == B.shape[0],
-            () => $"Gemm inner dimensions differ: A' {Shapes.Text(A.shape)} x B' {Shapes.Text(B.shape)}");
-        long[] outShape = [A.shape[0], B.shape[1]];
+        Shapes.Require(aUsed[1] == bUsed[0],
+            () => $"Gemm inner dimensions differ: A' {Shapes.Text(aUsed)} x B' {Shapes.Text(bUsed)}");
+        long[] outShape = [aUsed[0], bUsed[1]];
         if (bias is { } cb)
             Shapes.Require(Shapes.Broadcast(cb.Shape, outShape).SequenceEqual(outShape),
                 () => $"Gemm bias {Shapes.Text(cb.Shape)} does not broadcast to {Shapes.Text(outShape)}");

@@ -22,8 +22,9 @@ internal static class Tangents
     public static Tensor Fit(Tensor t, long[] shape)
     {
         t = Align(t, shape.Length);
-        var want = WithBasis(t.shape[0], shape);
-        return t.shape.SequenceEqual(want) ? t : t.expand(want);
+        var have = t.shape;
+        var want = WithBasis(have[0], shape);
+        return have.SequenceEqual(want) ? t : t.expand(want);
     }
 
     public static long[] WithBasis(long k, long[] shape)
