@@ -22,8 +22,12 @@ public sealed class ModelConfig
     /// <summary>The mode an AUTO request for this model gets: "auto" (the engine times both), "forward" or "reverse".</summary>
     public DerivativeMode DerivativeMode { get; set; } = DerivativeMode.Auto;
 
+    /// <summary>Which versions of the model are served (replaces the server's Models:VersionPolicy whole).</summary>
+    public VersionPolicy VersionPolicy { get; set; } = VersionPolicy.Default;
+
     /// <summary>The per-model settings before any config.json: the server's bound values.</summary>
-    public static ModelConfig ServerDefaults(BatchingOptions batching) => new() { Batching = batching };
+    public static ModelConfig ServerDefaults(BatchingOptions batching, VersionPolicy? versions = null) =>
+        new() { Batching = batching, VersionPolicy = versions ?? VersionPolicy.Default };
 
     /// <summary>
     /// <paramref name="defaults"/> overridden by the file at <paramref name="path"/>, if there is one. The file is read by
@@ -45,11 +49,14 @@ public sealed class ModelConfig
             // Merged as JSON, not as configuration layers: layered configuration merges arrays index by index, so a
             // model's "buckets": [8] over the server's [1, 2, 4] would come out [8, 2, 4].
             var merged = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(defaults, SerializerOptions), NodeOptions)!;
+            // A policy's forms exclude each other: the model's replaces the server's instead of merging key by key.
+            if (file.Any(p => string.Equals(p.Key, nameof(VersionPolicy), StringComparison.OrdinalIgnoreCase))) merged.Remove(nameof(VersionPolicy));
             Overlay(merged, file);
             using var json = new MemoryStream(Encoding.UTF8.GetBytes(merged.ToJsonString()));
             var config = new ConfigurationBuilder().AddJsonStream(json).Build()
                 .Get<ModelConfig>(o => o.ErrorOnUnknownConfiguration = true) ?? defaults;
             Validate(config.Batching);
+            Validate(config.VersionPolicy);
             return config;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException)

@@ -36,7 +36,7 @@ public sealed partial class ModelRepositoryLoader(
         // signal, or queued calls would sit out their max delay while Kestrel waits for them.
         lifetime.ApplicationStopping.Register(registry.BeginDrain);
         var root = repository.Value.FullRoot;
-        var found = Scan(root);
+        var found = ByVersionPolicy(Scan(root));
         foreach (var (name, version, _) in found) registry.Set(ModelEntry.Loading(name, version));
         LogScanned(found.Count, root);
 
@@ -50,6 +50,35 @@ public sealed partial class ModelRepositoryLoader(
         registry.MarkRepositoryLoaded();
         LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
     }, stoppingToken);
+
+    /// <summary>
+    /// The versions each model's policy serves (its config.json's, or Models:VersionPolicy); the others are not loaded.
+    /// A config.json that does not read keeps every version, which then fails to load with the file's error.
+    /// </summary>
+    private List<(string Name, int Version, string Path)> ByVersionPolicy(List<(string Name, int Version, string Path)> found)
+    {
+        var served = new List<(string, int, string)>();
+        foreach (var model in found.GroupBy(f => f.Name))
+        {
+            VersionPolicy policy;
+            try
+            {
+                policy = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, model.Key, ConfigFileName), Defaults).VersionPolicy;
+            }
+            catch (InvalidDataException)
+            {
+                served.AddRange(model);
+                continue;
+            }
+            var versions = policy.Select(model.Select(m => m.Version).ToList());
+            served.AddRange(model.Where(m => versions.Contains(m.Version)));
+            foreach (var skipped in model.Where(m => !versions.Contains(m.Version))) LogOutsidePolicy(model.Key, skipped.Version, policy.ToString());
+            foreach (var missing in policy.Specific.Where(v => model.All(m => m.Version != v))) LogPolicyVersionMissing(model.Key, missing, policy.ToString());
+        }
+        return served;
+    }
+
+    private ModelConfig Defaults => ModelConfig.ServerDefaults(batching.Value, repository.Value.VersionPolicy);
 
     private List<(string Name, int Version, string Path)> Scan(string root)
     {
@@ -74,7 +103,7 @@ public sealed partial class ModelRepositoryLoader(
         try
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
-            var config = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, name, ConfigFileName), ModelConfig.ServerDefaults(batching.Value));
+            var config = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, name, ConfigFileName), Defaults);
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
@@ -110,6 +139,12 @@ public sealed partial class ModelRepositoryLoader(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
     private partial void LogWarmupSkipped(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Not loading {Model} version {Version}: outside its version policy ({Policy})")]
+    private partial void LogOutsidePolicy(string model, int version, string policy);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Model} has no version {Version}, which its version policy ({Policy}) names")]
+    private partial void LogPolicyVersionMissing(string model, int version, string policy);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Found {Count} model versions under {Root}")]
     private partial void LogScanned(int count, string root);

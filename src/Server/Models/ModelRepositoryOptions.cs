@@ -13,6 +13,9 @@ public sealed class ModelRepositoryOptions : IValidatableObject
 
     public string FullRoot => Path.GetFullPath(Root);
 
+    /// <summary>Which versions of each model are served unless its config.json says otherwise (default: all).</summary>
+    public VersionPolicy VersionPolicy { get; set; } = VersionPolicy.Default;
+
     /// <summary>Send each version a few requests of its own before it is ready (see ModelWarmup).</summary>
     public bool Warmup { get; set; } = true;
 
@@ -20,5 +23,7 @@ public sealed class ModelRepositoryOptions : IValidatableObject
     {
         if (!Directory.Exists(FullRoot))
             yield return new ValidationResult($"Models:Root '{Root}' (resolved to '{FullRoot}') is not a directory", [nameof(Root)]);
+        foreach (var problem in VersionPolicy.Validate(context))
+            yield return new ValidationResult($"Models:VersionPolicy: {problem.ErrorMessage}", [nameof(VersionPolicy)]);
     }
 }
