@@ -66,6 +66,8 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
             ("jacservice_queue_depth", ["model", "version"]),
             ("jacservice_models_loaded", ["state"]),
             ("jacservice_model_predict_runtime", ["model", "version", "runtime"]),
+            ("jacservice_model_loads_total", ["model", "outcome"]),
+            ("jacservice_model_load_duration_seconds_count", ["model", "outcome"]),
         };
         foreach (var (name, labels) in expected)
         {
@@ -91,6 +93,8 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.Equal(0, Sum(samples, "jacservice_models_loaded", ("state", "loading")));
         // Every fixture is float32 in and out: ONNX Runtime serves each READY version's Predict.
         Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_predict_runtime", ("runtime", "onnxruntime")));
+        Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_loads_total", ("outcome", "ready")));
+        Assert.Equal(7, Sum(samples, "jacservice_model_loads_total", ("outcome", "failed")));
         Has(samples, text, "jacservice_queue_depth for mlp_tanh version 2 (the latest)",
             s => s.Name == "jacservice_queue_depth" && s.Labels["model"] == Traffic.Model && s.Labels["version"] == "2");
 

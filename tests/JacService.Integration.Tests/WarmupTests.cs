@@ -18,6 +18,9 @@ public class WarmupTests
             Assert.True(warmed || server.Log.Contains($"Warm-up of {model.Name} version {model.Version} skipped"), $"{model.Name}: no warm-up logged");
             // The warm-up's calls are not traffic: no batches in the stats.
             Assert.Equal(0, model.Batching.Batches);
+            // GetModel says when the version became ready and what loading and warming it took.
+            Assert.True(DateTimeOffset.Parse(model.LoadedAt) > DateTimeOffset.UtcNow.AddMinutes(-5), model.LoadedAt);
+            Assert.True(model.LoadSeconds > 0 && (!warmed || model.WarmupSeconds > 0), $"load {model.LoadSeconds} s, warm-up {model.WarmupSeconds} s");
             // Its one-sample Jacobian made AUTO time both modes at batch 1, so a caller's first Jacobian does not.
             if (warmed && model.DefaultMode == DerivativeMode.Auto)
                 Assert.Contains(model.DerivativeChoices, c => c.Batch == 1);
@@ -33,6 +36,7 @@ public class WarmupTests
         await server.InitializeAsync();
         var info = await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" });
         Assert.Empty(info.DerivativeChoices);
+        Assert.Equal(0, info.WarmupSeconds);
         Assert.DoesNotContain("Warmed up", server.Log);
     }
 }

@@ -226,6 +226,9 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
             State = entry.State.ToString().ToUpperInvariant(),
             Error = entry.Error,
             DefaultMode = ModeMapping.ToProto(entry.DefaultMode),
+            LoadedAt = entry.LoadedAt?.UtcDateTime.ToString("O") ?? "",
+            LoadSeconds = entry.LoadSeconds,
+            WarmupSeconds = entry.WarmupSeconds,
         };
         if (entry.Model is { } model)
         {

@@ -10,5 +10,13 @@ public sealed record ModelEntry(string Name, int Version, ModelState State, stri
     /// <summary>What an AUTO request runs in: the config.json "derivativeMode", or AUTO (the engine measures) without one.</summary>
     public DerivativeMode DefaultMode { get; init; } = DerivativeMode.Auto;
 
+    /// <summary>When the version finished loading (READY or FAILED); null while it loads.</summary>
+    public DateTimeOffset? LoadedAt { get; init; }
+
+    /// <summary>Seconds spent reading, validating and planning the version, and warming it up.</summary>
+    public double LoadSeconds { get; init; }
+
+    public double WarmupSeconds { get; init; }
+
     public static ModelEntry Loading(string name, int version) => new(name, version, ModelState.Loading, "", null, null);
 }

@@ -43,9 +43,12 @@ public sealed partial class ModelRepositoryLoader(
         foreach (var (name, version, path) in found)
         {
             if (stoppingToken.IsCancellationRequested) return;
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             var entry = Load(name, version, path);
-            if (entry.State == ModelState.Ready && repository.Value.Warmup) Warm(entry, stoppingToken);
-            registry.Set(entry);
+            double loadSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+            double warmupSeconds = entry.State == ModelState.Ready && repository.Value.Warmup ? Warm(entry, stoppingToken) : 0;
+            metrics.RecordModelLoad(name, entry.State, loadSeconds + warmupSeconds);
+            registry.Set(entry with { LoadedAt = clock.GetUtcNow(), LoadSeconds = loadSeconds, WarmupSeconds = warmupSeconds });
         }
         registry.MarkRepositoryLoaded();
         LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
@@ -125,13 +128,15 @@ public sealed partial class ModelRepositoryLoader(
         }
     }
 
-    private void Warm(ModelEntry entry, CancellationToken stoppingToken)
+    /// <summary>Warms the version up; returns the seconds it took.</summary>
+    private double Warm(ModelEntry entry, CancellationToken stoppingToken)
     {
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
         var failed = ModelWarmup.RunAsync(entry, stoppingToken).GetAwaiter().GetResult();
-        double ms = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        if (failed is null) LogWarmedUp(entry.Name, entry.Version, ms);
+        var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        if (failed is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
         else LogWarmupSkipped(entry.Name, entry.Version, failed);
+        return took.TotalSeconds;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]

@@ -24,6 +24,8 @@ public sealed class JacServiceMetrics
     private readonly Histogram<int> _batchSize;
     private readonly Counter<long> _paddedRows;
     private readonly Histogram<double> _batchDuration;
+    private readonly Counter<long> _modelLoads;
+    private readonly Histogram<double> _modelLoadDuration;
 
     public JacServiceMetrics(Meter meter)
     {
@@ -43,6 +45,11 @@ public sealed class JacServiceMetrics
             "Rows added to batches to fill a bucket: computed and thrown away");
         _batchDuration = meter.CreateHistogram("jacservice.batch.duration", "s",
             "Time one batch took on its executor thread, by model, kind and bucket",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        _modelLoads = meter.CreateCounter<long>("jacservice.model.loads", "{load}",
+            "Model versions loaded, by model and outcome (ready, failed)");
+        _modelLoadDuration = meter.CreateHistogram("jacservice.model.load.duration", "s",
+            "Time from reading a version's file to its being ready (warm-up included) or failed",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
     }
 
@@ -71,6 +78,13 @@ public sealed class JacServiceMetrics
         var tags = new TagList { { "model", model }, { "method", method }, { "status", status } };
         _requests.Add(1, tags);
         _requestDuration.Record(seconds, tags);
+    }
+
+    public void RecordModelLoad(string model, ModelState outcome, double seconds)
+    {
+        var tags = new TagList { { "model", model }, { "outcome", outcome.ToString().ToLowerInvariant() } };
+        _modelLoads.Add(1, tags);
+        _modelLoadDuration.Record(seconds, tags);
     }
 
     public void RecordQueueWait(string model, WorkKind kind, double seconds) =>
