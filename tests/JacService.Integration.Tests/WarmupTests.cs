@@ -30,6 +30,29 @@ public class WarmupTests
     }
 
     [Fact]
+    public async Task AVersionThatFailsItsWarmupIsNotServed()
+    {
+        // Loads (a batch of one evaluates) but cannot run the warm-up's batch of two: every merged batch would fail.
+        await using var server = new ServerProcess
+        {
+            PrepareRepository = root =>
+            {
+                var folder = Path.Combine(root, "batch_one_only", "1");
+                Directory.CreateDirectory(folder);
+                File.Copy(Path.Combine(Testing.Fixtures.Root, "tests", "fixtures", "bad", "batch_one_only", "1", "model.onnx"), Path.Combine(folder, "model.onnx"));
+            },
+        };
+        await server.InitializeAsync();
+        var info = await server.Client.GetModelAsync(new GetModelRequest { Model = "batch_one_only" });
+        Assert.Equal("FAILED", info.State);
+        Assert.StartsWith("warm-up failed: ", info.Error);
+        Assert.Contains("reshape_to_one_sample", info.Error);
+        Assert.Contains("batch_one_only version 1 failed its warm-up and is not served", server.Log);
+        // Everything else serves.
+        Assert.Equal("READY", (await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" })).State);
+    }
+
+    [Fact]
     public async Task WarmupCanBeTurnedOff()
     {
         await using var server = new ServerProcess { ExtraArgs = ["--Models:Warmup=false"] };

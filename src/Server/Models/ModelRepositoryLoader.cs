@@ -46,7 +46,8 @@ public sealed partial class ModelRepositoryLoader(
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
             var entry = Load(name, version, path);
             double loadSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
-            double warmupSeconds = entry.State == ModelState.Ready && repository.Value.Warmup ? Warm(entry, stoppingToken) : 0;
+            double warmupSeconds = 0;
+            if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, stoppingToken);
             metrics.RecordModelLoad(name, entry.State, loadSeconds + warmupSeconds);
             registry.Set(entry with { LoadedAt = clock.GetUtcNow(), LoadSeconds = loadSeconds, WarmupSeconds = warmupSeconds });
         }
@@ -128,16 +129,26 @@ public sealed partial class ModelRepositoryLoader(
         }
     }
 
-    /// <summary>Warms the version up; returns the seconds it took.</summary>
-    private double Warm(ModelEntry entry, CancellationToken stoppingToken)
+    /// <summary>Warms the version up: the entry to register (FAILED, its model freed, when the warm-up failed) and the seconds it took.</summary>
+    private (ModelEntry, double) Warm(ModelEntry entry, CancellationToken stoppingToken)
     {
         long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var failed = ModelWarmup.RunAsync(entry, stoppingToken).GetAwaiter().GetResult();
+        var outcome = ModelWarmup.RunAsync(entry, stoppingToken).GetAwaiter().GetResult();
         var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-        if (failed is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
-        else LogWarmupSkipped(entry.Name, entry.Version, failed);
-        return took.TotalSeconds;
+        if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
+        if (outcome.Failure is not { } failure)
+        {
+            if (outcome.Skipped is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
+            return (entry, took.TotalSeconds);
+        }
+        LogWarmupFailed(entry.Name, entry.Version, failure);
+        entry.Batcher!.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        entry.Model!.Dispose();
+        return (new ModelEntry(entry.Name, entry.Version, ModelState.Failed, $"warm-up failed: {failure}", null, null), took.TotalSeconds);
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Model} version {Version} failed its warm-up and is not served: {Reason}")]
+    private partial void LogWarmupFailed(string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]
     private partial void LogWarmedUp(string model, int version, double milliseconds);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JacService.Core.Models;
+using JacService.Core.Onnx;
 using JacService.Server.Batching;
 using JacService.Server.Grpc;
 
@@ -11,19 +12,23 @@ namespace JacService.Server.Models;
 /// building the plan of its shapes, AUTO's timing of both modes and the JIT's first compilation of every method on
 /// the way, tens to hundreds of milliseconds that would land on the first callers after a start or a reload. The
 /// calls leave no trace in the version's metrics, spans or batching stats (see ModelBatcher.WarmingUp).
-/// Inputs are uniform in [0, 1); a model that fails on them is still served (the failure is logged).
+/// Inputs are uniform in [0, 1). A version that fails its warm-up (a graph that evaluates for one sample but not for a
+/// batch, say) is not served: every batch the batcher forms would fail the same way.
 /// </summary>
 public static class ModelWarmup
 {
     /// <summary>Buckets past this are not warmed: a huge batch of a large model would cost more than its first call saves.</summary>
     public const int LargestRows = 64;
 
-    /// <summary>Runs the warm-up calls; returns what failed, or null.</summary>
-    public static async Task<string?> RunAsync(ModelEntry entry, CancellationToken cancellation)
+    /// <summary>What the warm-up did: ran (Failure null), failed (Failure says why), or was skipped (Skipped says why).</summary>
+    public sealed record Outcome(string? Failure, string? Skipped);
+
+    /// <summary>Runs the warm-up calls.</summary>
+    public static async Task<Outcome> RunAsync(ModelEntry entry, CancellationToken cancellation)
     {
         var (model, batcher) = (entry.Model!, entry.Batcher!);
         // A dynamic axis past the batch axis has no size to warm up with; such models warm up on their first calls.
-        if (model.Inputs.Any(i => i.Shape.Skip(1).Any(d => d < 0))) return "an input has a dynamic axis besides the batch axis";
+        if (model.Inputs.Any(i => i.Shape.Skip(1).Any(d => d < 0))) return new(null, "an input has a dynamic axis besides the batch axis");
         var rng = new Random(1);
         HostTensor[] Sample(int rows) => model.Inputs
             .Select(i => new HostTensor([rows, .. i.Shape[1..]], RandomValues(rng, rows * i.Shape.Skip(1).Aggregate(1L, (p, d) => p * d))))
@@ -36,15 +41,18 @@ public static class ModelWarmup
                 var inputs = Sample(rows);
                 await batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, null, cancellation);
             }
+            // A Jacobian with respect to the first float input, of every float output.
+            int wrt = model.Inputs.ToList().FindIndex(i => i.ElementType.IsFloat());
+            var of = model.ResolveOf([]);
+            if (wrt < 0 || of.Length == 0) return new(null, null);
             var one = Sample(1);
-            int[] of = [.. Enumerable.Range(0, model.Outputs.Count)];
             for (int call = 0; call < 2; call++)
-                await batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, one, 0, of, entry.DefaultMode), one, null, cancellation);
-            return null;
+                await batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, one, wrt, of, entry.DefaultMode), one, null, cancellation);
+            return new(null, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return e.Message;
+            return new(e.Message, null);
         }
         finally
         {
