@@ -34,14 +34,21 @@ public class MemoryTests(ServerProcess server, ITestOutputHelper output)
         }
 
         await Burst(1000); // warm-up: plans, allocator pools, JIT
-        long before = server.ResidentBytes();
-        await Burst(4000);
-        long after = server.ResidentBytes();
-        output.WriteLine($"{mode}: resident memory {before >> 20} MiB -> {after >> 20} MiB over 4000 requests");
-        // Without disposal every request would keep its tangents: ~1 MB per CNN Jacobian, gigabytes in all. A quiet
-        // run grows ~20 MiB; on a machine busy with other builds the allocator's arenas and a lagging GC have added
-        // up to ~130 MiB, so the bound sits well above that and still far below a leak.
-        Assert.True(after - before < 256L << 20,
-            $"{mode}: resident memory grew from {before >> 20} MiB to {after >> 20} MiB over 4000 requests");
+        var resident = new List<long> { server.ResidentBytes() };
+        for (int interval = 0; interval < 3; interval++)
+        {
+            await Burst(1600);
+            resident.Add(server.ResidentBytes());
+        }
+        var growth = resident.Zip(resident.Skip(1), (a, b) => b - a).ToList();
+        string trace = string.Join(" -> ", resident.Select(r => $"{r >> 20} MiB"));
+        output.WriteLine($"{mode}: resident memory {trace} over 3 x 1600 requests");
+        // Without disposal every request would keep its tangents: ~1 MB per CNN Jacobian, ~200 MB in every interval of
+        // 1600 requests. The heap keeps its peak (Engine:ReuseLargeAllocations), and full-suite runs have reached it
+        // only after the warm-up, in one step (~610 to ~900 MiB, the level an isolated run starts at). A leak grows in
+        // every interval; the heap's step happens in one. So some interval must stay flat, and the whole climb within
+        // one working memory (512 MiB).
+        Assert.True(growth.Min() < 64L << 20, $"{mode}: resident memory grew in every interval: {trace}");
+        Assert.True(resident[^1] - resident[0] < 512L << 20, $"{mode}: resident memory grew too far: {trace}");
     }
 }
