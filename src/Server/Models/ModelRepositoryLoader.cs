@@ -37,14 +37,14 @@ public sealed partial class ModelRepositoryLoader(
         lifetime.ApplicationStopping.Register(registry.BeginDrain);
         var root = repository.Value.FullRoot;
         var found = ByVersionPolicy(Scan(root));
-        foreach (var (name, version, _) in found) registry.Set(ModelEntry.Loading(name, version));
+        foreach (var (name, version, _, _) in found) registry.Set(ModelEntry.Loading(name, version));
         LogScanned(found.Count, root);
 
-        foreach (var (name, version, path) in found)
+        foreach (var (name, version, path, config) in found)
         {
             if (stoppingToken.IsCancellationRequested) return;
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var entry = Load(name, version, path);
+            var entry = Load(name, version, path, config);
             double loadSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
             double warmupSeconds = 0;
             if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, stoppingToken);
@@ -56,26 +56,27 @@ public sealed partial class ModelRepositoryLoader(
     }, stoppingToken);
 
     /// <summary>
-    /// The versions each model's policy serves (its config.json's, or Models:VersionPolicy); the others are not loaded.
-    /// A config.json that does not read keeps every version, which then fails to load with the file's error.
+    /// Reads each model's config.json once and keeps the versions its policy serves (its own, or Models:VersionPolicy);
+    /// the others are not loaded. A config.json that does not read keeps every version, and each then fails to load
+    /// with the file's error.
     /// </summary>
-    private List<(string Name, int Version, string Path)> ByVersionPolicy(List<(string Name, int Version, string Path)> found)
+    private List<(string Name, int Version, string Path, ConfigRead Config)> ByVersionPolicy(List<(string Name, int Version, string Path)> found)
     {
-        var served = new List<(string, int, string)>();
+        var served = new List<(string, int, string, ConfigRead)>();
         foreach (var model in found.GroupBy(f => f.Name))
         {
-            VersionPolicy policy;
+            ConfigRead config;
             try
             {
-                policy = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, model.Key, ConfigFileName), Defaults).VersionPolicy;
+                config = new ConfigRead(ModelConfig.Load(Path.Combine(repository.Value.FullRoot, model.Key, ConfigFileName), Defaults), null);
             }
-            catch (InvalidDataException)
+            catch (InvalidDataException e)
             {
-                served.AddRange(model);
-                continue;
+                config = new ConfigRead(null, e);
             }
+            var policy = config.Config?.VersionPolicy ?? VersionPolicy.Default;
             var versions = policy.Select(model.Select(m => m.Version).ToList());
-            served.AddRange(model.Where(m => versions.Contains(m.Version)));
+            served.AddRange(model.Where(m => versions.Contains(m.Version)).Select(m => (m.Name, m.Version, m.Path, config)));
             foreach (var skipped in model.Where(m => !versions.Contains(m.Version))) LogOutsidePolicy(model.Key, skipped.Version, policy.ToString());
             foreach (var missing in policy.Specific.Where(v => model.All(m => m.Version != v))) LogPolicyVersionMissing(model.Key, missing, policy.ToString());
         }
@@ -83,6 +84,9 @@ public sealed partial class ModelRepositoryLoader(
     }
 
     private ModelConfig Defaults => ModelConfig.ServerDefaults(batching.Value, repository.Value.VersionPolicy);
+
+    /// <summary>A model's config.json as read once for all its versions: the settings, or why the file was refused.</summary>
+    private sealed record ConfigRead(ModelConfig? Config, InvalidDataException? Error);
 
     private List<(string Name, int Version, string Path)> Scan(string root)
     {
@@ -102,12 +106,12 @@ public sealed partial class ModelRepositoryLoader(
         return found.OrderBy(f => f.Item1, StringComparer.Ordinal).ThenBy(f => f.Item2).ToList();
     }
 
-    private ModelEntry Load(string name, int version, string path)
+    private ModelEntry Load(string name, int version, string path, ConfigRead read)
     {
         try
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
-            var config = ModelConfig.Load(Path.Combine(repository.Value.FullRoot, name, ConfigFileName), Defaults);
+            var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
             var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
