@@ -46,6 +46,9 @@ public static class ModelWarmup
             var of = model.ResolveOf([]);
             if (wrt < 0 || of.Length == 0) return new(null, null);
             var one = Sample(1);
+            // The same limit a caller's Jacobian meets: a model whose one-sample Jacobian is too large is not sent one.
+            if (model.ResultFloatsPerSample(one, wrt, of) * sizeof(float) > model.Limits.MaxResultBytes)
+                return new(null, "a one-sample Jacobian of this model is over Limits:MaxResponseMiB");
             for (int call = 0; call < 2; call++)
                 await batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, one, wrt, of, entry.DefaultMode), one, null, cancellation);
             return new(null, null);
