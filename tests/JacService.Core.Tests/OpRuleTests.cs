@@ -164,10 +164,12 @@ public class OpRuleTests
         var columns = types.Select(_ => new List<Tensor>()).ToArray();
         for (long j = 0; j < n; j++)
         {
-            var plus = model.Forward(With(inputs, wrt, x + basis[j] * h));
-            var minus = model.Forward(With(inputs, wrt, x - basis[j] * h));
+            // Cached Scalars, not implicit ones: ScalarLifetimeTests collects garbage in parallel, and TorchSharp does not
+            // keep a temporary Scalar alive while libtorch reads it.
+            var plus = model.Forward(With(inputs, wrt, x + basis[j] * Scalars.S(h)));
+            var minus = model.Forward(With(inputs, wrt, x - basis[j] * Scalars.S(h)));
             for (int o = 0; o < types.Count; o++)
-                if (types[o] == OnnxType.Float) columns[o].Add((plus[o] - minus[o]).flatten() / (2 * h));
+                if (types[o] == OnnxType.Float) columns[o].Add((plus[o] - minus[o]).flatten() / Scalars.S(2 * h));
         }
         return columns.Select((c, o) => types[o] == OnnxType.Float ? stack(c, 1) : null).ToArray();
     }

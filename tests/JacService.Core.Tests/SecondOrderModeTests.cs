@@ -66,7 +66,7 @@ public class SecondOrderModeTests
                 for (int o = 0; o < of.Length; o++)
                 {
                     long batch = x.shape[0];
-                    var column = ((plus[o] - minus[o]) / (2 * h)).reshape(batch, -1, n);
+                    var column = ((plus[o] - minus[o]) / JacService.Core.Ops.Scalars.S(2 * h)).reshape(batch, -1, n);
                     var computed = hessians[o].reshape(batch, -1, n, n).select(3, j);
                     double scale = Math.Max(1, column.abs().max().item<double>());
                     double error = (computed - column).abs().max().item<double>();

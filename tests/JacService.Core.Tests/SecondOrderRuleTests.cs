@@ -123,12 +123,14 @@ public class SecondOrderRuleTests
         var x = inputs[wrt];
         long n = x.numel();
         var basis = eye(n, dtype: ScalarType.Float64).reshape([n, .. x.shape]);
+        // Cached Scalars, not implicit ones: ScalarLifetimeTests collects garbage in parallel, and TorchSharp does not
+        // keep a temporary Scalar alive while libtorch reads it.
         var columns = new List<Tensor[]>();
         for (long j = 0; j < n; j++)
         {
-            var plus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x + basis[j] * h : t).ToArray(), wrt);
-            var minus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x - basis[j] * h : t).ToArray(), wrt);
-            columns.Add(plus.Zip(minus, (p, q) => (p - q) / (2 * h)).ToArray());
+            var plus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x + basis[j] * Scalars.S(h) : t).ToArray(), wrt);
+            var minus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x - basis[j] * Scalars.S(h) : t).ToArray(), wrt);
+            columns.Add(plus.Zip(minus, (p, q) => (p - q) / Scalars.S(2 * h)).ToArray());
         }
         return Enumerable.Range(0, columns[0].Length).Select(o => stack(columns.Select(c => c[o]), 2)).ToArray();
     }
