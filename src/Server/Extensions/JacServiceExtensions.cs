@@ -2,9 +2,11 @@ using JacService.Core.Models;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
+using JacService.Server.Health;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
 using Grpc.AspNetCore.Server;
+using Grpc.HealthCheck;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
@@ -26,8 +28,14 @@ public static class JacServiceExtensions
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<LimitsOptions>>().Value
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
         services.AddSingleton<ModelRegistry>();
+        services.AddSingleton<RepositoryScanner>();
+        services.AddSingleton<VersionLoader>();
+        services.AddSingleton<HealthServiceImpl>();
         services.AddHostedService<NativeHeapSetup>();
-        services.AddHostedService<ModelRepositoryLoader>();
+        services.AddHostedService<ModelHealthPublisher>();
+        // One instance, both hosted and handed to ModelControl.
+        services.AddSingleton<ModelRepositoryLoader>();
+        services.AddHostedService(sp => sp.GetRequiredService<ModelRepositoryLoader>());
         builder.AddJacServiceTelemetry();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
@@ -44,7 +52,6 @@ public static class JacServiceExtensions
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<LimitsOptions>>((grpc, limits) =>
             grpc.MaxReceiveMessageSize = limits.Value.MaxRequestMiB << 20);
         services.AddGrpcReflection();
-        services.AddGrpcHealthChecks().AddCheck<RepositoryHealthCheck>("repository");
         return builder;
     }
 
@@ -86,7 +93,7 @@ public static class JacServiceExtensions
         app.ListenOnConfiguredUrls();
         app.MapJacServiceMetrics();
         app.MapGrpcService<JacobianGrpcService>();
-        app.MapGrpcHealthChecksService();
+        app.MapGrpcService<HealthServiceImpl>();
         app.MapGrpcReflectionService();
         return app;
     }

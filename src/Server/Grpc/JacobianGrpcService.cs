@@ -17,7 +17,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
 {
     public override async Task<PredictResponse> Predict(PredictRequest request, ServerCallContext context)
     {
-        var entry = registry.Resolve(request.Model, request.Version);
+        using var lease = registry.Acquire(request.Model, request.Version);
+        var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
         var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, Deadline(context), context.CancellationToken);
@@ -55,7 +56,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         ServerCallContext context)
     {
         // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
-        var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, request.Mode, batched: true);
+        using var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, request.Mode, batched: true);
         var model = call.Model;
         int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
         var deadline = Deadline(context);
@@ -104,25 +105,39 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched,
         ServerCallContext context)
     {
-        var call = PrepareJacobian(name, version, inputs, wrt, of, mode, batched);
+        using var call = PrepareJacobian(name, version, inputs, wrt, of, mode, batched);
         call.Model.CheckResultSize(call.Inputs, call.Wrt, call.Of);
         var result = await call.Entry.Batcher!.SubmitAsync(call.Key, call.Inputs, Deadline(context), context.CancellationToken);
         return (call.Model, result);
     }
 
-    /// <summary>A Jacobian request resolved and validated, ready to queue.</summary>
-    private sealed record JacobianCall(ModelEntry Entry, ModelVersion Model, HostTensor[] Inputs, int Wrt, int[] Of, WorkKey Key);
+    /// <summary>A Jacobian request resolved and validated, ready to queue; it holds its version until disposed.</summary>
+    private sealed record JacobianCall(ModelLease Lease, ModelVersion Model, HostTensor[] Inputs, int Wrt, int[] Of, WorkKey Key) : IDisposable
+    {
+        public ModelEntry Entry => Lease.Entry;
+
+        public void Dispose() => Lease.Dispose();
+    }
 
     private JacobianCall PrepareJacobian(string name, string version, MapField<string, Protos.V1.Tensor> inputs, string wrt,
         IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched)
     {
-        var entry = registry.Resolve(name, version);
-        var model = entry.Model!;
-        var engineMode = ModeMapping.FromProto(mode, entry.DefaultMode);
-        var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
-        int wrtIndex = model.ResolveWrt(wrt);
-        var ofIndices = model.ResolveOf(of);
-        return new JacobianCall(entry, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices, engineMode));
+        var lease = registry.Acquire(name, version);
+        try
+        {
+            var entry = lease.Entry;
+            var model = entry.Model!;
+            var engineMode = ModeMapping.FromProto(mode, entry.DefaultMode);
+            var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
+            int wrtIndex = model.ResolveWrt(wrt);
+            var ofIndices = model.ResolveOf(of);
+            return new JacobianCall(lease, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices, engineMode));
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -131,7 +146,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// </summary>
     public override async Task<JvpResponse> Jvp(JvpRequest request, ServerCallContext context)
     {
-        var entry = registry.Resolve(request.Model, request.Version);
+        using var lease = registry.Acquire(request.Model, request.Version);
+        var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
         int wrt = model.ResolveWrt(request.Wrt);
@@ -157,7 +173,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// </summary>
     public override async Task<VjpResponse> Vjp(VjpRequest request, ServerCallContext context)
     {
-        var entry = registry.Resolve(request.Model, request.Version);
+        using var lease = registry.Acquire(request.Model, request.Version);
+        var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
         int wrt = model.ResolveWrt(request.Wrt);
@@ -181,7 +198,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// <summary>Per-sample Hessians of a batch, and the Jacobians when asked for; refused before queuing as SecondOrderCall says.</summary>
     public override async Task<BatchHessianResponse> BatchHessian(BatchHessianRequest request, ServerCallContext context)
     {
-        var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
         var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
         var response = new BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
@@ -194,7 +211,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// <summary>Per-sample Laplacians over the requested axes of wrt (all when none), and the Jacobians when asked for.</summary>
     public override async Task<BatchLaplacianResponse> BatchLaplacian(BatchLaplacianRequest request, ServerCallContext context)
     {
-        var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
         var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
         var response = new BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
@@ -229,7 +246,14 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
             LoadedAt = entry.LoadedAt?.UtcDateTime.ToString("O") ?? "",
             LoadSeconds = entry.LoadSeconds,
             WarmupSeconds = entry.WarmupSeconds,
+            CallsInFlight = entry.Lifetime?.Calls ?? 0,
         };
+        info.History.AddRange(entry.History.Select(h => new StateChange
+        {
+            At = h.At.UtcDateTime.ToString("O"),
+            State = h.State.ToString().ToUpperInvariant(),
+            Note = h.Note,
+        }));
         if (entry.Model is { } model)
         {
             info.Inputs.AddRange(model.Inputs.Select(TensorMapping.ToInfo));

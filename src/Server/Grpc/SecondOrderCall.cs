@@ -11,24 +11,34 @@ namespace JacService.Server.Grpc;
 /// here, before the queue, so a bad or oversized request costs no executor time: the inputs, wrt and of, the axes, an
 /// op without a second-order rule, then the size of the result (a Hessian grows with the square of wrt's size).
 /// </summary>
-internal sealed record SecondOrderCall(ModelVersion Model, ModelBatcher Batcher, HostTensor[] Inputs, WorkKey Key)
+internal sealed record SecondOrderCall(ModelLease Lease, ModelVersion Model, HostTensor[] Inputs, WorkKey Key) : IDisposable
 {
     public static SecondOrderCall Prepare(ModelRegistry registry, string name, string version, MapField<string, Protos.V1.Tensor> inputs,
         string wrt, IReadOnlyCollection<string> of, SecondOrderKind kind, bool includeJacobian, IReadOnlyCollection<long>? axes = null)
     {
-        var entry = registry.Resolve(name, version);
-        var model = entry.Model!;
-        var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched: true);
-        int wrtIndex = model.ResolveWrt(wrt);
-        var ofIndices = model.ResolveOf(of);
-        int[] resolvedAxes = kind == SecondOrderKind.Laplacian ? model.Requests.ResolveAxes(axes ?? [], host, wrtIndex) : [];
-        model.CheckSecondOrder(wrtIndex, ofIndices);
-        model.CheckSecondOrderSize(host, wrtIndex, ofIndices, kind, includeJacobian);
-        var work = kind == SecondOrderKind.Hessian ? WorkKind.Hessian : WorkKind.Laplacian;
-        var key = WorkKey.For(work, host, wrtIndex, ofIndices, DerivativeMode.Forward, includeJacobian, resolvedAxes);
-        return new SecondOrderCall(model, entry.Batcher!, host, key);
+        var lease = registry.Acquire(name, version);
+        try
+        {
+            var model = lease.Entry.Model!;
+            var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched: true);
+            int wrtIndex = model.ResolveWrt(wrt);
+            var ofIndices = model.ResolveOf(of);
+            int[] resolvedAxes = kind == SecondOrderKind.Laplacian ? model.Requests.ResolveAxes(axes ?? [], host, wrtIndex) : [];
+            model.CheckSecondOrder(wrtIndex, ofIndices);
+            model.CheckSecondOrderSize(host, wrtIndex, ofIndices, kind, includeJacobian);
+            var work = kind == SecondOrderKind.Hessian ? WorkKind.Hessian : WorkKind.Laplacian;
+            var key = WorkKey.For(work, host, wrtIndex, ofIndices, DerivativeMode.Forward, includeJacobian, resolvedAxes);
+            return new SecondOrderCall(lease, model, host, key);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
     }
 
     public Task<EngineResult> SubmitAsync(DateTimeOffset? deadline, CancellationToken cancellation) =>
-        Batcher.SubmitAsync(Key, Inputs, deadline, cancellation);
+        Lease.Entry.Batcher!.SubmitAsync(Key, Inputs, deadline, cancellation);
+
+    public void Dispose() => Lease.Dispose();
 }

@@ -1,19 +1,21 @@
 using System.Collections.Immutable;
-using JacService.Core.Models;
 using JacService.Server.Grpc;
 
 namespace JacService.Server.Models;
 
 /// <summary>
-/// The loaded model versions. The whole table is an immutable snapshot swapped atomically, so readers never lock
-/// and a request resolves against one consistent view.
+/// The listed model versions. The whole table is an immutable snapshot swapped atomically, so readers never lock
+/// and a request resolves against one consistent view: a take-over (a new READY version, or a reloaded snapshot of
+/// the same one) is one swap. A snapshot that leaves the table is retired, and freed once its last call has ended.
 /// </summary>
-public sealed class ModelRegistry : IDisposable
+public sealed class ModelRegistry(TimeProvider clock) : IDisposable
 {
     private ImmutableSortedDictionary<(string Name, int Version), ModelEntry> _entries =
         ImmutableSortedDictionary<(string, int), ModelEntry>.Empty;
     // Each name's versions in ascending order, rebuilt with every change: a request finds its model without a scan.
     private ImmutableDictionary<string, ModelEntry[]> _byName = ImmutableDictionary<string, ModelEntry[]>.Empty;
+    // Snapshots out of the table whose calls have not all ended; shutdown waits for them too.
+    private ImmutableHashSet<VersionLifetime> _retiring = [];
     private readonly object _writeLock = new();
     private volatile bool _repositoryLoaded;
 
@@ -22,23 +24,77 @@ public sealed class ModelRegistry : IDisposable
 
     public IReadOnlyList<ModelEntry> Entries => _entries.Values.ToList();
 
-    public void Set(ModelEntry entry)
+    /// <summary>Retired snapshots still held by calls.</summary>
+    public int Retiring => _retiring.Count;
+
+    /// <summary>Raised after every change of the table, on the thread that made it.</summary>
+    public event Action? Changed;
+
+    /// <summary>
+    /// Lists the entry, in place of the one of its name and version. A state change, or a new snapshot, is added to the
+    /// version's history with <paramref name="note"/>; a snapshot the entry replaces is retired.
+    /// </summary>
+    public ModelEntry Set(ModelEntry entry, string note = "")
     {
+        VersionLifetime? replaced = null;
         lock (_writeLock)
         {
-            _entries = _entries.SetItem((entry.Name, entry.Version), entry);
-            _byName = _entries.Values.GroupBy(e => e.Name).ToImmutableDictionary(g => g.Key, g => g.ToArray());
+            var key = (entry.Name, entry.Version);
+            if (_entries.TryGetValue(key, out var previous))
+            {
+                entry = entry with { History = previous.History };
+                if (previous.Lifetime is { } old && !ReferenceEquals(old, entry.Lifetime)) replaced = old;
+            }
+            if (previous is null || previous.State != entry.State || replaced is not null || note.Length > 0)
+                entry = entry with { History = entry.History.Add(new ModelStateChange(clock.GetUtcNow(), entry.State, note.Length > 0 ? note : entry.Error)) };
+            _entries = _entries.SetItem(key, entry);
+            Rebuild();
+            if (replaced is not null) _retiring = _retiring.Add(replaced);
         }
+        if (replaced is not null) Retire(replaced);
+        Changed?.Invoke();
+        return entry;
     }
 
-    public void MarkRepositoryLoaded() => _repositoryLoaded = true;
+    /// <summary>Unlists a version; its snapshot is freed when its last call ends (the returned task).</summary>
+    public Task Remove(string name, int version)
+    {
+        ModelEntry? removed;
+        lock (_writeLock)
+        {
+            if (!_entries.TryGetValue((name, version), out removed)) return Task.CompletedTask;
+            _entries = _entries.Remove((name, version));
+            Rebuild();
+            if (removed.Lifetime is { } lifetime) _retiring = _retiring.Add(lifetime);
+        }
+        Changed?.Invoke();
+        return removed.Lifetime is { } retired ? Retire(retired) : Task.CompletedTask;
+    }
+
+    private Task Retire(VersionLifetime lifetime)
+    {
+        lifetime.Retire();
+        return lifetime.Freed.ContinueWith(_ =>
+        {
+            lock (_writeLock) _retiring = _retiring.Remove(lifetime);
+        }, TaskScheduler.Default);
+    }
+
+    private void Rebuild() =>
+        _byName = _entries.Values.GroupBy(e => e.Name).ToImmutableDictionary(g => g.Key, g => g.ToArray());
+
+    public void MarkRepositoryLoaded()
+    {
+        _repositoryLoaded = true;
+        Changed?.Invoke();
+    }
 
     /// <summary>The entry for a name and version text ("" = highest READY version, else the highest found).</summary>
     public ModelEntry Find(string name, string version)
     {
         if (!_byName.TryGetValue(name, out var versions))
         {
-            var known = _entries.Keys.Select(k => k.Name).Distinct().ToList();
+            var known = _byName.Keys.Order(StringComparer.Ordinal).ToList();
             throw new ModelNotFoundException(
                 $"model '{name}' not found; the repository has {(known.Count == 0 ? "no models" : string.Join(", ", known))}");
         }
@@ -55,35 +111,47 @@ public sealed class ModelRegistry : IDisposable
                 $"version {v} of model '{name}' not found; it has versions {string.Join(", ", versions.Select(e => e.Version))}");
     }
 
-    /// <summary>A READY model version (with its model and batcher), or the exception that says why it cannot serve.</summary>
-    public ModelEntry Resolve(string name, string version)
+    /// <summary>
+    /// A READY version held for one call (dispose the lease when the call has answered), or the exception that says why
+    /// it cannot serve. A snapshot retired between the look-up and the hold is looked up again: the table no longer
+    /// lists it, so the call lands on what took over.
+    /// </summary>
+    public ModelLease Acquire(string name, string version)
     {
-        var entry = Find(name, version);
-        return entry.State switch
+        while (true)
         {
-            ModelState.Ready => entry,
-            ModelState.Loading => throw new ModelUnavailableException($"model '{name}' version {entry.Version} is still loading"),
-            _ => throw new ModelFailedException($"model '{name}' version {entry.Version} failed to load: {entry.Error}"),
-        };
+            var entry = Find(name, version);
+            switch (entry.State)
+            {
+                case ModelState.Ready:
+                    if (entry.Lifetime!.TryAcquire()) return new ModelLease(entry);
+                    continue;
+                case ModelState.Loading:
+                    throw new ModelUnavailableException($"model '{name}' version {entry.Version} is still loading");
+                default:
+                    throw new ModelFailedException($"model '{name}' version {entry.Version} failed to load: {entry.Error}");
+            }
+        }
     }
 
     /// <summary>Every batcher stops taking requests and runs what it has queued at once.</summary>
     public void BeginDrain()
     {
-        foreach (var entry in _entries.Values) entry.Batcher?.BeginDrain();
+        foreach (var lifetime in Lifetimes()) lifetime.Batcher.BeginDrain();
+    }
+
+    private List<VersionLifetime> Lifetimes()
+    {
+        lock (_writeLock) return [.. _entries.Values.Select(e => e.Lifetime).OfType<VersionLifetime>(), .. _retiring];
     }
 
     /// <summary>Lets every batcher finish what it has queued (up to the grace period), then frees the models.</summary>
     public async Task ShutdownAsync(TimeSpan grace)
     {
-        var entries = _entries.Values.ToList();
-        await Task.WhenAll(entries.Where(e => e.Batcher is not null).Select(e => e.Batcher!.DrainAsync(grace)));
-        foreach (var entry in entries)
-        {
-            if (entry.Batcher is not null) await entry.Batcher.DisposeAsync();
-            entry.Model?.Dispose();
-        }
-        lock (_writeLock) (_entries, _byName) = (_entries.Clear(), _byName.Clear());
+        var lifetimes = Lifetimes();
+        await Task.WhenAll(lifetimes.Select(l => l.Batcher.DrainAsync(grace)));
+        await Task.WhenAll(lifetimes.Select(l => l.ForceFreeAsync()));
+        lock (_writeLock) (_entries, _byName, _retiring) = (_entries.Clear(), _byName.Clear(), _retiring.Clear());
     }
 
     public void Dispose() => ShutdownAsync(TimeSpan.Zero).GetAwaiter().GetResult();

@@ -1,27 +1,40 @@
-using JacService.Core;
-using JacService.Core.Models;
-using JacService.Server.Batching;
+using System.Diagnostics;
+using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Models;
 
 /// <summary>
-/// Scans the repository at start and loads every version. A version that cannot load is recorded as FAILED with
-/// the reason; nothing a model file holds stops the others from loading or the server from serving.
+/// Keeps the registry in step with the repository. At start it loads every version its policy serves; then, with
+/// Models:PollSeconds set, it looks again every interval and loads new or changed versions, retires removed ones and
+/// those a newer READY version pushes out of the policy, all on its own thread while every listed version keeps
+/// serving. A folder is taken once its files held still for a whole interval (or carry the COMPLETE marker), so a copy
+/// in progress is waited for, not reported FAILED; a version that did fail is tried again when its files change. A
+/// new snapshot takes over in one registry swap, and only when READY: a failed load or reload leaves what served
+/// before serving. ModelControl's explicit loads and unloads take the same lock as a poll.
 /// </summary>
 public sealed partial class ModelRepositoryLoader(
     ModelRegistry registry,
+    RepositoryScanner scanner,
+    VersionLoader loader,
     IOptions<ModelRepositoryOptions> repository,
-    IOptions<BatchingOptions> batching,
-    EngineLimits limits,
-    TimeProvider clock,
+    IOptions<Batching.BatchingOptions> batching,
     JacServiceMetrics metrics,
     IHostApplicationLifetime lifetime,
     ILogger<ModelRepositoryLoader> logger) : BackgroundService
 {
-    public const string ModelFileName = "model.onnx";
-    public const string ConfigFileName = "config.json";
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    // The stamp each listed version was built from: equal stamps mean nothing to do.
+    private readonly Dictionary<(string, int), VersionStamp> _listedFrom = [];
+    // The stamp a new or changed version had at the previous poll: it is taken when the next poll sees the same.
+    private readonly Dictionary<(string, int), VersionStamp> _pending = [];
+    private readonly HashSet<(string, int)> _reportedOutside = [];
+    // Models ModelControl unloaded: polls leave them alone until it loads them again.
+    private readonly HashSet<string> _unloaded = [];
+    private CancellationToken _stopping;
+
+    private VersionPolicy ServerPolicy => repository.Value.VersionPolicy;
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -30,135 +43,227 @@ public sealed partial class ModelRepositoryLoader(
         await registry.ShutdownAsync(batching.Value.DrainTimeout);
     }
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Kestrel waits for calls in flight before hosted services stop: the batchers must start draining at the
         // signal, or queued calls would sit out their max delay while Kestrel waits for them.
         lifetime.ApplicationStopping.Register(registry.BeginDrain);
-        var root = repository.Value.FullRoot;
-        var found = ByVersionPolicy(Scan(root));
-        foreach (var (name, version, _, _) in found) registry.Set(ModelEntry.Loading(name, version));
-        LogScanned(found.Count, root);
-
-        foreach (var (name, version, path, config) in found)
+        _stopping = stoppingToken;
+        await UnderGate(() =>
         {
-            if (stoppingToken.IsCancellationRequested) return;
-            long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var entry = Load(name, version, path, config);
-            double loadSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
-            double warmupSeconds = 0;
-            if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, stoppingToken);
-            metrics.RecordModelLoad(name, entry.State, loadSeconds + warmupSeconds);
-            registry.Set(entry with { LoadedAt = clock.GetUtcNow(), LoadSeconds = loadSeconds, WarmupSeconds = warmupSeconds });
-        }
+            var found = scanner.Scan();
+            foreach (var model in found)
+                foreach (int version in model.InPolicy(model.Versions.Select(v => v.Version), ServerPolicy))
+                    registry.Set(ModelEntry.Loading(model.Name, version));
+            LogScanned(found.Sum(m => m.Versions.Count), scanner.Root);
+            Reconcile(found, immediate: true);
+        }, stoppingToken);
         registry.MarkRepositoryLoaded();
         LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
-    }, stoppingToken);
+
+        if (repository.Value.PollInterval is not { } interval) return;
+        LogPolling(interval.TotalSeconds, RepositoryScanner.CompleteMarker);
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+                await UnderGate(() => Reconcile(scanner.Scan(), immediate: false), stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
 
     /// <summary>
-    /// Reads each model's config.json once and keeps the versions its policy serves (its own, or Models:VersionPolicy);
-    /// the others are not loaded. A config.json that does not read keeps every version, and each then fails to load
-    /// with the file's error.
+    /// Loads (or reloads) a model's versions now, without waiting for its files to hold still, and lets polls manage it
+    /// again if it was unloaded. The model's entries afterwards.
     /// </summary>
-    private List<(string Name, int Version, string Path, ConfigRead Config)> ByVersionPolicy(List<(string Name, int Version, string Path)> found)
+    public async Task<IReadOnlyList<ModelEntry>> LoadModelAsync(string name, CancellationToken cancellation)
     {
-        var served = new List<(string, int, string, ConfigRead)>();
-        foreach (var model in found.GroupBy(f => f.Name))
+        CheckName(name);
+        await UnderGate(() =>
         {
-            ConfigRead config;
-            try
-            {
-                config = new ConfigRead(ModelConfig.Load(Path.Combine(repository.Value.FullRoot, model.Key, ConfigFileName), Defaults), null);
-            }
-            catch (InvalidDataException e)
-            {
-                config = new ConfigRead(null, e);
-            }
-            var policy = config.Config?.VersionPolicy ?? VersionPolicy.Default;
-            var versions = policy.Select(model.Select(m => m.Version).ToList());
-            served.AddRange(model.Where(m => versions.Contains(m.Version)).Select(m => (m.Name, m.Version, m.Path, config)));
-            foreach (var skipped in model.Where(m => !versions.Contains(m.Version))) LogOutsidePolicy(model.Key, skipped.Version, policy.ToString());
-            foreach (var missing in policy.Specific.Where(v => model.All(m => m.Version != v))) LogPolicyVersionMissing(model.Key, missing, policy.ToString());
-        }
-        return served;
+            var model = scanner.ScanModel(name)
+                ?? throw new ModelNotFoundException($"the repository {scanner.Root} has no folder '{name}'");
+            lock (_unloaded) _unloaded.Remove(name);
+            ReconcileModel(model, immediate: true);
+        }, cancellation);
+        return registry.Entries.Where(e => e.Name == name).ToList();
     }
 
-    private ModelConfig Defaults => ModelConfig.ServerDefaults(batching.Value, repository.Value.VersionPolicy);
-
-    /// <summary>A model's config.json as read once for all its versions: the settings, or why the file was refused.</summary>
-    private sealed record ConfigRead(ModelConfig? Config, InvalidDataException? Error);
-
-    private List<(string Name, int Version, string Path)> Scan(string root)
+    /// <summary>
+    /// Retires every version of a model (calls already holding one finish on it) and keeps polls from loading it again
+    /// until <see cref="LoadModelAsync"/>. The versions retired.
+    /// </summary>
+    public async Task<IReadOnlyList<int>> UnloadModelAsync(string name, CancellationToken cancellation)
     {
-        var found = new List<(string, int, string)>();
-        foreach (var modelDir in Directory.EnumerateDirectories(root).Order(StringComparer.Ordinal))
+        CheckName(name);
+        var retired = new List<int>();
+        await UnderGate(() =>
         {
-            var name = Path.GetFileName(modelDir);
-            foreach (var versionDir in Directory.EnumerateDirectories(modelDir))
-            {
-                var folder = Path.GetFileName(versionDir);
-                if (int.TryParse(folder, out int version) && version > 0 && folder == version.ToString())
-                    found.Add((name, version, Path.Combine(versionDir, ModelFileName)));
-                else
-                    LogIgnoredFolder(versionDir);
-            }
-        }
-        return found.OrderBy(f => f.Item1, StringComparer.Ordinal).ThenBy(f => f.Item2).ToList();
+            var listed = registry.Entries.Where(e => e.Name == name).ToList();
+            if (listed.Count == 0 && scanner.ScanModel(name) is null)
+                throw new ModelNotFoundException($"model '{name}' is neither loaded nor in the repository {scanner.Root}");
+            lock (_unloaded) _unloaded.Add(name);
+            foreach (var entry in listed) Retire(entry, "unloaded through ModelControl");
+            retired.AddRange(listed.Select(e => e.Version));
+        }, cancellation);
+        return retired;
     }
 
-    private ModelEntry Load(string name, int version, string path, ConfigRead read)
+    /// <summary>True for a model ModelControl unloaded and has not loaded again.</summary>
+    public bool IsUnloaded(string name)
+    {
+        lock (_unloaded) return _unloaded.Contains(name);
+    }
+
+    /// <summary>A model name is one folder directly under the root: nothing that could reach outside it.</summary>
+    private static void CheckName(string name)
+    {
+        if (string.IsNullOrEmpty(name) || name is "." or ".." || name.IndexOfAny(['/', '\\']) >= 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            throw new Core.InvalidRequestException($"a model name is the name of one folder in the repository, got '{name}'");
+    }
+
+    private async Task UnderGate(Action work, CancellationToken cancellation)
+    {
+        await _gate.WaitAsync(cancellation);
+        try
+        {
+            await Task.Run(work, cancellation);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private void Reconcile(IReadOnlyList<FoundModel> found, bool immediate)
     {
         try
         {
-            if (!File.Exists(path)) throw new ModelLoadException($"{ModelFileName} not found in {Path.GetDirectoryName(path)}");
-            var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
-            var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
-            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
-            if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
-            return new ModelEntry(name, version, ModelState.Ready, "", model, new ModelBatcher(model, config.Batching, clock, metrics))
+            foreach (var model in found)
             {
-                DefaultMode = config.DerivativeMode,
-            };
+                if (_stopping.IsCancellationRequested) return;
+                if (!IsUnloaded(model.Name)) ReconcileModel(model, immediate);
+            }
+            var present = found.Select(m => m.Name).ToHashSet();
+            foreach (var gone in registry.Entries.Where(e => !present.Contains(e.Name)).ToList())
+                Retire(gone, "its model folder was removed");
+            _pending.Keys.Where(k => !present.Contains(k.Item1)).ToList().ForEach(k => _pending.Remove(k));
         }
-        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            LogFailed(name, version, e.Message);
-            return new ModelEntry(name, version, ModelState.Failed, e.Message, null, null);
-        }
-        catch (Exception e)
-        {
-            // Anything else is our bug, but one model's bug must not take the others down.
-            LogFailedUnexpectedly(e, name, version);
-            return new ModelEntry(name, version, ModelState.Failed, $"internal error while loading: {e.Message}", null, null);
+            // A pass that fails (a folder vanishing mid-scan in a way not foreseen) is retried by the next poll.
+            LogPassFailed(e);
         }
     }
 
-    /// <summary>Warms the version up: the entry to register (FAILED, its model freed, when the warm-up failed) and the seconds it took.</summary>
-    private (ModelEntry, double) Warm(ModelEntry entry, CancellationToken stoppingToken)
+    private void ReconcileModel(FoundModel model, bool immediate)
     {
-        long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var outcome = ModelWarmup.RunAsync(entry, stoppingToken).GetAwaiter().GetResult();
-        var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-        if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
-        if (outcome.Failure is not { } failure)
+        var name = model.Name;
+        var inPolicy = model.InPolicy(model.Versions.Select(v => v.Version), ServerPolicy);
+        ReportOutsidePolicy(model, inPolicy);
+        int? latestBefore = LatestReady(name);
+        foreach (var found in model.Versions.Where(v => inPolicy.Contains(v.Version)))
         {
-            if (outcome.Skipped is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
-            return (entry, took.TotalSeconds);
+            if (_stopping.IsCancellationRequested) return;
+            var key = (name, found.Version);
+            if (_listedFrom.TryGetValue(key, out var listed) && listed == found.Stamp && Listed(name, found.Version) is not null)
+            {
+                _pending.Remove(key);
+                continue;
+            }
+            if (!immediate && !HeldStill(key, found)) continue;
+            _pending.Remove(key);
+            LoadVersion(model, found);
         }
-        LogWarmupFailed(entry.Name, entry.Version, failure);
-        entry.Batcher!.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        entry.Model!.Dispose();
-        return (new ModelEntry(entry.Name, entry.Version, ModelState.Failed, $"warm-up failed: {failure}", null, null), took.TotalSeconds);
+
+        // Retire what left the repository or the policy. A READY version is pushed out only by READY ones: until the
+        // newer version is up, the one it replaces keeps serving.
+        var foundVersions = model.Versions.Select(v => v.Version).ToHashSet();
+        var entries = registry.Entries.Where(e => e.Name == name).ToList();
+        var serving = model.InPolicy(entries.Where(e => e.State == ModelState.Ready && foundVersions.Contains(e.Version)).Select(e => e.Version), ServerPolicy);
+        foreach (var entry in entries)
+        {
+            string? why = !foundVersions.Contains(entry.Version) ? "its version folder was removed"
+                : entry.State == ModelState.Ready ? (serving.Contains(entry.Version) ? null : $"outside its version policy ({model.Policy(ServerPolicy)})")
+                : inPolicy.Contains(entry.Version) ? null : $"outside its version policy ({model.Policy(ServerPolicy)})";
+            if (why is not null) Retire(entry, why);
+        }
+        foreach (var key in _pending.Keys.Where(k => k.Item1 == name && !foundVersions.Contains(k.Item2)).ToList()) _pending.Remove(key);
+
+        int? latestAfter = LatestReady(name);
+        if (latestAfter is { } after && latestAfter != latestBefore) LogTookOver(name, after, latestBefore?.ToString() ?? "none");
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "{Model} version {Version} failed its warm-up and is not served: {Reason}")]
-    private partial void LogWarmupFailed(string model, int version, string reason);
+    /// <summary>
+    /// True once the version's files are there and have not changed since the previous poll (or the folder carries the
+    /// marker); until then the stamp is remembered for the next look.
+    /// </summary>
+    private bool HeldStill((string, int) key, FoundVersion found)
+    {
+        if (found.Stamp.Model is null) return false;
+        if (found.Marked) return true;
+        if (_pending.TryGetValue(key, out var seen) && seen == found.Stamp) return true;
+        _pending[key] = found.Stamp;
+        return false;
+    }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]
-    private partial void LogWarmedUp(string model, int version, double milliseconds);
+    private void LoadVersion(FoundModel model, FoundVersion found)
+    {
+        var (name, version) = (model.Name, found.Version);
+        var current = Listed(name, version);
+        string cause = current is null || current.State == ModelState.Loading ? ""
+            : _listedFrom.TryGetValue((name, version), out var before) && before.Config != found.Stamp.Config ? "reloaded: config.json changed"
+            : "reloaded: model.onnx changed";
+        bool serving = current?.State == ModelState.Ready;
+        if (!serving) registry.Set(ModelEntry.Loading(name, version), cause);
+        long started = Stopwatch.GetTimestamp();
+        var entry = loader.Load(name, found, model.Config, _stopping);
+        _listedFrom[(name, version)] = found.Stamp;
+        if (entry.State == ModelState.Ready || !serving)
+        {
+            registry.Set(entry, entry.State == ModelState.Ready ? cause : "");
+            if (!serving) return;
+            metrics.RecordRetirement(name);
+            LogReloaded(name, version, cause, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return;
+        }
+        // A reload that failed: the snapshot that served keeps serving, and says why it was not replaced.
+        registry.Set(current! with { Error = $"a reload failed and the previous snapshot keeps serving: {entry.Error}" },
+            $"reload failed: {entry.Error}");
+        LogReloadFailed(name, version, entry.Error);
+    }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
-    private partial void LogWarmupSkipped(string model, int version, string reason);
+    private void Retire(ModelEntry entry, string why)
+    {
+        _listedFrom.Remove((entry.Name, entry.Version));
+        int calls = entry.Lifetime?.Calls ?? 0;
+        long started = Stopwatch.GetTimestamp();
+        var freed = registry.Remove(entry.Name, entry.Version);
+        metrics.RecordRetirement(entry.Name);
+        LogRetiring(entry.Name, entry.Version, why, calls);
+        if (entry.Lifetime is not null)
+            freed.ContinueWith(_ => LogFreed(entry.Name, entry.Version, Stopwatch.GetElapsedTime(started).TotalMilliseconds), TaskScheduler.Default);
+    }
+
+    private ModelEntry? Listed(string name, int version) => registry.Entries.FirstOrDefault(e => e.Name == name && e.Version == version);
+
+    private int? LatestReady(string name) =>
+        registry.Entries.Where(e => e.Name == name && e.State == ModelState.Ready).Select(e => (int?)e.Version).Max();
+
+    private void ReportOutsidePolicy(FoundModel model, IReadOnlyList<int> inPolicy)
+    {
+        foreach (var found in model.Versions)
+        {
+            var key = (model.Name, found.Version);
+            if (inPolicy.Contains(found.Version)) _reportedOutside.Remove(key);
+            else if (_reportedOutside.Add(key)) LogOutsidePolicy(model.Name, found.Version, model.Policy(ServerPolicy));
+        }
+        if (model.Config.Config?.VersionPolicy is { } policy)
+            foreach (int missing in policy.Specific.Where(v => model.Versions.All(f => f.Version != v)))
+                if (_reportedOutside.Add((model.Name, -missing))) LogPolicyVersionMissing(model.Name, missing, policy.ToString());
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Not loading {Model} version {Version}: outside its version policy ({Policy})")]
     private partial void LogOutsidePolicy(string model, int version, string policy);
@@ -169,21 +274,27 @@ public sealed partial class ModelRepositoryLoader(
     [LoggerMessage(Level = LogLevel.Information, Message = "Found {Count} model versions under {Root}")]
     private partial void LogScanned(int count, string root);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Ignoring {Folder}: version folders are positive integers")]
-    private partial void LogIgnoredFolder(string folder);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}")]
-    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
-    private partial void LogPredictInEngine(string model, int version, string reason);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
-    private partial void LogFailed(string model, int version, string reason);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load with an unexpected error")]
-    private partial void LogFailedUnexpectedly(Exception exception, string model, int version);
-
     [LoggerMessage(Level = LogLevel.Information, Message = "Repository loaded: {Ready} of {Total} model versions ready")]
     private partial void LogRepositoryLoaded(int ready, int total);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Polling the repository every {Seconds} s; a version folder is taken once its files held still for one interval, or at once with a {Marker} file")]
+    private partial void LogPolling(double seconds, string marker);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Model} version {Version} {Cause}; the new snapshot took over after {Milliseconds:F0} ms")]
+    private partial void LogReloaded(string model, int version, string cause, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A reload of {Model} version {Version} failed; the previous snapshot keeps serving: {Reason}")]
+    private partial void LogReloadFailed(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Model} version {Version} takes over as latest from version {Previous}")]
+    private partial void LogTookOver(string model, int version, string previous);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Retiring {Model} version {Version}: {Why}; {Calls} calls still hold it")]
+    private partial void LogRetiring(string model, int version, string why, int calls);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Freed {Model} version {Version} {Milliseconds:F0} ms after retiring it, when its last call had ended")]
+    private partial void LogFreed(string model, int version, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A pass over the repository failed; the next poll tries again")]
+    private partial void LogPassFailed(Exception exception);
 }

@@ -16,6 +16,17 @@ public sealed class ModelRepositoryOptions : IValidatableObject
     /// <summary>Which versions of each model are served unless its config.json says otherwise (default: all).</summary>
     public VersionPolicy VersionPolicy { get; set; } = VersionPolicy.Default;
 
+    /// <summary>
+    /// Seconds between looks at the repository for new, changed and removed versions; 0 (the default) loads it once, at
+    /// start. Off by default because the usual deployment bakes or mounts a repository that does not change under a
+    /// running replica (new models ship as new pods), and a server that never reloads can never be surprised by a
+    /// half-copied folder; set it where operators update a mounted volume in place.
+    /// </summary>
+    [Range(0, 86_400)]
+    public double PollSeconds { get; set; }
+
+    public TimeSpan? PollInterval => PollSeconds > 0 ? TimeSpan.FromSeconds(PollSeconds) : null;
+
     /// <summary>Send each version a few requests of its own before it is ready (see ModelWarmup).</summary>
     public bool Warmup { get; set; } = true;
 

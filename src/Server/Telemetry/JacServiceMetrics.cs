@@ -26,6 +26,7 @@ public sealed class JacServiceMetrics
     private readonly Histogram<double> _batchDuration;
     private readonly Counter<long> _modelLoads;
     private readonly Histogram<double> _modelLoadDuration;
+    private readonly Counter<long> _modelRetirements;
 
     public JacServiceMetrics(Meter meter)
     {
@@ -51,6 +52,8 @@ public sealed class JacServiceMetrics
         _modelLoadDuration = meter.CreateHistogram("jacservice.model.load.duration", "s",
             "Time from reading a version's file to its being ready (warm-up included) or failed",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        _modelRetirements = meter.CreateCounter<long>("jacservice.model.retirements", "{retirement}",
+            "Model versions taken out of service (folder removed, pushed out of the version policy, replaced by a reload, or unloaded)");
     }
 
     /// <summary>Gauges read from the registry at each collection: rows queued per model version, versions per state.</summary>
@@ -86,6 +89,8 @@ public sealed class JacServiceMetrics
         _modelLoads.Add(1, tags);
         _modelLoadDuration.Record(seconds, tags);
     }
+
+    public void RecordRetirement(string model) => _modelRetirements.Add(1, new TagList { { "model", model } });
 
     public void RecordQueueWait(string model, WorkKind kind, double seconds) =>
         _queueWait.Record(seconds, new TagList { { "model", model }, { "kind", KindName(kind) } });

@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using JacService.Core;
+using JacService.Core.Models;
+using JacService.Server.Batching;
+using JacService.Server.Telemetry;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Server.Models;
+
+/// <summary>
+/// Builds one version's snapshot: reads, validates and plans model.onnx, starts its batcher and warms it up. What it
+/// returns is READY (with the snapshot) or FAILED (with the reason); nothing a model file holds escapes as an exception,
+/// so one bad file cannot stop the others from loading or the server from serving.
+/// </summary>
+public sealed partial class VersionLoader(
+    IOptions<ModelRepositoryOptions> repository,
+    EngineLimits limits,
+    TimeProvider clock,
+    JacServiceMetrics metrics,
+    ILogger<VersionLoader> logger)
+{
+    /// <summary>Loads and warms the version (when Models:Warmup is on).</summary>
+    public ModelEntry Load(string name, FoundVersion found, ConfigRead config, CancellationToken stopping)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var entry = Build(name, found.Version, found.ModelPath, config);
+        double loadSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        double warmupSeconds = 0;
+        if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, stopping);
+        metrics.RecordModelLoad(name, entry.State, loadSeconds + warmupSeconds);
+        return entry with { LoadedAt = clock.GetUtcNow(), LoadSeconds = loadSeconds, WarmupSeconds = warmupSeconds };
+    }
+
+    private ModelEntry Build(string name, int version, string path, ConfigRead read)
+    {
+        try
+        {
+            if (!File.Exists(path)) throw new ModelLoadException($"{RepositoryScanner.ModelFileName} not found in {Path.GetDirectoryName(path)}");
+            var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
+            var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
+            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
+            if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
+            var lifetime = new VersionLifetime(model, new ModelBatcher(model, config.Batching, clock, metrics));
+            return new ModelEntry(name, version, ModelState.Ready, "", lifetime) { DefaultMode = config.DerivativeMode };
+        }
+        catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            LogFailed(name, version, e.Message);
+            return ModelEntry.Failed(name, version, e.Message);
+        }
+        catch (Exception e)
+        {
+            // Anything else is our bug, but one model's bug must not take the others down.
+            LogFailedUnexpectedly(e, name, version);
+            return ModelEntry.Failed(name, version, $"internal error while loading: {e.Message}");
+        }
+    }
+
+    /// <summary>Warms the version up: the entry to register (FAILED, its snapshot freed, when the warm-up failed) and the seconds it took.</summary>
+    private (ModelEntry, double) Warm(ModelEntry entry, CancellationToken stopping)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var outcome = ModelWarmup.RunAsync(entry, stopping).GetAwaiter().GetResult();
+        var took = Stopwatch.GetElapsedTime(started);
+        if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
+        if (outcome.Failure is not { } failure)
+        {
+            if (outcome.Skipped is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
+            return (entry, took.TotalSeconds);
+        }
+        LogWarmupFailed(entry.Name, entry.Version, failure);
+        entry.Lifetime!.ForceFreeAsync().GetAwaiter().GetResult();
+        return (ModelEntry.Failed(entry.Name, entry.Version, $"warm-up failed: {failure}"), took.TotalSeconds);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Model} version {Version} failed its warm-up and is not served: {Reason}")]
+    private partial void LogWarmupFailed(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]
+    private partial void LogWarmedUp(string model, int version, double milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
+    private partial void LogWarmupSkipped(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}")]
+    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
+    private partial void LogPredictInEngine(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
+    private partial void LogFailed(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load with an unexpected error")]
+    private partial void LogFailedUnexpectedly(Exception exception, string model, int version);
+}
