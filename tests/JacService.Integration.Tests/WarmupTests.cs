@@ -21,10 +21,15 @@ public class WarmupTests
             // GetModel says when the version became ready and what loading and warming it took.
             Assert.True(DateTimeOffset.Parse(model.LoadedAt) > DateTimeOffset.UtcNow.AddMinutes(-5), model.LoadedAt);
             Assert.True(model.LoadSeconds > 0 && (!warmed || model.WarmupSeconds > 0), $"load {model.LoadSeconds} s, warm-up {model.WarmupSeconds} s");
-            // Its one-sample Jacobian made AUTO time both modes at batch 1, so a caller's first Jacobian does not.
+            // Its Jacobians made AUTO time both modes at every bucket up to 64 rows, so a caller's first Jacobian does not.
             if (warmed && model.DefaultMode == DerivativeMode.Auto)
-                Assert.Contains(model.DerivativeChoices, c => c.Batch == 1);
+                foreach (long rows in new[] { 1, 2, 4, 8, 16, 32, 64 })
+                    Assert.Contains(model.DerivativeChoices, c => c.Batch == rows);
         }
+        // Second derivatives are warmed for PINN-sized inputs, not for a 784-pixel image (seconds of Hessian for nothing).
+        var lines = server.Log.Split('\n');
+        Assert.DoesNotContain("not warmed", lines.Single(l => l.Contains("Warmed up pinn version 1")));
+        Assert.Contains("not warmed: second derivatives ('image' has over 64 elements", lines.Single(l => l.Contains("Warmed up small_cnn version 1")));
         var scrape = await new HttpClient().GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics");
         Assert.DoesNotContain("jacservice_batch_size_count{", scrape);
     }

@@ -30,6 +30,13 @@ public sealed class ModelRepositoryOptions : IValidatableObject
     /// <summary>Send each version a few requests of its own before it is ready (see ModelWarmup).</summary>
     public bool Warmup { get; set; } = true;
 
+    /// <summary>
+    /// The largest batch bucket the warm-up sends a Predict and a Jacobian (default 64). Buckets above it plan on their
+    /// first calls; a lower value loads huge models faster, a higher one spares callers of large batches that first cost.
+    /// </summary>
+    [Range(1, 65_536)]
+    public int WarmupMaxRows { get; set; } = 64;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (!Directory.Exists(FullRoot))

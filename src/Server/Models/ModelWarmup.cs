@@ -1,65 +1,110 @@
-using System.Diagnostics;
+using JacService.Core;
+using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Core.Onnx;
 using JacService.Server.Batching;
-using JacService.Server.Grpc;
 
 namespace JacService.Server.Models;
 
 /// <summary>
-/// Sends a freshly loaded version a few requests of its own before it is marked ready: a Predict at every batch
-/// bucket up to 64 rows and a Jacobian of one sample, through its batcher. The first call of each path otherwise pays for
-/// building the plan of its shapes, AUTO's timing of both modes and the JIT's first compilation of every method on
-/// the way, tens to hundreds of milliseconds that would land on the first callers after a start or a reload. The
-/// calls leave no trace in the version's metrics, spans or batching stats (see ModelBatcher.WarmingUp).
-/// Inputs are uniform in [0, 1). A version that fails its warm-up (a graph that evaluates for one sample but not for a
-/// batch, say) is not served: every batch the batcher forms would fail the same way.
+/// Sends a freshly loaded version requests of its own before it is marked ready, through its batcher: a Predict and a
+/// Jacobian in the version's default mode at every batch bucket up to Models:WarmupMaxRows, then one sample of each
+/// other derivative it serves (Jvp, Vjp, and Hessian and Laplacian where every op on the path has a second-order rule).
+/// The first call of each path otherwise pays for building the plan of its shapes, AUTO's timing of both modes at
+/// that batch size and the JIT's first compilation of every method on the way, tens to hundreds of milliseconds that
+/// would land on the first callers after a start or a take-over. The calls leave no trace in the version's metrics,
+/// spans or batching stats (see ModelBatcher.WarmingUp). Inputs are uniform in [0, 1). A version that fails its warm-up
+/// (a graph that evaluates for one sample but not for a batch, say) is not served: callers' batches would fail the
+/// same way. A derivative the engine refuses for this model (no second-order rule, a result over the size limit) is
+/// not warmed and is no failure: callers get the same refusal.
 /// </summary>
 public static class ModelWarmup
 {
-    /// <summary>Buckets past this are not warmed: a huge batch of a large model would cost more than its first call saves.</summary>
-    public const int LargestRows = 64;
+    /// <summary>
+    /// Second derivatives are warmed only up to this many elements of wrt: their cost grows with its size (a Hessian
+    /// of a 784-pixel image takes seconds) while what the warm-up saves (planning, JIT) does not. PINN inputs are a few
+    /// coordinates.
+    /// </summary>
+    public const int SecondOrderMaxInputs = 64;
 
     /// <summary>What the warm-up did: ran (Failure null), failed (Failure says why), or was skipped (Skipped says why).</summary>
-    public sealed record Outcome(string? Failure, string? Skipped);
+    public sealed record Outcome(string? Failure, string? Skipped, IReadOnlyList<string> NotWarmed);
 
     /// <summary>Runs the warm-up calls.</summary>
-    public static async Task<Outcome> RunAsync(ModelEntry entry, CancellationToken cancellation)
+    public static async Task<Outcome> RunAsync(ModelEntry entry, int maxRows, CancellationToken cancellation)
     {
         var (model, batcher) = (entry.Model!, entry.Batcher!);
         // A dynamic axis past the batch axis has no size to warm up with; such models warm up on their first calls.
-        if (model.Inputs.Any(i => i.Shape.Skip(1).Any(d => d < 0))) return new(null, "an input has a dynamic axis besides the batch axis");
+        if (model.Inputs.Any(i => i.Shape.Skip(1).Any(d => d < 0))) return new(null, "an input has a dynamic axis besides the batch axis", []);
         var rng = new Random(1);
-        HostTensor[] Sample(int rows) => model.Inputs
-            .Select(i => new HostTensor([rows, .. i.Shape[1..]], RandomValues(rng, rows * i.Shape.Skip(1).Aggregate(1L, (p, d) => p * d))))
-            .ToArray();
+        HostTensor Random(long[] shape) => new(shape, RandomValues(rng, shape.Aggregate(1L, (p, d) => p * d)));
+        HostTensor[] Sample(int rows) => model.Inputs.Select(i => Random([rows, .. i.Shape[1..]])).ToArray();
+        Task<EngineResult> Send(WorkKind kind, HostTensor[] queued, int wrt = -1, int[]? of = null, DerivativeMode mode = DerivativeMode.Auto, int[]? axes = null) =>
+            batcher.SubmitAsync(WorkKey.For(kind, queued, wrt, of, mode, axes: axes), queued, null, cancellation);
+
+        var buckets = batcher.Options.EffectiveBuckets().Where(b => b <= maxRows).DefaultIfEmpty(1).ToArray();
+        var notWarmed = new List<string>();
         batcher.WarmingUp = true;
         try
         {
-            foreach (int rows in batcher.Options.EffectiveBuckets().Where(b => b <= LargestRows))
-            {
-                var inputs = Sample(rows);
-                await batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, null, cancellation);
-            }
-            // A Jacobian with respect to the first float input, of every float output.
+            foreach (int rows in buckets) await Send(WorkKind.Predict, Sample(rows));
+
+            // Derivatives with respect to the first float input, of every float output: what a request naming neither gets.
             int wrt = model.Inputs.ToList().FindIndex(i => i.ElementType.IsFloat());
             var of = model.ResolveOf([]);
-            if (wrt < 0 || of.Length == 0) return new(null, null);
+            if (wrt < 0 || of.Length == 0) return new(null, null, ["derivatives (no float input or output)"]);
             var one = Sample(1);
-            // The same limit a caller's Jacobian meets: a model whose one-sample Jacobian is too large is not sent one.
-            if (model.ResultFloatsPerSample(one, wrt, of) * sizeof(float) > model.Limits.MaxResultBytes)
-                return new(null, "a one-sample Jacobian of this model is over Limits:MaxResponseMiB");
-            for (int call = 0; call < 2; call++)
-                await batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, one, wrt, of, entry.DefaultMode), one, null, cancellation);
-            return new(null, null);
+            // The same limit a caller's request meets: a bucket whose Jacobian is too large is not sent one, nor any larger.
+            long jacobianBytes = model.ResultFloatsPerSample(one, wrt, of) * sizeof(float);
+            foreach (int rows in buckets)
+            {
+                if (rows * jacobianBytes > model.Limits.MaxResultBytes)
+                {
+                    notWarmed.Add($"Jacobians of {rows} rows and more (over Limits:MaxResponseMiB)");
+                    break;
+                }
+                var inputs = Sample(rows);
+                // Twice: under AUTO the first call times both modes at this batch size, the second runs the one chosen.
+                for (int call = 0; call < 2; call++) await Send(WorkKind.Jacobian, inputs, wrt, of, entry.DefaultMode);
+            }
+            // One direction of one sample: a result the size of the outputs, always within the limit.
+            await Send(WorkKind.Jvp, [.. one, Random(one[wrt].Shape)], wrt, of, DerivativeMode.Forward);
+            await Send(WorkKind.Vjp, [.. one, .. of.Select(o => Random([1, .. model.OutputSampleShape(one, o)]))], wrt, of, DerivativeMode.Reverse);
+            if (SecondOrderRefusal(model, one, wrt, of) is { } refusal)
+            {
+                notWarmed.Add($"second derivatives ({refusal})");
+            }
+            else
+            {
+                await Send(WorkKind.Hessian, one, wrt, of, DerivativeMode.Forward);
+                await Send(WorkKind.Laplacian, one, wrt, of, DerivativeMode.Forward, model.Requests.ResolveAxes([], one, wrt));
+            }
+            return new(null, null, notWarmed);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return new(e.Message, null);
+            return new(e.Message, null, notWarmed);
         }
         finally
         {
             batcher.WarmingUp = false;
+        }
+    }
+
+    /// <summary>Why a caller's one-sample Hessian would be refused, or null when it would run.</summary>
+    private static string? SecondOrderRefusal(ModelVersion model, HostTensor[] one, int wrt, int[] of)
+    {
+        if (one[wrt].Shape[1..].Aggregate(1L, (p, d) => p * d) > SecondOrderMaxInputs)
+            return $"'{model.Inputs[wrt].Name}' has over {SecondOrderMaxInputs} elements; the first call plans them";
+        try
+        {
+            model.CheckSecondOrder(wrt, of);
+            model.CheckSecondOrderSize(one, wrt, of, SecondOrderKind.Hessian, includeJacobian: false);
+            return null;
+        }
+        catch (Exception e) when (e is InvalidRequestException or ResultTooLargeException)
+        {
+            return e is ResultTooLargeException ? "a one-sample Hessian is over Limits:MaxResponseMiB" : "an op on the path has no second-order rule";
         }
     }
 

@@ -60,12 +60,13 @@ public sealed partial class VersionLoader(
     private (ModelEntry, double) Warm(ModelEntry entry, CancellationToken stopping)
     {
         long started = Stopwatch.GetTimestamp();
-        var outcome = ModelWarmup.RunAsync(entry, stopping).GetAwaiter().GetResult();
+        var outcome = ModelWarmup.RunAsync(entry, repository.Value.WarmupMaxRows, stopping).GetAwaiter().GetResult();
         var took = Stopwatch.GetElapsedTime(started);
         if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
         if (outcome.Failure is not { } failure)
         {
-            if (outcome.Skipped is null) LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds);
+            if (outcome.Skipped is null)
+                LogWarmedUp(entry.Name, entry.Version, took.TotalMilliseconds, outcome.NotWarmed.Count == 0 ? "" : $"; not warmed: {string.Join("; ", outcome.NotWarmed)}");
             return (entry, took.TotalSeconds);
         }
         LogWarmupFailed(entry.Name, entry.Version, failure);
@@ -76,8 +77,8 @@ public sealed partial class VersionLoader(
     [LoggerMessage(Level = LogLevel.Error, Message = "{Model} version {Version} failed its warm-up and is not served: {Reason}")]
     private partial void LogWarmupFailed(string model, int version, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms")]
-    private partial void LogWarmedUp(string model, int version, double milliseconds);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Warmed up {Model} version {Version} in {Milliseconds:F0} ms{NotWarmed}")]
+    private partial void LogWarmedUp(string model, int version, double milliseconds, string notWarmed);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
     private partial void LogWarmupSkipped(string model, int version, string reason);
