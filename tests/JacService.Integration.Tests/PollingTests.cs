@@ -92,6 +92,14 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
         Assert.Contains("Retiring added version 2: its version folder was removed", Server.Log);
         await WaitFor("added", "", _ => Server.Log.Contains("Freed added version 2"));
 
+        // Counted as a load of each version and a retirement (metrics are exported every second or so: wait for them).
+        await WaitFor("added", "", _ =>
+        {
+            var samples = PrometheusText.Parse(new HttpClient().GetStringAsync($"http://127.0.0.1:{Server.MetricsPort}/metrics").Result);
+            return samples.Any(m => m.Name == "jacservice_model_retirements_total" && m.Labels.GetValueOrDefault("model") == "added" && m.Value == 1)
+                && samples.Any(m => m.Name == "jacservice_model_loads_total" && m.Labels.GetValueOrDefault("model") == "added" && m.Value == 2);
+        });
+
         Directory.Delete(Path.Combine(Root, "added"), recursive: true);
         await WaitFor("added", "", i => i is null);
         Assert.Null(await Health("added"));
