@@ -193,7 +193,8 @@ public sealed partial class ModelRepositoryLoader(
         foreach (var key in _pending.Keys.Where(k => k.Item1 == name && !foundVersions.Contains(k.Item2)).ToList()) _pending.Remove(key);
 
         int? latestAfter = LatestReady(name);
-        if (latestAfter is { } after && latestAfter != latestBefore) LogTookOver(name, after, latestBefore?.ToString() ?? "none");
+        // A model's first version is no take-over: its load was logged.
+        if (latestAfter is { } after && latestBefore is { } before && after != before) LogTookOver(name, after, before);
     }
 
     /// <summary>
@@ -287,7 +288,7 @@ public sealed partial class ModelRepositoryLoader(
     private partial void LogReloadFailed(string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Model} version {Version} takes over as latest from version {Previous}")]
-    private partial void LogTookOver(string model, int version, string previous);
+    private partial void LogTookOver(string model, int version, int previous);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Retiring {Model} version {Version}: {Why}; {Calls} calls still hold it")]
     private partial void LogRetiring(string model, int version, string why, int calls);
