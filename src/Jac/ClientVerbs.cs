@@ -30,11 +30,24 @@ public static class ClientVerbs
     {
         var model = ModelOption(required: false);
         var output = OutputFormat(["table", "json"]);
+        var watch = new Option<bool>("--watch", "-w")
+        {
+            Description = "Keep listing and print each change as it is seen (a version appeared, changed state, reloaded or gone), with its time; until Ctrl-C or --for. --output json prints one JSON object per change",
+        };
+        var interval = new Option<string>("--interval") { Description = "With --watch: time between listings", DefaultValueFactory = _ => "1s" };
+        var watchFor = new Option<string?>("--for") { Description = "With --watch: stop after this long (e.g. 30s), for scripts" };
         var command = new Command("models", "List the models and versions the server has, with their signatures and batching stats")
-            { model, ModelVersion, output, Timeout };
+            { model, ModelVersion, output, Timeout, watch, interval, watchFor };
         command.SetAction(async (r, ct) =>
         {
             using var connection = new Connection(r.GetValue(JacApp.Target)!);
+            if (r.GetValue(watch))
+            {
+                var every = JacApp.ParseDuration(r.GetValue(interval)!, "--interval");
+                if (every <= TimeSpan.Zero) throw new JacException("--interval must be longer than 0");
+                TimeSpan? until = r.GetValue(watchFor) is { } text ? JacApp.ParseDuration(text, "--for") : null;
+                return await ModelWatch.RunAsync(connection, r.GetValue(model), every, until, r.GetValue(output) == "json", io, ct);
+            }
             var options = CallOptions(r, ct);
             List<ModelInfo> models;
             try

@@ -50,6 +50,7 @@ public static class JacApp
         root.Subcommands.Add(SecondOrderVerbs.Hessian(io));
         root.Subcommands.Add(SecondOrderVerbs.Laplacian(io));
         root.Subcommands.Add(LoadCommand.Create(io));
+        root.Subcommands.Add(ControlVerbs.Control(io));
         var config = new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false };
         try
         {

@@ -12,7 +12,7 @@ public sealed class HelmTests
 {
     private static string Chart => Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice");
 
-    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml"]);
+    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml", "ci/model-control-values.yaml"]);
 
     [Theory]
     [MemberData(nameof(ValuesFiles))]
@@ -67,6 +67,28 @@ public sealed class HelmTests
         Assert.Empty(objects.OfType<ServiceMonitor>());
         Assert.Single(objects.OfType<V1PodDisruptionBudget>());
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT");
+        Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name.StartsWith("ModelControl__", StringComparison.Ordinal));
+        Assert.DoesNotContain(pod.Volumes, v => v.Secret is not null);
+    }
+
+    [Fact]
+    public void ModelControlReadsItsTokenFromTheSecretMountedAsAFile()
+    {
+        var pod = Render("ci/model-control-values.yaml").OfType<V1Deployment>().Single().Spec.Template.Spec;
+        var container = pod.Containers.Single();
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.Equal("true", env["ModelControl__Enabled"]);
+        Assert.DoesNotContain("ModelControl__Token", env.Keys);
+        var mount = container.VolumeMounts.Single(m => m.Name == "model-control-token");
+        Assert.True(mount.ReadOnlyProperty);
+        Assert.Equal(mount.MountPath + "/token", env["ModelControl__TokenFile"]);
+
+        var secret = pod.Volumes.Single(v => v.Name == "model-control-token").Secret;
+        Assert.Equal("jacservice-control", secret.SecretName);
+        Assert.Equal(("control-token", "token"), (secret.Items.Single().Key, secret.Items.Single().Path));
+        // 0440 with the pod's fsGroup: the server's group reads the token, other users do not.
+        Assert.Equal(Convert.ToInt32("440", 8), secret.DefaultMode);
+        Assert.Equal(pod.SecurityContext.RunAsGroup, pod.SecurityContext.FsGroup);
     }
 
     [Fact]
@@ -124,6 +146,7 @@ public sealed class HelmTests
     [InlineData("pvc-without-claim.yaml", "models.pvc.claimName")]
     [InlineData("config-typo.yaml", "Additional property MaxBatchSzie is not allowed")]
     [InlineData("batch-size-zero.yaml", "config.Batching.MaxBatchSize")]
+    [InlineData("model-control-without-secret.yaml", "modelControl.existingSecret")]
     public void SchemaRejectsBadValues(string file, string expected)
     {
         var path = Path.Combine(Fixtures.Root, "tests", "JacService.Container.Tests", "HelmBadValues", file);

@@ -1,5 +1,6 @@
 using JacService.Core.Models;
 using JacService.Server.Batching;
+using JacService.Server.Control;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Health;
@@ -37,6 +38,7 @@ public static class JacServiceExtensions
         services.AddSingleton<ModelRepositoryLoader>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelRepositoryLoader>());
         builder.AddJacServiceTelemetry();
+        builder.AddModelControl();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
             host.ShutdownTimeout = batching.Value.DrainTimeout + TimeSpan.FromSeconds(5));
@@ -94,6 +96,7 @@ public static class JacServiceExtensions
         app.MapJacServiceMetrics();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcService<HealthServiceImpl>();
+        app.MapModelControl();
         app.MapGrpcReflectionService();
         return app;
     }
