@@ -13,6 +13,7 @@ public class ErrorMappingTests
         { typeof(InvalidRequestException), StatusCode.InvalidArgument },
         { typeof(NodeEvaluationException), StatusCode.InvalidArgument },
         { typeof(ResultTooLargeException), StatusCode.ResourceExhausted },
+        { typeof(PlanTooLargeException), StatusCode.ResourceExhausted },
         { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
         { typeof(ModelNotFoundException), StatusCode.NotFound },
         { typeof(ModelUnavailableException), StatusCode.Unavailable },

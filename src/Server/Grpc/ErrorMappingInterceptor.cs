@@ -61,6 +61,8 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         // An input the model cannot evaluate (e.g. a dynamic axis of a size its graph rejects) is the caller's to fix.
         NodeEvaluationException => StatusCode.InvalidArgument,
         ResultTooLargeException => StatusCode.ResourceExhausted,
+        // The request's shapes (on a dynamic axis) would make the graph's values too big to plan.
+        PlanTooLargeException => StatusCode.ResourceExhausted,
         ExecutorBusyException => StatusCode.ResourceExhausted,
         ModelNotFoundException => StatusCode.NotFound,
         ModelUnavailableException => StatusCode.Unavailable,
