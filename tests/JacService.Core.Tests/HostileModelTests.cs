@@ -1,5 +1,6 @@
 using JacService.Core.Models;
 using JacService.Core.Onnx.Proto;
+using JacService.Testing;
 using static JacService.Core.Tests.HostileModels;
 
 namespace JacService.Core.Tests;
@@ -66,6 +67,15 @@ public class HostileModelTests
         var lowered = new EngineLimits { Model = new ModelLimits { MaxNodes = 10 } };
         var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load("chain", 1, Chain(11), lowered));
         Assert.Equal("the graph has 11 nodes, over Limits:MaxNodes 10", e.Message);
+    }
+
+    [Fact]
+    public void TheFixtureModelsLoadAtTheTightestLimitsTheSettingsAllow()
+    {
+        // Limits:MaxNestingDepth may not go below 10: real models nest 7 deep (model, graph, value, type, tensor type, shape, dim).
+        var tight = new EngineLimits { Model = new ModelLimits { MaxNestingDepth = 10 } };
+        foreach (var name in Fixtures.Names)
+            using (ModelVersion.Load(name, 1, File.ReadAllBytes(Fixtures.ModelPath(name)), tight)) { }
     }
 
     [Fact]

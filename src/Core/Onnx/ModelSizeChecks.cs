@@ -50,7 +50,9 @@ internal sealed class ModelSizeChecks(ModelLimits limits, torch.ScalarType compu
                 if (message is AttributeProto && list.Count > limits.MaxAttributeElements)
                     throw new ModelLoadException(
                         $"{Where()}.{field.Name} holds {list.Count:N0} values, over Limits:MaxAttributeElements {limits.MaxAttributeElements}");
-                for (int i = 0; i < list.Count; i++) Visit(field, i, list[i]);
+                // Numbers (tensor data, dims) need no look each: boxing millions of floats would cost more than the load.
+                if (field.FieldType is FieldType.Message or FieldType.String or FieldType.Bytes)
+                    for (int i = 0; i < list.Count; i++) Visit(field, i, list[i]);
             }
             else
             {
