@@ -99,12 +99,17 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public Task WaitForExitAsync(CancellationToken cancellation) => _process.WaitForExitAsync(cancellation);
 
     /// <summary>Resident memory of the server process in bytes.</summary>
-    public long ResidentBytes()
+    public long ResidentBytes() => StatusBytes("VmRSS:");
+
+    /// <summary>The most resident memory the server process has had, in bytes: what a brief allocation since freed took too.</summary>
+    public long PeakResidentBytes() => StatusBytes("VmHWM:");
+
+    private long StatusBytes(string field)
     {
         foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            if (line.StartsWith(field, StringComparison.Ordinal))
                 return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-        throw new InvalidOperationException("VmRSS not found");
+        throw new InvalidOperationException($"{field} not found");
     }
 
     private void BuildRepository()

@@ -2,6 +2,7 @@ using Grpc.Core;
 using JacService.Core;
 using JacService.Server.Grpc;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Tests;
 
@@ -13,6 +14,7 @@ public class ErrorMappingTests
         { typeof(InvalidRequestException), StatusCode.InvalidArgument },
         { typeof(NodeEvaluationException), StatusCode.InvalidArgument },
         { typeof(ResultTooLargeException), StatusCode.ResourceExhausted },
+        { typeof(PlanTooLargeException), StatusCode.ResourceExhausted },
         { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
         { typeof(ModelNotFoundException), StatusCode.NotFound },
         { typeof(ModelUnavailableException), StatusCode.Unavailable },
@@ -21,7 +23,11 @@ public class ErrorMappingTests
         { typeof(BatcherStoppedException), StatusCode.Unavailable },
     };
 
-    private readonly CapturingLogger _log = new();
+    private readonly CapturingLogger<ErrorMappingInterceptor> _log = new();
+    private readonly CapturingLogger<CallerErrorLog> _callerLog = new();
+    private readonly CallerErrorLog _callerErrors;
+
+    public ErrorMappingTests() => _callerErrors = new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, _callerLog);
 
     [Theory]
     [MemberData(nameof(Mapped))]
@@ -38,6 +44,11 @@ public class ErrorMappingTests
             Assert.Equal(thrown.Message, e.Status.Detail);
         }
         Assert.Empty(_log.Entries); // the caller's mistake or the server's load, not a bug to log
+        // One line for the two calls: the second came within the interval.
+        var line = Assert.Single(_callerLog.Entries);
+        Assert.Equal(LogLevel.Information, line.Level);
+        Assert.Null(line.Exception);
+        Assert.StartsWith($"Caller error {code} in /jacservice.v1.JacobianService/Predict: {thrown.Message} (0 more", line.Message);
     }
 
     [Fact]
@@ -95,24 +106,13 @@ public class ErrorMappingTests
         : (Exception)Activator.CreateInstance(type, message)!;
 
     private Task<string> Unary(Exception thrown, ServerCallContext? context = null) =>
-        new ErrorMappingInterceptor(_log).UnaryServerHandler<string, string>(
+        new ErrorMappingInterceptor(_log, _callerErrors).UnaryServerHandler<string, string>(
             "request", context ?? new FakeCallContext(), (_, _) => Task.FromException<string>(thrown));
 
     private Task Streaming(Exception thrown) =>
-        new ErrorMappingInterceptor(_log).ServerStreamingServerHandler<string, string>(
+        new ErrorMappingInterceptor(_log, _callerErrors).ServerStreamingServerHandler<string, string>(
             "request", null!, new FakeCallContext(), (_, _, _) => Task.FromException(thrown));
 
-    private sealed class CapturingLogger : ILogger<ErrorMappingInterceptor>
-    {
-        public List<(LogLevel Level, Exception? Exception, string Message)> Entries { get; } = [];
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Entries.Add((logLevel, exception, formatter(state, exception)));
-    }
 
     private sealed class FakeCallContext(CancellationToken cancellation = default, DateTime? deadline = null) : ServerCallContext
     {

@@ -23,6 +23,9 @@ public sealed record EngineLimits
     /// <summary>Serve Predict through ONNX Runtime where the model's inputs and outputs are float32 (see OnnxRuntimeForward).</summary>
     public bool PredictWithOnnxRuntime { get; init; } = true;
 
+    /// <summary>What a model file may hold; checked at load, and while planning each new set of input shapes.</summary>
+    public ModelLimits Model { get; init; } = new();
+
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
 }

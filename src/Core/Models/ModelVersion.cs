@@ -55,31 +55,61 @@ public sealed class ModelVersion : IDisposable
     public IReadOnlyList<DerivativeChoice> DerivativeChoices => _auto.Choices;
 
     /// <summary>
-    /// Reads and validates the model, moves its initializers to the device, and, where every non-batch axis is
-    /// static, builds the batch-1 plan so a graph that cannot evaluate fails here rather than on a request.
+    /// Reads model.onnx, refusing a file over Limits:MaxModelFileMiB before reading it, then <see cref="Load"/>s it.
+    /// </summary>
+    public static ModelVersion LoadFile(string name, int version, string path, EngineLimits limits, ScalarType computeType = ScalarType.Float32)
+    {
+        byte[] bytes;
+        using (var file = File.OpenRead(path))
+        {
+            // The length of the open file: one replaced after a size check by path could be any size.
+            long length = file.Length;
+            if (length > limits.Model.MaxFileBytes)
+                throw new ModelLoadException($"the model has {length:N0} bytes, over Limits:MaxModelFileMiB ({limits.Model.MaxFileBytes:N0} bytes)");
+            bytes = new byte[length];
+            file.ReadExactly(bytes);
+        }
+        return Load(name, version, bytes, limits, computeType);
+    }
+
+    /// <summary>
+    /// Reads, checks against <see cref="EngineLimits.Model"/> and validates the model, and moves its initializers to the
+    /// device. Where every non-batch axis is static it builds the batch-1 plan, so a graph that cannot evaluate (or would
+    /// plan over Limits:MaxPlannedElements) fails here rather than on a request; otherwise it evaluates the part that
+    /// depends on no input under that limit. Only then does ONNX Runtime, which folds constants itself, see the file.
     /// </summary>
     public static ModelVersion Load(string name, int version, byte[] bytes, EngineLimits limits, ScalarType computeType = ScalarType.Float32)
     {
-        var graph = OnnxModelReader.Read(bytes, computeType);
+        var graph = OnnxModelReader.Read(bytes, computeType, limits.Model);
         var model = new ModelVersion(name, version, graph, limits);
+        bool staticShapes = graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0));
         try
         {
+            if (staticShapes)
+            {
+                using var scope = NewDisposeScope();
+                using var plan = model._parts.Plans.Lease(SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
+            }
+            else
+            {
+                Planner.CheckConstants(graph, limits.Model.MaxPlannedElements);
+            }
             if (limits.PredictWithOnnxRuntime)
             {
                 model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, out var reason);
                 model.PredictRuntimeNote = reason;
-            }
-            if (graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0)))
-            {
-                using var scope = NewDisposeScope();
-                using var plan = model._parts.Plans.Lease(SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
             }
             return model;
         }
         catch (NodeEvaluationException e)
         {
             model.Dispose();
-            throw new ModelLoadException($"the graph does not evaluate for a batch of one: {e.Message}", e);
+            throw new ModelLoadException($"the graph does not evaluate{(staticShapes ? " for a batch of one" : "")}: {e.Message}", e);
+        }
+        catch (PlanTooLargeException e)
+        {
+            model.Dispose();
+            throw new ModelLoadException(e.Message, e);
         }
     }
 

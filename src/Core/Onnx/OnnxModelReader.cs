@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using JacService.Core.Models;
 using JacService.Core.Ops;
 using JacService.Core.Onnx.Proto;
 using TorchSharp;
@@ -14,21 +15,36 @@ public static class OnnxModelReader
     public const int MinOpset = 13;
     public const int MaxOpset = 17;
 
-    public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType)
+    /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
+    public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
     {
-        ModelProto model;
+        if (bytes.Length > limits.MaxFileBytes)
+            throw new ModelLoadException($"the model has {bytes.Length:N0} bytes, over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
+        var model = Parse(bytes, limits);
+        ModelSizeChecks.Check(model, computeType, limits);
+        return Read(model, computeType, limits);
+    }
+
+    private static ModelProto Parse(byte[] bytes, ModelLimits limits)
+    {
+        // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
+        // Fields this subset of onnx.proto does not know are dropped rather than kept as unknown fields.
+        using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, limits.MaxNestingDepth);
         try
         {
-            model = ModelProto.Parser.ParseFrom(bytes);
+            return ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
+        }
+        catch (InvalidProtocolBufferException e) when (e.Message.Contains("levels of nesting", StringComparison.Ordinal))
+        {
+            throw new ModelLoadException($"the model nests protobuf messages deeper than Limits:MaxNestingDepth {limits.MaxNestingDepth}", e);
         }
         catch (InvalidProtocolBufferException e)
         {
             throw new ModelLoadException($"not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
-        return Read(model, computeType);
     }
 
-    public static ModelGraph Read(ModelProto model, torch.ScalarType computeType)
+    private static ModelGraph Read(ModelProto model, torch.ScalarType computeType, ModelLimits limits)
     {
         var graph = model.Graph ?? throw new ModelLoadException("not an ONNX model: the file holds no graph");
         if (graph.Node.Count == 0) throw new ModelLoadException("the graph has no nodes");
@@ -77,6 +93,7 @@ public static class OnnxModelReader
             throw new ModelLoadException($"graph output '{o.Name}' is not produced by any node");
 
         var order = TopologicalOrder(graph, ids, producerNode);
+        CheckDepth(graph, order, ids, producerNode, limits);
         var nodes = new GraphNode[order.Count];
         for (int k = 0; k < order.Count; k++)
         {
@@ -142,6 +159,22 @@ public static class OnnxModelReader
             .Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && d.DimValue > 0 ? d.DimValue : -1)
             .ToArray();
         return new TensorSignature(v.Name, type, shape);
+    }
+
+    /// <summary>Refuses a graph whose longest chain of nodes (each consuming one before it) is over the limit.</summary>
+    private static void CheckDepth(GraphProto graph, List<int> order, Dictionary<string, int> ids, int[] producerNode, ModelLimits limits)
+    {
+        var depth = new int[graph.Node.Count];
+        foreach (int n in order)
+        {
+            int deepest = 0;
+            foreach (var input in graph.Node[n].Input)
+                if (input.Length > 0 && producerNode[ids[input]] is var p and >= 0) deepest = Math.Max(deepest, depth[p]);
+            depth[n] = deepest + 1;
+            if (depth[n] > limits.MaxGraphDepth)
+                throw new ModelLoadException(
+                    $"the graph is {depth[n]:N0} nodes deep at node '{graph.Node[n].Name}' (its longest chain), over Limits:MaxGraphDepth {limits.MaxGraphDepth}");
+        }
     }
 
     private static List<int> TopologicalOrder(GraphProto graph, Dictionary<string, int> ids, int[] producerNode)

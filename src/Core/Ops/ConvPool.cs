@@ -103,6 +103,37 @@ internal static class ConvPool
         return x.Shape[2..];
     }
 
+    /// <summary>The padded input (when padding is asymmetric) and the output, each at most [N, C or Cout, ..padded spatial].</summary>
+    public static long ConvAllocates(OpContext c)
+    {
+        long[] x = c.In(0).Shape, w = c.In(1).Shape;
+        // Conv refuses these shapes when it runs.
+        if (x.Length is not (3 or 4) || w.Length != x.Length) return 0;
+        return Sizes.Times(Sizes.Times(x[0], Sizes.Plus(x[1], w[0])), PaddedSpatial(c, x[2..], w[2..]));
+    }
+
+    /// <summary>The padded input, the output and MaxPool's indices, each at most [N, C, ..padded spatial].</summary>
+    public static long PoolAllocates(OpContext c)
+    {
+        long[] x = c.In(0).Shape;
+        if (x.Length is not (3 or 4) || c.Attr.Ints("kernel_shape") is not { } kernel || kernel.Length != x.Length - 2) return 0;
+        return Sizes.Times(3, Sizes.Elements([x[0], x[1], PaddedSpatial(c, x[2..], kernel)]));
+    }
+
+    /// <summary>
+    /// Elements of the spatial axes with their padding, an upper bound for the output's too (strides are at least 1).
+    /// Pads and dilations are attributes, so a hostile file can make them huge; SAME padding adds at most the window.
+    /// </summary>
+    private static long PaddedSpatial(OpContext c, long[] spatial, long[] kernel)
+    {
+        int n = spatial.Length;
+        var pads = c.Attr.Ints("pads") ?? new long[2 * n];
+        var dilations = c.Attr.Ints("dilations") ?? Enumerable.Repeat(1L, n).ToArray();
+        if (pads.Length != 2 * n || dilations.Length != n || kernel.Length != n) return 0;
+        return Sizes.Elements(Enumerable.Range(0, n).Select(i => Sizes.Sum([
+            spatial[i], Math.Max(0, pads[i]), Math.Max(0, pads[i + n]), Sizes.Times(Math.Max(0, kernel[i] - 1), dilations[i])])));
+    }
+
     public static Dual[] Conv(OpContext c)
     {
         var x = c.In(0);

@@ -52,6 +52,25 @@ internal static class LinearAlgebra
         return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
     }
 
+    public static long GemmAllocates(OpContext c)
+    {
+        long[] a = c.In(0).Shape, b = c.In(1).Shape;
+        // Gemm refuses operands that are not matrices when it runs.
+        if (a.Length != 2 || b.Length != 2) return 0;
+        bool transA = c.Attr.Int("transA", 0) != 0, transB = c.Attr.Int("transB", 0) != 0;
+        return Sizes.Times(transA ? a[1] : a[0], transB ? b[0] : b[1]);
+    }
+
+    /// <summary>The product, and both operands, which torch.matmul may copy broadcast to the common batch shape.</summary>
+    public static long MatMulAllocates(OpContext c)
+    {
+        long[] a = c.In(0).Shape, b = c.In(1).Shape;
+        var outShape = MatMulShape(a, b);
+        long[] a2 = a.Length == 1 ? [1, a[0]] : a, b2 = b.Length == 1 ? [b[0], 1] : b;
+        long batch = Sizes.Elements(Shapes.Broadcast(a2[..^2], b2[..^2]));
+        return Sizes.Sum([Sizes.Elements(outShape), Sizes.Elements([batch, a2[^2], a2[^1]]), Sizes.Elements([batch, b2[^2], b2[^1]])]);
+    }
+
     /// <summary>NumPy matmul output shape, or an error naming both operands.</summary>
     public static long[] MatMulShape(long[] a, long[] b)
     {

@@ -59,6 +59,14 @@ public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp
     /// <summary>Inputs a tangent may not flow into (weights of Conv, statistics of BatchNorm ...).</summary>
     public int[] NonDifferentiableInputs { get; init; } = [];
 
+    /// <summary>
+    /// For an op whose result can hold many more elements than its inputs (broadcasts, products, Expand, Pad, padded
+    /// windows): an upper bound on the elements it allocates, from its inputs' shapes, its attributes and small shape
+    /// inputs, computed without allocating so the planner can refuse a blowup before attempting it (PlanBudget). Null
+    /// for ops that make at most a small multiple of what their inputs hold (AllocationBoundTests checks both kinds).
+    /// </summary>
+    public Func<OpContext, long>? Allocates { get; init; }
+
     /// <summary>The output depends on the shapes of the inputs only, never on their data (folded into the plan).</summary>
     public bool ShapeOnly { get; init; }
 

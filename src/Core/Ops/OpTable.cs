@@ -61,8 +61,8 @@ public static class OpTable
                 (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1))
 
             // Linear algebra.
-            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature })
-            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature })
+            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates })
+            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature, Allocates = LinearAlgebra.MatMulAllocates })
 
             // Pass-through and casts.
             .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct)
@@ -72,7 +72,7 @@ public static class OpTable
             // Values that never carry a tangent.
             .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp) { ShapeOnly = true, Curvature = OpRule.Linear })
-            .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConstantOfShapeAllocates })
 
             // Shape ops: the tangent takes the same map on the axes after the basis axis, the cotangent its transpose.
             .Reshaping("Reshape", ShapeOps.Reshape)
@@ -82,12 +82,12 @@ public static class OpTable
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]))
-            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates })
+            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates })
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates })
+            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates })
 
             // Reductions and normalisations.
             .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear })
@@ -100,9 +100,10 @@ public static class OpTable
                 { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature })
 
             // Convolution and pooling (1-D and 2-D).
-            .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp) { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear })
-            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear })
-            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear })
+            .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)
+                { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates })
+            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates })
+            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates })
             .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear })
             .Rules;
     }

@@ -100,7 +100,11 @@ internal sealed class RuleTableBuilder
                 return [c.Needs(0) ? Tangents.Unbroadcast(Term(ct, da, a, b, y)!, a.shape) : null,
                         c.Needs(1) ? Tangents.Unbroadcast(Term(ct, db, a, b, y)!, b.shape) : null];
             })
-        { Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)] });
+        {
+            Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)],
+            // [N, 1] and [1, N] broadcast to N².
+            Allocates = c => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, c.In(1).Shape)),
+        });
 
     private static Tensor? BinaryCurvature(CurvatureContext c, Partial? daa, Partial? dab, Partial? dbb)
     {

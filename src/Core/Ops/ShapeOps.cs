@@ -29,6 +29,8 @@ internal static class ShapeOps
         return [new Dual(value.reshape(1).expand(shape).contiguous(), null)];
     }
 
+    public static long ConstantOfShapeAllocates(OpContext c) => Sizes.Elements(Shapes.Ints(c.In(0).Value));
+
     public static Dual[] Dropout(OpContext c)
     {
         var x = c.In(0);
@@ -145,6 +147,18 @@ internal static class ShapeOps
         return [new Dual(y, t)];
     }
 
+    /// <summary>The gathered values and the flattened indices.</summary>
+    public static long GatherAllocates(OpContext c)
+    {
+        var s = c.In(0).Shape;
+        var indices = c.In(1).Shape;
+        int axis = (int)Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
+        return Sizes.Plus(Sizes.Elements([.. s[..axis], .. indices, .. s[(axis + 1)..]]), Sizes.Elements(indices));
+    }
+
+    /// <summary>Every input as often as it is named: one value concatenated with itself 10^5 times is 10^5 copies.</summary>
+    public static long ConcatAllocates(OpContext c) => Sizes.Sum(Enumerable.Range(0, c.InputCount).Select(i => Sizes.Elements(c.In(i).Shape)));
+
     public static Dual[] Concat(OpContext c)
     {
         var inputs = Enumerable.Range(0, c.InputCount).Select(c.In).ToArray();
@@ -224,6 +238,18 @@ internal static class ShapeOps
             if (hasTangent) t = t.index_select(axis + 1, index);
         }
         return [new Dual(y, hasTangent ? t : null)];
+    }
+
+    /// <summary>Expand makes a view, but what reads it (an output, the next op) makes it whole.</summary>
+    public static long ExpandAllocates(OpContext c) => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, Shapes.Ints(c.In(1).Value)));
+
+    public static long PadAllocates(OpContext c)
+    {
+        var s = c.In(0).Shape;
+        var pads = Shapes.Ints(c.In(1).Value);
+        // Pad refuses a pads list of the wrong length when it runs.
+        if (pads.Length != 2 * s.Length) return 0;
+        return Sizes.Elements(s.Select((d, i) => Sizes.Plus(d, Sizes.Plus(Math.Max(0, pads[i]), Math.Max(0, pads[i + s.Length])))));
     }
 
     public static Dual[] Expand(OpContext c)

@@ -97,6 +97,20 @@ internal static class Evaluator
         }
     }
 
+    /// <summary>The node's bound on what it allocates (<see cref="OpRule.Allocates"/>), or null; a failure is reported against the node.</summary>
+    internal static long? Allocates(GraphNode node, ModelGraph graph, Dual?[] inputs)
+    {
+        if (OpTable.Rules[node.OpType].Allocates is not { } bound) return null;
+        try
+        {
+            return bound(new OpContext(node, graph.Opset, graph.ComputeType, inputs));
+        }
+        catch (Exception e) when (e is not NodeEvaluationException and not OutOfMemoryException)
+        {
+            throw new NodeEvaluationException(node.Name, node.OpType, e.Message, e);
+        }
+    }
+
     /// <summary>
     /// Adds the node's second-order term (its curvature rule over the inputs' first-order directions) to the
     /// second-order directions of its outputs' tangents, which the JVP rule has filled with the linear part.

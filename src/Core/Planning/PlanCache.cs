@@ -34,7 +34,7 @@ internal sealed class PlanCache(ModelGraph graph, EngineLimits limits) : IDispos
     {
         // Plans outlive the request that first needs them: build outside the caller's dispose scope.
         using var outer = NewDisposeScope();
-        return Planner.Build(graph, shapes);
+        return Planner.Build(graph, shapes, limits.Model.MaxPlannedElements);
     }
 
     public void Dispose()

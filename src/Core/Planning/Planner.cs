@@ -9,9 +9,11 @@ namespace JacService.Core.Planning;
 /// </summary>
 internal static class Planner
 {
-    public static ExecutionPlan Build(ModelGraph graph, long[][] inputShapes)
+    /// <param name="maxPlannedElements">Limits:MaxPlannedElements, per sample (see <see cref="PlanBudget"/>).</param>
+    public static ExecutionPlan Build(ModelGraph graph, long[][] inputShapes, long maxPlannedElements = long.MaxValue)
     {
         int n = graph.ValueCount;
+        var budget = new PlanBudget(maxPlannedElements, inputShapes[0][0]);
         var dataDependent = new bool[n];
         foreach (var id in graph.InputIds) dataDependent[id] = true;
 
@@ -24,6 +26,7 @@ internal static class Planner
             for (int i = 0; i < graph.Inputs.Count; i++)
             {
                 var sig = graph.Inputs[i];
+                budget.Input(sig, inputShapes[i]);
                 values[graph.InputIds[i]] = zeros(inputShapes[i], sig.ElementType.DeviceType(graph.ComputeType));
             }
             foreach (var (id, t) in values.Select((t, id) => (id, t)).Where(p => p.t is not null)) shapes[id] = t!.shape;
@@ -31,8 +34,7 @@ internal static class Planner
             foreach (var node in graph.Nodes)
             {
                 bool dependent = !Ops.OpTable.Rules[node.OpType].ShapeOnly && node.Inputs.Any(i => i >= 0 && dataDependent[i]);
-                var ins = node.Inputs.Select(i => i >= 0 ? new Ops.Dual(values[i]!, null) : (Ops.Dual?)null).ToArray();
-                var outs = Evaluator.Apply(node, graph, ins);
+                var outs = Step(graph, node, values, budget);
                 for (int o = 0; o < node.Outputs.Length; o++)
                 {
                     int id = node.Outputs[o];
@@ -66,6 +68,38 @@ internal static class Planner
             ReleaseAfter = Liveness(graph, steps),
             Folded = owned.Values.ToArray(),
         };
+    }
+
+    /// <summary>
+    /// For a graph with dynamic axes, which gets no plan at load: evaluates, under the same limit, what depends on no
+    /// input at all (the sub-graphs ONNX Runtime folds when it opens the model), and frees it.
+    /// </summary>
+    public static void CheckConstants(ModelGraph graph, long maxPlannedElements)
+    {
+        var budget = new PlanBudget(maxPlannedElements, 1);
+        using var scope = NewDisposeScope();
+        var values = new Tensor?[graph.ValueCount];
+        foreach (var (id, t) in graph.Initializers) values[id] = t;
+        foreach (var node in graph.Nodes)
+        {
+            if (node.Inputs.Any(i => i >= 0 && values[i] is null)) continue;
+            var outs = Step(graph, node, values, budget);
+            for (int o = 0; o < node.Outputs.Length; o++)
+                if (node.Outputs[o] >= 0) values[node.Outputs[o]] = outs[o].Value;
+        }
+    }
+
+    /// <summary>Runs one node on the values so far, inside the budget: checked before where the op can say, counted after.</summary>
+    private static Ops.Dual[] Step(ModelGraph graph, GraphNode node, Tensor?[] values, PlanBudget budget)
+    {
+        var ins = node.Inputs.Select(i => i >= 0 ? new Ops.Dual(values[i]!, null) : (Ops.Dual?)null).ToArray();
+        budget.Before(node, Evaluator.Allocates(node, graph, ins));
+        var outs = Evaluator.Apply(node, graph, ins);
+        long made = 0;
+        for (int o = 0; o < node.Outputs.Length; o++)
+            if (node.Outputs[o] >= 0) made = Ops.Sizes.Plus(made, outs[o].Value.numel());
+        budget.After(node, made);
+        return outs;
     }
 
     public static string Key(long[][] inputShapes) => string.Join(";", inputShapes.Select(s => string.Join("x", s)));

@@ -3,7 +3,11 @@ using JacService.Core.Models;
 
 namespace JacService.Server.Execution;
 
-/// <summary>Message size limits (configuration section "Limits").</summary>
+/// <summary>
+/// Message size limits, and what a model file may hold (configuration section "Limits"). The model limits refuse a
+/// hostile or broken model.onnx (FAILED, with the limit it broke) before the memory or work they bound is spent;
+/// docs/security.md says what each guards against.
+/// </summary>
 public sealed class LimitsOptions
 {
     public const string Section = "Limits";
@@ -16,8 +20,59 @@ public sealed class LimitsOptions
     [Range(1, 2047)]
     public int MaxResponseMiB { get; set; } = 256;
 
+    /// <summary>Largest model.onnx loaded; a larger one is FAILED without being read.</summary>
+    [Range(1, 2047)]
+    public int MaxModelFileMiB { get; set; } = 1024;
+
+    /// <summary>Deepest nesting of protobuf messages in a model file (a model without subgraphs needs under 10).</summary>
+    [Range(10, 1000)]
+    public int MaxNestingDepth { get; set; } = 32;
+
+    /// <summary>Most nodes in a model file, subgraphs included.</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxNodes { get; set; } = 100_000;
+
+    /// <summary>Longest chain of nodes in a graph, each consuming the one before.</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxGraphDepth { get; set; } = 10_000;
+
+    /// <summary>Largest tensor of a model (initializer or Constant value), as held on the device.</summary>
+    [Range(1, 1 << 20)]
+    public int MaxTensorMiB { get; set; } = 512;
+
+    /// <summary>All tensors of a model together, as held on the device.</summary>
+    [Range(1, 1 << 20)]
+    public int MaxInitializerMiB { get; set; } = 1024;
+
+    /// <summary>
+    /// Elements of all values one sample's pass computes (inputs and every node's outputs: 2^28 is 1 GiB of float32); a
+    /// plan for a batch of B may hold B times as many. Refused at load for static shapes, else on the request (RESOURCE_EXHAUSTED).
+    /// </summary>
+    [Range(typeof(long), "1", "9223372036854775807")]
+    public long MaxPlannedElements { get; set; } = 1L << 28;
+
+    /// <summary>Longest string in a model file (names, op types, doc strings, string attributes), in UTF-8 bytes.</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxStringBytes { get; set; } = 64 << 10;
+
+    /// <summary>Most values in one attribute list of a model, and most attributes on one node.</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxAttributeElements { get; set; } = 100_000;
+
     public EngineLimits ToEngineLimits(EngineOptions engine) => new()
     {
+        Model = new ModelLimits
+        {
+            MaxFileBytes = (long)MaxModelFileMiB << 20,
+            MaxNestingDepth = MaxNestingDepth,
+            MaxNodes = MaxNodes,
+            MaxGraphDepth = MaxGraphDepth,
+            MaxTensorBytes = (long)MaxTensorMiB << 20,
+            MaxInitializerBytes = (long)MaxInitializerMiB << 20,
+            MaxPlannedElements = MaxPlannedElements,
+            MaxStringBytes = MaxStringBytes,
+            MaxAttributeElements = MaxAttributeElements,
+        },
         WorkingMemoryBytes = (long)engine.WorkingMemoryMiB << 20,
         MaxResultBytes = (long)MaxResponseMiB << 20,
         MaxCachedPlans = engine.MaxCachedPlans,

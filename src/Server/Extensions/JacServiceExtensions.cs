@@ -7,9 +7,11 @@ using JacService.Server.Health;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
 using Grpc.AspNetCore.Server;
+using Grpc.AspNetCore.Server.Model;
 using Grpc.HealthCheck;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Extensions;
@@ -24,10 +26,12 @@ public static class JacServiceExtensions
         services.AddValidatedOptions<EngineOptions>(EngineOptions.Section);
         services.AddValidatedOptions<LimitsOptions>(LimitsOptions.Section);
         services.AddValidatedOptions<BatchingOptions>(BatchingOptions.Section);
+        services.AddValidatedOptions<CallerErrorsOptions>(CallerErrorsOptions.Section);
         services.AddSingleton(TimeProvider.System);
 
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<LimitsOptions>>().Value
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
+        services.AddSingleton<CallerErrorLog>();
         services.AddSingleton<ModelRegistry>();
         services.AddSingleton<RepositoryScanner>();
         services.AddSingleton<VersionLoader>();
@@ -54,7 +58,21 @@ public static class JacServiceExtensions
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<LimitsOptions>>((grpc, limits) =>
             grpc.MaxReceiveMessageSize = limits.Value.MaxRequestMiB << 20);
         services.AddGrpcReflection();
+        services.ParseRequestsStrictly();
         return builder;
+    }
+
+    /// <summary>
+    /// Binds every gRPC service through <see cref="ParsingServiceMethodProvider{TService}"/> in place of grpc-dotnet's
+    /// binder (both would register each method, and a route twice is ambiguous), so a request message that does not
+    /// parse is INVALID_ARGUMENT, logged once per interval, not UNKNOWN with a stack trace per call.
+    /// </summary>
+    private static void ParseRequestsStrictly(this IServiceCollection services)
+    {
+        var binder = services.SingleOrDefault(d => d.ServiceType == typeof(IServiceMethodProvider<>) && d.ImplementationType?.Name == "BinderServiceMethodProvider`1")
+            ?? throw new InvalidOperationException("grpc-dotnet's BinderServiceMethodProvider is not registered: AddGrpc must come first (or a new grpc-dotnet binds differently)");
+        services.Remove(binder);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton(typeof(IServiceMethodProvider<>), typeof(ParsingServiceMethodProvider<>)));
     }
 
     /// <summary>

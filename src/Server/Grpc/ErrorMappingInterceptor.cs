@@ -7,9 +7,10 @@ namespace JacService.Server.Grpc;
 
 /// <summary>
 /// Turns engine and registry exceptions into gRPC status codes with the message that says what was expected and
-/// what arrived. Anything unexpected becomes INTERNAL with a correlation id; the details go to the log only.
+/// what arrived. Anything unexpected becomes INTERNAL with a correlation id; the details go to the log only. The
+/// rest are the caller's doing or the server's load, logged at most once per status per interval (CallerErrorLog).
 /// </summary>
-public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> logger) : Interceptor
+public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> logger, CallerErrorLog callerErrors) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
@@ -43,16 +44,22 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
         {
             // The client went away or its deadline passed; it will not read this status, but the log and metrics will.
-            return new RpcException(context.Deadline <= DateTime.UtcNow
+            return CallerError(context, context.Deadline <= DateTime.UtcNow
                 ? new Status(StatusCode.DeadlineExceeded, "the deadline passed before the request ran")
                 : new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
         }
         // The exception behind any non-OK status goes on the server span; the span's error status follows the code.
         Activity.Current?.AddException(e);
-        if (Map(e) is { } code) return new RpcException(new Status(code, e.Message));
+        if (Map(e) is { } code) return CallerError(context, new Status(code, e.Message));
         var id = Guid.NewGuid().ToString("N")[..12];
         LogInternalError(e, context.Method, id);
         return new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
+    }
+
+    private RpcException CallerError(ServerCallContext context, Status status)
+    {
+        callerErrors.Report(status.StatusCode.ToString(), context.Method, status.Detail);
+        return new RpcException(status);
     }
 
     private static StatusCode? Map(Exception e) => e switch
@@ -61,6 +68,8 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         // An input the model cannot evaluate (e.g. a dynamic axis of a size its graph rejects) is the caller's to fix.
         NodeEvaluationException => StatusCode.InvalidArgument,
         ResultTooLargeException => StatusCode.ResourceExhausted,
+        // The request's shapes (on a dynamic axis) would make the graph's values too big to plan.
+        PlanTooLargeException => StatusCode.ResourceExhausted,
         ExecutorBusyException => StatusCode.ResourceExhausted,
         ModelNotFoundException => StatusCode.NotFound,
         ModelUnavailableException => StatusCode.Unavailable,

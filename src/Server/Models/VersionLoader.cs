@@ -37,7 +37,7 @@ public sealed partial class VersionLoader(
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{RepositoryScanner.ModelFileName} not found in {Path.GetDirectoryName(path)}");
             var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
-            var model = ModelVersion.Load(name, version, File.ReadAllBytes(path), limits);
+            var model = ModelVersion.LoadFile(name, version, path, limits);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
             var lifetime = new VersionLifetime(model, new ModelBatcher(model, config.Batching, clock, metrics));

@@ -1,0 +1,56 @@
+using System.ComponentModel.DataAnnotations;
+using JacService.Core.Models;
+using JacService.Server.Execution;
+
+namespace JacService.Server.Tests;
+
+/// <summary>The model limits as settings: their defaults are the engine's, and a value out of range stops the start.</summary>
+public class LimitsOptionsTests
+{
+    [Fact]
+    public void TheDefaultSettingsAreTheEnginesDefaultLimits()
+    {
+        var limits = new LimitsOptions().ToEngineLimits(new EngineOptions());
+
+        Assert.Equal(new ModelLimits(), limits.Model);
+    }
+
+    [Fact]
+    public void EachSettingReachesTheEngine()
+    {
+        var options = new LimitsOptions
+        {
+            MaxModelFileMiB = 3, MaxNestingDepth = 20, MaxNodes = 5, MaxGraphDepth = 6, MaxTensorMiB = 7, MaxInitializerMiB = 8,
+            MaxPlannedElements = 9, MaxStringBytes = 10, MaxAttributeElements = 11,
+        };
+
+        var model = options.ToEngineLimits(new EngineOptions()).Model;
+
+        Assert.Equal(new ModelLimits
+        {
+            MaxFileBytes = 3L << 20, MaxNestingDepth = 20, MaxNodes = 5, MaxGraphDepth = 6, MaxTensorBytes = 7L << 20, MaxInitializerBytes = 8L << 20,
+            MaxPlannedElements = 9, MaxStringBytes = 10, MaxAttributeElements = 11,
+        }, model);
+    }
+
+    [Theory]
+    [InlineData(nameof(LimitsOptions.MaxModelFileMiB), 0)]
+    [InlineData(nameof(LimitsOptions.MaxNestingDepth), 5)]
+    [InlineData(nameof(LimitsOptions.MaxNodes), 0)]
+    [InlineData(nameof(LimitsOptions.MaxGraphDepth), 0)]
+    [InlineData(nameof(LimitsOptions.MaxTensorMiB), 0)]
+    [InlineData(nameof(LimitsOptions.MaxInitializerMiB), 0)]
+    [InlineData(nameof(LimitsOptions.MaxPlannedElements), 0)]
+    [InlineData(nameof(LimitsOptions.MaxStringBytes), 0)]
+    [InlineData(nameof(LimitsOptions.MaxAttributeElements), -1)]
+    public void AValueOutOfRangeIsRefused(string setting, long value)
+    {
+        var options = new LimitsOptions();
+        var property = typeof(LimitsOptions).GetProperty(setting)!;
+        property.SetValue(options, Convert.ChangeType(value, property.PropertyType));
+
+        var results = new List<ValidationResult>();
+        Assert.False(Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true));
+        Assert.Equal([setting], results.SelectMany(r => r.MemberNames));
+    }
+}
