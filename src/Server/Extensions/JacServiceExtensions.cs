@@ -1,10 +1,12 @@
 using JacService.Core.Models;
+using JacService.Server.Auth;
 using JacService.Server.Batching;
 using JacService.Server.Control;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Health;
 using JacService.Server.Models;
+using JacService.Server.Quotas;
 using JacService.Server.Telemetry;
 using Grpc.AspNetCore.Server;
 using Grpc.AspNetCore.Server.Model;
@@ -43,6 +45,8 @@ public static class JacServiceExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ModelRepositoryLoader>());
         builder.AddJacServiceTelemetry();
         builder.AddModelControl();
+        builder.AddJacServiceAuth();
+        builder.AddJacServiceQuotas();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
             host.ShutdownTimeout = batching.Value.DrainTimeout + TimeSpan.FromSeconds(5));
@@ -112,6 +116,8 @@ public static class JacServiceExtensions
     {
         app.ListenOnConfiguredUrls();
         app.MapJacServiceMetrics();
+        app.UseJacServiceAuth();
+        app.UseJacServiceQuotas();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcService<HealthServiceImpl>();
         app.MapModelControl();

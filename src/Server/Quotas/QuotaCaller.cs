@@ -1,0 +1,25 @@
+using JacService.Server.Auth;
+using Microsoft.AspNetCore.Http;
+
+namespace JacService.Server.Quotas;
+
+/// <summary>Whose quota a call counts against: its partition key, the quota's name and limits, and who it is in messages.</summary>
+public sealed record QuotaCaller(string Key, string Quota, QuotaLimits Limits, string Who)
+{
+    public const string DefaultQuota = "default";
+    public const string AnonymousQuota = "anonymous";
+
+    public static QuotaCaller Of(HttpContext context, QuotaOptions options)
+    {
+        if (PrincipalClaims.NameOf(context.User) is { } name)
+            return options.Principals.TryGetValue(name, out var own)
+                ? new QuotaCaller("principal:" + name, name, own, $"'{name}'")
+                : new QuotaCaller("principal:" + name, DefaultQuota, options.Default, $"'{name}'");
+        string address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        return new QuotaCaller("address:" + address, AnonymousQuota, options.Anonymous ?? options.Default, $"anonymous caller {address}");
+    }
+
+    /// <summary>Health probes and reflection are never limited: a probe refused for quota would restart a healthy pod.</summary>
+    public static bool IsExempt(HttpContext context) =>
+        !GrpcRefusal.IsGrpc(context) || RpcGroups.Of(context.Request.Path.Value ?? "") is RpcGroup.Health or RpcGroup.Reflection;
+}

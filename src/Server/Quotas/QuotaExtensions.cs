@@ -1,0 +1,99 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Grpc.Core;
+using JacService.Server.Auth;
+using JacService.Server.Extensions;
+using JacService.Server.Grpc;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.RateLimiting;
+
+namespace JacService.Server.Quotas;
+
+/// <summary>
+/// Quotas with ASP.NET Core rate limiting: a global limiter, partitioned by caller, chaining a token bucket (rate) and a
+/// concurrency limiter, neither queueing. A refusal is RESOURCE_EXHAUSTED with a retry hint instead of HTTP 429, which
+/// gRPC clients would read as UNAVAILABLE and retry at once.
+/// </summary>
+public static class QuotaExtensions
+{
+    public static WebApplicationBuilder AddJacServiceQuotas(this WebApplicationBuilder builder)
+    {
+        // Whether quotas exist decides what is registered: read and validated now, once.
+        var options = builder.AddOptionsNeededToRegister<QuotaOptions>(QuotaOptions.Section);
+        if (!options.Enabled) return builder;
+        builder.Services.AddSingleton<QuotaMetrics>();
+        builder.Services.AddRateLimiter(limiter =>
+        {
+            limiter.GlobalLimiter = PartitionedRateLimiter.CreateChained(
+                PartitionedRateLimiter.Create<HttpContext, string>(context => RatePartition(context, options)),
+                PartitionedRateLimiter.Create<HttpContext, string>(context => ConcurrencyPartition(context, options)));
+            limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            limiter.OnRejected = (rejected, _) =>
+            {
+                Refuse(rejected, options);
+                return ValueTask.CompletedTask;
+            };
+        });
+        return builder;
+    }
+
+    /// <summary>After authentication, so calls count against their principal; health and reflection pass untouched.</summary>
+    public static WebApplication UseJacServiceQuotas(this WebApplication app)
+    {
+        if (app.Services.GetService<QuotaMetrics>() is not null) app.UseRateLimiter();
+        return app;
+    }
+
+    private static RateLimitPartition<string> RatePartition(HttpContext context, QuotaOptions options)
+    {
+        if (QuotaCaller.IsExempt(context)) return RateLimitPartition.GetNoLimiter("");
+        var caller = QuotaCaller.Of(context, options);
+        if (caller.Limits.RequestsPerSecond == 0) return RateLimitPartition.GetNoLimiter(caller.Key);
+        return RateLimitPartition.GetTokenBucketLimiter(caller.Key, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = caller.Limits.EffectiveBurst,
+            TokensPerPeriod = caller.Limits.RequestsPerSecond,
+            ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            QueueLimit = 0,
+        });
+    }
+
+    private static RateLimitPartition<string> ConcurrencyPartition(HttpContext context, QuotaOptions options)
+    {
+        if (QuotaCaller.IsExempt(context)) return RateLimitPartition.GetNoLimiter("");
+        var caller = QuotaCaller.Of(context, options);
+        if (caller.Limits.ConcurrentRequests == 0) return RateLimitPartition.GetNoLimiter(caller.Key);
+        return RateLimitPartition.GetConcurrencyLimiter(caller.Key, _ => new ConcurrencyLimiterOptions
+        {
+            PermitLimit = caller.Limits.ConcurrentRequests,
+            QueueLimit = 0,
+        });
+    }
+
+    private static void Refuse(OnRejectedContext rejected, QuotaOptions options)
+    {
+        var context = rejected.HttpContext;
+        var caller = QuotaCaller.Of(context, options);
+        // Only the token bucket says when a permit comes back; the concurrency limiter cannot know.
+        bool rate = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter);
+        context.RequestServices.GetRequiredService<QuotaMetrics>().Refused(caller.Quota, rate ? "rate" : "concurrency");
+        if (!GrpcRefusal.IsGrpc(context)) return;
+        string message;
+        if (rate)
+        {
+            long milliseconds = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalMilliseconds));
+            // retry-after for people and proxies; grpc-retry-pushback-ms for gRPC clients whose retry policy covers RESOURCE_EXHAUSTED.
+            context.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            context.Response.Headers["grpc-retry-pushback-ms"] = milliseconds.ToString(CultureInfo.InvariantCulture);
+            message = $"quota exceeded: {caller.Who} may make {caller.Limits.RequestsPerSecond} calls per second (bursts of {caller.Limits.EffectiveBurst}); retry in {milliseconds} ms";
+        }
+        else
+        {
+            message = $"quota exceeded: {caller.Who} may have {caller.Limits.ConcurrentRequests} calls in progress at once; retry when one has finished";
+        }
+        context.RequestServices.GetRequiredService<CallerErrorLog>().Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
+        // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        GrpcRefusal.Write(context.Response, StatusCode.ResourceExhausted, message);
+    }
+}
