@@ -21,7 +21,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     private readonly List<string> _log = [];
 
     public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
-    public int Port { get; } = FreePort();
+    public int Port { get; init; } = FreePort();
     public string Target => $"127.0.0.1:{Port}";
     /// <summary>The plain HTTP port serving Prometheus metrics at /metrics.</summary>
     public int MetricsPort { get; } = FreePort();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
@@ -19,6 +20,17 @@ public static class GrpcRefusal
         response.ContentType = "application/grpc";
         response.Headers["grpc-status"] = ((int)status).ToString();
         response.Headers["grpc-message"] = PercentEncode(message);
+        // The instrumentation names the gRPC status only of calls that reached grpc-dotnet; dashboards that count
+        // refusals by status would otherwise see these as HTTP 401, 403 or 200.
+        Activity.Current?.SetTag("rpc.response.status_code", WireName(status));
+        Activity.Current?.SetTag("rpc.grpc.status_code", (int)status);
+    }
+
+    // UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED: as gRPC spells them.
+    private static string WireName(StatusCode status)
+    {
+        var name = status.ToString();
+        return string.Concat(name.Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : c.ToString())).ToUpperInvariant();
     }
 
     /// <summary>gRPC's encoding of grpc-message: UTF-8, with bytes outside printable ASCII and '%' as %XX.</summary>
