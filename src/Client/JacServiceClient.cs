@@ -19,12 +19,14 @@ namespace JacService.Client;
 public sealed class JacServiceClient
 {
     private readonly TimeSpan _timeout;
+    private readonly string? _bearerToken, _apiKey;
 
     public JacServiceClient(JacobianService.JacobianServiceClient stub, JacServiceClientOptions options)
     {
         options.ThrowIfInvalid();
         Stub = stub;
         _timeout = options.Timeout;
+        (_bearerToken, _apiKey) = (options.BearerToken, options.ApiKey);
     }
 
     /// <summary>The generated client underneath, for what this class does not wrap (e.g. batching statistics).</summary>
@@ -177,7 +179,18 @@ public sealed class JacServiceClient
     {
         var t = timeout ?? _timeout;
         if (t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeout), t, "a call's timeout must be positive");
-        return new CallOptions(deadline: DateTime.UtcNow + t, cancellationToken: cancellationToken);
+        return new CallOptions(Credentials(), DateTime.UtcNow + t, cancellationToken);
+    }
+
+    // Plain metadata rather than call credentials, which Grpc.Net.Client sends only over TLS: servers are often
+    // reached over h2c inside a private network or behind a mesh that terminates TLS.
+    private Metadata? Credentials()
+    {
+        if (_bearerToken is null && _apiKey is null) return null;
+        var headers = new Metadata();
+        if (_bearerToken is not null) headers.Add("authorization", "Bearer " + _bearerToken);
+        if (_apiKey is not null) headers.Add("x-api-key", _apiKey);
+        return headers;
     }
 
     private static BatchJacobianRequest BatchRequest(string model, IReadOnlyDictionary<string, FloatTensor> inputs, string wrt,

@@ -41,6 +41,12 @@ public sealed class JacServiceClientOptions
     /// </summary>
     public int MaxRetryBufferPerCallMiB { get; set; } = 16;
 
+    /// <summary>A bearer token (a JWT) sent as <c>authorization: Bearer</c> on every call, for servers with JWT authentication.</summary>
+    public string? BearerToken { get; set; }
+
+    /// <summary>An API key sent as <c>x-api-key</c> on every call, for servers with Auth:ApiKeys.</summary>
+    public string? ApiKey { get; set; }
+
     /// <summary>Every problem with these settings, each naming the setting; empty when they are valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -63,6 +69,11 @@ public sealed class JacServiceClientOptions
             errors.Add($"{Section}:{nameof(MaxMessageMiB)} must be 1 to 2047, got {MaxMessageMiB}");
         if (MaxRetryBufferPerCallMiB is < 0 or > 2047)
             errors.Add($"{Section}:{nameof(MaxRetryBufferPerCallMiB)} must be 0 to 2047, got {MaxRetryBufferPerCallMiB}");
+        // Header values: visible ASCII only, and never quoted in a message.
+        if (BearerToken is not null && (BearerToken.Length == 0 || BearerToken.Any(c => c is < '!' or > '~')))
+            errors.Add($"{Section}:{nameof(BearerToken)} must be visible ASCII characters without spaces");
+        if (ApiKey is not null && (ApiKey.Length == 0 || ApiKey.Any(c => c is < '!' or > '~')))
+            errors.Add($"{Section}:{nameof(ApiKey)} must be visible ASCII characters without spaces");
         return errors;
     }
 

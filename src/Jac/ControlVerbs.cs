@@ -15,18 +15,6 @@ public static class ControlVerbs
 {
     public const string TokenVariable = "JAC_CONTROL_TOKEN";
 
-    private static readonly Option<string?> Token = new("--token")
-    {
-        Description = $"The server's ModelControl token (other users can see it in the process list: prefer --token-file or {TokenVariable})",
-        Recursive = true,
-    };
-
-    private static readonly Option<string?> TokenFile = new("--token-file")
-    {
-        Description = "A file holding the server's ModelControl token",
-        Recursive = true,
-    };
-
     private static readonly Option<string> Timeout = new("--timeout")
     {
         Description = "Deadline of the call (a load waits for every version to load)",
@@ -44,7 +32,7 @@ public static class ControlVerbs
     {
         var command = new Command("control",
             "Load, unload and list the server's models (its ModelControl service: on only where the server runs with ModelControl:Enabled)")
-            { Token, TokenFile, Timeout };
+            { Timeout };
         command.Subcommands.Add(Load(io));
         command.Subcommands.Add(Unload(io));
         command.Subcommands.Add(Repository(io));
@@ -123,14 +111,15 @@ public static class ControlVerbs
         Func<ModelControl.ModelControlClient, CallOptions, Task> call)
     {
         var token = ResolveToken(r);
-        using var connection = new Connection(r.GetValue(JacApp.Target)!);
+        // The API key (if any) names the caller for the server's control policy; the token travels as before.
+        using var connection = new Connection(r.GetValue(JacApp.Target)!, Credentials.ApiKeyHeaders(r));
         var timeout = JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
         // The token goes as plain metadata, not as call credentials, which Grpc.Net.Client sends only over TLS: the
         // server is usually reached over h2c inside a private network (see docs/model-control.md on that risk).
         var options = new CallOptions(new Metadata { { "authorization", "Bearer " + token } }, DateTime.UtcNow + timeout, ct);
         try
         {
-            await call(new ModelControl.ModelControlClient(connection.Channel), options);
+            await call(new ModelControl.ModelControlClient(connection.Invoker), options);
         }
         catch (RpcException e)
         {
@@ -139,27 +128,9 @@ public static class ControlVerbs
         return 0;
     }
 
-    private static string ResolveToken(ParseResult r)
-    {
-        var (token, file) = (r.GetValue(Token), r.GetValue(TokenFile));
-        if (token is not null && file is not null) throw new JacException("give --token or --token-file, not both");
-        if (file is not null)
-        {
-            try
-            {
-                token = File.ReadAllText(file);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new JacException($"--token-file: cannot read '{file}': {e.Message}");
-            }
-            if (string.IsNullOrWhiteSpace(token)) throw new JacException($"--token-file: '{file}' is empty");
-        }
-        token ??= Environment.GetEnvironmentVariable(TokenVariable);
-        if (string.IsNullOrWhiteSpace(token))
-            throw new JacException($"jac control needs the server's ModelControl token: --token-file FILE, the variable {TokenVariable}, or --token TOKEN");
-        return token.Trim();
-    }
+    private static string ResolveToken(ParseResult r) =>
+        Credentials.Resolve(r, Credentials.Token, Credentials.TokenFile, TokenVariable)
+        ?? throw new JacException($"jac control needs the server's ModelControl token: --token-file FILE, the variable {TokenVariable}, or --token TOKEN");
 
     private static async Task<JacException> ExplainAsync(RpcException e, Connection connection, string? model) => e.StatusCode switch
     {

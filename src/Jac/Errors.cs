@@ -38,6 +38,9 @@ public static class Errors
         {
             StatusCode.InvalidArgument => new JacException($"the server refused the request: {e.Status.Detail}"),
             StatusCode.DeadlineExceeded => new JacException($"no answer within the deadline (--timeout): {e.Status.Detail}"),
+            StatusCode.Unauthenticated => new JacException(
+                $"the server wants credentials ({e.Status.Detail}): give a token (--token-file, {Credentials.TokenVariable} or --token) or an API key (--api-key-file, {Credentials.ApiKeyVariable} or --api-key)"),
+            StatusCode.PermissionDenied => new JacException($"the server refused these credentials for this call: {e.Status.Detail}"),
             _ => new JacException($"{e.StatusCode}: {e.Status.Detail}"),
         };
     }

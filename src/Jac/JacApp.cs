@@ -41,6 +41,7 @@ public static class JacApp
     public static async Task<int> RunAsync(string[] args, Io io, CancellationToken cancellation = default)
     {
         var root = new RootCommand("jac: call a JacService server from files, and load-test it") { Target };
+        Credentials.AddTo(root);
         root.Subcommands.Add(ClientVerbs.Models(io));
         root.Subcommands.Add(ClientVerbs.Predict(io));
         root.Subcommands.Add(ClientVerbs.Jacobian(io, batched: false));

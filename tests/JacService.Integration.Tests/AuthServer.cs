@@ -35,6 +35,8 @@ public sealed class AuthServer : IAsyncLifetime
             [
                 .. Jwts.ServerArgs, .. Keys.ServerArgs,
                 "--ModelControl:Enabled=true", $"--ModelControl:TokenFile={tokenFile}", "--Models:Warmup=false",
+                // JSON lines carry each record's scopes, where the caller's name is.
+                "--Logging:Console:FormatterName=json",
             ],
             EnvironmentVariables =
             {

@@ -2,6 +2,7 @@ using System.Net;
 using Grpc.Core;
 using Grpc.Health.V1;
 using Grpc.Reflection.V1Alpha;
+using JacService.Client;
 using JacService.Integration.Tests.Otlp;
 using JacService.Integration.Tests.Otlp.Proto;
 using JacService.Protos.V1;
@@ -110,6 +111,10 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         var noToken = await Refused(With(null, fixture.Keys["operator"]));
         Assert.Equal(StatusCode.Unauthenticated, noToken.StatusCode);
         Assert.Contains("ModelControl calls need the metadata 'authorization: Bearer <token>'", noToken.Status.Detail);
+        // The interceptor's warning was written inside the request's log scope, which names the caller (JSON console logs show scopes).
+        const string scope = "\"enduser.id\":\"operator\"";
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline && !fixture.Server.Log.Contains(scope); await Task.Delay(100)) { }
+        Assert.Contains(scope, fixture.Server.Log);
         var wrongToken = await Refused(With(fixture.Jwts.Mint("alice", [AuthServer.Control]), fixture.Keys["operator"]));
         Assert.Equal(StatusCode.PermissionDenied, wrongToken.StatusCode);
         Assert.Contains("not the server's ModelControl token", wrongToken.Status.Detail);
@@ -188,6 +193,21 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         var values = fixture.Receiver.Spans.SelectMany(s => s.Span.Attributes).Select(a => a.Value.ToString()).ToList();
         Assert.DoesNotContain(values, v => v.Contains(fixture.Keys["pinn-solver"], StringComparison.Ordinal) || v.Contains(jwt, StringComparison.Ordinal));
         Assert.DoesNotContain(fixture.Keys["pinn-solver"], fixture.Server.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheClientLibrarySendsItsTokenOrKey()
+    {
+        var address = new Uri($"http://{fixture.Server.Target}");
+        var byKey = new JacServiceClient(_client, new JacServiceClientOptions { Address = address, ApiKey = fixture.Keys["reader"] });
+        Assert.Contains(await byKey.ListModelsAsync(), m => m.Name == Model);
+        var byToken = new JacServiceClient(_client, new JacServiceClientOptions { Address = address, BearerToken = fixture.Jwts.Mint("bob", [AuthServer.Metadata]) });
+        Assert.Contains(await byToken.ListModelsAsync(), m => m.Name == Model);
+        var without = new JacServiceClient(_client, new JacServiceClientOptions { Address = address });
+        var e = await Assert.ThrowsAsync<RpcException>(() => without.ListModelsAsync());
+        Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
+        Assert.Equal(["JacServiceClient:ApiKey must be visible ASCII characters without spaces"],
+            new JacServiceClientOptions { Address = address, ApiKey = "two words" }.Validate());
     }
 
     private Metadata Credential(string name) => name switch
