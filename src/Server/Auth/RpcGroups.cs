@@ -41,7 +41,4 @@ public static class RpcGroups
         int slash = path.LastIndexOf('/');
         return slash > 1 && Services.TryGetValue(path[1..slash], out group) ? group : null;
     }
-
-    /// <summary>The setting name of a group, as in Auth:Groups:Inference.</summary>
-    public static string SettingName(RpcGroup group) => group.ToString();
 }

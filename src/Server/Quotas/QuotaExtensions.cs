@@ -6,6 +6,7 @@ using JacService.Server.Extensions;
 using JacService.Server.Grpc;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Quotas;
 
@@ -40,7 +41,7 @@ public static class QuotaExtensions
     /// <summary>After authentication, so calls count against their principal; health and reflection pass untouched.</summary>
     public static WebApplication UseJacServiceQuotas(this WebApplication app)
     {
-        if (app.Services.GetService<QuotaMetrics>() is not null) app.UseRateLimiter();
+        if (app.Services.GetRequiredService<IOptions<QuotaOptions>>().Value.Enabled) app.UseRateLimiter();
         return app;
     }
 
