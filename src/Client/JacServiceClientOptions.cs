@@ -41,6 +41,9 @@ public sealed class JacServiceClientOptions
     /// </summary>
     public int MaxRetryBufferPerCallMiB { get; set; } = 16;
 
+    /// <summary>For an https:// address: the CAs to trust and the client certificate for mutual TLS.</summary>
+    public JacServiceClientTlsOptions Tls { get; set; } = new();
+
     /// <summary>Every problem with these settings, each naming the setting; empty when they are valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -63,6 +66,7 @@ public sealed class JacServiceClientOptions
             errors.Add($"{Section}:{nameof(MaxMessageMiB)} must be 1 to 2047, got {MaxMessageMiB}");
         if (MaxRetryBufferPerCallMiB is < 0 or > 2047)
             errors.Add($"{Section}:{nameof(MaxRetryBufferPerCallMiB)} must be 0 to 2047, got {MaxRetryBufferPerCallMiB}");
+        errors.AddRange(Tls.Validate($"{Section}:{nameof(Tls)}", Address));
         return errors;
     }
 
