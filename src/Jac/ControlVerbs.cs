@@ -123,7 +123,7 @@ public static class ControlVerbs
         Func<ModelControl.ModelControlClient, CallOptions, Task> call)
     {
         var token = ResolveToken(r);
-        using var connection = new Connection(r.GetValue(JacApp.Target)!);
+        using var connection = Connection.Open(r);
         var timeout = JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
         // The token goes as plain metadata, not as call credentials, which Grpc.Net.Client sends only over TLS: the
         // server is usually reached over h2c inside a private network (see docs/model-control.md on that risk).

@@ -66,7 +66,7 @@ public static class LoadCommand
         string? model = r.GetValue(Model);
         int connectionCount = r.GetValue(Connections);
         if (connectionCount < 1) throw new JacException("--connections must be at least 1");
-        var connections = Enumerable.Range(0, connectionCount).Select(_ => new Connection(r.GetValue(JacApp.Target)!)).ToArray();
+        var connections = Enumerable.Range(0, connectionCount).Select(_ => Connection.Open(r)).ToArray();
         try
         {
             var first = connections[0];
