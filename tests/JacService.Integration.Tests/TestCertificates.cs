@@ -13,13 +13,17 @@ public sealed class TestCertificates : IDisposable
     /// <summary>A certificate and its key, as PEM files.</summary>
     public sealed record Pem(string Certificate, string Key);
 
-    /// <summary>The standard set: a CA and another CA, a server certificate for 127.0.0.1 and localhost, a client certificate of each CA.</summary>
+    /// <summary>
+    /// The standard set: a CA and another CA; server certificates for 127.0.0.1 and localhost ("server") and for
+    /// 127.0.0.1 only ("server-ip", so that https://localhost is a name mismatch); a client certificate of each CA.
+    /// </summary>
     public static TestCertificates Standard()
     {
         var certificates = new TestCertificates();
         certificates.Ca("ca");
         certificates.Ca("other-ca");
         certificates.Server("server", "ca");
+        certificates.Server("server-ip", "ca", "IP:127.0.0.1");
         certificates.Client("client", "ca");
         certificates.Client("stranger", "other-ca");
         return certificates;
@@ -39,8 +43,8 @@ public sealed class TestCertificates : IDisposable
         return Get(name);
     }
 
-    /// <summary>A server certificate for 127.0.0.1 and localhost, the names the tests connect to.</summary>
-    public Pem Server(string name, string ca) => Issue(name, ca, "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost");
+    /// <summary>A server certificate, by default for 127.0.0.1 and localhost, the names the tests connect to.</summary>
+    public Pem Server(string name, string ca, string names = "IP:127.0.0.1,DNS:localhost") => Issue(name, ca, "serverAuth", "subjectAltName=" + names);
 
     public Pem Client(string name, string ca) => Issue(name, ca, "clientAuth");
 

@@ -22,7 +22,10 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
 {
     private readonly TestCertificates _certificates = servers.Certificates;
 
-    /// <summary>A TLS server (PEM certificate and key) and a mutual TLS one (PKCS#12 certificate, client certificates required).</summary>
+    /// <summary>
+    /// A TLS server (PEM certificate and key) and a mutual TLS one (PKCS#12 certificate for 127.0.0.1 only, client
+    /// certificates required).
+    /// </summary>
     public sealed class Servers : IAsyncLifetime
     {
         public const string Pkcs12Password = "test-only";
@@ -48,7 +51,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
                 Port = mutualPort,
                 // No Protocols: the server's endpoint defaults make it HTTP/2.
                 ExtraArgs = [$"--Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:{mutualPort}",
-                    $"--Kestrel:Endpoints:Grpc:Certificate:Path={Certificates.Pkcs12("server", Pkcs12Password)}",
+                    $"--Kestrel:Endpoints:Grpc:Certificate:Path={Certificates.Pkcs12("server-ip", Pkcs12Password)}",
                     $"--Kestrel:Endpoints:Grpc:Certificate:Password={Pkcs12Password}",
                     "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate", $"--Tls:ClientCaPath={Certificates.CaFile("ca")}",
                     "--Logging:LogLevel:JacService.Server.Tls=Debug", "--Models:Warmup=false"],
@@ -181,6 +184,40 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         var reference = Fixtures.Load(Traffic.Model);
         var result = await client.JacobianAsync(Traffic.Model, ClientTesting.SampleInputs(reference, 0));
         Assert.NotEmpty(result.Jacobians);
+    }
+
+    [Fact]
+    public async Task TheClientLibraryChecksTheServersNameWithItsOwnCa()
+    {
+        // localhost reaches the server, but its certificate names 127.0.0.1 only.
+        using var channel = Channel($"localhost:{servers.Mutual.Port}", _certificates.CaFile("ca"), _certificates.Get("client"));
+        var e = await Refused(channel);
+        Assert.True(Has<AuthenticationException>(e.Status.DebugException), Describe(e.Status.DebugException));
+    }
+
+    [Fact]
+    public async Task TheHealthProbeChecksTheChainButNotTheNameOfItsOwnContainer()
+    {
+        // As in a pod: the certificate is for another name than the one the probe dials (localhost here, 127.0.0.1 there).
+        var address = $"https://localhost:{servers.Mutual.Port}";
+        var client = _certificates.Get("client");
+        var probe = await Probe(address, _certificates.CaFile("ca"), client);
+        Assert.True(probe.ExitCode == 0, probe.ToString());
+        Assert.Contains("(server): Serving", probe.Stdout);
+        Assert.Equal(1, (await Probe(address, _certificates.CaFile("other-ca"), client)).ExitCode);
+        Assert.Equal(1, (await Probe(address, _certificates.CaFile("ca"), client: null)).ExitCode);
+    }
+
+    private static async Task<ExampleProcess.Result> Probe(string address, string ca, TestCertificates.Pem? client)
+    {
+        var here = AppContext.BaseDirectory;
+        var probe = Path.Combine(Fixtures.Root, "src", "HealthProbe", here[(here.LastIndexOf("/bin/", StringComparison.Ordinal) + 1)..], "JacService.HealthProbe.dll");
+        return await ExampleProcess.Run("dotnet", [probe, address], new()
+        {
+            ["JACSERVICE_PROBE_CA"] = ca,
+            ["JACSERVICE_PROBE_CERT"] = client?.Certificate ?? "",
+            ["JACSERVICE_PROBE_KEY"] = client?.Key ?? "",
+        });
     }
 
     public static TheoryData<string> Languages => new(["python", "go", "node"]);
