@@ -22,7 +22,7 @@ public static class Errors
         // With TLS 1.3 a client certificate is checked after the client's side of the handshake is done: the refusal
         // arrives as a connection closed before HTTP/2 started, not as a TLS error.
         if (IsUnreachable(e) && connection.Address.StartsWith("https://", StringComparison.Ordinal) && !IsSocketError(e))
-            return new JacException($"{connection.Address} closed the connection during the handshake ({Reason(e)}). " +
+            return new JacException($"{connection.Address} closed the connection during the handshake. " +
                 "A server that requires client certificates does so to a caller without one, or with one its CA did not issue: give --cert and --key");
         if (IsUnreachable(e))
             return new JacException($"cannot reach a JacService server at {connection.Address} ({Reason(e)}). " +
