@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using JacService.Client;
+using JacService.Integration.Tests.Otlp;
 using JacService.Protos.V1;
 using JacService.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,9 +33,12 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         public TestCertificates Certificates { get; } = TestCertificates.Standard();
         public ServerProcess Tls { get; private set; } = null!;
         public ServerProcess Mutual { get; private set; } = null!;
+        /// <summary>Receives the mutual TLS server's spans.</summary>
+        public OtlpReceiver Traces { get; private set; } = null!;
 
         public async Task InitializeAsync()
         {
+            Traces = await OtlpReceiver.StartAsync();
             var server = Certificates.Get("server");
             int tlsPort = ServerProcess.FreePort();
             Tls = new ServerProcess
@@ -56,6 +60,12 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
                     "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate", $"--Tls:ClientCaPath={Certificates.CaFile("ca")}",
                     "--Logging:LogLevel:JacService.Server.Tls=Debug", "--Models:Warmup=false"],
                 CreateChannel = target => Channel(target, Certificates.CaFile("ca"), Certificates.Get("client")),
+                EnvironmentVariables =
+                {
+                    ["OTEL_EXPORTER_OTLP_ENDPOINT"] = Traces.GrpcEndpoint,
+                    ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc",
+                    ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+                },
             };
             await Task.WhenAll(Tls.InitializeAsync(), Mutual.InitializeAsync());
         }
@@ -63,6 +73,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         public async Task DisposeAsync()
         {
             await Task.WhenAll(Tls.DisposeAsync(), Mutual.DisposeAsync());
+            await Traces.DisposeAsync();
             Certificates.Dispose();
         }
     }
@@ -161,11 +172,17 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
     }
 
     [Fact]
-    public async Task MutualTlsAcceptsTheRightCertificate()
+    public async Task MutualTlsAcceptsTheRightCertificateAndTheRequestSeesIt()
     {
         using var channel = Channel(servers.Mutual.Target, _certificates.CaFile("ca"), _certificates.Get("client"));
         Assert.NotEmpty((await List(channel)).Models);
         await WaitForLog(servers.Mutual, "Client certificate 'CN=client' issued by 'CN=JacService test ca'");
+        // The request's HttpContext.Connection.ClientCertificate, as the server span records it.
+        const string listModels = "jacservice.v1.JacobianService/ListModels";
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); DateTime.UtcNow < deadline; await Task.Delay(100))
+            if (servers.Traces.Spans.Any(s => s.Attribute("rpc.method") == listModels && s.Attribute("tls.client.subject") == "CN=client")) return;
+        Assert.Fail("no ListModels server span with tls.client.subject=CN=client; spans: "
+            + string.Join(", ", servers.Traces.Spans.Select(s => $"{s.Span.Name} [{s.Attribute("tls.client.subject")}]")));
     }
 
     [Fact]
