@@ -3,6 +3,8 @@
 //	./build.sh                                        # stubs from src/Protos into ./gen, then ./bin/jacclient
 //	./bin/jacclient --target 127.0.0.1:50051 --model pinn
 //	./bin/jacclient --target 127.0.0.1:50051 --reference ../../tests/fixtures/reference/mlp_tanh.json
+//	./bin/jacclient --target jac.example.com:50051 --ca ca.crt                                   # TLS
+//	./bin/jacclient --target jac.example.com:50051 --ca ca.crt --cert client.crt --key client.key  # mutual TLS
 //
 // With --reference, the inputs come from the reference file and every output and Jacobian must match it:
 // max |got - ref| <= tolerance * max |ref| per tensor (the server computes in float32, the reference is float64).
@@ -11,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,6 +27,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	pb "jacservice.example/goclient/gen/jacservice/v1"
@@ -50,6 +55,7 @@ type reference struct {
 
 type options struct {
 	target, model, referencePath string
+	ca, cert, key                string
 	tolerance                    float64
 	timeout                      time.Duration
 }
@@ -57,6 +63,9 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.target, "target", "127.0.0.1:50051", "server host:port")
+	flag.StringVar(&o.ca, "ca", "", "TLS: PEM file of the CAs to trust for the server's certificate (with --cert alone: the system's trust store)")
+	flag.StringVar(&o.cert, "cert", "", "mutual TLS: PEM file of the client certificate (with --key)")
+	flag.StringVar(&o.key, "key", "", "mutual TLS: PEM file of the client certificate's private key")
 	flag.StringVar(&o.model, "model", "", "model name (default: the reference's model, else pinn)")
 	flag.StringVar(&o.referencePath, "reference", "", "reference JSON (tests/fixtures/reference/*.json) to check against")
 	flag.Float64Var(&o.tolerance, "tolerance", 1e-4, "allowed error relative to the largest reference entry")
@@ -82,10 +91,14 @@ func run(o options) int {
 		}
 	}
 
+	security, err := transportSecurity(o)
+	if err != nil {
+		fmt.Println("ERROR:", err)
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	// grpc-go 1.33 (Debian 12) predates credentials/insecure; WithInsecure is its plaintext option.
-	conn, err := grpc.DialContext(ctx, o.target, grpc.WithInsecure(), grpc.WithBlock(),
+	conn, err := grpc.DialContext(ctx, o.target, security, grpc.WithBlock(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)))
 	if err != nil {
 		fmt.Printf("ERROR: no server at %s within %v: %v\n", o.target, o.timeout, err)
@@ -102,6 +115,38 @@ func run(o options) int {
 		return 2
 	}
 	return code
+}
+
+// transportSecurity is plaintext HTTP/2 unless a TLS file is given; then TLS, presenting the client certificate if
+// there is one.
+func transportSecurity(o options) (grpc.DialOption, error) {
+	if o.ca == "" && o.cert == "" && o.key == "" {
+		// grpc-go 1.33 (Debian 12) predates credentials/insecure; WithInsecure is its plaintext option.
+		return grpc.WithInsecure(), nil
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.ca != "" {
+		pem, err := os.ReadFile(o.ca)
+		if err != nil {
+			return nil, err
+		}
+		// Only these CAs: a nil pool would mean the system's.
+		config.RootCAs = x509.NewCertPool()
+		if !config.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificate in it", o.ca)
+		}
+	}
+	if (o.cert == "") != (o.key == "") {
+		return nil, fmt.Errorf("--cert and --key go together")
+	}
+	if o.cert != "" {
+		pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return nil, err
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(config)), nil
 }
 
 // callAll makes the calls in order; an error is a failed call, the int is the exit status otherwise.

@@ -4,6 +4,8 @@
 //   npm ci
 //   node jacclient.js --target 127.0.0.1:50051 --model pinn
 //   node jacclient.js --target 127.0.0.1:50051 --reference ../../tests/fixtures/reference/mlp_tanh.json
+//   node jacclient.js --target jac.example.com:50051 --ca ca.crt                                   # TLS
+//   node jacclient.js --target jac.example.com:50051 --ca ca.crt --cert client.crt --key client.key  # mutual TLS
 //
 // With --reference, the inputs come from the reference file and every output and Jacobian must match it:
 // max |got - ref| <= tolerance * max |ref| per tensor (the server computes in float32, the reference is float64).
@@ -42,10 +44,21 @@ function call(client, method, request, timeoutSeconds) {
   });
 }
 
+// Plaintext HTTP/2 unless a TLS file is given; then TLS, presenting the client certificate if there is one. A null CA
+// means the system's trust store (Node's bundled roots).
+function channelCredentials(args) {
+  if (!args.ca && !args.cert) return grpc.credentials.createInsecure();
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(args.ca), read(args.key), read(args.cert));
+}
+
 async function main() {
   const { values: args } = parseArgs({
     options: {
       target: { type: 'string', default: '127.0.0.1:50051' },
+      ca: { type: 'string', default: '' },
+      cert: { type: 'string', default: '' },
+      key: { type: 'string', default: '' },
       model: { type: 'string', default: '' },
       reference: { type: 'string', default: '' },
       tolerance: { type: 'string', default: '1e-4' },
@@ -57,8 +70,12 @@ async function main() {
   const reference = args.reference ? loadReference(args.reference) : null;
   const model = args.model || (reference ? reference.model : 'pinn');
 
+  if (Boolean(args.cert) !== Boolean(args.key)) {
+    console.log('ERROR: --cert and --key go together');
+    return 2;
+  }
   const JacobianService = loadService(args['proto-root']);
-  const client = new JacobianService(args.target, grpc.credentials.createInsecure(), {
+  const client = new JacobianService(args.target, channelCredentials(args), {
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   });

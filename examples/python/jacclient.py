@@ -7,6 +7,8 @@ BatchLaplacian on a small batch.
     /usr/bin/python3 jacclient.py --target 127.0.0.1:50051 --reference ../../tests/fixtures/reference/mlp_tanh.json
     /usr/bin/python3 jacclient.py --model small_cnn --mode reverse   # how the Jacobian is computed: auto|forward|reverse
     /usr/bin/python3 jacclient.py --model layernorm_gelu --second-order-max-elements 0   # no Hessians or Laplacians
+    /usr/bin/python3 jacclient.py --target jac.example.com:50051 --ca ca.crt                 # TLS
+    /usr/bin/python3 jacclient.py --target jac.example.com:50051 --ca ca.crt --cert client.crt --key client.key   # mutual TLS
 
 Jvp pushes the first basis direction through (J·e_0: column 0 of each Jacobian); Vjp pulls the first basis
 direction of each output back (e_0ᵀ·J: row 0). With --reference both are checked against the reference Jacobians.
@@ -45,6 +47,10 @@ ABSOLUTE_FLOOR = 1e-7
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="127.0.0.1:50051", help="server host:port")
+    p.add_argument("--ca", default="", help="TLS: PEM file of the CAs to trust for the server's certificate "
+                                            "(with --cert alone: the system's trust store)")
+    p.add_argument("--cert", default="", help="mutual TLS: PEM file of the client certificate (with --key)")
+    p.add_argument("--key", default="", help="mutual TLS: PEM file of the client certificate's private key")
     p.add_argument("--model", default="", help="model name (default: the reference's model)")
     p.add_argument("--reference", default="", help="reference JSON (tests/fixtures/reference/*.json) to check against")
     p.add_argument("--tolerance", type=float, default=1e-4, help="allowed error relative to the largest reference entry")
@@ -55,12 +61,14 @@ def main() -> int:
                    help="call BatchHessian and BatchLaplacian only for inputs with at most this many elements per sample "
                         "(a Hessian grows with their square: small_cnn's 784 pixels make 6 million entries per output)")
     args = p.parse_args()
+    if bool(args.cert) != bool(args.key):
+        p.error("--cert and --key go together")
 
     reference = load_reference(args.reference) if args.reference else None
     model = args.model or (reference["model"] if reference else "pinn")
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-    with grpc.insecure_channel(args.target, options=options) as channel:
+    with open_channel(args, options) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=args.timeout)
         except grpc.FutureTimeoutError:
@@ -73,6 +81,22 @@ def main() -> int:
             # Every failed call carries a status code and a message from the server.
             print(f"ERROR: call failed: {e.code().name}: {e.details()}")
             return 2
+
+
+def open_channel(args, options):
+    """Plaintext HTTP/2 unless a TLS file is given; then TLS, presenting the client certificate if there is one."""
+    if not (args.ca or args.cert):
+        return grpc.insecure_channel(args.target, options=options)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    # None means: the system's trust store (root_certificates), no client certificate (the other two).
+    credentials = grpc.ssl_channel_credentials(root_certificates=read(args.ca) if args.ca else None,
+                                               private_key=read(args.key) if args.key else None,
+                                               certificate_chain=read(args.cert) if args.cert else None)
+    return grpc.secure_channel(args.target, credentials, options=options)
 
 
 def run(stub, model: str, reference, args) -> int:

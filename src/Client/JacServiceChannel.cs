@@ -13,10 +13,11 @@ public static class JacServiceChannel
     /// 4 MiB receive limit), with a wide HTTP/2 window so large responses need no flow-control round trips, and
     /// extra connections once one connection's concurrent-stream limit is reached.
     /// </summary>
+    /// <param name="tls">For an https:// address: the CAs to trust and a client certificate; null trusts the system's store.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxMessageMiB"/> is not 1 to 2047.</exception>
-    public static GrpcChannel Create(string address, int maxMessageMiB = 256)
+    public static GrpcChannel Create(string address, int maxMessageMiB = 256, JacServiceClientTlsOptions? tls = null)
     {
-        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler() };
+        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler(tls) };
         SetMessageLimits(channel, maxMessageMiB);
         return GrpcChannel.ForAddress(address, channel);
     }
@@ -28,7 +29,7 @@ public static class JacServiceChannel
     public static GrpcChannel Create(JacServiceClientOptions options)
     {
         options.ThrowIfInvalid();
-        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler() };
+        var channel = new GrpcChannelOptions { HttpHandler = CreateHandler(options.Tls) };
         Configure(channel, options);
         return GrpcChannel.ForAddress(options.Address!, channel);
     }
@@ -45,11 +46,16 @@ public static class JacServiceChannel
         channel.MaxSendMessageSize = maxMessageMiB << 20;
     }
 
-    internal static SocketsHttpHandler CreateHandler() => new()
+    internal static SocketsHttpHandler CreateHandler(JacServiceClientTlsOptions? tls = null)
     {
-        InitialHttp2StreamWindowSize = 16 << 20,
-        EnableMultipleHttp2Connections = true,
-    };
+        var handler = new SocketsHttpHandler
+        {
+            InitialHttp2StreamWindowSize = 16 << 20,
+            EnableMultipleHttp2Connections = true,
+        };
+        if (tls is { IsSet: true }) tls.Apply(handler.SslOptions);
+        return handler;
+    }
 
     /// <summary>Applies the message limits and the retry policy of <paramref name="options"/> to a channel's options.</summary>
     internal static void Configure(GrpcChannelOptions channel, JacServiceClientOptions options)

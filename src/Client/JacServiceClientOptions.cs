@@ -46,6 +46,8 @@ public sealed class JacServiceClientOptions
 
     /// <summary>An API key sent as <c>x-api-key</c> on every call, for servers with Auth:ApiKeys.</summary>
     public string? ApiKey { get; set; }
+    /// <summary>For an https:// address: the CAs to trust and the client certificate for mutual TLS.</summary>
+    public JacServiceClientTlsOptions Tls { get; set; } = new();
 
     /// <summary>Every problem with these settings, each naming the setting; empty when they are valid.</summary>
     public IReadOnlyList<string> Validate()
@@ -74,6 +76,7 @@ public sealed class JacServiceClientOptions
             errors.Add($"{Section}:{nameof(BearerToken)} must be visible ASCII characters without spaces");
         if (ApiKey is not null && (ApiKey.Length == 0 || ApiKey.Any(c => c is < '!' or > '~')))
             errors.Add($"{Section}:{nameof(ApiKey)} must be visible ASCII characters without spaces");
+        errors.AddRange(Tls.Validate($"{Section}:{nameof(Tls)}", Address));
         return errors;
     }
 

@@ -30,7 +30,7 @@ public static class JacServiceClientServiceCollectionExtensions
             sp.GetRequiredService<GrpcClientFactory>().CreateClient<JacobianService.JacobianServiceClient>(ClientName), Settings(sp)));
         return services
             .AddGrpcClient<JacobianService.JacobianServiceClient>(ClientName, (sp, o) => o.Address = Settings(sp).Address)
-            .ConfigurePrimaryHttpMessageHandler(JacServiceChannel.CreateHandler)
+            .ConfigurePrimaryHttpMessageHandler(sp => JacServiceChannel.CreateHandler(Settings(sp).Tls))
             .ConfigureChannel((sp, channel) => JacServiceChannel.Configure(channel, Settings(sp)));
     }
 }

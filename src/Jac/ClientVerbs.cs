@@ -40,7 +40,7 @@ public static class ClientVerbs
             { model, ModelVersion, output, Timeout, watch, interval, watchFor };
         command.SetAction(async (r, ct) =>
         {
-            using var connection = new Connection(r.GetValue(JacApp.Target)!, Credentials.Headers(r));
+            using var connection = Connection.Open(r, Credentials.Headers(r));
             if (r.GetValue(watch))
             {
                 var every = JacApp.ParseDuration(r.GetValue(interval)!, "--interval");
@@ -131,7 +131,7 @@ public static class ClientVerbs
         Func<Connection, string, Dictionary<string, FloatTensor>, TimeSpan, Task> call)
     {
         string name = r.GetValue(model)!;
-        using var connection = new Connection(r.GetValue(JacApp.Target)!, Credentials.Headers(r));
+        using var connection = Connection.Open(r, Credentials.Headers(r));
         try
         {
             var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(ModelVersion) }, CallOptions(r, ct));

@@ -112,7 +112,7 @@ public static class ControlVerbs
     {
         var token = ResolveToken(r);
         // The API key (if any) names the caller for the server's control policy; the token travels as before.
-        using var connection = new Connection(r.GetValue(JacApp.Target)!, Credentials.ApiKeyHeaders(r));
+        using var connection = Connection.Open(r, Credentials.ApiKeyHeaders(r));
         var timeout = JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
         // The token goes as plain metadata, not as call credentials, which Grpc.Net.Client sends only over TLS: the
         // server is usually reached over h2c inside a private network (see docs/model-control.md on that risk).

@@ -94,7 +94,7 @@ public static class DirectionalVerbs
         Func<Connection, ModelInfo, Dictionary<string, FloatTensor>, TimeSpan, Task> call)
     {
         string name = r.GetValue(Model)!;
-        using var connection = new Connection(r.GetValue(JacApp.Target)!, Credentials.Headers(r));
+        using var connection = Connection.Open(r, Credentials.Headers(r));
         var timeout = JacApp.ParseDuration(r.GetValue(Timeout)!, "--timeout");
         try
         {

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Grpc.Core;
 using JacService.Protos.V1;
 
@@ -15,6 +16,14 @@ public static class Errors
     /// </summary>
     public static async Task<JacException> ExplainAsync(RpcException e, Connection connection, string? model)
     {
+        if (Find<AuthenticationException>(e.Status.DebugException) is { } tls)
+            return new JacException($"TLS with {connection.Address} failed: {tls.Message} " +
+                "Give --ca with the CA that issued the server's certificate, and a --target whose name the certificate holds");
+        // With TLS 1.3 a client certificate is checked after the client's side of the handshake is done: the refusal
+        // arrives as a connection closed before HTTP/2 started, not as a TLS error.
+        if (IsUnreachable(e) && connection.Address.StartsWith("https://", StringComparison.Ordinal) && !IsSocketError(e))
+            return new JacException($"{connection.Address} closed the connection during the handshake. " +
+                "A server that requires client certificates does so to a caller without one, or with one its CA did not issue: give --cert and --key");
         if (IsUnreachable(e))
             return new JacException($"cannot reach a JacService server at {connection.Address} ({Reason(e)}). " +
                 "Is it running? Start one with: dotnet run --project src/Server -c Release, or pass --target HOST:PORT");
@@ -49,6 +58,12 @@ public static class Errors
     public static bool IsUnreachable(RpcException e) =>
         e.StatusCode == StatusCode.Unavailable && (e.Status.DebugException is HttpRequestException or SocketException
             || e.Status.DebugException?.InnerException is SocketException);
+
+    private static bool IsSocketError(RpcException e) =>
+        e.Status.DebugException is SocketException || e.Status.DebugException?.InnerException is SocketException;
+
+    private static T? Find<T>(Exception? e) where T : Exception =>
+        e is null ? null : e as T ?? Find<T>(e.InnerException);
 
     private static string Reason(RpcException e) =>
         (e.Status.DebugException?.InnerException as SocketException)?.Message

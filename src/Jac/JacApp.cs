@@ -38,9 +38,27 @@ public static class JacApp
         Recursive = true,
     };
 
+    public static readonly Option<string?> Ca = new("--ca")
+    {
+        Description = "PEM file of the CAs the server's certificate must chain to, in place of the system's trust store (TLS: a host:port target becomes https://)",
+        Recursive = true,
+    };
+
+    public static readonly Option<string?> Cert = new("--cert")
+    {
+        Description = "PEM file of a client certificate (and its intermediates), for a server that requires one (mutual TLS); with --key",
+        Recursive = true,
+    };
+
+    public static readonly Option<string?> Key = new("--key")
+    {
+        Description = "PEM file of the private key of --cert",
+        Recursive = true,
+    };
+
     public static async Task<int> RunAsync(string[] args, Io io, CancellationToken cancellation = default)
     {
-        var root = new RootCommand("jac: call a JacService server from files, and load-test it") { Target };
+        var root = new RootCommand("jac: call a JacService server from files, and load-test it") { Target, Ca, Cert, Key };
         Credentials.AddTo(root);
         root.Subcommands.Add(ClientVerbs.Models(io));
         root.Subcommands.Add(ClientVerbs.Predict(io));

@@ -12,7 +12,7 @@ public sealed class HelmTests
 {
     private static string Chart => Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice");
 
-    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml", "ci/model-control-values.yaml"]);
+    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml", "ci/model-control-values.yaml", "ci/tls-values.yaml"]);
 
     [Theory]
     [MemberData(nameof(ValuesFiles))]
@@ -36,8 +36,11 @@ public sealed class HelmTests
         Assert.True(container.SecurityContext.ReadOnlyRootFilesystem);
         Assert.False(container.SecurityContext.AllowPrivilegeEscalation);
         Assert.Equal(["ALL"], container.SecurityContext.Capabilities.Drop);
+        // The kubelet's gRPC probe cannot speak TLS; with TLS the image's probe runs in the container.
+        bool tls = container.Env.Any(e => e.Name == "Kestrel__Endpoints__Grpc__Url");
         foreach (var probe in new[] { container.StartupProbe, container.ReadinessProbe, container.LivenessProbe })
-            Assert.Equal(50051, probe.Grpc.Port);
+            if (tls) Assert.Equal(["/app/probe/JacService.HealthProbe", "https://127.0.0.1:50051"], probe.Exec.Command);
+            else Assert.Equal(50051, probe.Grpc.Port);
         Assert.Equal([("grpc", 50051), ("metrics", 9464)], container.Ports.Select(p => (p.Name, p.ContainerPort)));
         var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal("http://0.0.0.0:50051", env["Urls"]);
@@ -69,6 +72,51 @@ public sealed class HelmTests
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT");
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name.StartsWith("ModelControl__", StringComparison.Ordinal));
         Assert.DoesNotContain(pod.Volumes, v => v.Secret is not null);
+        Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name.StartsWith("Kestrel__", StringComparison.Ordinal) || e.Name.StartsWith("Tls__", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TlsServesTheSecretsCertificateAndProbesOverTls()
+    {
+        var pod = Render("ci/tls-values.yaml").OfType<V1Deployment>().Single().Spec.Template.Spec;
+        var container = pod.Containers.Single();
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+        var mount = container.VolumeMounts.Single(m => m.Name == "tls");
+        Assert.True(mount.ReadOnlyProperty);
+        Assert.Null(mount.SubPath); // a subPath mount would never see the renewed certificate
+        string dir = mount.MountPath;
+
+        // Kestrel's standard endpoint settings, with the Secret's cert-manager keys.
+        Assert.Equal("https://0.0.0.0:50051", env["Kestrel__Endpoints__Grpc__Url"]);
+        Assert.Equal("Http2", env["Kestrel__Endpoints__Grpc__Protocols"]);
+        Assert.Equal(dir + "/tls.crt", env["Kestrel__Endpoints__Grpc__Certificate__Path"]);
+        Assert.Equal(dir + "/tls.key", env["Kestrel__Endpoints__Grpc__Certificate__KeyPath"]);
+        // Mutual TLS: client certificates of the Secret's CA.
+        Assert.Equal("RequireCertificate", env["Kestrel__Endpoints__Grpc__ClientCertificateMode"]);
+        Assert.Equal(dir + "/ca.crt", env["Tls__ClientCaPath"]);
+        // The probe trusts that CA and presents the pod's own certificate.
+        Assert.Equal(dir + "/ca.crt", env["JACSERVICE_PROBE_CA"]);
+        Assert.Equal((dir + "/tls.crt", dir + "/tls.key"), (env["JACSERVICE_PROBE_CERT"], env["JACSERVICE_PROBE_KEY"]));
+        // Metrics stay plain HTTP on their own port.
+        Assert.Equal("http://0.0.0.0:9464", env["Telemetry__MetricsUrl"]);
+
+        var secret = pod.Volumes.Single(v => v.Name == "tls").Secret;
+        Assert.Equal("jacservice-tls", secret.SecretName);
+        Assert.Null(secret.Items);
+        Assert.Equal(Convert.ToInt32("440", 8), secret.DefaultMode);
+    }
+
+    [Fact]
+    public void TlsWithoutMutualAsksForNoClientCertificate()
+    {
+        var yaml = ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "tls.enabled=true", "--set", "tls.secretName=jac-tls"]).Output;
+        var container = Parse(yaml).OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single();
+        var names = container.Env.Select(e => e.Name).ToList();
+        Assert.Contains("Kestrel__Endpoints__Grpc__Url", names);
+        Assert.Contains("JACSERVICE_PROBE_CA", names);
+        Assert.DoesNotContain("Kestrel__Endpoints__Grpc__ClientCertificateMode", names);
+        Assert.DoesNotContain("Tls__ClientCaPath", names);
+        Assert.DoesNotContain("JACSERVICE_PROBE_CERT", names);
     }
 
     [Fact]
@@ -147,6 +195,7 @@ public sealed class HelmTests
     [InlineData("config-typo.yaml", "Additional property MaxBatchSzie is not allowed")]
     [InlineData("batch-size-zero.yaml", "config.Batching.MaxBatchSize")]
     [InlineData("model-control-without-secret.yaml", "modelControl.existingSecret")]
+    [InlineData("tls-without-secret.yaml", "tls.secretName")]
     public void SchemaRejectsBadValues(string file, string expected)
     {
         var path = Path.Combine(Fixtures.Root, "tests", "JacService.Container.Tests", "HelmBadValues", file);

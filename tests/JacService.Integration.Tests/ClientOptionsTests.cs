@@ -34,7 +34,18 @@ public class ClientOptionsTests
         { "BackoffMultiplier must be a finite number >= 1", o => o.BackoffMultiplier = 0.5 },
         { "MaxMessageMiB must be 1 to 2047", o => o.MaxMessageMiB = 0 },
         { "MaxRetryBufferPerCallMiB must be 0 to 2047", o => o.MaxRetryBufferPerCallMiB = -1 },
+        { "Tls:CaPath, CertificatePath and KeyPath need an https:// address", o => o.Tls.CaPath = AFile },
+        { "Tls:CertificatePath and KeyPath go together", o => { o.Address = new Uri("https://127.0.0.1:50051"); o.Tls.CertificatePath = AFile; } },
+        { "Tls:KeyPath '/no/such/client.key' does not exist", o =>
+            {
+                o.Address = new Uri("https://127.0.0.1:50051");
+                (o.Tls.CertificatePath, o.Tls.KeyPath) = (AFile, "/no/such/client.key");
+            }
+        },
     };
+
+    // Any file that exists: these checks do not read it.
+    private static readonly string AFile = typeof(ClientOptionsTests).Assembly.Location;
 
     [Theory]
     [MemberData(nameof(Invalid))]
@@ -46,6 +57,15 @@ public class ClientOptionsTests
         Assert.Contains($"JacServiceClient:{message}", error);
         Assert.Throws<OptionsValidationException>(options.ThrowIfInvalid);
         Assert.Throws<OptionsValidationException>(() => JacServiceChannel.Create(options));
+    }
+
+    [Fact]
+    public void ACaFileWithoutCertificatesIsRefusedWhenTheChannelIsMade()
+    {
+        var options = new JacServiceClientOptions { Address = new Uri("https://127.0.0.1:50051"), Tls = { CaPath = AFile } };
+        Assert.Empty(options.Validate());
+        var e = Assert.Throws<InvalidOperationException>(() => JacServiceChannel.Create(options));
+        Assert.StartsWith($"JacServiceClient:Tls:CaPath '{AFile}' cannot be read: ", e.Message);
     }
 
     [Fact]

@@ -13,13 +13,7 @@ namespace JacService.Integration.Tests;
 [Collection(ServerCollection.Name)]
 public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
 {
-    private static readonly string Examples = Path.Combine(Fixtures.Root, "examples");
-
-    // Stub generation (Python) and the offline Go build run once per test run, whichever test needs them first.
-    private static readonly Lazy<Task<ExampleProcess.Result>> PythonStubs =
-        new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "python", "generate.sh")]));
-    private static readonly Lazy<Task<ExampleProcess.Result>> GoBuild =
-        new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "go", "build.sh")]));
+    private static readonly string Examples = ExampleBuilds.Examples;
 
     public static TheoryData<string, string> LanguagesAndModels()
     {
@@ -80,7 +74,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     [Fact]
     public async Task PythonComparisonCatchesANaNAnywhere()
     {
-        await Prepared(PythonStubs, "generating the Python stubs");
+        await Prepared(ExampleBuilds.PythonStubs, "generating the Python stubs");
         var result = await ExampleProcess.Run("/usr/bin/python3", [Path.Combine(Examples, "python", "test_jacclient.py")]);
         output.WriteLine(result.Stderr);
         Assert.True(result.ExitCode == 0, $"test_jacclient.py failed:\n{result}");
@@ -88,25 +82,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
 
     private async Task<ExampleProcess.Result> RunExample(string language, params string[] args)
     {
-        ExampleProcess.Result result;
-        switch (language)
-        {
-            case "python":
-                await Prepared(PythonStubs, "generating the Python stubs");
-                result = await ExampleProcess.Run("/usr/bin/python3", [Path.Combine(Examples, "python", "jacclient.py"), .. args]);
-                break;
-            case "go":
-                await Prepared(GoBuild, "building the Go example");
-                result = await ExampleProcess.Run(Path.Combine(Examples, "go", "bin", "jacclient"), args);
-                break;
-            case "node":
-                Assert.True(Directory.Exists(Path.Combine(Examples, "node", "node_modules", "@grpc", "grpc-js")),
-                    "examples/node/node_modules is missing: run scripts/install-test-deps.sh (it runs npm ci)");
-                result = await ExampleProcess.Run("node", [Path.Combine(Examples, "node", "jacclient.js"), .. args]);
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(language), language, null);
-        }
+        var result = await ExampleBuilds.Run(language, args, Prepared);
         output.WriteLine($"{language} {string.Join(' ', args)}: exit {result.ExitCode} in {result.Elapsed.TotalSeconds:F2} s");
         output.WriteLine(result.Stdout);
         return result;

@@ -21,6 +21,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     private readonly List<string> _log = [];
 
     public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
+    /// <summary>The gRPC port; set it (from <see cref="FreePort"/>) to name it in <see cref="ExtraArgs"/>, e.g. in a Kestrel endpoint.</summary>
     public int Port { get; init; } = FreePort();
     public string Target => $"127.0.0.1:{Port}";
     /// <summary>The plain HTTP port serving Prometheus metrics at /metrics.</summary>
@@ -36,6 +37,12 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 
     /// <summary>Extra environment variables (OTEL_*), set before <see cref="InitializeAsync"/>.</summary>
     public Dictionary<string, string> EnvironmentVariables { get; init; } = [];
+
+    /// <summary>
+    /// Makes <see cref="Channel"/> from <see cref="Target"/>, for a server that does not speak plaintext on <see cref="Port"/>
+    /// (TLS from Kestrel:Endpoints); by default a plaintext channel.
+    /// </summary>
+    public Func<string, GrpcChannel>? CreateChannel { get; init; }
 
     /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
     public Action<string>? PrepareRepository { get; init; }
@@ -67,7 +74,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
 
-        Channel = JacServiceChannel.Create($"http://{Target}");
+        Channel = CreateChannel?.Invoke(Target) ?? JacServiceChannel.Create($"http://{Target}");
         Client = new JacobianService.JacobianServiceClient(Channel);
         await WaitUntilServing(TimeSpan.FromSeconds(60));
     }
@@ -160,7 +167,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         return File.Exists(dll) ? dll : throw new FileNotFoundException("server build output not found", dll);
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

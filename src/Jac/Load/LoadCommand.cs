@@ -67,7 +67,7 @@ public static class LoadCommand
         int connectionCount = r.GetValue(Connections);
         if (connectionCount < 1) throw new JacException("--connections must be at least 1");
         var credentials = Credentials.Headers(r);
-        var connections = Enumerable.Range(0, connectionCount).Select(_ => new Connection(r.GetValue(JacApp.Target)!, credentials)).ToArray();
+        var connections = Enumerable.Range(0, connectionCount).Select(_ => Connection.Open(r, credentials)).ToArray();
         try
         {
             var first = connections[0];

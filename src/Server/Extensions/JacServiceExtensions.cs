@@ -1,3 +1,4 @@
+using System.Net;
 using JacService.Core.Models;
 using JacService.Server.Auth;
 using JacService.Server.Batching;
@@ -8,6 +9,7 @@ using JacService.Server.Health;
 using JacService.Server.Models;
 using JacService.Server.Quotas;
 using JacService.Server.Telemetry;
+using JacService.Server.Tls;
 using Grpc.AspNetCore.Server;
 using Grpc.AspNetCore.Server.Model;
 using Grpc.HealthCheck;
@@ -47,6 +49,7 @@ public static class JacServiceExtensions
         builder.AddModelControl();
         builder.AddJacServiceAuth();
         builder.AddJacServiceQuotas();
+        builder.AddJacServiceTls();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
             host.ShutdownTimeout = batching.Value.DrainTimeout + TimeSpan.FromSeconds(5));
@@ -82,26 +85,55 @@ public static class JacServiceExtensions
     /// <summary>
     /// gRPC without TLS (h2c) needs HTTP/2-only endpoints and Prometheus scrapes over HTTP/1.1; Kestrel cannot
     /// serve both on one cleartext port, so each endpoint gets its protocol by port: the gRPC ones from "urls"
-    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl. TLS, where wanted,
-    /// terminates at the proxy or mesh in front.
+    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl. TLS on the gRPC port is
+    /// Kestrel's standard configuration (Kestrel:Endpoints); Kestrel then ignores "urls", so the metrics endpoint is
+    /// added in code, which Kestrel binds beside the configured ones.
     /// </summary>
     private static void ConfigureEndpoints(this WebApplicationBuilder builder)
     {
+        // Read once: an endpoint added to a running server's configuration does not move the metrics endpoint.
+        bool kestrelEndpoints = KestrelEndpointSettings.Configured(builder.Configuration).Count > 0;
         builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<TelemetryOptions>>((kestrel, telemetry) =>
         {
             int? metricsPort = telemetry.Value.ServesMetrics ? telemetry.Value.MetricsPort() : null;
             kestrel.ConfigureEndpointDefaults(endpoint =>
                 endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2);
+            if (kestrelEndpoints && metricsPort is not null)
+                ListenForMetrics(kestrel, BindingAddress.Parse(telemetry.Value.MetricsUrl));
         });
     }
 
-    /// <summary>The addresses to listen on: every gRPC url, then the metrics url.</summary>
+    /// <summary>The metrics address as Kestrel would bind it from "urls": localhost, an IP address, or any other host meaning every interface.</summary>
+    private static void ListenForMetrics(KestrelServerOptions kestrel, BindingAddress address)
+    {
+        static void Http1(ListenOptions endpoint) => endpoint.Protocols = HttpProtocols.Http1;
+        if (string.Equals(address.Host, "localhost", StringComparison.OrdinalIgnoreCase))
+            kestrel.ListenLocalhost(address.Port, Http1);
+        else if (IPAddress.TryParse(address.Host.Trim('[', ']'), out var ip))
+            kestrel.Listen(ip, address.Port, Http1);
+        else
+            kestrel.ListenAnyIP(address.Port, Http1);
+    }
+
+    /// <summary>
+    /// The addresses to listen on: every gRPC url, then the metrics url. With Kestrel:Endpoints configured, those are
+    /// the gRPC addresses and the metrics one is bound in code (<see cref="ConfigureEndpoints"/>).
+    /// </summary>
     private static void ListenOnConfiguredUrls(this WebApplication app)
     {
-        var urls = app.Configuration[WebHostDefaults.ServerUrlsKey];
-        if (string.IsNullOrWhiteSpace(urls)) urls = "http://127.0.0.1:50051";
-        var grpcUrls = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        foreach (var url in grpcUrls) app.Urls.Add(url);
+        var configured = KestrelEndpointSettings.Configured(app.Configuration);
+        string[] grpcUrls;
+        if (configured.Count > 0)
+        {
+            grpcUrls = configured.Select(e => e.Url).Where(u => u.Length > 0).ToArray();
+        }
+        else
+        {
+            var urls = app.Configuration[WebHostDefaults.ServerUrlsKey];
+            if (string.IsNullOrWhiteSpace(urls)) urls = "http://127.0.0.1:50051";
+            grpcUrls = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            foreach (var url in grpcUrls) app.Urls.Add(url);
+        }
         var telemetry = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
         if (!telemetry.ServesMetrics) return;
         // One port cannot speak both protocols: a shared port would turn the gRPC endpoint into HTTP/1.1.
@@ -109,7 +141,7 @@ public static class JacServiceExtensions
         if (grpcUrls.FirstOrDefault(u => BindingAddress.Parse(u).Port == metricsPort) is { } clash)
             throw new InvalidOperationException(
                 $"Telemetry:MetricsUrl '{telemetry.MetricsUrl}' uses the port of the gRPC address '{clash}'; give metrics a port of their own or set it empty");
-        app.Urls.Add(telemetry.MetricsUrl);
+        if (configured.Count == 0) app.Urls.Add(telemetry.MetricsUrl);
     }
 
     public static WebApplication MapJacService(this WebApplication app)

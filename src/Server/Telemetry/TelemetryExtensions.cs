@@ -55,6 +55,12 @@ public static class TelemetryExtensions
                     .AddSource(JacServiceTelemetry.Name)
                     .AddAspNetCoreInstrumentation(o =>
                     {
+                        // Who called, under mutual TLS: the certificate Kestrel validated (semantic conventions' tls.client.*).
+                        o.EnrichWithHttpRequest = (activity, request) =>
+                        {
+                            if (request.HttpContext.Connection.ClientCertificate is { } certificate)
+                                activity.SetTag("tls.client.subject", certificate.Subject);
+                        };
                         o.EnrichWithHttpResponse = (activity, _) => GrpcSpanAttributes.AddEarlierConventions(activity);
                         // The health and reflection services are polled constantly; their spans would drown the rest.
                         o.Filter = context => !context.Request.Path.StartsWithSegments("/grpc.health.v1.Health")

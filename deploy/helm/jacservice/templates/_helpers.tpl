@@ -34,3 +34,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{- define "jacservice.tlsDir" -}}
+/var/run/secrets/jacservice/tls
+{{- end }}
+
+{{/*
+The probe action: Kubernetes' native gRPC probe without TLS; with TLS, which the kubelet's gRPC probe cannot speak, the
+image's health probe run in the container against its own loopback address, with the CA (and, for mutual TLS, the
+pod's certificate) named in the container's environment.
+*/}}
+{{- define "jacservice.probe" -}}
+{{- if .Values.tls.enabled -}}
+exec:
+  command: ["/app/probe/JacService.HealthProbe", "https://127.0.0.1:50051"]
+{{- else -}}
+grpc:
+  port: 50051
+{{- end }}
+{{- end }}
