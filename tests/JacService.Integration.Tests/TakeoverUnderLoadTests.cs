@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using Grpc.Core;
+using Grpc.Health.V1;
 using JacService.Protos.V1;
 using JacService.Testing;
 using Xunit.Abstractions;
@@ -93,6 +94,20 @@ public class TakeoverUnderLoadTests(ITestOutputHelper output)
         }
 
         var callers = Enumerable.Range(0, Callers).Select(i => Task.Run(() => Caller(i))).ToArray();
+        // What a readiness probe of the model sees throughout: a take-over must never show it as not serving.
+        var probe = new Health.HealthClient(server.Channel).Watch(new HealthCheckRequest { Service = Model }, cancellationToken: stop.Token);
+        var statuses = Task.Run(async () =>
+        {
+            var seenStatuses = new List<HealthCheckResponse.Types.ServingStatus>();
+            try
+            {
+                await foreach (var status in probe.ResponseStream.ReadAllAsync()) seenStatuses.Add(status.Status);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+            {
+            }
+            return seenStatuses;
+        });
         // jac's load generator alongside, on its own connection: its report must show no error either. Take-overs go on
         // until it has finished (past the twenty if need be), so every second of its run has take-overs in it.
         var jac = JacLoad(server.Target, "batch-jacobian", concurrency: 8, seconds: 8);
@@ -114,6 +129,8 @@ public class TakeoverUnderLoadTests(ITestOutputHelper output)
         var report = await jac;
         stop.Cancel();
         await Task.WhenAll(callers);
+        var health = await statuses;
+        probe.Dispose();
 
         // Every retired version is freed once its last call has ended.
         await Waiting.Until(() => Task.FromResult(Enumerable.Range(1, last - 1).All(v => server.Log.Contains($"Freed {Model} version {v} "))),
@@ -132,6 +149,7 @@ public class TakeoverUnderLoadTests(ITestOutputHelper output)
         Assert.True(wrong.IsEmpty, $"{wrong.Count} answers did not match the version they name, e.g.:\n{string.Join('\n', wrong.Take(10))}");
         // Every version served: each one was latest for a while, and the loop waited until a caller had been answered by it.
         Assert.Equal(Enumerable.Range(1, last), seen.Keys.Select(p => p.Version).Distinct().Order());
+        Assert.Equal([HealthCheckResponse.Types.ServingStatus.Serving], health.Distinct());
         Assert.Equal(0, report.GetProperty("errors").GetInt64());
         Assert.True(report.GetProperty("ok").GetInt64() > 0, "jac load sent no successful call");
     }
