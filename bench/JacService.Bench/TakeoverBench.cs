@@ -28,7 +28,7 @@ internal static class TakeoverBench
     public sealed record Window(string Name, double Seconds, long Calls, long Failed, double PerSecond, double P50, double P99);
 
     public sealed record Round(int Number, string LoadBefore, string LoadAfter, Window Before, Window During, Window After,
-        double ReadySeconds, long FailedInRun, double FirstNewMs);
+        double ReadySeconds, long FailedInRun, double FirstNewMs, string Slowest);
 
     public static async Task<string> RunAsync(string root, int rounds, int concurrency, double warmup, double before, double after,
         double pollSeconds, double maxLoad, string[] serverArgs)
@@ -61,6 +61,8 @@ internal static class TakeoverBench
         foreach (var r in results)
             Line(string.Create(CultureInfo.InvariantCulture,
                 $"| {r.Number} | {r.ReadySeconds:F2} | {r.During.Seconds:F2} | {r.FailedInRun} | {r.During.P99 / r.Before.P99:F2} | {r.During.PerSecond / r.Before.PerSecond:F2} | {r.FirstNewMs:F2} ({r.Before.P50:F2}) |"));
+        Line();
+        foreach (var r in results) Line($"Round {r.Number}, slowest calls sent during the swap: {r.Slowest}");
         double Median(Func<Round, double> f) => results.Select(f).Order().ElementAt(results.Count / 2);
         Line();
         Line(string.Create(CultureInfo.InvariantCulture,
@@ -170,8 +172,11 @@ internal static class TakeoverBench
             var beforeWindow = Measure("before", all, folderIn - (long)(before * f), folderIn);
             var duringWindow = Measure("during", all, folderIn, freed + 1);
             var afterWindow = Measure("after", all, freed + 1, Math.Min(freed + 1 + (long)(after * f), all.Max(c => c.Sent) + 1));
+            // Where the slow calls of the swap sit: sent how long after the folder was in, answered by which version.
+            string slowest = string.Join(", ", all.Where(c => c.Sent >= folderIn && c.Sent <= freed).OrderByDescending(c => c.Answered - c.Sent).Take(8)
+                .Select(c => string.Create(CultureInfo.InvariantCulture, $"{(c.Answered - c.Sent) * 1000.0 / f:F1} ms (sent +{(c.Sent - folderIn) * 1000.0 / f:F0} ms, v{c.Version})")));
             return new Round(number, load, loadAfter, beforeWindow, duringWindow, afterWindow, (firstNew.Answered - folderIn) / (double)f,
-                report.Errors, (firstNew.Answered - firstNew.Sent) * 1000.0 / f);
+                report.Errors, (firstNew.Answered - firstNew.Sent) * 1000.0 / f, slowest);
         }
         finally
         {
