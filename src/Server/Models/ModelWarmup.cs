@@ -69,21 +69,23 @@ public static class ModelWarmup
     }
 
     /// <summary>
-    /// A Jacobian at each batch size and wrt/of the replaced snapshot's traffic made AUTO time. Under load the batcher
-    /// merges callers' Jacobians into batches of many rows, and the first batch of each size on a new snapshot would
-    /// build its plan and time both modes while all its callers wait: under 16 callers the new version's first batch
-    /// took 18-65 ms against a p99 of 8-17 ms before the take-over. Warming every bucket instead would cost every start
-    /// too (small_cnn's warm-up went from 0.1 to 3 s); these are the shapes callers are known to send. A choice the new
-    /// model cannot take (an input or output it no longer has, a result over the size limit) is left to its first call.
+    /// A Jacobian at each batch bucket (up to <see cref="LargestRows"/>) and wrt/of the replaced snapshot had AUTO time.
+    /// Under load the batcher merges callers' Jacobians into batches of the buckets, and the first batch of each on a new
+    /// snapshot would build its plan and time both modes while all its callers wait: under 16 callers the new version's
+    /// first batch took 18-65 ms against a p99 of 8-17 ms before the take-over. Warming every bucket instead would cost
+    /// every start too (small_cnn's warm-up went from 0.1 to 3 s); these are the buckets traffic reached. Only buckets:
+    /// a one-off request of its own size would otherwise be warmed again by every later version. A choice the new model
+    /// cannot take (an input or output it no longer has, a result over the size limit) is left to its first call.
     /// </summary>
     private static async Task WarmServedShapes(ModelVersion model, ModelBatcher batcher, DerivativeMode mode, IReadOnlyList<DerivativeChoice> served,
         Func<int, HostTensor[]> sample, CancellationToken cancellation)
     {
-        foreach (var choice in served)
+        var buckets = batcher.Options.EffectiveBuckets().Where(b => b <= LargestRows).ToHashSet();
+        foreach (var choice in served.Where(c => c.Batch <= LargestRows && buckets.Contains((int)c.Batch)))
         {
             int wrt = model.Inputs.ToList().FindIndex(i => i.Name == choice.Wrt && i.ElementType.IsFloat());
             var of = choice.Of.Select(name => model.Outputs.ToList().FindIndex(o => o.Name == name && o.ElementType.IsFloat())).ToArray();
-            if (wrt < 0 || of.Length == 0 || of.Any(o => o < 0) || choice.Batch > int.MaxValue) continue;
+            if (wrt < 0 || of.Length == 0 || of.Any(o => o < 0)) continue;
             var inputs = sample((int)choice.Batch);
             if (model.ResultFloatsPerSample(inputs, wrt, of) * choice.Batch * sizeof(float) > model.Limits.MaxResultBytes) continue;
             await batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, inputs, wrt, of, mode), inputs, null, cancellation);
