@@ -69,19 +69,20 @@ public static class ModelWarmup
     }
 
     /// <summary>
-    /// A Jacobian at each batch bucket (up to <see cref="LargestRows"/>) and wrt/of the replaced snapshot had AUTO time.
-    /// Under load the batcher merges callers' Jacobians into batches of the buckets, and the first batch of each on a new
-    /// snapshot would build its plan and time both modes while all its callers wait: under 16 callers the new version's
-    /// first batch took 18-65 ms against a p99 of 8-17 ms before the take-over. Warming every bucket instead would cost
-    /// every start too (small_cnn's warm-up went from 0.1 to 3 s); these are the buckets traffic reached. Only buckets:
-    /// a one-off request of its own size would otherwise be warmed again by every later version. A choice the new model
-    /// cannot take (an input or output it no longer has, a result over the size limit) is left to its first call.
+    /// A Jacobian at each batch size (up to <see cref="LargestRows"/>) and wrt/of the replaced snapshot had AUTO time.
+    /// Under load the batcher merges callers' Jacobians into batches of every size up to its maximum (unpadded unless
+    /// Batching:PadToBucket), and the first batch of each size on a new snapshot would build its plan and time both modes
+    /// while all its callers wait: under 16 callers the new version's first batch took 18-65 ms against a p99 of 8-17 ms
+    /// before the take-over (11-21 ms when only the power-of-two sizes were warmed). Warming every size at every start
+    /// instead would cost each start too (small_cnn's warm-up went from 0.1 to 3 s with the buckets alone); these are the
+    /// sizes traffic reached. The cap bounds what is carried from version to version: at most one Jacobian per size up to
+    /// 64 rows and wrt/of. A choice the new model cannot take (an input or output it no longer has, a result over the
+    /// size limit) is left to its first call.
     /// </summary>
     private static async Task WarmServedShapes(ModelVersion model, ModelBatcher batcher, DerivativeMode mode, IReadOnlyList<DerivativeChoice> served,
         Func<int, HostTensor[]> sample, CancellationToken cancellation)
     {
-        var buckets = batcher.Options.EffectiveBuckets().Where(b => b <= LargestRows).ToHashSet();
-        foreach (var choice in served.Where(c => c.Batch <= LargestRows && buckets.Contains((int)c.Batch)))
+        foreach (var choice in served.Where(c => c.Batch <= LargestRows))
         {
             int wrt = model.Inputs.ToList().FindIndex(i => i.Name == choice.Wrt && i.ElementType.IsFloat());
             var of = choice.Of.Select(name => model.Outputs.ToList().FindIndex(o => o.Name == name && o.ElementType.IsFloat())).ToArray();
