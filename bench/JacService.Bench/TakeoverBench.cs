@@ -41,7 +41,8 @@ internal static class TakeoverBench
         }
         Line($"Take-over under load: {Model} single-sample Jacobians, {concurrency} closed-loop callers (jac's load generator) with an empty version,");
         Line($"Models:PollSeconds={pollSeconds.ToString(CultureInfo.InvariantCulture)}, version policy latest 1, warm-up {warmup} s, " +
-             $"version 2 written with {RepositoryMarker} {before} s later; windows by send time");
+             $"version 2 written with {RepositoryMarker} {before} s later; windows by send time" +
+             (serverArgs.Length > 0 ? $"; server args: {string.Join(' ', serverArgs)}" : ""));
         Line();
         Line("| round | load avg before / after | window | seconds | calls | failed | calls/s | p50 ms | p99 ms |");
         Line("|---:|---|---|---:|---:|---:|---:|---:|---:|");

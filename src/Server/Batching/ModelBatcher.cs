@@ -117,7 +117,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// Wakes one sleeping executor thread, if any, to look at the queue. Caller holds the lock. The one that slept last
     /// (its caches are warm), except during the warm-up: then the one asleep longest, so the warm-up's calls, sent one
     /// after another, reach every thread. A thread's first batch pays for its first use of the kernels; when the warm-up
-    /// left the second thread idle, the new version's first batches under load took 11-21 ms against a p99 of 6-8 ms.
+    /// left the second thread idle, the new version's first batches under load took 11-21 ms against a p99 of 6-13 ms before.
     /// </summary>
     private void WakeOneLocked()
     {
