@@ -65,6 +65,15 @@ if (args.Contains("--telemetry"))
     Console.WriteLine(summary);
     return 0;
 }
+if (args.Contains("--takeover"))
+{
+    // Usage: ... -- --takeover [--rounds 3] [--concurrency 16] [--warmup 15] [--before 10] [--after 10] [--poll 0.2] [--max-load 1.5] [-- server args]
+    string Arg(string name, string fallback) => Flag(name) ?? fallback;
+    double Number(string name, string fallback) => double.Parse(Arg(name, fallback), CultureInfo.InvariantCulture);
+    Console.Write(await JacService.Bench.TakeoverBench.RunAsync(root, int.Parse(Arg("--rounds", "3")), int.Parse(Arg("--concurrency", "16")), warmup,
+        Number("--before", "10"), Number("--after", "10"), Number("--poll", "0.2"), Number("--max-load", "1.5"), options.ServerArgs));
+    return 0;
+}
 var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
 var models = options.Models ?? Directory.GetDirectories(modelsDir).Select(Path.GetFileName).Order().ToArray()!;
 

@@ -1,4 +1,5 @@
 using JacService.Protos.V1;
+using JacService.Testing;
 
 namespace JacService.Integration.Tests;
 
@@ -55,6 +56,39 @@ public class WarmupTests
         Assert.Contains("batch_one_only version 1 failed its warm-up and is not served", server.Log);
         // Everything else serves.
         Assert.Equal("READY", (await server.Client.GetModelAsync(new GetModelRequest { Model = "mlp_tanh" })).State);
+    }
+
+    [Fact]
+    public async Task ANewVersionIsWarmedAtTheShapesItsPredecessorServed()
+    {
+        var fixture = Fixtures.ModelPath(ScaledVersions.Fixture);
+        await using var server = new ServerProcess
+        {
+            ExtraArgs = ["--Models:PollSeconds=0.2"],
+            PrepareRepository = root => ScaledVersions.Write(fixture, Path.Combine(root, "live"), 1),
+        };
+        await server.InitializeAsync();
+        // Traffic at batch sizes the warm-up at start does not cover (it sends one-sample Jacobians): AUTO times both
+        // modes for each on version 1, as it does for every size the batcher forms from callers' Jacobians under load.
+        var x = Fixtures.Load(ScaledVersions.Fixture).Inputs["x"];
+        foreach (int rows in new[] { 2, 3 })
+            await server.Client.BatchJacobianAsync(new BatchJacobianRequest { Model = "live", Inputs = { ["x"] = ServingTests.ToProto(x.Take(rows)) } });
+        var served = (await server.Client.GetModelAsync(new GetModelRequest { Model = "live", Version = "1" })).DerivativeChoices
+            .Select(c => (c.Wrt, string.Join(",", c.Of), c.Batch)).Order().ToList();
+        Assert.Equal([1, 2, 3], served.Select(c => c.Batch));
+
+        ScaledVersions.Write(fixture, Path.Combine(server.RepositoryRoot, "live"), 2);
+        ModelInfo? next = null;
+        await Waiting.Until(async () =>
+        {
+            var listed = (await server.Client.ListModelsAsync(new ListModelsRequest())).Models;
+            next = listed.FirstOrDefault(m => m.Name == "live" && m.Version == "2" && m.State == "READY");
+            return next is not null;
+        }, "version 2 did not become READY", server);
+        // Version 2 had no call of its own, yet AUTO has already chosen for every size version 1 served: its first
+        // batches of those sizes do not time both modes while their callers wait.
+        Assert.Equal(0, next!.Batching.Batches);
+        Assert.Equal(served, next.DerivativeChoices.Select(c => (c.Wrt, string.Join(",", c.Of), c.Batch)).Order());
     }
 
     [Fact]

@@ -47,6 +47,37 @@ public sealed class ModelBatcherTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task WarmupCallsSentOneAfterAnotherReachEveryExecutorThread()
+    {
+        // A thread's first batch pays for its first use of the kernels: a warm-up that leaves a thread idle leaves that
+        // cost to the first callers it serves.
+        var clock = new ExecutorThreadsSeen();
+        await using var batcher = new ModelBatcher(_model, new BatchingOptions { ExecutorThreads = 2 }, clock, Metrics);
+        // Both threads look at the empty queue once as they start; only what they do afterwards counts.
+        await Task.Delay(500);
+        clock.Seen.Clear();
+        batcher.WarmingUp = true;
+        for (int i = 0; i < 4; i++)
+        {
+            var x = Sample(i);
+            await batcher.SubmitAsync(JacobianKey(x), x, null, CancellationToken.None);
+        }
+        Assert.Equal(["torch-executor-0", "torch-executor-1"], clock.Seen.Keys.Order());
+    }
+
+    /// <summary>The system clock, noting which executor threads asked it the time: a thread asks when it takes a batch.</summary>
+    private sealed class ExecutorThreadsSeen : TimeProvider
+    {
+        public System.Collections.Concurrent.ConcurrentDictionary<string, bool> Seen { get; } = new();
+
+        public override DateTimeOffset GetUtcNow()
+        {
+            if (Thread.CurrentThread.Name is { } name && name.StartsWith("torch-executor-", StringComparison.Ordinal)) Seen[name] = true;
+            return base.GetUtcNow();
+        }
+    }
+
     private static void AssertClose(HostTensor expected, HostTensor actual)
     {
         Assert.Equal(expected.Shape, actual.Shape);

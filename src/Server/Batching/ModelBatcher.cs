@@ -113,12 +113,18 @@ public sealed class ModelBatcher : IAsyncDisposable
         return span;
     }
 
-    /// <summary>Wakes one sleeping executor thread, if any, to look at the queue. Caller holds the lock.</summary>
+    /// <summary>
+    /// Wakes one sleeping executor thread, if any, to look at the queue. Caller holds the lock. The one that slept last
+    /// (its caches are warm), except during the warm-up: then the one asleep longest, so the warm-up's calls, sent one
+    /// after another, reach every thread. A thread's first batch pays for its first use of the kernels; when the warm-up
+    /// left the second thread idle, the new version's first batches under load took 11-21 ms against a p99 of 6-13 ms before.
+    /// </summary>
     private void WakeOneLocked()
     {
         if (_sleeping.Count == 0) return;
-        var sleeper = _sleeping[^1];
-        _sleeping.RemoveAt(_sleeping.Count - 1);
+        int index = _warmingUp ? 0 : _sleeping.Count - 1;
+        var sleeper = _sleeping[index];
+        _sleeping.RemoveAt(index);
         sleeper.Set();
     }
 

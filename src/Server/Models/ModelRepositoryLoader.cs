@@ -220,7 +220,9 @@ public sealed partial class ModelRepositoryLoader(
         bool serving = current?.State == ModelState.Ready;
         if (!serving) registry.Set(ModelEntry.Loading(name, version), cause);
         long started = Stopwatch.GetTimestamp();
-        var entry = loader.Load(name, found, model.Config, _stopping);
+        // The snapshot whose callers this one inherits: the one it reloads, else the latest that serves now.
+        var replaced = serving ? current : registry.Entries.LastOrDefault(e => e.Name == name && e.State == ModelState.Ready);
+        var entry = loader.Load(name, found, model.Config, replaced?.Model?.DerivativeChoices ?? [], _stopping);
         _listedFrom[(name, version)] = found.Stamp;
         if (entry.State == ModelState.Ready || !serving)
         {

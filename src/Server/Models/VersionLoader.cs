@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JacService.Core;
+using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Server.Batching;
 using JacService.Server.Telemetry;
@@ -19,14 +20,17 @@ public sealed partial class VersionLoader(
     JacServiceMetrics metrics,
     ILogger<VersionLoader> logger)
 {
-    /// <summary>Loads and warms the version (when Models:Warmup is on).</summary>
-    public ModelEntry Load(string name, FoundVersion found, ConfigRead config, CancellationToken stopping)
+    /// <summary>
+    /// Loads and warms the version (when Models:Warmup is on), at the shapes of <paramref name="served"/> too: what AUTO
+    /// had chosen on the snapshot it takes over from.
+    /// </summary>
+    public ModelEntry Load(string name, FoundVersion found, ConfigRead config, IReadOnlyList<DerivativeChoice> served, CancellationToken stopping)
     {
         long started = Stopwatch.GetTimestamp();
         var entry = Build(name, found.Version, found.ModelPath, config);
         double loadSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         double warmupSeconds = 0;
-        if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, stopping);
+        if (entry.State == ModelState.Ready && repository.Value.Warmup) (entry, warmupSeconds) = Warm(entry, served, stopping);
         metrics.RecordModelLoad(name, entry.State, loadSeconds + warmupSeconds);
         return entry with { LoadedAt = clock.GetUtcNow(), LoadSeconds = loadSeconds, WarmupSeconds = warmupSeconds };
     }
@@ -57,10 +61,10 @@ public sealed partial class VersionLoader(
     }
 
     /// <summary>Warms the version up: the entry to register (FAILED, its snapshot freed, when the warm-up failed) and the seconds it took.</summary>
-    private (ModelEntry, double) Warm(ModelEntry entry, CancellationToken stopping)
+    private (ModelEntry, double) Warm(ModelEntry entry, IReadOnlyList<DerivativeChoice> served, CancellationToken stopping)
     {
         long started = Stopwatch.GetTimestamp();
-        var outcome = ModelWarmup.RunAsync(entry, repository.Value.WarmupMaxRows, stopping).GetAwaiter().GetResult();
+        var outcome = ModelWarmup.RunAsync(entry, repository.Value.WarmupMaxRows, served, stopping).GetAwaiter().GetResult();
         var took = Stopwatch.GetElapsedTime(started);
         if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
         if (outcome.Failure is not { } failure)
