@@ -64,7 +64,8 @@ public class WarmupTests
         var fixture = Fixtures.ModelPath(ScaledVersions.Fixture);
         await using var server = new ServerProcess
         {
-            ExtraArgs = ["--Models:PollSeconds=0.2"],
+            // The start-up warm-up at batch 1 only, so the traffic below reaches sizes it did not warm.
+            ExtraArgs = ["--Models:PollSeconds=0.2", "--Models:WarmupMaxRows=1"],
             PrepareRepository = root => ScaledVersions.Write(fixture, Path.Combine(root, "live"), 1),
         };
         await server.InitializeAsync();

@@ -27,6 +27,9 @@ public static class ModelWarmup
     /// </summary>
     public const int SecondOrderMaxInputs = 64;
 
+    /// <summary>The largest batch size carried from a version to the one that takes over from it (see WarmServedShapes).</summary>
+    public const int ServedShapesMaxRows = 64;
+
     /// <summary>What the warm-up did: ran (Failure null), failed (Failure says why), or was skipped (Skipped says why).</summary>
     public sealed record Outcome(string? Failure, string? Skipped, IReadOnlyList<string> NotWarmed);
 
@@ -82,7 +85,7 @@ public static class ModelWarmup
                 await Send(WorkKind.Hessian, one, wrt, of, DerivativeMode.Forward);
                 await Send(WorkKind.Laplacian, one, wrt, of, DerivativeMode.Forward, model.Requests.ResolveAxes([], one, wrt));
             }
-            await WarmServedShapes(model, batcher, entry.DefaultMode, served, maxRows, Sample, cancellation);
+            await WarmServedShapes(model, batcher, entry.DefaultMode, served, Sample, cancellation);
             return new(null, null, notWarmed);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -113,7 +116,7 @@ public static class ModelWarmup
     }
 
     /// <summary>
-    /// A Jacobian at each batch size (up to Models:WarmupMaxRows) and wrt/of the replaced snapshot had AUTO time.
+    /// A Jacobian at each batch size (up to <see cref="ServedShapesMaxRows"/>) and wrt/of the replaced snapshot had AUTO time.
     /// Under load the batcher merges callers' Jacobians into batches of every size up to its maximum (unpadded unless
     /// Batching:PadToBucket), and the first batch of each size on a new snapshot would build its plan and time both modes
     /// while all its callers wait: under 16 callers the new version's first batch took 18-65 ms against a p99 of 8-17 ms
@@ -124,9 +127,9 @@ public static class ModelWarmup
     /// size limit) is left to its first call.
     /// </summary>
     private static async Task WarmServedShapes(ModelVersion model, ModelBatcher batcher, DerivativeMode mode, IReadOnlyList<DerivativeChoice> served,
-        int maxRows, Func<int, HostTensor[]> sample, CancellationToken cancellation)
+        Func<int, HostTensor[]> sample, CancellationToken cancellation)
     {
-        foreach (var choice in served.Where(c => c.Batch <= maxRows))
+        foreach (var choice in served.Where(c => c.Batch <= ServedShapesMaxRows))
         {
             int wrt = model.Inputs.ToList().FindIndex(i => i.Name == choice.Wrt && i.ElementType.IsFloat());
             var of = choice.Of.Select(name => model.Outputs.ToList().FindIndex(o => o.Name == name && o.ElementType.IsFloat())).ToArray();
