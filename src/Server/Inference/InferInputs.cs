@@ -1,0 +1,121 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using JacService.Core;
+using JacService.Core.Models;
+using JacService.Protos.Inference;
+
+namespace JacService.Server.Inference;
+
+/// <summary>
+/// A ModelInferRequest's input tensors as the engine takes them: float32 values by name, from typed contents or from
+/// raw_input_contents. Any numeric datatype is accepted and converted (the engine computes in float32, as JacobianService's
+/// float-only Tensor does); the model's own checks of names and shapes come after, in the engine's validator.
+/// </summary>
+internal static class InferInputs
+{
+    public static Dictionary<string, HostTensor> Decode(ModelInferRequest request)
+    {
+        bool raw = request.RawInputContents.Count > 0;
+        if (raw && request.RawInputContents.Count != request.Inputs.Count)
+            throw new InvalidRequestException(
+                $"raw_input_contents has {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; give one per input, in the order of inputs");
+        var tensors = new Dictionary<string, HostTensor>(request.Inputs.Count, StringComparer.Ordinal);
+        for (int i = 0; i < request.Inputs.Count; i++)
+        {
+            var input = request.Inputs[i];
+            long[] shape = [.. input.Shape];
+            long count = ElementCount(input.Name, shape);
+            if (!InferDatatype.RawSizes.TryGetValue(input.Datatype, out int size))
+                throw new InvalidRequestException(
+                    $"input '{input.Name}' has datatype '{input.Datatype}'; expected one of {string.Join(", ", InferDatatype.RawSizes.Keys)}");
+            float[] data;
+            if (raw)
+            {
+                if (HasContents(input.Contents))
+                    throw new InvalidRequestException($"input '{input.Name}' has contents while the request uses raw_input_contents; use one or the other");
+                data = FromRaw(input.Name, input.Datatype, size, count, request.RawInputContents[i]);
+            }
+            else
+            {
+                data = FromContents(input.Name, input.Datatype, count, input.Contents);
+            }
+            if (!tensors.TryAdd(input.Name, new HostTensor(shape, data)))
+                throw new InvalidRequestException($"input '{input.Name}' is given twice");
+        }
+        return tensors;
+    }
+
+    private static long ElementCount(string name, long[] shape)
+    {
+        long count = 1;
+        foreach (long d in shape)
+        {
+            if (d < 0) throw new InvalidRequestException($"input '{name}' has shape [{string.Join(", ", shape)}]; every axis needs a size of 0 or more");
+            count = checked(count * d);
+        }
+        return count;
+    }
+
+    private static bool HasContents(InferTensorContents? c) => c is not null && (c.BoolContents.Count + c.IntContents.Count + c.Int64Contents.Count
+        + c.UintContents.Count + c.Uint64Contents.Count + c.Fp32Contents.Count + c.Fp64Contents.Count + c.BytesContents.Count) > 0;
+
+    private static float[] FromRaw(string name, string datatype, int size, long count, ByteString bytes)
+    {
+        if (bytes.Length != count * size)
+            throw new InvalidRequestException(
+                $"input '{name}' has {bytes.Length} bytes of raw contents; its shape and datatype {datatype} take {count * size}");
+        var span = bytes.Span;
+        var data = new float[count];
+        switch (datatype)
+        {
+            case InferDatatype.Fp32 when BitConverter.IsLittleEndian:
+                MemoryMarshal.Cast<byte, float>(span).CopyTo(data);
+                break;
+            default:
+                for (int k = 0; k < data.Length; k++) data[k] = RawElement(datatype, span.Slice(k * size, size));
+                break;
+        }
+        return data;
+    }
+
+    private static float RawElement(string datatype, ReadOnlySpan<byte> b) => datatype switch
+    {
+        "BOOL" => b[0] != 0 ? 1f : 0f,
+        "UINT8" => b[0],
+        "INT8" => (sbyte)b[0],
+        "UINT16" => BinaryPrimitives.ReadUInt16LittleEndian(b),
+        "INT16" => BinaryPrimitives.ReadInt16LittleEndian(b),
+        "FP16" => (float)BinaryPrimitives.ReadHalfLittleEndian(b),
+        "UINT32" => BinaryPrimitives.ReadUInt32LittleEndian(b),
+        "INT32" => BinaryPrimitives.ReadInt32LittleEndian(b),
+        "FP32" => BinaryPrimitives.ReadSingleLittleEndian(b),
+        "UINT64" => BinaryPrimitives.ReadUInt64LittleEndian(b),
+        "INT64" => BinaryPrimitives.ReadInt64LittleEndian(b),
+        "FP64" => (float)BinaryPrimitives.ReadDoubleLittleEndian(b),
+        _ => throw new ArgumentOutOfRangeException(nameof(datatype), datatype, null),
+    };
+
+    /// <summary>The values from the contents field the protocol assigns to the datatype (FP16 has none: raw only).</summary>
+    private static float[] FromContents(string name, string datatype, long count, InferTensorContents? contents)
+    {
+        contents ??= new InferTensorContents();
+        (string Field, int Length, Func<int, float>? Element) read = datatype switch
+        {
+            "FP32" => ("fp32_contents", contents.Fp32Contents.Count, null),
+            "FP64" => ("fp64_contents", contents.Fp64Contents.Count, k => (float)contents.Fp64Contents[k]),
+            "INT8" or "INT16" or "INT32" => ("int_contents", contents.IntContents.Count, k => contents.IntContents[k]),
+            "INT64" => ("int64_contents", contents.Int64Contents.Count, k => contents.Int64Contents[k]),
+            "UINT8" or "UINT16" or "UINT32" => ("uint_contents", contents.UintContents.Count, k => contents.UintContents[k]),
+            "UINT64" => ("uint64_contents", contents.Uint64Contents.Count, k => contents.Uint64Contents[k]),
+            "BOOL" => ("bool_contents", contents.BoolContents.Count, k => contents.BoolContents[k] ? 1f : 0f),
+            _ => throw new InvalidRequestException($"input '{name}' has datatype {datatype}, which travels only as raw_input_contents"),
+        };
+        if (read.Length != count)
+            throw new InvalidRequestException($"input '{name}' has {read.Length} values in {read.Field}; its shape takes {count}");
+        var data = new float[count];
+        if (read.Element is null) contents.Fp32Contents.CopyTo(data, 0);
+        else for (int k = 0; k < data.Length; k++) data[k] = read.Element(k);
+        return data;
+    }
+}
