@@ -6,13 +6,16 @@ using Xunit.Abstractions;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// A repository where every hostile model of HostileModels (one per model limit, plus a file over the size limit)
+/// A repository where every hostile model of HostileModels (one per model limit, plus a file over the size limit, and
+/// a model.onnx and a config.json that are named pipes)
 /// sits beside the good fixture models: each is FAILED with the limit it broke, the server stays up and serves the
 /// rest, and its memory stays far below what any of them would have made it allocate.
 /// </summary>
 public class HostileModelTests(ITestOutputHelper output)
 {
     private const string Huge = "hostile_huge_file";
+    private const string PipeModel = "hostile_model_pipe";
+    private const string PipeConfig = "hostile_config_pipe";
 
     [Fact]
     public async Task EachHostileModelIsFailedWithItsCauseAndTheRestServe()
@@ -24,6 +27,13 @@ public class HostileModelTests(ITestOutputHelper output)
                 foreach (var hostile in HostileModels.All) Write(root, "hostile_" + hostile.Name, file => file.Write(hostile.Bytes));
                 // Sparse: 1 GiB and a byte that take no disk, refused before a byte of it is read.
                 Write(root, Huge, file => file.SetLength((1L << 30) + 1));
+                // Named pipes: opening one for reading waits for a writer, so each would hold the loader forever.
+                Directory.CreateDirectory(Path.Combine(root, PipeModel, "1"));
+                Fifo.Make(Path.Combine(root, PipeModel, "1", "model.onnx"));
+                var pipeConfig = Path.Combine(root, PipeConfig);
+                Directory.CreateDirectory(Path.Combine(pipeConfig, "1"));
+                File.Copy(Path.Combine(root, "mlp_tanh", "1", "model.onnx"), Path.Combine(pipeConfig, "1", "model.onnx"));
+                Fifo.Make(Path.Combine(pipeConfig, "config.json"));
             },
         };
         await server.InitializeAsync();
@@ -37,6 +47,13 @@ public class HostileModelTests(ITestOutputHelper output)
         var huge = await server.Client.GetModelAsync(new GetModelRequest { Model = Huge });
         Assert.Equal("FAILED", huge.State);
         Assert.Equal("the model has 1,073,741,825 bytes, over Limits:MaxModelFileMiB (1,073,741,824 bytes)", huge.Error);
+
+        var pipe = await server.Client.GetModelAsync(new GetModelRequest { Model = PipeModel });
+        Assert.Equal("FAILED", pipe.State);
+        Assert.Equal("the model file is a named pipe (FIFO), not a regular file; refused without opening it", pipe.Error);
+        var pipeConfig = await server.Client.GetModelAsync(new GetModelRequest { Model = PipeConfig });
+        Assert.Equal("FAILED", pipeConfig.State);
+        Assert.EndsWith("config.json: a named pipe (FIFO), not a regular file; refused without opening it", pipeConfig.Error);
 
         // The good models loaded beside them, and serve.
         var reference = Fixtures.Load("mlp_tanh");

@@ -13,14 +13,15 @@ internal static class TensorProtoReader
             throw new NotSupportedException($"tensor '{proto.Name}' keeps its data in an external file; embed it in model.onnx");
 
         var dims = proto.Dims.ToArray();
-        long count = 1;
         foreach (var d in dims)
-        {
             if (d < 0) throw new InvalidDataException($"tensor '{proto.Name}' has a negative dimension {d}");
-            count = checked(count * d);
-        }
-        if (count > int.MaxValue) throw new InvalidDataException($"tensor '{proto.Name}' has {count} elements, more than supported");
-        int n = (int)count;
+        // A zero-length axis makes the tensor empty (and the size limits count it as nothing), but its other axes still
+        // shape whatever is computed from it, and their product can overflow: they are bounded as if it were not empty.
+        long extent = Ops.Sizes.Elements(dims.Where(d => d != 0));
+        if (extent > int.MaxValue)
+            throw new InvalidDataException(
+                $"tensor '{proto.Name}' has dims [{string.Join(", ", dims)}]: over {int.MaxValue:N0} elements{(dims.Contains(0) ? " without its zero-length axes" : "")}, more than supported");
+        int n = dims.Contains(0) ? 0 : (int)extent;
 
         if (!ElementTypes.TryFromOnnx(proto.DataType, out var type))
             throw new NotSupportedException($"tensor '{proto.Name}' has ONNX element type {proto.DataType}, which is not supported");

@@ -1,0 +1,69 @@
+using JacService.Core;
+using JacService.Core.Models;
+using JacService.Server.Batching;
+using JacService.Server.Telemetry;
+using JacService.Testing;
+
+namespace JacService.Fuzz.Tests;
+
+/// <summary>
+/// Inputs the fuzz runs found (tests/JacService.Fuzz.Tests/Inputs), kept as they came out of afl-fuzz, each with the
+/// answer the fixed product gives.
+/// </summary>
+public sealed class FoundInputTests
+{
+    private static readonly JacServiceMetrics Metrics = new(new System.Diagnostics.Metrics.Meter("JacService.Fuzz.Tests"));
+
+    public static TheoryData<string> ReduceMeanOverBatch => new() { "reducemean-over-batch-8x4.onnx", "reducemean-over-batch-scalar.onnx" };
+
+    private static string Input(string harness, string name) => Path.Combine(Fixtures.Root, "tests", "JacService.Fuzz.Tests", "Inputs", harness, name);
+
+    /// <summary>
+    /// layernorm_gelu mutated so that its last ReduceMean averages over the batch axis: output 'y' is [8, 4] (or a
+    /// scalar) whatever the batch. It loads (its batch-one plan evaluates); the engine served its outputs as they came,
+    /// which the batcher then cut into rows that were not the caller's (or, for the scalar, failed on with an index out
+    /// of range: INTERNAL). Now every result is refused naming the node and the shape.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ReduceMeanOverBatch))]
+    public void AModelWhoseOutputLosesTheBatchAxisIsRefusedPerRequest(string name)
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", name)));
+        Assert.StartsWith("loaded; request refused (NodeEvaluationException): node '/ReduceMean' (ReduceMean): output 'y' has shape [", outcome);
+        Assert.EndsWith("for a batch of 2; every output must keep the inputs' batch axis first", outcome);
+    }
+
+    /// <summary>
+    /// layernorm_gelu mutated so that an initializer declares dozens of dims, one of them 0: the size limits count it as empty,
+    /// and the reader's checked product of its dims overflowed before reaching the 0 (an OverflowException, which the
+    /// server logs as an internal error while loading). Now it is refused like any initializer with too many elements.
+    /// </summary>
+    [Fact]
+    public void AnEmptyInitializerWhoseOtherDimsOverflowIsRefusedAtLoad()
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", "zero-length-axis-overflow.onnx")));
+        Assert.StartsWith("refused: initializer: tensor 'ln.weight' has dims [32, 10014, 61, ", outcome);
+        Assert.EndsWith("]: over 2,147,483,647 elements without its zero-length axes, more than supported", outcome);
+    }
+
+    /// <summary>The same models behind the batcher, with ONNX Runtime serving Predict where it takes the file, as the server runs them.</summary>
+    [Theory]
+    [MemberData(nameof(ReduceMeanOverBatch))]
+    public async Task RequestsBatchedTogetherOnSuchAModelEachGetTheNodesError(string name)
+    {
+        using var model = ModelVersion.Load("mutated", 1, File.ReadAllBytes(Input("model", name)), new EngineLimits());
+        await using var batcher = new ModelBatcher(model,
+            new BatchingOptions { MaxBatchSize = 4, MaxQueueDelayMicroseconds = 20_000, AdaptiveDelay = false, ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        var calls = Enumerable.Range(0, 3).Select(i =>
+        {
+            HostTensor[] x = [new HostTensor([1, 4, 16], Enumerable.Range(0, 64).Select(k => 0.01f * (k + i)).ToArray())];
+            return batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, x), x, null, CancellationToken.None);
+        }).ToList();
+        foreach (var call in calls)
+        {
+            var e = await Assert.ThrowsAsync<NodeEvaluationException>(() => call);
+            Assert.Equal("/ReduceMean", e.NodeName);
+            Assert.Contains("every output must keep the inputs' batch axis first", e.Message);
+        }
+    }
+}

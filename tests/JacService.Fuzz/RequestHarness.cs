@@ -1,0 +1,336 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Google.Protobuf;
+using Google.Protobuf.Collections;
+using Google.Protobuf.Reflection;
+using Grpc.Core;
+using JacService.Core.Models;
+using JacService.Protos.V1;
+using JacService.Server.Batching;
+using JacService.Server.Grpc;
+using JacService.Server.Models;
+using JacService.Server.Telemetry;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Fuzz;
+
+/// <summary>
+/// Request validation and the batcher's row slicing on arbitrary requests against loaded models: the fixture models,
+/// each with a real <see cref="ModelBatcher"/>, behind the real <see cref="JacobianGrpcService"/> and
+/// <see cref="ErrorMappingInterceptor"/>. An input is one byte choosing the method and how many copies of the request
+/// go in at once (so parts of different requests share batches), then the request message as the wire carries it.
+/// A message that does not parse, and any status but INTERNAL, is the service working as designed; INTERNAL (an
+/// exception the interceptor does not map), an answer whose shapes contradict the request, or copies of one request
+/// answered differently, is a finding.
+/// </summary>
+public sealed class RequestHarness : IHarness, IDisposable
+{
+    private static readonly string[] Methods =
+        ["Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian"];
+
+    /// <summary>
+    /// Small batches and padding to buckets, so that requests of a few rows are cut into parts, stacked with others'
+    /// and padded, and their rows sliced back out; a short fixed delay lets copies sent together meet in a batch.
+    /// </summary>
+    private static readonly BatchingOptions Batching = new()
+    {
+        MaxBatchSize = 4,
+        PadToBucket = true,
+        AdaptiveDelay = false,
+        MaxQueueDelayMicroseconds = 200,
+        QueueCapacity = 64,
+        ExecutorThreads = 1,
+    };
+
+    private readonly ModelRegistry _registry = new(TimeProvider.System);
+    private readonly JacobianGrpcService _service;
+    private readonly ErrorMappingInterceptor _interceptor;
+    private readonly InternalErrors _internalErrors = new();
+
+    public RequestHarness()
+    {
+        var root = RepositoryRoot.Find();
+        var metrics = new JacServiceMetrics(new System.Diagnostics.Metrics.Meter("JacService.Fuzz"));
+        foreach (var name in FixtureNames(root))
+        {
+            var model = ModelVersion.LoadFile(name, 1, RepositoryRoot.FixtureModel(root, name), ModelHarness.Limits);
+            var batcher = new ModelBatcher(model, Batching, TimeProvider.System, metrics);
+            _registry.Set(new ModelEntry(name, 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
+        }
+        _service = new JacobianGrpcService(_registry);
+        var callerErrors = new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, NullLogger<CallerErrorLog>.Instance);
+        _interceptor = new ErrorMappingInterceptor(_internalErrors, callerErrors);
+    }
+
+    public string Name => "request";
+
+    public string Run(byte[] input)
+    {
+        if (input.Length == 0) return "empty";
+        string method = Methods[input[0] % Methods.Length];
+        int copies = 1 + (input[0] >> 3) % 3;
+        var message = input.AsMemory(1);
+        try
+        {
+            return method switch
+            {
+                "Predict" => Unary(PredictRequest.Parser, message, copies, _service.Predict, r => CheckBatched(r.Outputs)),
+                "Jacobian" => Unary(JacobianRequest.Parser, message, copies, _service.Jacobian, r => CheckAll(r.Outputs, r.Jacobians)),
+                "BatchJacobian" => Unary(BatchJacobianRequest.Parser, message, copies, _service.BatchJacobian, r => CheckBatched(r.Outputs, r.Jacobians)),
+                "StreamBatchJacobian" => Streaming(BatchJacobianRequest.Parser.ParseFrom(message.Span), copies),
+                "Jvp" => Unary(JvpRequest.Parser, message, copies, _service.Jvp, r => CheckBatched(r.Outputs, r.Jvps)),
+                "Vjp" => Unary(VjpRequest.Parser, message, copies, _service.Vjp, r => CheckBatched(r.Outputs, Single(r.Vjp))),
+                "BatchHessian" => Unary(BatchHessianRequest.Parser, message, copies, _service.BatchHessian,
+                    r => CheckBatched(r.Outputs, r.Hessians, r.Jacobians)),
+                _ => Unary(BatchLaplacianRequest.Parser, message, copies, _service.BatchLaplacian,
+                    r => CheckBatched(r.Outputs, r.Laplacians, r.Jacobians)),
+            };
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            // The server answers INVALID_ARGUMENT before the service sees the call (ParsingServiceMethodProvider).
+            return $"{method}: does not parse: {e.Message}";
+        }
+    }
+
+    private string Unary<TRequest, TResponse>(MessageParser<TRequest> parser, ReadOnlyMemory<byte> message, int copies,
+        Func<TRequest, ServerCallContext, Task<TResponse>> call, Func<TResponse, long> check)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse>
+    {
+        var request = parser.ParseFrom(message.Span);
+        var calls = Enumerable.Range(0, copies)
+            .Select(_ => Outcome(_interceptor.UnaryServerHandler(request, new FuzzCallContext(), (r, c) => call(r, c))))
+            .ToArray();
+        var outcomes = Task.WhenAll(calls).GetAwaiter().GetResult();
+        var first = outcomes[0];
+        for (int i = 1; i < outcomes.Length; i++)
+            if (!Same(first, outcomes[i]))
+                throw new HarnessFindingException($"{typeof(TRequest).Name}: copies of one request were answered differently: {Describe(first)} / {Describe(outcomes[i])}");
+        if (first.Response is { } response)
+        {
+            long rows = check(response);
+            return $"{typeof(TRequest).Name}: OK, {rows} rows, {copies} copies";
+        }
+        return $"{typeof(TRequest).Name}: {first.Status!.Value.StatusCode}: {first.Status.Value.Detail}";
+    }
+
+    private string Streaming(BatchJacobianRequest request, int copies)
+    {
+        async Task<CollectingWriter> Call()
+        {
+            var writer = new CollectingWriter();
+            await _interceptor.ServerStreamingServerHandler(request, writer, new FuzzCallContext(), (r, w, c) => _service.StreamBatchJacobian(r, w, c));
+            return writer;
+        }
+        var calls = Enumerable.Range(0, copies).Select(_ => Outcome(Call())).ToArray();
+        var outcomes = Task.WhenAll(calls).GetAwaiter().GetResult();
+        foreach (var outcome in outcomes)
+        {
+            if (outcome.Response is not { } writer) continue;
+            long next = 0;
+            foreach (var chunk in writer.Chunks)
+            {
+                if (chunk.RowOffset != next || chunk.RowCount < 1 || chunk.TotalRows != writer.Chunks[0].TotalRows)
+                    throw new HarnessFindingException($"chunk at row {chunk.RowOffset} of {chunk.RowCount} rows (of {chunk.TotalRows}) after row {next}");
+                if (CheckBatched(chunk.Outputs, chunk.Jacobians) != chunk.RowCount)
+                    throw new HarnessFindingException($"chunk at row {chunk.RowOffset} claims {chunk.RowCount} rows, its tensors hold a different number");
+                next += chunk.RowCount;
+            }
+            if (writer.Chunks.Count == 0 || next != writer.Chunks[0].TotalRows)
+                throw new HarnessFindingException($"the chunks cover {next} rows of {(writer.Chunks.Count == 0 ? "?" : writer.Chunks[0].TotalRows)}");
+        }
+        return outcomes[0].Response is { } first
+            ? $"StreamBatchJacobian: OK, {first.Chunks.Count} chunks, {copies} copies"
+            : $"StreamBatchJacobian: {outcomes[0].Status!.Value.StatusCode}: {outcomes[0].Status!.Value.Detail}";
+    }
+
+    /// <summary>A call's answer or its status; INTERNAL (and any exception the interceptor let through) escapes.</summary>
+    private async Task<Answer<T>> Outcome<T>(Task<T> call) where T : class
+    {
+        try
+        {
+            return new Answer<T>(await call, null);
+        }
+        catch (RpcException e) when (e.StatusCode != StatusCode.Internal && e.StatusCode != StatusCode.Unknown)
+        {
+            return new Answer<T>(null, e.Status);
+        }
+        catch (RpcException e)
+        {
+            throw new HarnessFindingException($"{e.StatusCode}: {e.Status.Detail}", _internalErrors.Last);
+        }
+    }
+
+    /// <summary>
+    /// Whether two copies of one request were answered alike: the same status, or answers with the same shapes. A full
+    /// queue (RESOURCE_EXHAUSTED) may refuse one copy and not another.
+    /// </summary>
+    private static bool Same<T>(Answer<T> a, Answer<T> b) where T : class
+    {
+        if (a.Status?.StatusCode == StatusCode.ResourceExhausted || b.Status?.StatusCode == StatusCode.ResourceExhausted) return true;
+        if (a.Response is IMessage m && b.Response is IMessage n) return Shapes(m) == Shapes(n);
+        return a.Status?.StatusCode == b.Status?.StatusCode;
+    }
+
+    /// <summary>The shapes of every tensor in a response, by field and key: what must agree between copies of a request.</summary>
+    private static string Shapes(IMessage message) => string.Join(";", message.Descriptor.Fields.InFieldNumberOrder()
+        .Where(f => f.IsMap || (f.FieldType == FieldType.Message && f.MessageType == Protos.V1.Tensor.Descriptor))
+        .Select(f => f.Name + "=" + (f.Accessor.GetValue(message) switch
+        {
+            MapField<string, Protos.V1.Tensor> map => string.Join(",", map.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}:{string.Join("x", p.Value.Shape)}")),
+            Protos.V1.Tensor t => string.Join("x", t.Shape),
+            _ => "",
+        })));
+
+    private static string Describe<T>(Answer<T> o) where T : class =>
+        o.Response is IMessage m ? "OK " + Shapes(m) : $"{o.Status!.Value.StatusCode} {o.Status.Value.Detail}";
+
+    private static MapField<string, Protos.V1.Tensor> Single(Protos.V1.Tensor? t)
+    {
+        var map = new MapField<string, Protos.V1.Tensor>();
+        if (t is not null) map["vjp"] = t;
+        return map;
+    }
+
+    /// <summary>Every tensor holds as many values as its shape says and the same number of rows; returns the rows.</summary>
+    private static long CheckBatched(params MapField<string, Protos.V1.Tensor>[] maps)
+    {
+        long rows = -1;
+        foreach (var (name, t) in maps.SelectMany(m => m))
+        {
+            CheckLength(name, t);
+            if (t.Shape.Count == 0) throw new HarnessFindingException($"'{name}' has no batch axis");
+            if (rows >= 0 && t.Shape[0] != rows) throw new HarnessFindingException($"'{name}' has {t.Shape[0]} rows, another tensor {rows}");
+            rows = t.Shape[0];
+        }
+        return rows;
+    }
+
+    private static long CheckAll(params MapField<string, Protos.V1.Tensor>[] maps)
+    {
+        foreach (var (name, t) in maps.SelectMany(m => m)) CheckLength(name, t);
+        return 1;
+    }
+
+    private static void CheckLength(string name, Protos.V1.Tensor t)
+    {
+        long count = t.Shape.Aggregate(1L, (p, d) => p * d);
+        if (t.Shape.Any(d => d < 0) || count != t.Data.Count)
+            throw new HarnessFindingException($"'{name}' has shape [{string.Join(", ", t.Shape)}] and {t.Data.Count} values");
+    }
+
+    private static IEnumerable<string> FixtureNames(string root) =>
+        Directory.GetFiles(Path.Combine(root, "tests", "fixtures", "reference"), "*.json").Select(f => Path.GetFileNameWithoutExtension(f)!).Order();
+
+    /// <summary>Each fixture's reference inputs as a request of every method, once alone and once as two copies.</summary>
+    public void WriteSeeds(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var root = RepositoryRoot.Find();
+        foreach (var name in FixtureNames(root))
+        {
+            var model = _registry.Acquire(name, "");
+            using var lease = model;
+            var version = lease.Entry.Model!;
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "tests", "fixtures", "reference", name + ".json")));
+            var inputs = doc.RootElement.GetProperty("inputs").EnumerateObject()
+                .ToDictionary(p => p.Name, p => new Protos.V1.Tensor
+                {
+                    Shape = { p.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()) },
+                    Data = { p.Value.GetProperty("data").EnumerateArray().Select(d => d.GetSingle()) },
+                });
+            var wrt = version.Inputs.First(i => Core.Onnx.ElementTypes.IsFloat(i.ElementType)).Name;
+            var outputs = version.PredictInEngine(version.ValidateInputs(inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), p.Value.Data.ToArray())), batched: true)).Outputs;
+
+            var requests = new List<(int Method, IMessage Message)>();
+            var predict = new PredictRequest { Model = name };
+            predict.Inputs.Add(inputs);
+            requests.Add((0, predict));
+            var single = new JacobianRequest { Model = name, Wrt = wrt };
+            foreach (var (key, t) in inputs) single.Inputs[key] = new Protos.V1.Tensor { Shape = { t.Shape.Skip(1) }, Data = { t.Data.Take(t.Data.Count / (int)t.Shape[0]) } };
+            requests.Add((1, single));
+            var batch = new BatchJacobianRequest { Model = name, Wrt = wrt };
+            batch.Inputs.Add(inputs);
+            requests.Add((2, batch));
+            requests.Add((3, new BatchJacobianRequest(batch) { MaxRowsPerChunk = 2 }));
+            var jvp = new JvpRequest { Model = name, Wrt = wrt, Tangents = new Protos.V1.Tensor { Shape = { inputs[wrt].Shape }, Data = { inputs[wrt].Data.Select(_ => 1f) } } };
+            jvp.Inputs.Add(inputs);
+            requests.Add((4, jvp));
+            var vjp = new VjpRequest { Model = name, Wrt = wrt };
+            vjp.Inputs.Add(inputs);
+            foreach (var (key, t) in outputs.Where(p => version.Outputs.First(o => o.Name == p.Key).ElementType is Core.Onnx.ElementType.Float).Take(1))
+                vjp.Cotangents[key] = new Protos.V1.Tensor { Shape = { t.Shape }, Data = { t.Data.Select(_ => 1f) } };
+            requests.Add((5, vjp));
+            var hessian = new BatchHessianRequest { Model = name, Wrt = wrt, IncludeJacobian = true };
+            hessian.Inputs.Add(inputs);
+            requests.Add((6, hessian));
+            var laplacian = new BatchLaplacianRequest { Model = name, Wrt = wrt, Axes = { 0 } };
+            laplacian.Inputs.Add(inputs);
+            requests.Add((7, laplacian));
+
+            foreach (var (method, request) in requests)
+                for (int copies = 1; copies <= 2; copies++)
+                {
+                    // Two copies of a few methods only: the corpus stays small, and the fuzzer flips the byte for the rest.
+                    if (copies == 2 && method is not (0 or 2 or 4)) continue;
+                    byte head = (byte)(method + ((copies - 1) << 3));
+                    File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}-x{copies}.bin"), [head, .. request.ToByteArray()]);
+                }
+        }
+    }
+
+    public void Dispose() => _registry.Dispose();
+
+    private sealed record Answer<T>(T? Response, Status? Status) where T : class;
+
+    /// <summary>The interceptor's logger: the exception behind an INTERNAL status is logged, not returned.</summary>
+    private sealed class InternalErrors : ILogger<ErrorMappingInterceptor>
+    {
+        private readonly ConcurrentQueue<Exception> _errors = new();
+
+        public Exception? Last => _errors.TryDequeue(out var e) ? e : null;
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Error;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (exception is not null) _errors.Enqueue(exception);
+        }
+    }
+
+    private sealed class CollectingWriter : IServerStreamWriter<BatchJacobianChunk>
+    {
+        public List<BatchJacobianChunk> Chunks { get; } = [];
+
+        public WriteOptions? WriteOptions { get; set; }
+
+        public Task WriteAsync(BatchJacobianChunk message)
+        {
+            Chunks.Add(message.Clone());
+            return Task.CompletedTask;
+        }
+    }
+
+    private sealed class FuzzCallContext : ServerCallContext
+    {
+        protected override string MethodCore => "/jacservice.v1.JacobianService/Fuzz";
+        protected override string HostCore => "127.0.0.1";
+        protected override string PeerCore => "ipv4:127.0.0.1:1";
+        protected override DateTime DeadlineCore => DateTime.MaxValue;
+        protected override Metadata RequestHeadersCore { get; } = [];
+        protected override CancellationToken CancellationTokenCore => CancellationToken.None;
+        protected override Metadata ResponseTrailersCore { get; } = [];
+        protected override Status StatusCore { get; set; }
+        protected override WriteOptions? WriteOptionsCore { get; set; }
+        protected override AuthContext AuthContextCore => new(null, []);
+
+        protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) => throw new NotSupportedException();
+
+        protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
+    }
+}
