@@ -26,7 +26,7 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
 
     public DerivativeMode Choose(Tensor[] inputs, int wrt, int[] of)
     {
-        var key = $"{Planning.Planner.Key(inputs.Select(t => t.shape).ToArray())}|{wrt}|{string.Join(",", of)}";
+        var key = Key(inputs.Select(t => t.shape).ToArray(), wrt, of);
         var lazy = _choices.GetOrAdd(key, _ => new Lazy<DerivativeChoice>(() => Calibrate(inputs, wrt, of)));
         try
         {
@@ -38,6 +38,29 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
             throw;
         }
     }
+
+    /// <summary>
+    /// Takes choices made on another snapshot of the same structure (<see cref="Onnx.ModelGraph.Structure"/>) as this
+    /// one's own, so its first batches of those shapes do not time both modes again. Only where every input's shape
+    /// follows from the batch size (no other dynamic axis) and the names still resolve; returns how many were taken.
+    /// </summary>
+    public int Adopt(IEnumerable<DerivativeChoice> choices)
+    {
+        var graph = parts.Graph;
+        if (graph.Inputs.Any(i => i.Shape.Skip(1).Any(d => d < 0))) return 0;
+        int adopted = 0;
+        foreach (var choice in choices)
+        {
+            int wrt = graph.Inputs.ToList().FindIndex(i => i.Name == choice.Wrt);
+            var of = choice.Of.Select(name => graph.Outputs.ToList().FindIndex(o => o.Name == name)).ToArray();
+            if (wrt < 0 || of.Any(o => o < 0)) continue;
+            var shapes = graph.Inputs.Select(i => (long[])[choice.Batch, .. i.Shape.Skip(1)]).ToArray();
+            if (_choices.TryAdd(Key(shapes, wrt, of), new Lazy<DerivativeChoice>(choice))) adopted++;
+        }
+        return adopted;
+    }
+
+    private static string Key(long[][] shapes, int wrt, int[] of) => $"{Planning.Planner.Key(shapes)}|{wrt}|{string.Join(",", of)}";
 
     private DerivativeChoice Calibrate(Tensor[] inputs, int wrt, int[] of)
     {

@@ -55,10 +55,20 @@ public sealed class ModelVersion : IDisposable
     public IReadOnlyList<DerivativeChoice> DerivativeChoices => _auto.Choices;
 
     /// <summary>
+    /// Takes over what AUTO chose on <paramref name="predecessor"/> when both files differ in their weights only (the
+    /// same structure: the same plans and the same costs); returns how many choices were taken, 0 for another structure.
+    /// </summary>
+    public int AdoptDerivativeChoices(string predecessorStructure, IEnumerable<DerivativeChoice> predecessor) =>
+        predecessorStructure == Graph.Structure ? _auto.Adopt(predecessor) : 0;
+
+    /// <summary>
     /// Reads model.onnx, refusing a file over Limits:MaxModelFileMiB before reading it, then <see cref="Load"/>s it.
     /// </summary>
     public static ModelVersion LoadFile(string name, int version, string path, EngineLimits limits, ScalarType computeType = ScalarType.Float32)
     {
+        // Before the open: opening a named pipe waits for a writer, which would hold this load (and the loader) forever.
+        if (RegularFile.WhatElse(path) is { } other)
+            throw new ModelLoadException($"the model file is {other}, not a regular file; refused without opening it");
         byte[] bytes;
         using (var file = File.OpenRead(path))
         {
@@ -205,14 +215,19 @@ public sealed class ModelVersion : IDisposable
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 
     /// <summary>Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays.</summary>
-    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null) =>
-        _onnxRuntime is { } ort ? new EngineResult(ort.Run(inputs, into), new Dictionary<string, HostTensor>()) : PredictInEngine(inputs, into);
+    public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
+    {
+        if (_onnxRuntime is not { } ort) return PredictInEngine(inputs, into);
+        var outputs = ort.Run(inputs, into);
+        CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
+        return new EngineResult(outputs, new Dictionary<string, HostTensor>());
+    }
 
     /// <summary>Outputs of a batch from the engine's own forward pass, whatever serves Predict (the reference).</summary>
     public EngineResult PredictInEngine(HostTensor[] inputs, ResultBuffers? into = null)
     {
         var values = Forward(DeviceTransfer.ToDevice(inputs, Graph));
-        return new EngineResult(HostOutputs(values, into), new Dictionary<string, HostTensor>());
+        return new EngineResult(HostOutputs(values, inputs[0].Shape[0], into), new Dictionary<string, HostTensor>());
     }
 
     /// <summary>
@@ -224,7 +239,7 @@ public sealed class ModelVersion : IDisposable
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
         var (outputs, jacobians) = mode == DerivativeMode.Reverse ? _reverse.Jacobian(device, wrt, of) : _forward.Jacobian(device, wrt, of);
-        return new EngineResult(HostOutputs(outputs, into),
+        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
             of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(jacobians[j], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Item1, p => p.Item2))
         { Mode = mode };
     }
@@ -241,7 +256,7 @@ public sealed class ModelVersion : IDisposable
         var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
         seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
         var (outputs, pushed) = _forward.Push(device, wrt, of, seed);
-        return new EngineResult(HostOutputs(outputs, into),
+        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
             of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(FromDirections(pushed[j], many), into, "jvp:" + Outputs[o].Name)))
                 .ToDictionary(p => p.Item1, p => p.Item2))
         { Mode = DerivativeMode.Forward };
@@ -264,7 +279,7 @@ public sealed class ModelVersion : IDisposable
         }).ToArray();
         var (outputs, pulled) = _reverse.Pull(device, wrt, of, seeds);
         var name = Inputs[wrt].Name;
-        return new EngineResult(HostOutputs(outputs, into),
+        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
             new Dictionary<string, HostTensor> { [name] = DeviceTransfer.ToHost(FromDirections(pulled, many), into, "vjp:" + name) })
         { Mode = DerivativeMode.Reverse };
     }
@@ -278,7 +293,7 @@ public sealed class ModelVersion : IDisposable
     {
         CheckSecondOrder(wrt, of);
         var (outputs, derivatives) = _secondOrder.Hessian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, includeJacobian);
-        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", into);
+        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", inputs[0].Shape[0], into);
     }
 
     /// <summary>
@@ -290,16 +305,16 @@ public sealed class ModelVersion : IDisposable
     {
         CheckSecondOrder(wrt, of);
         var (outputs, derivatives) = _secondOrder.Laplacian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, axes, includeJacobian);
-        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", into);
+        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", inputs[0].Shape[0], into);
     }
 
     /// <summary>Derivatives come per output in of: the second-order ones, then (when asked for) the Jacobians.</summary>
-    private EngineResult SecondOrderResult(Tensor[] outputs, Tensor[] derivatives, int[] of, bool includeJacobian, string prefix, ResultBuffers? into)
+    private EngineResult SecondOrderResult(Tensor[] outputs, Tensor[] derivatives, int[] of, bool includeJacobian, string prefix, long batch, ResultBuffers? into)
     {
         Dictionary<string, HostTensor> ByOutput(int offset, string bufferPrefix) =>
             of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(derivatives[offset + j], into, bufferPrefix + Outputs[o].Name)))
                 .ToDictionary(p => p.Item1, p => p.Item2);
-        return new EngineResult(HostOutputs(outputs, into), includeJacobian ? ByOutput(of.Length, "jac:") : new Dictionary<string, HostTensor>())
+        return new EngineResult(HostOutputs(outputs, batch, into), includeJacobian ? ByOutput(of.Length, "jac:") : new Dictionary<string, HostTensor>())
         {
             SecondOrder = ByOutput(0, prefix),
             Mode = DerivativeMode.Forward,
@@ -309,8 +324,28 @@ public sealed class ModelVersion : IDisposable
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
 
-    private Dictionary<string, HostTensor> HostOutputs(Tensor[] outputs, ResultBuffers? into) =>
-        Outputs.Select((o, i) => (o.Name, DeviceTransfer.ToHost(outputs[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2);
+    private Dictionary<string, HostTensor> HostOutputs(Tensor[] outputs, long batch, ResultBuffers? into)
+    {
+        CheckBatchAxis(o => outputs[o].shape, batch);
+        return Outputs.Select((o, i) => (o.Name, DeviceTransfer.ToHost(outputs[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2);
+    }
+
+    /// <summary>
+    /// Refuses a result whose outputs do not keep the inputs' batch axis first (an output that is a constant, or reduces
+    /// over the batch): the batcher cuts a batch's results into its callers' rows along that axis, and would hand a
+    /// caller someone else's rows, or fail on an output with no axis at all. Names the node that made the output.
+    /// </summary>
+    private void CheckBatchAxis(Func<int, long[]> shapeOf, long batch)
+    {
+        for (int o = 0; o < Outputs.Count; o++)
+        {
+            var shape = shapeOf(o);
+            if (shape.Length > 0 && shape[0] == batch) continue;
+            var producer = Graph.Nodes.FirstOrDefault(n => n.Outputs.Contains(Graph.OutputIds[o]));
+            throw new NodeEvaluationException(producer?.Name ?? Outputs[o].Name, producer?.OpType ?? "graph output",
+                $"output '{Outputs[o].Name}' has shape {Shapes.Text(shape)} for a batch of {batch}; every output must keep the inputs' batch axis first");
+        }
+    }
 
     // ---- Tensor-level entry points (executor thread; the op and engine tests use them) ------------------------
 

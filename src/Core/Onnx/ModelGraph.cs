@@ -16,6 +16,9 @@ public sealed class ModelGraph : IDisposable
     public required int[] InputIds { get; init; }
     public required int[] OutputIds { get; init; }
     public required GraphNode[] Nodes { get; init; }
+
+    /// <summary>Equal for two files that differ in their floating-point weights only (<see cref="ModelStructure"/>).</summary>
+    public required string Structure { get; init; }
     /// <summary>Initializer tensors by value id; owned by this graph.</summary>
     public required IReadOnlyDictionary<int, torch.Tensor> Initializers { get; init; }
 

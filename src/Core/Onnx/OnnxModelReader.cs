@@ -134,6 +134,7 @@ public static class OnnxModelReader
             OutputIds = outputs.Select(o => ids[o.Name]).ToArray(),
             Nodes = nodes,
             Initializers = initializers,
+            Structure = ModelStructure.Key(model),
         };
     }
 

@@ -222,7 +222,7 @@ public sealed partial class ModelRepositoryLoader(
         long started = Stopwatch.GetTimestamp();
         // The snapshot whose callers this one inherits: the one it reloads, else the latest that serves now.
         var replaced = serving ? current : registry.Entries.LastOrDefault(e => e.Name == name && e.State == ModelState.Ready);
-        var entry = loader.Load(name, found, model.Config, replaced?.Model?.DerivativeChoices ?? [], _stopping);
+        var entry = loader.Load(name, found, model.Config, replaced?.Model, _stopping);
         _listedFrom[(name, version)] = found.Stamp;
         if (entry.State == ModelState.Ready || !serving)
         {
