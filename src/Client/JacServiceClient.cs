@@ -20,12 +20,14 @@ public sealed class JacServiceClient
 {
     private readonly TimeSpan _timeout;
     private readonly string? _bearerToken, _apiKey;
+    private readonly JacServiceClientOptions _retry;
 
     public JacServiceClient(JacobianService.JacobianServiceClient stub, JacServiceClientOptions options)
     {
         options.ThrowIfInvalid();
         Stub = stub;
         _timeout = options.Timeout;
+        _retry = options;
         (_bearerToken, _apiKey) = (options.BearerToken, options.ApiKey);
     }
 
@@ -38,7 +40,7 @@ public sealed class JacServiceClient
     {
         var request = new PredictRequest { Model = model, Version = version };
         AddInputs(request.Inputs, inputs);
-        var response = await Stub.PredictAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.PredictAsync(request, o), timeout, cancellationToken);
         return new PredictResult(response.Model, response.Version, FromProto(response.Outputs));
     }
 
@@ -55,7 +57,7 @@ public sealed class JacServiceClient
         var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Mode = mode };
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
-        var response = await Stub.JacobianAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.JacobianAsync(request, o), timeout, cancellationToken);
         return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians)) { Mode = response.Mode };
     }
 
@@ -65,7 +67,7 @@ public sealed class JacServiceClient
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var request = BatchRequest(model, inputs, wrt, of, version, maxRowsPerChunk: 0, mode);
-        var response = await Stub.BatchJacobianAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.BatchJacobianAsync(request, o), timeout, cancellationToken);
         return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians)) { Mode = response.Mode };
     }
 
@@ -105,7 +107,7 @@ public sealed class JacServiceClient
         var request = new JvpRequest { Model = model, Version = version, Wrt = wrt, Tangents = tangents.ToProto() };
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
-        var response = await Stub.JvpAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.JvpAsync(request, o), timeout, cancellationToken);
         return new JvpResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jvps), response.Mode);
     }
 
@@ -123,7 +125,7 @@ public sealed class JacServiceClient
         AddInputs(request.Inputs, inputs);
         AddInputs(request.Cotangents, cotangents);
         if (of is not null) request.Of.AddRange(of);
-        var response = await Stub.VjpAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.VjpAsync(request, o), timeout, cancellationToken);
         return new VjpResult(response.Model, response.Version, FromProto(response.Outputs), FloatTensor.FromProto(response.Vjp), response.Mode);
     }
 
@@ -140,7 +142,7 @@ public sealed class JacServiceClient
         var request = new BatchHessianRequest { Model = model, Version = version, Wrt = wrt, IncludeJacobian = includeJacobian };
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
-        var response = await Stub.BatchHessianAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.BatchHessianAsync(request, o), timeout, cancellationToken);
         return new HessianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Hessians),
             FromProto(response.Jacobians));
     }
@@ -159,21 +161,46 @@ public sealed class JacServiceClient
         AddInputs(request.Inputs, inputs);
         if (of is not null) request.Of.AddRange(of);
         if (axes is not null) request.Axes.AddRange(axes);
-        var response = await Stub.BatchLaplacianAsync(request, Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.BatchLaplacianAsync(request, o), timeout, cancellationToken);
         return new LaplacianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Laplacians),
             FromProto(response.Jacobians));
     }
 
     public async Task<IReadOnlyList<ModelDescription>> ListModelsAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        var response = await Stub.ListModelsAsync(new ListModelsRequest(), Options(timeout, cancellationToken));
+        var response = await Unary(o => Stub.ListModelsAsync(new ListModelsRequest(), o), timeout, cancellationToken);
         return response.Models.Select(Describe).ToList();
     }
 
     /// <summary>One version of a model ("" = the highest READY one, else the highest found).</summary>
     public async Task<ModelDescription> GetModelAsync(string model, string version = "", TimeSpan? timeout = null,
         CancellationToken cancellationToken = default) =>
-        Describe(await Stub.GetModelAsync(new GetModelRequest { Model = model, Version = version }, Options(timeout, cancellationToken)));
+        Describe(await Unary(o => Stub.GetModelAsync(new GetModelRequest { Model = model, Version = version }, o), timeout, cancellationToken));
+
+    /// <summary>
+    /// A unary call. gRPC's retry policy (the channel's service config) retries UNAVAILABLE up to MaxAttempts times;
+    /// with <see cref="JacServiceClientOptions.RetryUntilDeadline"/> the call is then tried again, after the policy's
+    /// longest backoff, for as long as its deadline leaves room: a restart that outlasts the policy's few hundred
+    /// milliseconds to seconds of backoff becomes latency instead of an error. Every JacService call is idempotent.
+    /// </summary>
+    private async Task<T> Unary<T>(Func<CallOptions, AsyncUnaryCall<T>> call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        var options = Options(timeout, cancellationToken);
+        while (true)
+        {
+            try
+            {
+                return await call(options);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && _retry.RetryUntilDeadline && _retry.MaxAttempts > 1)
+            {
+                // Jittered, so that the callers of a restarted server do not all arrive at once.
+                var wait = _retry.MaxBackoff * (0.5 + Random.Shared.NextDouble() / 2);
+                if (DateTime.UtcNow + wait >= options.Deadline) throw;
+                await Task.Delay(wait, cancellationToken);
+            }
+        }
+    }
 
     private CallOptions Options(TimeSpan? timeout, CancellationToken cancellationToken)
     {

@@ -30,6 +30,16 @@ public sealed class JacServiceClientOptions
     public double BackoffMultiplier { get; set; } = 2;
 
     /// <summary>
+    /// When gRPC's MaxAttempts are spent on UNAVAILABLE, try the call again (after about <see cref="MaxBackoff"/>) for
+    /// as long as its deadline (<see cref="Timeout"/>) leaves room, instead of failing. A server restarting (a crash, a
+    /// rolling update of a single replica) is down for longer than gRPC's attempts last, seconds to tens of seconds
+    /// with the models loading; with this on, callers of idempotent calls see that as latency. Off by default: such a
+    /// caller waits up to its whole timeout for a server that is not coming back. Needs MaxAttempts above 1.
+    /// Measured in docs/security.md, "Crash recovery".
+    /// </summary>
+    public bool RetryUntilDeadline { get; set; }
+
+    /// <summary>
     /// Largest message sent or received. The server's result limit (Limits:MaxResponseMiB, 256 by default) is the
     /// largest unary answer; StreamBatchJacobian keeps each chunk under it.
     /// </summary>

@@ -27,6 +27,25 @@ public class RetryTests(ServerProcess server)
     }
 
     [Fact]
+    public async Task RetryingUntilTheDeadlineOutlastsTheRetryPolicy()
+    {
+        // More failed connections than gRPC's attempts (5): the policy alone gives up, the library tries again.
+        await using var proxy = new FlakyProxy(server.Port, resets: 12);
+        var client = ClientFor(proxy.Address, o =>
+        {
+            o.InitialBackoff = TimeSpan.FromMilliseconds(20);
+            o.MaxBackoff = TimeSpan.FromMilliseconds(100);
+            o.RetryUntilDeadline = true;
+        });
+        var reference = Fixtures.Load("pinn");
+
+        var result = await client.BatchJacobianAsync("pinn", Inputs(reference));
+
+        Close(reference.Jacobians["xt"]["u"], result.Jacobians["u"], "pinn du/dxt");
+        Assert.True(proxy.Connections > 12, $"{proxy.Connections} connections");
+    }
+
+    [Fact]
     public async Task AStreamSucceedsOnceTheServerIsBack()
     {
         await using var proxy = new FlakyProxy(server.Port, resets: 2);

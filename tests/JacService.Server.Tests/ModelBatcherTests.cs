@@ -1,3 +1,4 @@
+using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Server.Batching;
 using JacService.Server.Execution;
@@ -161,5 +162,38 @@ public sealed class ModelBatcherTests : IDisposable
         await Assert.ThrowsAsync<QueueDeadlineExceededException>(() => expiring);
         await patient;
         Assert.Equal(1, batcher.Executed.Rows);
+    }
+
+    [Fact]
+    public async Task ABatchWhoseCallersHaveAllLeftStopsBetweenOps()
+    {
+        using var cnn = ModelVersion.Load("small_cnn", 1, File.ReadAllBytes(Fixtures.ModelPath("small_cnn")), new EngineLimits());
+        using var meter = new System.Diagnostics.Metrics.Meter("JacService.Tests.Abandon");
+        long abandoned = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter == meter && instrument.Name == "jacservice.batch.abandoned") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref abandoned, value));
+        listener.Start();
+        await using var batcher = new ModelBatcher(cnn, new BatchingOptions { ExecutorThreads = 1 }, TimeProvider.System, new JacServiceMetrics(meter));
+
+        // Forward mode pushes 784 pixel directions: 32 samples are seconds of work (9 Jacobians/s at batch 256 measured).
+        var rng = new Random(5);
+        var images = new HostTensor[] { new([32, 1, 28, 28], Enumerable.Range(0, 32 * 784).Select(_ => (float)rng.NextDouble()).ToArray()) };
+        using var caller = new CancellationTokenSource();
+        var doomed = batcher.SubmitAsync(WorkKey.For(WorkKind.Jacobian, images, 0, [0], DerivativeMode.Forward), images, null, caller.Token);
+        // Counted once the batch is past the check for callers gone while it waited, just before the engine starts.
+        for (int i = 0; i < 3000 && batcher.Executed.Batches == 0; i++) await Task.Delay(10);
+        Assert.Equal(1, batcher.Executed.Batches);
+        caller.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => doomed);
+
+        // The one executor thread is free again, and the batch ended as abandoned rather than computed to the end.
+        var one = new HostTensor[] { new([1, 1, 28, 28], new float[784]) };
+        var predicted = await batcher.SubmitAsync(WorkKey.For(WorkKind.Predict, one), one, null, CancellationToken.None);
+        Assert.Equal(10, predicted.Outputs.Values.Single().Data.Length);
+        Assert.Equal(1, Interlocked.Read(ref abandoned));
     }
 }

@@ -24,6 +24,7 @@ internal static class Backward
 
         for (int s = plan.Steps.Length - 1; s >= 0; s--)
         {
+            BatchCancellation.ThrowIfRequested();
             var node = plan.Steps[s];
             if (!path.Carries[node.Index]) continue;
             var outCts = node.Outputs.Select(o => o >= 0 ? cotangents[o] : null).ToArray();

@@ -49,6 +49,7 @@ internal static class Evaluator
 
         for (int s = 0; s < plan.Steps.Length; s++)
         {
+            BatchCancellation.ThrowIfRequested();
             var node = plan.Steps[s];
             bool carry = carries?[node.Index] ?? false;
             var ins = new Dual?[node.Inputs.Length];

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using JacService.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
+using JacService.Core.Planning;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using TorchSharp;
@@ -251,9 +252,11 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         using var span = observed ? StartBatchSpan(batch, inputs, rows, bucket, padded) : null;
         DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;
+        using var abandonment = new BatchAbandonment(batch.Parts.Select(p => p.Request));
         try
         {
-            var result = Run(batch.Key, inputs, buffers?.Results);
+            EngineResult result;
+            using (BatchCancellation.Enter(abandonment.Token)) result = Run(batch.Key, inputs, buffers?.Results);
             ran = result.Mode;
             span?.SetTag(Attributes.Mode, JacServiceMetrics.ModeName(ran));
             if (buffers is null) return [result];
@@ -262,6 +265,13 @@ public sealed class ModelBatcher : IAsyncDisposable
             for (int i = 0, row = 0; i < parts.Length; row += batch.Parts[i].Rows, i++)
                 parts[i] = BatchRows.Slice(result, row, batch.Parts[i].Rows);
             return parts;
+        }
+        catch (OperationCanceledException) when (abandonment.IsAbandoned)
+        {
+            // Every caller has its answer already (cancelled); the span says why the batch ended early.
+            span?.AddEvent(new ActivityEvent("abandoned: every caller cancelled or past its deadline"));
+            if (observed) _metrics.RecordAbandonedBatch(_model.Name, batch.Key.Kind);
+            throw;
         }
         catch (Exception e) when (span is not null)
         {

@@ -21,7 +21,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
-        var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, Deadline(context), context.CancellationToken);
+        var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, CallDeadline.Of(context), context.CancellationToken);
         var response = new PredictResponse { Model = model.Name, Version = model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         return response;
@@ -56,10 +56,11 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         ServerCallContext context)
     {
         // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
-        using var call = PrepareJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of, request.Mode, batched: true);
+        using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt,
+            request.Of, request.Mode, batched: true);
         var model = call.Model;
         int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
-        var deadline = Deadline(context);
+        var deadline = CallDeadline.Of(context);
         int batch = (int)call.Inputs[0].Shape[0];
         for (int start = 0; start < batch; start += rowsPerChunk)
         {
@@ -105,39 +106,9 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         MapField<string, Protos.V1.Tensor> inputs, string wrt, IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched,
         ServerCallContext context)
     {
-        using var call = PrepareJacobian(name, version, inputs, wrt, of, mode, batched);
-        call.Model.CheckResultSize(call.Inputs, call.Wrt, call.Of);
-        var result = await call.Entry.Batcher!.SubmitAsync(call.Key, call.Inputs, Deadline(context), context.CancellationToken);
+        using var call = JacobianCall.Prepare(registry, name, version, TensorMapping.FromProto(inputs), wrt, of, mode, batched);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
         return (call.Model, result);
-    }
-
-    /// <summary>A Jacobian request resolved and validated, ready to queue; it holds its version until disposed.</summary>
-    private sealed record JacobianCall(ModelLease Lease, ModelVersion Model, HostTensor[] Inputs, int Wrt, int[] Of, WorkKey Key) : IDisposable
-    {
-        public ModelEntry Entry => Lease.Entry;
-
-        public void Dispose() => Lease.Dispose();
-    }
-
-    private JacobianCall PrepareJacobian(string name, string version, MapField<string, Protos.V1.Tensor> inputs, string wrt,
-        IReadOnlyCollection<string> of, Protos.V1.DerivativeMode mode, bool batched)
-    {
-        var lease = registry.Acquire(name, version);
-        try
-        {
-            var entry = lease.Entry;
-            var model = entry.Model!;
-            var engineMode = ModeMapping.FromProto(mode, entry.DefaultMode);
-            var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched);
-            int wrtIndex = model.ResolveWrt(wrt);
-            var ofIndices = model.ResolveOf(of);
-            return new JacobianCall(lease, model, host, wrtIndex, ofIndices, WorkKey.For(WorkKind.Jacobian, host, wrtIndex, ofIndices, engineMode));
-        }
-        catch
-        {
-            lease.Dispose();
-            throw;
-        }
     }
 
     /// <summary>
@@ -159,7 +130,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         model.CheckResultSize(inputs, wrt, of, directions ?? 1);
         HostTensor[] queued = [.. inputs, tangents];
         var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
-        var result = await entry.Batcher!.SubmitAsync(key, queued, Deadline(context), context.CancellationToken);
+        var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
         var response = new JvpResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jvps, result.Jacobians);
@@ -183,7 +154,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true);
         HostTensor[] queued = [.. inputs, .. cotangents];
         var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
-        var result = await entry.Batcher!.SubmitAsync(key, queued, Deadline(context), context.CancellationToken);
+        var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
         var response = new VjpResponse
         {
             Model = model.Name,
@@ -198,9 +169,9 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// <summary>Per-sample Hessians of a batch, and the Jacobians when asked for; refused before queuing as SecondOrderCall says.</summary>
     public override async Task<BatchHessianResponse> BatchHessian(BatchHessianRequest request, ServerCallContext context)
     {
-        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
-        var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
         var response = new BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Hessians, result.SecondOrder);
@@ -211,18 +182,15 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
     /// <summary>Per-sample Laplacians over the requested axes of wrt (all when none), and the Jacobians when asked for.</summary>
     public override async Task<BatchLaplacianResponse> BatchLaplacian(BatchLaplacianRequest request, ServerCallContext context)
     {
-        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
+        using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
-        var result = await call.SubmitAsync(Deadline(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
         var response = new BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Laplacians, result.SecondOrder);
         if (request.IncludeJacobian) TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
     }
-
-    private static DateTimeOffset? Deadline(ServerCallContext context) =>
-        context.Deadline == DateTime.MaxValue ? null : new DateTimeOffset(context.Deadline.ToUniversalTime());
 
     public override Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
     {

@@ -1,4 +1,3 @@
-using Google.Protobuf.Collections;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Server.Batching;
@@ -13,14 +12,14 @@ namespace JacService.Server.Grpc;
 /// </summary>
 internal sealed record SecondOrderCall(ModelLease Lease, ModelVersion Model, HostTensor[] Inputs, WorkKey Key) : IDisposable
 {
-    public static SecondOrderCall Prepare(ModelRegistry registry, string name, string version, MapField<string, Protos.V1.Tensor> inputs,
+    public static SecondOrderCall Prepare(ModelRegistry registry, string name, string version, IReadOnlyDictionary<string, HostTensor> inputs,
         string wrt, IReadOnlyCollection<string> of, SecondOrderKind kind, bool includeJacobian, IReadOnlyCollection<long>? axes = null)
     {
         var lease = registry.Acquire(name, version);
         try
         {
             var model = lease.Entry.Model!;
-            var host = model.ValidateInputs(TensorMapping.FromProto(inputs), batched: true);
+            var host = model.ValidateInputs(inputs, batched: true);
             int wrtIndex = model.ResolveWrt(wrt);
             var ofIndices = model.ResolveOf(of);
             int[] resolvedAxes = kind == SecondOrderKind.Laplacian ? model.Requests.ResolveAxes(axes ?? [], host, wrtIndex) : [];
