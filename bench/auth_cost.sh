@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Cost of authentication per call: single-sample Jacobians on mlp_tanh from 64 closed-loop callers against three
+# Cost of authentication per call: single-sample Jacobians on mlp_tanh from 64 closed-loop callers against four
 # servers started side by side, anonymous plaintext (no Auth settings), JWT bearer (HS256, the section `dotnet user-jwts`
-# writes) and an API key, each warmed up for 15 s, then measured in alternating 20 s runs (ROUNDS of each).
-# Usage: bench/auth_cost.sh [ROUNDS] [OUTDIR]   (after: dotnet build JacService.sln -c Release)
+# writes), an API key, and JWT bearer over TLS (Kestrel:Endpoints with an ECDSA P-256 certificate openssl makes for the
+# run: the cost bar of issue 15 is TLS+JWT against anonymous plaintext), and on request jwtnocache (JWT bearer validating
+# every call: Auth:TokenCacheSeconds=0), each warmed up for 15 s, then measured in
+# alternating 20 s runs (ROUNDS of each); at the end the medians of each mode.
+# Usage: bench/auth_cost.sh [ROUNDS] [OUTDIR] [MODES]   (after: dotnet build JacService.sln -c Release; MODES default
+# "anonymous jwt apikey tlsjwt")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} out=${2:-bench/results}
+read -r -a modes <<<"${3:-anonymous jwt apikey tlsjwt}"
 server=src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll
 jac=src/Jac/bin/Release/net10.0/linux-x64/jac.dll
-stamp=$(date -u +%Y-%m-%d)
+stamp=$(date -u +%Y-%m-%dT%H%M)  # runs of one day do not overwrite each other
 mkdir -p "$out"
 
 # A random HS256 key as user-jwts makes one, a token with the inference scope signed with it, and an API key.
@@ -26,9 +31,19 @@ print(base64.b64encode(key).decode(), f"{header}.{body}.{sig}", apikey, hashlib.
 PY
 )
 
+# A throw-away CA and a server certificate for 127.0.0.1 (never committed), as bench/tls_cost.sh makes them.
+work=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
+  -keyout "$work/ca.key" -out "$work/ca.crt" -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$work/server.ext"
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
+  -extfile "$work/server.ext" -out "$work/server.crt" 2>/dev/null
+
 pids=()
 declare -A spid
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 start() { # NAME PORT ARGS...
   local name=$1 port=$2; shift 2
   dotnet $server --urls http://127.0.0.1:$port --Models:Root=tests/fixtures/models --Logging:LogLevel:Default=Warning \
@@ -38,14 +53,23 @@ start() { # NAME PORT ARGS...
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 base=$((20000 + RANDOM % 20000))
-declare -A port=([anonymous]=$base [jwt]=$((base + 1)) [apikey]=$((base + 2)))
-declare -A creds=([anonymous]="" [jwt]="--token $token" [apikey]="--api-key $apikey")
-start anonymous ${port[anonymous]}
-start jwt ${port[jwt]} --Authentication:Schemes:Bearer:ValidIssuer=dotnet-user-jwts --Authentication:Schemes:Bearer:ValidAudiences:0=jacservice-bench \
-  --Authentication:Schemes:Bearer:SigningKeys:0:Issuer=dotnet-user-jwts --Authentication:Schemes:Bearer:SigningKeys:0:Value=$key
-start apikey ${port[apikey]} --Auth:ApiKeys:0:Name=bench --Auth:ApiKeys:0:Hash=$apihash --Auth:ApiKeys:0:Scopes:0=jacservice.inference
+declare -A port=([anonymous]=$base [jwt]=$((base + 1)) [apikey]=$((base + 2)) [tlsjwt]=$((base + 3)) [jwtnocache]=$((base + 4)))
+# jac makes a host:port target https:// when --ca is given.
+declare -A creds=([anonymous]="" [jwt]="--token $token" [apikey]="--api-key $apikey" [tlsjwt]="--ca $work/ca.crt --token $token" [jwtnocache]="--token $token")
+jwt=(--Authentication:Schemes:Bearer:ValidIssuer=dotnet-user-jwts --Authentication:Schemes:Bearer:ValidAudiences:0=jacservice-bench
+  --Authentication:Schemes:Bearer:SigningKeys:0:Issuer=dotnet-user-jwts --Authentication:Schemes:Bearer:SigningKeys:0:Value=$key)
+for mode in "${modes[@]}"; do
+  case $mode in
+    anonymous) start anonymous ${port[anonymous]} ;;
+    jwt) start jwt ${port[jwt]} "${jwt[@]}" ;;
+    jwtnocache) start jwtnocache ${port[jwtnocache]} "${jwt[@]}" --Auth:TokenCacheSeconds=0 ;;
+    apikey) start apikey ${port[apikey]} --Auth:ApiKeys:0:Name=bench --Auth:ApiKeys:0:Hash=$apihash --Auth:ApiKeys:0:Scopes:0=jacservice.inference ;;
+    tlsjwt) start tlsjwt ${port[tlsjwt]} "${jwt[@]}" --Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:${port[tlsjwt]} \
+      --Kestrel:Endpoints:Grpc:Certificate:Path="$work/server.crt" --Kestrel:Endpoints:Grpc:Certificate:KeyPath="$work/server.key" ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+  esac
+done
 
-modes=(anonymous jwt apikey)
 for mode in "${modes[@]}"; do
   # shellcheck disable=SC2086
   for _ in $(seq 1 100); do dotnet $jac models -t 127.0.0.1:${port[$mode]} ${creds[$mode]} >/dev/null 2>&1 && break; sleep 0.5; done
@@ -70,3 +94,24 @@ print(f\"# {r['ok']} ok in 20 s: {r['ok'] / 20:.0f}/s, server CPU {($after - $be
     echo "$mode round $round: $(tail -1 "$file")"
   done
 done
+
+# Medians over the rounds, per mode, with the change against anonymous plaintext.
+/usr/bin/python3 - "$out" "$stamp" "${modes[@]}" <<'PY'
+import re, statistics, sys
+out, stamp, modes = sys.argv[1], sys.argv[2], sys.argv[3:]
+med = {}
+for mode in modes:
+    runs = []
+    for n in range(1, 1000):
+        try:
+            last = open(f"{out}/auth-{stamp}-{mode}-{n}.txt").read().strip().splitlines()[-1]
+        except FileNotFoundError:
+            break
+        m = re.search(r"(\d+)/s, server CPU (\d+) us", last)
+        runs.append((int(m.group(1)), int(m.group(2))))
+    med[mode] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+base = med.get("anonymous")
+for mode, (rps, cpu) in med.items():
+    change = f" ({(rps / base[0] - 1) * 100:+.1f} % calls/s, {cpu - base[1]:+.0f} us CPU against anonymous)" if base and mode != "anonymous" else ""
+    print(f"median {mode}: {rps:.0f} calls/s, server CPU {cpu:.0f} us/call{change}")
+PY

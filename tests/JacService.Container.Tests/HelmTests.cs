@@ -12,7 +12,7 @@ public sealed class HelmTests
 {
     private static string Chart => Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice");
 
-    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml", "ci/model-control-values.yaml", "ci/tls-values.yaml"]);
+    public static TheoryData<string> ValuesFiles => new(["", "ci/gpu-hpa-servicemonitor-values.yaml", "ci/init-container-values.yaml", "ci/model-control-values.yaml", "ci/tls-values.yaml", "ci/auth-quotas-values.yaml"]);
 
     [Theory]
     [MemberData(nameof(ValuesFiles))]
@@ -140,6 +140,64 @@ public sealed class HelmTests
     }
 
     [Fact]
+    public void AuthAndQuotasComeFromValuesAndTheirCredentialsFromSecrets()
+    {
+        var container = Render("ci/auth-quotas-values.yaml").OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single();
+        var env = container.Env.ToDictionary(e => e.Name);
+        string Value(string name) => env[name].Value;
+        (string, string) Secret(string name) => (env[name].ValueFrom.SecretKeyRef.Name, env[name].ValueFrom.SecretKeyRef.Key);
+
+        Assert.Equal("false", Value("Auth__AllowAnonymous"));
+        // JWT: the standard section, the signing key from its Secret.
+        Assert.Equal("jacservice", Value("Authentication__Schemes__Bearer__ValidAudiences__0"));
+        Assert.Equal("dotnet-user-jwts", Value("Authentication__Schemes__Bearer__ValidIssuer"));
+        Assert.Equal("dotnet-user-jwts", Value("Authentication__Schemes__Bearer__SigningKeys__0__Issuer"));
+        Assert.Equal(("jacservice-jwt", "signing-key"), Secret("Authentication__Schemes__Bearer__SigningKeys__0__Value"));
+        Assert.Equal("30", Value("Auth__TokenCacheSeconds"));
+        // API keys: names and scopes as values, hashes from the Secret (under the key's name unless secretKey says otherwise).
+        Assert.Equal(("pinn-solver", "operator"), (Value("Auth__ApiKeys__0__Name"), Value("Auth__ApiKeys__1__Name")));
+        Assert.Equal(("jacservice-api-keys", "pinn-solver"), Secret("Auth__ApiKeys__0__Hash"));
+        Assert.Equal(("jacservice-api-keys", "operator-hash"), Secret("Auth__ApiKeys__1__Hash"));
+        Assert.Equal(["jacservice.control", "jacservice.metadata"], [Value("Auth__ApiKeys__1__Scopes__0"), Value("Auth__ApiKeys__1__Scopes__1")]);
+        // No credential is a plain value anywhere in the pod's environment.
+        Assert.All(env.Values.Where(e => e.Name.EndsWith("__Hash", StringComparison.Ordinal) || e.Name.EndsWith("__Value", StringComparison.Ordinal)),
+            e => Assert.Null(e.Value));
+        // Client certificates name the caller; the CA that checks them is mutual TLS's (Tls:ClientCaPath).
+        Assert.Equal(("true", "CommonName", "jacservice.metadata"),
+            (Value("Auth__Certificate__Enabled"), Value("Auth__Certificate__NameFrom"), Value("Auth__Certificate__Scopes__0")));
+        Assert.EndsWith("/ca.crt", Value("Tls__ClientCaPath"));
+        Assert.Equal(("jacservice.inference", "solver", "false"),
+            (Value("Auth__Groups__Inference__Scopes__0"), Value("Auth__Groups__Inference__Roles__0"), Value("Auth__Groups__Reflection__Anonymous")));
+
+        Assert.Equal("true", Value("Quotas__Enabled"));
+        Assert.Equal(("2000", "4000", "128"),
+            (Value("Quotas__Default__RequestsPerSecond"), Value("Quotas__Default__Burst"), Value("Quotas__Default__ConcurrentRequests")));
+        // Only what is set: an anonymous rate left unset falls back to the default's.
+        Assert.Equal("8", Value("Quotas__Anonymous__ConcurrentRequests"));
+        Assert.DoesNotContain("Quotas__Anonymous__RequestsPerSecond", env.Keys);
+        Assert.Equal(("20000", "512"), (Value("Quotas__Principals__pinn-solver__RequestsPerSecond"), Value("Quotas__Principals__pinn-solver__ConcurrentRequests")));
+    }
+
+    [Fact]
+    public void WithoutAuthOrQuotaValuesNothingIsSet()
+    {
+        var container = Render("").OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single();
+        Assert.DoesNotContain(container.Env, e => e.Name.StartsWith("Auth", StringComparison.Ordinal) || e.Name.StartsWith("Quotas__", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("auth.apiKeys.existingSecret is required", "auth.apiKeys.keys[0].name=solver")]
+    [InlineData("auth.jwt.signingKeysSecret is required", "auth.jwt.enabled=true", "auth.jwt.validAudiences[0]=jacservice", "auth.jwt.signingKeys[0].secretKey=k")]
+    [InlineData("auth.jwt.enabled needs auth.jwt.authority", "auth.jwt.enabled=true", "auth.jwt.validAudiences[0]=jacservice")]
+    [InlineData("auth.certificate.enabled needs tls.enabled and tls.mutual", "auth.certificate.enabled=true")]
+    public void TheTemplateRefusesIncompleteAuthValues(string expected, params string[] settings)
+    {
+        var result = ContainerEngine.Run("helm", ["template", "rel", Chart, .. settings.SelectMany(s => new[] { "--set", s })], allowFailure: true);
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains(expected, result.Output);
+    }
+
+    [Fact]
     public void GpuAutoscalingAndMonitoring()
     {
         var objects = Render("ci/gpu-hpa-servicemonitor-values.yaml");
@@ -196,6 +254,9 @@ public sealed class HelmTests
     [InlineData("batch-size-zero.yaml", "config.Batching.MaxBatchSize")]
     [InlineData("model-control-without-secret.yaml", "modelControl.existingSecret")]
     [InlineData("tls-without-secret.yaml", "tls.secretName")]
+    [InlineData("jwt-without-audience.yaml", "auth.jwt.validAudiences")]
+    [InlineData("auth-group-typo.yaml", "auth.groups")]
+    [InlineData("quota-negative.yaml", "quotas.default.requestsPerSecond")]
     public void SchemaRejectsBadValues(string file, string expected)
     {
         var path = Path.Combine(Fixtures.Root, "tests", "JacService.Container.Tests", "HelmBadValues", file);

@@ -5,6 +5,7 @@ using Grpc.Reflection.V1Alpha;
 using JacService.Client;
 using JacService.Integration.Tests.Otlp;
 using JacService.Integration.Tests.Otlp.Proto;
+using JacService.Protos.Inference;
 using JacService.Protos.V1;
 using JacService.Testing;
 
@@ -19,6 +20,7 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
 {
     private const string Model = "mlp_tanh";
     private readonly JacobianService.JacobianServiceClient _client = fixture.Server.Client;
+    private readonly GRPCInferenceService.GRPCInferenceServiceClient _inference = new(fixture.Server.Channel);
 
     public static TheoryData<string, string, StatusCode, string> Cases => new()
     {
@@ -77,6 +79,14 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         Assert.Equal(Model, model.Name);
         var getModel = await Assert.ThrowsAsync<RpcException>(() => _client.GetModelAsync(new GetModelRequest { Model = Model }).ResponseAsync);
         Assert.Equal(StatusCode.Unauthenticated, getModel.StatusCode);
+
+        // The Open Inference Protocol's model metadata and readiness are Metadata RPCs, as GetModel is.
+        Assert.Equal(Model, (await _inference.ModelMetadataAsync(new ModelMetadataRequest { Name = Model }, fixture.ApiKey("reader"))).Name);
+        Assert.True((await _inference.ModelReadyAsync(new ModelReadyRequest { Name = Model }, fixture.ApiKey("reader"))).Ready);
+        var metadata = await Assert.ThrowsAsync<RpcException>(() => _inference.ModelMetadataAsync(new ModelMetadataRequest { Name = Model }).ResponseAsync);
+        Assert.Equal(StatusCode.Unauthenticated, metadata.StatusCode);
+        var ready = await Assert.ThrowsAsync<RpcException>(() => _inference.ModelReadyAsync(new ModelReadyRequest { Name = Model }).ResponseAsync);
+        Assert.Equal(StatusCode.Unauthenticated, ready.StatusCode);
     }
 
     [Fact]
@@ -113,8 +123,7 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         Assert.Contains("ModelControl calls need the metadata 'authorization: Bearer <token>'", noToken.Status.Detail);
         // The interceptor's warning was written inside the request's log scope, which names the caller (JSON console logs show scopes).
         const string scope = "\"enduser.id\":\"operator\"";
-        for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline && !fixture.Server.Log.Contains(scope); await Task.Delay(100)) { }
-        Assert.Contains(scope, fixture.Server.Log);
+        await fixture.Server.WaitForLog(scope);
         var wrongToken = await Refused(With(fixture.Jwts.Mint("alice", [AuthServer.Control]), fixture.Keys["operator"]));
         Assert.Equal(StatusCode.PermissionDenied, wrongToken.StatusCode);
         Assert.Contains("not the server's ModelControl token", wrongToken.Status.Detail);
@@ -125,6 +134,9 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
     {
         var health = await new Health.HealthClient(fixture.Server.Channel).CheckAsync(new HealthCheckRequest());
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, health.Status);
+        // The Open Inference Protocol's server liveness and readiness are probes too.
+        Assert.True((await _inference.ServerLiveAsync(new ServerLiveRequest())).Live);
+        Assert.True((await _inference.ServerReadyAsync(new ServerReadyRequest())).Ready);
 
         using var reflection = new ServerReflection.ServerReflectionClient(fixture.Server.Channel).ServerReflectionInfo();
         await reflection.RequestStream.WriteAsync(new ServerReflectionRequest { ListServices = "" });
@@ -253,6 +265,7 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         yield return ("Jvp", h => _client.JvpAsync(new JvpRequest { Model = Model }, h).ResponseAsync);
         yield return ("Vjp", h => _client.VjpAsync(new VjpRequest { Model = Model }, h).ResponseAsync);
         yield return ("BatchHessian", h => _client.BatchHessianAsync(new BatchHessianRequest { Model = Model }, h).ResponseAsync);
+        yield return ("inference.GRPCInferenceService/ModelInfer", h => _inference.ModelInferAsync(new ModelInferRequest { ModelName = Model }, h).ResponseAsync);
         yield return ("BatchLaplacian", h => _client.BatchLaplacianAsync(new BatchLaplacianRequest { Model = Model }, h).ResponseAsync);
     }
 }

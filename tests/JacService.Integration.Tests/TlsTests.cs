@@ -168,7 +168,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
     {
         using var channel = Channel(servers.Mutual.Target, _certificates.CaFile("ca"), _certificates.Get("stranger"));
         await Refused(channel);
-        await WaitForLog(servers.Mutual, "Caller error ClientCertificateRejected in TLS handshake: client certificate 'CN=stranger' issued by 'CN=JacService test other-ca' refused");
+        await servers.Mutual.WaitForLog("Caller error ClientCertificateRejected in TLS handshake: client certificate 'CN=stranger' issued by 'CN=JacService test other-ca' refused");
     }
 
     [Fact]
@@ -176,7 +176,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
     {
         using var channel = Channel(servers.Mutual.Target, _certificates.CaFile("ca"), _certificates.Get("client"));
         Assert.NotEmpty((await List(channel)).Models);
-        await WaitForLog(servers.Mutual, "Client certificate 'CN=client' issued by 'CN=JacService test ca'");
+        await servers.Mutual.WaitForLog("Client certificate 'CN=client' issued by 'CN=JacService test ca'");
         // The request's HttpContext.Connection.ClientCertificate, as the server span records it.
         const string listModels = "jacservice.v1.JacobianService/ListModels";
         for (var deadline = DateTime.UtcNow.AddSeconds(30); DateTime.UtcNow < deadline; await Task.Delay(100))
@@ -261,6 +261,33 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
     }
 
     [Fact]
+    public async Task TheClientCertificateIsThePrincipalThatTheGroupRulesAuthorise()
+    {
+        // Auth:Certificate names the caller by its certificate and gives it the metadata scope only: metadata RPCs pass,
+        // inference RPCs are refused by the group rule, naming the certificate's principal. A refusal for lack of
+        // credentials would be UNAUTHENTICATED instead, so the PERMISSION_DENIED shows the certificate was the principal.
+        int port = ServerProcess.FreePort();
+        var server = _certificates.Get("server");
+        await using var process = new ServerProcess
+        {
+            Port = port,
+            ExtraArgs = [$"--Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:{port}",
+                $"--Kestrel:Endpoints:Grpc:Certificate:Path={server.Certificate}", $"--Kestrel:Endpoints:Grpc:Certificate:KeyPath={server.Key}",
+                "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate", $"--Tls:ClientCaPath={_certificates.CaFile("ca")}",
+                "--Auth:Certificate:Enabled=true", "--Auth:Certificate:NameFrom=CommonName", "--Auth:Certificate:Scopes:0=jacservice.metadata",
+                "--Models:Warmup=false"],
+            CreateChannel = target => Channel(target, _certificates.CaFile("ca"), _certificates.Get("client")),
+        };
+        await process.InitializeAsync();
+
+        Assert.NotEmpty((await List(process.Channel)).Models);
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            await process.Client.PredictAsync(new PredictRequest { Model = Traffic.Model }, deadline: DateTime.UtcNow.AddSeconds(20)));
+        Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);
+        Assert.Equal("'client' may not call Inference RPCs: they need scope jacservice.inference", e.Status.Detail);
+    }
+
+    [Fact]
     public async Task AServerCertificateRenewedInAKubernetesSecretVolumeIsServedWithoutARestart()
     {
         // A Secret volume as the kubelet writes it: the files are links into ..data, itself a link to a timestamped folder
@@ -338,6 +365,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         { "Tls:ClientCaPath is set, but no endpoint asks for client certificates", ["--Tls:ClientCaPath=CA"] },
         { "Tls:ClientCaPath '/no/such/ca.crt' cannot be read as PEM certificates", ["--Tls:ClientCaPath=/no/such/ca.crt", "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate"] },
         { "which is not a CA certificate", ["--Tls:ClientCaPath=CLIENT", "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate"] },
+        { "Auth:Certificate:CaFile is no longer a setting: client certificates are checked against Tls:ClientCaPath", ["--Auth:Certificate:Enabled=true", "--Auth:Certificate:CaFile=CA"] },
         { "Telemetry:MetricsUrl 'http://127.0.0.1:METRICS' uses the port of the gRPC address 'https://127.0.0.1:METRICS'", ["--Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:METRICS"] },
     };
 
@@ -375,11 +403,4 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         return result;
     }
 
-    private static async Task WaitForLog(ServerProcess server, string text)
-    {
-        // A line can reach the log a moment after the handshake it describes.
-        for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline; await Task.Delay(100))
-            if (server.Log.Contains(text, StringComparison.Ordinal)) return;
-        Assert.Fail($"no '{text}' in the server's log:\n{server.Log}");
-    }
 }

@@ -1,3 +1,4 @@
+using JacService.Protos.Inference;
 using JacService.Protos.V1;
 using JacService.Server.Auth;
 using JacService.Server.Quotas;
@@ -19,6 +20,13 @@ public sealed class AuthPlanTests
         };
         foreach (var method in JacobianService.Descriptor.Methods)
             Assert.Equal(expected[method.Name], RpcGroups.Of($"/{JacobianService.Descriptor.FullName}/{method.Name}"));
+        var inference = new Dictionary<string, RpcGroup>
+        {
+            ["ModelInfer"] = RpcGroup.Inference, ["ModelMetadata"] = RpcGroup.Metadata, ["ModelReady"] = RpcGroup.Metadata,
+            ["ServerMetadata"] = RpcGroup.Metadata, ["ServerLive"] = RpcGroup.Health, ["ServerReady"] = RpcGroup.Health,
+        };
+        foreach (var method in GRPCInferenceService.Descriptor.Methods)
+            Assert.Equal(inference[method.Name], RpcGroups.Of($"/{GRPCInferenceService.Descriptor.FullName}/{method.Name}"));
         foreach (var method in ModelControl.Descriptor.Methods)
             Assert.Equal(RpcGroup.Control, RpcGroups.Of($"/{ModelControl.Descriptor.FullName}/{method.Name}"));
         Assert.Equal(RpcGroup.Health, RpcGroups.Of("/grpc.health.v1.Health/Check"));

@@ -24,6 +24,13 @@ public sealed class AuthOptions : IValidatableObject
 
     public CertificatePrincipalOptions Certificate { get; set; } = new();
 
+    /// <summary>
+    /// How long an accepted JWT is remembered, so the same token on the next calls is not validated again (never past
+    /// its expiry; 0: every call validates). Also how long a token signed by a key since removed keeps being accepted.
+    /// </summary>
+    [Range(0, 3600)]
+    public int TokenCacheSeconds { get; set; } = 60;
+
     /// <summary>Per group of RPCs: anonymous or not, and the scopes or roles a caller needs.</summary>
     public Dictionary<RpcGroup, RpcGroupOptions> Groups { get; set; } = [];
 
@@ -59,8 +66,10 @@ public sealed class AuthOptions : IValidatableObject
         }
         foreach (var problem in CheckNames("Auth:Certificate:Scopes", Certificate.Scopes).Concat(CheckNames("Auth:Certificate:Roles", Certificate.Roles)))
             yield return problem;
-        if (Certificate.Enabled && Certificate.CaFile is { } ca && !File.Exists(ca))
-            yield return new ValidationResult($"Auth:Certificate:CaFile '{ca}' does not exist");
+        if (Certificate.CaFile is not null)
+            yield return new ValidationResult(
+                "Auth:Certificate:CaFile is no longer a setting: client certificates are checked against Tls:ClientCaPath, in the TLS " +
+                "handshake and again when they name the caller; remove Auth:Certificate:CaFile (and set Tls:ClientCaPath to that file)");
         foreach (var (group, rule) in Groups)
             foreach (var problem in CheckNames($"Auth:Groups:{group}:Scopes", rule.Scopes).Concat(CheckNames($"Auth:Groups:{group}:Roles", rule.Roles)))
                 yield return problem;

@@ -12,8 +12,9 @@ public sealed class CertificatePrincipalOptions
     public CertificateName NameFrom { get; set; } = CertificateName.Subject;
 
     /// <summary>
-    /// PEM file of the CA certificate(s) client certificates must chain to: the CA the TLS settings trust. The
-    /// certificate handler checks the chain again after Kestrel did; unset, it checks against the system's roots.
+    /// No longer a setting: the client CA is named once, by Tls:ClientCaPath, which both the TLS handshake and the
+    /// certificate handler check against. Kept only so that a configuration still setting it stops the start with that
+    /// message instead of being ignored.
     /// </summary>
     public string? CaFile { get; set; }
 

@@ -10,6 +10,7 @@ namespace JacService.Server.Auth;
 public static class RpcGroups
 {
     private const string Jacobian = "/" + "jacservice.v1.JacobianService" + "/";
+    private const string Inference = "/" + "inference.GRPCInferenceService" + "/";
 
     private static readonly Dictionary<string, RpcGroup> Methods = new(StringComparer.Ordinal)
     {
@@ -23,6 +24,14 @@ public static class RpcGroups
         [Jacobian + "BatchLaplacian"] = RpcGroup.Inference,
         [Jacobian + "ListModels"] = RpcGroup.Metadata,
         [Jacobian + "GetModel"] = RpcGroup.Metadata,
+        // The Open Inference Protocol: the same groups as the calls they stand for. ModelReady names a model, as
+        // GetModel does; the server's liveness and readiness are probes.
+        [Inference + "ModelInfer"] = RpcGroup.Inference,
+        [Inference + "ModelMetadata"] = RpcGroup.Metadata,
+        [Inference + "ModelReady"] = RpcGroup.Metadata,
+        [Inference + "ServerMetadata"] = RpcGroup.Metadata,
+        [Inference + "ServerLive"] = RpcGroup.Health,
+        [Inference + "ServerReady"] = RpcGroup.Health,
     };
 
     /// <summary>Whole services that form one group.</summary>
