@@ -1,3 +1,4 @@
+using JacService.Core.Tests;
 using JacService.Core.Derivatives;
 using JacService.Server.Batching;
 using JacService.Server.Models;
@@ -102,6 +103,26 @@ public sealed class ModelConfigTests : IDisposable
     public void AFileThatIsNotAJsonObjectIsRefused(string json)
     {
         Assert.NotEmpty(Refused(json));
+    }
+
+    [Fact]
+    public void AFileOverTheSizeLimitIsRefusedWithTheLimit()
+    {
+        File.WriteAllText(_path, """{ "batching": { "maxBatchSize": 16 } }""" + new string(' ', 100));
+        long length = new FileInfo(_path).Length;
+        var e = Assert.Throws<InvalidDataException>(() => ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server), maxBytes: 100));
+        Assert.Equal($"{_path}: the file has {length} bytes, over Limits:MaxConfigBytes (100)", e.Message);
+        // At the limit it is read.
+        Assert.Equal(16, ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server), maxBytes: (int)length).Batching.MaxBatchSize);
+    }
+
+    [Fact]
+    public void ANamedPipeIsRefusedWithoutOpeningIt()
+    {
+        // Opening it would wait for a writer: without the check this test hangs rather than fails.
+        Fifo.Make(_path);
+        var e = Assert.Throws<InvalidDataException>(() => ModelConfig.Load(_path, ModelConfig.ServerDefaults(Server)));
+        Assert.Equal($"{_path}: a named pipe (FIFO), not a regular file; refused without opening it", e.Message);
     }
 
     private DerivativeMode Mode(string json)

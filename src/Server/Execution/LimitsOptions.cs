@@ -24,6 +24,10 @@ public sealed class LimitsOptions
     [Range(1, 2047)]
     public int MaxModelFileMiB { get; set; } = 1024;
 
+    /// <summary>Largest config.json beside a model; a larger one fails its model's versions without being read.</summary>
+    [Range(1, 1 << 30)]
+    public int MaxConfigBytes { get; set; } = Models.ModelConfig.DefaultMaxBytes;
+
     /// <summary>Deepest nesting of protobuf messages in a model file (a model without subgraphs needs under 10).</summary>
     [Range(10, 1000)]
     public int MaxNestingDepth { get; set; } = 32;

@@ -34,12 +34,12 @@ public sealed class ModelConfig
     /// the configuration binder (keys are case-insensitive, values convert as in appsettings.json) and refused,
     /// with the path and the reason, when it is not JSON, holds an unknown key or a value out of range.
     /// </summary>
-    public static ModelConfig Load(string path, ModelConfig defaults)
+    public static ModelConfig Load(string path, ModelConfig defaults, int maxBytes = DefaultMaxBytes)
     {
         if (!File.Exists(path)) return defaults;
         try
         {
-            var file = JsonNode.Parse(File.ReadAllText(path), NodeOptions) as JsonObject
+            var file = JsonNode.Parse(ReadText(path, maxBytes), NodeOptions) as JsonObject
                 ?? throw new InvalidDataException("expected a JSON object");
             if (file["batching"] is JsonObject batching && batching.ContainsKey(nameof(BatchingOptions.DrainSeconds)))
                 throw new InvalidDataException("batching.drainSeconds is server-wide (Batching:DrainSeconds); a model cannot set it");
@@ -63,6 +63,28 @@ public sealed class ModelConfig
         {
             throw new InvalidDataException($"{path}: {e.Message}", e);
         }
+    }
+
+    /// <summary>Limits:MaxConfigBytes's default: a config.json holds a few settings, well under a kilobyte.</summary>
+    public const int DefaultMaxBytes = 1 << 20;
+
+    /// <summary>
+    /// The file's text, refused before it is opened when it is not a regular file (a named pipe would hold the scan until
+    /// something wrote to it) and before it is read when the open file is over <paramref name="maxBytes"/>.
+    /// </summary>
+    private static string ReadText(string path, int maxBytes)
+    {
+        if (JacService.Core.Models.RegularFile.WhatElse(path) is { } other)
+            throw new InvalidDataException($"{other}, not a regular file; refused without opening it");
+        using var stream = File.OpenRead(path);
+        if (stream.Length > maxBytes)
+            throw new InvalidDataException($"the file has {stream.Length:N0} bytes, over Limits:MaxConfigBytes ({maxBytes:N0})");
+        // The length checked, not whatever the file holds by the time it is read: one still growing ends up cut short (and
+        // fails to parse) rather than over the limit.
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        using var reader = new StreamReader(new MemoryStream(bytes), Encoding.UTF8);
+        return reader.ReadToEnd();
     }
 
     /// <summary>

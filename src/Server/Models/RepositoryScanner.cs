@@ -1,4 +1,5 @@
 using JacService.Server.Batching;
+using JacService.Server.Execution;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Models;
@@ -11,6 +12,7 @@ namespace JacService.Server.Models;
 public sealed partial class RepositoryScanner(
     IOptions<ModelRepositoryOptions> repository,
     IOptions<BatchingOptions> batching,
+    IOptions<LimitsOptions> limits,
     ILogger<RepositoryScanner> logger)
 {
     public const string ModelFileName = "model.onnx";
@@ -72,7 +74,7 @@ public sealed partial class RepositoryScanner(
     {
         try
         {
-            return new ConfigRead(ModelConfig.Load(path, ModelConfig.ServerDefaults(batching.Value, repository.Value.VersionPolicy)), null);
+            return new ConfigRead(ModelConfig.Load(path, ModelConfig.ServerDefaults(batching.Value, repository.Value.VersionPolicy), limits.Value.MaxConfigBytes), null);
         }
         catch (InvalidDataException e)
         {
