@@ -7,4 +7,15 @@ scripts/install-test-deps.sh
 # Docker engine, local base images and helm for tests/JacService.Container.Tests (reused when already there).
 scripts/install-container-deps.sh
 dotnet build JacService.sln -c Release
-dotnet test JacService.sln -c Release --no-build --logger "console;verbosity=normal" "$@"
+
+# The projects run in parallel and their output interleaves, so every failure is printed again at the very end.
+# The fuzz tests run afterwards, alone: afl-fuzz keeps a core busy for minutes, which on a 2-core machine is half of
+# what the integration tests' servers would otherwise get.
+results=TestResults/run-$(date +%Y%m%d-%H%M%S)
+status=0
+dotnet test JacService.sln -c Release --no-build --logger "console;verbosity=normal" --logger trx \
+  --results-directory "$results" --filter "FullyQualifiedName!~JacService.Fuzz.Tests" "$@" || status=$?
+dotnet test tests/JacService.Fuzz.Tests -c Release --no-build --logger "console;verbosity=normal" --logger trx \
+  --results-directory "$results" "$@" || status=$?
+python3 scripts/print-test-failures.py "$results"
+exit $status

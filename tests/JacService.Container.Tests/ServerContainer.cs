@@ -31,12 +31,15 @@ public sealed class ServerContainer : IAsyncDisposable
     public GrpcChannel Channel { get; }
     public JacobianService.JacobianServiceClient Client { get; }
 
-    public static async Task<ServerContainer> StartAsync(string modelsDir, IReadOnlyDictionary<string, string>? env = null)
+    /// <param name="restartAlways">
+    /// Docker's restart policy "always", with the gRPC port on a fixed host port (a restarted container would get a new
+    /// random one).
+    /// </param>
+    public static async Task<ServerContainer> StartAsync(string modelsDir, IReadOnlyDictionary<string, string>? env = null, bool restartAlways = false)
     {
         // The image is local and cannot be pulled: never try.
         var builder = new ContainerBuilder(ContainerEngine.ImageName)
             .WithImagePullPolicy(PullPolicy.Never)
-            .WithPortBinding(50051, assignRandomHostPort: true)
             .WithPortBinding(9464, assignRandomHostPort: true)
             .WithBindMount(modelsDir, "/models", AccessMode.ReadOnly)
             .WithTmpfsMount("/tmp")
@@ -44,8 +47,10 @@ public sealed class ServerContainer : IAsyncDisposable
             {
                 var host = p.HostConfig!; // always set by Testcontainers (it carries the bind mount and port)
                 host.ReadonlyRootfs = true;
+                if (restartAlways) host.RestartPolicy = new Docker.DotNet.Models.RestartPolicy { Name = Docker.DotNet.Models.RestartPolicyKind.Always };
                 foreach (var binding in host.PortBindings?.Values.SelectMany(b => b) ?? []) binding.HostIP = "127.0.0.1";
             });
+        builder = restartAlways ? builder.WithPortBinding(ContainerEngine.FreePort(), 50051) : builder.WithPortBinding(50051, assignRandomHostPort: true);
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) builder = builder.WithEnvironment(k, v);
 
         var container = builder.Build();
@@ -73,7 +78,24 @@ public sealed class ServerContainer : IAsyncDisposable
         return stdout + stderr;
     }
 
-    private async Task WaitUntilServing(TimeSpan timeout)
+    /// <summary>Until the health service stops answering (the server was killed), so that a later SERVING is the new one's.</summary>
+    public async Task WaitUntilDown(TimeSpan timeout)
+    {
+        for (var deadline = DateTime.UtcNow + timeout; DateTime.UtcNow < deadline; await Task.Delay(10))
+        {
+            try
+            {
+                await HealthAsync();
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                return;
+            }
+        }
+        throw new TimeoutException($"the server still answered {timeout} after it was killed");
+    }
+
+    public async Task WaitUntilServing(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline)

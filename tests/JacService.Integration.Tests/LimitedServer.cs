@@ -11,7 +11,8 @@ public sealed class LimitedServer : IAsyncLifetime
 
     public ServerProcess Server { get; } = new()
     {
-        ExtraArgs = [$"--Limits:MaxResponseMiB={MaxResponseMiB}"],
+        // No warm-up: the streaming tests plan what they call, and a start that warms every fixture is what slows the suite.
+        ExtraArgs = [$"--Limits:MaxResponseMiB={MaxResponseMiB}", "--Models:Warmup=false"],
         PrepareRepository = root =>
         {
             var version = Path.Combine(root, "slow_queue", "1");

@@ -59,8 +59,8 @@ public sealed class ModelControlTests(ServerProcess defaultServer, ControlServer
         Assert.False(again.Model.Unloaded);
         await AssertServesLikeMlpTanh(name);
 
-        Assert.Contains($"ModelControl loaded {name} in ", control.Server.Log);
-        Assert.Contains($"ModelControl unloaded {name} in ", control.Server.Log);
+        await control.Server.WaitForLog($"ModelControl loaded {name} in ");
+        await control.Server.WaitForLog($"ModelControl unloaded {name} in ");
         Assert.DoesNotContain(control.Token, control.Server.Log);
     }
 
@@ -135,8 +135,8 @@ public sealed class ModelControlTests(ServerProcess defaultServer, ControlServer
         // The scheme is case-insensitive (RFC 9110).
         await control.Control.ListRepositoryAsync(new ListRepositoryRequest { Model = "mlp_tanh" }, [new("authorization", "bearer " + control.Token)]);
 
-        Assert.Contains("Refused /jacservice.v1.ModelControl/LoadModel from ", control.Server.Log);
-        Assert.Contains("a bearer token that is not the server's", control.Server.Log);
+        await control.Server.WaitForLog("Refused /jacservice.v1.ModelControl/LoadModel from ");
+        await control.Server.WaitForLog("a bearer token that is not the server's");
         Assert.DoesNotContain(control.Token, control.Server.Log);
         Assert.DoesNotContain(wrong, control.Server.Log);
     }
@@ -206,13 +206,9 @@ public sealed class ModelControlTests(ServerProcess defaultServer, ControlServer
             Compare.Close(Mlp.Outputs["y"].Sample(rows[i]) with { Shape = [1, per] },
                 [.. answers[i].Outputs["y"].Shape], answers[i].Outputs["y"].Data, 1e-4, $"row {rows[i]}");
         }
-        Assert.Contains($"Retiring {name} version 1: unloaded through ModelControl; {rows.Length} calls still hold it", control.Server.Log);
-        deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!control.Server.Log.Contains($"Freed {name} version 1 "))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the retired version was not freed after its last call");
-            await Task.Delay(50);
-        }
+        await control.Server.WaitForLog($"Retiring {name} version 1: unloaded through ModelControl; {rows.Length} calls still hold it");
+        // Freed after its last call.
+        await control.Server.WaitForLog($"Freed {name} version 1 ", seconds: 20);
     }
 
     [Theory]
@@ -240,7 +236,7 @@ public sealed class ModelControlTests(ServerProcess defaultServer, ControlServer
             File.WriteAllText(file, "\n");
             await using var server = new ServerProcess { ExtraArgs = ["--ModelControl:Enabled=true", $"--ModelControl:TokenFile={file}"] };
             await Assert.ThrowsAsync<InvalidOperationException>(server.InitializeAsync);
-            Assert.Contains($"ModelControl: TokenFile '{file}' is empty", server.Log);
+            await server.WaitForLog($"ModelControl: TokenFile '{file}' is empty");
         }
         finally
         {

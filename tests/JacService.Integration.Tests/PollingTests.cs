@@ -89,7 +89,7 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
         Directory.Delete(folder, recursive: true);
         await WaitFor("added", "2", i => i is null);
         Assert.Equal("1", (await Predict("added")).Version);
-        Assert.Contains("Retiring added version 2: its version folder was removed", Server.Log);
+        await Server.WaitForLog("Retiring added version 2: its version folder was removed");
         await WaitFor("added", "", _ => Server.Log.Contains("Freed added version 2"));
 
         // Counted as a load of each version and a retirement (metrics are exported every second or so: wait for them).

@@ -36,8 +36,8 @@ public class VersionPolicyServingTests
         Assert.Equal(["1", "2", "3"], Versions("every"));
         // mlp_tanh has versions 1 and 2 in the test repository and no policy of its own.
         Assert.Equal(["2"], Versions("mlp_tanh"));
-        Assert.Contains("Not loading latest_two version 1: outside its version policy (latest 2)", server.Log);
-        Assert.Contains("pinned has no version 5, which its version policy (specific [1, 5]) names", server.Log);
+        await server.WaitForLog("Not loading latest_two version 1: outside its version policy (latest 2)");
+        await server.WaitForLog("pinned has no version 5, which its version policy (specific [1, 5]) names");
 
         var e = await Assert.ThrowsAsync<RpcException>(() => server.Client.GetModelAsync(new GetModelRequest { Model = "latest_two", Version = "1" }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, e.StatusCode);

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Prints every failed test in the TRX files under a folder, last, so a log's tail names them.
+
+dotnet test runs the projects in parallel and interleaves their output; a failure's name and message can end up
+hundreds of lines above the end of the log, where a CI system that keeps only the tail never shows them.
+"""
+import pathlib
+import sys
+import xml.etree.ElementTree as ET
+
+NS = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+MESSAGE_LINES = 6
+
+
+def failures(folder):
+    for trx in sorted(pathlib.Path(folder).rglob("*.trx")):
+        root = ET.parse(trx).getroot()
+        for result in root.iterfind(".//t:UnitTestResult", NS):
+            if result.get("outcome") != "Failed":
+                continue
+            message = result.findtext("t:Output/t:ErrorInfo/t:Message", default="", namespaces=NS)
+            trace = result.findtext("t:Output/t:ErrorInfo/t:StackTrace", default="", namespaces=NS)
+            yield result.get("testName"), result.get("duration"), message, trace
+
+
+def main():
+    found = list(failures(sys.argv[1]))
+    if not found:
+        return
+    print(f"\n===== {len(found)} failed test(s) =====")
+    for name, duration, message, trace in found:
+        print(f"FAILED {name} [{duration}]")
+        for line in message.strip().splitlines()[:MESSAGE_LINES]:
+            print(f"    {line}")
+        frames = [l.strip() for l in trace.splitlines() if "JacService" in l]
+        if frames:
+            print(f"    {frames[0][:300]}")
+
+
+if __name__ == "__main__":
+    main()
