@@ -3,11 +3,14 @@
 # functorch peer), grpcio and protoc with the gRPC Python plugin (the Python clients), Go with Debian's gRPC and
 # protobuf modules and their protoc plugins (the Go example, built offline), Node.js with the npm packages of the Node
 # example, OpenBLAS, and Prometheus (the scrape test starts its own server on loopback; the package's service is not
-# needed).
+# needed), and afl++ for the fuzz harnesses (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp prometheus)
+packages=(python3-torch python3-onnx python3-numpy python3-grpcio protobuf-compiler protobuf-compiler-grpc libopenblas0-openmp prometheus afl++)
+# The Python package (clients/python) is built offline into a venv: venv brings pip and setuptools (Debian's wheels),
+# python3-wheel lets setuptools build the wheel pip installs.
+packages+=(python3-venv python3-setuptools python3-wheel)
 # golang-github-golang-protobuf-1-5-dev is named because golang-google-grpc-dev would otherwise settle for the 1.3
 # API, which cannot marshal the messages protoc-gen-go (APIv2) generates.
 packages+=(golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev

@@ -15,12 +15,20 @@ using TorchSharp;
 var options = BenchOptions.Parse(args);
 // What the server does at start (Engine:ReuseLargeAllocations), so in-process numbers match served ones.
 if (!args.Contains("--fresh-mappings")) JacService.Core.Models.NativeHeap.KeepLargeBlocks();
+// What the server does at start (Engine:MklIgnoreCpuVendor); --mkl-by-vendor leaves MKL's own choice, for comparison.
+string mklNote = args.Contains("--mkl-by-vendor") ? "left to MKL (--mkl-by-vendor)" : JacService.Core.Models.MklDispatch.IgnoreCpuVendor().ToString();
 var root = BenchOptions.FindRoot();
 string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
 // --batching and --telemetry start fresh servers; tiered JIT keeps a core busy for several seconds after a start, so
 // a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md, "The first 10 s after a start").
 double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
 
+if (args.Contains("--gemm"))
+{
+    // Usage: ... -- --gemm [--mkl-by-vendor]: one thread's float32 products, ours beside the peer's OpenBLAS.
+    JacService.Bench.GemmBench.Run(root, mklNote);
+    return 0;
+}
 if (args.Contains("--engine"))
 {
     // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]
@@ -65,6 +73,23 @@ if (args.Contains("--telemetry"))
     Console.WriteLine(summary);
     return 0;
 }
+if (args.Contains("--soak"))
+{
+    // Usage: ... -- --soak [--rps N | --fraction 0.8 --capacity-callers 64 --capacity-seconds 30] [--seconds 1800] [--sample 10]
+    //               [--warmup 15] [--csv FILE] [-- server args]: bench/soak.sh runs it.
+    double Number(string name, string fallback) => double.Parse(Flag(name) ?? fallback, CultureInfo.InvariantCulture);
+    Console.Write(await JacService.Bench.SoakBench.RunAsync(root, Number("--rps", "0"), Number("--fraction", "0.8"), (int)Number("--capacity-callers", "64"),
+        Number("--capacity-seconds", "30"), Number("--seconds", "1800"), Number("--sample", "10"), warmup, Flag("--csv"), options.ServerArgs));
+    return 0;
+}
+if (args.Contains("--crash"))
+{
+    // Usage: ... -- --crash --container NAME --port P [--rounds 3] [--rps 50] [--before 10] [--after 10] [--timeout 60]: bench/crash_recovery.sh runs it.
+    double Number(string name, string fallback) => double.Parse(Flag(name) ?? fallback, CultureInfo.InvariantCulture);
+    Console.Write(await JacService.Bench.CrashBench.RunAsync(Flag("--container")!, (int)Number("--port", "0"), (int)Number("--rounds", "3"),
+        Number("--rps", "50"), Number("--before", "10"), Number("--after", "10"), Number("--timeout", "60")));
+    return 0;
+}
 if (args.Contains("--takeover"))
 {
     // Usage: ... -- --takeover [--rounds 3] [--concurrency 16] [--warmup 15] [--before 10] [--after 10] [--poll 0.2] [--max-load 1.5] [-- server args]
@@ -87,6 +112,13 @@ if (args.Contains("--second-order"))
     // Usage: ... -- --second-order [--models pinn,mlp_tanh] [--batch 1,16,256] [--seconds 3] [--no-peer] [-- --Batching:MaxBatchSize=256]
     await JacService.Bench.SecondOrderBench.RunServedAsync(root, options.Models ?? ["pinn", "mlp_tanh"], options.Batches, options.Seconds, warmup,
         client, options.NoPeer);
+    return 0;
+}
+if (args.Contains("--oip"))
+{
+    // Usage: ... -- --oip [--models mlp_tanh,small_cnn] [--batch 1,256] [--seconds 3] [--rounds 3] [--warmup 15]: ModelInfer beside Predict and BatchJacobian.
+    JacService.Bench.OipBench.Run(options.Models ?? ["mlp_tanh"], options.Batches, options.Seconds, int.Parse(Flag("--rounds") ?? "3"),
+        warmup, channel, server);
     return 0;
 }
 if (args.Contains("--derivatives"))
@@ -315,6 +347,7 @@ sealed class ServerUnderTest : IDisposable
     private ServerUnderTest(Process process, int port) => (_process, Port) = (process, port);
 
     public int MetricsPort { get; private init; }
+    public int ProcessId => _process.Id;
 
     /// <summary>CPU time the server process has used so far, all threads (including the JIT's and the GC's).</summary>
     public TimeSpan CpuTime

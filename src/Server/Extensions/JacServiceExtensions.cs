@@ -6,6 +6,7 @@ using JacService.Server.Control;
 using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Health;
+using JacService.Server.Inference;
 using JacService.Server.Models;
 using JacService.Server.Quotas;
 using JacService.Server.Telemetry;
@@ -41,6 +42,7 @@ public static class JacServiceExtensions
         services.AddSingleton<VersionLoader>();
         services.AddSingleton<HealthServiceImpl>();
         services.AddHostedService<NativeHeapSetup>();
+        services.AddHostedService<MklDispatchSetup>();
         services.AddHostedService<ModelHealthPublisher>();
         // One instance, both hosted and handed to ModelControl.
         services.AddSingleton<ModelRepositoryLoader>();
@@ -151,6 +153,7 @@ public static class JacServiceExtensions
         app.UseJacServiceAuth();
         app.UseJacServiceQuotas();
         app.MapGrpcService<JacobianGrpcService>();
+        app.MapGrpcService<InferenceGrpcService>();
         app.MapGrpcService<HealthServiceImpl>();
         app.MapModelControl();
         app.MapGrpcReflectionService();

@@ -27,6 +27,7 @@ public sealed class JacServiceMetrics
     private readonly Counter<long> _modelLoads;
     private readonly Histogram<double> _modelLoadDuration;
     private readonly Counter<long> _modelRetirements;
+    private readonly Counter<long> _abandonedBatches;
 
     public JacServiceMetrics(Meter meter)
     {
@@ -54,6 +55,8 @@ public sealed class JacServiceMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
         _modelRetirements = meter.CreateCounter<long>("jacservice.model.retirements", "{retirement}",
             "Model versions taken out of service (folder removed, pushed out of the version policy, replaced by a reload, or unloaded)");
+        _abandonedBatches = meter.CreateCounter<long>("jacservice.batch.abandoned", "{batch}",
+            "Batches stopped before the end because every caller had cancelled or passed its deadline, by model and kind");
     }
 
     /// <summary>Gauges read from the registry at each collection: rows queued per model version, versions per state.</summary>
@@ -104,6 +107,9 @@ public sealed class JacServiceMetrics
         tags.Add("bucket", bucket);
         _batchDuration.Record(seconds, tags);
     }
+
+    public void RecordAbandonedBatch(string model, WorkKind kind) =>
+        _abandonedBatches.Add(1, new TagList { { "model", model }, { "kind", KindName(kind) } });
 
     public static string KindName(WorkKind kind) => kind switch
     {
