@@ -20,8 +20,9 @@ public static class Errors
             return new JacException($"TLS with {connection.Address} failed: {tls.Message} " +
                 "Give --ca with the CA that issued the server's certificate, and a --target whose name the certificate holds");
         // With TLS 1.3 a client certificate is checked after the client's side of the handshake is done: the refusal
-        // arrives as a connection closed before HTTP/2 started, not as a TLS error.
-        if (IsUnreachable(e) && connection.Address.StartsWith("https://", StringComparison.Ordinal) && !IsSocketError(e))
+        // arrives as a connection closed before any answer, not as a TLS error. Usually gRPC reports that as UNAVAILABLE;
+        // when the client had already sent its request it is INTERNAL ("Error starting gRPC call", seen once in CI).
+        if (ClosedBeforeAnswering(e) && connection.Address.StartsWith("https://", StringComparison.Ordinal) && !IsSocketError(e))
             return new JacException($"{connection.Address} closed the connection during the handshake. " +
                 "A server that requires client certificates does so to a caller without one, or with one its CA did not issue: give --cert and --key");
         if (IsUnreachable(e))
@@ -58,6 +59,10 @@ public static class Errors
     public static bool IsUnreachable(RpcException e) =>
         e.StatusCode == StatusCode.Unavailable && (e.Status.DebugException is HttpRequestException or SocketException
             || e.Status.DebugException?.InnerException is SocketException);
+
+    /// <summary>The connection failed before the server sent response headers (the handler's request failed).</summary>
+    private static bool ClosedBeforeAnswering(RpcException e) =>
+        IsUnreachable(e) || e.StatusCode == StatusCode.Internal && Find<HttpRequestException>(e.Status.DebugException) is not null;
 
     private static bool IsSocketError(RpcException e) =>
         e.Status.DebugException is SocketException || e.Status.DebugException?.InnerException is SocketException;
