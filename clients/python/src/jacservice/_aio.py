@@ -148,33 +148,20 @@ class AsyncClient:
                          poll: float = 0.2) -> ModelInfo:
         """Waits until the server answers and the model is READY; raises FailedPreconditionError if it FAILED to
         load, DeadlineExceededError if `timeout` (else the client's) passes first."""
-        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
-        last = "no answer yet"
+        wait = core.ReadinessWait(model, self._timeout if timeout is None else timeout, poll)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.error_for(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                       f"model '{model}' not READY in time; last seen: {last}", local=True)
+            remaining = wait.remaining()
             try:
                 # wait_for_ready: a server that is not up yet is waited for, not an error.
                 response = await self._methods["GetModel"](core.wire.GetModelRequest(model=model, version=version),
                                                      timeout=remaining, metadata=self._metadata, wait_for_ready=True)
-                info = core.model_info(response)
-                if info.state == "READY":
+                info = wait.answer(response)
+                if info is not None:
                     self._signatures[(model, version)] = info
                     return info
-                if info.state == "FAILED":
-                    raise errors.error_for(grpc.StatusCode.FAILED_PRECONDITION,
-                                           f"model '{model}' version {info.version} failed to load: {info.error}")
-                last = info.state
             except grpc.RpcError as e:
-                error = errors.from_rpc_error(e)
-                # NOT_FOUND: the repository may not have been scanned yet; UNAVAILABLE: not up yet.
-                if error.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
-                                      grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise error from None
-                last = f"{error.code.name}: {error.message}"
-            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+                wait.refused(e)
+            await asyncio.sleep(wait.pause())
 
     # ------------------------------------------------------------------------------------------------ plumbing
 

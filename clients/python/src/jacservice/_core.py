@@ -7,6 +7,7 @@ import collections.abc
 import enum
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
@@ -482,6 +483,51 @@ def metadata(token: Optional[str], api_key: Optional[str]) -> Tuple[Tuple[str, s
     if api_key:
         pairs.append(("x-api-key", api_key))
     return tuple(pairs)
+
+
+class ReadinessWait:
+    """One wait_until_ready: the deadline, what the server last said, and what each answer means. The sync and async
+    clients differ only in how they call GetModel and sleep."""
+
+    # NOT_FOUND: the repository may not have been scanned yet; UNAVAILABLE: not up yet.
+    _WAITABLE = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def __init__(self, model: str, timeout: float, poll: float):
+        self._clock = time.monotonic
+        self.model = model
+        self.poll = poll
+        self.deadline = self._clock() + timeout
+        self.last = "no answer yet"
+
+    def remaining(self) -> float:
+        """Seconds left for the next GetModel; raises DeadlineExceededError when none are."""
+        left = self.deadline - self._clock()
+        if left <= 0:
+            raise errors.error_for(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   f"model '{self.model}' not READY in time; last seen: {self.last}", local=True)
+        return left
+
+    def answer(self, response: Any) -> Optional[ModelInfo]:
+        """The model's info once READY, None to keep waiting; raises FailedPreconditionError once it FAILED."""
+        info = model_info(response)
+        if info.state == "READY":
+            return info
+        if info.state == "FAILED":
+            raise errors.error_for(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"model '{self.model}' version {info.version} failed to load: {info.error}")
+        self.last = info.state
+        return None
+
+    def refused(self, e: grpc.RpcError) -> None:
+        """Records an error worth waiting through, or raises it."""
+        error = errors.from_rpc_error(e)
+        if error.code not in self._WAITABLE:
+            raise error from None
+        self.last = f"{error.code.name}: {error.message}"
+
+    def pause(self) -> float:
+        """Seconds to sleep before asking again."""
+        return min(self.poll, max(0.0, self.deadline - self._clock()))
 
 
 @dataclass
