@@ -61,6 +61,19 @@ public sealed class JacServiceClient
         return new JacobianResult(response.Model, response.Version, FromProto(response.Outputs), FromProto(response.Jacobians)) { Mode = response.Mode };
     }
 
+    /// <summary>
+    /// Opens a JacobianStream for one model, <paramref name="wrt"/>, <paramref name="of"/> and mode: a session whose
+    /// <see cref="JacobianStreamSession.JacobianAsync"/> sends one sample per message on one long-lived call, for
+    /// callers that ask many times a second. <paramref name="timeout"/> bounds the whole session (its call's deadline).
+    /// </summary>
+    public JacobianStreamSession OpenJacobianStream(string model, string wrt = "", IEnumerable<string>? of = null,
+        DerivativeMode mode = DerivativeMode.Auto, string version = "", TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var template = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Mode = mode };
+        if (of is not null) template.Of.AddRange(of);
+        return new JacobianStreamSession(Stub.JacobianStream(Options(timeout, cancellationToken)), template);
+    }
+
     /// <summary>Outputs and per-sample Jacobians for a batch, as one message (see <see cref="StreamBatchJacobianAsync"/> for larger ones).</summary>
     public async Task<JacobianResult> BatchJacobianAsync(string model, IReadOnlyDictionary<string, FloatTensor> inputs,
         string wrt = "", IEnumerable<string>? of = null, DerivativeMode mode = DerivativeMode.Auto, string version = "",
@@ -234,7 +247,7 @@ public sealed class JacServiceClient
         foreach (var (name, t) in inputs) target[name] = t.ToProto();
     }
 
-    private static Dictionary<string, FloatTensor> FromProto(MapField<string, Tensor> tensors) =>
+    internal static Dictionary<string, FloatTensor> FromProto(MapField<string, Tensor> tensors) =>
         tensors.ToDictionary(p => p.Key, p => FloatTensor.FromProto(p.Value));
 
     private static ModelDescription Describe(ModelInfo m) => new(m.Name, m.Version, m.State, m.Error,

@@ -8,6 +8,8 @@ using JacService.Core.Models;
 using JacService.Protos.V1;
 using JacService.Server.Batching;
 using JacService.Server.Grpc;
+using JacService.Server.Execution;
+using JacService.Server.Quotas;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
 using Microsoft.Extensions.Logging;
@@ -59,9 +61,10 @@ public sealed class RequestHarness : IHarness, IDisposable
             var batcher = new ModelBatcher(model, Batching, TimeProvider.System, metrics);
             _registry.Set(new ModelEntry(name, 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
         }
-        _service = new JacobianGrpcService(_registry);
         var callerErrors = new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, NullLogger<CallerErrorLog>.Instance);
         _interceptor = new ErrorMappingInterceptor(_internalErrors, callerErrors);
+        var streams = new JacobianStreams(_registry, Options.Create(new LimitsOptions()), _interceptor, metrics, StreamMessageQuota.None);
+        _service = new JacobianGrpcService(_registry, streams);
     }
 
     public string Name => "request";

@@ -22,6 +22,7 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
         {
             Keys.Add("burst", "jacservice.metadata");
             Keys.Add("steady", "jacservice.metadata");
+            Keys.Add("streamer", "jacservice.inference");
             Server = new ServerProcess
             {
                 ExtraArgs =
@@ -31,6 +32,7 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
                     "--Quotas:Default:RequestsPerSecond=1000",
                     // One call a second after a burst of two: a burst of a dozen calls is refused whatever the machine's speed.
                     "--Quotas:Principals:burst:RequestsPerSecond=1", $"--Quotas:Principals:burst:Burst={Burst}",
+                    "--Quotas:Principals:streamer:RequestsPerSecond=1", $"--Quotas:Principals:streamer:Burst={Burst}",
                     "--Quotas:Anonymous:RequestsPerSecond=1", "--Quotas:Anonymous:Burst=1",
                 ],
             };
@@ -68,6 +70,31 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
         var (quota, limiter) = await RefusalsInMetrics(refused.Count);
         Assert.True(quota >= refused.Count, $"jacservice_quota_refusals_total{{quota=\"burst\",limit=\"rate\"}} is {quota}, {refused.Count} were refused");
         Assert.True(limiter >= refused.Count, $"aspnetcore_rate_limiting_requests_total{{result=\"global_limiter\"}} is {limiter}, {refused.Count} were refused");
+    }
+
+    /// <summary>The stream's call takes one token, each further message another: a stream is no way around the rate.</summary>
+    [Fact]
+    public async Task EveryMessageOfAStreamCountsAgainstTheRate()
+    {
+        var request = new JacobianRequest { Model = "pinn" };
+        request.Inputs["xt"] = JacService.Client.Tensors.Create([0.1f, 0.2f], 2);
+        using var call = fixture.Server.Client.JacobianStream(new Metadata { { "x-api-key", fixture.Keys["streamer"] } },
+            deadline: DateTime.UtcNow.AddSeconds(60));
+        for (int i = 0; i < Calls; i++) await call.RequestStream.WriteAsync(request);
+        await call.RequestStream.CompleteAsync();
+        var answers = new List<JacobianStreamResponse>();
+        await foreach (var a in call.ResponseStream.ReadAllAsync()) answers.Add(a);
+
+        Assert.Equal(Calls, answers.Count);
+        // The bucket starts with Burst tokens: the call takes one, its first message rides on it, the next takes the other.
+        Assert.All(answers.Take(Burst), a => Assert.Equal(0, a.Code));
+        var refused = answers.Where(a => a.Code != 0).ToList();
+        Assert.InRange(refused.Count, 1, Calls - Burst);
+        foreach (var a in refused)
+        {
+            Assert.Equal((int)StatusCode.ResourceExhausted, a.Code);
+            Assert.StartsWith("quota exceeded: 'streamer' may make 1 calls per second (bursts of 2), each message of a stream counting as one; retry in ", a.Message);
+        }
     }
 
     [Fact]

@@ -14,7 +14,7 @@ public sealed class AuthPlanTests
         var expected = new Dictionary<string, RpcGroup>
         {
             ["Predict"] = RpcGroup.Inference, ["Jacobian"] = RpcGroup.Inference, ["BatchJacobian"] = RpcGroup.Inference,
-            ["StreamBatchJacobian"] = RpcGroup.Inference, ["Jvp"] = RpcGroup.Inference, ["Vjp"] = RpcGroup.Inference,
+            ["StreamBatchJacobian"] = RpcGroup.Inference, ["JacobianStream"] = RpcGroup.Inference, ["Jvp"] = RpcGroup.Inference, ["Vjp"] = RpcGroup.Inference,
             ["BatchHessian"] = RpcGroup.Inference, ["BatchLaplacian"] = RpcGroup.Inference,
             ["ListModels"] = RpcGroup.Metadata, ["GetModel"] = RpcGroup.Metadata,
         };

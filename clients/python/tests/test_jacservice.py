@@ -177,6 +177,24 @@ class NumbersTests(Checks):
                         self.same_numbers(await gather_async(client, ref), ref)
         asyncio.run(run())
 
+    def test_jacobian_stream_answers_every_sample_in_order_and_a_bad_one_in_its_place(self) -> None:
+        with jacservice.Client(TARGET, timeout=60) as client:
+            for ref in REFERENCES:
+                model = ref["model"]
+                inputs = {n: array(t) for n, t in ref["inputs"].items()}
+                for wrt, per_output in ref["jacobians"].items():
+                    with self.subTest(model=model, wrt=wrt):
+                        samples = [{n: x[b] for n, x in inputs.items()} for b in range(ref["batch"])]
+                        # A sample with one element too few, between the good ones.
+                        bad = {n: x.reshape(-1)[:-1] for n, x in samples[0].items()}
+                        answers = list(client.jacobian_stream(model, samples[:1] + [bad] + samples[1:], wrt=wrt))
+                        self.assertEqual(len(answers), ref["batch"] + 1)
+                        self.assertIsInstance(answers[1], jacservice.InvalidArgumentError)
+                        good = answers[:1] + answers[2:]
+                        for b, r in enumerate(good):
+                            for out, t in per_output.items():
+                                self.close(r.jacobians[out], array(t)[b], f"{model} jacobian_stream sample {b} d{out}/d{wrt}")
+
     def test_list_models_and_get_model_describe_the_signatures(self) -> None:
         with jacservice.Client(TARGET, timeout=30) as client:
             listed = {(m.name, m.version): m for m in client.list_models()}

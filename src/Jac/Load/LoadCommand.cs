@@ -10,11 +10,11 @@ namespace JacService.Jac.Load;
 /// <summary>`jac load`: options, request data, the run with a progress bar, and the report in the asked formats.</summary>
 public static class LoadCommand
 {
-    public static readonly string[] Methods = ["jacobian", "batch-jacobian", "predict", "get-model", "list-models", "health"];
+    public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "predict", "get-model", "list-models", "health"];
 
     private static readonly Option<string> Method = new Option<string>("--method", "-M")
     {
-        Description = "RPC to load: jacobian (one sample), batch-jacobian, predict, or the trivial get-model, list-models, health",
+        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, predict, or the trivial get-model, list-models, health",
         DefaultValueFactory = _ => "jacobian",
     }.AcceptOnlyFromAmong(Methods);
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Model name" };
@@ -182,7 +182,7 @@ public static class LoadCommand
             await io.Err.WriteLineAsync($"jac: warning: {model} version {info.Version} is {info.State}" +
                 (info.Error.Length > 0 ? $" ({info.Error})" : "") + "; sending anyway, expect errors");
 
-        bool batched = method != "jacobian";
+        bool batched = method is not ("jacobian" or "jacobian-stream");
         Dictionary<string, FloatTensor> inputs;
         int rows;
         if (data.Length > 0)
@@ -196,7 +196,7 @@ public static class LoadCommand
         {
             rows = r.GetValue(Batch) ?? 1;
             if (rows < 1) throw new JacException("--batch must be at least 1");
-            if (!batched && rows != 1) throw new JacException("--method jacobian sends one sample; use --method batch-jacobian with --batch");
+            if (!batched && rows != 1) throw new JacException($"--method {method} sends one sample; use --method batch-jacobian with --batch");
             inputs = RandomInputs(info!, batched, rows, r.GetValue(Seed));
         }
 
@@ -219,6 +219,12 @@ public static class LoadCommand
                 var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(o => c.Client.BatchJacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "jacobian-stream":
+            {
+                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(new StreamSender(c.Client, request).Send)).ToArray(), rows, info);
             }
             default:
             {

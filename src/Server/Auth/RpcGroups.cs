@@ -18,6 +18,7 @@ public static class RpcGroups
         [Jacobian + "Jacobian"] = RpcGroup.Inference,
         [Jacobian + "BatchJacobian"] = RpcGroup.Inference,
         [Jacobian + "StreamBatchJacobian"] = RpcGroup.Inference,
+        [Jacobian + "JacobianStream"] = RpcGroup.Inference,
         [Jacobian + "Jvp"] = RpcGroup.Inference,
         [Jacobian + "Vjp"] = RpcGroup.Inference,
         [Jacobian + "BatchHessian"] = RpcGroup.Inference,

@@ -37,6 +37,9 @@ public static class JacServiceExtensions
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<LimitsOptions>>().Value
             .ToEngineLimits(sp.GetRequiredService<IOptions<EngineOptions>>().Value));
         services.AddSingleton<CallerErrorLog>();
+        // A singleton, so JacobianStream answers each message with the status the interceptor would give a call.
+        services.AddSingleton<ErrorMappingInterceptor>();
+        services.AddSingleton<JacobianStreams>();
         services.AddSingleton<ModelRegistry>();
         services.AddSingleton<RepositoryScanner>();
         services.AddSingleton<VersionLoader>();

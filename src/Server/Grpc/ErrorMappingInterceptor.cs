@@ -39,7 +39,27 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
     }
 
-    private RpcException ToRpcException(Exception e, ServerCallContext context)
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+        DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw ToRpcException(e, context);
+        }
+    }
+
+    private RpcException ToRpcException(Exception e, ServerCallContext context) => new(StatusOf(e, context));
+
+    /// <summary>
+    /// The status a failed request gets, logged as the interceptor logs it; JacobianStream answers each of its
+    /// messages with it, the unary and streaming calls end with it.
+    /// </summary>
+    public Status StatusOf(Exception e, ServerCallContext context)
     {
         if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
         {
@@ -53,13 +73,13 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         if (Map(e) is { } code) return CallerError(context, new Status(code, e.Message));
         var id = Guid.NewGuid().ToString("N")[..12];
         LogInternalError(e, context.Method, id);
-        return new RpcException(new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details"));
+        return new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details");
     }
 
-    private RpcException CallerError(ServerCallContext context, Status status)
+    private Status CallerError(ServerCallContext context, Status status)
     {
         callerErrors.Report(status.StatusCode.ToString(), context.Method, status.Detail);
-        return new RpcException(status);
+        return status;
     }
 
     private static StatusCode? Map(Exception e) => e switch
@@ -71,6 +91,7 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         // The request's shapes (on a dynamic axis) would make the graph's values too big to plan.
         PlanTooLargeException => StatusCode.ResourceExhausted,
         ExecutorBusyException => StatusCode.ResourceExhausted,
+        QuotaExceededException => StatusCode.ResourceExhausted,
         ModelNotFoundException => StatusCode.NotFound,
         ModelUnavailableException => StatusCode.Unavailable,
         ModelFailedException => StatusCode.FailedPrecondition,

@@ -13,7 +13,7 @@ namespace JacService.Server.Grpc;
 /// queuing, so a bad request costs no executor time; the error interceptor turns exceptions into status codes. AUTO
 /// means the model's config.json default, and the engine's measured choice where it sets none.
 /// </summary>
-public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianService.JacobianServiceBase
+public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams streams) : JacobianService.JacobianServiceBase
 {
     public override async Task<PredictResponse> Predict(PredictRequest request, ServerCallContext context)
     {
@@ -46,6 +46,10 @@ public sealed class JacobianGrpcService(ModelRegistry registry) : JacobianServic
         TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
     }
+
+    public override Task JacobianStream(IAsyncStreamReader<JacobianRequest> requestStream,
+        IServerStreamWriter<JacobianStreamResponse> responseStream, ServerCallContext context) =>
+        streams.Run(requestStream, responseStream, context);
 
     /// <summary>
     /// BatchJacobian in chunks of rows, each computed through the batcher like a BatchJacobian of its own and sent

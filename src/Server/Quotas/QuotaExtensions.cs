@@ -21,12 +21,19 @@ public static class QuotaExtensions
     {
         // Whether quotas exist decides what is registered: read and validated now, once.
         var options = builder.AddOptionsNeededToRegister<QuotaOptions>(QuotaOptions.Section);
-        if (!options.Enabled) return builder;
+        if (!options.Enabled)
+        {
+            builder.Services.AddSingleton(StreamMessageQuota.None);
+            return builder;
+        }
         builder.Services.AddSingleton<QuotaMetrics>();
+        // One rate limiter, shared by the middleware (one token per call) and JacobianStream (one per further message).
+        var rate = PartitionedRateLimiter.Create<HttpContext, string>(context => RatePartition(context, options));
+        builder.Services.AddSingleton(sp => new StreamMessageQuota(rate, options, sp.GetRequiredService<QuotaMetrics>()));
         builder.Services.AddRateLimiter(limiter =>
         {
             limiter.GlobalLimiter = PartitionedRateLimiter.CreateChained(
-                PartitionedRateLimiter.Create<HttpContext, string>(context => RatePartition(context, options)),
+                rate,
                 PartitionedRateLimiter.Create<HttpContext, string>(context => ConcurrencyPartition(context, options)));
             limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             limiter.OnRejected = (rejected, _) =>

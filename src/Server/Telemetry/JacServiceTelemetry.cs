@@ -18,12 +18,17 @@ public static class JacServiceTelemetry
     /// <summary>One executed batch, a root span linked to the server span of every request it served.</summary>
     public const string BatchSpan = "jacservice.batch";
 
+    /// <summary>One message of a JacobianStream, a child of the stream's server span; its queue span is its child.</summary>
+    public const string StreamMessageSpan = "jacservice.stream.message";
+
     public static class Attributes
     {
         public const string Model = "jacservice.model";
         public const string Version = "jacservice.model.version";
         public const string Kind = "jacservice.kind";
         public const string Rows = "jacservice.request.rows";
+        /// <summary>A JacobianStream message's place in its stream, from 0.</summary>
+        public const string StreamSequence = "jacservice.stream.sequence";
         public const string BatchSize = "jacservice.batch.size";
         public const string Bucket = "jacservice.batch.bucket";
         public const string PaddedRows = "jacservice.batch.padded_rows";

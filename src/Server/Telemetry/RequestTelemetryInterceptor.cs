@@ -64,7 +64,7 @@ public sealed class RequestTelemetryInterceptor(JacServiceMetrics metrics) : Int
     private static readonly Dictionary<StatusCode, string> StatusNames =
         Enum.GetValues<StatusCode>().ToDictionary(c => c, GrpcStatusName);
 
-    private static string StatusName(StatusCode code) => StatusNames[code];
+    internal static string StatusName(StatusCode code) => StatusNames[code];
 
     // The names gRPC uses on the wire and in its documentation: INVALID_ARGUMENT, not InvalidArgument. A word
     // starts at an upper-case letter after a lower-case one, so OK stays OK.

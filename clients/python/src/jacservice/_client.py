@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -69,6 +69,23 @@ class Client:
         arrays = self._inputs(model, version, inputs, batched=False, timeout=timeout)
         request = core.jacobian_request(model, version, arrays, wrt, of, mode)
         return core.jacobian_result(self._unary("Jacobian", request, timeout))
+
+    def jacobian_stream(self, model: str, samples: Iterable[Inputs], *, wrt: str = "", of: Sequence[str] = (),
+                        mode: ModeLike = "auto", version: str = "",
+                        timeout: Optional[float] = None) -> Iterator[Union[JacobianResult, errors.JacServiceError]]:
+        """One sample's outputs and Jacobians per item of `samples` (inputs without the batch axis), over one
+        JacobianStream call, in order, sent as `samples` yields them: for a loop that asks many times a second. A
+        sample the server refuses yields its error (a JacServiceError) in its place and the stream goes on; a failure
+        of the call itself (deadline, cancellation, the server going away) raises. `timeout` bounds the whole call."""
+        requests = (core.jacobian_request(model, version, core.input_arrays(inputs, self._signature_if_needed(
+            model, version, inputs, timeout)), wrt, of, mode) for inputs in samples)
+        call = self._methods["JacobianStream"](requests, timeout=self._timeout if timeout is None else timeout,
+                                               metadata=self._metadata)
+        try:
+            for answer in call:
+                yield core.stream_answer(answer)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
 
     def batch_jacobian(self, model: str, inputs: Inputs, *, wrt: str = "", of: Sequence[str] = (),
                        mode: ModeLike = "auto", version: str = "", timeout: Optional[float] = None,
@@ -183,6 +200,10 @@ class Client:
             if problem is not None:
                 raise errors.error_for(grpc.StatusCode.INVALID_ARGUMENT, problem, local=True)
         return arrays
+
+    def _signature_if_needed(self, model: str, version: str, inputs: Inputs, timeout: Optional[float]) -> Optional[ModelInfo]:
+        # A bare array needs the model's only input's name; a dict is sent as it is and checked by the server.
+        return self._signature(model, version, timeout) if core.needs_signature(inputs) else None
 
     def _unary(self, method: str, request: Any, timeout: Optional[float]) -> Any:
         call = self._methods[method]

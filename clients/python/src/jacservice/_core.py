@@ -365,6 +365,16 @@ def jacobian_result(r: Any) -> JacobianResult:
     return JacobianResult(r.model, r.version, tensors(r.outputs), tensors(r.jacobians), mode_of(r.mode))
 
 
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def stream_answer(r: Any) -> Union[JacobianResult, errors.JacServiceError]:
+    """One JacobianStreamResponse: the result, or the error the server answered that request with."""
+    if r.code == 0:
+        return jacobian_result(r.result)
+    return errors.error_for(_CODES.get(r.code, grpc.StatusCode.UNKNOWN), r.message)
+
+
 def jvp_result(r: Any) -> JvpResult:
     return JvpResult(r.model, r.version, tensors(r.outputs), tensors(r.jvps), mode_of(r.mode))
 
@@ -544,19 +554,20 @@ class Backoff:
         return base * random.uniform(0.5, 1.0)
 
 
-# One method per RPC: (request type, response type, streaming?). The wire types are the contract's messages with
+# One method per RPC: (request type, response type, how each side streams). The wire types are the contract's messages with
 # Tensor.data as bytes; their encoding is identical, so these are the real service's methods.
-METHODS: Dict[str, Tuple[Any, Any, bool]] = {
-    "Predict": (wire.PredictRequest, wire.PredictResponse, False),
-    "Jacobian": (wire.JacobianRequest, wire.JacobianResponse, False),
-    "BatchJacobian": (wire.BatchJacobianRequest, wire.BatchJacobianResponse, False),
-    "StreamBatchJacobian": (wire.BatchJacobianRequest, wire.BatchJacobianChunk, True),
-    "Jvp": (wire.JvpRequest, wire.JvpResponse, False),
-    "Vjp": (wire.VjpRequest, wire.VjpResponse, False),
-    "BatchHessian": (wire.BatchHessianRequest, wire.BatchHessianResponse, False),
-    "BatchLaplacian": (wire.BatchLaplacianRequest, wire.BatchLaplacianResponse, False),
-    "ListModels": (wire.ListModelsRequest, wire.ListModelsResponse, False),
-    "GetModel": (wire.GetModelRequest, wire.ModelInfo, False),
+METHODS: Dict[str, Tuple[Any, Any, str]] = {
+    "Predict": (wire.PredictRequest, wire.PredictResponse, "unary_unary"),
+    "Jacobian": (wire.JacobianRequest, wire.JacobianResponse, "unary_unary"),
+    "BatchJacobian": (wire.BatchJacobianRequest, wire.BatchJacobianResponse, "unary_unary"),
+    "StreamBatchJacobian": (wire.BatchJacobianRequest, wire.BatchJacobianChunk, "unary_stream"),
+    "JacobianStream": (wire.JacobianRequest, wire.JacobianStreamResponse, "stream_stream"),
+    "Jvp": (wire.JvpRequest, wire.JvpResponse, "unary_unary"),
+    "Vjp": (wire.VjpRequest, wire.VjpResponse, "unary_unary"),
+    "BatchHessian": (wire.BatchHessianRequest, wire.BatchHessianResponse, "unary_unary"),
+    "BatchLaplacian": (wire.BatchLaplacianRequest, wire.BatchLaplacianResponse, "unary_unary"),
+    "ListModels": (wire.ListModelsRequest, wire.ListModelsResponse, "unary_unary"),
+    "GetModel": (wire.GetModelRequest, wire.ModelInfo, "unary_unary"),
 }
 
 
@@ -566,8 +577,8 @@ def bind(channel: Any) -> Dict[str, Any]:
     if missing:
         raise RuntimeError(f"the contract has RPCs this client does not know: {sorted(missing)}")
     bound = {}
-    for name, (request, response, streaming) in METHODS.items():
-        make = channel.unary_stream if streaming else channel.unary_unary
+    for name, (request, response, kind) in METHODS.items():
+        make = getattr(channel, kind)
         bound[name] = make(f"/{SERVICE}/{name}", request_serializer=request.SerializeToString,
                            response_deserializer=response.FromString)
     return bound

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Grpc.Core;
+using JacService.Protos.V1;
+using JacService.Server.Execution;
+using JacService.Server.Models;
+using JacService.Server.Quotas;
+using JacService.Server.Telemetry;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Server.Grpc;
+
+/// <summary>
+/// JacobianStream: each message is a Jacobian request, validated and queued as it is read, so one stream's requests
+/// are batched with each other and with everyone else's; answers go back in the order the requests came. A request
+/// that fails is answered in its place with the status the error interceptor would give a unary Jacobian. Each
+/// message is counted in jacservice.requests (method JacobianStream) and traced as a span of its own under the
+/// stream's, so the queue and batch spans of one message hang off it as they hang off a unary call's.
+/// </summary>
+public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptions> limits, ErrorMappingInterceptor errors,
+    JacServiceMetrics metrics, StreamMessageQuota quota)
+{
+    private const string Method = "JacobianStream";
+
+    private readonly int _inFlight = limits.Value.MaxStreamRequestsInFlight;
+
+    public async Task Run(IAsyncStreamReader<JacobianRequest> requests, IServerStreamWriter<JacobianStreamResponse> responses,
+        ServerCallContext context)
+    {
+        // Answers in request order: the reader queues each request's answer as a task, the writer awaits them in turn.
+        // The channel's capacity is the stream's window: a full one stops the reader, and HTTP/2 flow control the sender.
+        var answers = Channel.CreateBounded<Task<JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+        });
+        var writing = WriteInOrder(answers.Reader, responses, context.CancellationToken);
+        try
+        {
+            long sequence = 0;
+            while (await requests.MoveNext(context.CancellationToken))
+            {
+                var answer = Answer(requests.Current, sequence, first: sequence == 0, context);
+                sequence++;
+                await answers.Writer.WriteAsync(answer, context.CancellationToken);
+            }
+        }
+        catch
+        {
+            // A message that does not parse: the answers already queued still go out, then the stream ends with the
+            // parse error. Cancelled: the writer stops on the same token; the reader's exception is the one to report.
+            answers.Writer.TryComplete();
+            await writing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw;
+        }
+        answers.Writer.TryComplete();
+        await writing;
+    }
+
+    private static async Task WriteInOrder(ChannelReader<Task<JacobianStreamResponse>> answers,
+        IServerStreamWriter<JacobianStreamResponse> responses, CancellationToken cancellation)
+    {
+        await foreach (var answer in answers.ReadAllAsync(cancellation))
+            await responses.WriteAsync(await answer, cancellation);
+    }
+
+    private async Task<JacobianStreamResponse> Answer(JacobianRequest request, long sequence, bool first, ServerCallContext context)
+    {
+        long started = Stopwatch.GetTimestamp();
+        using var span = JacServiceTelemetry.Source.StartActivity(JacServiceTelemetry.StreamMessageSpan);
+        span?.SetTag(JacServiceTelemetry.Attributes.Model, request.Model);
+        span?.SetTag(JacServiceTelemetry.Attributes.StreamSequence, sequence);
+        var answer = new JacobianStreamResponse { Sequence = sequence };
+        try
+        {
+            if (!first && quota.Refusal(context.GetHttpContext()) is { } refusal)
+                throw new QuotaExceededException(refusal);
+            // Resolved per message: a reload between two messages serves the later one from the new version.
+            using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs),
+                request.Wrt, request.Of, request.Mode, batched: false);
+            var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+            var response = new JacobianResponse
+            {
+                Model = call.Model.Name,
+                Version = call.Model.Version.ToString(),
+                Mode = ModeMapping.ToProto(result.Mode),
+            };
+            TensorMapping.Fill(response.Outputs, result.Outputs, dropBatchAxis: true);
+            TensorMapping.Fill(response.Jacobians, result.Jacobians, dropBatchAxis: true);
+            answer.Result = response;
+        }
+        catch (Exception e)
+        {
+            var status = errors.StatusOf(e, context);
+            answer.Code = (int)status.StatusCode;
+            answer.Message = status.Detail;
+            span?.SetStatus(ActivityStatusCode.Error, status.Detail);
+        }
+        metrics.RecordRequest(request.Model, Method, RequestTelemetryInterceptor.StatusName((StatusCode)answer.Code),
+            Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return answer;
+    }
+}
