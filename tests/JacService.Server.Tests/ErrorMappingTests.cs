@@ -16,6 +16,7 @@ public class ErrorMappingTests
         { typeof(ResultTooLargeException), StatusCode.ResourceExhausted },
         { typeof(PlanTooLargeException), StatusCode.ResourceExhausted },
         { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
+        { typeof(QuotaExceededException), StatusCode.ResourceExhausted },
         { typeof(ModelNotFoundException), StatusCode.NotFound },
         { typeof(ModelUnavailableException), StatusCode.Unavailable },
         { typeof(ModelFailedException), StatusCode.FailedPrecondition },
