@@ -7,7 +7,8 @@ namespace JacService.Bench;
 
 /// <summary>
 /// Many concurrent callers each sending single-sample Jacobian requests for one model, with the micro-batcher on
-/// (server defaults) and off (Batching:MaxBatchSize=1), over a range of concurrency levels, in one run.
+/// (server defaults) and off (Batching:MaxBatchSize=1), over a range of concurrency levels, in one run; with it on,
+/// also as messages of one JacobianStream per caller ("on, stream").
 /// </summary>
 internal static class BatchingBench
 {
@@ -31,6 +32,10 @@ internal static class BatchingBench
                 var point = await Measure(client, server, model, mode, concurrency, warmup, seconds);
                 points.Add(point);
                 Console.Error.WriteLine(Row(point));
+                if (mode != "on") continue;
+                var streamed = await Measure(client, server, model, "on, stream", concurrency, Math.Min(1, seconds), seconds, stream: true);
+                points.Add(streamed);
+                Console.Error.WriteLine(Row(streamed));
             }
             if (mode != "on") continue;
             // What batching can reach at best: the same rows sent ready-made as batches of the max batch size.
@@ -45,10 +50,12 @@ internal static class BatchingBench
     private const int PreBatchRows = 64;
 
     /// <param name="rows">0: single-sample Jacobian calls; otherwise BatchJacobian calls of that many rows.</param>
+    /// <param name="stream">Single samples as messages of a JacobianStream per caller, one in flight on each.</param>
     public static async Task<Point> Measure(JacobianService.JacobianServiceClient client, ServerUnderTest server, string model, string mode, int concurrency,
-        double warmupSeconds, double seconds, int rows = 0)
+        double warmupSeconds, double seconds, int rows = 0, bool stream = false)
     {
         // One request per caller (different inputs), sent by jac's closed-loop load generator: worker i sends request i.
+        var streams = new List<StreamSender>();
         var senders = Enumerable.Range(0, concurrency).Select(i =>
         {
             var rng = new Random(i);
@@ -60,6 +67,12 @@ internal static class BatchingBench
                 return (Func<CallOptions, Task>)(o => client.BatchJacobianAsync(batch, o).ResponseAsync);
             }
             var request = new JacobianRequest { Model = model, Inputs = { ["x"] = x } };
+            if (stream)
+            {
+                var sender = new StreamSender(client, request);
+                streams.Add(sender);
+                return sender.Send;
+            }
             return (Func<CallOptions, Task>)(o => client.JacobianAsync(request, o).ResponseAsync);
         }).ToArray();
 
@@ -69,6 +82,7 @@ internal static class BatchingBench
         var report = await Run(senders, "jacobian", model, concurrency, seconds);
         var cpu = server.CpuTime - cpuBefore;
         var after = (await client.GetModelAsync(new GetModelRequest { Model = model })).Batching;
+        foreach (var sender in streams) await sender.DisposeAsync();
 
         double batches = after.Batches - before.Batches;
         long jacobians = report.Ok * Math.Max(rows, 1);

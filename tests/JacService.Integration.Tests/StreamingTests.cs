@@ -109,6 +109,27 @@ public class StreamingTests(ServerProcess server, LimitedServer limited) : IClas
         Close(reference.Jacobians["x"]["y"].Sample(0), answered.Jacobians["y"], "dy/dx");
     }
 
+    /// <summary>A JacobianStream's window: of ten requests sent, only Limits:MaxStreamRequestsInFlight wait in the queue.</summary>
+    [Fact]
+    public async Task AJacobianStreamQueuesAtMostItsWindow()
+    {
+        var reference = Fixtures.Load("mlp_tanh");
+        var request = new JacobianRequest { Model = "slow_queue" };
+        foreach (var (input, t) in SampleInputs(reference, 0)) request.Inputs[input] = t.ToProto();
+        var client = limited.Server.Client;
+        async Task<long> Queued() => (await client.GetModelAsync(new GetModelRequest { Model = "slow_queue" })).Batching.QueuedRows;
+
+        using (var call = client.JacobianStream(deadline: DateTime.UtcNow.AddSeconds(60)))
+        {
+            for (int i = 0; i < 10; i++) await call.RequestStream.WriteAsync(request);
+            await Waiting.Until(async () => await Queued() >= LimitedServer.StreamWindow, $"{LimitedServer.StreamWindow} rows queued", limited.Server, 8);
+            await Task.Delay(500);
+            Assert.Equal(LimitedServer.StreamWindow, await Queued());
+        }
+        // Hung up: the queued requests are dropped, not computed 10 s later.
+        await Waiting.Until(async () => await Queued() == 0, "the queue emptied once the call ended", limited.Server, 8);
+    }
+
     [Fact]
     public async Task ACancelledStreamStopsComputing()
     {

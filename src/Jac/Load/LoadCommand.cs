@@ -109,6 +109,9 @@ public static class LoadCommand
                     batches > 0 ? Math.Round(batchRows / (double)batches, 2) : 0, after.MaxBatchSize);
             }
 
+            // jacobian-stream's senders hold open streams: end them before the channels go.
+            foreach (var sender in senders)
+                if (sender.Target is IAsyncDisposable streams) await streams.DisposeAsync();
             await WriteReportsAsync(r, io, report);
             return 0;
         }

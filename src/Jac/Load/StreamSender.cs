@@ -9,7 +9,7 @@ namespace JacService.Jac.Load;
 /// used again, so a closed loop of N workers keeps N streams with one sample in flight on each (an open loop opens as
 /// many as it has calls in flight). A stream whose answer is late or lost is dropped and a new one opened.
 /// </summary>
-internal sealed class StreamSender(JacobianService.JacobianServiceClient client, JacobianRequest request)
+public sealed class StreamSender(JacobianService.JacobianServiceClient client, JacobianRequest request) : IAsyncDisposable
 {
     private readonly ConcurrentBag<AsyncDuplexStreamingCall<JacobianRequest, JacobianStreamResponse>> _idle = [];
 
@@ -38,6 +38,26 @@ internal sealed class StreamSender(JacobianService.JacobianServiceClient client,
         {
             if (reusable) _idle.Add(stream);
             else stream.Dispose();
+        }
+    }
+
+    /// <summary>Ends the idle streams as a client should: no more requests, then the server's end of the call.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        while (_idle.TryTake(out var stream))
+        {
+            using (stream)
+            {
+                try
+                {
+                    await stream.RequestStream.CompleteAsync();
+                    while (await stream.ResponseStream.MoveNext(CancellationToken.None)) { }
+                }
+                catch (RpcException)
+                {
+                    // Already ended.
+                }
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ public sealed class LimitsOptions
     /// Most requests of one JacobianStream queued or computing at a time; the stream's later messages wait to be read
     /// (HTTP/2 flow control then holds the sender), so one stream's share of the queue and memory is bounded.
     /// </summary>
-    [Range(1, 4096)]
+    [Range(2, 4096)]
     public int MaxStreamRequestsInFlight { get; set; } = 64;
 
     /// <summary>Largest model.onnx loaded; a larger one is FAILED without being read.</summary>

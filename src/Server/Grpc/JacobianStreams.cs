@@ -28,21 +28,26 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         ServerCallContext context)
     {
         // Answers in request order: the reader queues each request's answer as a task, the writer awaits them in turn.
-        // The channel's capacity is the stream's window: a full one stops the reader, and HTTP/2 flow control the sender.
-        var answers = Channel.CreateBounded<Task<JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight)
+        // The channel plus the answer the writer is waiting for are the stream's window: a full one stops the reader,
+        // and HTTP/2 flow control the sender.
+        var answers = Channel.CreateBounded<Task<JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight - 1)
         {
             SingleReader = true,
             SingleWriter = true,
         });
         var writing = WriteInOrder(answers.Reader, responses, context.CancellationToken);
+        _ = writing.ContinueWith(_ => answers.Writer.TryComplete(), CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
             long sequence = 0;
             while (await requests.MoveNext(context.CancellationToken))
             {
-                var answer = Answer(requests.Current, sequence, first: sequence == 0, context);
+                // Room first, so that a request is queued only inside the window. No room ever again once the writer
+                // has failed (nothing drains the window): stop reading.
+                if (!await answers.Writer.WaitToWriteAsync(context.CancellationToken)) break;
+                if (!answers.Writer.TryWrite(Answer(requests.Current, sequence, first: sequence == 0, context))) break;
                 sequence++;
-                await answers.Writer.WriteAsync(answer, context.CancellationToken);
             }
         }
         catch
