@@ -70,10 +70,10 @@ public sealed class VersionLifetime(ModelVersion model, ModelBatcher batcher)
         {
             await batcher.DisposeAsync();
             model.Dispose();
-            // A freed version leaves megabytes of managed garbage (its parsed model, plans, warm-up results) in gen2, and
-            // large arrays start in gen0 here (System.GC.LOHThreshold), so no large-object allocation triggers the next
-            // gen2 collection soon: without this, a repository cycling versions held ~1.5 MiB more per version until one
-            // came (RetirementMemoryTests). A background collection, so calls keep running meanwhile.
+            // A freed version leaves megabytes of managed garbage (its parsed model, plans, warm-up results) in gen2. Where
+            // large arrays start in gen0 (a deployment that raises DOTNET_GCLOHThreshold) no large-object allocation
+            // triggers the next gen2 collection soon: a repository cycling versions then held ~1.5 MiB more per version
+            // until one came (RetirementMemoryTests). A background collection, so calls keep running meanwhile.
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false);
         }
         finally
