@@ -28,6 +28,16 @@ public class StartupSettingsTests
         Assert.Contains("MaxBatchSize", message);
     }
 
+    [Theory]
+    [InlineData("cuda", "Engine:Device 'cuda' cannot be served: 'cuda' asks for a GPU, but CUDA is not available to this process")]
+    [InlineData("cuda:0,cuda:1", "Engine:Device 'cuda:0,cuda:1' cannot be served: 'cuda:0' asks for a GPU")]
+    [InlineData("gpu", "Engine:Device 'gpu' cannot be served: 'gpu' is not a device")]
+    public async Task ADeviceThisProcessCannotReachIsRefused(string device, string expected)
+    {
+        var message = await StartFails($"--Engine:Device={device}");
+        Assert.Contains(expected, message);
+    }
+
     private static async Task<string> StartFails(params string[] args)
     {
         await using var server = new ServerProcess { ExtraArgs = args };

@@ -19,7 +19,9 @@ internal static class DeviceTransfer
     /// <summary>A result as float32 in managed memory; with <paramref name="into"/>, written into its reused array for <paramref name="name"/>.</summary>
     public static HostTensor ToHost(Tensor t, ResultBuffers? into = null, string name = "")
     {
-        var floats = t.dtype == ScalarType.Float32 ? t.contiguous() : t.to_type(ScalarType.Float32).contiguous();
+        // One copy off a GPU per result; on the CPU the tensor's own memory is read.
+        var host = t.device_type == TorchSharp.DeviceType.CPU ? t : t.cpu();
+        var floats = host.dtype == ScalarType.Float32 ? host.contiguous() : host.to_type(ScalarType.Float32).contiguous();
         var source = MemoryMarshal.Cast<byte, float>(floats.bytes);
         if (into is null) return new HostTensor(t.shape, source.ToArray());
         var target = into.For(name, source.Length);

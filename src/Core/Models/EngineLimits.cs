@@ -26,6 +26,9 @@ public sealed record EngineLimits
     /// <summary>What a model file may hold; checked at load, and while planning each new set of input shapes.</summary>
     public ModelLimits Model { get; init; } = new();
 
+    /// <summary>Where tensors live ("cpu", "cuda:0"): resolved from Engine:Device (<see cref="ComputeDevices"/>).</summary>
+    public string Device { get; init; } = ComputeDevices.Cpu;
+
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
 }

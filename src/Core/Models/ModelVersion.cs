@@ -42,8 +42,8 @@ public sealed class ModelVersion : IDisposable
     public IReadOnlyList<TensorSignature> Inputs => Graph.Inputs;
     public IReadOnlyList<TensorSignature> Outputs => Graph.Outputs;
 
-    /// <summary>Where parameters and passes live, as telemetry reports it. Every tensor is created on the CPU today.</summary>
-    public string Device => "cpu";
+    /// <summary>Where parameters and passes live ("cpu", "cuda:0"), as GetModel and telemetry report it.</summary>
+    public string Device => Limits.Device;
 
     /// <summary>What serves Predict: "onnxruntime" (see OnnxRuntimeForward) or "engine" (the interpreter, which every derivative uses).</summary>
     public string PredictRuntime => _onnxRuntime is null ? "engine" : "onnxruntime";

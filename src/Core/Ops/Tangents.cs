@@ -106,5 +106,9 @@ internal static class Shapes
         return o;
     }
 
-    public static long[] Ints(Tensor t) => t.to_type(ScalarType.Int64).data<long>().ToArray();
+    public static long[] Ints(Tensor t)
+    {
+        var longs = t.to_type(ScalarType.Int64);
+        return (longs.device_type == TorchSharp.DeviceType.CPU ? longs : longs.cpu()).data<long>().ToArray();
+    }
 }

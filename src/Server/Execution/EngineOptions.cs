@@ -1,11 +1,18 @@
 using System.ComponentModel.DataAnnotations;
+using JacService.Core.Models;
 
 namespace JacService.Server.Execution;
 
 /// <summary>Engine limits (configuration section "Engine").</summary>
-public sealed class EngineOptions
+public sealed class EngineOptions : IValidatableObject
 {
     public const string Section = "Engine";
+
+    /// <summary>
+    /// Where parameters live and passes run: cpu, cuda (the first GPU), cuda:N, or auto (the first GPU if CUDA has one,
+    /// else the CPU). Checked at start against what libtorch can reach; one device per process for now.
+    /// </summary>
+    public string Device { get; set; } = ComputeDevices.Auto;
 
     /// <summary>Working memory for one forward-mode pass; the tangent basis, then the batch, is split to fit.</summary>
     [Range(1, 1 << 20)]
@@ -38,4 +45,16 @@ public sealed class EngineOptions
     /// of the engine's interpreter: 2-12x faster forward passes. Derivatives always run in the engine.
     /// </summary>
     public bool PredictWithOnnxRuntime { get; set; } = true;
+
+    /// <summary>The one device Engine:Device resolves to here (validation has refused any other outcome).</summary>
+    public string ResolvedDevice() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices[0];
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext context)
+    {
+        var (devices, problem) = ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices());
+        if (problem is null && devices.Count > 1)
+            problem = $"it names {devices.Count} devices; a model replica and executor per device is not built yet, so name one";
+        if (problem is not null)
+            yield return new ValidationResult($"Engine:Device '{Device}' cannot be served: {problem}", [nameof(Device)]);
+    }
 }

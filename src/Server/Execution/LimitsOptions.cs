@@ -89,5 +89,6 @@ public sealed class LimitsOptions
         MaxCachedPlans = engine.MaxCachedPlans,
         CalibrateAuto = engine.CalibrateAuto,
         PredictWithOnnxRuntime = engine.PredictWithOnnxRuntime,
+        Device = engine.ResolvedDevice(),
     };
 }

@@ -46,6 +46,7 @@ public static class JacServiceExtensions
         services.AddSingleton<HealthServiceImpl>();
         services.AddHostedService<NativeHeapSetup>();
         services.AddHostedService<MklDispatchSetup>();
+        services.AddHostedService<ComputeDeviceSetup>();
         services.AddHostedService<ModelHealthPublisher>();
         // One instance, both hosted and handed to ModelControl.
         services.AddSingleton<ModelRepositoryLoader>();

@@ -234,6 +234,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             info.DerivativeChoices.AddRange(model.DerivativeChoices.Select(ToProto));
             info.PredictRuntime = model.PredictRuntime;
             info.PredictRuntimeNote = model.PredictRuntimeNote;
+            info.Device = model.Device;
         }
         if (entry.Batcher is { } batcher)
         {

@@ -1,0 +1,23 @@
+using JacService.Core.Models;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Server.Execution;
+
+/// <summary>
+/// Makes Engine:Device (resolved, see <see cref="ComputeDevices"/>) the device every tensor is created on, before any
+/// model loads (registered before the repository loader, like <see cref="MklDispatchSetup"/>).
+/// </summary>
+public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, EngineLimits limits, ILogger<ComputeDeviceSetup> logger) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        ComputeDevices.Use(limits.Device);
+        LogDevice(logger, limits.Device, options.Value.Device, ComputeDevices.CudaDevices());
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tensors live on {Device} (Engine:Device {Setting}; GPUs visible to libtorch: {Gpus})")]
+    private static partial void LogDevice(ILogger logger, string device, string setting, int gpus);
+}

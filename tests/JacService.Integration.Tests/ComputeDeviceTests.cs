@@ -1,0 +1,38 @@
+using JacService.Client;
+using JacService.Protos.V1;
+using JacService.Testing;
+using static JacService.Integration.Tests.ClientTesting;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>Engine:Device on a machine without a GPU: auto is the CPU, said at start and by GetModel; cpu named explicitly changes nothing.</summary>
+[Collection(ServerCollection.Name)]
+public class ComputeDeviceTests(ServerProcess server)
+{
+    [Fact]
+    public async Task AutoIsTheCpuHereAndGetModelSaysSo()
+    {
+        await server.WaitForLog("Tensors live on cpu (Engine:Device auto; GPUs visible to libtorch: 0)");
+        var models = await server.Client.ListModelsAsync(new ListModelsRequest());
+        // The repository also holds broken models, FAILED without parameters anywhere.
+        var ready = models.Models.Where(m => m.State == "READY").ToList();
+        Assert.Contains(ready, m => m.Name == "mlp_tanh");
+        Assert.All(ready, m => Assert.Equal("cpu", m.Device));
+        Assert.All(models.Models.Where(m => m.State == "FAILED"), m => Assert.Equal("", m.Device));
+    }
+
+    [Fact]
+    public async Task NamingTheCpuGivesTheSameFloatsBitForBit()
+    {
+        await using var cpu = new ServerProcess { ExtraArgs = ["--Engine:Device=cpu", "--Models:Warmup=false"] };
+        await cpu.InitializeAsync();
+        var reference = Fixtures.Load("mlp_tanh");
+        foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse })
+        {
+            var named = await ClientFor(cpu).BatchJacobianAsync("mlp_tanh", Inputs(reference), mode: mode);
+            var auto = await ClientFor(server).BatchJacobianAsync("mlp_tanh", Inputs(reference), mode: mode);
+            Assert.True(named.Jacobians["y"].ContentEquals(auto.Jacobians["y"]), $"{mode}: Engine:Device=cpu differs from auto");
+            Close(reference.Jacobians["x"]["y"], named.Jacobians["y"], $"{mode} dy/dx");
+        }
+    }
+}
