@@ -195,6 +195,22 @@ class NumbersTests(Checks):
                             for out, t in per_output.items():
                                 self.close(r.jacobians[out], array(t)[b], f"{model} jacobian_stream sample {b} d{out}/d{wrt}")
 
+    def test_async_jacobian_stream_takes_an_async_iterable_and_bare_arrays(self) -> None:
+        ref = next(r for r in REFERENCES if r["model"] == "pinn")
+        xs = array(ref["inputs"]["xt"])
+
+        async def samples():
+            for b in range(ref["batch"]):
+                yield xs[b]  # a bare array: the client names the model's only input
+
+        async def run() -> List[Any]:
+            async with jacservice.AsyncClient(TARGET, timeout=60) as client:
+                return [a async for a in client.jacobian_stream("pinn", samples())]
+        answers = asyncio.run(run())
+        self.assertEqual(len(answers), ref["batch"])
+        for b, r in enumerate(answers):
+            self.close(r.jacobians["u"], array(ref["jacobians"]["xt"]["u"])[b], f"pinn async jacobian_stream sample {b}")
+
     def test_list_models_and_get_model_describe_the_signatures(self) -> None:
         with jacservice.Client(TARGET, timeout=30) as client:
             listed = {(m.name, m.version): m for m in client.list_models()}

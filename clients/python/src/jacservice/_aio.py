@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterable, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -71,6 +72,25 @@ class AsyncClient:
         arrays = await self._inputs(model, version, inputs, batched=False, timeout=timeout)
         request = core.jacobian_request(model, version, arrays, wrt, of, mode)
         return core.jacobian_result(await self._unary("Jacobian", request, timeout))
+
+    async def jacobian_stream(self, model: str, samples: Union[Iterable[Inputs], AsyncIterable[Inputs]], *, wrt: str = "",
+                              of: Sequence[str] = (), mode: ModeLike = "auto", version: str = "",
+                              timeout: Optional[float] = None) -> AsyncIterator[Union[JacobianResult, errors.JacServiceError]]:
+        """As Client.jacobian_stream: one sample's outputs and Jacobians per item of `samples` (an iterable or an async
+        iterable), over one JacobianStream call, in order; a refused sample yields its error, the call's own failure
+        raises. `timeout` bounds the whole call."""
+        async def requests() -> AsyncIterator[Any]:
+            async for inputs in _each(samples):
+                info = await self._signature(model, version, timeout) if core.needs_signature(inputs) else None
+                yield core.jacobian_request(model, version, core.input_arrays(inputs, info), wrt, of, mode)
+
+        call = self._methods["JacobianStream"](requests(), timeout=self._timeout if timeout is None else timeout,
+                                               metadata=self._metadata)
+        try:
+            async for answer in call:
+                yield core.stream_answer(answer)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e) from None
 
     async def batch_jacobian(self, model: str, inputs: Inputs, *, wrt: str = "", of: Sequence[str] = (),
                        mode: ModeLike = "auto", version: str = "", timeout: Optional[float] = None,
@@ -221,3 +241,13 @@ class AsyncClient:
         if time.monotonic() + delay >= deadline:
             raise error
         await asyncio.sleep(delay)
+
+
+async def _each(items: Union[Iterable[Any], AsyncIterable[Any]]) -> AsyncIterator[Any]:
+    """An async iteration over either kind of iterable."""
+    if isinstance(items, collections.abc.AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -77,9 +77,12 @@ class Client:
         JacobianStream call, in order, sent as `samples` yields them: for a loop that asks many times a second. A
         sample the server refuses yields its error (a JacServiceError) in its place and the stream goes on; a failure
         of the call itself (deadline, cancellation, the server going away) raises. `timeout` bounds the whole call."""
-        requests = (core.jacobian_request(model, version, core.input_arrays(inputs, self._signature_if_needed(
-            model, version, inputs, timeout)), wrt, of, mode) for inputs in samples)
-        call = self._methods["JacobianStream"](requests, timeout=self._timeout if timeout is None else timeout,
+        def requests() -> Iterator[Any]:
+            for inputs in samples:
+                info = self._signature(model, version, timeout) if core.needs_signature(inputs) else None
+                yield core.jacobian_request(model, version, core.input_arrays(inputs, info), wrt, of, mode)
+
+        call = self._methods["JacobianStream"](requests(), timeout=self._timeout if timeout is None else timeout,
                                                metadata=self._metadata)
         try:
             for answer in call:
@@ -200,10 +203,6 @@ class Client:
             if problem is not None:
                 raise errors.error_for(grpc.StatusCode.INVALID_ARGUMENT, problem, local=True)
         return arrays
-
-    def _signature_if_needed(self, model: str, version: str, inputs: Inputs, timeout: Optional[float]) -> Optional[ModelInfo]:
-        # A bare array needs the model's only input's name; a dict is sent as it is and checked by the server.
-        return self._signature(model, version, timeout) if core.needs_signature(inputs) else None
 
     def _unary(self, method: str, request: Any, timeout: Optional[float]) -> Any:
         call = self._methods[method]
