@@ -106,6 +106,44 @@ public sealed class OtlpExportTests : IAsyncLifetime
         Assert.All(rpcs, r => Assert.Null(r.Attribute("error.type")));
     }
 
+    /// <summary>A JacobianStream's messages: a span each under the stream's server span, each the parent of its queue span and linked from its batch.</summary>
+    [Fact]
+    public async Task EachStreamMessageHasItsOwnSpan()
+    {
+        await using var server = ExportingServer("grpc");
+        await server.InitializeAsync();
+        var x = Fixtures.Load(Traffic.Model).Inputs["x"].Sample(0);
+        using (var call = server.Client.JacobianStream(deadline: DateTime.UtcNow.AddSeconds(30)))
+        {
+            foreach (var input in new[] { x.Floats, x.Floats, [1f, 2f, 3f], x.Floats })
+                await call.RequestStream.WriteAsync(new JacobianRequest
+                {
+                    Model = Traffic.Model,
+                    Inputs = { ["x"] = JacService.Client.Tensors.Create(input, [input.Length]) },
+                });
+            await call.RequestStream.CompleteAsync();
+            await foreach (var _ in call.ResponseStream.ReadAllAsync()) { }
+        }
+
+        const string streamMethod = "jacservice.v1.JacobianService/JacobianStream";
+        var spans = await WaitFor(s => s.Any(r => r.Attribute("rpc.method") == streamMethod) && MessageSpans(s).Count >= 4
+            && BatchSpans(s).Sum(b => b.Span.Links.Count) >= 3, TimeSpan.FromSeconds(30));
+        string seen = Describe(spans, server);
+        var stream = spans.Single(s => s.Span.Kind == Span.Types.SpanKind.Server && s.Attribute("rpc.method") == streamMethod);
+        var messages = MessageSpans(spans);
+        Assert.True(messages.Count == 4, $"expected 4 message spans\n{seen}");
+        Assert.All(messages, m => Assert.Equal(Key(stream.Span.TraceId, stream.Span.SpanId), Key(m.Span.TraceId, m.Span.ParentSpanId)));
+        Assert.Equal(["0", "1", "2", "3"], messages.Select(m => m.Attribute("jacservice.stream.sequence")).Order());
+        Assert.All(messages, m => Assert.Equal(Traffic.Model, m.Attribute("jacservice.model")));
+        // The refused message (INVALID_ARGUMENT) is the caller's mistake: no error status, as on server spans.
+        Assert.All(messages, m => Assert.Equal(SpanStatus.Types.StatusCode.Unset, m.Span.Status?.Code ?? SpanStatus.Types.StatusCode.Unset));
+
+        var messageIds = messages.Where(m => m.Attribute("jacservice.stream.sequence") != "2").Select(m => Key(m.Span.TraceId, m.Span.SpanId)).ToHashSet();
+        var queued = QueueSpans(spans);
+        Assert.Equal(messageIds.Order(), queued.Select(q => Key(q.Span.TraceId, q.Span.ParentSpanId)).Order());
+        Assert.Equal(messageIds.Order(), BatchSpans(spans).SelectMany(b => b.Span.Links).Select(l => Key(l.TraceId, l.SpanId)).Order());
+    }
+
     private ServerProcess ExportingServer(string protocol) => new()
     {
         EnvironmentVariables =
@@ -130,6 +168,9 @@ public sealed class OtlpExportTests : IAsyncLifetime
 
     private static List<ReceivedSpan> QueueSpans(IEnumerable<ReceivedSpan> spans) =>
         spans.Where(s => s.Span.Name == QueueSpan).ToList();
+
+    private static List<ReceivedSpan> MessageSpans(IEnumerable<ReceivedSpan> spans) =>
+        spans.Where(s => s.Span.Name == "jacservice.stream.message").ToList();
 
     private static List<ReceivedSpan> BatchSpans(IEnumerable<ReceivedSpan> spans) =>
         spans.Where(s => s.Span.Name == BatchSpan).ToList();

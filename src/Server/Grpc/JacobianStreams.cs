@@ -22,6 +22,9 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
 {
     private const string Method = "JacobianStream";
 
+    private static readonly HashSet<StatusCode> ServerFailures =
+        [StatusCode.Unknown, StatusCode.DeadlineExceeded, StatusCode.Unimplemented, StatusCode.Internal, StatusCode.Unavailable, StatusCode.DataLoss];
+
     private readonly int _inFlight = limits.Value.MaxStreamRequestsInFlight;
 
     public async Task Run(IAsyncStreamReader<JacobianRequest> requests, IServerStreamWriter<JacobianStreamResponse> responses,
@@ -99,7 +102,8 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
             var status = errors.StatusOf(e, context);
             answer.Code = (int)status.StatusCode;
             answer.Message = status.Detail;
-            span?.SetStatus(ActivityStatusCode.Error, status.Detail);
+            // As on server spans: only a code that means the server failed is an error of the span.
+            if (ServerFailures.Contains(status.StatusCode)) span?.SetStatus(ActivityStatusCode.Error, status.Detail);
         }
         metrics.RecordRequest(request.Model, Method, RequestTelemetryInterceptor.StatusName((StatusCode)answer.Code),
             Stopwatch.GetElapsedTime(started).TotalSeconds);
