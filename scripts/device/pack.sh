@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# What the GPU device check carries (docs/gpu.md): the server and jac published self-contained into one folder (they
+# share one .NET runtime), without libtorch and libLibTorchSharp: the GPU machine supplies libtorch from its own torch
+# install and builds libLibTorchSharp there against it. Also TorchSharp's native sources, at the version referenced.
+# Usage: scripts/device/pack.sh OUT_DIR [TORCHSHARP_GIT_DIR]
+#   OUT_DIR gets app.tar.zst (and torchsharp-native.tar.zst when TORCHSHARP_GIT_DIR, a git directory of
+#   dotnet/TorchSharp at the referenced version, is given: e.g. what the library's `fetch github:dotnet/TorchSharp` brings).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+torchsharp_git=${2:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for project in src/Server src/Jac; do
+  dotnet publish "$project" -c Release -r linux-x64 --self-contained -o "$work/app" -v q -nologo
+done
+# libtorch's files are exactly what its NuGet package ships: remove those, and the TorchSharp native built against it.
+natives=$(find ~/.nuget/packages/libtorch-cpu-linux-x64 -path '*runtimes/linux-x64/native/*' -type f -printf '%f\n' | sort -u)
+for f in $natives libLibTorchSharp.so; do rm -f "$work/app/$f"; done
+# Windows ORT binary and symbols are dead weight on Linux.
+rm -f "$work/app"/*.dll.pdb "$work/app"/onnxruntime.dll "$work/app"/*.pdb
+tar -C "$work" -cf - app | zstd -19 -T0 -q -f -o "$out/app.tar.zst"
+
+if [[ -n "$torchsharp_git" ]]; then
+  version=$(git --git-dir="$torchsharp_git" show HEAD:build/BranchInfo.props | sed -n 's/.*<\(Major\|Minor\|Patch\)Version>\([0-9]*\)<.*/\2/p' | paste -sd.)
+  referenced=$(sed -n 's/.*Include="TorchSharp" Version="\([^"]*\)".*/\1/p' Directory.Packages.props | head -1)
+  [[ "$version" == "$referenced" ]] || { echo "TorchSharp sources are $version, the project references $referenced" >&2; exit 1; }
+  git --git-dir="$torchsharp_git" archive --format=tar HEAD src/Native | zstd -19 -q -f -o "$out/torchsharp-native.tar.zst"
+fi
+du -b "$out"/*.tar.zst
