@@ -12,8 +12,12 @@ torchsharp_git=${2:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Published from a copy of the tree (tracked and untracked, not ignored): a self-contained publish in place would
+# turn the checkout's bin/ folders into self-contained builds under whatever runs from them.
+mkdir "$work/tree"
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$work/tree" -xf -
 for project in src/Server src/Jac; do
-  dotnet publish "$project" -c Release -r linux-x64 --self-contained -o "$work/app" -v q -nologo
+  dotnet publish "$work/tree/$project" -c Release -r linux-x64 --self-contained -o "$work/app" -v q -nologo
 done
 # libtorch's files are exactly what its NuGet package ships: remove those, and the TorchSharp native built against it.
 natives=$(find ~/.nuget/packages/libtorch-cpu-linux-x64 -path '*runtimes/linux-x64/native/*' -type f -printf '%f\n' | sort -u)
