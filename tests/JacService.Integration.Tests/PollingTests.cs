@@ -145,17 +145,21 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
         });
         // Sixty pieces, one every 20 ms: the file changes within every 0.2 s poll interval for 1.2 s, six intervals.
         // A copy that stalls for a whole interval is taken as finished (the COMPLETE marker is the way to avoid that),
-        // so the gaps stay a tenth of the interval: with 0.1 s gaps a busy CI machine stretched one past 0.2 s.
-        await using (var file = new FileStream(Path.Combine(folder, "model.onnx"), FileMode.CreateNew))
+        // so the writer is a thread of its own with blocking writes and sleeps: as async continuations on the thread
+        // pool, its pieces waited behind the rest of the suite on a busy CI machine, past a poll interval.
+        var writer = new Thread(() =>
         {
+            using var file = new FileStream(Path.Combine(folder, "model.onnx"), FileMode.CreateNew);
             int piece = (MlpBytes.Length + 59) / 60;
             for (int offset = 0; offset < MlpBytes.Length; offset += piece)
             {
-                await file.WriteAsync(MlpBytes.AsMemory(offset, Math.Min(piece, MlpBytes.Length - offset)));
-                await file.FlushAsync();
-                await Task.Delay(20);
+                file.Write(MlpBytes, offset, Math.Min(piece, MlpBytes.Length - offset));
+                file.Flush();
+                Thread.Sleep(20);
             }
-        }
+        }) { IsBackground = true, Priority = ThreadPriority.AboveNormal };
+        writer.Start();
+        await Task.Run(writer.Join);
         await WaitFor("slow_copy", "", i => i?.State == "READY");
         stop.Cancel();
         await watcher;

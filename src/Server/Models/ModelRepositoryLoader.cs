@@ -27,8 +27,10 @@ public sealed partial class ModelRepositoryLoader(
     private readonly SemaphoreSlim _gate = new(1, 1);
     // The stamp each listed version was built from: equal stamps mean nothing to do.
     private readonly Dictionary<(string, int), VersionStamp> _listedFrom = [];
-    // The stamp a new or changed version had at the previous poll: it is taken when the next poll sees the same.
-    private readonly Dictionary<(string, int), VersionStamp> _pending = [];
+    // The stamp a new or changed version had when a poll first saw it, and when: it is taken once a poll sees the same
+    // stamp a whole interval later. By time, not by polls: a PeriodicTimer that fell behind (a long load in the tick
+    // before) fires its next tick at once, and two scans milliseconds apart would take a copy in progress as finished.
+    private readonly Dictionary<(string, int), (VersionStamp Stamp, long SeenAt)> _pending = [];
     private readonly HashSet<(string, int)> _reportedOutside = [];
     // Models ModelControl unloaded: polls leave them alone until it loads them again.
     private readonly HashSet<string> _unloaded = [];
@@ -198,15 +200,16 @@ public sealed partial class ModelRepositoryLoader(
     }
 
     /// <summary>
-    /// True once the version's files are there and have not changed since the previous poll (or the folder carries the
-    /// marker); until then the stamp is remembered for the next look.
+    /// True once the version's files are there and have not changed for a whole poll interval (or the folder carries
+    /// the marker); until then the stamp and when it was first seen are remembered for the next look.
     /// </summary>
     private bool HeldStill((string, int) key, FoundVersion found)
     {
         if (found.Stamp.Model is null) return false;
         if (found.Marked) return true;
-        if (_pending.TryGetValue(key, out var seen) && seen == found.Stamp) return true;
-        _pending[key] = found.Stamp;
+        if (_pending.TryGetValue(key, out var seen) && seen.Stamp == found.Stamp)
+            return Stopwatch.GetElapsedTime(seen.SeenAt) >= (repository.Value.PollInterval ?? TimeSpan.Zero);
+        _pending[key] = (found.Stamp, Stopwatch.GetTimestamp());
         return false;
     }
 
