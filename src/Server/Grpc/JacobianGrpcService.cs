@@ -31,6 +31,12 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     {
         var (model, result) = await RunJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
             request.Mode, batched: false, context);
+        return SampleResponse(model, result);
+    }
+
+    /// <summary>One sample's answer: the result's batch of one without its batch axis. Also each JacobianStream message's.</summary>
+    internal static JacobianResponse SampleResponse(ModelVersion model, EngineResult result)
+    {
         var response = new JacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs, dropBatchAxis: true);
         TensorMapping.Fill(response.Jacobians, result.Jacobians, dropBatchAxis: true);

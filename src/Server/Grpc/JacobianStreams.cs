@@ -87,15 +87,7 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
             using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs),
                 request.Wrt, request.Of, request.Mode, batched: false);
             var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
-            var response = new JacobianResponse
-            {
-                Model = call.Model.Name,
-                Version = call.Model.Version.ToString(),
-                Mode = ModeMapping.ToProto(result.Mode),
-            };
-            TensorMapping.Fill(response.Outputs, result.Outputs, dropBatchAxis: true);
-            TensorMapping.Fill(response.Jacobians, result.Jacobians, dropBatchAxis: true);
-            answer.Result = response;
+            answer.Result = JacobianGrpcService.SampleResponse(call.Model, result);
         }
         catch (Exception e)
         {

@@ -19,6 +19,9 @@ public sealed record QuotaCaller(string Key, string Quota, QuotaLimits Limits, s
         return new QuotaCaller("address:" + address, AnonymousQuota, options.Anonymous ?? options.Default, $"anonymous caller {address}");
     }
 
+    /// <summary>The rate this caller may call at, as refusals say it.</summary>
+    public string RateText => $"{Who} may make {Limits.RequestsPerSecond} calls per second (bursts of {Limits.EffectiveBurst})";
+
     /// <summary>Health probes and reflection are never limited: a probe refused for quota would restart a healthy pod.</summary>
     public static bool IsExempt(HttpContext context) =>
         !GrpcRefusal.IsGrpc(context) || RpcGroups.Of(context.Request.Path.Value ?? "") is RpcGroup.Health or RpcGroup.Reflection;

@@ -93,7 +93,7 @@ public static class QuotaExtensions
             // retry-after for people and proxies; grpc-retry-pushback-ms for gRPC clients whose retry policy covers RESOURCE_EXHAUSTED.
             context.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
             context.Response.Headers["grpc-retry-pushback-ms"] = milliseconds.ToString(CultureInfo.InvariantCulture);
-            message = $"quota exceeded: {caller.Who} may make {caller.Limits.RequestsPerSecond} calls per second (bursts of {caller.Limits.EffectiveBurst}); retry in {milliseconds} ms";
+            message = $"quota exceeded: {caller.RateText}; retry in {milliseconds} ms";
         }
         else
         {

@@ -35,7 +35,6 @@ public sealed class StreamMessageQuota
         _metrics!.Refused(caller.Quota, "rate");
         long milliseconds = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter)
             ? Math.Max(1, (long)Math.Ceiling(retryAfter.TotalMilliseconds)) : 1000;
-        return $"quota exceeded: {caller.Who} may make {caller.Limits.RequestsPerSecond} calls per second (bursts of " +
-            $"{caller.Limits.EffectiveBurst}), each message of a stream counting as one; retry in {milliseconds} ms";
+        return $"quota exceeded: {caller.RateText}, each message of a stream counting as one; retry in {milliseconds} ms";
     }
 }
