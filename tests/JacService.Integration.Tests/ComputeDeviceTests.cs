@@ -5,7 +5,10 @@ using static JacService.Integration.Tests.ClientTesting;
 
 namespace JacService.Integration.Tests;
 
-/// <summary>Engine:Device on a machine without a GPU: auto is the CPU, said at start and by GetModel; cpu named explicitly changes nothing.</summary>
+/// <summary>
+/// Engine:Device on a machine without a GPU: auto is the CPU, said at start and by GetModel, and CUDA graphs are off;
+/// cpu named explicitly changes nothing.
+/// </summary>
 [Collection(ServerCollection.Name)]
 public class ComputeDeviceTests(ServerProcess server)
 {
@@ -18,6 +21,10 @@ public class ComputeDeviceTests(ServerProcess server)
         var ready = models.Models.Where(m => m.State == "READY").ToList();
         Assert.Contains(ready, m => m.Name == "mlp_tanh");
         Assert.All(ready, m => Assert.Equal("cpu", m.Device));
+        // Engine:CudaGraphs auto: off on the CPU, said at start and per version, nothing recorded.
+        await server.WaitForLog("CUDA graphs off (Engine:CudaGraphs Auto): the device is the CPU");
+        Assert.All(ready, m => Assert.Equal((false, "the device is the CPU", 0, 0),
+            (m.CudaGraphs.Enabled, m.CudaGraphs.Note, m.CudaGraphs.Recorded, m.CudaGraphs.Fallbacks.Count)));
         Assert.All(models.Models.Where(m => m.State == "FAILED"), m => Assert.Equal("", m.Device));
     }
 

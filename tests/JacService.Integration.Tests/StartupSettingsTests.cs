@@ -38,6 +38,13 @@ public class StartupSettingsTests
         Assert.Contains(expected, message);
     }
 
+    [Fact]
+    public async Task CudaGraphsOnWhereTheyCannotRunAreRefused()
+    {
+        var message = await StartFails("--Engine:CudaGraphs=on");
+        Assert.Contains("Engine:CudaGraphs is on, but graphs cannot run here: the device is the CPU; set it to auto or off", message);
+    }
+
     private static async Task<string> StartFails(params string[] args)
     {
         await using var server = new ServerProcess { ExtraArgs = args };

@@ -83,17 +83,19 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
             forward.Jacobian(inputs, wrt, of, 1);
             reverse.Jacobian(inputs, wrt, of, 1);
         }
-        double forwardUs = Time(() => forward.Jacobian(inputs, wrt, of, kf)) * n / kf;
-        double reverseUs = Time(() => reverse.Jacobian(inputs, wrt, of, kr)) * m / kr;
+        bool gpu = parts.Limits.Device != Models.ComputeDevices.Cpu;
+        double forwardUs = Time(() => forward.Jacobian(inputs, wrt, of, kf), gpu) * n / kf;
+        double reverseUs = Time(() => reverse.Jacobian(inputs, wrt, of, kr), gpu) * m / kr;
         var mode = reverseUs < forwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward;
         return new DerivativeChoice(wrtName, ofNames, batch, mode, forwardUs, reverseUs, Timed: true);
     }
 
     /// <summary>
     /// Microseconds of one run: the second of two when the first was quick (the first pays for first-touch allocation
-    /// and is noisy), else the first, whose error is small beside its length.
+    /// and is noisy), else the first, whose error is small beside its length. On a GPU the pass is waited for: its
+    /// kernels run after the calls that launch them return.
     /// </summary>
-    private static double Time(Action run)
+    private static double Time(Action run, bool gpu)
     {
         double last = 0;
         for (int i = 0; i < 2; i++)
@@ -101,6 +103,7 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
             using var scope = NewDisposeScope();
             long start = Stopwatch.GetTimestamp();
             run();
+            if (gpu) cuda.synchronize();
             var elapsed = Stopwatch.GetElapsedTime(start);
             last = elapsed.TotalMicroseconds;
             if (elapsed >= RepeatBelow) break;

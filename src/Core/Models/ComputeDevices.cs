@@ -49,6 +49,10 @@ public static class ComputeDevices
     /// <summary>Makes <paramref name="device"/> where every tensor is created from now on (TorchSharp's default device).</summary>
     public static void Use(string device) => set_default_device(new Device(device));
 
+    /// <summary>The GPU index of a resolved CUDA device ("cuda:1" is 1).</summary>
+    public static int CudaIndex(string device) =>
+        device.StartsWith("cuda:", StringComparison.Ordinal) ? int.Parse(device.AsSpan(5)) : throw new ArgumentException($"'{device}' is not a CUDA device");
+
     private static string? Parse(string part)
     {
         if (part == Cpu) return Cpu;

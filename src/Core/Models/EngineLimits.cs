@@ -29,6 +29,15 @@ public sealed record EngineLimits
     /// <summary>Where tensors live ("cpu", "cuda:0"): resolved from Engine:Device (<see cref="ComputeDevices"/>).</summary>
     public string Device { get; init; } = ComputeDevices.Cpu;
 
+    /// <summary>
+    /// Record each pass as a CUDA graph and replay it (resolved from Engine:CudaGraphs: true only on a GPU with the
+    /// graph library present; see <see cref="Graphs.CapturedPasses"/>).
+    /// </summary>
+    public bool CudaGraphs { get; init; }
+
+    /// <summary>Why passes are not recorded as CUDA graphs (for GetModel); empty when they are.</summary>
+    public string CudaGraphsNote { get; init; } = "the device is the CPU";
+
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
 }

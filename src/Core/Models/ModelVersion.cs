@@ -1,4 +1,5 @@
 using JacService.Core.Derivatives;
+using JacService.Core.Graphs;
 using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
@@ -19,6 +20,7 @@ public sealed class ModelVersion : IDisposable
     private readonly AutoMode _auto;
     private readonly SecondOrderMode _secondOrder;
     private OnnxRuntimeForward? _onnxRuntime;
+    private CapturedPasses _passes;
 
     private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits)
     {
@@ -32,6 +34,8 @@ public sealed class ModelVersion : IDisposable
         _reverse = new ReverseMode(_parts);
         _auto = new AutoMode(_parts, _forward, _reverse);
         _secondOrder = new SecondOrderMode(_parts);
+        _passes = new CapturedPasses(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null, limits.MaxCachedPlans);
+        _passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
     }
 
     public string Name { get; }
@@ -50,6 +54,21 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>Why Predict runs in the engine although Engine:PredictWithOnnxRuntime is on; empty otherwise.</summary>
     public string PredictRuntimeNote { get; private set; } = "";
+
+    /// <summary>Whether passes are recorded as CUDA graphs (Engine:CudaGraphs on a GPU), how many are, and which run eagerly and why.</summary>
+    public (bool Enabled, int Recorded, IReadOnlyList<(string Pass, string Reason)> Fallbacks) Graphs =>
+        (_passes.Enabled, _passes.Recorded, _passes.Fallbacks);
+
+    /// <summary>(pass, reason) once per pass that could not be recorded as a graph and runs eagerly from then on.</summary>
+    public event Action<string, string>? PassFellBackToEager;
+
+    /// <summary>Replaces how passes are recorded (tests: a CPU stand-in for CUDA graphs). Before the first pass only.</summary>
+    internal void RecordPassesWith(IGraphRecorder recorder)
+    {
+        _passes.Dispose();
+        _passes = new CapturedPasses(recorder, Limits.MaxCachedPlans);
+        _passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
+    }
 
     /// <summary>What AUTO has chosen so far, per wrt, of and batch size.</summary>
     public IReadOnlyList<DerivativeChoice> DerivativeChoices => _auto.Choices;
@@ -226,8 +245,9 @@ public sealed class ModelVersion : IDisposable
     /// <summary>Outputs of a batch from the engine's own forward pass, whatever serves Predict (the reference).</summary>
     public EngineResult PredictInEngine(HostTensor[] inputs, ResultBuffers? into = null)
     {
-        var values = Forward(DeviceTransfer.ToDevice(inputs, Graph));
-        return new EngineResult(HostOutputs(values, inputs[0].Shape[0], into), new Dictionary<string, HostTensor>());
+        var device = DeviceTransfer.ToDevice(inputs, Graph);
+        return _passes.Run(PassKey("predict", device), device, Forward,
+            values => new EngineResult(HostOutputs(values, inputs[0].Shape[0], into), new Dictionary<string, HostTensor>()));
     }
 
     /// <summary>
@@ -238,10 +258,13 @@ public sealed class ModelVersion : IDisposable
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
-        var (outputs, jacobians) = mode == DerivativeMode.Reverse ? _reverse.Jacobian(device, wrt, of) : _forward.Jacobian(device, wrt, of);
-        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
-            of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(jacobians[j], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Item1, p => p.Item2))
-        { Mode = mode };
+        return _passes.Run(PassKey($"jacobian {mode}", device, wrt, of), device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
+        {
+            var (outputs, jacobians) = Split(all);
+            return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
+                of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(jacobians[j], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Item1, p => p.Item2))
+            { Mode = mode };
+        });
     }
 
     /// <summary>
@@ -255,11 +278,15 @@ public sealed class ModelVersion : IDisposable
         bool many = tangents.Shape.Length == inputs[wrt].Shape.Length + 1;
         var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
         seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
-        var (outputs, pushed) = _forward.Push(device, wrt, of, seed);
-        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
-            of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(FromDirections(pushed[j], many), into, "jvp:" + Outputs[o].Name)))
-                .ToDictionary(p => p.Item1, p => p.Item2))
-        { Mode = DerivativeMode.Forward };
+        Tensor[] passInputs = [.. device, seed];
+        return _passes.Run(PassKey("jvp", passInputs, wrt, of), passInputs, d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
+        {
+            var (outputs, pushed) = Split(all);
+            return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
+                of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(FromDirections(pushed[j], many), into, "jvp:" + Outputs[o].Name)))
+                    .ToDictionary(p => p.Item1, p => p.Item2))
+            { Mode = DerivativeMode.Forward };
+        });
     }
 
     /// <summary>
@@ -277,11 +304,16 @@ public sealed class ModelVersion : IDisposable
             var t = DeviceTransfer.ToDevice(c, Graph.ComputeType);
             return (Tensor?)(many ? t.transpose(0, 1).contiguous() : t.unsqueeze(0));
         }).ToArray();
-        var (outputs, pulled) = _reverse.Pull(device, wrt, of, seeds);
         var name = Inputs[wrt].Name;
-        return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
-            new Dictionary<string, HostTensor> { [name] = DeviceTransfer.ToHost(FromDirections(pulled, many), into, "vjp:" + name) })
-        { Mode = DerivativeMode.Reverse };
+        Tensor[] passInputs = [.. device, .. seeds.Select(t => t!)];
+        int count = device.Length;
+        return _passes.Run(PassKey("vjp", passInputs, wrt, of), passInputs, d =>
+        {
+            var (outputs, pulled) = _reverse.Pull(d[..count], wrt, of, d[count..]);
+            return [.. outputs, pulled];
+        }, all => new EngineResult(HostOutputs(all[..^1], inputs[0].Shape[0], into),
+            new Dictionary<string, HostTensor> { [name] = DeviceTransfer.ToHost(FromDirections(all[^1], many), into, "vjp:" + name) })
+        { Mode = DerivativeMode.Reverse });
     }
 
     /// <summary>
@@ -320,6 +352,15 @@ public sealed class ModelVersion : IDisposable
             Mode = DerivativeMode.Forward,
         };
     }
+
+    /// <summary>What a pass computes and the shapes it reads: the key of its graph.</summary>
+    private static string PassKey(string kind, Tensor[] inputs, int wrt = -1, int[]? of = null) =>
+        $"{kind} wrt {wrt} of {string.Join(",", of ?? [])} shapes {Planner.Key(inputs.Select(t => t.shape).ToArray())}";
+
+    /// <summary>Outputs then derivatives as one array, the form a recorded pass returns them in.</summary>
+    private static Tensor[] Joined((Tensor[] Outputs, Tensor[] Derivatives) pass) => [.. pass.Outputs, .. pass.Derivatives];
+
+    private (Tensor[] Outputs, Tensor[] Derivatives) Split(Tensor[] all) => (all[..Outputs.Count], all[Outputs.Count..]);
 
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
@@ -382,6 +423,7 @@ public sealed class ModelVersion : IDisposable
     public void Dispose()
     {
         _onnxRuntime?.Dispose();
+        _passes.Dispose();
         _parts.Dispose();
         Graph.Dispose();
     }

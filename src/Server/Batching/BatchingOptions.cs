@@ -31,8 +31,12 @@ public sealed record BatchingOptions : IValidatableObject
     /// <summary>Batch sizes with their own static-shape plan; empty means powers of two up to MaxBatchSize.</summary>
     public int[] Buckets { get; set; } = [];
 
-    /// <summary>Pad each batch up to its bucket (one plan per bucket; wasted rows on CPU, required for CUDA graphs).</summary>
-    public bool PadToBucket { get; set; }
+    /// <summary>
+    /// Pad each batch up to its bucket: one plan, and on a GPU one CUDA graph, per bucket instead of per batch size, at
+    /// the cost of computing the padding rows. Unset: on where the model's passes are recorded as CUDA graphs (padding is
+    /// what makes a graph reusable), off elsewhere.
+    /// </summary>
+    public bool? PadToBucket { get; set; }
 
     /// <summary>Executor threads serving this model version, each running one batch at a time.</summary>
     [Range(1, 256)]

@@ -32,6 +32,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     private long _batches, _rows, _paddedRows;
     private volatile bool _accepting = true;
     private volatile bool _warmingUp;
+    private readonly bool _padToBucket;
 
     public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock, JacServiceMetrics metrics)
     {
@@ -39,6 +40,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         _clock = clock;
         _metrics = metrics;
         Options = options;
+        _padToBucket = options.PadToBucket ?? model.Graphs.Enabled;
         _queue = new BatchQueue(options, clock);
         _threads = Enumerable.Range(0, options.ExecutorThreads)
             .Select(i => new Thread(ExecutorLoop) { IsBackground = true, Name = $"torch-executor-{i}" }).ToArray();
@@ -238,7 +240,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         // Sized again here: cancelled parts may have left since the queue formed the batch.
         int rows = batch.Parts.Sum(p => p.Rows);
         int bucket = _queue.BucketFor(rows);
-        int padded = Options.PadToBucket ? bucket : rows;
+        int padded = _padToBucket ? bucket : rows;
         var first = batch.Parts[0];
         bool whole = batch.Parts.Count == 1 && first.Rows == first.Request.Rows && padded == rows;
         var buffers = whole ? null : cache.For(batch.Key, padded, first.Request.Inputs);

@@ -13,6 +13,8 @@ public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, 
     {
         ComputeDevices.Use(limits.Device);
         LogDevice(logger, limits.Device, options.Value.Device, ComputeDevices.CudaDevices());
+        var (graphs, why) = options.Value.ResolvedCudaGraphs(limits.Device);
+        LogGraphs(logger, graphs ? "recorded and replayed" : "off", options.Value.CudaGraphs, graphs ? "" : $": {why}");
         return Task.CompletedTask;
     }
 
@@ -20,4 +22,7 @@ public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, 
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Tensors live on {Device} (Engine:Device {Setting}; GPUs visible to libtorch: {Gpus})")]
     private static partial void LogDevice(ILogger logger, string device, string setting, int gpus);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "CUDA graphs {State} (Engine:CudaGraphs {Setting}){Reason}")]
+    private static partial void LogGraphs(ILogger logger, string state, Core.Graphs.CudaGraphsSetting setting, string reason);
 }

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using JacService.Core.Graphs;
 using JacService.Core.Models;
 
 namespace JacService.Server.Execution;
@@ -13,6 +14,13 @@ public sealed class EngineOptions : IValidatableObject
     /// else the CPU). Checked at start against what libtorch can reach; one device per process for now.
     /// </summary>
     public string Device { get; set; } = ComputeDevices.Auto;
+
+    /// <summary>
+    /// Record each pass (per model version, kind of pass and input shapes) as a CUDA graph on its second run and replay
+    /// it from then on: auto (on a GPU when the graph library, libJacServiceCudaGraphs, is present), on (refuse to start
+    /// otherwise) or off. A pass that cannot be recorded runs eagerly, logged and shown in GetModel.
+    /// </summary>
+    public CudaGraphsSetting CudaGraphs { get; set; } = CudaGraphsSetting.Auto;
 
     /// <summary>Working memory for one forward-mode pass; the tangent basis, then the batch, is split to fit.</summary>
     [Range(1, 1 << 20)]
@@ -49,12 +57,25 @@ public sealed class EngineOptions : IValidatableObject
     /// <summary>The one device Engine:Device resolves to here (validation has refused any other outcome).</summary>
     public string ResolvedDevice() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices[0];
 
+    /// <summary>Whether passes are recorded as CUDA graphs on <paramref name="device"/>, and why not when they are not.</summary>
+    public (bool On, string Note) ResolvedCudaGraphs(string device)
+    {
+        if (CudaGraphs == CudaGraphsSetting.Off) return (false, "Engine:CudaGraphs is off");
+        if (device == ComputeDevices.Cpu) return (false, "the device is the CPU");
+        return GraphLibrary.Availability is { } missing ? (false, missing) : (true, "");
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         var (devices, problem) = ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices());
         if (problem is null && devices.Count > 1)
             problem = $"it names {devices.Count} devices; a model replica and executor per device is not built yet, so name one";
         if (problem is not null)
+        {
             yield return new ValidationResult($"Engine:Device '{Device}' cannot be served: {problem}", [nameof(Device)]);
+            yield break;
+        }
+        if (CudaGraphs == CudaGraphsSetting.On && ResolvedCudaGraphs(devices[0]) is (false, var why))
+            yield return new ValidationResult($"Engine:CudaGraphs is on, but graphs cannot run here: {why}; set it to auto or off", [nameof(CudaGraphs)]);
     }
 }

@@ -70,25 +70,32 @@ public sealed class LimitsOptions
     [Range(1, int.MaxValue)]
     public int MaxAttributeElements { get; set; } = 100_000;
 
-    public EngineLimits ToEngineLimits(EngineOptions engine) => new()
+    public EngineLimits ToEngineLimits(EngineOptions engine)
     {
-        Model = new ModelLimits
+        string device = engine.ResolvedDevice();
+        var (graphs, note) = engine.ResolvedCudaGraphs(device);
+        return new()
         {
-            MaxFileBytes = (long)MaxModelFileMiB << 20,
-            MaxNestingDepth = MaxNestingDepth,
-            MaxNodes = MaxNodes,
-            MaxGraphDepth = MaxGraphDepth,
-            MaxTensorBytes = (long)MaxTensorMiB << 20,
-            MaxInitializerBytes = (long)MaxInitializerMiB << 20,
-            MaxPlannedElements = MaxPlannedElements,
-            MaxStringBytes = MaxStringBytes,
-            MaxAttributeElements = MaxAttributeElements,
-        },
-        WorkingMemoryBytes = (long)engine.WorkingMemoryMiB << 20,
-        MaxResultBytes = (long)MaxResponseMiB << 20,
-        MaxCachedPlans = engine.MaxCachedPlans,
-        CalibrateAuto = engine.CalibrateAuto,
-        PredictWithOnnxRuntime = engine.PredictWithOnnxRuntime,
-        Device = engine.ResolvedDevice(),
-    };
+            Model = new ModelLimits
+            {
+                MaxFileBytes = (long)MaxModelFileMiB << 20,
+                MaxNestingDepth = MaxNestingDepth,
+                MaxNodes = MaxNodes,
+                MaxGraphDepth = MaxGraphDepth,
+                MaxTensorBytes = (long)MaxTensorMiB << 20,
+                MaxInitializerBytes = (long)MaxInitializerMiB << 20,
+                MaxPlannedElements = MaxPlannedElements,
+                MaxStringBytes = MaxStringBytes,
+                MaxAttributeElements = MaxAttributeElements,
+            },
+            WorkingMemoryBytes = (long)engine.WorkingMemoryMiB << 20,
+            MaxResultBytes = (long)MaxResponseMiB << 20,
+            MaxCachedPlans = engine.MaxCachedPlans,
+            CalibrateAuto = engine.CalibrateAuto,
+            PredictWithOnnxRuntime = engine.PredictWithOnnxRuntime,
+            Device = device,
+            CudaGraphs = graphs,
+            CudaGraphsNote = note,
+        };
+    }
 }

@@ -241,6 +241,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             info.PredictRuntime = model.PredictRuntime;
             info.PredictRuntimeNote = model.PredictRuntimeNote;
             info.Device = model.Device;
+            info.CudaGraphs = ToProto(model);
         }
         if (entry.Batcher is { } batcher)
         {
@@ -258,6 +259,14 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             };
         }
         return info;
+    }
+
+    private static CudaGraphs ToProto(ModelVersion model)
+    {
+        var (enabled, recorded, fallbacks) = model.Graphs;
+        var graphs = new CudaGraphs { Enabled = enabled, Note = enabled ? "" : model.Limits.CudaGraphsNote, Recorded = recorded };
+        graphs.Fallbacks.AddRange(fallbacks.Select(f => new CudaGraphFallback { Pass = f.Pass, Reason = f.Reason }));
+        return graphs;
     }
 
     private static Protos.V1.DerivativeChoice ToProto(Core.Derivatives.DerivativeChoice c)

@@ -53,7 +53,10 @@ public static class ModelWarmup
         batcher.WarmingUp = true;
         try
         {
-            foreach (int rows in buckets) await Send(WorkKind.Predict, Sample(rows));
+            // Twice with CUDA graphs: the second run of a shape records its graph.
+            int predictCalls = model.Graphs.Enabled ? 2 : 1;
+            foreach (int rows in buckets)
+                for (int call = 0; call < predictCalls; call++) await Send(WorkKind.Predict, Sample(rows));
 
             // Derivatives with respect to the first float input, of every float output: what a request naming neither gets.
             int wrt = model.Inputs.ToList().FindIndex(i => i.ElementType.IsFloat());
@@ -70,7 +73,8 @@ public static class ModelWarmup
                     break;
                 }
                 var inputs = Sample(rows);
-                // Twice: under AUTO the first call times both modes at this batch size, the second runs the one chosen.
+                // Twice: under AUTO the first call times both modes at this batch size, the second runs the one chosen (and with
+                // CUDA graphs records its graph).
                 for (int call = 0; call < 2; call++) await Send(WorkKind.Jacobian, inputs, wrt, of, entry.DefaultMode);
             }
             // One direction of one sample: a result the size of the outputs, always within the limit.

@@ -47,6 +47,7 @@ public sealed partial class VersionLoader(
             if (!File.Exists(path)) throw new ModelLoadException($"{RepositoryScanner.ModelFileName} not found in {Path.GetDirectoryName(path)}");
             var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
             var model = ModelVersion.LoadFile(name, version, path, limits);
+            model.PassFellBackToEager += (pass, reason) => LogPassEager(name, version, pass, reason);
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
             var lifetime = new VersionLifetime(model, new ModelBatcher(model, config.Batching, clock, metrics));
@@ -100,6 +101,9 @@ public sealed partial class VersionLoader(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
     private partial void LogPredictInEngine(string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Model} version {Version}: the pass '{Pass}' cannot be recorded as a CUDA graph and runs eagerly: {Reason}")]
+    private partial void LogPassEager(string model, int version, string pass, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
     private partial void LogFailed(string model, int version, string reason);

@@ -1,0 +1,106 @@
+using System.Collections.Concurrent;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Graphs;
+
+/// <summary>
+/// One model version's passes as replayable graphs (CUDA graphs on a GPU). Per key (what the pass computes and the
+/// shape of every input it reads), the first run is eager and the second records the pass on static copies of its
+/// inputs; from then on a run copies its inputs into those, replays the graph and reads its static outputs. A pass
+/// that cannot be recorded (it reads a device value on the host, or builds a tensor from host memory) runs eagerly
+/// from then on, reported once through <see cref="CaptureFailed"/> and kept in <see cref="Fallbacks"/>. With no
+/// recorder (a CPU device, Engine:CudaGraphs off) every pass runs eagerly and nothing is kept.
+/// </summary>
+internal sealed class CapturedPasses(IGraphRecorder? recorder, int maxGraphs) : IDisposable
+{
+    /// <summary>Eager runs of a key before it is recorded: a shape seen once may never come again.</summary>
+    public const int EagerRunsBeforeRecording = 1;
+
+    private readonly ConcurrentDictionary<string, Slot> _slots = new();
+    private int _graphs;
+
+    public bool Enabled => recorder is not null;
+
+    /// <summary>Graphs recorded and alive.</summary>
+    public int Recorded => Volatile.Read(ref _graphs);
+
+    /// <summary>Keys that run eagerly for good, and why.</summary>
+    public IReadOnlyList<(string Key, string Reason)> Fallbacks =>
+        _slots.Where(p => p.Value.Failure is not null).Select(p => (p.Key, p.Value.Failure!)).OrderBy(p => p.Key).ToList();
+
+    /// <summary>(key, reason) when a pass could not be recorded and will run eagerly.</summary>
+    public event Action<string, string>? CaptureFailed;
+
+    /// <summary>
+    /// Runs <paramref name="pass"/> on <paramref name="inputs"/> (eagerly, or as its graph's replay) and hands its
+    /// outputs to <paramref name="read"/>, which must copy what it keeps: a replay's outputs are the graph's static
+    /// tensors, written again by the next replay. Safe from several executor threads: one replays a key's graph while
+    /// the others run that key eagerly beside it rather than wait.
+    /// </summary>
+    public T Run<T>(string key, Tensor[] inputs, Func<Tensor[], Tensor[]> pass, Func<Tensor[], T> read)
+    {
+        if (recorder is null) return read(pass(inputs));
+        var slot = _slots.GetOrAdd(key, _ => new Slot());
+        if (!Monitor.TryEnter(slot)) return read(pass(inputs));
+        try
+        {
+            if (slot.Graph is null && !TryRecord(key, slot, inputs, pass)) return read(pass(inputs));
+            for (int i = 0; i < inputs.Length; i++) slot.Inputs![i].copy_(inputs[i]);
+            slot.Graph!.Replay();
+            return read(slot.Outputs!);
+        }
+        finally
+        {
+            Monitor.Exit(slot);
+        }
+    }
+
+    /// <summary>False to run eagerly this time: too early, no room, or the recording failed (then for good).</summary>
+    private bool TryRecord(string key, Slot slot, Tensor[] inputs, Func<Tensor[], Tensor[]> pass)
+    {
+        if (slot.Failure is not null || slot.EagerRuns++ < EagerRunsBeforeRecording) return false;
+        if (Interlocked.Increment(ref _graphs) > maxGraphs)
+        {
+            Interlocked.Decrement(ref _graphs);
+            return false;
+        }
+        var statics = inputs.Select(t => t.clone().DetachFromDisposeScope()).ToArray();
+        try
+        {
+            var (outputs, graph) = recorder!.Record(() => pass(statics));
+            (slot.Inputs, slot.Outputs, slot.Graph) = (statics, outputs, graph);
+            return true;
+        }
+        catch (Exception e)
+        {
+            Interlocked.Decrement(ref _graphs);
+            foreach (var t in statics) t.Dispose();
+            slot.Failure = e.Message;
+            CaptureFailed?.Invoke(key, e.Message);
+            return false;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var slot in _slots.Values)
+        {
+            lock (slot)
+            {
+                slot.Graph?.Dispose();
+                foreach (var t in (slot.Inputs ?? []).Concat(slot.Outputs ?? [])) t.Dispose();
+                (slot.Graph, slot.Inputs, slot.Outputs) = (null, null, null);
+            }
+        }
+        _slots.Clear();
+    }
+
+    private sealed class Slot
+    {
+        public int EagerRuns;
+        public string? Failure;
+        public Tensor[]? Inputs;
+        public Tensor[]? Outputs;
+        public IReplayableGraph? Graph;
+    }
+}
