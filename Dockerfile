@@ -2,12 +2,29 @@
 #
 #   CPU (default):  docker build -t jacservice .
 #   CUDA:           docker build -t jacservice:cuda --build-arg TORCH_BACKEND=cuda \
-#                     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04 .
+#                     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04 \
+#                     --build-arg NATIVE_BUILD_IMAGE=nvidia/cuda:12.8.1-devel-ubuntu24.04 .
 #
 # Plain Dockerfile syntax on purpose: it must build with the legacy builder too (no BuildKit-only features).
 
 # Runtime base. The CUDA variant's base has no .NET, so that build publishes self-contained (see below).
 ARG RUNTIME_IMAGE=mcr.microsoft.com/dotnet/aspnet:10.0
+# Where the CUDA graph library (src/Native) is built: a CUDA devel image for TORCH_BACKEND=cuda. The CPU build does
+# nothing in that stage, so its default is an image the CPU build pulls anyway.
+ARG NATIVE_BUILD_IMAGE=mcr.microsoft.com/dotnet/sdk:10.0
+
+# libJacServiceCudaGraphs for TORCH_BACKEND=cuda: compiled against libtorch's C++ distribution of the version
+# TorchSharp ships (its headers and CMake config; the NuGet package has the shared libraries only) and the CUDA
+# toolkit's headers, then placed beside the server, which finds it at start. Without it (CPU) passes run eagerly.
+FROM $NATIVE_BUILD_IMAGE AS native
+ARG TORCH_BACKEND=cpu
+ARG LIBTORCH_URL=https://download.pytorch.org/libtorch/cu128/libtorch-shared-with-deps-2.10.0%2Bcu128.zip
+COPY src/Native/ /src/Native/
+RUN mkdir -p /out && if [ "$TORCH_BACKEND" = cuda ]; then \
+      apt-get update && apt-get install -y --no-install-recommends cmake ninja-build g++ curl unzip ca-certificates \
+      && curl -fsSL -o /tmp/libtorch.zip "$LIBTORCH_URL" && unzip -q /tmp/libtorch.zip -d /opt && rm /tmp/libtorch.zip \
+      && cmake -S /src/Native -B /tmp/native -G Ninja -DCMAKE_PREFIX_PATH=/opt/libtorch \
+      && cmake --build /tmp/native && cp /tmp/native/libJacServiceCudaGraphs.so /out/; fi
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 # cpu: TorchSharp + libtorch-cpu-linux-x64 (linux-x64 natives only); cuda: TorchSharp-cuda-linux.
@@ -46,6 +63,7 @@ RUN getent passwd $APP_UID >/dev/null || useradd --uid $APP_UID --user-group --n
 # The example repository is the default; mount a repository over /models to serve your own.
 COPY models/ /models/
 COPY --from=build /out/app/ /app/
+COPY --from=native /out/ /app/
 WORKDIR /app
 
 # Urls (not ASPNETCORE_URLS): appsettings.json sets Urls, and it outranks ASPNETCORE_-prefixed variables.

@@ -3,7 +3,7 @@
 # share one .NET runtime), without libtorch and libLibTorchSharp: the GPU machine supplies libtorch from its own torch
 # install and builds libLibTorchSharp there against it. Also TorchSharp's native sources, at the version referenced.
 # Usage: scripts/device/pack.sh OUT_DIR [TORCHSHARP_GIT_DIR]
-#   OUT_DIR gets app.tar.zst (and torchsharp-native.tar.zst when TORCHSHARP_GIT_DIR, a git directory of
+#   OUT_DIR gets app.tar.xz (and torchsharp-native.tar.xz when TORCHSHARP_GIT_DIR, a git directory of
 #   dotnet/TorchSharp at the referenced version, is given: e.g. what the library's `fetch github:dotnet/TorchSharp` brings).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,12 +24,13 @@ natives=$(find ~/.nuget/packages/libtorch-cpu-linux-x64 -path '*runtimes/linux-x
 for f in $natives libLibTorchSharp.so; do rm -f "$work/app/$f"; done
 # Windows ORT binary and symbols are dead weight on Linux.
 rm -f "$work/app"/*.dll.pdb "$work/app"/onnxruntime.dll "$work/app"/*.pdb
-tar -C "$work" -cf - app | zstd -19 -T0 -q -f -o "$out/app.tar.zst"
+# xz, not zstd: the GPU machine may lack a zstd binary, and Python unpacks xz with its standard library.
+tar -C "$work" -cf - app | xz -9e -T0 > "$out/app.tar.xz"
 
 if [[ -n "$torchsharp_git" ]]; then
   version=$(git --git-dir="$torchsharp_git" show HEAD:build/BranchInfo.props | sed -n 's/.*<\(Major\|Minor\|Patch\)Version>\([0-9]*\)<.*/\2/p' | paste -sd.)
   referenced=$(sed -n 's/.*Include="TorchSharp" Version="\([^"]*\)".*/\1/p' Directory.Packages.props | head -1)
   [[ "$version" == "$referenced" ]] || { echo "TorchSharp sources are $version, the project references $referenced" >&2; exit 1; }
-  git --git-dir="$torchsharp_git" archive --format=tar HEAD src/Native | zstd -19 -q -f -o "$out/torchsharp-native.tar.zst"
+  git --git-dir="$torchsharp_git" archive --format=tar HEAD src/Native | xz -9e > "$out/torchsharp-native.tar.xz"
 fi
-du -b "$out"/*.tar.zst
+du -b "$out"/*.tar.xz

@@ -66,16 +66,20 @@ public static class ClientVerbs
                 io.Out.WriteLine("[" + string.Join(",\n", models.Select(m => formatter.Format(m))) + "]");
                 return 0;
             }
-            var table = new Table().AddColumns("model", "version", "state", "inputs", "outputs", "batches / rows");
+            var table = new Table().AddColumns("model", "version", "state", "inputs", "outputs", "batches / rows", "device");
             foreach (var m in models.OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Version, StringComparer.Ordinal))
                 table.AddRow(Markup.Escape(m.Name), m.Version, m.State == "READY" ? m.State : Markup.Escape($"{m.State}: {m.Error}"),
                     Markup.Escape(Signature(m.Inputs)), Markup.Escape(Signature(m.Outputs)),
-                    m.Batching is { } b ? $"{b.Batches} / {b.Rows}" : "");
+                    m.Batching is { } b ? $"{b.Batches} / {b.Rows}" : "", Markup.Escape(Device(m)));
             io.OutConsole.Write(table);
             return 0;
         });
         return command;
     }
+
+    /// <summary>Where the version runs, and on a GPU with CUDA graphs how many passes are recorded and how many run eagerly.</summary>
+    private static string Device(ModelInfo m) =>
+        m.CudaGraphs is { Enabled: true } g ? $"{m.Device}, {g.Recorded} graphs, {g.Fallbacks.Count} eager" : m.Device;
 
     private static string Signature(IEnumerable<TensorInfo> tensors) =>
         string.Join(", ", tensors.Select(t => $"{t.Name} {t.Dtype}[{string.Join(", ", t.Shape.Select(d => d < 0 ? "?" : d.ToString()))}]"));

@@ -66,6 +66,9 @@ public sealed class HelmTests
         var pod = objects.OfType<V1Deployment>().Single().Spec.Template.Spec;
         Assert.DoesNotContain(pod.Volumes, v => v.Name == "models");
         Assert.False(pod.Containers.Single().Resources.Limits.ContainsKey("nvidia.com/gpu"));
+        Assert.Null(pod.NodeSelector);
+        Assert.Null(pod.Tolerations);
+        Assert.DoesNotContain("Engine__Device", objects.OfType<V1ConfigMap>().Single().Data.Keys);
         Assert.Empty(objects.OfType<V2HorizontalPodAutoscaler>());
         Assert.Empty(objects.OfType<ServiceMonitor>());
         Assert.Single(objects.OfType<V1PodDisruptionBudget>());
@@ -206,8 +209,12 @@ public sealed class HelmTests
         var container = pod.Containers.Single();
 
         Assert.Equal(new ResourceQuantity("1"), container.Resources.Limits["nvidia.com/gpu"]);
+        // gpu.enabled brings the GPU node selector and toleration beside the values' own, the CUDA image and device.
         Assert.Equal("nvidia.com/gpu", pod.Tolerations.Single().Key);
-        Assert.Equal("true", pod.NodeSelector["nvidia.com/gpu.present"]);
+        Assert.Equal(new Dictionary<string, string> { ["nvidia.com/gpu.present"] = "true", ["topology.kubernetes.io/zone"] = "eu-west-1a" },
+            pod.NodeSelector);
+        Assert.Equal("registry.example.com/jacservice:0.1.0-cuda", container.Image);
+        Assert.Equal("cuda", objects.OfType<V1ConfigMap>().Single().Data["Engine__Device"]);
 
         // The HPA owns the replica count.
         Assert.Null(deployment.Spec.Replicas);

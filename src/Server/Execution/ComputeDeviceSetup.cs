@@ -4,14 +4,19 @@ using Microsoft.Extensions.Options;
 namespace JacService.Server.Execution;
 
 /// <summary>
-/// Makes Engine:Device (resolved, see <see cref="ComputeDevices"/>) the device every tensor is created on, before any
-/// model loads (registered before the repository loader, like <see cref="MklDispatchSetup"/>).
+/// Makes Engine:Device (resolved, see <see cref="ComputeDevices"/>) the device every tensor is created on, and on a GPU
+/// sets whether TF32 may stand in for float32 (Engine:AllowTf32), before any model loads (registered before the repository loader, like <see cref="MklDispatchSetup"/>).
 /// </summary>
 public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, EngineLimits limits, ILogger<ComputeDeviceSetup> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ComputeDevices.Use(limits.Device);
+        if (limits.Device != ComputeDevices.Cpu)
+        {
+            TorchSharp.torch.backends.cuda.matmul.allow_tf32 = options.Value.AllowTf32;
+            TorchSharp.torch.backends.cudnn.allow_tf32 = options.Value.AllowTf32;
+        }
         LogDevice(logger, limits.Device, options.Value.Device, ComputeDevices.CudaDevices());
         var (graphs, why) = options.Value.ResolvedCudaGraphs(limits.Device);
         LogGraphs(logger, graphs ? "recorded and replayed" : "off", options.Value.CudaGraphs, graphs ? "" : $": {why}");

@@ -22,6 +22,13 @@ public sealed class EngineOptions : IValidatableObject
     /// </summary>
     public CudaGraphsSetting CudaGraphs { get; set; } = CudaGraphsSetting.Auto;
 
+    /// <summary>
+    /// Let matrix products and convolutions on a GPU run on TF32 tensor cores (about 3 significant digits instead of
+    /// float32's 7). Off by default: derivatives are served to float32 precision, which TF32 does not give (cuDNN's
+    /// convolutions would otherwise use it, libtorch's default).
+    /// </summary>
+    public bool AllowTf32 { get; set; }
+
     /// <summary>Working memory for one forward-mode pass; the tangent basis, then the batch, is split to fit.</summary>
     [Range(1, 1 << 20)]
     public int WorkingMemoryMiB { get; set; } = 512;

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The GPU device check (issue 17, docs/gpu.md), as one command on the GPU machine, from the repository root:
+#
+#   scripts/device/check.sh OUT_DIR [PACK_DIR]
+#
+# PACK_DIR (default artifacts/device-pack) holds what scripts/device/pack.sh made here: app.tar.xz (the server and
+# jac, self-contained, without libtorch) and torchsharp-native.tar.xz (TorchSharp's native sources). The machine has
+# torch with CUDA, nvcc, CMake, ninja and JAX, but no .NET and no network. In order, each step recording its outcome
+# in OUT_DIR/steps.txt and going on when one fails, so one run brings back as much as it can:
+#   1. the machine (GPU, driver, torch, CUDA, JAX) into env.txt;
+#   2. JAX's jit(vmap(jacfwd/jacrev)) and vmap(vjp) on the fixtures (bench/peer_jax.py) in the background, while
+#   3. libLibTorchSharp is compiled from TorchSharp's sources against the machine's libtorch, and
+#   4. libJacServiceCudaGraphs from src/Native (CMake; a direct g++ line if CMake cannot find Torch);
+#   5. per Engine:CudaGraphs off and on: the server on the GPU, every fixture's Predict, BatchJacobian (forward and
+#      reverse) and Jacobian against the references (scripts/device/compare.py, 3 runs each with graphs: eager, recorded,
+#      replayed), BatchJacobian throughput at batch 1, 16 and 256 and single-sample Jacobian latency (jac load; the
+#      server's own p50/p99 from its request-duration histogram), GetModel after it all;
+#   6. summary.md from the result files.
+# JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
+# package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+pack=$(cd "${2:-artifacts/device-pack}" && pwd)
+device=${JAC_CHECK_DEVICE:-cuda}
+perf_models=${JAC_CHECK_MODELS:-mlp_tanh,pinn,wide_classifier,small_cnn}
+seconds=${JAC_CHECK_SECONDS:-4}
+# Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
+budget=${JAC_CHECK_BUDGET_S:-500}
+started=$SECONDS
+work=$(mktemp -d)
+server=
+jax=
+cleanup() {
+  [[ -n "$server" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  [[ -n "$jax" ]] && kill "$jax" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '%4ds %-6s %s\n' $((SECONDS - started)) "$1" "$2" | tee -a "$out/steps.txt"; }
+late() { (( SECONDS - started > budget )); }
+
+# ---- 1. the machine ---------------------------------------------------------------------------------------------
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+  nproc; free -g | head -2
+  python3 -c 'import torch, os; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "cxx11 abi", torch._C._GLIBCXX_USE_CXX11_ABI, "dir", os.path.dirname(torch.__file__))' 2>&1
+  python3 -c 'import jax, jaxlib; print("jax", jax.__version__, "jaxlib", jaxlib.__version__, jax.devices())' 2>&1
+  nvcc --version 2>&1 | tail -1; cmake --version 2>&1 | head -1; g++ --version | head -1
+} > "$out/env.txt" 2>&1
+step info "machine: $(head -2 "$out/env.txt" | tail -1)"
+
+if [[ "$device" == cuda ]]; then
+  torch_dir=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')
+  torch_lib=$torch_dir/lib
+  abi=$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+else
+  torch_lib=$work/torchlib
+  mkdir -p "$torch_lib"
+  cp ~/.nuget/packages/libtorch-cpu-linux-x64/*/runtimes/linux-x64/native/* "$torch_lib/"
+fi
+
+# ---- 2. the JAX peer, while the native libraries compile (it needs the GPU, they need the CPUs) -------------------
+if python3 -c 'import jax' 2>/dev/null; then
+  # No preallocation: the server shares the GPU later, and JAX is done before the server's own timing starts.
+  XLA_PYTHON_CLIENT_PREALLOCATE=false python3 bench/peer_jax.py --models "$perf_models" --batch 1,16,256 \
+    --ops jacfwd,jacrev,vjp --seconds 1 > "$out/jax.jsonl" 2> "$out/jax.log" &
+  jax=$!
+  step start "JAX peer (pid $jax)"
+else
+  step skip "JAX peer: jax does not import here"
+fi
+
+# ---- 3. the app and libLibTorchSharp ------------------------------------------------------------------------------
+unpack() { python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
+metrics_now() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$metrics/metrics"; }
+unpack "$pack/app.tar.xz" "$work"
+app=$work/app
+step $([[ -x "$app/JacService.Server" ]] && echo ok || echo FAIL) "unpacked the app ($(du -sh "$app" | cut -f1))"
+if [[ "$device" == cuda ]]; then
+  mkdir -p "$work/torchsharp"
+  unpack "$pack/torchsharp-native.tar.xz" "$work/torchsharp"
+  src=$work/torchsharp/src/Native/LibTorchSharp
+  flags=(-O2 -fPIC -std=c++17 -w -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" -I"$torch_dir/include/torch/csrc/api/include")
+  mkdir -p "$work/ts-obj"
+  # One compiler per file, 12 at a time (4 cores left to JAX): a file that fails is named in the log.
+  ls "$src"/*.cpp "$src"/*.c | xargs -P 12 -I{} sh -c 'g++ "$@" -c "{}" -o "'"$work"'/ts-obj/$(basename "{}").o" 2>> "'"$out"'/build-torchsharp.log" || echo "FAILED {}" >> "'"$out"'/build-torchsharp.log"' _ "${flags[@]}"
+  if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
+       -Wl,-rpath,"$torch_lib" >> "$out/build-torchsharp.log" 2>&1; then
+    step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)') ($(grep -c FAILED "$out/build-torchsharp.log") files failed)"
+  else
+    step FAIL "libLibTorchSharp did not link: build-torchsharp.log"
+  fi
+else
+  cp src/Server/bin/Release/net10.0/linux-x64/libLibTorchSharp.so "$app/"
+  step ok "libLibTorchSharp: the build's (CPU rehearsal)"
+fi
+
+# ---- 4. libJacServiceCudaGraphs -----------------------------------------------------------------------------------
+if [[ "$device" == cuda ]]; then
+  if cmake -S src/Native -B "$work/native" -G Ninja -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
+       > "$out/build-graphs.log" 2>&1 && cmake --build "$work/native" >> "$out/build-graphs.log" 2>&1; then
+    cp "$work/native/libJacServiceCudaGraphs.so" "$app/"
+    step ok "libJacServiceCudaGraphs built with CMake"
+  else
+    cuda_home=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
+    if g++ -O2 -fPIC -shared -std=c++17 -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" \
+         -I"$torch_dir/include/torch/csrc/api/include" -I"$cuda_home/include" src/Native/cuda_graphs.cpp -o "$app/libJacServiceCudaGraphs.so" \
+         -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -L"$cuda_home/lib64" -lcudart -Wl,-rpath,"$torch_lib" \
+         >> "$out/build-graphs.log" 2>&1; then
+      step ok "libJacServiceCudaGraphs built with g++ (CMake failed: build-graphs.log)"
+    else
+      step FAIL "libJacServiceCudaGraphs did not build: build-graphs.log"
+    fi
+  fi
+else
+  step skip "libJacServiceCudaGraphs: no CUDA here"
+fi
+
+if [[ -n "$jax" ]]; then
+  wait "$jax"
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "JAX peer: $(grep -c '"op": "best"' "$out/jax.jsonl") points (jax.jsonl, jax.log)"
+  jax=
+fi
+
+# ---- 5. the server, with graphs off and on ------------------------------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+jac=("$app/jac")
+for graphs in off on; do
+  [[ "$device" == cpu && "$graphs" == on ]] && { step skip "graphs on: no CUDA here"; continue; }
+  LD_LIBRARY_PATH="$torch_lib" "$app/JacService.Server" --urls "http://127.0.0.1:$port" --Models:Root="$PWD/tests/fixtures/models" \
+    --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" --Engine:Device="$device" --Engine:CudaGraphs="$graphs" \
+    --Engine:PredictWithOnnxRuntime=false --Batching:MaxBatchSize=256 > "$out/server-graphs-$graphs.log" 2>&1 &
+  server=$!
+  ready=
+  for _ in $(seq 1 180); do
+    # Up once every fixture has loaded (READY, or FAILED: compare.py then says which).
+    "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$out/models-graphs-$graphs-start.json" 2>/dev/null &&
+      python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(0 if m and all(x["state"] in ("READY", "FAILED") for x in m) else 1)' \
+        "$out/models-graphs-$graphs-start.json" && { ready=1; break; }
+    kill -0 "$server" 2>/dev/null || break
+    sleep 1
+  done
+  if [[ -z "$ready" ]]; then
+    step FAIL "server (graphs $graphs) did not come up: server-graphs-$graphs.log"
+    kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; server=
+    continue
+  fi
+  step ok "server up, graphs $graphs: $(grep -m1 -o 'Tensors live on [^(]*' "$out/server-graphs-$graphs.log"); $(grep -m1 -o 'CUDA graphs [^\"]*' "$out/server-graphs-$graphs.log")"
+
+  repeat=$([[ "$graphs" == on ]] && echo 3 || echo 1)
+  python3 scripts/device/compare.py --jac "${jac[0]}" --target "127.0.0.1:$port" --repeat "$repeat" \
+    --out "$out/compare-graphs-$graphs.json" > "$out/compare-graphs-$graphs.txt" 2>&1
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "references, graphs $graphs: $(tail -1 "$out/compare-graphs-$graphs.txt")"
+
+  for model in ${perf_models//,/ }; do
+    for batch in 1 16 256; do
+      late && { step skip "load $model b=$batch graphs $graphs: past the budget"; continue; }
+      "${jac[@]}" load --target "127.0.0.1:$port" -M batch-jacobian -m "$model" -b "$batch" -c 4 -z "${seconds}s" --warmup 1s \
+        --no-progress -o json --out "$out/load-graphs-$graphs-$model-b$batch.json" > /dev/null 2>&1
+      step ok "BatchJacobian $model b=$batch graphs $graphs: $(python3 scripts/device/summarize.py --brief "$out/load-graphs-$graphs-$model-b$batch.json")"
+    done
+    late && continue
+    metrics_now > "$work/before.prom"
+    "${jac[@]}" load --target "127.0.0.1:$port" -M jacobian -m "$model" -c 1 -z "${seconds}s" --warmup 1s \
+      --no-progress -o json --out "$out/latency-graphs-$graphs-$model.json" > /dev/null 2>&1
+    metrics_now > "$work/after.prom"
+    python3 scripts/device/compare.py --quantiles "$work/before.prom" "$work/after.prom" --method Jacobian --model "$model" \
+      > "$out/latency-graphs-$graphs-$model-server.json"
+    step ok "Jacobian latency $model graphs $graphs: client $(python3 scripts/device/summarize.py --brief "$out/latency-graphs-$graphs-$model.json"); server $(cat "$out/latency-graphs-$graphs-$model-server.json")"
+  done
+  "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$out/models-graphs-$graphs-end.json" 2>&1
+  metrics_now > "$out/metrics-graphs-$graphs.prom"
+  kill "$server"; wait "$server" 2>/dev/null; server=
+done
+
+# ---- 6. summary ---------------------------------------------------------------------------------------------------
+python3 scripts/device/summarize.py "$out" > "$out/summary.md" 2>&1
+step done "summary.md"
+! grep -q ' FAIL ' "$out/steps.txt"
