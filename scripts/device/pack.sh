@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 torchsharp_git=${2:-}
+# Only this pack travels (carried as a folder): no older pack beside it.
+rm -f "$out"/*.tar.zst "$out"/*.tar.xz
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
