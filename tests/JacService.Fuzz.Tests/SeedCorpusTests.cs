@@ -37,10 +37,13 @@ public sealed class SeedCorpusTests : IDisposable
         var outcomes = Directory.GetFiles(_dir).Order().ToDictionary(f => Path.GetFileNameWithoutExtension(f), f => harness.Run(File.ReadAllBytes(f)));
 
         // Every method, on every fixture model, alone and (for some) as two copies that share batches.
-        Assert.Equal(8, outcomes.Keys.Select(k => k.Split('-')[1]).Distinct().Count());
+        Assert.Equal(9, outcomes.Keys.Select(k => k.Split('-')[1]).Distinct().Count());
         Assert.Contains("mlp_tanh-BatchJacobian-x2", outcomes.Keys);
         Assert.StartsWith("BatchHessianRequest: ResourceExhausted: the Hessian result would take", outcomes["small_cnn-BatchHessian-x1"]);
-        foreach (var (name, outcome) in outcomes.Where(p => p.Key != "small_cnn-BatchHessian-x1"))
+        // A stream of a good message, one naming no such input, and the good one again: two answered, one refused.
+        foreach (var (name, outcome) in outcomes.Where(p => p.Key.Contains("-JacobianStream-")))
+            Assert.Equal("JacobianStream: 3 messages, 2 OK, 1 copies", outcome);
+        foreach (var (name, outcome) in outcomes.Where(p => p.Key != "small_cnn-BatchHessian-x1" && !p.Key.Contains("-JacobianStream-")))
             Assert.True(outcome.Contains(": OK, "), $"{name}: {outcome}");
     }
 }

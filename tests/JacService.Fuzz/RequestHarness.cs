@@ -21,8 +21,9 @@ namespace JacService.Fuzz;
 /// <summary>
 /// Request validation and the batcher's row slicing on arbitrary requests against loaded models: the fixture models,
 /// each with a real <see cref="ModelBatcher"/>, behind the real <see cref="JacobianGrpcService"/> and
-/// <see cref="ErrorMappingInterceptor"/>. An input is one byte choosing the method and how many copies of the request
-/// go in at once (so parts of different requests share batches), then the request message as the wire carries it.
+/// <see cref="ErrorMappingInterceptor"/>. An input is one byte choosing the method (low four bits) and how many copies of
+/// the request go in at once (so parts of different requests share batches), then the request message as the wire
+/// carries it; for JacobianStream, the stream's messages, each length-delimited.
 /// A message that does not parse, and any status but INTERNAL, is the service working as designed; INTERNAL (an
 /// exception the interceptor does not map), an answer whose shapes contradict the request, or copies of one request
 /// answered differently, is a finding.
@@ -30,7 +31,7 @@ namespace JacService.Fuzz;
 public sealed class RequestHarness : IHarness, IDisposable
 {
     private static readonly string[] Methods =
-        ["Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian"];
+        ["Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian", "JacobianStream"];
 
     /// <summary>
     /// Small batches and padding to buckets, so that requests of a few rows are cut into parts, stacked with others'
@@ -72,8 +73,8 @@ public sealed class RequestHarness : IHarness, IDisposable
     public string Run(byte[] input)
     {
         if (input.Length == 0) return "empty";
-        string method = Methods[input[0] % Methods.Length];
-        int copies = 1 + (input[0] >> 3) % 3;
+        string method = Methods[(input[0] & 0x0F) % Methods.Length];
+        int copies = 1 + (input[0] >> 4) % 3;
         var message = input.AsMemory(1);
         try
         {
@@ -85,6 +86,7 @@ public sealed class RequestHarness : IHarness, IDisposable
                 "StreamBatchJacobian" => Streaming(BatchJacobianRequest.Parser.ParseFrom(message.Span), copies),
                 "Jvp" => Unary(JvpRequest.Parser, message, copies, _service.Jvp, r => CheckBatched(r.Outputs, r.Jvps)),
                 "Vjp" => Unary(VjpRequest.Parser, message, copies, _service.Vjp, r => CheckBatched(r.Outputs, Single(r.Vjp))),
+                "JacobianStream" => Duplex(message, copies),
                 "BatchHessian" => Unary(BatchHessianRequest.Parser, message, copies, _service.BatchHessian,
                     r => CheckBatched(r.Outputs, r.Hessians, r.Jacobians)),
                 _ => Unary(BatchLaplacianRequest.Parser, message, copies, _service.BatchLaplacian,
@@ -122,9 +124,9 @@ public sealed class RequestHarness : IHarness, IDisposable
 
     private string Streaming(BatchJacobianRequest request, int copies)
     {
-        async Task<CollectingWriter> Call()
+        async Task<CollectingWriter<BatchJacobianChunk>> Call()
         {
-            var writer = new CollectingWriter();
+            var writer = new CollectingWriter<BatchJacobianChunk>();
             await _interceptor.ServerStreamingServerHandler(request, writer, new FuzzCallContext(), (r, w, c) => _service.StreamBatchJacobian(r, w, c));
             return writer;
         }
@@ -134,20 +136,82 @@ public sealed class RequestHarness : IHarness, IDisposable
         {
             if (outcome.Response is not { } writer) continue;
             long next = 0;
-            foreach (var chunk in writer.Chunks)
+            foreach (var chunk in writer.Messages)
             {
-                if (chunk.RowOffset != next || chunk.RowCount < 1 || chunk.TotalRows != writer.Chunks[0].TotalRows)
+                if (chunk.RowOffset != next || chunk.RowCount < 1 || chunk.TotalRows != writer.Messages[0].TotalRows)
                     throw new HarnessFindingException($"chunk at row {chunk.RowOffset} of {chunk.RowCount} rows (of {chunk.TotalRows}) after row {next}");
                 if (CheckBatched(chunk.Outputs, chunk.Jacobians) != chunk.RowCount)
                     throw new HarnessFindingException($"chunk at row {chunk.RowOffset} claims {chunk.RowCount} rows, its tensors hold a different number");
                 next += chunk.RowCount;
             }
-            if (writer.Chunks.Count == 0 || next != writer.Chunks[0].TotalRows)
-                throw new HarnessFindingException($"the chunks cover {next} rows of {(writer.Chunks.Count == 0 ? "?" : writer.Chunks[0].TotalRows)}");
+            if (writer.Messages.Count == 0 || next != writer.Messages[0].TotalRows)
+                throw new HarnessFindingException($"the chunks cover {next} rows of {(writer.Messages.Count == 0 ? "?" : writer.Messages[0].TotalRows)}");
         }
         return outcomes[0].Response is { } first
-            ? $"StreamBatchJacobian: OK, {first.Chunks.Count} chunks, {copies} copies"
+            ? $"StreamBatchJacobian: OK, {first.Messages.Count} chunks, {copies} copies"
             : $"StreamBatchJacobian: {outcomes[0].Status!.Value.StatusCode}: {outcomes[0].Status!.Value.Detail}";
+    }
+
+    /// <summary>
+    /// JacobianStream: every copy is one stream of the same messages (read up to the first that does not parse, where the
+    /// server would end the stream after answering the ones before). Each message must be answered once, in order, with
+    /// a result of consistent shapes or a caller's status (never INTERNAL or UNKNOWN), and alike in every copy.
+    /// </summary>
+    private string Duplex(ReadOnlyMemory<byte> message, int copies)
+    {
+        var requests = new List<JacobianRequest>();
+        using (var input = new MemoryStream(message.ToArray()))
+        {
+            try
+            {
+                while (input.Position < input.Length) requests.Add(JacobianRequest.Parser.ParseDelimitedFrom(input));
+            }
+            catch (InvalidProtocolBufferException)
+            {
+                // The stream ends at the message that does not parse; the ones before it are answered.
+            }
+        }
+        async Task<List<JacobianStreamResponse>> Call()
+        {
+            var writer = new CollectingWriter<JacobianStreamResponse>();
+            await _interceptor.DuplexStreamingServerHandler(new ListReader<JacobianRequest>(requests), writer, new FuzzCallContext(),
+                (r, w, c) => _service.JacobianStream(r, w, c));
+            return writer.Messages;
+        }
+        var outcomes = Task.WhenAll(Enumerable.Range(0, copies).Select(_ => Outcome(Call()))).GetAwaiter().GetResult();
+        string? first = null;
+        foreach (var outcome in outcomes)
+        {
+            if (outcome.Response is not { } answers) continue;
+            if (answers.Count != requests.Count)
+                throw new HarnessFindingException($"JacobianStream: {requests.Count} messages sent, {answers.Count} answered");
+            var kinds = new List<string>();
+            for (int i = 0; i < answers.Count; i++)
+            {
+                var answer = answers[i];
+                if (answer.Sequence != i) throw new HarnessFindingException($"JacobianStream: answer {i} carries sequence {answer.Sequence}");
+                if ((StatusCode)answer.Code is StatusCode.Internal or StatusCode.Unknown)
+                    throw new HarnessFindingException($"JacobianStream: message {i}: {(StatusCode)answer.Code}: {answer.Message}", _internalErrors.Last);
+                if (answer.Code == 0)
+                {
+                    if (answer.Result is null) throw new HarnessFindingException($"JacobianStream: message {i} is OK without a result");
+                    CheckAll(answer.Result.Outputs, answer.Result.Jacobians);
+                    kinds.Add("OK " + Shapes(answer.Result));
+                }
+                else
+                {
+                    kinds.Add(((StatusCode)answer.Code).ToString());
+                }
+            }
+            // A full queue may refuse a message in one copy and not another.
+            string summary = string.Join("|", kinds.Where(k => k != nameof(StatusCode.ResourceExhausted)));
+            if (first is not null && !kinds.Contains(nameof(StatusCode.ResourceExhausted)) && summary != first)
+                throw new HarnessFindingException($"JacobianStream: copies of one stream were answered differently: {first} / {summary}");
+            first ??= kinds.Contains(nameof(StatusCode.ResourceExhausted)) ? null : summary;
+        }
+        return outcomes[0].Response is { } answered
+            ? $"JacobianStream: {requests.Count} messages, {answered.Count(a => a.Code == 0)} OK, {copies} copies"
+            : $"JacobianStream: {outcomes[0].Status!.Value.StatusCode}: {outcomes[0].Status!.Value.Detail}";
     }
 
     /// <summary>A call's answer or its status; INTERNAL (and any exception the interceptor let through) escapes.</summary>
@@ -248,7 +312,7 @@ public sealed class RequestHarness : IHarness, IDisposable
             var wrt = version.Inputs.First(i => Core.Onnx.ElementTypes.IsFloat(i.ElementType)).Name;
             var outputs = version.PredictInEngine(version.ValidateInputs(inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), p.Value.Data.ToArray())), batched: true)).Outputs;
 
-            var requests = new List<(int Method, IMessage Message)>();
+            var requests = new List<(int Method, object Message)>();
             var predict = new PredictRequest { Model = name };
             predict.Inputs.Add(inputs);
             requests.Add((0, predict));
@@ -273,14 +337,21 @@ public sealed class RequestHarness : IHarness, IDisposable
             var laplacian = new BatchLaplacianRequest { Model = name, Wrt = wrt, Axes = { 0 } };
             laplacian.Inputs.Add(inputs);
             requests.Add((7, laplacian));
+            // A stream of the single-sample request, the same with an unknown wrt, and the first again.
+            var stream = new MemoryStream();
+            single.WriteDelimitedTo(stream);
+            new JacobianRequest(single) { Wrt = "no-such-input" }.WriteDelimitedTo(stream);
+            single.WriteDelimitedTo(stream);
+            requests.Add((8, new RawMessage(stream.ToArray())));
 
             foreach (var (method, request) in requests)
                 for (int copies = 1; copies <= 2; copies++)
                 {
                     // Two copies of a few methods only: the corpus stays small, and the fuzzer flips the byte for the rest.
                     if (copies == 2 && method is not (0 or 2 or 4)) continue;
-                    byte head = (byte)(method + ((copies - 1) << 3));
-                    File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}-x{copies}.bin"), [head, .. request.ToByteArray()]);
+                    byte head = (byte)(method + ((copies - 1) << 4));
+                    byte[] body = request is RawMessage raw ? raw.Bytes : ((IMessage)request).ToByteArray();
+                    File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}-x{copies}.bin"), [head, .. body]);
                 }
         }
     }
@@ -288,6 +359,9 @@ public sealed class RequestHarness : IHarness, IDisposable
     public void Dispose() => _registry.Dispose();
 
     private sealed record Answer<T>(T? Response, Status? Status) where T : class;
+
+    /// <summary>A seed's body that is not one message: a stream's length-delimited messages.</summary>
+    private sealed record RawMessage(byte[] Bytes);
 
     /// <summary>The interceptor's logger: the exception behind an INTERNAL status is logged, not returned.</summary>
     private sealed class InternalErrors : ILogger<ErrorMappingInterceptor>
@@ -306,17 +380,26 @@ public sealed class RequestHarness : IHarness, IDisposable
         }
     }
 
-    private sealed class CollectingWriter : IServerStreamWriter<BatchJacobianChunk>
+    private sealed class CollectingWriter<T> : IServerStreamWriter<T> where T : IDeepCloneable<T>
     {
-        public List<BatchJacobianChunk> Chunks { get; } = [];
+        public List<T> Messages { get; } = [];
 
         public WriteOptions? WriteOptions { get; set; }
 
-        public Task WriteAsync(BatchJacobianChunk message)
+        public Task WriteAsync(T message)
         {
-            Chunks.Add(message.Clone());
+            Messages.Add(message.Clone());
             return Task.CompletedTask;
         }
+    }
+
+    private sealed class ListReader<T>(IReadOnlyList<T> messages) : IAsyncStreamReader<T>
+    {
+        private int _next = -1;
+
+        public T Current => messages[_next];
+
+        public Task<bool> MoveNext(CancellationToken cancellationToken) => Task.FromResult(++_next < messages.Count);
     }
 
     private sealed class FuzzCallContext : ServerCallContext

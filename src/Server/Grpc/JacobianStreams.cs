@@ -81,7 +81,7 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         var answer = new JacobianStreamResponse { Sequence = sequence };
         try
         {
-            if (!first && quota.Refusal(context.GetHttpContext()) is { } refusal)
+            if (!first && quota.Refusal(context) is { } refusal)
                 throw new QuotaExceededException(refusal);
             // Resolved per message: a reload between two messages serves the later one from the new version.
             using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs),

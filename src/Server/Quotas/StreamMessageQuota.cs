@@ -1,4 +1,5 @@
 using System.Threading.RateLimiting;
+using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 
 namespace JacService.Server.Quotas;
@@ -26,9 +27,10 @@ public sealed class StreamMessageQuota
     }
 
     /// <summary>Null when the message may run; otherwise why not, as the RESOURCE_EXHAUSTED message to answer it with.</summary>
-    public string? Refusal(HttpContext context)
+    public string? Refusal(ServerCallContext call)
     {
         if (_rate is null) return null;
+        var context = call.GetHttpContext();
         using var lease = _rate.AttemptAcquire(context);
         if (lease.IsAcquired) return null;
         var caller = QuotaCaller.Of(context, _options!);
