@@ -1,7 +1,7 @@
 using JacService.Core.Graphs;
 using static TorchSharp.torch;
 
-namespace JacService.Core.Tests;
+namespace JacService.Testing;
 
 /// <summary>
 /// A CPU stand-in for CUDA graphs, which cannot run here: "recording" runs the pass once and keeps its outputs as the

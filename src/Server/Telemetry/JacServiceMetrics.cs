@@ -77,6 +77,19 @@ public sealed class JacServiceMetrics
                     new KeyValuePair<string, object?>("model", e.Name), new KeyValuePair<string, object?>("version", e.Version.ToString()),
                     new KeyValuePair<string, object?>("runtime", e.Model!.PredictRuntime))),
             "{model}", "1 per READY model version, labelled with what serves its Predict (onnxruntime, or engine when it falls back)");
+        _meter.CreateObservableGauge("jacservice.cuda_graphs", () => registry.Entries
+                .Where(e => e.Model is { Graphs.Enabled: true })
+                .SelectMany(e =>
+                {
+                    var (_, recorded, fallbacks) = e.Model!.Graphs;
+                    KeyValuePair<string, object?>[] version = [new("model", e.Name), new("version", e.Version.ToString())];
+                    return new[]
+                    {
+                        new Measurement<int>(recorded, [.. version, new("state", "recorded")]),
+                        new Measurement<int>(fallbacks.Count, [.. version, new("state", "eager")]),
+                    };
+                }),
+            "{pass}", "Passes of each model version recorded as CUDA graphs, and passes that could not be recorded and run eagerly (GPU only)");
     }
 
     public void RecordRequest(string model, string method, string status, double seconds)
