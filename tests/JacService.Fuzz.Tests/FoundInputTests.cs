@@ -46,6 +46,20 @@ public sealed class FoundInputTests
         Assert.EndsWith("]: over 2,147,483,647 elements without its zero-length axes, more than supported", outcome);
     }
 
+    /// <summary>
+    /// Two copies of a BatchHessian of wide_classifier on 3 rows (128 inputs: 8,256 direction pairs per output), queued
+    /// behind one executor thread: legitimate work that ran ~11 s, past afl's 10 s per input, so the fuzz run called it a
+    /// hang. The harness's calls now carry a deadline, as real callers' do, and such work ends as DEADLINE_EXCEEDED (a
+    /// running batch stops between ops once its callers have gone) within the limit.
+    /// </summary>
+    [Fact]
+    public void SlowButLegitimateWorkEndsAtTheCallsDeadline()
+    {
+        using var harness = new RequestHarness();
+        var outcome = harness.Run(File.ReadAllBytes(Input("request", "wide-hessian-two-copies.bin")));
+        Assert.StartsWith("BatchHessianRequest: DeadlineExceeded: ", outcome);
+    }
+
     /// <summary>The same models behind the batcher, with ONNX Runtime serving Predict where it takes the file, as the server runs them.</summary>
     [Theory]
     [MemberData(nameof(ReduceMeanOverBatch))]
