@@ -16,6 +16,31 @@ internal static class DeviceTransfer
     public static Tensor[] ToDevice(HostTensor[] inputs, ModelGraph graph) =>
         inputs.Select((h, i) => ToDevice(h, graph.Inputs[i].ElementType.DeviceType(graph.ComputeType))).ToArray();
 
+    /// <summary>
+    /// Results as float32 in managed memory, each written into its reused array of <paramref name="into"/> when given
+    /// (named by <paramref name="names"/>). With <paramref name="oneTransfer"/> (results on a GPU) they leave the device
+    /// together: flattened, laid end to end on the device, copied to the host once and cut there, one synchronisation
+    /// per batch instead of one per result.
+    /// </summary>
+    public static HostTensor[] ToHost(IReadOnlyList<Tensor> tensors, IReadOnlyList<string> names, ResultBuffers? into, bool oneTransfer)
+    {
+        if (!oneTransfer || tensors.Count < 2) return tensors.Select((t, i) => ToHost(t, into, names[i])).ToArray();
+        using var scope = NewDisposeScope();
+        using var flat = cat(tensors.Select(t => t.to_type(ScalarType.Float32).reshape(-1)).ToArray()).cpu();
+        var source = MemoryMarshal.Cast<byte, float>(flat.bytes);
+        var results = new HostTensor[tensors.Count];
+        int offset = 0;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            int count = (int)tensors[i].numel();
+            var target = into is null ? new float[count] : into.For(names[i], count);
+            source.Slice(offset, count).CopyTo(target);
+            results[i] = new HostTensor(tensors[i].shape, target);
+            offset += count;
+        }
+        return results;
+    }
+
     /// <summary>A result as float32 in managed memory; with <paramref name="into"/>, written into its reused array for <paramref name="name"/>.</summary>
     public static HostTensor ToHost(Tensor t, ResultBuffers? into = null, string name = "")
     {

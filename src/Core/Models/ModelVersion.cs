@@ -247,7 +247,7 @@ public sealed class ModelVersion : IDisposable
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         return _passes.Run(PassKey("predict", device), device, Forward,
-            values => new EngineResult(HostOutputs(values, inputs[0].Shape[0], into), new Dictionary<string, HostTensor>()));
+            values => new EngineResult(Host(values, inputs[0].Shape[0], into).Outputs, new Dictionary<string, HostTensor>()));
     }
 
     /// <summary>
@@ -261,9 +261,8 @@ public sealed class ModelVersion : IDisposable
         return _passes.Run(PassKey($"jacobian {mode}", device, wrt, of), device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
         {
             var (outputs, jacobians) = Split(all);
-            return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
-                of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(jacobians[j], into, "jac:" + Outputs[o].Name))).ToDictionary(p => p.Item1, p => p.Item2))
-            { Mode = mode };
+            var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jac:", j => jacobians[j]));
+            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = mode };
         });
     }
 
@@ -282,10 +281,8 @@ public sealed class ModelVersion : IDisposable
         return _passes.Run(PassKey("jvp", passInputs, wrt, of), passInputs, d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
         {
             var (outputs, pushed) = Split(all);
-            return new EngineResult(HostOutputs(outputs, inputs[0].Shape[0], into),
-                of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(FromDirections(pushed[j], many), into, "jvp:" + Outputs[o].Name)))
-                    .ToDictionary(p => p.Item1, p => p.Item2))
-            { Mode = DerivativeMode.Forward };
+            var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jvp:", j => FromDirections(pushed[j], many)));
+            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Forward };
         });
     }
 
@@ -311,9 +308,11 @@ public sealed class ModelVersion : IDisposable
         {
             var (outputs, pulled) = _reverse.Pull(d[..count], wrt, of, d[count..]);
             return [.. outputs, pulled];
-        }, all => new EngineResult(HostOutputs(all[..^1], inputs[0].Shape[0], into),
-            new Dictionary<string, HostTensor> { [name] = DeviceTransfer.ToHost(FromDirections(all[^1], many), into, "vjp:" + name) })
-        { Mode = DerivativeMode.Reverse });
+        }, all =>
+        {
+            var host = Host(all[..^1], inputs[0].Shape[0], into, [(name, "vjp:" + name, FromDirections(all[^1], many))]);
+            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Reverse };
+        });
     }
 
     /// <summary>
@@ -343,14 +342,9 @@ public sealed class ModelVersion : IDisposable
     /// <summary>Derivatives come per output in of: the second-order ones, then (when asked for) the Jacobians.</summary>
     private EngineResult SecondOrderResult(Tensor[] outputs, Tensor[] derivatives, int[] of, bool includeJacobian, string prefix, long batch, ResultBuffers? into)
     {
-        Dictionary<string, HostTensor> ByOutput(int offset, string bufferPrefix) =>
-            of.Select((o, j) => (Outputs[o].Name, DeviceTransfer.ToHost(derivatives[offset + j], into, bufferPrefix + Outputs[o].Name)))
-                .ToDictionary(p => p.Item1, p => p.Item2);
-        return new EngineResult(HostOutputs(outputs, batch, into), includeJacobian ? ByOutput(of.Length, "jac:") : new Dictionary<string, HostTensor>())
-        {
-            SecondOrder = ByOutput(0, prefix),
-            Mode = DerivativeMode.Forward,
-        };
+        var host = Host(outputs, batch, into, PerOutput(of, prefix, j => derivatives[j]),
+            includeJacobian ? PerOutput(of, "jac:", j => derivatives[of.Length + j]) : []);
+        return new EngineResult(host.Outputs, host.Groups[1]) { SecondOrder = host.Groups[0], Mode = DerivativeMode.Forward };
     }
 
     /// <summary>What a pass computes and the shapes it reads: the key of its graph.</summary>
@@ -365,10 +359,31 @@ public sealed class ModelVersion : IDisposable
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
 
-    private Dictionary<string, HostTensor> HostOutputs(Tensor[] outputs, long batch, ResultBuffers? into)
+    /// <summary>One derivative per output in <paramref name="of"/>: its output's name, its reused buffer's name, its tensor.</summary>
+    private (string Name, string Buffer, Tensor Value)[] PerOutput(int[] of, string bufferPrefix, Func<int, Tensor> value) =>
+        of.Select((o, j) => (Outputs[o].Name, bufferPrefix + Outputs[o].Name, value(j))).ToArray();
+
+    /// <summary>
+    /// A pass's outputs and its groups of derivatives on the host, each by name; off a GPU in one transfer (see
+    /// <see cref="DeviceTransfer.ToHost(IReadOnlyList{Tensor}, IReadOnlyList{string}, ResultBuffers?, bool)"/>).
+    /// </summary>
+    private (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor>[] Groups) Host(Tensor[] outputs, long batch,
+        ResultBuffers? into, params (string Name, string Buffer, Tensor Value)[][] groups)
     {
         CheckBatchAxis(o => outputs[o].shape, batch);
-        return Outputs.Select((o, i) => (o.Name, DeviceTransfer.ToHost(outputs[i], into, "out:" + o.Name))).ToDictionary(p => p.Name, p => p.Item2);
+        var derivatives = groups.SelectMany(g => g).ToArray();
+        Tensor[] all = [.. outputs, .. derivatives.Select(d => d.Value)];
+        string[] buffers = [.. Outputs.Select(o => "out:" + o.Name), .. derivatives.Select(d => d.Buffer)];
+        var host = DeviceTransfer.ToHost(all, buffers, into, oneTransfer: Device != ComputeDevices.Cpu);
+        var named = Outputs.Select((o, i) => (o.Name, host[i])).ToDictionary(p => p.Name, p => p.Item2);
+        var grouped = new Dictionary<string, HostTensor>[groups.Length];
+        int next = outputs.Length;
+        for (int g = 0; g < groups.Length; g++)
+        {
+            grouped[g] = [];
+            foreach (var d in groups[g]) grouped[g][d.Name] = host[next++];
+        }
+        return (named, grouped);
     }
 
     /// <summary>
