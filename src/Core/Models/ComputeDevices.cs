@@ -46,8 +46,15 @@ public static class ComputeDevices
         return (devices, null);
     }
 
+    /// <summary>The device set by <see cref="Use"/> ("cpu" until then).</summary>
+    public static string Current { get; private set; } = Cpu;
+
     /// <summary>Makes <paramref name="device"/> where every tensor is created from now on (TorchSharp's default device).</summary>
-    public static void Use(string device) => set_default_device(new Device(device));
+    public static void Use(string device)
+    {
+        set_default_device(new Device(device));
+        Current = device;
+    }
 
     /// <summary>The GPU index of a resolved CUDA device ("cuda:1" is 1).</summary>
     public static int CudaIndex(string device) =>

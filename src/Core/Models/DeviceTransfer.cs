@@ -7,9 +7,33 @@ namespace JacService.Core.Models;
 /// <summary>Copies between managed float arrays and device tensors (the only place the engine touches host memory).</summary>
 internal static class DeviceTransfer
 {
+    // Cleared the first time page-locking fails on this machine: uploads then go from pageable memory, as on the CPU.
+    private static volatile bool _pinnedUploads = true;
+
+    /// <summary>
+    /// A request's values on the device. On a GPU they go up from page-locked memory (libtorch's caching host
+    /// allocator reuses those blocks), asynchronously on the executor thread's stream, ahead of the pass that reads them.
+    /// </summary>
     public static Tensor ToDevice(HostTensor h, ScalarType type)
     {
-        var t = tensor(h.Data, h.Shape);
+        Tensor t;
+        if (ComputeDevices.Current == ComputeDevices.Cpu || !_pinnedUploads)
+        {
+            t = tensor(h.Data, h.Shape);
+        }
+        else
+        {
+            try
+            {
+                using var staged = tensor(h.Data, h.Shape, device: CPU).pin_memory();
+                t = staged.to(new Device(ComputeDevices.Current), non_blocking: true);
+            }
+            catch (ExternalException)
+            {
+                _pinnedUploads = false;
+                t = tensor(h.Data, h.Shape);
+            }
+        }
         return t.dtype == type ? t : t.to_type(type);
     }
 
