@@ -15,6 +15,7 @@ using JacService.Server.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Wire = JacService.Protos.V1.Wire;
 
 namespace JacService.Fuzz;
 
@@ -124,9 +125,9 @@ public sealed class RequestHarness : IHarness, IDisposable
 
     private string Streaming(BatchJacobianRequest request, int copies)
     {
-        async Task<CollectingWriter<BatchJacobianChunk>> Call()
+        async Task<CollectingWriter<Wire.BatchJacobianChunk>> Call()
         {
-            var writer = new CollectingWriter<BatchJacobianChunk>();
+            var writer = new CollectingWriter<Wire.BatchJacobianChunk>();
             await _interceptor.ServerStreamingServerHandler(request, writer, new FuzzCallContext(), (r, w, c) => _service.StreamBatchJacobian(r, w, c));
             return writer;
         }
@@ -171,9 +172,9 @@ public sealed class RequestHarness : IHarness, IDisposable
                 // The stream ends at the message that does not parse; the ones before it are answered.
             }
         }
-        async Task<List<JacobianStreamResponse>> Call()
+        async Task<List<Wire.JacobianStreamResponse>> Call()
         {
-            var writer = new CollectingWriter<JacobianStreamResponse>();
+            var writer = new CollectingWriter<Wire.JacobianStreamResponse>();
             await _interceptor.DuplexStreamingServerHandler(new ListReader<JacobianRequest>(requests), writer, new FuzzCallContext(),
                 (r, w, c) => _service.JacobianStream(r, w, c));
             return writer.Messages;
@@ -249,26 +250,26 @@ public sealed class RequestHarness : IHarness, IDisposable
 
     /// <summary>The shapes of every tensor in a response, by field and key: what must agree between copies of a request.</summary>
     private static string Shapes(IMessage message) => string.Join(";", message.Descriptor.Fields.InFieldNumberOrder()
-        .Where(f => f.IsMap || (f.FieldType == FieldType.Message && f.MessageType == Protos.V1.Tensor.Descriptor))
+        .Where(f => f.IsMap || (f.FieldType == FieldType.Message && f.MessageType == Wire.Tensor.Descriptor))
         .Select(f => f.Name + "=" + (f.Accessor.GetValue(message) switch
         {
-            MapField<string, Protos.V1.Tensor> map => string.Join(",", map.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}:{string.Join("x", p.Value.Shape)}")),
-            Protos.V1.Tensor t => string.Join("x", t.Shape),
+            MapField<string, Wire.Tensor> map => string.Join(",", map.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}:{string.Join("x", p.Value.Shape)}")),
+            Wire.Tensor t => string.Join("x", t.Shape),
             _ => "",
         })));
 
     private static string Describe<T>(Answer<T> o) where T : class =>
         o.Response is IMessage m ? "OK " + Shapes(m) : $"{o.Status!.Value.StatusCode} {o.Status.Value.Detail}";
 
-    private static MapField<string, Protos.V1.Tensor> Single(Protos.V1.Tensor? t)
+    private static MapField<string, Wire.Tensor> Single(Wire.Tensor? t)
     {
-        var map = new MapField<string, Protos.V1.Tensor>();
+        var map = new MapField<string, Wire.Tensor>();
         if (t is not null) map["vjp"] = t;
         return map;
     }
 
     /// <summary>Every tensor holds as many values as its shape says and the same number of rows; returns the rows.</summary>
-    private static long CheckBatched(params MapField<string, Protos.V1.Tensor>[] maps)
+    private static long CheckBatched(params MapField<string, Wire.Tensor>[] maps)
     {
         long rows = -1;
         foreach (var (name, t) in maps.SelectMany(m => m))
@@ -281,17 +282,18 @@ public sealed class RequestHarness : IHarness, IDisposable
         return rows;
     }
 
-    private static long CheckAll(params MapField<string, Protos.V1.Tensor>[] maps)
+    private static long CheckAll(params MapField<string, Wire.Tensor>[] maps)
     {
         foreach (var (name, t) in maps.SelectMany(m => m)) CheckLength(name, t);
         return 1;
     }
 
-    private static void CheckLength(string name, Protos.V1.Tensor t)
+    /// <summary>The answer's floats go out as the bytes of a packed repeated float (the server's wire variant): 4 per value.</summary>
+    private static void CheckLength(string name, Wire.Tensor t)
     {
         long count = t.Shape.Aggregate(1L, (p, d) => p * d);
-        if (t.Shape.Any(d => d < 0) || count != t.Data.Count)
-            throw new HarnessFindingException($"'{name}' has shape [{string.Join(", ", t.Shape)}] and {t.Data.Count} values");
+        if (t.Shape.Any(d => d < 0) || t.Data.Length % sizeof(float) != 0 || count != t.Data.Length / sizeof(float))
+            throw new HarnessFindingException($"'{name}' has shape [{string.Join(", ", t.Shape)}] and {t.Data.Length} bytes of values");
     }
 
     private static IEnumerable<string> FixtureNames(string root) =>

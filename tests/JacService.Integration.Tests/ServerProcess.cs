@@ -71,6 +71,9 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         PrepareRepository?.Invoke(RepositoryRoot);
         for (int attempt = 1; ; attempt++)
         {
+            // Two free ports found one after the other can be the same port (the first is closed before the second is
+            // looked for), and the server refuses metrics on the gRPC port.
+            while (MetricsPort == Port) MetricsPort = FreePort();
             Start();
             try
             {

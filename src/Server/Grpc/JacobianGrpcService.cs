@@ -5,6 +5,7 @@ using JacService.Core.Models;
 using JacService.Protos.V1;
 using JacService.Server.Batching;
 using JacService.Server.Models;
+using Wire = JacService.Protos.V1.Wire;
 
 namespace JacService.Server.Grpc;
 
@@ -12,22 +13,26 @@ namespace JacService.Server.Grpc;
 /// The public API: maps messages to engine calls and back. Validation (the engine's validator) happens here, before
 /// queuing, so a bad request costs no executor time; the error interceptor turns exceptions into status codes. AUTO
 /// means the model's config.json default, and the engine's measured choice where it sets none.
+/// Requests are the public messages; responses that carry tensors are their wire variants (JacService.Protos.V1.Wire:
+/// the same bytes on the wire, the floats written from the result arrays without a copy into the message), which is why
+/// the class binds itself to the generated service (ParsingServiceMethodProvider) instead of overriding its base.
 /// </summary>
-public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams streams) : JacobianService.JacobianServiceBase
+[BindServiceMethod(typeof(JacobianService), nameof(JacobianService.BindService))]
+public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams streams)
 {
-    public override async Task<PredictResponse> Predict(PredictRequest request, ServerCallContext context)
+    public async Task<Wire.PredictResponse> Predict(PredictRequest request, ServerCallContext context)
     {
         using var lease = registry.Acquire(request.Model, request.Version);
         var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
         var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, CallDeadline.Of(context), context.CancellationToken);
-        var response = new PredictResponse { Model = model.Name, Version = model.Version.ToString() };
+        var response = new Wire.PredictResponse { Model = model.Name, Version = model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         return response;
     }
 
-    public override async Task<JacobianResponse> Jacobian(JacobianRequest request, ServerCallContext context)
+    public async Task<Wire.JacobianResponse> Jacobian(JacobianRequest request, ServerCallContext context)
     {
         var (model, result) = await RunJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
             request.Mode, batched: false, context);
@@ -35,26 +40,26 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     }
 
     /// <summary>One sample's answer: the result's batch of one without its batch axis. Also each JacobianStream message's.</summary>
-    internal static JacobianResponse SampleResponse(ModelVersion model, EngineResult result)
+    internal static Wire.JacobianResponse SampleResponse(ModelVersion model, EngineResult result)
     {
-        var response = new JacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
+        var response = new Wire.JacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToWire(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs, dropBatchAxis: true);
         TensorMapping.Fill(response.Jacobians, result.Jacobians, dropBatchAxis: true);
         return response;
     }
 
-    public override async Task<BatchJacobianResponse> BatchJacobian(BatchJacobianRequest request, ServerCallContext context)
+    public async Task<Wire.BatchJacobianResponse> BatchJacobian(BatchJacobianRequest request, ServerCallContext context)
     {
         var (model, result) = await RunJacobian(request.Model, request.Version, request.Inputs, request.Wrt, request.Of,
             request.Mode, batched: true, context);
-        var response = new BatchJacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
+        var response = new Wire.BatchJacobianResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToWire(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
     }
 
-    public override Task JacobianStream(IAsyncStreamReader<JacobianRequest> requestStream,
-        IServerStreamWriter<JacobianStreamResponse> responseStream, ServerCallContext context) =>
+    public Task JacobianStream(IAsyncStreamReader<JacobianRequest> requestStream,
+        IServerStreamWriter<Wire.JacobianStreamResponse> responseStream, ServerCallContext context) =>
         streams.Run(requestStream, responseStream, context);
 
     /// <summary>
@@ -62,7 +67,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     /// before the next is queued, so the server holds one chunk's result at a time and a cancelled or expired call
     /// stops between chunks. Validation runs once, on the whole request, before any chunk is queued.
     /// </summary>
-    public override async Task StreamBatchJacobian(BatchJacobianRequest request, IServerStreamWriter<BatchJacobianChunk> responseStream,
+    public async Task StreamBatchJacobian(BatchJacobianRequest request, IServerStreamWriter<Wire.BatchJacobianChunk> responseStream,
         ServerCallContext context)
     {
         // Resolved once: every chunk comes from the same version even if a reload swaps it meanwhile.
@@ -77,14 +82,14 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             int rows = Math.Min(rowsPerChunk, batch - start);
             var chunkInputs = call.Inputs.Select(t => BatchRows.SliceRows(t, start, rows)).ToArray();
             var result = await call.Entry.Batcher!.SubmitAsync(call.Key, chunkInputs, deadline, context.CancellationToken);
-            var chunk = new BatchJacobianChunk
+            var chunk = new Wire.BatchJacobianChunk
             {
                 Model = model.Name,
                 Version = model.Version.ToString(),
                 RowOffset = start,
                 RowCount = rows,
                 TotalRows = batch,
-                Mode = ModeMapping.ToProto(result.Mode),
+                Mode = ModeMapping.ToWire(result.Mode),
             };
             TensorMapping.Fill(chunk.Outputs, result.Outputs);
             TensorMapping.Fill(chunk.Jacobians, result.Jacobians);
@@ -125,7 +130,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     /// Validates like BatchJacobian plus the tangents (the engine's rules), refuses an oversized result, and queues
     /// the inputs with the tangents appended, so requests with the same shapes and T share a forward pass.
     /// </summary>
-    public override async Task<JvpResponse> Jvp(JvpRequest request, ServerCallContext context)
+    public async Task<Wire.JvpResponse> Jvp(JvpRequest request, ServerCallContext context)
     {
         using var lease = registry.Acquire(request.Model, request.Version);
         var entry = lease.Entry;
@@ -141,7 +146,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         HostTensor[] queued = [.. inputs, tangents];
         var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
-        var response = new JvpResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToProto(result.Mode) };
+        var response = new Wire.JvpResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToWire(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jvps, result.Jacobians);
         return response;
@@ -152,7 +157,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     /// outputs given cotangents), refuses an oversized result, and queues the inputs with the cotangents appended in
     /// the order of 'of', so requests with the same shapes and T share a reverse pass.
     /// </summary>
-    public override async Task<VjpResponse> Vjp(VjpRequest request, ServerCallContext context)
+    public async Task<Wire.VjpResponse> Vjp(VjpRequest request, ServerCallContext context)
     {
         using var lease = registry.Acquire(request.Model, request.Version);
         var entry = lease.Entry;
@@ -165,24 +170,24 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         HostTensor[] queued = [.. inputs, .. cotangents];
         var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
-        var response = new VjpResponse
+        var response = new Wire.VjpResponse
         {
             Model = model.Name,
             Version = model.Version.ToString(),
-            Mode = ModeMapping.ToProto(result.Mode),
-            Vjp = TensorMapping.ToProto(result.Jacobians[model.Inputs[wrt].Name]),
+            Mode = ModeMapping.ToWire(result.Mode),
+            Vjp = TensorMapping.ToWire(result.Jacobians[model.Inputs[wrt].Name]),
         };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         return response;
     }
 
     /// <summary>Per-sample Hessians of a batch, and the Jacobians when asked for; refused before queuing as SecondOrderCall says.</summary>
-    public override async Task<BatchHessianResponse> BatchHessian(BatchHessianRequest request, ServerCallContext context)
+    public async Task<Wire.BatchHessianResponse> BatchHessian(BatchHessianRequest request, ServerCallContext context)
     {
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
         var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
-        var response = new BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
+        var response = new Wire.BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Hessians, result.SecondOrder);
         if (request.IncludeJacobian) TensorMapping.Fill(response.Jacobians, result.Jacobians);
@@ -190,26 +195,26 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     }
 
     /// <summary>Per-sample Laplacians over the requested axes of wrt (all when none), and the Jacobians when asked for.</summary>
-    public override async Task<BatchLaplacianResponse> BatchLaplacian(BatchLaplacianRequest request, ServerCallContext context)
+    public async Task<Wire.BatchLaplacianResponse> BatchLaplacian(BatchLaplacianRequest request, ServerCallContext context)
     {
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
         var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
-        var response = new BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
+        var response = new Wire.BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Laplacians, result.SecondOrder);
         if (request.IncludeJacobian) TensorMapping.Fill(response.Jacobians, result.Jacobians);
         return response;
     }
 
-    public override Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
+    public Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
     {
         var response = new ListModelsResponse();
         response.Models.AddRange(registry.Entries.Select(ToInfo));
         return Task.FromResult(response);
     }
 
-    public override Task<ModelInfo> GetModel(GetModelRequest request, ServerCallContext context) =>
+    public Task<ModelInfo> GetModel(GetModelRequest request, ServerCallContext context) =>
         Task.FromResult(ToInfo(registry.Find(request.Model, request.Version)));
 
     private static ModelInfo ToInfo(ModelEntry entry)

@@ -7,6 +7,7 @@ using JacService.Server.Models;
 using JacService.Server.Quotas;
 using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
+using Wire = JacService.Protos.V1.Wire;
 
 namespace JacService.Server.Grpc;
 
@@ -27,13 +28,13 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
 
     private readonly int _inFlight = limits.Value.MaxStreamRequestsInFlight;
 
-    public async Task Run(IAsyncStreamReader<JacobianRequest> requests, IServerStreamWriter<JacobianStreamResponse> responses,
+    public async Task Run(IAsyncStreamReader<JacobianRequest> requests, IServerStreamWriter<Wire.JacobianStreamResponse> responses,
         ServerCallContext context)
     {
         // Answers in request order: the reader queues each request's answer as a task, the writer awaits them in turn.
         // The channel plus the answer the writer is waiting for are the stream's window: a full one stops the reader,
         // and HTTP/2 flow control the sender.
-        var answers = Channel.CreateBounded<Task<JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight - 1)
+        var answers = Channel.CreateBounded<Task<Wire.JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight - 1)
         {
             SingleReader = true,
             SingleWriter = true,
@@ -65,20 +66,20 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         await writing;
     }
 
-    private static async Task WriteInOrder(ChannelReader<Task<JacobianStreamResponse>> answers,
-        IServerStreamWriter<JacobianStreamResponse> responses, CancellationToken cancellation)
+    private static async Task WriteInOrder(ChannelReader<Task<Wire.JacobianStreamResponse>> answers,
+        IServerStreamWriter<Wire.JacobianStreamResponse> responses, CancellationToken cancellation)
     {
         await foreach (var answer in answers.ReadAllAsync(cancellation))
             await responses.WriteAsync(await answer, cancellation);
     }
 
-    private async Task<JacobianStreamResponse> Answer(JacobianRequest request, long sequence, bool first, ServerCallContext context)
+    private async Task<Wire.JacobianStreamResponse> Answer(JacobianRequest request, long sequence, bool first, ServerCallContext context)
     {
         long started = Stopwatch.GetTimestamp();
         using var span = JacServiceTelemetry.Source.StartActivity(JacServiceTelemetry.StreamMessageSpan);
         span?.SetTag(JacServiceTelemetry.Attributes.Model, request.Model);
         span?.SetTag(JacServiceTelemetry.Attributes.StreamSequence, sequence);
-        var answer = new JacobianStreamResponse { Sequence = sequence };
+        var answer = new Wire.JacobianStreamResponse { Sequence = sequence };
         try
         {
             if (!first && quota.Refusal(context) is { } refusal)

@@ -1,6 +1,7 @@
 using JacService.Core;
 using EngineMode = JacService.Core.Derivatives.DerivativeMode;
 using ProtoMode = JacService.Protos.V1.DerivativeMode;
+using WireMode = JacService.Protos.V1.Wire.DerivativeMode;
 
 namespace JacService.Server.Grpc;
 
@@ -26,4 +27,7 @@ internal static class ModeMapping
         EngineMode.Reverse => ProtoMode.Reverse,
         _ => ProtoMode.Auto,
     };
+
+    /// <summary>The mode a response says ran, in the wire variant's enum (the same numbers).</summary>
+    public static WireMode ToWire(EngineMode? mode) => (WireMode)(int)ToProto(mode);
 }

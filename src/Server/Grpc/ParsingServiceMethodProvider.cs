@@ -8,24 +8,32 @@ namespace JacService.Server.Grpc;
 
 /// <summary>
 /// Binds a gRPC service's methods as grpc-dotnet's own binder does (the generated BindService, found through the
-/// service's BindServiceMethodAttribute), with one difference: a request message that does not parse fails with
-/// INVALID_ARGUMENT and the parser's reason, logged through <see cref="CallerErrorLog"/>. grpc-dotnet reads the message
-/// before any interceptor runs and reports a parse failure as UNKNOWN, with an error-level stack trace per call; the
-/// only place to catch it is the request deserializer, which is part of the method the binder registers. So this
-/// provider takes the place of grpc-dotnet's binder (JacServiceExtensions.ParseRequestsStrictly) for every service,
-/// health and reflection included.
+/// service's BindServiceMethodAttribute), with two differences.
+/// <list type="bullet">
+/// <item>A request message that does not parse fails with INVALID_ARGUMENT and the parser's reason, logged through
+/// <see cref="CallerErrorLog"/>. grpc-dotnet reads the message before any interceptor runs and reports a parse failure
+/// as UNKNOWN, with an error-level stack trace per call; the only place to catch it is the request deserializer, which
+/// is part of the method the binder registers.</item>
+/// <item>A handler may answer with a wire variant of the generated response (JacService.Protos.V1.Wire: the same fields,
+/// tensors' floats as bytes, so the same bytes on the wire): the method is then registered with that type's
+/// marshaller. A service that does this carries the BindServiceMethodAttribute itself instead of deriving from the
+/// generated base class, whose methods it could not override with another return type.</item>
+/// </list>
+/// So this provider takes the place of grpc-dotnet's binder (JacServiceExtensions.ParseRequestsStrictly) for every
+/// service, health and reflection included.
 /// </summary>
 public sealed class ParsingServiceMethodProvider<TService>(CallerErrorLog callerErrors) : IServiceMethodProvider<TService>
     where TService : class
 {
     public void OnServiceMethodDiscovery(ServiceMethodProviderContext<TService> context)
     {
-        // As grpc-dotnet finds it: the attribute on the service or a base class, naming BindService(ServiceBinderBase, that class).
+        // As grpc-dotnet finds it: the attribute on the service or a base class, naming BindService(ServiceBinderBase, base).
         for (var type = typeof(TService); type is not null; type = type.BaseType)
         {
             if (type.GetCustomAttribute<BindServiceMethodAttribute>(inherit: false) is not { } bind) continue;
-            var method = bind.BindType.GetMethod(bind.BindMethodName, BindingFlags.Public | BindingFlags.Static, [typeof(ServiceBinderBase), type])
-                ?? throw new InvalidOperationException($"{bind.BindType}.{bind.BindMethodName}(ServiceBinderBase, {type}) not found to bind {typeof(TService)}");
+            var method = bind.BindType.GetMethods(BindingFlags.Public | BindingFlags.Static).SingleOrDefault(m =>
+                    m.Name == bind.BindMethodName && m.GetParameters() is [var binder, _] && binder.ParameterType == typeof(ServiceBinderBase))
+                ?? throw new InvalidOperationException($"{bind.BindType}.{bind.BindMethodName}(ServiceBinderBase, service) not found to bind {typeof(TService)}");
             method.Invoke(null, [new Binder(context, type, callerErrors), null]);
             return;
         }
@@ -33,36 +41,77 @@ public sealed class ParsingServiceMethodProvider<TService>(CallerErrorLog caller
     }
 
     /// <summary>Registers each method the generated code describes, its request deserializer wrapped, with its handler on TService.</summary>
-    private sealed class Binder(ServiceMethodProviderContext<TService> context, Type declaringType, CallerErrorLog callerErrors) : ServiceBinderBase
+    /// <param name="boundType">The class carrying the attribute: the generated base, or TService itself.</param>
+    private sealed class Binder(ServiceMethodProviderContext<TService> context, Type boundType, CallerErrorLog callerErrors) : ServiceBinderBase
     {
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler)
+        private static readonly MethodInfo RegisterMethod = typeof(Binder).GetMethod(nameof(Register), BindingFlags.NonPublic | BindingFlags.Instance)!;
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler) =>
+            Bind(method, typeof(TRequest), typeof(ServerCallContext));
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler) =>
+            Bind(method, typeof(TRequest), typeof(IServerStreamWriter<>), typeof(ServerCallContext));
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler) =>
+            Bind(method, typeof(IAsyncStreamReader<TRequest>), typeof(ServerCallContext));
+
+        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler) =>
+            Bind(method, typeof(IAsyncStreamReader<TRequest>), typeof(IServerStreamWriter<>), typeof(ServerCallContext));
+
+        /// <summary>
+        /// Finds the handler (parameters as the method type has them; a response writer of any message type) and registers
+        /// it with the response type it answers with: the generated one, or a wire variant of it.
+        /// </summary>
+        private void Bind<TRequest, TResponse>(Method<TRequest, TResponse> method, params Type[] parameters)
+            where TRequest : class where TResponse : class
         {
-            var (invoker, metadata) = Handler<UnaryServerMethod<TService, TRequest, TResponse>>(method.Name, typeof(TRequest), typeof(ServerCallContext));
-            context.AddUnaryMethod(Parsing(method), metadata, invoker);
+            var handler = Handler(method.Name, parameters);
+            var answers = Answers(handler, method.Type);
+            if (answers != typeof(TResponse) && !(typeof(IMessage).IsAssignableFrom(answers) && answers.Name == typeof(TResponse).Name))
+                throw new InvalidOperationException($"{typeof(TService)}.{method.Name} answers {answers}, neither {typeof(TResponse)} nor its wire variant");
+            RegisterMethod.MakeGenericMethod(typeof(TRequest), typeof(TResponse), answers).Invoke(this, [method, handler]);
         }
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ServerStreamingServerMethod<TRequest, TResponse>? handler)
+        private void Register<TRequest, TResponse, TAnswer>(Method<TRequest, TResponse> generated, MethodInfo handler)
+            where TRequest : class where TResponse : class where TAnswer : class, IMessage<TAnswer>, new()
         {
-            var (invoker, metadata) = Handler<ServerStreamingServerMethod<TService, TRequest, TResponse>>(
-                method.Name, typeof(TRequest), typeof(IServerStreamWriter<TResponse>), typeof(ServerCallContext));
-            context.AddServerStreamingMethod(Parsing(method), metadata, invoker);
+            var response = typeof(TAnswer) == typeof(TResponse)
+                ? (Marshaller<TAnswer>)(object)generated.ResponseMarshaller
+                : WireMarshaller<TAnswer>();
+            var method = new Method<TRequest, TAnswer>(generated.Type, generated.ServiceName, generated.Name, Parsing(generated), response);
+            var metadata = Metadata(handler);
+            switch (generated.Type)
+            {
+                case MethodType.Unary:
+                    context.AddUnaryMethod(method, metadata, handler.CreateDelegate<UnaryServerMethod<TService, TRequest, TAnswer>>());
+                    break;
+                case MethodType.ServerStreaming:
+                    context.AddServerStreamingMethod(method, metadata, handler.CreateDelegate<ServerStreamingServerMethod<TService, TRequest, TAnswer>>());
+                    break;
+                case MethodType.ClientStreaming:
+                    context.AddClientStreamingMethod(method, metadata, handler.CreateDelegate<ClientStreamingServerMethod<TService, TRequest, TAnswer>>());
+                    break;
+                default:
+                    context.AddDuplexStreamingMethod(method, metadata, handler.CreateDelegate<DuplexStreamingServerMethod<TService, TRequest, TAnswer>>());
+                    break;
+            }
         }
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, ClientStreamingServerMethod<TRequest, TResponse>? handler)
+        /// <summary>What the generated marshaller does for its own types, for a wire variant.</summary>
+        private static Marshaller<T> WireMarshaller<T>() where T : class, IMessage<T>, new()
         {
-            var (invoker, metadata) = Handler<ClientStreamingServerMethod<TService, TRequest, TResponse>>(
-                method.Name, typeof(IAsyncStreamReader<TRequest>), typeof(ServerCallContext));
-            context.AddClientStreamingMethod(Parsing(method), metadata, invoker);
+            var parser = new MessageParser<T>(() => new T());
+            return new Marshaller<T>(
+                (message, serialization) =>
+                {
+                    serialization.SetPayloadLength(message.CalculateSize());
+                    message.WriteTo(serialization.GetBufferWriter());
+                    serialization.Complete();
+                },
+                deserialization => parser.ParseFrom(deserialization.PayloadAsReadOnlySequence()));
         }
 
-        public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
-        {
-            var (invoker, metadata) = Handler<DuplexStreamingServerMethod<TService, TRequest, TResponse>>(
-                method.Name, typeof(IAsyncStreamReader<TRequest>), typeof(IServerStreamWriter<TResponse>), typeof(ServerCallContext));
-            context.AddDuplexStreamingMethod(Parsing(method), metadata, invoker);
-        }
-
-        private Method<TRequest, TResponse> Parsing<TRequest, TResponse>(Method<TRequest, TResponse> method)
+        private Marshaller<TRequest> Parsing<TRequest, TResponse>(Method<TRequest, TResponse> method)
         {
             var deserialize = method.RequestMarshaller.ContextualDeserializer;
             var messageName = typeof(TRequest).Name;
@@ -79,30 +128,39 @@ public sealed class ParsingServiceMethodProvider<TService>(CallerErrorLog caller
                     throw new RpcException(new Status(StatusCode.InvalidArgument, reason));
                 }
             }
-            var request = new Marshaller<TRequest>(method.RequestMarshaller.ContextualSerializer, Parse);
-            return new Method<TRequest, TResponse>(method.Type, method.ServiceName, method.Name, request, method.ResponseMarshaller);
+            return new Marshaller<TRequest>(method.RequestMarshaller.ContextualSerializer, Parse);
         }
 
         /// <summary>
-        /// The service's override of the generated method (grpc-dotnet's rule: a public virtual method whose base
-        /// definition is on the class the bind method takes), as an open delegate, and the endpoint's metadata.
+        /// The handler of a method: where the attribute is on a generated base, TService's override of the generated
+        /// method (grpc-dotnet's rule); where TService carries the attribute itself, its public method of that name.
+        /// <paramref name="parameters"/> may hold the open IServerStreamWriter, which matches a writer of any message.
         /// </summary>
-        private (TDelegate Invoker, List<object> Metadata) Handler<TDelegate>(string name, params Type[] parameters) where TDelegate : Delegate
+        private MethodInfo Handler(string name, Type[] parameters)
         {
-            MethodInfo? handler = null;
-            for (var type = typeof(TService); type is not null && handler is null; type = type.BaseType)
-            {
-                var candidate = type.GetMethod(name, BindingFlags.Public | BindingFlags.Instance, parameters);
-                if (candidate is { IsVirtual: true } && candidate.GetBaseDefinition().DeclaringType == declaringType) handler = candidate;
-            }
-            if (handler is null) throw new InvalidOperationException($"{typeof(TService)} has no method {name} overriding {declaringType}'s");
+            bool Matches(MethodInfo m) => m.GetParameters() is var actual && actual.Length == parameters.Length && actual.Zip(parameters).All(p =>
+                p.First.ParameterType == p.Second ||
+                (p.Second.IsGenericTypeDefinition && p.First.ParameterType.IsGenericType && p.First.ParameterType.GetGenericTypeDefinition() == p.Second));
+            bool Implements(MethodInfo m) => boundType == typeof(TService)
+                ? m.DeclaringType == typeof(TService)
+                : m.DeclaringType != boundType && m.GetBaseDefinition().DeclaringType == boundType;
+            return typeof(TService).GetMethods(BindingFlags.Public | BindingFlags.Instance).SingleOrDefault(m => m.Name == name && Matches(m) && Implements(m))
+                ?? throw new InvalidOperationException($"{typeof(TService)} has no method {name} implementing {boundType}'s");
+        }
 
-            // Type attributes first, so the method's win; POST with CORS preflight, as grpc-dotnet's binder registers.
+        /// <summary>The message type a handler answers with: Task&lt;T&gt;'s T for single answers, the writer's T for streams.</summary>
+        private static Type Answers(MethodInfo handler, MethodType type) => type is MethodType.Unary or MethodType.ClientStreaming
+            ? handler.ReturnType.GetGenericArguments()[0]
+            : handler.GetParameters()[^2].ParameterType.GetGenericArguments()[0];
+
+        /// <summary>Type attributes first, so the method's win; POST with CORS preflight, as grpc-dotnet's binder registers.</summary>
+        private static List<object> Metadata(MethodInfo handler)
+        {
             var metadata = new List<object>();
             metadata.AddRange(typeof(TService).GetCustomAttributes(inherit: true));
             metadata.AddRange(handler.GetCustomAttributes(inherit: true));
             metadata.Add(new HttpMethodMetadata(["POST"], acceptCorsPreflight: true));
-            return (handler.CreateDelegate<TDelegate>(), metadata);
+            return metadata;
         }
     }
 }

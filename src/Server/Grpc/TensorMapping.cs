@@ -1,11 +1,17 @@
+using Google.Protobuf;
 using Google.Protobuf.Collections;
 using JacService.Core.Models;
 using JacService.Core.Onnx;
 using ProtoTensor = JacService.Protos.V1.Tensor;
+using WireTensor = JacService.Protos.V1.Wire.Tensor;
 
 namespace JacService.Server.Grpc;
 
-/// <summary>Between the wire's Tensor messages and the engine's managed tensors.</summary>
+/// <summary>
+/// Between the wire's Tensor messages and the engine's managed tensors. Requests arrive as the public messages;
+/// results leave as the wire variant, whose data is the result array's own bytes (<see cref="FloatBytes"/>): the same
+/// encoding as a packed repeated float, without copying the floats into the message first.
+/// </summary>
 internal static class TensorMapping
 {
     public static Dictionary<string, HostTensor> FromProto(MapField<string, ProtoTensor> tensors) =>
@@ -13,17 +19,16 @@ internal static class TensorMapping
 
     public static HostTensor FromProto(ProtoTensor t) => new(t.Shape.ToArray(), t.Data.ToArray());
 
-    public static ProtoTensor ToProto(HostTensor t, bool dropBatchAxis = false)
+    public static WireTensor ToWire(HostTensor t, bool dropBatchAxis = false)
     {
-        var proto = new ProtoTensor();
-        proto.Shape.AddRange(dropBatchAxis ? t.Shape[1..] : t.Shape);
-        proto.Data.AddRange(t.Data);
-        return proto;
+        var wire = new WireTensor { Data = UnsafeByteOperations.UnsafeWrap(new FloatBytes(t.Data).Memory) };
+        wire.Shape.AddRange(dropBatchAxis ? t.Shape[1..] : t.Shape);
+        return wire;
     }
 
-    public static void Fill(MapField<string, ProtoTensor> target, IReadOnlyDictionary<string, HostTensor> tensors, bool dropBatchAxis = false)
+    public static void Fill(MapField<string, WireTensor> target, IReadOnlyDictionary<string, HostTensor> tensors, bool dropBatchAxis = false)
     {
-        foreach (var (name, t) in tensors) target[name] = ToProto(t, dropBatchAxis);
+        foreach (var (name, t) in tensors) target[name] = ToWire(t, dropBatchAxis);
     }
 
     public static Protos.V1.TensorInfo ToInfo(TensorSignature s)
