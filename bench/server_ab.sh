@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Two server builds, alternately (A B A B ...), under the same jac load: rows/s and the server process's CPU per call,
+# so that a change's effect is read against the drift of a shared machine rather than against a run an hour earlier.
+# Usage: bench/server_ab.sh A_CHECKOUT B_CHECKOUT MODEL [ROUNDS] [SECONDS]
+#   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
+#   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a=$(cd "$1" && pwd); b=$(cd "$2" && pwd); model=$3; rounds=${4:-3}; seconds=${5:-10}
+jac=src/Jac/bin/Release/net10.0/linux-x64/jac.dll
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+run() {
+  local label=$1 checkout=$2 port metrics server calls t0 t1
+  port=$(free_port); metrics=$(free_port)
+  dotnet "$checkout/src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll" --urls "http://127.0.0.1:$port" \
+    --Models:Root=tests/fixtures/models --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" \
+    --Batching:MaxBatchSize=256 > /dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 1 120); do sleep 0.5; (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; done
+  local load=(dotnet "$jac" load --target "http://127.0.0.1:$port" -M "${METHOD:-batch-jacobian}" -m "$model" -b "${BATCH:-256}"
+    -c "${CONCURRENCY:-2}" --no-progress)
+  "${load[@]}" -z 5s > /dev/null 2>&1   # warm-up: plans, AUTO's timing, tiered JIT
+  t0=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  "${load[@]}" -z "${seconds}s" -o json --out /tmp/server_ab_$$.json > /dev/null 2>&1
+  t1=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  kill "$server"; wait "$server" 2>/dev/null || true
+  python3 - "$label" "$model" "$t0" "$t1" "$(getconf CLK_TCK)" /tmp/server_ab_$$.json <<'PY'
+import json, sys
+label, model, t0, t1, tck, path = sys.argv[1:]
+run = json.load(open(path))
+cpu_us = (float(t1) - float(t0)) / float(tck) * 1e6 / max(run["count"], 1)
+print(f"{label} {model}: {run['rows_per_s']:.0f} rows/s, {run['count']} calls, server CPU/call {cpu_us:.0f} us, p50 {run['latency_ms']['p50']} ms")
+PY
+}
+
+for round in $(seq 1 "$rounds"); do
+  run A "$a"
+  run B "$b"
+done
+rm -f /tmp/server_ab_$$.json
