@@ -21,6 +21,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=$(mkdir -p "$1" && cd "$1" && pwd)
+# The device tool brings back at most 8 files from its $OUT: every result goes to $res, and publish() leaves
+# summary.md, steps.txt and results.tar.gz (all of $res) in OUT_DIR after each phase and at the end, so a run stopped
+# at the tool's limit still returns what it had.
+res=$(mktemp -d)
 pack=$(cd "${2:-artifacts/device-pack}" && pwd)
 device=${JAC_CHECK_DEVICE:-cuda}
 perf_models=${JAC_CHECK_MODELS:-mlp_tanh,pinn,wide_classifier,small_cnn}
@@ -31,14 +35,21 @@ started=$SECONDS
 work=$(mktemp -d)
 server=
 jax=
+publish() {
+  python3 scripts/device/summarize.py "$res" > "$res/summary.md" 2>&1
+  cp "$res/summary.md" "$res/steps.txt" "$out/" 2>/dev/null
+  python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1] + ".part", "w:gz"); t.add(sys.argv[2], arcname="results"); t.close()' "$out/results.tar.gz" "$res" \
+    && mv "$out/results.tar.gz.part" "$out/results.tar.gz"
+}
 cleanup() {
   [[ -n "$server" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   [[ -n "$jax" ]] && kill "$jax" 2>/dev/null
-  rm -rf "$work"
+  publish
+  rm -rf "$work" "$res"
 }
 trap cleanup EXIT
 
-step() { printf '%4ds %-6s %s\n' $((SECONDS - started)) "$1" "$2" | tee -a "$out/steps.txt"; }
+step() { printf '%4ds %-6s %s\n' $((SECONDS - started)) "$1" "$2" | tee -a "$res/steps.txt"; }
 late() { (( SECONDS - started > budget )); }
 
 # ---- 1. the machine ---------------------------------------------------------------------------------------------
@@ -49,8 +60,8 @@ late() { (( SECONDS - started > budget )); }
   python3 -c 'import torch, os; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "cxx11 abi", torch._C._GLIBCXX_USE_CXX11_ABI, "dir", os.path.dirname(torch.__file__))' 2>&1
   python3 -c 'import jax, jaxlib; print("jax", jax.__version__, "jaxlib", jaxlib.__version__, jax.devices())' 2>&1
   nvcc --version 2>&1 | tail -1; cmake --version 2>&1 | head -1; g++ --version | head -1
-} > "$out/env.txt" 2>&1
-step info "machine: $(head -2 "$out/env.txt" | tail -1)"
+} > "$res/env.txt" 2>&1
+step info "machine: $(head -2 "$res/env.txt" | tail -1)"
 
 if [[ "$device" == cuda ]]; then
   torch_dir=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')
@@ -66,7 +77,7 @@ fi
 if python3 -c 'import jax' 2>/dev/null; then
   # No preallocation: the server shares the GPU later, and JAX is done before the server's own timing starts.
   XLA_PYTHON_CLIENT_PREALLOCATE=false python3 bench/peer_jax.py --models "$perf_models" --batch 1,16,256 \
-    --ops jacfwd,jacrev,vjp --seconds 1 > "$out/jax.jsonl" 2> "$out/jax.log" &
+    --ops jacfwd,jacrev,vjp --seconds 1 > "$res/jax.jsonl" 2> "$res/jax.log" &
   jax=$!
   step start "JAX peer (pid $jax)"
 else
@@ -86,10 +97,10 @@ if [[ "$device" == cuda ]]; then
   flags=(-O2 -fPIC -std=c++17 -w -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" -I"$torch_dir/include/torch/csrc/api/include")
   mkdir -p "$work/ts-obj"
   # One compiler per file, 12 at a time (4 cores left to JAX): a file that fails is named in the log.
-  ls "$src"/*.cpp "$src"/*.c | xargs -P 12 -I{} sh -c 'g++ "$@" -c "{}" -o "'"$work"'/ts-obj/$(basename "{}").o" 2>> "'"$out"'/build-torchsharp.log" || echo "FAILED {}" >> "'"$out"'/build-torchsharp.log"' _ "${flags[@]}"
+  ls "$src"/*.cpp "$src"/*.c | xargs -P 12 -I{} sh -c 'g++ "$@" -c "{}" -o "'"$work"'/ts-obj/$(basename "{}").o" 2>> "'"$res"'/build-torchsharp.log" || echo "FAILED {}" >> "'"$res"'/build-torchsharp.log"' _ "${flags[@]}"
   if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
-       -Wl,-rpath,"$torch_lib" >> "$out/build-torchsharp.log" 2>&1; then
-    step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)') ($(grep -c FAILED "$out/build-torchsharp.log") files failed)"
+       -Wl,-rpath,"$torch_lib" >> "$res/build-torchsharp.log" 2>&1; then
+    step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)') ($(grep -c FAILED "$res/build-torchsharp.log") files failed)"
   else
     step FAIL "libLibTorchSharp did not link: build-torchsharp.log"
   fi
@@ -101,7 +112,7 @@ fi
 # ---- 4. libJacServiceCudaGraphs -----------------------------------------------------------------------------------
 if [[ "$device" == cuda ]]; then
   if cmake -S src/Native -B "$work/native" -G Ninja -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
-       > "$out/build-graphs.log" 2>&1 && cmake --build "$work/native" >> "$out/build-graphs.log" 2>&1; then
+       > "$res/build-graphs.log" 2>&1 && cmake --build "$work/native" >> "$res/build-graphs.log" 2>&1; then
     cp "$work/native/libJacServiceCudaGraphs.so" "$app/"
     step ok "libJacServiceCudaGraphs built with CMake"
   else
@@ -109,7 +120,7 @@ if [[ "$device" == cuda ]]; then
     if g++ -O2 -fPIC -shared -std=c++17 -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" \
          -I"$torch_dir/include/torch/csrc/api/include" -I"$cuda_home/include" src/Native/cuda_graphs.cpp -o "$app/libJacServiceCudaGraphs.so" \
          -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -L"$cuda_home/lib64" -lcudart -Wl,-rpath,"$torch_lib" \
-         >> "$out/build-graphs.log" 2>&1; then
+         >> "$res/build-graphs.log" 2>&1; then
       step ok "libJacServiceCudaGraphs built with g++ (CMake failed: build-graphs.log)"
     else
       step FAIL "libJacServiceCudaGraphs did not build: build-graphs.log"
@@ -121,9 +132,10 @@ fi
 
 if [[ -n "$jax" ]]; then
   wait "$jax"
-  step $([[ $? == 0 ]] && echo ok || echo FAIL) "JAX peer: $(grep -c '"op": "best"' "$out/jax.jsonl") points (jax.jsonl, jax.log)"
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "JAX peer: $(grep -c '"op": "best"' "$res/jax.jsonl") points (jax.jsonl, jax.log)"
   jax=
 fi
+publish
 
 # ---- 5. the server, with graphs off and on ------------------------------------------------------------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -133,14 +145,14 @@ for graphs in off on; do
   [[ "$device" == cpu && "$graphs" == on ]] && { step skip "graphs on: no CUDA here"; continue; }
   LD_LIBRARY_PATH="$torch_lib" "$app/JacService.Server" --urls "http://127.0.0.1:$port" --Models:Root="$PWD/tests/fixtures/models" \
     --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" --Engine:Device="$device" --Engine:CudaGraphs="$graphs" \
-    --Engine:PredictWithOnnxRuntime=false --Batching:MaxBatchSize=256 > "$out/server-graphs-$graphs.log" 2>&1 &
+    --Engine:PredictWithOnnxRuntime=false --Batching:MaxBatchSize=256 > "$res/server-graphs-$graphs.log" 2>&1 &
   server=$!
   ready=
   for _ in $(seq 1 180); do
     # Up once every fixture has loaded (READY, or FAILED: compare.py then says which).
-    "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$out/models-graphs-$graphs-start.json" 2>/dev/null &&
+    "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$res/models-graphs-$graphs-start.json" 2>/dev/null &&
       python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(0 if m and all(x["state"] in ("READY", "FAILED") for x in m) else 1)' \
-        "$out/models-graphs-$graphs-start.json" && { ready=1; break; }
+        "$res/models-graphs-$graphs-start.json" && { ready=1; break; }
     kill -0 "$server" 2>/dev/null || break
     sleep 1
   done
@@ -149,35 +161,35 @@ for graphs in off on; do
     kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; server=
     continue
   fi
-  step ok "server up, graphs $graphs: $(grep -m1 -o 'Tensors live on [^(]*' "$out/server-graphs-$graphs.log"); $(grep -m1 -o 'CUDA graphs [^\"]*' "$out/server-graphs-$graphs.log")"
+  step ok "server up, graphs $graphs: $(grep -m1 -o 'Tensors live on [^(]*' "$res/server-graphs-$graphs.log"); $(grep -m1 -o 'CUDA graphs [^\"]*' "$res/server-graphs-$graphs.log")"
 
   repeat=$([[ "$graphs" == on ]] && echo 3 || echo 1)
   python3 scripts/device/compare.py --jac "${jac[0]}" --target "127.0.0.1:$port" --repeat "$repeat" \
-    --out "$out/compare-graphs-$graphs.json" > "$out/compare-graphs-$graphs.txt" 2>&1
-  step $([[ $? == 0 ]] && echo ok || echo FAIL) "references, graphs $graphs: $(tail -1 "$out/compare-graphs-$graphs.txt")"
+    --out "$res/compare-graphs-$graphs.json" > "$res/compare-graphs-$graphs.txt" 2>&1
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "references, graphs $graphs: $(tail -1 "$res/compare-graphs-$graphs.txt")"
 
   for model in ${perf_models//,/ }; do
     for batch in 1 16 256; do
       late && { step skip "load $model b=$batch graphs $graphs: past the budget"; continue; }
       "${jac[@]}" load --target "127.0.0.1:$port" -M batch-jacobian -m "$model" -b "$batch" -c 4 -z "${seconds}s" --warmup 1s \
-        --no-progress -o json --out "$out/load-graphs-$graphs-$model-b$batch.json" > /dev/null 2>&1
-      step ok "BatchJacobian $model b=$batch graphs $graphs: $(python3 scripts/device/summarize.py --brief "$out/load-graphs-$graphs-$model-b$batch.json")"
+        --no-progress -o json --out "$res/load-graphs-$graphs-$model-b$batch.json" > /dev/null 2>&1
+      step ok "BatchJacobian $model b=$batch graphs $graphs: $(python3 scripts/device/summarize.py --brief "$res/load-graphs-$graphs-$model-b$batch.json")"
     done
     late && continue
     metrics_now > "$work/before.prom"
     "${jac[@]}" load --target "127.0.0.1:$port" -M jacobian -m "$model" -c 1 -z "${seconds}s" --warmup 1s \
-      --no-progress -o json --out "$out/latency-graphs-$graphs-$model.json" > /dev/null 2>&1
+      --no-progress -o json --out "$res/latency-graphs-$graphs-$model.json" > /dev/null 2>&1
     metrics_now > "$work/after.prom"
     python3 scripts/device/compare.py --quantiles "$work/before.prom" "$work/after.prom" --method Jacobian --model "$model" \
-      > "$out/latency-graphs-$graphs-$model-server.json"
-    step ok "Jacobian latency $model graphs $graphs: client $(python3 scripts/device/summarize.py --brief "$out/latency-graphs-$graphs-$model.json"); server $(cat "$out/latency-graphs-$graphs-$model-server.json")"
+      > "$res/latency-graphs-$graphs-$model-server.json"
+    step ok "Jacobian latency $model graphs $graphs: client $(python3 scripts/device/summarize.py --brief "$res/latency-graphs-$graphs-$model.json"); server $(cat "$res/latency-graphs-$graphs-$model-server.json")"
   done
-  "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$out/models-graphs-$graphs-end.json" 2>&1
-  metrics_now > "$out/metrics-graphs-$graphs.prom"
+  "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$res/models-graphs-$graphs-end.json" 2>&1
+  metrics_now > "$res/metrics-graphs-$graphs.prom"
   kill "$server"; wait "$server" 2>/dev/null; server=
+  publish
 done
 
-# ---- 6. summary ---------------------------------------------------------------------------------------------------
-python3 scripts/device/summarize.py "$out" > "$out/summary.md" 2>&1
-step done "summary.md"
-! grep -q ' FAIL ' "$out/steps.txt"
+# ---- 6. summary (and the bundle, by the exit trap) ----------------------------------------------------------------
+step done "summary.md, steps.txt and results.tar.gz in $out"
+! grep -q ' FAIL ' "$res/steps.txt"
