@@ -78,6 +78,16 @@ public sealed class LoadTests(ServerProcess server)
     }
 
     [Fact]
+    public async Task Random_data_for_a_version_without_a_signature_is_refused_before_sending()
+    {
+        // 'garbage' is FAILED (so is a version still LOADING): no signature to draw random inputs from. Sent anyway, every
+        // call was an empty request refused as INVALID_ARGUMENT (46,513 of them in one 30 s run that started too early).
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-m", "garbage", "-M", "batch-jacobian", "-b", "4", "-n", "5");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("garbage version 1 is FAILED and has no inputs to make random data for, or pass --data", r.Err);
+    }
+
+    [Fact]
     public async Task A_missing_model_gives_a_report_of_not_found_errors()
     {
         var input = Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", "pinn.json");

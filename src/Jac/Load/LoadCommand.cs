@@ -200,7 +200,12 @@ public static class LoadCommand
             rows = r.GetValue(Batch) ?? 1;
             if (rows < 1) throw new JacException("--batch must be at least 1");
             if (!batched && rows != 1) throw new JacException($"--method {method} sends one sample; use --method batch-jacobian with --batch");
-            inputs = RandomInputs(info!, batched, rows, r.GetValue(Seed));
+            // A version still loading, or one that failed, has no signature: random inputs made from it would be empty
+            // requests, every one refused, and the run would measure nothing.
+            if (info!.Inputs.Count == 0)
+                throw new JacException($"{model} version {info.Version} is {info.State} and has no inputs to make random data for" +
+                    (info.State == "LOADING" ? "; wait until jac models shows it READY" : "") + ", or pass --data");
+            inputs = RandomInputs(info, batched, rows, r.GetValue(Seed));
         }
 
         string wrt = r.GetValue(Wrt)!;
