@@ -18,6 +18,11 @@ run() {
     --Batching:MaxBatchSize=256 > /dev/null 2>&1 &
   server=$!
   for _ in $(seq 1 120); do sleep 0.5; (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; done
+  # The port opens before the models have loaded; jac load refuses a version that is not READY yet.
+  for _ in $(seq 1 240); do
+    dotnet "$jac" models --target "127.0.0.1:$port" -m "$model" -o json 2>/dev/null | grep -q '"state": "READY"' && break
+    sleep 0.5
+  done
   local load=(dotnet "$jac" load --target "http://127.0.0.1:$port" -M "${METHOD:-batch-jacobian}" -m "$model" -b "${BATCH:-256}"
     -c "${CONCURRENCY:-2}" --no-progress)
   "${load[@]}" -z 5s > /dev/null 2>&1   # warm-up: plans, AUTO's timing, tiered JIT
