@@ -34,8 +34,7 @@ public sealed class ModelVersion : IDisposable
         _reverse = new ReverseMode(_parts);
         _auto = new AutoMode(_parts, _forward, _reverse);
         _secondOrder = new SecondOrderMode(_parts);
-        _passes = new CapturedPasses(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null, limits.MaxCachedPlans);
-        _passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
+        _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
     }
 
     public string Name { get; }
@@ -66,8 +65,15 @@ public sealed class ModelVersion : IDisposable
     internal void RecordPassesWith(IGraphRecorder recorder)
     {
         _passes.Dispose();
-        _passes = new CapturedPasses(recorder, Limits.MaxCachedPlans);
-        _passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
+        _passes = Passes(recorder);
+    }
+
+    /// <summary>This version's graph bookkeeping over <paramref name="recorder"/> (none: every pass eager), its fallbacks reported.</summary>
+    private CapturedPasses Passes(IGraphRecorder? recorder)
+    {
+        var passes = new CapturedPasses(recorder, Limits.MaxCachedPlans);
+        passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
+        return passes;
     }
 
     /// <summary>What AUTO has chosen so far, per wrt, of and batch size.</summary>

@@ -18,8 +18,9 @@ public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, 
             TorchSharp.torch.backends.cudnn.allow_tf32 = options.Value.AllowTf32;
         }
         LogDevice(logger, limits.Device, options.Value.Device, ComputeDevices.CudaDevices());
-        var (graphs, why) = options.Value.ResolvedCudaGraphs(limits.Device);
-        LogGraphs(logger, graphs ? "recorded and replayed" : "off", options.Value.CudaGraphs, graphs ? "" : $": {why}");
+        // As resolved once into the engine's limits, which every model version reads.
+        LogGraphs(logger, limits.CudaGraphs ? "recorded and replayed" : "off", options.Value.CudaGraphs,
+            limits.CudaGraphs ? "" : $": {limits.CudaGraphsNote}");
         return Task.CompletedTask;
     }
 
