@@ -42,6 +42,31 @@ public sealed class LoadTests(ServerProcess server)
         Assert.InRange(report.ServerBatching.MeanBatch, 1, 4);
     }
 
+    [Theory]
+    [InlineData("jvp", "mlp_tanh")]
+    [InlineData("vjp", "mlp_tanh")]
+    [InlineData("vjp", "two_outputs")] // a random cotangent for each of its outputs
+    public async Task Jvp_and_vjp_send_random_directions_of_the_models_shapes(string method, string model)
+    {
+        var report = await Load("-M", method, "-m", model, "-b", "8", "-n", "20", "-c", "2");
+
+        AssertConsistent(report);
+        Assert.Equal(20, report.Ok);
+        Assert.Equal(160, report.ServerBatching!.Rows);
+    }
+
+    [Fact]
+    public async Task A_tangent_for_a_model_with_two_float_inputs_needs_wrt()
+    {
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "jvp", "-m", "two_inputs", "-b", "2", "-n", "3");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("2 float inputs", r.Err);
+        Assert.Contains("--wrt", r.Err);
+
+        var report = await Load("-M", "jvp", "-m", "two_inputs", "--wrt", "z", "-b", "2", "-n", "3");
+        Assert.Equal(3, report.Ok);
+    }
+
     [Fact]
     public async Task Open_loop_sends_rate_times_duration_and_writes_json_csv_and_html_files()
     {

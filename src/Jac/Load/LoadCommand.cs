@@ -10,11 +10,11 @@ namespace JacService.Jac.Load;
 /// <summary>`jac load`: options, request data, the run with a progress bar, and the report in the asked formats.</summary>
 public static class LoadCommand
 {
-    public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "predict", "get-model", "list-models", "health"];
+    public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "jvp", "vjp", "predict", "get-model", "list-models", "health"];
 
     private static readonly Option<string> Method = new Option<string>("--method", "-M")
     {
-        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, predict, or the trivial get-model, list-models, health",
+        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, jvp and vjp (one random tangent or cotangent per row), predict, or the trivial get-model, list-models, health",
         DefaultValueFactory = _ => "jacobian",
     }.AcceptOnlyFromAmong(Methods);
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Model name" };
@@ -34,7 +34,7 @@ public static class LoadCommand
     }.AcceptOnlyFromAmong("none", "linear", "step");
     private static readonly Option<double?> RampFrom = new("--ramp-from") { Description = "Starting level of the ramp (default: step: target/steps; linear: 1 worker or 0 rps)" };
     private static readonly Option<int> RampSteps = new("--ramp-steps") { Description = "Number of equal levels of a step ramp", DefaultValueFactory = _ => 5 };
-    private static readonly Option<int?> Batch = new("--batch", "-b") { Description = "Rows per request for predict and batch-jacobian with random data (default 1)" };
+    private static readonly Option<int?> Batch = new("--batch", "-b") { Description = "Rows per request for predict, batch-jacobian, jvp and vjp with random data (default 1)" };
     private static readonly Option<string[]> Data = new("--data", "-d") { Description = "Request inputs from [NAME=]FILE (.json or .npy), as for jac predict; default: random values of the model's shape" };
     private static readonly Option<string> Wrt = new("--wrt") { Description = "Input to differentiate", DefaultValueFactory = _ => "" };
     private static readonly Option<string[]> Of = new("--of") { Description = "Outputs to differentiate (repeatable)" };
@@ -228,6 +228,24 @@ public static class LoadCommand
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(o => c.Client.BatchJacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
+            case "jvp":
+            {
+                var request = new JvpRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                var sig = FloatSignature(info, info?.Inputs, wrt, "input", method);
+                request.Tangents = RandomTensor(sig, rows, new Random(r.GetValue(Seed) + 1)).ToProto();
+                return (connections.Select(c => Send(o => c.Client.JvpAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "vjp":
+            {
+                var request = new VjpRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                var rng = new Random(r.GetValue(Seed) + 1);
+                var outputs = of.Length > 0 ? of : info?.Outputs.Where(o => o.Dtype == "float").Select(o => o.Name).ToArray() ?? [];
+                foreach (var name in outputs)
+                    request.Cotangents[name] = RandomTensor(FloatSignature(info, info?.Outputs, name, "output", method), rows, rng).ToProto();
+                return (connections.Select(c => Send(o => c.Client.VjpAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
             case "jacobian-stream":
             {
                 var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
@@ -253,13 +271,35 @@ public static class LoadCommand
         foreach (var sig in info.Inputs)
         {
             if (sig.Dtype != "float") throw new JacException($"input '{sig.Name}' is {sig.Dtype}; random data is float only: pass --data");
-            var shape = batched ? sig.Shape.Select((d, i) => i == 0 ? rows : d).ToArray() : sig.Shape.Skip(1).ToArray();
-            if (shape.Any(d => d < 0))
-                throw new JacException($"input '{sig.Name}' has a dynamic axis besides the batch ([{string.Join(", ", sig.Shape)}]); pass --data with real inputs");
-            long count = shape.Aggregate(1L, (p, d) => p * d);
-            inputs[sig.Name] = new FloatTensor(Enumerable.Range(0, (int)count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), shape);
+            inputs[sig.Name] = RandomTensor(sig, batched ? rows : null, rng);
         }
         return inputs;
+    }
+
+    /// <summary>Uniform values in [-1, 1) of the signature's shape, its batch axis <paramref name="rows"/> long (none when null).</summary>
+    private static FloatTensor RandomTensor(TensorInfo sig, int? rows, Random rng)
+    {
+        var shape = rows is { } b ? sig.Shape.Select((d, i) => i == 0 ? b : d).ToArray() : sig.Shape.Skip(1).ToArray();
+        if (shape.Any(d => d < 0))
+            throw new JacException($"'{sig.Name}' has a dynamic axis besides the batch ([{string.Join(", ", sig.Shape)}]); pass --data with real inputs");
+        long count = shape.Aggregate(1L, (p, d) => p * d);
+        return new FloatTensor(Enumerable.Range(0, (int)count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), shape);
+    }
+
+    /// <summary>
+    /// The signature a random tangent (of an input) or cotangent (of an output) takes its shape from: the one named, or
+    /// with no name the only float one, as the server defaults wrt.
+    /// </summary>
+    private static TensorInfo FloatSignature(ModelInfo? info, IEnumerable<TensorInfo>? all, string name, string kind, string method)
+    {
+        if (info is null || all is null)
+            throw new JacException($"--method {method} makes random {(kind == "input" ? "tangents" : "cotangents")} from the model's signature, which GetModel did not return");
+        var floats = all.Where(s => s.Dtype == "float").ToArray();
+        if (name.Length > 0)
+            return floats.FirstOrDefault(s => s.Name == name)
+                ?? throw new JacException($"the model has no float {kind} '{name}'; it has {string.Join(", ", floats.Select(s => $"'{s.Name}'"))}");
+        return floats.Length == 1 ? floats[0]
+            : throw new JacException($"the model has {floats.Length} float {kind}s ({string.Join(", ", floats.Select(s => $"'{s.Name}'"))}); name one with --wrt");
     }
 
     private static async Task<BatchingStats?> TryBatching(Connection c, string model, string version)
