@@ -10,7 +10,8 @@ namespace JacService.Bench;
 /// <summary>
 /// The engine alone, in-process on one thread: per fixture and batch, Jacobians/s in FORWARD, REVERSE and AUTO, and
 /// the design alternative reverse mode was chosen over, libtorch's autograd through the forward rules (one backward
-/// call per output element, as TorchSharp has no batched cotangents).
+/// call per output element, as TorchSharp has no batched cotangents); and Vjp with one cotangent per sample (every
+/// output), the in-process counterpart of functorch's vmap(vjp), to tell the engine's share of a served Vjp from the RPC's.
 /// </summary>
 public static class EngineBench
 {
@@ -20,8 +21,8 @@ public static class EngineBench
         var dir = Path.Combine(root, "tests", "fixtures", "models");
         Console.WriteLine("Engine in-process, 1 thread, Jacobians/s (median of timed windows)");
         Console.WriteLine();
-        Console.WriteLine("| model | batch | forward | reverse (VJP rules) | reverse (libtorch autograd) | auto (chose) |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| model | batch | forward | reverse (VJP rules) | reverse (libtorch autograd) | auto (chose) | Vjp samples/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var name in models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
         {
             var bytes = File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx"));
@@ -45,8 +46,15 @@ public static class EngineBench
                     using var scope = NewDisposeScope();
                     AutogradJacobian(taped, inputs, wrt, of);
                 });
+                var cotangents = of.Select(o => Inputs.Random([-1, .. model.OutputSampleShape(inputs, o)], batch)).ToArray();
+                double vjp = Measure.PerSecond(batch, seconds, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    using var inference = inference_mode();
+                    model.Vjp(inputs, wrt, of, cotangents);
+                });
                 var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode;
-                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) |");
+                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) | {Fmt(vjp)} |");
             }
         }
     }
