@@ -57,7 +57,14 @@ struct Graph {
 JAC_EXPORT const char* jac_last_error() { return last_error.c_str(); }
 
 // Version of this library's C API; the managed side refuses a library whose version it does not know.
-JAC_EXPORT int jac_graphs_api_version() { return 1; }
+JAC_EXPORT int jac_graphs_api_version() { return 2; }
+
+// Makes `device` this thread's current CUDA device. With several GPUs the server's default device is "cuda" with no
+// index, which libtorch resolves per thread to the current device: an executor thread bound here creates its tensors
+// on its own GPU, and the loader binds itself to each GPU in turn while it loads that GPU's replica.
+JAC_EXPORT int jac_set_device(int device) {
+  return guarded([&] { c10::cuda::set_device(static_cast<c10::DeviceIndex>(device)); });
+}
 
 // Capture refuses the legacy default stream, and warm-up must run on the stream that captures: a pool stream is made
 // current for this thread on `device` until jac_side_stream_end.

@@ -26,6 +26,12 @@ public class ComputeDeviceTests(ServerProcess server)
         Assert.All(ready, m => Assert.Equal((false, "the device is the CPU", 0, 0),
             (m.CudaGraphs.Enabled, m.CudaGraphs.Note, m.CudaGraphs.Recorded, m.CudaGraphs.Fallbacks.Count)));
         Assert.All(models.Models.Where(m => m.State == "FAILED"), m => Assert.Equal("", m.Device));
+        // One replica, on the CPU, which ran every batch.
+        Assert.All(ready, m =>
+        {
+            var replica = Assert.Single(m.Batching.Devices);
+            Assert.Equal(("cpu", m.Batching.Batches, m.Batching.Rows), (replica.Device, replica.Batches, replica.Rows));
+        });
     }
 
     [Fact]

@@ -16,6 +16,16 @@ public class LimitsOptionsTests
     }
 
     [Fact]
+    public void OnnxRuntimeServesPredictOnTheCpuOnly()
+    {
+        // Its CPU build is what ships: on a GPU, Predict runs in the engine there (and is recorded as a graph).
+        Assert.True(new EngineOptions().ResolvedPredictWithOnnxRuntime("cpu"));
+        Assert.False(new EngineOptions().ResolvedPredictWithOnnxRuntime("cuda:0"));
+        Assert.False(new EngineOptions { PredictWithOnnxRuntime = false }.ResolvedPredictWithOnnxRuntime("cpu"));
+        Assert.True(new LimitsOptions().ToEngineLimits(new EngineOptions { Device = "cpu" }).PredictWithOnnxRuntime);
+    }
+
+    [Fact]
     public void EachSettingReachesTheEngine()
     {
         var options = new LimitsOptions

@@ -10,7 +10,11 @@ namespace JacService.Core.Derivatives;
 /// asked for, on the executor thread that runs them, and keeps the choice. Sizes alone mislead at small batches,
 /// where the fixed cost of a pass (one forward pass vs a primal plus a backward pass) outweighs the arithmetic.
 /// </summary>
-internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse)
+/// <remarks>
+/// Replicas of one version on several GPUs share one set of choices (<c>sharing</c>): the devices are alike, so what
+/// one replica timed holds for all, and GetModel shows them in one place.
+/// </remarks>
+internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse, AutoMode? sharing = null)
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
     private const long ProbeDirections = 16;
@@ -18,7 +22,7 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
     /// <summary>A probe slower than this is timed once: repeating it would only add to the first request's wait.</summary>
     private static readonly TimeSpan RepeatBelow = TimeSpan.FromMilliseconds(100);
 
-    private readonly ConcurrentDictionary<string, Lazy<DerivativeChoice>> _choices = new();
+    private readonly ConcurrentDictionary<string, Lazy<DerivativeChoice>> _choices = sharing?._choices ?? new();
 
     public IReadOnlyList<DerivativeChoice> Choices =>
         _choices.Values.Where(l => l.IsValueCreated).Select(l => l.Value)

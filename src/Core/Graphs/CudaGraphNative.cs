@@ -3,14 +3,14 @@ using System.Runtime.InteropServices;
 namespace JacService.Core.Graphs;
 
 /// <summary>
-/// libJacServiceCudaGraphs (src/Native): libtorch's CUDA graph capture and stream pool, which TorchSharp does not
-/// expose. Built only where libtorch's CUDA headers exist (the CUDA image, the GPU machine); <see cref="Availability"/>
+/// libJacServiceCudaGraphs (src/Native): libtorch's CUDA graph capture, stream pool and per-thread current device,
+/// which TorchSharp does not expose. Built only where libtorch's CUDA headers exist (the CUDA image, the GPU machine); <see cref="Availability"/>
 /// says whether this process has it. Every call returns 0, or -1 with the reason in <see cref="LastError"/>.
 /// </summary>
 internal static class CudaGraphNative
 {
     public const string Library = "JacServiceCudaGraphs";
-    private const int ApiVersion = 1;
+    private const int ApiVersion = 2;
 
     private static readonly Lazy<string?> Problem = new(Probe);
 
@@ -19,6 +19,7 @@ internal static class CudaGraphNative
 
     [DllImport(Library)] private static extern IntPtr jac_last_error();
     [DllImport(Library)] private static extern int jac_graphs_api_version();
+    [DllImport(Library)] public static extern int jac_set_device(int device);
     [DllImport(Library)] public static extern int jac_side_stream_begin(int device, out IntPtr handle);
     [DllImport(Library)] public static extern int jac_side_stream_end(IntPtr handle);
     [DllImport(Library)] public static extern int jac_graph_new(int device, out IntPtr graph);

@@ -4,8 +4,10 @@ namespace JacService.Core.Models;
 
 /// <summary>
 /// Engine:Device read against what this process's libtorch can reach: "cpu", "cuda" (the first GPU), "cuda:N", a
-/// comma-separated list of those, or "auto" (the first GPU when CUDA has one, else the CPU). One process computes on
-/// one device for now: its tensors are created there by TorchSharp's default device, which is process-wide.
+/// comma-separated list of GPUs, or "auto" (the first GPU when CUDA has one, else the CPU). Tensors are created on
+/// TorchSharp's default device, which is process-wide. With one device that is the device itself; with several it is
+/// "cuda" with no index, which libtorch resolves per thread to the thread's current GPU, and each thread that computes
+/// (an executor, the loader while it loads a replica) is bound to its GPU first (<see cref="BindThread"/>).
 /// </summary>
 public static class ComputeDevices
 {
@@ -46,14 +48,31 @@ public static class ComputeDevices
         return (devices, null);
     }
 
-    /// <summary>The device set by <see cref="Use"/> ("cpu" until then).</summary>
+    /// <summary>
+    /// Where tensors are created, as set by <see cref="Use"/>: "cpu" until then, the device itself when one is used, and
+    /// "cuda" (each thread's current GPU) when several are.
+    /// </summary>
     public static string Current { get; private set; } = Cpu;
 
-    /// <summary>Makes <paramref name="device"/> where every tensor is created from now on (TorchSharp's default device).</summary>
-    public static void Use(string device)
+    /// <summary>Whether threads must be bound to their GPU before they compute (several GPUs in use).</summary>
+    public static bool PerThread { get; private set; }
+
+    /// <summary>Makes the <paramref name="devices"/> (resolved by <see cref="Resolve"/>) where tensors are created from now on.</summary>
+    public static void Use(IReadOnlyList<string> devices)
     {
-        set_default_device(new Device(device));
-        Current = device;
+        PerThread = devices.Count > 1;
+        Current = PerThread ? "cuda" : devices[0];
+        set_default_device(new Device(Current));
+    }
+
+    /// <summary>
+    /// Makes <paramref name="device"/> this thread's current GPU when several are in use (the tensors it creates from
+    /// then on go there); nothing with one device, or on the CPU. Throws with libtorch's reason when the GPU refuses.
+    /// </summary>
+    public static void BindThread(string device)
+    {
+        if (!PerThread || device == Cpu) return;
+        Graphs.CudaGraphNative.Check(Graphs.CudaGraphNative.jac_set_device(CudaIndex(device)), $"binding this thread to {device}");
     }
 
     /// <summary>The GPU index of a resolved CUDA device ("cuda:1" is 1).</summary>

@@ -20,14 +20,23 @@ public sealed record EngineLimits
     /// </summary>
     public long LargestTemporaryBytes { get; init; } = 32L << 20;
 
-    /// <summary>Serve Predict through ONNX Runtime where the model's inputs and outputs are float32 (see OnnxRuntimeForward).</summary>
+    /// <summary>
+    /// Serve Predict through ONNX Runtime where the model's inputs and outputs are float32 (see OnnxRuntimeForward);
+    /// resolved false on a GPU, where Predict runs on the device.
+    /// </summary>
     public bool PredictWithOnnxRuntime { get; init; } = true;
 
     /// <summary>What a model file may hold; checked at load, and while planning each new set of input shapes.</summary>
     public ModelLimits Model { get; init; } = new();
 
-    /// <summary>Where tensors live ("cpu", "cuda:0"): resolved from Engine:Device (<see cref="ComputeDevices"/>).</summary>
+    /// <summary>
+    /// Where this model version's tensors live ("cpu", "cuda:0"): the first of <see cref="Devices"/>, or for a replica
+    /// the device it was loaded on.
+    /// </summary>
     public string Device { get; init; } = ComputeDevices.Cpu;
+
+    /// <summary>Every device a version has a replica on: resolved from Engine:Device (<see cref="ComputeDevices"/>).</summary>
+    public IReadOnlyList<string> Devices { get; init; } = [ComputeDevices.Cpu];
 
     /// <summary>
     /// Record each pass as a CUDA graph and replay it (resolved from Engine:CudaGraphs: true only on a GPU with the

@@ -22,7 +22,7 @@ public sealed class ModelVersion : IDisposable
     private OnnxRuntimeForward? _onnxRuntime;
     private CapturedPasses _passes;
 
-    private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits)
+    private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits, ModelVersion? replicaOf)
     {
         Name = name;
         Version = version;
@@ -32,7 +32,7 @@ public sealed class ModelVersion : IDisposable
         _parts = new ModelParts(graph, limits);
         _forward = new ForwardMode(_parts);
         _reverse = new ReverseMode(_parts);
-        _auto = new AutoMode(_parts, _forward, _reverse);
+        _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto);
         _secondOrder = new SecondOrderMode(_parts);
         _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
     }
@@ -89,7 +89,11 @@ public sealed class ModelVersion : IDisposable
     /// <summary>
     /// Reads model.onnx, refusing a file over Limits:MaxModelFileMiB before reading it, then <see cref="Load"/>s it.
     /// </summary>
-    public static ModelVersion LoadFile(string name, int version, string path, EngineLimits limits, ScalarType computeType = ScalarType.Float32)
+    public static ModelVersion LoadFile(string name, int version, string path, EngineLimits limits, ScalarType computeType = ScalarType.Float32) =>
+        Load(name, version, ReadFile(path, limits), limits, computeType);
+
+    /// <summary>The bytes of model.onnx, refused before reading when it is not a regular file or is over Limits:MaxModelFileMiB.</summary>
+    public static byte[] ReadFile(string path, EngineLimits limits)
     {
         // Before the open: opening a named pipe waits for a writer, which would hold this load (and the loader) forever.
         if (RegularFile.WhatElse(path) is { } other)
@@ -104,7 +108,7 @@ public sealed class ModelVersion : IDisposable
             bytes = new byte[length];
             file.ReadExactly(bytes);
         }
-        return Load(name, version, bytes, limits, computeType);
+        return bytes;
     }
 
     /// <summary>
@@ -113,10 +117,15 @@ public sealed class ModelVersion : IDisposable
     /// plan over Limits:MaxPlannedElements) fails here rather than on a request; otherwise it evaluates the part that
     /// depends on no input under that limit. Only then does ONNX Runtime, which folds constants itself, see the file.
     /// </summary>
-    public static ModelVersion Load(string name, int version, byte[] bytes, EngineLimits limits, ScalarType computeType = ScalarType.Float32)
+    /// <remarks>
+    /// With <paramref name="replicaOf"/> this is that version's replica on <see cref="EngineLimits.Device"/> (the calling
+    /// thread bound to it): its own parameters and plans there, AUTO's choices shared with it.
+    /// </remarks>
+    public static ModelVersion Load(string name, int version, byte[] bytes, EngineLimits limits, ScalarType computeType = ScalarType.Float32,
+        ModelVersion? replicaOf = null)
     {
         var graph = OnnxModelReader.Read(bytes, computeType, limits.Model);
-        var model = new ModelVersion(name, version, graph, limits);
+        var model = new ModelVersion(name, version, graph, limits, replicaOf);
         bool staticShapes = graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0));
         try
         {

@@ -15,11 +15,15 @@ namespace JacService.Server.Batching;
 /// is free and a batch is due (full, its oldest request waited the delay, or another batch is
 /// already running), runs it as one pass and hands each caller its rows. While the executors are
 /// busy, requests pile up and the next batches come out larger: the batch size follows the load. The delay is only
-/// paid when the model is idle and company is likely (BatchQueue.Delay); a lone caller pays none.
+/// paid when the model is idle and company is likely (BatchQueue.Delay); a lone caller pays none. With a replica of
+/// the version on each of several GPUs, every replica has its own executor threads, all taking from the one queue:
+/// whichever device is free takes the next batch.
 /// </summary>
 public sealed class ModelBatcher : IAsyncDisposable
 {
     private readonly ModelVersion _model;
+    private readonly IReadOnlyList<ModelVersion> _replicas;
+    private readonly long[] _replicaBatches, _replicaRows;
     private readonly TimeProvider _clock;
     private readonly JacServiceMetrics _metrics;
     private readonly BatchQueue _queue;
@@ -35,15 +39,33 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly bool _padToBucket;
 
     public ModelBatcher(ModelVersion model, BatchingOptions options, TimeProvider clock, JacServiceMetrics metrics)
+        : this(ModelReplicas.Of([model]), options, clock, metrics)
     {
-        _model = model;
+    }
+
+    /// <summary>
+    /// Batches for the version <paramref name="replicas"/> hold: Batching:ExecutorThreads threads per replica, each
+    /// bound to its replica's device, interleaved so that the warm-up's calls (sent to the thread asleep longest) reach
+    /// every device in turn.
+    /// </summary>
+    public ModelBatcher(ModelReplicas replicas, BatchingOptions options, TimeProvider clock, JacServiceMetrics metrics)
+    {
+        _replicas = replicas.All;
+        _model = replicas.Primary;
+        _replicaBatches = new long[_replicas.Count];
+        _replicaRows = new long[_replicas.Count];
         _clock = clock;
         _metrics = metrics;
         Options = options;
-        _padToBucket = options.PadToBucket ?? model.Graphs.Enabled;
+        _padToBucket = options.PadToBucket ?? _model.Graphs.Enabled;
         _queue = new BatchQueue(options, clock);
-        _threads = Enumerable.Range(0, options.ExecutorThreads)
-            .Select(i => new Thread(ExecutorLoop) { IsBackground = true, Name = $"torch-executor-{i}" }).ToArray();
+        int count = _replicas.Count;
+        _threads = Enumerable.Range(0, options.ExecutorThreads * count)
+            .Select(i => new Thread(() => ExecutorLoop(i % count))
+            {
+                IsBackground = true,
+                Name = count == 1 ? $"torch-executor-{i}" : $"torch-executor-{i % count}.{i / count}",
+            }).ToArray();
         foreach (var thread in _threads) thread.Start();
     }
 
@@ -74,6 +96,10 @@ public sealed class ModelBatcher : IAsyncDisposable
 
     /// <summary>Batches executed, rows computed for callers, and rows added by padding, since start.</summary>
     public (long Batches, long Rows, long PaddedRows) Executed => (Interlocked.Read(ref _batches), Interlocked.Read(ref _rows), Interlocked.Read(ref _paddedRows));
+
+    /// <summary>Batches and caller rows each replica computed (outside the warm-up), in the order of the devices.</summary>
+    public IReadOnlyList<(string Device, long Batches, long Rows)> ExecutedOn =>
+        _replicas.Select((r, i) => (r.Device, Interlocked.Read(ref _replicaBatches[i]), Interlocked.Read(ref _replicaRows[i]))).ToList();
 
     /// <summary>Queues the rows of one request and completes with exactly those rows' results.</summary>
     public Task<EngineResult> SubmitAsync(WorkKey key, HostTensor[] inputs, DateTimeOffset? deadline, CancellationToken cancellation)
@@ -148,9 +174,20 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// them (every hand-over between threads is a futex wake and a context switch, tens of µs on these VMs). A thread
     /// with nothing due sleeps on its own signal until a request arrives or the next batch falls due, never spinning.
     /// </summary>
-    private void ExecutorLoop()
+    private void ExecutorLoop(int replica)
     {
         torch.set_num_threads(Options.IntraOpThreads);
+        // Binding worked for the loader on the same device; should it fail here, every batch this thread takes fails
+        // with the reason instead of the thread ending the process.
+        Exception? unbound = null;
+        try
+        {
+            ComputeDevices.BindThread(_replicas[replica].Device);
+        }
+        catch (Exception e)
+        {
+            unbound = e;
+        }
         using var noGrad = torch.inference_mode();
         using var wake = new WakeSignal();
         var buffers = new BatchBufferCache();
@@ -170,7 +207,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             }
             if (batch is not null)
             {
-                Run(batch, buffers);
+                Run(batch, buffers, replica, unbound);
                 continue;
             }
             SleepUntil(wake, due);
@@ -194,13 +231,14 @@ public sealed class ModelBatcher : IAsyncDisposable
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
-    private void Run(Batch batch, BatchBufferCache buffers)
+    private void Run(Batch batch, BatchBufferCache buffers, int replica, Exception? unbound)
     {
         Batch live = batch;
         EngineResult[] results = [];
         Exception? error = null;
         try
         {
+            if (unbound is not null) throw unbound;
             var now = _clock.GetUtcNow();
             bool anyGone = false;
             foreach (var part in batch.Parts)
@@ -213,7 +251,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             if (live.Parts.Count > 0)
             {
                 using var scope = torch.NewDisposeScope();
-                results = Execute(live, buffers);
+                results = Execute(live, buffers, replica);
             }
         }
         catch (Exception e)
@@ -234,8 +272,9 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// that is one whole request, unpadded (a lone caller, a pre-batched call), is computed from the request's own
     /// arrays into fresh result arrays that go to the caller as they are: no stacking and no slicing copies.
     /// </summary>
-    private EngineResult[] Execute(Batch batch, BatchBufferCache cache)
+    private EngineResult[] Execute(Batch batch, BatchBufferCache cache, int replica)
     {
+        var model = _replicas[replica];
         long started = Stopwatch.GetTimestamp();
         // Sized again here: cancelled parts may have left since the queue formed the batch.
         int rows = batch.Parts.Sum(p => p.Rows);
@@ -251,14 +290,17 @@ public sealed class ModelBatcher : IAsyncDisposable
             Interlocked.Increment(ref _batches);
             Interlocked.Add(ref _rows, rows);
             Interlocked.Add(ref _paddedRows, padded - rows);
+            Interlocked.Increment(ref _replicaBatches[replica]);
+            Interlocked.Add(ref _replicaRows[replica], rows);
         }
-        using var span = observed ? StartBatchSpan(batch, inputs, rows, bucket, padded) : null;
+        using var span = observed ? StartBatchSpan(batch, model, inputs, rows, bucket, padded) : null;
         DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;
         using var abandonment = new BatchAbandonment(batch.Parts.Select(p => p.Request));
         try
         {
             EngineResult result;
-            using (BatchCancellation.Enter(abandonment.Token)) result = Run(batch.Key, inputs, buffers?.Results);
+            using (BatchCancellation.Enter(abandonment.Token)) result = Run(model, batch.Key, inputs, buffers?.Results);
+            if (_warmingUp) WarmOtherReplicas(replica, batch.Key, inputs);
             ran = result.Mode;
             span?.SetTag(Attributes.Mode, JacServiceMetrics.ModeName(ran));
             if (buffers is null) return [result];
@@ -284,7 +326,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         finally
         {
-            if (observed) _metrics.RecordBatch(_model.Name, batch.Key.Kind, ran, bucket, rows, padded - rows,
+            if (observed) _metrics.RecordBatch(_model.Name, batch.Key.Kind, ran, bucket, model.Device, rows, padded - rows,
                 Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
@@ -294,22 +336,43 @@ public sealed class ModelBatcher : IAsyncDisposable
     /// (stacked and padded like them); they are split off here. Hessian and Laplacian requests carry the model inputs
     /// only; what else they need (include_jacobian, the axes) is in the key, which every request of the batch shares.
     /// </summary>
-    private EngineResult Run(WorkKey key, HostTensor[] stacked, ResultBuffers? results)
+    private static EngineResult Run(ModelVersion model, WorkKey key, HostTensor[] stacked, ResultBuffers? results)
     {
-        int n = _model.Inputs.Count;
+        int n = model.Inputs.Count;
         return key.Kind switch
         {
-            WorkKind.Predict => _model.Predict(stacked, results),
-            WorkKind.Jacobian => _model.Jacobian(stacked, key.Wrt, key.Of, key.Mode, results),
-            WorkKind.Jvp => _model.Jvp(stacked[..n], key.Wrt, key.Of, stacked[n], results),
-            WorkKind.Vjp => _model.Vjp(stacked[..n], key.Wrt, key.Of, stacked[n..], results),
-            WorkKind.Hessian => _model.Hessian(stacked, key.Wrt, key.Of, key.IncludeJacobian, results),
-            WorkKind.Laplacian => _model.Laplacian(stacked, key.Wrt, key.Of, key.Axes, key.IncludeJacobian, results),
+            WorkKind.Predict => model.Predict(stacked, results),
+            WorkKind.Jacobian => model.Jacobian(stacked, key.Wrt, key.Of, key.Mode, results),
+            WorkKind.Jvp => model.Jvp(stacked[..n], key.Wrt, key.Of, stacked[n], results),
+            WorkKind.Vjp => model.Vjp(stacked[..n], key.Wrt, key.Of, stacked[n..], results),
+            WorkKind.Hessian => model.Hessian(stacked, key.Wrt, key.Of, key.IncludeJacobian, results),
+            WorkKind.Laplacian => model.Laplacian(stacked, key.Wrt, key.Of, key.Axes, key.IncludeJacobian, results),
             _ => throw new ArgumentOutOfRangeException(nameof(key), key.Kind, "unknown kind of work"),
         };
     }
 
-    private Activity? StartBatchSpan(Batch batch, HostTensor[] inputs, int rows, int bucket, int padded)
+    /// <summary>
+    /// A warm-up batch runs on every replica, not only on the one whose thread took it: each device plans, compiles
+    /// its kernels and records its graphs before the version takes callers. The thread binds to each device in turn.
+    /// </summary>
+    private void WarmOtherReplicas(int home, WorkKey key, HostTensor[] inputs)
+    {
+        for (int r = 0; r < _replicas.Count; r++)
+        {
+            if (r == home) continue;
+            ComputeDevices.BindThread(_replicas[r].Device);
+            try
+            {
+                Run(_replicas[r], key, inputs, results: null);
+            }
+            finally
+            {
+                ComputeDevices.BindThread(_replicas[home].Device);
+            }
+        }
+    }
+
+    private Activity? StartBatchSpan(Batch batch, ModelVersion model, HostTensor[] inputs, int rows, int bucket, int padded)
     {
         if (!Source.HasListeners()) return null;
         // A batch serves many traces, so it starts a trace of its own and links to each caller (fan-in). Executor
@@ -333,13 +396,13 @@ public sealed class ModelBatcher : IAsyncDisposable
             // The caller's directions per sample: T, or 1 without a T axis (the first cotangent stands for all: same T).
             if (batch.Key.Kind is WorkKind.Jvp or WorkKind.Vjp)
             {
-                var directions = inputs[_model.Inputs.Count];
+                var directions = inputs[model.Inputs.Count];
                 bool many = batch.Key.Kind == WorkKind.Jvp
                     ? directions.Shape.Length == inputs[batch.Key.Wrt].Shape.Length + 1
-                    : directions.Shape.Length == _model.OutputSampleShape(inputs[.._model.Inputs.Count], batch.Key.Of[0]).Length + 2;
+                    : directions.Shape.Length == model.OutputSampleShape(inputs[..model.Inputs.Count], batch.Key.Of[0]).Length + 2;
                 span.SetTag(Attributes.TangentWidth, many ? directions.Shape[1] : 1);
             }
-            span.SetTag(Attributes.Device, _model.Device);
+            span.SetTag(Attributes.Device, model.Device);
         }
         return span;
     }

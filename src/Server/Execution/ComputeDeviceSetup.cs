@@ -11,13 +11,13 @@ public sealed partial class ComputeDeviceSetup(IOptions<EngineOptions> options, 
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        ComputeDevices.Use(limits.Device);
+        ComputeDevices.Use(limits.Devices);
         if (limits.Device != ComputeDevices.Cpu)
         {
             TorchSharp.torch.backends.cuda.matmul.allow_tf32 = options.Value.AllowTf32;
             TorchSharp.torch.backends.cudnn.allow_tf32 = options.Value.AllowTf32;
         }
-        LogDevice(logger, limits.Device, options.Value.Device, ComputeDevices.CudaDevices());
+        LogDevice(logger, string.Join(", ", limits.Devices), options.Value.Device, ComputeDevices.CudaDevices());
         // As resolved once into the engine's limits, which every model version reads.
         LogGraphs(logger, limits.CudaGraphs ? "recorded and replayed" : "off", options.Value.CudaGraphs,
             limits.CudaGraphs ? "" : $": {limits.CudaGraphsNote}");

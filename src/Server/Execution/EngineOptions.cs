@@ -10,8 +10,9 @@ public sealed class EngineOptions : IValidatableObject
     public const string Section = "Engine";
 
     /// <summary>
-    /// Where parameters live and passes run: cpu, cuda (the first GPU), cuda:N, or auto (the first GPU if CUDA has one,
-    /// else the CPU). Checked at start against what libtorch can reach; one device per process for now.
+    /// Where parameters live and passes run: cpu, cuda (the first GPU), cuda:N, a comma-separated list of GPUs
+    /// (cuda:0,cuda:1: a replica of every model version and its executors on each, batches spread over them), or auto
+    /// (the first GPU if CUDA has one, else the CPU). Checked at start against what libtorch can reach.
     /// </summary>
     public string Device { get; set; } = ComputeDevices.Auto;
 
@@ -57,12 +58,16 @@ public sealed class EngineOptions : IValidatableObject
 
     /// <summary>
     /// Serve Predict through ONNX Runtime (one session per model version beside the engine; float32 models) instead
-    /// of the engine's interpreter: 2-12x faster forward passes. Derivatives always run in the engine.
+    /// of the engine's interpreter: 2-12x faster forward passes. On the CPU only (see <see cref="ResolvedPredictWithOnnxRuntime"/>).
+    /// Derivatives always run in the engine.
     /// </summary>
     public bool PredictWithOnnxRuntime { get; set; } = true;
 
-    /// <summary>The one device Engine:Device resolves to here (validation has refused any other outcome).</summary>
-    public string ResolvedDevice() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices[0];
+    /// <summary>The devices Engine:Device resolves to here (validation has refused a setting that resolves to none).</summary>
+    public IReadOnlyList<string> ResolvedDevices() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices;
+
+    /// <summary>Whether ONNX Runtime serves Predict on <paramref name="device"/>: on the CPU only, as its CPU build is what ships.</summary>
+    public bool ResolvedPredictWithOnnxRuntime(string device) => PredictWithOnnxRuntime && device == ComputeDevices.Cpu;
 
     /// <summary>Whether passes are recorded as CUDA graphs on <paramref name="device"/>, and why not when they are not.</summary>
     public (bool On, string Note) ResolvedCudaGraphs(string device)
@@ -75,8 +80,9 @@ public sealed class EngineOptions : IValidatableObject
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         var (devices, problem) = ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices());
-        if (problem is null && devices.Count > 1)
-            problem = $"it names {devices.Count} devices; a model replica and executor per device is not built yet, so name one";
+        if (problem is null && devices.Count > 1 && GraphLibrary.Availability is { } missing)
+            problem = $"it names {devices.Count} GPUs, and each executor thread is bound to its GPU through the graph library, which is " +
+                $"not available: {missing}; name one GPU";
         if (problem is not null)
         {
             yield return new ValidationResult($"Engine:Device '{Device}' cannot be served: {problem}", [nameof(Device)]);

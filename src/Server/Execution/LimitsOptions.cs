@@ -72,7 +72,8 @@ public sealed class LimitsOptions
 
     public EngineLimits ToEngineLimits(EngineOptions engine)
     {
-        string device = engine.ResolvedDevice();
+        var devices = engine.ResolvedDevices();
+        string device = devices[0];
         var (graphs, note) = engine.ResolvedCudaGraphs(device);
         return new()
         {
@@ -92,8 +93,9 @@ public sealed class LimitsOptions
             MaxResultBytes = (long)MaxResponseMiB << 20,
             MaxCachedPlans = engine.MaxCachedPlans,
             CalibrateAuto = engine.CalibrateAuto,
-            PredictWithOnnxRuntime = engine.PredictWithOnnxRuntime,
+            PredictWithOnnxRuntime = engine.ResolvedPredictWithOnnxRuntime(device),
             Device = device,
+            Devices = devices,
             CudaGraphs = graphs,
             CudaGraphsNote = note,
         };

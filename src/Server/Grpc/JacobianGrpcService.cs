@@ -246,7 +246,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             info.PredictRuntime = model.PredictRuntime;
             info.PredictRuntimeNote = model.PredictRuntimeNote;
             info.Device = model.Device;
-            info.CudaGraphs = ToProto(model);
+            info.CudaGraphs = ToProto(entry.Lifetime!.Replicas);
         }
         if (entry.Batcher is { } batcher)
         {
@@ -262,15 +262,22 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
                 AdaptiveDelay = batcher.Options.AdaptiveDelay,
                 CurrentDelayUs = (long)batcher.CurrentDelay.TotalMicroseconds,
             };
+            info.Batching.Devices.AddRange(batcher.ExecutedOn.Select(d => new DeviceBatches { Device = d.Device, Batches = d.Batches, Rows = d.Rows }));
         }
         return info;
     }
 
-    private static CudaGraphs ToProto(ModelVersion model)
+    private static CudaGraphs ToProto(IReadOnlyList<ModelVersion> replicas)
     {
-        var (enabled, recorded, fallbacks) = model.Graphs;
-        var graphs = new CudaGraphs { Enabled = enabled, Note = enabled ? "" : model.Limits.CudaGraphsNote, Recorded = recorded };
-        graphs.Fallbacks.AddRange(fallbacks.Select(f => new CudaGraphFallback { Pass = f.Pass, Reason = f.Reason }));
+        var primary = replicas[0];
+        bool enabled = primary.Graphs.Enabled;
+        var graphs = new CudaGraphs
+        {
+            Enabled = enabled,
+            Note = enabled ? "" : primary.Limits.CudaGraphsNote,
+            Recorded = replicas.Sum(r => r.Graphs.Recorded),
+        };
+        graphs.Fallbacks.AddRange(replicas.SelectMany(r => r.Graphs.Fallbacks.Select(f => new CudaGraphFallback { Pass = f.Pass, Reason = f.Reason, Device = r.Device })));
         return graphs;
     }
 

@@ -9,13 +9,21 @@ namespace JacService.Server.Models;
 /// the last reference frees the batcher and the tensors, so a call that resolved the snapshot before a take-over
 /// finishes on it, and nothing new can reach it once its count has hit zero.
 /// </summary>
-public sealed class VersionLifetime(ModelVersion model, ModelBatcher batcher)
+public sealed class VersionLifetime(ModelReplicas replicas, ModelBatcher batcher)
 {
+    /// <summary>A version with one replica (one device).</summary>
+    public VersionLifetime(ModelVersion model, ModelBatcher batcher) : this(ModelReplicas.Of([model]), batcher)
+    {
+    }
+
     private int _references = 1;
     private int _retired;
     private readonly TaskCompletionSource _freed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public ModelVersion Model => model;
+    /// <summary>The version's face (its first replica): signatures, request validation, GetModel.</summary>
+    public ModelVersion Model => replicas.Primary;
+
+    public IReadOnlyList<ModelVersion> Replicas => replicas.All;
 
     public ModelBatcher Batcher => batcher;
 
@@ -69,7 +77,7 @@ public sealed class VersionLifetime(ModelVersion model, ModelBatcher batcher)
         try
         {
             await batcher.DisposeAsync();
-            model.Dispose();
+            replicas.Dispose();
             // A freed version leaves megabytes of managed garbage (its parsed model, plans, warm-up results) in gen2. Where
             // large arrays start in gen0 (a deployment that raises DOTNET_GCLOHThreshold) no large-object allocation
             // triggers the next gen2 collection soon: a repository cycling versions then held ~1.5 MiB more per version

@@ -46,11 +46,14 @@ public sealed partial class VersionLoader(
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{RepositoryScanner.ModelFileName} not found in {Path.GetDirectoryName(path)}");
             var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
-            var model = ModelVersion.LoadFile(name, version, path, limits);
-            model.PassFellBackToEager += (pass, reason) => LogPassEager(name, version, pass, reason);
-            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime);
+            var replicas = ModelReplicas.LoadFile(name, version, path, limits);
+            foreach (var replica in replicas.All)
+                replica.PassFellBackToEager += (pass, reason) => LogPassEager(name, version, replica.Device, pass, reason);
+            var model = replicas.Primary;
+            LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime,
+                string.Join(", ", replicas.All.Select(r => r.Device)));
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
-            var lifetime = new VersionLifetime(model, new ModelBatcher(model, config.Batching, clock, metrics));
+            var lifetime = new VersionLifetime(replicas, new ModelBatcher(replicas, config.Batching, clock, metrics));
             return new ModelEntry(name, version, ModelState.Ready, "", lifetime) { DefaultMode = config.DerivativeMode };
         }
         catch (Exception e) when (e is ModelLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
@@ -96,14 +99,14 @@ public sealed partial class VersionLoader(
     [LoggerMessage(Level = LogLevel.Information, Message = "Warm-up of {Model} version {Version} skipped: {Reason}; its first calls pay for planning and compilation")]
     private partial void LogWarmupSkipped(string model, int version, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}")]
-    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}; on {Devices}")]
+    private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime, string devices);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
     private partial void LogPredictInEngine(string model, int version, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Model} version {Version}: the pass '{Pass}' cannot be recorded as a CUDA graph and runs eagerly: {Reason}")]
-    private partial void LogPassEager(string model, int version, string pass, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Model} version {Version} on {Device}: the pass '{Pass}' cannot be recorded as a CUDA graph and runs eagerly: {Reason}")]
+    private partial void LogPassEager(string model, int version, string device, string pass, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
     private partial void LogFailed(string model, int version, string reason);

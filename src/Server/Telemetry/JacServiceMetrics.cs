@@ -79,17 +79,17 @@ public sealed class JacServiceMetrics
             "{model}", "1 per READY model version, labelled with what serves its Predict (onnxruntime, or engine when it falls back)");
         _meter.CreateObservableGauge("jacservice.cuda_graphs", () => registry.Entries
                 .Where(e => e.Model is { Graphs.Enabled: true })
-                .SelectMany(e =>
+                .SelectMany(e => e.Lifetime!.Replicas.SelectMany(replica =>
                 {
-                    var (_, recorded, fallbacks) = e.Model!.Graphs;
-                    KeyValuePair<string, object?>[] version = [new("model", e.Name), new("version", e.Version.ToString())];
+                    var (_, recorded, fallbacks) = replica.Graphs;
+                    KeyValuePair<string, object?>[] version = [new("model", e.Name), new("version", e.Version.ToString()), new("device", replica.Device)];
                     return new[]
                     {
                         new Measurement<int>(recorded, [.. version, new("state", "recorded")]),
                         new Measurement<int>(fallbacks.Count, [.. version, new("state", "eager")]),
                     };
-                }),
-            "{pass}", "Passes of each model version recorded as CUDA graphs, and passes that could not be recorded and run eagerly (GPU only)");
+                })),
+            "{pass}", "Passes of each model version's replica recorded as CUDA graphs, and passes that could not be recorded and run eagerly (GPU only)");
     }
 
     public void RecordRequest(string model, string method, string status, double seconds)
@@ -112,12 +112,14 @@ public sealed class JacServiceMetrics
         _queueWait.Record(seconds, new TagList { { "model", model }, { "kind", KindName(kind) } });
 
     /// <summary>One executed batch; <paramref name="mode"/> is the derivative mode it ran in (null for predict).</summary>
-    public void RecordBatch(string model, WorkKind kind, DerivativeMode? mode, int bucket, int rows, int paddedRows, double seconds)
+    public void RecordBatch(string model, WorkKind kind, DerivativeMode? mode, int bucket, string device, int rows, int paddedRows, double seconds)
     {
         var tags = new TagList { { "model", model }, { "kind", KindName(kind) }, { "mode", ModeName(mode) } };
         _batchSize.Record(rows, tags);
         if (paddedRows > 0) _paddedRows.Add(paddedRows, tags);
         tags.Add("bucket", bucket);
+        // Which replica ran it: how the batches spread over several GPUs.
+        tags.Add("device", device);
         _batchDuration.Record(seconds, tags);
     }
 
