@@ -78,8 +78,12 @@ public static class ClientVerbs
     }
 
     /// <summary>Where the version runs, and on a GPU with CUDA graphs how many passes are recorded and how many run eagerly.</summary>
-    private static string Device(ModelInfo m) =>
-        m.CudaGraphs is { Enabled: true } g ? $"{m.Device}, {g.Recorded} graphs, {g.Fallbacks.Count} eager" : m.Device;
+    private static string Device(ModelInfo m)
+    {
+        // A replica per GPU: every device it is on.
+        string devices = m.Batching is { Devices.Count: > 1 } b ? string.Join(" + ", b.Devices.Select(d => d.Device)) : m.Device;
+        return m.CudaGraphs is { Enabled: true } g ? $"{devices}, {g.Recorded} graphs, {g.Fallbacks.Count} eager" : devices;
+    }
 
     private static string Signature(IEnumerable<TensorInfo> tensors) =>
         string.Join(", ", tensors.Select(t => $"{t.Name} {t.Dtype}[{string.Join(", ", t.Shape.Select(d => d < 0 ? "?" : d.ToString()))}]"));
