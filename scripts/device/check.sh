@@ -13,8 +13,9 @@
 #   4. libJacServiceCudaGraphs from src/Native (CMake; a direct g++ line if CMake cannot find Torch);
 #   5. per Engine:CudaGraphs off and on: the server on the GPU, every fixture's Predict, BatchJacobian (forward and
 #      reverse) and Jacobian against the references (scripts/device/compare.py, 3 runs each with graphs: eager, recorded,
-#      replayed), BatchJacobian throughput at batch 1, 16 and 256 and single-sample Jacobian latency (jac load; the
-#      server's own p50/p99 from its request-duration histogram), GetModel after it all;
+#      replayed), BatchJacobian throughput at batch 1, 16 and 256 (AUTO; and at 1 and 256 FORWARD and REVERSE beside
+#      it, to see whether AUTO's eager timing still picks the faster graph) and single-sample Jacobian latency (jac load;
+#      the server's own p50/p99 from its request-duration histogram), GetModel after it all;
 #   6. summary.md from the result files.
 # JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
 # package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
@@ -28,6 +29,7 @@ res=$(mktemp -d)
 pack=$(cd "${2:-artifacts/device-pack}" && pwd)
 device=${JAC_CHECK_DEVICE:-cuda}
 perf_models=${JAC_CHECK_MODELS:-mlp_tanh,pinn,wide_classifier,small_cnn}
+mode_models=${JAC_CHECK_MODE_MODELS:-mlp_tanh,wide_classifier}
 seconds=${JAC_CHECK_SECONDS:-4}
 # Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
 budget=${JAC_CHECK_BUDGET_S:-500}
@@ -174,6 +176,17 @@ for graphs in off on; do
       "${jac[@]}" load --target "127.0.0.1:$port" -M batch-jacobian -m "$model" -b "$batch" -c 4 -z "${seconds}s" --warmup 1s \
         --no-progress -o json --out "$res/load-graphs-$graphs-$model-b$batch.json" > /dev/null 2>&1
       step ok "BatchJacobian $model b=$batch graphs $graphs: $(python3 scripts/device/summarize.py --brief "$res/load-graphs-$graphs-$model-b$batch.json")"
+    done
+    # AUTO times eager passes; with graphs the launch overhead it measured is gone, so each mode's own rate beside it
+    # says whether its choice still holds (mode_models only, for the budget).
+    for batch in 1 256; do
+      [[ ",$mode_models," == *",$model,"* ]] || continue
+      for mode in forward reverse; do
+        late && { step skip "$mode $model b=$batch graphs $graphs: past the budget"; continue; }
+        "${jac[@]}" load --target "127.0.0.1:$port" -M batch-jacobian -m "$model" -b "$batch" --mode "$mode" -c 4 -z "${seconds}s" \
+          --warmup 1s --no-progress -o json --out "$res/mode-graphs-$graphs-$model-b$batch-$mode.json" > /dev/null 2>&1
+        step ok "BatchJacobian $model b=$batch $mode graphs $graphs: $(python3 scripts/device/summarize.py --brief "$res/mode-graphs-$graphs-$model-b$batch-$mode.json")"
+      done
     done
     late && continue
     metrics_now > "$work/before.prom"

@@ -73,6 +73,24 @@ def main(out):
                          f"{number(fwd)} | {number(rev)} | {ratio(served['on'] or served['off'], best)} |")
     lines.append("")
 
+    lines += ["## AUTO beside each mode (Jacobians/s; jac load, 4 callers)", "",
+              "| model | batch | graphs | AUTO (chose) | FORWARD | REVERSE | AUTO / best mode |", "|---|---:|---|---:|---:|---:|---:|"]
+    for model in sorted({p.name.split("-")[3] for p in out.glob("mode-graphs-*.json")}):
+        for batch in (1, 256):
+            for graphs in ("off", "on"):
+                rates = {}
+                for mode in ("forward", "reverse"):
+                    run = load(out / f"mode-graphs-{graphs}-{model}-b{batch}-{mode}.json")
+                    rates[mode] = run["rows_per_s"] if run and run.get("ok") else None
+                auto = load(out / f"load-graphs-{graphs}-{model}-b{batch}.json")
+                auto = auto["rows_per_s"] if auto and auto.get("ok") else None
+                info = next((m for m in load(out / f"models-graphs-{graphs}-end.json") or [] if m["name"] == model), {})
+                chose = next((c.get("mode", "?").replace("DERIVATIVE_MODE_", "").lower() for c in info.get("derivativeChoices", []) if int(c.get("batch", 0)) == batch), "?")
+                best = max([v for v in rates.values() if v], default=None)
+                lines.append(f"| {model} | {batch} | {graphs} | {number(auto)} ({chose}) | {number(rates['forward'])} | "
+                             f"{number(rates['reverse'])} | {ratio(auto, best)} |")
+    lines.append("")
+
     lines += ["## Single-sample Jacobian latency (ms; one caller)", "",
               "| model | graphs | client p50 | client p99 | server p50 | server p99 |", "|---|---|---:|---:|---:|---:|"]
     for model in models:

@@ -56,6 +56,23 @@ public sealed class LoadTests(ServerProcess server)
     }
 
     [Fact]
+    public async Task Mode_reaches_the_server_so_an_explicit_mode_leaves_AUTO_untimed()
+    {
+        // A batch size no other test sends: AUTO records a choice for it only when it ran.
+        bool Chosen(Protos.V1.ModelInfo info) => info.DerivativeChoices.Any(c => c.Batch == 13);
+        var request = new Protos.V1.GetModelRequest { Model = "relu_classifier" };
+
+        Assert.Equal(3, (await Load("-M", "batch-jacobian", "-m", "relu_classifier", "-b", "13", "-n", "3", "-c", "1", "--mode", "forward")).Ok);
+        Assert.False(Chosen(await server.Client.GetModelAsync(request)));
+        Assert.Equal(3, (await Load("-M", "batch-jacobian", "-m", "relu_classifier", "-b", "13", "-n", "3", "-c", "1")).Ok);
+        Assert.True(Chosen(await server.Client.GetModelAsync(request)));
+
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "vjp", "-m", "mlp_tanh", "--mode", "forward", "-n", "1");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--mode is for the Jacobian methods", r.Err);
+    }
+
+    [Fact]
     public async Task A_tangent_for_a_model_with_two_float_inputs_needs_wrt()
     {
         var r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "jvp", "-m", "two_inputs", "-b", "2", "-n", "3");

@@ -54,7 +54,7 @@ public static class LoadCommand
     {
         var command = new Command("load", "Load-test the server: closed loop or constant-rate open loop, latency percentiles, status codes, server batch sizes");
         foreach (var o in new Option[] { Method, Model, ModelVersion, Concurrency, Connections, Rps, Duration, Requests, RampKind, RampFrom, RampSteps,
-                     Batch, Data, Wrt, Of, Timeout, Warmup, Output, Out, Html, NoProgress, Seed })
+                     Batch, Data, Wrt, Of, ModeOption.Option, Timeout, Warmup, Output, Out, Html, NoProgress, Seed })
             command.Options.Add(o);
         command.SetAction((r, ct) => RunAsync(r, io, ct));
         return command;
@@ -210,6 +210,9 @@ public static class LoadCommand
 
         string wrt = r.GetValue(Wrt)!;
         var of = r.GetValue(Of) ?? [];
+        var mode = ModeOption.Get(r);
+        if (mode != DerivativeMode.Auto && method is not ("jacobian" or "jacobian-stream" or "batch-jacobian"))
+            throw new JacException($"--mode is for the Jacobian methods; --method {method} has none (jvp runs forward, vjp reverse)");
         void AddInputs(Google.Protobuf.Collections.MapField<string, Tensor> map)
         {
             foreach (var (k, a) in inputs) map[k] = a.ToProto();
@@ -224,7 +227,7 @@ public static class LoadCommand
             }
             case "batch-jacobian":
             {
-                var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                var request = new BatchJacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of }, Mode = mode };
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(o => c.Client.BatchJacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
@@ -248,13 +251,13 @@ public static class LoadCommand
             }
             case "jacobian-stream":
             {
-                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of }, Mode = mode };
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(new StreamSender(c.Client, request).Send)).ToArray(), rows, info);
             }
             default:
             {
-                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                var request = new JacobianRequest { Model = model, Version = version, Wrt = wrt, Of = { of }, Mode = mode };
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(o => c.Client.JacobianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
