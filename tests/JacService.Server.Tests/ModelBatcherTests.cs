@@ -79,13 +79,7 @@ public sealed class ModelBatcherTests : IDisposable
         }
     }
 
-    private static void AssertClose(HostTensor expected, HostTensor actual)
-    {
-        Assert.Equal(expected.Shape, actual.Shape);
-        float scale = expected.Data.Max(MathF.Abs);
-        for (int i = 0; i < expected.Data.Length; i++)
-            Assert.True(MathF.Abs(expected.Data[i] - actual.Data[i]) <= 1e-6f * scale, $"entry {i}: {expected.Data[i]} vs {actual.Data[i]}");
-    }
+    private static void AssertClose(HostTensor expected, HostTensor actual) => HostTensorAssert.Close(expected, actual, 1e-6f);
 
     [Fact]
     public async Task ALoneCallerInALoopNeverWaitsForCompany()

@@ -30,13 +30,7 @@ public sealed class ReplicaBatchingTests
         return [new HostTensor([rows, 32], Enumerable.Range(0, rows * 32).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray())];
     }
 
-    private static void AssertClose(HostTensor expected, HostTensor actual, string what)
-    {
-        Assert.Equal(expected.Shape, actual.Shape);
-        float scale = expected.Data.Max(MathF.Abs);
-        for (int i = 0; i < expected.Data.Length; i++)
-            Assert.True(MathF.Abs(expected.Data[i] - actual.Data[i]) <= 1e-5f * scale, $"{what}[{i}]: {expected.Data[i]} vs {actual.Data[i]}");
-    }
+    private static void AssertClose(HostTensor expected, HostTensor actual, string what) => HostTensorAssert.Close(expected, actual, 1e-5f, what);
 
     [Fact]
     public async Task ConcurrentBatchesSpreadOverEveryReplicaAndAnswerAsTheEngineDoes()
