@@ -26,6 +26,19 @@ public class LimitsOptionsTests
     }
 
     [Fact]
+    public void SeveralGpusNeedTheGraphLibraryToBindEachExecutorToItsGpu()
+    {
+        var options = new EngineOptions { Device = "cuda:0,cuda:1" };
+
+        var refused = Assert.Single(options.Validate(cudaDevices: 2, graphLibraryMissing: "libJacServiceCudaGraphs.so is not loadable (not found)"));
+        Assert.Equal("Engine:Device 'cuda:0,cuda:1' cannot be served: it names 2 GPUs, and each executor thread is bound to its GPU " +
+            "through the graph library, which is not available: libJacServiceCudaGraphs.so is not loadable (not found); name one GPU", refused.ErrorMessage);
+        Assert.Empty(options.Validate(cudaDevices: 2, graphLibraryMissing: null));
+        // One GPU needs no binding: the default device names it.
+        Assert.Empty(new EngineOptions { Device = "cuda:1" }.Validate(cudaDevices: 2, graphLibraryMissing: "absent"));
+    }
+
+    [Fact]
     public void EachSettingReachesTheEngine()
     {
         var options = new LimitsOptions

@@ -77,10 +77,13 @@ public sealed class EngineOptions : IValidatableObject
         return GraphLibrary.Availability is { } missing ? (false, missing) : (true, "");
     }
 
-    public IEnumerable<ValidationResult> Validate(ValidationContext context)
+    public IEnumerable<ValidationResult> Validate(ValidationContext context) => Validate(ComputeDevices.CudaDevices(), GraphLibrary.Availability);
+
+    /// <summary>The checks, against <paramref name="cudaDevices"/> GPUs and the graph library's absence (null: present).</summary>
+    internal IEnumerable<ValidationResult> Validate(int cudaDevices, string? graphLibraryMissing)
     {
-        var (devices, problem) = ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices());
-        if (problem is null && devices.Count > 1 && GraphLibrary.Availability is { } missing)
+        var (devices, problem) = ComputeDevices.Resolve(Device, cudaDevices);
+        if (problem is null && devices.Count > 1 && graphLibraryMissing is { } missing)
             problem = $"it names {devices.Count} GPUs, and each executor thread is bound to its GPU through the graph library, which is " +
                 $"not available: {missing}; name one GPU";
         if (problem is not null)
