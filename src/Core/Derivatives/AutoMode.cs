@@ -30,7 +30,7 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
 
     public DerivativeMode Choose(Tensor[] inputs, int wrt, int[] of)
     {
-        var key = Key(inputs.Select(t => t.shape).ToArray(), wrt, of);
+        var key = Key(inputs.Select(t => t.Dims()).ToArray(), wrt, of);
         var lazy = _choices.GetOrAdd(key, _ => new Lazy<DerivativeChoice>(() => Calibrate(inputs, wrt, of)));
         try
         {
@@ -69,8 +69,8 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
     private DerivativeChoice Calibrate(Tensor[] inputs, int wrt, int[] of)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
-        long n = Shapes.Product(inputs[wrt].shape[1..]);
+        long batch = inputs[0].size(0);
+        long n = Shapes.Product(inputs[wrt].Dims()[1..]);
         long m;
         using (var plan = parts.Plans.Lease(inputs)) m = of.Sum(o => parts.SampleElements(plan.Plan, o, batch));
         string wrtName = graph.Inputs[wrt].Name;

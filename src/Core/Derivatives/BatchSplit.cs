@@ -7,7 +7,7 @@ internal static class BatchSplit
 {
     public static (Tensor[], Tensor[]) Run(Tensor[] inputs, long rows, Func<Tensor[], (Tensor[] Outputs, Tensor[] Derivatives)> pass)
     {
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var parts = new List<(Tensor[] Outputs, Tensor[] Derivatives)>();
         for (long start = 0; start < batch; start += rows)
         {

@@ -15,9 +15,9 @@ internal sealed class ForwardMode(ModelParts parts)
     public (Tensor[] Outputs, Tensor[] Jacobians) Jacobian(Tensor[] inputs, int wrt, int[] of, long maxDirections = long.MaxValue)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var path = parts.Path(wrt, of);
-        var sampleShape = inputs[wrt].shape[1..];
+        var sampleShape = inputs[wrt].Dims()[1..];
         long n = Math.Min(Shapes.Product(sampleShape), maxDirections);
 
         using var plan = parts.Plans.Lease(inputs);
@@ -58,7 +58,7 @@ internal sealed class ForwardMode(ModelParts parts)
     public (Tensor[] Outputs, Tensor[] Tangents) Push(Tensor[] inputs, int wrt, int[] of, Tensor seed)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0], directions = seed.shape[0];
+        long batch = inputs[0].size(0), directions = seed.size(0);
         var path = parts.Path(wrt, of);
         using var plan = parts.Plans.Lease(inputs);
         long bytesPerDirection = Math.Max(1, plan.Plan.TangentElementsPerDirection(path.Carries) * parts.ElementSize);

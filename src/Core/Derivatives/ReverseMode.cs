@@ -17,9 +17,9 @@ internal sealed class ReverseMode(ModelParts parts)
     public (Tensor[] Outputs, Tensor[] Jacobians) Jacobian(Tensor[] inputs, int wrt, int[] of, long maxDirections = long.MaxValue)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var path = parts.Path(wrt, of);
-        var sampleShape = inputs[wrt].shape[1..];
+        var sampleShape = inputs[wrt].Dims()[1..];
         long n = Shapes.Product(sampleShape);
 
         using var plan = parts.Plans.Lease(inputs);
@@ -64,13 +64,13 @@ internal sealed class ReverseMode(ModelParts parts)
     public (Tensor[] Outputs, Tensor Vjp) Pull(Tensor[] inputs, int wrt, int[] of, Tensor?[] cotangents)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
-        long directions = cotangents.First(c => c is not null)!.shape[0];
+        long batch = inputs[0].size(0);
+        long directions = cotangents.First(c => c is not null)!.size(0);
         var path = parts.Path(wrt, of);
         using var plan = parts.Plans.Lease(inputs);
         var (chunk, _) = Chunking(plan.Plan, path, batch);
         chunk = Math.Clamp(chunk, 1, directions);
-        var result = zeros([directions, .. inputs[wrt].shape], graph.ComputeType);
+        var result = zeros([directions, .. inputs[wrt].Dims()], graph.ComputeType);
         var values = Evaluator.RunKeeping(graph, plan.Plan, inputs, path.ReadByReverse);
         try
         {

@@ -46,11 +46,11 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// </summary>
     private bool PreferContracted(Tensor[] inputs, int wrt, int[] of)
     {
-        long n = Shapes.Product(inputs[wrt].shape[1..]);
+        long n = Shapes.Product(inputs[wrt].Dims()[1..]);
         long m;
         using (var scope = NewDisposeScope())
         using (var plan = parts.Plans.Lease(inputs))
-            m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].shape[0]));
+            m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].size(0)));
         return n * (n + 1) / 2 > n + 2 * m && SampleAligned(inputs, wrt, of);
     }
 
@@ -61,9 +61,9 @@ internal sealed class SecondOrderMode(ModelParts parts)
     private (Tensor[] Outputs, Tensor[] Derivatives) ForwardHessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var path = parts.Path(wrt, of);
-        var sampleShape = inputs[wrt].shape[1..];
+        var sampleShape = inputs[wrt].Dims()[1..];
         long n = Shapes.Product(sampleShape);
         using var plan = parts.Plans.Lease(inputs);
         long fit = DirectionsThatFit(plan.Plan, path);
@@ -104,9 +104,9 @@ internal sealed class SecondOrderMode(ModelParts parts)
     private (Tensor[] Outputs, Tensor[] Derivatives) ContractedHessian(Tensor[] inputs, int wrt, int[] of, bool includeJacobian)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var path = parts.Path(wrt, of);
-        var sampleShape = inputs[wrt].shape[1..];
+        var sampleShape = inputs[wrt].Dims()[1..];
         long n = Shapes.Product(sampleShape);
         using var plan = parts.Plans.Lease(inputs);
         long budget = parts.Limits.WorkingMemoryBytes;
@@ -174,7 +174,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         var graph = parts.Graph;
         var outs = node.Outputs.Select(id => id >= 0 ? values[id]! : null!).ToArray();
         var primal = new OpContext(node, graph.Opset, graph.ComputeType, ins);
-        long batch = block.shape[0], k = block.shape[1], n = ins.First(d => d?.Tangent is not null)!.Value.Tangent!.shape[0];
+        long batch = block.size(0), k = block.size(1), n = ins.First(d => d?.Tangent is not null)!.Value.Tangent!.size(0);
         if (rule.SecondDerivative is { } d2 && ins[0]?.Tangent is { } g && cotangents[0] is { } c0)
         {
             ContractElementwise(g, d2(primal, ins[0]!.Value.Value, outs[0]), c0, block, left, right, entryChunk);
@@ -191,7 +191,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
                 if (terms[o] is not { } term || cotangents[o] is not { } ct) continue;
                 long per = outs[o].numel() / batch;
                 // [B, entries, Y] x [B, Y, K], both views of the [count, B, Y] and [K, B, Y] layouts the rules produce.
-                var entriesBySample = Tangents.Fit(term, outs[o].shape).reshape(count, batch, per).transpose(0, 1);
+                var entriesBySample = Tangents.Fit(term, outs[o].Dims()).reshape(count, batch, per).transpose(0, 1);
                 block.narrow(2, p0, count).add_(entriesBySample.bmm(ct.reshape(k, batch, per).permute(1, 2, 0)).transpose(1, 2));
             }
         }
@@ -204,7 +204,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// </summary>
     private static void ContractElementwise(Tensor g, Tensor secondDerivative, Tensor cotangent, Tensor block, long[] left, long[] right, long entryChunk)
     {
-        long n = g.shape[0], batch = block.shape[0], k = block.shape[1];
+        long n = g.size(0), batch = block.size(0), k = block.size(1);
         long per = g[0].numel() / batch;
         var gradients = g.reshape(n, batch, per).permute(1, 2, 0);                               // [B, Y, n]
         var weights = (cotangent * secondDerivative).reshape(k, batch, per).permute(1, 0, 2);   // [B, K, Y]
@@ -233,13 +233,13 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// </summary>
     private bool SampleAligned(Tensor[] inputs, int wrt, int[] of)
     {
-        var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.shape[1..]).ToArray())}";
+        var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.Dims()[1..]).ToArray())}";
         return _aligned.GetOrAdd(key, _ =>
         {
             var path = parts.Path(wrt, of);
             using var scope = NewDisposeScope();
-            using var one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.shape[1..]]).ToArray());
-            using var two = parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.shape[1..]]).ToArray());
+            using var one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.Dims()[1..]]).ToArray());
+            using var two = parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.Dims()[1..]]).ToArray());
             return one.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear))
                 .SelectMany(s => s.Outputs).Where(o => o >= 0).All(o =>
                     one.Plan.ValueShapes[o] is [1, .. var a] && two.Plan.ValueShapes[o] is [2, .. var b] && a.SequenceEqual(b));
@@ -267,7 +267,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         using var lower = tensor(left.Zip(right, (i, j) => j * n + i).ToArray());
         return entries.Select((e, j) =>
         {
-            var h = zeros([batch, e.shape[1], n * n], e.dtype);
+            var h = zeros([batch, e.size(1), n * n], e.dtype);
             h.index_copy_(2, upper, e);
             h.index_copy_(2, lower, e);
             return h.reshape([batch, .. parts.SampleShape(plan, of[j]), .. sampleShape, .. sampleShape]);
@@ -282,9 +282,9 @@ internal sealed class SecondOrderMode(ModelParts parts)
     public (Tensor[] Outputs, Tensor[] Derivatives) Laplacian(Tensor[] inputs, int wrt, int[] of, int[] axes, bool includeJacobian)
     {
         var graph = parts.Graph;
-        long batch = inputs[0].shape[0];
+        long batch = inputs[0].size(0);
         var path = parts.Path(wrt, of);
-        var sampleShape = inputs[wrt].shape[1..];
+        var sampleShape = inputs[wrt].Dims()[1..];
         long n = Shapes.Product(sampleShape);
         using var plan = parts.Plans.Lease(inputs);
         long fit = DirectionsThatFit(plan.Plan, path);
@@ -339,7 +339,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// <summary>Rows of an identity (one per direction, n wide) as tangents [K, B, ..sample], the same for every sample.</summary>
     private static Tensor FirstOrderSeed(Tensor rows, long batch, long[] sampleShape)
     {
-        long k = rows.shape[0];
+        long k = rows.size(0);
         return rows.reshape([k, 1, .. sampleShape]).expand([k, batch, .. sampleShape]);
     }
 
@@ -350,7 +350,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         for (int j = 0; j < jacobians.Length; j++)
         {
             if (result.Tangents[of[j]] is not { } t) continue;
-            long batch = t.shape[1];
+            long batch = t.size(1);
             jacobians[j].copy_(t.narrow(0, 0, n).reshape(n, batch, -1).permute(1, 2, 0));
         }
     }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Graphs;
@@ -37,9 +38,14 @@ internal sealed class CapturedPasses(IGraphRecorder? recorder, int maxGraphs) : 
     /// tensors, written again by the next replay. Safe from several executor threads: one replays a key's graph while
     /// the others run that key eagerly beside it rather than wait.
     /// </summary>
-    public T Run<T>(string key, Tensor[] inputs, Func<Tensor[], Tensor[]> pass, Func<Tensor[], T> read)
+    /// <remarks>
+    /// The key is <paramref name="kind"/>, <paramref name="wrt"/>, <paramref name="of"/> and every input's shape, and is
+    /// only written out where passes are recorded: on the CPU its string and shape reads would be work for nothing.
+    /// </remarks>
+    public T Run<T>(string kind, int wrt, int[]? of, Tensor[] inputs, Func<Tensor[], Tensor[]> pass, Func<Tensor[], T> read)
     {
         if (recorder is null) return read(pass(inputs));
+        string key = Key(kind, wrt, of, inputs);
         var slot = _slots.GetOrAdd(key, _ => new Slot());
         if (!Monitor.TryEnter(slot)) return read(pass(inputs));
         try
@@ -56,6 +62,9 @@ internal sealed class CapturedPasses(IGraphRecorder? recorder, int maxGraphs) : 
     }
 
     /// <summary>False to run eagerly this time: too early, no room, or the recording failed (then for good).</summary>
+    private static string Key(string kind, int wrt, int[]? of, Tensor[] inputs) =>
+        $"{kind} wrt {wrt} of {string.Join(",", of ?? [])} shapes {Planning.Planner.Key(inputs.Select(t => t.Dims()).ToArray())}";
+
     private bool TryRecord(string key, Slot slot, Tensor[] inputs, Func<Tensor[], Tensor[]> pass)
     {
         if (slot.Failure is not null || slot.EagerRuns++ < EagerRunsBeforeRecording) return false;

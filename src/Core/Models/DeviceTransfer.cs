@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using JacService.Core.Onnx;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Models;
@@ -59,7 +60,7 @@ internal static class DeviceTransfer
             int count = (int)tensors[i].numel();
             var target = into is null ? new float[count] : into.For(names[i], count);
             source.Slice(offset, count).CopyTo(target);
-            results[i] = new HostTensor(tensors[i].shape, target);
+            results[i] = new HostTensor(tensors[i].Dims(), target);
             offset += count;
         }
         return results;
@@ -72,9 +73,9 @@ internal static class DeviceTransfer
         var host = t.device_type == TorchSharp.DeviceType.CPU ? t : t.cpu();
         var floats = host.dtype == ScalarType.Float32 ? host.contiguous() : host.to_type(ScalarType.Float32).contiguous();
         var source = MemoryMarshal.Cast<byte, float>(floats.bytes);
-        if (into is null) return new HostTensor(t.shape, source.ToArray());
+        if (into is null) return new HostTensor(t.Dims(), source.ToArray());
         var target = into.For(name, source.Length);
         source.CopyTo(target);
-        return new HostTensor(t.shape, target);
+        return new HostTensor(t.Dims(), target);
     }
 }

@@ -261,7 +261,7 @@ public sealed class ModelVersion : IDisposable
     public EngineResult PredictInEngine(HostTensor[] inputs, ResultBuffers? into = null)
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
-        return _passes.Run(PassKey("predict", device), device, Forward,
+        return _passes.Run("predict", -1, null, device, Forward,
             values => new EngineResult(Host(values, inputs[0].Shape[0], into).Outputs, new Dictionary<string, HostTensor>()));
     }
 
@@ -273,7 +273,7 @@ public sealed class ModelVersion : IDisposable
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
-        return _passes.Run(PassKey($"jacobian {mode}", device, wrt, of), device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
+        return _passes.Run(mode == DerivativeMode.Forward ? "jacobian Forward" : "jacobian Reverse", wrt, of, device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
         {
             var (outputs, jacobians) = Split(all);
             var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jac:", j => jacobians[j]));
@@ -293,7 +293,7 @@ public sealed class ModelVersion : IDisposable
         var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
         seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
         Tensor[] passInputs = [.. device, seed];
-        return _passes.Run(PassKey("jvp", passInputs, wrt, of), passInputs, d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
+        return _passes.Run("jvp", wrt, of, passInputs, d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
         {
             var (outputs, pushed) = Split(all);
             var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jvp:", j => FromDirections(pushed[j], many)));
@@ -319,7 +319,7 @@ public sealed class ModelVersion : IDisposable
         var name = Inputs[wrt].Name;
         Tensor[] passInputs = [.. device, .. seeds.Select(t => t!)];
         int count = device.Length;
-        return _passes.Run(PassKey("vjp", passInputs, wrt, of), passInputs, d =>
+        return _passes.Run("vjp", wrt, of, passInputs, d =>
         {
             var (outputs, pulled) = _reverse.Pull(d[..count], wrt, of, d[count..]);
             return [.. outputs, pulled];
@@ -363,9 +363,6 @@ public sealed class ModelVersion : IDisposable
     }
 
     /// <summary>What a pass computes and the shapes it reads: the key of its graph.</summary>
-    private static string PassKey(string kind, Tensor[] inputs, int wrt = -1, int[]? of = null) =>
-        $"{kind} wrt {wrt} of {string.Join(",", of ?? [])} shapes {Planner.Key(inputs.Select(t => t.shape).ToArray())}";
-
     /// <summary>Outputs then derivatives as one array, the form a recorded pass returns them in.</summary>
     private static Tensor[] Joined((Tensor[] Outputs, Tensor[] Derivatives) pass) => [.. pass.Outputs, .. pass.Derivatives];
 
@@ -385,7 +382,7 @@ public sealed class ModelVersion : IDisposable
     private (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor>[] Groups) Host(Tensor[] outputs, long batch,
         ResultBuffers? into, params (string Name, string Buffer, Tensor Value)[][] groups)
     {
-        CheckBatchAxis(o => outputs[o].shape, batch);
+        CheckBatchAxis(o => outputs[o].Dims(), batch);
         var derivatives = groups.SelectMany(g => g).ToArray();
         Tensor[] all = [.. outputs, .. derivatives.Select(d => d.Value)];
         string[] buffers = [.. Outputs.Select(o => "out:" + o.Name), .. derivatives.Select(d => d.Buffer)];
@@ -445,7 +442,7 @@ public sealed class ModelVersion : IDisposable
     internal (Tensor[] Outputs, Tensor[] Derivatives) SecondOrderTensors(Tensor[] inputs, int wrt, int[] of, SecondOrderKind kind, int[]? axes = null,
         bool includeJacobian = false, HessianMethod method = HessianMethod.Auto) =>
         kind == SecondOrderKind.Hessian ? _secondOrder.Hessian(inputs, wrt, of, includeJacobian, method)
-            : _secondOrder.Laplacian(inputs, wrt, of, axes ?? Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].shape[1..])).ToArray(), includeJacobian);
+            : _secondOrder.Laplacian(inputs, wrt, of, axes ?? Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].Dims()[1..])).ToArray(), includeJacobian);
 
     internal (Tensor[] Outputs, Tensor[] Jacobians) JacobianTensors(Tensor[] inputs, int wrt, int[] of, DerivativeMode mode) =>
         mode == DerivativeMode.Reverse ? _reverse.Jacobian(inputs, wrt, of) : _forward.Jacobian(inputs, wrt, of);

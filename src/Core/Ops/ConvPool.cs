@@ -39,7 +39,7 @@ internal static class ConvPool
     {
         long first = t.dim() - pooled.Length;
         for (int i = 0; i < pooled.Length; i++)
-            if (t.shape[first + i] > pooled[i]) t = t.narrow(first + i, 0, pooled[i]);
+            if (t.Dims()[first + i] > pooled[i]) t = t.narrow(first + i, 0, pooled[i]);
         return t;
     }
 
@@ -141,12 +141,12 @@ internal static class ConvPool
         var bias = c.Optional(2)?.Value;
         var spatial = Spatial(x, "Conv");
         long group = c.Attr.Int("group", 1);
-        Shapes.Require(w.dim() == x.Rank && group > 0 && x.Shape[1] == w.shape[1] * group && w.shape[0] % group == 0,
-            () => $"Conv weight {Shapes.Text(w.shape)} with group {group} does not fit input {Shapes.Text(x.Shape)}");
-        Shapes.Require(bias is null || bias.shape.SequenceEqual([w.shape[0]]),
-            () => $"Conv bias {Shapes.Text(bias!.shape)} does not match {w.shape[0]} output channels");
-        var g = Layout(c, spatial, c.Attr.Ints("kernel_shape") ?? w.shape[2..]);
-        Shapes.Require(g.Kernel.SequenceEqual(w.shape[2..]), () => $"kernel_shape {Shapes.Text(g.Kernel)} differs from the weight {Shapes.Text(w.shape)}");
+        Shapes.Require(w.dim() == x.Rank && group > 0 && x.Shape[1] == w.size(1) * group && w.size(0) % group == 0,
+            () => $"Conv weight {Shapes.Text(w.Dims())} with group {group} does not fit input {Shapes.Text(x.Shape)}");
+        Shapes.Require(bias is null || bias.Dims().SequenceEqual([w.size(0)]),
+            () => $"Conv bias {Shapes.Text(bias!.Dims())} does not match {w.size(0)} output channels");
+        var g = Layout(c, spatial, c.Attr.Ints("kernel_shape") ?? w.Dims()[2..]);
+        Shapes.Require(g.Kernel.SequenceEqual(w.Dims()[2..]), () => $"kernel_shape {Shapes.Text(g.Kernel)} differs from the weight {Shapes.Text(w.Dims())}");
 
         Tensor Apply(Tensor input, Tensor? b)
         {
@@ -181,10 +181,10 @@ internal static class ConvPool
 
         // The tangent of a max is the tangent at the argmax: gather over the flattened spatial axes.
         if (explicitPad) t = Tangents.FoldBasis(t, v => F.pad(v, g.PadArgument));
-        var ts = t.shape;
+        var ts = t.Dims();
         var flat = t.reshape(ts[0], ts[1], ts[2], -1);
         var index = indices.reshape(1, ts[1], ts[2], -1).expand(ts[0], -1, -1, -1);
-        return [new Dual(y, flat.gather(3, index).reshape(Tangents.WithBasis(ts[0], y.shape)))];
+        return [new Dual(y, flat.gather(3, index).reshape(Tangents.WithBasis(ts[0], y.Dims())))];
     }
 
     public static Dual[] AveragePool(OpContext c)
@@ -236,13 +236,13 @@ internal static class ConvPool
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var x = c.In(0);
         var w = c.In(1);
-        var spatial = x.shape[2..];
+        var spatial = x.Dims()[2..];
         long group = c.Attr.Int("group", 1);
-        var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape") ?? w.shape[2..]);
+        var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape") ?? w.Dims()[2..]);
         long[] padding = g.Symmetric ? g.Begin : new long[spatial.Length];
         // The forward ran on the padded input when its padding was asymmetric; the transpose recovers that size and crops.
         var size = g.Symmetric ? spatial : spatial.Select((d, i) => d + g.Begin[i] + g.End[i]).ToArray();
-        var outSize = ct.shape[3..];
+        var outSize = ct.Dims()[3..];
         // Rows the strided forward never reached are restored by output_padding (always < stride).
         var outputPadding = size.Select((d, i) => d + 2 * padding[i] - ((outSize[i] - 1) * g.Strides[i] + g.Dilations[i] * (g.Kernel[i] - 1) + 1)).ToArray();
         bool oneD = spatial.Length == 1;
@@ -272,7 +272,7 @@ internal static class ConvPool
     /// <summary>[Cout, Cin/g, ..k] to [Cin, Cout/g, ..k] group by group, flipped along every spatial axis.</summary>
     private static Tensor FlippedKernel(Tensor w, long group)
     {
-        var s = w.shape;
+        var s = w.Dims();
         long outPerGroup = s[0] / group, inPerGroup = s[1];
         var spatialAxes = Enumerable.Range(2, s.Length - 2).Select(a => (long)a).ToArray();
         return w.reshape([group, outPerGroup, inPerGroup, .. s[2..]]).transpose(1, 2)
@@ -283,7 +283,7 @@ internal static class ConvPool
     {
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var x = c.In(0);
-        var spatial = x.shape[2..];
+        var spatial = x.Dims()[2..];
         var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape")!);
         bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
         bool explicitPad = !g.TorchCanPad;
@@ -295,11 +295,11 @@ internal static class ConvPool
         indices = Trim(indices, g.PooledShape(spatial, ceil));
 
         // The transpose of the gather at the argmax: scatter back to it, adding where windows overlap.
-        long k = ct.shape[0], n = x.shape[0], channels = x.shape[1];
+        long k = ct.size(0), n = x.size(0), channels = x.size(1);
         var flat = ct.reshape(k, n, channels, -1);
         var index = indices.reshape(1, n, channels, -1).expand(k, -1, -1, -1);
-        var scattered = zeros([k, n, channels, Shapes.Product(input.shape[2..])], ct.dtype).scatter_add_(3, index, flat)
-            .reshape([k, .. input.shape]);
+        var scattered = zeros([k, n, channels, Shapes.Product(input.Dims()[2..])], ct.dtype).scatter_add_(3, index, flat)
+            .reshape([k, .. input.Dims()]);
         return [explicitPad ? F.pad(scattered, g.PadArgument.Select(p => -p).ToArray()) : scattered];
     }
 
@@ -307,7 +307,7 @@ internal static class ConvPool
     {
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var x = c.In(0);
-        var spatial = x.shape[2..];
+        var spatial = x.Dims()[2..];
         var g = Layout(c.Primal(), spatial, c.Attr.Ints("kernel_shape")!);
         bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
         bool countPad = c.Attr.Int("count_include_pad", 0) != 0;
@@ -316,7 +316,7 @@ internal static class ConvPool
         // avg_pool2d_backward reads only the shape of the original input; 1-D pools run as 2-D ones of height 1.
         Tensor Backward(Tensor v, long[] inputSpatial, long[] padding, bool includePad)
         {
-            long[] shape = [v.shape[0], v.shape[1], .. inputSpatial];
+            long[] shape = [v.size(0), v.size(1), .. inputSpatial];
             return oneD
                 ? F.avg_pool2d_backward(v.unsqueeze(2), empty([shape[0], shape[1], 1, shape[2]], v.dtype), [1, g.Kernel[0]], [1, g.Strides[0]],
                     [0, padding[0]], ceil, includePad).squeeze(2)
@@ -333,7 +333,7 @@ internal static class ConvPool
         // per axis (dropped by the forward); that window's cotangent is zero.
         var torchPooled = (g with { Begin = zero, End = zero }).PooledShape(padded, ceil);
         var scaled = share is null ? ct : ct / share;
-        var extra = Enumerable.Range(0, spatial.Length).Reverse().SelectMany(i => new[] { 0L, torchPooled[i] - ct.shape[^(spatial.Length - i)] }).ToArray();
+        var extra = Enumerable.Range(0, spatial.Length).Reverse().SelectMany(i => new[] { 0L, torchPooled[i] - ct.Dims()[^(spatial.Length - i)] }).ToArray();
         if (extra.Any(e => e > 0)) scaled = F.pad(scaled, extra);
         return [Tangents.FoldBasis(scaled, v => F.pad(Backward(v, padded, zero, true), crop))];
     }
@@ -351,7 +351,7 @@ internal static class ConvPool
     {
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return [null];
         var x = c.In(0);
-        long count = Shapes.Product(x.shape[2..]);
-        return [ct.expand(Tangents.WithBasis(ct.shape[0], x.shape)) / S(count)];
+        long count = Shapes.Product(x.Dims()[2..]);
+        return [ct.expand(Tangents.WithBasis(ct.size(0), x.Dims())) / S(count)];
     }
 }

@@ -161,7 +161,7 @@ internal static class LinearAlgebra
             var ctB = A.t().matmul(scaled);
             result[1] = transB ? ctB.transpose(1, 2) : ctB;
         }
-        if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * S(beta), c.In(2).shape);
+        if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * S(beta), c.In(2).Dims());
         return result;
     }
 
@@ -183,12 +183,12 @@ internal static class LinearAlgebra
         // ct2 is [K, ..batch, M, N]; the basis axis leads, so it never meets an operand's batch axes.
         if (c.Needs(0))
         {
-            var ca = Tangents.Unbroadcast(Tangents.Align(ct2, a2.dim()).matmul(b2.transpose(-1, -2)), a2.shape);
+            var ca = Tangents.Unbroadcast(Tangents.Align(ct2, a2.dim()).matmul(b2.transpose(-1, -2)), a2.Dims());
             result[0] = aVector ? ca.squeeze(-2) : ca;
         }
         if (c.Needs(1))
         {
-            var cb = Tangents.Unbroadcast(a2.transpose(-1, -2).matmul(ct2), b2.shape);
+            var cb = Tangents.Unbroadcast(a2.transpose(-1, -2).matmul(ct2), b2.Dims());
             result[1] = bVector ? cb.squeeze(-1) : cb;
         }
         return result;

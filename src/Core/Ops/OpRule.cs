@@ -12,7 +12,7 @@ namespace JacService.Core.Ops;
 /// </summary>
 public readonly record struct Dual(Tensor Value, Tensor? Tangent)
 {
-    public long[] Shape => Value.shape;
+    public long[] Shape => Value.Dims();
     public long Rank => Value.dim();
 }
 
@@ -32,7 +32,7 @@ public sealed class OpContext(GraphNode node, int opset, ScalarType computeType,
     public Dual? Optional(int i) => i < inputs.Length ? inputs[i] : null;
 
     /// <summary>The basis size K taken from whichever input carries a tangent.</summary>
-    public long K => inputs.FirstOrDefault(d => d?.Tangent is not null)?.Tangent!.shape[0]
+    public long K => inputs.FirstOrDefault(d => d?.Tangent is not null)?.Tangent!.size(0)
         ?? throw new InvalidOperationException("no input carries a tangent");
 
     public bool AnyTangent => inputs.Any(d => d?.Tangent is not null);

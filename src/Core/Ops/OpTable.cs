@@ -116,7 +116,7 @@ public static class OpTable
 
     /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise, in x's dtype.</summary>
     private static Tensor Select(Tensor x, double ifPositive, double otherwise) =>
-        x.new_full(x.shape, S(otherwise)).masked_fill_(x.gt(S(0)), S(ifPositive));
+        x.new_full(x.Dims(), S(otherwise)).masked_fill_(x.gt(S(0)), S(ifPositive));
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 

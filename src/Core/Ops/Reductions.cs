@@ -47,8 +47,8 @@ internal static class Reductions
         if (ReducedAxes(c.Primal(), axesFromInput) is not { } axes) return [ct, .. result[1..]];
         if (c.Attr.Int("keepdims", 1) == 0)
             foreach (var axis in axes) ct = ct.unsqueeze(axis + 1);
-        var spread = ct.expand(Tangents.WithBasis(ct.shape[0], x.shape));
-        result[0] = mean ? spread / S(Shapes.Product(axes.Select(a => x.shape[a]))) : spread;
+        var spread = ct.expand(Tangents.WithBasis(ct.size(0), x.Dims()));
+        result[0] = mean ? spread / S(Shapes.Product(axes.Select(a => x.Dims()[a]))) : spread;
         return result;
     }
 
@@ -191,8 +191,8 @@ internal static class Normalization
         var scale = c.In(1).Value;
         var bias = c.Optional(2)?.Value;
         var normalized = x.Shape[(int)axis..];
-        Shapes.Require(Shapes.Broadcast(scale.shape, normalized).SequenceEqual(normalized),
-            () => $"LayerNormalization scale {Shapes.Text(scale.shape)} does not match normalized shape {Shapes.Text(normalized)}");
+        Shapes.Require(Shapes.Broadcast(scale.Dims(), normalized).SequenceEqual(normalized),
+            () => $"LayerNormalization scale {Shapes.Text(scale.Dims())} does not match normalized shape {Shapes.Text(normalized)}");
 
         var centred = x.Value.Minus(x.Value.mean(dims, keepdim: true));
         var rstd = Powers.Square(centred).mean(dims, keepdim: true).Plus(epsilon).rsqrt();

@@ -73,8 +73,8 @@ internal sealed class RuleTableBuilder
 
     /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape], the cotangent back.</summary>
     public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>
-        Linear(op, OpKind.Shape, f, (_, t, y) => t.reshape(Tangents.WithBasis(t.shape[0], y.shape)),
-            (c, ct) => ct.reshape(Tangents.WithBasis(ct.shape[0], c.In(0).shape)));
+        Linear(op, OpKind.Shape, f, (_, t, y) => t.reshape(Tangents.WithBasis(t.size(0), y.Dims())),
+            (c, ct) => ct.reshape(Tangents.WithBasis(ct.size(0), c.In(0).Dims())));
 
     /// <summary>
     /// Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db. The second partials (null where
@@ -97,8 +97,8 @@ internal sealed class RuleTableBuilder
             {
                 if (c.Cotangent(0) is not { } ct) return [null, null];
                 Tensor a = c.In(0), b = c.In(1), y = c.Out(0);
-                return [c.Needs(0) ? Tangents.Unbroadcast(Term(ct, da, a, b, y)!, a.shape) : null,
-                        c.Needs(1) ? Tangents.Unbroadcast(Term(ct, db, a, b, y)!, b.shape) : null];
+                return [c.Needs(0) ? Tangents.Unbroadcast(Term(ct, da, a, b, y)!, a.Dims()) : null,
+                        c.Needs(1) ? Tangents.Unbroadcast(Term(ct, db, a, b, y)!, b.Dims()) : null];
             })
         {
             Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)],

@@ -54,7 +54,7 @@ internal static class ShapeOps
     {
         var requested = Shapes.Ints(c.In(1).Value);
         bool allowZero = c.Attr.Int("allowzero", 0) != 0;
-        var input = x.shape;
+        var input = x.Dims();
         var target = new long[requested.Length];
         int inferred = -1;
         for (int i = 0; i < requested.Length; i++)
@@ -88,7 +88,7 @@ internal static class ShapeOps
 
     public static Tensor Flatten(OpContext c, Tensor x)
     {
-        var s = x.shape;
+        var s = x.Dims();
         long axis = c.Attr.Int("axis", 1);
         if (axis < 0) axis += s.Length;
         Shapes.Require(axis >= 0 && axis <= s.Length, () => $"Flatten axis {c.Attr.Int("axis", 1)} is out of range for rank {s.Length}");
@@ -97,7 +97,7 @@ internal static class ShapeOps
 
     public static Tensor Squeeze(OpContext c, Tensor x)
     {
-        var s = x.shape;
+        var s = x.Dims();
         var axes = c.Optional(1) is { } a ? Shapes.Ints(a.Value).Select(v => Shapes.Axis(v, s.Length)).ToHashSet()
             : Enumerable.Range(0, s.Length).Where(i => s[i] == 1).Select(i => (long)i).ToHashSet();
         foreach (var axis in axes)
@@ -107,7 +107,7 @@ internal static class ShapeOps
 
     public static Tensor Unsqueeze(OpContext c, Tensor x)
     {
-        var s = x.shape;
+        var s = x.Dims();
         var raw = Shapes.Ints(c.In(1).Value);
         long rank = s.Length + raw.Length;
         var axes = raw.Select(v => Shapes.Axis(v, rank)).ToHashSet();
@@ -141,9 +141,9 @@ internal static class ShapeOps
                 () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
             flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
         }
-        long[] outShape = [.. s[..(int)axis], .. indices.shape, .. s[((int)axis + 1)..]];
+        long[] outShape = [.. s[..(int)axis], .. indices.Dims(), .. s[((int)axis + 1)..]];
         var y = data.Value.index_select(axis, flat).reshape(outShape);
-        var t = data.Tangent?.index_select(axis + 1, flat).reshape(Tangents.WithBasis(data.Tangent.shape[0], outShape));
+        var t = data.Tangent?.index_select(axis + 1, flat).reshape(Tangents.WithBasis(data.Tangent.size(0), outShape));
         return [new Dual(y, t)];
     }
 
@@ -295,9 +295,9 @@ internal static class ShapeOps
         int padded = argument.Length / 2;
         Tensor Apply(Tensor v)
         {
-            var lead = v.shape[..^padded];
-            var result = nn.functional.pad(v.reshape([-1, .. v.shape[^padded..]]), argument, padMode);
-            return result.reshape([.. lead, .. result.shape[1..]]);
+            var lead = v.Dims()[..^padded];
+            var result = nn.functional.pad(v.reshape([-1, .. v.Dims()[^padded..]]), argument, padMode);
+            return result.reshape([.. lead, .. result.Dims()[1..]]);
         }
         return [new Dual(Apply(x.Value), x.Tangent is null ? null : Apply(x.Tangent))];
     }
@@ -326,11 +326,11 @@ internal static class ShapeOps
     {
         var result = new Tensor?[c.InputCount];
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
-        var s = c.In(0).shape;
+        var s = c.In(0).Dims();
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
         var flat = c.In(1).flatten().to_type(ScalarType.Int64);
         flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(s[axis]), L(1));
-        long k = ct.shape[0];
+        long k = ct.size(0);
         // Repeated indices add up: index_add is the transpose of index_select.
         var rows = ct.reshape([k, .. s[..(int)axis], flat.numel(), .. s[((int)axis + 1)..]]);
         result[0] = zeros(Tangents.WithBasis(k, s), ct.dtype).index_add_(axis + 1, flat, rows, S(1));
@@ -345,7 +345,7 @@ internal static class ShapeOps
         long offset = 0;
         for (int i = 0; i < c.InputCount; i++)
         {
-            long size = c.In(i).shape[axis];
+            long size = c.In(i).Dims()[axis];
             if (c.Needs(i)) result[i] = ct.narrow(axis + 1, offset, size);
             offset += size;
         }
@@ -365,7 +365,7 @@ internal static class ShapeOps
     public static Tensor?[] SliceVjp(VjpContext c) => ByIndexMap(c, Slice);
 
     public static Tensor?[] ExpandVjp(VjpContext c) =>
-        [c.Needs(0) && c.Cotangent(0) is { } ct ? Tangents.Unbroadcast(ct, c.In(0).shape) : null, null];
+        [c.Needs(0) && c.Cotangent(0) is { } ct ? Tangents.Unbroadcast(ct, c.In(0).Dims()) : null, null];
 
     public static Tensor?[] PadVjp(VjpContext c)
     {
@@ -391,11 +391,11 @@ internal static class ShapeOps
         var result = new Tensor?[c.InputCount];
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var x = c.In(0);
-        long n = x.numel(), k = ct.shape[0];
+        long n = x.numel(), k = ct.size(0);
         // float64 holds every index up to 2^53 exactly, and every padding mode accepts it.
-        var indices = arange(L(0), L(n), L(1), ScalarType.Float64).reshape(x.shape);
+        var indices = arange(L(0), L(n), L(1), ScalarType.Float64).reshape(x.Dims());
         var source = forward(c.Primal(indices))[0].Value.flatten().to_type(ScalarType.Int64);
-        result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), S(1)).reshape(Tangents.WithBasis(k, x.shape));
+        result[0] = zeros([k, n], ct.dtype).index_add_(1, source, ct.reshape(k, -1), S(1)).reshape(Tangents.WithBasis(k, x.Dims()));
         return result;
     }
 }

@@ -37,6 +37,6 @@ public sealed class VjpContext(GraphNode node, int opset, ScalarType computeType
         Enumerable.Range(0, inputs.Length).Select(i => (i == 0 ? input0 ?? inputs[0] : inputs[i]) is { } t ? new Dual(t, null) : (Dual?)null).ToArray());
 
     /// <summary>The basis size K taken from whichever output carries a cotangent.</summary>
-    public long K => cotangents.FirstOrDefault(t => t is not null)?.shape[0]
+    public long K => cotangents.FirstOrDefault(t => t is not null)?.size(0)
         ?? throw new InvalidOperationException("no output carries a cotangent");
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using JacService.Core.Models;
 using JacService.Core.Onnx;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Planning;
@@ -10,7 +11,7 @@ internal sealed class PlanCache(ModelGraph graph, EngineLimits limits) : IDispos
 {
     private readonly ConcurrentDictionary<string, Lazy<ExecutionPlan>> _plans = new();
 
-    public PlanLease Lease(Tensor[] inputs) => Lease(inputs.Select(t => t.shape).ToArray());
+    public PlanLease Lease(Tensor[] inputs) => Lease(inputs.Select(t => t.Dims()).ToArray());
 
     /// <summary>The cached plan for these shapes; past the cache limit a plan is built for this call alone.</summary>
     public PlanLease Lease(long[][] shapes)

@@ -1,4 +1,5 @@
 using JacService.Core.Onnx;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Planning;
@@ -29,7 +30,7 @@ internal static class Planner
                 budget.Input(sig, inputShapes[i]);
                 values[graph.InputIds[i]] = zeros(inputShapes[i], sig.ElementType.DeviceType(graph.ComputeType));
             }
-            foreach (var (id, t) in values.Select((t, id) => (id, t)).Where(p => p.t is not null)) shapes[id] = t!.shape;
+            foreach (var (id, t) in values.Select((t, id) => (id, t)).Where(p => p.t is not null)) shapes[id] = t!.Dims();
 
             foreach (var node in graph.Nodes)
             {
@@ -40,7 +41,7 @@ internal static class Planner
                     int id = node.Outputs[o];
                     if (id < 0) continue;
                     values[id] = outs[o].Value;
-                    shapes[id] = outs[o].Value.shape;
+                    shapes[id] = outs[o].Value.Dims();
                     dataDependent[id] = dependent;
                     if (!dependent) folded[id] = outs[o].Value;
                 }
