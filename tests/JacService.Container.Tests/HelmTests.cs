@@ -201,6 +201,16 @@ public sealed class HelmTests
     }
 
     [Fact]
+    public void SeveralGpusAreEachNamedInEngineDevice()
+    {
+        var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "gpu.enabled=true", "--set", "gpu.count=3"]).Output);
+
+        Assert.Equal("cuda:0,cuda:1,cuda:2", objects.OfType<V1ConfigMap>().Single().Data["Engine__Device"]);
+        Assert.Equal(new ResourceQuantity("3"),
+            objects.OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single().Resources.Limits["nvidia.com/gpu"]);
+    }
+
+    [Fact]
     public void GpuAutoscalingAndMonitoring()
     {
         var objects = Render("ci/gpu-hpa-servicemonitor-values.yaml");
