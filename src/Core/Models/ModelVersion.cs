@@ -237,8 +237,13 @@ public sealed class ModelVersion : IDisposable
         });
 
     /// <summary>Reads the plan for one sample of these inputs' shapes (cached; built at load for static shapes).</summary>
+    /// <remarks>
+    /// Request validation calls this on gRPC threads, and a plan not cached yet is built there, on this version's
+    /// device: with several GPUs the thread is bound to it first (a no-op on one device or the CPU).
+    /// </remarks>
     private T FromSamplePlan<T>(HostTensor[] inputs, Func<ExecutionPlan, T> read)
     {
+        ComputeDevices.BindThread(Device);
         using var scope = NewDisposeScope();
         using var plan = _parts.Plans.Lease(SampleShapes(inputs.Select(i => i.Shape).ToArray()));
         return read(plan.Plan);
