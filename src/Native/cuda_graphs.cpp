@@ -130,6 +130,11 @@ JAC_EXPORT int jac_graph_replay(void* graph) {
   });
 }
 
+// Called from whichever thread frees the model version: the graph's own device is made current while it is destroyed.
 JAC_EXPORT int jac_graph_free(void* graph) {
-  return guarded([&] { delete static_cast<Graph*>(graph); });
+  return guarded([&] {
+    auto* g = static_cast<Graph*>(graph);
+    c10::cuda::CUDAGuard guard(g->device);
+    delete g;
+  });
 }
