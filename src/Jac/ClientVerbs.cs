@@ -70,15 +70,18 @@ public static class ClientVerbs
             foreach (var m in models.OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Version, StringComparer.Ordinal))
                 table.AddRow(Markup.Escape(m.Name), m.Version, m.State == "READY" ? m.State : Markup.Escape($"{m.State}: {m.Error}"),
                     Markup.Escape(Signature(m.Inputs)), Markup.Escape(Signature(m.Outputs)),
-                    m.Batching is { } b ? $"{b.Batches} / {b.Rows}" : "", Markup.Escape(Device(m)));
+                    m.Batching is { } b ? $"{b.Batches} / {b.Rows}" : "", Markup.Escape(DeviceColumn(m)));
             io.OutConsole.Write(table);
             return 0;
         });
         return command;
     }
 
-    /// <summary>Where the version runs, and on a GPU with CUDA graphs how many passes are recorded and how many run eagerly.</summary>
-    private static string Device(ModelInfo m)
+    /// <summary>
+    /// `jac models`' device column: where the version runs (every GPU it has a replica on), and on a GPU with CUDA
+    /// graphs how many passes are recorded and how many run eagerly.
+    /// </summary>
+    public static string DeviceColumn(ModelInfo m)
     {
         // A replica per GPU: every device it is on.
         string devices = m.Batching is { Devices.Count: > 1 } b ? string.Join(" + ", b.Devices.Select(d => d.Device)) : m.Device;

@@ -52,6 +52,21 @@ public sealed class ClientVerbTests(ServerProcess server)
     }
 
     [Fact]
+    public void The_device_column_names_every_replicas_gpu_and_the_graphs()
+    {
+        var cpu = new Protos.V1.ModelInfo { Device = "cpu", Batching = new Protos.V1.BatchingStats { Devices = { new Protos.V1.DeviceBatches { Device = "cpu" } } } };
+        Assert.Equal("cpu", ClientVerbs.DeviceColumn(cpu));
+
+        var gpus = new Protos.V1.ModelInfo
+        {
+            Device = "cuda:0",
+            Batching = new Protos.V1.BatchingStats { Devices = { new Protos.V1.DeviceBatches { Device = "cuda:0" }, new Protos.V1.DeviceBatches { Device = "cuda:1" } } },
+            CudaGraphs = new Protos.V1.CudaGraphs { Enabled = true, Recorded = 4, Fallbacks = { new Protos.V1.CudaGraphFallback { Pass = "p", Reason = "r", Device = "cuda:1" } } },
+        };
+        Assert.Equal("cuda:0 + cuda:1, 4 graphs, 1 eager", ClientVerbs.DeviceColumn(gpus));
+    }
+
+    [Fact]
     public async Task Jacobian_of_one_sample_from_a_json_tensor_equals_the_reference_row()
     {
         var reference = Fixtures.Load("pinn");
