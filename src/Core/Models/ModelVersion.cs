@@ -367,7 +367,6 @@ public sealed class ModelVersion : IDisposable
         return new EngineResult(host.Outputs, host.Groups[1]) { SecondOrder = host.Groups[0], Mode = DerivativeMode.Forward };
     }
 
-    /// <summary>What a pass computes and the shapes it reads: the key of its graph.</summary>
     /// <summary>Outputs then derivatives as one array, the form a recorded pass returns them in.</summary>
     private static Tensor[] Joined((Tensor[] Outputs, Tensor[] Derivatives) pass) => [.. pass.Outputs, .. pass.Derivatives];
 

@@ -33,7 +33,7 @@ public sealed class ModelBatcher : IAsyncDisposable
     private readonly List<WakeSignal> _sleeping = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly object _lock = new();
-    private long _batches, _rows, _paddedRows;
+    private long _paddedRows;
     private volatile bool _accepting = true;
     private volatile bool _warmingUp;
     private readonly bool _padToBucket;
@@ -95,7 +95,14 @@ public sealed class ModelBatcher : IAsyncDisposable
     }
 
     /// <summary>Batches executed, rows computed for callers, and rows added by padding, since start.</summary>
-    public (long Batches, long Rows, long PaddedRows) Executed => (Interlocked.Read(ref _batches), Interlocked.Read(ref _rows), Interlocked.Read(ref _paddedRows));
+    public (long Batches, long Rows, long PaddedRows) Executed
+    {
+        get
+        {
+            var on = ExecutedOn;
+            return (on.Sum(d => d.Batches), on.Sum(d => d.Rows), Interlocked.Read(ref _paddedRows));
+        }
+    }
 
     /// <summary>Batches and caller rows each replica computed (outside the warm-up), in the order of the devices.</summary>
     public IReadOnlyList<(string Device, long Batches, long Rows)> ExecutedOn =>
@@ -287,11 +294,9 @@ public sealed class ModelBatcher : IAsyncDisposable
         bool observed = !_warmingUp;
         if (observed)
         {
-            Interlocked.Increment(ref _batches);
-            Interlocked.Add(ref _rows, rows);
-            Interlocked.Add(ref _paddedRows, padded - rows);
             Interlocked.Increment(ref _replicaBatches[replica]);
             Interlocked.Add(ref _replicaRows[replica], rows);
+            Interlocked.Add(ref _paddedRows, padded - rows);
         }
         using var span = observed ? StartBatchSpan(batch, model, inputs, rows, bucket, padded) : null;
         DerivativeMode? ran = batch.Key.Kind == WorkKind.Predict ? null : batch.Key.Mode;

@@ -250,19 +250,20 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         }
         if (entry.Batcher is { } batcher)
         {
-            var (batches, rows, padded) = batcher.Executed;
+            // One read of the per-device counts, so the totals are their sums.
+            var on = batcher.ExecutedOn;
             info.Batching = new BatchingStats
             {
-                Batches = batches,
-                Rows = rows,
-                PaddedRows = padded,
+                Batches = on.Sum(d => d.Batches),
+                Rows = on.Sum(d => d.Rows),
+                PaddedRows = batcher.Executed.PaddedRows,
                 QueuedRows = batcher.Load.QueuedRows,
                 MaxBatchSize = batcher.Options.MaxBatchSize,
                 MaxQueueDelayUs = batcher.Options.MaxQueueDelayMicroseconds,
                 AdaptiveDelay = batcher.Options.AdaptiveDelay,
                 CurrentDelayUs = (long)batcher.CurrentDelay.TotalMicroseconds,
             };
-            info.Batching.Devices.AddRange(batcher.ExecutedOn.Select(d => new DeviceBatches { Device = d.Device, Batches = d.Batches, Rows = d.Rows }));
+            info.Batching.Devices.AddRange(on.Select(d => new DeviceBatches { Device = d.Device, Batches = d.Batches, Rows = d.Rows }));
         }
         return info;
     }
