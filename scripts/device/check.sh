@@ -147,7 +147,7 @@ for graphs in off on; do
   [[ "$device" == cpu && "$graphs" == on ]] && { step skip "graphs on: no CUDA here"; continue; }
   LD_LIBRARY_PATH="$torch_lib" "$app/JacService.Server" --urls "http://127.0.0.1:$port" --Models:Root="$PWD/tests/fixtures/models" \
     --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" --Engine:Device="$device" --Engine:CudaGraphs="$graphs" \
-    --Engine:PredictWithOnnxRuntime=false --Batching:MaxBatchSize=256 > "$res/server-graphs-$graphs.log" 2>&1 &
+    --Batching:MaxBatchSize=256 > "$res/server-graphs-$graphs.log" 2>&1 &
   server=$!
   ready=
   for _ in $(seq 1 180); do
