@@ -3,7 +3,8 @@
 # so that a change's effect is read against the drift of a shared machine rather than against a run an hour earlier.
 # Usage: bench/server_ab.sh A_CHECKOUT B_CHECKOUT MODEL [ROUNDS] [SECONDS]
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
-#   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian).
+#   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian);
+#   A_ENV and B_ENV, variables for each server ("DOTNET_GCgen0size=0x400000"), to compare runtime settings of one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(cd "$1" && pwd); b=$(cd "$2" && pwd); model=$3; rounds=${4:-3}; seconds=${5:-10}
@@ -11,9 +12,10 @@ jac=src/Jac/bin/Release/net10.0/linux-x64/jac.dll
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 run() {
-  local label=$1 checkout=$2 port metrics server calls t0 t1
+  local label=$1 checkout=$2 vars=$3 port metrics server calls t0 t1
   port=$(free_port); metrics=$(free_port)
-  dotnet "$checkout/src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll" --urls "http://127.0.0.1:$port" \
+  # shellcheck disable=SC2086
+  env $vars dotnet "$checkout/src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll" --urls "http://127.0.0.1:$port" \
     --Models:Root=tests/fixtures/models --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" \
     --Batching:MaxBatchSize=256 > /dev/null 2>&1 &
   server=$!
@@ -40,7 +42,7 @@ PY
 }
 
 for round in $(seq 1 "$rounds"); do
-  run A "$a"
-  run B "$b"
+  run A "$a" "${A_ENV:-}"
+  run B "$b" "${B_ENV:-}"
 done
 rm -f /tmp/server_ab_$$.json

@@ -12,14 +12,17 @@ namespace JacService.Bench;
 /// <summary>
 /// BatchJacobian over gRPC in FORWARD, REVERSE and AUTO, and Vjp with one cotangent per sample, beside PyTorch's best:
 /// the faster of vmap(jacfwd) and vmap(jacrev), each at 1 and 2 threads, and vmap(vjp) at 1 and 2 threads, all in the
-/// same run. Also how close each mode gets to the machine's GEMM ceiling.
+/// same run. The server's side is also shown at its best: the most items per second over a few numbers of concurrent
+/// callers, as the peer's over its thread counts. Also how close each mode gets to the machine's GEMM ceiling.
 /// </summary>
 public static class ModesBench
 {
     public sealed record PeerBest(double? Jacobians, string Config, double? Vjp, string VjpConfig);
 
+    public sealed record Served(double Rate, int Callers);
+
     public static async Task RunAsync(string root, string[] models, int[] batches, double seconds, double warmup,
-        JacobianService.JacobianServiceClient client, bool noPeer)
+        int[] callers, JacobianService.JacobianServiceClient client, bool noPeer)
     {
         var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
         await WarmUp(client, warmup);
@@ -37,15 +40,15 @@ public static class ModesBench
             foreach (var batch in batches)
             {
                 var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
-                double Jacobians(Protos.V1.DerivativeMode mode)
+                Task<Served> Jacobians(Protos.V1.DerivativeMode mode)
                 {
                     var request = new BatchJacobianRequest { Model = name, Wrt = model.Inputs[wrt].Name, Mode = mode };
                     for (int i = 0; i < inputs.Length; i++) request.Inputs[model.Inputs[i].Name] = Inputs.ToProto(inputs[i]);
-                    return Rate(batch, seconds, () => client.BatchJacobian(request));
+                    return Rate(batch, seconds, callers, () => client.BatchJacobianAsync(request).ResponseAsync);
                 }
-                double forward = Jacobians(Protos.V1.DerivativeMode.Forward);
-                double reverse = Jacobians(Protos.V1.DerivativeMode.Reverse);
-                double auto = Jacobians(Protos.V1.DerivativeMode.Auto);
+                var forward = await Jacobians(Protos.V1.DerivativeMode.Forward);
+                var reverse = await Jacobians(Protos.V1.DerivativeMode.Reverse);
+                var auto = await Jacobians(Protos.V1.DerivativeMode.Auto);
                 var info = client.GetModel(new GetModelRequest { Model = name });
                 var chose = info.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode.ToString() ?? "?";
 
@@ -56,22 +59,24 @@ public static class ModesBench
                     var shape = model.OutputSampleShape(inputs, o);
                     vjpRequest.Cotangents[model.Outputs[o].Name] = Inputs.ToProto(Inputs.Random([-1, .. shape], batch));
                 }
-                double vjp = Rate(batch, seconds, () => client.Vjp(vjpRequest));
+                var vjp = await Rate(batch, seconds, callers, () => client.VjpAsync(vjpRequest).ResponseAsync);
 
                 var p = peer.GetValueOrDefault((name, batch));
                 string peerJac = p?.Jacobians is { } pj ? $"{Fmt(pj)} ({p.Config})" : "n/a";
-                string ratio = p?.Jacobians is { } pv ? $"{auto / pv:F2}x" : "n/a";
+                string ratio = p?.Jacobians is { } pv ? $"{auto.Rate / pv:F2}x" : "n/a";
                 string peerVjp = p?.Vjp is { } pvj ? $"{Fmt(pvj)} ({p.VjpConfig})" : "n/a";
-                string vjpRatio = p?.Vjp is { } pvv ? $"{vjp / pvv:F2}x" : "n/a";
-                rows.Add($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(auto)} ({chose}) | {peerJac} | **{ratio}** | {Fmt(vjp)} | {peerVjp} | **{vjpRatio}** |");
+                string vjpRatio = p?.Vjp is { } pvv ? $"{vjp.Rate / pvv:F2}x" : "n/a";
+                rows.Add($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(auto.Rate)} ({chose}, {auto.Callers}c) | {peerJac} | **{ratio}** | " +
+                    $"{Fmt(vjp)} | {peerVjp} | **{vjpRatio}** |");
                 Console.Error.WriteLine(rows[^1]);
                 // Useful FLOPs of a Jacobian: the primal plus one linear-op pass per direction (n forward, m reverse).
                 double Gflops(double rate, long directions) => rate * 2.0 * macs * (1 + directions) / 1e9;
-                flopRows.Add($"| {name} | {batch} | {n} | {m} | {2.0 * macs / 1e6:F2} | {Gflops(forward, n):F1} ({Gflops(forward, n) / ceiling:P0}) | " +
-                    $"{Gflops(reverse, m):F1} ({Gflops(reverse, m) / ceiling:P0}) |");
+                flopRows.Add($"| {name} | {batch} | {n} | {m} | {2.0 * macs / 1e6:F2} | {Gflops(forward.Rate, n):F1} ({Gflops(forward.Rate, n) / ceiling:P0}) | " +
+                    $"{Gflops(reverse.Rate, m):F1} ({Gflops(reverse.Rate, m) / ceiling:P0}) |");
             }
         }
-        Console.WriteLine($"BatchJacobian over gRPC (2 concurrent clients), Jacobians/s, median of timed windows; {Environment.ProcessorCount} vCPUs.");
+        Console.WriteLine($"BatchJacobian over gRPC, Jacobians/s, median of timed windows, the best of {string.Join(", ", callers)} concurrent " +
+            $"callers (shown as 4c); {Environment.ProcessorCount} vCPUs.");
         Console.WriteLine("Peer: PyTorch functorch, best of vmap(jacfwd) and vmap(jacrev) at 1 and 2 threads (jacobians), best of vmap(vjp) at 1 and 2 threads (vjp).");
         Console.WriteLine();
         Console.WriteLine("| model | batch | FORWARD | REVERSE | AUTO (chose) | peer best | AUTO / peer | Vjp samples/s | peer vmap(vjp) | Vjp / peer |");
@@ -101,16 +106,25 @@ public static class ModesBench
     }
 
     /// <summary>
-    /// Items per second with two concurrent clients; a call slower than 5 s (small_cnn's forward mode at batch 256)
-    /// is timed once instead, as the windows would take minutes.
+    /// The most items per second over the numbers of concurrent callers: with few callers the server idles while each
+    /// answer travels and the next call arrives, and its executors start each batch with cold caches (docs/benchmarks.md,
+    /// "Callers, and executors that sleep"). A call slower than 5 s (small_cnn's forward mode at batch 256) is timed
+    /// once instead, as the windows would take minutes.
     /// </summary>
-    private static double Rate(int items, double seconds, Action call)
+    private static async Task<Served> Rate(int items, double seconds, int[] callers, Func<Task> call)
     {
         long start = Stopwatch.GetTimestamp();
-        call();
+        await call();
         var first = Stopwatch.GetElapsedTime(start);
-        if (first > TimeSpan.FromSeconds(5)) return items / first.TotalSeconds;
-        return Measure.PerSecondConcurrent(items, seconds, 2, call);
+        if (first > TimeSpan.FromSeconds(5)) return new Served(items / first.TotalSeconds, 1);
+        Served? best = null;
+        foreach (var n in callers)
+        {
+            double rate = await Measure.PerSecondAsync(items, seconds, n, call);
+            Console.Error.WriteLine($"  {n} callers: {Fmt(rate)}/s");
+            if (best is null || rate > best.Rate) best = new Served(rate, n);
+        }
+        return best!;
     }
 
     /// <summary>Multiply-adds per sample of the linear ops, and the per-sample sizes of wrt (n) and of the outputs (m).</summary>
@@ -176,6 +190,8 @@ public static class ModesBench
         }
         return best;
     }
+
+    private static string Fmt(Served s) => $"{Fmt(s.Rate)} ({s.Callers}c)";
 
     private static string Fmt(double v) =>
         v >= 1000 ? (v / 1000).ToString("F1", CultureInfo.InvariantCulture) + "k" : v.ToString("F0", CultureInfo.InvariantCulture);

@@ -35,6 +35,19 @@ if (args.Contains("--engine"))
     JacService.Bench.EngineBench.Run(root, options.Models, options.Batches, options.Seconds);
     return 0;
 }
+if (args.Contains("--pool-probe"))
+{
+    // Usage: ... -- --pool-probe: libtorch's pooling kernels beside TiledPool on small_cnn's first pool.
+    JacService.Bench.PoolProbe.Run();
+    return 0;
+}
+if (args.Contains("--cold-probe"))
+{
+    // Usage: ... -- --cold-probe [--models a,b] [--batch 256] [--calls 400] [--kinds vjp,jacobian] [--hot-only]
+    JacService.Bench.ColdProbe.Run(root, options.Models ?? ["relu_classifier", "layernorm_gelu"], options.Batches[0],
+        int.Parse(Flag("--calls") ?? "400"), (Flag("--kinds") ?? "vjp,jacobian").Split(','), args.Contains("--hot-only"));
+    return 0;
+}
 if (args.Contains("--compiled-probe"))
 {
     // Usage: ... -- --compiled-probe [--batch 1,16,256] [--seconds 3]: mlp_tanh's forward as one TorchScript function (issue 13).
@@ -123,8 +136,10 @@ if (args.Contains("--oip"))
 }
 if (args.Contains("--derivatives"))
 {
-    // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--no-peer]: FORWARD/REVERSE/AUTO and Vjp beside PyTorch's best.
-    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, client, options.NoPeer);
+    // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--callers 2,4,8] [--no-peer]: FORWARD/REVERSE/AUTO
+    // and Vjp, each the best over the numbers of concurrent callers, beside PyTorch's best.
+    var callers = (Flag("--callers") ?? "2,4,8").Split(',').Select(int.Parse).ToArray();
+    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, callers, client, options.NoPeer);
     return 0;
 }
 
@@ -266,6 +281,35 @@ public static class Measure
                     Interlocked.Increment(ref calls);
                 } while (Stopwatch.GetTimestamp() < windowEnd);
             });
+            windows.Add(calls * (double)items / Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        windows.Sort();
+        return windows[windows.Count / 2];
+    }
+
+    /// <summary>
+    /// Items per second from <paramref name="callers"/> asynchronous closed-loop callers (each sends its next call when
+    /// its last one answers, as jac load does): median over timed windows after one warm-up call. Callers on blocked
+    /// pool threads would wait for the thread pool to grow on a 2-core machine, so these never block.
+    /// </summary>
+    public static async Task<double> PerSecondAsync(int items, double seconds, int callers, Func<Task> call)
+    {
+        await call();
+        var windows = new List<double>();
+        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < end || windows.Count < 3)
+        {
+            var start = Stopwatch.GetTimestamp();
+            int calls = 0;
+            var windowEnd = start + (long)(seconds / 5 * Stopwatch.Frequency);
+            await Task.WhenAll(Enumerable.Range(0, callers).Select(async _ =>
+            {
+                do
+                {
+                    await call();
+                    Interlocked.Increment(ref calls);
+                } while (Stopwatch.GetTimestamp() < windowEnd);
+            }));
             windows.Add(calls * (double)items / Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         windows.Sort();

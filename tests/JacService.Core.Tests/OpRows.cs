@@ -210,6 +210,13 @@ public static class OpRows
         R("Conv", "2-D auto_pad SAME_LOWER", g => g.Node("Conv", [g.X(1, 2, 4, 5), g.W(2, 2, 2, 2)], ("auto_pad", "SAME_LOWER"))),
         R("MaxPool", "2-D kernel 2 stride 2", g =>
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),
+        // Windows that tile the input go through TiledPool instead of libtorch's pooling kernels.
+        R("MaxPool", "2-D kernel 2 stride 2, tiles exactly", g =>
+            g.Node("MaxPool", [g.X(Distinct, 2, 3, 6, 4)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),
+        R("MaxPool", "2-D kernel [3, 2] stride [3, 2], tiles with remainders", g =>
+            g.Node("MaxPool", [g.X(Distinct, 1, 2, 7, 5)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 3, 2 }))),
+        R("MaxPool", "1-D kernel 3 stride 3, tiles with a remainder", g =>
+            g.Node("MaxPool", [g.X(Distinct, 2, 2, 10)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 3 }))),
         R("MaxPool", "2-D kernel 3 stride 2 symmetric pads", g =>
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 1, 1, 1 }))),
         R("MaxPool", "2-D asymmetric pads", g =>
@@ -225,6 +232,12 @@ public static class OpRows
             g.Node("MaxPool", [g.X(Distinct, 2, 2, 9)], ("kernel_shape", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 0, 2 }))),
         R("MaxPool", "1-D dilation 2, end pad 1", g =>
             g.Node("MaxPool", [g.X(Distinct, 2, 2, 9)], ("kernel_shape", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 0, 1 }))),
+        R("AveragePool", "2-D kernel 2 stride 2, tiles exactly", g =>
+            g.Node("AveragePool", [g.X(2, 3, 6, 4)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),
+        R("AveragePool", "2-D kernel [3, 2] stride [3, 2], tiles with remainders", g =>
+            g.Node("AveragePool", [g.X(1, 2, 7, 5)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 3, 2 }))),
+        R("AveragePool", "1-D kernel 2 stride 2, tiles with a remainder", g =>
+            g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 2 }), ("strides", new[] { 2 }))),
         R("AveragePool", "2-D count_include_pad 0, asymmetric pads", g =>
             g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 2, 1 }))),
         R("AveragePool", "2-D count_include_pad 1, asymmetric pads", g =>

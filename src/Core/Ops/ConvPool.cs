@@ -18,6 +18,9 @@ internal static class ConvPool
         /// <summary>F.pad's order: last spatial axis first, (begin, end) each.</summary>
         public long[] PadArgument => Enumerable.Range(0, Begin.Length).Reverse().SelectMany(i => new[] { Begin[i], End[i] }).ToArray();
 
+        /// <summary>The 2-D kernel for <see cref="TiledPool"/> when the windows tile the input, else null.</summary>
+        public long[]? Tiled(Tensor x, long[] spatial, long[] pooled) => TiledPool.Kernel2d(x.device, Kernel, Strides, Dilations, Begin, End, spatial, pooled);
+
         public bool TorchCanPad => Symmetric && Begin.Select((p, i) => p <= Kernel[i] / 2).All(ok => ok);
 
         /// <summary>
@@ -42,6 +45,12 @@ internal static class ConvPool
             if (t.Dims()[first + i] > pooled[i]) t = t.narrow(first + i, 0, pooled[i]);
         return t;
     }
+
+    /// <summary>The maxima and their flat spatial indices, by <see cref="TiledPool"/> when the windows tile the input.</summary>
+    private static (Tensor Values, Tensor Indices) MaxWithIndices(Tensor input, Geometry g, long[] padding, bool ceil, long[]? tiled) =>
+        tiled is not null && TiledPool.MaxWithIndices(input, tiled) is { } found ? found
+        : g.Kernel.Length == 1 ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
+        : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
 
     public static string? ValidateSpatial(GraphNode node, int opset)
     {
@@ -170,11 +179,12 @@ internal static class ConvPool
         bool explicitPad = !g.TorchCanPad;
         long[] padding = explicitPad ? new long[spatial.Length] : g.Begin;
 
-        var input = explicitPad ? F.pad(x.Value, g.PadArgument, value: double.NegativeInfinity) : x.Value;
-        var (y, indices) = spatial.Length == 1
-            ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
-            : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
         var pooled = g.PooledShape(spatial, ceil);
+        var tiled = g.Tiled(x.Value, spatial, pooled);
+        if (x.Tangent is null && tiled is not null) return [new Dual(TiledPool.Max(x.Value, tiled), null)];
+
+        var input = explicitPad ? F.pad(x.Value, g.PadArgument, value: double.NegativeInfinity) : x.Value;
+        var (y, indices) = MaxWithIndices(input, g, padding, ceil, tiled);
         y = Trim(y, pooled);
         indices = Trim(indices, pooled);
         if (x.Tangent is not { } t) return [new Dual(y, null)];
@@ -202,7 +212,8 @@ internal static class ConvPool
             : F.avg_pool2d(input, g.Kernel, g.Strides, padding, ceil, includePad), pooled);
 
         Func<Tensor, Tensor> apply;
-        if (g.TorchCanPad) apply = v => Pool(v, g.Begin, countPad);
+        if (g.Tiled(x.Value, spatial, pooled) is { } tiled) apply = v => TiledPool.Mean(v, tiled);
+        else if (g.TorchCanPad) apply = v => Pool(v, g.Begin, countPad);
         else
         {
             // Asymmetric padding: pad explicitly; without count_include_pad divide by how many real cells each window saw.
@@ -289,10 +300,9 @@ internal static class ConvPool
         bool explicitPad = !g.TorchCanPad;
         long[] padding = explicitPad ? new long[spatial.Length] : g.Begin;
         var input = explicitPad ? F.pad(x, g.PadArgument, value: double.NegativeInfinity) : x;
-        var (_, indices) = spatial.Length == 1
-            ? F.max_pool1d_with_indices(input, g.Kernel[0], g.Strides[0], padding[0], g.Dilations[0], ceil)
-            : F.max_pool2d_with_indices(input, g.Kernel, g.Strides, padding, g.Dilations, ceil);
-        indices = Trim(indices, g.PooledShape(spatial, ceil));
+        var pooled = g.PooledShape(spatial, ceil);
+        var (_, indices) = MaxWithIndices(input, g, padding, ceil, g.Tiled(x, spatial, pooled));
+        indices = Trim(indices, pooled);
 
         // The transpose of the gather at the argmax: scatter back to it, adding where windows overlap.
         long k = ct.size(0), n = x.size(0), channels = x.size(1);
@@ -323,6 +333,8 @@ internal static class ConvPool
                 : F.avg_pool2d_backward(v, empty(shape, v.dtype), g.Kernel, g.Strides, padding, ceil, includePad);
         }
 
+        if (g.Tiled(x, spatial, g.PooledShape(spatial, ceil)) is { } tiled)
+            return [Tangents.FoldBasis(ct, v => TiledPool.MeanTranspose(v, tiled, spatial))];
         if (g.TorchCanPad) return [Tangents.FoldBasis(ct, v => Backward(v, spatial, g.Begin, countPad))];
         var zero = new long[spatial.Length];
         var padded = spatial.Select((d, i) => d + g.Begin[i] + g.End[i]).ToArray();
