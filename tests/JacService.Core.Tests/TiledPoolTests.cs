@@ -84,6 +84,20 @@ public class TiledPoolTests
         Assert.True(allclose(expectedBack, back, rtol: 1e-6, atol: 1e-7), $"max abs difference {(expectedBack - back).abs().max().item<float>()}");
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float16)]
+    [InlineData(ScalarType.BFloat16)]
+    public void Half_precision_argmaxes_are_left_to_libtorch_as_their_offsets_would_round(ScalarType type)
+    {
+        using var scope = NewDisposeScope();
+        long[] shape = [1, 2, 4, 4096], kernel = [2, 2];
+        var x = randn(shape, generator: new Generator(5)).to_type(type);
+        var tiled = Tiled(shape, kernel);
+        Assert.Null(TiledPool.MaxWithIndices(x, tiled));
+        Assert.Equal(F.max_pool2d(x, kernel, kernel).to_type(ScalarType.Float32).data<float>().ToArray(),
+            TiledPool.Max(x, tiled).to_type(ScalarType.Float32).contiguous().data<float>().ToArray());
+    }
+
     [Fact]
     public void Pools_whose_windows_do_not_tile_are_left_to_libtorch()
     {

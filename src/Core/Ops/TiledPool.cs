@@ -43,11 +43,14 @@ internal static class TiledPool
     /// </summary>
     public static (Tensor Values, Tensor Indices)? MaxWithIndices(Tensor x, long[] kernel2d)
     {
+        long width = x.size(-1);
+        // The offers below are whole numbers up to twice the window's span, computed in x's type: float32 holds them
+        // exactly up to 2^24, half types only up to 2^11, so those (and integers) are left to libtorch.
+        if (x.dtype is not (ScalarType.Float32 or ScalarType.Float64) || 2 * kernel2d[0] * width > 1 << 24) return null;
         var (cells, oneD) = Cells(x, kernel2d);
         var max = Reduce(cells, (a, b) => maximum(a, b));
         // One reduction and a read tell whether every maximum is finite (an overflowing sum only sends it to libtorch).
         if (!double.IsFinite(max.sum().to_type(ScalarType.Float64).item<double>())) return null;
-        long width = oneD ? x.size(2) : x.size(3);
         // The first cell in scan order that holds the maximum: max - v is 0 there and positive elsewhere, so each cell
         // offers its offset in the input's flat spatial layout, or that plus a span past every offset; the least wins.
         long past = kernel2d[0] * width;
