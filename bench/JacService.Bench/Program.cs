@@ -266,13 +266,9 @@ public static class Measure
     public static double PerSecondConcurrent(int items, double seconds, int callers, Action call)
     {
         call(); // warm-up: plan building, JIT
-        var windows = new List<double>();
-        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() < end || windows.Count < 3)
+        return MedianWindow(items, seconds, windowEnd =>
         {
-            var start = Stopwatch.GetTimestamp();
             int calls = 0;
-            var windowEnd = start + (long)(seconds / 5 * Stopwatch.Frequency);
             Parallel.For(0, callers, new ParallelOptions { MaxDegreeOfParallelism = callers }, _ =>
             {
                 do
@@ -281,10 +277,8 @@ public static class Measure
                     Interlocked.Increment(ref calls);
                 } while (Stopwatch.GetTimestamp() < windowEnd);
             });
-            windows.Add(calls * (double)items / Stopwatch.GetElapsedTime(start).TotalSeconds);
-        }
-        windows.Sort();
-        return windows[windows.Count / 2];
+            return Task.FromResult(calls);
+        }).GetAwaiter().GetResult();
     }
 
     /// <summary>
@@ -295,13 +289,9 @@ public static class Measure
     public static async Task<double> PerSecondAsync(int items, double seconds, int callers, Func<Task> call)
     {
         await call();
-        var windows = new List<double>();
-        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() < end || windows.Count < 3)
+        return await MedianWindow(items, seconds, async windowEnd =>
         {
-            var start = Stopwatch.GetTimestamp();
             int calls = 0;
-            var windowEnd = start + (long)(seconds / 5 * Stopwatch.Frequency);
             await Task.WhenAll(Enumerable.Range(0, callers).Select(async _ =>
             {
                 do
@@ -310,6 +300,19 @@ public static class Measure
                     Interlocked.Increment(ref calls);
                 } while (Stopwatch.GetTimestamp() < windowEnd);
             }));
+            return calls;
+        });
+    }
+
+    /// <summary>The median over windows of a fifth of <paramref name="seconds"/> each, at least three, of items per second.</summary>
+    private static async Task<double> MedianWindow(int items, double seconds, Func<long, Task<int>> callsUntil)
+    {
+        var windows = new List<double>();
+        var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < end || windows.Count < 3)
+        {
+            var start = Stopwatch.GetTimestamp();
+            int calls = await callsUntil(start + (long)(seconds / 5 * Stopwatch.Frequency));
             windows.Add(calls * (double)items / Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         windows.Sort();
