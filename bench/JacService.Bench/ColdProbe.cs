@@ -16,9 +16,18 @@ namespace JacService.Bench;
 /// </summary>
 public static class ColdProbe
 {
+    // .NET has no cheap per-thread CPU clock (ProcessThread.TotalProcessorTime reads /proc), so ask libc for it.
+    private const int ClockThreadCpuTimeId = 3; // CLOCK_THREAD_CPUTIME_ID on Linux
+
     [StructLayout(LayoutKind.Sequential)] private struct Timespec { public long Sec; public long Nsec; }
+
     [DllImport("libc")] private static extern int clock_gettime(int clock, out Timespec ts);
-    private static double CpuUs() { clock_gettime(3, out var t); return t.Sec * 1e6 + t.Nsec / 1e3; }
+
+    private static double CpuUs()
+    {
+        clock_gettime(ClockThreadCpuTimeId, out var t);
+        return t.Sec * 1e6 + t.Nsec / 1e3;
+    }
 
     public static void Run(string root, string[] models, int batch, int calls, string[] kinds, bool hotOnly)
     {

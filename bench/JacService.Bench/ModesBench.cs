@@ -19,7 +19,8 @@ public static class ModesBench
 {
     public sealed record PeerBest(double? Jacobians, string Config, double? Vjp, string VjpConfig);
 
-    public sealed record Served(double Rate, int Callers);
+    /// <summary>A served rate and the number of concurrent callers it was reached with.</summary>
+    private sealed record Served(double Rate, int Callers);
 
     public static async Task RunAsync(string root, string[] models, int[] batches, double seconds, double warmup,
         int[] callers, JacobianService.JacobianServiceClient client, bool noPeer)
