@@ -68,6 +68,22 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
         }
     }
 
+    /// <summary>
+    /// Health is published on the thread that changed the registry, just after the change: GetModel can see a version
+    /// come or go a moment before Check does, so a test that just saw GetModel change waits for health too.
+    /// </summary>
+    private async Task AssertHealthBecomes(string service, ServingStatus? expected)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        var seen = await Health(service);
+        while (seen != expected && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+            seen = await Health(service);
+        }
+        Assert.Equal(expected, seen);
+    }
+
     [Fact]
     public async Task AnAddedVersionLoadsTakesOverAndRetiresWhenRemoved()
     {
@@ -75,7 +91,7 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
         AddVersion("added", 1);
         var first = await WaitFor("added", "", i => i?.State == "READY");
         Assert.Equal("1", first!.Version);
-        Assert.Equal(ServingStatus.Serving, await Health("added"));
+        await AssertHealthBecomes("added", ServingStatus.Serving);
 
         var folder = AddVersion("added", 2);
         await WaitFor("added", "", i => i?.Version == "2" && i.State == "READY");
@@ -102,7 +118,7 @@ public class PollingTests(PollingServer fixture) : IClassFixture<PollingServer>
 
         Directory.Delete(Path.Combine(Root, "added"), recursive: true);
         await WaitFor("added", "", i => i is null);
-        Assert.Null(await Health("added"));
+        await AssertHealthBecomes("added", null);
         var e = await Assert.ThrowsAsync<RpcException>(() => Predict("added"));
         Assert.Equal(StatusCode.NotFound, e.StatusCode);
         // The server as a whole still serves.
