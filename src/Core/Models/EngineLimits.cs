@@ -49,4 +49,7 @@ public sealed record EngineLimits
 
     /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
     public bool CalibrateAuto { get; init; } = true;
+
+    /// <summary>Apply <see cref="Onnx.GraphRewrites"/> to each graph at load (Engine:GraphRewrites).</summary>
+    public bool RewriteGraph { get; init; } = true;
 }

@@ -40,6 +40,9 @@ public sealed class ModelVersion : IDisposable
     public string Name { get; }
     public int Version { get; }
     public ModelGraph Graph { get; }
+
+    /// <summary>What <see cref="GraphRewrites"/> changed in the file's graph, a line each (Engine:GraphRewrites).</summary>
+    public IReadOnlyList<string> Rewrites { get; private init; } = [];
     public EngineLimits Limits { get; }
     public RequestValidator Requests { get; }
     public IReadOnlyList<TensorSignature> Inputs => Graph.Inputs;
@@ -125,7 +128,20 @@ public sealed class ModelVersion : IDisposable
         ModelVersion? replicaOf = null)
     {
         var graph = OnnxModelReader.Read(bytes, computeType, limits.Model);
-        var model = new ModelVersion(name, version, graph, limits, replicaOf);
+        var rewrites = new List<string>();
+        if (limits.RewriteGraph)
+        {
+            try
+            {
+                graph = GraphRewrites.Apply(graph, rewrites);
+            }
+            catch
+            {
+                graph.Dispose();
+                throw;
+            }
+        }
+        var model = new ModelVersion(name, version, graph, limits, replicaOf) { Rewrites = rewrites };
         bool staticShapes = graph.Inputs.All(i => i.Shape.Skip(1).All(d => d > 0));
         try
         {

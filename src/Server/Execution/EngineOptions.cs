@@ -45,6 +45,13 @@ public sealed class EngineOptions : IValidatableObject
     public bool CalibrateAuto { get; set; } = true;
 
     /// <summary>
+    /// Rewrite each loaded graph into one that computes the same values and derivatives in fewer passes (identity Pads
+    /// dropped, BatchNormalization folded into the Conv before it, MaxPool moved before the Relu feeding it; see
+    /// GraphRewrites). Off runs the file's nodes as they are.
+    /// </summary>
+    public bool GraphRewrites { get; set; } = true;
+
+    /// <summary>
     /// Keep large tensor blocks in the process heap for reuse instead of mapping them afresh for every batch (glibc's
     /// default above 32 MiB), which costs a page fault per page on first touch. The process then holds its peak heap.
     /// </summary>

@@ -93,6 +93,7 @@ public sealed class LimitsOptions
             MaxResultBytes = (long)MaxResponseMiB << 20,
             MaxCachedPlans = engine.MaxCachedPlans,
             CalibrateAuto = engine.CalibrateAuto,
+            RewriteGraph = engine.GraphRewrites,
             PredictWithOnnxRuntime = engine.ResolvedPredictWithOnnxRuntime(device),
             Device = device,
             Devices = devices,

@@ -52,6 +52,7 @@ public sealed partial class VersionLoader(
             var model = replicas.Primary;
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime,
                 string.Join(", ", replicas.All.Select(r => r.Device)));
+            if (model.Rewrites.Count > 0) LogRewrites(name, version, string.Join("; ", model.Rewrites));
             if (model.PredictRuntimeNote.Length > 0) LogPredictInEngine(name, version, model.PredictRuntimeNote);
             var lifetime = new VersionLifetime(replicas, new ModelBatcher(replicas, config.Batching, clock, metrics));
             return new ModelEntry(name, version, ModelState.Ready, "", lifetime) { DefaultMode = config.DerivativeMode };
@@ -101,6 +102,9 @@ public sealed partial class VersionLoader(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Model} version {Version}: {Inputs} inputs, {Outputs} outputs, {Nodes} nodes; Predict runs in {PredictRuntime}; on {Devices}")]
     private partial void LogLoaded(string model, int version, int inputs, int outputs, int nodes, string predictRuntime, string devices);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Rewrote the graph of {Model} version {Version} (Engine:GraphRewrites): {Rewrites}")]
+    private partial void LogRewrites(string model, int version, string rewrites);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Predict for {Model} version {Version} falls back to the engine: {Reason}")]
     private partial void LogPredictInEngine(string model, int version, string reason);
