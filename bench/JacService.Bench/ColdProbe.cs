@@ -29,7 +29,7 @@ public static class ColdProbe
         return t.Sec * 1e6 + t.Nsec / 1e3;
     }
 
-    public static void Run(string root, string[] models, int batch, int calls, string[] kinds, bool hotOnly)
+    public static void Run(string root, string[] models, int batch, int calls, string[] kinds, bool hotOnly, bool rewrite)
     {
         torch.set_num_threads(1);
         var dir = Path.Combine(root, "tests", "fixtures", "models");
@@ -37,7 +37,7 @@ public static class ColdProbe
         foreach (var name in models)
         {
             var bytes = File.ReadAllBytes(Path.Combine(dir, name, "1", "model.onnx"));
-            using var model = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+            using var model = ModelVersion.Load(name, 1, bytes, new EngineLimits { RewriteGraph = rewrite });
             int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
             var of = model.ResolveOf([]);
             var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();

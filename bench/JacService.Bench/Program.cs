@@ -43,9 +43,10 @@ if (args.Contains("--pool-probe"))
 }
 if (args.Contains("--cold-probe"))
 {
-    // Usage: ... -- --cold-probe [--models a,b] [--batch 256] [--calls 400] [--kinds vjp,jacobian] [--hot-only]
+    // Usage: ... -- --cold-probe [--models a,b] [--batch 256] [--calls 400] [--kinds vjp,jacobian] [--hot-only] [--no-rewrites]
     JacService.Bench.ColdProbe.Run(root, options.Models ?? ["relu_classifier", "layernorm_gelu"], options.Batches[0],
-        int.Parse(Flag("--calls") ?? "400"), (Flag("--kinds") ?? "vjp,jacobian").Split(','), args.Contains("--hot-only"));
+        int.Parse(Flag("--calls") ?? "400"), (Flag("--kinds") ?? "vjp,jacobian").Split(','), args.Contains("--hot-only"),
+        rewrite: !args.Contains("--no-rewrites"));
     return 0;
 }
 if (args.Contains("--compiled-probe"))
