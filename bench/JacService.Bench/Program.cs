@@ -41,6 +41,13 @@ if (args.Contains("--pool-probe"))
     JacService.Bench.PoolProbe.Run();
     return 0;
 }
+if (args.Contains("--conv-probe"))
+{
+    // Usage: ... -- --conv-probe: a convolution's transpose by libtorch's kernels and by a matrix product and fold.
+    JacService.Bench.ConvProbe.Run();
+    return 0;
+}
+
 if (args.Contains("--cold-probe"))
 {
     // Usage: ... -- --cold-probe [--models a,b] [--batch 256] [--calls 400] [--kinds vjp,jacobian] [--hot-only] [--no-rewrites]

@@ -207,6 +207,10 @@ public static class OpRows
             g.Node("Conv", [g.X(1, 2, 6, 6), g.W(2, 2, 2, 3)], ("dilations", new[] { 2, 1 }), ("pads", new[] { 0, 2, 1, 0 }))),
         R("Conv", "2-D auto_pad SAME_UPPER stride 2", g =>
             g.Node("Conv", [g.X(1, 2, 5, 6), g.W(3, 2, 3, 2)], ("strides", new[] { 2, 2 }), ("auto_pad", "SAME_UPPER"))),
+        // One input channel: the reverse rule's matrix product and fold (col2im).
+        R("Conv", "2-D one input channel with bias", g => g.Node("Conv", [g.X(2, 1, 5, 6), g.W(3, 1, 3, 3), g.W(3)], ("pads", new[] { 1, 1, 1, 1 }))),
+        R("Conv", "2-D one input channel, stride, dilations, asymmetric pads", g =>
+            g.Node("Conv", [g.X(1, 1, 7, 6), g.W(2, 1, 2, 3)], ("strides", new[] { 2, 1 }), ("dilations", new[] { 1, 2 }), ("pads", new[] { 1, 0, 0, 2 }))),
         R("Conv", "2-D auto_pad SAME_LOWER", g => g.Node("Conv", [g.X(1, 2, 4, 5), g.W(2, 2, 2, 2)], ("auto_pad", "SAME_LOWER"))),
         R("MaxPool", "2-D kernel 2 stride 2", g =>
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),

@@ -261,12 +261,21 @@ internal static class ConvPool
         // per group and padding d(k - 1) - p; libtorch's convolution is several times faster here than its transposed
         // one (small_cnn's first layer: 15 ms against ~3 ms per batch of 256).
         var flippedPadding = padding.Select((p, i) => g.Dilations[i] * (g.Kernel[i] - 1) - p).ToArray();
-        bool asConvolution = g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0);
+        // Down to one channel (the first layer on one-channel images), a convolution leaves most of oneDNN's vector lanes
+        // idle. The per-tap products as one matrix product, summed back into place by col2im (fold), took 2.6-3.7 ms
+        // against 4.8-6.8 ms for small_cnn's first layer at 256 rows, and 29-34 against 51-57 ms at 2,560; with four
+        // channels per group it was 2.8-3.5x slower, so it stays with one (--conv-probe, docs/benchmarks.md).
+        bool viaFold = !oneD && group == 1 && w.size(1) == 1;
+        bool asConvolution = !viaFold && g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0);
         var flipped = asConvolution ? FlippedKernel(w, group) : null;
+        var taps = viaFold ? w.reshape(w.size(0), -1).t() : null;
         result[0] = Tangents.FoldBasis(ct, v =>
         {
             Tensor r;
-            if (flipped is not null)
+            if (taps is not null)
+                r = F.fold(matmul(taps, v.reshape(v.size(0), v.size(1), -1)), (size[0], size[1]), (g.Kernel[0], g.Kernel[1]),
+                    (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
+            else if (flipped is not null)
                 r = oneD
                     ? F.conv1d(v, flipped, null, 1, flippedPadding[0], g.Dilations[0], group)
                     : F.conv2d(v, flipped, null, [1, 1], flippedPadding, g.Dilations, group);
