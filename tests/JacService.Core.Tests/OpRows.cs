@@ -164,6 +164,7 @@ public static class OpRows
         R("Expand", "[3,1] to [2,3,4]", g => g.Node("Expand", [g.X(3, 1), g.Ints(2, 3, 4)])),
         R("Expand", "to a shape of lower rank", g => g.Node("Expand", [g.X(2, 3, 1), g.Ints(4)])),
         R("Pad", "constant mode, value 0.5", g => g.Node("Pad", [g.X(2, 3), g.Ints(1, 0, 2, 1), g.Scalar(0.5)])),
+        R("Pad", "all pads zero (passes through both ways)", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 0, 0, 0, 0)])),
         R("Pad", "constant mode, last axis only", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 1, 0, 0, 2)], ("mode", "constant"))),
         R("Pad", "reflect on the last two axes", g => g.Node("Pad", [g.X(1, 2, 4, 5), g.Ints(0, 0, 1, 2, 0, 0, 2, 1)], ("mode", "reflect"))),
         R("Pad", "edge on the last axis", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 2, 0, 0, 1)], ("mode", "edge"))),

@@ -4,9 +4,8 @@ namespace JacService.Core.Onnx;
 
 /// <summary>
 /// Rewrites of a loaded graph that compute the same function, and the same derivatives of every order, in fewer
-/// passes over memory (Engine:GraphRewrites; ONNX Runtime applies the first two at its basic level too):
+/// passes over memory (Engine:GraphRewrites; ONNX Runtime folds BatchNormalization into Conv at its basic level too):
 /// <list type="bullet">
-/// <item>a Pad whose pads are all zero is dropped (its output is its input);</item>
 /// <item>an inference BatchNormalization after a Conv is folded into the Conv's weights and bias, computed in float64;</item>
 /// <item>MaxPool(Relu(x)) becomes Relu(MaxPool(x)): max and Relu commute exactly, the first maximum of a window is
 /// the same cell before and after Relu wherever Relu's slope there is not zero, and Relu then runs on the pooled
@@ -14,7 +13,7 @@ namespace JacService.Core.Onnx;
 /// </list>
 /// Only values no request can name change: graph inputs and outputs keep their ids, a value is rewritten only when one
 /// node reads it, and nodes keep their names (errors still name the file's nodes). On small_cnn the three cut a Vjp
-/// of 256 rows from 42.8 to 33.9 ms (docs/benchmarks.md, "Graph rewrites").
+/// of 256 rows by ~15 % (docs/benchmarks.md, "Graph rewrites").
 /// </summary>
 public static class GraphRewrites
 {
@@ -28,7 +27,6 @@ public static class GraphRewrites
             if (editor.Nodes[k] is not { } node) continue;
             string? done = node.OpType switch
             {
-                "Pad" => DropIdentityPad(editor, k),
                 "BatchNormalization" => FoldIntoConv(editor, k),
                 "Relu" => PoolBeforeRelu(editor, k),
                 _ => null,
@@ -36,18 +34,6 @@ public static class GraphRewrites
             if (done is not null) applied.Add(done);
         }
         return applied.Count == 0 ? graph : editor.Build();
-    }
-
-    private static string? DropIdentityPad(Editor e, int k)
-    {
-        var pad = e.Nodes[k]!;
-        int input = pad.Inputs[0], output = pad.Outputs[0];
-        using var scope = NewDisposeScope();
-        if (pad.Inputs.Length < 2 || e.IsGraphOutput(output) || e.Constant(pad.Inputs[1]) is not { } pads) return null;
-        if (pads.dtype != ScalarType.Int64 || pads.count_nonzero().item<long>() != 0) return null;
-        e.Remove(k);
-        e.Rename(output, input);
-        return $"dropped {pad} (all its pads are zero)";
     }
 
     private static string? FoldIntoConv(Editor e, int k)
@@ -143,15 +129,6 @@ public static class GraphRewrites
         public int? Producer(int id) => _producer[id] >= 0 ? _producer[id] : null;
         public Tensor? Initializer(int id) => _initializers.GetValueOrDefault(id);
 
-        /// <summary>An initializer's value, or a Constant node's (computed here, disposed with the caller's scope).</summary>
-        public Tensor? Constant(int id)
-        {
-            if (Initializer(id) is { } t) return t;
-            return Producer(id) is { } p && Nodes[p] is { OpType: "Constant" } constant
-                ? ConstantTensors.FromAttribute(constant.Attributes, _graph.ComputeType)
-                : null;
-        }
-
         public int AddValue(string name)
         {
             _names.Add(name);
@@ -178,20 +155,6 @@ public static class GraphRewrites
         {
             Index(k, Nodes[k]!, add: false);
             Nodes[k] = null;
-        }
-
-        /// <summary>Every node that read <paramref name="from"/> reads <paramref name="to"/> instead.</summary>
-        public void Rename(int from, int to)
-        {
-            foreach (var k in _readers[from].Distinct().ToList())
-            {
-                var node = Nodes[k]!;
-                Replace(k, new GraphNode
-                {
-                    Index = k, Name = node.Name, OpType = node.OpType, Attributes = node.Attributes,
-                    Inputs = node.Inputs.Select(i => i == from ? to : i).ToArray(), Outputs = node.Outputs,
-                });
-            }
         }
 
         /// <summary>

@@ -376,6 +376,8 @@ internal static class ShapeOps
         // pad, which cropped, becomes zeros).
         long rank = c.In(0).dim();
         var pads = Shapes.Ints(c.In(1));
+        // All zero (exporters emit such Pads before pools): the forward passed x through, so the cotangent passes back.
+        if (pads.All(p => p == 0)) return [ct, .. result[1..]];
         var crop = Enumerable.Range(0, (int)rank).Reverse().SelectMany(i => new[] { -pads[i], -pads[i + rank] }).ToArray();
         result[0] = nn.functional.pad(ct, crop);
         return result;
