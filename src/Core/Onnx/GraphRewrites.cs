@@ -12,7 +12,7 @@ namespace JacService.Core.Onnx;
 /// tensor, a quarter of the size for a 2×2 pool.</item>
 /// </list>
 /// Only values no request can name change: graph inputs and outputs keep their ids, a value is rewritten only when one
-/// node reads it, and nodes keep their names (errors still name the file's nodes). On small_cnn the three cut a Vjp
+/// node reads it, and nodes keep their names (errors still name the file's nodes). On small_cnn the two cut a Vjp
 /// of 256 rows by ~15 % (docs/benchmarks.md, "Graph rewrites").
 /// </summary>
 public static class GraphRewrites

@@ -377,9 +377,8 @@ internal static class ShapeOps
         long rank = c.In(0).dim();
         var pads = Shapes.Ints(c.In(1));
         // All zero (exporters emit such Pads before pools): the forward passed x through, so the cotangent passes back.
-        if (pads.All(p => p == 0)) return [ct, .. result[1..]];
         var crop = Enumerable.Range(0, (int)rank).Reverse().SelectMany(i => new[] { -pads[i], -pads[i + rank] }).ToArray();
-        result[0] = nn.functional.pad(ct, crop);
+        result[0] = pads.All(p => p == 0) ? ct : nn.functional.pad(ct, crop);
         return result;
     }
 

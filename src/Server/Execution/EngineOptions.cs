@@ -45,9 +45,9 @@ public sealed class EngineOptions : IValidatableObject
     public bool CalibrateAuto { get; set; } = true;
 
     /// <summary>
-    /// Rewrite each loaded graph into one that computes the same values and derivatives in fewer passes (identity Pads
-    /// dropped, BatchNormalization folded into the Conv before it, MaxPool moved before the Relu feeding it; see
-    /// GraphRewrites). Off runs the file's nodes as they are.
+    /// Rewrite each loaded graph into one that computes the same values and derivatives in fewer passes
+    /// (BatchNormalization folded into the Conv before it, MaxPool moved before the Relu feeding it; see GraphRewrites).
+    /// Off runs the file's nodes as they are.
     /// </summary>
     public bool GraphRewrites { get; set; } = true;
 
