@@ -83,8 +83,12 @@ internal static class TiledPool
         var (c4, oneD) = As2d(cotangent);
         var s = c4.Dims();
         long rows = s[2], cols = s[3];
-        var spread = (c4 / (kernel2d[0] * kernel2d[1])).unsqueeze(3).unsqueeze(5)
-            .expand(s[0], s[1], rows, kernel2d[0], cols, kernel2d[1])
+        // Columns first, then rows: the copy whose innermost axis repeats (stride 0), which libtorch does not vectorise,
+        // makes only a kh-th of the cells, and the second repeats whole rows; 1.7-1.8 against 2.6-3.0 ms for one copy
+        // repeating both axes, at [256, 8, 14, 14] (throw-away --pool-probe rows, the same values).
+        var spread = (c4 / (kernel2d[0] * kernel2d[1])).unsqueeze(4).expand(s[0], s[1], rows, cols, kernel2d[1])
+            .reshape(s[0], s[1], rows, cols * kernel2d[1])
+            .unsqueeze(3).expand(s[0], s[1], rows, kernel2d[0], cols * kernel2d[1])
             .reshape(s[0], s[1], rows * kernel2d[0], cols * kernel2d[1]);
         long height = oneD ? 1 : spatial[0], width = spatial[^1];
         if (rows * kernel2d[0] < height || cols * kernel2d[1] < width)
