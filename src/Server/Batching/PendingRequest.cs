@@ -44,8 +44,8 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
                 return;
             }
         }
-        // Completed before the registration was stored: nobody else will dispose it.
-        registration.Dispose();
+        // Completed before the registration was stored: nobody else will remove it.
+        registration.Unregister();
     }
 
     internal void ExpectParts(int count)
@@ -88,13 +88,15 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
         Finish(_completion.TrySetCanceled(Cancellation));
     }
 
-    // Disposing a registration from inside its own callback returns at once, so Cancel may call this too.
+    // Unregister, not Dispose: Dispose waits for a callback that is running, and the callback (Cancel, then the
+    // batcher's Wake) takes the batcher's lock, which an executor holds when its queue sweep cancels the same request.
+    // Waiting there deadlocked a server in CI. A callback that runs after completion finds nothing left to do.
     private void Finish(bool completed)
     {
         if (!completed) return;
         CancellationTokenRegistration registration;
         lock (_completion) (registration, _cancelled) = (_cancelled, default);
-        registration.Dispose();
+        registration.Unregister();
     }
 
     private void EndQueueSpan(Exception? error, bool cancelled = false)
