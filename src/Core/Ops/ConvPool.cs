@@ -265,9 +265,7 @@ internal static class ConvPool
         // idle. The per-tap products as one matrix product, summed back into place by col2im (fold), took 2.6-3.7 ms
         // against 4.8-6.8 ms for small_cnn's first layer at 256 rows, and 29-34 against 51-57 ms at 2,560; with four
         // channels per group it was 2.8-3.5x slower, so it stays with one (--conv-probe, docs/benchmarks.md).
-        // Only with matching float types: this TorchSharp's matmul aborts the process on mixed types (a bool weight,
-        // found by the model fuzzer) where convolution throws an error the node reports.
-        bool viaFold = !oneD && group == 1 && w.size(1) == 1 && w.dtype == ct.dtype;
+        bool viaFold = !oneD && group == 1 && w.size(1) == 1;
         bool asConvolution = !viaFold && g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0);
         var flipped = asConvolution ? FlippedKernel(w, group) : null;
         var taps = viaFold ? w.reshape(w.size(0), -1).t() : null;
@@ -275,7 +273,7 @@ internal static class ConvPool
         {
             Tensor r;
             if (taps is not null)
-                r = F.fold(matmul(taps, v.reshape(v.size(0), v.size(1), -1)), (size[0], size[1]), (g.Kernel[0], g.Kernel[1]),
+                r = F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), outSize[0] * outSize[1])), (size[0], size[1]), (g.Kernel[0], g.Kernel[1]),
                     (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
             else if (flipped is not null)
                 r = oneD

@@ -3,9 +3,25 @@ using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
 
-/// <summary>Gemm and MatMul. Shapes are checked first: torch.matmul aborts the process on a mismatch.</summary>
+/// <summary>
+/// Gemm and MatMul. Shapes are checked first and every matrix product goes through <see cref="Product"/>: TorchSharp's
+/// matmul is the one tensor call that does not turn libtorch's errors into exceptions, so any error there ends the process.
+/// </summary>
 internal static class LinearAlgebra
 {
+    /// <summary>
+    /// torch.matmul on operands libtorch takes: the same element type, not bool (TorchSharp 0.107's THSTensor_matmul has
+    /// no CATCH, so "expected m1 and m2 to have the same dtype" or "addmm not implemented for 'Bool'" terminated the
+    /// process; a one-node MatMul model with a bool or int64 weight did it at load). Shapes are the callers' to check.
+    /// </summary>
+    public static Tensor Product(Tensor a, Tensor b)
+    {
+        ScalarType ta = a.dtype, tb = b.dtype;
+        Shapes.Require(ta == tb && ta != ScalarType.Bool,
+            () => ta == tb ? $"a matrix product of {ta} operands is not supported" : $"matrix product operands differ in type: {ta} and {tb}");
+        return a.matmul(b);
+    }
+
     public static Dual[] Gemm(OpContext c)
     {
         var a = c.In(0);
@@ -32,8 +48,8 @@ internal static class LinearAlgebra
         var y = bias is { } C ? addmm(C.Value, A, B, (float)beta, (float)alpha) : alpha == 1 ? A.mm(B) : A.mm(B) * S(alpha);
 
         Tensor? t = null;
-        if (a.Tangent is { } ta) t = (transA ? ta.transpose(1, 2) : ta).matmul(B);
-        if (b.Tangent is { } tb) t = Tangents.Sum(t, A.matmul(transB ? tb.transpose(1, 2) : tb));
+        if (a.Tangent is { } ta) t = Product(transA ? ta.transpose(1, 2) : ta, B);
+        if (b.Tangent is { } tb) t = Tangents.Sum(t, Product(A, transB ? tb.transpose(1, 2) : tb));
         if (t is not null && alpha != 1) t = t * S(alpha);
         if (bias?.Tangent is { } tc) t = Tangents.Sum(t, Tangents.Align(tc, 2) * S(beta));
         return [new Dual(y, t is null ? null : Tangents.Fit(t, outShape))];
@@ -44,7 +60,7 @@ internal static class LinearAlgebra
         var a = c.In(0);
         var b = c.In(1);
         var outShape = MatMulShape(a.Shape, b.Shape);
-        var y = a.Value.matmul(b.Value);
+        var y = Product(a.Value, b.Value);
 
         Tensor? t = null;
         if (a.Tangent is { } ta) t = TangentTimesValue(ta, a.Rank, b.Value);
@@ -94,7 +110,7 @@ internal static class LinearAlgebra
         var ta2 = aVector ? ta.unsqueeze(1) : ta;
         var b2 = bVector ? b.unsqueeze(-1) : b;
         long matRank = Math.Max(ta2.dim() - 1, b2.dim());
-        var r = Tangents.Align(ta2, matRank).matmul(b2);
+        var r = Product(Tangents.Align(ta2, matRank), b2);
         if (aVector) r = r.squeeze(-2);
         if (bVector) r = r.squeeze(-1);
         return r;
@@ -106,7 +122,7 @@ internal static class LinearAlgebra
         var a2 = aVector ? a.unsqueeze(0) : a;
         var tb2 = bVector ? tb.unsqueeze(-1) : tb;
         long matRank = Math.Max(a2.dim(), tb2.dim() - 1);
-        var r = a2.matmul(Tangents.Align(tb2, matRank));
+        var r = Product(a2, Tangents.Align(tb2, matRank));
         if (aVector) r = r.squeeze(-2);
         if (bVector) r = r.squeeze(-1);
         return r;
@@ -121,7 +137,7 @@ internal static class LinearAlgebra
         double alpha = c.Attr.Float("alpha", 1f);
         var A = c.Attr.Int("transA", 0) != 0 ? ga.transpose(1, 2) : ga;
         var B = c.Attr.Int("transB", 0) != 0 ? gb.transpose(1, 2) : gb;
-        var second = c.SymmetricPairs(A, B, (u, v) => u.matmul(v));
+        var second = c.SymmetricPairs(A, B, Product);
         return [alpha == 1 ? second : second * S(alpha)];
     }
 
@@ -133,7 +149,7 @@ internal static class LinearAlgebra
         var a2 = aVector ? ga.unsqueeze(1) : ga;
         var b2 = bVector ? gb.unsqueeze(-1) : gb;
         long rank = Math.Max(a2.dim(), b2.dim()) - 1;
-        var r = c.SymmetricPairs(Tangents.Align(a2, rank), Tangents.Align(b2, rank), (u, v) => u.matmul(v));
+        var r = c.SymmetricPairs(Tangents.Align(a2, rank), Tangents.Align(b2, rank), Product);
         if (aVector) r = r.squeeze(-2);
         if (bVector) r = r.squeeze(-1);
         return [r];
@@ -153,12 +169,12 @@ internal static class LinearAlgebra
         var scaled = alpha == 1 ? ct : ct * S(alpha);
         if (c.Needs(0))
         {
-            var ctA = scaled.matmul(B.t());
+            var ctA = Product(scaled, B.t());
             result[0] = transA ? ctA.transpose(1, 2) : ctA;
         }
         if (c.Needs(1))
         {
-            var ctB = A.t().matmul(scaled);
+            var ctB = Product(A.t(), scaled);
             result[1] = transB ? ctB.transpose(1, 2) : ctB;
         }
         if (c.Needs(2)) result[2] = Tangents.Unbroadcast(beta == 1 ? ct : ct * S(beta), c.In(2).Dims());
@@ -183,12 +199,12 @@ internal static class LinearAlgebra
         // ct2 is [K, ..batch, M, N]; the basis axis leads, so it never meets an operand's batch axes.
         if (c.Needs(0))
         {
-            var ca = Tangents.Unbroadcast(Tangents.Align(ct2, a2.dim()).matmul(b2.transpose(-1, -2)), a2.Dims());
+            var ca = Tangents.Unbroadcast(Product(Tangents.Align(ct2, a2.dim()), b2.transpose(-1, -2)), a2.Dims());
             result[0] = aVector ? ca.squeeze(-2) : ca;
         }
         if (c.Needs(1))
         {
-            var cb = Tangents.Unbroadcast(a2.transpose(-1, -2).matmul(ct2), b2.Dims());
+            var cb = Tangents.Unbroadcast(Product(a2.transpose(-1, -2), ct2), b2.Dims());
             result[1] = bVector ? cb.squeeze(-1) : cb;
         }
         return result;
