@@ -60,6 +60,26 @@ public sealed class FoundInputTests
         Assert.StartsWith("BatchHessianRequest: DeadlineExceeded: ", outcome);
     }
 
+    /// <summary>
+    /// Written by hand (2026-12-03), after ModelInfer joined the request harness and its decoding was read for what the
+    /// fuzzer might not reach: element counts that overflow. Before the fix, a Predict of mlp_tanh with shape
+    /// [2^59, 32] and no values passed the length check (2^59 x 32 wrapped to 0) and its 2^59 rows waited in the queue
+    /// until the caller's deadline, forever without one; ModelInfer's raw contents of 2^62 FP32 values (2^62 x 4 bytes
+    /// wrapped to 0) and a shape of 2^64 elements were INTERNAL (OverflowException).
+    /// </summary>
+    [Theory]
+    [InlineData("predict-rows-wrap-to-no-values.bin",
+        "PredictRequest: InvalidArgument: input 'x': shape [576460752303423488, 32] has more elements than a tensor can hold, got 0 values")]
+    [InlineData("modelinfer-raw-size-wraps-to-no-bytes.bin",
+        "ModelInferRequest: InvalidArgument: input 'x' has 0 bytes of raw contents; its shape takes 4611686018427387904 values of FP32, 4 bytes each")]
+    [InlineData("modelinfer-shape-overflows.bin",
+        "ModelInferRequest: InvalidArgument: input 'x' has shape [4294967296, 4294967296]: more elements than a tensor can hold")]
+    public void ShapesWhoseElementCountOverflowsAreRefusedNamingTheShape(string name, string expected)
+    {
+        using var harness = new RequestHarness();
+        Assert.Equal(expected, harness.Run(File.ReadAllBytes(Input("request", name))));
+    }
+
     /// <summary>The same models behind the batcher, with ONNX Runtime serving Predict where it takes the file, as the server runs them.</summary>
     [Theory]
     [MemberData(nameof(ReduceMeanOverBatch))]

@@ -1,17 +1,21 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Google.Protobuf;
 using Google.Protobuf.Collections;
 using Google.Protobuf.Reflection;
 using Grpc.Core;
 using JacService.Core.Models;
+using JacService.Protos.Inference;
 using JacService.Protos.V1;
 using JacService.Server.Batching;
 using JacService.Server.Grpc;
+using JacService.Server.Inference;
 using JacService.Server.Execution;
 using JacService.Server.Quotas;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
+using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -21,8 +25,9 @@ namespace JacService.Fuzz;
 
 /// <summary>
 /// Request validation and the batcher's row slicing on arbitrary requests against loaded models: the fixture models,
-/// each with a real <see cref="ModelBatcher"/>, behind the real <see cref="JacobianGrpcService"/> and
-/// <see cref="ErrorMappingInterceptor"/>. An input is one byte choosing the method (low four bits) and how many copies of
+/// each with a real <see cref="ModelBatcher"/>, behind the real <see cref="JacobianGrpcService"/> (and the Open Inference
+/// Protocol's ModelInfer, <see cref="InferenceGrpcService"/>) and <see cref="ErrorMappingInterceptor"/>. An input is one
+/// byte choosing the method (low four bits) and how many copies of
 /// the request go in at once (so parts of different requests share batches), then the request message as the wire
 /// carries it; for JacobianStream, the stream's messages, each length-delimited.
 /// A message that does not parse, and any status but INTERNAL, is the service working as designed; INTERNAL (an
@@ -31,8 +36,15 @@ namespace JacService.Fuzz;
 /// </summary>
 public sealed class RequestHarness : IHarness, IDisposable
 {
+    /// <summary>
+    /// By the input's low four bits. ModelInfer joined after inputs had been found and kept with nine methods taken modulo
+    /// nine; 10 to 15 still name what they named then, so those inputs replay as found.
+    /// </summary>
     private static readonly string[] Methods =
-        ["Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian", "JacobianStream"];
+    [
+        "Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian", "JacobianStream",
+        "ModelInfer", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian",
+    ];
 
     /// <summary>
     /// Small batches and padding to buckets, so that requests of a few rows are cut into parts, stacked with others'
@@ -50,6 +62,7 @@ public sealed class RequestHarness : IHarness, IDisposable
 
     private readonly ModelRegistry _registry = new(TimeProvider.System);
     private readonly JacobianGrpcService _service;
+    private readonly InferenceGrpcService _inference;
     private readonly ErrorMappingInterceptor _interceptor;
     private readonly InternalErrors _internalErrors = new();
 
@@ -67,6 +80,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         _interceptor = new ErrorMappingInterceptor(_internalErrors, callerErrors);
         var streams = new JacobianStreams(_registry, Options.Create(new LimitsOptions()), _interceptor, metrics, StreamMessageQuota.None);
         _service = new JacobianGrpcService(_registry, streams);
+        _inference = new InferenceGrpcService(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
     }
 
     public string Name => "request";
@@ -74,7 +88,7 @@ public sealed class RequestHarness : IHarness, IDisposable
     public string Run(byte[] input)
     {
         if (input.Length == 0) return "empty";
-        string method = Methods[(input[0] & 0x0F) % Methods.Length];
+        string method = Methods[input[0] & 0x0F];
         int copies = 1 + (input[0] >> 4) % 3;
         var message = input.AsMemory(1);
         try
@@ -88,6 +102,7 @@ public sealed class RequestHarness : IHarness, IDisposable
                 "Jvp" => Unary(JvpRequest.Parser, message, copies, _service.Jvp, r => CheckBatched(r.Outputs, r.Jvps)),
                 "Vjp" => Unary(VjpRequest.Parser, message, copies, _service.Vjp, r => CheckBatched(r.Outputs, Single(r.Vjp))),
                 "JacobianStream" => Duplex(message, copies),
+                "ModelInfer" => Unary(ModelInferRequest.Parser, message, copies, _inference.ModelInfer, CheckInfer),
                 "BatchHessian" => Unary(BatchHessianRequest.Parser, message, copies, _service.BatchHessian,
                     r => CheckBatched(r.Outputs, r.Hessians, r.Jacobians)),
                 _ => Unary(BatchLaplacianRequest.Parser, message, copies, _service.BatchLaplacian,
@@ -249,7 +264,9 @@ public sealed class RequestHarness : IHarness, IDisposable
         status?.StatusCode is StatusCode.ResourceExhausted or StatusCode.DeadlineExceeded or StatusCode.Cancelled;
 
     /// <summary>The shapes of every tensor in a response, by field and key: what must agree between copies of a request.</summary>
-    private static string Shapes(IMessage message) => string.Join(";", message.Descriptor.Fields.InFieldNumberOrder()
+    private static string Shapes(IMessage message) => message is ModelInferResponse infer
+        ? string.Join(";", infer.Outputs.Select(o => $"{o.Name}:{string.Join("x", o.Shape)}"))
+        : string.Join(";", message.Descriptor.Fields.InFieldNumberOrder()
         .Where(f => f.IsMap || (f.FieldType == FieldType.Message && f.MessageType == Wire.Tensor.Descriptor))
         .Select(f => f.Name + "=" + (f.Accessor.GetValue(message) switch
         {
@@ -260,6 +277,30 @@ public sealed class RequestHarness : IHarness, IDisposable
 
     private static string Describe<T>(Answer<T> o) where T : class =>
         o.Response is IMessage m ? "OK " + Shapes(m) : $"{o.Status!.Value.StatusCode} {o.Status.Value.Detail}";
+
+    /// <summary>
+    /// Every output of a ModelInfer answer is FP32 with as many values as its shape says (in fp32_contents, or in the
+    /// raw_output_contents entry at its index) and the same rows as the others; returns the rows.
+    /// </summary>
+    private static long CheckInfer(ModelInferResponse response)
+    {
+        bool raw = response.RawOutputContents.Count > 0;
+        if (raw && response.RawOutputContents.Count != response.Outputs.Count)
+            throw new HarnessFindingException($"ModelInfer: {response.Outputs.Count} outputs and {response.RawOutputContents.Count} raw contents");
+        long rows = -1;
+        for (int i = 0; i < response.Outputs.Count; i++)
+        {
+            var output = response.Outputs[i];
+            long count = output.Shape.Aggregate(1L, (p, d) => p * d);
+            long bytes = raw ? response.RawOutputContents[i].Length : 4L * (output.Contents?.Fp32Contents.Count ?? 0);
+            if (output.Datatype != "FP32" || output.Shape.Any(d => d < 0) || bytes != 4 * count)
+                throw new HarnessFindingException($"ModelInfer: '{output.Name}' is {output.Datatype} [{string.Join(", ", output.Shape)}] with {bytes} bytes of values");
+            if (output.Shape.Count == 0) throw new HarnessFindingException($"ModelInfer: '{output.Name}' has no batch axis");
+            if (rows >= 0 && output.Shape[0] != rows) throw new HarnessFindingException($"ModelInfer: '{output.Name}' has {output.Shape[0]} rows, another output {rows}");
+            rows = output.Shape[0];
+        }
+        return rows;
+    }
 
     private static MapField<string, Wire.Tensor> Single(Wire.Tensor? t)
     {
@@ -319,25 +360,25 @@ public sealed class RequestHarness : IHarness, IDisposable
             var wrt = version.Inputs.First(i => Core.Onnx.ElementTypes.IsFloat(i.ElementType)).Name;
             var outputs = version.PredictInEngine(version.ValidateInputs(inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape.ToArray(), p.Value.Data.ToArray())), batched: true)).Outputs;
 
-            var requests = new List<(int Method, object Message)>();
+            var requests = new List<(int Method, object Message, string Variant)>();
             var predict = new PredictRequest { Model = name };
             predict.Inputs.Add(inputs);
-            requests.Add((0, predict));
+            requests.Add((0, predict, ""));
             var single = new JacobianRequest { Model = name, Wrt = wrt };
             foreach (var (key, t) in inputs) single.Inputs[key] = new Protos.V1.Tensor { Shape = { t.Shape.Skip(1) }, Data = { t.Data.Take(t.Data.Count / (int)t.Shape[0]) } };
-            requests.Add((1, single));
+            requests.Add((1, single, ""));
             var batch = new BatchJacobianRequest { Model = name, Wrt = wrt };
             batch.Inputs.Add(inputs);
-            requests.Add((2, batch));
-            requests.Add((3, new BatchJacobianRequest(batch) { MaxRowsPerChunk = 2 }));
+            requests.Add((2, batch, ""));
+            requests.Add((3, new BatchJacobianRequest(batch) { MaxRowsPerChunk = 2 }, ""));
             var jvp = new JvpRequest { Model = name, Wrt = wrt, Tangents = new Protos.V1.Tensor { Shape = { inputs[wrt].Shape }, Data = { inputs[wrt].Data.Select(_ => 1f) } } };
             jvp.Inputs.Add(inputs);
-            requests.Add((4, jvp));
+            requests.Add((4, jvp, ""));
             var vjp = new VjpRequest { Model = name, Wrt = wrt };
             vjp.Inputs.Add(inputs);
             foreach (var (key, t) in outputs.Where(p => version.Outputs.First(o => o.Name == p.Key).ElementType is Core.Onnx.ElementType.Float).Take(1))
                 vjp.Cotangents[key] = new Protos.V1.Tensor { Shape = { t.Shape }, Data = { t.Data.Select(_ => 1f) } };
-            requests.Add((5, vjp));
+            requests.Add((5, vjp, ""));
             // One row: a wide model's Hessian of the reference batch takes seconds here, against the calls' deadline.
             var firstRow = inputs.ToDictionary(p => p.Key, p => new Protos.V1.Tensor
             {
@@ -346,27 +387,47 @@ public sealed class RequestHarness : IHarness, IDisposable
             });
             var hessian = new BatchHessianRequest { Model = name, Wrt = wrt, IncludeJacobian = true };
             hessian.Inputs.Add(firstRow);
-            requests.Add((6, hessian));
+            requests.Add((6, hessian, ""));
             var laplacian = new BatchLaplacianRequest { Model = name, Wrt = wrt, Axes = { 0 } };
             laplacian.Inputs.Add(inputs);
-            requests.Add((7, laplacian));
+            requests.Add((7, laplacian, ""));
             // A stream of the single-sample request, the same with an unknown wrt, and the first again.
             var stream = new MemoryStream();
             single.WriteDelimitedTo(stream);
             new JacobianRequest(single) { Wrt = "no-such-input" }.WriteDelimitedTo(stream);
             single.WriteDelimitedTo(stream);
-            requests.Add((8, new RawMessage(stream.ToArray())));
+            requests.Add((8, new RawMessage(stream.ToArray()), ""));
+            // ModelInfer: a Predict in typed contents, a reverse-mode Jacobian in raw contents, a Laplacian.
+            requests.Add((9, Infer(name, inputs, raw: false), ""));
+            requests.Add((9, Infer(name, inputs, raw: true, ("derivative", "jacobian"), ("wrt", wrt), ("mode", "reverse")), ".jacobian"));
+            requests.Add((9, Infer(name, inputs, raw: false, ("derivative", "laplacian"), ("wrt", wrt), ("axes", "0")), ".laplacian"));
 
-            foreach (var (method, request) in requests)
+            foreach (var (method, request, variant) in requests)
                 for (int copies = 1; copies <= 2; copies++)
                 {
                     // Two copies of a few methods only: the corpus stays small, and the fuzzer flips the byte for the rest.
-                    if (copies == 2 && method is not (0 or 2 or 4)) continue;
+                    if (copies == 2 && (method is not (0 or 2 or 4 or 9) || variant != "")) continue;
                     byte head = (byte)(method + ((copies - 1) << 4));
                     byte[] body = request is RawMessage raw ? raw.Bytes : ((IMessage)request).ToByteArray();
-                    File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}-x{copies}.bin"), [head, .. body]);
+                    File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}{variant}-x{copies}.bin"), [head, .. body]);
                 }
         }
+    }
+
+    /// <summary>A ModelInfer request of FP32 inputs, with "jacservice.*" parameters given without their prefix.</summary>
+    private static ModelInferRequest Infer(string model, Dictionary<string, Protos.V1.Tensor> inputs, bool raw, params (string Key, string Value)[] parameters)
+    {
+        var request = new ModelInferRequest { ModelName = model };
+        foreach (var (key, t) in inputs)
+        {
+            var input = new ModelInferRequest.Types.InferInputTensor { Name = key, Datatype = "FP32", Shape = { t.Shape } };
+            if (raw) request.RawInputContents.Add(ByteString.CopyFrom(MemoryMarshal.AsBytes(t.Data.ToArray().AsSpan())));
+            else input.Contents = new InferTensorContents { Fp32Contents = { t.Data } };
+            request.Inputs.Add(input);
+        }
+        foreach (var (key, value) in parameters)
+            request.Parameters["jacservice." + key] = new InferParameter { StringParam = value };
+        return request;
     }
 
     public void Dispose() => _registry.Dispose();

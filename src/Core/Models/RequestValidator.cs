@@ -166,8 +166,11 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
 
     private static void CheckLength(string what, HostTensor given)
     {
-        if (given.Count != given.Data.Length)
-            throw new InvalidRequestException($"{what}: shape {given.ShapeText} needs {given.Count} values, got {given.Data.Length}");
+        long count = given.Count;
+        if (count != given.Data.Length)
+            throw new InvalidRequestException(count == long.MaxValue
+                ? $"{what}: shape {given.ShapeText} has more elements than a tensor can hold, got {given.Data.Length} values"
+                : $"{what}: shape {given.ShapeText} needs {count} values, got {given.Data.Length}");
     }
 
     private static void CheckValues(string what, float[] data, ElementType type)

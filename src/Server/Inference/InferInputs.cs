@@ -48,12 +48,9 @@ internal static class InferInputs
 
     private static long ElementCount(string name, long[] shape)
     {
-        long count = 1;
-        foreach (long d in shape)
-        {
-            if (d < 0) throw new InvalidRequestException($"input '{name}' has shape [{string.Join(", ", shape)}]; every axis needs a size of 0 or more");
-            count = checked(count * d);
-        }
+        if (shape.Any(d => d < 0)) throw new InvalidRequestException($"input '{name}' has shape [{string.Join(", ", shape)}]; every axis needs a size of 0 or more");
+        long count = HostTensor.Elements(shape);
+        if (count == long.MaxValue) throw new InvalidRequestException($"input '{name}' has shape [{string.Join(", ", shape)}]: more elements than a tensor can hold");
         return count;
     }
 
@@ -62,9 +59,10 @@ internal static class InferInputs
 
     private static float[] FromRaw(string name, string datatype, int size, long count, ByteString bytes)
     {
-        if (bytes.Length != count * size)
+        // Divided, not multiplied: count * size wrapped for counts near 2^62, so empty contents passed for 2^62 values.
+        if (bytes.Length % size != 0 || bytes.Length / size != count)
             throw new InvalidRequestException(
-                $"input '{name}' has {bytes.Length} bytes of raw contents; its shape and datatype {datatype} take {count * size}");
+                $"input '{name}' has {bytes.Length} bytes of raw contents; its shape takes {count} values of {datatype}, {size} bytes each");
         var span = bytes.Span;
         var data = new float[count];
         switch (datatype)
