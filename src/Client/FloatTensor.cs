@@ -14,16 +14,24 @@ public sealed class FloatTensor
     public FloatTensor(ReadOnlyMemory<float> data, params long[] shape)
     {
         ArgumentNullException.ThrowIfNull(shape);
-        long count = 1;
-        foreach (var d in shape)
-        {
-            if (d < 0) throw new ArgumentException($"shape [{string.Join(", ", shape)}] has a negative axis", nameof(shape));
-            count *= d;
-        }
+        if (shape.Any(d => d < 0)) throw new ArgumentException($"shape [{string.Join(", ", shape)}] has a negative axis", nameof(shape));
+        long count = ElementCount(shape);
         if (count != data.Length)
             throw new ArgumentException($"shape [{string.Join(", ", shape)}] needs {count} values, got {data.Length}", nameof(data));
         Data = data;
         Shape = shape;
+    }
+
+    /// <summary>
+    /// Elements of a shape of non-negative axes, saturating at <see cref="long.MaxValue"/>: a product that wrapped
+    /// ([2^32, 2^32] to 0) would let a shape from a file or an answer pass for one with no values.
+    /// </summary>
+    public static long ElementCount(IReadOnlyCollection<long> shape)
+    {
+        if (shape.Contains(0)) return 0;
+        long count = 1;
+        foreach (var d in shape) count = count > long.MaxValue / d ? long.MaxValue : count * d;
+        return count;
     }
 
     public ReadOnlyMemory<float> Data { get; }

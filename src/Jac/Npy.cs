@@ -41,11 +41,13 @@ public static partial class Npy
         bool fortran = HeaderField(FortranPattern(), header, name, "fortran_order") == "True";
         string shapeText = HeaderField(ShapePattern(), header, name, "shape");
         long[] shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(d => long.Parse(d, CultureInfo.InvariantCulture)).ToArray();
+            .Select(d => long.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n
+                : throw new JacException($"{name}: the header's shape ({shapeText}) is not a list of sizes (integers of 0 or more)"))
+            .ToArray();
         if (fortran && shape.Count(d => d > 1) > 1)
             throw new JacException($"{name} is in Fortran order; save it in C order (np.save(path, np.ascontiguousarray(a)))");
 
-        long count = shape.Aggregate(1L, (p, d) => p * d);
+        long count = FloatTensor.ElementCount(shape);
         var data = bytes[(headerStart + headerLength)..];
         float[] values = descr switch
         {
@@ -61,7 +63,8 @@ public static partial class Npy
 
     private static float[] ReadFloats(ReadOnlySpan<byte> data, long count, int size, string name, Reader read)
     {
-        if (data.Length < count * size)
+        // Divided, not multiplied: count * size can wrap for a header that promises 2^62 values.
+        if (data.Length / size < count)
             throw new JacException($"{name}: the header promises {count} values but the file holds {data.Length / size}");
         var values = new float[count];
         for (int i = 0; i < values.Length; i++) values[i] = read(data.Slice(i * size, size));

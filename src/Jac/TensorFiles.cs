@@ -64,8 +64,8 @@ public static class TensorFiles
             {
                 var shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
                 var data = e.GetProperty("data").EnumerateArray().Select(v => (float)v.GetDouble()).ToArray();
-                long count = shape.Aggregate(1L, (p, d) => p * d);
-                if (count != data.Length) throw new JacException($"{where}: shape [{string.Join(", ", shape)}] needs {count} values, the data has {data.Length}");
+                long count = FloatTensor.ElementCount(shape);
+                if (shape.All(d => d >= 0) && count != data.Length) throw new JacException($"{where}: shape [{string.Join(", ", shape)}] needs {count} values, the data has {data.Length}");
                 return new FloatTensor(data, shape);
             }
             var dims = new List<long>();

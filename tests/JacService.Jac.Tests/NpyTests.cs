@@ -52,6 +52,30 @@ public sealed class NpyTests
         Assert.Contains("not a .npy file", Assert.Throws<JacException>(() => Npy.Parse("{}"u8, "j.npy")).Message);
     }
 
+    /// <summary>
+    /// Headers that promise what no file holds ended jac with an unhandled OverflowException: a size past long's range
+    /// (long.Parse), a negative one, and 2^62 float32 values, whose byte count wrapped to 0 so that an empty file
+    /// "held" them. Each is now the file's error.
+    /// </summary>
+    [Theory]
+    [InlineData("(99999999999999999999,)", "the header's shape (99999999999999999999,) is not a list of sizes (integers of 0 or more)")]
+    [InlineData("(-4, 2)", "the header's shape (-4, 2) is not a list of sizes (integers of 0 or more)")]
+    [InlineData("(4611686018427387904,)", "the header promises 4611686018427387904 values but the file holds 0")]
+    [InlineData("(4294967296, 4294967296)", "the header promises 9223372036854775807 values but the file holds 0")]
+    public void Headers_promising_impossible_sizes_are_refused_not_a_crash(string shape, string expected)
+    {
+        var e = Assert.Throws<JacException>(() => Npy.Parse(NpyBytes("<f4", shape, []), "h.npy"));
+        Assert.Equal("h.npy: " + expected, e.Message);
+    }
+
+    [Fact]
+    public void A_shape_whose_element_count_wraps_is_not_taken_for_an_empty_tensor()
+    {
+        Assert.Equal(long.MaxValue, FloatTensor.ElementCount([1L << 32, 1L << 32]));
+        Assert.Equal(0, FloatTensor.ElementCount([1L << 40, 1L << 40, 0]));
+        Assert.Throws<ArgumentException>(() => new FloatTensor(Array.Empty<float>(), 1L << 32, 1L << 32));
+    }
+
     private static byte[] NpyBytes(string descr, string shape, byte[] data, bool fortran = false)
     {
         string header = $"{{'descr': '{descr}', 'fortran_order': {(fortran ? "True" : "False")}, 'shape': {shape}, }}".PadRight(117) + "\n";
