@@ -273,8 +273,8 @@ internal static class ConvPool
         {
             Tensor r;
             if (taps is not null)
-                r = F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), outSize[0] * outSize[1])), (size[0], size[1]), (g.Kernel[0], g.Kernel[1]),
-                    (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
+                r = F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), outSize[0] * outSize[1])), (size[0], size[1]),
+                    (g.Kernel[0], g.Kernel[1]), (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
             else if (flipped is not null)
                 r = oneD
                     ? F.conv1d(v, flipped, null, 1, flippedPadding[0], g.Dilations[0], group)
