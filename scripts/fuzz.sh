@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one harness of tests/JacService.Fuzz with afl-fuzz for a given time (docs/security.md, "Fuzzing").
 #
-#   scripts/fuzz.sh <model|request> <seconds> [out-dir]
+#   scripts/fuzz.sh <model|model-ort|request> <seconds> [out-dir]
 #   scripts/fuzz.sh build       (only the instrumented build, for runs with FUZZ_SKIP_BUILD=1)
 #
 # Publishes the harness, instruments JacService.Core, JacService.Server and Google.Protobuf with SharpFuzz, writes the
@@ -16,8 +16,8 @@ root=$(pwd)
 harness=${1:-}
 seconds=${2:-}
 [ "$harness" = build ] && seconds=0
-if [[ ! "$harness" =~ ^(model|request|build)$ || ! "$seconds" =~ ^[0-9]+$ ]]; then
-  echo "usage: scripts/fuzz.sh <model|request> <seconds> [out-dir]" >&2
+if [[ ! "$harness" =~ ^(model|model-ort|request|build)$ || ! "$seconds" =~ ^[0-9]+$ ]]; then
+  echo "usage: scripts/fuzz.sh <model|model-ort|request> <seconds> [out-dir]" >&2
   exit 2
 fi
 out=${3:-artifacts/fuzz/$harness}

@@ -10,8 +10,10 @@ namespace JacService.Fuzz;
 /// The ONNX reader, validator and planner on arbitrary bytes: <see cref="ModelVersion.Load"/>, which must accept a file
 /// or refuse it with a <see cref="ModelLoadException"/>. A file it accepts is then served one small batch (Predict, both
 /// Jacobian modes, a Laplacian), where only the exceptions the service maps to a caller's status may come out.
+/// As "model-ort", ONNX Runtime also gets every file the engine accepts, as the server's default does, and serves its
+/// Predict, whose outputs must have the engine's shapes: its native parser and kernels take what the engine let through.
 /// </summary>
-public sealed class ModelHarness : IHarness
+public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
 {
     /// <summary>
     /// Lower than the server's defaults, so that what a mutated file declares is refused before it costs seconds: the
@@ -36,14 +38,16 @@ public sealed class ModelHarness : IHarness
 
     private const int Batch = 2;
 
-    public string Name => "model";
+    private readonly EngineLimits _limits = Limits with { PredictWithOnnxRuntime = onnxRuntime };
+
+    public string Name => onnxRuntime ? "model-ort" : "model";
 
     public string Run(byte[] input)
     {
         ModelVersion model;
         try
         {
-            model = ModelVersion.Load("fuzz", 1, input, Limits);
+            model = ModelVersion.Load("fuzz", 1, input, _limits);
         }
         catch (ModelLoadException e)
         {
@@ -61,7 +65,9 @@ public sealed class ModelHarness : IHarness
         {
             var given = model.Inputs.ToDictionary(i => i.Name, Sample);
             var inputs = model.ValidateInputs(given, batched: true);
-            CheckOutputs(model, model.PredictInEngine(inputs));
+            var predicted = model.PredictInEngine(inputs);
+            CheckOutputs(model, predicted);
+            if (model.PredictRuntime == "onnxruntime") CheckSameShapes(predicted, model.Predict(inputs));
             if (!model.Inputs.Any(i => i.ElementType.IsFloat())) return "predicted (no float input)";
             int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
             int[] of = model.ResolveOf([]);
@@ -99,6 +105,13 @@ public sealed class ModelHarness : IHarness
             throw new HarnessFindingException($"{result.Outputs.Count} outputs for a model with {model.Outputs.Count}");
         foreach (var (name, t) in result.Outputs) CheckRows(name, t);
         foreach (var (name, t) in result.SecondOrder) CheckRows(name, t);
+    }
+
+    private static void CheckSameShapes(EngineResult engine, EngineResult onnxRuntime)
+    {
+        foreach (var (name, t) in engine.Outputs)
+            if (!onnxRuntime.Outputs.TryGetValue(name, out var other) || !other.Shape.SequenceEqual(t.Shape))
+                throw new HarnessFindingException($"ONNX Runtime's '{name}' is {other?.ShapeText ?? "missing"}, the engine's {t.ShapeText}");
     }
 
     private static void CheckJacobians(ModelVersion model, HostTensor[] inputs, int wrt, int[] of, EngineResult result)

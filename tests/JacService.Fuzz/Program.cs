@@ -2,14 +2,14 @@ using JacService.Fuzz;
 using SharpFuzz;
 using TorchSharp;
 
-// JacService.Fuzz <model|request> [fuzz | replay FILE-OR-DIR... | seeds DIR]
+// JacService.Fuzz <model|model-ort|request> [fuzz | replay FILE-OR-DIR... | seeds DIR]
 //   fuzz (the default): run under afl-fuzz (scripts/fuzz.sh), the harness in SharpFuzz's out-of-process fork server,
 //     so that a native abort or a timeout ends one child process and the fuzzing goes on.
 //   replay: run each input once and print its outcome; exit code 1 if any input is a finding.
 //   seeds: write the harness's seed corpus.
-if (args.Length < 1 || args[0] is not ("model" or "request"))
+if (args.Length < 1 || !Harnesses.Names.Contains(args[0]))
 {
-    Console.Error.WriteLine("usage: JacService.Fuzz <model|request> [fuzz | replay FILE-OR-DIR... | seeds DIR]");
+    Console.Error.WriteLine($"usage: JacService.Fuzz <{string.Join("|", Harnesses.Names)}> [fuzz | replay FILE-OR-DIR... | seeds DIR]");
     return 2;
 }
 
