@@ -11,8 +11,9 @@ dotnet build JacService.sln -c Release
 # The projects run in parallel and their output interleaves, so every failure is printed again at the very end.
 # The fuzz tests run afterwards, alone: afl-fuzz keeps a core busy for minutes, which on a 2-core machine is half of
 # what the integration tests' servers would otherwise get.
-# A test that runs past the hang timeout fails the run with its name (VSTest's blame collector) instead of holding
-# CI until its own limit; no dump, since a libtorch process's dump is gigabytes.
+# A test project with no test starting or finishing for 20 minutes is stopped (VSTest's blame collector) instead of
+# holding CI to its own limit; xunit has named its long-running tests by then (tests/xunit.runner.json), and
+# print-test-failures.py lists them. No dump: a libtorch process's dump is gigabytes.
 results=TestResults/run-$(date +%Y%m%d-%H%M%S)
 status=0
 common=(-c Release --no-build --logger "console;verbosity=normal" --logger trx --results-directory "$results"
