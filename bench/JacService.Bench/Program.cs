@@ -41,6 +41,12 @@ if (args.Contains("--pool-probe"))
     JacService.Bench.PoolProbe.Run();
     return 0;
 }
+if (args.Contains("--mask-probe"))
+{
+    // Usage: ... -- --mask-probe: piecewise activations' derivatives with bool masks and without.
+    JacService.Bench.MaskProbe.Run();
+    return 0;
+}
 if (args.Contains("--conv-probe"))
 {
     // Usage: ... -- --conv-probe: a convolution's transpose by libtorch's kernels and by a matrix product and fold.

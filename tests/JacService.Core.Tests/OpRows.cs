@@ -39,6 +39,11 @@ public static class OpRows
         Unary("Elu", Kink0, "alpha 0.5", ("alpha", 0.5)),
         Unary("Selu", Kink0),
         Unary("Selu", Kink0, "alpha 1.5 gamma 1.2", ("alpha", 1.5), ("gamma", 1.2)),
+        // The slope's other forms: no step where gamma·alpha = gamma, and a step that picks where gamma·alpha < 0.
+        Unary("Selu", Kink0, "alpha 1 gamma 2", ("alpha", 1.0), ("gamma", 2.0)),
+        Unary("Selu", Kink0, "alpha -0.5 gamma 1.2", ("alpha", -0.5), ("gamma", 1.2)),
+        Unary("Elu", Kink0, "alpha 2", ("alpha", 2.0)),
+        Unary("Elu", Kink0, "alpha -0.5", ("alpha", -0.5)),
         Unary("Sigmoid"),
         Unary("HardSigmoid", Dists.Away(3, -2.5, 2.5)),
         Unary("HardSigmoid", Dists.Away(3, -4.0 / 3, 2), "alpha 0.3 beta 0.4", ("alpha", 0.3), ("beta", 0.4)),

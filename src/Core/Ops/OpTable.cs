@@ -28,12 +28,12 @@ public static class OpTable
             .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y, (_, _, y) => y)
             .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal(), (_, x, _) => Powers.Square(x).reciprocal().neg())
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign(), linear)
-            .Unary("Relu", (_, x) => x.relu(), (_, x, _) => Step(x), linear)
+            .Unary("Relu", (_, x) => x.relu(), (_, _, y) => y.sign(), linear)
             .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear)
-            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(1)),
-                (c, x, y) => y.Plus(Alpha(c, 1.0)).masked_fill(x.gt(S(0)), S(0)))
-            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(SeluGamma(c))),
-                (c, x, y) => y.Plus(SeluGamma(c) * SeluAlpha(c)).masked_fill(x.gt(S(0)), S(0)))
+            .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 1),
+                (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 0))
+            .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), SeluGamma(c)),
+                (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), 0))
             .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
                 (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); }, linear)
@@ -111,12 +111,34 @@ public static class OpTable
     /// <summary>log(1 + e^x) without overflow, from tensor ops only (TorchSharp's softplus makes Scalars of its defaults).</summary>
     private static Tensor Softplus(Tensor x) => x.relu().Plus(x.abs().neg().exp().log1p());
 
-    /// <summary>1 where x &gt; 0, else 0, in x's dtype.</summary>
-    private static Tensor Step(Tensor x) => x.gt(S(0)).to_type(x.dtype);
+    // The piecewise derivatives below avoid comparisons: this libtorch's comparisons to bool, bool-to-float casts and
+    // masked_fill run unvectorised, and the float forms took a fifth to a fourteenth of the time, in cache and out of it
+    // (wide_classifier's [256, 512], small_cnn's [256, 16, 14, 14]; --mask-probe, docs/benchmarks.md "Masks without bools").
+    // Relu's slope is sign(y), one pass: y = relu(x) is 0 or positive (sign(NaN) is 0, as the comparison gave).
 
-    /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise, in x's dtype.</summary>
+    /// <summary>1 where x &gt; 0, else 0 (NaN too), in x's dtype: sign, then relu.</summary>
+    private static Tensor Step(Tensor x) => x.sign().relu_();
+
+    /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise in x's dtype (ifPositive to within a rounding).</summary>
     private static Tensor Select(Tensor x, double ifPositive, double otherwise) =>
-        x.new_full(x.Dims(), S(otherwise)).masked_fill_(x.gt(S(0)), S(ifPositive));
+        Step(x).mul_(S(ifPositive - otherwise)).add_(S(otherwise));
+
+    /// <summary>
+    /// k·eˣ where x ≤ 0 and c where x &gt; 0, from y = k·(eˣ − 1) there: Elu's and Selu's derivatives (k = α or γα, c = 1
+    /// or γ) and second derivatives (c = 0). For k &gt; 0, y + k clamped at k is k·eˣ where x ≤ 0 and k where x &gt; 0, and a
+    /// step adds c − k there (c to within a rounding): two passes over memory for Elu with α = 1.
+    /// </summary>
+    private static Tensor ExpOrConstant(Tensor x, Tensor y, double k, double c)
+    {
+        if (k <= 0)
+        {
+            // An unusual attribute: y + k is not bounded by k here, so the step picks (exactly, where y is finite).
+            var s = Step(x);
+            return y.Plus(k).mul_(s.From(1)).add_(s, S(c));
+        }
+        var d = y.Plus(k).clamp_max_(S(k));
+        return c == k ? d : d.add_(Step(x), S(c - k));
+    }
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 
