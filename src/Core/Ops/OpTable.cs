@@ -46,7 +46,7 @@ public static class OpTable
             .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi),
                 (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi))
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x))
-            .Unary("Clip", (c, x) => Clip(c, x), (c, x, _) => ClipMask(c, x), linear, nonDifferentiable: [1, 2])
+            .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2])
 
             // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y), and the second partials that are not zero.
             .Binary("Add", (_, a, b) => a.Plus(b), one, one)
@@ -188,12 +188,10 @@ public static class OpTable
         return min is null && max is null ? x.alias() : x.clamp(min is { } lo ? S(lo) : null, max is { } hi ? S(hi) : null);
     }
 
-    private static Tensor ClipMask(OpContext c, Tensor x)
+    /// <summary>1 where lo ≤ x ≤ hi, which is where the clamp left x as it was (y = x), else 0 (NaN too): one comparison, not four.</summary>
+    private static Tensor ClipMask(OpContext c, Tensor x, Tensor y)
     {
         var (min, max) = ClipBounds(c);
-        var mask = x.ones_like(ScalarType.Bool);
-        if (min is { } lo) mask = mask.logical_and(x.ge(S(lo)));
-        if (max is { } hi) mask = mask.logical_and(x.le(S(hi)));
-        return mask.to_type(x.dtype);
+        return min is null && max is null ? x.ones_like() : x.eq(y).to_type(x.dtype);
     }
 }
