@@ -112,7 +112,7 @@ public static class OpTable
     private static Tensor Softplus(Tensor x) => x.relu().Plus(x.abs().neg().exp().log1p());
 
     // The piecewise derivatives below avoid comparisons: this libtorch's comparisons to bool, bool-to-float casts and
-    // masked_fill run unvectorised, and the float forms took a fifth to a fourteenth of the time, in cache and out of it
+    // masked_fill run unvectorised, and the float forms took a third to a fifteenth of the time, in cache and out of it
     // (wide_classifier's [256, 512], small_cnn's [256, 16, 14, 14]; --mask-probe, docs/benchmarks.md "Masks without bools").
     // Relu's slope is sign(y), one pass: y = relu(x) is 0 or positive (sign(NaN) is 0, as the comparison gave).
 
