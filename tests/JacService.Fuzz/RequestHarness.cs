@@ -27,9 +27,9 @@ namespace JacService.Fuzz;
 /// Request validation and the batcher's row slicing on arbitrary requests against loaded models: the fixture models,
 /// each with a real <see cref="ModelBatcher"/>, behind the real <see cref="JacobianGrpcService"/> (and the Open Inference
 /// Protocol's ModelInfer, <see cref="InferenceGrpcService"/>) and <see cref="ErrorMappingInterceptor"/>. An input is one
-/// byte choosing the method (low four bits) and how many copies of
-/// the request go in at once (so parts of different requests share batches), then the request message as the wire
-/// carries it; for JacobianStream, the stream's messages, each length-delimited.
+/// byte choosing the method (low four bits) and how many copies of the request go in at once (so parts of different
+/// requests share batches), then the request message as the wire carries it; for JacobianStream, the stream's
+/// messages, each length-delimited.
 /// A message that does not parse, and any status but INTERNAL, is the service working as designed; INTERNAL (an
 /// exception the interceptor does not map), an answer whose shapes contradict the request, or copies of one request
 /// answered differently, is a finding.
