@@ -89,6 +89,43 @@ public class ConcurrencyTests(ServerProcess server)
         }
     }
 
+    /// <summary>
+    /// Calls whose inputs or results are large enough to come from the server's array pool (FloatArrayPool, from 21,250
+    /// floats): wide_classifier Predicts and Vjps of 170 rows (21,760 floats of input, and of Vjp), mlp_tanh
+    /// BatchJacobians of 48 rows (24,576 floats of Jacobian) and Jvps of 40 rows with 20 directions (25,600 floats of
+    /// tangents). Split across batches (the test server's MaxBatchSize is 64) and merged with each other; 16 of each
+    /// kind stay inside the queue's capacity of 8192 rows per model.
+    /// </summary>
+    private Func<Task<IMessage>> LargeCall(int i)
+    {
+        var rng = new Random(2000 + i);
+        return (i % 4) switch
+        {
+            0 => async () => await server.Client.PredictAsync(new PredictRequest { Model = "wide_classifier", Inputs = { ["x"] = Random(rng, 170, 128) } }),
+            1 => async () => await server.Client.VjpAsync(new VjpRequest
+            {
+                Model = "wide_classifier", Inputs = { ["x"] = Random(rng, 170, 128) }, Cotangents = { ["logits"] = Random(rng, 170, 10) },
+            }),
+            2 => async () => await server.Client.BatchJacobianAsync(new BatchJacobianRequest { Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 48, 32) } }),
+            _ => async () => await server.Client.JvpAsync(new JvpRequest { Model = "mlp_tanh", Inputs = { ["x"] = Random(rng, 40, 32) }, Tangents = Random(rng, 40, 20, 32) }),
+        };
+    }
+
+    [Fact]
+    public async Task ConcurrentCallsWithPooledArraysGetTheAnswersTheyGetAlone()
+    {
+        const int calls = 64;
+        var alone = new List<IMessage>();
+        for (int i = 0; i < calls; i++) alone.Add(await LargeCall(i)());
+
+        // Again and again: each round rents the arrays the previous round's responses gave back.
+        for (int round = 0; round < 3; round++)
+        {
+            var together = await Task.WhenAll(Enumerable.Range(0, calls).Select(i => Task.Run(() => LargeCall(i)())));
+            for (int i = 0; i < calls; i++) AssertSame(alone[i], together[i], i);
+        }
+    }
+
     /// <summary>Within float32 rounding, not bit-for-bit: a batch of different size takes other GEMM blocking paths.</summary>
     private static void AssertSame(IMessage alone, IMessage together, int call)
     {

@@ -58,7 +58,7 @@ internal static class DeviceTransfer
         for (int i = 0; i < tensors.Count; i++)
         {
             int count = (int)tensors[i].numel();
-            var target = into is null ? new float[count] : into.For(names[i], count);
+            var target = into is null ? FloatArrayPool.Shared.Rent(count) : into.For(names[i], count);
             source.Slice(offset, count).CopyTo(target);
             results[i] = new HostTensor(tensors[i].Dims(), target);
             offset += count;
@@ -73,8 +73,7 @@ internal static class DeviceTransfer
         var host = t.device_type == TorchSharp.DeviceType.CPU ? t : t.cpu();
         var floats = host.dtype == ScalarType.Float32 ? host.contiguous() : host.to_type(ScalarType.Float32).contiguous();
         var source = MemoryMarshal.Cast<byte, float>(floats.bytes);
-        if (into is null) return new HostTensor(t.Dims(), source.ToArray());
-        var target = into.For(name, source.Length);
+        var target = into is null ? FloatArrayPool.Shared.Rent(source.Length) : into.For(name, source.Length);
         source.CopyTo(target);
         return new HostTensor(t.Dims(), target);
     }

@@ -68,7 +68,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
             for (int o = 0; o < _outputNames.Length; o++)
             {
                 var source = results[o].GetTensorDataAsSpan<float>();
-                var target = into?.For("out:" + _outputNames[o], source.Length) ?? new float[source.Length];
+                var target = into?.For("out:" + _outputNames[o], source.Length) ?? FloatArrayPool.Shared.Rent(source.Length);
                 source.CopyTo(target);
                 outputs[_outputNames[o]] = new HostTensor(results[o].GetTensorTypeAndShape().Shape, target);
             }

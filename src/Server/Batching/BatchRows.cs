@@ -55,7 +55,7 @@ public static class BatchRows
     public static HostTensor SliceRows(HostTensor t, int start, int rows)
     {
         long per = t.Shape[0] == 0 ? 0 : t.Count / t.Shape[0];
-        var data = new float[rows * per];
+        var data = FloatArrayPool.Shared.Rent(checked((int)(rows * per)));
         Array.Copy(t.Data, start * per, data, 0, rows * per);
         return new HostTensor([rows, .. t.Shape[1..]], data);
     }
@@ -63,7 +63,7 @@ public static class BatchRows
     private static HostTensor ConcatRows(IReadOnlyList<HostTensor> parts)
     {
         long rows = parts.Sum(p => p.Shape[0]);
-        var data = new float[parts.Sum(p => p.Data.Length)];
+        var data = FloatArrayPool.Shared.Rent(parts.Sum(p => p.Data.Length));
         int offset = 0;
         foreach (var p in parts)
         {

@@ -27,6 +27,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
         var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, inputs, result);
         var response = new Wire.PredictResponse { Model = model.Name, Version = model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         return response;
@@ -94,7 +95,10 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             TensorMapping.Fill(chunk.Outputs, result.Outputs);
             TensorMapping.Fill(chunk.Jacobians, result.Jacobians);
             await responseStream.WriteAsync(chunk, context.CancellationToken);
+            // Written: the chunk's message holds its bytes now, and its batch is done with its rows.
+            CallArrays.ReturnNow([.. chunkInputs, .. result.Outputs.Values, .. result.Jacobians.Values]);
         }
+        CallArrays.ReturnNow(call.Inputs);
     }
 
     // Map keys, shapes and field tags of one chunk on top of its floats: reserved so that a chunk whose floats fill
@@ -123,6 +127,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     {
         using var call = JacobianCall.Prepare(registry, name, version, TensorMapping.FromProto(inputs), wrt, of, mode, batched);
         var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         return (call.Model, result);
     }
 
@@ -146,6 +151,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         HostTensor[] queued = [.. inputs, tangents];
         var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, queued, result);
         var response = new Wire.JvpResponse { Model = model.Name, Version = model.Version.ToString(), Mode = ModeMapping.ToWire(result.Mode) };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Jvps, result.Jacobians);
@@ -170,6 +176,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         HostTensor[] queued = [.. inputs, .. cotangents];
         var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, queued, result);
         var response = new Wire.VjpResponse
         {
             Model = model.Name,
@@ -187,6 +194,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
         var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         var response = new Wire.BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Hessians, result.SecondOrder);
@@ -200,6 +208,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
         var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         var response = new Wire.BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
         TensorMapping.Fill(response.Laplacians, result.SecondOrder);

@@ -17,7 +17,13 @@ internal static class TensorMapping
     public static Dictionary<string, HostTensor> FromProto(MapField<string, ProtoTensor> tensors) =>
         tensors.ToDictionary(p => p.Key, p => FromProto(p.Value));
 
-    public static HostTensor FromProto(ProtoTensor t) => new(t.Shape.ToArray(), t.Data.ToArray());
+    /// <summary>A request tensor as an engine tensor, its floats copied into an array from <see cref="FloatArrayPool"/>.</summary>
+    public static HostTensor FromProto(ProtoTensor t)
+    {
+        var data = FloatArrayPool.Shared.Rent(t.Data.Count);
+        t.Data.CopyTo(data, 0);
+        return new(t.Shape.ToArray(), data);
+    }
 
     public static WireTensor ToWire(HostTensor t, bool dropBatchAxis = false)
     {
