@@ -64,7 +64,7 @@ internal static class InferInputs
             throw new InvalidRequestException(
                 $"input '{name}' has {bytes.Length} bytes of raw contents; its shape takes {count} values of {datatype}, {size} bytes each");
         var span = bytes.Span;
-        var data = new float[count];
+        var data = FloatArrayPool.Shared.Rent((int)count);
         switch (datatype)
         {
             case InferDatatype.Fp32 when BitConverter.IsLittleEndian:
@@ -111,7 +111,7 @@ internal static class InferInputs
         };
         if (read.Length != count)
             throw new InvalidRequestException($"input '{name}' has {read.Length} values in {read.Field}; its shape takes {count}");
-        var data = new float[count];
+        var data = FloatArrayPool.Shared.Rent(read.Length);
         if (read.Element is null) contents.Fp32Contents.CopyTo(data, 0);
         else for (int k = 0; k < data.Length; k++) data[k] = read.Element(k);
         return data;

@@ -95,6 +95,8 @@ public sealed class InferenceGrpcService(ModelRegistry registry, IHostApplicatio
         if (mode is { } ran)
             response.Parameters[DerivativeParameters.ModeKey] = new InferParameter { StringParam = ran.ToString().ToLowerInvariant() };
         InferOutputs.Fill(response, results, request.Outputs, raw: request.RawInputContents.Count > 0);
+        // The response holds copies, and the batch is done with the inputs: the call's large arrays go back now.
+        CallArrays.ReturnNow([.. inputs.Values, .. results.Select(r => r.Value)]);
         return response;
     }
 
