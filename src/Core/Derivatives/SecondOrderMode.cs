@@ -1,6 +1,7 @@
 using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Derivatives;
@@ -192,7 +193,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
                 long per = outs[o].numel() / batch;
                 // [B, entries, Y] x [B, Y, K], both views of the [count, B, Y] and [K, B, Y] layouts the rules produce.
                 var entriesBySample = Tangents.Fit(term, outs[o].Dims()).reshape(count, batch, per).transpose(0, 1);
-                block.narrow(2, p0, count).add_(entriesBySample.bmm(ct.reshape(k, batch, per).permute(1, 2, 0)).transpose(1, 2));
+                block.narrow(2, p0, count).add_(entriesBySample.bmm(ct.reshape(k, batch, per).permute(1, 2, 0)).transpose(1, 2), S(1));
             }
         }
     }
@@ -223,7 +224,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
             var corner = (W * G2.transpose(1, 2).unsqueeze(1)).reshape(r, k * (n - h), per).bmm(G2).reshape(r, k, n - h, n - h);
             var bottom = cat([top.narrow(3, h, n - h).transpose(2, 3), corner], 3);
             var full = cat([top, bottom], 2).reshape(r, k, n * n);
-            block.narrow(0, r0, r).add_(full.index_select(2, upper));
+            block.narrow(0, r0, r).add_(full.index_select(2, upper), S(1));
         }
     }
 

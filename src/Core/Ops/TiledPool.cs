@@ -1,3 +1,4 @@
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -59,13 +60,13 @@ internal static class TiledPool
         int k = 0;
         foreach (var (i, j) in Offsets(kernel2d))
         {
-            var offered = (max - cells[k++]).sign_().mul_(past).add_(i * width + j);
+            var offered = (max - cells[k++]).sign_().mul_(S(past)).add_(S(i * width + j), S(1));
             first = first is null ? offered : minimum(first, offered);
         }
         var (rows, cols) = (max.size(2), max.size(3));
-        var windowStart = arange(rows, ScalarType.Int64, x.device).mul_(kernel2d[0] * width).unsqueeze(1)
-            + arange(cols, ScalarType.Int64, x.device).mul_(kernel2d[1]);
-        var index = first!.to_type(ScalarType.Int64).add_(windowStart);
+        var windowStart = arange(rows, ScalarType.Int64, x.device).mul_(L(kernel2d[0] * width)).unsqueeze(1)
+            .add(arange(cols, ScalarType.Int64, x.device).mul_(L(kernel2d[1])), L(1));
+        var index = first!.to_type(ScalarType.Int64).add_(windowStart, L(1));
         return oneD ? (max.squeeze(2), index.squeeze(2)) : (max, index);
     }
 
@@ -73,7 +74,7 @@ internal static class TiledPool
     public static Tensor Mean(Tensor x, long[] kernel2d)
     {
         var (cells, oneD) = Cells(x, kernel2d);
-        var mean = Reduce(cells, (sum, cell) => sum.add_(cell)).div_(cells.size(0));
+        var mean = Reduce(cells, (sum, cell) => sum.add_(cell, S(1))).div_(S(cells.size(0)));
         return oneD ? mean.squeeze(2) : mean;
     }
 
@@ -86,7 +87,7 @@ internal static class TiledPool
         // Columns first, then rows: the copy whose innermost axis repeats (stride 0), which libtorch does not vectorise,
         // makes only a kh-th of the cells, and the second repeats whole rows; 1.7-1.8 against 2.6-3.0 ms for one copy
         // repeating both axes, at [256, 8, 14, 14] (throw-away --pool-probe rows, the same values).
-        var spread = (c4 / (kernel2d[0] * kernel2d[1])).unsqueeze(4).expand(s[0], s[1], rows, cols, kernel2d[1])
+        var spread = c4.div(S(kernel2d[0] * kernel2d[1])).unsqueeze(4).expand(s[0], s[1], rows, cols, kernel2d[1])
             .reshape(s[0], s[1], rows, cols * kernel2d[1])
             .unsqueeze(3).expand(s[0], s[1], rows, kernel2d[0], cols * kernel2d[1])
             .reshape(s[0], s[1], rows * kernel2d[0], cols * kernel2d[1]);

@@ -1,5 +1,6 @@
 using JacService.Core.Onnx;
 using JacService.Core.Ops;
+using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Planning;
@@ -129,7 +130,7 @@ internal static class Evaluator
             if (terms[o] is not { } term || outs[o].Tangent is not { } t) continue;
             // The JVP rule's result may be a broadcast view, or (never for a non-linear op, but cheaply guarded) an input's tangent.
             var own = inputs.Any(d => d is { } x && ReferenceEquals(x.Tangent, t)) ? t.clone() : t.contiguous();
-            own.narrow(0, n, pairs.Count).add_(term);
+            own.narrow(0, n, pairs.Count).add_(term, S(1));
             outs[o] = outs[o] with { Tangent = own };
         }
     }
