@@ -121,7 +121,7 @@ public static class OpTable
 
     /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise in x's dtype (ifPositive to within a rounding).</summary>
     private static Tensor Select(Tensor x, double ifPositive, double otherwise) =>
-        Step(x).mul_(S(ifPositive - otherwise)).add_(S(otherwise));
+        Step(x).mul_(S(ifPositive - otherwise)).add_(S(otherwise), S(1));
 
     /// <summary>
     /// k·eˣ where x ≤ 0 and c where x &gt; 0, from y = k·(eˣ − 1) there: Elu's and Selu's derivatives (k = α or γα, c = 1
