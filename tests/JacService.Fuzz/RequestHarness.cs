@@ -66,8 +66,18 @@ public sealed class RequestHarness : IHarness, IDisposable
     private readonly ErrorMappingInterceptor _interceptor;
     private readonly InternalErrors _internalErrors = new();
 
-    public RequestHarness()
+    /// <summary>The deadline each call carries: afl's per-input limit is 10 s, and copies share one executor.</summary>
+    public static readonly TimeSpan DefaultCallTimeout = TimeSpan.FromSeconds(4);
+
+    private readonly TimeSpan _callTimeout;
+
+    public RequestHarness() : this(DefaultCallTimeout)
     {
+    }
+
+    public RequestHarness(TimeSpan callTimeout)
+    {
+        _callTimeout = callTimeout;
         var root = RepositoryRoot.Find();
         var metrics = new JacServiceMetrics(new System.Diagnostics.Metrics.Meter("JacService.Fuzz"));
         foreach (var name in FixtureNames(root))
@@ -123,7 +133,7 @@ public sealed class RequestHarness : IHarness, IDisposable
     {
         var request = parser.ParseFrom(message.Span);
         var calls = Enumerable.Range(0, copies)
-            .Select(_ => Outcome(_interceptor.UnaryServerHandler(request, new FuzzCallContext(), (r, c) => call(r, c))))
+            .Select(_ => Outcome(_interceptor.UnaryServerHandler(request, new FuzzCallContext(_callTimeout), (r, c) => call(r, c))))
             .ToArray();
         var outcomes = Task.WhenAll(calls).GetAwaiter().GetResult();
         var first = outcomes[0];
@@ -143,7 +153,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         async Task<CollectingWriter<Wire.BatchJacobianChunk>> Call()
         {
             var writer = new CollectingWriter<Wire.BatchJacobianChunk>();
-            await _interceptor.ServerStreamingServerHandler(request, writer, new FuzzCallContext(), (r, w, c) => _service.StreamBatchJacobian(r, w, c));
+            await _interceptor.ServerStreamingServerHandler(request, writer, new FuzzCallContext(_callTimeout), (r, w, c) => _service.StreamBatchJacobian(r, w, c));
             return writer;
         }
         var calls = Enumerable.Range(0, copies).Select(_ => Outcome(Call())).ToArray();
@@ -190,7 +200,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         async Task<List<Wire.JacobianStreamResponse>> Call()
         {
             var writer = new CollectingWriter<Wire.JacobianStreamResponse>();
-            await _interceptor.DuplexStreamingServerHandler(new ListReader<JacobianRequest>(requests), writer, new FuzzCallContext(),
+            await _interceptor.DuplexStreamingServerHandler(new ListReader<JacobianRequest>(requests), writer, new FuzzCallContext(_callTimeout),
                 (r, w, c) => _service.JacobianStream(r, w, c));
             return writer.Messages;
         }
@@ -484,11 +494,10 @@ public sealed class RequestHarness : IHarness, IDisposable
     /// copies queued behind one executor) ends as DEADLINE_EXCEEDED or CANCELLED, not as a run over afl's per-input
     /// timeout, which would be reported as a hang.
     /// </summary>
-    private sealed class FuzzCallContext : ServerCallContext
+    private sealed class FuzzCallContext(TimeSpan timeout) : ServerCallContext
     {
-        private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(4);
-        private readonly DateTime _deadline = DateTime.UtcNow + Timeout;
-        private readonly CancellationTokenSource _timeout = new(Timeout);
+        private readonly DateTime _deadline = DateTime.UtcNow + timeout;
+        private readonly CancellationTokenSource _timeout = new(timeout);
 
         protected override string MethodCore => "/jacservice.v1.JacobianService/Fuzz";
         protected override string HostCore => "127.0.0.1";
