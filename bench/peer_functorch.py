@@ -39,7 +39,10 @@ every activation; for small_cnn that is ~80 MB per sample, so batch 256 peaks at
 ~20 GB (and takes over a minute per call, mostly in the kernel zeroing fresh
 pages). Batches run in ascending order, each configuration's peak RSS per sample
 is measured, and a larger batch whose estimated peak exceeds --max-memory-gb is
-not run for that op (its line carries "skipped").
+not run for that op (its line carries "skipped"). When the smallest batch asked
+for is larger than PROBE_BATCH, each op first makes one untimed call at
+PROBE_BATCH to measure its memory per sample (a run of --batch 256 alone once
+took small_cnn's jacfwd to 21 GB and 12 minutes on a 24 GB machine).
 
 Only the derivatives are timed, on the first input (wrt) and all outputs (as
 BatchJacobian does with an empty `of`). jacfwd/jacrev do not return the outputs,
@@ -69,6 +72,10 @@ import fixture_models  # noqa: E402  (needs the sys.path entry above)
 # call takes longer than --seconds.
 MIN_REPEATS = 3
 
+# The batch of the one untimed call that measures an op's memory per sample when no
+# smaller batch was asked for.
+PROBE_BATCH = 4
+
 
 def _status_kb(field: str) -> Optional[int]:
     try:
@@ -87,6 +94,17 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def peak_growth_mb(call: Callable[[], object]) -> Optional[float]:
+    """Peak RSS growth (MB) of one call, or None where /proc cannot say."""
+    tracked = reset_peak_rss()
+    rss_before = _status_kb("VmRSS")
+    call()
+    peak = _status_kb("VmHWM")
+    if not tracked or rss_before is None or peak is None:
+        return None
+    return max(0, peak - rss_before) / 1024
 
 
 def measure(call: Callable[[], object], seconds: float) -> List[float]:
@@ -190,6 +208,14 @@ def main() -> int:
         fx = fixture_models.build(name)  # float32, eval mode, fixed seed
         # Per op: peak RSS growth per sample at the last batch that ran (the guard's estimate).
         mb_per_sample: Dict[str, float] = {}
+        if args.max_memory_gb > 0 and batches[0] > PROBE_BATCH:
+            probe_inputs = fixture_models.sample_inputs(name, PROBE_BATCH)
+            for op in ops:
+                growth = peak_growth_mb(make_call(op, fx, probe_inputs))
+                if growth is not None:
+                    mb_per_sample[op] = growth / PROBE_BATCH
+            print(f"{name}: memory per sample at batch {PROBE_BATCH} (MB): "
+                  + json.dumps({op: round(mb, 2) for op, mb in mb_per_sample.items()}), file=sys.stderr, flush=True)
         for batch in batches:
             inputs = fixture_models.sample_inputs(name, batch)
             best: Optional[dict] = None
