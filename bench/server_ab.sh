@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two server builds, alternately (A B A B ...), under the same jac load: rows/s and the server process's CPU per call,
+# Two server builds, alternately (A B A B ...), under the same jac load: rows/s, the server process's CPU and page faults per call,
 # so that a change's effect is read against the drift of a shared machine rather than against a run an hour earlier.
 # Usage: bench/server_ab.sh A_CHECKOUT B_CHECKOUT MODEL [ROUNDS] [SECONDS]
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
@@ -28,16 +28,19 @@ run() {
   local load=(dotnet "$jac" load --target "http://127.0.0.1:$port" -M "${METHOD:-batch-jacobian}" -m "$model" -b "${BATCH:-256}"
     -c "${CONCURRENCY:-2}" --no-progress)
   "${load[@]}" -z 5s > /dev/null 2>&1   # warm-up: plans, AUTO's timing, tiered JIT
-  t0=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  read -r t0 f0 < <(awk '{print $14 + $15, $10}' "/proc/$server/stat")
   "${load[@]}" -z "${seconds}s" -o json --out /tmp/server_ab_$$.json > /dev/null 2>&1
-  t1=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  read -r t1 f1 < <(awk '{print $14 + $15, $10}' "/proc/$server/stat")
   kill "$server"; wait "$server" 2>/dev/null || true
-  python3 - "$label" "$model" "$t0" "$t1" "$(getconf CLK_TCK)" /tmp/server_ab_$$.json <<'PY'
+  python3 - "$label" "$model" "$t0" "$t1" "$(getconf CLK_TCK)" /tmp/server_ab_$$.json "$f0" "$f1" <<'PY'
 import json, sys
-label, model, t0, t1, tck, path = sys.argv[1:]
+label, model, t0, t1, tck, path, f0, f1 = sys.argv[1:]
 run = json.load(open(path))
-cpu_us = (float(t1) - float(t0)) / float(tck) * 1e6 / max(run["count"], 1)
-print(f"{label} {model}: {run['rows_per_s']:.0f} rows/s, {run['count']} calls, server CPU/call {cpu_us:.0f} us, p50 {run['latency_ms']['p50']} ms")
+calls = max(run["count"], 1)
+cpu_us = (float(t1) - float(t0)) / float(tck) * 1e6 / calls
+faults = (int(f1) - int(f0)) / calls
+print(f"{label} {model}: {run['rows_per_s']:.0f} rows/s, {run['count']} calls, server CPU/call {cpu_us:.0f} us, "
+      f"page faults/call {faults:.0f}, p50 {run['latency_ms']['p50']} ms")
 PY
 }
 
