@@ -42,7 +42,9 @@ is measured, and a larger batch whose estimated peak exceeds --max-memory-gb is
 not run for that op (its line carries "skipped"). When the smallest batch asked
 for is larger than PROBE_BATCH, each op first makes one untimed call at
 PROBE_BATCH to measure its memory per sample (a run of --batch 256 alone once
-took small_cnn's jacfwd to 21 GB and 12 minutes on a 24 GB machine).
+took small_cnn's jacfwd to 21 GB and 12 minutes on a 24 GB machine). That call
+runs in a child process of its own: in this one, memory freed by the models
+before (kept by glibc under the bench's allocator settings) hides the growth.
 
 Only the derivatives are timed, on the first input (wrt) and all outputs (as
 BatchJacobian does with an empty `of`). jacfwd/jacrev do not return the outputs,
@@ -54,6 +56,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -176,6 +179,25 @@ def make_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor]) -
     raise ValueError(op)
 
 
+def probe_memory(name: str, ops: List[str]) -> Dict[str, float]:
+    """Peak RSS growth per sample (MB) of one call of each op at PROBE_BATCH."""
+    fx = fixture_models.build(name)
+    inputs = fixture_models.sample_inputs(name, PROBE_BATCH)
+    result: Dict[str, float] = {}
+    for op in ops:
+        growth = peak_growth_mb(make_call(op, fx, inputs))
+        if growth is not None:
+            result[op] = growth / PROBE_BATCH
+    return result
+
+
+def probe_memory_in_child(name: str, ops: List[str]) -> Dict[str, float]:
+    """probe_memory in a fresh interpreter, so that no earlier model's freed memory absorbs the growth."""
+    child = subprocess.run([sys.executable, __file__, "--probe-memory", "--models", name, "--ops", ",".join(ops)],
+                           capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", default="1,16,256", help="comma-separated batch sizes")
@@ -186,6 +208,8 @@ def main() -> int:
     p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of: " + ",".join(OPS))
     p.add_argument("--max-memory-gb", type=float, default=8.0,
                    help="skip a batch whose estimated peak RSS growth exceeds this (0: no limit)")
+    p.add_argument("--probe-memory", action="store_true",
+                   help="print only the peak memory per sample of one call of each op at a small batch, as JSON (one model)")
     args = p.parse_args()
 
     # Ascending, so each point's measured memory per sample can vet the next one.
@@ -197,6 +221,9 @@ def main() -> int:
     ops = [o for o in args.ops.split(",") if o]
     if set(ops) - set(OPS):
         p.error(f"unknown ops {sorted(set(ops) - set(OPS))}; known: {OPS}")
+    if args.probe_memory:
+        print(json.dumps(probe_memory(models[0], ops)))
+        return 0
     default_threads = torch.get_num_threads()
     threads_list = [int(t) or default_threads for t in args.threads.split(",") if t]
 
@@ -209,11 +236,7 @@ def main() -> int:
         # Per op: peak RSS growth per sample at the last batch that ran (the guard's estimate).
         mb_per_sample: Dict[str, float] = {}
         if args.max_memory_gb > 0 and batches[0] > PROBE_BATCH:
-            probe_inputs = fixture_models.sample_inputs(name, PROBE_BATCH)
-            for op in ops:
-                growth = peak_growth_mb(make_call(op, fx, probe_inputs))
-                if growth is not None:
-                    mb_per_sample[op] = growth / PROBE_BATCH
+            mb_per_sample.update(probe_memory_in_child(name, ops))
             print(f"{name}: memory per sample at batch {PROBE_BATCH} (MB): "
                   + json.dumps({op: round(mb, 2) for op, mb in mb_per_sample.items()}), file=sys.stderr, flush=True)
         for batch in batches:
