@@ -9,9 +9,10 @@
 # in OUT_DIR/steps.txt and going on when one fails, so one run brings back as much as it can:
 #   1. the machine (GPU, driver, torch, CUDA, JAX) into env.txt;
 #   2. JAX's jit(vmap(jacfwd/jacrev)) and vmap(vjp) on the fixtures (bench/peer_jax.py) in the background, while
-#   3. libLibTorchSharp is compiled from TorchSharp's sources against the machine's libtorch, and
+#   3. libLibTorchSharp is compiled from TorchSharp's sources against the machine's libtorch (functions that no
+#      longer compile cut out, scripts/device/build_torchsharp.py), and beside it
 #   4. libJacServiceCudaGraphs from src/Native (CMake; a direct g++ line if CMake cannot find Torch);
-#   5. per Engine:CudaGraphs off and on: the server on the GPU, every fixture's Predict, BatchJacobian (forward and
+#   5. per Engine:CudaGraphs on, then off: the server on the GPU, every fixture's Predict, BatchJacobian (forward and
 #      reverse) and Jacobian against the references (scripts/device/compare.py, 3 runs each with graphs: eager, recorded,
 #      replayed), BatchJacobian throughput at batch 1, 16 and 256 (AUTO; and at 1 and 256 FORWARD and REVERSE beside
 #      it, to see whether AUTO's eager timing still picks the faster graph) and single-sample Jacobian latency (jac load;
@@ -30,9 +31,9 @@ pack=$(cd "${2:-artifacts/device-pack}" && pwd)
 device=${JAC_CHECK_DEVICE:-cuda}
 perf_models=${JAC_CHECK_MODELS:-mlp_tanh,pinn,wide_classifier,small_cnn}
 mode_models=${JAC_CHECK_MODE_MODELS:-mlp_tanh,wide_classifier}
-seconds=${JAC_CHECK_SECONDS:-4}
+seconds=${JAC_CHECK_SECONDS:-3}
 # Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
-budget=${JAC_CHECK_BUDGET_S:-500}
+budget=${JAC_CHECK_BUDGET_S:-510}
 started=$SECONDS
 work=$(mktemp -d)
 server=
@@ -78,7 +79,8 @@ fi
 # ---- 2. the JAX peer, while the native libraries compile (it needs the GPU, they need the CPUs) -------------------
 if python3 -c 'import jax' 2>/dev/null; then
   # No preallocation: the server shares the GPU later, and JAX is done before the server's own timing starts.
-  XLA_PYTHON_CLIENT_PREALLOCATE=false python3 bench/peer_jax.py --models "$perf_models" --batch 1,16,256 \
+  # Unbuffered, so a peer stopped at its time limit has written what it timed.
+  PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 bench/peer_jax.py --models "$perf_models" --batch 1,16,256 \
     --ops jacfwd,jacrev,vjp --seconds 1 > "$res/jax.jsonl" 2> "$res/jax.log" &
   jax=$!
   step start "JAX peer (pid $jax)"
@@ -86,33 +88,8 @@ else
   step skip "JAX peer: jax does not import here"
 fi
 
-# ---- 3. the app and libLibTorchSharp ------------------------------------------------------------------------------
-unpack() { python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
-metrics_now() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$metrics/metrics"; }
-unpack "$pack/app.tar.xz" "$work"
-app=$work/app
-step $([[ -x "$app/JacService.Server" ]] && echo ok || echo FAIL) "unpacked the app ($(du -sh "$app" | cut -f1))"
-if [[ "$device" == cuda ]]; then
-  mkdir -p "$work/torchsharp"
-  unpack "$pack/torchsharp-native.tar.xz" "$work/torchsharp"
-  src=$work/torchsharp/src/Native/LibTorchSharp
-  flags=(-O2 -fPIC -std=c++17 -w -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" -I"$torch_dir/include/torch/csrc/api/include")
-  mkdir -p "$work/ts-obj"
-  # One compiler per file, 12 at a time (4 cores left to JAX): a file that fails is named in the log.
-  ls "$src"/*.cpp "$src"/*.c | xargs -P 12 -I{} sh -c 'g++ "$@" -c "{}" -o "'"$work"'/ts-obj/$(basename "{}").o" 2>> "'"$res"'/build-torchsharp.log" || echo "FAILED {}" >> "'"$res"'/build-torchsharp.log"' _ "${flags[@]}"
-  if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
-       -Wl,-rpath,"$torch_lib" >> "$res/build-torchsharp.log" 2>&1; then
-    step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)') ($(grep -c FAILED "$res/build-torchsharp.log") files failed)"
-  else
-    step FAIL "libLibTorchSharp did not link: build-torchsharp.log"
-  fi
-else
-  cp src/Server/bin/Release/net10.0/linux-x64/libLibTorchSharp.so "$app/"
-  step ok "libLibTorchSharp: the build's (CPU rehearsal)"
-fi
-
-# ---- 4. libJacServiceCudaGraphs -----------------------------------------------------------------------------------
-if [[ "$device" == cuda ]]; then
+# ---- 4. libJacServiceCudaGraphs (run beside step 3's compilers) -------------------------------------------------
+build_graphs() {
   if cmake -S src/Native -B "$work/native" -G Ninja -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
        > "$res/build-graphs.log" 2>&1 && cmake --build "$work/native" >> "$res/build-graphs.log" 2>&1; then
     cp "$work/native/libJacServiceCudaGraphs.so" "$app/"
@@ -128,9 +105,38 @@ if [[ "$device" == cuda ]]; then
       step FAIL "libJacServiceCudaGraphs did not build: build-graphs.log"
     fi
   fi
+}
+
+# ---- 3. the app and libLibTorchSharp ------------------------------------------------------------------------------
+unpack() { python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
+metrics_now() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$metrics/metrics"; }
+unpack "$pack/app.tar.xz" "$work"
+app=$work/app
+step $([[ -x "$app/JacService.Server" ]] && echo ok || echo FAIL) "unpacked the app ($(du -sh "$app" | cut -f1))"
+if [[ "$device" == cuda ]]; then
+  mkdir -p "$work/torchsharp"
+  unpack "$pack/torchsharp-native.tar.xz" "$work/torchsharp"
+  src=$work/torchsharp/src/Native/LibTorchSharp
+  flags=(-O2 -fPIC -std=c++17 -w -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" -I"$torch_dir/include/torch/csrc/api/include")
+  # libJacServiceCudaGraphs (step 4) compiles beside it.
+  build_graphs &
+  graphs_build=$!
+  # One compiler per file, 12 at a time (4 cores left to JAX). A file that fails is compiled again without the
+  # functions its errors point into (torch 2.11 is not the 2.10 these sources target); build-torchsharp.log lists them.
+  built=$(python3 scripts/device/build_torchsharp.py "$src" "$work/ts-obj" "$res/build-torchsharp.log" --jobs 12 -- "${flags[@]}")
+  if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
+       -Wl,-rpath,"$torch_lib" >> "$res/build-torchsharp.log" 2>&1; then
+    step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)'): $built"
+  else
+    step FAIL "libLibTorchSharp did not link ($built): build-torchsharp.log"
+  fi
+  wait "$graphs_build"
 else
+  cp src/Server/bin/Release/net10.0/linux-x64/libLibTorchSharp.so "$app/"
+  step ok "libLibTorchSharp: the build's (CPU rehearsal)"
   step skip "libJacServiceCudaGraphs: no CUDA here"
 fi
+
 
 if [[ -n "$jax" ]]; then
   wait "$jax"
@@ -143,7 +149,8 @@ publish
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 jac=("$app/jac")
-for graphs in off on; do
+# Graphs on first: the bars are measured with graphs, and if the time runs short it is the eager runs that are skipped.
+for graphs in on off; do
   [[ "$device" == cpu && "$graphs" == on ]] && { step skip "graphs on: no CUDA here"; continue; }
   LD_LIBRARY_PATH="$torch_lib" "$app/JacService.Server" --urls "http://127.0.0.1:$port" --Models:Root="$PWD/tests/fixtures/models" \
     --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" --Engine:Device="$device" --Engine:CudaGraphs="$graphs" \
@@ -199,6 +206,8 @@ for graphs in off on; do
   done
   "${jac[@]}" models --target "127.0.0.1:$port" -o json > "$res/models-graphs-$graphs-end.json" 2>&1
   metrics_now > "$res/metrics-graphs-$graphs.prom"
+  # What the server holds on the GPU after it all: parameters, the caching allocator's blocks and the graphs' pools.
+  [[ "$device" == cuda ]] && nvidia-smi --query-compute-apps=pid,used_memory --format=csv > "$res/gpu-memory-graphs-$graphs.csv" 2>&1
   kill "$server"; wait "$server" 2>/dev/null; server=
   publish
 done
