@@ -3,9 +3,10 @@
 
 TorchSharp 0.107 is written against libtorch 2.10; the GPU machine has torch 2.11. One C++ API change there would
 fail a whole file (THSTensor.cpp holds most of what the server calls), and the device check has one try. So when a
-file fails, every top-level function the compiler's errors point into is cut out and the file is compiled again (up
-to --rounds times): the library then lacks only those exports, which .NET resolves lazily, so only a call that reaches
-one of them fails, with EntryPointNotFoundException naming it. What was cut is listed in the log.
+file fails, every top-level declaration or function that the compiler's errors point into, in the file or in
+TorchSharp's headers, is cut out and the file is compiled again (up to --rounds times): the library then lacks only
+those exports, which .NET resolves lazily, so only a call that reaches one of them fails, with
+EntryPointNotFoundException naming it. What was cut is listed in the log.
 
     build_torchsharp.py SRC_DIR OBJ_DIR LOG [--jobs N] [--rounds N] -- COMPILER_FLAGS...
 """
@@ -16,14 +17,20 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 
-def top_level_blocks(text):
-    """(start, end) offsets of each top-level brace block with its header: from the end of the previous top-level
-    statement to the closing brace. Comments, strings and character literals are skipped."""
-    blocks = []
-    depth = 0
-    statement_start = 0
+TRANSPARENT = ("namespace", 'extern "C"')
+
+
+def top_level_units(text):
+    """(start, end) offsets of each top-level declaration or definition: a statement ending in ';', or a brace block
+    with its header (from the end of the unit before it). The insides of namespaces and extern "C" blocks count as top
+    level. Comments, strings and character literals are skipped."""
+    units = []
+    stack = []  # per open brace: True where it opened a namespace or extern "C" block
+    depth = 0  # open braces other than those
+    unit_start = 0
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -42,53 +49,66 @@ def top_level_blocks(text):
             i = j + 1
             continue
         if c == "#" and depth == 0 and (i == 0 or text[i - 1] == "\n"):
-            # A preprocessor line at top level ends the statement before it.
+            # A preprocessor line at top level ends the unit before it.
             end = text.find("\n", i)
             i = n if end < 0 else end
-            statement_start = i
+            unit_start = i
             continue
         if c == "{":
-            if depth == 0:
-                block_start = statement_start
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                blocks.append((block_start, i + 1))
-                statement_start = i + 1
+            transparent = depth == 0 and " ".join(text[unit_start:i].split()).startswith(TRANSPARENT)
+            stack.append(transparent)
+            if transparent:
+                unit_start = i + 1
+            else:
+                depth += 1
+        elif c == "}" and stack:
+            if stack.pop():
+                unit_start = i + 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    units.append((unit_start, i + 1))
+                    unit_start = i + 1
         elif c == ";" and depth == 0:
-            statement_start = i + 1
+            units.append((unit_start, i + 1))
+            unit_start = i + 1
         i += 1
-    return blocks
+    return units
 
 
-def cut_functions(path, lines):
-    """Removes the top-level blocks holding any of `lines` (1-based); returns their first header lines."""
+def cut_units(path, lines):
+    """Removes the top-level units that any of `lines` (1-based) falls in; returns the start of each, shortened."""
     with open(path) as f:
         text = f.read()
-    offsets = [0]
+    starts = [0]
     for line in text.split("\n"):
-        offsets.append(offsets[-1] + len(line) + 1)
-    targets = {offsets[l - 1] for l in lines if 0 < l <= len(offsets) - 1}
+        starts.append(starts[-1] + len(line) + 1)
+    spans = [(starts[l - 1], starts[l]) for l in lines if 0 < l < len(starts)]
     cut = []
     pieces, last = [], 0
-    for start, end in top_level_blocks(text):
-        if any(start <= t < end for t in targets):
-            header = " ".join(text[start:end].split("{", 1)[0].split())[:160]
-            # Namespaces and extern "C" blocks hold everything: cutting one would cut the file.
-            if header.startswith("namespace") or header.startswith('extern "C"'):
-                continue
-            cut.append(header)
+    for start, end in top_level_units(text):
+        # A unit is cut where it holds an error line's text (not only the whitespace before it).
+        body_start = start + len(text[start:end]) - len(text[start:end].lstrip())
+        if any(body_start < line_end and line_start < end for line_start, line_end in spans):
+            cut.append(" ".join(text[start:end].split("{", 1)[0].split())[:160])
             pieces.append(text[last:start])
             pieces.append("\n" * text.count("\n", start, end))  # keeps later line numbers
             last = end
     pieces.append(text[last:])
-    with open(path, "w") as f:
+    # Other compilers may be reading this file (a header): they see the old text or the new, never half of it.
+    temporary = path + ".cut"
+    with open(temporary, "w") as f:
         f.write("".join(pieces))
+    os.replace(temporary, path)
     return cut
 
 
-def compile_one(source, obj_dir, flags, rounds):
+# An error, or the place a template that failed was instantiated from; not the notes (candidates, declarations).
+ERROR_AT = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+):(?:\d+:)?\s+(?:(?:fatal )?error:|required from)", re.M)
+cutting = threading.Lock()
+
+
+def compile_one(source, src_dir, obj_dir, flags, rounds):
     name = os.path.basename(source)
     log = []
     for attempt in range(rounds + 1):
@@ -98,15 +118,22 @@ def compile_one(source, obj_dir, flags, rounds):
             return name, True, log
         errors = run.stderr
         log.append(f"--- {name}, attempt {attempt + 1}: failed\n{errors[-6000:]}")
-        # Lines of this file the errors are reported at, or instantiated from ("required from here").
-        lines = {int(m) for m in re.findall(re.escape(source) + r":(\d+):", errors)}
+        # The lines of TorchSharp's own files (this source or its headers) that the errors point at.
+        lines = {}
+        for m in ERROR_AT.finditer(errors):
+            path = os.path.abspath(m["path"])
+            if path.startswith(src_dir + os.sep):
+                lines.setdefault(path, set()).add(int(m["line"]))
         if not lines or attempt == rounds:
             break
-        cut = cut_functions(source, lines)
+        cut = []
+        with cutting:  # a header is shared by the compilers running beside this one
+            for path, at in lines.items():
+                cut += [f"{os.path.basename(path)}: {unit}" for unit in cut_units(path, at)]
         if not cut:
-            log.append(f"--- {name}: the errors are outside any function; not compiled")
+            log.append(f"--- {name}: the errors are outside any declaration or function; not compiled")
             break
-        log.append(f"--- {name}: cut {len(cut)} function(s) and compiling again:\n  " + "\n  ".join(cut))
+        log.append(f"--- {name}: cut {len(cut)} declaration(s) or function(s) and compiling again:\n  " + "\n  ".join(cut))
     return name, False, log
 
 
@@ -123,12 +150,13 @@ def main():
     args = parser.parse_args(argv[:split])
     flags = argv[split + 1:]
     os.makedirs(args.obj, exist_ok=True)
-    sources = sorted(os.path.join(args.src, f) for f in os.listdir(args.src) if f.endswith((".cpp", ".c")))
+    src_dir = os.path.abspath(args.src)
+    sources = sorted(os.path.join(src_dir, f) for f in os.listdir(src_dir) if f.endswith((".cpp", ".c")))
     # Biggest first: THSTensor.cpp and THSNN.cpp set the wall time.
     sources.sort(key=os.path.getsize, reverse=True)
     failed, patched = [], []
     with open(args.log, "a") as log, concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        for name, ok, lines in pool.map(lambda s: compile_one(s, args.obj, flags, args.rounds), sources):
+        for name, ok, lines in pool.map(lambda s: compile_one(s, src_dir, args.obj, flags, args.rounds), sources):
             for line in lines:
                 log.write(line + "\n")
             if not ok:
