@@ -76,12 +76,7 @@ public static class ContainerEngine
         }
     }
 
-    public static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => JacService.Testing.FreePorts.Next();
 
     private static void SetDefault(string name, string value)
     {

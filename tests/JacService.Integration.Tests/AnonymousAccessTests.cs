@@ -30,12 +30,7 @@ public sealed class AnonymousAccessTests(AnonymousAccessTests.OpenServer fixture
 
         public Task DisposeAsync() => Server.DisposeAsync();
 
-        private static int FreePort()
-        {
-            using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-            listener.Start();
-            return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        }
+        private static int FreePort() => JacService.Testing.FreePorts.Next();
     }
 
     [Fact]

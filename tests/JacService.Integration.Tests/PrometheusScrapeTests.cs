@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace JacService.Integration.Tests;
@@ -128,12 +127,7 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
         return double.Parse(result[0].GetProperty("value")[1].GetString()!, CultureInfo.InvariantCulture);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => JacService.Testing.FreePorts.Next();
 
     public async Task DisposeAsync()
     {

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
 using JacService.Client;
@@ -212,12 +210,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         return File.Exists(dll) ? dll : throw new FileNotFoundException("server build output not found", dll);
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => JacService.Testing.FreePorts.Next();
 
     async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
 

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 
 namespace JacService.Integration.Tests;
 
@@ -56,10 +54,5 @@ public class StartupSettingsTests
         return server.Log;
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => JacService.Testing.FreePorts.Next();
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
 using JacService.Client;
@@ -269,12 +268,7 @@ public sealed class TracingTests : IAsyncLifetime
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => JacService.Testing.FreePorts.Next();
 }
 
 /// <summary>The "JacService" ActivitySource is process-wide: other tests' batchers must not run while spans are counted.</summary>
