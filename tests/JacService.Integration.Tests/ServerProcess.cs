@@ -78,8 +78,8 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
                 await WaitUntilServing(TimeSpan.FromSeconds(180));
                 return;
             }
-            // A free port is found by binding port 0 and closing it; until the server binds it, any other socket (a
-            // client's outbound connection among them) may take it. Ports this class chose are chosen again.
+            // A port is free when a probe can bind it (FreePorts); until the server binds it, another listener may take
+            // it. Ports this class chose are chosen again.
             catch (InvalidOperationException) when (_portsChosenHere && attempt < 3)
             {
                 await _process.WaitForExitAsync(); // it has exited: this reads its output to the end
