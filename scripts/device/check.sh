@@ -98,7 +98,7 @@ build_graphs() {
     cuda_home=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc)")")}
     if g++ -O2 -fPIC -shared -std=c++17 -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI="$abi" -I"$torch_dir/include" \
          -I"$torch_dir/include/torch/csrc/api/include" -I"$cuda_home/include" src/Native/cuda_graphs.cpp -o "$app/libJacServiceCudaGraphs.so" \
-         -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -L"$cuda_home/lib64" -lcudart -Wl,-rpath,"$torch_lib" \
+         -L"$torch_lib" -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda -L"$cuda_home/lib64" -lcudart -Wl,-rpath,"$torch_lib" \
          >> "$res/build-graphs.log" 2>&1; then
       step ok "libJacServiceCudaGraphs built with g++ (CMake failed: build-graphs.log)"
     else
@@ -124,7 +124,9 @@ if [[ "$device" == cuda ]]; then
   # One compiler per file, 12 at a time (4 cores left to JAX). A file that fails is compiled again without the
   # functions its errors point into (torch 2.11 is not the 2.10 these sources target); build-torchsharp.log lists them.
   built=$(python3 scripts/device/build_torchsharp.py "$src" "$work/ts-obj" "$res/build-torchsharp.log" --jobs 12 -- "${flags[@]}")
-  if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
+  # --no-as-needed: nothing here calls into libtorch_cuda, but loading it registers CUDA with libtorch (Ubuntu's linker
+  # drops unreferenced libraries by default; PyTorch's own CMake config keeps this one the same way).
+  if g++ -shared -o "$app/libLibTorchSharp.so" "$work"/ts-obj/*.o -L"$torch_lib" -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
        -Wl,-rpath,"$torch_lib" >> "$res/build-torchsharp.log" 2>&1; then
     step ok "libLibTorchSharp built against torch $(python3 -c 'import torch; print(torch.__version__)'): $built"
   else
