@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two server builds, alternately (A B A B ...), under the same jac load: rows/s, the server process's CPU and page faults per call,
+# Two server builds, alternately (A B, B A, ...), under the same jac load: rows/s, the server process's CPU and page faults per call,
 # so that a change's effect is read against the drift of a shared machine rather than against a run an hour earlier.
 # Usage: bench/server_ab.sh A_CHECKOUT B_CHECKOUT MODEL [ROUNDS] [SECONDS]
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
@@ -44,8 +44,13 @@ print(f"{label} {model}: {run['rows_per_s']:.0f} rows/s, {run['count']} calls, s
 PY
 }
 
+# A B, B A, A B, ...: a machine whose rate drifts over the run would otherwise favour whichever build goes first in
+# every pair (seen 2026-12-04: one build ran second in five pairs while the rate fell from 81k to 72k rows/s).
 for round in $(seq 1 "$rounds"); do
-  run A "$a" "${A_ENV:-}"
-  run B "$b" "${B_ENV:-}"
+  if (( round % 2 )); then
+    run A "$a" "${A_ENV:-}"; run B "$b" "${B_ENV:-}"
+  else
+    run B "$b" "${B_ENV:-}"; run A "$a" "${A_ENV:-}"
+  fi
 done
 rm -f /tmp/server_ab_$$.json
