@@ -139,7 +139,6 @@ else
   step skip "libJacServiceCudaGraphs: no CUDA here"
 fi
 
-
 if [[ -n "$jax" ]]; then
   wait "$jax"
   step $([[ $? == 0 ]] && echo ok || echo FAIL) "JAX peer: $(grep -c '"op": "best"' "$res/jax.jsonl") points (jax.jsonl, jax.log)"

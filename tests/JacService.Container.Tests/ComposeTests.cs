@@ -41,12 +41,12 @@ public sealed class ComposeTests
     public async Task ServiceComesUpAndAnswersOnLocalhost()
     {
         var project = "jacservice-test-" + Guid.NewGuid().ToString("N")[..8];
-        int port = ContainerEngine.FreePort();
+        int port = FreePorts.Next();
         var env = new Dictionary<string, string>
         {
             ["JACSERVICE_IMAGE"] = ContainerEngine.ImageName,
             ["JACSERVICE_PORT"] = port.ToString(),
-            ["JACSERVICE_METRICS_PORT"] = ContainerEngine.FreePort().ToString(),
+            ["JACSERVICE_METRICS_PORT"] = FreePorts.Next().ToString(),
         };
         string[] compose = ["-f", ComposeFile, "-p", project];
         try

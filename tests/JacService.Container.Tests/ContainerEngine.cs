@@ -76,8 +76,6 @@ public static class ContainerEngine
         }
     }
 
-    public static int FreePort() => JacService.Testing.FreePorts.Next();
-
     private static void SetDefault(string name, string value)
     {
         if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(name))) Environment.SetEnvironmentVariable(name, value);

@@ -6,6 +6,7 @@ using Grpc.Health.V1;
 using Grpc.Net.Client;
 using JacService.Client;
 using JacService.Protos.V1;
+using JacService.Testing;
 
 namespace JacService.Container.Tests;
 
@@ -50,7 +51,7 @@ public sealed class ServerContainer : IAsyncDisposable
                 if (restartAlways) host.RestartPolicy = new Docker.DotNet.Models.RestartPolicy { Name = Docker.DotNet.Models.RestartPolicyKind.Always };
                 foreach (var binding in host.PortBindings?.Values.SelectMany(b => b) ?? []) binding.HostIP = "127.0.0.1";
             });
-        builder = restartAlways ? builder.WithPortBinding(ContainerEngine.FreePort(), 50051) : builder.WithPortBinding(50051, assignRandomHostPort: true);
+        builder = restartAlways ? builder.WithPortBinding(FreePorts.Next(), 50051) : builder.WithPortBinding(50051, assignRandomHostPort: true);
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) builder = builder.WithEnvironment(k, v);
 
         var container = builder.Build();

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using JacService.Protos.V1;
+using JacService.Testing;
 
 namespace JacService.Integration.Tests;
 
@@ -19,7 +20,7 @@ public sealed class AnonymousAccessTests(AnonymousAccessTests.OpenServer fixture
         {
             Keys.Add("reader", "jacservice.metadata");
             // Every interface, so the start-up warning has something to warn about; the tests still call 127.0.0.1.
-            int port = FreePort();
+            int port = FreePorts.Next();
             Server = new ServerProcess
             {
                 Port = port,
@@ -30,7 +31,6 @@ public sealed class AnonymousAccessTests(AnonymousAccessTests.OpenServer fixture
 
         public Task DisposeAsync() => Server.DisposeAsync();
 
-        private static int FreePort() => JacService.Testing.FreePorts.Next();
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using JacService.Testing;
 
 namespace JacService.Integration.Tests;
 
@@ -19,7 +20,7 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
     private readonly Process _prometheus = new();
     private readonly List<string> _prometheusLog = [];
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jacservice-prom-" + Guid.NewGuid().ToString("N")[..8]);
-    private readonly int _prometheusPort = FreePort();
+    private readonly int _prometheusPort = FreePorts.Next();
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
     private string PrometheusLog
@@ -126,8 +127,6 @@ public sealed class PrometheusScrapeTests : IAsyncLifetime
         // "value": [ <unix time>, "<value as a string>" ]
         return double.Parse(result[0].GetProperty("value")[1].GetString()!, CultureInfo.InvariantCulture);
     }
-
-    private static int FreePort() => JacService.Testing.FreePorts.Next();
 
     public async Task DisposeAsync()
     {

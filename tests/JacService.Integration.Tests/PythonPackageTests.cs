@@ -72,7 +72,7 @@ public sealed class PythonPackageTests(PythonPackageTests.Environment environmen
         public async Task InitializeAsync()
         {
             var server = _certificates.Get("server");
-            int tlsPort = ServerProcess.FreePort();
+            int tlsPort = FreePorts.Next();
             Tls = new ServerProcess
             {
                 Port = tlsPort,

@@ -17,7 +17,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     private Process _process = new();
     private bool _started;
     private readonly bool _portsChosenHere = true;
-    private int _port = FreePort();
+    private int _port = FreePorts.Next();
     private readonly List<string> _log = [];
 
     public string RepositoryRoot { get; } = Path.Combine(Path.GetTempPath(), "jacservice-it-" + Guid.NewGuid().ToString("N")[..8]);
@@ -29,7 +29,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
     }
     public string Target => $"127.0.0.1:{Port}";
     /// <summary>The plain HTTP port serving Prometheus metrics at /metrics.</summary>
-    public int MetricsPort { get; private set; } = FreePort();
+    public int MetricsPort { get; private set; } = FreePorts.Next();
     public GrpcChannel Channel { get; private set; } = null!;
     public JacobianService.JacobianServiceClient Client { get; private set; } = null!;
     public int ProcessId => _process.Id;
@@ -71,7 +71,7 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         {
             // Two free ports found one after the other can be the same port (the first is closed before the second is
             // looked for), and the server refuses metrics on the gRPC port.
-            while (MetricsPort == Port) MetricsPort = FreePort();
+            while (MetricsPort == Port) MetricsPort = FreePorts.Next();
             Start();
             try
             {
@@ -88,8 +88,8 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
                 _process.Dispose();
                 _process = new Process();
                 lock (_log) _log.Clear();
-                _port = FreePort();
-                MetricsPort = FreePort();
+                _port = FreePorts.Next();
+                MetricsPort = FreePorts.Next();
             }
         }
     }
@@ -209,8 +209,6 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
         var dll = Path.Combine(Fixtures.Root, "src", "Server", tail, "JacService.Server.dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException("server build output not found", dll);
     }
-
-    public static int FreePort() => JacService.Testing.FreePorts.Next();
 
     async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
 

@@ -1,3 +1,4 @@
+using JacService.Testing;
 
 namespace JacService.Integration.Tests;
 
@@ -7,7 +8,7 @@ public class StartupSettingsTests
     [Fact]
     public async Task MetricsOnTheGrpcPortIsRefused()
     {
-        int port = FreePort();
+        int port = FreePorts.Next();
         var message = await StartFails("--urls", $"http://127.0.0.1:{port}", $"--Telemetry:MetricsUrl=http://127.0.0.1:{port}");
         Assert.Contains($"Telemetry:MetricsUrl 'http://127.0.0.1:{port}' uses the port of the gRPC address", message);
     }
@@ -54,5 +55,4 @@ public class StartupSettingsTests
         return server.Log;
     }
 
-    private static int FreePort() => JacService.Testing.FreePorts.Next();
 }

@@ -40,7 +40,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         {
             Traces = await OtlpReceiver.StartAsync();
             var server = Certificates.Get("server");
-            int tlsPort = ServerProcess.FreePort();
+            int tlsPort = FreePorts.Next();
             Tls = new ServerProcess
             {
                 Port = tlsPort,
@@ -49,7 +49,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
                     $"--Kestrel:Endpoints:Grpc:Certificate:Path={server.Certificate}", $"--Kestrel:Endpoints:Grpc:Certificate:KeyPath={server.Key}"],
                 CreateChannel = target => Channel(target, Certificates.CaFile("ca")),
             };
-            int mutualPort = ServerProcess.FreePort();
+            int mutualPort = FreePorts.Next();
             Mutual = new ServerProcess
             {
                 Port = mutualPort,
@@ -266,7 +266,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         // Auth:Certificate names the caller by its certificate and gives it the metadata scope only: metadata RPCs pass,
         // inference RPCs are refused by the group rule, naming the certificate's principal. A refusal for lack of
         // credentials would be UNAUTHENTICATED instead, so the PERMISSION_DENIED shows the certificate was the principal.
-        int port = ServerProcess.FreePort();
+        int port = FreePorts.Next();
         var server = _certificates.Get("server");
         await using var process = new ServerProcess
         {
@@ -299,7 +299,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         File.CreateSymbolicLink(Path.Combine(volume, "..data"), "..2026_01_01");
         foreach (var file in new[] { "tls.crt", "tls.key" }) File.CreateSymbolicLink(Path.Combine(volume, file), Path.Combine("..data", file));
 
-        int port = ServerProcess.FreePort();
+        int port = FreePorts.Next();
         await using var server = new ServerProcess
         {
             Port = port,
@@ -383,12 +383,12 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
     public async Task InconsistentTlsSettingsStopTheServerAtStart(string message, string[] settings)
     {
         var server = _certificates.Get("server");
-        int metricsPort = ServerProcess.FreePort();
+        int metricsPort = FreePorts.Next();
         string Fill(string text) => text.Replace("METRICS", metricsPort.ToString()).Replace("=CA", "=" + _certificates.CaFile("ca"))
             .Replace("=CLIENT", "=" + _certificates.Get("client").Certificate);
         await using var process = new ServerProcess
         {
-            ExtraArgs = [$"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}", $"--Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:{ServerProcess.FreePort()}",
+            ExtraArgs = [$"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}", $"--Kestrel:Endpoints:Grpc:Url=https://127.0.0.1:{FreePorts.Next()}",
                 $"--Kestrel:Endpoints:Grpc:Certificate:Path={server.Certificate}", $"--Kestrel:Endpoints:Grpc:Certificate:KeyPath={server.Key}",
                 .. settings.Select(Fill)],
         };

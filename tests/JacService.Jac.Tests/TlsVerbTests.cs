@@ -1,6 +1,7 @@
 using JacService.Client;
 using JacService.Integration.Tests;
 using JacService.Jac.Load;
+using JacService.Testing;
 
 namespace JacService.Jac.Tests;
 
@@ -15,7 +16,7 @@ public sealed class TlsVerbTests(TlsVerbTests.MutualTlsServer fixture) : IClassF
         public async Task InitializeAsync()
         {
             var (server, client) = (Certificates.Get("server"), Certificates.Get("client"));
-            int port = ServerProcess.FreePort();
+            int port = FreePorts.Next();
             Server = new ServerProcess
             {
                 Port = port,

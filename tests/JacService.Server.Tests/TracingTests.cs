@@ -38,7 +38,7 @@ public sealed class TracingTests : IAsyncLifetime
 
     private async Task StartServer(params string[] settings)
     {
-        int port = FreePort();
+        int port = FreePorts.Next();
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             Args =
@@ -268,7 +268,6 @@ public sealed class TracingTests : IAsyncLifetime
         }
     }
 
-    private static int FreePort() => JacService.Testing.FreePorts.Next();
 }
 
 /// <summary>The "JacService" ActivitySource is process-wide: other tests' batchers must not run while spans are counted.</summary>
