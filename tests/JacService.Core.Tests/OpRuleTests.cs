@@ -49,6 +49,36 @@ public class OpRuleTests
     public void VjpMatchesTheForwardRule(string row) =>
         CompareReverse(row, JvpJacobians, 1e-12, "the forward (JVP) rule");
 
+    /// <summary>
+    /// On a GPU a rule that reads a number off the device stalls the stream, and a pass that does cannot be recorded
+    /// as a CUDA graph: every row's forward, JVP and VJP passes read their pads, starts, axes, shapes and bounds from
+    /// the plan's host copies (<see cref="HostValues"/>).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(OpRows.RowNames), MemberType = typeof(OpRows))]
+    public void PassesReadNothingOffTheDevice(string row)
+    {
+        var (model, g) = Load(ByName[row]);
+        using var _ = model;
+        using var scope = NewDisposeScope();
+        var inputs = Inputs(g);
+        var types = g.OutputTypes;
+        void Passes()
+        {
+            foreach (var wrt in Enumerable.Range(0, g.Inputs.Count).Where(i => g.Inputs[i].Differentiated))
+            {
+                JvpJacobians(model, inputs, wrt, types);
+                for (int o = 0; o < types.Count; o++)
+                    if (types[o] == OnnxType.Float) VjpJacobian(model, inputs, wrt, o);
+            }
+        }
+        // The first passes build the plans: planning runs the graph on zeros and reads what it needs.
+        Passes();
+        long before = HostValues.DeviceReads;
+        Passes();
+        Assert.True(HostValues.DeviceReads == before, $"{row}: {HostValues.DeviceReads - before} values read off the device");
+    }
+
     [Theory]
     [MemberData(nameof(RowsWithValues))]
     public void ForwardMatchesExpectedValues(string row)

@@ -179,8 +179,8 @@ public static class OpTable
     }
 
     private static (double? Min, double? Max) ClipBounds(OpContext c) =>
-        (c.Optional(1) is { } lo ? lo.Value.to_type(ScalarType.Float64).item<double>() : null,
-         c.Optional(2) is { } hi ? hi.Value.to_type(ScalarType.Float64).item<double>() : null);
+        (c.Optional(1) is { } lo ? HostValues.Reals(lo.Value)[0] : null,
+         c.Optional(2) is { } hi ? HostValues.Reals(hi.Value)[0] : null);
 
     private static Tensor Clip(OpContext c, Tensor x)
     {

@@ -136,7 +136,7 @@ internal static class ShapeOps
         var flat = indices.flatten().to_type(ScalarType.Int64);
         if (flat.numel() > 0)
         {
-            long min = flat.min().item<long>(), max = flat.max().item<long>();
+            var (min, max) = HostValues.Range(indices);
             Shapes.Require(min >= -size && max < size,
                 () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
             flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
@@ -268,7 +268,7 @@ internal static class ShapeOps
         var pads = Shapes.Ints(c.In(1).Value);
         Shapes.Require(pads.Length == 2 * rank, () => $"Pad needs {2 * rank} pads for rank {rank}, got {pads.Length}");
         var mode = c.Attr.String("mode", "constant");
-        double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? v.Value.to_type(ScalarType.Float64).item<double>() : 0;
+        double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? HostValues.Reals(v.Value)[0] : 0;
 
         // F.pad takes (begin, end) pairs from the last axis backwards; leading axes without padding are left out.
         int first = Enumerable.Range(0, (int)rank).FirstOrDefault(i => pads[i] != 0 || pads[i + rank] != 0, (int)rank);

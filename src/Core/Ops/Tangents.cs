@@ -118,9 +118,5 @@ internal static class Shapes
         return o;
     }
 
-    public static long[] Ints(Tensor t)
-    {
-        var longs = t.to_type(ScalarType.Int64);
-        return (longs.device_type == TorchSharp.DeviceType.CPU ? longs : longs.cpu()).data<long>().ToArray();
-    }
+    public static long[] Ints(Tensor t) => HostValues.Ints(t);
 }

@@ -60,6 +60,8 @@ internal static class Planner
         var constants = new Tensor?[n];
         foreach (var (id, t) in graph.Initializers) constants[id] = t;
         foreach (var (id, t) in owned) constants[id] = t;
+        // Rules read small constants (pads, starts, axes, shapes, bounds) as numbers: from a host copy, not the device.
+        foreach (var t in constants) if (t is not null) HostValues.Keep(t);
 
         return new ExecutionPlan
         {
