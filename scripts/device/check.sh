@@ -18,6 +18,9 @@
 #      it, to see whether AUTO's eager timing still picks the faster graph) and single-sample Jacobian latency (jac load;
 #      the server's own p50/p99 from its request-duration histogram), GetModel after it all;
 #   6. summary.md from the result files.
+# A shorter rerun (what a second call within the device budget can afford): JAC_CHECK_PEER=0 skips JAX,
+# JAC_CHECK_GRAPHS=on runs the server with graphs only, JAC_CHECK_WIDE=1 adds at batch 256 a load of 16 callers
+# over 4 connections (is one HTTP/2 connection, or 4 callers, the limit?).
 # JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
 # package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
 set -uo pipefail
@@ -30,8 +33,11 @@ res=$(mktemp -d)
 pack=$(cd "${2:-artifacts/device-pack}" && pwd)
 device=${JAC_CHECK_DEVICE:-cuda}
 perf_models=${JAC_CHECK_MODELS:-mlp_tanh,pinn,wide_classifier,small_cnn}
-mode_models=${JAC_CHECK_MODE_MODELS:-mlp_tanh,wide_classifier}
+mode_models=${JAC_CHECK_MODE_MODELS-mlp_tanh,wide_classifier}
 seconds=${JAC_CHECK_SECONDS:-3}
+peer=${JAC_CHECK_PEER:-1}
+graph_settings=${JAC_CHECK_GRAPHS:-on off}
+wide=${JAC_CHECK_WIDE:-0}
 # Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
 budget=${JAC_CHECK_BUDGET_S:-510}
 started=$SECONDS
@@ -77,7 +83,9 @@ else
 fi
 
 # ---- 2. the JAX peer, while the native libraries compile (it needs the GPU, they need the CPUs) -------------------
-if python3 -c 'import jax' 2>/dev/null; then
+if [[ "$peer" != 1 ]]; then
+  step skip "JAX peer: JAC_CHECK_PEER=$peer"
+elif python3 -c 'import jax' 2>/dev/null; then
   # No preallocation: the server shares the GPU later, and JAX is done before the server's own timing starts.
   # Unbuffered, so a peer stopped at its time limit has written what it timed.
   PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 bench/peer_jax.py --models "$perf_models" --batch 1,16,256 \
@@ -151,7 +159,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 jac=("$app/jac")
 # Graphs on first: the bars are measured with graphs, and if the time runs short it is the eager runs that are skipped.
-for graphs in on off; do
+for graphs in $graph_settings; do
   [[ "$device" == cpu && "$graphs" == on ]] && { step skip "graphs on: no CUDA here"; continue; }
   LD_LIBRARY_PATH="$torch_lib" "$app/JacService.Server" --urls "http://127.0.0.1:$port" --Models:Root="$PWD/tests/fixtures/models" \
     --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" --Engine:Device="$device" --Engine:CudaGraphs="$graphs" \
@@ -185,6 +193,11 @@ for graphs in on off; do
         --no-progress -o json --out "$res/load-graphs-$graphs-$model-b$batch.json" > /dev/null 2>&1
       step ok "BatchJacobian $model b=$batch graphs $graphs: $(python3 scripts/device/summarize.py --brief "$res/load-graphs-$graphs-$model-b$batch.json")"
     done
+    if [[ "$wide" == 1 ]] && ! late; then
+      "${jac[@]}" load --target "127.0.0.1:$port" -M batch-jacobian -m "$model" -b 256 -c 16 --connections 4 -z "${seconds}s" --warmup 1s \
+        --no-progress -o json --out "$res/wide-graphs-$graphs-$model-b256.json" > /dev/null 2>&1
+      step ok "BatchJacobian $model b=256 graphs $graphs, 16 callers on 4 connections: $(python3 scripts/device/summarize.py --brief "$res/wide-graphs-$graphs-$model-b256.json")"
+    fi
     # AUTO times eager passes; with graphs the launch overhead it measured is gone, so each mode's own rate beside it
     # says whether its choice still holds (mode_models only, for the budget).
     for batch in 1 256; do
