@@ -84,8 +84,8 @@ internal sealed class CapturedPasses(IGraphRecorder? recorder, int maxGraphs) : 
         {
             Interlocked.Decrement(ref _graphs);
             foreach (var t in statics) t.Dispose();
-            slot.Failure = e.Message;
-            CaptureFailed?.Invoke(key, e.Message);
+            slot.Failure = NativeErrors.Trim(e.Message);
+            CaptureFailed?.Invoke(key, slot.Failure);
             return false;
         }
     }

@@ -94,7 +94,7 @@ public static class ModelWarmup
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return new(e.Message, null, notWarmed);
+            return new(NativeErrors.Trim(e.Message), null, notWarmed);
         }
         finally
         {

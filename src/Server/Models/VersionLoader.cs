@@ -66,7 +66,7 @@ public sealed partial class VersionLoader(
         {
             // Anything else is our bug, but one model's bug must not take the others down.
             LogFailedUnexpectedly(e, name, version);
-            return ModelEntry.Failed(name, version, $"internal error while loading: {e.Message}");
+            return ModelEntry.Failed(name, version, $"internal error while loading: {NativeErrors.Trim(e.Message)}");
         }
     }
 
