@@ -17,8 +17,9 @@ var options = BenchOptions.Parse(args);
 if (!args.Contains("--fresh-mappings")) JacService.Core.Models.NativeHeap.KeepLargeBlocks();
 // What the server does at start (Engine:MklIgnoreCpuVendor); --mkl-by-vendor leaves MKL's own choice, for comparison.
 string mklNote = args.Contains("--mkl-by-vendor") ? "left to MKL (--mkl-by-vendor)" : JacService.Core.Models.MklDispatch.IgnoreCpuVendor().ToString();
-var root = BenchOptions.FindRoot();
 string? Flag(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+// --root: the checkout, where the benchmark runs from a published folder outside it (the GPU device check).
+var root = Flag("--root") ?? BenchOptions.FindRoot();
 // --batching and --telemetry start fresh servers; tiered JIT keeps a core busy for several seconds after a start, so
 // a short warm-up measures compilation, not steady-state serving (docs/benchmarks.md, "The first 10 s after a start").
 double warmup = double.Parse(Flag("--warmup") ?? "15", CultureInfo.InvariantCulture);
@@ -33,6 +34,14 @@ if (args.Contains("--engine"))
 {
     // Usage: ... -- --engine [--models a,b] [--batch 1,256] [--seconds 3]
     JacService.Bench.EngineBench.Run(root, options.Models, options.Batches, options.Seconds);
+    return 0;
+}
+if (args.Contains("--gpu-phases"))
+{
+    // Usage: ... -- --gpu-phases [--device cuda:0] [--models a,b] [--batch 1,256] [--seconds 1]: where a Jacobian batch's
+    // time goes on the device (the GPU device check runs it; on the CPU the same table without replays).
+    JacService.Bench.GpuPhasesProbe.Run(root, Flag("--device") ?? "cuda:0", options.Models ?? ["mlp_tanh", "wide_classifier", "small_cnn"],
+        options.Batches, options.Seconds);
     return 0;
 }
 if (args.Contains("--pool-probe"))

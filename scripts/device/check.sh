@@ -16,11 +16,14 @@
 #      reverse) and Jacobian against the references (scripts/device/compare.py, 3 runs each with graphs: eager, recorded,
 #      replayed), BatchJacobian throughput at batch 1, 16 and 256 (AUTO; and at 1 and 256 FORWARD and REVERSE beside
 #      it, to see whether AUTO's eager timing still picks the faster graph) and single-sample Jacobian latency (jac load;
-#      the server's own p50/p99 from its request-duration histogram), GetModel after it all;
+#      the server's own p50/p99 from its request-duration histogram), GetModel after it all; after the graphs-on pass,
+#      a Jacobian batch's parts timed apart in-process (bench --gpu-phases: inputs up, the pass eager and replayed,
+#      results down, and the alternatives to each);
 #   6. summary.md from the result files.
 # A shorter rerun (what a second call within the device budget can afford): JAC_CHECK_PEER=0 skips JAX,
 # JAC_CHECK_GRAPHS=on runs the server with graphs only, JAC_CHECK_WIDE=1 adds at batch 256 a load of 16 callers
-# over 4 connections (is one HTTP/2 connection, or 4 callers, the limit?).
+# over 4 connections (is one HTTP/2 connection, or 4 callers, the limit?), JAC_CHECK_PHASES=0 skips the in-process timing
+# of a batch's parts after the graphs-on pass.
 # JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
 # package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
 set -uo pipefail
@@ -38,6 +41,7 @@ seconds=${JAC_CHECK_SECONDS:-3}
 peer=${JAC_CHECK_PEER:-1}
 graph_settings=${JAC_CHECK_GRAPHS:-on off}
 wide=${JAC_CHECK_WIDE:-0}
+phases=${JAC_CHECK_PHASES:-1}
 # Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
 budget=${JAC_CHECK_BUDGET_S:-510}
 started=$SECONDS
@@ -224,6 +228,14 @@ for graphs in $graph_settings; do
   [[ "$device" == cuda ]] && nvidia-smi --query-compute-apps=pid,used_memory --format=csv > "$res/gpu-memory-graphs-$graphs.csv" 2>&1
   kill "$server"; wait "$server" 2>/dev/null; server=
   publish
+  # With the GPU to itself again: a Jacobian batch's parts timed apart in-process (bench --gpu-phases).
+  if [[ "$phases" == 1 && ( "$graphs" == on || "$device" == cpu ) ]] && ! late; then
+    LD_LIBRARY_PATH="$torch_lib" timeout 120 "$app/JacService.Bench" --gpu-phases --root "$PWD" --device "$([[ "$device" == cuda ]] && echo cuda:0 || echo cpu)" \
+      --batch 1,256 --seconds 1 \
+      > "$res/phases.md" 2> "$res/phases.log"
+    step $([[ $? == 0 ]] && echo ok || echo FAIL) "batch phases in-process: phases.md ($(grep -c '^| [a-z_]* | [0-9]' "$res/phases.md") rows)"
+    publish
+  fi
 done
 
 # ---- 6. summary (and the bundle, by the exit trap) ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the GPU device check carries (docs/gpu.md): the server and jac published self-contained into one folder (they
-# share one .NET runtime), without libtorch and libLibTorchSharp: the GPU machine supplies libtorch from its own torch
+# What the GPU device check carries (docs/gpu.md): the server, jac and the benchmark published self-contained into one
+# folder (they share one .NET runtime), without libtorch and libLibTorchSharp: the GPU machine supplies libtorch from its own torch
 # install and builds libLibTorchSharp there against it. Also TorchSharp's native sources, at the version referenced.
 # Usage: scripts/device/pack.sh OUT_DIR [TORCHSHARP_GIT_DIR]
 #   OUT_DIR gets app.tar.xz (and torchsharp-native.tar.xz when TORCHSHARP_GIT_DIR, a git directory of
@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 # turn the checkout's bin/ folders into self-contained builds under whatever runs from them.
 mkdir "$work/tree"
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$work/tree" -xf -
-for project in src/Server src/Jac; do
+for project in src/Server src/Jac bench/JacService.Bench; do
   dotnet publish "$work/tree/$project" -c Release -r linux-x64 --self-contained -o "$work/app" -v q -nologo
 done
 # libtorch's files are exactly what its NuGet package ships: remove those, and the TorchSharp native built against it.

@@ -110,6 +110,10 @@ def main(out):
             lines.append(f"| {m['name']} | {graphs.get('recorded', 0)} | {eager} |")
         lines.append("")
 
+    phases = out / "phases.md"
+    if phases.exists() and phases.read_text().strip():
+        lines += ["## A Jacobian batch's parts, in-process (bench --gpu-phases)", "", phases.read_text().strip(), ""]
+
     steps = out / "steps.txt"
     if steps.exists():
         lines += ["## Steps", "", "```", steps.read_text().strip(), "```"]
