@@ -94,7 +94,7 @@ public static class GpuPhasesProbe
         double passReplay = double.NaN;
         if (graphs)
         {
-            var (_, graph) = new CudaGraphRecorder(0).Record(() => Pass(inputs));
+            var (outputs, graph) = new CudaGraphRecorder(0).Record(() => Pass(inputs));
             using (graph)
             {
                 passReplay = Micros(() =>
@@ -103,6 +103,7 @@ public static class GpuPhasesProbe
                     Sync();
                 });
             }
+            foreach (var t in outputs) t.Dispose();
         }
 
         var results = Pass(inputs);
