@@ -107,6 +107,34 @@ public class CapturedPassesTests
         }
     }
 
+    /// <summary>
+    /// Executors that want the same graph at once take turns rather than run the pass eagerly beside the replay
+    /// (on a GPU an eager run costs several replays): after the key's first run, which is eager, every call replays.
+    /// </summary>
+    [Fact]
+    public async Task ExecutorsWantingTheSameGraphTakeTurns()
+    {
+        var reference = Fixtures.Load("mlp_tanh");
+        using var eager = Load("mlp_tanh");
+        using var graphed = Load("mlp_tanh");
+        var recorder = new RerunRecorder();
+        graphed.RecordPassesWith(recorder);
+        const int threads = 4, callsEach = 25;
+        var x = Inputs(eager, reference, 1f);
+        EngineResult expected;
+        using (torch.NewDisposeScope()) expected = eager.Jacobian(x, 0, [0], DerivativeMode.Reverse);
+        await Task.WhenAll(Enumerable.Range(0, threads).Select(_ => Task.Factory.StartNew(() =>
+        {
+            for (int call = 0; call < callsEach; call++)
+            {
+                using var scope = torch.NewDisposeScope();
+                Same(expected, graphed.Jacobian(x, 0, [0], DerivativeMode.Reverse), $"call {call}");
+            }
+        }, TaskCreationOptions.LongRunning)).ToArray());
+        Assert.Equal(1, recorder.Recordings);
+        Assert.Equal(threads * callsEach - 1, recorder.Replays);
+    }
+
     [Fact]
     public void APassThatCannotBeRecordedRunsEagerlyAndSaysWhyOnce()
     {
