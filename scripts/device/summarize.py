@@ -73,6 +73,18 @@ def main(out):
                          f"{number(fwd)} | {number(rev)} | {ratio(served['on'] or served['off'], best)} |")
     lines.append("")
 
+    wide = sorted(out.glob("wide-graphs-*-b256.json"))
+    if wide:
+        lines += ["## Batch 256 with 16 callers on 4 connections (JAC_CHECK_WIDE=1; Jacobians/s)", "",
+                  "| model | graphs | 4 callers, 1 connection | 16 callers, 4 connections | 16 / 4 | on / JAX best |", "|---|---|---:|---:|---:|---:|"]
+        for path in wide:
+            graphs, model = path.name.split("-")[2], path.name.split("-")[3]
+            many = (load(path) or {}).get("rows_per_s")
+            few = (load(out / f"load-graphs-{graphs}-{model}-b256.json") or {}).get("rows_per_s")
+            best = max([v for v in ((jax.get((model, 256, op)) or {}).get("jacobians_per_s") for op in ("jacfwd", "jacrev")) if v], default=None)
+            lines.append(f"| {model} | {graphs} | {number(few)} | {number(many)} | {ratio(many, few)} | {ratio(many, best)} |")
+        lines.append("")
+
     lines += ["## AUTO beside each mode (Jacobians/s; jac load, 4 callers)", "",
               "| model | batch | graphs | AUTO (chose) | FORWARD | REVERSE | AUTO / best mode |", "|---|---:|---|---:|---:|---:|---:|"]
     for model in sorted({p.name.split("-")[3] for p in out.glob("mode-graphs-*.json")}):
