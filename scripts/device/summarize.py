@@ -76,7 +76,7 @@ def main(out):
     wide = sorted(out.glob("wide-graphs-*-b256.json"))
     if wide:
         lines += ["## Batch 256 with 16 callers on 4 connections (JAC_CHECK_WIDE=1; Jacobians/s)", "",
-                  "| model | graphs | 4 callers, 1 connection | 16 callers, 4 connections | 16 / 4 | on / JAX best |", "|---|---|---:|---:|---:|---:|"]
+                  "| model | graphs | 4 callers, 1 connection | 16 callers, 4 connections | 16 / 4 | 16 callers / JAX best |", "|---|---|---:|---:|---:|---:|"]
         for path in wide:
             graphs, model = path.name.split("-")[2], path.name.split("-")[3]
             many = (load(path) or {}).get("rows_per_s")
