@@ -9,7 +9,7 @@ public static class NativeErrors
 {
     private const string StackMarker = "Exception raised from ";
 
-    /// <summary>The message without libtorch's C++ stack (the log keeps the whole exception).</summary>
+    /// <summary>The message without libtorch's C++ stack (where the server logs the exception itself, the log has it whole).</summary>
     public static string Trim(string message)
     {
         int at = message.IndexOf(StackMarker, StringComparison.Ordinal);
