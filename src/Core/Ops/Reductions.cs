@@ -25,7 +25,7 @@ internal static class Reductions
     private static long[]? ReducedAxes(OpContext c, bool axesFromInput)
     {
         long rank = c.In(0).Rank;
-        long[]? axes = axesFromInput ? (c.Optional(1) is { } a ? Shapes.Ints(a.Value) : null) : c.Attr.Ints("axes");
+        long[]? axes = axesFromInput ? (c.Optional(1) is { } a ? HostValues.Ints(a.Value) : null) : c.Attr.Ints("axes");
         if (axes is null || axes.Length == 0)
         {
             if (c.Attr.Int("noop_with_empty_axes", 0) != 0) return null;

@@ -21,7 +21,7 @@ internal static class ShapeOps
 
     public static Dual[] ConstantOfShape(OpContext c)
     {
-        var shape = Shapes.Ints(c.In(0).Value);
+        var shape = HostValues.Ints(c.In(0).Value);
         Shapes.Require(shape.All(d => d >= 0), () => $"ConstantOfShape got negative dimensions {Shapes.Text(shape)}");
         var value = c.Attr.Tensor("value") is { } proto
             ? TensorProtoReader.ToTensor(proto, c.ComputeType)
@@ -29,7 +29,7 @@ internal static class ShapeOps
         return [new Dual(value.reshape(1).expand(shape).contiguous(), null)];
     }
 
-    public static long ConstantOfShapeAllocates(OpContext c) => Sizes.Elements(Shapes.Ints(c.In(0).Value));
+    public static long ConstantOfShapeAllocates(OpContext c) => Sizes.Elements(HostValues.Ints(c.In(0).Value));
 
     public static Dual[] Dropout(OpContext c)
     {
@@ -52,7 +52,7 @@ internal static class ShapeOps
 
     public static Tensor Reshape(OpContext c, Tensor x)
     {
-        var requested = Shapes.Ints(c.In(1).Value);
+        var requested = HostValues.Ints(c.In(1).Value);
         bool allowZero = c.Attr.Int("allowzero", 0) != 0;
         var input = x.Dims();
         var target = new long[requested.Length];
@@ -98,7 +98,7 @@ internal static class ShapeOps
     public static Tensor Squeeze(OpContext c, Tensor x)
     {
         var s = x.Dims();
-        var axes = c.Optional(1) is { } a ? Shapes.Ints(a.Value).Select(v => Shapes.Axis(v, s.Length)).ToHashSet()
+        var axes = c.Optional(1) is { } a ? HostValues.Ints(a.Value).Select(v => Shapes.Axis(v, s.Length)).ToHashSet()
             : Enumerable.Range(0, s.Length).Where(i => s[i] == 1).Select(i => (long)i).ToHashSet();
         foreach (var axis in axes)
             Shapes.Require(s[axis] == 1, () => $"Squeeze axis {axis} has size {s[axis]}, not 1");
@@ -108,7 +108,7 @@ internal static class ShapeOps
     public static Tensor Unsqueeze(OpContext c, Tensor x)
     {
         var s = x.Dims();
-        var raw = Shapes.Ints(c.In(1).Value);
+        var raw = HostValues.Ints(c.In(1).Value);
         long rank = s.Length + raw.Length;
         var axes = raw.Select(v => Shapes.Axis(v, rank)).ToHashSet();
         Shapes.Require(axes.Count == raw.Length, () => $"Unsqueeze axes {Shapes.Text(raw)} repeat an axis");
@@ -181,7 +181,7 @@ internal static class ShapeOps
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
         int parts = c.OutputCount;
         long[] sizes;
-        if (c.Optional(1) is { } split) sizes = Shapes.Ints(split.Value);
+        if (c.Optional(1) is { } split) sizes = HostValues.Ints(split.Value);
         else if (c.Attr.Ints("split") is { } attr) sizes = attr;
         else
         {
@@ -199,10 +199,10 @@ internal static class ShapeOps
     {
         var x = c.In(0);
         var s = x.Shape;
-        var starts = Shapes.Ints(c.In(1).Value);
-        var ends = Shapes.Ints(c.In(2).Value);
-        var axes = c.Optional(3) is { } a ? Shapes.Ints(a.Value) : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
-        var steps = c.Optional(4) is { } st ? Shapes.Ints(st.Value) : Enumerable.Repeat(1L, starts.Length).ToArray();
+        var starts = HostValues.Ints(c.In(1).Value);
+        var ends = HostValues.Ints(c.In(2).Value);
+        var axes = c.Optional(3) is { } a ? HostValues.Ints(a.Value) : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+        var steps = c.Optional(4) is { } st ? HostValues.Ints(st.Value) : Enumerable.Repeat(1L, starts.Length).ToArray();
         Shapes.Require(ends.Length == starts.Length && axes.Length == starts.Length && steps.Length == starts.Length,
             () => "Slice starts, ends, axes and steps differ in length");
 
@@ -241,12 +241,12 @@ internal static class ShapeOps
     }
 
     /// <summary>Expand makes a view, but what reads it (an output, the next op) makes it whole.</summary>
-    public static long ExpandAllocates(OpContext c) => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, Shapes.Ints(c.In(1).Value)));
+    public static long ExpandAllocates(OpContext c) => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, HostValues.Ints(c.In(1).Value)));
 
     public static long PadAllocates(OpContext c)
     {
         var s = c.In(0).Shape;
-        var pads = Shapes.Ints(c.In(1).Value);
+        var pads = HostValues.Ints(c.In(1).Value);
         // Pad refuses a pads list of the wrong length when it runs.
         if (pads.Length != 2 * s.Length) return 0;
         return Sizes.Elements(s.Select((d, i) => Sizes.Plus(d, Sizes.Plus(Math.Max(0, pads[i]), Math.Max(0, pads[i + s.Length])))));
@@ -255,7 +255,7 @@ internal static class ShapeOps
     public static Dual[] Expand(OpContext c)
     {
         var x = c.In(0);
-        var requested = Shapes.Ints(c.In(1).Value);
+        var requested = HostValues.Ints(c.In(1).Value);
         var shape = Shapes.Broadcast(x.Shape, requested);
         var aligned = x.Value.reshape([.. Enumerable.Repeat(1L, shape.Length - (int)x.Rank), .. x.Shape]);
         return [new Dual(aligned.expand(shape), x.Tangent is null ? null : Tangents.Fit(x.Tangent, shape))];
@@ -265,7 +265,7 @@ internal static class ShapeOps
     {
         var x = c.In(0);
         long rank = x.Rank;
-        var pads = Shapes.Ints(c.In(1).Value);
+        var pads = HostValues.Ints(c.In(1).Value);
         Shapes.Require(pads.Length == 2 * rank, () => $"Pad needs {2 * rank} pads for rank {rank}, got {pads.Length}");
         var mode = c.Attr.String("mode", "constant");
         double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? HostValues.Reals(v.Value)[0] : 0;
@@ -375,7 +375,7 @@ internal static class ShapeOps
         // Constant padding adds values that do not depend on x: the transpose crops them off again (and a negative
         // pad, which cropped, becomes zeros).
         long rank = c.In(0).dim();
-        var pads = Shapes.Ints(c.In(1));
+        var pads = HostValues.Ints(c.In(1));
         // All zero (exporters emit such Pads before pools): the forward passed x through, so the cotangent passes back.
         var crop = Enumerable.Range(0, (int)rank).Reverse().SelectMany(i => new[] { -pads[i], -pads[i + rank] }).ToArray();
         result[0] = pads.All(p => p == 0) ? ct : nn.functional.pad(ct, crop);

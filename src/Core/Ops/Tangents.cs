@@ -117,6 +117,4 @@ internal static class Shapes
         }
         return o;
     }
-
-    public static long[] Ints(Tensor t) => HostValues.Ints(t);
 }
