@@ -30,7 +30,6 @@ public sealed class AnonymousAccessTests(AnonymousAccessTests.OpenServer fixture
         }
 
         public Task DisposeAsync() => Server.DisposeAsync();
-
     }
 
     [Fact]

@@ -54,5 +54,4 @@ public class StartupSettingsTests
         await server.WaitForExitAsync(timeout.Token);
         return server.Log;
     }
-
 }

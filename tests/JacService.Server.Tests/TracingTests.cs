@@ -267,7 +267,6 @@ public sealed class TracingTests : IAsyncLifetime
             await Task.Delay(100);
         }
     }
-
 }
 
 /// <summary>The "JacService" ActivitySource is process-wide: other tests' batchers must not run while spans are counted.</summary>
