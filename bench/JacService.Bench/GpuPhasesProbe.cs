@@ -12,10 +12,9 @@ namespace JacService.Bench;
 /// <summary>
 /// Where a served Jacobian batch's time goes on a GPU, in-process on one thread: the whole batch as an executor runs it
 /// (inputs up, the pass, results down into reused arrays), with graphs and without, and each part apart, waiting for
-/// the GPU after each. Beside the parts the server uses today, the alternatives worth switching to if they are
-/// cheaper there: inputs up from pageable memory, results down through a reused page-locked buffer or straight into
-/// the managed arrays. On the H200 (docs/gpu.md) a one-row batch of mlp_tanh took 217 µs with graphs against JAX's
-/// 78 µs a call, and the RPC around it a third of the server's time; this says which part to work on.
+/// the GPU after each. Beside the parts the server uses today, the alternatives: inputs up through page-locked memory,
+/// results down through a reused page-locked buffer or in one staged transfer (the server's way until the H200 run of
+/// 2026-12-04 showed it the slowest, docs/gpu.md). It says which part of a batch to work on.
 /// </summary>
 public static class GpuPhasesProbe
 {
@@ -28,7 +27,7 @@ public static class GpuPhasesProbe
         Console.WriteLine($"Batch phases on {device}, one thread, µs per call (median of timed windows of {seconds} s in all); " +
             $"graphs: {(graphs ? "recorded" : "not available: " + (GraphLibrary.Availability?.Split(" (")[0] ?? "the device is the CPU"))}");
         Console.WriteLine();
-        Console.WriteLine("| model | batch | mode | result MB | batch, graphs | batch, eager | up, pinned (now) | up, pageable | pass, eager | pass, replay | down, one transfer (now) | down, pinned buffer | down, into the arrays |");
+        Console.WriteLine("| model | batch | mode | result MB | batch, graphs | batch, eager | up, pageable (now) | up, pinned | pass, eager | pass, replay | down, into the arrays (now) | down, pinned buffer | down, one staged transfer |");
         Console.WriteLine("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var name in models)
         {
@@ -63,16 +62,17 @@ public static class GpuPhasesProbe
         double servedEager = Micros(() => eager.Jacobian(host, wrt, of, mode, buffers));
         double servedGraphs = Micros(() => graphed.Jacobian(host, wrt, of, mode, buffers));
 
-        double upPinned = Micros(() =>
+        double upPageable = Micros(() =>
         {
             using var scope = NewDisposeScope();
             DeviceTransfer.ToDevice(host, graphed.Graph);
             Sync();
         });
-        double upPageable = Micros(() =>
+        // Page-locking needs a GPU.
+        double upPinned = !gpu ? double.NaN : Micros(() =>
         {
             using var scope = NewDisposeScope();
-            foreach (var h in host) tensor(h.Data, h.Shape);
+            foreach (var h in host) tensor(h.Data, h.Shape, device: CPU).pin_memory().to(new Device(ComputeDevices.Current), non_blocking: true);
             Sync();
         });
 
@@ -109,7 +109,7 @@ public static class GpuPhasesProbe
         var results = Pass(inputs);
         Sync();
         string[] names = [.. results.Select((_, i) => $"r{i}")];
-        double downNow = Micros(() => DeviceTransfer.ToHost(results, names, buffers, oneTransfer: gpu));
+        double downNow = Micros(() => DeviceTransfer.ToHost(results, names, buffers, direct: gpu));
         Tensor? staging = null;
         // Page-locking needs a GPU.
         double downPinned = !gpu ? double.NaN : Micros(() =>
@@ -129,18 +129,23 @@ public static class GpuPhasesProbe
             }
         });
         staging?.Dispose();
-        double downInto = Micros(() =>
+        // What the server did before: laid end to end on the device, copied to a new host tensor once, cut there.
+        double downStaged = Micros(() =>
         {
             using var scope = NewDisposeScope();
+            using var flat = cat(results.Select(t => t.reshape(-1)).ToArray()).cpu();
+            var source = MemoryMarshal.Cast<byte, float>(flat.bytes);
+            int offset = 0;
             for (int i = 0; i < results.Length; i++)
             {
-                var target = buffers.For(names[i], results[i].numel());
-                frombuffer(target, ScalarType.Float32).copy_(results[i].reshape(-1));
+                int count = (int)results[i].numel();
+                source.Slice(offset, count).CopyTo(buffers.For(names[i], count));
+                offset += count;
             }
         });
         double megabytes = results.Sum(t => t.numel()) * 4 / 1e6;
         string F(double v) => double.IsNaN(v) ? "-" : v.ToString(v < 100 ? "F1" : "F0", CultureInfo.InvariantCulture);
         return $"| {name} | {batch} | {mode.ToString().ToLowerInvariant()} | {megabytes.ToString("F2", CultureInfo.InvariantCulture)} | {F(servedGraphs)} | {F(servedEager)} | " +
-            $"{F(upPinned)} | {F(upPageable)} | {F(passEager)} | {F(passReplay)} | {F(downNow)} | {F(downPinned)} | {F(downInto)} |";
+            $"{F(upPageable)} | {F(upPinned)} | {F(passEager)} | {F(passReplay)} | {F(downNow)} | {F(downPinned)} | {F(downStaged)} |";
     }
 }

@@ -4,13 +4,13 @@ using static TorchSharp.torch;
 namespace JacService.Core.Tests;
 
 /// <summary>
-/// Results leaving the device in one transfer (what a GPU batch does: flattened, laid end to end, copied once and cut)
-/// give exactly what copying each result on its own gives. Run here on CPU tensors, which take the same code.
+/// Results copied by libtorch straight into their managed arrays (what a GPU batch does) give exactly what reading each
+/// host tensor gives. Run here on CPU tensors, which take the same code.
 /// </summary>
 public class DeviceTransferTests
 {
     [Fact]
-    public void OneTransferForAllResultsEqualsOneTransferPerResult()
+    public void DirectCopiesEqualReadingEachHostTensor()
     {
         using var scope = NewDisposeScope();
         Tensor[] results =
@@ -24,15 +24,15 @@ public class DeviceTransferTests
         string[] names = ["a", "b", "c", "d", "e"];
         foreach (var into in new ResultBuffers?[] { null, new ResultBuffers() })
         {
-            var each = DeviceTransfer.ToHost(results, names, into is null ? null : new ResultBuffers(), oneTransfer: false);
-            var once = DeviceTransfer.ToHost(results, names, into, oneTransfer: true);
-            Assert.Equal(results.Length, once.Length);
+            var each = DeviceTransfer.ToHost(results, names, into is null ? null : new ResultBuffers(), direct: false);
+            var direct = DeviceTransfer.ToHost(results, names, into, direct: true);
+            Assert.Equal(results.Length, direct.Length);
             for (int i = 0; i < results.Length; i++)
             {
-                Assert.Equal(each[i].Shape, once[i].Shape);
-                Assert.Equal(each[i].Data, once[i].Data);
+                Assert.Equal(each[i].Shape, direct[i].Shape);
+                Assert.Equal(each[i].Data, direct[i].Data);
             }
-            Assert.Equal([0f, 4f, 8f, 1f, 5f, 9f], once[1].Data[..6]);
+            Assert.Equal([0f, 4f, 8f, 1f, 5f, 9f], direct[1].Data[..6]);
         }
     }
 
@@ -41,8 +41,8 @@ public class DeviceTransferTests
     {
         using var scope = NewDisposeScope();
         var buffers = new ResultBuffers();
-        var first = DeviceTransfer.ToHost([ones(2, 2), zeros(3)], ["x", "y"], buffers, oneTransfer: true);
-        var second = DeviceTransfer.ToHost([full(2, 2, 7f), full(3, 2f)], ["x", "y"], buffers, oneTransfer: true);
+        var first = DeviceTransfer.ToHost([ones(2, 2), zeros(3)], ["x", "y"], buffers, direct: true);
+        var second = DeviceTransfer.ToHost([full(2, 2, 7f), full(3, 2f)], ["x", "y"], buffers, direct: true);
         Assert.Same(first[0].Data, second[0].Data);
         Assert.Equal([7f, 7f, 7f, 7f], second[0].Data);
         Assert.Equal([2f, 2f, 2f], second[1].Data);

@@ -396,8 +396,8 @@ public sealed class ModelVersion : IDisposable
         of.Select((o, j) => (Outputs[o].Name, bufferPrefix + Outputs[o].Name, value(j))).ToArray();
 
     /// <summary>
-    /// A pass's outputs and its groups of derivatives on the host, each by name; off a GPU in one transfer (see
-    /// <see cref="DeviceTransfer.ToHost(IReadOnlyList{Tensor}, IReadOnlyList{string}, ResultBuffers?, bool)"/>).
+    /// A pass's outputs and its groups of derivatives on the host, each by name; off a GPU straight into their arrays
+    /// (see <see cref="DeviceTransfer.ToHost(IReadOnlyList{Tensor}, IReadOnlyList{string}, ResultBuffers?, bool)"/>).
     /// </summary>
     private (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor>[] Groups) Host(Tensor[] outputs, long batch,
         ResultBuffers? into, params (string Name, string Buffer, Tensor Value)[][] groups)
@@ -406,7 +406,7 @@ public sealed class ModelVersion : IDisposable
         var derivatives = groups.SelectMany(g => g).ToArray();
         Tensor[] all = [.. outputs, .. derivatives.Select(d => d.Value)];
         string[] buffers = [.. Outputs.Select(o => "out:" + o.Name), .. derivatives.Select(d => d.Buffer)];
-        var host = DeviceTransfer.ToHost(all, buffers, into, oneTransfer: Device != ComputeDevices.Cpu);
+        var host = DeviceTransfer.ToHost(all, buffers, into, direct: Device != ComputeDevices.Cpu);
         var named = Outputs.Select((o, i) => (o.Name, host[i])).ToDictionary(p => p.Name, p => p.Item2);
         var grouped = new Dictionary<string, HostTensor>[groups.Length];
         int next = outputs.Length;
