@@ -10,9 +10,9 @@ internal static class DeviceTransfer
 {
     /// <summary>
     /// A request's values on the device, copied up from the managed array through a host tensor. On the H200 this
-    /// beat staging through page-locked memory at every size measured (16 against 22 µs for one row of mlp_tanh, 328
-    /// against 471 µs for 256 rows of small_cnn; docs/gpu.md): page-locking a fresh block per request cost more than
-    /// the asynchronous copy saved, since the pass waits for the inputs anyway.
+    /// beat staging through page-locked memory in 11 of 12 timings (16 against 19-22 µs for one row of mlp_tanh;
+    /// docs/gpu.md): page-locking a fresh block per request cost more than the asynchronous copy saved, since the
+    /// pass waits for the inputs anyway.
     /// </summary>
     public static Tensor ToDevice(HostTensor h, ScalarType type)
     {
