@@ -14,8 +14,9 @@ Prints one line per check and a summary; exits 1 if any check fails. Also:
 
     scripts/device/compare.py --quantiles BEFORE.prom AFTER.prom --method Jacobian --model mlp_tanh
 
-prints the p50 and p99 of jacservice_request_duration_seconds between two scrapes of /metrics (interpolated within
-buckets, so only as fine as the buckets).
+prints the p50 and p99 of jacservice_request_duration_seconds between two scrapes of /metrics, and of the same
+window's one-row Jacobian batches of the model (jacservice_batch_duration_seconds, bucket 1), each interpolated within
+buckets, so only as fine as the buckets.
 """
 
 import argparse
@@ -106,26 +107,27 @@ def run_checks(args):
     return 1 if failed else 0
 
 
-def buckets(text, method, model):
+def buckets(text, metric, wanted):
+    """Cumulative counts by upper bound of one histogram, summed over the series whose labels include `wanted`."""
     found = {}
-    pattern = re.compile(r'^jacservice_request_duration_seconds_bucket\{(.*)\} (\S+)$')
+    pattern = re.compile(r'^' + metric + r'_bucket\{(.*)\} (\S+)$')
     for line in text.splitlines():
         m = pattern.match(line)
         if not m:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if labels.get("method") == method and labels.get("model") == model and labels.get("status") == "OK":
-            found[float(labels["le"])] = float(m.group(2))
+        if all(labels.get(k) == v for k, v in wanted.items()):
+            bound = float(labels["le"])
+            found[bound] = found.get(bound, 0.0) + float(m.group(2))
     return found
 
 
-def quantiles(args):
-    before = buckets(Path(args.quantiles[0]).read_text(), args.method, args.model)
-    after = buckets(Path(args.quantiles[1]).read_text(), args.method, args.model)
+def percentiles(before, after):
+    """p50 and p99 (ms) of what a histogram counted between two scrapes, interpolated within a bucket."""
     bounds = sorted(after)
     counts = [after[b] - before.get(b, 0.0) for b in bounds]
     total = counts[-1] if counts else 0
-    out = {"method": args.method, "model": args.model, "count": total}
+    out = {"count": total}
     for q in (0.5, 0.99):
         target, value, lower, below = q * total, None, 0.0, 0.0
         for bound, cumulative in zip(bounds, counts):
@@ -136,6 +138,21 @@ def quantiles(args):
                 break
             lower, below = bound, cumulative
         out[f"p{int(q * 100)}_ms"] = None if value is None else round(value * 1000, 3)
+    return out
+
+
+def quantiles(args):
+    before, after = (Path(p).read_text() for p in args.quantiles)
+    request = {"method": args.method, "model": args.model, "status": "OK"}
+    out = {"method": args.method, "model": args.model}
+    out.update(percentiles(buckets(before, "jacservice_request_duration_seconds", request),
+                           buckets(after, "jacservice_request_duration_seconds", request)))
+    # The same window's one-row batches (one caller: every batch is one request's row), all modes together: how much of
+    # a request's time its batch took, without reading it off a mean.
+    batch = {"model": args.model, "kind": "jacobian", "bucket": "1"}
+    rows = percentiles(buckets(before, "jacservice_batch_duration_seconds", batch),
+                       buckets(after, "jacservice_batch_duration_seconds", batch))
+    out.update({f"batch_{k}": v for k, v in rows.items()})
     print(json.dumps(out))
     return 0
 
