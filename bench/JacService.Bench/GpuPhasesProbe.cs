@@ -110,6 +110,17 @@ public static class GpuPhasesProbe
         Sync();
         string[] names = [.. results.Select((_, i) => $"r{i}")];
         double downNow = Micros(() => DeviceTransfer.ToHost(results, names, buffers, direct: gpu));
+        // The results laid end to end on the host, cut into their arrays.
+        void Cut(ReadOnlySpan<float> source)
+        {
+            int offset = 0;
+            for (int i = 0; i < results.Length; i++)
+            {
+                int count = (int)results[i].numel();
+                source.Slice(offset, count).CopyTo(buffers.For(names[i], count));
+                offset += count;
+            }
+        }
         Tensor? staging = null;
         // Page-locking needs a GPU.
         double downPinned = !gpu ? double.NaN : Micros(() =>
@@ -119,14 +130,7 @@ public static class GpuPhasesProbe
             staging ??= empty(flat.numel(), ScalarType.Float32, device: CPU).pin_memory().DetachFromDisposeScope();
             staging.copy_(flat, nonBlocking: true);
             Sync();
-            var source = MemoryMarshal.Cast<byte, float>(staging.bytes);
-            int offset = 0;
-            for (int i = 0; i < results.Length; i++)
-            {
-                int count = (int)results[i].numel();
-                source.Slice(offset, count).CopyTo(buffers.For(names[i], count));
-                offset += count;
-            }
+            Cut(MemoryMarshal.Cast<byte, float>(staging.bytes));
         });
         staging?.Dispose();
         // What the server did before: laid end to end on the device, copied to a new host tensor once, cut there.
@@ -134,14 +138,7 @@ public static class GpuPhasesProbe
         {
             using var scope = NewDisposeScope();
             using var flat = cat(results.Select(t => t.reshape(-1)).ToArray()).cpu();
-            var source = MemoryMarshal.Cast<byte, float>(flat.bytes);
-            int offset = 0;
-            for (int i = 0; i < results.Length; i++)
-            {
-                int count = (int)results[i].numel();
-                source.Slice(offset, count).CopyTo(buffers.For(names[i], count));
-                offset += count;
-            }
+            Cut(MemoryMarshal.Cast<byte, float>(flat.bytes));
         });
         double megabytes = results.Sum(t => t.numel()) * 4 / 1e6;
         string F(double v) => double.IsNaN(v) ? "-" : v.ToString(v < 100 ? "F1" : "F0", CultureInfo.InvariantCulture);
