@@ -4,15 +4,22 @@
 # writes), an API key, and JWT bearer over TLS (Kestrel:Endpoints with an ECDSA P-256 certificate openssl makes for the
 # run: the cost bar of issue 15 is TLS+JWT against anonymous plaintext), and on request jwtnocache (JWT bearer validating
 # every call: Auth:TokenCacheSeconds=0), each warmed up for 15 s, then measured in
-# alternating 20 s runs (ROUNDS of each); at the end the medians of each mode.
+# alternating runs of 20 s (ROUNDS of each); at the end the medians of each mode.
 # Usage: bench/auth_cost.sh [ROUNDS] [OUTDIR] [MODES]   (after: dotnet build JacService.sln -c Release; MODES default
 # "anonymous jwt apikey tlsjwt")
+# Environment, for the GPU machine's many cores (scripts/device/check.sh): SERVER_CMD and JAC_CMD (default: the Release
+# builds under dotnet), SERVER_ARGS (added to every server's), SERVER_CPUS and CLIENT_CPUS (taskset lists: the servers
+# and jac pinned apart, bench/pinned.py), TLS_DIR (a ca.crt, server.crt and server.key made beforehand, for a machine
+# without openssl), SECONDS_PER_RUN (20) and WARMUP (15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} out=${2:-bench/results}
 read -r -a modes <<<"${3:-anonymous jwt apikey tlsjwt}"
-server=src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll
-jac=src/Jac/bin/Release/net10.0/linux-x64/jac.dll
+read -r -a server_cmd <<<"${SERVER_CMD:-dotnet src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll}"
+read -r -a jac_cmd <<<"${JAC_CMD:-dotnet src/Jac/bin/Release/net10.0/linux-x64/jac.dll}"
+read -r -a server_args <<<"${SERVER_ARGS:-}"
+seconds=${SECONDS_PER_RUN:-20} warmup=${WARMUP:-15}
+jac() { bench/pinned.py "${CLIENT_CPUS:-}" "${jac_cmd[@]}" "$@"; }
 stamp=$(date -u +%Y-%m-%dT%H%M)  # runs of one day do not overwrite each other
 mkdir -p "$out"
 
@@ -31,23 +38,17 @@ print(base64.b64encode(key).decode(), f"{header}.{body}.{sig}", apikey, hashlib.
 PY
 )
 
-# A throw-away CA and a server certificate for 127.0.0.1 (never committed), as bench/tls_cost.sh makes them.
+# A throw-away CA and a server certificate for 127.0.0.1 (never committed), or those in TLS_DIR.
 work=$(mktemp -d)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
-  -keyout "$work/ca.key" -out "$work/ca.crt" -addext basicConstraints=critical,CA:TRUE 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-  -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$work/server.ext"
-openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
-  -extfile "$work/server.ext" -out "$work/server.crt" 2>/dev/null
+if [[ -n "${TLS_DIR:-}" ]]; then cp "$TLS_DIR"/{ca.crt,server.crt,server.key} "$work/"; else bench/bench_certs.sh "$work"; fi
 
 pids=()
 declare -A spid
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 start() { # NAME PORT ARGS...
   local name=$1 port=$2; shift 2
-  dotnet $server --urls http://127.0.0.1:$port --Models:Root=tests/fixtures/models --Logging:LogLevel:Default=Warning \
-    --Telemetry:MetricsUrl= "$@" >/dev/null 2>&1 &
+  bench/pinned.py "${SERVER_CPUS:-}" "${server_cmd[@]}" --urls http://127.0.0.1:$port --Models:Root=tests/fixtures/models \
+    --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl= "${server_args[@]}" "$@" >/dev/null 2>&1 &
   pids+=($!)
   spid[$name]=$!
 }
@@ -72,24 +73,27 @@ done
 
 for mode in "${modes[@]}"; do
   # shellcheck disable=SC2086
-  for _ in $(seq 1 100); do dotnet $jac models -t 127.0.0.1:${port[$mode]} ${creds[$mode]} >/dev/null 2>&1 && break; sleep 0.5; done
+  for _ in $(seq 1 240); do
+    jac models -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -m mlp_tanh -o json 2>/dev/null | grep -q '"state": "READY"' && break
+    sleep 0.5
+  done
   # shellcheck disable=SC2086
-  dotnet $jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z 15s --no-progress >/dev/null
+  jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z ${warmup}s --no-progress >/dev/null
 done
 echo "load before the runs: $(uptime)"
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     file="$out/auth-$stamp-$mode-$round.txt" json=$(mktemp)
     before=$(ticks "${spid[$mode]}")
-    { echo "# $mode, round $round: jac load -M jacobian -m mlp_tanh -c 64 -z 20s; $(uptime)"
+    { echo "# $mode, round $round: jac load -M jacobian -m mlp_tanh -c 64 -z ${seconds}s; $(uptime)"
       # shellcheck disable=SC2086
-      dotnet $jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z 20s --no-progress --out "$json"; } > "$file"
+      jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z ${seconds}s --no-progress --out "$json"; } > "$file"
     after=$(ticks "${spid[$mode]}")
     # Server CPU (all its threads) over the run per answered call: steadier than throughput on a shared machine.
     /usr/bin/python3 -c "
 import json, os
 r = json.load(open('$json'))
-print(f\"# {r['ok']} ok in 20 s: {r['ok'] / 20:.0f}/s, server CPU {($after - $before) / os.sysconf('SC_CLK_TCK') * 1e6 / r['ok']:.0f} us/request\")" >> "$file"
+print(f\"# {r['ok']} ok in $seconds s: {r['ok'] / $seconds:.0f}/s, server CPU {($after - $before) / os.sysconf('SC_CLK_TCK') * 1e6 / r['ok']:.0f} us/request\")" >> "$file"
     rm -f "$json"
     echo "$mode round $round: $(tail -1 "$file")"
   done

@@ -18,13 +18,7 @@ dotnet build src/Server -c Release -v q -nologo >/dev/null
 dotnet build src/Jac -c Release -v q -nologo >/dev/null
 
 # A throw-away CA and a server certificate for 127.0.0.1 (never committed).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
-  -keyout "$work/ca.key" -out "$work/ca.crt" -addext basicConstraints=critical,CA:TRUE 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-  -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$work/server.ext"
-openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
-  -extfile "$work/server.ext" -out "$work/server.crt" 2>/dev/null
+bench/bench_certs.sh "$work"
 
 dotnet src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll --Models:Root=tests/fixtures/models \
   --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl=http://127.0.0.1:$metrics \

@@ -4,7 +4,8 @@
 #   scripts/device/check.sh OUT_DIR [PACK_DIR]
 #
 # PACK_DIR (default artifacts/device-pack) holds what scripts/device/pack.sh made here: app.tar.xz (the server and
-# jac, self-contained, without libtorch) and torchsharp-native.tar.xz (TorchSharp's native sources). The machine has
+# jac, self-contained, without libtorch), torchsharp-native.tar.xz (TorchSharp's native sources) and tls/ (a
+# throw-away certificate for the TLS bar). The machine has
 # torch with CUDA, nvcc, CMake, ninja and JAX, but no .NET and no network. In order, each step recording its outcome
 # in OUT_DIR/steps.txt and going on when one fails, so one run brings back as much as it can:
 #   1. the machine (GPU, driver, torch, CUDA, JAX) into env.txt;
@@ -19,11 +20,15 @@
 #      the server's own p50/p99 from its request-duration histogram), GetModel after it all; after the graphs-on pass,
 #      a Jacobian batch's parts timed apart in-process (bench --gpu-phases: inputs up, the pass eager and replayed,
 #      results down, and the alternatives to each);
-#   6. summary.md from the result files.
+#   6. with JAC_CHECK_CPU_BARS=1, the CPU bars below;
+#   7. summary.md from the result files.
 # A shorter rerun (what a second call within the device budget can afford): JAC_CHECK_PEER=0 skips JAX,
 # JAC_CHECK_GRAPHS=on runs the server with graphs only, JAC_CHECK_WIDE=0 leaves out the load of 16 callers over 4
 # connections at batch 256 (on the H200 it doubled what 4 callers on one connection got), JAC_CHECK_PHASES=0 skips the
 # in-process timing of a batch's parts after the graphs-on pass.
+# JAC_CHECK_CPU_BARS=1 adds, at the end, issue 13's stream bar (bench/stream_bar.sh) and issue 15's TLS + JWT bar
+# (bench/auth_cost.sh) on the machine's CPUs, the server (--Engine:Device=cpu) on one half of the cores and jac on the
+# other: on the 2-core VM client and server share both cores. JAC_CHECK_GRAPHS=none skips the GPU passes altogether.
 # JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
 # package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
 set -uo pipefail
@@ -40,6 +45,8 @@ mode_models=${JAC_CHECK_MODE_MODELS-mlp_tanh,wide_classifier}
 seconds=${JAC_CHECK_SECONDS:-3}
 peer=${JAC_CHECK_PEER:-1}
 graph_settings=${JAC_CHECK_GRAPHS:-on off}
+[[ "$graph_settings" == none ]] && graph_settings=
+cpu_bars=${JAC_CHECK_CPU_BARS:-0}
 wide=${JAC_CHECK_WIDE:-1}
 phases=${JAC_CHECK_PHASES:-1}
 # Past this many seconds the remaining load runs are skipped, so the results come back within the tool's 10 minutes.
@@ -238,6 +245,22 @@ for graphs in $graph_settings; do
   fi
 done
 
-# ---- 6. summary (and the bundle, by the exit trap) ----------------------------------------------------------------
+# ---- 6. the CPU bars, server and client on cores of their own ----------------------------------------------------
+if [[ "$cpu_bars" == 1 ]]; then
+  n=$(nproc); half=$((n / 2))
+  split=(SERVER_CPUS="0-$((half - 1))" CLIENT_CPUS="$half-$((n - 1))")
+  (( n < 2 )) && split=()
+  bars=(env "${split[@]}" LD_LIBRARY_PATH="$torch_lib" SERVER_CMD="$app/JacService.Server" JAC_CMD="$app/jac" SERVER_ARGS=--Engine:Device=cpu)
+  "${bars[@]}" timeout 200 bench/stream_bar.sh 3 10 > "$res/cpu-stream-bar.txt" 2>&1
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "stream bar on the CPUs (${split[*]}): $(tail -1 "$res/cpu-stream-bar.txt")"
+  publish
+  # The certificates pack.sh made, where it made them: openssl may be missing here.
+  "${bars[@]}" TLS_DIR="$([[ -f "$pack/tls/server.crt" ]] && echo "$pack/tls")" SECONDS_PER_RUN=10 WARMUP=15 timeout 240 bench/auth_cost.sh 3 "$res/auth" "anonymous jwt tlsjwt" \
+    > "$res/cpu-auth.txt" 2>&1
+  step $([[ $? == 0 ]] && echo ok || echo FAIL) "TLS + JWT bar on the CPUs: $(tail -1 "$res/cpu-auth.txt")"
+  publish
+fi
+
+# ---- 7. summary (and the bundle, by the exit trap) ----------------------------------------------------------------
 step done "summary.md, steps.txt and results.tar.gz in $out"
 ! grep -q ' FAIL ' "$res/steps.txt"

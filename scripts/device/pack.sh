@@ -28,6 +28,9 @@ for f in $natives libLibTorchSharp.so; do rm -f "$work/app/$f"; done
 rm -f "$work/app"/*.dll.pdb "$work/app"/onnxruntime.dll "$work/app"/*.pdb
 # xz, not zstd: the GPU machine may lack a zstd binary, and Python unpacks xz with its standard library.
 tar -C "$work" -cf - app | xz -9e -T0 > "$out/app.tar.xz"
+# For the TLS bar (check.sh, JAC_CHECK_CPU_BARS=1) on a machine that may lack openssl: throw-away, valid 30 days.
+rm -rf "$out/tls"
+bench/bench_certs.sh "$out/tls" 30
 
 if [[ -n "$torchsharp_git" ]]; then
   version=$(git --git-dir="$torchsharp_git" show HEAD:build/BranchInfo.props | sed -n 's/.*<\(Major\|Minor\|Patch\)Version>\([0-9]*\)<.*/\2/p' | paste -sd.)

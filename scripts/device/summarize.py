@@ -128,6 +128,13 @@ def main(out):
     if phases.exists() and phases.read_text().strip():
         lines += ["## A Jacobian batch's parts, in-process (bench --gpu-phases)", "", phases.read_text().strip(), ""]
 
+    # Issues 13 and 15's CPU bars with the server and jac on cores of their own (JAC_CHECK_CPU_BARS=1).
+    for name, title in (("cpu-stream-bar.txt", "64 single-sample streams against pre-batched calls, CPU engine (issue 13)"),
+                        ("cpu-auth.txt", "TLS and JWT against plaintext anonymous, CPU engine (issue 15)")):
+        bar = out / name
+        if bar.exists() and bar.read_text().strip():
+            lines += [f"## {title}", "", "```", bar.read_text().strip(), "```", ""]
+
     steps = out / "steps.txt"
     if steps.exists():
         lines += ["## Steps", "", "```", steps.read_text().strip(), "```"]
