@@ -65,7 +65,11 @@ from typing import Callable, Dict, List, Optional
 # The fixtures folder is committed: keep it free of __pycache__.
 sys.dont_write_bytecode = True
 
-import functorch
+try:
+    import functorch
+except ImportError:
+    # Recent PyTorch wheels (the GPU machine's) may leave out the old top-level package; torch.func has the same five.
+    import torch.func as functorch
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))

@@ -11,7 +11,7 @@ namespace JacService.Bench;
 
 /// <summary>
 /// BatchJacobian over gRPC in FORWARD, REVERSE and AUTO, and Vjp with one cotangent per sample, beside PyTorch's best:
-/// the faster of vmap(jacfwd) and vmap(jacrev), each at 1 and 2 threads, and vmap(vjp) at 1 and 2 threads, all in the
+/// the faster of vmap(jacfwd) and vmap(jacrev), each at 1 and 2 threads (--peer-threads), and vmap(vjp) likewise, all in the
 /// same run. The server's side is also shown at its best: the most items per second over a few numbers of concurrent
 /// callers, as the peer's over its thread counts. Also how close each mode gets to the machine's GEMM ceiling.
 /// </summary>
@@ -23,11 +23,11 @@ public static class ModesBench
     private sealed record Served(double Rate, int Callers);
 
     public static async Task RunAsync(string root, string[] models, int[] batches, double seconds, double warmup,
-        int[] callers, JacobianService.JacobianServiceClient client, bool noPeer)
+        int[] callers, JacobianService.JacobianServiceClient client, bool noPeer, string peerThreads)
     {
         var modelsDir = Path.Combine(root, "tests", "fixtures", "models");
         await WarmUp(client, warmup);
-        var peer = noPeer ? [] : RunPeer(root, models, batches, seconds);
+        var peer = noPeer ? [] : RunPeer(root, models, batches, seconds, peerThreads);
         double ceiling = GemmCeiling();
         var rows = new List<string>();
         var flopRows = new List<string>();
@@ -78,7 +78,7 @@ public static class ModesBench
         }
         Console.WriteLine($"BatchJacobian over gRPC, Jacobians/s, median of timed windows, the best of {string.Join(", ", callers)} concurrent " +
             $"callers (shown as 4c); {Environment.ProcessorCount} vCPUs.");
-        Console.WriteLine("Peer: PyTorch functorch, best of vmap(jacfwd) and vmap(jacrev) at 1 and 2 threads (jacobians), best of vmap(vjp) at 1 and 2 threads (vjp).");
+        Console.WriteLine($"Peer: PyTorch functorch, best of vmap(jacfwd) and vmap(jacrev) at {peerThreads} threads (jacobians), best of vmap(vjp) at {peerThreads} threads (vjp).");
         Console.WriteLine();
         Console.WriteLine("| model | batch | FORWARD | REVERSE | AUTO (chose) | peer best | AUTO / peer | Vjp samples/s | peer vmap(vjp) | Vjp / peer |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -172,11 +172,11 @@ public static class ModesBench
         return 2 * (2.0 * 1024 * 1024 * 1024 / best / 1e9);
     }
 
-    private static Dictionary<(string, int), PeerBest> RunPeer(string root, string[] models, int[] batches, double seconds)
+    private static Dictionary<(string, int), PeerBest> RunPeer(string root, string[] models, int[] batches, double seconds, string threadCounts)
     {
         var best = new Dictionary<(string, int), PeerBest>();
         string[] arguments = ["--models", string.Join(",", models), "--batch", string.Join(",", batches),
-            "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--threads", "1,2", "--ops", "jacfwd,jacrev,vjp"];
+            "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--threads", threadCounts, "--ops", "jacfwd,jacrev,vjp"];
         foreach (var e in global::Peer.Lines(root, "peer_functorch.py", arguments, reuseLargeBlocks: true))
         {
             var key = (e.GetProperty("model").GetString()!, e.GetProperty("batch").GetInt32());

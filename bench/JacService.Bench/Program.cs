@@ -159,10 +159,12 @@ if (args.Contains("--oip"))
 }
 if (args.Contains("--derivatives"))
 {
-    // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--callers 2,4,8] [--no-peer]: FORWARD/REVERSE/AUTO
-    // and Vjp, each the best over the numbers of concurrent callers, beside PyTorch's best.
+    // Usage: ... -- --derivatives [--models a,b] [--batch 1,256] [--seconds 3] [--callers 2,4,8] [--peer-threads 1,2] [--no-peer]:
+    // FORWARD/REVERSE/AUTO and Vjp, each the best over the numbers of concurrent callers, beside PyTorch's best over its
+    // thread counts.
     var callers = (Flag("--callers") ?? "2,4,8").Split(',').Select(int.Parse).ToArray();
-    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, callers, client, options.NoPeer);
+    await JacService.Bench.ModesBench.RunAsync(root, models!, options.Batches, options.Seconds, warmup, callers, client, options.NoPeer,
+        Flag("--peer-threads") ?? "1,2");
     return 0;
 }
 
@@ -354,7 +356,7 @@ static class Peer
     /// </summary>
     public static IEnumerable<JsonElement> Lines(string root, string script, IEnumerable<string> arguments, bool reuseLargeBlocks)
     {
-        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true };
+        var start = new ProcessStartInfo(ServerCores.Python) { RedirectStandardOutput = true };
         start.ArgumentList.Add(Path.Combine(root, "bench", script));
         foreach (var a in arguments) start.ArgumentList.Add(a);
         start.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
@@ -364,7 +366,7 @@ static class Peer
             start.Environment["MALLOC_TRIM_THRESHOLD_"] = int.MaxValue.ToString(CultureInfo.InvariantCulture);
             start.Environment["MALLOC_ARENA_MAX"] = "1";
         }
-        using var process = Process.Start(start)!;
+        using var process = Process.Start(ServerCores.Pinned(start, root))!;
         string? line;
         while ((line = process.StandardOutput.ReadLine()) is not null)
         {
@@ -429,19 +431,18 @@ sealed class ServerUnderTest : IDisposable
     {
         var tail = Path.GetRelativePath(Path.Combine(root, "bench", "JacService.Bench"), AppContext.BaseDirectory);
         var dll = Path.Combine(root, "src", "Server", tail, "JacService.Server.dll");
+        // Published self-contained beside the server (scripts/device/pack.sh), where there is no dotnet to run a dll.
+        var published = Path.Combine(AppContext.BaseDirectory, "JacService.Server");
         int port = FreePort(), metricsPort = FreePort();
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList =
-            {
-                dll, "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning",
-                $"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}",
-            },
-            UseShellExecute = false,
-        };
-        foreach (var a in extraArgs) start.ArgumentList.Add(a);
+        var start = File.Exists(dll) || !File.Exists(published)
+            ? new ProcessStartInfo("dotnet") { ArgumentList = { dll } }
+            : new ProcessStartInfo(published);
+        start.UseShellExecute = false;
+        foreach (var a in (string[])["--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning",
+                     $"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}", .. extraArgs])
+            start.ArgumentList.Add(a);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
-        return new ServerUnderTest(Process.Start(start)!, port) { MetricsPort = metricsPort };
+        return new ServerUnderTest(Process.Start(ServerCores.Pinned(start, root))!, port) { MetricsPort = metricsPort };
     }
 
     public static int FreePort()

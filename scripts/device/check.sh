@@ -26,9 +26,10 @@
 # JAC_CHECK_GRAPHS=on runs the server with graphs only, JAC_CHECK_WIDE=0 leaves out the load of 16 callers over 4
 # connections at batch 256 (on the H200 it doubled what 4 callers on one connection got), JAC_CHECK_PHASES=0 skips the
 # in-process timing of a batch's parts after the graphs-on pass.
-# JAC_CHECK_CPU_BARS=1 adds, at the end, issue 13's stream bar (bench/stream_bar.sh) and issue 15's TLS + JWT bar
-# (bench/auth_cost.sh) on the machine's CPUs, the server (--Engine:Device=cpu) on one half of the cores and jac on the
-# other: on the 2-core VM client and server share both cores. JAC_CHECK_GRAPHS=none skips the GPU passes altogether.
+# JAC_CHECK_CPU_BARS=1 adds, at the end, issue 13's stream bar (bench/stream_bar.sh), issue 15's TLS + JWT bar
+# (bench/auth_cost.sh) and issue 11's modes bar for wide_classifier (bench --derivatives) on the machine's CPUs, the
+# server (--Engine:Device=cpu) on one half of the cores and the client on the other: on the 2-core VM client and server
+# share both cores. JAC_CHECK_GRAPHS=none skips the GPU passes altogether.
 # JAC_CHECK_DEVICE=cpu rehearses it all on a CPU machine (scripts/device/rehearse-cpu.sh): CPU libtorch from the NuGet
 # package, the build's libLibTorchSharp, no graph library, JAX only if it imports.
 set -uo pipefail
@@ -259,6 +260,16 @@ if [[ "$cpu_bars" == 1 ]]; then
     > "$res/cpu-auth.txt" 2>&1
   step $([[ $? == 0 ]] && echo ok || echo FAIL) "TLS + JWT bar on the CPUs: $(tail -1 "$res/cpu-auth.txt")"
   publish
+  # Issue 11's bar on the fixture that misses it on the 2-core VM: server (an executor per core) and functorch on the
+  # same half of the cores, the benchmark's callers on the other.
+  if (( n >= 4 )); then
+    JAC_BENCH_SERVER_CPUS="0-$((half - 1))" JAC_BENCH_PYTHON=python3 LD_LIBRARY_PATH="$torch_lib" timeout 200 \
+      bench/pinned.py "$half-$((n - 1))" "$app/JacService.Bench" --derivatives --root "$PWD" --batch 256 --seconds 2 \
+      --models wide_classifier --callers 2,4,8,16 --peer-threads "1,2,4,$half" \
+      -- --Batching:MaxBatchSize=256 --Engine:Device=cpu --Batching:ExecutorThreads=$half > "$res/cpu-modes.md" 2> "$res/cpu-modes.log"
+    step $([[ $? == 0 ]] && echo ok || echo FAIL) "modes bar on the CPUs: $(grep '^| wide_classifier | 256 |' "$res/cpu-modes.md" | head -1)"
+    publish
+  fi
 fi
 
 # ---- 7. summary (and the bundle, by the exit trap) ----------------------------------------------------------------

@@ -134,6 +134,10 @@ def main(out):
         bar = out / name
         if bar.exists() and bar.read_text().strip():
             lines += [f"## {title}", "", "```", bar.read_text().strip(), "```", ""]
+    modes = out / "cpu-modes.md"
+    if modes.exists() and modes.read_text().strip():
+        lines += ["## AUTO and Vjp against functorch, CPU engine, server and peer on the same cores (issue 11)", "",
+                  modes.read_text().strip(), ""]
 
     steps = out / "steps.txt"
     if steps.exists():
