@@ -261,7 +261,7 @@ if [[ "$cpu_bars" == 1 ]]; then
   # The certificates pack.sh made, where it made them: openssl may be missing here.
   tls_dir=$([[ -f "$pack/tls/server.crt" ]] && echo "$pack/tls")
   if late; then step skip "TLS + JWT bar on the CPUs: past the budget"; else
-    "${bars[@]}" TLS_DIR="$tls_dir" SECONDS_PER_RUN=10 WARMUP=15 timeout 240 bench/auth_cost.sh 3 "$res/auth" "anonymous jwt tlsjwt" \
+    "${bars[@]}" TLS_DIR="$tls_dir" SECONDS_PER_RUN=10 WARMUP=20 timeout 260 bench/auth_cost.sh 3 "$res/auth" "anonymous jwt tlsjwt" \
       > "$res/cpu-auth.txt" 2>&1
     step $([[ $? == 0 ]] && echo ok || echo FAIL) "TLS + JWT bar on the CPUs: $(tail -1 "$res/cpu-auth.txt")"
     publish
