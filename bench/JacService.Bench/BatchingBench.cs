@@ -1,5 +1,6 @@
 using System.Globalization;
 using Grpc.Core;
+using Grpc.Health.V1;
 using JacService.Jac.Load;
 using JacService.Protos.V1;
 
@@ -41,7 +42,7 @@ internal static class BatchingBench
             // What batching can reach at best: the same rows sent ready-made as batches of the max batch size.
             foreach (var callers in new[] { 1, 2 })
                 points.Add(await Measure(client, server, model, $"pre-batched {PreBatchRows}", callers, Math.Min(1, seconds), seconds, PreBatchRows));
-            points.Add(await RpcCeiling(client, model, levels.Max(), seconds));
+            points.Add(await RpcCeiling(channel, model, levels.Max(), seconds));
         }
         return points;
     }
@@ -100,12 +101,16 @@ internal static class BatchingBench
             : throw new InvalidOperationException($"{report.Errors} calls failed: {string.Join("; ", report.ErrorMessages.Keys)}");
     }
 
-    /// <summary>GetModel calls (no tensor work at all): what the RPC path alone allows on this machine.</summary>
-    private static async Task<Point> RpcCeiling(JacobianService.JacobianServiceClient client, string model, int concurrency, double seconds)
+    /// <summary>
+    /// Health checks (no work at all): what the RPC path alone allows on this machine. Not GetModel, which now builds
+    /// a ~2 KB description per call (derivative choices, history, devices) and costs the server twice a health check.
+    /// </summary>
+    private static async Task<Point> RpcCeiling(Grpc.Net.Client.GrpcChannel channel, string model, int concurrency, double seconds)
     {
-        var request = new GetModelRequest { Model = model };
-        var report = await Run([o => client.GetModelAsync(request, o).ResponseAsync], "get-model", model, concurrency, seconds);
-        var point = new Point("GetModel (no compute)", concurrency, report.Ok / report.ElapsedS, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN);
+        var health = new Health.HealthClient(channel);
+        var request = new HealthCheckRequest();
+        var report = await Run([o => health.CheckAsync(request, o).ResponseAsync], "health", model, concurrency, seconds);
+        var point = new Point("health check (no compute)", concurrency, report.Ok / report.ElapsedS, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN);
         Console.Error.WriteLine(Row(point));
         return point;
     }
