@@ -19,7 +19,7 @@ internal static class TelemetryBench
     {
         "off" => (["--Telemetry:Enabled=false"], false, false),
         "on" => (["--Telemetry:TraceSampleRatio=1"], true, true),
-        "on-no-export" => (["--Telemetry:TraceSampleRatio=1", "--Telemetry:MetricsUrl="], false, false),
+        "on-no-export" => (["--Telemetry:TraceSampleRatio=1", "--Telemetry:Traces=true", "--Telemetry:MetricsUrl="], false, false),
         "traces" => (["--Telemetry:TraceSampleRatio=1", "--Telemetry:Metrics=false"], true, false),
         "metrics" => (["--Telemetry:Traces=false"], true, true),
         _ => throw new ArgumentException($"unknown telemetry mode '{mode}': expected off, on, on-no-export, traces or metrics"),

@@ -45,7 +45,7 @@ public sealed class TracingTests : IAsyncLifetime
             [
                 "--urls", $"http://127.0.0.1:{port}", $"--Models:Root={_root}", "--Telemetry:MetricsUrl=",
                 $"--Batching:MaxBatchSize={BatchRows}", "--Batching:MaxQueueDelayMicroseconds=10000000",
-                "--Batching:AdaptiveDelay=false", .. settings,
+                "--Batching:AdaptiveDelay=false", "--Telemetry:Traces=true", .. settings,
             ],
             ContentRootPath = AppContext.BaseDirectory,
             EnvironmentName = "Production",

@@ -47,7 +47,7 @@ public static class TelemetryExtensions
             .ConfigureResource(r => r.AddService(serviceName, serviceVersion: typeof(TelemetryExtensions).Assembly.GetName().Version?.ToString()));
         // The standard OTEL_TRACES_SAMPLER (and _ARG), when set, is left to the SDK and wins over TraceSampleRatio.
         var standardSampler = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_TRACES_SAMPLER"]);
-        if (options.Traces)
+        if (options.Traces ?? (otlp || console))
             otel.WithTracing(tracing =>
             {
                 if (!standardSampler) tracing.SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.TraceSampleRatio)));

@@ -15,8 +15,12 @@ public sealed record TelemetryOptions : IValidatableObject
     /// <summary>Off: no traces, no metrics, no exporters (for overhead comparisons).</summary>
     public bool Enabled { get; set; } = true;
 
-    /// <summary>Record spans (with Enabled).</summary>
-    public bool Traces { get; set; } = true;
+    /// <summary>
+    /// Record spans (with Enabled): true always, false never. Unset, only where they have somewhere to go: an OTLP
+    /// endpoint, or the console in Development. Spans recorded for no exporter cost a single-sample call 5-20 % of its
+    /// server CPU (docs/benchmarks.md, "Spans only where they go"); true is for exporters added in code.
+    /// </summary>
+    public bool? Traces { get; set; }
 
     /// <summary>Record metrics and serve them (with Enabled).</summary>
     public bool Metrics { get; set; } = true;
