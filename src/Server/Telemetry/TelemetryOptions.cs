@@ -17,7 +17,7 @@ public sealed record TelemetryOptions : IValidatableObject
 
     /// <summary>
     /// Record spans (with Enabled): true always, false never. Unset, only where they have somewhere to go: an OTLP
-    /// endpoint, or the console in Development. Spans recorded for no exporter cost a single-sample call 5-20 % of its
+    /// endpoint, or the console in Development. Spans recorded for no exporter cost a single-sample call 5-30 % of its
     /// server CPU (docs/benchmarks.md, "Spans only where they go"); true is for exporters added in code.
     /// </summary>
     public bool? Traces { get; set; }
