@@ -1,4 +1,5 @@
 using JacService.Core.Models;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Tests;
@@ -15,8 +16,8 @@ public class DeviceTransferTests
         using var scope = NewDisposeScope();
         Tensor[] results =
         [
-            arange(6, ScalarType.Float32).reshape(2, 3),
-            arange(12, ScalarType.Float32).reshape(3, 4).t(),      // a view that is not contiguous
+            arange(Scalars.L(0), Scalars.L(6), Scalars.L(1), ScalarType.Float32).reshape(2, 3),
+            arange(Scalars.L(0), Scalars.L(12), Scalars.L(1), ScalarType.Float32).reshape(3, 4).t(),      // a view that is not contiguous
             linspace(-1, 1, 5, ScalarType.Float64),                 // converted to float32 on the way
             zeros(0, 5),                                            // no values
             randn(2, 1, 3, 3),
@@ -42,7 +43,7 @@ public class DeviceTransferTests
         using var scope = NewDisposeScope();
         var buffers = new ResultBuffers();
         var first = DeviceTransfer.ToHost([ones(2, 2), zeros(3)], ["x", "y"], buffers, direct: true);
-        var second = DeviceTransfer.ToHost([full(2, 2, 7f), full(3, 2f)], ["x", "y"], buffers, direct: true);
+        var second = DeviceTransfer.ToHost([full(2, 2, Scalars.S(7)), full(3, Scalars.S(2))], ["x", "y"], buffers, direct: true);
         Assert.Same(first[0].Data, second[0].Data);
         Assert.Equal([7f, 7f, 7f, 7f], second[0].Data);
         Assert.Equal([2f, 2f, 2f], second[1].Data);

@@ -1,3 +1,4 @@
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Tests;
@@ -123,7 +124,7 @@ public static class OpRows
             g.Output(c);
         }, x => [x[0] * tensor(new[] { 0.5, -2, 3 }), tensor(new[] { 0.5, -2, 3 })]),
         R("Constant", "value_float, plus x", g => g.Node("Add", [g.X(2, 3), g.Node("Constant", [], ("value_float", 1.5))]),
-            x => [x[0] + 1.5]),
+            x => [x[0].Plus(1.5)]),
         R("Shape", "of x", g => g.Output(g.Node("Shape", [g.X(2, 3, 4)]), OnnxType.Int64), _ => [tensor(new long[] { 2, 3, 4 })]),
         R("Shape", "start -1, cast to float, times x", g =>
         {
@@ -131,14 +132,14 @@ public static class OpRows
             g.Opset = 15;
             var x = g.X(2, 3, 4);
             g.Node("Mul", [x, g.Node("Cast", [g.Node("Shape", [x], ("start", -1))], ("to", OnnxType.Float))]);
-        }, x => [x[0] * 4]),
+        }, x => [x[0] * Scalars.S(4)]),
         R("ConstantOfShape", "of Shape(x), times x", g =>
         {
             var x = g.X(2, 3);
             var c = g.Node("ConstantOfShape", [g.Node("Shape", [x])], ("value", OnnxBuilder.Doubles([1], 2.5)));
             g.Output(g.Node("Mul", [x, c]));
             g.Output(c);
-        }, x => [x[0] * 2.5, full(2, 3, 2.5, ScalarType.Float64)]),
+        }, x => [x[0] * Scalars.S(2.5), full(2, 3, Scalars.S(2.5), ScalarType.Float64)]),
 
         // ---- Shape ops ----
         R("Reshape", "with 0 and -1", g => g.Node("Reshape", [g.X(2, 3, 4), g.Ints(0, -1)])),

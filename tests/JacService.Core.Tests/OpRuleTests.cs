@@ -196,7 +196,7 @@ public class OpRuleTests
         {
             // Cached Scalars, not implicit ones: ScalarLifetimeTests collects garbage in parallel, and TorchSharp does not
             // keep a temporary Scalar alive while libtorch reads it.
-            var plus = model.Forward(With(inputs, wrt, x + basis[j] * Scalars.S(h)));
+            var plus = model.Forward(With(inputs, wrt, x.Plus(basis[j] * Scalars.S(h))));
             var minus = model.Forward(With(inputs, wrt, x - basis[j] * Scalars.S(h)));
             for (int o = 0; o < types.Count; o++)
                 if (types[o] == OnnxType.Float) columns[o].Add((plus[o] - minus[o]).flatten() / Scalars.S(2 * h));

@@ -1,5 +1,6 @@
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
+using JacService.Core.Ops;
 using JacService.Testing;
 using static TorchSharp.torch;
 
@@ -61,7 +62,7 @@ public class SecondOrderModeTests
                 var step = zeros(n, ScalarType.Float64);
                 step[j] = h;
                 var shift = step.reshape([1, .. sample]);
-                var plus = model.JacobianTensors(inputs.Select((t, i) => i == wrt ? t + shift : t).ToArray(), wrt, of, DerivativeMode.Forward).Jacobians;
+                var plus = model.JacobianTensors(inputs.Select((t, i) => i == wrt ? t.Plus(shift) : t).ToArray(), wrt, of, DerivativeMode.Forward).Jacobians;
                 var minus = model.JacobianTensors(inputs.Select((t, i) => i == wrt ? t - shift : t).ToArray(), wrt, of, DerivativeMode.Forward).Jacobians;
                 for (int o = 0; o < of.Length; o++)
                 {

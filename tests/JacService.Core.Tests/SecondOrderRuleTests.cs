@@ -41,7 +41,7 @@ public class SecondOrderRuleTests
         var (all, even) = laplacians();
         double scale = Math.Max(1, diagonal.abs().max().item<double>());
         Assert.True((all - diagonal.sum(1)).abs().max().item<double>() <= 1e-12 * scale * diagonal.shape[1], $"{what}: Laplacian over every element");
-        var evens = arange(0, diagonal.shape[1], 2, dtype: ScalarType.Int64);
+        var evens = arange(Scalars.L(0), Scalars.L(diagonal.shape[1]), Scalars.L(2), ScalarType.Int64);
         Assert.True((even - diagonal.index_select(1, evens).sum(1)).abs().max().item<double>() <= 1e-12 * scale * diagonal.shape[1],
             $"{what}: Laplacian over the even elements");
     });
@@ -128,7 +128,7 @@ public class SecondOrderRuleTests
         var columns = new List<Tensor[]>();
         for (long j = 0; j < n; j++)
         {
-            var plus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x + basis[j] * Scalars.S(h) : t).ToArray(), wrt);
+            var plus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x.Plus(basis[j] * Scalars.S(h)) : t).ToArray(), wrt);
             var minus = Jacobians(model, inputs.Select((t, i) => i == wrt ? x - basis[j] * Scalars.S(h) : t).ToArray(), wrt);
             columns.Add(plus.Zip(minus, (p, q) => (p - q) / Scalars.S(2 * h)).ToArray());
         }

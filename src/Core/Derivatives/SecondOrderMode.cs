@@ -319,7 +319,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
             for (int j = 0; j < of.Length; j++)
             {
                 if (result.Tangents[of[j]] is not { } t) continue;
-                laplacians[j].add_(t.narrow(0, k, 1).reshape(batch, -1));
+                laplacians[j].add_(t.narrow(0, k, 1).reshape(batch, -1), S(1));
                 if (includeJacobian) jacobians[j].narrow(2, d0, k).copy_(t.narrow(0, 0, k).reshape(k, batch, -1).permute(1, 2, 0));
             }
         }

@@ -1,3 +1,4 @@
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Onnx;
@@ -55,11 +56,11 @@ public static class GraphRewrites
         {
             var (gamma, beta, mean, variance) = (p[0]!.to_type(ScalarType.Float64), p[1]!.to_type(ScalarType.Float64),
                 p[2]!.to_type(ScalarType.Float64), p[3]!.to_type(ScalarType.Float64));
-            var factor = gamma / (variance + epsilon).sqrt();
+            var factor = gamma / variance.Plus(epsilon).sqrt();
             long[] perChannel = [channels, .. Enumerable.Repeat(1L, (int)w.dim() - 1)];
             weight = (w.to_type(ScalarType.Float64) * factor.reshape(perChannel)).to_type(w.dtype).MoveToOuterDisposeScope();
             var before = b is null ? zeros_like(mean) : b.to_type(ScalarType.Float64).reshape(channels);
-            shift = ((before - mean) * factor + beta).to_type(w.dtype).MoveToOuterDisposeScope();
+            shift = ((before - mean) * factor).Plus(beta).to_type(w.dtype).MoveToOuterDisposeScope();
         }
         int weightId = e.AddInitializer($"{e.Name(conv.Inputs[1])}*{bn.Name}", weight);
         int shiftId = e.AddInitializer($"{(b is null ? conv.Name + ".bias" : e.Name(conv.Inputs[2]))}*{bn.Name}", shift);

@@ -64,8 +64,8 @@ internal static class TiledPool
             first = first is null ? offered : minimum(first, offered);
         }
         var (rows, cols) = (max.size(2), max.size(3));
-        var windowStart = arange(rows, ScalarType.Int64, x.device).mul_(L(kernel2d[0] * width)).unsqueeze(1)
-            .add(arange(cols, ScalarType.Int64, x.device).mul_(L(kernel2d[1])), L(1));
+        var windowStart = arange(L(0), L(rows), L(1), ScalarType.Int64, x.device).mul_(L(kernel2d[0] * width)).unsqueeze(1)
+            .add(arange(L(0), L(cols), L(1), ScalarType.Int64, x.device).mul_(L(kernel2d[1])), L(1));
         var index = first!.to_type(ScalarType.Int64).add_(windowStart, L(1));
         return oneD ? (max.squeeze(2), index.squeeze(2)) : (max, index);
     }
