@@ -195,6 +195,7 @@ public sealed class JacServiceClient
     /// with <see cref="JacServiceClientOptions.RetryUntilDeadline"/> the call is then tried again, after the policy's
     /// longest backoff, for as long as its deadline leaves room: a restart that outlasts the policy's few hundred
     /// milliseconds to seconds of backoff becomes latency instead of an error. Every JacService call is idempotent.
+    /// Retrying until the deadline also covers a stream the connection reset (<see cref="ResetInTransit"/>).
     /// </summary>
     private async Task<T> Unary<T>(Func<CallOptions, AsyncUnaryCall<T>> call, TimeSpan? timeout, CancellationToken cancellationToken)
     {
@@ -205,7 +206,7 @@ public sealed class JacServiceClient
             {
                 return await call(options);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && _retry.RetryUntilDeadline && _retry.MaxAttempts > 1)
+            catch (RpcException e) when ((e.StatusCode == StatusCode.Unavailable || ResetInTransit(e)) && _retry.RetryUntilDeadline && _retry.MaxAttempts > 1)
             {
                 // Jittered, so that the callers of a restarted server do not all arrive at once.
                 var wait = _retry.MaxBackoff * (0.5 + Random.Shared.NextDouble() / 2);
@@ -213,6 +214,20 @@ public sealed class JacServiceClient
                 await Task.Delay(wait, cancellationToken);
             }
         }
+    }
+
+    /// <summary>
+    /// INTERNAL that no server sent: the HTTP/2 connection reset the stream or failed, and Grpc.Net.Client maps the
+    /// HTTP/2 error code as the gRPC spec says (NO_ERROR, PROTOCOL_ERROR and INTERNAL_ERROR become INTERNAL). A server
+    /// that is killed, or a proxy in front of one, can end a call that way where it usually ends it UNAVAILABLE. A
+    /// status the server sent has no exception behind it.
+    /// </summary>
+    private static bool ResetInTransit(RpcException e)
+    {
+        if (e.StatusCode != StatusCode.Internal) return false;
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+            if (inner is HttpProtocolException) return true;
+        return false;
     }
 
     private CallOptions Options(TimeSpan? timeout, CancellationToken cancellationToken)

@@ -34,8 +34,9 @@ public sealed class JacServiceClientOptions
     /// as long as its deadline (<see cref="Timeout"/>) leaves room, instead of failing. A server restarting (a crash, a
     /// rolling update of a single replica) is down for longer than gRPC's attempts last, seconds to tens of seconds
     /// with the models loading; with this on, callers of idempotent calls see that as latency. Off by default: such a
-    /// caller waits up to its whole timeout for a server that is not coming back. Needs MaxAttempts above 1.
-    /// Measured in docs/security.md, "Crash recovery".
+    /// caller waits up to its whole timeout for a server that is not coming back. Needs MaxAttempts above 1. A unary
+    /// call whose HTTP/2 stream was reset in transit (INTERNAL with the connection's error behind it, not a status the
+    /// server sent) is tried again too. Measured in docs/security.md, "Crash recovery".
     /// </summary>
     public bool RetryUntilDeadline { get; set; }
 

@@ -46,9 +46,9 @@ public sealed class CrashRecoveryTests : IDisposable
 
         var clock = Stopwatch.StartNew();
         using var stop = new CancellationTokenSource();
-        var patientCalls = new ConcurrentBag<(double Sent, double Done, StatusCode Status)>();
-        var impatientCalls = new ConcurrentBag<(double Sent, double Done, StatusCode Status)>();
-        async Task Caller(JacServiceClient client, ConcurrentBag<(double, double, StatusCode)> calls)
+        var patientCalls = new ConcurrentBag<(double Sent, double Done, StatusCode Status, string Error)>();
+        var impatientCalls = new ConcurrentBag<(double Sent, double Done, StatusCode Status, string Error)>();
+        async Task Caller(JacServiceClient client, ConcurrentBag<(double, double, StatusCode, string)> calls)
         {
             while (!stop.IsCancellationRequested)
             {
@@ -57,11 +57,11 @@ public sealed class CrashRecoveryTests : IDisposable
                 {
                     var result = await client.JacobianAsync("mlp_tanh", inputs);
                     Assert.Equal(new long[] { 16, 32 }, result.Jacobians["y"].Shape);
-                    calls.Add((sent, clock.Elapsed.TotalSeconds, StatusCode.OK));
+                    calls.Add((sent, clock.Elapsed.TotalSeconds, StatusCode.OK, ""));
                 }
                 catch (RpcException e)
                 {
-                    calls.Add((sent, clock.Elapsed.TotalSeconds, e.StatusCode));
+                    calls.Add((sent, clock.Elapsed.TotalSeconds, e.StatusCode, $"{e.Status.Detail} ({e.Status.DebugException?.GetType().Name})"));
                     await Task.Delay(20); // a client without retries fails at once while the server is down
                 }
             }
@@ -90,7 +90,7 @@ public sealed class CrashRecoveryTests : IDisposable
         Assert.False(double.IsNaN(outage), "the client without retries saw no UNAVAILABLE");
         // Retrying until the deadline: a call in flight while the server was down was answered by the restarted one
         // (the callers are closed loop, so such calls exist), and no call failed.
-        Assert.Empty(patientCalls.Where(c => c.Status != StatusCode.OK).GroupBy(c => c.Status).Select(g => $"{g.Key} x{g.Count()}"));
+        Assert.Empty(patientCalls.Where(c => c.Status != StatusCode.OK).GroupBy(c => c.Status).Select(g => $"{g.Key} x{g.Count()}: {g.First().Error}"));
         Assert.Contains(patientCalls, c => c.Sent < outage && c.Done > outage);
         Assert.Contains(impatientCalls, c => c.Sent > serving && c.Status == StatusCode.OK);
     }

@@ -58,6 +58,40 @@ public class RetryTests(ServerProcess server)
     }
 
     [Fact]
+    public async Task AStreamResetInTransitIsInternalWithoutRetries()
+    {
+        await using var proxy = new FlakyProxy(server.Port, resets: 1000, resetStreams: true);
+        var client = ClientFor(proxy.Address, o => o.MaxAttempts = 1);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => client.ListModelsAsync());
+
+        // What Grpc.Net.Client makes of RST_STREAM INTERNAL_ERROR; the channel's retry policy does not retry it.
+        Assert.Equal(StatusCode.Internal, e.StatusCode);
+        var inner = e.Status.DebugException;
+        while (inner is not null and not HttpProtocolException) inner = inner.InnerException;
+        Assert.Equal(0x2, Assert.IsType<HttpProtocolException>(inner).ErrorCode);
+    }
+
+    [Fact]
+    public async Task RetryingUntilTheDeadlineOutlastsStreamsResetInTransit()
+    {
+        // A server killed behind a proxy can end calls INTERNAL rather than UNAVAILABLE (CrashRecoveryTests saw one).
+        await using var proxy = new FlakyProxy(server.Port, resets: 3, resetStreams: true);
+        var client = ClientFor(proxy.Address, o =>
+        {
+            o.InitialBackoff = TimeSpan.FromMilliseconds(20);
+            o.MaxBackoff = TimeSpan.FromMilliseconds(100);
+            o.RetryUntilDeadline = true;
+        });
+        var reference = Fixtures.Load("pinn");
+
+        var result = await client.BatchJacobianAsync("pinn", Inputs(reference));
+
+        Close(reference.Jacobians["xt"]["u"], result.Jacobians["u"], "pinn du/dxt");
+        Assert.True(proxy.Connections > 3, $"{proxy.Connections} connections");
+    }
+
+    [Fact]
     public async Task WithoutRetriesTheSameOutageIsUnavailable()
     {
         // The outage outlasts the call: SocketsHttpHandler may itself reconnect once for a request it never got to
