@@ -27,6 +27,9 @@ public sealed class PythonPackageTests(PythonPackageTests.Environment environmen
     public Task ACallIsRetriedAcrossARestartedServer() => Run("RestartTests");
 
     [Fact]
+    public Task AStreamResetInTransitIsRetriedAndWithoutRetriesIsInternal() => Run("TransitResetTests");
+
+    [Fact]
     public Task ThePackageIsInstalledInTheVenvWithGeneratedStubsAndTypeInformation() => Run("PackageTests");
 
     private async Task Run(string testClass)

@@ -476,6 +476,111 @@ class TlsTests(Checks):
                 client.list_models()
 
 
+class ResetProxy:
+    """A relay on a free loopback port in front of `target`. Its first `resets` connections speak just enough HTTP/2 to
+    reset their first stream with INTERNAL_ERROR and close with GOAWAY, as a proxy whose upstream died mid-call does;
+    later connections are relayed."""
+
+    def __init__(self, target: str, resets: int) -> None:
+        host, port = target.rsplit(":", 1)
+        self._upstream = (host, int(port))
+        self._resets = resets
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            handler = self._reset if self.connections <= self._resets else self._relay
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def _reset(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as incoming:
+            try:
+                conn.sendall(self._frame(0x4, 0, 0))  # SETTINGS
+                incoming.read(24)  # the client's preface
+                while header := incoming.read(9):
+                    kind, flags, stream = header[3], header[4], int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                    incoming.read(int.from_bytes(header[:3], "big"))
+                    if kind == 0x4 and not flags & 0x1:
+                        conn.sendall(self._frame(0x4, 0x1, 0))  # SETTINGS ACK
+                    if kind == 0x1:  # HEADERS: the first request
+                        conn.sendall(self._frame(0x3, 0, stream, (2).to_bytes(4, "big"))  # RST_STREAM INTERNAL_ERROR
+                                     + self._frame(0x7, 0, 0, stream.to_bytes(4, "big") + bytes(4)))  # GOAWAY
+                        conn.shutdown(socket.SHUT_WR)
+                        # Read on until the client closes: closing with its data unread would reset the connection.
+                        while incoming.read(65536):
+                            pass
+                        return
+            except OSError:
+                pass
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self._upstream) as upstream:
+            def copy(source: socket.socket, sink: socket.socket) -> None:
+                try:
+                    while data := source.recv(65536):
+                        sink.sendall(data)
+                    sink.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            back = threading.Thread(target=copy, args=(upstream, conn), daemon=True)
+            back.start()
+            copy(conn, upstream)
+            back.join()
+
+
+@unittest.skipUnless(TARGET, "JACSERVICE_TARGET not set")
+class TransitResetTests(Checks):
+    """gRPC reports a stream reset in transit as INTERNAL; the clients retry it like UNAVAILABLE, and only it."""
+
+    def test_a_stream_reset_in_transit_is_internal_without_retries(self) -> None:
+        proxy = ResetProxy(TARGET, resets=1000)
+        try:
+            with jacservice.Client(proxy.address, timeout=10, retries=0, check_shapes=False) as client:
+                with self.assertRaises(errors.InternalError) as caught:
+                    client.list_models()
+            self.assertIn("RST_STREAM", caught.exception.message)
+        finally:
+            proxy.close()
+
+    def test_a_stream_reset_in_transit_is_retried_sync_and_async(self) -> None:
+        ref = next(r for r in REFERENCES if r["model"] == "pinn")
+        inputs = {"xt": array(ref["inputs"]["xt"])}
+        proxy = ResetProxy(TARGET, resets=2)
+        try:
+            with jacservice.Client(proxy.address, timeout=30, retries=4, check_shapes=False) as client:
+                r = client.batch_jacobian("pinn", inputs)
+            self.close(r.jacobians["u"], array(ref["jacobians"]["xt"]["u"]), "sync")
+            self.assertGreater(proxy.connections, 2)
+        finally:
+            proxy.close()
+
+        async def run() -> Any:
+            async with jacservice.AsyncClient(async_proxy.address, timeout=30, retries=4, check_shapes=False) as client:
+                return await client.batch_jacobian("pinn", inputs)
+        async_proxy = ResetProxy(TARGET, resets=2)
+        try:
+            r = asyncio.run(run())
+            self.close(r.jacobians["u"], array(ref["jacobians"]["xt"]["u"]), "async")
+            self.assertGreater(async_proxy.connections, 2)
+        finally:
+            async_proxy.close()
+
+
 @unittest.skipUnless(SERVER_DLL, "JACSERVICE_SERVER_DLL not set")
 class RestartTests(Checks):
     """A server of the test's own, on a port of its own, stopped and started again while a call is retrying."""

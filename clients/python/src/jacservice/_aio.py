@@ -21,7 +21,8 @@ class AsyncClient:
     the event loop that uses it.
 
     Every call has a deadline (`timeout` seconds unless the call names its own, retries included) and is retried on
-    UNAVAILABLE up to `retries` times with jittered exponential backoff: every JacService call is idempotent. Inputs are
+    UNAVAILABLE, and on INTERNAL from a stream reset in transit, up to `retries` times with jittered exponential
+    backoff: every JacService call is idempotent. Inputs are
     NumPy arrays (any float dtype; torch.Tensor and jax.Array too), sent as float32; their names and shapes are checked
     against the model's signature first (fetched once per model and version), refusing a bad one with the server's
     own INVALID_ARGUMENT message. Results are read-only float32 arrays over the received bytes.
@@ -235,7 +236,7 @@ class AsyncClient:
 
     async def _before_retry(self, error: errors.JacServiceError, attempt: int, deadline: float) -> None:
         """Raises `error` unless it is worth another attempt; otherwise sleeps the backoff."""
-        if not isinstance(error, errors.UnavailableError) or attempt >= self._backoff.retries:
+        if not core.worth_retrying(error) or attempt >= self._backoff.retries:
             raise error
         delay = self._backoff.delay(attempt)
         if time.monotonic() + delay >= deadline:

@@ -540,9 +540,21 @@ class ReadinessWait:
         return min(self.poll, max(0.0, self.deadline - self._clock()))
 
 
+# What gRPC C-core says of a stream the connection reset (HTTP/2 RST_STREAM): INTERNAL, which no server of this project
+# sends with these words. A server killed mid-call, or a proxy in front of one, can end a call that way.
+_RESET_IN_TRANSIT = "Received RST_STREAM with error code "
+
+
+def worth_retrying(error: errors.JacServiceError) -> bool:
+    """UNAVAILABLE, or INTERNAL from a stream reset in transit: either way no server answered the call."""
+    return isinstance(error, errors.UnavailableError) or (
+        isinstance(error, errors.InternalError) and error.message.startswith(_RESET_IN_TRANSIT))
+
+
 @dataclass
 class Backoff:
-    """Attempts on UNAVAILABLE (every JacService call is idempotent): gRPC's jittered exponential backoff."""
+    """Attempts on UNAVAILABLE and streams reset in transit (every JacService call is idempotent): gRPC's jittered
+    exponential backoff."""
 
     retries: int
     initial: float = 0.2
