@@ -10,7 +10,8 @@
 # Environment, for the GPU machine's many cores (scripts/device/check.sh): SERVER_CMD and JAC_CMD (default: the Release
 # builds under dotnet), SERVER_ARGS (added to every server's), SERVER_CPUS and CLIENT_CPUS (taskset lists: the servers
 # and jac pinned apart, bench/pinned.py), TLS_DIR (a ca.crt, server.crt and server.key made beforehand, for a machine
-# without openssl), SECONDS_PER_RUN (20) and WARMUP (15).
+# without openssl), SECONDS_PER_RUN (20) and WARMUP (15). LOAD replaces the call (default "-M jacobian -m mlp_tanh",
+# the cheapest derivative call, where authentication weighs most; e.g. "-M batch-jacobian -b 16 -m mlp_tanh").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} out=${2:-bench/results}
@@ -19,6 +20,9 @@ read -r -a server_cmd <<<"${SERVER_CMD:-dotnet src/Server/bin/Release/net10.0/li
 read -r -a jac_cmd <<<"${JAC_CMD:-dotnet src/Jac/bin/Release/net10.0/linux-x64/jac.dll}"
 read -r -a server_args <<<"${SERVER_ARGS:-}"
 seconds=${SECONDS_PER_RUN:-20} warmup=${WARMUP:-15}
+read -r -a call <<<"${LOAD:--M jacobian -m mlp_tanh}"
+model=mlp_tanh
+for ((i = 0; i + 1 < ${#call[@]}; i++)); do [[ ${call[i]} == -m ]] && model=${call[i + 1]}; done
 jac() { bench/pinned.py "${CLIENT_CPUS:-}" "${jac_cmd[@]}" "$@"; }
 stamp=$(date -u +%Y-%m-%dT%H%M)  # runs of one day do not overwrite each other
 mkdir -p "$out"
@@ -74,20 +78,20 @@ done
 for mode in "${modes[@]}"; do
   # shellcheck disable=SC2086
   for _ in $(seq 1 240); do
-    jac models -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -m mlp_tanh -o json 2>/dev/null | grep -q '"state": "READY"' && break
+    jac models -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -m "$model" -o json 2>/dev/null | grep -q '"state": "READY"' && break
     sleep 0.5
   done
   # shellcheck disable=SC2086
-  jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z ${warmup}s --no-progress >/dev/null
+  jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} "${call[@]}" -c 64 -z ${warmup}s --no-progress >/dev/null
 done
 echo "load before the runs: $(uptime)"
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     file="$out/auth-$stamp-$mode-$round.txt" json=$(mktemp)
     before=$(ticks "${spid[$mode]}")
-    { echo "# $mode, round $round: jac load -M jacobian -m mlp_tanh -c 64 -z ${seconds}s; $(uptime)"
+    { echo "# $mode, round $round: jac load ${call[*]} -c 64 -z ${seconds}s; $(uptime)"
       # shellcheck disable=SC2086
-      jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} -M jacobian -m mlp_tanh -c 64 -z ${seconds}s --no-progress --out "$json"; } > "$file"
+      jac load -t 127.0.0.1:${port[$mode]} ${creds[$mode]} "${call[@]}" -c 64 -z ${seconds}s --no-progress --out "$json"; } > "$file"
     after=$(ticks "${spid[$mode]}")
     # Server CPU (all its threads) over the run per answered call: steadier than throughput on a shared machine.
     /usr/bin/python3 -c "
