@@ -52,10 +52,25 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         get
         {
             var now = clock.GetUtcNow();
-            return _queues.Values.Where(q => q.Count > 0)
-                .Select(q => (DateTimeOffset?)(q.First!.Value.Request.EnqueuedAt + Delay(q.Sum(p => p.Rows), now))).Min();
+            return _queues.Values.Where(q => q.Count > 0).Select(q => (DateTimeOffset?)DueByDelay(q, now)).Min();
         }
     }
+
+    /// <summary>
+    /// When <paramref name="key"/>'s queue can give a batch: now when it can at once (another batch runs, or it holds a
+    /// full batch), else when its oldest part has waited its delay; null when it is empty. Dead parts are not dropped
+    /// here, so this may be early, never late.
+    /// </summary>
+    public DateTimeOffset? DueOf(WorkKey key)
+    {
+        if (!_queues.TryGetValue(key, out var queue) || queue.Count == 0) return null;
+        var now = clock.GetUtcNow();
+        if (Running > 0 || queue.Sum(p => p.Rows) >= options.MaxBatchSize) return now;
+        return DueByDelay(queue, now);
+    }
+
+    private DateTimeOffset DueByDelay(LinkedList<RequestPart> queue, DateTimeOffset now) =>
+        queue.First!.Value.Request.EnqueuedAt + Delay(queue.Sum(p => p.Rows), now);
 
     /// <summary>
     /// How long a partial batch of <paramref name="queuedRows"/> may wait for company now: the max delay when the
