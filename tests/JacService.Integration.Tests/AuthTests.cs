@@ -185,13 +185,16 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         var jwt = fixture.Jwts.Mint("alice", [AuthServer.Inference]);
         await Jacobian(fixture.Bearer(jwt));
         await Jacobian(fixture.ApiKey("pinn-solver"));
+        // A refused call of its own, so that the test does not rely on others in the class having made one.
+        var refusedCall = await Assert.ThrowsAsync<RpcException>(() => Jacobian([]));
+        Assert.Equal(StatusCode.Unauthenticated, refusedCall.StatusCode);
 
         List<ReceivedSpan> spans = [];
         for (var deadline = DateTime.UtcNow.AddSeconds(30); DateTime.UtcNow < deadline; await Task.Delay(200))
         {
             spans = fixture.Receiver.Spans.Where(s => s.Span.Kind == Span.Types.SpanKind.Server).ToList();
             var named = spans.Select(s => s.Attribute("enduser.id")).ToHashSet();
-            if (named.Contains("alice") && named.Contains("pinn-solver")) break;
+            if (named.Contains("alice") && named.Contains("pinn-solver") && spans.Any(s => s.Attribute("http.response.status_code") == "401")) break;
         }
         var jacobians = spans.Where(s => s.Attribute("rpc.method") == "jacservice.v1.JacobianService/Jacobian" && s.Attribute("enduser.id") is not null).ToList();
         Assert.Contains(jacobians, s => s.Attribute("enduser.id") == "alice");

@@ -102,6 +102,22 @@ public class ErrorMappingTests
         Assert.Empty(_log.Entries);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task TheExceptionGoesOnTheSpanOnlyWhenTheSpanIsRecorded(bool recorded)
+    {
+        // ASP.NET Core starts an activity per request for its logs even when nothing records it; the exception event
+        // formats the whole stack trace, a third of the server's CPU for rejected requests when it was always added.
+        using var span = new System.Diagnostics.Activity("request");
+        span.ActivityTraceFlags = recorded ? System.Diagnostics.ActivityTraceFlags.Recorded : System.Diagnostics.ActivityTraceFlags.None;
+        span.Start();
+
+        await Assert.ThrowsAsync<RpcException>(() => Unary(new InvalidRequestException("expected shape [B, 3], got [2, 4]")));
+
+        Assert.Equal(recorded ? ["exception"] : [], span.Events.Select(e => e.Name));
+    }
+
     private static Exception Create(Type type, string message) => type == typeof(NodeEvaluationException)
         ? new NodeEvaluationException("/layer1/MatMul", "MatMul", message)
         : (Exception)Activator.CreateInstance(type, message)!;

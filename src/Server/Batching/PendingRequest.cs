@@ -104,7 +104,8 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
         if (Interlocked.Exchange(ref _queueSpan, null) is not { } span) return;
         if (error is not null)
         {
-            span.AddException(error);
+            // The event formats the whole stack trace: only for a span that goes somewhere.
+            if (span.Recorded) span.AddException(error);
             span.SetStatus(ActivityStatusCode.Error, error.Message);
         }
         else if (cancelled)
