@@ -71,13 +71,14 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
     public int[] ResolveOf(IReadOnlyCollection<string> of)
     {
         if (of.Count == 0 || of.All(string.IsNullOrEmpty)) return (int[])_floatOutputs.Clone();
-        var floats = string.Join(", ", Outputs.Where(o => o.ElementType.IsFloat()).Select(o => o.Name));
+        // Only for the messages: built on every request, the list cost more than the lookups.
+        string Floats() => string.Join(", ", Outputs.Where(o => o.ElementType.IsFloat()).Select(o => o.Name));
         return of.Where(o => o.Length > 0).Distinct().Select(name =>
         {
             int index = graph.OutputIndex(name);
-            if (index < 0) throw new InvalidRequestException($"unknown output '{name}' in 'of'; the model's float outputs are: {floats}");
+            if (index < 0) throw new InvalidRequestException($"unknown output '{name}' in 'of'; the model's float outputs are: {Floats()}");
             if (!Outputs[index].ElementType.IsFloat())
-                throw new InvalidRequestException($"output '{name}' is {Outputs[index].ElementType.OnnxName()}; only float outputs have derivatives ({floats})");
+                throw new InvalidRequestException($"output '{name}' is {Outputs[index].ElementType.OnnxName()}; only float outputs have derivatives ({Floats()})");
             return index;
         }).ToArray();
     }
@@ -89,13 +90,13 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
     public int[] ResolveAxes(IReadOnlyCollection<long> axes, HostTensor[] inputs, int wrt)
     {
         long size = Shapes.Product(inputs[wrt].Shape[1..]);
-        var what = $"'{Inputs[wrt].Name}' has {size} elements per sample (shape {Shapes.Text(inputs[wrt].Shape[1..])})";
         if (axes.Count == 0) return Enumerable.Range(0, (int)size).ToArray();
+        string What() => $"'{Inputs[wrt].Name}' has {size} elements per sample (shape {Shapes.Text(inputs[wrt].Shape[1..])})";
         var seen = new HashSet<long>();
         foreach (var a in axes)
         {
             if (a < 0 || a >= size)
-                throw new InvalidRequestException($"axes holds {a}, out of range: {what}, so axes must lie in [0, {size - 1}]");
+                throw new InvalidRequestException($"axes holds {a}, out of range: {What()}, so axes must lie in [0, {size - 1}]");
             if (!seen.Add(a))
                 throw new InvalidRequestException($"axes names {a} more than once; each element of wrt is summed at most once");
         }

@@ -18,7 +18,7 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     /// model whose load has gone stops waiting after a few hundred lone requests.</summary>
     public static readonly TimeSpan RateMemory = TimeSpan.FromMilliseconds(50);
 
-    private readonly Dictionary<WorkKey, LinkedList<RequestPart>> _queues = [];
+    private readonly Dictionary<WorkKey, KeyQueue> _queues = [];
     private readonly int[] _buckets = options.EffectiveBuckets();
     private readonly BusyArrivalRate _rate = new(RateMemory);
 
@@ -39,9 +39,10 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         int max = options.MaxBatchSize;
         int parts = (request.Rows + max - 1) / max;
         request.ExpectParts(parts);
-        if (!_queues.TryGetValue(key, out var queue)) _queues[key] = queue = new LinkedList<RequestPart>();
+        if (!_queues.TryGetValue(key, out var queue)) _queues[key] = queue = new KeyQueue();
         for (int p = 0; p < parts; p++)
-            queue.AddLast(new RequestPart(request, p, p * max, Math.Min(max, request.Rows - p * max)));
+            queue.Parts.AddLast(new RequestPart(request, p, p * max, Math.Min(max, request.Rows - p * max)));
+        queue.Rows += request.Rows;
         QueuedRows += request.Rows;
         return true;
     }
@@ -52,7 +53,7 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         get
         {
             var now = clock.GetUtcNow();
-            return _queues.Values.Where(q => q.Count > 0).Select(q => (DateTimeOffset?)DueByDelay(q, now)).Min();
+            return _queues.Values.Where(q => q.Parts.Count > 0).Select(q => (DateTimeOffset?)DueByDelay(q, now)).Min();
         }
     }
 
@@ -63,14 +64,14 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     /// </summary>
     public DateTimeOffset? DueOf(WorkKey key)
     {
-        if (!_queues.TryGetValue(key, out var queue) || queue.Count == 0) return null;
+        if (!_queues.TryGetValue(key, out var queue) || queue.Parts.Count == 0) return null;
         var now = clock.GetUtcNow();
-        if (Running > 0 || queue.Sum(p => p.Rows) >= options.MaxBatchSize) return now;
+        if (Running > 0 || queue.Rows >= options.MaxBatchSize) return now;
         return DueByDelay(queue, now);
     }
 
-    private DateTimeOffset DueByDelay(LinkedList<RequestPart> queue, DateTimeOffset now) =>
-        queue.First!.Value.Request.EnqueuedAt + Delay(queue.Sum(p => p.Rows), now);
+    private DateTimeOffset DueByDelay(KeyQueue queue, DateTimeOffset now) =>
+        queue.Parts.First!.Value.Request.EnqueuedAt + Delay(queue.Rows, now);
 
     /// <summary>
     /// How long a partial batch of <paramref name="queuedRows"/> may wait for company now: the max delay when the
@@ -95,14 +96,14 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     public Batch? TryTakeBatch(bool draining = false)
     {
         var now = clock.GetUtcNow();
-        KeyValuePair<WorkKey, LinkedList<RequestPart>> due = default;
+        KeyValuePair<WorkKey, KeyQueue> due = default;
         foreach (var queue in _queues)
         {
             int queued = DropDead(queue.Value, now);
             if (queued == 0) continue;
-            var oldest = queue.Value.First!.Value.Request.EnqueuedAt;
+            var oldest = queue.Value.Parts.First!.Value.Request.EnqueuedAt;
             bool isDue = draining || Running > 0 || queued >= options.MaxBatchSize || now - oldest >= Delay(queued, now);
-            if (isDue && (due.Value is null || oldest < due.Value.First!.Value.Request.EnqueuedAt)) due = queue;
+            if (isDue && (due.Value is null || oldest < due.Value.Parts.First!.Value.Request.EnqueuedAt)) due = queue;
         }
         if (due.Value is null)
         {
@@ -112,13 +113,14 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
 
         var parts = new List<RequestPart>();
         int rows = 0;
-        var list = due.Value;
+        var list = due.Value.Parts;
         while (list.First is { } node && rows + node.Value.Rows <= options.MaxBatchSize)
         {
             parts.Add(node.Value);
             rows += node.Value.Rows;
             list.RemoveFirst();
         }
+        due.Value.Rows -= rows;
         QueuedRows -= rows;
         if (list.Count == 0) _queues.Remove(due.Key);
         Running++;
@@ -143,17 +145,17 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     /// <summary>Fails every queued request (shutdown without drain).</summary>
     public void FailAll(Exception e)
     {
-        foreach (var part in _queues.Values.SelectMany(q => q)) part.Request.Fail(e);
+        foreach (var part in _queues.Values.SelectMany(q => q.Parts)) part.Request.Fail(e);
         _queues.Clear();
         QueuedRows = 0;
         NoteIfIdle(clock.GetUtcNow());
     }
 
     /// <summary>Drops cancelled and expired requests' parts; returns the rows still queued.</summary>
-    private int DropDead(LinkedList<RequestPart> queue, DateTimeOffset now)
+    private int DropDead(KeyQueue queue, DateTimeOffset now)
     {
         int live = 0;
-        for (var node = queue.First; node is not null;)
+        for (var node = queue.Parts.First; node is not null;)
         {
             var next = node.Next;
             var request = node.Value.Request;
@@ -163,7 +165,8 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
                     $"the deadline passed after {(now - request.EnqueuedAt).TotalMilliseconds:F1} ms in the queue; the request was not computed"));
             if (request.IsCompleted)
             {
-                queue.Remove(node);
+                queue.Parts.Remove(node);
+                queue.Rows -= node.Value.Rows;
                 QueuedRows -= node.Value.Rows;
             }
             else
@@ -173,5 +176,13 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
             node = next;
         }
         return live;
+    }
+
+    /// <summary>One key's parts in arrival order, and their rows: read on every arrival, so kept rather than summed.</summary>
+    private sealed class KeyQueue
+    {
+        public LinkedList<RequestPart> Parts { get; } = new();
+
+        public int Rows { get; set; }
     }
 }
