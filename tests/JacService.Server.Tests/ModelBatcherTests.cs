@@ -129,9 +129,14 @@ public sealed class ModelBatcherTests : IDisposable
             new BatchingOptions { MaxBatchSize = 16, MaxQueueDelayMicroseconds = 30_000_000, AdaptiveDelay = false, ExecutorThreads = 1 }, clock, Metrics);
         var samples = Enumerable.Range(0, 16).Select(i => Sample(200 + i)).ToList();
         var first = batcher.SubmitAsync(JacobianKey(samples[0]), samples[0], null, CancellationToken.None);
-        // The first request wakes the idle thread, which finds the batch not due and sleeps until its delay is out.
-        await Task.Delay(300);
-        long before = clock.Reads;
+        // The first request wakes the idle thread, which finds the batch not due and sleeps until its delay is out:
+        // wait until it has, however long a loaded machine takes to run it.
+        long before = -1;
+        for (int i = 0; i < 100 && clock.Reads != before; i++)
+        {
+            before = clock.Reads;
+            await Task.Delay(200);
+        }
         var joined = samples.Skip(1).Take(14).Select(s => batcher.SubmitAsync(JacobianKey(s), s, null, CancellationToken.None)).ToList();
         await Task.Delay(300);
         Assert.Equal(before, clock.Reads);
