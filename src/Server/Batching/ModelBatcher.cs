@@ -343,7 +343,7 @@ public sealed class ModelBatcher : IAsyncDisposable
         }
         catch (Exception e) when (span is not null)
         {
-            if (span.Recorded) span.AddException(e);
+            span.RecordException(e);
             // Inputs the model cannot evaluate are the callers' to fix, not a fault of the service.
             if (e is not (InvalidRequestException or NodeEvaluationException)) span.SetStatus(ActivityStatusCode.Error, e.Message);
             throw;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JacService.Core.Models;
+using JacService.Server.Telemetry;
 
 namespace JacService.Server.Batching;
 
@@ -104,8 +105,7 @@ public sealed class PendingRequest(HostTensor[] inputs, DateTimeOffset enqueuedA
         if (Interlocked.Exchange(ref _queueSpan, null) is not { } span) return;
         if (error is not null)
         {
-            // The event formats the whole stack trace: only for a span that goes somewhere.
-            if (span.Recorded) span.AddException(error);
+            span.RecordException(error);
             span.SetStatus(ActivityStatusCode.Error, error.Message);
         }
         else if (cancelled)
