@@ -62,13 +62,12 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     /// full batch), else when its oldest part has waited its delay; null when it is empty. Dead parts are not dropped
     /// here, so this may be early, never late.
     /// </summary>
-    public DateTimeOffset? DueOf(WorkKey key)
-    {
-        if (!_queues.TryGetValue(key, out var queue) || queue.Parts.Count == 0) return null;
-        var now = clock.GetUtcNow();
-        if (Running > 0 || queue.Rows >= options.MaxBatchSize) return now;
-        return DueByDelay(queue, now);
-    }
+    public DateTimeOffset? DueOf(WorkKey key) =>
+        _queues.TryGetValue(key, out var queue) && queue.Parts.Count > 0 ? Due(queue, clock.GetUtcNow()) : null;
+
+    /// <summary>The one rule for when a non-empty queue can give a batch; see <see cref="DueOf"/>.</summary>
+    private DateTimeOffset Due(KeyQueue queue, DateTimeOffset now) =>
+        Running > 0 || queue.Rows >= options.MaxBatchSize ? now : DueByDelay(queue, now);
 
     private DateTimeOffset DueByDelay(KeyQueue queue, DateTimeOffset now) =>
         queue.Parts.First!.Value.Request.EnqueuedAt + Delay(queue.Rows, now);
@@ -99,10 +98,9 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
         KeyValuePair<WorkKey, KeyQueue> due = default;
         foreach (var queue in _queues)
         {
-            int queued = DropDead(queue.Value, now);
-            if (queued == 0) continue;
+            if (DropDead(queue.Value, now) == 0) continue;
             var oldest = queue.Value.Parts.First!.Value.Request.EnqueuedAt;
-            bool isDue = draining || Running > 0 || queued >= options.MaxBatchSize || now - oldest >= Delay(queued, now);
+            bool isDue = draining || Due(queue.Value, now) <= now;
             if (isDue && (due.Value is null || oldest < due.Value.Parts.First!.Value.Request.EnqueuedAt)) due = queue;
         }
         if (due.Value is null)
