@@ -21,12 +21,14 @@ public static class EngineBench
         var dir = Path.Combine(root, "tests", "fixtures", "models");
         Console.WriteLine("Engine in-process, 1 thread, Jacobians/s (median of timed windows)");
         Console.WriteLine();
-        Console.WriteLine("| model | batch | forward | reverse (VJP rules) | reverse (libtorch autograd) | auto (chose) | Vjp samples/s |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| model | batch | forward | forward, compiled | reverse (VJP rules) | reverse, compiled | reverse (libtorch autograd) | auto (chose) | Vjp samples/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var name in models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
         {
             var bytes = File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx"));
             using var model = ModelVersion.Load(name!, 1, bytes, new EngineLimits());
+            // The interpreter's own rates beside the compiled derivative graphs (Engine:CompileDerivatives) that serve by default.
+            using var interpreted = ModelVersion.Load(name!, 1, bytes, new EngineLimits { CompileDerivatives = false });
             // A copy of its own for autograd: plans built under inference mode hold folded constants autograd cannot save.
             using var taped = ModelVersion.Load(name!, 1, bytes, new EngineLimits());
             int wrt = model.ResolveWrt(model.Inputs.First(i => i.ElementType.IsFloat()).Name);
@@ -34,13 +36,20 @@ public static class EngineBench
             foreach (var batch in batches)
             {
                 var inputs = model.Inputs.Select(i => Inputs.Random(i.Shape, batch)).ToArray();
-                double Rate(DerivativeMode mode) => Measure.PerSecond(batch, seconds, () =>
+                double Rate(ModelVersion version, DerivativeMode mode) => Measure.PerSecond(batch, seconds, () =>
                 {
                     using var scope = NewDisposeScope();
                     using var inference = inference_mode();
-                    model.Jacobian(inputs, wrt, of, mode);
+                    version.Jacobian(inputs, wrt, of, mode);
                 });
-                double forward = Rate(DerivativeMode.Forward), reverse = Rate(DerivativeMode.Reverse), auto = Rate(DerivativeMode.Auto);
+                string Compiled(DerivativeMode mode)
+                {
+                    using var scope = NewDisposeScope();
+                    return model.Jacobian(inputs, wrt, of, mode).Compiled ? Fmt(Rate(model, mode)) : "-";
+                }
+                double forward = Rate(interpreted, DerivativeMode.Forward), reverse = Rate(interpreted, DerivativeMode.Reverse);
+                string forwardCompiled = Compiled(DerivativeMode.Forward), reverseCompiled = Compiled(DerivativeMode.Reverse);
+                double auto = Rate(model, DerivativeMode.Auto);
                 double autograd = Measure.PerSecond(batch, seconds, () =>
                 {
                     using var scope = NewDisposeScope();
@@ -54,7 +63,7 @@ public static class EngineBench
                     model.Vjp(inputs, wrt, of, cotangents);
                 });
                 var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode;
-                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {Fmt(reverse)} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) | {Fmt(vjp)} |");
+                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {forwardCompiled} | {Fmt(reverse)} | {reverseCompiled} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) | {Fmt(vjp)} |");
             }
         }
     }

@@ -155,7 +155,7 @@ public class OpForwardOrtTests(ITestOutputHelper output)
     /// engine computes both alike), while ORT requires one type throughout, so every float type becomes
     /// <paramref name="floatType"/> — including Cast's target, which in the engine is the compute type too.
     /// </summary>
-    private static byte[] OrtModel(byte[] bytes, string opType, int floatType)
+    internal static byte[] OrtModel(byte[] bytes, string opType, int floatType)
     {
         var model = ModelProto.Parser.ParseFrom(bytes);
         var graph = model.Graph;

@@ -14,7 +14,12 @@ namespace JacService.Core.Derivatives;
 /// Replicas of one version on several GPUs share one set of choices (<c>sharing</c>): the devices are alike, so what
 /// one replica timed holds for all, and GetModel shows them in one place.
 /// </remarks>
-internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse, AutoMode? sharing = null)
+/// <remarks>
+/// Where a mode's Jacobian runs as a compiled graph (<c>compiled</c>: the unit for wrt, of, mode and input shapes, or null),
+/// that graph is what is timed for it, whole.
+/// </remarks>
+internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse, AutoMode? sharing = null,
+    Func<int, int[], DerivativeMode, long[][], Compiled.CompiledJacobian?>? compiled = null)
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
     private const long ProbeDirections = 16;
@@ -88,11 +93,13 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
             return new DerivativeChoice(wrtName, ofNames, batch, rule, 0, 0, Timed: false);
         }
         long kf = Math.Min(n, ProbeDirections), kr = Math.Min(m, ProbeDirections);
-        // One direction each first, so neither mode's timing pays for what the first pass on a plan touches.
+        var (runForward, forwardScale) = Probe(DerivativeMode.Forward, inputs, wrt, of, kf, n);
+        var (runReverse, reverseScale) = Probe(DerivativeMode.Reverse, inputs, wrt, of, kr, m);
+        // Each once first, so neither mode's timing pays for what the first pass on a plan touches.
         using (NewDisposeScope())
         {
-            forward.Jacobian(inputs, wrt, of, 1);
-            reverse.Jacobian(inputs, wrt, of, 1);
+            runForward();
+            runReverse();
         }
         bool gpu = parts.Limits.Device != Models.ComputeDevices.Cpu;
         double forwardUs = double.MaxValue, reverseUs = double.MaxValue;
@@ -100,11 +107,26 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
         for (int round = 0; round < MaxRounds && (round == 0 || rounds.Elapsed < RepeatFor); round++)
         {
             // In turn, so that a slow moment of the machine does not land on one mode's every run.
-            forwardUs = Math.Min(forwardUs, Time(() => forward.Jacobian(inputs, wrt, of, kf), gpu) * n / kf);
-            reverseUs = Math.Min(reverseUs, Time(() => reverse.Jacobian(inputs, wrt, of, kr), gpu) * m / kr);
+            forwardUs = Math.Min(forwardUs, Time(runForward, gpu) * forwardScale);
+            reverseUs = Math.Min(reverseUs, Time(runReverse, gpu) * reverseScale);
         }
         var mode = reverseUs < forwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward;
         return new DerivativeChoice(wrtName, ofNames, batch, mode, forwardUs, reverseUs, Timed: true);
+    }
+
+    /// <summary>
+    /// What is timed for a mode and by how much its time is scaled: the compiled graph's whole Jacobian where there is one,
+    /// else the interpreter's pass over <paramref name="probe"/> of the <paramref name="all"/> directions.
+    /// </summary>
+    private (Action Run, double Scale) Probe(DerivativeMode mode, Tensor[] inputs, int wrt, int[] of, long probe, long all)
+    {
+        if (compiled?.Invoke(wrt, of, mode, inputs.Select(t => t.Dims()).ToArray()) is { } unit)
+        {
+            var host = inputs.Select(t => new Models.HostTensor(t.Dims(), t.data<float>().ToArray())).ToArray();
+            return (() => unit.Run(host, null), 1);
+        }
+        var pass = mode == DerivativeMode.Forward ? forward.Jacobian : (Func<Tensor[], int, int[], long, (Tensor[], Tensor[])>)reverse.Jacobian;
+        return (() => pass(inputs, wrt, of, probe), (double)all / probe);
     }
 
     /// <summary>Microseconds of one run. On a GPU the pass is waited for: its kernels run after the calls that launch them return.</summary>

@@ -26,6 +26,12 @@ public sealed record EngineLimits
     /// </summary>
     public bool PredictWithOnnxRuntime { get; init; } = true;
 
+    /// <summary>
+    /// Serve Jacobians through derivative graphs in ONNX Runtime where every op on the path has a compiled rule and the
+    /// model's inputs and outputs are float32 (see Compiled.CompiledDerivatives); resolved false on a GPU.
+    /// </summary>
+    public bool CompileDerivatives { get; init; } = true;
+
     /// <summary>What a model file may hold; checked at load, and while planning each new set of input shapes.</summary>
     public ModelLimits Model { get; init; } = new();
 

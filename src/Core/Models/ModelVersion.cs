@@ -1,3 +1,4 @@
+using JacService.Core.Compiled;
 using JacService.Core.Derivatives;
 using JacService.Core.Graphs;
 using JacService.Core.Onnx;
@@ -20,6 +21,7 @@ public sealed class ModelVersion : IDisposable
     private readonly AutoMode _auto;
     private readonly SecondOrderMode _secondOrder;
     private OnnxRuntimeForward? _onnxRuntime;
+    private CompiledDerivatives? _compiled;
     private CapturedPasses _passes;
 
     private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits, ModelVersion? replicaOf)
@@ -32,7 +34,7 @@ public sealed class ModelVersion : IDisposable
         _parts = new ModelParts(graph, limits);
         _forward = new ForwardMode(_parts);
         _reverse = new ReverseMode(_parts);
-        _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto);
+        _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto, compiled: Compiled);
         _secondOrder = new SecondOrderMode(_parts);
         _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
     }
@@ -78,6 +80,15 @@ public sealed class ModelVersion : IDisposable
         passes.CaptureFailed += (key, reason) => PassFellBackToEager?.Invoke(key, reason);
         return passes;
     }
+
+    /// <summary>Jacobians asked for so far, per (wrt, of, mode): whether each runs as a compiled graph, or why not.</summary>
+    public IReadOnlyList<CompiledEntry> CompiledDerivatives => _compiled?.Entries ?? [];
+
+    /// <summary>Why no Jacobian of this version runs compiled (Engine:CompileDerivatives off, a GPU, non-float32 tensors); empty otherwise.</summary>
+    public string CompiledDerivativesNote { get; private set; } = "";
+
+    /// <summary>(what, why) once per (wrt, of, mode) whose derivative graph could not be compiled, which the interpreter serves from then on.</summary>
+    public event Action<string, string>? DerivativeFellBackToEngine;
 
     /// <summary>What AUTO has chosen so far, per wrt, of and batch size.</summary>
     public IReadOnlyList<DerivativeChoice> DerivativeChoices => _auto.Choices;
@@ -158,6 +169,16 @@ public sealed class ModelVersion : IDisposable
             {
                 model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, out var reason);
                 model.PredictRuntimeNote = reason;
+            }
+            model.CompiledDerivativesNote = !limits.CompileDerivatives ? "Engine:CompileDerivatives is off, or the device is a GPU"
+                : computeType != ScalarType.Float32 ? "the engine computes in float64"
+                : graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float) is { } notFloat
+                    ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
+                : "";
+            if (model.CompiledDerivativesNote.Length == 0)
+            {
+                model._compiled = new CompiledDerivatives(bytes, model._parts);
+                model._compiled.FellBack += (what, why) => model.DerivativeFellBackToEngine?.Invoke(what, why);
             }
             return model;
         }
@@ -293,7 +314,19 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of, DerivativeMode mode = DerivativeMode.Auto, ResultBuffers? into = null)
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
+        // Before any pass: a pass over outputs that lose the batch axis sizes its per-sample results wrongly, and one
+        // such model (a 1-D input contracted by MatMul) ended the process in libtorch in reverse mode.
+        using (var plan = _parts.Plans.Lease(device))
+            CheckBatchAxis(o => plan.Plan.ValueShapes[Graph.OutputIds[o]] ?? [], inputs[0].Shape[0]);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
+        if (Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()) is { } unit)
+        {
+            // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
+            BatchCancellation.ThrowIfRequested();
+            var (outputs, jacobians) = unit.Run(inputs, into);
+            CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
+            return new EngineResult(outputs, jacobians) { Mode = mode, Compiled = true };
+        }
         return _passes.Run(mode == DerivativeMode.Forward ? "jacobian Forward" : "jacobian Reverse", wrt, of, device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
         {
             var (outputs, jacobians) = Split(all);
@@ -392,6 +425,13 @@ public sealed class ModelVersion : IDisposable
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
 
     /// <summary>One derivative per output in <paramref name="of"/>: its output's name, its reused buffer's name, its tensor.</summary>
+    /// <summary>
+    /// The compiled Jacobian for (wrt, of, mode) where there is one and a batch this size fits in the working memory
+    /// whole (the interpreter splits the basis and the batch to stay under it); otherwise null.
+    /// </summary>
+    private CompiledJacobian? Compiled(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
+        _compiled?.For(wrt, of, mode, shapes) is { } unit && unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes ? unit : null;
+
     private (string Name, string Buffer, Tensor Value)[] PerOutput(int[] of, string bufferPrefix, Func<int, Tensor> value) =>
         of.Select((o, j) => (Outputs[o].Name, bufferPrefix + Outputs[o].Name, value(j))).ToArray();
 
@@ -470,6 +510,7 @@ public sealed class ModelVersion : IDisposable
     public void Dispose()
     {
         _onnxRuntime?.Dispose();
+        _compiled?.Dispose();
         _passes.Dispose();
         _parts.Dispose();
         Graph.Dispose();

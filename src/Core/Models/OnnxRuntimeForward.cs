@@ -37,10 +37,8 @@ internal sealed class OnnxRuntimeForward : IDisposable
         }
         try
         {
-            // One thread in the session: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
-            using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
             reason = "";
-            return new OnnxRuntimeForward(new InferenceSession(bytes, options), graph);
+            return new OnnxRuntimeForward(NewSession(bytes), graph);
         }
         catch (OnnxRuntimeException e)
         {
@@ -66,18 +64,32 @@ internal sealed class OnnxRuntimeForward : IDisposable
             using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
             var outputs = new Dictionary<string, HostTensor>(_outputNames.Length);
             for (int o = 0; o < _outputNames.Length; o++)
-            {
-                var source = results[o].GetTensorDataAsSpan<float>();
-                var target = into?.For("out:" + _outputNames[o], source.Length) ?? FloatArrayPool.Shared.Rent(source.Length);
-                source.CopyTo(target);
-                outputs[_outputNames[o]] = new HostTensor(results[o].GetTensorTypeAndShape().Shape, target);
-            }
+                outputs[_outputNames[o]] = CopyOut(results[o], "out:" + _outputNames[o], into, results[o].GetTensorTypeAndShape().Shape);
             return outputs;
         }
         finally
         {
             foreach (var value in values) value?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// A session with one thread: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
+    /// Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
+    /// </summary>
+    internal static InferenceSession NewSession(byte[] model)
+    {
+        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        return new InferenceSession(model, options);
+    }
+
+    /// <summary>A float32 result copied into the call's buffer <paramref name="buffer"/> (or a pooled array), as <paramref name="shape"/>.</summary>
+    internal static HostTensor CopyOut(OrtValue result, string buffer, ResultBuffers? into, long[] shape)
+    {
+        var source = result.GetTensorDataAsSpan<float>();
+        var target = into?.For(buffer, source.Length) ?? FloatArrayPool.Shared.Rent(source.Length);
+        source.CopyTo(target);
+        return new HostTensor(shape, target);
     }
 
     public void Dispose()

@@ -83,6 +83,12 @@ public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp
     /// </summary>
     public Func<OpContext, Tensor, Tensor, Tensor>? SecondDerivative { get; init; }
 
+    /// <summary>
+    /// The op's JVP and VJP as ONNX nodes, for the derivative graphs ONNX Runtime runs (Engine:CompileDerivatives); null
+    /// for an op whose graphs fall back to the interpreter.
+    /// </summary>
+    internal Compiled.CompiledRule? Compiled { get; init; }
+
     /// <summary>No second-order term: the op is linear, or linear between kinks, in its differentiable inputs.</summary>
     public static readonly OpCurvature Linear = c => [];
 

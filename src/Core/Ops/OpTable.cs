@@ -1,6 +1,7 @@
 using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Emitted = JacService.Core.Compiled.CompiledRules;
 
 namespace JacService.Core.Ops;
 
@@ -22,38 +23,48 @@ public static class OpTable
         var minusOne = RuleTableBuilder.MinusOne;
         var linear = RuleTableBuilder.PiecewiseLinear;
         return new RuleTableBuilder()
-            // Elementwise unary: forward, then dy/dx and d²y/dx² from (x, y) ("linear": zero between kinks).
-            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], S(-1)), linear)
-            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => S(0.5) / y, (_, x, y) => (x * y).reciprocal() * S(-0.25))
-            .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y, (_, _, y) => y)
-            .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal(), (_, x, _) => Powers.Square(x).reciprocal().neg())
-            .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign(), linear)
-            .Unary("Relu", (_, x) => x.relu(), (_, _, y) => y.sign(), linear)
-            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear)
+            // Elementwise unary: forward, then dy/dx and d²y/dx² from (x, y) ("linear": zero between kinks), and dy/dx as ONNX nodes.
+            .Unary("Neg", (_, x) => x.neg(), (_, x, _) => x.new_full([], S(-1)), linear, compiled: (c, _, _) => c.Emit.Scalar(-1))
+            .Unary("Sqrt", (_, x) => x.sqrt(), (_, _, y) => S(0.5) / y, (_, x, y) => (x * y).reciprocal() * S(-0.25),
+                compiled: (c, _, y) => c.Emit.Op("Div", c.Emit.Scalar(0.5f), y))
+            .Unary("Exp", (_, x) => x.exp(), (_, _, y) => y, (_, _, y) => y, compiled: (_, _, y) => y)
+            .Unary("Log", (_, x) => x.log(), (_, x, _) => x.reciprocal(), (_, x, _) => Powers.Square(x).reciprocal().neg(),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", x))
+            .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign(), linear, compiled: (c, x, _) => c.Emit.Op("Sign", x))
+            .Unary("Relu", (_, x) => x.relu(), (_, _, y) => y.sign(), linear, compiled: (c, _, y) => c.Emit.Op("Sign", y))
+            .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear,
+                compiled: (c, x, _) => c.Emit.Add(c.Emit.Mul(c.Emit.Op("Relu", c.Emit.Op("Sign", x)), c.Emit.Scalar(1 - c.Float("alpha", 0.01f))), c.Emit.Scalar(c.Float("alpha", 0.01f))))
             .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 1),
                 (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 0))
             .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), SeluGamma(c)),
                 (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), 0))
-            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1))
+            .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1),
+                compiled: (c, _, y) => c.Emit.Mul(y, c.Emit.Sub(c.Emit.Scalar(1), y)))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
                 (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); }, linear)
-            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1), (_, _, y) => y * (y * y).From(1) * S(-2))
-            .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid(), (_, x, _) => { var s = x.sigmoid(); return s * s.From(1); })
+            .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1), (_, _, y) => y * (y * y).From(1) * S(-2),
+                compiled: (c, _, y) => c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(y, y)))
+            .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid(), (_, x, _) => { var s = x.sigmoid(); return s * s.From(1); },
+                compiled: (c, x, _) => c.Emit.Op("Sigmoid", x))
             .Unary("Softsign", (_, x) => x / x.abs().Plus(1), (_, x, _) => Powers.Square(x.abs().Plus(1)).reciprocal(),
                 (_, x, _) => x.sign() * Powers.Cube(x.abs().Plus(1)).reciprocal() * S(-2))
-            .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos(), (_, _, y) => y.neg())
-            .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg(), (_, _, y) => y.neg())
+            .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos(), (_, _, y) => y.neg(), compiled: (c, x, _) => c.Emit.Op("Cos", x))
+            .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg(), (_, _, y) => y.neg(), compiled: (c, x, _) => c.Emit.Op("Neg", c.Emit.Op("Sin", x)))
             .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi),
-                (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi))
+                (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi),
+                compiled: (c, x, _) => c.Emit.Mul(c.Emit.Op("Exp", c.Emit.Op("Neg", c.Emit.Mul(x, x))), c.Emit.Scalar((float)TwoOverSqrtPi)))
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x))
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2])
 
-            // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y), and the second partials that are not zero.
-            .Binary("Add", (_, a, b) => a.Plus(b), one, one)
-            .Binary("Sub", (_, a, b) => a.Minus(b), one, minusOne)
-            .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a, dab: (a, _, _) => a.new_full([], S(1)))
+            // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y), the second partials that are
+            // not zero, and dy/da and dy/db as ONNX nodes.
+            .Binary("Add", (_, a, b) => a.Plus(b), one, one, compiled: (Emitted.One, Emitted.One))
+            .Binary("Sub", (_, a, b) => a.Minus(b), one, minusOne, compiled: (Emitted.One, Emitted.MinusOne))
+            .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a, dab: (a, _, _) => a.new_full([], S(1)),
+                compiled: ((_, _, b, _) => b, (_, a, _, _) => a))
             .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg(),
-                dab: (_, b, _) => Powers.Square(b).reciprocal().neg(), dbb: (_, b, y) => y / Powers.Square(b) * S(2))
+                dab: (_, b, _) => Powers.Square(b).reciprocal().neg(), dbb: (_, b, y) => y / Powers.Square(b) * S(2),
+                compiled: ((c, _, b, _) => c.Emit.Op("Reciprocal", b), (c, _, b, y) => c.Emit.Op("Neg", c.Emit.Op("Div", y, b))))
             .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log(),
                 daa: (a, b, _) => b * b.Minus(1) * a.pow(b.Minus(2)), dab: (a, b, _) => a.pow(b.Minus(1)) * (b * a.log()).Plus(1),
                 dbb: (a, _, y) => y * Powers.Square(a.log()))
@@ -61,11 +72,11 @@ public static class OpTable
                 (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1))
 
             // Linear algebra.
-            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates })
-            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature, Allocates = LinearAlgebra.MatMulAllocates })
+            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
+            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature, Allocates = LinearAlgebra.MatMulAllocates, Compiled = Emitted.MatMul })
 
             // Pass-through and casts.
-            .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct)
+            .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct, compiled: Emitted.Identity)
             .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear })
             .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear })
 
@@ -81,9 +92,9 @@ public static class OpTable
             .Reshaping("Unsqueeze", ShapeOps.Unsqueeze)
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
-                (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]))
+                (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates })
-            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates })
+            .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates })
@@ -92,8 +103,8 @@ public static class OpTable
             // Reductions and normalisations.
             .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp) { Curvature = Reductions.SoftmaxCurvature })
-            .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp) { Curvature = Reductions.LogSoftmaxCurvature })
+            .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp) { Curvature = Reductions.SoftmaxCurvature, Compiled = Emitted.Softmax })
+            .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp) { Curvature = Reductions.LogSoftmaxCurvature, Compiled = Emitted.LogSoftmax })
             .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)

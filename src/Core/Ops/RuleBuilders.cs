@@ -36,7 +36,8 @@ internal sealed class RuleTableBuilder
     /// from x directly.
     /// </summary>
     public RuleTableBuilder Unary(string op, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> dydx,
-        Func<OpContext, Tensor, Tensor, Tensor> d2ydx2, int[]? nonDifferentiable = null, Func<Tensor, Tensor, Tensor>? along = null)
+        Func<OpContext, Tensor, Tensor, Tensor> d2ydx2, int[]? nonDifferentiable = null, Func<Tensor, Tensor, Tensor>? along = null,
+        Compiled.CompiledRules.Slope? compiled = null)
     {
         Tensor Apply(OpContext c, Tensor x, Tensor y, Tensor direction) => along is null ? direction * dydx(c, x, y) : along(x, direction);
         return Add(new OpRule(op, OpKind.ElementwiseUnary,
@@ -52,6 +53,7 @@ internal sealed class RuleTableBuilder
             Curvature = ReferenceEquals(d2ydx2, PiecewiseLinear) ? OpRule.Linear
                 : c => [c.G(0) is { } g ? c.Pairs(g, g) * d2ydx2(c.Primal, c.In(0), c.Out(0)) : null],
             SecondDerivative = ReferenceEquals(d2ydx2, PiecewiseLinear) ? null : d2ydx2,
+            Compiled = compiled is null ? null : Compiled.CompiledRules.Unary(compiled),
         });
     }
 
@@ -60,7 +62,7 @@ internal sealed class RuleTableBuilder
     /// the cotangent through its transpose (given as a function of the context and the cotangent).
     /// </summary>
     public RuleTableBuilder Linear(string op, OpKind kind, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> onTangent,
-        Func<VjpContext, Tensor, Tensor> transpose, Func<Onnx.GraphNode, int, string?>? validate = null) =>
+        Func<VjpContext, Tensor, Tensor> transpose, Func<Onnx.GraphNode, int, string?>? validate = null, Compiled.CompiledRule? compiled = null) =>
         Add(new OpRule(op, kind,
             c =>
             {
@@ -69,19 +71,19 @@ internal sealed class RuleTableBuilder
                 return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
             },
             c => [c.Cotangent(0) is { } ct && c.Needs(0) ? transpose(c, ct) : null])
-        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray(), Curvature = OpRule.Linear });
+        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray(), Curvature = OpRule.Linear, Compiled = compiled });
 
     /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape], the cotangent back.</summary>
     public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>
         Linear(op, OpKind.Shape, f, (_, t, y) => t.reshape(Tangents.WithBasis(t.size(0), y.Dims())),
-            (c, ct) => ct.reshape(Tangents.WithBasis(ct.size(0), c.In(0).Dims())));
+            (c, ct) => ct.reshape(Tangents.WithBasis(ct.size(0), c.In(0).Dims())), compiled: Compiled.CompiledRules.Reshaping);
 
     /// <summary>
     /// Elementwise binary op with NumPy broadcasting: tangent = Ta * dy/da + Tb * dy/db. The second partials (null where
     /// zero) give the second-order term d²y/da² Ga⊗Ga + d²y/dadb (Ga⊗Gb + Gb⊗Ga) + d²y/db² Gb⊗Gb.
     /// </summary>
     public RuleTableBuilder Binary(string op, Func<OpContext, Tensor, Tensor, Tensor> f, Partial da, Partial db,
-        Partial? daa = null, Partial? dab = null, Partial? dbb = null) =>
+        Partial? daa = null, Partial? dab = null, Partial? dbb = null, (Compiled.CompiledRules.Partial Da, Compiled.CompiledRules.Partial Db)? compiled = null) =>
         Add(new OpRule(op, OpKind.ElementwiseBinary,
             c =>
             {
@@ -104,6 +106,7 @@ internal sealed class RuleTableBuilder
             Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)],
             // [N, 1] and [1, N] broadcast to N².
             Allocates = c => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, c.In(1).Shape)),
+            Compiled = compiled is { } partials ? Compiled.CompiledRules.Binary(partials.Da, partials.Db) : null,
         });
 
     private static Tensor? BinaryCurvature(CurvatureContext c, Partial? daa, Partial? dab, Partial? dbb)

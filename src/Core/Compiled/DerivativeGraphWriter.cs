@@ -1,0 +1,149 @@
+using Google.Protobuf;
+using JacService.Core.Derivatives;
+using JacService.Core.Onnx.Proto;
+using JacService.Core.Ops;
+
+namespace JacService.Core.Compiled;
+
+/// <summary>
+/// Writes a model's Jacobian as one ONNX graph: the model's own nodes as its file has them, then the derivative nodes
+/// of every node between wrt and of (each op's <see cref="OpRule.Compiled"/> rule), in forward mode (a tangent basis of
+/// wrt's elements pushed through) or reverse mode (a cotangent basis of of's elements pulled back), and per output in of
+/// a graph output "jacobian:NAME" of shape [B, M, N] (M the output's elements per sample, N wrt's). ONNX Runtime then
+/// runs the whole derivative as one call, without a crossing into .NET per op.
+/// </summary>
+internal static class DerivativeGraphWriter
+{
+    public const string JacobianPrefix = "jacobian:";
+
+    /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
+    public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
+
+    /// <param name="shapeOf">A value's shape for a batch of two, by name, or null where not known.</param>
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode)
+    {
+        long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
+        if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
+        var graph = model.Graph;
+        if (graph.Node.Any(n => n.Output.Any(o => o.StartsWith("jac/", StringComparison.Ordinal))))
+            throw new NotCompilableException("the model names values under 'jac/', which derivative graphs use");
+
+        var dependent = new HashSet<string>(StringComparer.Ordinal) { wrt };
+        var produced = new HashSet<string>(graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name)), StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+        {
+            if (node.Input.Any(i => i.Length > 0 && !produced.Contains(i)))
+                throw new NotCompilableException($"node '{node.Name}' ({node.OpType}) comes before a node it reads; the file's nodes are not in order");
+            produced.UnionWith(node.Output);
+            if (!string.IsNullOrEmpty(node.Domain) || !OpTable.Rules.TryGetValue(node.OpType, out var rule) || rule.Kind == OpKind.Constant) continue;
+            if (node.Input.Any(dependent.Contains)) dependent.UnionWith(node.Output.Where(o => o.Length > 0));
+        }
+        var feeds = new HashSet<string>(of, StringComparer.Ordinal);
+        var carrying = new List<NodeProto>();
+        foreach (var node in graph.Node.Reverse())
+        {
+            if (!node.Output.Any(feeds.Contains)) continue;
+            feeds.UnionWith(node.Input.Where(i => i.Length > 0));
+            if (node.Input.Any(dependent.Contains)) carrying.Add(node);
+        }
+        carrying.Reverse();
+        foreach (var o in of)
+            if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
+
+        var emit = new OnnxEmitter(graph, shapeOf);
+        var wrtSample = emit.Shape(wrt)[1..];
+        var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
+        long n = Shapes.Product(wrtSample);
+        var m = ofSamples.Select(Shapes.Product).ToArray();
+        long basis = mode == DerivativeMode.Forward ? n : m.Sum();
+        if (basis == 0) throw new NotCompilableException("the Jacobian has no elements");
+
+        foreach (var node in carrying) CheckDifferentiable(node, dependent);
+        if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m);
+        else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
+
+        foreach (var o in of)
+        {
+            var output = new ValueInfoProto { Name = JacobianPrefix + o, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } };
+            graph.Output.Add(output);
+        }
+        // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
+        long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
+            .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / 2 : 0) * basis * sizeof(float);
+        return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + m.Sum() * n * sizeof(float));
+    }
+
+    private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
+    {
+        long n = Shapes.Product(wrtSample);
+        var eye = new float[n * n];
+        for (long k = 0; k < n; k++) eye[k * n + k] = 1;
+        var tangents = new Dictionary<string, string>(StringComparer.Ordinal) { [wrt] = emit.Floats(eye, [n, 1, .. wrtSample]) };
+        foreach (var node in carrying)
+        {
+            var inputs = node.Input.Select(i => tangents.GetValueOrDefault(i)).ToArray();
+            var outputs = Rule(node).Jvp(new OnnxRuleContext(node, emit, n, inputs, [], []));
+            for (int o = 0; o < outputs.Length && o < node.Output.Count; o++)
+                if (outputs[o] is { } t) tangents[node.Output[o]] = t;
+        }
+        for (int j = 0; j < of.Length; j++)
+        {
+            var t = tangents.GetValueOrDefault(of[j]) ?? throw new NotCompilableException($"no tangent reached output '{of[j]}'");
+            var rows = emit.Op("Reshape", emit.Full(t, n, of[j]), emit.Ints(n, -1, m[j]));
+            Name(emit, emit.Op("Transpose", [rows], OnnxEmitter.IntList("perm", 1, 2, 0)), JacobianPrefix + of[j]);
+        }
+    }
+
+    private static void WriteReverse(OnnxEmitter emit, List<NodeProto> carrying, HashSet<string> dependent, string wrt, string[] of,
+        long[] wrtSample, long[][] ofSamples, long[] m)
+    {
+        long total = m.Sum(), n = Shapes.Product(wrtSample), offset = 0;
+        var cotangents = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int j = 0; j < of.Length; j++)
+        {
+            var seed = new float[total * m[j]];
+            for (long k = 0; k < m[j]; k++) seed[(offset + k) * m[j] + k] = 1;
+            Accumulate(emit, cotangents, of[j], emit.Floats(seed, [total, 1, .. ofSamples[j]]));
+            offset += m[j];
+        }
+        for (int s = carrying.Count - 1; s >= 0; s--)
+        {
+            var node = carrying[s];
+            var outputs = node.Output.Select(o => cotangents.GetValueOrDefault(o)).ToArray();
+            if (outputs.All(ct => ct is null)) continue;
+            var needs = node.Input.Select(dependent.Contains).ToArray();
+            var inputs = Rule(node).Vjp(new OnnxRuleContext(node, emit, total, [], outputs, needs));
+            for (int i = 0; i < inputs.Length && i < node.Input.Count; i++)
+                if (inputs[i] is { } ct && needs[i]) Accumulate(emit, cotangents, node.Input[i], ct);
+        }
+        var pulled = cotangents.GetValueOrDefault(wrt) ?? throw new NotCompilableException($"no cotangent reached '{wrt}'");
+        var rows = emit.Op("Reshape", emit.Full(pulled, total, wrt), emit.Ints(total, -1, n));
+        var jacobian = emit.Op("Transpose", [rows], OnnxEmitter.IntList("perm", 1, 0, 2));
+        offset = 0;
+        for (int j = 0; j < of.Length; j++)
+        {
+            Name(emit, of.Length == 1 ? jacobian : emit.Op("Slice", jacobian, emit.Ints(offset), emit.Ints(offset + m[j]), emit.Ints(1)), JacobianPrefix + of[j]);
+            offset += m[j];
+        }
+    }
+
+    private static void Accumulate(OnnxEmitter emit, Dictionary<string, string> cotangents, string value, string cotangent) =>
+        cotangents[value] = cotangents.TryGetValue(value, out var sum) ? emit.Add(sum, cotangent) : cotangent;
+
+    private static CompiledRule Rule(NodeProto node) =>
+        OpTable.Rules[node.OpType].Compiled ?? throw new NotCompilableException($"{node.OpType} (node '{node.Name}') has no compiled derivative rule");
+
+    private static void CheckDifferentiable(NodeProto node, HashSet<string> dependent)
+    {
+        foreach (var i in OpTable.Rules[node.OpType].NonDifferentiableInputs.Where(i => i < node.Input.Count && dependent.Contains(node.Input[i])))
+            throw new NotCompilableException($"{node.OpType} (node '{node.Name}') takes its input {i} from wrt, which it does not differentiate");
+    }
+
+    private static void Name(OnnxEmitter emit, string value, string name)
+    {
+        var node = new NodeProto { OpType = "Identity", Name = name };
+        node.Input.Add(value);
+        node.Output.Add(name);
+        emit.Append(node);
+    }
+}

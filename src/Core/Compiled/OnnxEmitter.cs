@@ -1,0 +1,86 @@
+using Google.Protobuf;
+using JacService.Core.Onnx.Proto;
+
+namespace JacService.Core.Compiled;
+
+/// <summary>
+/// Appends nodes and initializers to an ONNX graph under fresh names, and answers the static shape of a value (for a
+/// batch of two, so a batch axis tells itself from a per-sample one). Derivative nodes are plain ONNX ops at the
+/// model's opset (13 or later: axes as inputs), so ONNX Runtime runs them beside the model's own.
+/// </summary>
+internal sealed class OnnxEmitter(GraphProto graph, Func<string, long[]?> shapeOf)
+{
+    private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
+    private int _next;
+
+    public string Op(string op, params string[] inputs) => Op(op, inputs, []);
+
+    public string Op(string op, string[] inputs, params AttributeProto[] attributes)
+    {
+        string output = $"jac/{op}_{_next++}";
+        var node = new NodeProto { OpType = op, Name = output };
+        node.Input.AddRange(inputs);
+        node.Output.Add(output);
+        node.Attribute.AddRange(attributes);
+        graph.Node.Add(node);
+        return output;
+    }
+
+    public void Append(NodeProto node) => graph.Node.Add(node);
+
+    /// <summary>A float32 initializer of the given shape.</summary>
+    public string Floats(float[] values, params long[] dims)
+    {
+        var tensor = new TensorProto { Name = $"jac/const_{_next++}", DataType = (int)TensorProto.Types.DataType.Float };
+        tensor.Dims.AddRange(dims);
+        var bytes = new byte[values.Length * sizeof(float)];
+        Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
+        tensor.RawData = ByteString.CopyFrom(bytes);
+        graph.Initializer.Add(tensor);
+        return tensor.Name;
+    }
+
+    /// <summary>A float32 scalar, one initializer per value.</summary>
+    public string Scalar(float value) => Cached($"f:{value:R}", () => Floats([value]));
+
+    /// <summary>A 1-D int64 initializer (axes, shapes, slice bounds), one per content.</summary>
+    public string Ints(params long[] values) => Cached("i:" + string.Join(",", values), () =>
+    {
+        var tensor = new TensorProto { Name = $"jac/ints_{_next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        tensor.Dims.Add(values.Length);
+        tensor.Int64Data.AddRange(values);
+        graph.Initializer.Add(tensor);
+        return tensor.Name;
+    });
+
+    public long[] Shape(string value) =>
+        shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
+
+    public int Rank(string value) => Shape(value).Length;
+
+    public static AttributeProto Int(string name, long value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto IntList(string name, params long[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        attribute.Ints.AddRange(values);
+        return attribute;
+    }
+
+    public string Mul(string a, string b) => Op("Mul", a, b);
+    public string Add(string a, string b) => Op("Add", a, b);
+    public string Sub(string a, string b) => Op("Sub", a, b);
+
+    /// <summary>The runtime shape [basis, ..value's shape] of a direction of <paramref name="value"/>.</summary>
+    public string WithBasis(long basis, string value) => Op("Concat", [Ints(basis), Op("Shape", value)], Int("axis", 0));
+
+    /// <summary>A direction made full-size: [basis, ..value's shape], whatever axes it broadcast along.</summary>
+    public string Full(string direction, long basis, string value) => Op("Expand", direction, WithBasis(basis, value));
+
+    private string Cached(string key, Func<string> make)
+    {
+        if (!_constants.TryGetValue(key, out var name)) _constants[key] = name = make();
+        return name;
+    }
+}

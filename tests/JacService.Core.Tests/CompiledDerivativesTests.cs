@@ -1,0 +1,236 @@
+using JacService.Core.Derivatives;
+using JacService.Core.Models;
+using JacService.Core.Ops;
+using JacService.Testing;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// Jacobians from compiled derivative graphs (ONNX Runtime) against the interpreter's, per fixture, op row, mode and
+/// batch size; and the fallback to the interpreter, which GetModel, the log and a metric show, where a graph cannot be
+/// compiled. FixtureReferenceTests compare what is served (compiled where it can be) with functorch in float64.
+/// </summary>
+public class CompiledDerivativesTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// Fixtures whose every op on the path has a compiled rule, and for the others the ops that stop them: the first met
+    /// going forward, or going back.
+    /// </summary>
+    private static readonly Dictionary<string, string[]?> FixtureFallbacks = new()
+    {
+        ["mlp_tanh"] = null,
+        ["pinn"] = null,
+        ["relu_classifier"] = null,
+        ["two_outputs"] = null,
+        ["wide_classifier"] = null,
+        ["layernorm_gelu"] = ["LayerNormalization", "ReduceMean"],
+        ["small_cnn"] = ["Conv", "AveragePool"],
+        ["two_inputs"] = ["Slice", "Pow"],
+    };
+
+    public static TheoryData<string, DerivativeMode, int> FixturesModesAndBatches
+    {
+        get
+        {
+            var data = new TheoryData<string, DerivativeMode, int>();
+            foreach (var name in Fixtures.Names)
+                foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse })
+                    foreach (var batch in new[] { 1, 3 }) data.Add(name, mode, batch);
+            return data;
+        }
+    }
+
+    [Fact]
+    public void EveryFixtureIsListed() => Assert.Equal(Fixtures.Names.Order(), FixtureFallbacks.Keys.Order());
+
+    [Theory]
+    [MemberData(nameof(FixturesModesAndBatches))]
+    public void FixtureJacobiansEqualTheInterpreters(string name, DerivativeMode mode, int batch)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        var rng = new Random(batch);
+        var inputs = compiled.Inputs.Select(i =>
+        {
+            long[] shape = [batch, .. i.Shape[1..]];
+            return new HostTensor(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+        }).ToArray();
+        int wrt = compiled.ResolveWrt(compiled.Inputs[0].Name);
+        var of = compiled.ResolveOf([]);
+
+        using var scope = NewDisposeScope();
+        var served = compiled.Jacobian(inputs, wrt, of, mode);
+        var reference = interpreted.Jacobian(inputs, wrt, of, mode);
+
+        var entry = Assert.Single(compiled.CompiledDerivatives);
+        Assert.Equal(mode, entry.Mode);
+        if (FixtureFallbacks[name] is { } ops)
+        {
+            Assert.False(served.Compiled);
+            Assert.False(entry.Compiled);
+            Assert.True(ops.Any(op => entry.Note.StartsWith($"{op} (node", StringComparison.Ordinal)), entry.Note);
+            Assert.Contains("has no compiled derivative rule", entry.Note);
+        }
+        else
+        {
+            Assert.True(served.Compiled, entry.Note);
+            Assert.Equal("", entry.Note);
+        }
+        Assert.False(reference.Compiled);
+        Assert.Equal(mode, served.Mode);
+        AssertClose($"{name} {mode} batch {batch}", reference.Outputs, served.Outputs);
+        AssertClose($"{name} {mode} batch {batch}", reference.Jacobians, served.Jacobians);
+    }
+
+    [Fact]
+    public void CompiledDerivativesCanBeTurnedOff()
+    {
+        using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits { CompileDerivatives = false });
+        var inputs = new[] { new HostTensor([1, 32], new float[32]) };
+        using var scope = NewDisposeScope();
+        Assert.False(model.Jacobian(inputs, 0, [0], DerivativeMode.Reverse).Compiled);
+        Assert.Empty(model.CompiledDerivatives);
+        Assert.Contains("Engine:CompileDerivatives is off", model.CompiledDerivativesNote);
+    }
+
+    [Fact]
+    public void AFallbackIsReportedOnceWithItsReason()
+    {
+        using var model = ModelVersion.Load("small_cnn", 1, File.ReadAllBytes(Fixtures.ModelPath("small_cnn")), new EngineLimits());
+        var reports = new List<(string What, string Why)>();
+        model.DerivativeFellBackToEngine += (what, why) => reports.Add((what, why));
+        var shape = model.Inputs[0].Shape;
+        var inputs = new[] { new HostTensor([1, .. shape[1..]], new float[Sizes.Elements(shape[1..])]) };
+        using var scope = NewDisposeScope();
+        for (int call = 0; call < 3; call++) model.Jacobian(inputs, 0, [0], DerivativeMode.Reverse);
+        var (what, why) = Assert.Single(reports);
+        Assert.Equal($"jacobian Reverse of {model.Outputs[0].Name} w.r.t. {model.Inputs[0].Name}", what);
+        Assert.Contains("has no compiled derivative rule", why);
+    }
+
+    [Fact]
+    public void ABatchOverTheWorkingMemoryRunsInTheInterpreter()
+    {
+        // mlp_tanh's forward graph holds 32 directions of the 1,040 per-sample values its five nodes make, and the 16x32
+        // Jacobian: ~135 KB a sample. One sample fits in 256 KB, 16 do not.
+        var limits = new EngineLimits { WorkingMemoryBytes = 256 << 10 };
+        using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
+        using var scope = NewDisposeScope();
+        Assert.True(model.Jacobian([new HostTensor([1, 32], new float[32])], 0, [0], DerivativeMode.Forward).Compiled);
+        Assert.False(model.Jacobian([new HostTensor([16, 32], new float[512])], 0, [0], DerivativeMode.Forward).Compiled);
+    }
+
+    public static TheoryData<string, DerivativeMode> RowsAndModes
+    {
+        get
+        {
+            var data = new TheoryData<string, DerivativeMode>();
+            foreach (var row in OpRows.Rows.Where(r => OpTable.Rules[r.OpType].Compiled is not null))
+                foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse }) data.Add(row.Name, mode);
+            return data;
+        }
+    }
+
+    /// <summary>
+    /// Rows of ops with a compiled rule that still fall back, each with the reason it gives (a rule refuses what it does
+    /// not compile; which refusal comes first depends on the direction the graph is written in).
+    /// </summary>
+    private static readonly Dictionary<string, string[]> RowFallbacks = new()
+    {
+        ["LogSoftmax axis 0 of 3"] = ["LogSoftmax 'y2' works along axis 0, which is not a per-sample axis"],
+        ["Gemm x times x transposed, alpha"] = ["Gemm 'y2' takes its input 1 from wrt; only its data input is compiled"],
+        ["MatMul x times x"] = ["MatMul 'y2' takes its input 1 from wrt; only its data input is compiled"],
+        ["MatMul 1-D x times 2-D x"] = ["MatMul 'y5' takes its input 1 from wrt", "ReduceSum (node 'ReduceSum_2') has no compiled derivative rule"],
+        ["MatMul 3-D x 3-D broadcast batch, both differentiated"] = ["multiplies ranks 3 and 3; compiled for rank ≥ 2 by a matrix"],
+        ["MatMul 4-D x 3-D broadcast batch, both differentiated"] = ["multiplies ranks 4 and 3"],
+        ["MatMul 2-D x 1-D, both differentiated"] = ["multiplies ranks 2 and 1"],
+        ["MatMul 3-D x 1-D, both differentiated"] = ["multiplies ranks 3 and 1"],
+    };
+
+    [Theory]
+    [MemberData(nameof(RowsAndModes))]
+    public void OpRowJacobiansEqualTheInterpreters(string row, DerivativeMode mode)
+    {
+        var g = new OnnxBuilder();
+        OpRows.ByName[row].Build(g);
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OpRows.ByName[row].OpType, OnnxType.Float);
+        using var compiled = ModelVersion.Load(row, 1, bytes, new EngineLimits());
+        using var interpreted = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
+        int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);
+        var of = compiled.ResolveOf([]);
+
+        using var scope = NewDisposeScope();
+        EngineResult reference;
+        try
+        {
+            reference = interpreted.Jacobian(inputs, wrt, of, mode);
+        }
+        catch (Exception e) when (e is NodeEvaluationException or System.Runtime.InteropServices.ExternalException)
+        {
+            // A row whose first axis is not a batch axis (its op moves or mixes it): per-sample Jacobians do not apply.
+            output.WriteLine($"{row} {mode}: no per-sample Jacobian ({e.Message.Split('\n')[0]})");
+            Assert.Contains(row, NotPerSample);
+            return;
+        }
+        var served = compiled.Jacobian(inputs, wrt, of, mode);
+        var entry = Assert.Single(compiled.CompiledDerivatives);
+        output.WriteLine($"{row} {mode}: {(entry.Compiled ? "compiled" : "interpreter: " + entry.Note)}");
+        if (RowFallbacks.TryGetValue(row, out var reasons))
+        {
+            Assert.False(served.Compiled);
+            Assert.True(reasons.Any(entry.Note.Contains), entry.Note);
+        }
+        else
+        {
+            Assert.True(served.Compiled, entry.Note);
+        }
+        AssertClose($"{row} {mode}", reference.Jacobians, served.Jacobians);
+    }
+
+    /// <summary>Rows of ops with a compiled rule whose first axis is no batch axis, so the interpreter refuses per-sample Jacobians.</summary>
+    private static readonly HashSet<string> NotPerSample =
+    [
+        "Add [3,1] broadcast into [2,3,4]",
+        "Concat axis 0, both differentiated",
+        "Div denominator [3,1] broadcast",
+        "Div numerator [3] broadcast",
+        "Flatten axis -1",
+        "Flatten axis 0",
+        "Gemm A and B differentiated, transA",
+        "Gemm B differentiated with transB, bias [1,5]",
+        "Gemm transA transB alpha beta bias",
+        "MatMul 1-D x 2-D, both differentiated",
+        "MatMul 1-D x 3-D, both differentiated",
+        "Mul [3,1] broadcast into [2,3,4]",
+        "Reshape to [4, -1, 2]",
+        "Squeeze every unit axis",
+        "Sub [4] broadcast from [2,3,4]",
+        "Sub broadcast, both differentiated",
+        "Transpose default perm (reversed)",
+        "Transpose perm [2, 0, 1]",
+        "Unsqueeze axes [0, -1]",
+    ];
+
+    [Fact]
+    public void ListedRowsExist() => Assert.All(RowFallbacks.Keys.Concat(NotPerSample), r => Assert.Contains(r, OpRows.ByName.Keys));
+
+    // Both sides compute in float32 from the same inputs and weights, in their own order and with their own vectorised
+    // transcendental functions: a few roundings per product term over sums of up to a few hundred terms.
+    private static void AssertClose(string what, IReadOnlyDictionary<string, HostTensor> expected, IReadOnlyDictionary<string, HostTensor> actual)
+    {
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, e) in expected)
+        {
+            var a = actual[name];
+            Assert.Equal(e.Shape, a.Shape);
+            float scale = Math.Max(1e-3f, e.Data.Take((int)e.Count).Max(MathF.Abs));
+            for (int i = 0; i < e.Count; i++)
+                Assert.True(MathF.Abs(e.Data[i] - a.Data[i]) <= 1e-5f * scale || (float.IsNaN(e.Data[i]) && float.IsNaN(a.Data[i])),
+                    $"{what}, {name}[{i}]: interpreter {e.Data[i]}, compiled {a.Data[i]} (scale {scale})");
+        }
+    }
+}
