@@ -17,10 +17,13 @@ public sealed class ReplicaBatchingTests
 {
     private static readonly byte[] Bytes = File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh"));
 
+    // Replicas stand in for GPUs, where Jacobians run in the interpreter (compiled derivative graphs are the CPU's).
+    private static readonly EngineLimits OnAGpu = new() { CompileDerivatives = false };
+
     private static ModelReplicas Replicas(int count)
     {
-        var all = new List<ModelVersion> { ModelVersion.Load("mlp_tanh", 1, Bytes, new EngineLimits()) };
-        while (all.Count < count) all.Add(ModelVersion.Load("mlp_tanh", 1, Bytes, new EngineLimits(), replicaOf: all[0]));
+        var all = new List<ModelVersion> { ModelVersion.Load("mlp_tanh", 1, Bytes, OnAGpu) };
+        while (all.Count < count) all.Add(ModelVersion.Load("mlp_tanh", 1, Bytes, OnAGpu, replicaOf: all[0]));
         return ModelReplicas.Of(all);
     }
 

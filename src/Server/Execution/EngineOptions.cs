@@ -66,15 +66,24 @@ public sealed class EngineOptions : IValidatableObject
     /// <summary>
     /// Serve Predict through ONNX Runtime (one session per model version beside the engine; float32 models) instead
     /// of the engine's interpreter: 2-12x faster forward passes. On the CPU only (see <see cref="ResolvedPredictWithOnnxRuntime"/>).
-    /// Derivatives always run in the engine.
     /// </summary>
     public bool PredictWithOnnxRuntime { get; set; } = true;
+
+    /// <summary>
+    /// Serve Jacobians through compiled derivative graphs in ONNX Runtime (the model's nodes and their derivatives as
+    /// one graph per wrt, of and mode; float32 models whose every op on the path has a compiled rule) instead of the
+    /// engine's interpreter, which serves what cannot be compiled. On the CPU only.
+    /// </summary>
+    public bool CompileDerivatives { get; set; } = true;
 
     /// <summary>The devices Engine:Device resolves to here (validation has refused a setting that resolves to none).</summary>
     public IReadOnlyList<string> ResolvedDevices() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices;
 
     /// <summary>Whether ONNX Runtime serves Predict on <paramref name="device"/>: on the CPU only, as its CPU build is what ships.</summary>
     public bool ResolvedPredictWithOnnxRuntime(string device) => PredictWithOnnxRuntime && device == ComputeDevices.Cpu;
+
+    /// <summary>Whether compiled derivative graphs serve Jacobians on <paramref name="device"/>: on the CPU only, like Predict through ONNX Runtime.</summary>
+    public bool ResolvedCompileDerivatives(string device) => CompileDerivatives && device == ComputeDevices.Cpu;
 
     /// <summary>Whether passes are recorded as CUDA graphs on <paramref name="device"/>, and why not when they are not.</summary>
     public (bool On, string Note) ResolvedCudaGraphs(string device)

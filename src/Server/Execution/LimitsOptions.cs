@@ -95,6 +95,7 @@ public sealed class LimitsOptions
             CalibrateAuto = engine.CalibrateAuto,
             RewriteGraph = engine.GraphRewrites,
             PredictWithOnnxRuntime = engine.ResolvedPredictWithOnnxRuntime(device),
+            CompileDerivatives = engine.ResolvedCompileDerivatives(device),
             Device = device,
             Devices = devices,
             CudaGraphs = graphs,

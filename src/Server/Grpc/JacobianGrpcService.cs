@@ -256,6 +256,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             info.PredictRuntimeNote = model.PredictRuntimeNote;
             info.Device = model.Device;
             info.CudaGraphs = ToProto(entry.Lifetime!.Replicas);
+            info.CompiledDerivatives = new CompiledDerivatives { Enabled = model.CompiledDerivativesNote.Length == 0, Note = model.CompiledDerivativesNote };
+            info.CompiledDerivatives.Graphs.AddRange(model.CompiledDerivatives.Select(ToProto));
         }
         if (entry.Batcher is { } batcher)
         {
@@ -289,6 +291,13 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         };
         graphs.Fallbacks.AddRange(replicas.SelectMany(r => r.Graphs.Fallbacks.Select(f => new CudaGraphFallback { Pass = f.Pass, Reason = f.Reason, Device = r.Device })));
         return graphs;
+    }
+
+    private static CompiledDerivative ToProto(Core.Compiled.CompiledEntry e)
+    {
+        var graph = new CompiledDerivative { Wrt = e.Wrt, Mode = ModeMapping.ToProto(e.Mode), Compiled = e.Compiled, Note = e.Note };
+        graph.Of.AddRange(e.Of);
+        return graph;
     }
 
     private static Protos.V1.DerivativeChoice ToProto(Core.Derivatives.DerivativeChoice c)

@@ -48,7 +48,14 @@ public sealed partial class VersionLoader(
             var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
             var replicas = ModelReplicas.LoadFile(name, version, path, limits);
             foreach (var replica in replicas.All)
+            {
                 replica.PassFellBackToEager += (pass, reason) => LogPassEager(name, version, replica.Device, pass, reason);
+                replica.DerivativeFellBackToEngine += (what, reason) =>
+                {
+                    LogNotCompiled(name, version, what, reason);
+                    metrics.RecordNotCompiled(name);
+                };
+            }
             var model = replicas.Primary;
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime,
                 string.Join(", ", replicas.All.Select(r => r.Device)));
@@ -111,6 +118,9 @@ public sealed partial class VersionLoader(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Model} version {Version} on {Device}: the pass '{Pass}' cannot be recorded as a CUDA graph and runs eagerly: {Reason}")]
     private partial void LogPassEager(string model, int version, string device, string pass, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Model} version {Version}: the {What} runs in the interpreter, not as a compiled graph: {Reason}")]
+    private partial void LogNotCompiled(string model, int version, string what, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} failed to load: {Reason}")]
     private partial void LogFailed(string model, int version, string reason);

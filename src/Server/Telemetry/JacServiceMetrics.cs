@@ -33,6 +33,7 @@ public sealed class JacServiceMetrics
     private readonly Histogram<double> _modelLoadDuration;
     private readonly Counter<long> _modelRetirements;
     private readonly Counter<long> _abandonedBatches;
+    private readonly Counter<long> _notCompiled;
 
     public JacServiceMetrics(Meter meter)
     {
@@ -62,7 +63,12 @@ public sealed class JacServiceMetrics
             "Model versions taken out of service (folder removed, pushed out of the version policy, replaced by a reload, or unloaded)");
         _abandonedBatches = meter.CreateCounter<long>("jacservice.batch.abandoned", "{batch}",
             "Batches stopped before the end because every caller had cancelled or passed its deadline, by model and kind");
+        _notCompiled = meter.CreateCounter<long>("jacservice.derivatives.not_compiled", "{graph}",
+            "Derivative graphs (one per model version, wrt, of, mode and input shapes) that could not be compiled, whose Jacobians the interpreter serves");
     }
+
+    /// <summary>A derivative graph of <paramref name="model"/> that could not be compiled (Engine:CompileDerivatives).</summary>
+    public void RecordNotCompiled(string model) => _notCompiled.Add(1, new KeyValuePair<string, object?>("model", model));
 
     /// <summary>Gauges read from the registry at each collection: rows queued per model version, versions per state.</summary>
     public void ObserveRegistry(ModelRegistry registry)
