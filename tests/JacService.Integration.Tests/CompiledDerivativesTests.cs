@@ -41,6 +41,7 @@ public class CompiledDerivativesTests(ServerProcess server)
 
         using var http = new HttpClient();
         var metrics = await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics");
-        Assert.Contains("jacservice_derivatives_not_compiled_total{model=\"small_cnn\"", metrics);
+        Assert.Contains(metrics.Split('\n'), line => line.StartsWith("jacservice_derivatives_not_compiled_total{", StringComparison.Ordinal)
+            && line.Contains("model=\"small_cnn\"", StringComparison.Ordinal) && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1);
     }
 }

@@ -25,11 +25,16 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
 
     /// <summary>
     /// The compiled Jacobian for (wrt, of, mode) on inputs of these shapes (any batch size), or null where the interpreter
-    /// serves it. Builds it on first use.
+    /// serves it. Builds it on first use; past Engine:MaxCachedPlans graphs (a model whose per-sample shapes vary), new
+    /// ones are not built, so a stream of new shapes cannot grow the sessions without bound.
     /// </summary>
-    public CompiledJacobian? For(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
-        _entries.GetOrAdd($"{wrt}|{string.Join(",", of)}|{mode}|{Planning.Planner.Key(shapes.Select(s => s[1..]).ToArray())}",
-            _ => new Lazy<CompiledEntry>(() => Build(wrt, of, mode, shapes))).Value.Unit;
+    public CompiledJacobian? For(int wrt, int[] of, DerivativeMode mode, long[][] shapes)
+    {
+        string key = $"{wrt}|{string.Join(",", of)}|{mode}|{Planning.Planner.Key(shapes.Select(s => s[1..]).ToArray())}";
+        if (_entries.TryGetValue(key, out var known)) return known.Value.Unit;
+        if (_entries.Count >= parts.Limits.MaxCachedPlans) return null;
+        return _entries.GetOrAdd(key, _ => new Lazy<CompiledEntry>(() => Build(wrt, of, mode, shapes))).Value.Unit;
+    }
 
     private CompiledEntry Build(int wrt, int[] of, DerivativeMode mode, long[][] shapes)
     {

@@ -327,6 +327,7 @@ public sealed class ModelBatcher : IAsyncDisposable
             if (_warmingUp) WarmOtherReplicas(replica, batch.Key, inputs);
             ran = result.Mode;
             span?.SetTag(Attributes.Mode, JacServiceMetrics.ModeName(ran));
+            if (ran is not null) span?.SetTag(Attributes.Compiled, result.Compiled);
             if (buffers is null) return [result];
             // The buffers are this thread's and the next batch of this shape overwrites them: copy the rows out now.
             var parts = new EngineResult[batch.Parts.Count];

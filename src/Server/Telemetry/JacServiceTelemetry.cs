@@ -41,5 +41,7 @@ public static class JacServiceTelemetry
         public const string Device = "jacservice.device";
         /// <summary>The derivative mode a batch ran in: forward or reverse (never auto); absent for predict.</summary>
         public const string Mode = "jacservice.mode";
+        /// <summary>Derivative batches: whether a compiled derivative graph computed them (Engine:CompileDerivatives) or the interpreter.</summary>
+        public const string Compiled = "jacservice.compiled";
     }
 }
