@@ -154,6 +154,120 @@ internal static class CompiledRules
         c => [c.Tangent(0) is { } t ? c.Emit.Mul(c.Out(0), c.Emit.Sub(t, Sum(c, c.Emit.Mul(c.Out(0), t)))) : null],
         c => [c.Cotangent(0) is { } ct && c.Needs(0) ? c.Emit.Mul(c.Out(0), c.Emit.Sub(ct, Sum(c, c.Emit.Mul(c.Out(0), ct)))) : null]);
 
+    /// <summary>Dropout at inference and a float32-to-float32 Cast: the identity.</summary>
+    public static readonly CompiledRule Cast = new(
+        c => CastsToFloat(c) ? [c.Tangent(0)] : [null],
+        c => [CastsToFloat(c) && c.Needs(0) ? c.Cotangent(0) : null]);
+
+    private static bool CastsToFloat(OnnxRuleContext c) =>
+        c.Int("to", 1) == 1 ? true : throw new NotCompilableException($"Cast '{c.Out(0)}' casts to type {c.Int("to", 0)}; compiled for float32 only");
+
+    /// <summary>Expand: the tangent is expanded alike, the cotangent summed back over the expanded axes.</summary>
+    public static readonly CompiledRule Expand = new(
+        c => [c.Tangent(0) is not null ? c.Emit.Op("Expand", c.Aligned(0), c.Emit.WithBasis(c.Basis, c.Out(0))) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? c.Unbroadcast(ct, 0) : null, null]);
+
+    /// <summary>ReduceSum or ReduceMean over per-sample axes: the same reduction of the tangent, the cotangent spread back (divided by the count for a mean).</summary>
+    public static CompiledRule Reduction(bool mean) => new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            if (ReducedAxes(c, mean) is not { } axes) return [t];
+            return [Reduce(c, mean ? "ReduceMean" : "ReduceSum", t, [.. axes.Select(a => a + 1)], c.Int("keepdims", 1))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            if (ReducedAxes(c, mean) is not { } axes) return [ct, .. result[1..]];
+            if (c.Int("keepdims", 1) == 0) ct = c.Emit.Op("Unsqueeze", ct, c.Emit.Ints([.. axes.Select(a => a + 1)]));
+            var spread = c.Emit.Op("Expand", ct, c.Emit.WithBasis(c.Basis, c.In(0)));
+            var shape = c.Emit.Shape(c.In(0));
+            result[0] = mean ? c.Emit.Mul(spread, c.Emit.Scalar(1f / axes.Aggregate(1L, (p, a) => p * shape[a]))) : spread;
+            return result;
+        });
+
+    /// <summary>The sorted per-sample axes a reduction reduces, or null when it is the identity (no axes, noop_with_empty_axes).</summary>
+    private static long[]? ReducedAxes(OnnxRuleContext c, bool mean)
+    {
+        int rank = c.Emit.Rank(c.In(0));
+        long[]? axes = mean && c.Emit.Opset < 18 ? c.Ints("axes") : c.ConstantInput(1);
+        if (axes is null || axes.Length == 0)
+        {
+            if (c.Int("noop_with_empty_axes", 0) != 0) return null;
+            axes = Enumerable.Range(0, rank).Select(a => (long)a).ToArray();
+        }
+        return axes.Select(a => c.SampleAxis(a, rank)).Distinct().Order().ToArray();
+    }
+
+    /// <summary>
+    /// LayerNormalization over per-sample axes, y = γ·x̂ + β with x̂ = (x − μ)·r and r = 1/√(σ² + ε): the tangent is
+    /// γ·r·(t − mean t − x̂·mean(x̂·t)), the cotangent r·(g − mean g − x̂·mean(x̂·g)) with g = γ·ct (means over the axes).
+    /// </summary>
+    public static readonly CompiledRule LayerNormalization = new(
+        c => [c.Tangent(0) is { } t ? c.Emit.Mul(c.In(1), Normalised(c, t)) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Normalised(c, c.Emit.Mul(ct, c.In(1))) : null, null, null]);
+
+    /// <summary>r·(d − mean d − x̂·mean(x̂·d)) for a direction d of LayerNormalization's input, means over its axes.</summary>
+    private static string Normalised(OnnxRuleContext c, string direction)
+    {
+        int rank = c.Emit.Rank(c.In(0));
+        long first = c.SampleAxis(c.Int("axis", -1), rank);
+        long[] axes = Enumerable.Range((int)first, rank - (int)first).Select(a => (long)a).ToArray();
+        long[] directionAxes = [.. axes.Select(a => a + 1)];
+        var centred = c.Emit.Sub(c.In(0), Reduce(c, "ReduceMean", c.In(0), axes, 1));
+        var variance = Reduce(c, "ReduceMean", c.Emit.Mul(centred, centred), axes, 1);
+        var r = c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Add(variance, c.Emit.Scalar(c.Float("epsilon", 1e-5f)))));
+        var normalised = c.Emit.Mul(centred, r);
+        var projected = c.Emit.Mul(normalised, Reduce(c, "ReduceMean", c.Emit.Mul(normalised, direction), directionAxes, 1));
+        return c.Emit.Mul(r, c.Emit.Sub(c.Emit.Sub(direction, Reduce(c, "ReduceMean", direction, directionAxes, 1)), projected));
+    }
+
+    /// <summary>ReduceSum or ReduceMean over <paramref name="axes"/>: ReduceMean takes them as an attribute before opset 18.</summary>
+    private static string Reduce(OnnxRuleContext c, string op, string value, long[] axes, long keepdims) =>
+        op == "ReduceMean" && c.Emit.Opset < 18
+            ? c.Emit.Op(op, [value], IntList("axes", axes), Int("keepdims", keepdims))
+            : c.Emit.Op(op, [value, c.Emit.Ints(axes)], Int("keepdims", keepdims));
+
+    /// <summary>Slice with steps of one along per-sample axes: the tangent sliced alike, the cotangent padded back with zeros.</summary>
+    public static readonly CompiledRule Slice = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            var (axes, starts, ends, _) = SliceBounds(c);
+            return [c.Emit.Op("Slice", t, c.Emit.Ints(starts), c.Emit.Ints(ends), c.Emit.Ints([.. axes.Select(a => a + 1)]))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            var (axes, starts, ends, shape) = SliceBounds(c);
+            var pads = new long[2 * (shape.Length + 1)];
+            for (int i = 0; i < axes.Length; i++)
+            {
+                pads[axes[i] + 1] = starts[i];
+                pads[shape.Length + 1 + axes[i] + 1] = shape[axes[i]] - ends[i];
+            }
+            result[0] = c.Emit.Op("Pad", ct, c.Emit.Ints(pads));
+            return result;
+        });
+
+    /// <summary>A Slice's per-sample axes with their starts and ends clamped to the input's shape (which it returns too).</summary>
+    private static (long[] Axes, long[] Starts, long[] Ends, long[] Shape) SliceBounds(OnnxRuleContext c)
+    {
+        var shape = c.Emit.Shape(c.In(0));
+        var starts = c.ConstantInput(1)!;
+        var ends = c.ConstantInput(2)!;
+        var axes = c.ConstantInput(3) ?? Enumerable.Range(0, starts.Length).Select(a => (long)a).ToArray();
+        if ((c.ConstantInput(4) ?? []).Any(step => step != 1))
+            throw new NotCompilableException($"Slice '{c.Out(0)}' steps by other than 1; compiled for steps of 1");
+        axes = axes.Select(a => c.SampleAxis(a, shape.Length)).ToArray();
+        long Clamp(long v, long dim) => Math.Clamp(v < 0 ? v + dim : v, 0, dim);
+        var clampedStarts = starts.Select((v, i) => Clamp(v, shape[axes[i]])).ToArray();
+        var clampedEnds = ends.Select((v, i) => Math.Max(clampedStarts[i], Clamp(v, shape[axes[i]]))).ToArray();
+        return (axes, clampedStarts, clampedEnds, shape);
+    }
+
     /// <summary>A sum over the op's axis (default the last), kept as an axis of one.</summary>
     private static string Sum(OnnxRuleContext c, string direction) =>
         c.Emit.Op("ReduceSum", [direction, c.Emit.Ints(c.DirectionAxis(-1))], Int("keepdims", 1));

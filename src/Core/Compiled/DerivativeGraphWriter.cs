@@ -50,7 +50,7 @@ internal static class DerivativeGraphWriter
         foreach (var o in of)
             if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
 
-        var emit = new OnnxEmitter(graph, shapeOf);
+        var emit = new OnnxEmitter(graph, opset, shapeOf);
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);

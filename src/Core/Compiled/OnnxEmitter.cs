@@ -8,8 +8,10 @@ namespace JacService.Core.Compiled;
 /// batch of two, so a batch axis tells itself from a per-sample one). Derivative nodes are plain ONNX ops at the
 /// model's opset (13 or later: axes as inputs), so ONNX Runtime runs them beside the model's own.
 /// </summary>
-internal sealed class OnnxEmitter(GraphProto graph, Func<string, long[]?> shapeOf)
+internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf)
 {
+    public long Opset => opset;
+
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
     private int _next;
 
@@ -57,6 +59,21 @@ internal sealed class OnnxEmitter(GraphProto graph, Func<string, long[]?> shapeO
         shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
     public int Rank(string value) => Shape(value).Length;
+
+    /// <summary>
+    /// The values of an int64 tensor the file fixes (an initializer or a Constant node's value), such as a Slice's
+    /// bounds or a reduction's axes; null where it is computed or not int64.
+    /// </summary>
+    public long[]? ConstantInts(string value)
+    {
+        var tensor = graph.Initializer.FirstOrDefault(t => t.Name == value)
+            ?? graph.Node.FirstOrDefault(n => n.OpType == "Constant" && n.Output.Contains(value))?.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
+        if (tensor is null || tensor.DataType != (int)TensorProto.Types.DataType.Int64) return null;
+        if (tensor.RawData.IsEmpty) return tensor.Int64Data.ToArray();
+        var values = new long[tensor.RawData.Length / sizeof(long)];
+        Buffer.BlockCopy(tensor.RawData.ToByteArray(), 0, values, 0, values.Length * sizeof(long));
+        return values;
+    }
 
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };

@@ -68,13 +68,21 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     }
 
     /// <summary>The op's axis attribute in direction coordinates (past the basis axis); refuses the batch axis.</summary>
-    public long DirectionAxis(long fallback)
+    public long DirectionAxis(long fallback) => SampleAxis(Int("axis", fallback), Emit.Rank(Out(0))) + 1;
+
+    /// <summary>An axis of a value of rank <paramref name="rank"/>, made non-negative; refuses the batch axis.</summary>
+    public long SampleAxis(long axis, int rank)
     {
-        long axis = Int("axis", fallback);
-        int rank = Emit.Rank(Out(0));
         long normalised = axis < 0 ? axis + rank : axis;
         if (normalised <= 0 || normalised >= rank)
             throw new NotCompilableException($"{OpType} '{Out(0)}' works along axis {axis}, which is not a per-sample axis");
-        return normalised + 1;
+        return normalised;
+    }
+
+    /// <summary>Input <paramref name="i"/>'s values where the file fixes them; refuses one that is computed.</summary>
+    public long[]? ConstantInput(int i)
+    {
+        if (i >= InputCount || In(i).Length == 0) return null;
+        return Emit.ConstantInts(In(i)) ?? throw new NotCompilableException($"{OpType} '{Out(0)}' takes its input {i} ('{In(i)}') from a computed value");
     }
 }

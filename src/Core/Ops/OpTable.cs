@@ -35,7 +35,8 @@ public static class OpTable
             .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear,
                 compiled: (c, x, _) => c.Emit.Add(c.Emit.Mul(c.Emit.Op("Relu", c.Emit.Op("Sign", x)), c.Emit.Scalar(1 - c.Float("alpha", 0.01f))), c.Emit.Scalar(c.Float("alpha", 0.01f))))
             .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 1),
-                (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 0))
+                (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 0),
+                compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), c.Emit.Add(y, c.Emit.Scalar(c.Float("alpha", 1)))))
             .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), SeluGamma(c)),
                 (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), 0))
             .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1),
@@ -47,7 +48,8 @@ public static class OpTable
             .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid(), (_, x, _) => { var s = x.sigmoid(); return s * s.From(1); },
                 compiled: (c, x, _) => c.Emit.Op("Sigmoid", x))
             .Unary("Softsign", (_, x) => x / x.abs().Plus(1), (_, x, _) => Powers.Square(x.abs().Plus(1)).reciprocal(),
-                (_, x, _) => x.sign() * Powers.Cube(x.abs().Plus(1)).reciprocal() * S(-2))
+                (_, x, _) => x.sign() * Powers.Cube(x.abs().Plus(1)).reciprocal() * S(-2),
+                compiled: (c, x, _) => { var d = c.Emit.Add(c.Emit.Op("Abs", x), c.Emit.Scalar(1)); return c.Emit.Op("Reciprocal", c.Emit.Mul(d, d)); })
             .Unary("Sin", (_, x) => x.sin(), (_, x, _) => x.cos(), (_, _, y) => y.neg(), compiled: (c, x, _) => c.Emit.Op("Cos", x))
             .Unary("Cos", (_, x) => x.cos(), (_, x, _) => x.sin().neg(), (_, _, y) => y.neg(), compiled: (c, x, _) => c.Emit.Op("Neg", c.Emit.Op("Sin", x)))
             .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi),
@@ -67,7 +69,8 @@ public static class OpTable
                 compiled: ((c, _, b, _) => c.Emit.Op("Reciprocal", b), (c, _, b, y) => c.Emit.Op("Neg", c.Emit.Op("Div", y, b))))
             .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log(),
                 daa: (a, b, _) => b * b.Minus(1) * a.pow(b.Minus(2)), dab: (a, b, _) => a.pow(b.Minus(1)) * (b * a.log()).Plus(1),
-                dbb: (a, _, y) => y * Powers.Square(a.log()))
+                dbb: (a, _, y) => y * Powers.Square(a.log()),
+                compiled: ((c, a, b, _) => c.Emit.Mul(b, c.Emit.Op("Pow", a, c.Emit.Sub(b, c.Emit.Scalar(1)))), (c, a, _, y) => c.Emit.Mul(y, c.Emit.Op("Log", a))))
             .Binary("PRelu", (_, x, s) => x.relu().Plus(s * x.clamp(max: S(0))),
                 (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1))
 
@@ -77,8 +80,8 @@ public static class OpTable
 
             // Pass-through and casts.
             .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct, compiled: Emitted.Identity)
-            .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear, Compiled = Emitted.Identity })
+            .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Cast })
 
             // Values that never carry a tangent.
             .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp) { Curvature = OpRule.Linear })
@@ -96,19 +99,19 @@ public static class OpTable
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates })
             .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates })
+            .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
+            .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
             .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates })
 
             // Reductions and normalisations.
-            .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Reduction(mean: false) })
+            .Add(new OpRule("ReduceMean", OpKind.Reduction, Reductions.ReduceMean, Reductions.ReduceMeanVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Reduction(mean: true) })
             .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp) { Curvature = Reductions.SoftmaxCurvature, Compiled = Emitted.Softmax })
             .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp) { Curvature = Reductions.LogSoftmaxCurvature, Compiled = Emitted.LogSoftmax })
             .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
-                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature })
+                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
 
             // Convolution and pooling (1-D and 2-D).
             .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)
