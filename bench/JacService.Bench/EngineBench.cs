@@ -45,7 +45,9 @@ public static class EngineBench
                 string Compiled(DerivativeMode mode)
                 {
                     using var scope = NewDisposeScope();
-                    return model.Jacobian(inputs, wrt, of, mode).Compiled ? Fmt(Rate(model, mode)) : "-";
+                    if (model.Jacobian(inputs, wrt, of, mode).Compiled) return Fmt(Rate(model, mode));
+                    Console.Error.WriteLine($"{name} {mode}: {model.CompiledDerivatives.LastOrDefault(e => e.Mode == mode)?.Note}");
+                    return "-";
                 }
                 double forward = Rate(interpreted, DerivativeMode.Forward), reverse = Rate(interpreted, DerivativeMode.Reverse);
                 string forwardCompiled = Compiled(DerivativeMode.Forward), reverseCompiled = Compiled(DerivativeMode.Reverse);
