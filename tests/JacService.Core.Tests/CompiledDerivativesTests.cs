@@ -67,6 +67,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
 
         var entry = Assert.Single(compiled.CompiledDerivatives);
         Assert.Equal(mode, entry.Mode);
+        Assert.Equal($"jacobian {mode}", entry.Kind);
         if (FixtureFallbacks[name] is { } ops)
         {
             Assert.False(served.Compiled);
@@ -83,6 +84,50 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         Assert.Equal(mode, served.Mode);
         AssertClose($"{name} {mode} batch {batch}", reference.Outputs, served.Outputs);
         AssertClose($"{name} {mode} batch {batch}", reference.Jacobians, served.Jacobians);
+    }
+
+    public static TheoryData<string, int?> FixturesAndDirections
+    {
+        get
+        {
+            var data = new TheoryData<string, int?>();
+            foreach (var name in Fixtures.Names)
+                foreach (var directions in new int?[] { null, 3 }) data.Add(name, directions);
+            return data;
+        }
+    }
+
+    /// <summary>A Vjp with one cotangent per sample ([B] ++ out) or T of them ([B, T] ++ out), compiled against the interpreter's.</summary>
+    [Theory]
+    [MemberData(nameof(FixturesAndDirections))]
+    public void FixtureVjpsEqualTheInterpreters(string name, int? directions)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        const int batch = 3;
+        var rng = new Random(7);
+        HostTensor Random(long[] shape) =>
+            new(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+        var inputs = compiled.Inputs.Select(i => Random([batch, .. i.Shape[1..]])).ToArray();
+        int wrt = compiled.ResolveWrt(compiled.Inputs[0].Name);
+        var of = compiled.ResolveOf([]);
+        var cotangents = of.Select(o =>
+        {
+            var sample = compiled.OutputSampleShape(inputs, o);
+            return Random(directions is { } t ? [batch, t, .. sample] : [batch, .. sample]);
+        }).ToArray();
+
+        using var scope = NewDisposeScope();
+        var served = compiled.Vjp(inputs, wrt, of, cotangents);
+        var reference = interpreted.Vjp(inputs, wrt, of, cotangents);
+
+        var entry = Assert.Single(compiled.CompiledDerivatives);
+        Assert.Equal(directions is { } d ? $"vjp of {d}" : "vjp", entry.Kind);
+        Assert.Equal(FixtureFallbacks[name] is null, served.Compiled);
+        Assert.Equal(FixtureFallbacks[name] is null, entry.Compiled);
+        AssertClose($"{name} vjp, {directions} directions", reference.Outputs, served.Outputs);
+        AssertClose($"{name} vjp, {directions} directions", reference.Jacobians, served.Jacobians);
     }
 
     [Fact]

@@ -1,57 +1,53 @@
-using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using Microsoft.ML.OnnxRuntime;
 
 namespace JacService.Core.Compiled;
 
 /// <summary>
-/// One derivative graph (<see cref="DerivativeGraphWriter"/>) in its ONNX Runtime session: a model version's outputs
-/// and Jacobians for one (wrt, of, mode), any batch size, in one call. The session is thread-safe.
+/// One derivative graph (<see cref="DerivativeGraphWriter"/>) in its ONNX Runtime session: a model version's outputs and
+/// derivatives (Jacobians, or a Vjp) for one (wrt, of, kind), any batch size, in one call. The session is thread-safe.
 /// </summary>
-internal sealed class CompiledJacobian : IDisposable
+internal sealed class CompiledDerivative : IDisposable
 {
+    /// <summary>A graph output read back as a derivative: its result key, the call's buffer it is copied into, its per-sample shape.</summary>
+    public sealed record Result(string Output, string Key, string Buffer, long[] Sample);
+
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
     private readonly string[] _inputNames;
     private readonly string[] _outputNames;
-    private readonly string[] _ofNames;
-    private readonly long[] _wrtSample;
-    private readonly long[][] _ofSamples;
+    private readonly Result[] _results;
 
-    public CompiledJacobian(DerivativeGraphWriter.Written written, string[] inputNames, string[] outputNames, string[] ofNames, DerivativeMode mode)
+    public CompiledDerivative(DerivativeGraphWriter.Written written, string[] inputNames, string[] outputNames, Result[] results)
     {
         _session = OnnxRuntimeForward.NewSession(written.Model);
         _inputNames = inputNames;
-        _outputNames = [.. outputNames, .. ofNames.Select(o => DerivativeGraphWriter.JacobianPrefix + o)];
-        _ofNames = ofNames;
-        _wrtSample = written.WrtSample;
-        _ofSamples = written.OfSamples;
-        Mode = mode;
+        _outputNames = [.. outputNames, .. results.Select(r => r.Output)];
+        _results = results;
         BytesPerSample = written.BytesPerSample;
     }
 
-    public DerivativeMode Mode { get; }
-
-    /// <summary>The most the derivative nodes hold per sample: every direction of every value on the path, and the Jacobian.</summary>
+    /// <summary>The most the derivative nodes hold per sample: every direction of every value on the path, and the result.</summary>
     public long BytesPerSample { get; }
 
-    /// <summary>Outputs by name, and per output in of its Jacobian [B, ..out, ..wrt], written into <paramref name="into"/> when given.</summary>
-    public (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor> Jacobians) Run(HostTensor[] inputs, ResultBuffers? into)
+    /// <summary>Outputs by name, and the derivatives by their keys as [B, ..sample], written into <paramref name="into"/> when given.</summary>
+    public (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor> Derivatives) Run(HostTensor[] inputs, ResultBuffers? into)
     {
         var values = new OrtValue[inputs.Length];
         try
         {
+            // Views of the managed arrays (pinned for the call), not copies.
             for (int i = 0; i < inputs.Length; i++) values[i] = OrtValue.CreateTensorValueFromMemory(inputs[i].Data, inputs[i].Shape);
             using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
             long batch = inputs[0].Shape[0];
-            int outputs = _outputNames.Length - _ofNames.Length;
+            int outputs = _outputNames.Length - _results.Length;
             var named = new Dictionary<string, HostTensor>(outputs);
             for (int o = 0; o < outputs; o++)
                 named[_outputNames[o]] = OnnxRuntimeForward.CopyOut(results[o], "out:" + _outputNames[o], into, results[o].GetTensorTypeAndShape().Shape);
-            var jacobians = new Dictionary<string, HostTensor>(_ofNames.Length);
-            for (int j = 0; j < _ofNames.Length; j++)
-                jacobians[_ofNames[j]] = OnnxRuntimeForward.CopyOut(results[outputs + j], "jac:" + _ofNames[j], into, [batch, .. _ofSamples[j], .. _wrtSample]);
-            return (named, jacobians);
+            var derivatives = new Dictionary<string, HostTensor>(_results.Length);
+            for (int j = 0; j < _results.Length; j++)
+                derivatives[_results[j].Key] = OnnxRuntimeForward.CopyOut(results[outputs + j], _results[j].Buffer, into, [batch, .. _results[j].Sample]);
+            return (named, derivatives);
         }
         finally
         {

@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 namespace JacService.Core.Compiled;
 
 /// <summary>
-/// A model version's derivative graphs, one per (wrt, of, mode, per-sample input shapes), each written and loaded into ONNX Runtime the first
+/// A model version's derivative graphs, one per (kind: a Jacobian's mode or a Vjp's directions, wrt, of, per-sample input
+/// shapes), each written and loaded into ONNX Runtime the first
 /// time it is asked for and kept; where a graph cannot be written or loaded, the reason is kept instead and the engine's
 /// interpreter serves that Jacobian (visible in <see cref="Entries"/>, and through <see cref="FellBack"/> in the log and
 /// a metric).
@@ -21,22 +22,37 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
 
     public IReadOnlyList<CompiledEntry> Entries =>
         _entries.Values.Where(l => l.IsValueCreated).Select(l => l.Value)
-            .OrderBy(e => e.Wrt).ThenBy(e => string.Join(",", e.Of)).ThenBy(e => e.Mode).ToList();
+            .OrderBy(e => e.Wrt).ThenBy(e => string.Join(",", e.Of)).ThenBy(e => e.Kind).ToList();
 
     /// <summary>
     /// The compiled Jacobian for (wrt, of, mode) on inputs of these shapes (any batch size), or null where the interpreter
     /// serves it. Builds it on first use; past Engine:MaxCachedPlans graphs (a model whose per-sample shapes vary), new
     /// ones are not built, so a stream of new shapes cannot grow the sessions without bound.
     /// </summary>
-    public CompiledJacobian? For(int wrt, int[] of, DerivativeMode mode, long[][] shapes)
+    public CompiledDerivative? Jacobian(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
+        For($"jacobian {mode}", wrt, of, shapes, mode, null, (wrtName, ofNames, written) => ofNames
+            .Select((o, j) => new CompiledDerivative.Result(DerivativeGraphWriter.JacobianPrefix + o, o, "jac:" + o, [.. written.OfSamples[j], .. written.WrtSample]))
+            .ToArray());
+
+    /// <summary>
+    /// The compiled Vjp pulling <paramref name="directions"/> cotangents per sample back from of to wrt, or null. Its
+    /// graph takes the cotangents as [B, T, ..out] and gives [B, T, ..wrt] (<paramref name="many"/>) or [B, ..wrt] (T = 1).
+    /// </summary>
+    public CompiledDerivative? Vjp(int wrt, int[] of, long directions, bool many, long[][] shapes) =>
+        For(many ? $"vjp of {directions}" : "vjp", wrt, of, shapes, DerivativeMode.Reverse, directions, (wrtName, _, written) =>
+            [new CompiledDerivative.Result(DerivativeGraphWriter.VjpPrefix + wrtName, wrtName, "vjp:" + wrtName, many ? [directions, .. written.WrtSample] : written.WrtSample)]);
+
+    private CompiledDerivative? For(string kind, int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions,
+        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results)
     {
-        string key = $"{wrt}|{string.Join(",", of)}|{mode}|{Planning.Planner.Key(shapes.Select(s => s[1..]).ToArray())}";
+        string key = $"{kind}|{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(shapes.Select(s => s[1..]).ToArray())}";
         if (_entries.TryGetValue(key, out var known)) return known.Value.Unit;
         if (_entries.Count >= parts.Limits.MaxCachedPlans) return null;
-        return _entries.GetOrAdd(key, _ => new Lazy<CompiledEntry>(() => Build(wrt, of, mode, shapes))).Value.Unit;
+        return _entries.GetOrAdd(key, _ => new Lazy<CompiledEntry>(() => Build(kind, wrt, of, shapes, mode, directions, results))).Value.Unit;
     }
 
-    private CompiledEntry Build(int wrt, int[] of, DerivativeMode mode, long[][] shapes)
+    private CompiledEntry Build(string kind, int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions,
+        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results)
     {
         var graph = parts.Graph;
         string wrtName = graph.Inputs[wrt].Name;
@@ -44,9 +60,10 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         string note;
         try
         {
-            var written = DerivativeGraphWriter.Write(ModelProto.Parser.ParseFrom(model), ShapesOf(shapes), wrtName, ofNames, mode);
-            var unit = new CompiledJacobian(written, graph.Inputs.Select(i => i.Name).ToArray(), graph.Outputs.Select(o => o.Name).ToArray(), ofNames, mode);
-            return new CompiledEntry(wrtName, ofNames, mode, "") { Unit = unit };
+            var written = DerivativeGraphWriter.Write(ModelProto.Parser.ParseFrom(model), ShapesOf(shapes), wrtName, ofNames, mode, directions);
+            string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directions is null ? [] : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o)];
+            var unit = new CompiledDerivative(written, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
+            return new CompiledEntry(kind, wrtName, ofNames, mode, "") { Unit = unit };
         }
         catch (NotCompilableException e)
         {
@@ -60,8 +77,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         {
             note = $"ONNX Runtime refused the derivative graph: {e.Message}";
         }
-        FellBack?.Invoke($"jacobian {mode} of {string.Join(",", ofNames)} w.r.t. {wrtName}", note);
-        return new CompiledEntry(wrtName, ofNames, mode, note);
+        FellBack?.Invoke($"{kind} of {string.Join(",", ofNames)} w.r.t. {wrtName}", note);
+        return new CompiledEntry(kind, wrtName, ofNames, mode, note);
     }
 
     /// <summary>

@@ -2,10 +2,13 @@ using JacService.Core.Derivatives;
 
 namespace JacService.Core.Compiled;
 
-/// <summary>Whether the Jacobian of (wrt, of) in a mode runs as a compiled graph in ONNX Runtime, or why the interpreter serves it (<see cref="Note"/>).</summary>
-public sealed record CompiledEntry(string Wrt, string[] Of, DerivativeMode Mode, string Note)
+/// <summary>
+/// Whether a derivative of (wrt, of) runs as a compiled graph in ONNX Runtime, or why the interpreter serves it
+/// (<see cref="Note"/>). <see cref="Kind"/> says which: "jacobian Forward", "jacobian Reverse", "vjp", "vjp of T".
+/// </summary>
+public sealed record CompiledEntry(string Kind, string Wrt, string[] Of, DerivativeMode Mode, string Note)
 {
-    internal CompiledJacobian? Unit { get; init; }
+    internal CompiledDerivative? Unit { get; init; }
 
     public bool Compiled => Unit is not null;
 }

@@ -9,18 +9,23 @@ namespace JacService.Core.Compiled;
 /// Writes a model's Jacobian as one ONNX graph: the model's own nodes as its file has them, then the derivative nodes
 /// of every node between wrt and of (each op's <see cref="OpRule.Compiled"/> rule), in forward mode (a tangent basis of
 /// wrt's elements pushed through) or reverse mode (a cotangent basis of of's elements pulled back), and per output in of
-/// a graph output "jacobian:NAME" of shape [B, M, N] (M the output's elements per sample, N wrt's). ONNX Runtime then
-/// runs the whole derivative as one call, without a crossing into .NET per op.
+/// a graph output "jacobian:NAME" of shape [B, M, N] (M the output's elements per sample, N wrt's). A Vjp graph instead
+/// takes the caller's T cotangents per output as graph inputs "cotangent:NAME" [B, T, ..out] and pulls them back to one
+/// output "vjp:WRT" [B, T, ..wrt]. ONNX Runtime then runs the whole derivative as one call, without a crossing into .NET
+/// per op.
 /// </summary>
 internal static class DerivativeGraphWriter
 {
     public const string JacobianPrefix = "jacobian:";
+    public const string CotangentPrefix = "cotangent:";
+    public const string VjpPrefix = "vjp:";
 
     /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
     public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
 
     /// <param name="shapeOf">A value's shape for a batch of two, by name, or null where not known.</param>
-    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode)
+    /// <param name="vjpDirections">For a Vjp graph, the cotangents per sample (T); null for a Jacobian.</param>
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode, long? vjpDirections = null)
     {
         long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
         if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
@@ -55,23 +60,31 @@ internal static class DerivativeGraphWriter
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);
         var m = ofSamples.Select(Shapes.Product).ToArray();
-        long basis = mode == DerivativeMode.Forward ? n : m.Sum();
-        if (basis == 0) throw new NotCompilableException("the Jacobian has no elements");
+        long basis = vjpDirections ?? (mode == DerivativeMode.Forward ? n : m.Sum());
+        if (basis == 0 || n == 0) throw new NotCompilableException("the derivative has no elements");
 
         foreach (var node in carrying) CheckDifferentiable(node, dependent);
-        if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m);
-        else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
-
-        foreach (var o in of)
+        if (vjpDirections is { } t)
         {
-            var output = new ValueInfoProto { Name = JacobianPrefix + o, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } };
-            graph.Output.Add(output);
+            WriteVjp(emit, carrying, dependent, wrt, of, t);
+            foreach (var o in of) graph.Input.Add(FloatValue(CotangentPrefix + o));
+            graph.Output.Add(FloatValue(VjpPrefix + wrt));
+        }
+        else
+        {
+            if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m);
+            else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
+            foreach (var o in of) graph.Output.Add(FloatValue(JacobianPrefix + o));
         }
         // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
             .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / 2 : 0) * basis * sizeof(float);
-        return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + m.Sum() * n * sizeof(float));
+        long result = vjpDirections is { } directions ? directions * n : m.Sum() * n;
+        return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
     }
+
+    private static ValueInfoProto FloatValue(string name) =>
+        new() { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } };
 
     private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
     {
@@ -106,17 +119,7 @@ internal static class DerivativeGraphWriter
             Accumulate(emit, cotangents, of[j], emit.Floats(seed, [total, 1, .. ofSamples[j]]));
             offset += m[j];
         }
-        for (int s = carrying.Count - 1; s >= 0; s--)
-        {
-            var node = carrying[s];
-            var outputs = node.Output.Select(o => cotangents.GetValueOrDefault(o)).ToArray();
-            if (outputs.All(ct => ct is null)) continue;
-            var needs = node.Input.Select(dependent.Contains).ToArray();
-            var inputs = Rule(node).Vjp(new OnnxRuleContext(node, emit, total, [], outputs, needs));
-            for (int i = 0; i < inputs.Length && i < node.Input.Count; i++)
-                if (inputs[i] is { } ct && needs[i]) Accumulate(emit, cotangents, node.Input[i], ct);
-        }
-        var pulled = cotangents.GetValueOrDefault(wrt) ?? throw new NotCompilableException($"no cotangent reached '{wrt}'");
+        var pulled = Pull(emit, carrying, dependent, cotangents, wrt, total);
         var rows = emit.Op("Reshape", emit.Full(pulled, total, wrt), emit.Ints(total, -1, n));
         var jacobian = emit.Op("Transpose", [rows], OnnxEmitter.IntList("perm", 1, 0, 2));
         offset = 0;
@@ -125,6 +128,36 @@ internal static class DerivativeGraphWriter
             Name(emit, of.Length == 1 ? jacobian : emit.Op("Slice", jacobian, emit.Ints(offset), emit.Ints(offset + m[j]), emit.Ints(1)), JacobianPrefix + of[j]);
             offset += m[j];
         }
+    }
+
+    /// <summary>The caller's cotangents [B, T, ..out] (graph inputs), made [T, B, ..out] and pulled back to wrt as [B, T, ..wrt].</summary>
+    private static void WriteVjp(OnnxEmitter emit, List<NodeProto> carrying, HashSet<string> dependent, string wrt, string[] of, long directions)
+    {
+        var cotangents = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var o in of)
+            Accumulate(emit, cotangents, o, emit.Op("Transpose", [CotangentPrefix + o], OnnxEmitter.IntList("perm", LeadingSwapped(emit.Rank(o) + 1))));
+        var pulled = emit.Full(Pull(emit, carrying, dependent, cotangents, wrt, directions), directions, wrt);
+        Name(emit, emit.Op("Transpose", [pulled], OnnxEmitter.IntList("perm", LeadingSwapped(emit.Rank(wrt) + 1))), VjpPrefix + wrt);
+    }
+
+    /// <summary>[1, 0, 2, 3, ...] of the given rank: the first two axes swapped.</summary>
+    private static long[] LeadingSwapped(int rank) => [1, 0, .. Enumerable.Range(2, rank - 2).Select(a => (long)a)];
+
+    /// <summary>Pulls the seeded cotangents back through the carrying nodes, last first, and returns wrt's.</summary>
+    private static string Pull(OnnxEmitter emit, List<NodeProto> carrying, HashSet<string> dependent, Dictionary<string, string> cotangents,
+        string wrt, long basis)
+    {
+        for (int s = carrying.Count - 1; s >= 0; s--)
+        {
+            var node = carrying[s];
+            var outputs = node.Output.Select(o => cotangents.GetValueOrDefault(o)).ToArray();
+            if (outputs.All(ct => ct is null)) continue;
+            var needs = node.Input.Select(dependent.Contains).ToArray();
+            var inputs = Rule(node).Vjp(new OnnxRuleContext(node, emit, basis, [], outputs, needs));
+            for (int i = 0; i < inputs.Length && i < node.Input.Count; i++)
+                if (inputs[i] is { } ct && needs[i]) Accumulate(emit, cotangents, node.Input[i], ct);
+        }
+        return cotangents.GetValueOrDefault(wrt) ?? throw new NotCompilableException($"no cotangent reached '{wrt}'");
     }
 
     private static void Accumulate(OnnxEmitter emit, Dictionary<string, string> cotangents, string value, string cotangent) =>

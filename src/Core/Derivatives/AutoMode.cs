@@ -19,7 +19,7 @@ namespace JacService.Core.Derivatives;
 /// that graph is what is timed for it, whole.
 /// </remarks>
 internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse, AutoMode? sharing = null,
-    Func<int, int[], DerivativeMode, long[][], Compiled.CompiledJacobian?>? compiled = null)
+    Func<int, int[], DerivativeMode, long[][], Compiled.CompiledDerivative?>? compiled = null)
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
     private const long ProbeDirections = 16;

@@ -27,7 +27,7 @@ public sealed record EngineLimits
     public bool PredictWithOnnxRuntime { get; init; } = true;
 
     /// <summary>
-    /// Serve Jacobians through derivative graphs in ONNX Runtime where every op on the path has a compiled rule and the
+    /// Serve Jacobians and Vjp through derivative graphs in ONNX Runtime where every op on the path has a compiled rule and the
     /// model's inputs and outputs are float32 (see Compiled.CompiledDerivatives); resolved false on a GPU.
     /// </summary>
     public bool CompileDerivatives { get; init; } = true;

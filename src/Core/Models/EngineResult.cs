@@ -12,7 +12,7 @@ public sealed record EngineResult(
     /// <summary>The mode that computed the derivatives; null for Predict.</summary>
     public Derivatives.DerivativeMode? Mode { get; init; }
 
-    /// <summary>The derivatives came from a compiled derivative graph in ONNX Runtime rather than the interpreter.</summary>
+    /// <summary>The derivatives came from a compiled derivative graph in ONNX Runtime (Jacobians, Vjp) rather than the interpreter.</summary>
     public bool Compiled { get; init; }
 
     /// <summary>Per output in of, its Hessians or Laplacians; empty for first-order work.</summary>

@@ -314,10 +314,7 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Jacobian(HostTensor[] inputs, int wrt, int[] of, DerivativeMode mode = DerivativeMode.Auto, ResultBuffers? into = null)
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
-        // Before any pass: a pass over outputs that lose the batch axis sizes its per-sample results wrongly, and one
-        // such model (a 1-D input contracted by MatMul) ended the process in libtorch in reverse mode.
-        using (var plan = _parts.Plans.Lease(device))
-            CheckBatchAxis(o => plan.Plan.ValueShapes[Graph.OutputIds[o]] ?? [], inputs[0].Shape[0]);
+        CheckBatchAxisBeforePass(device);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
         if (Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()) is { } unit)
         {
@@ -364,7 +361,18 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Vjp(HostTensor[] inputs, int wrt, int[] of, HostTensor[] cotangents, ResultBuffers? into = null)
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
+        CheckBatchAxisBeforePass(device);
         bool many = cotangents[0].Shape.Length == OutputSampleShape(inputs, of[0]).Length + 2;
+        long directions = many ? cotangents[0].Shape[1] : 1;
+        var shapes = inputs.Select(i => i.Shape).ToArray();
+        if (_compiled?.Vjp(wrt, of, directions, many, shapes) is { } unit && Fits(unit, shapes))
+        {
+            BatchCancellation.ThrowIfRequested();
+            // The graph takes [B, T, ..out]; one cotangent per sample is T = 1, the same floats.
+            var withDirections = cotangents.Select(c => many ? c : new HostTensor([c.Shape[0], 1, .. c.Shape[1..]], c.Data));
+            var (outputs, pulled) = unit.Run([.. inputs, .. withDirections], into);
+            return new EngineResult(outputs, pulled) { Mode = DerivativeMode.Reverse, Compiled = true };
+        }
         var seeds = cotangents.Select(c =>
         {
             var t = DeviceTransfer.ToDevice(c, Graph.ComputeType);
@@ -429,8 +437,20 @@ public sealed class ModelVersion : IDisposable
     /// The compiled Jacobian for (wrt, of, mode) where there is one and a batch this size fits in the working memory
     /// whole (the interpreter splits the basis and the batch to stay under it); otherwise null.
     /// </summary>
-    private CompiledJacobian? Compiled(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
-        _compiled?.For(wrt, of, mode, shapes) is { } unit && unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes ? unit : null;
+    private CompiledDerivative? Compiled(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
+        _compiled?.Jacobian(wrt, of, mode, shapes) is { } unit && Fits(unit, shapes) ? unit : null;
+
+    private bool Fits(CompiledDerivative unit, long[][] shapes) => unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes;
+
+    /// <summary>
+    /// Refuses outputs that lose the batch axis before any pass: a pass over them sizes its per-sample results wrongly,
+    /// and one such model (a 1-D input contracted by MatMul) ended the process in libtorch in reverse mode.
+    /// </summary>
+    private void CheckBatchAxisBeforePass(Tensor[] inputs)
+    {
+        using var plan = _parts.Plans.Lease(inputs);
+        CheckBatchAxis(o => plan.Plan.ValueShapes[Graph.OutputIds[o]] ?? [], inputs[0].size(0));
+    }
 
     private (string Name, string Buffer, Tensor Value)[] PerOutput(int[] of, string bufferPrefix, Func<int, Tensor> value) =>
         of.Select((o, j) => (Outputs[o].Name, bufferPrefix + Outputs[o].Name, value(j))).ToArray();

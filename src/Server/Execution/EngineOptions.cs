@@ -70,9 +70,9 @@ public sealed class EngineOptions : IValidatableObject
     public bool PredictWithOnnxRuntime { get; set; } = true;
 
     /// <summary>
-    /// Serve Jacobians through compiled derivative graphs in ONNX Runtime (the model's nodes and their derivatives as
-    /// one graph per wrt, of and mode; float32 models whose every op on the path has a compiled rule) instead of the
-    /// engine's interpreter, which serves what cannot be compiled. On the CPU only.
+    /// Serve Jacobians and Vjp through compiled derivative graphs in ONNX Runtime (the model's nodes and their
+    /// derivatives as one graph per wrt, of and mode or Vjp directions; float32 models whose every op on the path has a
+    /// compiled rule) instead of the engine's interpreter, which serves what cannot be compiled. On the CPU only.
     /// </summary>
     public bool CompileDerivatives { get; set; } = true;
 

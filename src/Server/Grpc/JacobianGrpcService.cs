@@ -295,7 +295,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
 
     private static CompiledDerivative ToProto(Core.Compiled.CompiledEntry e)
     {
-        var graph = new CompiledDerivative { Wrt = e.Wrt, Mode = ModeMapping.ToProto(e.Mode), Compiled = e.Compiled, Note = e.Note };
+        var graph = new CompiledDerivative { Kind = e.Kind, Wrt = e.Wrt, Mode = ModeMapping.ToProto(e.Mode), Compiled = e.Compiled, Note = e.Note };
         graph.Of.AddRange(e.Of);
         return graph;
     }
