@@ -8,16 +8,15 @@ namespace JacService.Core.Compiled;
 
 /// <summary>
 /// A model version's derivative graphs, one per (kind: a Jacobian's mode or a Vjp's directions, wrt, of, per-sample input
-/// shapes), each written and loaded into ONNX Runtime the first
-/// time it is asked for and kept; where a graph cannot be written or loaded, the reason is kept instead and the engine's
-/// interpreter serves that Jacobian (visible in <see cref="Entries"/>, and through <see cref="FellBack"/> in the log and
-/// a metric).
+/// shapes), each written and loaded into ONNX Runtime the first time it is asked for and kept; where a graph cannot be
+/// written or loaded, the reason is kept instead and the engine's interpreter serves that derivative (visible in
+/// <see cref="Entries"/>, and through <see cref="FellBack"/> in the log and a metric).
 /// </summary>
 internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<CompiledEntry>> _entries = new();
 
-    /// <summary>Raised once per (wrt, of, mode) whose graph could not be compiled: what, and why.</summary>
+    /// <summary>Raised once per graph that could not be compiled: what, and why.</summary>
     public event Action<string, string>? FellBack;
 
     public IReadOnlyList<CompiledEntry> Entries =>

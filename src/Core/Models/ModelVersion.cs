@@ -81,13 +81,13 @@ public sealed class ModelVersion : IDisposable
         return passes;
     }
 
-    /// <summary>Jacobians asked for so far, per (wrt, of, mode): whether each runs as a compiled graph, or why not.</summary>
+    /// <summary>Derivative graphs asked for so far (Jacobians per mode, Vjp per directions; per wrt, of and shapes): whether each runs compiled, or why not.</summary>
     public IReadOnlyList<CompiledEntry> CompiledDerivatives => _compiled?.Entries ?? [];
 
-    /// <summary>Why no Jacobian of this version runs compiled (Engine:CompileDerivatives off, a GPU, non-float32 tensors); empty otherwise.</summary>
+    /// <summary>Why no derivative of this version runs compiled (Engine:CompileDerivatives off, a GPU, non-float32 tensors); empty otherwise.</summary>
     public string CompiledDerivativesNote { get; private set; } = "";
 
-    /// <summary>(what, why) once per (wrt, of, mode) whose derivative graph could not be compiled, which the interpreter serves from then on.</summary>
+    /// <summary>(what, why) once per derivative graph that could not be compiled, whose derivatives the interpreter serves from then on.</summary>
     public event Action<string, string>? DerivativeFellBackToEngine;
 
     /// <summary>What AUTO has chosen so far, per wrt, of and batch size.</summary>
@@ -432,7 +432,6 @@ public sealed class ModelVersion : IDisposable
     /// <summary>[T, B, ..] back to the caller's layout: [B, T, ..], or [B, ..] when there was one direction per sample.</summary>
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
 
-    /// <summary>One derivative per output in <paramref name="of"/>: its output's name, its reused buffer's name, its tensor.</summary>
     /// <summary>
     /// The compiled Jacobian for (wrt, of, mode) where there is one and a batch this size fits in the working memory
     /// whole (the interpreter splits the basis and the batch to stay under it); otherwise null.
@@ -452,6 +451,7 @@ public sealed class ModelVersion : IDisposable
         CheckBatchAxis(o => plan.Plan.ValueShapes[Graph.OutputIds[o]] ?? [], inputs[0].size(0));
     }
 
+    /// <summary>One derivative per output in <paramref name="of"/>: its output's name, its reused buffer's name, its tensor.</summary>
     private (string Name, string Buffer, Tensor Value)[] PerOutput(int[] of, string bufferPrefix, Func<int, Tensor> value) =>
         of.Select((o, j) => (Outputs[o].Name, bufferPrefix + Outputs[o].Name, value(j))).ToArray();
 

@@ -82,7 +82,7 @@ public sealed class EngineOptions : IValidatableObject
     /// <summary>Whether ONNX Runtime serves Predict on <paramref name="device"/>: on the CPU only, as its CPU build is what ships.</summary>
     public bool ResolvedPredictWithOnnxRuntime(string device) => PredictWithOnnxRuntime && device == ComputeDevices.Cpu;
 
-    /// <summary>Whether compiled derivative graphs serve Jacobians on <paramref name="device"/>: on the CPU only, like Predict through ONNX Runtime.</summary>
+    /// <summary>Whether compiled derivative graphs serve Jacobians and Vjp on <paramref name="device"/>: on the CPU only, like Predict through ONNX Runtime.</summary>
     public bool ResolvedCompileDerivatives(string device) => CompileDerivatives && device == ComputeDevices.Cpu;
 
     /// <summary>Whether passes are recorded as CUDA graphs on <paramref name="device"/>, and why not when they are not.</summary>

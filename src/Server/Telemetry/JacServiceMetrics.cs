@@ -64,7 +64,7 @@ public sealed class JacServiceMetrics
         _abandonedBatches = meter.CreateCounter<long>("jacservice.batch.abandoned", "{batch}",
             "Batches stopped before the end because every caller had cancelled or passed its deadline, by model and kind");
         _notCompiled = meter.CreateCounter<long>("jacservice.derivatives.not_compiled", "{graph}",
-            "Derivative graphs (one per model version, wrt, of, mode and input shapes) that could not be compiled, whose Jacobians the interpreter serves");
+            "Derivative graphs (one per model version, kind, wrt, of and input shapes) that could not be compiled, whose derivatives the interpreter serves");
     }
 
     /// <summary>A derivative graph of <paramref name="model"/> that could not be compiled (Engine:CompileDerivatives).</summary>
