@@ -47,6 +47,35 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// The model harness's one-minute run in CI (2026-12-05) found files the reader loads but a second parse refused:
+    /// inside a Constant's tensor, a field with wire type 7, which no protobuf message may hold. The reader drops unknown
+    /// fields, so it loaded; the compiled derivative graph re-parsed the file keeping them, and its Jacobian threw
+    /// InvalidProtocolBufferException. afl's inputs went with the run; this one is written by hand to the same shape
+    /// (x + constant, then Tanh). The graph is now written from the file as the reader parses it, and anything else that
+    /// stops a graph from being written leaves the interpreter to serve.
+    /// </summary>
+    [Fact]
+    public void AFieldOfAnInvalidWireTypeInAConstantStillCompilesItsDerivatives()
+    {
+        var bytes = File.ReadAllBytes(Input("model", "invalid-wire-type-in-constant.onnx"));
+        Assert.Equal("loaded; served", new ModelHarness().Run(bytes));
+        using var model = ModelVersion.Load("wire-type", 1, bytes, new EngineLimits());
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var result = model.Jacobian([new HostTensor([2, 4], [0, 1, 2, 3, -1, -2, -3, -4])], 0, [0], Core.Derivatives.DerivativeMode.Reverse);
+        Assert.True(result.Compiled, model.CompiledDerivatives.Single().Note);
+        // dz/dx = diag(1 - tanh²(x + c)) per sample, c = [0.5, -1, 2, 0.25].
+        float[] c = [0.5f, -1f, 2f, 0.25f], x = [0, 1, 2, 3, -1, -2, -3, -4];
+        var jacobian = result.Jacobians["z"];
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                {
+                    float expected = i == j ? 1 - MathF.Pow(MathF.Tanh(x[b * 4 + i] + c[i]), 2) : 0;
+                    Assert.Equal(expected, jacobian.Data[b * 16 + i * 4 + j], 5);
+                }
+    }
+
+    /// <summary>
     /// Two copies of a BatchHessian of wide_classifier on 3 rows (128 inputs: 8,256 direction pairs per output), queued
     /// behind one executor thread: legitimate work that ran ~11 s, past afl's 10 s per input, so the fuzz run called it a
     /// hang. The harness's calls now carry a deadline, as real callers' do, and such work ends as DEADLINE_EXCEEDED (a

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using JacService.Core.Derivatives;
-using JacService.Core.Onnx.Proto;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
@@ -59,7 +58,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         string note;
         try
         {
-            var written = DerivativeGraphWriter.Write(ModelProto.Parser.ParseFrom(model), ShapesOf(shapes), wrtName, ofNames, mode, directions);
+            // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
+            var written = DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), wrtName, ofNames, mode, directions);
             string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directions is null ? [] : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o)];
             var unit = new CompiledDerivative(written, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
             return new CompiledEntry(kind, wrtName, ofNames, mode, "") { Unit = unit };
@@ -75,6 +75,12 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         catch (OnnxRuntimeException e)
         {
             note = $"ONNX Runtime refused the derivative graph: {e.Message}";
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A graph is only a faster way to the same answer: whatever stops one from being written leaves the
+            // interpreter to serve, never fails the call.
+            note = $"the derivative graph could not be written: {e.GetType().Name}: {e.Message}";
         }
         FellBack?.Invoke($"{kind} of {string.Join(",", ofNames)} w.r.t. {wrtName}", note);
         return new CompiledEntry(kind, wrtName, ofNames, mode, note);

@@ -25,7 +25,8 @@ public static class OnnxModelReader
         return Read(model, computeType, limits);
     }
 
-    private static ModelProto Parse(byte[] bytes, ModelLimits limits)
+    /// <summary>The file's model as the reader sees it (what it validated), e.g. to write derivative graphs from.</summary>
+    internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
     {
         // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
         // Fields this subset of onnx.proto does not know are dropped rather than kept as unknown fields.
