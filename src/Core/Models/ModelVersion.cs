@@ -320,8 +320,8 @@ public sealed class ModelVersion : IDisposable
         {
             // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
             BatchCancellation.ThrowIfRequested();
+            // CheckBatchAxisBeforePass has checked the outputs' shapes already.
             var (outputs, jacobians) = unit.Run(inputs, into);
-            CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
             return new EngineResult(outputs, jacobians) { Mode = mode, Compiled = true };
         }
         return _passes.Run(mode == DerivativeMode.Forward ? "jacobian Forward" : "jacobian Reverse", wrt, of, device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
