@@ -340,6 +340,7 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Jvp(HostTensor[] inputs, int wrt, int[] of, HostTensor tangents, ResultBuffers? into = null)
     {
         var device = DeviceTransfer.ToDevice(inputs, Graph);
+        CheckBatchAxisBeforePass(device);
         bool many = tangents.Shape.Length == inputs[wrt].Shape.Length + 1;
         var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
         seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
@@ -400,7 +401,9 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Hessian(HostTensor[] inputs, int wrt, int[] of, bool includeJacobian, ResultBuffers? into = null)
     {
         CheckSecondOrder(wrt, of);
-        var (outputs, derivatives) = _secondOrder.Hessian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, includeJacobian);
+        var device = DeviceTransfer.ToDevice(inputs, Graph);
+        CheckBatchAxisBeforePass(device);
+        var (outputs, derivatives) = _secondOrder.Hessian(device, wrt, of, includeJacobian);
         return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", inputs[0].Shape[0], into);
     }
 
@@ -412,7 +415,9 @@ public sealed class ModelVersion : IDisposable
     public EngineResult Laplacian(HostTensor[] inputs, int wrt, int[] of, int[] axes, bool includeJacobian, ResultBuffers? into = null)
     {
         CheckSecondOrder(wrt, of);
-        var (outputs, derivatives) = _secondOrder.Laplacian(DeviceTransfer.ToDevice(inputs, Graph), wrt, of, axes, includeJacobian);
+        var device = DeviceTransfer.ToDevice(inputs, Graph);
+        CheckBatchAxisBeforePass(device);
+        var (outputs, derivatives) = _secondOrder.Laplacian(device, wrt, of, axes, includeJacobian);
         return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", inputs[0].Shape[0], into);
     }
 
@@ -442,8 +447,9 @@ public sealed class ModelVersion : IDisposable
     private bool Fits(CompiledDerivative unit, long[][] shapes) => unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes;
 
     /// <summary>
-    /// Refuses outputs that lose the batch axis before any pass: a pass over them sizes its per-sample results wrongly,
-    /// and one such model (a 1-D input contracted by MatMul) ended the process in libtorch in reverse mode.
+    /// Refuses outputs that lose the batch axis before any derivative pass: a pass over them sizes its per-sample results
+    /// wrongly, and fails in libtorch with a message about shapes the caller never sent (one such model, a 1-D input
+    /// contracted by MatMul, ended the process in reverse mode).
     /// </summary>
     private void CheckBatchAxisBeforePass(Tensor[] inputs)
     {
