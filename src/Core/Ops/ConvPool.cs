@@ -257,8 +257,8 @@ internal static class ConvPool
         // Rows the strided forward never reached are restored by output_padding (always < stride).
         var outputPadding = size.Select((d, i) => d + 2 * padding[i] - ((outSize[i] - 1) * g.Strides[i] + g.Dilations[i] * (g.Kernel[i] - 1) + 1)).ToArray();
         bool oneD = spatial.Length == 1;
-        // With unit strides the transpose is itself a convolution, with the kernel flipped and its channel axes swapped
-        // per group and padding d(k - 1) - p; libtorch's convolution is several times faster here than its transposed
+        // With unit strides (on the CPU, any: below) the transpose is itself a convolution, with the kernel flipped and its
+        // channel axes swapped per group and padding d(k - 1) - p; libtorch's convolution is several times faster here than its transposed
         // one (small_cnn's first layer: 15 ms against ~3 ms per batch of 256).
         var flippedPadding = padding.Select((p, i) => g.Dilations[i] * (g.Kernel[i] - 1) - p).ToArray();
         // Down to one channel (the first layer on one-channel images), a convolution leaves most of oneDNN's vector lanes
@@ -266,7 +266,13 @@ internal static class ConvPool
         // against 4.8-6.8 ms for small_cnn's first layer at 256 rows, and 29-34 against 51-57 ms at 2,560; with four
         // channels per group it was 2.8-3.5x slower, so it stays with one (--conv-probe, docs/benchmarks.md).
         bool viaFold = !oneD && group == 1 && w.size(1) == 1;
-        bool asConvolution = !viaFold && g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0);
+        // On the CPU every other transpose is a convolution too, of the cotangent with stride - 1 zeros stuffed between
+        // its cells (s² more products for a stride of s): libtorch 2.10's CPU transposed convolution (oneDNN 3.7.1's
+        // deconvolution, float32) answers wrongly on one thread, as executors run (Batching:IntraOpThreads=1). On the op
+        // row "Conv 2-D auto_pad SAME_UPPER stride 2" 200 of 200 calls dropped a kernel tap (1 of 200 on two threads); its
+        // convolution was right in all of them (ConvTransposeTests).
+        bool onCpu = ct.device_type == TorchSharp.DeviceType.CPU;
+        bool asConvolution = !viaFold && (onCpu || g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0));
         var flipped = asConvolution ? FlippedKernel(w, group) : null;
         var taps = viaFold ? w.reshape(w.size(0), -1).t() : null;
         result[0] = Tangents.FoldBasis(ct, v =>
@@ -276,9 +282,16 @@ internal static class ConvPool
                 r = F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), outSize[0] * outSize[1])), (size[0], size[1]),
                     (g.Kernel[0], g.Kernel[1]), (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
             else if (flipped is not null)
+            {
+                var stuffed = Stuffed(v, g.Strides, outputPadding);
+                var inner = flippedPadding.Select(p => Math.Max(p, 0)).ToArray();
                 r = oneD
-                    ? F.conv1d(v, flipped, null, 1, flippedPadding[0], g.Dilations[0], group)
-                    : F.conv2d(v, flipped, null, [1, 1], flippedPadding, g.Dilations, group);
+                    ? F.conv1d(stuffed, flipped, null, 1, inner[0], g.Dilations[0], group)
+                    : F.conv2d(stuffed, flipped, null, [1, 1], inner, g.Dilations, group);
+                // Padding past the kernel's reach (p > d(k - 1)) crops the result instead.
+                for (int i = 0; i < flippedPadding.Length; i++)
+                    if (flippedPadding[i] < 0) r = r.narrow(2 + i, -flippedPadding[i], r.size(2 + i) + 2 * flippedPadding[i]);
+            }
             else
                 r = oneD
                     ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
@@ -287,6 +300,22 @@ internal static class ConvPool
             return g.Symmetric ? r : F.pad(r, g.PadArgument.Select(p => -p).ToArray());
         });
         return result;
+    }
+
+    /// <summary>
+    /// [N, C, ..spatial] with stride - 1 zeros between cells along each spatial axis and <paramref name="outputPadding"/>
+    /// zeros after them: a strided transposed convolution is the unit-stride convolution of this by the flipped kernel.
+    /// </summary>
+    private static Tensor Stuffed(Tensor v, long[] strides, long[] outputPadding)
+    {
+        if (strides.All(s => s == 1) && outputPadding.All(p => p == 0)) return v;
+        var dims = v.Dims();
+        var reach = strides.Select((s, i) => (dims[2 + i] - 1) * s + 1).ToArray();
+        var stuffed = zeros([dims[0], dims[1], .. reach.Select((r, i) => r + outputPadding[i])], v.dtype, v.device);
+        var cells = stuffed;
+        for (int i = 0; i < strides.Length; i++) cells = cells.slice(2 + i, 0, reach[i], strides[i]);
+        cells.copy_(v);
+        return stuffed;
     }
 
     /// <summary>[Cout, Cin/g, ..k] to [Cin, Cout/g, ..k] group by group, flipped along every spatial axis.</summary>
