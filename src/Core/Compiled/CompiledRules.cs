@@ -6,7 +6,7 @@ namespace JacService.Core.Compiled;
 /// The compiled rules the op table's rows name: elementwise slopes, products, and the linear ops' maps and transposes,
 /// each the ONNX form of the row's TorchSharp rule.
 /// </summary>
-internal static class CompiledRules
+internal static partial class CompiledRules
 {
     /// <summary>dy/dx of an elementwise op, as a node of (x, y).</summary>
     public delegate string Slope(OnnxRuleContext c, string x, string y);

@@ -49,13 +49,14 @@ internal static class DerivativeGraphWriter
         {
             if (!node.Output.Any(feeds.Contains)) continue;
             feeds.UnionWith(node.Input.Where(i => i.Length > 0));
-            if (node.Input.Any(dependent.Contains)) carrying.Add(node);
+            // A node that reads a dependent value but makes none (Shape) carries no derivative.
+            if (node.Output.Any(dependent.Contains)) carrying.Add(node);
         }
         carrying.Reverse();
         foreach (var o in of)
             if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
 
-        var emit = new OnnxEmitter(graph, opset, shapeOf);
+        var emit = new OnnxEmitter(graph, opset, WithKeptShapes(graph, shapeOf));
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);
@@ -165,6 +166,25 @@ internal static class DerivativeGraphWriter
 
     private static CompiledRule Rule(NodeProto node) =>
         OpTable.Rules[node.OpType].Compiled ?? throw new NotCompilableException($"{node.OpType} (node '{node.Name}') has no compiled derivative rule");
+
+    /// <summary>
+    /// Shapes by name, including those of the file's values a graph rewrite took out of the interpreter's graph, which
+    /// has no plan for them: initializers the rewrite replaced (a Conv's weights, folded with a BatchNormalization) have
+    /// their dims, and the values it removed (that Conv's output, a Relu's output moved after a MaxPool) are each the
+    /// input or the output of an op that keeps its input's shape, and take the shape of the other side.
+    /// </summary>
+    private static Func<string, long[]?> WithKeptShapes(GraphProto graph, Func<string, long[]?> shapeOf)
+    {
+        var kept = graph.Initializer.GroupBy(t => t.Name).ToDictionary(g => g.Key, g => g.First().Dims.ToArray(), StringComparer.Ordinal);
+        long[]? Known(string value) => shapeOf(value) ?? kept.GetValueOrDefault(value);
+        var keeping = graph.Node.Where(n => n.Input.Count > 0 && n.Output.Count > 0 && string.IsNullOrEmpty(n.Domain)
+            && OpTable.Rules.TryGetValue(n.OpType, out var rule) && rule.Kind is OpKind.ElementwiseUnary or OpKind.Normalization).ToList();
+        foreach (var node in keeping)
+            if (Known(node.Output[0]) is null && Known(node.Input[0]) is { } shape) kept[node.Output[0]] = shape;
+        foreach (var node in Enumerable.Reverse(keeping))
+            if (Known(node.Input[0]) is null && Known(node.Output[0]) is { } shape) kept[node.Input[0]] = shape;
+        return Known;
+    }
 
     private static void CheckDifferentiable(NodeProto node, HashSet<string> dependent)
     {

@@ -17,15 +17,18 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
 
     public string Op(string op, params string[] inputs) => Op(op, inputs, []);
 
-    public string Op(string op, string[] inputs, params AttributeProto[] attributes)
+    public string Op(string op, string[] inputs, params AttributeProto[] attributes) => Ops(op, 1, inputs, attributes)[0];
+
+    /// <summary>A node with several outputs (MaxPool's values and indices), their names in order.</summary>
+    public string[] Ops(string op, int outputs, string[] inputs, params AttributeProto[] attributes)
     {
-        string output = $"jac/{op}_{_next++}";
-        var node = new NodeProto { OpType = op, Name = output };
+        string name = $"jac/{op}_{_next++}";
+        var node = new NodeProto { OpType = op, Name = name };
         node.Input.AddRange(inputs);
-        node.Output.Add(output);
+        node.Output.AddRange(Enumerable.Range(0, outputs).Select(o => o == 0 ? name : $"{name}:{o}"));
         node.Attribute.AddRange(attributes);
         graph.Node.Add(node);
-        return output;
+        return [.. node.Output];
     }
 
     public void Append(NodeProto node) => graph.Node.Add(node);
@@ -77,6 +80,9 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
 
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto String(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
 
     public static AttributeProto IntList(string name, params long[] values)
     {

@@ -23,6 +23,10 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     public long Int(string name, long fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
     public float Float(string name, float fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : fallback;
     public long[]? Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Ints.ToArray() : null;
+    public string String(string name, string fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.S.ToStringUtf8() : fallback;
+
+    /// <summary>The node's attributes, for a derivative node that applies the same op to directions.</summary>
+    public IEnumerable<AttributeProto> Attributes => node.Attribute;
 
     /// <summary>Input <paramref name="i"/>'s tangent with axes inserted after the basis axis so it broadcasts against the output.</summary>
     public string Aligned(int i)

@@ -101,7 +101,7 @@ public static class OpTable
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
-            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates })
+            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
 
             // Reductions and normalisations.
             .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Reduction(mean: false) })
@@ -109,16 +109,16 @@ public static class OpTable
             .Add(new OpRule("Softmax", OpKind.Reduction, Reductions.Softmax, Reductions.SoftmaxVjp) { Curvature = Reductions.SoftmaxCurvature, Compiled = Emitted.Softmax })
             .Add(new OpRule("LogSoftmax", OpKind.Reduction, Reductions.LogSoftmax, Reductions.LogSoftmaxVjp) { Curvature = Reductions.LogSoftmaxCurvature, Compiled = Emitted.LogSoftmax })
             .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
-                { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear })
+                { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear, Compiled = Emitted.BatchNormalization })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
 
             // Convolution and pooling (1-D and 2-D).
             .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)
-                { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates })
-            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates })
-            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates })
-            .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear })
+                { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates, Compiled = Emitted.Conv })
+            .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.MaxPool })
+            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.AveragePool })
+            .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GlobalAveragePool })
             .Rules;
     }
 
