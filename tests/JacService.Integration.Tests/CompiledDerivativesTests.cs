@@ -1,3 +1,4 @@
+using JacService.Core.Tests;
 using JacService.Protos.V1;
 using JacService.Testing;
 
@@ -5,8 +6,8 @@ namespace JacService.Integration.Tests;
 
 /// <summary>
 /// Jacobians from compiled derivative graphs on the real server: GetModel lists each graph asked for, compiled or not
-/// and why; a graph that cannot be compiled is logged and counted, and its Jacobians still come from the interpreter.
-/// Both answer like functorch's float64 references.
+/// and why, and compiled ones answer like functorch's float64 references; a graph that cannot be compiled is logged and
+/// counted, and its Jacobians still come from the interpreter.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public class CompiledDerivativesTests(ServerProcess server)
@@ -52,14 +53,66 @@ public class CompiledDerivativesTests(ServerProcess server)
         Assert.True(pulled.Compiled, pulled.Note);
 
         var cnn = (await server.Client.GetModelAsync(new GetModelRequest { Model = "small_cnn" })).CompiledDerivatives;
-        var fallback = Assert.Single(cnn.Graphs, g => g.Kind == "jacobian Reverse");
+        var convolutional = Assert.Single(cnn.Graphs, g => g.Kind == "jacobian Reverse");
+        Assert.True(convolutional.Compiled, convolutional.Note);
+    }
+
+    /// <summary>
+    /// Every fixture compiles whole, so the fallback is shown on mlp_tanh with its Tanh made Selu, which has no compiled
+    /// rule, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
+    /// the interpreter), equal to central differences of the same server's Predict.
+    /// </summary>
+    [Fact]
+    public async Task AGraphThatDoesNotCompileIsShownAndServedByTheInterpreter()
+    {
+        await using var own = new ServerProcess
+        {
+            PrepareRepository = root =>
+            {
+                var folder = Directory.CreateDirectory(Path.Combine(root, UncompiledModel.Name, "1")).FullName;
+                File.WriteAllBytes(Path.Combine(folder, "model.onnx"), UncompiledModel.Bytes());
+            },
+        };
+        await own.InitializeAsync();
+        var first = Fixtures.Load("mlp_tanh").Inputs["x"].Take(1);
+        var x = first.Sample(0);
+        var request = new BatchJacobianRequest { Model = UncompiledModel.Name, Mode = Protos.V1.DerivativeMode.Reverse };
+        request.Inputs["x"] = ServingTests.ToProto(first);
+        var jacobian = (await own.Client.BatchJacobianAsync(request)).Jacobians["y"];
+
+        // Rows x + h·e_j, then x - h·e_j, for every j: one Predict.
+        const double h = 1e-3;
+        int n = x.Data.Length;
+        var shifted = new float[2 * n * n];
+        for (int j = 0; j < n; j++)
+            for (int side = 0; side < 2; side++)
+                for (int i = 0; i < n; i++)
+                    shifted[(side * n + j) * n + i] = (float)(x.Data[i] + (i == j ? (side == 0 ? h : -h) : 0));
+        var predicted = (await own.Client.PredictAsync(new PredictRequest
+        {
+            Model = UncompiledModel.Name,
+            Inputs = { ["x"] = new Tensor { Shape = { 2 * n, n }, Data = { shifted } } },
+        })).Outputs["y"];
+        int m = (int)predicted.Shape[1];
+        Assert.Equal([1, m, n], jacobian.Shape.ToArray());
+        var differences = new double[m * n];
+        for (int o = 0; o < m; o++)
+            for (int j = 0; j < n; j++)
+                differences[o * n + j] = (predicted.Data[j * m + o] - predicted.Data[(n + j) * m + o]) / (2 * h);
+        // Float32 outputs of a few units differenced over 2h: up to ~1e-3 of rounding, plus the O(h²) truncation (Selu bends only at 0).
+        Compare.Close(new RefTensor([1, m, n], differences), [1, m, n], jacobian.Data, 5e-3, "mlp_selu dy/dx against central differences");
+
+        var graphs = (await own.Client.GetModelAsync(new GetModelRequest { Model = UncompiledModel.Name })).CompiledDerivatives;
+        var fallback = Assert.Single(graphs.Graphs, g => g.Kind == "jacobian Reverse");
         Assert.False(fallback.Compiled);
+        Assert.StartsWith("Selu (node ", fallback.Note);
         Assert.Contains("has no compiled derivative rule", fallback.Note);
-        await server.WaitForLog("small_cnn version 1: the jacobian Reverse of");
+        await own.WaitForLog($"{UncompiledModel.Name} version 1: the jacobian Reverse of");
 
         using var http = new HttpClient();
-        var metrics = await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics");
+        var metrics = await http.GetStringAsync($"http://127.0.0.1:{own.MetricsPort}/metrics");
         Assert.Contains(metrics.Split('\n'), line => line.StartsWith("jacservice_derivatives_not_compiled_total{", StringComparison.Ordinal)
-            && line.Contains("model=\"small_cnn\"", StringComparison.Ordinal) && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1);
+            && line.Contains($"model=\"{UncompiledModel.Name}\"", StringComparison.Ordinal)
+            && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1);
     }
 }
