@@ -102,6 +102,37 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         AssertClose($"{name} vjp, {directions} directions", reference.Jacobians, served.Jacobians);
     }
 
+    /// <summary>A Jvp with one tangent per sample ([B] ++ wrt) or T of them ([B, T] ++ wrt), compiled against the interpreter's.</summary>
+    [Theory]
+    [MemberData(nameof(FixturesAndDirections))]
+    public void FixtureJvpsEqualTheInterpreters(string name, int? directions)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        const int batch = 3;
+        var rng = new Random(11);
+        HostTensor Random(long[] shape) =>
+            new(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+        var inputs = compiled.Inputs.Select(i => Random([batch, .. i.Shape[1..]])).ToArray();
+        int wrt = compiled.ResolveWrt(compiled.Inputs[0].Name);
+        var of = compiled.ResolveOf([]);
+        var sample = compiled.Inputs[wrt].Shape[1..];
+        var tangents = Random(directions is { } t ? [batch, t, .. sample] : [batch, .. sample]);
+
+        using var scope = NewDisposeScope();
+        var served = compiled.Jvp(inputs, wrt, of, tangents);
+        var reference = interpreted.Jvp(inputs, wrt, of, tangents);
+
+        var entry = Assert.Single(compiled.CompiledDerivatives);
+        Assert.Equal(directions is { } d ? $"jvp of {d}" : "jvp", entry.Kind);
+        Assert.Equal(DerivativeMode.Forward, entry.Mode);
+        Assert.True(served.Compiled, entry.Note);
+        Assert.False(reference.Compiled);
+        AssertClose($"{name} jvp, {directions} directions", reference.Outputs, served.Outputs);
+        AssertClose($"{name} jvp, {directions} directions", reference.Jacobians, served.Jacobians);
+    }
+
     [Fact]
     public void CompiledDerivativesCanBeTurnedOff()
     {

@@ -40,6 +40,15 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         For(many ? $"vjp of {directions}" : "vjp", wrt, of, shapes, DerivativeMode.Reverse, directions, (wrtName, _, written) =>
             [new CompiledDerivative.Result(DerivativeGraphWriter.VjpPrefix + wrtName, wrtName, "vjp:" + wrtName, many ? [directions, .. written.WrtSample] : written.WrtSample)]);
 
+    /// <summary>
+    /// The compiled Jvp pushing <paramref name="directions"/> tangents per sample from wrt to each output in of, or null.
+    /// Its graph takes the tangents as [B, T, ..wrt] and gives [B, T, ..out] per output (<paramref name="many"/>) or [B, ..out] (T = 1).
+    /// </summary>
+    public CompiledDerivative? Jvp(int wrt, int[] of, long directions, bool many, long[][] shapes) =>
+        For(many ? $"jvp of {directions}" : "jvp", wrt, of, shapes, DerivativeMode.Forward, directions, (_, ofNames, written) => ofNames
+            .Select((o, j) => new CompiledDerivative.Result(DerivativeGraphWriter.JvpPrefix + o, o, "jvp:" + o, many ? [directions, .. written.OfSamples[j]] : written.OfSamples[j]))
+            .ToArray());
+
     private CompiledDerivative? For(string kind, int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions,
         Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results)
     {
@@ -60,7 +69,10 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         {
             // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
             var written = DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), wrtName, ofNames, mode, directions);
-            string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directions is null ? [] : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o)];
+            string[] directionInputs = directions is null ? []
+                : mode == DerivativeMode.Forward ? [DerivativeGraphWriter.TangentPrefix + wrtName]
+                : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o).ToArray();
+            string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directionInputs];
             var unit = new CompiledDerivative(written, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
             return new CompiledEntry(kind, wrtName, ofNames, mode, "") { Unit = unit };
         }

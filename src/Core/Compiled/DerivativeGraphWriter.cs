@@ -19,13 +19,18 @@ internal static class DerivativeGraphWriter
     public const string JacobianPrefix = "jacobian:";
     public const string CotangentPrefix = "cotangent:";
     public const string VjpPrefix = "vjp:";
+    public const string TangentPrefix = "tangent:";
+    public const string JvpPrefix = "jvp:";
 
     /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
     public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
 
     /// <param name="shapeOf">A value's shape for a batch of two, by name, or null where not known.</param>
-    /// <param name="vjpDirections">For a Vjp graph, the cotangents per sample (T); null for a Jacobian.</param>
-    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode, long? vjpDirections = null)
+    /// <param name="directions">
+    /// For a Jvp graph (forward mode) the caller's tangents per sample, for a Vjp graph (reverse mode) its cotangents per
+    /// sample (T); null for a Jacobian.
+    /// </param>
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode, long? directions = null)
     {
         long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
         if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
@@ -61,13 +66,19 @@ internal static class DerivativeGraphWriter
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);
         var m = ofSamples.Select(Shapes.Product).ToArray();
-        long basis = vjpDirections ?? (mode == DerivativeMode.Forward ? n : m.Sum());
+        long basis = directions ?? (mode == DerivativeMode.Forward ? n : m.Sum());
         if (basis == 0 || n == 0) throw new NotCompilableException("the derivative has no elements");
 
         foreach (var node in carrying) CheckDifferentiable(node, dependent);
-        if (vjpDirections is { } t)
+        if (directions is { } t && mode == DerivativeMode.Forward)
         {
-            WriteVjp(emit, carrying, dependent, wrt, of, t);
+            WriteJvp(emit, carrying, wrt, of, t);
+            graph.Input.Add(FloatValue(TangentPrefix + wrt));
+            foreach (var o in of) graph.Output.Add(FloatValue(JvpPrefix + o));
+        }
+        else if (directions is { } d)
+        {
+            WriteVjp(emit, carrying, dependent, wrt, of, d);
             foreach (var o in of) graph.Input.Add(FloatValue(CotangentPrefix + o));
             graph.Output.Add(FloatValue(VjpPrefix + wrt));
         }
@@ -80,7 +91,7 @@ internal static class DerivativeGraphWriter
         // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
             .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / 2 : 0) * basis * sizeof(float);
-        long result = vjpDirections is { } directions ? directions * n : m.Sum() * n;
+        long result = directions is { } k ? k * (mode == DerivativeMode.Forward ? m.Sum() : n) : m.Sum() * n;
         return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
     }
 
@@ -92,21 +103,42 @@ internal static class DerivativeGraphWriter
         long n = Shapes.Product(wrtSample);
         var eye = new float[n * n];
         for (long k = 0; k < n; k++) eye[k * n + k] = 1;
-        var tangents = new Dictionary<string, string>(StringComparer.Ordinal) { [wrt] = emit.Floats(eye, [n, 1, .. wrtSample]) };
-        foreach (var node in carrying)
-        {
-            var inputs = node.Input.Select(i => tangents.GetValueOrDefault(i)).ToArray();
-            var outputs = Rule(node).Jvp(new OnnxRuleContext(node, emit, n, inputs, [], []));
-            for (int o = 0; o < outputs.Length && o < node.Output.Count; o++)
-                if (outputs[o] is { } t) tangents[node.Output[o]] = t;
-        }
+        var tangents = Push(emit, carrying, wrt, emit.Floats(eye, [n, 1, .. wrtSample]), n);
         for (int j = 0; j < of.Length; j++)
         {
-            var t = tangents.GetValueOrDefault(of[j]) ?? throw new NotCompilableException($"no tangent reached output '{of[j]}'");
-            var rows = emit.Op("Reshape", emit.Full(t, n, of[j]), emit.Ints(n, -1, m[j]));
+            var rows = emit.Op("Reshape", emit.Full(Reached(tangents, of[j]), n, of[j]), emit.Ints(n, -1, m[j]));
             Name(emit, emit.Op("Transpose", [rows], OnnxEmitter.IntList("perm", 1, 2, 0)), JacobianPrefix + of[j]);
         }
     }
+
+    /// <summary>The caller's tangents [B, T, ..wrt] (a graph input), made [T, B, ..wrt] and pushed to each output in of as [B, T, ..out].</summary>
+    private static void WriteJvp(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long directions)
+    {
+        var seed = emit.Op("Transpose", [TangentPrefix + wrt], OnnxEmitter.IntList("perm", LeadingSwapped(emit.Rank(wrt) + 1)));
+        var tangents = Push(emit, carrying, wrt, seed, directions);
+        foreach (var o in of)
+        {
+            var pushed = emit.Full(Reached(tangents, o), directions, o);
+            Name(emit, emit.Op("Transpose", [pushed], OnnxEmitter.IntList("perm", LeadingSwapped(emit.Rank(o) + 1))), JvpPrefix + o);
+        }
+    }
+
+    /// <summary>Pushes <paramref name="seed"/>, wrt's tangents [K, ..], forward through the carrying nodes: every value's tangent by name.</summary>
+    private static Dictionary<string, string> Push(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string seed, long basis)
+    {
+        var tangents = new Dictionary<string, string>(StringComparer.Ordinal) { [wrt] = seed };
+        foreach (var node in carrying)
+        {
+            var inputs = node.Input.Select(i => tangents.GetValueOrDefault(i)).ToArray();
+            var outputs = Rule(node).Jvp(new OnnxRuleContext(node, emit, basis, inputs, [], []));
+            for (int o = 0; o < outputs.Length && o < node.Output.Count; o++)
+                if (outputs[o] is { } t) tangents[node.Output[o]] = t;
+        }
+        return tangents;
+    }
+
+    private static string Reached(Dictionary<string, string> tangents, string output) =>
+        tangents.GetValueOrDefault(output) ?? throw new NotCompilableException($"no tangent reached output '{output}'");
 
     private static void WriteReverse(OnnxEmitter emit, List<NodeProto> carrying, HashSet<string> dependent, string wrt, string[] of,
         long[] wrtSample, long[][] ofSamples, long[] m)

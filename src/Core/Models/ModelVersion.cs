@@ -342,6 +342,15 @@ public sealed class ModelVersion : IDisposable
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         CheckBatchAxisBeforePass(device);
         bool many = tangents.Shape.Length == inputs[wrt].Shape.Length + 1;
+        var shapes = inputs.Select(i => i.Shape).ToArray();
+        if (_compiled?.Jvp(wrt, of, many ? tangents.Shape[1] : 1, many, shapes) is { } unit && Fits(unit, shapes))
+        {
+            BatchCancellation.ThrowIfRequested();
+            // The graph takes [B, T, ..wrt]; one tangent per sample is T = 1, the same floats.
+            var withDirections = many ? tangents : new HostTensor([tangents.Shape[0], 1, .. tangents.Shape[1..]], tangents.Data);
+            var (outputs, pushed) = unit.Run([.. inputs, withDirections], into);
+            return new EngineResult(outputs, pushed) { Mode = DerivativeMode.Forward, Compiled = true };
+        }
         var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
         seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
         Tensor[] passInputs = [.. device, seed];

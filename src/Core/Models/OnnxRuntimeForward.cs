@@ -75,11 +75,16 @@ internal sealed class OnnxRuntimeForward : IDisposable
 
     /// <summary>
     /// A session with one thread: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
-    /// Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
+    /// Without <paramref name="arena"/>, its tensors come from the process heap and go back to it after each run
+    /// instead of into an arena of the session's own that keeps its largest run. Throws
+    /// <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
     /// </summary>
-    internal static InferenceSession NewSession(byte[] model)
+    internal static InferenceSession NewSession(byte[] model, bool arena = true)
     {
-        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        using var options = new SessionOptions
+        {
+            IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, EnableCpuMemArena = arena,
+        };
         return new InferenceSession(model, options);
     }
 
