@@ -11,7 +11,8 @@ namespace JacService.Bench;
 /// The engine alone, in-process on one thread: per fixture and batch, Jacobians/s in FORWARD, REVERSE and AUTO, and
 /// the design alternative reverse mode was chosen over, libtorch's autograd through the forward rules (one backward
 /// call per output element, as TorchSharp has no batched cotangents); and Vjp with one cotangent per sample (every
-/// output), the in-process counterpart of functorch's vmap(vjp), to tell the engine's share of a served Vjp from the RPC's.
+/// output), the in-process counterpart of functorch's vmap(vjp), to tell the engine's share of a served Vjp from the RPC's;
+/// and Jvp with one tangent per sample, likewise.
 /// </summary>
 public static class EngineBench
 {
@@ -21,8 +22,8 @@ public static class EngineBench
         var dir = Path.Combine(root, "tests", "fixtures", "models");
         Console.WriteLine("Engine in-process, 1 thread, Jacobians/s (median of timed windows)");
         Console.WriteLine();
-        Console.WriteLine("| model | batch | forward | forward, compiled | reverse (VJP rules) | reverse, compiled | reverse (libtorch autograd) | auto (chose) | Vjp samples/s | Vjp, compiled where it can be |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| model | batch | forward | forward, compiled | reverse (VJP rules) | reverse, compiled | reverse (libtorch autograd) | auto (chose) | Vjp samples/s | Vjp, compiled where it can be | Jvp samples/s | Jvp, compiled where it can be |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var name in models ?? Directory.GetDirectories(dir).Select(Path.GetFileName).Order().ToArray()!)
         {
             var bytes = File.ReadAllBytes(Path.Combine(dir, name!, "1", "model.onnx"));
@@ -65,8 +66,16 @@ public static class EngineBench
                     version.Vjp(inputs, wrt, of, cotangents);
                 });
                 double vjp = Vjp(interpreted), vjpCompiled = Vjp(model);
+                var tangents = Inputs.Random(model.Inputs[wrt].Shape, batch);
+                double Jvp(ModelVersion version) => Measure.PerSecond(batch, seconds, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    using var inference = inference_mode();
+                    version.Jvp(inputs, wrt, of, tangents);
+                });
+                double jvp = Jvp(interpreted), jvpCompiled = Jvp(model);
                 var chose = model.DerivativeChoices.FirstOrDefault(c => c.Batch == batch)?.Mode;
-                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {forwardCompiled} | {Fmt(reverse)} | {reverseCompiled} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) | {Fmt(vjp)} | {Fmt(vjpCompiled)} |");
+                Console.WriteLine($"| {name} | {batch} | {Fmt(forward)} | {forwardCompiled} | {Fmt(reverse)} | {reverseCompiled} | {Fmt(autograd)} | {Fmt(auto)} ({chose}) | {Fmt(vjp)} | {Fmt(vjpCompiled)} | {Fmt(jvp)} | {Fmt(jvpCompiled)} |");
             }
         }
     }

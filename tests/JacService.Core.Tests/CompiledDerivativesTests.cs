@@ -14,6 +14,9 @@ namespace JacService.Core.Tests;
 /// </summary>
 public class CompiledDerivativesTests(ITestOutputHelper output)
 {
+    /// <summary>Compiled graphs serve wherever they compile, not only where timing finds them faster (CompiledPreferenceTests).</summary>
+    private static readonly EngineLimits AlwaysCompiled = new() { CalibrateAuto = false };
+
     public static TheoryData<string, DerivativeMode, int> FixturesModesAndBatches
     {
         get
@@ -31,7 +34,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     public void FixtureJacobiansEqualTheInterpreters(string name, DerivativeMode mode, int batch)
     {
         var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
-        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
         using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
         var rng = new Random(batch);
         var inputs = compiled.Inputs.Select(i =>
@@ -75,7 +78,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     public void FixtureVjpsEqualTheInterpreters(string name, int? directions)
     {
         var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
-        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
         using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
         const int batch = 3;
         var rng = new Random(7);
@@ -108,7 +111,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     public void FixtureJvpsEqualTheInterpreters(string name, int? directions)
     {
         var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
-        using var compiled = ModelVersion.Load(name, 1, bytes, new EngineLimits());
+        using var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
         using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
         const int batch = 3;
         var rng = new Random(11);
@@ -165,7 +168,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     {
         // mlp_tanh's forward graph holds 32 directions of the 1,040 per-sample values its five nodes make, and the 16x32
         // Jacobian: ~135 KB a sample. One sample fits in 256 KB, 16 do not.
-        var limits = new EngineLimits { WorkingMemoryBytes = 256 << 10 };
+        var limits = new EngineLimits { WorkingMemoryBytes = 256 << 10, CalibrateAuto = false };
         using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
         using var scope = NewDisposeScope();
         Assert.True(model.Jacobian([new HostTensor([1, 32], new float[32])], 0, [0], DerivativeMode.Forward).Compiled);
@@ -222,7 +225,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         var g = new OnnxBuilder();
         OpRows.ByName[row].Build(g);
         var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OpRows.ByName[row].OpType, OnnxType.Float);
-        using var compiled = ModelVersion.Load(row, 1, bytes, new EngineLimits());
+        using var compiled = ModelVersion.Load(row, 1, bytes, AlwaysCompiled);
         using var interpreted = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
         var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
         int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);

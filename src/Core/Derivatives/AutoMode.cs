@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using JacService.Core.Ops;
 using static TorchSharp.torch;
 
@@ -23,16 +22,6 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
     private const long ProbeDirections = 16;
-
-    /// <summary>
-    /// Both probes are run in turn up to this many times while the rounds so far took less than <see cref="RepeatFor"/>;
-    /// each mode's time is its least. One timed run each picked the slower mode for relu_classifier at batch 256 in one
-    /// served run of two (its forward and reverse passes differ by a fifth), where a moment's preemption is enough.
-    /// </summary>
-    private const int MaxRounds = 5;
-
-    /// <summary>Probes this slow run once each: repeating them would only add to the first request's wait.</summary>
-    private static readonly TimeSpan RepeatFor = TimeSpan.FromMilliseconds(100);
 
     private readonly ConcurrentDictionary<string, Lazy<DerivativeChoice>> _choices = sharing?._choices ?? new();
 
@@ -95,21 +84,9 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
         long kf = Math.Min(n, ProbeDirections), kr = Math.Min(m, ProbeDirections);
         var (runForward, forwardScale) = Probe(DerivativeMode.Forward, inputs, wrt, of, kf, n);
         var (runReverse, reverseScale) = Probe(DerivativeMode.Reverse, inputs, wrt, of, kr, m);
-        // Each once first, so neither mode's timing pays for what the first pass on a plan touches.
-        using (NewDisposeScope())
-        {
-            runForward();
-            runReverse();
-        }
-        bool gpu = parts.Limits.Device != Models.ComputeDevices.Cpu;
-        double forwardUs = double.MaxValue, reverseUs = double.MaxValue;
-        var rounds = Stopwatch.StartNew();
-        for (int round = 0; round < MaxRounds && (round == 0 || rounds.Elapsed < RepeatFor); round++)
-        {
-            // In turn, so that a slow moment of the machine does not land on one mode's every run.
-            forwardUs = Math.Min(forwardUs, Time(runForward, gpu) * forwardScale);
-            reverseUs = Math.Min(reverseUs, Time(runReverse, gpu) * reverseScale);
-        }
+        var (forwardUs, reverseUs) = AlternatingTimer.Least(runForward, runReverse, parts.Limits.Device != Models.ComputeDevices.Cpu);
+        forwardUs *= forwardScale;
+        reverseUs *= reverseScale;
         var mode = reverseUs < forwardUs ? DerivativeMode.Reverse : DerivativeMode.Forward;
         return new DerivativeChoice(wrtName, ofNames, batch, mode, forwardUs, reverseUs, Timed: true);
     }
@@ -127,15 +104,5 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
         }
         var pass = mode == DerivativeMode.Forward ? forward.Jacobian : (Func<Tensor[], int, int[], long, (Tensor[], Tensor[])>)reverse.Jacobian;
         return (() => pass(inputs, wrt, of, probe), (double)all / probe);
-    }
-
-    /// <summary>Microseconds of one run. On a GPU the pass is waited for: its kernels run after the calls that launch them return.</summary>
-    private static double Time(Action run, bool gpu)
-    {
-        using var scope = NewDisposeScope();
-        long start = Stopwatch.GetTimestamp();
-        run();
-        if (gpu) cuda.synchronize();
-        return Stopwatch.GetElapsedTime(start).TotalMicroseconds;
     }
 }

@@ -53,7 +53,10 @@ public sealed record EngineLimits
     /// <summary>Why passes are not recorded as CUDA graphs (for GetModel); empty when they are.</summary>
     public string CudaGraphsNote { get; init; } = "the device is the CPU";
 
-    /// <summary>AUTO times both modes on the first batch of each shape (true), or picks by size alone (false).</summary>
+    /// <summary>
+    /// AUTO times both modes on the first batch of each shape, and a compiled derivative graph is timed against the
+    /// interpreter on the first batch of each size (true); or AUTO picks by size alone and compiled graphs always serve (false).
+    /// </summary>
     public bool CalibrateAuto { get; init; } = true;
 
     /// <summary>Apply <see cref="Onnx.GraphRewrites"/> to each graph at load (Engine:GraphRewrites).</summary>

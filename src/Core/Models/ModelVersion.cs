@@ -22,6 +22,7 @@ public sealed class ModelVersion : IDisposable
     private readonly SecondOrderMode _secondOrder;
     private OnnxRuntimeForward? _onnxRuntime;
     private CompiledDerivatives? _compiled;
+    private readonly CompiledPreference _preference;
     private CapturedPasses _passes;
 
     private ModelVersion(string name, int version, ModelGraph graph, EngineLimits limits, ModelVersion? replicaOf)
@@ -36,6 +37,7 @@ public sealed class ModelVersion : IDisposable
         _reverse = new ReverseMode(_parts);
         _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto, compiled: Compiled);
         _secondOrder = new SecondOrderMode(_parts);
+        _preference = new CompiledPreference(limits.CalibrateAuto);
         _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
     }
 
@@ -316,20 +318,17 @@ public sealed class ModelVersion : IDisposable
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         CheckBatchAxisBeforePass(device);
         if (mode == DerivativeMode.Auto) mode = _auto.Choose(device, wrt, of);
-        if (Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()) is { } unit)
-        {
-            // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
-            BatchCancellation.ThrowIfRequested();
-            // CheckBatchAxisBeforePass has checked the outputs' shapes already.
-            var (outputs, jacobians) = unit.Run(inputs, into);
-            return new EngineResult(outputs, jacobians) { Mode = mode, Compiled = true };
-        }
-        return _passes.Run(mode == DerivativeMode.Forward ? "jacobian Forward" : "jacobian Reverse", wrt, of, device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
-        {
-            var (outputs, jacobians) = Split(all);
-            var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jac:", j => jacobians[j]));
-            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = mode };
-        });
+        EngineResult Interpreted(ResultBuffers? buffers) =>
+            _passes.Run(mode == DerivativeMode.Forward ? "jacobian Forward" : "jacobian Reverse", wrt, of, device, d => Joined(JacobianTensors(d, wrt, of, mode)), all =>
+            {
+                var (outputs, jacobians) = Split(all);
+                var host = Host(outputs, inputs[0].Shape[0], buffers, PerOutput(of, "jac:", j => jacobians[j]));
+                return new EngineResult(host.Outputs, host.Groups[0]) { Mode = mode };
+            });
+        // CheckBatchAxisBeforePass has checked the outputs' shapes already.
+        if (Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()) is { } unit && Serves(unit, inputs, () => Interpreted(null)))
+            return RunCompiled(unit, inputs, into, mode);
+        return Interpreted(into);
     }
 
     /// <summary>
@@ -343,23 +342,24 @@ public sealed class ModelVersion : IDisposable
         CheckBatchAxisBeforePass(device);
         bool many = tangents.Shape.Length == inputs[wrt].Shape.Length + 1;
         var shapes = inputs.Select(i => i.Shape).ToArray();
+        EngineResult Interpreted(ResultBuffers? buffers)
+        {
+            var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
+            seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
+            return _passes.Run("jvp", wrt, of, [.. device, seed], d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
+            {
+                var (outputs, pushed) = Split(all);
+                var host = Host(outputs, inputs[0].Shape[0], buffers, PerOutput(of, "jvp:", j => FromDirections(pushed[j], many)));
+                return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Forward };
+            });
+        }
         if (_compiled?.Jvp(wrt, of, many ? tangents.Shape[1] : 1, many, shapes) is { } unit && Fits(unit, shapes))
         {
-            BatchCancellation.ThrowIfRequested();
             // The graph takes [B, T, ..wrt]; one tangent per sample is T = 1, the same floats.
-            var withDirections = many ? tangents : new HostTensor([tangents.Shape[0], 1, .. tangents.Shape[1..]], tangents.Data);
-            var (outputs, pushed) = unit.Run([.. inputs, withDirections], into);
-            return new EngineResult(outputs, pushed) { Mode = DerivativeMode.Forward, Compiled = true };
+            HostTensor[] graphInputs = [.. inputs, many ? tangents : new HostTensor([tangents.Shape[0], 1, .. tangents.Shape[1..]], tangents.Data)];
+            if (Serves(unit, graphInputs, () => Interpreted(null))) return RunCompiled(unit, graphInputs, into, DerivativeMode.Forward);
         }
-        var seed = DeviceTransfer.ToDevice(tangents, Graph.ComputeType);
-        seed = many ? seed.transpose(0, 1).contiguous() : seed.unsqueeze(0);
-        Tensor[] passInputs = [.. device, seed];
-        return _passes.Run("jvp", wrt, of, passInputs, d => Joined(_forward.Push(d[..^1], wrt, of, d[^1])), all =>
-        {
-            var (outputs, pushed) = Split(all);
-            var host = Host(outputs, inputs[0].Shape[0], into, PerOutput(of, "jvp:", j => FromDirections(pushed[j], many)));
-            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Forward };
-        });
+        return Interpreted(into);
     }
 
     /// <summary>
@@ -375,31 +375,32 @@ public sealed class ModelVersion : IDisposable
         bool many = cotangents[0].Shape.Length == OutputSampleShape(inputs, of[0]).Length + 2;
         long directions = many ? cotangents[0].Shape[1] : 1;
         var shapes = inputs.Select(i => i.Shape).ToArray();
+        var name = Inputs[wrt].Name;
+        int count = device.Length;
+        EngineResult Interpreted(ResultBuffers? buffers)
+        {
+            var seeds = cotangents.Select(c =>
+            {
+                var t = DeviceTransfer.ToDevice(c, Graph.ComputeType);
+                return many ? t.transpose(0, 1).contiguous() : t.unsqueeze(0);
+            });
+            return _passes.Run("vjp", wrt, of, [.. device, .. seeds], d =>
+            {
+                var (outputs, pulled) = _reverse.Pull(d[..count], wrt, of, d[count..]);
+                return [.. outputs, pulled];
+            }, all =>
+            {
+                var host = Host(all[..^1], inputs[0].Shape[0], buffers, [(name, "vjp:" + name, FromDirections(all[^1], many))]);
+                return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Reverse };
+            });
+        }
         if (_compiled?.Vjp(wrt, of, directions, many, shapes) is { } unit && Fits(unit, shapes))
         {
-            BatchCancellation.ThrowIfRequested();
             // The graph takes [B, T, ..out]; one cotangent per sample is T = 1, the same floats.
-            var withDirections = cotangents.Select(c => many ? c : new HostTensor([c.Shape[0], 1, .. c.Shape[1..]], c.Data));
-            var (outputs, pulled) = unit.Run([.. inputs, .. withDirections], into);
-            return new EngineResult(outputs, pulled) { Mode = DerivativeMode.Reverse, Compiled = true };
+            HostTensor[] graphInputs = [.. inputs, .. cotangents.Select(c => many ? c : new HostTensor([c.Shape[0], 1, .. c.Shape[1..]], c.Data))];
+            if (Serves(unit, graphInputs, () => Interpreted(null))) return RunCompiled(unit, graphInputs, into, DerivativeMode.Reverse);
         }
-        var seeds = cotangents.Select(c =>
-        {
-            var t = DeviceTransfer.ToDevice(c, Graph.ComputeType);
-            return (Tensor?)(many ? t.transpose(0, 1).contiguous() : t.unsqueeze(0));
-        }).ToArray();
-        var name = Inputs[wrt].Name;
-        Tensor[] passInputs = [.. device, .. seeds.Select(t => t!)];
-        int count = device.Length;
-        return _passes.Run("vjp", wrt, of, passInputs, d =>
-        {
-            var (outputs, pulled) = _reverse.Pull(d[..count], wrt, of, d[count..]);
-            return [.. outputs, pulled];
-        }, all =>
-        {
-            var host = Host(all[..^1], inputs[0].Shape[0], into, [(name, "vjp:" + name, FromDirections(all[^1], many))]);
-            return new EngineResult(host.Outputs, host.Groups[0]) { Mode = DerivativeMode.Reverse };
-        });
+        return Interpreted(into);
     }
 
     /// <summary>
@@ -454,6 +455,18 @@ public sealed class ModelVersion : IDisposable
         _compiled?.Jacobian(wrt, of, mode, shapes) is { } unit && Fits(unit, shapes) ? unit : null;
 
     private bool Fits(CompiledDerivative unit, long[][] shapes) => unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes;
+
+    /// <summary>Whether the compiled graph serves a batch this size (<see cref="CompiledPreference"/>), timed against <paramref name="interpreted"/> the first time.</summary>
+    private bool Serves(CompiledDerivative unit, HostTensor[] graphInputs, Action interpreted) =>
+        _preference.Compiled(unit, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null), interpreted);
+
+    private static EngineResult RunCompiled(CompiledDerivative unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode)
+    {
+        // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
+        BatchCancellation.ThrowIfRequested();
+        var (outputs, derivatives) = unit.Run(graphInputs, into);
+        return new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true };
+    }
 
     /// <summary>
     /// Refuses outputs that lose the batch axis before any derivative pass: a pass over them sizes its per-sample results

@@ -39,8 +39,10 @@ public sealed class EngineOptions : IValidatableObject
     public int MaxCachedPlans { get; set; } = 64;
 
     /// <summary>
-    /// AUTO times forward and reverse mode on the first batch of each shape and keeps the faster (true), or picks by
-    /// size alone without timing (false: reproducible choices, no first-batch cost).
+    /// AUTO times forward and reverse mode on the first batch of each shape and keeps the faster, and a compiled
+    /// derivative graph is timed against the interpreter on the first batch of each size, the faster serving it (true);
+    /// or AUTO picks by size alone and compiled graphs serve wherever they compile (false: reproducible choices, no
+    /// first-batch cost).
     /// </summary>
     public bool CalibrateAuto { get; set; } = true;
 
