@@ -175,6 +175,20 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         Assert.False(model.Jacobian([new HostTensor([16, 32], new float[512])], 0, [0], DerivativeMode.Forward).Compiled);
     }
 
+    /// <summary>
+    /// A graph's memory per sample does not depend on the batch it was first built for: one first asked for at batch 16
+    /// was sized from that batch's plan as if it were two samples, 8x over, and never served.
+    /// </summary>
+    [Fact]
+    public void AGraphFirstBuiltForALargerBatchServesIt()
+    {
+        // ~135 KB a sample (above): 16 fit in 4 MiB, 8x that would not.
+        var limits = new EngineLimits { WorkingMemoryBytes = 4 << 20, CalibrateAuto = false };
+        using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
+        using var scope = NewDisposeScope();
+        Assert.True(model.Jacobian([new HostTensor([16, 32], new float[512])], 0, [0], DerivativeMode.Forward).Compiled);
+    }
+
     public static TheoryData<string, DerivativeMode> RowsAndModes
     {
         get

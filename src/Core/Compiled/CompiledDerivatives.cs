@@ -99,14 +99,14 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
     }
 
     /// <summary>
-    /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would
-    /// hide which values broadcast along the batch axis.
+    /// Every value's shape, by name, from the plan for these inputs with a batch of two: a batch of one would hide which
+    /// values broadcast along the batch axis, and the writer counts a graph's memory per sample as half of these.
     /// </summary>
     private Func<string, long[]?> ShapesOf(long[][] inputs)
     {
         var graph = parts.Graph;
         using var scope = NewDisposeScope();
-        using var plan = parts.Plans.Lease(inputs.Select(s => (long[])[Math.Max(2, s[0]), .. s[1..]]).ToArray());
+        using var plan = parts.Plans.Lease(inputs.Select(s => (long[])[2, .. s[1..]]).ToArray());
         var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
         for (int id = 0; id < graph.ValueCount; id++)
             if (plan.Plan.ValueShapes[id] is { } shape) shapes[graph.ValueNames[id]] = shape;
