@@ -177,7 +177,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
 
     /// <summary>
     /// A graph's memory per sample does not depend on the batch it was first built for: one first asked for at batch 16
-    /// was sized from that batch's plan as if it were two samples, 8x over, and never served.
+    /// was sized from that batch's plan as if it held two samples, 8x over, and never served.
     /// </summary>
     [Fact]
     public void AGraphFirstBuiltForALargerBatchServesIt()

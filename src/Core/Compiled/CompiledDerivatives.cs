@@ -68,7 +68,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         try
         {
             // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-            var written = DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), wrtName, ofNames, mode, directions);
+            var written = DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), Math.Max(2, shapes[0][0]),
+                wrtName, ofNames, mode, directions);
             string[] directionInputs = directions is null ? []
                 : mode == DerivativeMode.Forward ? [DerivativeGraphWriter.TangentPrefix + wrtName]
                 : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o).ToArray();
@@ -99,14 +100,15 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
     }
 
     /// <summary>
-    /// Every value's shape, by name, from the plan for these inputs with a batch of two: a batch of one would hide which
-    /// values broadcast along the batch axis, and the writer counts a graph's memory per sample as half of these.
+    /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would
+    /// hide which values broadcast along the batch axis. (Not always two: a model whose first axis is fixed by another
+    /// input's shape has no plan for other batch sizes.)
     /// </summary>
     private Func<string, long[]?> ShapesOf(long[][] inputs)
     {
         var graph = parts.Graph;
         using var scope = NewDisposeScope();
-        using var plan = parts.Plans.Lease(inputs.Select(s => (long[])[2, .. s[1..]]).ToArray());
+        using var plan = parts.Plans.Lease(inputs.Select(s => (long[])[Math.Max(2, s[0]), .. s[1..]]).ToArray());
         var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
         for (int id = 0; id < graph.ValueCount; id++)
             if (plan.Plan.ValueShapes[id] is { } shape) shapes[graph.ValueNames[id]] = shape;

@@ -25,12 +25,13 @@ internal static class DerivativeGraphWriter
     /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
     public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
 
-    /// <param name="shapeOf">A value's shape for a batch of two, by name, or null where not known.</param>
+    /// <param name="shapeOf">A value's shape for a batch of <paramref name="shapesBatch"/> (two or more), by name, or null where not known.</param>
     /// <param name="directions">
     /// For a Jvp graph (forward mode) the caller's tangents per sample, for a Vjp graph (reverse mode) its cotangents per
     /// sample (T); null for a Jacobian.
     /// </param>
-    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, string wrt, string[] of, DerivativeMode mode, long? directions = null)
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, long shapesBatch, string wrt, string[] of, DerivativeMode mode,
+        long? directions = null)
     {
         long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
         if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
@@ -90,7 +91,7 @@ internal static class DerivativeGraphWriter
         }
         // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
-            .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / 2 : 0) * basis * sizeof(float);
+            .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / shapesBatch : 0) * basis * sizeof(float);
         long result = directions is { } k ? k * (mode == DerivativeMode.Forward ? m.Sum() : n) : m.Sum() * n;
         return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
     }
