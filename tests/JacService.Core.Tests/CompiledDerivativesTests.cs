@@ -77,20 +77,13 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     [MemberData(nameof(FixturesAndDirections))]
     public void FixtureVjpsEqualTheInterpreters(string name, int? directions)
     {
-        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
-        using var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
-        using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
-        const int batch = 3;
-        var rng = new Random(7);
-        HostTensor Random(long[] shape) =>
-            new(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
-        var inputs = compiled.Inputs.Select(i => Random([batch, .. i.Shape[1..]])).ToArray();
-        int wrt = compiled.ResolveWrt(compiled.Inputs[0].Name);
-        var of = compiled.ResolveOf([]);
+        var (compiled, interpreted, inputs, wrt, of, Random) = Versions(name, seed: 7);
+        using var _ = compiled;
+        using var __ = interpreted;
         var cotangents = of.Select(o =>
         {
             var sample = compiled.OutputSampleShape(inputs, o);
-            return Random(directions is { } t ? [batch, t, .. sample] : [batch, .. sample]);
+            return Random(directions is { } t ? [Batch, t, .. sample] : [Batch, .. sample]);
         }).ToArray();
 
         using var scope = NewDisposeScope();
@@ -105,23 +98,35 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         AssertClose($"{name} vjp, {directions} directions", reference.Jacobians, served.Jacobians);
     }
 
+    private const int Batch = 3;
+
+    /// <summary>
+    /// A fixture loaded twice, compiled graphs serving wherever they compile and the interpreter alone, with random inputs
+    /// for <see cref="Batch"/> samples, its first input as wrt, every output as of, and the random source for directions.
+    /// </summary>
+    private static (ModelVersion Compiled, ModelVersion Interpreted, HostTensor[] Inputs, int Wrt, int[] Of, Func<long[], HostTensor> Random)
+        Versions(string name, int seed)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
+        var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        var rng = new Random(seed);
+        HostTensor Random(long[] shape) =>
+            new(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
+        var inputs = compiled.Inputs.Select(i => Random([Batch, .. i.Shape[1..]])).ToArray();
+        return (compiled, interpreted, inputs, compiled.ResolveWrt(compiled.Inputs[0].Name), compiled.ResolveOf([]), Random);
+    }
+
     /// <summary>A Jvp with one tangent per sample ([B] ++ wrt) or T of them ([B, T] ++ wrt), compiled against the interpreter's.</summary>
     [Theory]
     [MemberData(nameof(FixturesAndDirections))]
     public void FixtureJvpsEqualTheInterpreters(string name, int? directions)
     {
-        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
-        using var compiled = ModelVersion.Load(name, 1, bytes, AlwaysCompiled);
-        using var interpreted = ModelVersion.Load(name, 1, bytes, new EngineLimits { CompileDerivatives = false });
-        const int batch = 3;
-        var rng = new Random(11);
-        HostTensor Random(long[] shape) =>
-            new(shape, Enumerable.Range(0, (int)Sizes.Elements(shape)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
-        var inputs = compiled.Inputs.Select(i => Random([batch, .. i.Shape[1..]])).ToArray();
-        int wrt = compiled.ResolveWrt(compiled.Inputs[0].Name);
-        var of = compiled.ResolveOf([]);
+        var (compiled, interpreted, inputs, wrt, of, Random) = Versions(name, seed: 11);
+        using var _ = compiled;
+        using var __ = interpreted;
         var sample = compiled.Inputs[wrt].Shape[1..];
-        var tangents = Random(directions is { } t ? [batch, t, .. sample] : [batch, .. sample]);
+        var tangents = Random(directions is { } t ? [Batch, t, .. sample] : [Batch, .. sample]);
 
         using var scope = NewDisposeScope();
         var served = compiled.Jvp(inputs, wrt, of, tangents);
