@@ -255,6 +255,8 @@ public static class OpRows
             g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 2, 1 }), ("count_include_pad", 1))),
         R("AveragePool", "2-D count_include_pad 0, symmetric pads", g =>
             g.Node("AveragePool", [g.X(1, 2, 5, 5)], ("kernel_shape", new[] { 3, 3 }), ("pads", new[] { 1, 1, 1, 1 }))),
+        R("AveragePool", "2-D auto_pad SAME_UPPER stride 2", g =>
+            g.Node("AveragePool", [g.X(1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("auto_pad", "SAME_UPPER"))),
         R("AveragePool", "1-D count_include_pad 1", g =>
             g.Node("AveragePool", [g.X(2, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 2 }), ("pads", new[] { 1, 1 }), ("count_include_pad", 1))),
         R("AveragePool", "1-D count_include_pad 0, asymmetric pads", g =>

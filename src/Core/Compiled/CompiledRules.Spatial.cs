@@ -38,7 +38,8 @@ internal static partial class CompiledRules
         {
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return [null];
             var kernel = c.Ints("kernel_shape")!;
-            if (c.Int("count_include_pad", 0) == 0 && (c.Ints("pads") ?? []).Any(p => p != 0))
+            bool padded = c.String("auto_pad", "NOTSET") is "SAME_UPPER" or "SAME_LOWER" || (c.Ints("pads") ?? []).Any(p => p != 0);
+            if (padded && c.Int("count_include_pad", 0) == 0)
                 throw new NotCompilableException($"AveragePool '{c.Out(0)}' pads without count_include_pad, so its windows divide by different counts");
             long channels = c.Emit.Shape(c.In(0))[1], size = kernel.Aggregate(1L, (p, k) => p * k);
             var weights = c.Emit.Floats(Enumerable.Repeat(1f / size, (int)(channels * size)).ToArray(), [channels, 1, .. kernel]);
