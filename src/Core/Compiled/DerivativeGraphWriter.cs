@@ -11,7 +11,8 @@ namespace JacService.Core.Compiled;
 /// wrt's elements pushed through) or reverse mode (a cotangent basis of of's elements pulled back), and per output in of
 /// a graph output "jacobian:NAME" of shape [B, M, N] (M the output's elements per sample, N wrt's). A Vjp graph instead
 /// takes the caller's T cotangents per output as graph inputs "cotangent:NAME" [B, T, ..out] and pulls them back to one
-/// output "vjp:WRT" [B, T, ..wrt]. ONNX Runtime then runs the whole derivative as one call, without a crossing into .NET
+/// output "vjp:WRT" [B, T, ..wrt]; a Jvp graph takes the caller's T tangents as a graph input "tangent:WRT" [B, T, ..wrt]
+/// and pushes them to one output "jvp:NAME" [B, T, ..out] per output in of. ONNX Runtime then runs the whole derivative as one call, without a crossing into .NET
 /// per op.
 /// </summary>
 internal static class DerivativeGraphWriter
@@ -62,7 +63,8 @@ internal static class DerivativeGraphWriter
         foreach (var o in of)
             if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
 
-        var emit = new OnnxEmitter(graph, opset, WithKeptShapes(graph, shapeOf));
+        shapeOf = WithKeptShapes(graph, shapeOf);
+        var emit = new OnnxEmitter(graph, opset, shapeOf);
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);
