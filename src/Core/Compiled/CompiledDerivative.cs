@@ -22,7 +22,7 @@ internal sealed class CompiledDerivative : IDisposable
     {
         // A derivative graph's run holds up to Engine:WorkingMemoryMiB of directions: an arena per graph would keep that
         // much for each (small_cnn's two Jacobian graphs took the server from 0.7 to 1.6 GiB at warm-up).
-        _session = OnnxRuntimeForward.NewSession(written.Model, arena: false);
+        _session = OnnxRuntimeForward.NewSession(written.Model, sharedArena: true);
         _inputNames = inputNames;
         _outputNames = [.. outputNames, .. results.Select(r => r.Output)];
         _results = results;

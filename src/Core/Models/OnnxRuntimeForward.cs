@@ -75,18 +75,30 @@ internal sealed class OnnxRuntimeForward : IDisposable
 
     /// <summary>
     /// A session with one thread: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1).
-    /// Without <paramref name="arena"/>, its tensors come from the process heap and go back to it after each run
-    /// instead of into an arena of the session's own that keeps its largest run. Throws
+    /// With <paramref name="sharedArena"/>, its tensors come from one arena all such sessions share (<see cref="SharedArena"/>)
+    /// instead of an arena of its own, which would keep its largest run for as long as the session lives. Throws
     /// <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
     /// </summary>
-    internal static InferenceSession NewSession(byte[] model, bool arena = true)
+    internal static InferenceSession NewSession(byte[] model, bool sharedArena = false)
     {
-        using var options = new SessionOptions
-        {
-            IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, EnableCpuMemArena = arena,
-        };
+        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        if (sharedArena && SharedArena.Value) options.AddSessionConfigEntry("session.use_env_allocators", "1");
         return new InferenceSession(model, options);
     }
+
+    /// <summary>
+    /// One CPU arena in ONNX Runtime's environment for the derivative graphs' sessions: it holds what the largest runs
+    /// at one time needed, where an arena per session held each session's largest run (small_cnn's graphs took a server
+    /// to 1.6 GiB). Without an arena, every run allocated its intermediates afresh: 5-7x the page faults per call and
+    /// about a fifth less served Vjp throughput on layernorm_gelu (docs/benchmarks.md).
+    /// </summary>
+    private static readonly Lazy<bool> SharedArena = new(() =>
+    {
+        using var memory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCPU, OrtAllocatorType.ArenaAllocator, 0, OrtMemType.Default);
+        using var arena = new OrtArenaCfg(0, -1, -1, -1);
+        OrtEnv.Instance().CreateAndRegisterAllocator(memory, arena);
+        return true;
+    });
 
     /// <summary>A float32 result copied into the call's buffer <paramref name="buffer"/> (or a pooled array), as <paramref name="shape"/>.</summary>
     internal static HostTensor CopyOut(OrtValue result, string buffer, ResultBuffers? into, long[] shape)
