@@ -46,7 +46,7 @@ public static class JacServiceChannel
         channel.MaxSendMessageSize = maxMessageMiB << 20;
     }
 
-    internal static SocketsHttpHandler CreateHandler(JacServiceClientTlsOptions? tls = null)
+    internal static HttpMessageHandler CreateHandler(JacServiceClientTlsOptions? tls = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -54,7 +54,7 @@ public static class JacServiceChannel
             EnableMultipleHttp2Connections = true,
         };
         if (tls is { IsSet: true }) tls.Apply(handler.SslOptions);
-        return handler;
+        return new UnsentRequestHandler(handler);
     }
 
     /// <summary>Applies the message limits and the retry policy of <paramref name="options"/> to a channel's options.</summary>
