@@ -71,6 +71,12 @@ if (args.Contains("--cold-probe"))
         rewrite: !args.Contains("--no-rewrites"));
     return 0;
 }
+if (args.Contains("--version-memory"))
+{
+    // Usage: ... -- --version-memory --model PATH [--versions 3] [--batch 1,16] [--calibrate]: what a version holds once it served every kind of call.
+    JacService.Bench.VersionMemoryProbe.Run(Flag("--model")!, int.Parse(Flag("--versions") ?? "3"), options.Batches, args.Contains("--calibrate"));
+    return 0;
+}
 if (args.Contains("--compiled-probe"))
 {
     // Usage: ... -- --compiled-probe [--batch 1,16,256] [--seconds 3]: mlp_tanh's forward as one TorchScript function (issue 13).

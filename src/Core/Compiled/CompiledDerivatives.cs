@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using JacService.Core.Derivatives;
+using JacService.Core.Models;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
@@ -11,7 +12,7 @@ namespace JacService.Core.Compiled;
 /// written or loaded, the reason is kept instead and the engine's interpreter serves that derivative (visible in
 /// <see cref="Entries"/>, and through <see cref="FellBack"/> in the log and a metric).
 /// </summary>
-internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDisposable
+internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, SharedWeights? weights) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<CompiledEntry>> _entries = new();
 
@@ -67,14 +68,12 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         string note;
         try
         {
-            // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-            var written = DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), Math.Max(2, shapes[0][0]),
-                wrtName, ofNames, mode, directions);
+            var written = Write(wrt, of, shapes, mode, directions);
             string[] directionInputs = directions is null ? []
                 : mode == DerivativeMode.Forward ? [DerivativeGraphWriter.TangentPrefix + wrtName]
                 : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o).ToArray();
             string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directionInputs];
-            var unit = new CompiledDerivative(written, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
+            var unit = new CompiledDerivative(written, weights, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
             return new CompiledEntry(kind, wrtName, ofNames, mode, "") { Unit = unit };
         }
         catch (NotCompilableException e)
@@ -98,6 +97,12 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts) : IDis
         FellBack?.Invoke($"{kind} of {string.Join(",", ofNames)} w.r.t. {wrtName}", note);
         return new CompiledEntry(kind, wrtName, ofNames, mode, note);
     }
+
+    /// <summary>The derivative graph for (wrt, of, mode) on inputs of these shapes; throws <see cref="NotCompilableException"/> where there is none.</summary>
+    internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
+        // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
+        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), Math.Max(2, shapes[0][0]),
+            parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode, directions);
 
     /// <summary>
     /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would

@@ -95,6 +95,8 @@ internal static class DerivativeGraphWriter
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
             .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / shapesBatch : 0) * basis * sizeof(float);
         long result = directions is { } k ? k * (mode == DerivativeMode.Forward ? m.Sum() : n) : m.Sum() * n;
+        if (emit.UsesRuntimeOps && !model.OpsetImport.Any(o => o.Domain == OnnxEmitter.RuntimeDomain))
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxEmitter.RuntimeDomain, Version = 1 });
         return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
     }
 

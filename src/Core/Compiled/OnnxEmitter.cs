@@ -33,6 +33,21 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
 
     public void Append(NodeProto node) => graph.Node.Add(node);
 
+    /// <summary>ONNX Runtime's own operator domain, which the graphs' runtime has and plain ONNX lacks.</summary>
+    public const string RuntimeDomain = "com.microsoft";
+
+    /// <summary>Whether a node of <see cref="RuntimeDomain"/> was emitted: the model must then import that domain.</summary>
+    public bool UsesRuntimeOps { get; private set; }
+
+    /// <summary>A node of ONNX Runtime's own domain.</summary>
+    public string RuntimeOp(string op, string[] inputs, params AttributeProto[] attributes)
+    {
+        string name = Op(op, inputs, attributes);
+        graph.Node[^1].Domain = RuntimeDomain;
+        UsesRuntimeOps = true;
+        return name;
+    }
+
     /// <summary>A float32 initializer of the given shape.</summary>
     public string Floats(float[] values, params long[] dims)
     {

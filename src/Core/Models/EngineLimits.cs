@@ -32,6 +32,9 @@ public sealed record EngineLimits
     /// </summary>
     public bool CompileDerivatives { get; init; } = true;
 
+    /// <summary>A version's ONNX Runtime sessions read one copy of its weights (<see cref="SharedWeights"/>); off only to measure what that saves.</summary>
+    internal bool ShareWeights { get; init; } = true;
+
     /// <summary>What a model file may hold; checked at load, and while planning each new set of input shapes.</summary>
     public ModelLimits Model { get; init; } = new();
 

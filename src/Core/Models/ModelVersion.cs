@@ -22,6 +22,8 @@ public sealed class ModelVersion : IDisposable
     private readonly SecondOrderMode _secondOrder;
     private OnnxRuntimeForward? _onnxRuntime;
     private CompiledDerivatives? _compiled;
+    // Read by the two above's sessions, so freed after them.
+    private SharedWeights? _weights;
     private readonly CompiledPreference _preference;
     private CapturedPasses _passes;
 
@@ -167,19 +169,21 @@ public sealed class ModelVersion : IDisposable
             {
                 Planner.CheckConstants(graph, limits.Model.MaxPlannedElements);
             }
-            if (limits.PredictWithOnnxRuntime)
-            {
-                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, out var reason);
-                model.PredictRuntimeNote = reason;
-            }
             model.CompiledDerivativesNote = !limits.CompileDerivatives ? "Engine:CompileDerivatives is off, or the device is a GPU"
                 : computeType != ScalarType.Float32 ? "the engine computes in float64"
                 : graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float) is { } notFloat
                     ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
                 : "";
+            // One session alone keeps only ONNX Runtime's packed copy of each weight; a shared buffer pays off from the second.
+            if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights) model._weights = SharedWeights.TryFrom(bytes, limits.Model);
+            if (limits.PredictWithOnnxRuntime)
+            {
+                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, model._weights, out var reason);
+                model.PredictRuntimeNote = reason;
+            }
             if (model.CompiledDerivativesNote.Length == 0)
             {
-                model._compiled = new CompiledDerivatives(bytes, model._parts);
+                model._compiled = new CompiledDerivatives(bytes, model._parts, model._weights);
                 model._compiled.FellBack += (what, why) => model.DerivativeFellBackToEngine?.Invoke(what, why);
             }
             return model;
@@ -559,6 +563,7 @@ public sealed class ModelVersion : IDisposable
     {
         _onnxRuntime?.Dispose();
         _compiled?.Dispose();
+        _weights?.Dispose();
         _passes.Dispose();
         _parts.Dispose();
         Graph.Dispose();
