@@ -56,8 +56,9 @@ public sealed class FlakyProxy : IAsyncDisposable
                 lock (_relays) _relays.Add(fail ? ResetFirstStream(client) : Relay(client));
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException || (e is SocketException or ObjectDisposedException && _stop.IsCancellationRequested))
         {
+            // Stopping: a pending accept ends cancelled, or aborted when the listener closes first.
         }
     }
 
