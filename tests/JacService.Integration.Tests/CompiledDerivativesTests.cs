@@ -58,8 +58,8 @@ public class CompiledDerivativesTests(ServerProcess server)
     }
 
     /// <summary>
-    /// Every fixture compiles whole, so the fallback is shown on mlp_tanh with its Tanh made Selu, which has no compiled
-    /// rule, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
+    /// Every fixture compiles whole, so the fallback is shown on mlp_tanh reading its input through a Gather, which has no
+    /// compiled rule, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
     /// the interpreter), equal to central differences of the same server's Predict.
     /// </summary>
     [Fact]
@@ -99,13 +99,13 @@ public class CompiledDerivativesTests(ServerProcess server)
         for (int o = 0; o < m; o++)
             for (int j = 0; j < n; j++)
                 differences[o * n + j] = (predicted.Data[j * m + o] - predicted.Data[(n + j) * m + o]) / (2 * h);
-        // Float32 outputs of a few units differenced over 2h: up to ~1e-3 of rounding, plus the O(h²) truncation (Selu bends only at 0).
-        Compare.Close(new RefTensor([1, m, n], differences), [1, m, n], jacobian.Data, 5e-3, "mlp_selu dy/dx against central differences");
+        // Float32 outputs of a few units differenced over 2h: up to ~1e-3 of rounding, plus the O(h²) truncation.
+        Compare.Close(new RefTensor([1, m, n], differences), [1, m, n], jacobian.Data, 5e-3, "mlp_gather dy/dx against central differences");
 
         var graphs = (await own.Client.GetModelAsync(new GetModelRequest { Model = UncompiledModel.Name })).CompiledDerivatives;
         var fallback = Assert.Single(graphs.Graphs, g => g.Kind == "jacobian Reverse");
         Assert.False(fallback.Compiled);
-        Assert.StartsWith("Selu (node ", fallback.Note);
+        Assert.StartsWith("Gather (node ", fallback.Note);
         Assert.Contains("has no compiled derivative rule", fallback.Note);
         await own.WaitForLog($"{UncompiledModel.Name} version 1: the jacobian Reverse of");
 

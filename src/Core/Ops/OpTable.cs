@@ -38,11 +38,19 @@ public static class OpTable
                 (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 0),
                 compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), c.Emit.Add(y, c.Emit.Scalar(c.Float("alpha", 1)))))
             .Unary("Selu", (c, x) => Selu(c, x), (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), SeluGamma(c)),
-                (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), 0))
+                (c, x, y) => ExpOrConstant(x, y, SeluGamma(c) * SeluAlpha(c), 0),
+                compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(c.Float("gamma", SeluGammaDefault)),
+                    c.Emit.Add(y, c.Emit.Scalar(c.Float("gamma", SeluGammaDefault) * c.Float("alpha", SeluAlphaDefault)))))
             .Unary("Sigmoid", (_, x) => x.sigmoid(), (_, _, y) => y * y.From(1), (_, _, y) => y * y.From(1) * (y * S(-2)).Plus(1),
                 compiled: (c, _, y) => c.Emit.Mul(y, c.Emit.Sub(c.Emit.Scalar(1), y)))
             .Unary("HardSigmoid", (c, x) => HardSigmoidLinear(c, x).clamp(S(0), S(1)),
-                (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); }, linear)
+                (c, x, _) => { var z = HardSigmoidLinear(c, x); return z.gt(S(0)).logical_and(z.lt(S(1))).to_type(x.dtype) * S(Alpha(c, 0.2)); }, linear,
+                compiled: (c, x, _) =>
+                {
+                    var z = c.Emit.Add(c.Emit.Mul(x, c.Emit.Scalar(c.Float("alpha", 0.2f))), c.Emit.Scalar(c.Float("beta", 0.5f)));
+                    var inside = c.Emit.Op("And", c.Emit.Op("Greater", z, c.Emit.Scalar(0)), c.Emit.Op("Less", z, c.Emit.Scalar(1)));
+                    return c.Emit.Op("Where", inside, c.Emit.Scalar(c.Float("alpha", 0.2f)), c.Emit.Scalar(0));
+                })
             .Unary("Tanh", (_, x) => x.tanh(), (_, _, y) => (y * y).From(1), (_, _, y) => y * (y * y).From(1) * S(-2),
                 compiled: (c, _, y) => c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(y, y)))
             .Unary("Softplus", (_, x) => Softplus(x), (_, x, _) => x.sigmoid(), (_, x, _) => { var s = x.sigmoid(); return s * s.From(1); },
@@ -56,7 +64,8 @@ public static class OpTable
                 (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi),
                 compiled: (c, x, _) => c.Emit.Mul(c.Emit.Op("Exp", c.Emit.Op("Neg", c.Emit.Mul(x, x))), c.Emit.Scalar((float)TwoOverSqrtPi)))
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x))
-            .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2])
+            .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2],
+                compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Equal", x, y), c.Emit.Scalar(1), c.Emit.Scalar(0)))
 
             // Elementwise binary with broadcasting: forward, then dy/da and dy/db from (a, b, y), the second partials that are
             // not zero, and dy/da and dy/db as ONNX nodes.
@@ -72,7 +81,9 @@ public static class OpTable
                 dbb: (a, _, y) => y * Powers.Square(a.log()),
                 compiled: ((c, a, b, _) => c.Emit.Mul(b, c.Emit.Op("Pow", a, c.Emit.Sub(b, c.Emit.Scalar(1)))), (c, a, _, y) => c.Emit.Mul(y, c.Emit.Op("Log", a))))
             .Binary("PRelu", (_, x, s) => x.relu().Plus(s * x.clamp(max: S(0))),
-                (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1))
+                (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1),
+                compiled: ((c, x, s, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), s),
+                    (c, x, _, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(0), x)))
 
             // Linear algebra.
             .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
@@ -156,9 +167,12 @@ public static class OpTable
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
 
-    private static double SeluAlpha(OpContext c) => c.Attr.Float("alpha", 1.67326319217681884765625f);
+    private const float SeluAlphaDefault = 1.67326319217681884765625f;
+    private const float SeluGammaDefault = 1.05070102214813232421875f;
 
-    private static double SeluGamma(OpContext c) => c.Attr.Float("gamma", 1.05070102214813232421875f);
+    private static double SeluAlpha(OpContext c) => c.Attr.Float("alpha", SeluAlphaDefault);
+
+    private static double SeluGamma(OpContext c) => c.Attr.Float("gamma", SeluGammaDefault);
 
     private static Tensor Selu(OpContext c, Tensor x) =>
         x.relu().Plus(x.clamp(max: S(0)).exp().Minus(1) * S(SeluAlpha(c))) * S(SeluGamma(c));
