@@ -164,8 +164,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         for (int call = 0; call < 3; call++) model.Jacobian(inputs, 0, [0], DerivativeMode.Reverse);
         var (what, why) = Assert.Single(reports);
         Assert.Equal($"jacobian Reverse of {model.Outputs[0].Name} w.r.t. {model.Inputs[0].Name}", what);
-        Assert.StartsWith("Gather (node ", why);
-        Assert.Contains("has no compiled derivative rule", why);
+        Assert.StartsWith("Slice 'x_reversed' steps by other than 1", why);
     }
 
     [Fact]
@@ -302,6 +301,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         "Expand [3,1] to [2,3,4]",
         "Flatten axis -1",
         "Flatten axis 0",
+        "Gather axis 0, scalar index",
         "Gemm A and B differentiated, transA",
         "Gemm B differentiated with transB, bias [1,5]",
         "Gemm transA transB alpha beta bias",
@@ -320,6 +320,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         "Slice starts and ends only",
         "Slice step -2 on axis 0",
         "Slice steps 2 and 3, ends past the axes",
+        "Split into 3 by a split input",
         "Squeeze every unit axis",
         "Sub [4] broadcast from [2,3,4]",
         "Sub broadcast, both differentiated",

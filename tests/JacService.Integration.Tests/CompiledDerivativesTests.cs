@@ -58,8 +58,8 @@ public class CompiledDerivativesTests(ServerProcess server)
     }
 
     /// <summary>
-    /// Every fixture compiles whole, so the fallback is shown on mlp_tanh reading its input through a Gather, which has no
-    /// compiled rule, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
+    /// Every fixture compiles whole, so the fallback is shown on mlp_tanh reading its input reversed by a Slice of step -1,
+    /// which the Slice rule does not compile, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
     /// the interpreter), equal to central differences of the same server's Predict.
     /// </summary>
     [Fact]
@@ -100,13 +100,12 @@ public class CompiledDerivativesTests(ServerProcess server)
             for (int j = 0; j < n; j++)
                 differences[o * n + j] = (predicted.Data[j * m + o] - predicted.Data[(n + j) * m + o]) / (2 * h);
         // Float32 outputs of a few units differenced over 2h: up to ~1e-3 of rounding, plus the O(h²) truncation.
-        Compare.Close(new RefTensor([1, m, n], differences), [1, m, n], jacobian.Data, 5e-3, "mlp_gather dy/dx against central differences");
+        Compare.Close(new RefTensor([1, m, n], differences), [1, m, n], jacobian.Data, 5e-3, "mlp_reversed dy/dx against central differences");
 
         var graphs = (await own.Client.GetModelAsync(new GetModelRequest { Model = UncompiledModel.Name })).CompiledDerivatives;
         var fallback = Assert.Single(graphs.Graphs, g => g.Kind == "jacobian Reverse");
         Assert.False(fallback.Compiled);
-        Assert.StartsWith("Gather (node ", fallback.Note);
-        Assert.Contains("has no compiled derivative rule", fallback.Note);
+        Assert.StartsWith("Slice 'x_reversed' steps by other than 1", fallback.Note);
         await own.WaitForLog($"{UncompiledModel.Name} version 1: the jacobian Reverse of");
 
         using var http = new HttpClient();

@@ -134,6 +134,65 @@ internal static partial class CompiledRules
             return result;
         });
 
+    /// <summary>Split along a per-sample axis: the tangent split the same way, the cotangents (zeros for outputs without one) concatenated back.</summary>
+    public static readonly CompiledRule Split = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return new string?[c.OutputCount];
+            long axis = SplitAxis(c);
+            var sizes = Enumerable.Range(0, c.OutputCount).Select(o => c.Emit.Shape(c.Out(o))[axis - 1]).ToArray();
+            return c.Emit.Ops("Split", c.OutputCount, [t, c.Emit.Ints(sizes)], Int("axis", axis));
+        },
+        c =>
+        {
+            if (!c.Needs(0) || Enumerable.Range(0, c.OutputCount).All(o => c.Cotangent(o) is null)) return [null, null];
+            var parts = Enumerable.Range(0, c.OutputCount).Select(o => c.Emit.Full(c.Cotangent(o) ?? c.Emit.Scalar(0), c.Basis, c.Out(o))).ToArray();
+            return [c.Emit.Op("Concat", parts, Int("axis", SplitAxis(c))), null];
+        });
+
+    private static long SplitAxis(OnnxRuleContext c) => c.SampleAxis(c.Int("axis", 0), c.Emit.Rank(c.In(0))) + 1;
+
+    /// <summary>Most entries of a Gather's one-hot matrix: a larger index set or axis stays in the interpreter.</summary>
+    private const long MaxOneHotEntries = 1 << 20;
+
+    /// <summary>
+    /// Gather along a per-sample axis at indices the file fixes: the tangent gathered the same way; going back, each
+    /// cotangent is added to the position it was gathered from, as a product by the indices' one-hot matrix over the
+    /// indices' axes moved last.
+    /// </summary>
+    public static readonly CompiledRule Gather = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            long axis = c.SampleAxis(c.Int("axis", 0), c.Emit.Rank(c.In(0)));
+            return [c.Emit.Op("Gather", [t, c.In(1)], Int("axis", axis + 1))];
+        },
+        c =>
+        {
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return [null, null];
+            int rank = c.Emit.Rank(c.In(0));
+            long axis = c.SampleAxis(c.Int("axis", 0), rank);
+            long extent = c.Emit.Shape(c.In(0))[axis];
+            long[] indices = c.ConstantInput(1)!;
+            int indexRank = c.Emit.Rank(c.In(1));
+            if (indices.Length * extent > MaxOneHotEntries)
+                throw new NotCompilableException($"Gather '{c.Out(0)}' takes {indices.Length} indices along an axis of {extent}; compiled up to {MaxOneHotEntries} one-hot entries");
+            var oneHot = new float[indices.Length * extent];
+            for (int i = 0; i < indices.Length; i++) oneHot[i * extent + (indices[i] < 0 ? indices[i] + extent : indices[i])] = 1;
+            // Direction coordinates: the basis, the data's axes before `axis`, the indices' axes, the data's axes after it.
+            int outRank = 1 + rank - 1 + indexRank;
+            long first = axis + 1, afterIndices = axis + 1 + indexRank;
+            long[] last = [.. Enumerable.Range(0, (int)first).Select(a => (long)a), .. Enumerable.Range((int)afterIndices, outRank - (int)afterIndices).Select(a => (long)a),
+                .. Enumerable.Range((int)first, indexRank).Select(a => (long)a)];
+            var moved = c.Emit.Op("Transpose", [ct], IntList("perm", last));
+            var rows = c.Emit.Op("Reshape", moved, c.Emit.Ints([.. Enumerable.Repeat(0L, outRank - indexRank), indices.Length]));
+            var added = c.Emit.Op("MatMul", rows, c.Emit.Floats(oneHot, indices.Length, extent));
+            // The gathered axis, now last, back to its place.
+            int addedRank = outRank - indexRank + 1;
+            long[] back = [.. Enumerable.Range(0, (int)first).Select(a => (long)a), addedRank - 1, .. Enumerable.Range((int)first, addedRank - 1 - (int)first).Select(a => (long)a)];
+            return [c.Emit.Op("Transpose", [added], IntList("perm", back)), null];
+        });
+
     /// <summary>y = x − log Σ eˣ along the axis: t − Σ softmax·t going forward, ct − softmax·Σ ct going back.</summary>
     public static readonly CompiledRule LogSoftmax = new(
         c =>

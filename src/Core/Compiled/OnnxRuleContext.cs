@@ -13,6 +13,7 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     public long Basis { get; } = basis;
     public string OpType => node.OpType;
     public int InputCount => node.Input.Count;
+    public int OutputCount => node.Output.Count;
 
     public string In(int i) => node.Input[i];
     public string Out(int o) => node.Output[o];

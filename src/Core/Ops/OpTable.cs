@@ -107,9 +107,9 @@ public static class OpTable
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
-            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates })
+            .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
             .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
-            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
             .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
