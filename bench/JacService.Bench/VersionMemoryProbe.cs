@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using static TorchSharp.torch;
@@ -14,15 +13,6 @@ namespace JacService.Bench;
 /// </summary>
 public static class VersionMemoryProbe
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct MallInfo2
-    {
-        public nuint Arena, OrdBlks, SmBlks, HBlks, HBlkHd, UsmBlks, FsmBlks, UordBlks, FordBlks, KeepCost;
-    }
-
-    [DllImport("libc", EntryPoint = "mallinfo2")]
-    private static extern MallInfo2 MallInfo();
-
     public static void Run(string path, int versions, int[] batches, bool calibrate)
     {
         var bytes = File.ReadAllBytes(path);
@@ -66,8 +56,7 @@ public static class VersionMemoryProbe
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
-        var info = MallInfo();
-        return ((long)(info.UordBlks + info.HBlkHd), GC.GetTotalMemory(true), Process.GetCurrentProcess().WorkingSet64);
+        return (NativeHeap.BytesInUse() ?? 0, GC.GetTotalMemory(true), Process.GetCurrentProcess().WorkingSet64);
     }
 
     private static void Print(string label, string after, (long Native, long Managed, long Resident) now, (long Native, long Managed, long Resident) start) =>

@@ -24,10 +24,10 @@ public class RetirementMemoryTests(ITestOutputHelper output)
         {
             // Warm-up at batch 1 only: plans for every bucket per cycle grow the heap's high-water mark (43 MiB from
             // cycle 10 to 50 in one CI run) and would blur the ~60 MiB a leaked snapshot per cycle adds.
-            // Without compiled derivative graphs: their three ONNX Runtime sessions per version (freed with it) raise the
-            // native heaps' plateau in steps large enough to blur a leak over 50 cycles (16-36 MiB from cycle 25 to 50 in
-            // CI runs; flat at 437 MiB from cycle 170 of 200). This test watches the versions; the sessions are freed in
-            // ModelVersion.Dispose, and creating and freeing them alone levels off after 100 (docs/benchmarks.md).
+            // Without compiled derivative graphs: their ONNX Runtime sessions per version (freed with it) raise the
+            // resident plateau in steps large enough to blur a leak over 50 cycles (+19 MiB from cycle 25 to 50 with them,
+            // levelling off to +5 from 150 to 200). This test watches the versions; VersionMemoryTests checks that a
+            // version's graphs go with it, counting bytes in use rather than resident memory.
             ExtraArgs = ["--Models:PollSeconds=0.1", "--Models:WarmupMaxRows=1", "--Engine:CompileDerivatives=false"],
             PrepareRepository = root => Directory.CreateDirectory(Path.Combine(root, Model)),
         };

@@ -44,6 +44,33 @@ public static class NativeHeap
         }
     }
 
+    /// <summary>
+    /// Bytes glibc has handed out and not had back, over all arenas (mallinfo2); null where glibc is not the allocator.
+    /// Unlike the resident size, it falls when memory is freed, however much of the heap <see cref="KeepLargeBlocks"/> keeps.
+    /// </summary>
+    public static long? BytesInUse()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            var info = mallinfo2();
+            return (long)(info.UordBlks + info.HBlkHd);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MallInfo2
+    {
+        public nuint Arena, OrdBlks, SmBlks, HBlks, HBlkHd, UsmBlks, FsmBlks, UordBlks, FordBlks, KeepCost;
+    }
+
+    [DllImport("libc", EntryPoint = "mallinfo2")]
+    private static extern MallInfo2 mallinfo2();
+
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int mallopt(int param, int value);
 }
