@@ -180,7 +180,7 @@ internal static partial class CompiledRules
             var oneHot = new float[indices.Length * extent];
             for (int i = 0; i < indices.Length; i++) oneHot[i * extent + (indices[i] < 0 ? indices[i] + extent : indices[i])] = 1;
             // Direction coordinates: the basis, the data's axes before `axis`, the indices' axes, the data's axes after it.
-            int outRank = 1 + rank - 1 + indexRank;
+            int outRank = rank + indexRank;
             long first = axis + 1, afterIndices = axis + 1 + indexRank;
             long[] last = [.. Enumerable.Range(0, (int)first).Select(a => (long)a), .. Enumerable.Range((int)afterIndices, outRank - (int)afterIndices).Select(a => (long)a),
                 .. Enumerable.Range((int)first, indexRank).Select(a => (long)a)];

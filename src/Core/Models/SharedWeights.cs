@@ -9,7 +9,7 @@ namespace JacService.Core.Models;
 /// <summary>
 /// A model version's float weights, held once in native memory for all of its ONNX Runtime sessions (Predict and
 /// every derivative graph), with one container for the packed copies ONNX Runtime makes of them for its matrix
-/// products. Each session would otherwise deserialise and pack its own: a 36 MB model took 150 MB per derivative graph.
+/// products. Each session would otherwise deserialise and pack its own: ~70 MB per derivative graph of a 36 MB model.
 /// Must outlive every session it was given to.
 /// </summary>
 internal sealed class SharedWeights : IDisposable
