@@ -34,10 +34,11 @@ public class VersionMemoryTests(ITestOutputHelper output)
 
         output.WriteLine($"{Model}: each version held {string.Join(", ", held.Select(h => $"{h / 1048576.0:F1}"))} MiB while loaded; " +
             $"after 10 loaded and freed, {growth / 1048576.0:F2} MiB more in use than before");
-        // A version left behind each cycle would add its whole footprint ten times over; half of one version in all is
-        // what allocator bookkeeping and caches that level off may keep.
+        // A version left behind each cycle would add its whole footprint ten times over. What else moves the count is a
+        // step now and then, not a slope: 0.4 MiB here, 3.5 MiB once in CI, at the tenth version, from something other
+        // than the versions (the nine before it had held the same 6.8 MiB each).
         Assert.True(held.Min() > 2 << 20, $"a version held only {held.Min()} bytes");
-        Assert.True(growth < held.Min() / 2, $"{growth} more bytes in use after ten versions were freed, each holding {held.Min()}");
+        Assert.True(growth < 2 * held.Min(), $"{growth} more bytes in use after ten versions were freed, each holding {held.Min()}");
     }
 
     /// <summary>Loads a version, calls every kind of derivative it compiles, and frees it: the bytes in use while it was loaded.</summary>
