@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What each model version costs a running server: a live repository that starts empty gets MODEL as a new model N times,
-# one after another (each READY, warm-up included, before the next), and the server's resident size is read after each.
+# one after another (each READY, warm-up included, before the next), and the server's resident size is read after each;
+# then all but the first are removed, and the resident size is read once they are freed.
 # Each checkout in turn, so two builds are compared on the same machine in one run.
 # Usage: bench/version_memory.sh MODEL.onnx N CHECKOUT... [-- SERVER ARGS]
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
@@ -29,7 +30,15 @@ for checkout in "${checkouts[@]}"; do
     done
     line="$line $(awk '/VmRSS/{printf "%d", $2/1024}' "/proc/$server/status")"
   done
-  echo "$line MiB resident after each version"
+  for k in $(seq 2 "$n"); do rm -rf "$repo/m$k"; done
+  for k in $(seq 2 "$n"); do
+    for _ in $(seq 1 600); do
+      dotnet "$jac" models -t "127.0.0.1:$port" -m "m$k" -o json 2>/dev/null | grep -q '"state": "READY"' || break
+      sleep 1
+    done
+  done
+  sleep 3 # the last version is freed after its listing goes
+  echo "$line MiB resident after each version; $(awk '/VmRSS/{printf "%d", $2/1024}' "/proc/$server/status") MiB once all but the first are freed"
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$repo"
 done

@@ -45,6 +45,28 @@ public static class NativeHeap
     }
 
     /// <summary>
+    /// Gives the pages of the heap's free blocks back to the system (malloc_trim), which <see cref="KeepLargeBlocks"/>
+    /// otherwise keeps for the process's life: called when a model version has been freed, so that unloading a model
+    /// lowers the resident size. The next large temporaries fault their pages in again, once. False where glibc is
+    /// not the allocator or nothing was given back.
+    /// </summary>
+    public static bool ReturnFreePages()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try
+        {
+            return malloc_trim(0) == 1;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
+
+    /// <summary>
     /// Bytes glibc has handed out and not had back, over all arenas (mallinfo2); null where glibc is not the allocator.
     /// Unlike the resident size, it falls when memory is freed, however much of the heap <see cref="KeepLargeBlocks"/> keeps.
     /// </summary>
