@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using JacService.Core.Models;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
@@ -251,11 +250,7 @@ public sealed partial class ModelRepositoryLoader(
         metrics.RecordRetirement(entry.Name);
         LogRetiring(entry.Name, entry.Version, why, calls);
         if (entry.Lifetime is not null)
-            freed.ContinueWith(_ =>
-            {
-                NativeHeap.ReturnFreePages();
-                LogFreed(entry.Name, entry.Version, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            }, TaskScheduler.Default);
+            freed.ContinueWith(_ => LogFreed(entry.Name, entry.Version, Stopwatch.GetElapsedTime(started).TotalMilliseconds), TaskScheduler.Default);
     }
 
     private ModelEntry? Listed(string name, int version) => registry.Entries.FirstOrDefault(e => e.Name == name && e.Version == version);

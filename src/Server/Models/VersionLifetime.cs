@@ -83,6 +83,9 @@ public sealed class VersionLifetime(ModelReplicas replicas, ModelBatcher batcher
             // triggers the next gen2 collection soon: a repository cycling versions then held ~1.5 MiB more per version
             // until one came (RetirementMemoryTests). A background collection, so calls keep running meanwhile.
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false);
+            // The native heap keeps freed blocks for reuse (Engine:ReuseLargeAllocations); without this, removing models
+            // never lowered the resident size (RetirementMemoryTests).
+            NativeHeap.ReturnFreePages();
         }
         finally
         {
