@@ -40,7 +40,7 @@ public class BatchAxisRefusalTests
     {
         var g = new OnnxBuilder();
         OpRows.ByName[row].Build(g);
-        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OpRows.ByName[row].OpType, OnnxType.Float);
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
         using var model = ModelVersion.Load(row, 1, bytes, new EngineLimits());
         var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
         int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);

@@ -21,7 +21,7 @@ public class ConvTransposeTests
     {
         var g = new OnnxBuilder();
         OpRows.ByName[row].Build(g);
-        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), "Conv", OnnxType.Float);
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
         using var model = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
         var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
         int threads = get_num_threads();

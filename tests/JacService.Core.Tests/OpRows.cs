@@ -54,8 +54,9 @@ public static class OpRows
         Unary("Sin"),
         Unary("Cos"),
         Unary("Erf"),
-        Unary("Gelu", N, "approximate none"),
-        Unary("Gelu", N, "approximate tanh", ("approximate", "tanh")),
+        // Gelu arrived in opset 20.
+        R("Gelu", "approximate none", g => { g.Opset = 20; g.Node("Gelu", [g.X(2, 3, 4)]); }),
+        R("Gelu", "approximate tanh", g => { g.Opset = 20; g.Node("Gelu", [g.X(2, 3, 4)], ("approximate", "tanh")); }),
         R("Clip", "min and max", g => g.Node("Clip", [g.X(Dists.Away(1, -0.5, 0.5), 2, 3, 4), g.Scalar(-0.5), g.Scalar(0.5)])),
         R("Clip", "max only", g => g.Node("Clip", [g.X(Dists.Away(1, 0.3), 2, 3, 4), "", g.Scalar(0.3)])),
         R("Clip", "no bounds", g => g.Node("Clip", [g.X(2, 3, 4)])),
@@ -162,6 +163,11 @@ public static class OpRows
         R("Split", "into 2 equal parts on axis 1", g => g.Node("Split", 2, [g.X(2, 6)], ("axis", 1))),
         R("Split", "into 3 by a split input", g => g.Node("Split", 3, [g.X(6, 2), g.Ints(1, 2, 3)])),
         R("Split", "into 2 and 4 on axis -1 by a split input", g => g.Node("Split", 2, [g.X(2, 6), g.Ints(2, 4)], ("axis", -1))),
+        R("Split", "into 3 by num_outputs, the last smaller (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("Split", 3, [g.X(2, 7)], ("axis", 1), ("num_outputs", 3));
+        }),
         R("Slice", "starts and ends only", g => g.Node("Slice", [g.X(4, 5), g.Ints(1, 0), g.Ints(3, -1)])),
         R("Slice", "step -1 reverses axis 1", g => g.Node("Slice", [g.X(3, 5), g.Ints(-1), g.Ints(long.MinValue), g.Ints(1), g.Ints(-1)]),
             x => [x[0].flip(1)]),
@@ -178,6 +184,27 @@ public static class OpRows
         R("Pad", "edge on the last axis", g => g.Node("Pad", [g.X(2, 3, 4), g.Ints(0, 0, 2, 0, 0, 1)], ("mode", "edge"))),
         R("Pad", "reflect on both axes of a 2-D input", g => g.Node("Pad", [g.X(3, 4), g.Ints(2, 1, 1, 3)], ("mode", "reflect"))),
         R("Pad", "edge on a 1-D input", g => g.Node("Pad", [g.X(5), g.Ints(2, 3)], ("mode", "edge"))),
+        // From opset 18 the pads may name only some axes, and from 19 the mode may be wrap.
+        R("Pad", "constant on axis -1 named by axes (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("Pad", [g.X(2, 3, 4), g.Ints(1, 2), g.Scalar(0.5), g.Ints(-1)]);
+        }),
+        R("Pad", "reflect on axis 1 of 3 named by axes (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("Pad", [g.X(2, 4, 3), g.Ints(2, 1), "", g.Ints(1)], ("mode", "reflect"));
+        }),
+        R("Pad", "wrap on the last two axes (opset 19)", g =>
+        {
+            g.Opset = 19;
+            g.Node("Pad", [g.X(1, 2, 3, 4), g.Ints(0, 0, 1, 2, 0, 0, 3, 4)], ("mode", "wrap"));
+        }),
+        R("Pad", "wrap on the last axis of a 2-D input (opset 19)", g =>
+        {
+            g.Opset = 19;
+            g.Node("Pad", [g.X(2, 5), g.Ints(0, 2, 0, 3)], ("mode", "wrap"));
+        }),
 
         // ---- Reductions and normalisations ----
         R("ReduceSum", "axes input [1], keepdims 0", g => g.Node("ReduceSum", [g.X(2, 3, 4), g.Ints(1)], ("keepdims", 0))),
@@ -186,6 +213,22 @@ public static class OpRows
         R("ReduceSum", "noop_with_empty_axes", g => g.Node("ReduceSum", [g.X(2, 3)], ("noop_with_empty_axes", 1))),
         R("ReduceMean", "axes attribute [0, 2]", g => g.Node("ReduceMean", [g.X(2, 3, 4)], ("axes", new[] { 0, 2 }))),
         R("ReduceMean", "axes attribute [-1], keepdims 0", g => g.Node("ReduceMean", [g.X(2, 3, 4)], ("axes", new[] { -1 }), ("keepdims", 0))),
+        // From opset 18 ReduceMean takes its axes as an input, as ReduceSum does from 13.
+        R("ReduceMean", "axes input [1] (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceMean", [g.X(2, 3, 4), g.Ints(1)]);
+        }),
+        R("ReduceMean", "axes input [-1, 0], keepdims 0 (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceMean", [g.X(2, 3, 4), g.Ints(-1, 0)], ("keepdims", 0));
+        }),
+        R("ReduceMean", "no axes input: all to a scalar (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceMean", [g.X(2, 3)], ("keepdims", 0));
+        }),
         R("Softmax", "axis 1 of 3", g => g.Node("Softmax", [g.X(2, 3, 4)], ("axis", 1))),
         R("Softmax", "last axis (default)", g => g.Node("Softmax", [g.X(2, 3, 4)])),
         R("LogSoftmax", "axis 0 of 3", g => g.Node("LogSoftmax", [g.X(2, 3, 4)], ("axis", 0))),

@@ -141,11 +141,13 @@ internal static partial class CompiledRules
     {
         if (c.String("mode", "constant") != "constant")
             throw new NotCompilableException($"Pad '{c.Out(0)}' pads in mode '{c.String("mode", "constant")}'; compiled for constant padding");
-        if (c.InputCount > 3 && c.In(3).Length > 0) throw new NotCompilableException($"Pad '{c.Out(0)}' names its axes; compiled for pads of every axis");
-        var pads = c.ConstantInput(1)!;
         int rank = c.Emit.Rank(c.In(0));
-        if (pads.Length != 2 * rank || pads[0] != 0 || pads[rank] != 0 || pads.Any(p => p < 0))
-            throw new NotCompilableException($"Pad '{c.Out(0)}' pads [{string.Join(", ", pads)}]; compiled for non-negative pads of the per-sample axes");
+        long[]? axes = null;
+        if (c.InputCount > 3 && c.In(3).Length > 0)
+            axes = c.ConstantInput(3) ?? throw new NotCompilableException($"Pad '{c.Out(0)}' takes axes the file does not fix");
+        var pads = Ops.ShapeOps.FullPads(c.ConstantInput(1)!, axes, rank);
+        if (pads is null || pads[0] != 0 || pads[rank] != 0 || pads.Any(p => p < 0))
+            throw new NotCompilableException($"Pad '{c.Out(0)}' pads [{string.Join(", ", c.ConstantInput(1)!)}]; compiled for non-negative pads of the per-sample axes");
         return pads;
     }
 

@@ -13,7 +13,14 @@ namespace JacService.Core.Onnx;
 public static class OnnxModelReader
 {
     public const int MinOpset = 13;
-    public const int MaxOpset = 17;
+
+    /// <summary>
+    /// The newest opset ONNX Runtime 1.31 loads (it refuses 27), which serves Predict and the compiled derivative graphs.
+    /// From 18 to 26 the table's ops changed meaning only in ReduceMean's axes (an input from 18), Split's num_outputs
+    /// (18), Pad's axes input (18) and wrap mode (19), AveragePool's dilations (19) and Gelu's arrival (20); every other
+    /// change added element types (float8, int4, float4), which the reader refuses where they would arrive.
+    /// </summary>
+    public const int MaxOpset = 26;
 
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
     public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
@@ -108,7 +115,10 @@ public static class OnnxModelReader
                 Inputs = p.Input.Select(i => i.Length == 0 ? -1 : ids[i]).ToArray(),
                 Outputs = p.Output.Select(o => o.Length == 0 ? -1 : ids[o]).ToArray(),
             };
-            if (OpTable.Rules[p.OpType].Validate(nodes[k], opset) is { } problem)
+            var rule = OpTable.Rules[p.OpType];
+            if (opset < rule.Since)
+                throw new ModelLoadException($"{nodes[k]}: {p.OpType} is defined from opset {rule.Since}; the model imports opset {opset}");
+            if (rule.Validate(nodes[k], opset) is { } problem)
                 throw new ModelLoadException($"{nodes[k]}: {problem}");
         }
 

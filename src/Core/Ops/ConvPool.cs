@@ -67,6 +67,12 @@ internal static class ConvPool
         return ValidateSpatial(node, opset);
     }
 
+    /// <summary>AveragePool takes dilations from opset 19, which libtorch's average pools do not have.</summary>
+    public static string? ValidateAveragePool(GraphNode node, int opset) =>
+        node.Attributes.Ints("dilations") is { } d && d.Any(v => v != 1)
+            ? $"dilations [{string.Join(", ", d)}] are not supported (average pools of adjacent elements only)"
+            : ValidatePool(node, opset);
+
     private static Geometry Layout(OpContext c, long[] spatial, long[] kernel)
     {
         int n = spatial.Length;
@@ -204,7 +210,6 @@ internal static class ConvPool
         var g = Layout(c, spatial, c.Attr.Ints("kernel_shape")!);
         bool ceil = c.Attr.Int("ceil_mode", 0) != 0;
         bool countPad = c.Attr.Int("count_include_pad", 0) != 0;
-        Shapes.Require(g.Dilations.All(d => d == 1), () => "AveragePool with dilations is not supported");
 
         var pooled = g.PooledShape(spatial, ceil);
         Tensor Pool(Tensor input, long[] padding, bool includePad) => Trim(spatial.Length == 1

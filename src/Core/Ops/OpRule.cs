@@ -53,6 +53,12 @@ public delegate Tensor?[] OpCurvature(CurvatureContext c);
 /// <summary>One row of the op table: everything the engine needs to know about an op.</summary>
 public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp)
 {
+    /// <summary>
+    /// The first opset whose default domain defines the op: a model importing an older one is refused, as ONNX Runtime
+    /// refuses it (LayerNormalization arrived in 17, Gelu in 20).
+    /// </summary>
+    public int Since { get; init; }
+
     /// <summary>Load-time checks of attributes and outputs; returns the problem, or null.</summary>
     public Func<GraphNode, int, string?> Validate { get; init; } = (_, _) => null;
 

@@ -63,7 +63,8 @@ public static class OpTable
             .Unary("Erf", (_, x) => x.erf(), (_, x, _) => Powers.Square(x).neg().exp() * S(TwoOverSqrtPi),
                 (_, x, _) => x * Powers.Square(x).neg().exp() * S(-2 * TwoOverSqrtPi),
                 compiled: (c, x, _) => c.Emit.Mul(c.Emit.Op("Exp", c.Emit.Op("Neg", c.Emit.Mul(x, x))), c.Emit.Scalar((float)TwoOverSqrtPi)))
-            .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x))
+            .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x), since: 20,
+                compiled: GeluSlope)
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2],
                 compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Equal", x, y), c.Emit.Scalar(1), c.Emit.Scalar(0)))
 
@@ -109,10 +110,10 @@ public static class OpTable
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
             .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
-            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Split })
+            .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Validate = ShapeOps.ValidateSplit, Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
-            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
+            .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Validate = ShapeOps.ValidatePad, Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
 
             // Reductions and normalisations.
             .Add(new OpRule("ReduceSum", OpKind.Reduction, Reductions.ReduceSum, Reductions.ReduceSumVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Reduction(mean: false) })
@@ -122,13 +123,13 @@ public static class OpTable
             .Add(new OpRule("BatchNormalization", OpKind.Normalization, Normalization.BatchNormalization, Normalization.BatchNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear, Compiled = Emitted.BatchNormalization })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
-                { NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
+                { Since = 17, NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
 
             // Convolution and pooling (1-D and 2-D).
             .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)
                 { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates, Compiled = Emitted.Conv })
             .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.MaxPool })
-            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.AveragePool })
+            .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidateAveragePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.AveragePool })
             .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GlobalAveragePool })
             .Rules;
     }
@@ -192,6 +193,20 @@ public static class OpTable
         if (!GeluTanh(c)) return ((x * S(SqrtHalf)).erf().Plus(1) * S(0.5)).Plus(x * (Powers.Square(x) * S(-0.5)).exp() * S(InvSqrtTwoPi));
         var u = (x.Plus(Powers.Cube(x) * S(0.044715)) * S(GeluC)).tanh();
         return (u.Plus(1) * S(0.5)).Plus(x * S(0.5) * (u * u).From(1) * S(GeluC) * (Powers.Square(x) * S(3 * 0.044715)).Plus(1));
+    }
+
+    private static string GeluSlope(Compiled.OnnxRuleContext c, string x, string _)
+    {
+        var e = c.Emit;
+        var square = e.Mul(x, x);
+        if (c.String("approximate", "none") != "tanh")
+        {
+            var cdf = e.Mul(e.Add(e.Op("Erf", e.Mul(x, e.Scalar((float)SqrtHalf))), e.Scalar(1)), e.Scalar(0.5f));
+            return e.Add(cdf, e.Mul(x, e.Mul(e.Op("Exp", e.Mul(square, e.Scalar(-0.5f))), e.Scalar((float)InvSqrtTwoPi))));
+        }
+        var u = e.Op("Tanh", e.Mul(e.Add(x, e.Mul(e.Mul(square, x), e.Scalar(0.044715f))), e.Scalar((float)GeluC)));
+        var dz = e.Add(e.Mul(square, e.Scalar((float)(3 * 0.044715))), e.Scalar(1));
+        return e.Add(e.Mul(e.Add(u, e.Scalar(1)), e.Scalar(0.5f)), e.Mul(e.Mul(e.Mul(x, e.Scalar((float)(0.5 * GeluC))), e.Sub(e.Scalar(1), e.Mul(u, u))), dz));
     }
 
     // gelu = x Φ(x): gelu'' = 2φ(x) + xφ'(x) = φ(x)(2 - x²). The tanh form, with u = tanh(z), z = c(x + 0.044715x³):

@@ -37,7 +37,7 @@ internal sealed class RuleTableBuilder
     /// </summary>
     public RuleTableBuilder Unary(string op, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> dydx,
         Func<OpContext, Tensor, Tensor, Tensor> d2ydx2, int[]? nonDifferentiable = null, Func<Tensor, Tensor, Tensor>? along = null,
-        Compiled.CompiledRules.Slope? compiled = null)
+        Compiled.CompiledRules.Slope? compiled = null, int since = 0)
     {
         Tensor Apply(OpContext c, Tensor x, Tensor y, Tensor direction) => along is null ? direction * dydx(c, x, y) : along(x, direction);
         return Add(new OpRule(op, OpKind.ElementwiseUnary,
@@ -49,6 +49,7 @@ internal sealed class RuleTableBuilder
             },
             c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Apply(c.Primal(), c.In(0), c.Out(0), ct) : null])
         {
+            Since = since,
             NonDifferentiableInputs = nonDifferentiable ?? [],
             Curvature = ReferenceEquals(d2ydx2, PiecewiseLinear) ? OpRule.Linear
                 : c => [c.G(0) is { } g ? c.Pairs(g, g) * d2ydx2(c.Primal, c.In(0), c.Out(0)) : null],

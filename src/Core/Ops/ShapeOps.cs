@@ -174,6 +174,15 @@ internal static class ShapeOps
         return [new Dual(y, t)];
     }
 
+    /// <summary>From opset 18 a Split without a split input says how many parts it makes, which must be its outputs.</summary>
+    public static string? ValidateSplit(GraphNode node, int opset)
+    {
+        if (!node.Attributes.Has("num_outputs")) return null;
+        if (node.Inputs.Length > 1 && node.Inputs[1] >= 0) return "has both a split input and num_outputs, where ONNX allows one";
+        long parts = node.Attributes.Int("num_outputs", 0);
+        return parts == node.Outputs.Length ? null : $"num_outputs is {parts} but the node has {node.Outputs.Length} outputs";
+    }
+
     public static Dual[] Split(OpContext c)
     {
         var x = c.In(0);
@@ -246,10 +255,39 @@ internal static class ShapeOps
     public static long PadAllocates(OpContext c)
     {
         var s = c.In(0).Shape;
-        var pads = HostValues.Ints(c.In(1).Value);
-        // Pad refuses a pads list of the wrong length when it runs.
-        if (pads.Length != 2 * s.Length) return 0;
+        // Pad refuses pads that do not match the axes when it runs.
+        if (FullPads(c, s.Length) is not { } pads) return 0;
         return Sizes.Elements(s.Select((d, i) => Sizes.Plus(d, Sizes.Plus(Math.Max(0, pads[i]), Math.Max(0, pads[i + s.Length])))));
+    }
+
+    /// <summary>
+    /// A Pad's begins and ends for every axis (begins first, as ONNX lists them): its pads name every axis, or from
+    /// opset 18 the axes its axes input lists, the others unpadded. Null where the pads do not match the axes.
+    /// </summary>
+    private static long[]? FullPads(OpContext c, long rank) =>
+        FullPads(HostValues.Ints(c.In(1).Value), c.Optional(3) is { } a ? HostValues.Ints(a.Value) : null, rank);
+
+    internal static long[]? FullPads(long[] pads, long[]? axes, long rank)
+    {
+        if (axes is null) return pads.Length == 2 * rank ? pads : null;
+        var named = axes.Select(v => Shapes.Axis(v, rank, "Pad axis")).ToArray();
+        Shapes.Require(named.Distinct().Count() == named.Length, () => $"Pad axes {Shapes.Text(axes)} repeat an axis");
+        if (pads.Length != 2 * named.Length) return null;
+        var full = new long[2 * rank];
+        for (int i = 0; i < named.Length; i++)
+        {
+            full[named[i]] = pads[i];
+            full[named[i] + rank] = pads[i + named.Length];
+        }
+        return full;
+    }
+
+    /// <summary>Pad's modes before opset 19 and wrap from it; reflect, edge and wrap pad at most the last two axes.</summary>
+    public static string? ValidatePad(GraphNode node, int opset)
+    {
+        var mode = node.Attributes.String("mode", "constant");
+        if (mode is "constant" or "reflect" or "edge" || (mode == "wrap" && opset >= 19)) return null;
+        return $"mode '{mode}' is not supported (constant, reflect, edge{(opset >= 19 ? ", wrap" : "")})";
     }
 
     public static Dual[] Expand(OpContext c)
@@ -265,8 +303,8 @@ internal static class ShapeOps
     {
         var x = c.In(0);
         long rank = x.Rank;
-        var pads = HostValues.Ints(c.In(1).Value);
-        Shapes.Require(pads.Length == 2 * rank, () => $"Pad needs {2 * rank} pads for rank {rank}, got {pads.Length}");
+        long named = c.Optional(3) is { } a ? a.Value.numel() : rank;
+        var pads = FullPads(c, rank) ?? throw new ArgumentException($"Pad needs {2 * named} pads for {named} axes, got {c.In(1).Value.numel()}");
         var mode = c.Attr.String("mode", "constant");
         double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? HostValues.Reals(v.Value)[0] : 0;
 
@@ -279,10 +317,15 @@ internal static class ShapeOps
             "constant" => TorchSharp.PaddingModes.Constant,
             "reflect" => TorchSharp.PaddingModes.Reflect,
             "edge" => TorchSharp.PaddingModes.Replicate,
-            _ => throw new ArgumentException($"Pad mode '{mode}' is not supported (constant, reflect, edge)"),
+            "wrap" => TorchSharp.PaddingModes.Circular,
+            _ => throw new ArgumentException($"Pad mode '{mode}' is not supported (constant, reflect, edge, wrap)"),
         };
         Shapes.Require(padMode == TorchSharp.PaddingModes.Constant || argument.Length <= 4,
             () => $"Pad mode '{mode}' is supported on the last two axes only");
+        // A wrap wider than its axis would repeat the axis more than once, which libtorch's circular padding refuses.
+        Shapes.Require(padMode != TorchSharp.PaddingModes.Circular || Enumerable.Range(first, (int)rank - first)
+                .All(i => Math.Abs(pads[i]) <= x.Shape[i] && Math.Abs(pads[i + rank]) <= x.Shape[i]),
+            () => $"Pad mode 'wrap' pads {Shapes.Text(pads)} of {Shapes.Text(x.Shape)}; at most each axis's length is supported");
         if (padMode == TorchSharp.PaddingModes.Constant)
         {
             // Linear in the data: the padding itself is constant, so the tangent is padded with zeros.
@@ -375,7 +418,7 @@ internal static class ShapeOps
         // Constant padding adds values that do not depend on x: the transpose crops them off again (and a negative
         // pad, which cropped, becomes zeros).
         long rank = c.In(0).dim();
-        var pads = HostValues.Ints(c.In(1));
+        var pads = FullPads(c.Primal(), rank)!;
         // All zero (exporters emit such Pads before pools): the forward passed x through, so the cotangent passes back.
         var crop = Enumerable.Range(0, (int)rank).Reverse().SelectMany(i => new[] { -pads[i], -pads[i + rank] }).ToArray();
         result[0] = pads.All(p => p == 0) ? ct : nn.functional.pad(ct, crop);

@@ -1,0 +1,111 @@
+using JacService.Core.Derivatives;
+using JacService.Core.Models;
+using JacService.Testing;
+using TorchSharp;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// Models at the opsets newer exporters write (PyTorch's dynamo exporter writes 18 and up): the fixtures rewritten at
+/// opsets 18, 20 and 26 (<see cref="OpsetUpgrade"/>) serve their functorch references as they do at their own, and what
+/// an opset does not define is refused at load with the reason.
+/// </summary>
+public class LaterOpsetTests
+{
+    public static TheoryData<string, int> ModelsAndOpsets
+    {
+        get
+        {
+            var data = new TheoryData<string, int>();
+            foreach (var name in Fixtures.Names)
+                foreach (var opset in new[] { 18, 20, 26 }) data.Add(name, opset);
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelsAndOpsets))]
+    public void AFixtureAtALaterOpsetServesItsReferences(string name, int opset)
+    {
+        var reference = Fixtures.Load(name);
+        var original = File.ReadAllBytes(Fixtures.ModelPath(name));
+        // Without calibration a compiled graph serves wherever one is built, so both say which graphs compiled.
+        var limits = new EngineLimits { CalibrateAuto = false };
+        using var model = ModelVersion.Load(name, 1, OpsetUpgrade.To(original, opset), limits);
+        using var asExported = ModelVersion.Load(name, 1, original, limits);
+        Assert.Equal(opset, model.Graph.Opset);
+        // ONNX Runtime loaded the file at that opset: Predict and the compiled derivative graphs run there.
+        Assert.True(model.PredictRuntime == "onnxruntime", model.PredictRuntimeNote);
+
+        using var scope = torch.NewDisposeScope();
+        var inputs = model.ValidateInputs(reference.Inputs.ToDictionary(p => p.Key, p => new HostTensor(p.Value.Shape, p.Value.Floats)), batched: true);
+        var predicted = model.Predict(inputs);
+        foreach (var (output, expected) in reference.Outputs)
+            Compare.Close(expected, predicted.Outputs[output].Shape, predicted.Outputs[output].Data, 1e-4, $"{name}.{output} at opset {opset}");
+        foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse })
+            foreach (var (wrt, perOutput) in reference.Jacobians)
+            {
+                var result = model.Jacobian(inputs, model.ResolveWrt(wrt), model.ResolveOf([]), mode);
+                foreach (var (output, expected) in perOutput)
+                    Compare.Close(expected, result.Jacobians[output].Shape, result.Jacobians[output].Data, 1e-4, $"{name} d{output}/d{wrt} ({mode}) at opset {opset}");
+                // The same graphs compile at either opset (ReduceMean's axes, an input from 18, included).
+                Assert.True(asExported.Jacobian(inputs, model.ResolveWrt(wrt), model.ResolveOf([]), mode).Compiled == result.Compiled,
+                    string.Join("; ", model.CompiledDerivatives.Select(d => d.Note)));
+            }
+    }
+
+    /// <summary>Models each opset refuses, built around one node, with what the refusal must say.</summary>
+    private static readonly Dictionary<string, (Action<OnnxBuilder> Build, string Message)> Refused = new()
+    {
+        ["opset 27"] = (g => { g.Opset = 27; g.Node("Relu", [g.X(2, 3)]); }, "opset 27 is not supported; export with an opset from 13 to 26"),
+        ["opset 12"] = (g => { g.Opset = 12; g.Node("Relu", [g.X(2, 3)]); }, "opset 12 is not supported; export with an opset from 13 to 26"),
+        ["Gelu at opset 17"] = (g => { g.Opset = 17; g.Node("Gelu", [g.X(2, 3)]); }, "Gelu is defined from opset 20; the model imports opset 17"),
+        ["LayerNormalization at opset 16"] = (g => { g.Opset = 16; g.Node("LayerNormalization", [g.X(2, 3), g.W(3)]); },
+            "LayerNormalization is defined from opset 17; the model imports opset 16"),
+        ["AveragePool with dilations"] = (g =>
+        {
+            g.Opset = 19;
+            g.Node("AveragePool", [g.X(1, 2, 6, 6)], ("kernel_shape", new[] { 2, 2 }), ("dilations", new[] { 2, 1 }));
+        }, "dilations [2, 1] are not supported"),
+        ["Split num_outputs other than its outputs"] = (g => { g.Opset = 18; g.Node("Split", 2, [g.X(2, 6)], ("axis", 1), ("num_outputs", 3)); },
+            "num_outputs is 3 but the node has 2 outputs"),
+        ["Split with sizes and num_outputs"] = (g => { g.Opset = 18; g.Node("Split", 2, [g.X(2, 6), g.Ints(2, 4)], ("axis", 1), ("num_outputs", 2)); },
+            "has both a split input and num_outputs"),
+        ["Pad wrap before opset 19"] = (g => { g.Opset = 18; g.Node("Pad", [g.X(2, 3), g.Ints(0, 1, 0, 1)], ("mode", "wrap")); },
+            "mode 'wrap' is not supported (constant, reflect, edge)"),
+    };
+
+    public static TheoryData<string> RefusedNames => new(Refused.Keys);
+
+    [Theory]
+    [MemberData(nameof(RefusedNames))]
+    public void WhatAnOpsetDoesNotDefineIsRefusedAtLoad(string name)
+    {
+        var (build, message) = Refused[name];
+        var g = new OnnxBuilder();
+        build(g);
+        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Theory]
+    [InlineData("wrap wider than the axis", "Pad mode 'wrap' pads [0, 4, 0, 4] of [2, 3]; at most each axis's length is supported")]
+    [InlineData("axes repeated", "Pad axes [1, -1] repeat an axis")]
+    [InlineData("pads for other axes than named", "Pad needs 2 pads for 1 axes, got 4")]
+    public void APadItCannotApplyIsRefusedWithTheReason(string what, string message)
+    {
+        var g = new OnnxBuilder(19);
+        var x = g.X(2, 3);
+        _ = what switch
+        {
+            "wrap wider than the axis" => g.Node("Pad", [x, g.Ints(0, 4, 0, 4)], ("mode", "wrap")),
+            "axes repeated" => g.Node("Pad", [x, g.Ints(1, 1, 1, 1), "", g.Ints(1, -1)]),
+            _ => g.Node("Pad", [x, g.Ints(1, 1, 1, 1), "", g.Ints(1)]),
+        };
+        using var model = ModelVersion.Load(what, 1, g.ToBytes(), new EngineLimits());
+        using var scope = torch.NewDisposeScope();
+        // Predict runs in ONNX Runtime; a derivative runs the engine's Pad (a compiled graph refuses these and falls back).
+        var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([2, 3], new float[6])], 0, [0], DerivativeMode.Forward));
+        Assert.Contains(message, e.Message);
+    }
+}

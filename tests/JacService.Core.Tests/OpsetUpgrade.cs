@@ -1,0 +1,37 @@
+using Google.Protobuf;
+using JacService.Core.Onnx.Proto;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// Rewrites a model exported at opset 13-17 as an exporter writes the same graph at a later opset: the default domain's
+/// import and the IR version that opset came with, and ReduceMean's axes moved from an attribute to an input (opset
+/// 18). No other op of the fixtures changed meaning up to opset 26. The local exporter (torch 1.13) stops at opset 17.
+/// </summary>
+public static class OpsetUpgrade
+{
+    /// <summary>The IR version each ONNX release introduced with its opset (onnx's docs/Versioning.md).</summary>
+    private static readonly Dictionary<int, long> IrVersions = new()
+    {
+        [18] = 8, [19] = 9, [20] = 9, [21] = 10, [22] = 10, [23] = 11, [24] = 12, [25] = 13, [26] = 13,
+    };
+
+    public static byte[] To(byte[] bytes, int opset)
+    {
+        var model = ModelProto.Parser.ParseFrom(bytes);
+        model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version = opset;
+        model.IrVersion = Math.Max(model.IrVersion, IrVersions[opset]);
+        foreach (var node in model.Graph.Node.Where(n => n.OpType == "ReduceMean"))
+        {
+            if (node.Attribute.FirstOrDefault(a => a.Name == "axes") is not { } axes) continue;
+            node.Attribute.Remove(axes);
+            var name = $"{node.Output[0]}_axes";
+            var values = new TensorProto { Name = name, DataType = 7 };
+            values.Dims.Add(axes.Ints.Count);
+            values.Int64Data.Add(axes.Ints);
+            model.Graph.Initializer.Add(values);
+            node.Input.Add(name);
+        }
+        return model.ToByteArray();
+    }
+}
