@@ -60,6 +60,7 @@ public class LaterOpsetTests
         ["opset 27"] = (g => { g.Opset = 27; g.Node("Relu", [g.X(2, 3)]); }, "opset 27 is not supported; export with an opset from 13 to 26"),
         ["opset 12"] = (g => { g.Opset = 12; g.Node("Relu", [g.X(2, 3)]); }, "opset 12 is not supported; export with an opset from 13 to 26"),
         ["Gelu at opset 17"] = (g => { g.Opset = 17; g.Node("Gelu", [g.X(2, 3)]); }, "Gelu is defined from opset 20; the model imports opset 17"),
+        ["Mish at opset 17"] = (g => { g.Opset = 17; g.Node("Mish", [g.X(2, 3)]); }, "Mish is defined from opset 18; the model imports opset 17"),
         ["LayerNormalization at opset 16"] = (g => { g.Opset = 16; g.Node("LayerNormalization", [g.X(2, 3), g.W(3)]); },
             "LayerNormalization is defined from opset 17; the model imports opset 16"),
         ["AveragePool with dilations"] = (g =>

@@ -17,6 +17,12 @@ public static class Dists
     public static readonly Dist Distinct = (rng, n) =>
         Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Select(i => (i - n / 2) * 0.2 + 0.05 * rng.NextDouble()).ToArray();
 
+    /// <summary>Uniform in [-<paramref name="bound"/>, <paramref name="bound"/>]: for Asin, Acos, Atanh (inside ±1) and Tan (inside ±π/2).</summary>
+    public static Dist Within(double bound) => (rng, n) => Enumerable.Range(0, n).Select(_ => bound * (2 * rng.NextDouble() - 1)).ToArray();
+
+    /// <summary>Uniform in [<paramref name="low"/>, <paramref name="low"/> + 1.5]: for Acosh, defined above 1.</summary>
+    public static Dist Above(double low) => (rng, n) => Enumerable.Range(0, n).Select(_ => low + 1.5 * rng.NextDouble()).ToArray();
+
     /// <summary>Normal values times <paramref name="scale"/>, none closer than 0.05 to any of <paramref name="kinks"/>.</summary>
     public static Dist Away(double scale, params double[] kinks) => (rng, n) => Draw(rng, n, scale).Select(v =>
     {

@@ -57,6 +57,22 @@ public static class OpRows
         // Gelu arrived in opset 20.
         R("Gelu", "approximate none", g => { g.Opset = 20; g.Node("Gelu", [g.X(2, 3, 4)]); }),
         R("Gelu", "approximate tanh", g => { g.Opset = 20; g.Node("Gelu", [g.X(2, 3, 4)], ("approximate", "tanh")); }),
+        Unary("Reciprocal", NonZero),
+        Unary("Tan", Dists.Within(1.2)),
+        Unary("Atan"),
+        Unary("Asin", Dists.Within(0.8)),
+        Unary("Acos", Dists.Within(0.8)),
+        Unary("Sinh"),
+        Unary("Cosh"),
+        Unary("Asinh"),
+        Unary("Acosh", Dists.Above(1.2)),
+        Unary("Atanh", Dists.Within(0.8)),
+        R("HardSwish", "", g => { g.Opset = 14; g.Node("HardSwish", [g.X(Dists.Away(3, -3, 3), 2, 3, 4)]); }),
+        R("Mish", "", g => { g.Opset = 18; g.Node("Mish", [g.X(2, 3, 4)]); }),
+        Unary("Celu", Kink0),
+        Unary("Celu", Kink0, "alpha 2", ("alpha", 2.0)),
+        Unary("ThresholdedRelu", Dists.Away(1, 1)),
+        Unary("ThresholdedRelu", Dists.Away(1, -0.5), "alpha -0.5", ("alpha", -0.5)),
         R("Clip", "min and max", g => g.Node("Clip", [g.X(Dists.Away(1, -0.5, 0.5), 2, 3, 4), g.Scalar(-0.5), g.Scalar(0.5)])),
         R("Clip", "max only", g => g.Node("Clip", [g.X(Dists.Away(1, 0.3), 2, 3, 4), "", g.Scalar(0.3)])),
         R("Clip", "no bounds", g => g.Node("Clip", [g.X(2, 3, 4)])),
@@ -82,6 +98,62 @@ public static class OpRows
         R("Div", "x over x plus a positive constant", g => { var x = g.X(Pos, 3); g.Node("Div", [x, g.Node("Add", [x, g.W(Pos, 3)])]); }),
         R("Pow", "x to the power x", g => { var x = g.X(Pos, 2, 3); g.Node("Pow", [x, x]); }),
         R("PRelu", "x with slope x", g => { var x = g.X(Kink0, 2, 3); g.Node("PRelu", [x, x]); }),
+
+        // ---- Selection (Where, Max, Min) and what has no derivative (roundings, comparisons, logic) ----
+        R("Where", "both branches differentiated, condition from x", g =>
+        {
+            var x = g.X(Kink0, 2, 3);
+            g.Node("Where", [g.Node("Greater", [x, g.Scalar(0)]), x, g.Node("Mul", [x, x])]);
+        }),
+        R("Where", "condition [3] broadcast, X [2,1] broadcast, Y a weight", g =>
+        {
+            var x = g.X(2, 1);
+            g.Node("Where", [g.Node("Less", [g.W(3), g.Scalar(0)]), x, g.W(2, 3)]);
+        }),
+        R("Where", "only Y differentiated", g => g.Node("Where", [g.Node("GreaterOrEqual", [g.W(2, 3), g.Scalar(0)]), g.W(2, 3), g.X(2, 3)])),
+        R("Max", "two inputs, [3] broadcast", g => g.Node("Max", [g.X(Distinct, 2, 3), g.X(Distinct, 3)])),
+        R("Max", "three inputs, one a weight", g => g.Node("Max", [g.X(Distinct, 2, 3), g.W(Distinct, 2, 3), g.X(Distinct, 2, 3)])),
+        R("Max", "x with itself (every element ties)", g => { var x = g.X(2, 3); g.Node("Max", [x, x]); }),
+        R("Max", "one input", g => g.Node("Max", [g.X(2, 3)])),
+        R("Min", "two inputs, [2,1] broadcast", g => g.Node("Min", [g.X(Distinct, 2, 3), g.X(Distinct, 2, 1)])),
+        R("Min", "x with a constant: clamp from above", g => g.Node("Min", [g.X(Dists.Away(1, 0.5), 2, 3), g.Scalar(0.5)])),
+        R("Floor", "times x", g => { var x = g.X(Dists.Away(2, -3, -2, -1, 0, 1, 2, 3), 2, 3); g.Node("Mul", [x, g.Node("Floor", [x])]); }),
+        R("Ceil", "times x", g => { var x = g.X(Dists.Away(2, -3, -2, -1, 0, 1, 2, 3), 2, 3); g.Node("Mul", [x, g.Node("Ceil", [x])]); }),
+        R("Round", "times x", g => { var x = g.X(Dists.Away(2, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5), 2, 3); g.Node("Mul", [x, g.Node("Round", [x])]); }),
+        R("Sign", "times x", g => { var x = g.X(Kink0, 2, 3); g.Node("Mul", [x, g.Node("Sign", [x])]); }),
+        R("Equal", "rounded x equal to 1 picks x", g =>
+        {
+            var x = g.X(Dists.Away(1, -0.5, 0.5, 1.5), 2, 3);
+            g.Node("Where", [g.Node("Equal", [g.Node("Round", [x]), g.Scalar(1)]), x, g.Node("Neg", [x])]);
+        }),
+        R("Greater", "output, bool", g => g.Output(g.Node("Greater", [g.X(2, 3), g.W(3)]), OnnxType.Bool)),
+        R("GreaterOrEqual", "output, bool", g => g.Output(g.Node("GreaterOrEqual", [g.X(2, 3), g.W(3)]), OnnxType.Bool)),
+        R("Less", "output, bool", g => g.Output(g.Node("Less", [g.X(2, 3), g.W(2, 1)]), OnnxType.Bool)),
+        R("LessOrEqual", "as Where's condition", g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("Where", [g.Node("LessOrEqual", [x, g.W(2, 3)]), g.Node("Sin", [x]), x]);
+        }),
+        R("Not", "of a comparison as Where's condition", g =>
+        {
+            var x = g.X(Kink0, 2, 3);
+            g.Node("Where", [g.Node("Not", [g.Node("Less", [x, g.Scalar(0)])]), x, g.Scalar(0)]);
+        }),
+        R("And", "of two comparisons as Where's condition", g =>
+        {
+            var x = g.X(Dists.Away(1, -0.5, 0.5), 2, 3);
+            g.Node("Where", [g.Node("And", [g.Node("Greater", [x, g.Scalar(-0.5)]), g.Node("Less", [x, g.Scalar(0.5)])]), g.Node("Exp", [x]), x]);
+        }),
+        R("Or", "of two comparisons as Where's condition", g =>
+        {
+            var x = g.X(Dists.Away(1, -0.5, 0.5), 2, 3);
+            g.Node("Where", [g.Node("Or", [g.Node("Less", [x, g.Scalar(-0.5)]), g.Node("Greater", [x, g.Scalar(0.5)])]), g.Node("Exp", [x]), x]);
+        }),
+        R("Xor", "of two comparisons as Where's condition", g =>
+        {
+            var x = g.X(Dists.Away(1, -0.5, 0.5), 2, 3);
+            g.Node("Where", [g.Node("Xor", [g.Node("Greater", [x, g.Scalar(-0.5)]), g.Node("Greater", [x, g.Scalar(0.5)])]), g.Node("Exp", [x]), x]);
+        }),
 
         // ---- Linear algebra ----
         R("Gemm", "plain", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5)])),

@@ -8,8 +8,10 @@ public enum OpKind
     LinearAlgebra,
     /// <summary>Moves, copies or reinterprets data; linear in its data input.</summary>
     Shape,
-    /// <summary>Produces a value that never carries a derivative (constants, shapes).</summary>
+    /// <summary>Produces a value that never carries a derivative: constants, shapes, and maps constant between jumps (Floor, comparisons).</summary>
     Constant,
+    /// <summary>Picks each element from one of its inputs (Where, Max, Min).</summary>
+    Selection,
     Reduction,
     Normalization,
     Convolution,

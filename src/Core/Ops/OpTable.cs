@@ -65,6 +65,49 @@ public static class OpTable
                 compiled: (c, x, _) => c.Emit.Mul(c.Emit.Op("Exp", c.Emit.Op("Neg", c.Emit.Mul(x, x))), c.Emit.Scalar((float)TwoOverSqrtPi)))
             .Unary("Gelu", (c, x) => Gelu(c, x), (c, x, _) => GeluDerivative(c, x), (c, x, _) => GeluSecondDerivative(c, x), since: 20,
                 compiled: GeluSlope)
+            .Unary("Reciprocal", (_, x) => x.reciprocal(), (_, _, y) => (y * y).neg(), (_, _, y) => Powers.Cube(y) * S(2),
+                compiled: (c, _, y) => c.Emit.Op("Neg", c.Emit.Mul(y, y)))
+            .Unary("Tan", (_, x) => x.tan(), (_, _, y) => (y * y).Plus(1), (_, _, y) => y * (y * y).Plus(1) * S(2),
+                compiled: (c, _, y) => c.Emit.Add(c.Emit.Mul(y, y), c.Emit.Scalar(1)))
+            .Unary("Atan", (_, x) => x.atan(), (_, x, _) => Powers.Square(x).Plus(1).reciprocal(),
+                (_, x, _) => x * Powers.Square(Powers.Square(x).Plus(1)).reciprocal() * S(-2),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", c.Emit.Add(c.Emit.Mul(x, x), c.Emit.Scalar(1))))
+            // The inverse sines and cosines: (1 − x²)^(-1/2), and x (1 − x²)^(-3/2) for the second derivative.
+            .Unary("Asin", (_, x) => x.asin(), (_, x, _) => Powers.Square(x).From(1).rsqrt(), (_, x, _) => x * Powers.Cube(Powers.Square(x).From(1).rsqrt()),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(x, x)))))
+            .Unary("Acos", (_, x) => x.acos(), (_, x, _) => Powers.Square(x).From(1).rsqrt().neg(), (_, x, _) => x * Powers.Cube(Powers.Square(x).From(1).rsqrt()) * S(-1),
+                compiled: (c, x, _) => c.Emit.Op("Neg", c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(x, x))))))
+            .Unary("Sinh", (_, x) => x.sinh(), (_, x, _) => x.cosh(), (_, _, y) => y, compiled: (c, x, _) => c.Emit.Op("Cosh", x))
+            .Unary("Cosh", (_, x) => x.cosh(), (_, x, _) => x.sinh(), (_, _, y) => y, compiled: (c, x, _) => c.Emit.Op("Sinh", x))
+            .Unary("Asinh", (_, x) => x.asinh(), (_, x, _) => Powers.Square(x).Plus(1).rsqrt(), (_, x, _) => x * Powers.Cube(Powers.Square(x).Plus(1).rsqrt()) * S(-1),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Add(c.Emit.Mul(x, x), c.Emit.Scalar(1)))))
+            .Unary("Acosh", (_, x) => x.acosh(), (_, x, _) => Powers.Square(x).Minus(1).rsqrt(), (_, x, _) => x * Powers.Cube(Powers.Square(x).Minus(1).rsqrt()) * S(-1),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Sub(c.Emit.Mul(x, x), c.Emit.Scalar(1)))))
+            .Unary("Atanh", (_, x) => x.atanh(), (_, x, _) => Powers.Square(x).From(1).reciprocal(), (_, x, _) => x * Powers.Square(Powers.Square(x).From(1)).reciprocal() * S(2),
+                compiled: (c, x, _) => c.Emit.Op("Reciprocal", c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(x, x))))
+            // x · clamp(x/6 + 1/2, 0, 1): slope 0 below -3, x/3 + 1/2 between, 1 above 3; curvature 1/3 between.
+            .Unary("HardSwish", (_, x) => x * (x * S(1.0 / 6)).Plus(0.5).clamp(S(0), S(1)),
+                (_, x, _) => (Inside(x, 3) * (x * S(1.0 / 3)).Plus(0.5)).Plus(Step(x.Minus(3))), (_, x, _) => Inside(x, 3) * S(1.0 / 3),
+                compiled: (c, x, _) => c.Emit.Op("Where", c.Emit.Op("Less", x, c.Emit.Scalar(-3)), c.Emit.Scalar(0),
+                    c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(3)), c.Emit.Scalar(1),
+                        c.Emit.Add(c.Emit.Mul(x, c.Emit.Scalar(1f / 3)), c.Emit.Scalar(0.5f)))), since: 14)
+            // x · tanh(softplus(x)), t = tanh(softplus(x)), s = sigmoid(x): slope t + x s (1 − t²), curvature (1 − t²) s (2 + x (1 − s − 2ts)).
+            .Unary("Mish", (_, x) => x * Softplus(x).tanh(),
+                (_, x, _) => { var t = Softplus(x).tanh(); return t.Plus(x * x.sigmoid() * (t * t).From(1)); },
+                (_, x, _) => { var t = Softplus(x).tanh(); var s = x.sigmoid(); return (t * t).From(1) * s * (x * s.Plus(t * s * S(2)).From(1)).Plus(2); },
+                since: 18,
+                compiled: (c, x, _) =>
+                {
+                    var t = c.Emit.Op("Tanh", c.Emit.Op("Softplus", x));
+                    return c.Emit.Add(t, c.Emit.Mul(c.Emit.Mul(x, c.Emit.Op("Sigmoid", x)), c.Emit.Sub(c.Emit.Scalar(1), c.Emit.Mul(t, t))));
+                })
+            // max(0, x) + min(0, α(e^(x/α) − 1)): slope 1 above 0 and e^(x/α) below, curvature e^(x/α)/α below.
+            .Unary("Celu", (c, x) => x.relu().Plus(((x * S(1 / Alpha(c, 1.0))).exp().Minus(1) * S(Alpha(c, 1.0))).clamp(max: S(0))),
+                (c, x, _) => (x.clamp(max: S(0)) * S(1 / Alpha(c, 1.0))).exp(),
+                (c, x, _) => Step(x).From(1) * (x * S(1 / Alpha(c, 1.0))).exp() * S(1 / Alpha(c, 1.0)),
+                compiled: (c, x, _) => c.Emit.Op("Exp", c.Emit.Mul(c.Emit.Op("Min", x, c.Emit.Scalar(0)), c.Emit.Scalar(1 / c.Float("alpha", 1)))))
+            .Unary("ThresholdedRelu", (c, x) => x * Step(x.Minus(Alpha(c, 1.0))), (c, x, _) => Step(x.Minus(Alpha(c, 1.0))), linear,
+                compiled: (c, x, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(c.Float("alpha", 1))), c.Emit.Scalar(1), c.Emit.Scalar(0)))
             .Unary("Clip", (c, x) => Clip(c, x), (c, x, y) => ClipMask(c, x, y), linear, nonDifferentiable: [1, 2],
                 compiled: (c, x, y) => c.Emit.Op("Where", c.Emit.Op("Equal", x, y), c.Emit.Scalar(1), c.Emit.Scalar(0)))
 
@@ -85,6 +128,26 @@ public static class OpTable
                 (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1),
                 compiled: ((c, x, s, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), s),
                     (c, x, _, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(0), x)))
+
+            // Elementwise selection: each element is one input's, and so is its derivative.
+            .Add(new OpRule("Where", OpKind.Selection, Selection.Where, Selection.WhereVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Where })
+            .Add(new OpRule("Max", OpKind.Selection, Selection.Max, Selection.ExtremumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Extremum })
+            .Add(new OpRule("Min", OpKind.Selection, Selection.Min, Selection.ExtremumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Extremum })
+
+            // Constant between jumps: no derivative flows through (the conditions of a Where, roundings).
+            .PiecewiseConstant("Floor", x => x[0].floor())
+            .PiecewiseConstant("Ceil", x => x[0].ceil())
+            .PiecewiseConstant("Round", x => x[0].round())
+            .PiecewiseConstant("Sign", x => x[0].sign())
+            .PiecewiseConstant("Equal", x => x[0].eq(x[1]), broadcasts: true)
+            .PiecewiseConstant("Greater", x => x[0].gt(x[1]), broadcasts: true)
+            .PiecewiseConstant("GreaterOrEqual", x => x[0].ge(x[1]), broadcasts: true)
+            .PiecewiseConstant("Less", x => x[0].lt(x[1]), broadcasts: true)
+            .PiecewiseConstant("LessOrEqual", x => x[0].le(x[1]), broadcasts: true)
+            .PiecewiseConstant("Not", x => x[0].logical_not())
+            .PiecewiseConstant("And", x => x[0].logical_and(x[1]), broadcasts: true)
+            .PiecewiseConstant("Or", x => x[0].logical_or(x[1]), broadcasts: true)
+            .PiecewiseConstant("Xor", x => x[0].logical_xor(x[1]), broadcasts: true)
 
             // Linear algebra.
             .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
@@ -144,6 +207,9 @@ public static class OpTable
 
     /// <summary>1 where x &gt; 0, else 0 (NaN too), in x's dtype: sign, then relu.</summary>
     private static Tensor Step(Tensor x) => x.sign().relu_();
+
+    /// <summary>1 where -bound &lt; x &lt; bound, else 0, in x's dtype.</summary>
+    private static Tensor Inside(Tensor x, double bound) => Step(x.Plus(bound)) * Step(x.From(bound));
 
     /// <summary>x &gt; 0 ? ifPositive : otherwise, elementwise in x's dtype (ifPositive to within a rounding).</summary>
     private static Tensor Select(Tensor x, double ifPositive, double otherwise) =>

@@ -59,6 +59,17 @@ internal sealed class RuleTableBuilder
     }
 
     /// <summary>
+    /// An op whose output is constant between jumps in its inputs (Floor, Sign, comparisons, logic): no derivative flows
+    /// through it (JAX's rules for these give zeros), so the engine treats its output as it treats a constant.
+    /// </summary>
+    public RuleTableBuilder PiecewiseConstant(string op, Func<Tensor[], Tensor> f, bool broadcasts = false) =>
+        Add(new OpRule(op, OpKind.Constant, c => [new Dual(f(Enumerable.Range(0, c.InputCount).Select(i => c.In(i).Value).ToArray()), null)], OpRule.NoVjp)
+        {
+            Curvature = OpRule.Linear,
+            Allocates = broadcasts ? c => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, c.In(1).Shape)) : null,
+        });
+
+    /// <summary>
     /// A linear op in its first input: the tangent goes through the same map with axes shifted past the basis axis,
     /// the cotangent through its transpose (given as a function of the context and the cotangent).
     /// </summary>
