@@ -92,7 +92,7 @@ public class LaterOpsetTests
     [Theory]
     [InlineData("wrap wider than the axis", "Pad mode 'wrap' pads [0, 4, 0, 4] of [2, 3]; at most each axis's length is supported")]
     [InlineData("axes repeated", "Pad axes [1, -1] repeat an axis")]
-    [InlineData("pads for other axes than named", "Pad needs 2 pads for 1 axes, got 4")]
+    [InlineData("pads for other axes than named", "Pad needs 2 pads (a begin and an end for each of 1 axes), got 4")]
     public void APadItCannotApplyIsRefusedWithTheReason(string what, string message)
     {
         var g = new OnnxBuilder(19);

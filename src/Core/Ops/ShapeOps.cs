@@ -282,7 +282,7 @@ internal static class ShapeOps
         return full;
     }
 
-    /// <summary>Pad's modes before opset 19 and wrap from it; reflect, edge and wrap pad at most the last two axes.</summary>
+    /// <summary>Pad's modes: constant, reflect and edge, and wrap from opset 19.</summary>
     public static string? ValidatePad(GraphNode node, int opset)
     {
         var mode = node.Attributes.String("mode", "constant");
@@ -304,7 +304,7 @@ internal static class ShapeOps
         var x = c.In(0);
         long rank = x.Rank;
         long named = c.Optional(3) is { } a ? a.Value.numel() : rank;
-        var pads = FullPads(c, rank) ?? throw new ArgumentException($"Pad needs {2 * named} pads for {named} axes, got {c.In(1).Value.numel()}");
+        var pads = FullPads(c, rank) ?? throw new ArgumentException($"Pad needs {2 * named} pads (a begin and an end for each of {named} axes), got {c.In(1).Value.numel()}");
         var mode = c.Attr.String("mode", "constant");
         double value = c.Optional(2) is { } v && v.Value.numel() > 0 ? HostValues.Reals(v.Value)[0] : 0;
 
