@@ -301,6 +301,34 @@ public static class OpRows
             g.Opset = 18;
             g.Node("ReduceMean", [g.X(2, 3)], ("keepdims", 0));
         }),
+        // The other reductions take axes as ReduceMean does: an attribute before opset 18, an input from it.
+        R("ReduceMax", "axes attribute [1]", g => g.Node("ReduceMax", [g.X(Distinct, 2, 3, 4)], ("axes", new[] { 1 }))),
+        R("ReduceMax", "axes input [-1], keepdims 0 (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceMax", [g.X(Distinct, 2, 3, 4), g.Ints(-1)], ("keepdims", 0));
+        }),
+        // Every maximum attained twice: the two copies share its derivative, which Concat's transpose adds back up.
+        R("ReduceMax", "ties between two copies of x", g =>
+        {
+            var x = g.X(Distinct, 2, 3);
+            g.Node("ReduceMax", [g.Node("Concat", [x, x], ("axis", 1))], ("axes", new[] { 1 }));
+        }),
+        R("ReduceMin", "axes attribute [2, 1], keepdims 0", g => g.Node("ReduceMin", [g.X(Distinct, 2, 3, 4)], ("axes", new[] { 2, 1 }), ("keepdims", 0))),
+        R("ReduceL1", "axes attribute [1]", g => g.Node("ReduceL1", [g.X(Kink0, 2, 3, 4)], ("axes", new[] { 1 }))),
+        R("ReduceL2", "axes attribute [-1], keepdims 0", g => g.Node("ReduceL2", [g.X(2, 3, 4)], ("axes", new[] { -1 }), ("keepdims", 0))),
+        R("ReduceL2", "axes input [1, 2] (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceL2", [g.X(2, 3, 4), g.Ints(1, 2)]);
+        }),
+        R("ReduceSumSquare", "axes attribute [1]", g => g.Node("ReduceSumSquare", [g.X(2, 3, 4)], ("axes", new[] { 1 }))),
+        R("ReduceLogSumExp", "axes attribute [-1]", g => g.Node("ReduceLogSumExp", [g.X(2, 3, 4)], ("axes", new[] { -1 }))),
+        R("ReduceLogSumExp", "axes input [1], keepdims 0 (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("ReduceLogSumExp", [g.X(2, 3, 4), g.Ints(1)], ("keepdims", 0));
+        }),
         R("Softmax", "axis 1 of 3", g => g.Node("Softmax", [g.X(2, 3, 4)], ("axis", 1))),
         R("Softmax", "last axis (default)", g => g.Node("Softmax", [g.X(2, 3, 4)])),
         R("LogSoftmax", "axis 0 of 3", g => g.Node("LogSoftmax", [g.X(2, 3, 4)], ("axis", 0))),

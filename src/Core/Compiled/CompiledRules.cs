@@ -231,14 +231,14 @@ internal static partial class CompiledRules
         c =>
         {
             if (c.Tangent(0) is not { } t) return [null];
-            if (ReducedAxes(c, mean) is not { } axes) return [t];
+            if (ReducedAxes(c, axesAttributeBefore18: mean) is not { } axes) return [t];
             return [Reduce(c, mean ? "ReduceMean" : "ReduceSum", t, [.. axes.Select(a => a + 1)], c.Int("keepdims", 1))];
         },
         c =>
         {
             var result = new string?[c.InputCount];
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
-            if (ReducedAxes(c, mean) is not { } axes) return [ct, .. result[1..]];
+            if (ReducedAxes(c, axesAttributeBefore18: mean) is not { } axes) return [ct, .. result[1..]];
             if (c.Int("keepdims", 1) == 0) ct = c.Emit.Op("Unsqueeze", ct, c.Emit.Ints([.. axes.Select(a => a + 1)]));
             var spread = c.Emit.Op("Expand", ct, c.Emit.WithBasis(c.Basis, c.In(0)));
             var shape = c.Emit.Shape(c.In(0));
@@ -246,11 +246,45 @@ internal static partial class CompiledRules
             return result;
         });
 
+    /// <summary>∂y/∂x of a reduction as nodes, from x, y kept at x's rank and the per-sample axes.</summary>
+    public delegate string ReductionSlope(OnnxRuleContext c, string x, string kept, long[] axes);
+
+    /// <summary>
+    /// ReduceMax, ReduceMin, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSumExp over per-sample axes (an attribute before
+    /// opset 18): the tangent times the slope summed over the axes, the cotangent spread back times the slope.
+    /// </summary>
+    public static CompiledRule ReductionBySlope(ReductionSlope slope) => new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            if (ReducedAxes(c, axesAttributeBefore18: true) is not { } axes) return [t];
+            return [Reduce(c, "ReduceSum", c.Emit.Mul(t, ReductionSlopeOf(c, slope, axes)), [.. axes.Select(a => a + 1)], c.Int("keepdims", 1))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            if (ReducedAxes(c, axesAttributeBefore18: true) is not { } axes) return [ct, .. result[1..]];
+            if (c.Int("keepdims", 1) == 0) ct = c.Emit.Op("Unsqueeze", ct, c.Emit.Ints([.. axes.Select(a => a + 1)]));
+            result[0] = c.Emit.Mul(ct, ReductionSlopeOf(c, slope, axes));
+            return result;
+        });
+
+    private static string ReductionSlopeOf(OnnxRuleContext c, ReductionSlope slope, long[] axes) =>
+        slope(c, c.In(0), c.Int("keepdims", 1) != 0 ? c.Out(0) : c.Emit.Op("Unsqueeze", c.Out(0), c.Emit.Ints(axes)), axes);
+
+    /// <summary>ReduceMax's and ReduceMin's slope: 1 where x alone attains the extremum, 1/n where n elements tie.</summary>
+    public static readonly ReductionSlope ExtremumSlope = (c, x, kept, axes) =>
+    {
+        var attains = c.Emit.Op("Cast", [c.Emit.Op("Equal", x, kept)], Int("to", 1));
+        return c.Emit.Op("Div", attains, Reduce(c, "ReduceSum", attains, axes, 1));
+    };
+
     /// <summary>The sorted per-sample axes a reduction reduces, or null when it is the identity (no axes, noop_with_empty_axes).</summary>
-    private static long[]? ReducedAxes(OnnxRuleContext c, bool mean)
+    private static long[]? ReducedAxes(OnnxRuleContext c, bool axesAttributeBefore18)
     {
         int rank = c.Emit.Rank(c.In(0));
-        long[]? axes = mean && c.Emit.Opset < 18 ? c.Ints("axes") : c.ConstantInput(1);
+        long[]? axes = axesAttributeBefore18 && c.Emit.Opset < 18 ? c.Ints("axes") : c.ConstantInput(1);
         if (axes is null || axes.Length == 0)
         {
             if (c.Int("noop_with_empty_axes", 0) != 0) return null;

@@ -52,6 +52,113 @@ internal static class Reductions
         return result;
     }
 
+    // ReduceMax, ReduceMin, ReduceL1, ReduceL2, ReduceSumSquare and ReduceLogSumExp (axes an attribute before opset 18,
+    // as ReduceMean's): each is y = r(x) over the axes with a slope ∂y/∂x from x and y kept at x's rank. The tangent is
+    // Σ slope·T over the axes, the cotangent slope·C spread back. Max and Min share ties equally, as JAX and PyTorch do.
+
+    public static Dual[] ReduceMax(OpContext c) => ReduceBySlope(c, (x, axes) => x.amax(axes, keepdim: true), ExtremumSlope);
+
+    public static Dual[] ReduceMin(OpContext c) => ReduceBySlope(c, (x, axes) => x.amin(axes, keepdim: true), ExtremumSlope);
+
+    public static Dual[] ReduceL1(OpContext c) => ReduceBySlope(c, (x, axes) => x.abs().sum(axes, keepdim: true), L1Slope);
+
+    public static Dual[] ReduceL2(OpContext c) => ReduceBySlope(c, (x, axes) => (x * x).sum(axes, keepdim: true).sqrt(), L2Slope);
+
+    public static Dual[] ReduceSumSquare(OpContext c) => ReduceBySlope(c, (x, axes) => (x * x).sum(axes, keepdim: true), SumSquareSlope);
+
+    public static Dual[] ReduceLogSumExp(OpContext c) => ReduceBySlope(c, LogSumExp, LogSumExpSlope);
+
+    public static Tensor?[] ReduceExtremumVjp(VjpContext c) => ReduceBySlopeVjp(c, ExtremumSlope);
+
+    public static Tensor?[] ReduceL1Vjp(VjpContext c) => ReduceBySlopeVjp(c, L1Slope);
+
+    public static Tensor?[] ReduceL2Vjp(VjpContext c) => ReduceBySlopeVjp(c, L2Slope);
+
+    public static Tensor?[] ReduceSumSquareVjp(VjpContext c) => ReduceBySlopeVjp(c, SumSquareSlope);
+
+    public static Tensor?[] ReduceLogSumExpVjp(VjpContext c) => ReduceBySlopeVjp(c, LogSumExpSlope);
+
+    /// <summary>∂y/∂x of a reduction, from x, y kept at x's rank and the reduced axes.</summary>
+    private delegate Tensor ReductionSlope(Tensor x, Tensor kept, long[] axes);
+
+    private static readonly ReductionSlope ExtremumSlope = (x, kept, axes) =>
+    {
+        var attains = x.eq(kept).to_type(x.dtype);
+        return attains / attains.sum(axes, keepdim: true);
+    };
+
+    private static readonly ReductionSlope L1Slope = (x, _, _) => x.sign();
+
+    private static readonly ReductionSlope L2Slope = (x, kept, _) => x / kept;
+
+    private static readonly ReductionSlope SumSquareSlope = (x, _, _) => x * S(2);
+
+    private static readonly ReductionSlope LogSumExpSlope = (x, kept, _) => x.Minus(kept).exp();
+
+    /// <summary>log Σ eˣ, shifted by the maximum so that no exponential overflows.</summary>
+    private static Tensor LogSumExp(Tensor x, long[] axes)
+    {
+        var max = x.amax(axes, keepdim: true);
+        return x.Minus(max).exp().sum(axes, keepdim: true).log().Plus(max);
+    }
+
+    private static Dual[] ReduceBySlope(OpContext c, Func<Tensor, long[], Tensor> reduce, ReductionSlope slope)
+    {
+        var x = c.In(0);
+        if (ReducedAxes(c, c.Opset >= 18) is not { } axes) return [x];
+        bool keep = c.Attr.Int("keepdims", 1) != 0;
+        var kept = reduce(x.Value, axes);
+        var y = keep ? kept : kept.reshape(Dropped(x.Shape, axes));
+        return [new Dual(y, x.Tangent is { } t ? (t * slope(x.Value, kept, axes)).sum(Tangents.Shift(axes), keep) : null)];
+    }
+
+    private static Tensor?[] ReduceBySlopeVjp(VjpContext c, ReductionSlope slope)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        if (ReducedAxes(c.Primal(), c.Opset >= 18) is not { } axes) return [ct, .. result[1..]];
+        var kept = Kept(x.Dims(), axes);
+        result[0] = ct.reshape(Tangents.WithBasis(ct.size(0), kept)) * slope(x, c.Out(0).reshape(kept), axes);
+        return result;
+    }
+
+    /// <summary>x's shape with the reduced axes kept as 1.</summary>
+    private static long[] Kept(long[] shape, long[] axes) => shape.Select((d, i) => axes.Contains(i) ? 1 : d).ToArray();
+
+    /// <summary>x's shape without the reduced axes.</summary>
+    private static long[] Dropped(long[] shape, long[] axes) => shape.Where((_, i) => !axes.Contains(i)).ToArray();
+
+    // y = √Σx²: d²y[u, v] = Σ u v / y − (Σ x u)(Σ x v) / y³.
+    public static Tensor?[] ReduceL2Curvature(CurvatureContext c) => ReduceCurvature(c, (x, kept, g, axes) =>
+    {
+        var a = (x * g).sum(Tangents.Shift(axes), keepdim: true);
+        return (c.Pairs(g, g).sum(Tangents.Shift(axes), keepdim: true) / kept).Minus(c.Pairs(a, a) / Powers.Cube(kept));
+    });
+
+    // y = Σx²: d²y[u, v] = 2 Σ u v.
+    public static Tensor?[] ReduceSumSquareCurvature(CurvatureContext c) =>
+        ReduceCurvature(c, (_, _, g, axes) => c.Pairs(g, g).sum(Tangents.Shift(axes), keepdim: true) * S(2));
+
+    // y = log Σeˣ, s = eˣ⁻ʸ: d²y[u, v] = Σ s u v − (Σ s u)(Σ s v).
+    public static Tensor?[] ReduceLogSumExpCurvature(CurvatureContext c) => ReduceCurvature(c, (x, kept, g, axes) =>
+    {
+        var s = x.Minus(kept).exp();
+        var a = (s * g).sum(Tangents.Shift(axes), keepdim: true);
+        return (s * c.Pairs(g, g)).sum(Tangents.Shift(axes), keepdim: true).Minus(c.Pairs(a, a));
+    });
+
+    /// <summary>A reduction's curvature term computed at x's rank (from x, y kept, G and the axes), then shaped as y.</summary>
+    private static Tensor?[] ReduceCurvature(CurvatureContext c, Func<Tensor, Tensor, Tensor, long[], Tensor> term)
+    {
+        if (c.G(0) is not { } g) return [null];
+        var x = c.In(0);
+        if (ReducedAxes(c.Primal, c.Primal.Opset >= 18) is not { } axes) return [null];
+        var kept = c.Out(0).reshape(Kept(x.Dims(), axes));
+        var result = term(x, kept, g, axes);
+        return [result.reshape(Tangents.WithBasis(result.size(0), c.Out(0).Dims()))];
+    }
+
     public static Dual[] Softmax(OpContext c)
     {
         var x = c.In(0);
