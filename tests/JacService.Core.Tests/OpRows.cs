@@ -117,6 +117,20 @@ public static class OpRows
         R("Max", "one input", g => g.Node("Max", [g.X(2, 3)])),
         R("Min", "two inputs, [2,1] broadcast", g => g.Node("Min", [g.X(Distinct, 2, 3), g.X(Distinct, 2, 1)])),
         R("Min", "x with a constant: clamp from above", g => g.Node("Min", [g.X(Dists.Away(1, 0.5), 2, 3), g.Scalar(0.5)])),
+        R("Sum", "three inputs, [3] and [2,1] broadcast", g => g.Node("Sum", [g.X(2, 3), g.X(3), g.X(2, 1)])),
+        R("Sum", "one input", g => g.Node("Sum", [g.X(2, 3)])),
+        R("Mean", "two inputs and a weight", g => g.Node("Mean", [g.X(2, 3), g.W(2, 3), g.X(3)])),
+        R("IsNaN", "of x, bool", g => g.Output(g.Node("IsNaN", [g.X(2, 3)]), OnnxType.Bool)),
+        R("IsInf", "of 1/x, negative only, bool", g =>
+            g.Output(g.Node("IsInf", [g.Node("Reciprocal", [g.X(NonZero, 2, 3)])], ("detect_positive", 0)), OnnxType.Bool)),
+        R("ArgMax", "axis 1, keepdims 0", g => g.Output(g.Node("ArgMax", [g.X(Distinct, 2, 3, 4)], ("axis", 1), ("keepdims", 0)), OnnxType.Int64)),
+        // Two copies of x side by side: every maximum ties, and select_last_index picks the second copy's.
+        R("ArgMax", "select_last_index among ties", g =>
+        {
+            var x = g.X(Distinct, 2, 3);
+            g.Output(g.Node("ArgMax", [g.Node("Concat", [x, x], ("axis", 1))], ("axis", 1), ("select_last_index", 1)), OnnxType.Int64);
+        }),
+        R("ArgMin", "axis -1", g => g.Output(g.Node("ArgMin", [g.X(Distinct, 2, 3, 4)], ("axis", -1)), OnnxType.Int64)),
         R("Floor", "times x", g => { var x = g.X(Dists.Away(2, -3, -2, -1, 0, 1, 2, 3), 2, 3); g.Node("Mul", [x, g.Node("Floor", [x])]); }),
         R("Ceil", "times x", g => { var x = g.X(Dists.Away(2, -3, -2, -1, 0, 1, 2, 3), 2, 3); g.Node("Mul", [x, g.Node("Ceil", [x])]); }),
         R("Round", "times x", g => { var x = g.X(Dists.Away(2, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5), 2, 3); g.Node("Mul", [x, g.Node("Round", [x])]); }),
@@ -410,6 +424,8 @@ public static class OpRows
             g.Node("AveragePool", [g.X(1, 2, 5, 6)], ("kernel_shape", new[] { 3, 2 }), ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("ceil_mode", 1))),
         R("AveragePool", "1-D ceil_mode, count_include_pad 1, asymmetric pads", g =>
             g.Node("AveragePool", [g.X(1, 2, 7)], ("kernel_shape", new[] { 3 }), ("strides", new[] { 3 }), ("pads", new[] { 1, 2 }), ("ceil_mode", 1), ("count_include_pad", 1))),
+        R("GlobalMaxPool", "2-D", g => g.Node("GlobalMaxPool", [g.X(Distinct, 2, 3, 3, 4)])),
+        R("GlobalMaxPool", "1-D", g => g.Node("GlobalMaxPool", [g.X(Distinct, 2, 3, 5)])),
         R("GlobalAveragePool", "2-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 3, 4)])),
         R("GlobalAveragePool", "1-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 5)])),
     ];

@@ -38,6 +38,29 @@ internal static partial class CompiledRules
         c => c.Cotangent(0) is not { } ct ? [null, null] :
             [c.Needs(0) ? c.Unbroadcast(Term(c, ct, da), 0) : null, c.Needs(1) ? c.Unbroadcast(Term(c, ct, db), 1) : null]);
 
+    /// <summary>Sum or Mean of any number of inputs: the inputs' tangents added (÷ n), the cotangent summed back to each input.</summary>
+    public static CompiledRule Combination(bool mean) => new(
+        c =>
+        {
+            string? sum = null;
+            for (int i = 0; i < c.InputCount; i++)
+            {
+                if (c.Tangent(i) is null) continue;
+                var term = c.Fit(c.Aligned(i), i);
+                sum = sum is null ? term : c.Emit.Add(sum, term);
+            }
+            return [sum is not null && mean ? c.Emit.Mul(sum, c.Emit.Scalar(1f / c.InputCount)) : sum];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct) return result;
+            if (mean) ct = c.Emit.Mul(ct, c.Emit.Scalar(1f / c.InputCount));
+            for (int i = 0; i < c.InputCount; i++)
+                if (c.Needs(i)) result[i] = c.Unbroadcast(ct, i);
+            return result;
+        });
+
     private static string Term(OnnxRuleContext c, string direction, Partial d) =>
         ReferenceEquals(d, One) ? direction
         : ReferenceEquals(d, MinusOne) ? c.Emit.Op("Neg", direction)
@@ -251,27 +274,32 @@ internal static partial class CompiledRules
 
     /// <summary>
     /// ReduceMax, ReduceMin, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSumExp over per-sample axes (an attribute before
-    /// opset 18): the tangent times the slope summed over the axes, the cotangent spread back times the slope.
+    /// opset 18), and with <paramref name="spatial"/> GlobalMaxPool over the spatial axes: the tangent times the slope
+    /// summed over the axes, the cotangent spread back times the slope.
     /// </summary>
-    public static CompiledRule ReductionBySlope(ReductionSlope slope) => new(
+    public static CompiledRule ReductionBySlope(ReductionSlope slope, bool spatial = false) => new(
         c =>
         {
             if (c.Tangent(0) is not { } t) return [null];
-            if (ReducedAxes(c, axesAttributeBefore18: true) is not { } axes) return [t];
-            return [Reduce(c, "ReduceSum", c.Emit.Mul(t, ReductionSlopeOf(c, slope, axes)), [.. axes.Select(a => a + 1)], c.Int("keepdims", 1))];
+            if (SlopeAxes(c, spatial) is not ({ } axes, var keep)) return [t];
+            return [Reduce(c, "ReduceSum", c.Emit.Mul(t, ReductionSlopeOf(c, slope, axes, keep)), [.. axes.Select(a => a + 1)], keep ? 1 : 0)];
         },
         c =>
         {
             var result = new string?[c.InputCount];
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
-            if (ReducedAxes(c, axesAttributeBefore18: true) is not { } axes) return [ct, .. result[1..]];
-            if (c.Int("keepdims", 1) == 0) ct = c.Emit.Op("Unsqueeze", ct, c.Emit.Ints([.. axes.Select(a => a + 1)]));
-            result[0] = c.Emit.Mul(ct, ReductionSlopeOf(c, slope, axes));
+            if (SlopeAxes(c, spatial) is not ({ } axes, var keep)) return [ct, .. result[1..]];
+            if (!keep) ct = c.Emit.Op("Unsqueeze", ct, c.Emit.Ints([.. axes.Select(a => a + 1)]));
+            result[0] = c.Emit.Mul(ct, ReductionSlopeOf(c, slope, axes, keep));
             return result;
         });
 
-    private static string ReductionSlopeOf(OnnxRuleContext c, ReductionSlope slope, long[] axes) =>
-        slope(c, c.In(0), c.Int("keepdims", 1) != 0 ? c.Out(0) : c.Emit.Op("Unsqueeze", c.Out(0), c.Emit.Ints(axes)), axes);
+    private static (long[]? Axes, bool Keep) SlopeAxes(OnnxRuleContext c, bool spatial) => spatial
+        ? ([.. Enumerable.Range(2, c.Emit.Rank(c.In(0)) - 2).Select(a => (long)a)], true)
+        : (ReducedAxes(c, axesAttributeBefore18: true), c.Int("keepdims", 1) != 0);
+
+    private static string ReductionSlopeOf(OnnxRuleContext c, ReductionSlope slope, long[] axes, bool keep) =>
+        slope(c, c.In(0), keep ? c.Out(0) : c.Emit.Op("Unsqueeze", c.Out(0), c.Emit.Ints(axes)), axes);
 
     /// <summary>ReduceMax's and ReduceMin's slope: 1 where x alone attains the extremum, 1/n where n elements tie.</summary>
     public static readonly ReductionSlope ExtremumSlope = (c, x, kept, axes) =>

@@ -129,6 +129,10 @@ public static class OpTable
                 compiled: ((c, x, s, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), s),
                     (c, x, _, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(0), x)))
 
+            // Sums of any number of inputs (broadcasting).
+            .Add(new OpRule("Sum", OpKind.ElementwiseBinary, Variadic.Sum, Variadic.SumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Combination(mean: false) })
+            .Add(new OpRule("Mean", OpKind.ElementwiseBinary, Variadic.Mean, Variadic.MeanVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Combination(mean: true) })
+
             // Elementwise selection: each element is one input's, and so is its derivative.
             .Add(new OpRule("Where", OpKind.Selection, Selection.Where, Selection.WhereVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Where })
             .Add(new OpRule("Max", OpKind.Selection, Selection.Max, Selection.ExtremumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Extremum })
@@ -148,6 +152,10 @@ public static class OpTable
             .PiecewiseConstant("And", x => x[0].logical_and(x[1]), broadcasts: true)
             .PiecewiseConstant("Or", x => x[0].logical_or(x[1]), broadcasts: true)
             .PiecewiseConstant("Xor", x => x[0].logical_xor(x[1]), broadcasts: true)
+            .PiecewiseConstant("IsNaN", x => x[0].isnan())
+            .Add(new OpRule("IsInf", OpKind.Constant, c => [new Dual(IsInf(c), null)], OpRule.NoVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("ArgMax", OpKind.Constant, c => [new Dual(ArgExtremum(c, max: true), null)], OpRule.NoVjp) { Curvature = OpRule.Linear })
+            .Add(new OpRule("ArgMin", OpKind.Constant, c => [new Dual(ArgExtremum(c, max: false), null)], OpRule.NoVjp) { Curvature = OpRule.Linear })
 
             // Linear algebra.
             .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
@@ -202,6 +210,8 @@ public static class OpTable
                 { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates, Compiled = Emitted.Conv })
             .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.MaxPool })
             .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidateAveragePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.AveragePool })
+            .Add(new OpRule("GlobalMaxPool", OpKind.Pooling, Reductions.GlobalMaxPool, Reductions.GlobalMaxPoolVjp)
+                { Curvature = OpRule.Linear, Compiled = Emitted.ReductionBySlope(Emitted.ExtremumSlope, spatial: true) })
             .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GlobalAveragePool })
             .Rules;
     }
@@ -216,6 +226,25 @@ public static class OpTable
 
     /// <summary>1 where x &gt; 0, else 0 (NaN too), in x's dtype: sign, then relu.</summary>
     private static Tensor Step(Tensor x) => x.sign().relu_();
+
+    private static Tensor IsInf(OpContext c)
+    {
+        var x = c.In(0).Value;
+        bool negative = c.Attr.Int("detect_negative", 1) != 0, positive = c.Attr.Int("detect_positive", 1) != 0;
+        return negative && positive ? x.isinf() : negative ? x.isneginf() : positive ? x.isposinf() : zeros_like(x, ScalarType.Bool);
+    }
+
+    /// <summary>ArgMax or ArgMin along the axis (int64); with select_last_index, the last of tied elements, as ONNX asks.</summary>
+    private static Tensor ArgExtremum(OpContext c, bool max)
+    {
+        var x = c.In(0).Value;
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), x.dim());
+        bool keep = c.Attr.Int("keepdims", 1) != 0;
+        if (c.Attr.Int("select_last_index", 0) == 0) return max ? x.argmax(axis, keep) : x.argmin(axis, keep);
+        var flipped = x.flip(axis);
+        var index = max ? flipped.argmax(axis, keep) : flipped.argmin(axis, keep);
+        return index.neg().add(L(x.Dims()[axis] - 1), L(1));
+    }
 
     /// <summary>1 where -bound &lt; x &lt; bound, else 0, in x's dtype.</summary>
     private static Tensor Inside(Tensor x, double bound) => Step(x.Plus(bound)) * Step(x.From(bound));

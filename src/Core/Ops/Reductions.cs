@@ -56,27 +56,27 @@ internal static class Reductions
     // as ReduceMean's): each is y = r(x) over the axes with a slope ∂y/∂x from x and y kept at x's rank. The tangent is
     // Σ slope·T over the axes, the cotangent slope·C spread back. Max and Min share ties equally, as JAX and PyTorch do.
 
-    public static Dual[] ReduceMax(OpContext c) => ReduceBySlope(c, (x, axes) => x.amax(axes, keepdim: true), ExtremumSlope);
+    public static Dual[] ReduceMax(OpContext c) => ReduceBySlope(c, NodeAxes, (x, axes) => x.amax(axes, keepdim: true), ExtremumSlope);
 
-    public static Dual[] ReduceMin(OpContext c) => ReduceBySlope(c, (x, axes) => x.amin(axes, keepdim: true), ExtremumSlope);
+    public static Dual[] ReduceMin(OpContext c) => ReduceBySlope(c, NodeAxes, (x, axes) => x.amin(axes, keepdim: true), ExtremumSlope);
 
-    public static Dual[] ReduceL1(OpContext c) => ReduceBySlope(c, (x, axes) => x.abs().sum(axes, keepdim: true), L1Slope);
+    public static Dual[] ReduceL1(OpContext c) => ReduceBySlope(c, NodeAxes, (x, axes) => x.abs().sum(axes, keepdim: true), L1Slope);
 
-    public static Dual[] ReduceL2(OpContext c) => ReduceBySlope(c, (x, axes) => (x * x).sum(axes, keepdim: true).sqrt(), L2Slope);
+    public static Dual[] ReduceL2(OpContext c) => ReduceBySlope(c, NodeAxes, (x, axes) => (x * x).sum(axes, keepdim: true).sqrt(), L2Slope);
 
-    public static Dual[] ReduceSumSquare(OpContext c) => ReduceBySlope(c, (x, axes) => (x * x).sum(axes, keepdim: true), SumSquareSlope);
+    public static Dual[] ReduceSumSquare(OpContext c) => ReduceBySlope(c, NodeAxes, (x, axes) => (x * x).sum(axes, keepdim: true), SumSquareSlope);
 
-    public static Dual[] ReduceLogSumExp(OpContext c) => ReduceBySlope(c, LogSumExp, LogSumExpSlope);
+    public static Dual[] ReduceLogSumExp(OpContext c) => ReduceBySlope(c, NodeAxes, LogSumExp, LogSumExpSlope);
 
-    public static Tensor?[] ReduceExtremumVjp(VjpContext c) => ReduceBySlopeVjp(c, ExtremumSlope);
+    public static Tensor?[] ReduceExtremumVjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, ExtremumSlope);
 
-    public static Tensor?[] ReduceL1Vjp(VjpContext c) => ReduceBySlopeVjp(c, L1Slope);
+    public static Tensor?[] ReduceL1Vjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, L1Slope);
 
-    public static Tensor?[] ReduceL2Vjp(VjpContext c) => ReduceBySlopeVjp(c, L2Slope);
+    public static Tensor?[] ReduceL2Vjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, L2Slope);
 
-    public static Tensor?[] ReduceSumSquareVjp(VjpContext c) => ReduceBySlopeVjp(c, SumSquareSlope);
+    public static Tensor?[] ReduceSumSquareVjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, SumSquareSlope);
 
-    public static Tensor?[] ReduceLogSumExpVjp(VjpContext c) => ReduceBySlopeVjp(c, LogSumExpSlope);
+    public static Tensor?[] ReduceLogSumExpVjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, LogSumExpSlope);
 
     /// <summary>∂y/∂x of a reduction, from x, y kept at x's rank and the reduced axes.</summary>
     private delegate Tensor ReductionSlope(Tensor x, Tensor kept, long[] axes);
@@ -102,22 +102,35 @@ internal static class Reductions
         return x.Minus(max).exp().sum(axes, keepdim: true).log().Plus(max);
     }
 
-    private static Dual[] ReduceBySlope(OpContext c, Func<Tensor, long[], Tensor> reduce, ReductionSlope slope)
+    // GlobalMaxPool is ReduceMax over the spatial axes, kept.
+    public static Dual[] GlobalMaxPool(OpContext c) => ReduceBySlope(c, SpatialAxes, (x, axes) => x.amax(axes, keepdim: true), ExtremumSlope);
+
+    public static Tensor?[] GlobalMaxPoolVjp(VjpContext c) => ReduceBySlopeVjp(c, SpatialAxes, ExtremumSlope);
+
+    /// <summary>The axes a reduction reduces (null: none, it passes x through) and whether it keeps them as 1.</summary>
+    private delegate (long[]? Axes, bool Keep) ReducedBy(OpContext c);
+
+    /// <summary>A Reduce op's axes (an attribute before opset 18) and its keepdims.</summary>
+    private static readonly ReducedBy NodeAxes = c => (ReducedAxes(c, c.Opset >= 18), c.Attr.Int("keepdims", 1) != 0);
+
+    /// <summary>A global pool's: the spatial axes after [N, C], kept.</summary>
+    private static readonly ReducedBy SpatialAxes = c => ([.. Enumerable.Range(2, (int)c.In(0).Rank - 2).Select(a => (long)a)], true);
+
+    private static Dual[] ReduceBySlope(OpContext c, ReducedBy reducedBy, Func<Tensor, long[], Tensor> reduce, ReductionSlope slope)
     {
         var x = c.In(0);
-        if (ReducedAxes(c, c.Opset >= 18) is not { } axes) return [x];
-        bool keep = c.Attr.Int("keepdims", 1) != 0;
+        if (reducedBy(c) is not ({ } axes, var keep)) return [x];
         var kept = reduce(x.Value, axes);
         var y = keep ? kept : kept.reshape(Dropped(x.Shape, axes));
         return [new Dual(y, x.Tangent is { } t ? (t * slope(x.Value, kept, axes)).sum(Tangents.Shift(axes), keep) : null)];
     }
 
-    private static Tensor?[] ReduceBySlopeVjp(VjpContext c, ReductionSlope slope)
+    private static Tensor?[] ReduceBySlopeVjp(VjpContext c, ReducedBy reducedBy, ReductionSlope slope)
     {
         var result = new Tensor?[c.InputCount];
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var x = c.In(0);
-        if (ReducedAxes(c.Primal(), c.Opset >= 18) is not { } axes) return [ct, .. result[1..]];
+        if (reducedBy(c.Primal()).Axes is not { } axes) return [ct, .. result[1..]];
         var kept = Kept(x.Dims(), axes);
         result[0] = ct.reshape(Tangents.WithBasis(ct.size(0), kept)) * slope(x, c.Out(0).reshape(kept), axes);
         return result;
@@ -153,7 +166,7 @@ internal static class Reductions
     {
         if (c.G(0) is not { } g) return [null];
         var x = c.In(0);
-        if (ReducedAxes(c.Primal, c.Primal.Opset >= 18) is not { } axes) return [null];
+        if (NodeAxes(c.Primal).Axes is not { } axes) return [null];
         var kept = c.Out(0).reshape(Kept(x.Dims(), axes));
         var result = term(x, kept, g, axes);
         return [result.reshape(Tangents.WithBasis(result.size(0), c.Out(0).Dims()))];
