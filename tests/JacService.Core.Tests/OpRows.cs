@@ -361,6 +361,10 @@ public static class OpRows
             g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", 1));
         }),
 
+        R("InstanceNormalization", "2-D spatial, epsilon", g =>
+            g.Node("InstanceNormalization", [g.X(2, 3, 4, 5), g.W(3), g.W(3)], ("epsilon", 1e-3))),
+        R("InstanceNormalization", "1-D spatial", g => g.Node("InstanceNormalization", [g.X(2, 3, 6), g.W(3), g.W(3)])),
+
         // ---- Convolution and pooling ----
         R("Conv", "1-D stride 2 dilation 2 asymmetric pads", g =>
             g.Node("Conv", [g.X(1, 2, 9), g.W(3, 2, 3)], ("strides", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 2, 1 }))),

@@ -325,15 +325,24 @@ internal static partial class CompiledRules
     /// LayerNormalization over per-sample axes, y = γ·x̂ + β with x̂ = (x − μ)·r and r = 1/√(σ² + ε): the tangent is
     /// γ·r·(t − mean t − x̂·mean(x̂·t)), the cotangent r·(g − mean g − x̂·mean(x̂·g)) with g = γ·ct (means over the axes).
     /// </summary>
-    public static readonly CompiledRule LayerNormalization = new(
-        c => [c.Tangent(0) is { } t ? c.Emit.Mul(c.In(1), Normalised(c, t)) : null],
-        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Normalised(c, c.Emit.Mul(ct, c.In(1))) : null, null, null]);
+    public static readonly CompiledRule LayerNormalization = Normalization(instance: false);
 
-    /// <summary>r·(d − mean d − x̂·mean(x̂·d)) for a direction d of LayerNormalization's input, means over its axes.</summary>
-    private static string Normalised(OnnxRuleContext c, string direction)
+    /// <summary>InstanceNormalization: LayerNormalization's rule over the spatial axes, with a scale per channel.</summary>
+    public static readonly CompiledRule InstanceNormalization = Normalization(instance: true);
+
+    private static CompiledRule Normalization(bool instance) => new(
+        c => [c.Tangent(0) is { } t ? c.Emit.Mul(NormalizationScale(c, instance), Normalised(c, t, instance)) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Normalised(c, c.Emit.Mul(ct, NormalizationScale(c, instance)), instance) : null, null, null]);
+
+    /// <summary>The scale, shaped [C, 1, ...] for InstanceNormalization so that it broadcasts per channel.</summary>
+    private static string NormalizationScale(OnnxRuleContext c, bool instance) => !instance ? c.In(1)
+        : c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints([.. Enumerable.Range(1, c.Emit.Rank(c.In(0)) - 2).Select(a => (long)a)]));
+
+    /// <summary>r·(d − mean d − x̂·mean(x̂·d)) for a direction d of the normalisation's input, means over its axes.</summary>
+    private static string Normalised(OnnxRuleContext c, string direction, bool instance)
     {
         int rank = c.Emit.Rank(c.In(0));
-        long first = c.SampleAxis(c.Int("axis", -1), rank);
+        long first = instance ? 2 : c.SampleAxis(c.Int("axis", -1), rank);
         long[] axes = Enumerable.Range((int)first, rank - (int)first).Select(a => (long)a).ToArray();
         long[] directionAxes = [.. axes.Select(a => a + 1)];
         var centred = c.Emit.Sub(c.In(0), Reduce(c, "ReduceMean", c.In(0), axes, 1));

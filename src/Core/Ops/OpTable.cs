@@ -204,6 +204,8 @@ public static class OpTable
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear, Compiled = Emitted.BatchNormalization })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
                 { Since = 17, NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
+            .Add(new OpRule("InstanceNormalization", OpKind.Normalization, Normalization.InstanceNormalization, Normalization.InstanceNormalizationVjp)
+                { NonDifferentiableInputs = [1, 2], Curvature = Normalization.InstanceNormalizationCurvature, Compiled = Emitted.InstanceNormalization })
 
             // Convolution and pooling (1-D and 2-D).
             .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)

@@ -282,56 +282,88 @@ internal static class Normalization
     public static string? ValidateLayerNormalization(GraphNode node, int opset) =>
         node.Outputs.Skip(1).Any(o => o >= 0) ? "only the Y output is supported (Mean and InvStdDev are not)" : null;
 
-    public static Dual[] LayerNormalization(OpContext c)
+    public static Dual[] LayerNormalization(OpContext c) => Normalize(c, LayerAxes);
+
+    public static Dual[] InstanceNormalization(OpContext c) => Normalize(c, InstanceAxes);
+
+    public static Tensor?[] LayerNormalizationVjp(VjpContext c) => NormalizeVjp(c, LayerAxes);
+
+    public static Tensor?[] InstanceNormalizationVjp(VjpContext c) => NormalizeVjp(c, InstanceAxes);
+
+    public static Tensor?[] LayerNormalizationCurvature(CurvatureContext c) => NormalizeCurvature(c, LayerAxes);
+
+    public static Tensor?[] InstanceNormalizationCurvature(CurvatureContext c) => NormalizeCurvature(c, InstanceAxes);
+
+    /// <summary>The axes a normalisation normalises over, and its scale and bias shaped to broadcast against x.</summary>
+    private delegate (long[] Dims, Tensor Scale, Tensor? Bias) NormalizedBy(OpContext c);
+
+    /// <summary>LayerNormalization: the axes from `axis` to the last; scale and bias of the normalised shape.</summary>
+    private static readonly NormalizedBy LayerAxes = c =>
     {
-        var (y, xhat, rstd, dims) = LayerNormalizationForward(c);
+        var x = c.In(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.Rank);
+        var scale = c.In(1).Value;
+        var normalized = x.Shape[(int)axis..];
+        Shapes.Require(Shapes.Broadcast(scale.Dims(), normalized).SequenceEqual(normalized),
+            () => $"LayerNormalization scale {Shapes.Text(scale.Dims())} does not match normalized shape {Shapes.Text(normalized)}");
+        return (Enumerable.Range((int)axis, (int)(x.Rank - axis)).Select(i => (long)i).ToArray(), scale, c.Optional(2)?.Value);
+    };
+
+    /// <summary>InstanceNormalization: the spatial axes of [N, C, ...]; scale and bias per channel.</summary>
+    private static readonly NormalizedBy InstanceAxes = c =>
+    {
+        var x = c.In(0);
+        Shapes.Require(x.Rank >= 3, () => $"InstanceNormalization needs [N, C, ...], got {Shapes.Text(x.Shape)}");
+        long[] perChannel = [x.Shape[1], .. Enumerable.Repeat(1L, (int)x.Rank - 2)];
+        Tensor PerChannel(Tensor v, string what)
+        {
+            Shapes.Require(v.Dims().SequenceEqual([x.Shape[1]]), () => $"InstanceNormalization {what} {Shapes.Text(v.Dims())} is not one per channel ({x.Shape[1]})");
+            return v.reshape(perChannel);
+        }
+        return (Enumerable.Range(2, (int)x.Rank - 2).Select(i => (long)i).ToArray(), PerChannel(c.In(1).Value, "scale"), PerChannel(c.In(2).Value, "bias"));
+    };
+
+    private static Dual[] Normalize(OpContext c, NormalizedBy by)
+    {
+        var (y, xhat, rstd, dims, scale) = NormalizeForward(c, by);
         if (c.In(0).Tangent is not { } t) return [new Dual(y, null)];
-        return [new Dual(y, Project(t, xhat, rstd, dims) * c.In(1).Value)];
+        return [new Dual(y, Project(t, xhat, rstd, dims) * scale)];
     }
 
     // The map dx -> rstd * P dx with P = I - mean - xhat mean(xhat .) is symmetric, so the cotangent is scaled by the
     // scale first and then takes the same projection.
-    public static Tensor?[] LayerNormalizationVjp(VjpContext c)
+    private static Tensor?[] NormalizeVjp(VjpContext c, NormalizedBy by)
     {
         var result = new Tensor?[c.InputCount];
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
-        var primal = c.Primal();
-        var (_, xhat, rstd, dims) = LayerNormalizationForward(primal);
-        result[0] = Project(ct * c.In(1), xhat, rstd, dims);
+        var (_, xhat, rstd, dims, scale) = NormalizeForward(c.Primal(), by);
+        result[0] = Project(ct * scale, xhat, rstd, dims);
         return result;
     }
 
-    private static (Tensor Y, Tensor Xhat, Tensor Rstd, long[] Dims) LayerNormalizationForward(OpContext c)
+    private static (Tensor Y, Tensor Xhat, Tensor Rstd, long[] Dims, Tensor Scale) NormalizeForward(OpContext c, NormalizedBy by)
     {
-        var x = c.In(0);
-        long rank = x.Rank;
-        long axis = Shapes.Axis(c.Attr.Int("axis", -1), rank);
+        var x = c.In(0).Value;
+        var (dims, scale, bias) = by(c);
         double epsilon = c.Attr.Float("epsilon", 1e-5f);
-        var dims = Enumerable.Range((int)axis, (int)(rank - axis)).Select(i => (long)i).ToArray();
-        var scale = c.In(1).Value;
-        var bias = c.Optional(2)?.Value;
-        var normalized = x.Shape[(int)axis..];
-        Shapes.Require(Shapes.Broadcast(scale.Dims(), normalized).SequenceEqual(normalized),
-            () => $"LayerNormalization scale {Shapes.Text(scale.Dims())} does not match normalized shape {Shapes.Text(normalized)}");
-
-        var centred = x.Value.Minus(x.Value.mean(dims, keepdim: true));
+        var centred = x.Minus(x.mean(dims, keepdim: true));
         var rstd = Powers.Square(centred).mean(dims, keepdim: true).Plus(epsilon).rsqrt();
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : (xhat * scale).Plus(bias);
-        return (y, xhat, rstd, dims);
+        return (y, xhat, rstd, dims, scale);
     }
 
     // With w = rstd (G - mean G) and b = mean(xhat w) over the normalised axes, xhat = (x - mean) rstd has
     // d²xhat[u, v] = -(w_u b_v + w_v b_u) + xhat (3 b_u b_v - mean(w_u w_v)); y = xhat * scale + bias.
-    public static Tensor?[] LayerNormalizationCurvature(CurvatureContext c)
+    private static Tensor?[] NormalizeCurvature(CurvatureContext c, NormalizedBy by)
     {
         if (c.G(0) is not { } g) return [null];
-        var (_, xhat, rstd, dims) = LayerNormalizationForward(c.Primal);
+        var (_, xhat, rstd, dims, scale) = NormalizeForward(c.Primal, by);
         var gdims = Tangents.Shift(dims);
         var w = g.Minus(g.mean(gdims, keepdim: true)) * rstd;
         var b = (xhat * w).mean(gdims, keepdim: true);
         var second = (xhat * (c.Pairs(b, b) * S(3)).Minus(c.Pairs(w, w).mean(gdims, keepdim: true))).Minus(c.SymmetricPairs(w, b));
-        return [second * c.In(1)];
+        return [second * scale];
     }
 
     /// <summary>rstd * (v - mean(v) - xhat * mean(xhat * v)), means over the normalised axes of v [K, ..x].</summary>
