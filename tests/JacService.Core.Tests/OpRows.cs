@@ -243,6 +243,15 @@ public static class OpRows
             x => [x[0].index_select(1, tensor(new long[] { 3, 0, 3, 1 })).reshape(2, 2, 2, 3)]),
         R("Gather", "axis 0, scalar index", g => g.Node("Gather", [g.X(3, 4), g.IntsShaped([], -2)]), x => [x[0][1]]),
         R("Gather", "axis 1, scalar index (one column)", g => g.Node("Gather", [g.X(3, 4), g.IntsShaped([], 2)], ("axis", 1)), x => [x[0].select(1, 2)]),
+        R("GatherElements", "axis 1, negative and repeated indices (opset 16)", g =>
+        {
+            g.Opset = 16;
+            g.Node("GatherElements", [g.X(2, 4, 3), g.IntsShaped([2, 2, 3], -1, 0, 3, 1, 1, 2, 0, -4, 2, 3, 3, 1)], ("axis", 1));
+        }),
+        R("GatherElements", "axis -1, fewer rows than the data", g =>
+            g.Node("GatherElements", [g.X(3, 4), g.IntsShaped([3, 2], 3, 3, 0, 2, 1, 0)], ("axis", -1))),
+        R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
+        R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
         R("Concat", "axis 1, only the first input differentiated", g => g.Node("Concat", [g.X(2, 3), g.W(2, 2)], ("axis", 1))),
         R("Concat", "axis 0, both differentiated", g => g.Node("Concat", [g.X(2, 3), g.X(1, 3)], ("axis", 0))),
         R("Concat", "axis -1, the middle of three differentiated", g => g.Node("Concat", [g.W(2, 2), g.X(2, 3), g.W(2, 1)], ("axis", -1))),

@@ -175,6 +175,57 @@ internal static partial class CompiledRules
 
     private static long SplitAxis(OnnxRuleContext c) => c.SampleAxis(c.Int("axis", 0), c.Emit.Rank(c.In(0))) + 1;
 
+    /// <summary>
+    /// GatherElements along a per-sample axis: the directions gathered by the same indices (broadcast over the basis);
+    /// going back, scattered and added where they came from, which ScatterElements does from opset 16.
+    /// </summary>
+    public static readonly CompiledRule GatherElements = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            return [c.Emit.Op("GatherElements", [c.Emit.Full(t, c.Basis, c.In(0)), BasisIndices(c)], Int("axis", c.DirectionAxis(0)))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            if (c.Emit.Opset < 16)
+                throw new NotCompilableException($"GatherElements '{c.Out(0)}' is compiled in reverse from opset 16 (the model's is {c.Emit.Opset})");
+            var zeros = c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(0));
+            result[0] = c.Emit.Op("ScatterElements", [zeros, BasisIndices(c), c.Emit.Full(ct, c.Basis, c.Out(0))],
+                Int("axis", c.DirectionAxis(0)), String("reduction", "add"));
+            return result;
+        });
+
+    /// <summary>GatherElements' indices with a leading basis axis, [K, ..indices].</summary>
+    private static string BasisIndices(OnnxRuleContext c) =>
+        c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.In(1)));
+
+    /// <summary>Tile with the batch axis untiled: the directions tiled alike, the cotangent's tiles summed back.</summary>
+    public static readonly CompiledRule Tile = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            return [c.Emit.Op("Tile", t, c.Emit.Ints([1, .. TileRepeats(c)]))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            var repeats = TileRepeats(c);
+            var shape = c.Emit.Shape(c.In(0));
+            var split = c.Emit.Op("Reshape", c.Emit.Full(ct, c.Basis, c.Out(0)), c.Emit.Ints([c.Basis, .. shape.SelectMany((d, i) => new[] { repeats[i], d })]));
+            result[0] = c.Emit.Op("ReduceSum", [split, c.Emit.Ints([.. Enumerable.Range(0, shape.Length).Select(i => 1L + 2 * i)])], Int("keepdims", 0));
+            return result;
+        });
+
+    private static long[] TileRepeats(OnnxRuleContext c)
+    {
+        var repeats = c.ConstantInput(1) ?? throw new NotCompilableException($"Tile '{c.Out(0)}' takes repeats the file does not fix");
+        if (repeats[0] != 1) throw new NotCompilableException($"Tile '{c.Out(0)}' repeats the batch axis");
+        return repeats;
+    }
+
     /// <summary>Most entries of a Gather's one-hot matrix: a larger index set or axis stays in the interpreter.</summary>
     private const long MaxOneHotEntries = 1 << 20;
 

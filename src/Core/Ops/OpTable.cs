@@ -180,6 +180,8 @@ public static class OpTable
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
+            .Add(new OpRule("GatherElements", OpKind.Shape, ShapeOps.GatherElements, ShapeOps.GatherElementsVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GatherElements })
+            .Add(new OpRule("Tile", OpKind.Shape, ShapeOps.Tile, ShapeOps.TileVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.TileAllocates, Compiled = Emitted.Tile })
             .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Validate = ShapeOps.ValidateSplit, Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })

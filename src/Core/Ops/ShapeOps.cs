@@ -147,6 +147,45 @@ internal static class ShapeOps
         return [new Dual(y, t)];
     }
 
+    /// <summary>GatherElements: y = data indexed along the axis by indices of the same rank (torch.gather); the tangent gathered alike.</summary>
+    public static Dual[] GatherElements(OpContext c)
+    {
+        var data = c.In(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), data.Rank);
+        var indices = ElementIndices(c.In(1).Value, data.Shape, axis);
+        var y = data.Value.gather(axis, indices);
+        var t = data.Tangent is { } dt ? dt.gather(axis + 1, indices.unsqueeze(0).expand(Tangents.WithBasis(dt.size(0), indices.Dims()))) : null;
+        return [new Dual(y, t)];
+    }
+
+    /// <summary>GatherElements' indices as int64 within [0, size): negative ones count from the end of the axis.</summary>
+    private static Tensor ElementIndices(Tensor indices, long[] shape, long axis)
+    {
+        long size = shape[axis];
+        Shapes.Require(indices.dim() == shape.Length, () => $"GatherElements indices {Shapes.Text(indices.Dims())} and data {Shapes.Text(shape)} differ in rank");
+        var flat = indices.to_type(ScalarType.Int64);
+        if (flat.numel() == 0) return flat;
+        var (min, max) = HostValues.Range(indices);
+        Shapes.Require(min >= -size && max < size, () => $"GatherElements indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
+        return min >= 0 ? flat : flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
+    }
+
+    /// <summary>Tile: x repeated along each axis; the tangent tiled alike past the basis axis.</summary>
+    public static Dual[] Tile(OpContext c)
+    {
+        var x = c.In(0);
+        var repeats = HostValues.Ints(c.In(1).Value);
+        Shapes.Require(repeats.Length == x.Rank && repeats.All(r => r >= 0),
+            () => $"Tile repeats {Shapes.Text(repeats)} do not give one count of at least 0 per axis of {Shapes.Text(x.Shape)}");
+        return [new Dual(x.Value.repeat(repeats), x.Tangent?.repeat([1, .. repeats]))];
+    }
+
+    public static long TileAllocates(OpContext c)
+    {
+        var repeats = HostValues.Ints(c.In(1).Value);
+        return Sizes.Elements([.. c.In(0).Shape, .. repeats]);
+    }
+
     /// <summary>The gathered values and the flattened indices.</summary>
     public static long GatherAllocates(OpContext c)
     {
@@ -406,6 +445,32 @@ internal static class ShapeOps
     }
 
     public static Tensor?[] SliceVjp(VjpContext c) => ByIndexMap(c, Slice);
+
+    /// <summary>Each cotangent added back at the element it was gathered from (repeats add up).</summary>
+    public static Tensor?[] GatherElementsVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), x.dim());
+        var indices = ElementIndices(c.In(1), x.Dims(), axis);
+        long k = ct.size(0);
+        result[0] = zeros(Tangents.WithBasis(k, x.Dims()), ct.dtype, ct.device)
+            .scatter_add_(axis + 1, indices.unsqueeze(0).expand(Tangents.WithBasis(k, indices.Dims())), ct.expand(Tangents.WithBasis(k, indices.Dims())));
+        return result;
+    }
+
+    /// <summary>The tiles summed back: [K, r0·d0, r1·d1, ...] read as [K, r0, d0, r1, d1, ...] and summed over the r axes.</summary>
+    public static Tensor?[] TileVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0).Dims();
+        var repeats = HostValues.Ints(c.In(1));
+        long[] split = [ct.size(0), .. x.SelectMany((d, i) => new[] { repeats[i], d })];
+        result[0] = ct.reshape(split).sum(Enumerable.Range(0, x.Length).Select(i => 1L + 2 * i).ToArray());
+        return result;
+    }
 
     public static Tensor?[] ExpandVjp(VjpContext c) =>
         [c.Needs(0) && c.Cotangent(0) is { } ct ? Tangents.Unbroadcast(ct, c.In(0).Dims()) : null, null];
