@@ -189,6 +189,18 @@ public static class OpRows
         R("MatMul", "1-D x 3-D, both differentiated", g => g.Node("MatMul", [g.X(4), g.X(2, 4, 3)])),
         R("MatMul", "3-D x 1-D, both differentiated", g => g.Node("MatMul", [g.X(2, 3, 4), g.X(4)])),
 
+        R("Einsum", "bi,ij->bj by a weight", g => g.Node("Einsum", [g.X(2, 3), g.W(3, 4)], ("equation", "bi,ij->bj"))),
+        R("Einsum", "bij,bjk->bik, both differentiated", g => g.Node("Einsum", [g.X(2, 3, 4), g.X(2, 4, 5)], ("equation", "bij,bjk->bik"))),
+        R("Einsum", "bij,bk->bk: labels only the differentiated operand has", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(2, 5)], ("equation", "bij,bk->bk"))),
+        R("Einsum", "implicit output bij,jk", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(4, 5)], ("equation", "bij,jk"))),
+        R("Einsum", "...ij,...jk->...ik, the weight broadcast", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(1, 4, 5)], ("equation", "...ij,...jk->...ik"))),
+        R("Einsum", "bi,bi->b: x with itself", g => { var x = g.X(2, 3); g.Node("Einsum", [x, x], ("equation", "bi,bi->b")); }),
+        R("Einsum", "bi,ij,bj->b: three operands, two differentiated", g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("Einsum", [x, g.W(3, 3), g.Node("Sin", [x])], ("equation", "bi,ij,bj->b"));
+        }),
+
         // ---- Pass-through and casts ----
         R("Identity", "", g => g.Node("Identity", [g.X(2, 3)])),
         R("Dropout", "", g => g.Node("Dropout", [g.X(2, 3)])),

@@ -226,6 +226,48 @@ internal static partial class CompiledRules
         return repeats;
     }
 
+    /// <summary>
+    /// Einsum: each operand's directions through the same contraction with a basis label leading its term and the
+    /// output's; going back, the output's cotangent contracted with the other operands (and ones along labels only that
+    /// operand has). With "...", compiled where the operand's batch dimensions are the output's (no broadcast to undo).
+    /// </summary>
+    public static readonly CompiledRule Einsum = new(
+        c =>
+        {
+            var equation = Ops.EinsumEquation.Parse(c.String("equation", ""), c.InputCount);
+            char basis = equation.FreeLabel();
+            string? sum = null;
+            for (int i = 0; i < c.InputCount; i++)
+            {
+                if (c.Tangent(i) is not { } t) continue;
+                var inputs = Enumerable.Range(0, c.InputCount).Select(j => j == i ? c.Emit.Full(t, c.Basis, c.In(i)) : c.In(j)).ToArray();
+                var term = c.Emit.Op("Einsum", inputs, String("equation", equation.WithLabel(basis, i).Text));
+                sum = sum is null ? term : c.Emit.Add(sum, term);
+            }
+            return [sum];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct) return result;
+            var equation = Ops.EinsumEquation.Parse(c.String("equation", ""), c.InputCount);
+            char basis = equation.FreeLabel();
+            for (int i = 0; i < c.InputCount; i++)
+            {
+                if (!c.Needs(i)) continue;
+                var shape = c.Emit.Shape(c.In(i));
+                var output = c.Emit.Shape(c.Out(0));
+                int labels = Ops.EinsumEquation.Labels(equation.Inputs[i]).Length, outputLabels = Ops.EinsumEquation.Labels(equation.Output).Length;
+                if (!shape[..^labels].SequenceEqual(output[..^outputLabels]))
+                    throw new NotCompilableException($"Einsum '{c.Out(0)}' broadcasts the batch dimensions of its input {i}; compiled where they are the output's");
+                var (pullback, own) = equation.Pullback(basis, i);
+                string[] inputs = [c.Emit.Full(ct, c.Basis, c.Out(0)), .. Enumerable.Range(0, c.InputCount).Where(j => j != i).Select(c.In),
+                    .. own.Select(l => { long n = equation.Size(i, l, shape); return c.Emit.Floats([.. Enumerable.Repeat(1f, (int)n)], n); })];
+                result[i] = c.Emit.Op("Einsum", inputs, String("equation", pullback.Text));
+            }
+            return result;
+        });
+
     /// <summary>Most entries of a Gather's one-hot matrix: a larger index set or axis stays in the interpreter.</summary>
     private const long MaxOneHotEntries = 1 << 20;
 
