@@ -62,6 +62,13 @@ public static class HostileModels
         new("outer_product", Model([Node("Mul", "outer", ["a", "b"], "p"), Node("Add", "y_", ["x", "p"], "y")], inputShape: [-1, 1],
                 initializers: [Floats("a", 32_768, 1), Floats("b", 1, 32_768)]),
             Planned("node 'outer' (Mul) would make 1,073,741,824 elements", 1 + 1_073_741_824)),
+        // A [1, 4] input tiled 2^30 times along its second axis.
+        new("tile", Model([Node("Tile", "t", ["x", "repeats"], "y")], inputShape: [-1, 4], initializers: [Ints("repeats", 1, 1 << 30)]),
+            Planned("node 't' (Tile) would make 4,294,967,296 elements", 4 + 4_294_967_296)),
+        // The outer product of two 32,768-element weights as an Einsum.
+        new("einsum_outer", Model([Node("Einsum", "outer", ["a", "b"], "p", Attr("equation", "ai,aj->ij")), Node("Add", "y_", ["x", "p"], "y")], inputShape: [-1, 1],
+                initializers: [Floats("a", 1, 32_768), Floats("b", 1, 32_768)]),
+            Planned("node 'outer' (Einsum) would make 1,073,741,824 elements", 1 + 1_073_741_824)),
         // One 2^20-element value concatenated with itself 300 times.
         new("concat_repeats", Model([Node("ConstantOfShape", "c", ["shape"], "c0"), Node("Concat", "cat", Enumerable.Repeat("c0", 300).ToArray(), "y", Attr("axis", 0))],
                 initializers: [Ints("shape", 1, 1 << 20)]),
@@ -139,6 +146,9 @@ public static class HostileModels
         a.Ints.Add(values);
         return a;
     }
+
+    public static AttributeProto Attr(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
 
     public static AttributeProto Attr(string name, TensorProto value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Tensor, T = value };
