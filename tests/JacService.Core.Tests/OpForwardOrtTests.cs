@@ -43,6 +43,7 @@ public class OpForwardOrtTests(ITestOutputHelper output)
         ["HardSwish"] = "ORT runs HardSwish's function body, whose HardSigmoid has no double kernel",
         ["PRelu"] = NoDoubleKernel,
         ["Conv"] = NoDoubleKernel,
+        ["ConvTranspose"] = NoDoubleKernel,
         ["AveragePool"] = NoDoubleKernel,
         ["GlobalAveragePool"] = NoDoubleKernel,
         ["GlobalMaxPool"] = NoDoubleKernel,

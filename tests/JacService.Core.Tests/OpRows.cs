@@ -403,6 +403,14 @@ public static class OpRows
         R("Conv", "2-D one input channel, stride, dilations, asymmetric pads", g =>
             g.Node("Conv", [g.X(1, 1, 7, 6), g.W(2, 1, 2, 3)], ("strides", new[] { 2, 1 }), ("dilations", new[] { 1, 2 }), ("pads", new[] { 1, 0, 0, 2 }))),
         R("Conv", "2-D auto_pad SAME_LOWER", g => g.Node("Conv", [g.X(1, 2, 4, 5), g.W(2, 2, 2, 2)], ("auto_pad", "SAME_LOWER"))),
+        R("ConvTranspose", "1-D stride 2 with bias", g => g.Node("ConvTranspose", [g.X(2, 3, 5), g.W(3, 2, 3), g.W(2)], ("strides", new[] { 2 }))),
+        R("ConvTranspose", "2-D stride 2, asymmetric pads, output_padding", g =>
+            g.Node("ConvTranspose", [g.X(1, 2, 4, 3), g.W(2, 3, 3, 2)], ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 0, 0, 1 }), ("output_padding", new[] { 1, 0 }))),
+        R("ConvTranspose", "2-D groups 2, dilations", g =>
+            g.Node("ConvTranspose", [g.X(1, 4, 3, 3), g.W(4, 1, 2, 2)], ("group", 2), ("dilations", new[] { 2, 1 }))),
+        // One output channel, no groups: the transpose runs as one matrix product folded back (col2im).
+        R("ConvTranspose", "2-D one output channel, stride 2, pads 1, bias", g =>
+            g.Node("ConvTranspose", [g.X(2, 3, 4, 4), g.W(3, 1, 3, 3), g.W(1)], ("strides", new[] { 2, 2 }), ("pads", new[] { 1, 1, 1, 1 }))),
         R("MaxPool", "2-D kernel 2 stride 2", g =>
             g.Node("MaxPool", [g.X(Distinct, 1, 2, 5, 5)], ("kernel_shape", new[] { 2, 2 }), ("strides", new[] { 2, 2 }))),
         // Windows that tile the input go through TiledPool instead of libtorch's pooling kernels.

@@ -28,6 +28,27 @@ internal static partial class CompiledRules
             return result;
         });
 
+    /// <summary>ConvTranspose by weights: the same op (no bias) of the directions going forward, Conv by the same weights of the cotangent padded back.</summary>
+    public static readonly CompiledRule ConvTranspose = new(
+        c =>
+        {
+            RefuseWeights(c, 1, 2);
+            if (c.Tangent(0) is not { } t) return [null];
+            return [Unfolded(c, c.Emit.Op("ConvTranspose", [Folded(c, t, c.In(0)), c.In(1)], [.. c.Attributes]), c.Out(0))];
+        },
+        c =>
+        {
+            RefuseWeights(c, 1, 2);
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            int spatial = c.Emit.Rank(c.In(0)) - 2;
+            var pads = c.String("auto_pad", "NOTSET") == "VALID" ? new long[2 * spatial] : c.Ints("pads") ?? new long[2 * spatial];
+            var padded = c.Emit.Op("Pad", Folded(c, ct, c.Out(0)), c.Emit.Ints([0, 0, .. pads[..spatial], 0, 0, .. pads[spatial..]]));
+            AttributeProto[] attributes = [IntList("strides", Ones(c, "strides")), IntList("dilations", Ones(c, "dilations")), Int("group", c.Int("group", 1))];
+            result[0] = Unfolded(c, c.Emit.Op("Conv", [padded, c.In(1)], attributes), c.In(0));
+            return result;
+        });
+
     /// <summary>
     /// AveragePool: the same pool of the directions going forward; going back, each cotangent is spread over its window
     /// by a ConvTranspose with a per-channel kernel of 1/|window|, which holds where every window divides by its full size.

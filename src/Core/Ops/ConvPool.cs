@@ -127,6 +127,23 @@ internal static class ConvPool
         return Sizes.Times(Sizes.Times(x[0], Sizes.Plus(x[1], w[0])), PaddedSpatial(c, x[2..], w[2..]));
     }
 
+    /// <summary>The uncropped output [N, C_out, ..s(n − 1) + d(k − 1) + 1 + output_padding], and as much again for the stuffed input.</summary>
+    public static long ConvTransposeAllocates(OpContext c)
+    {
+        long[] x = c.In(0).Shape, w = c.In(1).Shape;
+        // ConvTranspose refuses these shapes when it runs.
+        if (x.Length is not (3 or 4) || w.Length != x.Length) return 0;
+        int n = x.Length - 2;
+        var strides = c.Attr.Ints("strides") ?? Enumerable.Repeat(1L, n).ToArray();
+        var dilations = c.Attr.Ints("dilations") ?? Enumerable.Repeat(1L, n).ToArray();
+        var outputPadding = c.Attr.Ints("output_padding") ?? new long[n];
+        if (strides.Length != n || dilations.Length != n || outputPadding.Length != n) return 0;
+        var full = Enumerable.Range(0, n).Select(i =>
+            Sizes.Plus(Sizes.Plus(Sizes.Times(strides[i], Math.Max(1, x[2 + i])), Sizes.Times(dilations[i], Math.Max(1, w[2 + i]))), Math.Max(0, outputPadding[i])));
+        var output = Sizes.Elements([x[0], Sizes.Times(w[1], Math.Max(1, c.Attr.Int("group", 1))), .. full]);
+        return Sizes.Times(output, 2);
+    }
+
     /// <summary>The padded input, the output and MaxPool's indices, each at most [N, C, ..padded spatial].</summary>
     public static long PoolAllocates(OpContext c)
     {
@@ -174,6 +191,80 @@ internal static class ConvPool
 
         var y = Apply(x.Value, bias);
         return [new Dual(y, x.Tangent is null ? null : Tangents.FoldBasis(x.Tangent, t => Apply(t, null)))];
+    }
+
+    /// <summary>ConvTranspose with explicit pads (what exporters write): auto_pad and output_shape are refused at load.</summary>
+    public static string? ValidateTransposed(GraphNode node, int opset)
+    {
+        if (node.Attributes.Has("output_shape")) return "output_shape is not supported; export with explicit pads and output_padding";
+        var autoPad = node.Attributes.String("auto_pad", "NOTSET");
+        if (autoPad is not ("NOTSET" or "VALID")) return $"auto_pad '{autoPad}' is not supported; export with explicit pads";
+        return ValidateSpatial(node, opset);
+    }
+
+    /// <summary>
+    /// ConvTranspose: the transposed convolution of x by w ([C_in, C_out / group, ..kernel]) to its full size
+    /// s(n − 1) + d(k − 1) + 1 + output_padding, cropped by the pads, plus the bias; the tangent alike without the bias.
+    /// </summary>
+    public static Dual[] ConvTranspose(OpContext c)
+    {
+        var x = c.In(0);
+        var w = c.In(1).Value;
+        var bias = c.Optional(2)?.Value;
+        var (g, group, full, outputPadding) = TransposedLayout(c, x.Shape, w);
+        var transposed = TransposedConvolution(w, group, g, new long[full.Length], full, outputPadding, w.device_type);
+        var crop = g.PadArgument.Select(p => -p).ToArray();
+        Tensor Apply(Tensor v) => g.Begin.Concat(g.End).All(p => p == 0) ? transposed(v) : F.pad(transposed(v), crop);
+        var y = Apply(x.Value);
+        if (bias is not null)
+        {
+            Shapes.Require(bias.Dims().SequenceEqual([y.size(1)]), () => $"ConvTranspose bias {Shapes.Text(bias.Dims())} does not match {y.size(1)} output channels");
+            y = y.Plus(bias.reshape([y.size(1), .. Enumerable.Repeat(1L, full.Length)]));
+        }
+        return [new Dual(y, x.Tangent is null ? null : Tangents.FoldBasis(x.Tangent, Apply))];
+    }
+
+    /// <summary>ConvTranspose's transpose is the convolution by the same weights of the cotangent padded back to the full size.</summary>
+    public static Tensor?[] ConvTransposeVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var w = c.In(1);
+        var (g, group, _, _) = TransposedLayout(c.Primal(), c.In(0).Dims(), w);
+        bool oneD = g.Kernel.Length == 1;
+        result[0] = Tangents.FoldBasis(ct, v =>
+        {
+            var padded = F.pad(v, g.PadArgument);
+            return oneD
+                ? F.conv1d(padded, w, null, g.Strides[0], 0, g.Dilations[0], group)
+                : F.conv2d(padded, w, null, g.Strides, [0, 0], g.Dilations, group);
+        });
+        return result;
+    }
+
+    /// <summary>ConvTranspose's geometry, group, full (uncropped) output size and output_padding, checked against x and w.</summary>
+    private static (Geometry G, long Group, long[] Full, long[] OutputPadding) TransposedLayout(OpContext c, long[] x, Tensor w)
+    {
+        Shapes.Require(x.Length is 3 or 4, () => $"ConvTranspose supports 1-D and 2-D inputs [N, C, ...], got {Shapes.Text(x)}");
+        int n = x.Length - 2;
+        long group = c.Attr.Int("group", 1);
+        Shapes.Require(w.dim() == x.Length && group > 0 && w.size(0) == x[1] && x[1] % group == 0,
+            () => $"ConvTranspose weight {Shapes.Text(w.Dims())} with group {group} does not fit input {Shapes.Text(x)}");
+        var kernel = c.Attr.Ints("kernel_shape") ?? w.Dims()[2..];
+        Shapes.Require(kernel.SequenceEqual(w.Dims()[2..]), () => $"kernel_shape {Shapes.Text(kernel)} differs from the weight {Shapes.Text(w.Dims())}");
+        var strides = c.Attr.Ints("strides") ?? Enumerable.Repeat(1L, n).ToArray();
+        var dilations = c.Attr.Ints("dilations") ?? Enumerable.Repeat(1L, n).ToArray();
+        var pads = c.Attr.String("auto_pad", "NOTSET") == "VALID" ? new long[2 * n] : c.Attr.Ints("pads") ?? new long[2 * n];
+        var outputPadding = c.Attr.Ints("output_padding") ?? new long[n];
+        Shapes.Require(strides.Length == n && dilations.Length == n && pads.Length == 2 * n && outputPadding.Length == n,
+            () => $"strides, dilations, pads or output_padding do not match {n} spatial axes");
+        Shapes.Require(strides.All(v => v > 0) && dilations.All(v => v > 0) && pads.All(v => v >= 0)
+                && outputPadding.Select((p, i) => p >= 0 && p < Math.Max(strides[i], dilations[i])).All(ok => ok),
+            () => "strides and dilations must be positive, pads non-negative, and output_padding below the stride or the dilation");
+        var full = Enumerable.Range(0, n).Select(i => strides[i] * (x[2 + i] - 1) + dilations[i] * (kernel[i] - 1) + 1 + outputPadding[i]).ToArray();
+        Shapes.Require(full.Select((f, i) => f > pads[i] + pads[n + i]).All(ok => ok),
+            () => $"ConvTranspose pads {Shapes.Text(pads)} crop away the whole output {Shapes.Text(full)}");
+        return (new Geometry(kernel, strides, dilations, pads[..n], pads[n..]), group, full, outputPadding);
     }
 
     public static Dual[] MaxPool(OpContext c)
@@ -261,7 +352,20 @@ internal static class ConvPool
         var outSize = ct.Dims()[3..];
         // Rows the strided forward never reached are restored by output_padding (always < stride).
         var outputPadding = size.Select((d, i) => d + 2 * padding[i] - ((outSize[i] - 1) * g.Strides[i] + g.Dilations[i] * (g.Kernel[i] - 1) + 1)).ToArray();
-        bool oneD = spatial.Length == 1;
+        var transposed = TransposedConvolution(w, group, g, padding, size, outputPadding, ct.device_type);
+        result[0] = Tangents.FoldBasis(ct, v => g.Symmetric ? transposed(v) : F.pad(transposed(v), g.PadArgument.Select(p => -p).ToArray()));
+        return result;
+    }
+
+    /// <summary>
+    /// The transposed convolution by <paramref name="w"/> ([C_in, C_out / group, ..kernel], conv_transpose's layout) of
+    /// [N, C_in, ..] to [N, C_out, ..size], with symmetric <paramref name="padding"/> taken off each side and
+    /// <paramref name="outputPadding"/> cells added at the end: Conv's transpose, and ConvTranspose itself.
+    /// </summary>
+    private static Func<Tensor, Tensor> TransposedConvolution(Tensor w, long group, Geometry g, long[] padding, long[] size, long[] outputPadding,
+        TorchSharp.DeviceType device)
+    {
+        bool oneD = size.Length == 1;
         // With unit strides (on the CPU, any: below) the transpose is itself a convolution, with the kernel flipped and its
         // channel axes swapped per group and padding d(k - 1) - p; libtorch's convolution is several times faster here than its transposed
         // one (small_cnn's first layer: 15 ms against ~3 ms per batch of 256).
@@ -276,35 +380,33 @@ internal static class ConvPool
         // deconvolution, float32) answers wrongly on one thread, as executors run (Batching:IntraOpThreads=1). On the op
         // row "Conv 2-D auto_pad SAME_UPPER stride 2" 200 of 200 calls dropped a kernel tap (1 of 200 on two threads); its
         // convolution was right in all of them (ConvTransposeTests).
-        bool onCpu = ct.device_type == TorchSharp.DeviceType.CPU;
+        bool onCpu = device == TorchSharp.DeviceType.CPU;
         bool asConvolution = !viaFold && (onCpu || g.Strides.All(s => s == 1) && flippedPadding.All(p => p >= 0));
         var flipped = asConvolution ? FlippedKernel(w, group) : null;
         var taps = viaFold ? w.reshape(w.size(0), -1).t() : null;
-        result[0] = Tangents.FoldBasis(ct, v =>
+        return v =>
         {
-            Tensor r;
+            var inSize = v.Dims()[2..];
             if (taps is not null)
-                r = F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), outSize[0] * outSize[1])), (size[0], size[1]),
+                return F.fold(LinearAlgebra.Product(taps, v.reshape(v.size(0), v.size(1), inSize[0] * inSize[1])), (size[0], size[1]),
                     (g.Kernel[0], g.Kernel[1]), (g.Dilations[0], g.Dilations[1]), (padding[0], padding[1]), (g.Strides[0], g.Strides[1]));
-            else if (flipped is not null)
+            if (flipped is not null)
             {
                 var stuffed = Stuffed(v, g.Strides, outputPadding);
                 var inner = flippedPadding.Select(p => Math.Max(p, 0)).ToArray();
-                r = oneD
+                var r = oneD
                     ? F.conv1d(stuffed, flipped, null, 1, inner[0], g.Dilations[0], group)
                     : F.conv2d(stuffed, flipped, null, [1, 1], inner, g.Dilations, group);
                 // Padding past the kernel's reach (p > d(k - 1)) crops the result instead.
                 for (int i = 0; i < flippedPadding.Length; i++)
                     if (flippedPadding[i] < 0) r = r.narrow(2 + i, -flippedPadding[i], r.size(2 + i) + 2 * flippedPadding[i]);
+                return r;
             }
-            else
-                r = oneD
-                    ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
-                        [0, outputPadding[0]], [1, g.Dilations[0]], group).squeeze(2)
-                    : nn.functional.conv_transpose2d(v, w, null, g.Strides, padding, outputPadding, g.Dilations, group);
-            return g.Symmetric ? r : F.pad(r, g.PadArgument.Select(p => -p).ToArray());
-        });
-        return result;
+            return oneD
+                ? nn.functional.conv_transpose2d(v.unsqueeze(2), w.unsqueeze(2), null, [1, g.Strides[0]], [0, padding[0]],
+                    [0, outputPadding[0]], [1, g.Dilations[0]], group).squeeze(2)
+                : nn.functional.conv_transpose2d(v, w, null, g.Strides, padding, outputPadding, g.Dilations, group);
+        };
     }
 
     /// <summary>

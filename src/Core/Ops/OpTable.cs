@@ -215,6 +215,8 @@ public static class OpTable
             // Convolution and pooling (1-D and 2-D).
             .Add(new OpRule("Conv", OpKind.Convolution, ConvPool.Conv, ConvPool.ConvVjp)
                 { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateSpatial, Curvature = OpRule.Linear, Allocates = ConvPool.ConvAllocates, Compiled = Emitted.Conv })
+            .Add(new OpRule("ConvTranspose", OpKind.Convolution, ConvPool.ConvTranspose, ConvPool.ConvTransposeVjp)
+                { NonDifferentiableInputs = [1, 2], Validate = ConvPool.ValidateTransposed, Curvature = OpRule.Linear, Allocates = ConvPool.ConvTransposeAllocates, Compiled = Emitted.ConvTranspose })
             .Add(new OpRule("MaxPool", OpKind.Pooling, ConvPool.MaxPool, ConvPool.MaxPoolVjp) { Validate = ConvPool.ValidatePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.MaxPool })
             .Add(new OpRule("AveragePool", OpKind.Pooling, ConvPool.AveragePool, ConvPool.AveragePoolVjp) { Validate = ConvPool.ValidateAveragePool, Curvature = OpRule.Linear, Allocates = ConvPool.PoolAllocates, Compiled = Emitted.AveragePool })
             .Add(new OpRule("GlobalMaxPool", OpKind.Pooling, Reductions.GlobalMaxPool, Reductions.GlobalMaxPoolVjp)
