@@ -48,7 +48,7 @@ public class LaterOpsetTests
                 var result = model.Jacobian(inputs, model.ResolveWrt(wrt), model.ResolveOf([]), mode);
                 foreach (var (output, expected) in perOutput)
                     Compare.Close(expected, result.Jacobians[output].Shape, result.Jacobians[output].Data, 1e-4, $"{name} d{output}/d{wrt} ({mode}) at opset {opset}");
-                // The same graphs compile at either opset (ReduceMean's axes, an input from 18, included).
+                // The same graphs compile at either opset (the reductions' axes, an input from 18, included).
                 Assert.True(asExported.Jacobian(inputs, model.ResolveWrt(wrt), model.ResolveOf([]), mode).Compiled == result.Compiled,
                     string.Join("; ", model.CompiledDerivatives.Select(d => d.Note)));
             }

@@ -5,7 +5,7 @@ namespace JacService.Core.Tests;
 
 /// <summary>
 /// Rewrites a model exported at opset 13-17 as an exporter writes the same graph at a later opset: the default domain's
-/// import and the IR version that opset came with, and ReduceMean's axes moved from an attribute to an input (opset
+/// import and the IR version that opset came with, and the reductions' axes moved from an attribute to an input (opset
 /// 18). No other op of the fixtures changed meaning up to opset 26. The local exporter (torch 1.13) stops at opset 17.
 /// </summary>
 public static class OpsetUpgrade
@@ -16,12 +16,16 @@ public static class OpsetUpgrade
         [18] = 8, [19] = 9, [20] = 9, [21] = 10, [22] = 10, [23] = 11, [24] = 12, [25] = 13, [26] = 13,
     };
 
+    /// <summary>The reductions whose axes became an input in opset 18 (ReduceSum's did in 13).</summary>
+    private static readonly HashSet<string> AxesInputFrom18 =
+        ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "ReduceSumSquare"];
+
     public static byte[] To(byte[] bytes, int opset)
     {
         var model = ModelProto.Parser.ParseFrom(bytes);
         model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version = opset;
         model.IrVersion = Math.Max(model.IrVersion, IrVersions[opset]);
-        foreach (var node in model.Graph.Node.Where(n => n.OpType == "ReduceMean"))
+        foreach (var node in model.Graph.Node.Where(n => AxesInputFrom18.Contains(n.OpType)))
         {
             if (node.Attribute.FirstOrDefault(a => a.Name == "axes") is not { } axes) continue;
             node.Attribute.Remove(axes);
