@@ -37,7 +37,7 @@ public static class Fixtures
                 : null);
     }
 
-    /// <summary>The models whose reference has second-order keys (every model but small_cnn today).</summary>
+    /// <summary>The models whose reference has second-order keys (every model but the convolutional ones, small_cnn and conv_decoder, today).</summary>
     public static IEnumerable<string> SecondOrderNames => Names.Where(HasSecondOrder);
 
     /// <summary>Whether the reference of <paramref name="name"/> has second-order keys (without converting its numbers).</summary>

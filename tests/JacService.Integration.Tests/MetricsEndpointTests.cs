@@ -86,13 +86,13 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.Equal(Jacobians, Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "jacobian"), ("mode", "forward"))
             + Sum(samples, "jacservice_batch_size_sum", ("model", Traffic.Model), ("kind", "jacobian"), ("mode", "reverse")));
         Assert.True(Sum(samples, "jacservice_batch_padded_rows_total", ("kind", "predict")) > 0, "3-row batches padded to 4 should count padded rows");
-        // ServerProcess's repository: every fixture's version 1 plus mlp_tanh/2 load; 7 broken ones (garbage, missing_file,
-        // unsupported_op, invalid_graph and 3 bad config.json files) fail.
-        Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_models_loaded", ("state", "ready")));
+        // ServerProcess's repository: every fixture's version 1 plus mlp_tanh/2 and mixed_activations at opset 20 load; 7
+        // broken ones (garbage, missing_file, unsupported_op, invalid_graph and 3 bad config.json files) fail.
+        Assert.Equal(Testing.Fixtures.Names.Count() + 2, Sum(samples, "jacservice_models_loaded", ("state", "ready")));
         Assert.Equal(7, Sum(samples, "jacservice_models_loaded", ("state", "failed")));
         Assert.Equal(0, Sum(samples, "jacservice_models_loaded", ("state", "loading")));
         // Every fixture is float32 in and out: ONNX Runtime serves each READY version's Predict.
-        Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_predict_runtime", ("runtime", "onnxruntime")));
+        Assert.Equal(Testing.Fixtures.Names.Count() + 2, Sum(samples, "jacservice_model_predict_runtime", ("runtime", "onnxruntime")));
         Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_loads_total", ("outcome", "ready")));
         Assert.Equal(7, Sum(samples, "jacservice_model_loads_total", ("outcome", "failed")));
         Has(samples, text, "jacservice_queue_depth for mlp_tanh version 2 (the latest)",

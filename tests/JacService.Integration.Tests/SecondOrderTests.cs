@@ -215,7 +215,7 @@ public class SecondOrderTests(ServerProcess server)
 
     public static TheoryData<string> ModelsWithSecondOrderReferences => new(Fixtures.SecondOrderNames);
 
-    /// <summary>The fixtures' functorch references (float64): every model but small_cnn, whose Hessian would be ~120 MB of JSON.</summary>
+    /// <summary>The fixtures' functorch references (float64): every model but small_cnn, whose Hessian would be ~120 MB of JSON, and conv_decoder.</summary>
     [Theory]
     [MemberData(nameof(ModelsWithSecondOrderReferences))]
     public async Task MatchesTheReferences(string name)

@@ -12,7 +12,7 @@ namespace JacService.Integration.Tests;
 /// fixture model next to broken ones (garbage bytes, an unsupported op, an invalid graph, a missing file, and
 /// good models under bad config.json files).
 /// </summary>
-public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
+public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
 {
     private Process _process = new();
     private bool _started;
@@ -185,15 +185,11 @@ public sealed class ServerProcess : IAsyncLifetime, IAsyncDisposable
 
         // A second, newer version of mlp_tanh so "latest" resolution is exercised.
         CopyVersion(Path.Combine(Fixtures.ModelsDir, "mlp_tanh", "1"), Path.Combine(RepositoryRoot, "mlp_tanh", "2"));
-
-        // mixed_activations as an exporter writes it at opset 20, where its reductions take their axes as inputs.
-        var later = Path.Combine(RepositoryRoot, LaterOpsetModel, "1");
-        Directory.CreateDirectory(later);
-        File.WriteAllBytes(Path.Combine(later, "model.onnx"), Core.Tests.OpsetUpgrade.To(File.ReadAllBytes(Fixtures.ModelPath("mixed_activations")), 20));
+        AddModelsBuiltHere();
     }
 
-    /// <summary>The fixture served at a later opset than it was exported with (<see cref="BuildRepository"/>).</summary>
-    public const string LaterOpsetModel = "mixed_activations_opset20";
+    /// <summary>Models the test project writes itself (the integration tests: a fixture at a later opset); none elsewhere.</summary>
+    partial void AddModelsBuiltHere();
 
     private static readonly (string Name, string Config)[] BadConfigs =
     [
