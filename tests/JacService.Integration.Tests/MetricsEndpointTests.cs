@@ -93,7 +93,7 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
         Assert.Equal(0, Sum(samples, "jacservice_models_loaded", ("state", "loading")));
         // Every fixture is float32 in and out: ONNX Runtime serves each READY version's Predict.
         Assert.Equal(Testing.Fixtures.Names.Count() + 2, Sum(samples, "jacservice_model_predict_runtime", ("runtime", "onnxruntime")));
-        Assert.Equal(Testing.Fixtures.Names.Count() + 1, Sum(samples, "jacservice_model_loads_total", ("outcome", "ready")));
+        Assert.Equal(Testing.Fixtures.Names.Count() + 2, Sum(samples, "jacservice_model_loads_total", ("outcome", "ready")));
         Assert.Equal(7, Sum(samples, "jacservice_model_loads_total", ("outcome", "failed")));
         Has(samples, text, "jacservice_queue_depth for mlp_tanh version 2 (the latest)",
             s => s.Name == "jacservice_queue_depth" && s.Labels["model"] == Traffic.Model && s.Labels["version"] == "2");
