@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using JacService.Core.Onnx;
 using static TorchSharp.torch;
 
@@ -23,7 +24,11 @@ internal static class Contractions
         }
     }
 
-    private static EinsumEquation EquationOf(NodeAttributes attributes, int operands) => EinsumEquation.Parse(attributes.String("equation", ""), operands);
+    // Parsed once per equation (load validated each one): the interpreter reads it on every call.
+    private static readonly ConcurrentDictionary<(string Equation, int Operands), EinsumEquation> Parsed = new();
+
+    private static EinsumEquation EquationOf(NodeAttributes attributes, int operands) =>
+        Parsed.GetOrAdd((attributes.String("equation", ""), operands), key => EinsumEquation.Parse(key.Equation, key.Operands));
 
     public static Dual[] Einsum(OpContext c)
     {
