@@ -264,6 +264,25 @@ public static class OpRows
             g.Node("GatherElements", [g.X(3, 4), g.IntsShaped([3, 2], 3, 3, 0, 2, 1, 0)], ("axis", -1))),
         R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
         R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
+        R("Trilu", "upper from diagonal 1 (opset 14)", g =>
+        {
+            g.Opset = 14;
+            g.Node("Trilu", [g.X(2, 3, 4), g.IntsShaped([], 1)]);
+        }, x => [x[0].triu(1)]),
+        R("Trilu", "lower (opset 14)", g =>
+        {
+            g.Opset = 14;
+            g.Node("Trilu", [g.X(2, 4, 3)], ("upper", 0));
+        }, x => [x[0].tril()]),
+        // Positions 0..4 as a float grid: Range's inputs are constants, so it is a value without a derivative.
+        R("Range", "int64 positions times x", g =>
+        {
+            var x = g.X(2, 5);
+            var positions = g.Node("Range", [g.IntsShaped([], 0), g.IntsShaped([], 5), g.IntsShaped([], 1)]);
+            g.Node("Mul", [x, g.Node("Cast", [positions], ("to", OnnxType.Float))]);
+        }, x => [x[0] * tensor(new[] { 0.0, 1, 2, 3, 4 })]),
+        R("Range", "float from 2.5 down by 0.5, plus x", g => g.Node("Add", [g.X(2, 5), g.Node("Range", [g.Scalar(2.5), g.Scalar(0), g.Scalar(-0.5)])]),
+            x => [x[0].Plus(tensor(new[] { 2.5, 2, 1.5, 1, 0.5 }))]),
         R("Concat", "axis 1, only the first input differentiated", g => g.Node("Concat", [g.X(2, 3), g.W(2, 2)], ("axis", 1))),
         R("Concat", "axis 0, both differentiated", g => g.Node("Concat", [g.X(2, 3), g.X(1, 3)], ("axis", 0))),
         R("Concat", "axis -1, the middle of three differentiated", g => g.Node("Concat", [g.W(2, 2), g.X(2, 3), g.W(2, 1)], ("axis", -1))),

@@ -201,6 +201,14 @@ internal static partial class CompiledRules
     private static string BasisIndices(OnnxRuleContext c) =>
         c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.In(1)));
 
+    /// <summary>Trilu on the last two axes: the same triangle of the directions, both ways (a projection).</summary>
+    public static readonly CompiledRule Trilu = new(
+        c => [c.Tangent(0) is { } t ? Triangle(c, c.Emit.Full(t, c.Basis, c.In(0))) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Triangle(c, c.Emit.Full(ct, c.Basis, c.Out(0))) : null, null]);
+
+    private static string Triangle(OnnxRuleContext c, string direction) =>
+        c.Emit.Op("Trilu", c.InputCount > 1 && c.In(1).Length > 0 ? [direction, c.In(1)] : [direction], Int("upper", c.Int("upper", 1)));
+
     /// <summary>Tile with the batch axis untiled: the directions tiled alike, the cotangent's tiles summed back.</summary>
     public static readonly CompiledRule Tile = new(
         c =>

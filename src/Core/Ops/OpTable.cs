@@ -185,6 +185,9 @@ public static class OpTable
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
             .Add(new OpRule("GatherElements", OpKind.Shape, ShapeOps.GatherElements, ShapeOps.GatherElementsVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GatherElements })
             .Add(new OpRule("Tile", OpKind.Shape, ShapeOps.Tile, ShapeOps.TileVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.TileAllocates, Compiled = Emitted.Tile })
+            .Linear("Trilu", OpKind.Shape, ShapeOps.Triangle, (c, t, _) => ShapeOps.Triangle(c, t), (c, ct) => ShapeOps.Triangle(c.Primal(), ct), compiled: Emitted.Trilu, since: 14)
+            // A grid of positions: no derivative flows through, and a request whose wrt feeds its bounds is refused.
+            .Add(new OpRule("Range", OpKind.Constant, ShapeOps.Range, OpRule.NoVjp) { NonDifferentiableInputs = [0, 1, 2], Curvature = OpRule.Linear, Allocates = ShapeOps.RangeAllocates })
             .Add(new OpRule("Concat", OpKind.Shape, ShapeOps.Concat, ShapeOps.ConcatVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConcatAllocates, Compiled = Emitted.Concat })
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Validate = ShapeOps.ValidateSplit, Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })

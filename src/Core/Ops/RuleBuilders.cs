@@ -74,7 +74,7 @@ internal sealed class RuleTableBuilder
     /// the cotangent through its transpose (given as a function of the context and the cotangent).
     /// </summary>
     public RuleTableBuilder Linear(string op, OpKind kind, Func<OpContext, Tensor, Tensor> f, Func<OpContext, Tensor, Tensor, Tensor> onTangent,
-        Func<VjpContext, Tensor, Tensor> transpose, Func<Onnx.GraphNode, int, string?>? validate = null, Compiled.CompiledRule? compiled = null) =>
+        Func<VjpContext, Tensor, Tensor> transpose, Func<Onnx.GraphNode, int, string?>? validate = null, Compiled.CompiledRule? compiled = null, int since = 0) =>
         Add(new OpRule(op, kind,
             c =>
             {
@@ -83,7 +83,7 @@ internal sealed class RuleTableBuilder
                 return [new Dual(y, x.Tangent is null ? null : onTangent(c, x.Tangent, y))];
             },
             c => [c.Cotangent(0) is { } ct && c.Needs(0) ? transpose(c, ct) : null])
-        { Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray(), Curvature = OpRule.Linear, Compiled = compiled });
+        { Since = since, Validate = validate ?? ((_, _) => null), NonDifferentiableInputs = Enumerable.Range(1, 4).ToArray(), Curvature = OpRule.Linear, Compiled = compiled });
 
     /// <summary>A linear op whose output is its input reshaped: the tangent is reshaped to [K, ..y.shape], the cotangent back.</summary>
     public RuleTableBuilder Reshaping(string op, Func<OpContext, Tensor, Tensor> f) =>

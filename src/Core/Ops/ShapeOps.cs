@@ -186,6 +186,42 @@ internal static class ShapeOps
         return Sizes.Elements([.. c.In(0).Shape, .. repeats]);
     }
 
+    /// <summary>
+    /// Range: start, start + delta, ... below limit (above it for a negative delta), ⌈(limit − start) / delta⌉ values
+    /// or none. Its inputs must not depend on wrt (a position grid, not a function of the input).
+    /// </summary>
+    public static Dual[] Range(OpContext c)
+    {
+        var start = c.In(0).Value;
+        long count = RangeCount(c);
+        if (start.dtype == ScalarType.Int64)
+        {
+            long from = HostValues.Ints(start)[0], step = HostValues.Ints(c.In(2).Value)[0];
+            return [new Dual(arange(L(0), L(count), L(1), ScalarType.Int64).mul(L(step)).add(L(from), L(1)), null)];
+        }
+        double first = HostValues.Reals(start)[0], delta = HostValues.Reals(c.In(2).Value)[0];
+        return [new Dual(arange(L(0), L(count), L(1), start.dtype).mul(S(delta)).add(S(first), S(1)), null)];
+    }
+
+    public static long RangeAllocates(OpContext c) => RangeCount(c);
+
+    private static long RangeCount(OpContext c)
+    {
+        var (start, limit, delta) = (HostValues.Reals(c.In(0).Value), HostValues.Reals(c.In(1).Value), HostValues.Reals(c.In(2).Value));
+        Shapes.Require(start.Length == 1 && limit.Length == 1 && delta.Length == 1, () => "Range takes a scalar start, limit and delta");
+        Shapes.Require(delta[0] != 0 && double.IsFinite(start[0]) && double.IsFinite(limit[0]) && double.IsFinite(delta[0]),
+            () => $"Range from {start[0]} to {limit[0]} by {delta[0]} does not end");
+        double count = Math.Ceiling((limit[0] - start[0]) / delta[0]);
+        return count <= 0 ? 0 : count >= long.MaxValue ? long.MaxValue : (long)count;
+    }
+
+    /// <summary>Trilu: the upper (or lower) triangle of the last two axes from diagonal k; a projection, its own transpose.</summary>
+    public static Tensor Triangle(OpContext c, Tensor v)
+    {
+        long k = c.Optional(1) is { } d ? HostValues.Ints(d.Value)[0] : 0;
+        return c.Attr.Int("upper", 1) != 0 ? v.triu(k) : v.tril(k);
+    }
+
     /// <summary>The gathered values and the flattened indices.</summary>
     public static long GatherAllocates(OpContext c)
     {
