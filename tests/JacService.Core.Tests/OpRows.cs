@@ -264,6 +264,9 @@ public static class OpRows
             g.Node("GatherElements", [g.X(3, 4), g.IntsShaped([3, 2], 3, 3, 0, 2, 1, 0)], ("axis", -1))),
         R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
         R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
+        R("CumSum", "axis 1", g => g.Node("CumSum", [g.X(2, 4, 3), g.IntsShaped([], 1)]), x => [x[0].cumsum(1)]),
+        R("CumSum", "axis -1, exclusive and reverse", g => g.Node("CumSum", [g.X(2, 5), g.IntsShaped([], -1)], ("exclusive", 1), ("reverse", 1))),
+        R("CumSum", "axis 2, exclusive", g => g.Node("CumSum", [g.X(2, 3, 4), g.IntsShaped([], 2)], ("exclusive", 1))),
         R("Trilu", "upper from diagonal 1 (opset 14)", g =>
         {
             g.Opset = 14;

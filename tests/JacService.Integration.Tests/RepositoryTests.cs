@@ -11,7 +11,7 @@ public class RepositoryTests(ServerProcess server)
 {
     [Theory]
     [InlineData("garbage", "not an ONNX model")]
-    [InlineData("unsupported_op", "unsupported op: CumSum (node '")]
+    [InlineData("unsupported_op", "unsupported op: Det (node '")]
     [InlineData("invalid_graph", "consumes")]
     [InlineData("missing_file", "model.onnx not found")]
     [InlineData("config_unknown_key", "config.json: unknown batching setting 'colour'")]

@@ -201,6 +201,19 @@ internal static partial class CompiledRules
     private static string BasisIndices(OnnxRuleContext c) =>
         c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.In(1)));
 
+    /// <summary>CumSum along a per-sample axis the file fixes: the directions summed alike, the cotangent summed the other way.</summary>
+    public static readonly CompiledRule CumSum = new(
+        c => [c.Tangent(0) is { } t ? RunningSum(c, c.Emit.Full(t, c.Basis, c.In(0)), transposed: false) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? RunningSum(c, c.Emit.Full(ct, c.Basis, c.Out(0)), transposed: true) : null, null]);
+
+    private static string RunningSum(OnnxRuleContext c, string direction, bool transposed)
+    {
+        var axis = c.ConstantInput(1) ?? throw new NotCompilableException($"CumSum '{c.Out(0)}' takes an axis the file does not fix");
+        long along = c.SampleAxis(axis[0], c.Emit.Rank(c.In(0))) + 1;
+        bool reverse = (c.Int("reverse", 0) != 0) != transposed;
+        return c.Emit.Op("CumSum", [direction, c.Emit.Ints(along)], Int("exclusive", c.Int("exclusive", 0)), Int("reverse", reverse ? 1 : 0));
+    }
+
     /// <summary>Trilu on the last two axes: the same triangle of the directions, both ways (a projection).</summary>
     public static readonly CompiledRule Trilu = new(
         c => [c.Tangent(0) is { } t ? Triangle(c, c.Emit.Full(t, c.Basis, c.In(0))) : null],

@@ -185,6 +185,9 @@ public static class OpTable
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
             .Add(new OpRule("GatherElements", OpKind.Shape, ShapeOps.GatherElements, ShapeOps.GatherElementsVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GatherElements })
             .Add(new OpRule("Tile", OpKind.Shape, ShapeOps.Tile, ShapeOps.TileVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.TileAllocates, Compiled = Emitted.Tile })
+            // Running sums are linear; their transpose sums the other way.
+            .Linear("CumSum", OpKind.Shape, (c, x) => ShapeOps.CumulativeSum(c, x), (c, t, _) => ShapeOps.CumulativeSum(c, t, shift: 1),
+                (c, ct) => ShapeOps.CumulativeSum(c.Primal(), ct, shift: 1, transposed: true), compiled: Emitted.CumSum)
             .Linear("Trilu", OpKind.Shape, ShapeOps.Triangle, (c, t, _) => ShapeOps.Triangle(c, t), (c, ct) => ShapeOps.Triangle(c.Primal(), ct), compiled: Emitted.Trilu, since: 14)
             // A grid of positions: no derivative flows through, and a request whose wrt feeds its bounds is refused.
             .Add(new OpRule("Range", OpKind.Constant, ShapeOps.Range, OpRule.NoVjp) { NonDifferentiableInputs = [0, 1, 2], Curvature = OpRule.Linear, Allocates = ShapeOps.RangeAllocates })

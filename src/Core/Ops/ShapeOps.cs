@@ -215,6 +215,18 @@ internal static class ShapeOps
         return count <= 0 ? 0 : count >= long.MaxValue ? long.MaxValue : (long)count;
     }
 
+    /// <summary>CumSum of v along the op's axis (its input 1, shifted past a basis axis by <paramref name="shift"/>); <paramref name="transposed"/> runs the other way.</summary>
+    public static Tensor CumulativeSum(OpContext c, Tensor v, long shift = 0, bool transposed = false)
+    {
+        long axis = Shapes.Axis(HostValues.Ints(c.In(1).Value)[0], v.dim() - shift) + shift;
+        bool reverse = (c.Attr.Int("reverse", 0) != 0) != transposed;
+        var source = reverse ? v.flip(axis) : v;
+        var sum = source.cumsum(axis);
+        // An exclusive sum leaves each element out of its own.
+        if (c.Attr.Int("exclusive", 0) != 0) sum = sum.Minus(source);
+        return reverse ? sum.flip(axis) : sum;
+    }
+
     /// <summary>Trilu: the upper (or lower) triangle of the last two axes from diagonal k; a projection, its own transpose.</summary>
     public static Tensor Triangle(OpContext c, Tensor v)
     {
