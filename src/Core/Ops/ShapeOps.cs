@@ -132,15 +132,7 @@ internal static class ShapeOps
         var indices = c.In(1).Value;
         var s = data.Shape;
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
-        long size = s[axis];
-        var flat = indices.flatten().to_type(ScalarType.Int64);
-        if (flat.numel() > 0)
-        {
-            var (min, max) = HostValues.Range(indices);
-            Shapes.Require(min >= -size && max < size,
-                () => $"Gather indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
-            flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
-        }
+        var flat = AxisIndices(indices, s[axis], axis, "Gather").flatten();
         long[] outShape = [.. s[..(int)axis], .. indices.Dims(), .. s[((int)axis + 1)..]];
         var y = data.Value.index_select(axis, flat).reshape(outShape);
         var t = data.Tangent?.index_select(axis + 1, flat).reshape(Tangents.WithBasis(data.Tangent.size(0), outShape));
@@ -158,16 +150,21 @@ internal static class ShapeOps
         return [new Dual(y, t)];
     }
 
-    /// <summary>GatherElements' indices as int64 within [0, size): negative ones count from the end of the axis.</summary>
+    /// <summary>GatherElements' indices, of the data's rank, as int64 within [0, size) of the axis.</summary>
     private static Tensor ElementIndices(Tensor indices, long[] shape, long axis)
     {
-        long size = shape[axis];
         Shapes.Require(indices.dim() == shape.Length, () => $"GatherElements indices {Shapes.Text(indices.Dims())} and data {Shapes.Text(shape)} differ in rank");
-        var flat = indices.to_type(ScalarType.Int64);
-        if (flat.numel() == 0) return flat;
+        return AxisIndices(indices, shape[axis], axis, "GatherElements");
+    }
+
+    /// <summary>Indices into an axis of <paramref name="size"/> as int64 in [0, size): negative ones count from its end, others are refused.</summary>
+    private static Tensor AxisIndices(Tensor indices, long size, long axis, string op)
+    {
+        var within = indices.to_type(ScalarType.Int64);
+        if (within.numel() == 0) return within;
         var (min, max) = HostValues.Range(indices);
-        Shapes.Require(min >= -size && max < size, () => $"GatherElements indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
-        return min >= 0 ? flat : flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
+        Shapes.Require(min >= -size && max < size, () => $"{op} indices range from {min} to {max}, outside [-{size}, {size - 1}] of axis {axis}");
+        return min >= 0 ? within : within.add(within.lt(L(0)).to_type(ScalarType.Int64) * L(size), L(1));
     }
 
     /// <summary>Tile: x repeated along each axis; the tangent tiled alike past the basis axis.</summary>
@@ -458,8 +455,7 @@ internal static class ShapeOps
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var s = c.In(0).Dims();
         long axis = Shapes.Axis(c.Attr.Int("axis", 0), s.Length);
-        var flat = c.In(1).flatten().to_type(ScalarType.Int64);
-        flat = flat.add(flat.lt(L(0)).to_type(ScalarType.Int64) * L(s[axis]), L(1));
+        var flat = AxisIndices(c.In(1), s[axis], axis, "Gather").flatten();
         long k = ct.size(0);
         // Repeated indices add up: index_add is the transpose of index_select.
         var rows = ct.reshape([k, .. s[..(int)axis], flat.numel(), .. s[((int)axis + 1)..]]);
