@@ -72,6 +72,21 @@ public class LaterOpsetTests
             "num_outputs is 3 but the node has 2 outputs"),
         ["Split with sizes and num_outputs"] = (g => { g.Opset = 18; g.Node("Split", 2, [g.X(2, 6), g.Ints(2, 4)], ("axis", 1), ("num_outputs", 2)); },
             "has both a split input and num_outputs"),
+        ["Resize antialias before opset 18"] = (g => { g.Opset = 17; g.Node("Resize", [g.X(1, 2, 4), "", g.Const([1, 1, 0.5], 3)], ("mode", "linear"), ("antialias", 1)); },
+            "the attribute antialias arrived in opset 18 (the model's is 17)"),
+        ["Resize half_pixel_symmetric before opset 19"] = (g =>
+        {
+            g.Opset = 18;
+            g.Node("Resize", [g.X(1, 2, 4), "", g.Const([1, 1, 2], 3)], ("mode", "linear"), ("coordinate_transformation_mode", "half_pixel_symmetric"));
+        }, "coordinate_transformation_mode 'half_pixel_symmetric' is not one of half_pixel, pytorch_half_pixel, align_corners, asymmetric at opset 18"),
+        ["Resize tf_crop_and_resize"] = (g =>
+            g.Node("Resize", [g.X(1, 2, 4), g.Const([0, 0, 0.2, 1, 1, 0.8], 6), g.Const([1, 1, 2], 3)], ("mode", "linear"), ("coordinate_transformation_mode", "tf_crop_and_resize")),
+            "coordinate_transformation_mode 'tf_crop_and_resize' is not supported; export a plain resize and crop with Slice"),
+        ["Resize aspect-ratio policy on axes from the back"] = (g =>
+        {
+            g.Opset = 18;
+            g.Node("Resize", [g.X(1, 2, 4, 6), "", "", g.Ints(2, 2)], ("axes", new long[] { -2, -1 }), ("keep_aspect_ratio_policy", "not_smaller"));
+        }, "keep_aspect_ratio_policy with axes counted from the back ([-2, -1]) is not supported: ONNX Runtime leaves them unresized; name the axes from the front"),
         ["Pad wrap before opset 19"] = (g => { g.Opset = 18; g.Node("Pad", [g.X(2, 3), g.Ints(0, 1, 0, 1)], ("mode", "wrap")); },
             "mode 'wrap' is not supported (constant, reflect, edge)"),
     };
@@ -86,6 +101,30 @@ public class LaterOpsetTests
         var g = new OnnxBuilder();
         build(g);
         var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Theory]
+    [InlineData("scales and sizes", "Resize takes scales or sizes, not both")]
+    [InlineData("neither", "Resize takes scales or sizes, and has neither")]
+    [InlineData("a scale per axis of another rank", "Resize scales give 2 values for 3 axes of [1, 2, 3]")]
+    [InlineData("a negative scale", "Resize scale -2 for axis 2 is not a positive number")]
+    public void AResizeItCannotApplyIsRefusedWithTheReason(string what, string message)
+    {
+        var g = new OnnxBuilder();
+        var x = g.X(1, 2, 3);
+        _ = what switch
+        {
+            "scales and sizes" => g.Node("Resize", [x, "", g.Const([1, 1, 2], 3), g.Ints(1, 2, 6)]),
+            "neither" => g.Node("Resize", [x, ""]),
+            "a scale per axis of another rank" => g.Node("Resize", [x, "", g.Const([1, 2], 2)]),
+            _ => g.Node("Resize", [x, "", g.Const([1, 1, -2], 3)]),
+        };
+        // The batch axis is dynamic, so the node is first planned for a request (a static graph is refused at load);
+        // ONNX Runtime refuses Predict's session for some of these, and Predict falls back to the engine.
+        using var model = ModelVersion.Load(what, 1, OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float), new EngineLimits());
+        using var scope = torch.NewDisposeScope();
+        var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([1, 2, 3], new float[6])], 0, [0], DerivativeMode.Forward));
         Assert.Contains(message, e.Message);
     }
 

@@ -18,6 +18,10 @@ public static class OpRows
     private static readonly Dist N = Dists.Normal, Pos = Dists.Positive, Kink0 = Dists.Away(1, 0), Distinct = Dists.Distinct;
     private static readonly Dist NonZero = (rng, n) => Pos(rng, n).Select(v => rng.Next(2) == 0 ? v : -v).ToArray();
 
+    /// <summary>PyTorch's own resampling, the reference for what torch.onnx.export writes as Resize.</summary>
+    private static Tensor Interpolate(Tensor x, InterpolationMode mode, long[]? size = null, double[]? scale = null, bool? alignCorners = null) =>
+        nn.functional.interpolate(x, size, scale, mode, alignCorners);
+
     private static Row R(string op, string detail, Action<OnnxBuilder> build, Func<Tensor[], Tensor[]>? expected = null) =>
         new(op, detail, build, expected);
 
@@ -333,6 +337,49 @@ public static class OpRows
         {
             g.Opset = 19;
             g.Node("Pad", [g.X(2, 5), g.Ints(0, 2, 0, 3)], ("mode", "wrap"));
+        }),
+
+        // Resize: what torch.onnx.export writes for F.interpolate (scales, or sizes from the input's shape), and each mode.
+        R("Resize", "nearest, scales 2 (torch's default)", g =>
+            g.Node("Resize", [g.X(2, 2, 3, 4), "", g.Const([1, 1, 2, 2], 4)], ("mode", "nearest"), ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor")),
+            x => [Interpolate(x[0], InterpolationMode.Nearest, scale: [2, 2])]),
+        R("Resize", "linear half_pixel, scales 2 (bilinear)", g =>
+            g.Node("Resize", [g.X(2, 2, 3, 4), "", g.Const([1, 1, 2, 2], 4)], ("mode", "linear")),
+            x => [Interpolate(x[0], InterpolationMode.Bilinear, scale: [2, 2], alignCorners: false)]),
+        R("Resize", "linear align_corners, sizes", g =>
+            g.Node("Resize", [g.X(2, 2, 3, 4), "", "", g.Ints(2, 2, 5, 7)], ("mode", "linear"), ("coordinate_transformation_mode", "align_corners")),
+            x => [Interpolate(x[0], InterpolationMode.Bilinear, size: [5, 7], alignCorners: true)]),
+        R("Resize", "cubic half_pixel, sizes from the input's shape (bicubic, size=)", g =>
+        {
+            var x = g.X(2, 2, 3, 4);
+            var lead = g.Node("Slice", [g.Node("Shape", [x]), g.Ints(0), g.Ints(2), g.Ints(0)]);
+            g.Node("Resize", [x, "", "", g.Node("Concat", [lead, g.Ints(5, 7)], ("axis", 0))], ("mode", "cubic"));
+        }, x => [Interpolate(x[0], InterpolationMode.Bicubic, size: [5, 7], alignCorners: false)]),
+        R("Resize", "cubic asymmetric, a -0.5, exclude_outside", g =>
+            g.Node("Resize", [g.X(2, 2, 3, 4), "", g.Const([1, 1, 2, 1.5], 4)], ("mode", "cubic"), ("coordinate_transformation_mode", "asymmetric"),
+                ("cubic_coeff_a", -0.5), ("exclude_outside", 1))),
+        R("Resize", "linear pytorch_half_pixel, downscaling sizes", g =>
+            g.Node("Resize", [g.X(2, 2, 6, 8), "", "", g.Ints(2, 2, 3, 5)], ("mode", "linear"), ("coordinate_transformation_mode", "pytorch_half_pixel"))),
+        R("Resize", "nearest round_prefer_ceil, downscaling sizes", g =>
+            g.Node("Resize", [g.X(2, 2, 6, 8), "", "", g.Ints(2, 2, 4, 5)], ("nearest_mode", "round_prefer_ceil"))),
+        R("Resize", "linear on the last axis of three (torch's linear), scales 1.5", g =>
+            g.Node("Resize", [g.X(2, 3, 4), "", g.Const([1, 1, 1.5], 3)], ("mode", "linear")),
+            x => [Interpolate(x[0], InterpolationMode.Linear, scale: [1.5], alignCorners: false)]),
+        R("Resize", "linear antialias, downscaling axes [2, 3] (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("Resize", [g.X(2, 2, 6, 8), "", g.Const([0.5, 0.375], 2)], ("mode", "linear"), ("antialias", 1), ("axes", new long[] { -2, -1 }));
+        }),
+        R("Resize", "cubic antialias, sizes not_larger on axes [-2, -1] (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("Resize", [g.X(2, 2, 6, 8), "", "", g.Ints(3, 3)], ("mode", "cubic"), ("antialias", 1), ("axes", new long[] { 2, 3 }),
+                ("keep_aspect_ratio_policy", "not_larger"));
+        }),
+        R("Resize", "linear half_pixel_symmetric, scales 1.7 (opset 19)", g =>
+        {
+            g.Opset = 19;
+            g.Node("Resize", [g.X(2, 2, 3, 4), "", g.Const([1, 1, 1.7, 1.7], 4)], ("mode", "linear"), ("coordinate_transformation_mode", "half_pixel_symmetric"));
         }),
 
         // ---- Reductions and normalisations ----

@@ -84,14 +84,28 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     /// </summary>
     public long[]? ConstantInts(string value)
     {
-        var tensor = graph.Initializer.FirstOrDefault(t => t.Name == value)
-            ?? graph.Node.FirstOrDefault(n => n.OpType == "Constant" && n.Output.Contains(value))?.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
+        var tensor = ConstantOf(value);
         if (tensor is null || tensor.DataType != (int)TensorProto.Types.DataType.Int64) return null;
         if (tensor.RawData.IsEmpty) return tensor.Int64Data.ToArray();
         var values = new long[tensor.RawData.Length / sizeof(long)];
         Buffer.BlockCopy(tensor.RawData.ToByteArray(), 0, values, 0, values.Length * sizeof(long));
         return values;
     }
+
+    /// <summary>The values of a float32 tensor the file fixes (a Resize's scales); null where it is computed or not float32.</summary>
+    public float[]? ConstantFloats(string value)
+    {
+        var tensor = ConstantOf(value);
+        if (tensor is null || tensor.DataType != (int)TensorProto.Types.DataType.Float) return null;
+        if (tensor.RawData.IsEmpty) return tensor.FloatData.ToArray();
+        var values = new float[tensor.RawData.Length / sizeof(float)];
+        Buffer.BlockCopy(tensor.RawData.ToByteArray(), 0, values, 0, values.Length * sizeof(float));
+        return values;
+    }
+
+    private TensorProto? ConstantOf(string value) =>
+        graph.Initializer.FirstOrDefault(t => t.Name == value)
+        ?? graph.Node.FirstOrDefault(n => n.OpType == "Constant" && n.Output.Contains(value))?.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
 
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };

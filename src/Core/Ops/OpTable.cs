@@ -195,6 +195,8 @@ public static class OpTable
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Validate = ShapeOps.ValidateSplit, Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
+            .Add(new OpRule("Resize", OpKind.Shape, Resampling.Resize, Resampling.ResizeVjp)
+                { NonDifferentiableInputs = [1, 2, 3], Validate = Resampling.Validate, Curvature = OpRule.Linear, Allocates = Resampling.Allocates, Compiled = Emitted.Resize })
             .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Validate = ShapeOps.ValidatePad, Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
 
             // Reductions and normalisations.
