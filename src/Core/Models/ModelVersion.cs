@@ -32,6 +32,7 @@ public sealed class ModelVersion : IDisposable
         Name = name;
         Version = version;
         Graph = graph;
+        Outputs = graph.Outputs;
         Limits = limits;
         Requests = new RequestValidator(name, graph);
         _parts = new ModelParts(graph, limits);
@@ -52,7 +53,11 @@ public sealed class ModelVersion : IDisposable
     public EngineLimits Limits { get; }
     public RequestValidator Requests { get; }
     public IReadOnlyList<TensorSignature> Inputs => Graph.Inputs;
-    public IReadOnlyList<TensorSignature> Outputs => Graph.Outputs;
+    /// <summary>
+    /// The outputs as the file declares them, with each per-sample axis the file leaves open (an exporter that could not
+    /// infer it through, say, a Resize to computed sizes) filled in from the batch-1 plan where every input's is static.
+    /// </summary>
+    public IReadOnlyList<TensorSignature> Outputs { get; private set; }
 
     /// <summary>Where parameters and passes live ("cpu", "cuda:0"), as GetModel and telemetry report it.</summary>
     public string Device => Limits.Device;
@@ -164,6 +169,10 @@ public sealed class ModelVersion : IDisposable
             {
                 using var scope = NewDisposeScope();
                 using var plan = model._parts.Plans.Lease(SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
+                model.Outputs = graph.Outputs.Select((o, i) => plan.Plan.ValueShapes[graph.OutputIds[i]] is { } planned
+                    && o.Shape.Length == planned.Length && o.Shape.Skip(1).Any(d => d <= 0)
+                        ? o with { Shape = [o.Shape[0], .. o.Shape.Skip(1).Zip(planned.Skip(1), (declared, dim) => declared > 0 ? declared : dim)] }
+                        : o).ToList();
             }
             else
             {
