@@ -165,6 +165,7 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
             case int[] ints: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.Add(ints.Select(i => (long)i)); break;
             case long[] longs: a.Type = AttributeProto.Types.AttributeType.Ints; a.Ints.Add(longs); break;
             case float[] floats: a.Type = AttributeProto.Types.AttributeType.Floats; a.Floats.Add(floats); break;
+            case string[] strings: a.Type = AttributeProto.Types.AttributeType.Strings; a.Strings.Add(strings.Select(ByteString.CopyFromUtf8)); break;
             case TensorProto t: a.Type = AttributeProto.Types.AttributeType.Tensor; a.T = t; break;
             default: throw new ArgumentException($"attribute {name}: unsupported value {value}");
         }

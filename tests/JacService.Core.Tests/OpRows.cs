@@ -530,7 +530,41 @@ public static class OpRows
         R("GlobalMaxPool", "1-D", g => g.Node("GlobalMaxPool", [g.X(Distinct, 2, 3, 5)])),
         R("GlobalAveragePool", "2-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 3, 4)])),
         R("GlobalAveragePool", "1-D", g => g.Node("GlobalAveragePool", [g.X(2, 3, 5)])),
+
+        // ---- Recurrent: batch 2, 3 steps of 3 features, hidden size 2 ----
+        R("LSTM", "as torch exports it (layout 0 between transposes)", g => TimeMajor(g, x => g.Node("LSTM", [x, g.W(1, 8, 3), g.W(1, 8, 2), g.W(1, 16)], ("hidden_size", 2)))),
+        R("LSTM", "bidirectional, batch first, every output, initial states differentiated (opset 14)", g =>
+        {
+            g.Opset = 14;
+            g.Node("LSTM", 3, [g.X(2, 3, 3), g.W(2, 8, 3), g.W(2, 8, 2), g.W(2, 16), "", g.X(2, 2, 2), g.X(2, 2, 2)],
+                ("hidden_size", 2), ("direction", "bidirectional"), ("layout", 1));
+        }),
+        R("LSTM", "reverse, peepholes, HardSigmoid gates, no bias", g =>
+            TimeMajor(g, x => g.Node("LSTM", [x, g.W(1, 8, 3), g.W(1, 8, 2), "", "", "", "", g.W(1, 6)], ("hidden_size", 2), ("direction", "reverse"),
+                ("activations", new[] { "HardSigmoid", "Tanh", "Tanh" }), ("activation_alpha", new[] { 0.25f }), ("activation_beta", new[] { 0.45f })))),
+        R("GRU", "as torch exports it (linear_before_reset, layout 0 between transposes)", g =>
+            TimeMajor(g, x => g.Node("GRU", [x, g.W(1, 6, 3), g.W(1, 6, 2), g.W(1, 12)], ("hidden_size", 2), ("linear_before_reset", 1)))),
+        R("GRU", "bidirectional, reset before the product, batch first, initial state differentiated (opset 14)", g =>
+        {
+            g.Opset = 14;
+            g.Node("GRU", 2, [g.X(2, 3, 3), g.W(2, 6, 3), g.W(2, 6, 2), g.W(2, 12), "", g.X(2, 2, 2)],
+                ("hidden_size", 2), ("direction", "bidirectional"), ("layout", 1));
+        }),
+        R("RNN", "tanh (layout 0 between transposes)", g => TimeMajor(g, x => g.Node("RNN", [x, g.W(1, 2, 3), g.W(1, 2, 2), g.W(1, 4)], ("hidden_size", 2)))),
+        R("RNN", "Relu, reverse (layout 0 between transposes)", g =>
+            TimeMajor(g, x => g.Node("RNN", [x, g.W(1, 2, 3), g.W(1, 2, 2), g.W(1, 4)], ("hidden_size", 2), ("direction", "reverse"),
+                ("activations", new[] { "Relu" })))),
     ];
+
+    /// <summary>
+    /// A recurrent op between the transposes torch writes around it: x [batch, steps, features] made time-major, the
+    /// op's Y [steps, 1, batch, hidden] squeezed and made batch-major again.
+    /// </summary>
+    private static void TimeMajor(OnnxBuilder g, Func<string, string> op)
+    {
+        var y = op(g.Node("Transpose", [g.X(2, 3, 3)], ("perm", new long[] { 1, 0, 2 })));
+        g.Node("Transpose", [g.Node("Squeeze", [y, g.Ints(1)])], ("perm", new long[] { 1, 0, 2 }));
+    }
 
     public static IReadOnlyDictionary<string, Row> ByName { get; } = Rows.ToDictionary(r => r.Name);
 

@@ -24,6 +24,8 @@ public sealed class NodeAttributes
 
     public float[]? Floats(string name) => _byName.TryGetValue(name, out var a) ? a.Floats.ToArray() : null;
 
+    public string[]? Strings(string name) => _byName.TryGetValue(name, out var a) ? a.Strings.Select(s => s.ToStringUtf8()).ToArray() : null;
+
     internal TensorProto? Tensor(string name) => _byName.TryGetValue(name, out var a) && a.T is not null ? a.T : null;
 }
 

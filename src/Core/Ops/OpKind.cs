@@ -16,4 +16,6 @@ public enum OpKind
     Normalization,
     Convolution,
     Pooling,
+    /// <summary>Runs a cell over a sequence (LSTM, GRU, RNN): the cell's derivatives stepped through time.</summary>
+    Recurrent,
 }

@@ -230,6 +230,14 @@ public static class OpTable
             .Add(new OpRule("GlobalMaxPool", OpKind.Pooling, Reductions.GlobalMaxPool, Reductions.GlobalMaxPoolVjp)
                 { Curvature = OpRule.Linear, Compiled = Emitted.ReductionBySlope(Emitted.ExtremumSlope, spatial: true) })
             .Add(new OpRule("GlobalAveragePool", OpKind.Pooling, ConvPool.GlobalAveragePool, ConvPool.GlobalAveragePoolVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GlobalAveragePool })
+
+            // Recurrent cells stepped through a sequence; each cell written once in CellMath serves every derivative.
+            .Add(new OpRule("LSTM", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("LSTM"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
+            .Add(new OpRule("GRU", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("GRU"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
+            .Add(new OpRule("RNN", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("RNN"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
             .Rules;
     }
 
