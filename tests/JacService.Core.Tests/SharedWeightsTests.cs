@@ -35,8 +35,11 @@ public class SharedWeightsTests
         Assert.Equal(expected, weights.Bytes);
     }
 
+    /// <summary>The fixtures derivative graphs are written for: all but sequences, whose recurrent ops have no compiled rule.</summary>
+    public static TheoryData<string> CompiledFixtureNames => [.. Fixtures.Names.Where(n => n != "sequences")];
+
     [Theory]
-    [MemberData(nameof(FixtureNames))]
+    [MemberData(nameof(CompiledFixtureNames))]
     public void DerivativeGraphsReadEveryWeightAsStored(string name)
     {
         var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
