@@ -143,8 +143,43 @@ OPS = ["jacfwd", "jacrev", "vjp", "jvp"]
 JACOBIAN_OPS = {"jacfwd", "jacrev"}
 
 
-def make_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor]) -> Callable[[], object]:
+# torch 1.13's recurrent layers run under neither functorch.vmap nor jacfwd ("Batching rule not implemented for
+# aten::unsafe_split"). Their samples are independent, so the peer computes what needs no vmap: each output element's
+# gradient over the whole batch by one backward pass (torch.autograd.functional.jacobian of the outputs summed over the
+# batch: one row of every sample's Jacobian per pass), a Jvp by one forward-mode pass over the batch, a Vjp by one
+# backward pass over the batch.
+NO_VMAP = {"sequences": "torch 1.13's recurrent layers have no batching rule for forward mode (aten::unsafe_split)"}
+
+
+def skip_reason(op: str, name: str) -> Optional[str]:
+    return NO_VMAP[name] if name in NO_VMAP and op == "jacfwd" else None
+
+
+def make_unbatched_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor]) -> Callable[[], object]:
+    """`op` for a model whose samples are independent, without vmap (see NO_VMAP); one input."""
+    x = inputs[0]
+    gen = torch.Generator().manual_seed(0)
+    if op == "jacrev":
+        return lambda: torch.autograd.functional.jacobian(lambda v: fx.module(v).sum(0), x)
+    if op == "jvp":
+        tangent = torch.randn(x.shape, generator=gen)
+        return lambda: functorch.jvp(fx.module, (x,), (tangent,))
+    if op == "vjp":
+        with torch.no_grad():
+            cot = torch.randn(fx.module(x).shape, generator=gen)
+
+        def call():
+            out, pullback = functorch.vjp(fx.module, x)
+            return out, pullback(cot)
+
+        return call
+    raise ValueError(op)
+
+
+def make_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor], name: str = "") -> Callable[[], object]:
     """A zero-argument call that computes `op` for the whole batch."""
+    if name in NO_VMAP:
+        return make_unbatched_call(op, fx, inputs)
     f = fixture_models.per_sample(fx)
     if op == "jacfwd":
         jac = functorch.vmap(functorch.jacfwd(f, argnums=0))
@@ -189,7 +224,9 @@ def probe_memory(name: str, ops: List[str]) -> Dict[str, float]:
     inputs = fixture_models.sample_inputs(name, PROBE_BATCH)
     result: Dict[str, float] = {}
     for op in ops:
-        growth = peak_growth_mb(make_call(op, fx, inputs))
+        if skip_reason(op, name):
+            continue
+        growth = peak_growth_mb(make_call(op, fx, inputs, name))
         if growth is not None:
             result[op] = growth / PROBE_BATCH
     return result
@@ -254,14 +291,16 @@ def main() -> int:
                 for op in ops:
                     record = {"peer": "functorch", "model": name, "batch": batch, "op": op, "threads": threads}
                     estimate_gb = mb_per_sample.get(op, 0.0) * batch / 1024
-                    if args.max_memory_gb > 0 and estimate_gb > args.max_memory_gb:
-                        record.update(median_ms=None, samples_per_s=None,
-                                      skipped=f"estimated peak {estimate_gb:.1f} GB > --max-memory-gb {args.max_memory_gb:g}")
+                    reason = skip_reason(op, name)
+                    if reason is None and args.max_memory_gb > 0 and estimate_gb > args.max_memory_gb:
+                        reason = f"estimated peak {estimate_gb:.1f} GB > --max-memory-gb {args.max_memory_gb:g}"
+                    if reason is not None:
+                        record.update(median_ms=None, samples_per_s=None, skipped=reason)
                         if op in JACOBIAN_OPS:
                             record["jacobians_per_s"] = None
                         print(json.dumps(record), flush=True)
                         continue
-                    call = make_call(op, fx, inputs)
+                    call = make_call(op, fx, inputs, name)
                     tracked = reset_peak_rss()
                     rss_before = _status_kb("VmRSS")
                     times = measure(call, args.seconds)
