@@ -57,7 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
 import fixture_models  # noqa: E402  (needs the sys.path entry above)
-from peer_functorch import _status_kb, measure, reset_peak_rss  # noqa: E402  (same warm-up and timing)
+from peer_functorch import NO_VMAP, _status_kb, measure, reset_peak_rss  # noqa: E402  (same warm-up and timing)
 
 OPS = ["hessian", "hessian_trace"]
 # The quantity each op computes, and the rate key its lines carry.
@@ -65,11 +65,15 @@ QUANTITY = {"hessian": "hessian", "hessian_trace": "laplacian"}
 RATE_KEY = {"hessian": "hessians_per_s", "laplacian": "laplacians_per_s"}
 
 
-def make_call(op: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor], chunk: int) -> Callable[[], object]:
+def make_call(op: str, name: str, fx: fixture_models.Fixture, inputs: List[torch.Tensor], chunk: int) -> Callable[[], object]:
     """A zero-argument call that computes `op` for the whole batch (with respect to the first input), in vmapped
     calls of `chunk` samples each."""
     f = fixture_models.per_sample(fx)
     hess = functorch.vmap(functorch.hessian(f, argnums=0))
+    if name in NO_VMAP:
+        # Neither vmap nor forward mode runs (NO_VMAP): reverse over reverse, one sample at a time.
+        one = functorch.jacrev(functorch.jacrev(f, argnums=0), argnums=0)
+        hess = lambda x: torch.stack([one(sample) for sample in x])  # noqa: E731
     n_in = math.prod(inputs[0].shape[1:])
     batch = inputs[0].shape[0]
     parts = [[x[start:start + chunk] for x in inputs] for start in range(0, batch, chunk)]
@@ -127,13 +131,15 @@ def main() -> int:
             best: Dict[str, Optional[dict]] = {QUANTITY[op]: None for op in ops}
             # The whole batch (0) first, then each smaller chunk size once.
             chunks = list(dict.fromkeys(batch if c == 0 else c for c in chunk_sizes if c == 0 or c < batch))
+            if name in NO_VMAP:
+                chunks = [batch]  # one sample at a time whatever the chunk: the others would time the same loop again
             for threads, chunk, op in [(t, c, o) for t in threads_list for c in chunks for o in ops]:
                 # As in peer_functorch.py: switching within one process is fine, the warm-up absorbs the pool's start.
                 torch.set_num_threads(threads)
                 quantity = QUANTITY[op]
                 record = {"peer": "functorch", "model": name, "batch": batch, "op": op, "threads": threads,
                           "chunk": chunk}
-                call = make_call(op, fx, inputs, chunk)
+                call = make_call(op, name, fx, inputs, chunk)
                 try:
                     call()
                 except (NotImplementedError, RuntimeError) as e:
