@@ -69,9 +69,9 @@ public static class HostileModels
         new("einsum_outer", Model([Node("Einsum", "outer", ["a", "b"], "p", Attr("equation", "ai,aj->ij")), Node("Add", "y_", ["x", "p"], "y")], inputShape: [-1, 1],
                 initializers: [Floats("a", 1, 32_768), Floats("b", 1, 32_768)]),
             Planned("node 'outer' (Einsum) would make 1,073,741,824 elements", 1 + 1_073_741_824)),
-        // A [1, 4] input resized to [1, 2^30].
+        // A [1, 4] input resized to [1, 2^30]: the output, and its tables (2 taps per output position, and the transpose).
         new("resize", Model([Node("Resize", "r", ["x", "", "", "sizes"], "y", Attr("mode", "linear"))], initializers: [Ints("sizes", 1, 1 << 30)]),
-            Planned("node 'r' (Resize) would make 1,073,741,824 elements", 4 + 1_073_741_824)),
+            Planned("node 'r' (Resize) would make 5,368,709,120 elements", 4 + 5_368_709_120)),
         // One 2^20-element value concatenated with itself 300 times.
         new("concat_repeats", Model([Node("ConstantOfShape", "c", ["shape"], "c0"), Node("Concat", "cat", Enumerable.Repeat("c0", 300).ToArray(), "y", Attr("axis", 0))],
                 initializers: [Ints("shape", 1, 1 << 20)]),

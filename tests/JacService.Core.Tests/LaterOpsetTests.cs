@@ -109,12 +109,15 @@ public class LaterOpsetTests
     [InlineData("neither", "Resize takes scales or sizes, and has neither")]
     [InlineData("a scale per axis of another rank", "Resize scales give 2 values for 3 axes of [1, 2, 3]")]
     [InlineData("a negative scale", "Resize scale -2 for axis 2 is not a positive number")]
+    [InlineData("an antialiasing filter too wide", "Resize's antialiasing filter at a scale of 0.0001 reads 20002 input positions per output; " +
+        "at most 1024 are supported (a scale of at least 0.002)")]
     public void AResizeItCannotApplyIsRefusedWithTheReason(string what, string message)
     {
-        var g = new OnnxBuilder();
+        var g = new OnnxBuilder(what.StartsWith("an antialiasing") ? 18 : 13);
         var x = g.X(1, 2, 3);
         _ = what switch
         {
+            "an antialiasing filter too wide" => g.Node("Resize", [x, "", g.Const([1, 1, 0.0001], 3)], ("mode", "linear"), ("antialias", 1)),
             "scales and sizes" => g.Node("Resize", [x, "", g.Const([1, 1, 2], 3), g.Ints(1, 2, 6)]),
             "neither" => g.Node("Resize", [x, ""]),
             "a scale per axis of another rank" => g.Node("Resize", [x, "", g.Const([1, 2], 2)]),

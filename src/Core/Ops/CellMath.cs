@@ -1,3 +1,4 @@
+using JacService.Core.Planning;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
@@ -18,7 +19,11 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
     /// <summary>Runs the tape backwards: every recorded value's cotangent reaches the values it was computed from.</summary>
     public void Backward()
     {
-        for (int i = _tape.Count - 1; i >= 0; i--) _tape[i]();
+        for (int i = _tape.Count - 1; i >= 0; i--)
+        {
+            if (i % 256 == 0) BatchCancellation.ThrowIfRequested();
+            _tape[i]();
+        }
         _tape.Clear();
     }
 

@@ -1,4 +1,5 @@
 using JacService.Core.Onnx;
+using JacService.Core.Planning;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
@@ -166,6 +167,8 @@ internal static class Recurrent
             bool reverse = direction == "reverse" || d == 1;
             for (long s = 0; s < steps; s++)
             {
+                // A long sequence is many ops inside one node: an abandoned batch stops between steps.
+                BatchCancellation.ThrowIfRequested();
                 long t = reverse ? steps - 1 - s : s;
                 states = cell(pass.Steps[d][t], states);
                 pass.Hidden[d][t] = states[0];

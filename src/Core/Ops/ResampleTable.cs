@@ -41,31 +41,57 @@ internal sealed class ResampleTable
     public ResampleTable Transposed => _transposed.Value;
 
     /// <summary>
-    /// A table from each output position's contributions (input position, weight): repeated positions (the edge read
-    /// twice) merged, zero weights dropped, and rows with fewer taps padded with weight 0 at position 0.
+    /// A table from each output position's <paramref name="taps"/> contributions, which <paramref name="fill"/> writes for
+    /// a row in ascending input position (an edge position repeated past either end): repeats merged, zero weights
+    /// dropped, and rows with fewer taps padded with weight 0 at position 0. Flat arrays, no allocation per row.
     /// </summary>
-    public static ResampleTable FromRows(long input, long output, IReadOnlyList<(long Index, double Weight)>[] rows)
+    public static ResampleTable FromTaps(long input, long output, int taps, Action<long, long[], double[]> fill)
     {
-        var merged = rows.Select(row => row.GroupBy(r => r.Index).Select(g => (Index: g.Key, Weight: g.Sum(r => r.Weight)))
-            .Where(r => r.Weight != 0).ToArray()).ToArray();
-        int taps = merged.Length == 0 ? 0 : merged.Max(r => r.Length);
-        var index = new long[taps][];
-        var weight = new double[taps][];
-        for (int j = 0; j < taps; j++)
+        var index = Enumerable.Range(0, taps).Select(_ => new long[output]).ToArray();
+        var weight = Enumerable.Range(0, taps).Select(_ => new double[output]).ToArray();
+        var rowIndex = new long[taps];
+        var rowWeight = new double[taps];
+        int widest = 0;
+        for (long o = 0; o < output; o++)
         {
-            index[j] = merged.Select(r => j < r.Length ? r[j].Index : 0).ToArray();
-            weight[j] = merged.Select(r => j < r.Length ? r[j].Weight : 0).ToArray();
+            fill(o, rowIndex, rowWeight);
+            int count = 0;
+            for (int j = 0; j < taps; j++)
+            {
+                if (rowWeight[j] == 0) continue;
+                if (count > 0 && index[count - 1][o] == rowIndex[j]) weight[count - 1][o] += rowWeight[j];
+                else
+                {
+                    index[count][o] = rowIndex[j];
+                    weight[count][o] = rowWeight[j];
+                    count++;
+                }
+            }
+            widest = Math.Max(widest, count);
         }
-        return new ResampleTable(input, output, index, weight);
+        return new ResampleTable(input, output, index[..widest], weight[..widest]);
     }
 
     private ResampleTable Transpose()
     {
-        var rows = Enumerable.Range(0, (int)Input).Select(_ => new List<(long, double)>()).ToArray();
+        var counts = new int[Input];
         for (int j = 0; j < Taps; j++)
-            for (int o = 0; o < Output; o++)
-                if (_weight[j][o] != 0) rows[_index[j][o]].Add((o, _weight[j][o]));
-        return FromRows(Output, Input, rows);
+            for (long o = 0; o < Output; o++)
+                if (_weight[j][o] != 0) counts[_index[j][o]]++;
+        int widest = Input == 0 ? 0 : counts.Max();
+        var index = Enumerable.Range(0, widest).Select(_ => new long[Input]).ToArray();
+        var weight = Enumerable.Range(0, widest).Select(_ => new double[Input]).ToArray();
+        Array.Clear(counts);
+        for (long o = 0; o < Output; o++)
+            for (int j = 0; j < Taps; j++)
+            {
+                if (_weight[j][o] == 0) continue;
+                long i = _index[j][o];
+                int k = counts[i]++;
+                index[k][i] = o;
+                weight[k][i] = _weight[j][o];
+            }
+        return new ResampleTable(Output, Input, index, weight);
     }
 
     /// <summary><paramref name="v"/> mapped along <paramref name="axis"/>: its length there goes from Input to Output.</summary>

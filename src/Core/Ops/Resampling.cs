@@ -68,19 +68,37 @@ internal static class Resampling
         return result;
     }
 
-    /// <summary>The elements of the output and of the widest intermediate (an axis gathered tap by tap).</summary>
+    /// <summary>The elements of the widest value it makes, and the entries of its tables (each axis's and its transpose).</summary>
     public static long Allocates(OpContext c)
     {
         var shape = c.In(0).Shape;
-        var layout = Layout(Attributes.Of(c.Attr), shape, ScalesOf(c), SizesOf(c));
+        var attributes = Attributes.Of(c.Attr);
         var current = (long[])shape.Clone();
-        long most = 0;
-        foreach (var (axis, output, _) in layout)
+        long most = 0, entries = 0;
+        foreach (var (axis, output, scale) in Layout(attributes, shape, ScalesOf(c), SizesOf(c)))
         {
             current[axis] = output;
             most = Math.Max(most, Sizes.Elements(current));
+            entries = Sizes.Plus(entries, Sizes.Times(Sizes.Times(TapsOf(attributes, scale), output), 2));
         }
-        return most;
+        return Sizes.Plus(most, entries);
+    }
+
+    /// <summary>An antialiasing filter wider than this, in input positions per output position, is refused.</summary>
+    public const int MaxTaps = 1024;
+
+    /// <summary>
+    /// The input positions each output position reads: 1 or 2 (nearest), 2 (linear), 4 (cubic), or with antialias
+    /// the filter's support stretched by 1/scale when downscaling; refused past <see cref="MaxTaps"/>.
+    /// </summary>
+    private static int TapsOf(Attributes a, double scale)
+    {
+        if (!a.Antialias || a.Mode == "nearest") return a.Mode == "cubic" ? 4 : 2;
+        double reach = a.Mode == "cubic" ? 2 : 1;
+        double taps = 2 * Math.Ceiling(reach / Math.Min(scale, 1));
+        Shapes.Require(taps <= MaxTaps, () => $"Resize's antialiasing filter at a scale of {scale:G4} reads {taps:0} input positions per output; " +
+            $"at most {MaxTaps} are supported (a scale of at least {reach / (MaxTaps / 2):0.####})");
+        return (int)taps;
     }
 
     /// <summary>The tables of the axes a Resize changes, in axis order.</summary>
@@ -177,10 +195,8 @@ internal static class Resampling
     /// Each output position's source coordinate, its taps (the positions nearest it, the lower on a tie, edge positions
     /// repeated past either end) and their coefficients, as ONNX's reference implementation computes them.
     /// </summary>
-    private static ResampleTable Build(Attributes a, long input, long output, double scale)
-    {
-        var rows = new IReadOnlyList<(long, double)>[output];
-        for (long o = 0; o < output; o++)
+    private static ResampleTable Build(Attributes a, long input, long output, double scale) =>
+        ResampleTable.FromTaps(input, output, TapsOf(a, scale), (o, index, weight) =>
         {
             double x = Source(a.Coordinates, o, input, output, scale);
             double floor = Math.Floor(x), fraction = x - floor;
@@ -196,10 +212,12 @@ internal static class Resampling
                 double total = coefficients.Sum();
                 if (total != 0) for (int j = 0; j < n; j++) coefficients[j] /= total;
             }
-            rows[o] = Enumerable.Range(0, n).Select(j => (Math.Clamp(start + j, 0, input - 1), coefficients[j])).ToArray();
-        }
-        return ResampleTable.FromRows(input, output, rows);
-    }
+            for (int j = 0; j < n; j++)
+            {
+                index[j] = Math.Clamp(start + j, 0, input - 1);
+                weight[j] = coefficients[j];
+            }
+        });
 
     /// <summary>Where output position <paramref name="o"/> falls on the input axis.</summary>
     private static double Source(string coordinates, long o, long input, long output, double scale) => coordinates switch
