@@ -87,6 +87,8 @@ public class LaterOpsetTests
             g.Opset = 18;
             g.Node("Resize", [g.X(1, 2, 4, 6), "", "", g.Ints(2, 2)], ("axes", new long[] { -2, -1 }), ("keep_aspect_ratio_policy", "not_smaller"));
         }, "keep_aspect_ratio_policy with axes counted from the back ([-2, -1]) is not supported: ONNX Runtime leaves them unresized; name the axes from the front"),
+        ["Shape start before opset 15"] = (g => { g.Opset = 14; g.Node("Shape", [g.X(2, 3)], ("start", 1)); }, "the attributes start and end arrived in opset 15 (the model's is 14)"),
+        ["CastLike before opset 15"] = (g => { g.Opset = 14; g.Node("CastLike", [g.X(2, 3), g.W(1)]); }, "CastLike is defined from opset 15; the model imports opset 14"),
         ["Pad wrap before opset 19"] = (g => { g.Opset = 18; g.Node("Pad", [g.X(2, 3), g.Ints(0, 1, 0, 1)], ("mode", "wrap")); },
             "mode 'wrap' is not supported (constant, reflect, edge)"),
     };

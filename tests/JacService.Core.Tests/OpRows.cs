@@ -95,6 +95,15 @@ public static class OpRows
         R("Pow", "exponent [4] broadcast", g => g.Node("Pow", [g.W(Pos, 2, 3, 4), g.X(4)])),
         R("Pow", "both differentiated", g => g.Node("Pow", [g.X(Pos, 2, 3), g.X(2, 3)])),
         R("Pow", "square of a signed base", g => g.Node("Pow", [g.X(2, 3), g.Scalar(2)])),
+        // fmod: the quotients a/b stay off the integers, where the result jumps.
+        R("Mod", "fmod, both differentiated", g => g.Node("Mod", [g.X(Dists.Within(0.9), 2, 3), g.X(Dists.Above(1), 2, 3)], ("fmod", 1))),
+        R("Mod", "fmod by a weight [3] broadcast", g => g.Node("Mod", [g.X(2, 3), g.Const([0.7, -1.3, 2.9], 3)], ("fmod", 1))),
+        R("Mod", "int64 remainder of a shape (no tangent), cast to float, times x (opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(2, 3);
+            g.Node("Mul", [x, g.Node("Cast", [g.Node("Mod", [g.Node("Shape", [x], ("start", -1)), g.Ints(2)])], ("to", OnnxType.Float))]);
+        }),
         R("PRelu", "per-channel slope [3,1]", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.W(3, 1)])),
         R("PRelu", "slope differentiated", g => g.Node("PRelu", [g.X(Kink0, 2, 3, 4), g.X(3, 1)])),
         // One input feeding both operands: the only way a product's mixed second derivative shows in a Hessian.
@@ -216,6 +225,19 @@ public static class OpRows
         }, x => [x[0], ones(2, 3, ScalarType.Bool)]),
         R("Cast", "to float", g => g.Node("Cast", [g.X(2, 3)], ("to", OnnxType.Float))),
         R("Cast", "to double", g => g.Node("Cast", [g.X(2, 3)], ("to", OnnxType.Double))),
+        R("CastLike", "float like a float weight (opset 15)", g => { g.Opset = 15; g.Node("CastLike", [g.X(2, 3), g.W(1)]); }),
+        R("CastLike", "a constant like x, times x, as onnxscript writes scalars (opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(2, 3);
+            g.Node("Mul", [x, g.Node("CastLike", [g.Scalar(1.5), x])]);
+        }),
+        R("CastLike", "to int64 like a shape (no tangent, opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(Dists.Away(3, -2, -1, 0, 1, 2), 2, 3);
+            g.Output(g.Node("CastLike", [x, g.Node("Shape", [x])]), OnnxType.Int64);
+        }),
         R("Cast", "to int64 (no tangent)", g => g.Output(g.Node("Cast", [g.X(Dists.Away(3, -2, -1, 0, 1, 2), 2, 3)], ("to", OnnxType.Int64)), OnnxType.Int64),
             x => [x[0].to_type(ScalarType.Int64)]),
 
@@ -228,6 +250,11 @@ public static class OpRows
         }, x => [x[0] * tensor(new[] { 0.5, -2, 3 }), tensor(new[] { 0.5, -2, 3 })]),
         R("Constant", "value_float, plus x", g => g.Node("Add", [g.X(2, 3), g.Node("Constant", [], ("value_float", 1.5))]),
             x => [x[0].Plus(1.5)]),
+        R("Size", "cast to float, times x", g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("Mul", [x, g.Node("Cast", [g.Node("Size", [x])], ("to", OnnxType.Float))]);
+        }),
         R("Shape", "of x", g => g.Output(g.Node("Shape", [g.X(2, 3, 4)]), OnnxType.Int64), _ => [tensor(new long[] { 2, 3, 4 })]),
         R("Shape", "start -1, cast to float, times x", g =>
         {

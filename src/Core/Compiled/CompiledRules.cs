@@ -355,6 +355,14 @@ internal static partial class CompiledRules
         c => CastsToFloat(c) ? [c.Tangent(0)] : [null],
         c => [CastsToFloat(c) && c.Needs(0) ? c.Cotangent(0) : null]);
 
+    /// <summary>
+    /// CastLike: the derivative graphs are float32 throughout, so a cast like a float32 value passes the direction; the
+    /// second input lends its type only.
+    /// </summary>
+    public static readonly CompiledRule CastLike = new(
+        c => [c.Tangent(0)],
+        c => [c.Needs(0) ? c.Cotangent(0) : null, null]);
+
     private static bool CastsToFloat(OnnxRuleContext c) =>
         c.Int("to", 1) == 1 ? true : throw new NotCompilableException($"Cast '{c.Out(0)}' casts to type {c.Int("to", 0)}; compiled for float32 only");
 

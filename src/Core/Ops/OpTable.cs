@@ -124,6 +124,10 @@ public static class OpTable
                 daa: (a, b, _) => b * b.Minus(1) * a.pow(b.Minus(2)), dab: (a, b, _) => a.pow(b.Minus(1)) * (b * a.log()).Plus(1),
                 dbb: (a, _, y) => y * Powers.Square(a.log()),
                 compiled: ((c, a, b, _) => c.Emit.Mul(b, c.Emit.Op("Pow", a, c.Emit.Sub(b, c.Emit.Scalar(1)))), (c, a, _, y) => c.Emit.Mul(y, c.Emit.Op("Log", a))))
+            // fmod (floats): a − b·trunc(a/b), so ∂/∂a = 1 and ∂/∂b = −trunc(a/b) = (y − a)/b between jumps; integers
+            // (fmod 0, the divisor's sign) carry no derivative.
+            .Binary("Mod", (c, a, b) => c.Attr.Int("fmod", 0) != 0 ? a.fmod(b) : a.remainder(b), one, (a, b, y) => y.Minus(a) / b,
+                compiled: (Emitted.One, (c, a, b, y) => c.Emit.Op("Div", c.Emit.Sub(y, a), b)))
             .Binary("PRelu", (_, x, s) => x.relu().Plus(s * x.clamp(max: S(0))),
                 (x, s, _) => Step(x).Plus(Step(x).From(1) * s), (x, _, _) => Step(x).From(1) * x, dab: (x, _, _) => Step(x).From(1),
                 compiled: ((c, x, s, _) => c.Emit.Op("Where", c.Emit.Op("Greater", x, c.Emit.Scalar(0)), c.Emit.Scalar(1), s),
@@ -168,10 +172,15 @@ public static class OpTable
             .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct, compiled: Emitted.Identity)
             .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear, Compiled = Emitted.Identity })
             .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Cast })
+            // The second input lends its element type only; no derivative flows through it.
+            .Add(new OpRule("CastLike", OpKind.Shape, ShapeOps.CastLike, ShapeOps.CastLikeVjp) { Since = 15, Curvature = OpRule.Linear, Compiled = Emitted.CastLike })
 
             // Values that never carry a tangent.
             .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp) { Curvature = OpRule.Linear })
-            .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp) { ShapeOnly = true, Curvature = OpRule.Linear })
+            .Add(new OpRule("Shape", OpKind.Constant, ShapeOps.Shape, OpRule.NoVjp)
+                { ShapeOnly = true, Curvature = OpRule.Linear, Validate = (n, opset) => opset < 15 && (n.Attributes.Has("start") || n.Attributes.Has("end"))
+                    ? $"the attributes start and end arrived in opset 15 (the model's is {opset})" : null })
+            .Add(new OpRule("Size", OpKind.Constant, ShapeOps.Size, OpRule.NoVjp) { ShapeOnly = true, Curvature = OpRule.Linear })
             .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConstantOfShapeAllocates })
 
             // Shape ops: the tangent takes the same map on the axes after the basis axis, the cotangent its transpose.

@@ -19,6 +19,9 @@ internal static class ShapeOps
         static long Clamp(long axis, long rank) => Math.Clamp(axis < 0 ? axis + rank : axis, 0, rank);
     }
 
+    /// <summary>Size: the number of elements, an int64 scalar.</summary>
+    public static Dual[] Size(OpContext c) => [new Dual(tensor(Sizes.Elements(c.In(0).Shape), ScalarType.Int64), null)];
+
     public static Dual[] ConstantOfShape(OpContext c)
     {
         var shape = HostValues.Ints(c.In(0).Value);
@@ -48,6 +51,19 @@ internal static class ShapeOps
         if (x.Value.dtype == target) return [x];
         // Only float-to-float casts carry derivatives; anything through an integer is piecewise constant.
         return [new Dual(x.Value.to_type(target), null)];
+    }
+
+    /// <summary>
+    /// CastLike (15): x cast to the element type of the second input, which lends its type only: its value, and so any
+    /// derivative through it, never reaches the result.
+    /// </summary>
+    public static Dual[] CastLike(OpContext c)
+    {
+        var x = c.In(0);
+        var target = c.In(1).Value.dtype;
+        if (x.Value.dtype == target) return [new Dual(x.Value.alias(), x.Tangent)];
+        var y = x.Value.to_type(target);
+        return [new Dual(y, x.Value.is_floating_point() && y.is_floating_point() ? x.Tangent?.to_type(target) : null)];
     }
 
     public static Tensor Reshape(OpContext c, Tensor x)
@@ -433,6 +449,13 @@ internal static class ShapeOps
 
     /// <summary>Dropout (inference) and other identities: the cotangent of output 0 goes to input 0.</summary>
     public static Tensor?[] PassBack(VjpContext c) => [c.Needs(0) ? c.Cotangent(0) : null, .. new Tensor?[c.InputCount - 1]];
+
+    public static Tensor?[] CastLikeVjp(VjpContext c)
+    {
+        var x = c.In(0);
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct || !x.is_floating_point() || !c.Out(0).is_floating_point()) return [null, null];
+        return [ct.dtype == x.dtype ? ct : ct.to_type(x.dtype), null];
+    }
 
     public static Tensor?[] CastVjp(VjpContext c)
     {
