@@ -182,6 +182,19 @@ public static class OpRows
             g.Node("Where", [g.Node("Xor", [g.Node("Greater", [x, g.Scalar(-0.5)]), g.Node("Greater", [x, g.Scalar(0.5)])]), g.Node("Exp", [x]), x]);
         }),
 
+        // TopK: distinct values, so that the order (and the derivative) is defined.
+        R("TopK", "2 largest along the last axis", g =>
+        {
+            var o = g.Node("TopK", 2, [g.X(Distinct, 2, 3, 4), g.Ints(2)]);
+            g.Output(o[0]);
+            g.Output(o[1], OnnxType.Int64);
+        }),
+        R("TopK", "3 smallest along axis 1, values only (opset 16)", g =>
+        {
+            g.Opset = 16;
+            g.Output(g.Node("TopK", 2, [g.X(Distinct, 2, 4, 3), g.Ints(3)], ("axis", 1), ("largest", 0))[0]);
+        }),
+
         // ---- Linear algebra ----
         R("Gemm", "plain", g => g.Node("Gemm", [g.X(3, 4), g.W(4, 5)])),
         R("Gemm", "transA transB alpha beta bias", g => g.Node("Gemm", [g.X(4, 3), g.W(5, 4), g.W(5)],

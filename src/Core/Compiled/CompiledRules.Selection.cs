@@ -49,6 +49,31 @@ internal static partial class CompiledRules
             return result;
         });
 
+    /// <summary>
+    /// TopK along a per-sample axis: the directions gathered at the indices it chose; going back, scattered and added where
+    /// they came from, which ScatterElements does from opset 16.
+    /// </summary>
+    public static readonly CompiledRule TopK = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null, null];
+            return [c.Emit.Op("GatherElements", [c.Emit.Full(t, c.Basis, c.In(0)), Chosen(c)], Int("axis", c.DirectionAxis(-1))), null];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            if (c.Emit.Opset < 16)
+                throw new NotCompilableException($"TopK '{c.Out(0)}' is compiled in reverse from opset 16 (the model's is {c.Emit.Opset})");
+            result[0] = c.Emit.Op("ScatterElements", [c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(0)), Chosen(c), c.Emit.Full(ct, c.Basis, c.Out(0))],
+                Int("axis", c.DirectionAxis(-1)), String("reduction", "add"));
+            return result;
+        });
+
+    /// <summary>The indices TopK chose, with a leading basis axis: [K, ..indices].</summary>
+    private static string Chosen(OnnxRuleContext c) =>
+        c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.Out(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.Out(1)));
+
     /// <summary>Each input's share of the extremum's derivative: 1 where it alone attains it, 1/n where n inputs tie.</summary>
     private static string[] Shares(OnnxRuleContext c)
     {

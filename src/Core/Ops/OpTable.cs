@@ -141,6 +141,7 @@ public static class OpTable
             .Add(new OpRule("Where", OpKind.Selection, Selection.Where, Selection.WhereVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Where })
             .Add(new OpRule("Max", OpKind.Selection, Selection.Max, Selection.ExtremumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Extremum })
             .Add(new OpRule("Min", OpKind.Selection, Selection.Min, Selection.ExtremumVjp) { Curvature = OpRule.Linear, Allocates = Selection.Allocates, Compiled = Emitted.Extremum })
+            .Add(new OpRule("TopK", OpKind.Selection, Selection.TopK, Selection.TopKVjp) { NonDifferentiableInputs = [1], Curvature = OpRule.Linear, Compiled = Emitted.TopK })
 
             // Constant between jumps: no derivative flows through (the conditions of a Where, roundings).
             .PiecewiseConstant("Floor", x => x[0].floor())

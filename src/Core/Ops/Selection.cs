@@ -32,6 +32,36 @@ internal static class Selection
         return result;
     }
 
+    /// <summary>
+    /// TopK: the k largest (or smallest) along an axis, sorted, and their indices; each value's derivative is its
+    /// element's, gathered by the indices.
+    /// </summary>
+    public static Dual[] TopK(OpContext c)
+    {
+        var x = c.In(0);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.Rank);
+        var k = HostValues.Ints(c.In(1).Value);
+        Shapes.Require(k.Length == 1 && k[0] >= 0 && k[0] <= x.Shape[axis],
+            () => $"TopK k {Shapes.Text(k)} is not one count from 0 to the {x.Shape[axis]} elements along axis {axis}");
+        var (values, indices) = x.Value.topk((int)k[0], (int)axis, c.Attr.Int("largest", 1) != 0, sorted: true);
+        var tangent = x.Tangent is { } t
+            ? Tangents.Fit(t, x.Shape).gather(axis + 1, indices.unsqueeze(0).expand(Tangents.WithBasis(t.size(0), indices.Dims())))
+            : null;
+        return [new Dual(values, tangent), new Dual(indices, null)];
+    }
+
+    public static Tensor?[] TopKVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var x = c.In(0);
+        var indices = c.Out(1);
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.dim()), k = ct.size(0);
+        var spread = Tangents.WithBasis(k, indices.Dims());
+        result[0] = zeros(Tangents.WithBasis(k, x.Dims()), ct.dtype, ct.device).scatter_add_(axis + 1, indices.unsqueeze(0).expand(spread), ct.expand(spread));
+        return result;
+    }
+
     public static Dual[] Max(OpContext c) => Extremum(c, max: true);
 
     public static Dual[] Min(OpContext c) => Extremum(c, max: false);
