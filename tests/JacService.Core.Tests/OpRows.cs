@@ -491,6 +491,9 @@ public static class OpRows
             g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", 1));
         }),
 
+        R("LpNormalization", "p 2 along the last axis", g => g.Node("LpNormalization", [g.X(2, 3, 4)])),
+        R("LpNormalization", "p 1 along axis 1", g => g.Node("LpNormalization", [g.X(Kink0, 2, 4, 3)], ("axis", 1), ("p", 1))),
+        R("LpNormalization", "p 2 along axis 1 of four", g => g.Node("LpNormalization", [g.X(2, 3, 2, 2)], ("axis", 1))),
         R("InstanceNormalization", "2-D spatial, epsilon", g =>
             g.Node("InstanceNormalization", [g.X(2, 3, 4, 5), g.W(3), g.W(3)], ("epsilon", 1e-3))),
         R("InstanceNormalization", "1-D spatial", g => g.Node("InstanceNormalization", [g.X(2, 3, 6), g.W(3), g.W(3)])),

@@ -475,6 +475,26 @@ internal static partial class CompiledRules
         return c.Emit.Mul(r, c.Emit.Sub(c.Emit.Sub(direction, Reduce(c, "ReduceMean", direction, directionAxes, 1)), projected));
     }
 
+    /// <summary>
+    /// LpNormalization along a per-sample axis, y = x/n: the tangent (t − y·Σ s·t)/n and the cotangent (c − s·Σ y·c)/n,
+    /// with n's slope s = y (p = 2) or sign(x) (p = 1).
+    /// </summary>
+    public static readonly CompiledRule LpNormalization = new(
+        c => [c.Tangent(0) is { } t ? LpNormalized(c, t, transposed: false) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? LpNormalized(c, ct, transposed: true) : null]);
+
+    private static string LpNormalized(OnnxRuleContext c, string direction, bool transposed)
+    {
+        long axis = c.SampleAxis(c.Int("axis", -1), c.Emit.Rank(c.In(0)));
+        bool euclidean = c.Int("p", 2) == 2;
+        string x = c.In(0), y = c.Out(0);
+        var norm = euclidean ? c.Emit.Op("Sqrt", Reduce(c, "ReduceSum", c.Emit.Mul(x, x), [axis], 1)) : Reduce(c, "ReduceSum", c.Emit.Op("Abs", x), [axis], 1);
+        var slope = euclidean ? y : c.Emit.Op("Sign", x);
+        var (along, across) = transposed ? (slope, y) : (y, slope);
+        var projected = c.Emit.Mul(along, Reduce(c, "ReduceSum", c.Emit.Mul(across, direction), [axis + 1], 1));
+        return c.Emit.Op("Div", c.Emit.Sub(direction, projected), norm);
+    }
+
     /// <summary>ReduceSum or ReduceMean over <paramref name="axes"/>: ReduceMean takes them as an attribute before opset 18.</summary>
     private static string Reduce(OnnxRuleContext c, string op, string value, long[] axes, long keepdims) =>
         op == "ReduceMean" && c.Emit.Opset < 18

@@ -279,6 +279,50 @@ internal static class Normalization
     public static Tensor?[] BatchNormalizationVjp(VjpContext c) =>
         [c.Needs(0) && c.Cotangent(0) is { } ct ? ct * BatchNormalizationScale(c.Primal()) : null, null, null, null, null];
 
+    public static string? ValidateLpNormalization(GraphNode node, int opset) =>
+        node.Attributes.Int("p", 2) is 1 or 2 ? null : $"p {node.Attributes.Int("p", 2)} is not 1 or 2";
+
+    /// <summary>LpNormalization: y = x / n along an axis, n = ‖x‖₂ or ‖x‖₁, and n's slope s = y or sign(x).</summary>
+    private static (Tensor Y, Tensor Norm, Tensor Slope, long Axis, bool Euclidean) LpForward(OpContext c)
+    {
+        var x = c.In(0).Value;
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), x.dim());
+        bool euclidean = c.Attr.Int("p", 2) == 2;
+        var norm = euclidean ? Powers.Square(x).sum(axis, keepdim: true).sqrt() : x.abs().sum(axis, keepdim: true);
+        var y = x / norm;
+        return (y, norm, euclidean ? y : x.sign(), axis, euclidean);
+    }
+
+    public static Dual[] LpNormalization(OpContext c)
+    {
+        var (y, norm, slope, axis, _) = LpForward(c);
+        if (c.In(0).Tangent is not { } t) return [new Dual(y, null)];
+        return [new Dual(y, t.Minus(y * (slope * t).sum(axis + 1, keepdim: true)) / norm)];
+    }
+
+    // The Jacobian (I − y sᵀ)/n; its transpose (I − s yᵀ)/n.
+    public static Tensor?[] LpNormalizationVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var (y, norm, slope, axis, _) = LpForward(c.Primal());
+        result[0] = ct.Minus(slope * (y * ct).sum(axis + 1, keepdim: true)) / norm;
+        return result;
+    }
+
+    // With u = Σ s·G along the axis: d²y[g, h] = (−g u_h − h u_g − y (g·h) + 3 y u_g u_h) / n² for p = 2 (s = y), and
+    // (−g u_h − h u_g + 2 y u_g u_h) / n² for p = 1 (s = sign x, n piecewise linear).
+    public static Tensor?[] LpNormalizationCurvature(CurvatureContext c)
+    {
+        if (c.G(0) is not { } g) return [null];
+        var (y, norm, slope, axis, euclidean) = LpForward(c.Primal);
+        long along = axis + 1;
+        var u = (slope * g).sum(along, keepdim: true);
+        var second = (y * c.Pairs(u, u) * S(euclidean ? 3 : 2)).Minus(c.SymmetricPairs(g, u));
+        if (euclidean) second = second.Minus(y * c.Pairs(g, g, (a, b) => (a * b).sum(along, keepdim: true)));
+        return [second / Powers.Square(norm)];
+    }
+
     public static string? ValidateLayerNormalization(GraphNode node, int opset) =>
         node.Outputs.Skip(1).Any(o => o >= 0) ? "only the Y output is supported (Mean and InvStdDev are not)" : null;
 
