@@ -60,7 +60,7 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     private readonly GraphProto _graph = new() { Name = "rule_test" };
     private readonly Random _rng = new(seed);
     private readonly List<TestInput> _inputs = [];
-    private readonly List<(string Name, int Type)> _outputs = [];
+    private readonly List<(string Name, int Type, long[]? Shape)> _outputs = [];
     private string[] _lastOutputs = [];
     private int _count;
 
@@ -70,7 +70,8 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     /// <summary>Element type per graph output.</summary>
     public IReadOnlyList<int> OutputTypes => Outputs.Select(o => o.Type).ToList();
 
-    private IReadOnlyList<(string Name, int Type)> Outputs => _outputs.Count > 0 ? _outputs : _lastOutputs.Select(o => (o, Float)).ToList();
+    private IReadOnlyList<(string Name, int Type, long[]? Shape)> Outputs =>
+        _outputs.Count > 0 ? _outputs : _lastOutputs.Select(o => (o, Float, (long[]?)null)).ToList();
 
     private string Fresh(string prefix) => $"{prefix}{_count++}";
 
@@ -152,7 +153,13 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     }
 
     /// <summary>Declares a graph output; without any, the last node's outputs are the (float) graph outputs.</summary>
-    public void Output(string name, int type = Float) => _outputs.Add((name, type));
+    public void Output(string name, int type = Float) => _outputs.Add((name, type, null));
+
+    /// <summary>
+    /// Declares a graph output with its shape: for an op whose output ONNX Runtime does not infer (GroupNormalization's
+    /// function body), which would otherwise hold the scalar an undeclared output reads as against the graph.
+    /// </summary>
+    public void Output(string name, long[] shape) => _outputs.Add((name, Float, shape));
 
     private static AttributeProto Attribute(string name, object value)
     {
@@ -175,12 +182,16 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     public byte[] ToBytes()
     {
         var graph = _graph.Clone();
-        foreach (var (name, type) in Outputs)
+        foreach (var (name, type, shape) in Outputs)
+        {
+            var declared = new TensorShapeProto();
+            declared.Dim.AddRange((shape ?? []).Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }));
             graph.Output.Add(new ValueInfoProto
             {
                 Name = name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = type, Shape = new TensorShapeProto() } },
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = type, Shape = declared } },
             });
+        }
         var model = new ModelProto { IrVersion = 8, ProducerName = "OpRuleTests", Graph = graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
         return model.ToByteArray();

@@ -491,6 +491,17 @@ public static class OpRows
             g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", 1));
         }),
 
+        // GroupNormalization: a scale and bias per group at opset 18, per channel from 21.
+        R("GroupNormalization", "2 groups of 2 channels, 2-D, scale per group (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Output(g.Node("GroupNormalization", [g.X(2, 4, 3, 2), g.W(2), g.W(2)], ("num_groups", 2)), [2, 4, 3, 2]);
+        }),
+        R("GroupNormalization", "3 groups of 2 channels, 1-D, scale per channel (opset 21)", g =>
+        {
+            g.Opset = 21;
+            g.Output(g.Node("GroupNormalization", [g.X(2, 6, 4), g.W(6), g.W(6)], ("num_groups", 3), ("epsilon", 1e-3)), [2, 6, 4]);
+        }),
         R("LpNormalization", "p 2 along the last axis", g => g.Node("LpNormalization", [g.X(2, 3, 4)])),
         R("LpNormalization", "p 1 along axis 1", g => g.Node("LpNormalization", [g.X(Kink0, 2, 4, 3)], ("axis", 1), ("p", 1))),
         R("LpNormalization", "p 2 along axis 1 of four", g => g.Node("LpNormalization", [g.X(2, 3, 2, 2)], ("axis", 1))),

@@ -476,6 +476,39 @@ internal static partial class CompiledRules
     }
 
     /// <summary>
+    /// GroupNormalization: LayerNormalization's rule on x read as [N, G, M] (M = C/G × spatial), the directions read alike
+    /// and put back; the scale per channel (opset 21), or per group repeated over its channels (18).
+    /// </summary>
+    public static readonly CompiledRule GroupNormalization = new(
+        c => [c.Tangent(0) is { } t ? c.Emit.Mul(GroupScale(c), GroupNormalised(c, t)) : null],
+        c => [c.Cotangent(0) is { } ct && c.Needs(0) ? GroupNormalised(c, c.Emit.Mul(ct, GroupScale(c))) : null, null, null]);
+
+    private static string GroupNormalised(OnnxRuleContext c, string direction)
+    {
+        long[] shape = c.Emit.Shape(c.In(0));
+        long groups = c.Int("num_groups", 1);
+        var x = c.Emit.Op("Reshape", c.In(0), c.Emit.Ints(0, groups, -1));
+        var d = c.Emit.Op("Reshape", direction, c.Emit.Ints(c.Basis, 0, groups, -1));
+        var centred = c.Emit.Sub(x, Reduce(c, "ReduceMean", x, [2], 1));
+        var variance = Reduce(c, "ReduceMean", c.Emit.Mul(centred, centred), [2], 1);
+        var r = c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Add(variance, c.Emit.Scalar(c.Float("epsilon", 1e-5f)))));
+        var normalised = c.Emit.Mul(centred, r);
+        var projected = c.Emit.Mul(normalised, Reduce(c, "ReduceMean", c.Emit.Mul(normalised, d), [3], 1));
+        var result = c.Emit.Mul(r, c.Emit.Sub(c.Emit.Sub(d, Reduce(c, "ReduceMean", d, [3], 1)), projected));
+        return c.Emit.Op("Reshape", result, c.Emit.Ints([c.Basis, 0, .. shape[1..]]));
+    }
+
+    /// <summary>The scale as [C, 1, ...]: per channel from opset 21, each group's repeated over its channels before.</summary>
+    private static string GroupScale(OnnxRuleContext c)
+    {
+        long[] shape = c.Emit.Shape(c.In(0));
+        long groups = c.Int("num_groups", 1), channels = shape[1];
+        var perChannel = c.Emit.Opset >= 21 ? c.In(1)
+            : c.Emit.Op("Reshape", c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(1)), c.Emit.Ints(groups, channels / groups)), c.Emit.Ints(channels));
+        return shape.Length == 2 ? perChannel : c.Emit.Op("Unsqueeze", perChannel, c.Emit.Ints([.. Enumerable.Range(1, shape.Length - 2).Select(a => (long)a)]));
+    }
+
+    /// <summary>
     /// LpNormalization along a per-sample axis, y = x/n: the tangent (t − y·Σ s·t)/n and the cotangent (c − s·Σ y·c)/n,
     /// with n's slope s = y (p = 2) or sign(x) (p = 1).
     /// </summary>

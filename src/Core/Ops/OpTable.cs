@@ -227,6 +227,9 @@ public static class OpTable
                 { NonDifferentiableInputs = [1, 2, 3, 4], Validate = Normalization.ValidateBatchNormalization, Curvature = OpRule.Linear, Compiled = Emitted.BatchNormalization })
             .Add(new OpRule("LayerNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
                 { Since = 17, NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature, Compiled = Emitted.LayerNormalization })
+            .Add(new OpRule("GroupNormalization", OpKind.Normalization, Normalization.GroupNormalization, Normalization.GroupNormalizationVjp)
+                { Since = 18, NonDifferentiableInputs = [1, 2], Validate = Normalization.ValidateGroupNormalization, Curvature = Normalization.GroupNormalizationCurvature,
+                  Compiled = Emitted.GroupNormalization })
             .Add(new OpRule("LpNormalization", OpKind.Normalization, Normalization.LpNormalization, Normalization.LpNormalizationVjp)
                 { Validate = Normalization.ValidateLpNormalization, Curvature = Normalization.LpNormalizationCurvature, Compiled = Emitted.LpNormalization })
             .Add(new OpRule("InstanceNormalization", OpKind.Normalization, Normalization.InstanceNormalization, Normalization.InstanceNormalizationVjp)

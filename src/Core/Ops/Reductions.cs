@@ -323,6 +323,67 @@ internal static class Normalization
         return [second / Powers.Square(norm)];
     }
 
+    public static string? ValidateGroupNormalization(GraphNode node, int opset) =>
+        node.Attributes.Int("num_groups", 0) > 0 ? null : "num_groups must be a positive count of groups";
+
+    // GroupNormalization runs LayerNormalization's rules on x read as [N, G, C/G, ...]: over every axis after G, with the
+    // scale and bias one per group (opset 18) or per channel (21).
+    public static Dual[] GroupNormalization(OpContext c)
+    {
+        var x = c.In(0);
+        var y = Normalize(Grouped(c), GroupAxes)[0];
+        return [new Dual(y.Value.reshape(x.Shape), y.Tangent is { } t ? t.reshape(Ungrouped(t, x.Shape)) : null)];
+    }
+
+    public static Tensor?[] GroupNormalizationVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var grouped = Grouped(c.Primal());
+        var (_, xhat, rstd, dims, scale) = NormalizeForward(grouped, GroupAxes);
+        result[0] = Project(ct.reshape(Tangents.WithBasis(ct.size(0), grouped.In(0).Shape)) * scale, xhat, rstd, dims).reshape(ct.Dims());
+        return result;
+    }
+
+    public static Tensor?[] GroupNormalizationCurvature(CurvatureContext c)
+    {
+        var grouped = Grouped(c.Primal);
+        var second = NormalizeCurvature(new CurvatureContext(grouped, [], c.Basis), GroupAxes)[0];
+        return [second?.reshape(Ungrouped(second, c.In(0).Dims()))];
+    }
+
+    /// <summary>The context with x (and its tangent) read as [N, G, C/G, ...]; the other inputs as they are.</summary>
+    private static OpContext Grouped(OpContext c)
+    {
+        var x = c.In(0);
+        long groups = c.Attr.Int("num_groups", 0);
+        Shapes.Require(x.Rank >= 2 && groups > 0 && x.Shape[1] % groups == 0,
+            () => $"GroupNormalization of {Shapes.Text(x.Shape)} into {groups} groups: the channels (axis 1) must divide into them");
+        long[] grouped = [x.Shape[0], groups, x.Shape[1] / groups, .. x.Shape[2..]];
+        var tangent = x.Tangent is { } t ? Tangents.Fit(t, x.Shape).reshape(Tangents.WithBasis(t.size(0), grouped)) : null;
+        return new OpContext(c.Node, c.Opset, c.ComputeType,
+            Enumerable.Range(0, c.InputCount).Select(i => i == 0 ? new Dual(x.Value.reshape(grouped), tangent) : c.Optional(i)).ToArray());
+    }
+
+    /// <summary>[lead, N, G, C/G, ...] back to [lead, N, C, ...].</summary>
+    private static long[] Ungrouped(Tensor grouped, long[] shape) => [grouped.size(0), .. shape];
+
+    /// <summary>GroupNormalization on [N, G, C/G, ...]: every axis after G; scale and bias per group (opset 18) or channel (21).</summary>
+    private static readonly NormalizedBy GroupAxes = c =>
+    {
+        var x = c.In(0);
+        long groups = x.Shape[1], perGroup = x.Shape[2];
+        long[] trailing = [.. Enumerable.Repeat(1L, (int)x.Rank - 3)];
+        Tensor Shaped(Tensor v, string what)
+        {
+            long expected = c.Opset >= 21 ? groups * perGroup : groups;
+            Shapes.Require(v.Dims().SequenceEqual([expected]),
+                () => $"GroupNormalization {what} {Shapes.Text(v.Dims())} is not one per {(c.Opset >= 21 ? "channel" : "group")} ({expected}) at opset {c.Opset}");
+            return c.Opset >= 21 ? v.reshape([groups, perGroup, .. trailing]) : v.reshape([groups, 1, .. trailing]);
+        }
+        return (Enumerable.Range(2, (int)x.Rank - 2).Select(i => (long)i).ToArray(), Shaped(c.In(1).Value, "scale"), Shaped(c.In(2).Value, "bias"));
+    };
+
     public static string? ValidateLayerNormalization(GraphNode node, int opset) =>
         node.Outputs.Skip(1).Any(o => o >= 0) ? "only the Y output is supported (Mean and InvStdDev are not)" : null;
 
