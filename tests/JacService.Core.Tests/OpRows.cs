@@ -502,6 +502,16 @@ public static class OpRows
             g.Opset = 21;
             g.Output(g.Node("GroupNormalization", [g.X(2, 6, 4), g.W(6), g.W(6)], ("num_groups", 3), ("epsilon", 1e-3)), [2, 6, 4]);
         }),
+        R("RMSNormalization", "last axis (opset 23)", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("RMSNormalization", [g.X(2, 3, 4), g.W(4)]), [2, 3, 4]);
+        }),
+        R("RMSNormalization", "last two axes, epsilon 0.01 (opset 23)", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("RMSNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", -2), ("epsilon", 0.01)), [2, 3, 4]);
+        }),
         R("LpNormalization", "p 2 along the last axis", g => g.Node("LpNormalization", [g.X(2, 3, 4)])),
         R("LpNormalization", "p 1 along axis 1", g => g.Node("LpNormalization", [g.X(Kink0, 2, 4, 3)], ("axis", 1), ("p", 1))),
         R("LpNormalization", "p 2 along axis 1 of four", g => g.Node("LpNormalization", [g.X(2, 3, 2, 2)], ("axis", 1))),

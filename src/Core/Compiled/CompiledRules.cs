@@ -452,6 +452,9 @@ internal static partial class CompiledRules
     /// <summary>InstanceNormalization: LayerNormalization's rule over the spatial axes, with a scale per channel.</summary>
     public static readonly CompiledRule InstanceNormalization = Normalization(instance: true);
 
+    /// <summary>RMSNormalization: LayerNormalization's rule without the mean.</summary>
+    public static readonly CompiledRule RmsNormalization = Normalization(instance: false);
+
     private static CompiledRule Normalization(bool instance) => new(
         c => [c.Tangent(0) is { } t ? c.Emit.Mul(NormalizationScale(c, instance), Normalised(c, t, instance)) : null],
         c => [c.Cotangent(0) is { } ct && c.Needs(0) ? Normalised(c, c.Emit.Mul(ct, NormalizationScale(c, instance)), instance) : null, null, null]);
@@ -467,12 +470,14 @@ internal static partial class CompiledRules
         long first = instance ? 2 : c.SampleAxis(c.Int("axis", -1), rank);
         long[] axes = Enumerable.Range((int)first, rank - (int)first).Select(a => (long)a).ToArray();
         long[] directionAxes = [.. axes.Select(a => a + 1)];
-        var centred = c.Emit.Sub(c.In(0), Reduce(c, "ReduceMean", c.In(0), axes, 1));
+        bool rms = c.OpType == "RMSNormalization";
+        var centred = rms ? c.In(0) : c.Emit.Sub(c.In(0), Reduce(c, "ReduceMean", c.In(0), axes, 1));
         var variance = Reduce(c, "ReduceMean", c.Emit.Mul(centred, centred), axes, 1);
         var r = c.Emit.Op("Reciprocal", c.Emit.Op("Sqrt", c.Emit.Add(variance, c.Emit.Scalar(c.Float("epsilon", 1e-5f)))));
         var normalised = c.Emit.Mul(centred, r);
         var projected = c.Emit.Mul(normalised, Reduce(c, "ReduceMean", c.Emit.Mul(normalised, direction), directionAxes, 1));
-        return c.Emit.Mul(r, c.Emit.Sub(c.Emit.Sub(direction, Reduce(c, "ReduceMean", direction, directionAxes, 1)), projected));
+        var around = rms ? direction : c.Emit.Sub(direction, Reduce(c, "ReduceMean", direction, directionAxes, 1));
+        return c.Emit.Mul(r, c.Emit.Sub(around, projected));
     }
 
     /// <summary>

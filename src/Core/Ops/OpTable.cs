@@ -232,6 +232,10 @@ public static class OpTable
                   Compiled = Emitted.GroupNormalization })
             .Add(new OpRule("LpNormalization", OpKind.Normalization, Normalization.LpNormalization, Normalization.LpNormalizationVjp)
                 { Validate = Normalization.ValidateLpNormalization, Curvature = Normalization.LpNormalizationCurvature, Compiled = Emitted.LpNormalization })
+            // LayerNormalization's rules without the mean (opset 23).
+            .Add(new OpRule("RMSNormalization", OpKind.Normalization, Normalization.LayerNormalization, Normalization.LayerNormalizationVjp)
+                { Since = 23, NonDifferentiableInputs = [1], Validate = Normalization.ValidateLayerNormalization, Curvature = Normalization.LayerNormalizationCurvature,
+                  Compiled = Emitted.RmsNormalization })
             .Add(new OpRule("InstanceNormalization", OpKind.Normalization, Normalization.InstanceNormalization, Normalization.InstanceNormalizationVjp)
                 { NonDifferentiableInputs = [1, 2], Curvature = Normalization.InstanceNormalizationCurvature, Compiled = Emitted.InstanceNormalization })
 

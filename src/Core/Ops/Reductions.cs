@@ -341,7 +341,7 @@ internal static class Normalization
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var grouped = Grouped(c.Primal());
         var (_, xhat, rstd, dims, scale) = NormalizeForward(grouped, GroupAxes);
-        result[0] = Project(ct.reshape(Tangents.WithBasis(ct.size(0), grouped.In(0).Shape)) * scale, xhat, rstd, dims).reshape(ct.Dims());
+        result[0] = Project(ct.reshape(Tangents.WithBasis(ct.size(0), grouped.In(0).Shape)) * scale, xhat, rstd, dims, centred: true).reshape(ct.Dims());
         return result;
     }
 
@@ -432,8 +432,11 @@ internal static class Normalization
     {
         var (y, xhat, rstd, dims, scale) = NormalizeForward(c, by);
         if (c.In(0).Tangent is not { } t) return [new Dual(y, null)];
-        return [new Dual(y, Project(t, xhat, rstd, dims) * scale)];
+        return [new Dual(y, Project(t, xhat, rstd, dims, Centres(c)) * scale)];
     }
+
+    /// <summary>Whether the normalisation subtracts the mean: all but RMSNormalization, which scales by the root mean square alone.</summary>
+    private static bool Centres(OpContext c) => c.Node.OpType != "RMSNormalization";
 
     // The map dx -> rstd * P dx with P = I - mean - xhat mean(xhat .) is symmetric, so the cotangent is scaled by the
     // scale first and then takes the same projection.
@@ -442,7 +445,7 @@ internal static class Normalization
         var result = new Tensor?[c.InputCount];
         if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
         var (_, xhat, rstd, dims, scale) = NormalizeForward(c.Primal(), by);
-        result[0] = Project(ct * scale, xhat, rstd, dims);
+        result[0] = Project(ct * scale, xhat, rstd, dims, Centres(c.Primal()));
         return result;
     }
 
@@ -451,7 +454,7 @@ internal static class Normalization
         var x = c.In(0).Value;
         var (dims, scale, bias) = by(c);
         double epsilon = c.Attr.Float("epsilon", 1e-5f);
-        var centred = x.Minus(x.mean(dims, keepdim: true));
+        var centred = Centres(c) ? x.Minus(x.mean(dims, keepdim: true)) : x;
         var rstd = Powers.Square(centred).mean(dims, keepdim: true).Plus(epsilon).rsqrt();
         var xhat = centred * rstd;
         var y = bias is null ? xhat * scale : (xhat * scale).Plus(bias);
@@ -459,22 +462,23 @@ internal static class Normalization
     }
 
     // With w = rstd (G - mean G) and b = mean(xhat w) over the normalised axes, xhat = (x - mean) rstd has
-    // d²xhat[u, v] = -(w_u b_v + w_v b_u) + xhat (3 b_u b_v - mean(w_u w_v)); y = xhat * scale + bias.
+    // d²xhat[u, v] = -(w_u b_v + w_v b_u) + xhat (3 b_u b_v - mean(w_u w_v)); y = xhat * scale + bias. Without the
+    // mean (RMSNormalization) the same holds with w = rstd G.
     private static Tensor?[] NormalizeCurvature(CurvatureContext c, NormalizedBy by)
     {
         if (c.G(0) is not { } g) return [null];
         var (_, xhat, rstd, dims, scale) = NormalizeForward(c.Primal, by);
         var gdims = Tangents.Shift(dims);
-        var w = g.Minus(g.mean(gdims, keepdim: true)) * rstd;
+        var w = (Centres(c.Primal) ? g.Minus(g.mean(gdims, keepdim: true)) : g) * rstd;
         var b = (xhat * w).mean(gdims, keepdim: true);
         var second = (xhat * (c.Pairs(b, b) * S(3)).Minus(c.Pairs(w, w).mean(gdims, keepdim: true))).Minus(c.SymmetricPairs(w, b));
         return [second * scale];
     }
 
-    /// <summary>rstd * (v - mean(v) - xhat * mean(xhat * v)), means over the normalised axes of v [K, ..x].</summary>
-    private static Tensor Project(Tensor v, Tensor xhat, Tensor rstd, long[] dims)
+    /// <summary>rstd * (v - mean(v) - xhat * mean(xhat * v)), means over the normalised axes of v [K, ..x] (without mean(v) uncentred).</summary>
+    private static Tensor Project(Tensor v, Tensor xhat, Tensor rstd, long[] dims, bool centred)
     {
         var vdims = Tangents.Shift(dims);
-        return v.Minus(v.mean(vdims, keepdim: true)).Minus(xhat * (v * xhat).mean(vdims, keepdim: true)) * rstd;
+        return (centred ? v.Minus(v.mean(vdims, keepdim: true)) : v).Minus(xhat * (v * xhat).mean(vdims, keepdim: true)) * rstd;
     }
 }
