@@ -3,7 +3,8 @@
 # so that a change's effect is read against the drift of a shared machine rather than against a run an hour earlier.
 # Usage: bench/server_ab.sh A_CHECKOUT B_CHECKOUT MODEL [ROUNDS] [SECONDS]
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
-#   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian);
+#   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian), MODE (jac load
+#   --mode for Jacobians: auto, forward or reverse; auto);
 #   A_ENV and B_ENV, variables for each server ("DOTNET_GCgen0size=0x400000"), to compare runtime settings of one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ run() {
     sleep 0.5
   done
   local load=(dotnet "$jac" load --target "http://127.0.0.1:$port" -M "${METHOD:-batch-jacobian}" -m "$model" -b "${BATCH:-256}"
-    -c "${CONCURRENCY:-2}" --no-progress)
+    -c "${CONCURRENCY:-2}" --mode "${MODE:-auto}" --no-progress)
   "${load[@]}" -z 5s > /dev/null 2>&1   # warm-up: plans, AUTO's timing, tiered JIT
   read -r t0 f0 < <(awk '{print $14 + $15, $10}' "/proc/$server/stat")
   "${load[@]}" -z "${seconds}s" -o json --out /tmp/server_ab_$$.json > /dev/null 2>&1
