@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace JacService.Core.Derivatives;
 
 /// <summary>
-/// Times two ways to the same result against each other on the thread that will run the winner: each once untimed (so
-/// neither pays for what a first run touches), then both in turn, repeated while the rounds are quick; each one's least
+/// Times two ways to the same result against each other on the thread that will run the winner: each untimed first (so
+/// neither pays for what its first runs touch), then both in turn, repeated while the rounds are quick; each one's least
 /// time counts.
 /// </summary>
 internal static class AlternatingTimer
@@ -17,14 +17,22 @@ internal static class AlternatingTimer
     /// </summary>
     private const int MaxRounds = 5;
 
+    /// <summary>
+    /// Untimed runs of each first. One was not enough for a compiled graph's large buffers: ONNX Runtime's second run of
+    /// upsampler's forward-mode Jacobian of 256 rows took 142-185 ms against 26-31 ms from the third on, and AUTO chose
+    /// reverse mode (45-77 ms) on it.
+    /// </summary>
+    private const int WarmRuns = 2;
+
     /// <summary>Runs this slow are timed once each: repeating them would only add to the first request's wait.</summary>
     private static readonly TimeSpan RepeatFor = TimeSpan.FromMilliseconds(100);
 
     /// <summary>The least microseconds of a run of each.</summary>
     public static (double First, double Second) Least(Action first, Action second, bool gpu)
     {
-        using (NewDisposeScope())
+        for (int warm = 0; warm < WarmRuns; warm++)
         {
+            using var scope = NewDisposeScope();
             first();
             second();
         }
