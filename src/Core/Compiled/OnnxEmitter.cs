@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Google.Protobuf;
 using JacService.Core.Onnx.Proto;
 
@@ -82,25 +83,16 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     /// The values of an int64 tensor the file fixes (an initializer or a Constant node's value), such as a Slice's
     /// bounds or a reduction's axes; null where it is computed or not int64.
     /// </summary>
-    public long[]? ConstantInts(string value)
-    {
-        var tensor = ConstantOf(value);
-        if (tensor is null || tensor.DataType != (int)TensorProto.Types.DataType.Int64) return null;
-        if (tensor.RawData.IsEmpty) return tensor.Int64Data.ToArray();
-        var values = new long[tensor.RawData.Length / sizeof(long)];
-        Buffer.BlockCopy(tensor.RawData.ToByteArray(), 0, values, 0, values.Length * sizeof(long));
-        return values;
-    }
+    public long[]? ConstantInts(string value) => Constant(value, TensorProto.Types.DataType.Int64, t => t.Int64Data);
 
     /// <summary>The values of a float32 tensor the file fixes (a Resize's scales); null where it is computed or not float32.</summary>
-    public float[]? ConstantFloats(string value)
+    public float[]? ConstantFloats(string value) => Constant(value, TensorProto.Types.DataType.Float, t => t.FloatData);
+
+    private T[]? Constant<T>(string value, TensorProto.Types.DataType type, Func<TensorProto, IEnumerable<T>> typed) where T : unmanaged
     {
         var tensor = ConstantOf(value);
-        if (tensor is null || tensor.DataType != (int)TensorProto.Types.DataType.Float) return null;
-        if (tensor.RawData.IsEmpty) return tensor.FloatData.ToArray();
-        var values = new float[tensor.RawData.Length / sizeof(float)];
-        Buffer.BlockCopy(tensor.RawData.ToByteArray(), 0, values, 0, values.Length * sizeof(float));
-        return values;
+        if (tensor is null || tensor.DataType != (int)type) return null;
+        return tensor.RawData.IsEmpty ? typed(tensor).ToArray() : MemoryMarshal.Cast<byte, T>(tensor.RawData.Span).ToArray();
     }
 
     private TensorProto? ConstantOf(string value) =>
