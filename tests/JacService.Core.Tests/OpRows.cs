@@ -306,6 +306,14 @@ public static class OpRows
         }),
         R("GatherElements", "axis -1, fewer rows than the data", g =>
             g.Node("GatherElements", [g.X(3, 4), g.IntsShaped([3, 2], 3, 3, 0, 2, 1, 0)], ("axis", -1))),
+        // ScatterElements: what a graph network's message passing exports (scatter_add of edge messages onto nodes).
+        R("ScatterElements", "written along axis 1, both differentiated", g =>
+            g.Node("ScatterElements", [g.X(2, 5), g.IntsShaped([2, 3], 4, 0, 2, 1, 3, 0), g.X(2, 3)], ("axis", 1))),
+        R("ScatterElements", "added along axis 1 with repeated indices, updates differentiated (opset 16)", g =>
+        {
+            g.Opset = 16;
+            g.Node("ScatterElements", [g.W(2, 4), g.IntsShaped([2, 5], 0, 2, 2, 3, 0, 1, 1, 1, 3, -1), g.X(2, 5)], ("axis", 1), ("reduction", "add"));
+        }),
         R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
         R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
         R("CumSum", "axis 1", g => g.Node("CumSum", [g.X(2, 4, 3), g.IntsShaped([], 1)]), x => [x[0].cumsum(1)]),

@@ -197,6 +197,30 @@ internal static partial class CompiledRules
             return result;
         });
 
+    /// <summary>
+    /// ScatterElements along a per-sample axis: both directions scattered alike (written, or from opset 16 added); going
+    /// back, the data's cotangent zeroed where the updates were written over it (kept whole for add), the updates' gathered.
+    /// </summary>
+    public static readonly CompiledRule ScatterElements = new(
+        c =>
+        {
+            if (c.Tangent(0) is null && c.Tangent(2) is null) return [null];
+            var data = c.Emit.Full(c.Tangent(0) ?? c.Emit.Scalar(0), c.Basis, c.In(0));
+            var updates = c.Emit.Full(c.Tangent(2) ?? c.Emit.Scalar(0), c.Basis, c.In(2));
+            return [c.Emit.Op("ScatterElements", [data, BasisIndices(c), updates], [.. c.Attributes.Where(a => a.Name == "reduction"), Int("axis", c.DirectionAxis(0))])];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct) return result;
+            var full = c.Emit.Full(ct, c.Basis, c.Out(0));
+            if (c.Needs(0))
+                result[0] = c.String("reduction", "none") == "add" ? ct
+                    : c.Emit.Op("ScatterElements", [full, BasisIndices(c), c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(2))], Int("axis", c.DirectionAxis(0)));
+            if (c.Needs(2)) result[2] = c.Emit.Op("GatherElements", [full, BasisIndices(c)], Int("axis", c.DirectionAxis(0)));
+            return result;
+        });
+
     /// <summary>GatherElements' indices with a leading basis axis, [K, ..indices].</summary>
     private static string BasisIndices(OnnxRuleContext c) =>
         c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.In(1)));

@@ -166,11 +166,59 @@ internal static class ShapeOps
         return [new Dual(y, t)];
     }
 
-    /// <summary>GatherElements' indices, of the data's rank, as int64 within [0, size) of the axis.</summary>
-    private static Tensor ElementIndices(Tensor indices, long[] shape, long axis)
+    /// <summary>GatherElements' or ScatterElements' indices, of the data's rank, as int64 within [0, size) of the axis.</summary>
+    private static Tensor ElementIndices(Tensor indices, long[] shape, long axis, string op = "GatherElements")
     {
-        Shapes.Require(indices.dim() == shape.Length, () => $"GatherElements indices {Shapes.Text(indices.Dims())} and data {Shapes.Text(shape)} differ in rank");
-        return AxisIndices(indices, shape[axis], axis, "GatherElements");
+        Shapes.Require(indices.dim() == shape.Length, () => $"{op} indices {Shapes.Text(indices.Dims())} and data {Shapes.Text(shape)} differ in rank");
+        return AxisIndices(indices, shape[axis], axis, op);
+    }
+
+    public static string? ValidateScatterElements(GraphNode node, int opset) =>
+        node.Attributes.String("reduction", "none") is "none" or "add" ? null
+            : $"reduction '{node.Attributes.String("reduction", "none")}' is not supported (none, add)";
+
+    /// <summary>
+    /// ScatterElements: the data with the updates written (reduction none) or added (add) at the indices along an axis;
+    /// linear in both, so their tangents are scattered alike.
+    /// </summary>
+    public static Dual[] ScatterElements(OpContext c)
+    {
+        var (data, updates) = (c.In(0), c.In(2));
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), data.Rank);
+        var indices = ScatterIndices(c, data.Shape, updates.Shape, axis);
+        bool add = c.Attr.String("reduction", "none") == "add";
+        var y = add ? data.Value.scatter_add(axis, indices, updates.Value) : data.Value.scatter(axis, indices, updates.Value);
+        if (data.Tangent is null && updates.Tangent is null) return [new Dual(y, null)];
+        long k = c.K;
+        var td = data.Tangent is { } a ? Tangents.Fit(a, data.Shape) : Tangents.Zeros(k, data.Value);
+        var tu = updates.Tangent is { } b ? Tangents.Fit(b, updates.Shape) : Tangents.Zeros(k, updates.Value);
+        var spread = indices.unsqueeze(0).expand(Tangents.WithBasis(k, indices.Dims()));
+        return [new Dual(y, add ? td.scatter_add(axis + 1, spread, tu) : td.scatter(axis + 1, spread, tu))];
+    }
+
+    // The transpose: the data's cotangent passes where nothing was written over it (everywhere, for add); the updates'
+    // is gathered from where they went.
+    public static Tensor?[] ScatterElementsVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (c.Cotangent(0) is not { } ct) return result;
+        var (data, updates) = (c.In(0), c.In(2));
+        long axis = Shapes.Axis(c.Attr.Int("axis", 0), data.dim());
+        var indices = ScatterIndices(c.Primal(), data.Dims(), updates.Dims(), axis);
+        var spread = indices.unsqueeze(0).expand(Tangents.WithBasis(ct.size(0), indices.Dims()));
+        if (c.Needs(0))
+            result[0] = c.Attr.String("reduction", "none") == "add" ? ct
+                : ct.scatter(axis + 1, spread, zeros(Tangents.WithBasis(ct.size(0), indices.Dims()), ct.dtype, ct.device));
+        if (c.Needs(2)) result[2] = ct.gather(axis + 1, spread);
+        return result;
+    }
+
+    private static Tensor ScatterIndices(OpContext c, long[] data, long[] updates, long axis)
+    {
+        var indices = ElementIndices(c.In(1).Value, data, axis, "ScatterElements");
+        Shapes.Require(updates.SequenceEqual(indices.Dims()) && updates.Select((d, i) => i == axis || d <= data[i]).All(b => b),
+            () => $"ScatterElements updates {Shapes.Text(updates)} must have the indices' shape {Shapes.Text(indices.Dims())}, within the data {Shapes.Text(data)} off axis {axis}");
+        return indices;
     }
 
     /// <summary>Indices into an axis of <paramref name="size"/> as int64 in [0, size): negative ones count from its end, others are refused.</summary>
