@@ -8,9 +8,11 @@ namespace JacService.Core.Tests;
 /// <summary>What the recurrent ops refuse, at load and per request, with the reason (OpRows checks what they serve).</summary>
 public class RecurrentTests
 {
-    private static OnnxBuilder Lstm(params (string, object)[] attributes)
+    private static OnnxBuilder Lstm(params (string, object)[] attributes) => Lstm(14, attributes);
+
+    private static OnnxBuilder Lstm(int opset, params (string, object)[] attributes)
     {
-        var g = new OnnxBuilder(14);
+        var g = new OnnxBuilder(opset);
         g.Node("LSTM", [g.X(3, 2, 3), g.W(1, 8, 3), g.W(1, 8, 2)], [("hidden_size", 2), .. attributes]);
         return g;
     }
@@ -21,6 +23,7 @@ public class RecurrentTests
     [InlineData("an unknown activation", "activation 'Softsign' is not supported (Sigmoid, Tanh, Relu, HardSigmoid)")]
     [InlineData("too few activations", "activations lists 2 functions where LSTM takes 3 per direction")]
     [InlineData("an unknown direction", "direction 'both' is not forward, reverse or bidirectional")]
+    [InlineData("layout before opset 14", "the attribute layout arrived in opset 14 (the model's is 13)")]
     public void WhatTheCellsCannotRunIsRefusedAtLoad(string what, string message)
     {
         var g = what switch
@@ -29,6 +32,7 @@ public class RecurrentTests
             "input_forget" => Lstm(("input_forget", 1)),
             "an unknown activation" => Lstm(("activations", new[] { "Sigmoid", "Softsign", "Tanh" })),
             "too few activations" => Lstm(("activations", new[] { "Sigmoid", "Tanh" })),
+            "layout before opset 14" => Lstm(13, ("layout", 1)),
             _ => Lstm(("direction", "both")),
         };
         var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(what, 1, g.ToBytes(), new EngineLimits()));

@@ -13,17 +13,21 @@ namespace JacService.Core.Ops;
 /// </summary>
 internal static class Recurrent
 {
-    /// <summary>What differs between the three ops: gates per step, states, activations per direction, and the step.</summary>
-    private sealed record CellKind(int Gates, int States, string[] Activations, int MaxInputs, int PeepholeInput);
+    /// <summary>
+    /// What differs between the three ops besides their step (<see cref="Cell"/>): gates per step, states, default
+    /// activations per direction, inputs, the peephole input (-1: none), and the inputs that carry no derivative (the
+    /// weights, biases, sequence lengths and peepholes).
+    /// </summary>
+    private sealed record CellKind(int Gates, int States, string[] Activations, int MaxInputs, int PeepholeInput, int[] NonDifferentiable);
 
     private static readonly Dictionary<string, CellKind> Kinds = new()
     {
-        ["LSTM"] = new(4, 2, ["Sigmoid", "Tanh", "Tanh"], 8, 7),
-        ["GRU"] = new(3, 1, ["Sigmoid", "Tanh"], 6, -1),
-        ["RNN"] = new(1, 1, ["Tanh"], 6, -1),
+        ["LSTM"] = new(4, 2, ["Sigmoid", "Tanh", "Tanh"], 8, 7, [1, 2, 3, 4, 7]),
+        ["GRU"] = new(3, 1, ["Sigmoid", "Tanh"], 6, -1, [1, 2, 3, 4]),
+        ["RNN"] = new(1, 1, ["Tanh"], 6, -1, [1, 2, 3, 4]),
     };
 
-    public static int[] NonDifferentiable(string op) => op == "LSTM" ? [1, 2, 3, 4, 7] : [1, 2, 3, 4];
+    public static int[] NonDifferentiable(string op) => Kinds[op].NonDifferentiable;
 
     public static string? Validate(GraphNode node, int opset)
     {
@@ -31,6 +35,7 @@ internal static class Recurrent
         var kind = Kinds[node.OpType];
         var direction = a.String("direction", "forward");
         if (direction is not ("forward" or "reverse" or "bidirectional")) return $"direction '{direction}' is not forward, reverse or bidirectional";
+        if (opset < 14 && a.Has("layout")) return $"the attribute layout arrived in opset 14 (the model's is {opset})";
         if (a.Int("layout", 0) is not (0 or 1)) return $"layout {a.Int("layout", 0)} is not 0 or 1";
         if (a.Has("clip")) return "clip is not supported: a clipped cell has no derivative where it clips; export without cell clipping";
         if (a.Int("input_forget", 0) != 0) return "input_forget is not supported; export with separate input and forget gates";
