@@ -314,6 +314,16 @@ public static class OpRows
             g.Opset = 16;
             g.Node("ScatterElements", [g.W(2, 4), g.IntsShaped([2, 5], 0, 2, 2, 3, 0, 1, 1, 1, 3, -1), g.X(2, 5)], ("axis", 1), ("reduction", "add"));
         }),
+        // ScatterND: what torch writes for x[:, 1] = v (a tuple per row, the batch index first) and for index_put with accumulate.
+        R("ScatterND", "one element per row written, both differentiated", g =>
+            g.Node("ScatterND", [g.X(2, 3), g.IntsShaped([2, 2], 0, 1, 1, -1), g.X(2)])),
+        R("ScatterND", "elements added at repeated tuples (opset 16)", g =>
+        {
+            g.Opset = 16;
+            g.Node("ScatterND", [g.X(2, 4), g.IntsShaped([3, 2], 0, 1, 0, 1, 1, 3), g.W(3)], ("reduction", "add"));
+        }),
+        R("ScatterND", "a slice per row written by one-axis tuples, both differentiated", g =>
+            g.Node("ScatterND", [g.X(2, 3, 4), g.IntsShaped([2, 2], 0, 2, 1, 0), g.X(2, 4)])),
         R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
         R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
         R("CumSum", "axis 1", g => g.Node("CumSum", [g.X(2, 4, 3), g.IntsShaped([], 1)]), x => [x[0].cumsum(1)]),

@@ -213,6 +213,77 @@ internal static class ShapeOps
         return result;
     }
 
+    public static string? ValidateScatterNd(GraphNode node, int opset) => ValidateScatterElements(node, opset);
+
+    /// <summary>
+    /// ScatterND: the data with the updates written (reduction none) or added (add) at index tuples into its leading k
+    /// axes, run on the data read as [P, ..rest] (P the product of those axes) at each tuple's flat position; linear in
+    /// both, so their tangents are written or added alike past the basis axis.
+    /// </summary>
+    public static Dual[] ScatterNd(OpContext c)
+    {
+        var (data, updates) = (c.In(0), c.In(2));
+        var (flat, positions, rows) = NdPositions(c, data.Shape, updates.Shape);
+        bool add = c.Attr.String("reduction", "none") == "add";
+        Tensor Write(Tensor into, Tensor values, long axis) => add ? into.index_add(axis, positions, values, S(1)) : into.index_copy(axis, positions, values);
+        var y = Write(data.Value.reshape(flat), updates.Value.reshape(rows), 0).reshape(data.Shape);
+        if (data.Tangent is null && updates.Tangent is null) return [new Dual(y, null)];
+        long k = c.K;
+        var td = data.Tangent is { } a ? Tangents.Fit(a, data.Shape) : Tangents.Zeros(k, data.Value);
+        var tu = updates.Tangent is { } b ? Tangents.Fit(b, updates.Shape) : Tangents.Zeros(k, updates.Value);
+        var t = Write(td.reshape(Tangents.WithBasis(k, flat)), tu.reshape(Tangents.WithBasis(k, rows)), 1);
+        return [new Dual(y, t.reshape(Tangents.WithBasis(k, data.Shape)))];
+    }
+
+    // The transpose: the updates' cotangent read from where they went; the data's passes where nothing was written over
+    // it (everywhere, for add).
+    public static Tensor?[] ScatterNdVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (c.Cotangent(0) is not { } ct) return result;
+        var (data, updates) = (c.In(0).Dims(), c.In(2).Dims());
+        var (flat, positions, rows) = NdPositions(c.Primal(), data, updates);
+        long k = ct.size(0);
+        var spread = ct.reshape(Tangents.WithBasis(k, flat));
+        var gathered = spread.index_select(1, positions);
+        if (c.Needs(0))
+            result[0] = c.Attr.String("reduction", "none") == "add" ? ct
+                : spread.index_copy(1, positions, zeros_like(gathered)).reshape(Tangents.WithBasis(k, data));
+        if (c.Needs(2)) result[2] = gathered.reshape(Tangents.WithBasis(k, updates));
+        return result;
+    }
+
+    /// <summary>
+    /// The data's shape read as [P, ..rest], each index tuple's flat position in P (negative components counted from
+    /// the end, others refused), and the updates' shape read as [tuples, ..rest].
+    /// </summary>
+    private static (long[] Flat, Tensor Positions, long[] Rows) NdPositions(OpContext c, long[] data, long[] updates)
+    {
+        var indices = c.In(1).Value;
+        var shape = indices.Dims();
+        long k = shape.Length == 0 ? 0 : shape[^1];
+        Shapes.Require(shape.Length >= 1 && k >= 1 && k <= data.Length,
+            () => $"ScatterND indices {Shapes.Text(shape)} do not end in a tuple length from 1 to the data's rank {data.Length}");
+        long[] expected = [.. shape[..^1], .. data[(int)k..]];
+        Shapes.Require(updates.SequenceEqual(expected),
+            () => $"ScatterND updates {Shapes.Text(updates)} are not {Shapes.Text(expected)} for indices {Shapes.Text(shape)} into {Shapes.Text(data)}");
+        var tuples = HostValues.Ints(indices);
+        var positions = new long[tuples.Length / k];
+        for (long t = 0; t < positions.Length; t++)
+        {
+            long position = 0;
+            for (int j = 0; j < k; j++)
+            {
+                long i = tuples[t * k + j], size = data[j];
+                Shapes.Require(i >= -size && i < size, () => $"ScatterND index {i} is outside [-{size}, {size - 1}] of axis {j}");
+                position = position * size + (i < 0 ? i + size : i);
+            }
+            positions[t] = position;
+        }
+        long[] rest = data[(int)k..];
+        return ([Sizes.Elements(data[..(int)k]), .. rest], tensor(positions, ScalarType.Int64).to(indices.device), [positions.Length, .. rest]);
+    }
+
     private static Tensor ScatterIndices(OpContext c, long[] data, long[] updates, long axis)
     {
         var indices = ElementIndices(c.In(1).Value, data, axis, "ScatterElements");
