@@ -56,7 +56,7 @@ internal static partial class CompiledRules
         if (table.Taps == 0) throw new NotCompilableException($"Resize '{c.Out(0)}' has an axis no input reaches");
         if (table.Dense)
         {
-            var matrix = c.Emit.Floats(table.Transposition(), table.Input, table.Output);
+            var matrix = c.Emit.Floats([.. table.Transposition().Select(w => (float)w)], table.Input, table.Output);
             if (trailing == 0) return c.Emit.Op("MatMul", direction, matrix);
             long last = along + trailing;
             long[] swap = [.. Enumerable.Range(0, (int)last + 1).Select(a => a == along ? last : a == last ? along : (long)a)];

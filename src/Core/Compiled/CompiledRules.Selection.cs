@@ -57,7 +57,7 @@ internal static partial class CompiledRules
         c =>
         {
             if (c.Tangent(0) is not { } t) return [null, null];
-            return [c.Emit.Op("GatherElements", [c.Emit.Full(t, c.Basis, c.In(0)), Chosen(c)], Int("axis", c.DirectionAxis(-1))), null];
+            return [c.Emit.Op("GatherElements", [c.Emit.Full(t, c.Basis, c.In(0)), ForEveryDirection(c, c.Out(1))], Int("axis", c.DirectionAxis(-1))), null];
         },
         c =>
         {
@@ -65,14 +65,11 @@ internal static partial class CompiledRules
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
             if (c.Emit.Opset < 16)
                 throw new NotCompilableException($"TopK '{c.Out(0)}' is compiled in reverse from opset 16 (the model's is {c.Emit.Opset})");
-            result[0] = c.Emit.Op("ScatterElements", [c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(0)), Chosen(c), c.Emit.Full(ct, c.Basis, c.Out(0))],
+            result[0] = c.Emit.Op("ScatterElements", [c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(0)), ForEveryDirection(c, c.Out(1)), c.Emit.Full(ct, c.Basis, c.Out(0))],
                 Int("axis", c.DirectionAxis(-1)), String("reduction", "add"));
             return result;
         });
 
-    /// <summary>The indices TopK chose, with a leading basis axis: [K, ..indices].</summary>
-    private static string Chosen(OnnxRuleContext c) =>
-        c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.Out(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.Out(1)));
 
     /// <summary>Each input's share of the extremum's derivative: 1 where it alone attains it, 1/n where n inputs tie.</summary>
     private static string[] Shares(OnnxRuleContext c)

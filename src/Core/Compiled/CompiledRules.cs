@@ -221,9 +221,12 @@ internal static partial class CompiledRules
             return result;
         });
 
-    /// <summary>GatherElements' indices with a leading basis axis, [K, ..indices].</summary>
-    private static string BasisIndices(OnnxRuleContext c) =>
-        c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", c.In(1), c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, c.In(1)));
+    /// <summary>GatherElements' and ScatterElements' indices with a leading basis axis, [K, ..indices].</summary>
+    private static string BasisIndices(OnnxRuleContext c) => ForEveryDirection(c, c.In(1));
+
+    /// <summary><paramref name="value"/> repeated along a leading basis axis, [K, ..value]: indices that every direction shares.</summary>
+    private static string ForEveryDirection(OnnxRuleContext c, string value) =>
+        c.Emit.Op("Expand", c.Emit.Op("Unsqueeze", value, c.Emit.Ints(0)), c.Emit.WithBasis(c.Basis, value));
 
     /// <summary>CumSum along a per-sample axis the file fixes: the directions summed alike, the cotangent summed the other way.</summary>
     public static readonly CompiledRule CumSum = new(

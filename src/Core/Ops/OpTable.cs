@@ -174,7 +174,7 @@ public static class OpTable
             .Add(new OpRule("Dropout", OpKind.Shape, ShapeOps.Dropout, ShapeOps.PassBack) { Curvature = OpRule.Linear, Compiled = Emitted.Identity })
             .Add(new OpRule("Cast", OpKind.Shape, ShapeOps.Cast, ShapeOps.CastVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Cast })
             // The second input lends its element type only; no derivative flows through it.
-            .Add(new OpRule("CastLike", OpKind.Shape, ShapeOps.CastLike, ShapeOps.CastLikeVjp) { Since = 15, Curvature = OpRule.Linear, Compiled = Emitted.CastLike })
+            .Add(new OpRule("CastLike", OpKind.Shape, ShapeOps.CastLike, ShapeOps.CastVjp) { Since = 15, Curvature = OpRule.Linear, Compiled = Emitted.CastLike })
 
             // Values that never carry a tangent.
             .Add(new OpRule("Constant", OpKind.Constant, ShapeOps.Constant, OpRule.NoVjp) { Curvature = OpRule.Linear })

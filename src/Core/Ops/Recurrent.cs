@@ -213,38 +213,43 @@ internal static class Recurrent
     /// <summary>One step of the op's cell: the states after it from the step's input product x·Wᵀ (+ Wb) and the states before it.</summary>
     private delegate CellValue[] Step(CellValue product, CellValue[] states);
 
+    // Each op's step, with what it reads of the weights taken once per direction rather than on every step.
     private static Step Cell(string op, CellMath m, Tensor r, Tensor? rb, Tensor? peepholes, RecurrentActivation[] f, bool linearBeforeReset, long hidden) => op switch
     {
-        // i, o, f, c gates; peepholes p_i, p_o, p_f. C' = f ⊙ C + i ⊙ g(c), H' = o ⊙ h(C').
-        "LSTM" => (product, states) =>
-        {
-            var (h, cPrev) = (states[0], states[1]);
-            var gates = m.Split(m.Add(product, m.Shift(m.Linear(h, r), rb)), 4);
-            var p = peepholes?.chunk(3);
-            CellValue Peep(CellValue gate, CellValue cell, int i) => p is null ? gate : m.Add(gate, m.Scale(cell, p[i]));
-            var input = m.Apply(Peep(gates[0], cPrev, 0), f[0]);
-            var forget = m.Apply(Peep(gates[2], cPrev, 2), f[0]);
-            var cNext = m.Add(m.Mul(forget, cPrev), m.Mul(input, m.Apply(gates[3], f[1])));
-            var output = m.Apply(Peep(gates[1], cNext, 1), f[0]);
-            return [m.Mul(output, m.Apply(cNext, f[2])), cNext];
-        },
-        // z, r, h gates. With linear_before_reset the reset gate scales H·Rhᵀ + Rbh, else H before the product.
-        // H' = (1 − z) ⊙ h̃ + z ⊙ H.
-        "GRU" => (product, states) =>
-        {
-            var h = states[0];
-            var x = m.Split(product, 3);
-            var (rzr, rh) = (r.narrow(0, 0, 2 * hidden), r.narrow(0, 2 * hidden, hidden));
-            var (rbzr, rbh) = rb is null ? (null, null) : (rb.narrow(0, 0, 2 * hidden), rb.narrow(0, 2 * hidden, hidden));
-            var recurrent = m.Split(m.Shift(m.Linear(h, rzr), rbzr), 2);
-            var z = m.Apply(m.Add(x[0], recurrent[0]), f[0]);
-            var reset = m.Apply(m.Add(x[1], recurrent[1]), f[0]);
-            var candidate = m.Apply(m.Add(x[2], linearBeforeReset
-                ? m.Mul(reset, m.Shift(m.Linear(h, rh), rbh))
-                : m.Shift(m.Linear(m.Mul(reset, h), rh), rbh)), f[1]);
-            return [m.Add(m.Mul(m.OneMinus(z), candidate), m.Mul(z, h))];
-        },
+        "LSTM" => Lstm(m, r, rb, peepholes?.chunk(3), f),
+        "GRU" => Gru(m, r.narrow(0, 0, 2 * hidden), r.narrow(0, 2 * hidden, hidden), rb?.narrow(0, 0, 2 * hidden), rb?.narrow(0, 2 * hidden, hidden),
+            f, linearBeforeReset),
         _ => (product, states) => [m.Apply(m.Add(product, m.Shift(m.Linear(states[0], r), rb)), f[0])],
+    };
+
+    /// <summary>i, o, f, c gates; peepholes p_i, p_o, p_f. C' = f ⊙ C + i ⊙ g(c), H' = o ⊙ h(C').</summary>
+    private static Step Lstm(CellMath m, Tensor r, Tensor? rb, Tensor[]? p, RecurrentActivation[] f) => (product, states) =>
+    {
+        var (h, cPrev) = (states[0], states[1]);
+        var gates = m.Split(m.Add(product, m.Shift(m.Linear(h, r), rb)), 4);
+        CellValue Peep(CellValue gate, CellValue cell, int i) => p is null ? gate : m.Add(gate, m.Scale(cell, p[i]));
+        var input = m.Apply(Peep(gates[0], cPrev, 0), f[0]);
+        var forget = m.Apply(Peep(gates[2], cPrev, 2), f[0]);
+        var cNext = m.Add(m.Mul(forget, cPrev), m.Mul(input, m.Apply(gates[3], f[1])));
+        var output = m.Apply(Peep(gates[1], cNext, 1), f[0]);
+        return [m.Mul(output, m.Apply(cNext, f[2])), cNext];
+    };
+
+    /// <summary>
+    /// z, r, h gates. With linear_before_reset the reset gate scales H·Rhᵀ + Rbh, else H before the product.
+    /// H' = (1 − z) ⊙ h̃ + z ⊙ H.
+    /// </summary>
+    private static Step Gru(CellMath m, Tensor rzr, Tensor rh, Tensor? rbzr, Tensor? rbh, RecurrentActivation[] f, bool linearBeforeReset) => (product, states) =>
+    {
+        var h = states[0];
+        var x = m.Split(product, 3);
+        var recurrent = m.Split(m.Shift(m.Linear(h, rzr), rbzr), 2);
+        var z = m.Apply(m.Add(x[0], recurrent[0]), f[0]);
+        var reset = m.Apply(m.Add(x[1], recurrent[1]), f[0]);
+        var candidate = m.Apply(m.Add(x[2], linearBeforeReset
+            ? m.Mul(reset, m.Shift(m.Linear(h, rh), rbh))
+            : m.Shift(m.Linear(m.Mul(reset, h), rh), rbh)), f[1]);
+        return [m.Add(m.Mul(m.OneMinus(z), candidate), m.Mul(z, h))];
     };
 
     /// <summary>

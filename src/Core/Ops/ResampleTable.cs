@@ -105,12 +105,12 @@ internal sealed class ResampleTable
     public bool Dense => Sizes.Times(Input, Output) <= MaxDenseEntries;
 
     /// <summary>The map as a matrix [Input, Output], row-major: entry (i, o) is the weight output o gives input i.</summary>
-    public float[] Transposition()
+    public double[] Transposition()
     {
-        var m = new float[Input * Output];
+        var m = new double[Input * Output];
         for (int j = 0; j < Taps; j++)
             for (long o = 0; o < Output; o++)
-                m[_index[j][o] * Output + o] += (float)_weight[j][o];
+                m[_index[j][o] * Output + o] += _weight[j][o];
         return m;
     }
 
@@ -127,13 +127,7 @@ internal sealed class ResampleTable
         if (Dense)
         {
             var matrix = _dense.GetOrAdd((v.dtype, v.device_type, v.device_index), key =>
-            {
-                var m = new double[Input * Output];
-                for (int j = 0; j < Taps; j++)
-                    for (long o = 0; o < Output; o++)
-                        m[_index[j][o] * Output + o] += _weight[j][o];
-                return tensor(m, [Input, Output], ScalarType.Float64).to(key.Type, v.device).DetachFromDisposeScope();
-            });
+                tensor(Transposition(), [Input, Output], ScalarType.Float64).to(key.Type, v.device).DetachFromDisposeScope());
             long last = dims.Length - 1;
             return axis == last ? v.matmul(matrix) : v.movedim([axis], [last]).matmul(matrix).movedim([last], [axis]);
         }

@@ -569,18 +569,14 @@ internal static class ShapeOps
     /// <summary>Dropout (inference) and other identities: the cotangent of output 0 goes to input 0.</summary>
     public static Tensor?[] PassBack(VjpContext c) => [c.Needs(0) ? c.Cotangent(0) : null, .. new Tensor?[c.InputCount - 1]];
 
-    public static Tensor?[] CastLikeVjp(VjpContext c)
-    {
-        var x = c.In(0);
-        if (!c.Needs(0) || c.Cotangent(0) is not { } ct || !x.is_floating_point() || !c.Out(0).is_floating_point()) return [null, null];
-        return [ct.dtype == x.dtype ? ct : ct.to_type(x.dtype), null];
-    }
-
+    /// <summary>Cast's and CastLike's: a float cotangent back in x's type (CastLike's second input lends a type only).</summary>
     public static Tensor?[] CastVjp(VjpContext c)
     {
+        var result = new Tensor?[c.InputCount];
         var x = c.In(0);
-        if (!c.Needs(0) || c.Cotangent(0) is not { } ct || !x.is_floating_point() || !c.Out(0).is_floating_point()) return [null];
-        return [ct.dtype == x.dtype ? ct : ct.to_type(x.dtype)];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct || !x.is_floating_point() || !c.Out(0).is_floating_point()) return result;
+        result[0] = ct.dtype == x.dtype ? ct : ct.to_type(x.dtype);
+        return result;
     }
 
     public static long[] InversePermutation(VjpContext c, Tensor x)
