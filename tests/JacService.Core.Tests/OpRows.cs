@@ -91,6 +91,14 @@ public static class OpRows
         R("Div", "denominator [3,1] broadcast", g => g.Node("Div", [g.W(2, 3, 4), g.X(NonZero, 3, 1)])),
         R("Div", "numerator [3] broadcast", g => g.Node("Div", [g.X(3), g.W(NonZero, 2, 3)])),
         R("Div", "both differentiated", g => g.Node("Div", [g.X(2, 3), g.X(NonZero, 3)])),
+        // torch's chunk and head split write shape arithmetic as integer Add and Div; ONNX's integer Div truncates.
+        R("Div", "int64 shape arithmetic (Add, then Div truncating -7 / 2 to -3), cast to float, times x (opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(3, 2);
+            var n = g.Node("Div", [g.Node("Add", [g.Node("Shape", [x], ("start", -1)), g.Ints(-9)]), g.Ints(2)]);
+            g.Node("Mul", [x, g.Node("Cast", [n], ("to", OnnxType.Float))]);
+        }),
         R("Pow", "base [3,1] broadcast", g => g.Node("Pow", [g.X(Pos, 3, 1), g.W(2, 3, 4)])),
         R("Pow", "exponent [4] broadcast", g => g.Node("Pow", [g.W(Pos, 2, 3, 4), g.X(4)])),
         R("Pow", "both differentiated", g => g.Node("Pow", [g.X(Pos, 2, 3), g.X(2, 3)])),
@@ -210,6 +218,17 @@ public static class OpRows
         R("MatMul", "3-D x 2-D", g => g.Node("MatMul", [g.X(2, 3, 4), g.W(4, 5)])),
         R("MatMul", "3-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 3, 4), g.X(1, 4, 5)])),
         R("MatMul", "4-D x 3-D broadcast batch, both differentiated", g => g.Node("MatMul", [g.X(2, 1, 3, 4), g.X(3, 4, 2)])),
+        // Attention multiplies two values from the same input: scores Q·Kᵀ, and per head with one operand broadcast.
+        R("MatMul", "x times its own transpose, batched", g =>
+        {
+            var x = g.X(2, 3, 4);
+            g.Node("MatMul", [x, g.Node("Transpose", [x], ("perm", new long[] { 0, 2, 1 }))]);
+        }),
+        R("MatMul", "two heads of x by x's transpose broadcast along the heads", g =>
+        {
+            var x = g.Node("Unsqueeze", [g.X(2, 3, 4), g.Ints(1)]);
+            g.Node("MatMul", [g.Node("Mul", [x, g.W(2, 1, 4)]), g.Node("Transpose", [g.Node("Tanh", [x])], ("perm", new long[] { 0, 1, 3, 2 }))]);
+        }),
         R("MatMul", "1-D x 2-D, both differentiated", g => g.Node("MatMul", [g.X(4), g.X(4, 5)])),
         R("MatMul", "2-D x 1-D, both differentiated", g => g.Node("MatMul", [g.X(3, 4), g.X(4)])),
         R("MatMul", "1-D x 3-D, both differentiated", g => g.Node("MatMul", [g.X(4), g.X(2, 4, 3)])),
@@ -366,6 +385,19 @@ public static class OpRows
             x => [x[0].index_select(0, tensor(new long[] { 4, 2 }))]),
         R("Slice", "steps 2 and 3, ends past the axes", g =>
             g.Node("Slice", [g.X(6, 7), g.Ints(0, 1), g.Ints(long.MaxValue, 100), g.Ints(0, -1), g.Ints(2, 3)])),
+        // Bounds computed from shapes, as torch writes chunk and a head split: fixed where no batch size changes them.
+        R("Slice", "ends computed from the per-sample width (opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(2, 5);
+            g.Node("Slice", [x, g.Ints(0), g.Node("Div", [g.Node("Shape", [x], ("start", 1)), g.Ints(2)]), g.Ints(1)]);
+        }),
+        R("Slice", "ends computed from the batch size (opset 15)", g =>
+        {
+            g.Opset = 15;
+            var x = g.X(2, 5);
+            g.Node("Slice", [x, g.Ints(1), g.Node("Shape", [x], ("end", 1)), g.Ints(1)]);
+        }),
         R("Expand", "[3,1] to [2,3,4]", g => g.Node("Expand", [g.X(3, 1), g.Ints(2, 3, 4)])),
         R("Expand", "to a shape of lower rank", g => g.Node("Expand", [g.X(2, 3, 1), g.Ints(4)])),
         R("Pad", "constant mode, value 0.5", g => g.Node("Pad", [g.X(2, 3), g.Ints(1, 0, 2, 1), g.Scalar(0.5)])),

@@ -101,8 +101,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// <summary>The derivative graph for (wrt, of, mode) on inputs of these shapes; throws <see cref="NotCompilableException"/> where there is none.</summary>
     internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), Math.Max(2, shapes[0][0]),
-            parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode, directions);
+        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), FoldedIntsOf(shapes),
+            Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode, directions);
 
     /// <summary>
     /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would
@@ -118,6 +118,37 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         for (int id = 0; id < graph.ValueCount; id++)
             if (plan.Plan.ValueShapes[id] is { } shape) shapes[graph.ValueNames[id]] = shape;
         return name => shapes.GetValueOrDefault(name);
+    }
+
+    /// <summary>
+    /// The small int64 values the plan folds (shape arithmetic: torch computes a head split's Slice bounds from the
+    /// input's shape) that are the same at two batch sizes, so a graph that serves every batch may take them as fixed.
+    /// None where the plan for a second batch size does not build.
+    /// </summary>
+    private Func<string, long[]?> FoldedIntsOf(long[][] inputs)
+    {
+        const int MaxElements = 64;
+        var graph = parts.Graph;
+        long batch = Math.Max(2, inputs[0][0]);
+        using var scope = NewDisposeScope();
+        try
+        {
+            using var first = parts.Plans.Lease(inputs.Select(s => (long[])[batch, .. s[1..]]).ToArray());
+            using var second = parts.Plans.Lease(inputs.Select(s => (long[])[batch + 1, .. s[1..]]).ToArray());
+            var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
+            for (int id = 0; id < graph.ValueCount; id++)
+            {
+                if (first.Plan.Constants[id] is not { dtype: ScalarType.Int64 } a || a.numel() > MaxElements) continue;
+                if (second.Plan.Constants[id] is not { dtype: ScalarType.Int64 } b) continue;
+                long[] x = a.data<long>().ToArray(), y = b.data<long>().ToArray();
+                if (x.AsSpan().SequenceEqual(y) && a.shape.AsSpan().SequenceEqual(b.shape)) values[graph.ValueNames[id]] = x;
+            }
+            return name => values.GetValueOrDefault(name);
+        }
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException or ModelLoadException)
+        {
+            return _ => null;
+        }
     }
 
     public void Dispose()

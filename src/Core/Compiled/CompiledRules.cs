@@ -99,19 +99,30 @@ internal static partial class CompiledRules
             return [ca, null, cc];
         });
 
-    /// <summary>Y = A·W for a weight W of rank 2.</summary>
+    /// <summary>
+    /// Y = A·B for operands of rank 2 or more (batches of matrices, broadcast): dY = dA·B + A·dB, and the cotangents
+    /// Ȳ·Bᵀ and Aᵀ·Ȳ summed back over the batch axes an operand broadcast along. Attention multiplies two values that
+    /// both depend on wrt (queries by keys, weights by values); a layer multiplies one by a weight.
+    /// </summary>
     public static readonly CompiledRule MatMul = new(
         c =>
         {
-            RefuseWeight(c, 1);
             CheckRanks(c);
-            return [c.Tangent(0) is { } t ? c.Emit.Op("MatMul", t, c.In(1)) : null];
+            string? a = c.Tangent(0) is null ? null : c.Emit.Op("MatMul", c.Aligned(0), c.In(1));
+            string? b = c.Tangent(1) is null ? null : c.Emit.Op("MatMul", c.In(0), c.Aligned(1));
+            return [a is null ? b : b is null ? a : c.Emit.Add(a, b)];
         },
         c =>
         {
-            RefuseWeight(c, 1);
             CheckRanks(c);
-            return [c.Cotangent(0) is { } ct && c.Needs(0) ? TimesWeight(c, ct, c.In(1), transposed: true) : null, null];
+            if (c.Cotangent(0) is not { } ct) return [null, null];
+            long[][] axes = [c.BroadcastAxes(0, trailing: 2), c.BroadcastAxes(1, trailing: 2)];
+            if (axes.Any(a => a.Length > 0)) ct = c.Emit.Full(ct, c.Basis, c.Out(0));
+            return
+            [
+                c.Needs(0) ? c.SumBack(TimesWeight(c, ct, c.In(1), transposed: true), axes[0], 0) : null,
+                c.Needs(1) ? c.SumBack(c.Emit.RuntimeOp("FusedMatMul", [c.In(0), ct], Int("transA", 1)), axes[1], 1) : null,
+            ];
         });
 
     public static readonly CompiledRule Identity = new(c => [c.Tangent(0)], c => [c.Needs(0) ? c.Cotangent(0) : null]);
@@ -628,10 +639,19 @@ internal static partial class CompiledRules
             throw new NotCompilableException($"{c.OpType} '{c.Out(0)}' takes its input {input} from wrt; only its data input is compiled");
     }
 
+    /// <summary>
+    /// Refuses a product whose operand from wrt does not keep its first (batch) axis as the output's: a matrix of rank 2
+    /// on the right contracts it, and a lower rank broadcasts it against another batch axis.
+    /// </summary>
     private static void CheckRanks(OnnxRuleContext c)
     {
-        if (c.Emit.Rank(c.In(0)) < 2 || c.Emit.Rank(c.In(1)) != 2)
-            throw new NotCompilableException($"MatMul '{c.Out(0)}' multiplies ranks {c.Emit.Rank(c.In(0))} and {c.Emit.Rank(c.In(1))}; compiled for rank ≥ 2 by a matrix");
+        if (c.Emit.Rank(c.In(0)) < 2 || c.Emit.Rank(c.In(1)) < 2)
+            throw new NotCompilableException($"MatMul '{c.Out(0)}' multiplies ranks {c.Emit.Rank(c.In(0))} and {c.Emit.Rank(c.In(1))}; compiled for ranks 2 or more");
+        int rank = c.Emit.Rank(c.Out(0));
+        for (int i = 0; i < 2; i++)
+            if ((c.Tangent(i) is not null || c.Needs(i)) && (c.Emit.Rank(c.In(i)) != rank || (i == 1 && rank < 3)))
+                throw new NotCompilableException(
+                    $"MatMul '{c.Out(0)}' takes its input {i} from wrt, whose first axis is not the product's batch axis; compiled where it is");
     }
 
     private static long[] Permutation(OnnxRuleContext c) =>

@@ -31,7 +31,9 @@ internal static class DerivativeGraphWriter
     /// For a Jvp graph (forward mode) the caller's tangents per sample, for a Vjp graph (reverse mode) its cotangents per
     /// sample (T); null for a Jacobian.
     /// </param>
-    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, long shapesBatch, string wrt, string[] of, DerivativeMode mode,
+    /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, long shapesBatch, string wrt,
+        string[] of, DerivativeMode mode,
         long? directions = null)
     {
         long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
@@ -64,7 +66,7 @@ internal static class DerivativeGraphWriter
             if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
 
         shapeOf = WithKeptShapes(graph, shapeOf);
-        var emit = new OnnxEmitter(graph, opset, shapeOf);
+        var emit = new OnnxEmitter(graph, opset, shapeOf, foldedInts);
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);

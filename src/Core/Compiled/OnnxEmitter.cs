@@ -9,7 +9,7 @@ namespace JacService.Core.Compiled;
 /// batch of two, so a batch axis tells itself from a per-sample one). Derivative nodes are plain ONNX ops at the
 /// model's opset (13 or later: axes as inputs), so ONNX Runtime runs them beside the model's own.
 /// </summary>
-internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf)
+internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
 {
     public long Opset => opset;
 
@@ -80,10 +80,11 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     public int Rank(string value) => Shape(value).Length;
 
     /// <summary>
-    /// The values of an int64 tensor the file fixes (an initializer or a Constant node's value), such as a Slice's
-    /// bounds or a reduction's axes; null where it is computed or not int64.
+    /// The values of an int64 tensor the file fixes (an initializer or a Constant node's value) or computes from shapes
+    /// alone, the same for every batch, such as a Slice's bounds or a reduction's axes; null where it depends on the
+    /// data or the batch, or is not int64.
     /// </summary>
-    public long[]? ConstantInts(string value) => Constant(value, TensorProto.Types.DataType.Int64, t => t.Int64Data);
+    public long[]? ConstantInts(string value) => Constant(value, TensorProto.Types.DataType.Int64, t => t.Int64Data) ?? foldedInts(value);
 
     /// <summary>The values of a float32 tensor the file fixes (a Resize's scales); null where it is computed or not float32.</summary>
     public float[]? ConstantFloats(string value) => Constant(value, TensorProto.Types.DataType.Float, t => t.FloatData);

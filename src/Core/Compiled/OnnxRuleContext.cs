@@ -59,16 +59,28 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     /// </summary>
     public string Unbroadcast(string cotangent, int i)
     {
+        var axes = BroadcastAxes(i);
+        return axes.Length == 0 ? cotangent : SumBack(Emit.Full(cotangent, Basis, Out(0)), axes, i);
+    }
+
+    /// <summary>
+    /// The output's axes, in direction coordinates, that input <paramref name="i"/> broadcast along or lacks, leaving
+    /// out the last <paramref name="trailing"/> (a MatMul's matrix axes, which do not broadcast).
+    /// </summary>
+    public long[] BroadcastAxes(int i, int trailing = 0)
+    {
         long[] input = Emit.Shape(In(i)), output = Emit.Shape(Out(0));
         int extra = output.Length - input.Length;
-        var axes = new List<long>();
-        for (int axis = 0; axis < output.Length; axis++)
-        {
-            int j = axis - extra;
-            if (j < 0 || (input[j] == 1 && output[axis] != 1)) axes.Add(axis + 1);
-        }
-        if (axes.Count == 0) return cotangent;
-        var summed = Emit.Op("ReduceSum", [Emit.Full(cotangent, Basis, Out(0)), Emit.Ints([.. axes])], OnnxEmitter.Int("keepdims", 1));
+        return Enumerable.Range(0, output.Length - trailing).Where(axis => axis < extra || (input[axis - extra] == 1 && output[axis] != 1))
+            .Select(axis => (long)axis + 1).ToArray();
+    }
+
+    /// <summary>A direction over the output's leading axes summed over <paramref name="axes"/>, less those input <paramref name="i"/> lacks.</summary>
+    public string SumBack(string direction, long[] axes, int i)
+    {
+        if (axes.Length == 0) return direction;
+        int extra = Emit.Rank(Out(0)) - Emit.Rank(In(i));
+        var summed = Emit.Op("ReduceSum", [direction, Emit.Ints(axes)], OnnxEmitter.Int("keepdims", 1));
         return extra == 0 ? summed : Emit.Op("Squeeze", summed, Emit.Ints(Enumerable.Range(1, extra).Select(a => (long)a).ToArray()));
     }
 

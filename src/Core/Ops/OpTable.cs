@@ -117,7 +117,7 @@ public static class OpTable
             .Binary("Sub", (_, a, b) => a.Minus(b), one, minusOne, compiled: (Emitted.One, Emitted.MinusOne))
             .Binary("Mul", (_, a, b) => a * b, (_, b, _) => b, (a, _, _) => a, dab: (a, _, _) => a.new_full([], S(1)),
                 compiled: ((_, _, b, _) => b, (_, a, _, _) => a))
-            .Binary("Div", (_, a, b) => a / b, (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg(),
+            .Binary("Div", (_, a, b) => a.Quotient(b), (_, b, _) => b.reciprocal(), (_, b, y) => (y / b).neg(),
                 dab: (_, b, _) => Powers.Square(b).reciprocal().neg(), dbb: (_, b, y) => y / Powers.Square(b) * S(2),
                 compiled: ((c, _, b, _) => c.Emit.Op("Reciprocal", b), (c, _, b, y) => c.Emit.Op("Neg", c.Emit.Op("Div", y, b))))
             .Binary("Pow", (_, a, b) => a.pow(b), (a, b, _) => b * a.pow(b.Minus(1)), (a, _, y) => y * a.log(),
