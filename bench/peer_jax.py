@@ -206,6 +206,28 @@ def wide_classifier(p, xp, erf, x):
     return linear(p, "l3", h)
 
 
+def layer_norm(p, xp, name, x):
+    mu = xp.mean(x, axis=-1, keepdims=True)
+    var = xp.mean((x - mu) ** 2, axis=-1, keepdims=True)  # biased, as LayerNorm
+    return (x - mu) / xp.sqrt(var + LN_EPS) * p[name + ".weight"] + p[name + ".bias"]
+
+
+def attention(p, xp, erf, x):
+    """The pre-norm encoder layer of fixture_models.Attention on one sample [6 tokens, 8 features]."""
+    tokens, width, heads = 6, 8, 2
+    h = x + p["position"]
+    a = layer_norm(p, xp, "layer.norm1", h)
+    qkv = a @ p["layer.self_attn.in_proj_weight"].T + p["layer.self_attn.in_proj_bias"]  # [tokens, 3 * width]
+    q, k, v = (qkv[:, i * width:(i + 1) * width].reshape(tokens, heads, width // heads).transpose(1, 0, 2) for i in range(3))
+    scores = q @ k.transpose(0, 2, 1) / math.sqrt(width // heads) + p["causal"]
+    e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))  # the -inf of the mask gives 0
+    mixed = (e / xp.sum(e, axis=-1, keepdims=True)) @ v  # [heads, tokens, width / heads]
+    h = h + linear(p, "layer.self_attn.out_proj", mixed.transpose(1, 0, 2).reshape(tokens, width))
+    f = linear(p, "layer.linear1", layer_norm(p, xp, "layer.norm2", h))
+    h = h + linear(p, "layer.linear2", 0.5 * f * (1.0 + erf(f / math.sqrt(2.0))))
+    return linear(p, "head", xp.mean(h, axis=0))
+
+
 # Model name -> (forward of one sample, its input names in argument order).
 MODELS: Dict[str, Tuple[Callable, List[str]]] = {
     "mlp_tanh": (mlp_tanh, ["x"]),
@@ -216,6 +238,7 @@ MODELS: Dict[str, Tuple[Callable, List[str]]] = {
     "two_inputs": (two_inputs, ["x", "z"]),
     "layernorm_gelu": (layernorm_gelu, ["x"]),
     "wide_classifier": (wide_classifier, ["x"]),
+    "attention": (attention, ["x"]),
 }
 
 

@@ -79,6 +79,9 @@ public class LaterOpsetTests
             g.Opset = 18;
             g.Node("Resize", [g.X(1, 2, 4), "", g.Const([1, 1, 2], 3)], ("mode", "linear"), ("coordinate_transformation_mode", "half_pixel_symmetric"));
         }, "coordinate_transformation_mode 'half_pixel_symmetric' is not one of half_pixel, pytorch_half_pixel, align_corners, asymmetric at opset 18"),
+        ["DepthToSpace in another mode"] = (g => g.Node("DepthToSpace", [g.X(1, 8, 2, 2)], ("blocksize", 2), ("mode", "RCD")),
+            "DepthToSpace mode must be DCR or CRD, got 'RCD'"),
+        ["SpaceToDepth without a blocksize"] = (g => g.Node("SpaceToDepth", [g.X(1, 2, 4, 4)]), "SpaceToDepth needs a blocksize of 1 or more, got 0"),
         ["Resize tf_crop_and_resize"] = (g =>
             g.Node("Resize", [g.X(1, 2, 4), g.Const([0, 0, 0.2, 1, 1, 0.8], 6), g.Const([1, 1, 2], 3)], ("mode", "linear"), ("coordinate_transformation_mode", "tf_crop_and_resize")),
             "coordinate_transformation_mode 'tf_crop_and_resize' is not supported; export a plain resize and crop with Slice"),
@@ -151,6 +154,21 @@ public class LaterOpsetTests
         using var scope = torch.NewDisposeScope();
         // Predict runs in ONNX Runtime; a derivative runs the engine's Pad (a compiled graph refuses these and falls back).
         var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([2, 3], new float[6])], 0, [0], DerivativeMode.Forward));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Theory]
+    [InlineData("DepthToSpace", new long[] { 1, 6, 2, 2 }, "DepthToSpace with blocksize 2 needs C divisible by 4, got [1, 6, 2, 2]")]
+    [InlineData("SpaceToDepth", new long[] { 1, 2, 4, 3 }, "SpaceToDepth with blocksize 2 needs H and W divisible by 2, got [1, 2, 4, 3]")]
+    [InlineData("SpaceToDepth", new long[] { 1, 4, 4 }, "SpaceToDepth takes an input of rank 4 [N, C, H, W], got [1, 4, 4]")]
+    public void ABlockRearrangementOfTheWrongShapeIsRefusedWithTheReason(string op, long[] shape, string message)
+    {
+        var g = new OnnxBuilder();
+        g.Node(op, [g.X(shape)], ("blocksize", 2));
+        using var model = ModelVersion.Load(op, 1, g.ToBytes(), new EngineLimits());
+        using var scope = torch.NewDisposeScope();
+        var e = Assert.Throws<NodeEvaluationException>(() =>
+            model.Jacobian([new HostTensor(shape, new float[shape.Aggregate(1L, (p, d) => p * d)])], 0, [0], DerivativeMode.Forward));
         Assert.Contains(message, e.Message);
     }
 }

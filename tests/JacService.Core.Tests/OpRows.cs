@@ -398,6 +398,14 @@ public static class OpRows
             var x = g.X(2, 5);
             g.Node("Slice", [x, g.Ints(1), g.Node("Shape", [x], ("end", 1)), g.Ints(1)]);
         }),
+        // torch writes PixelShuffle as DepthToSpace in CRD order; TensorFlow's depth_to_space and space_to_depth are DCR.
+        R("DepthToSpace", "CRD, blocksize 2 (torch's pixel_shuffle)", g => g.Node("DepthToSpace", [g.X(2, 8, 2, 3)], ("blocksize", 2), ("mode", "CRD")),
+            x => [nn.functional.pixel_shuffle(x[0], 2)]),
+        R("DepthToSpace", "DCR (the default), blocksize 2", g => g.Node("DepthToSpace", [g.X(2, 8, 3, 2)], ("blocksize", 2))),
+        R("DepthToSpace", "DCR, blocksize 3", g => g.Node("DepthToSpace", [g.X(1, 9, 2, 2)], ("blocksize", 3), ("mode", "DCR"))),
+        R("SpaceToDepth", "blocksize 2", g => g.Node("SpaceToDepth", [g.X(2, 3, 4, 6)], ("blocksize", 2))),
+        R("SpaceToDepth", "undoes DepthToSpace DCR", g =>
+            g.Node("SpaceToDepth", [g.Node("DepthToSpace", [g.X(2, 8, 2, 3)], ("blocksize", 2))], ("blocksize", 2)), x => [x[0]]),
         R("Expand", "[3,1] to [2,3,4]", g => g.Node("Expand", [g.X(3, 1), g.Ints(2, 3, 4)])),
         R("Expand", "to a shape of lower rank", g => g.Node("Expand", [g.X(2, 3, 1), g.Ints(4)])),
         R("Pad", "constant mode, value 0.5", g => g.Node("Pad", [g.X(2, 3), g.Ints(1, 0, 2, 1), g.Scalar(0.5)])),

@@ -132,6 +132,29 @@ internal static partial class CompiledRules
         c => [c.Tangent(0) is { } t ? c.Emit.Op("Reshape", c.Emit.Full(t, c.Basis, c.In(0)), c.Emit.WithBasis(c.Basis, c.Out(0))) : null],
         c => [c.Cotangent(0) is { } ct && c.Needs(0) ? c.Emit.Op("Reshape", c.Emit.Full(ct, c.Basis, c.Out(0)), c.Emit.WithBasis(c.Basis, c.In(0))) : null]);
 
+    /// <summary>
+    /// DepthToSpace and SpaceToDepth on directions [K, B, C, H, W]: the same reshape, permutation and reshape with the
+    /// basis and batch axes read as one, and back by the inverse permutation.
+    /// </summary>
+    public static readonly CompiledRule BlockRearrange = new(
+        c =>
+        {
+            if (c.Tangent(0) is not { } t) return [null];
+            var layout = LayoutOf(c);
+            var moved = c.Emit.Op("Transpose", [c.Emit.Op("Reshape", t, c.Emit.Ints([-1, .. layout.Split]))], IntList("perm", [0, .. layout.Perm.Select(p => p + 1)]));
+            return [c.Emit.Op("Reshape", moved, c.Emit.Ints([c.Basis, -1, .. layout.Output]))];
+        },
+        c =>
+        {
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return [null];
+            var layout = LayoutOf(c);
+            var moved = c.Emit.Op("Transpose", [c.Emit.Op("Reshape", ct, c.Emit.Ints([-1, .. layout.Permuted]))], IntList("perm", [0, .. layout.Inverse.Select(p => p + 1)]));
+            return [c.Emit.Op("Reshape", moved, c.Emit.Ints([c.Basis, -1, .. layout.Input]))];
+        });
+
+    private static Ops.BlockRearrange.Layout LayoutOf(OnnxRuleContext c) =>
+        Ops.BlockRearrange.For(c.OpType, c.Int("blocksize", 0), c.String("mode", "DCR"), c.Emit.Shape(c.In(0)));
+
     public static readonly CompiledRule Transpose = new(
         c => [c.Tangent(0) is { } t ? c.Emit.Op("Transpose", [t], IntList("perm", [0, .. Permutation(c).Select(p => p + 1)])) : null],
         c =>
