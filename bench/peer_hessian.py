@@ -32,8 +32,9 @@ stdout: one JSON object per line, per (model, batch), in the style of peer_funct
       {"peer": "functorch", "model": ..., "batch": ..., "op": "best", "quantity": "hessian"|"laplacian",
        "mode": "hessian"|"hessian_trace", "threads": ..., "chunk": ..., "median_ms": ..., "samples_per_s": ...,
        "hessians_per_s"|"laplacians_per_s": ...}
-  A configuration that cannot run carries "skipped" (the reason) and null timings: functorch.hessian has no
-  forward-mode rule for the backward of LayerNorm or LogSoftmax in torch 1.13 (layernorm_gelu, relu_classifier).
+  A configuration that cannot run carries "skipped" (the reason) and null timings. functorch.hessian (forward over
+  reverse) has no forward-mode rule for the backward of LayerNorm or LogSoftmax in torch 1.13 (layernorm_gelu,
+  relu_classifier, attention); those models are timed by vmap(jacrev(jacrev)) instead.
 torch's build/BLAS configuration goes to stderr once (so stdout stays parseable).
 
 A C# benchmark can run this as a subprocess, as bench/JacService.Bench/ModesBench.cs runs peer_functorch.py
@@ -70,13 +71,19 @@ def make_call(op: str, name: str, fx: fixture_models.Fixture, inputs: List[torch
     calls of `chunk` samples each."""
     f = fixture_models.per_sample(fx)
     hess = functorch.vmap(functorch.hessian(f, argnums=0))
+    revrev = functorch.jacrev(functorch.jacrev(f, argnums=0), argnums=0)
     if name in NO_VMAP:
         # Neither vmap nor forward mode runs (NO_VMAP): reverse over reverse, one sample at a time.
-        one = functorch.jacrev(functorch.jacrev(f, argnums=0), argnums=0)
-        hess = lambda x: torch.stack([one(sample) for sample in x])  # noqa: E731
+        hess = lambda x: torch.stack([revrev(sample) for sample in x])  # noqa: E731
     n_in = math.prod(inputs[0].shape[1:])
     batch = inputs[0].shape[0]
     parts = [[x[start:start + chunk] for x in inputs] for start in range(0, batch, chunk)]
+    try:
+        hess(*parts[0])
+    except NotImplementedError:
+        # functorch.hessian is forward over reverse; torch 1.13 has no forward-mode rule for the backward of LayerNorm
+        # or LogSoftmax, so for those models the peer's best is reverse over reverse, still vmapped.
+        hess = functorch.vmap(revrev)
 
     def hessians(part):
         out = hess(*part)

@@ -22,7 +22,7 @@ public class SecondOrderModeTests
         get
         {
             var data = new TheoryData<string, string>();
-            foreach (var name in new[] { "pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs", "relu_classifier" })
+            foreach (var name in new[] { "pinn", "mlp_tanh", "layernorm_gelu", "two_inputs", "two_outputs", "relu_classifier", "attention" })
                 foreach (var method in new[] { nameof(HessianMethod.Forward), nameof(HessianMethod.Contracted) })
                     data.Add(name, method);
             return data;
@@ -171,5 +171,42 @@ public class SecondOrderModeTests
         Assert.Contains("Hessian result would take", e.Message);
         Assert.Contains("over the limit of 1,048,576", e.Message);
         model.CheckSecondOrderSize(inputs, 0, [0], SecondOrderKind.Laplacian, includeJacobian: true);
+    }
+
+    /// <summary>
+    /// Values whose first axis merges the batch with another (torch's attention works on [B·heads, T, d]): the contraction
+    /// serves them where each sample's elements stay together, and the forward method where the merge interleaves
+    /// samples (heads first), on which the contraction would mix samples up.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AMergedBatchAxisIsContractedOnlyWhereSamplesStayTogether(bool sampleMajor)
+    {
+        var g = new OnnxBuilder();
+        var x = g.X(3, 2, 3);
+        var rows = g.Node("Reshape", [sampleMajor ? x : g.Node("Transpose", [x], ("perm", new long[] { 1, 0, 2 })), g.Ints(-1, 3)]);
+        var curved = g.Node("Mul", [g.Node("Tanh", [rows]), g.Node("Sin", [rows])]);
+        var back = sampleMajor ? curved : g.Node("Transpose", [g.Node("Reshape", [curved, g.Ints(2, -1, 3)])], ("perm", new long[] { 1, 0, 2 }));
+        g.Node("Reshape", [back, g.Ints(-1, 6)]);
+        using var model = ModelVersion.Load("merged", 1, g.ToBytes(), new EngineLimits(), computeType: ScalarType.Float64);
+        using var scope = NewDisposeScope();
+        var inputs = new[] { tensor(g.Inputs[0].Data, g.Inputs[0].Shape, ScalarType.Float64) };
+
+        Assert.Equal(sampleMajor ? HessianMethod.Contracted : HessianMethod.Forward, model.HessianMethodFor(inputs, 0, [0]));
+        var forward = model.SecondOrderTensors(inputs, 0, [0], SecondOrderKind.Hessian, method: HessianMethod.Forward).Derivatives[0];
+        var served = model.SecondOrderTensors(inputs, 0, [0], SecondOrderKind.Hessian).Derivatives[0];
+        Assert.True(served.allclose(forward, rtol: 1e-10, atol: 1e-12));
+        // The contraction forced onto the interleaved layout gives other numbers: the case the check is there for.
+        var contracted = model.SecondOrderTensors(inputs, 0, [0], SecondOrderKind.Hessian, method: HessianMethod.Contracted).Derivatives[0];
+        Assert.Equal(sampleMajor, contracted.allclose(forward, rtol: 1e-10, atol: 1e-12));
+    }
+
+    [Fact]
+    public void AttentionsMergedHeadsAreContracted()
+    {
+        using var model = Load("attention");
+        using var scope = NewDisposeScope();
+        Assert.Equal(HessianMethod.Contracted, model.HessianMethodFor(Inputs(Fixtures.Load("attention"), model), 0, [0]));
     }
 }

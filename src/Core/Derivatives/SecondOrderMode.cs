@@ -36,7 +36,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         {
             HessianMethod.Forward => ForwardHessian(inputs, wrt, of, includeJacobian),
             HessianMethod.Contracted => ContractedHessian(inputs, wrt, of, includeJacobian),
-            _ => PreferContracted(inputs, wrt, of) ? ContractedHessian(inputs, wrt, of, includeJacobian) : ForwardHessian(inputs, wrt, of, includeJacobian),
+            _ => Chosen(inputs, wrt, of) == HessianMethod.Contracted ? ContractedHessian(inputs, wrt, of, includeJacobian) : ForwardHessian(inputs, wrt, of, includeJacobian),
         };
 
     /// <summary>
@@ -45,14 +45,14 @@ internal sealed class SecondOrderMode(ModelParts parts)
     /// (mlp_tanh: 528 entries against 64, 2-6x faster; the PINN: 3 against 4, where forward is 1.15-1.9x faster; see
     /// docs/benchmarks.md), and needs sample-major layouts.
     /// </summary>
-    private bool PreferContracted(Tensor[] inputs, int wrt, int[] of)
+    internal HessianMethod Chosen(Tensor[] inputs, int wrt, int[] of)
     {
         long n = Shapes.Product(inputs[wrt].Dims()[1..]);
         long m;
         using (var scope = NewDisposeScope())
         using (var plan = parts.Plans.Lease(inputs))
             m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].size(0)));
-        return n * (n + 1) / 2 > n + 2 * m && SampleAligned(inputs, wrt, of);
+        return n * (n + 1) / 2 > n + 2 * m && SampleAligned(inputs, wrt, of) ? HessianMethod.Contracted : HessianMethod.Forward;
     }
 
     /// <summary>
@@ -229,8 +229,11 @@ internal sealed class SecondOrderMode(ModelParts parts)
     }
 
     /// <summary>
-    /// Whether every non-linear node on the path has its outputs laid out sample-major (axis 0 is the batch), which the
-    /// contraction needs to keep samples apart: seen by comparing the plans for one and for two samples. Cached.
+    /// Whether every non-linear node on the path has its outputs laid out sample-major, which the contraction needs to
+    /// keep samples apart. Where axis 0 is the batch in the plans for one and for two samples, it is. Where a value
+    /// doubles its elements another way (torch's attention merges the batch and the heads into one axis, [B·heads, T, d]),
+    /// two different samples are run together and each alone: the layout is sample-major when the pair's value is the
+    /// first sample's followed by the second's. Cached per (wrt, of, per-sample shapes).
     /// </summary>
     private bool SampleAligned(Tensor[] inputs, int wrt, int[] of)
     {
@@ -241,9 +244,31 @@ internal sealed class SecondOrderMode(ModelParts parts)
             using var scope = NewDisposeScope();
             using var one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.Dims()[1..]]).ToArray());
             using var two = parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.Dims()[1..]]).ToArray());
-            return one.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear))
-                .SelectMany(s => s.Outputs).Where(o => o >= 0).All(o =>
-                    one.Plan.ValueShapes[o] is [1, .. var a] && two.Plan.ValueShapes[o] is [2, .. var b] && a.SequenceEqual(b));
+            var unclear = one.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear)
+                    && OpTable.Rules[s.OpType].Curves(s.Inputs.Select(i => i >= 0 && path.DependsOnWrt[i]).ToArray()))
+                .SelectMany(s => s.Outputs).Where(o => o >= 0 && !(one.Plan.ValueShapes[o] is [1, .. var a] && two.Plan.ValueShapes[o] is [2, .. var b] && a.SequenceEqual(b)))
+                .ToArray();
+            if (unclear.Length == 0) return true;
+            if (unclear.Any(o => one.Plan.ValueShapes[o] is not { } a || two.Plan.ValueShapes[o] is not { } b || Shapes.Product(b) != 2 * Shapes.Product(a)))
+                return false;
+            return SampleMajor(inputs, one.Plan, two.Plan, unclear);
+        });
+    }
+
+    private bool SampleMajor(Tensor[] inputs, ExecutionPlan one, ExecutionPlan two, int[] values)
+    {
+        var graph = parts.Graph;
+        var keep = new bool[graph.ValueCount];
+        foreach (var o in values) keep[o] = true;
+        // The request's first sample, and beside it that sample moved by noise in every floating input.
+        var first = inputs.Select(t => t.narrow(0, 0, 1)).ToArray();
+        var second = first.Select(t => t.is_floating_point() ? t.Plus(randn_like(t) * S(0.5)) : t).ToArray();
+        var pair = Evaluator.RunKeeping(graph, two, first.Zip(second, (a, b) => cat([a, b], 0)).ToArray(), keep);
+        var alone = new[] { first, second }.Select(x => Evaluator.RunKeeping(graph, one, x, keep)).ToArray();
+        return values.All(o =>
+        {
+            var halves = pair[o]!.reshape(2, -1);
+            return Enumerable.Range(0, 2).All(i => halves[i].allclose(alone[i][o]!.reshape(-1), rtol: 1e-4, atol: 1e-5 * Math.Max(1, halves.abs().max().to_type(ScalarType.Float64).item<double>())));
         });
     }
 

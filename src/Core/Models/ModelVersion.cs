@@ -565,6 +565,9 @@ public sealed class ModelVersion : IDisposable
         kind == SecondOrderKind.Hessian ? _secondOrder.Hessian(inputs, wrt, of, includeJacobian, method)
             : _secondOrder.Laplacian(inputs, wrt, of, axes ?? Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].Dims()[1..])).ToArray(), includeJacobian);
 
+    /// <summary>The method a Hessian of these inputs is computed by (<see cref="HessianMethod.Auto"/> resolved).</summary>
+    internal HessianMethod HessianMethodFor(Tensor[] inputs, int wrt, int[] of) => _secondOrder.Chosen(inputs, wrt, of);
+
     internal (Tensor[] Outputs, Tensor[] Jacobians) JacobianTensors(Tensor[] inputs, int wrt, int[] of, DerivativeMode mode) =>
         mode == DerivativeMode.Reverse ? _reverse.Jacobian(inputs, wrt, of) : _forward.Jacobian(inputs, wrt, of);
 

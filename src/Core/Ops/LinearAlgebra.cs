@@ -9,6 +9,9 @@ namespace JacService.Core.Ops;
 /// </summary>
 internal static class LinearAlgebra
 {
+    /// <summary>A product curves only where two of its operands depend on wrt (a bias added to Gemm's may count too: the check is only looser).</summary>
+    public static bool TwoFactors(bool[] dependent) => dependent.Count(d => d) >= 2;
+
     /// <summary>
     /// torch.matmul on operands libtorch takes: the same element type, not bool (TorchSharp 0.107's THSTensor_matmul has
     /// no CATCH, so "expected m1 and m2 to have the same dtype" or "addmm not implemented for 'Bool'" terminated the

@@ -84,6 +84,13 @@ public sealed record OpRule(string OpType, OpKind Kind, OpApply Apply, OpVjp Vjp
     public OpCurvature? Curvature { get; init; }
 
     /// <summary>
+    /// Whether the curvature term can be other than zero when the inputs marked (by position) depend on wrt: a product
+    /// curves only where two of its factors do, a quotient by a constant not at all. The contracted Hessian checks the
+    /// layout of the nodes that curve only. By default, whenever any input depends on wrt.
+    /// </summary>
+    public Func<bool[], bool> Curves { get; init; } = dependent => dependent.Any(d => d);
+
+    /// <summary>
     /// For an elementwise op of one input, y = f(x): its f'' from the context, x and y. Its curvature term is then
     /// f'' ⊙ (G ⊗ G), and a Hessian contracted with cotangents needs no pairs: per sample it is Gᵀ diag(C ⊙ f'') G.
     /// </summary>

@@ -163,11 +163,11 @@ public static class OpTable
             .Add(new OpRule("ArgMin", OpKind.Constant, c => [new Dual(ArgExtremum(c, max: false), null)], OpRule.NoVjp) { Curvature = OpRule.Linear })
 
             // Linear algebra.
-            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
-            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature, Allocates = LinearAlgebra.MatMulAllocates, Compiled = Emitted.MatMul })
+            .Add(new OpRule("Gemm", OpKind.LinearAlgebra, LinearAlgebra.Gemm, LinearAlgebra.GemmVjp) { Curvature = LinearAlgebra.GemmCurvature, Curves = LinearAlgebra.TwoFactors, Allocates = LinearAlgebra.GemmAllocates, Compiled = Emitted.Gemm })
+            .Add(new OpRule("MatMul", OpKind.LinearAlgebra, LinearAlgebra.MatMul, LinearAlgebra.MatMulVjp) { Curvature = LinearAlgebra.MatMulCurvature, Curves = LinearAlgebra.TwoFactors, Allocates = LinearAlgebra.MatMulAllocates, Compiled = Emitted.MatMul })
 
             .Add(new OpRule("Einsum", OpKind.LinearAlgebra, Contractions.Einsum, Contractions.EinsumVjp)
-                { Validate = Contractions.Validate, Curvature = Contractions.EinsumCurvature, Allocates = Contractions.Allocates, Compiled = Emitted.Einsum })
+                { Validate = Contractions.Validate, Curvature = Contractions.EinsumCurvature, Curves = LinearAlgebra.TwoFactors, Allocates = Contractions.Allocates, Compiled = Emitted.Einsum })
 
             // Pass-through and casts.
             .Linear("Identity", OpKind.Shape, (_, x) => x, (_, t, _) => t, (_, ct) => ct, compiled: Emitted.Identity)

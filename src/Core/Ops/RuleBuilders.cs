@@ -116,6 +116,7 @@ internal sealed class RuleTableBuilder
             })
         {
             Curvature = daa is null && dab is null && dbb is null ? OpRule.Linear : c => [BinaryCurvature(c, daa, dab, dbb)],
+            Curves = d => (daa is not null && d[0]) || (dab is not null && d[0] && d[1]) || (dbb is not null && d[1]),
             // [N, 1] and [1, N] broadcast to N².
             Allocates = c => Sizes.Elements(Shapes.Broadcast(c.In(0).Shape, c.In(1).Shape)),
             Compiled = compiled is { } partials ? Compiled.CompiledRules.Binary(partials.Da, partials.Db) : null,
