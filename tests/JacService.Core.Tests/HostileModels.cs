@@ -78,6 +78,11 @@ public static class HostileModels
             Planned("node 'cat' (Concat) would make 314,572,800 elements", 4 + (1 << 20) + 314_572_800)),
         new("huge_input", Model([Node("Relu", "r", ["x"], "y")], inputShape: [-1, 1_000_000, 1_000_000]),
             Planned("input 'x' of shape [1, 1000000, 1000000] takes 1,000,000,000,000 elements", 1_000_000_000_000)),
+        // Model-local functions: one that calls itself, and 30 levels of two calls each (2^29 nodes once inlined).
+        new("function_recursion", Model([Call("f", "call", ["x"], "y")], functions: [Function("f", [Call("f", "again", ["x"], "y")])]),
+            "function 'local.f' calls itself, directly or through another function"),
+        new("function_blowup", Model([Call("f29", "call", ["x"], "y")], functions: Doubling(30)),
+            $"the graph holds 536,870,912 nodes with its functions inlined, over Limits:MaxNodes {MaxNodes:N0}"),
     ];
 
     private static string Planned(string what, long total) =>
@@ -87,7 +92,7 @@ public static class HostileModels
     /// Float input x of <paramref name="inputShape"/> (default [B, 4]; -1 is a dynamic axis, as the batch axis always is)
     /// through <paramref name="nodes"/> to y. Without a dynamic axis after the batch axis, loading builds the batch-1 plan.
     /// </summary>
-    public static byte[] Model(NodeProto[] nodes, long[]? inputShape = null, TensorProto[]? initializers = null)
+    public static byte[] Model(NodeProto[] nodes, long[]? inputShape = null, TensorProto[]? initializers = null, FunctionProto[]? functions = null)
     {
         var graph = new GraphProto { Name = "hostile" };
         graph.Node.Add(nodes);
@@ -96,8 +101,42 @@ public static class HostileModels
         graph.Output.Add(Value("y", []));
         var model = new ModelProto { IrVersion = 8, ProducerName = "HostileModels", Graph = graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
+        if (functions is { Length: > 0 })
+        {
+            model.Functions.Add(functions);
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = FunctionDomain, Version = 1 });
+        }
         return model.ToByteArray();
     }
+
+    /// <summary>The domain of the model-local functions these models define.</summary>
+    public const string FunctionDomain = "local";
+
+    /// <summary>A call of the local function <paramref name="function"/>.</summary>
+    public static NodeProto Call(string function, string name, string[] inputs, string output, params AttributeProto[] attributes)
+    {
+        var node = Node(function, name, inputs, output, attributes);
+        node.Domain = FunctionDomain;
+        return node;
+    }
+
+    /// <summary>A local function of one input x and one output y.</summary>
+    public static FunctionProto Function(string name, NodeProto[] body, params AttributeProto[] defaults)
+    {
+        var f = new FunctionProto { Name = name, Domain = FunctionDomain };
+        f.Input.Add("x");
+        f.Output.Add("y");
+        f.Node.Add(body);
+        f.AttributeProto.Add(defaults);
+        f.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
+        return f;
+    }
+
+    /// <summary>f0 a Relu, and each f(k) two calls of f(k-1) in a row: f(k) inlines to 2^k nodes.</summary>
+    private static FunctionProto[] Doubling(int levels) =>
+        Enumerable.Range(0, levels).Select(k => k == 0
+            ? Function("f0", [Node("Relu", "r", ["x"], "y")])
+            : Function($"f{k}", [Call($"f{k - 1}", "first", ["x"], "h"), Call($"f{k - 1}", "second", ["h"], "y")])).ToArray();
 
     /// <summary>A chain of <paramref name="length"/> Relu nodes r0 → r1 → …, x to y.</summary>
     public static byte[] Chain(int length) =>

@@ -149,5 +149,8 @@ public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
             var name = Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(file)))!;
             File.Copy(file, Path.Combine(directory, name + ".onnx"), overwrite: true);
         }
+        // The fixtures exported with model-local functions, which the reader inlines.
+        foreach (var file in Directory.GetFiles(Path.Combine(fixtures, "functions"), "*.onnx").Order().Where(f => new FileInfo(f).Length <= 128 << 10))
+            File.Copy(file, Path.Combine(directory, "functions_" + Path.GetFileName(file)), overwrite: true);
     }
 }

@@ -32,7 +32,10 @@ public static class OnnxModelReader
         return Read(model, computeType, limits);
     }
 
-    /// <summary>The file's model as the reader sees it (what it validated), e.g. to write derivative graphs from.</summary>
+    /// <summary>
+    /// The file's model as the reader sees it (what it validated: model-local functions inlined), e.g. to write derivative
+    /// graphs from.
+    /// </summary>
     internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
     {
         // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
@@ -40,7 +43,9 @@ public static class OnnxModelReader
         using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, limits.MaxNestingDepth);
         try
         {
-            return ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
+            var model = ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
+            FunctionInliner.Inline(model, limits);
+            return model;
         }
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("levels of nesting", StringComparison.Ordinal))
         {
