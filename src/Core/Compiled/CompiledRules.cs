@@ -116,12 +116,11 @@ internal static partial class CompiledRules
         {
             CheckRanks(c);
             if (c.Cotangent(0) is not { } ct) return [null, null];
-            long[][] axes = [c.BroadcastAxes(0, trailing: 2), c.BroadcastAxes(1, trailing: 2)];
-            if (axes.Any(a => a.Length > 0)) ct = c.Emit.Full(ct, c.Basis, c.Out(0));
+            // Where an operand broadcast along a batch axis, the other one spans it, and so does the product to sum.
             return
             [
-                c.Needs(0) ? c.SumBack(TimesWeight(c, ct, c.In(1), transposed: true), axes[0], 0) : null,
-                c.Needs(1) ? c.SumBack(c.Emit.RuntimeOp("FusedMatMul", [c.In(0), ct], Int("transA", 1)), axes[1], 1) : null,
+                c.Needs(0) ? c.SumBack(TimesWeight(c, ct, c.In(1), transposed: true), c.BroadcastAxes(0, trailing: 2), 0) : null,
+                c.Needs(1) ? c.SumBack(c.Emit.RuntimeOp("FusedMatMul", [c.In(0), ct], Int("transA", 1)), c.BroadcastAxes(1, trailing: 2), 1) : null,
             ];
         });
 
