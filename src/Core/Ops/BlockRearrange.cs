@@ -58,6 +58,12 @@ internal static class BlockRearrange
 
     public static Layout For(GraphNode node, long[] x) => For(node.OpType, node.Attributes.Int("blocksize", 0), node.Attributes.String("mode", "DCR"), x);
 
+    public static Tensor Forward(OpContext c, Tensor x) => Apply(For(c.Node, x.Dims()), x);
+
+    public static Tensor Push(OpContext c, Tensor tangent, Tensor y) => Apply(For(c.Node, c.In(0).Shape), tangent);
+
+    public static Tensor Pull(VjpContext c, Tensor cotangent) => Transpose(For(c.Node, c.In(0).Dims()), cotangent);
+
     /// <summary>The rearrangement of t, whose last three axes are the input's [C, H, W].</summary>
     public static Tensor Apply(Layout layout, Tensor t)
     {

@@ -192,12 +192,8 @@ public static class OpTable
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
-            .Linear("DepthToSpace", OpKind.Shape, (c, x) => BlockRearrange.Apply(BlockRearrange.For(c.Node, x.Dims()), x),
-                (c, t, _) => BlockRearrange.Apply(BlockRearrange.For(c.Node, c.In(0).Shape), t),
-                (c, ct) => BlockRearrange.Transpose(BlockRearrange.For(c.Node, c.In(0).Dims()), ct), BlockRearrange.Validate, Emitted.BlockRearrange)
-            .Linear("SpaceToDepth", OpKind.Shape, (c, x) => BlockRearrange.Apply(BlockRearrange.For(c.Node, x.Dims()), x),
-                (c, t, _) => BlockRearrange.Apply(BlockRearrange.For(c.Node, c.In(0).Shape), t),
-                (c, ct) => BlockRearrange.Transpose(BlockRearrange.For(c.Node, c.In(0).Dims()), ct), BlockRearrange.Validate, Emitted.BlockRearrange)
+            .Linear("DepthToSpace", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
+            .Linear("SpaceToDepth", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
             .Add(new OpRule("GatherElements", OpKind.Shape, ShapeOps.GatherElements, ShapeOps.GatherElementsVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GatherElements })
             .Add(new OpRule("ScatterElements", OpKind.Shape, ShapeOps.ScatterElements, ShapeOps.ScatterElementsVjp)
