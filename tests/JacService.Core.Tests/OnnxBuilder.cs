@@ -18,6 +18,14 @@ public static class Dists
         Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Select(i => (i - n / 2) * 0.2 + 0.05 * rng.NextDouble()).ToArray();
 
     /// <summary>Uniform in [-<paramref name="bound"/>, <paramref name="bound"/>]: for Asin, Acos, Atanh (inside ±1) and Tan (inside ±π/2).</summary>
+    /// <summary>Standard normal draws with exact zeros at the given flat positions.</summary>
+    public static Dist ZeroAt(params int[] positions) => (rng, n) =>
+    {
+        var values = Draw(rng, n, 1);
+        foreach (var p in positions) values[p] = 0;
+        return values;
+    };
+
     public static Dist Within(double bound) => (rng, n) => Enumerable.Range(0, n).Select(_ => bound * (2 * rng.NextDouble() - 1)).ToArray();
 
     /// <summary>Uniform in [<paramref name="low"/>, <paramref name="low"/> + 1.5]: for Acosh, defined above 1.</summary>

@@ -524,6 +524,12 @@ public static class OpRows
             g.Opset = 18;
             g.Node("ReduceL2", [g.X(2, 3, 4), g.Ints(1, 2)]);
         }),
+        R("ReduceProd", "axes [1] (an attribute before opset 18)", g => g.Node("ReduceProd", [g.X(2, 3, 4)], ("axes", new[] { 1 }))),
+        R("ReduceProd", "every axis, keepdims 0", g => g.Node("ReduceProd", [g.X(2, 3)], ("keepdims", 0))),
+        R("ReduceProd", "axes [-1] as an input (opset 18)", g => { g.Opset = 18; g.Node("ReduceProd", [g.X(2, 3, 4), g.Ints(-1)]); }),
+        // A PINN's distance to the boundary, Π x(1 − x), is zero on it: one zero, two, and three in a group.
+        R("ReduceProd", "a group with one zero", g => g.Node("ReduceProd", [g.X(Dists.ZeroAt(1), 2, 3)], ("axes", new[] { 1 }))),
+        R("ReduceProd", "groups with two and with three zeros", g => g.Node("ReduceProd", [g.X(Dists.ZeroAt(0, 2, 3, 4, 5), 2, 3)], ("axes", new[] { 1 }))),
         R("ReduceSumSquare", "axes attribute [1]", g => g.Node("ReduceSumSquare", [g.X(2, 3, 4)], ("axes", new[] { 1 }))),
         R("ReduceLogSumExp", "axes attribute [-1]", g => g.Node("ReduceLogSumExp", [g.X(2, 3, 4)], ("axes", new[] { -1 }))),
         R("ReduceLogSumExp", "axes input [1], keepdims 0 (opset 18)", g =>

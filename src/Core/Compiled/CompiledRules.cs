@@ -483,6 +483,18 @@ internal static partial class CompiledRules
     private static string ReductionSlopeOf(OnnxRuleContext c, ReductionSlope slope, long[] axes, bool keep) =>
         slope(c, c.In(0), keep ? c.Out(0) : c.Emit.Op("Unsqueeze", c.Out(0), c.Emit.Ints(axes)), axes);
 
+    /// <summary>ReduceProd's slope: the product of the others (y/x without zeros, the non-zeros' product at a lone zero, else 0).</summary>
+    public static readonly ReductionSlope ProductSlope = (c, x, _, axes) =>
+    {
+        var zero = c.Emit.Op("Equal", x, c.Emit.Scalar(0));
+        var nonZero = c.Emit.Op("Where", zero, c.Emit.Scalar(1), x);
+        var product = Reduce(c, "ReduceProd", nonZero, axes, 1);
+        var zeros = Reduce(c, "ReduceSum", c.Emit.Op("Cast", [zero], Int("to", 1)), axes, 1);
+        var lone = c.Emit.Op("And", c.Emit.Op("Equal", zeros, c.Emit.Scalar(1)), zero);
+        return c.Emit.Op("Where", c.Emit.Op("Equal", zeros, c.Emit.Scalar(0)), c.Emit.Op("Div", product, nonZero),
+            c.Emit.Op("Where", lone, product, c.Emit.Scalar(0)));
+    };
+
     /// <summary>ReduceMax's and ReduceMin's slope: 1 where x alone attains the extremum, 1/n where n elements tie.</summary>
     public static readonly ReductionSlope ExtremumSlope = (c, x, kept, axes) =>
     {
@@ -593,9 +605,9 @@ internal static partial class CompiledRules
         return c.Emit.Op("Div", c.Emit.Sub(direction, projected), norm);
     }
 
-    /// <summary>ReduceSum or ReduceMean over <paramref name="axes"/>: ReduceMean takes them as an attribute before opset 18.</summary>
+    /// <summary>A reduction over <paramref name="axes"/>: all but ReduceSum take them as an attribute before opset 18.</summary>
     private static string Reduce(OnnxRuleContext c, string op, string value, long[] axes, long keepdims) =>
-        op == "ReduceMean" && c.Emit.Opset < 18
+        op != "ReduceSum" && c.Emit.Opset < 18
             ? c.Emit.Op(op, [value], IntList("axes", axes), Int("keepdims", keepdims))
             : c.Emit.Op(op, [value, c.Emit.Ints(axes)], Int("keepdims", keepdims));
 

@@ -223,6 +223,8 @@ public static class OpTable
             .Add(new OpRule("ReduceL1", OpKind.Reduction, Reductions.ReduceL1, Reductions.ReduceL1Vjp) { Curvature = OpRule.Linear, Compiled = Emitted.ReductionBySlope((c, x, _, _) => c.Emit.Op("Sign", x)) })
             .Add(new OpRule("ReduceL2", OpKind.Reduction, Reductions.ReduceL2, Reductions.ReduceL2Vjp)
                 { Curvature = Reductions.ReduceL2Curvature, Compiled = Emitted.ReductionBySlope((c, x, kept, _) => c.Emit.Op("Div", x, kept)) })
+            .Add(new OpRule("ReduceProd", OpKind.Reduction, Reductions.ReduceProd, Reductions.ReduceProdVjp)
+                { Curvature = Reductions.ReduceProdCurvature, Compiled = Emitted.ReductionBySlope(Emitted.ProductSlope) })
             .Add(new OpRule("ReduceSumSquare", OpKind.Reduction, Reductions.ReduceSumSquare, Reductions.ReduceSumSquareVjp)
                 { Curvature = Reductions.ReduceSumSquareCurvature, Compiled = Emitted.ReductionBySlope((c, x, _, _) => c.Emit.Mul(x, c.Emit.Scalar(2))) })
             .Add(new OpRule("ReduceLogSumExp", OpKind.Reduction, Reductions.ReduceLogSumExp, Reductions.ReduceLogSumExpVjp)

@@ -68,6 +68,10 @@ internal static class Reductions
 
     public static Dual[] ReduceLogSumExp(OpContext c) => ReduceBySlope(c, NodeAxes, LogSumExp, LogSumExpSlope);
 
+    public static Dual[] ReduceProd(OpContext c) => ReduceBySlope(c, NodeAxes, Product, ProductSlope);
+
+    public static Tensor?[] ReduceProdVjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, ProductSlope);
+
     public static Tensor?[] ReduceExtremumVjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, ExtremumSlope);
 
     public static Tensor?[] ReduceL1Vjp(VjpContext c) => ReduceBySlopeVjp(c, NodeAxes, L1Slope);
@@ -86,6 +90,28 @@ internal static class Reductions
         var attains = x.eq(kept).to_type(x.dtype);
         return attains / attains.sum(axes, keepdim: true);
     };
+
+    /// <summary>
+    /// ∂y/∂xᵢ of a product is the product of the others: y/xᵢ without a zero in the group, the product of the non-zeros p
+    /// at its one zero (0 elsewhere), and 0 throughout with two zeros or more. PINNs that build a boundary's distance
+    /// function as Πᵢ xᵢ(1 − xᵢ) meet those zeros on the boundary.
+    /// </summary>
+    private static readonly ReductionSlope ProductSlope = (x, _, axes) =>
+    {
+        var (zero, nonZero, product, zeros) = ProductParts(x, axes);
+        return where(zeros.eq(S(0)), product / nonZero, where(zeros.eq(S(1)).logical_and(zero), product, zeros_like(product)));
+    };
+
+    /// <summary>Where x is zero, x with those set to one, the product of the non-zeros and their count per group (kept at x's rank).</summary>
+    private static (Tensor Zero, Tensor NonZero, Tensor Product, Tensor Zeros) ProductParts(Tensor x, long[] axes)
+    {
+        var zero = x.eq(S(0));
+        var nonZero = x.masked_fill(zero, S(1));
+        return (zero, nonZero, Product(nonZero, axes), zero.sum(axes, keepdim: true, type: x.dtype));
+    }
+
+    /// <summary>The product over several axes, kept (libtorch's prod takes one axis at a time).</summary>
+    private static Tensor Product(Tensor x, long[] axes) => axes.Aggregate(x, (p, axis) => p.prod(axis, keepdim: true));
 
     private static readonly ReductionSlope L1Slope = (x, _, _) => x.sign();
 
@@ -147,6 +173,22 @@ internal static class Reductions
     {
         var a = (x * g).sum(Tangents.Shift(axes), keepdim: true);
         return (c.Pairs(g, g).sum(Tangents.Shift(axes), keepdim: true) / kept).Minus(c.Pairs(a, a) / Powers.Cube(kept));
+    });
+
+    // y = Πx over a group with z zeros, p the product of its non-zeros and s = G / x at the non-zeros:
+    // z = 0: d²y[u, v] = y ((Σ s_u)(Σ s_v) − Σ s_u s_v); z = 1: p ((Σ G_u at the zero)(Σ s_v) + the same with u, v swapped);
+    // z = 2: p (G_u at one zero · G_v at the other + swapped) = p ((Σ_zeros G_u)(Σ_zeros G_v) − Σ_zeros G_u G_v); z > 2: 0.
+    public static Tensor?[] ReduceProdCurvature(CurvatureContext c) => ReduceCurvature(c, (x, kept, g, axes) =>
+    {
+        var shifted = Tangents.Shift(axes);
+        var (zero, nonZero, product, zeros) = ProductParts(x, axes);
+        var s = (g / nonZero).masked_fill(zero, S(0));
+        var atZeros = g.masked_fill(zero.logical_not(), S(0));
+        var (sumS, sumZ) = (s.sum(shifted, keepdim: true), atZeros.sum(shifted, keepdim: true));
+        var none = kept * c.Pairs(sumS, sumS).Minus(c.Pairs(s, s).sum(shifted, keepdim: true));
+        var one = product * c.SymmetricPairs(sumZ, sumS);
+        var two = product * c.Pairs(sumZ, sumZ).Minus(c.Pairs(atZeros, atZeros).sum(shifted, keepdim: true));
+        return where(zeros.eq(S(0)), none, where(zeros.eq(S(1)), one, where(zeros.eq(S(2)), two, zeros_like(none))));
     });
 
     // y = Σx²: d²y[u, v] = 2 Σ u v.
