@@ -29,6 +29,7 @@ public class OpForwardOrtTests(ITestOutputHelper output)
         ["Softplus"] = NoDoubleKernel,
         ["Softsign"] = NoDoubleKernel,
         ["Erf"] = NoDoubleKernel,
+        ["OneHot"] = NoDoubleKernel,
         ["Tan"] = NoDoubleKernel,
         ["Atan"] = NoDoubleKernel,
         ["Asin"] = NoDoubleKernel,

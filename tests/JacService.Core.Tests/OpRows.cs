@@ -144,6 +144,14 @@ public static class OpRows
         R("IsNaN", "of x, bool", g => g.Output(g.Node("IsNaN", [g.X(2, 3)]), OnnxType.Bool)),
         R("IsInf", "of 1/x, negative only, bool", g =>
             g.Output(g.Node("IsInf", [g.Node("Reciprocal", [g.X(NonZero, 2, 3)])], ("detect_positive", 0)), OnnxType.Bool)),
+        // OneHot carries no derivative through its indices: a category's row of weights picked by an index.
+        R("OneHot", "of ArgMax along axis 1 (off 0.5, on 2), times x", g =>
+        {
+            var x = g.X(Distinct, 2, 4);
+            g.Node("Mul", [x, g.Node("OneHot", [g.Node("ArgMax", [x], ("axis", 1), ("keepdims", 0)), g.Ints(4), g.Const([0.5, 2], 2)])]);
+        }),
+        R("OneHot", "a negative index and one out of range, along axis 0, added to x", g =>
+            g.Node("Add", [g.X(3, 2), g.Node("OneHot", [g.Ints(-1, 5), g.Ints(3), g.Const([0, 1], 2)], ("axis", 0))])),
         R("ArgMax", "axis 1, keepdims 0", g => g.Output(g.Node("ArgMax", [g.X(Distinct, 2, 3, 4)], ("axis", 1), ("keepdims", 0)), OnnxType.Int64)),
         // Two copies of x side by side: every maximum ties, and select_last_index picks the second copy's.
         R("ArgMax", "select_last_index among ties", g =>

@@ -53,7 +53,7 @@ internal sealed class DerivativePath
             foreach (var i in rule.NonDifferentiableInputs.Where(i => i < node.Inputs.Length && node.Inputs[i] >= 0 && dependsOnWrt[node.Inputs[i]]))
                 throw new InvalidRequestException(
                     $"derivatives with respect to '{wrtName}' are not supported by this model: {node} takes its input {i} " +
-                    $"('{graph.ValueNames[node.Inputs[i]]}') from '{wrtName}', and {node.OpType} is differentiable only in its data input");
+                    $"('{graph.ValueNames[node.Inputs[i]]}') from '{wrtName}', and {node.OpType} carries no derivative through that input");
         }
         return new DerivativePath(carries, dependsOnWrt, read);
     }

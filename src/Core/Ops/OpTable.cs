@@ -182,6 +182,7 @@ public static class OpTable
                 { ShapeOnly = true, Curvature = OpRule.Linear, Validate = (n, opset) => opset < 15 && (n.Attributes.Has("start") || n.Attributes.Has("end"))
                     ? $"the attributes start and end arrived in opset 15 (the model's is {opset})" : null })
             .Add(new OpRule("Size", OpKind.Constant, ShapeOps.Size, OpRule.NoVjp) { ShapeOnly = true, Curvature = OpRule.Linear })
+            .Add(new OpRule("OneHot", OpKind.Constant, ShapeOps.OneHot, OpRule.NoVjp) { NonDifferentiableInputs = [2], Curvature = OpRule.Linear, Allocates = ShapeOps.OneHotAllocates })
             .Add(new OpRule("ConstantOfShape", OpKind.Constant, ShapeOps.ConstantOfShape, OpRule.NoVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ConstantOfShapeAllocates })
 
             // Shape ops: the tangent takes the same map on the axes after the basis axis, the cotangent its transpose.

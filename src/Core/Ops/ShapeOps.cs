@@ -22,6 +22,34 @@ internal static class ShapeOps
     /// <summary>Size: the number of elements, an int64 scalar.</summary>
     public static Dual[] Size(OpContext c) => [new Dual(tensor(Sizes.Elements(c.In(0).Shape), ScalarType.Int64), null)];
 
+    /// <summary>
+    /// OneHot: the on value where an index meets its position along the new axis, the off value elsewhere; negative
+    /// indices count from the back, and one outside [-depth, depth) gives a row of off values. No derivative flows through
+    /// the indices (it is piecewise constant there), and its values may not depend on wrt (NonDifferentiableInputs).
+    /// </summary>
+    public static Dual[] OneHot(OpContext c)
+    {
+        var indices = c.In(0).Value.to_type(ScalarType.Int64);
+        long depth = OneHotDepth(c);
+        var values = c.In(2).Value;
+        Shapes.Require(values.numel() == 2, () => $"OneHot takes values [off, on], got {values.numel()} values");
+        long axis = Shapes.Axis(c.Attr.Int("axis", -1), indices.dim() + 1);
+        var wrapped = where(indices.lt(L(0)), indices.add(L(depth), L(1)), indices);
+        var valid = wrapped.ge(L(0)).logical_and(wrapped.lt(L(depth)));
+        var hot = nn.functional.one_hot(wrapped.masked_fill(valid.logical_not(), L(0)), depth).to_type(ScalarType.Bool).logical_and(valid.unsqueeze(-1));
+        var flat = values.reshape(2);
+        return [new Dual(where(hot, flat[1], flat[0]).movedim([-1L], [axis]).contiguous(), null)];
+    }
+
+    public static long OneHotAllocates(OpContext c) => c.In(0).Value.numel() * OneHotDepth(c);
+
+    private static long OneHotDepth(OpContext c)
+    {
+        var depth = HostValues.Reals(c.In(1).Value);
+        Shapes.Require(depth.Length == 1 && depth[0] >= 1, () => $"OneHot takes a depth of one positive value, got {Shapes.Text(depth.Select(d => (long)d).ToArray())}");
+        return (long)depth[0];
+    }
+
     public static Dual[] ConstantOfShape(OpContext c)
     {
         var shape = HostValues.Ints(c.In(0).Value);
