@@ -256,6 +256,8 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         ["MatMul x times x"] = ["MatMul 'y2' takes its input 1 from wrt, whose first axis is not the product's batch axis"],
         ["MatMul 1-D x times 2-D x"] = ["MatMul 'y5' multiplies ranks 1 and 2", "ReduceSum 'y3' works along axis 0, which is not a per-sample axis"],
         ["Slice step -1 reverses axis 1"] = ["Slice 'y6' steps by other than 1; compiled for steps of 1"],
+        ["GatherND one element per row with batch_dims 1 (a repeated tuple, a negative index) (Reverse)"] = ["GatherND 'y3' has no compiled reverse rule"],
+        ["GatherND rows by one-axis tuples with batch_dims 1 (Reverse)"] = ["GatherND 'y3' has no compiled reverse rule"],
         ["Slice ends computed from the batch size (opset 15)"] = ["Slice 'y6' takes its input 2 ('y3') from a computed value"],
         ["MatMul 2-D x 1-D, both differentiated"] = ["multiplies ranks 2 and 1"],
         ["MatMul 3-D x 1-D, both differentiated"] = ["multiplies ranks 3 and 1"],
@@ -322,6 +324,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     [
         "Add [3,1] broadcast into [2,3,4]",
         "ReduceProd every axis, keepdims 0",
+        "GatherND batch_dims 0, tuples into the first two axes",
         "Concat axis 0, both differentiated",
         "Div denominator [3,1] broadcast",
         "Div numerator [3] broadcast",

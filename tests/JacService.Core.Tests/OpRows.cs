@@ -342,6 +342,13 @@ public static class OpRows
             g.Node("ScatterElements", [g.W(2, 4), g.IntsShaped([2, 5], 0, 2, 2, 3, 0, 1, 1, 1, 3, -1), g.X(2, 5)], ("axis", 1), ("reduction", "add"));
         }),
         // ScatterND: what torch writes for x[:, 1] = v (a tuple per row, the batch index first) and for index_put with accumulate.
+        // GatherND: what TensorFlow's gather_nd and JAX's indexing export to.
+        R("GatherND", "one element per row with batch_dims 1 (a repeated tuple, a negative index)", g =>
+            g.Node("GatherND", [g.X(2, 3, 4), g.IntsShaped([2, 3, 2], 0, 1, 2, 3, 0, 1, -1, -1, 1, 0, 0, 1)], ("batch_dims", 1))),
+        R("GatherND", "rows by one-axis tuples with batch_dims 1", g =>
+            g.Node("GatherND", [g.X(2, 4, 3), g.IntsShaped([2, 2, 1], 3, 0, 1, 1)], ("batch_dims", 1))),
+        R("GatherND", "batch_dims 0, tuples into the first two axes", g =>
+            g.Node("GatherND", [g.X(2, 3, 4), g.IntsShaped([3, 2], 1, 2, 0, 0, 1, -3)])),
         R("ScatterND", "one element per row written, both differentiated", g =>
             g.Node("ScatterND", [g.X(2, 3), g.IntsShaped([2, 2], 0, 1, 1, -1), g.X(2)])),
         R("ScatterND", "elements added at repeated tuples (opset 16)", g =>

@@ -231,6 +231,18 @@ internal static partial class CompiledRules
         });
 
     /// <summary>
+    /// GatherND forward: the directions [K, ..data] gathered by the indices repeated for every direction, with the basis
+    /// axis as one more batch axis. Its transpose (a ScatterND of tuples that would need the basis and batch positions
+    /// spelled out) is not compiled: reverse mode through a GatherND is served by the interpreter.
+    /// </summary>
+    public static readonly CompiledRule GatherNd = new(
+        c => [c.Tangent(0) is { } t
+            ? c.Emit.Op("GatherND", [c.Emit.Full(t, c.Basis, c.In(0)), BasisIndices(c)], Int("batch_dims", c.Int("batch_dims", 0) + 1))
+            : null],
+        c => c.Cotangent(0) is null || !c.Needs(0) ? new string?[c.InputCount]
+            : throw new NotCompilableException($"GatherND '{c.Out(0)}' has no compiled reverse rule"));
+
+    /// <summary>
     /// ScatterElements along a per-sample axis: both directions scattered alike (written, or from opset 16 added); going
     /// back, the data's cotangent zeroed where the updates were written over it (kept whole for add), the updates' gathered.
     /// </summary>

@@ -196,6 +196,7 @@ public static class OpTable
             .Linear("DepthToSpace", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
             .Linear("SpaceToDepth", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
+            .Add(new OpRule("GatherND", OpKind.Shape, ShapeOps.GatherNd, ShapeOps.GatherNdVjp) { NonDifferentiableInputs = [1], Curvature = OpRule.Linear, Compiled = Emitted.GatherNd })
             .Add(new OpRule("GatherElements", OpKind.Shape, ShapeOps.GatherElements, ShapeOps.GatherElementsVjp) { Curvature = OpRule.Linear, Compiled = Emitted.GatherElements })
             .Add(new OpRule("ScatterElements", OpKind.Shape, ShapeOps.ScatterElements, ShapeOps.ScatterElementsVjp)
                 { NonDifferentiableInputs = [1], Validate = ShapeOps.ValidateScatterElements, Curvature = OpRule.Linear, Compiled = Emitted.ScatterElements })

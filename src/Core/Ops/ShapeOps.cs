@@ -295,6 +295,68 @@ internal static class ShapeOps
         long[] expected = [.. shape[..^1], .. data[(int)k..]];
         Shapes.Require(updates.SequenceEqual(expected),
             () => $"ScatterND updates {Shapes.Text(updates)} are not {Shapes.Text(expected)} for indices {Shapes.Text(shape)} into {Shapes.Text(data)}");
+        var positions = TuplePositions("ScatterND", indices, data[..(int)k], 0, perGroup: long.MaxValue);
+        long[] rest = data[(int)k..];
+        return ([Sizes.Elements(data[..(int)k]), .. rest], positions, [positions.size(0), .. rest]);
+    }
+
+    /// <summary>
+    /// GatherND (what TensorFlow's gather_nd and JAX's indexing export to): the data read as [positions, ..rest], one
+    /// row per index tuple, so the tangent is gathered alike past the basis axis and the cotangent added back at the same
+    /// rows (index_add; repeated tuples add up).
+    /// </summary>
+    public static Dual[] GatherNd(OpContext c)
+    {
+        var data = c.In(0);
+        var (flat, positions, output) = GatherNdPositions(c, data.Shape);
+        var y = data.Value.reshape(flat).index_select(0, positions).reshape(output);
+        if (data.Tangent is not { } t) return [new Dual(y, null)];
+        long k = t.size(0);
+        var rows = Tangents.Fit(t, data.Shape).reshape(Tangents.WithBasis(k, flat)).index_select(1, positions);
+        return [new Dual(y, rows.reshape(Tangents.WithBasis(k, output)))];
+    }
+
+    public static Tensor?[] GatherNdVjp(VjpContext c)
+    {
+        var result = new Tensor?[c.InputCount];
+        if (!c.Needs(0) || c.Cotangent(0) is not { } ct) return result;
+        var data = c.In(0).Dims();
+        var (flat, positions, _) = GatherNdPositions(c.Primal(), data);
+        long k = ct.size(0);
+        var rows = Tangents.Fit(ct, c.Out(0).Dims()).reshape([k, positions.size(0), .. flat[1..]]);
+        result[0] = zeros(Tangents.WithBasis(k, flat), ct.dtype, ct.device).index_add(1, positions, rows, S(1)).reshape(Tangents.WithBasis(k, data));
+        return result;
+    }
+
+    /// <summary>
+    /// GatherND's data read as [B·P, ..rest] (B the product of the batch_dims axes, P of the k axes a tuple indexes), each
+    /// tuple's row there (its batch group's offset plus its flat position; negative components from the end, others
+    /// refused), and the output's shape.
+    /// </summary>
+    private static (long[] Flat, Tensor Positions, long[] Output) GatherNdPositions(OpContext c, long[] data)
+    {
+        var indices = c.In(1).Value;
+        var shape = indices.Dims();
+        int b = (int)c.Attr.Int("batch_dims", 0);
+        long k = shape.Length == 0 ? 0 : shape[^1];
+        Shapes.Require(b >= 0 && b < shape.Length && b < data.Length && shape[..b].SequenceEqual(data[..b]),
+            () => $"GatherND batch_dims {b} must name leading axes the data {Shapes.Text(data)} and the indices {Shapes.Text(shape)} share");
+        Shapes.Require(k >= 1 && b + k <= data.Length,
+            () => $"GatherND indices {Shapes.Text(shape)} do not end in a tuple length from 1 to {data.Length - b} (the data {Shapes.Text(data)} past batch_dims {b})");
+        long[] indexed = data[b..(int)(b + k)], rest = data[(int)(b + k)..];
+        var positions = TuplePositions("GatherND", indices, indexed, b, Sizes.Elements(shape[b..^1]));
+        return ([Sizes.Elements(data[..b]) * Sizes.Elements(indexed), .. rest], positions, [.. shape[..^1], .. rest]);
+    }
+
+    /// <summary>
+    /// Each index tuple's row in data read as [groups·P, ..rest]: its flat position among the <paramref name="indexed"/>
+    /// axes (P of them; negative components from the end, others refused), plus its group's offset, the groups being
+    /// runs of <paramref name="perGroup"/> tuples (GatherND's batch_dims; ScatterND has one group, long.MaxValue tuples long).
+    /// </summary>
+    private static Tensor TuplePositions(string op, Tensor indices, long[] indexed, int firstAxis, long perGroup)
+    {
+        int k = indexed.Length;
+        long span = Sizes.Elements(indexed);
         var tuples = HostValues.Ints(indices);
         var positions = new long[tuples.Length / k];
         for (long t = 0; t < positions.Length; t++)
@@ -302,14 +364,13 @@ internal static class ShapeOps
             long position = 0;
             for (int j = 0; j < k; j++)
             {
-                long i = tuples[t * k + j], size = data[j];
-                Shapes.Require(i >= -size && i < size, () => $"ScatterND index {i} is outside [-{size}, {size - 1}] of axis {j}");
+                long i = tuples[t * k + j], size = indexed[j];
+                Shapes.Require(i >= -size && i < size, () => $"{op} index {i} is outside [-{size}, {size - 1}] of axis {firstAxis + j}");
                 position = position * size + (i < 0 ? i + size : i);
             }
-            positions[t] = position;
+            positions[t] = t / Math.Max(1, perGroup) * span + position;
         }
-        long[] rest = data[(int)k..];
-        return ([Sizes.Elements(data[..(int)k]), .. rest], tensor(positions, ScalarType.Int64).to(indices.device), [positions.Length, .. rest]);
+        return tensor(positions, ScalarType.Int64).to(indices.device);
     }
 
     private static Tensor ScatterIndices(OpContext c, long[] data, long[] updates, long axis)
