@@ -122,19 +122,19 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
 
     /// <summary>
     /// The small int64 values the plan folds (shape arithmetic: torch computes a head split's Slice bounds from the
-    /// input's shape) that are the same at two batch sizes, so a graph that serves every batch may take them as fixed.
-    /// None where the plan for a second batch size does not build.
+    /// input's shape) that are the same for batches of two and three, so a graph that serves every batch may take them
+    /// as fixed. The small batches keep the two plans cheap whatever the request's batch; none where they do not build
+    /// (a model whose batch another input fixes).
     /// </summary>
     private Func<string, long[]?> FoldedIntsOf(long[][] inputs)
     {
         const int MaxElements = 64;
         var graph = parts.Graph;
-        long batch = Math.Max(2, inputs[0][0]);
         using var scope = NewDisposeScope();
         try
         {
-            using var first = parts.Plans.Lease(inputs.Select(s => (long[])[batch, .. s[1..]]).ToArray());
-            using var second = parts.Plans.Lease(inputs.Select(s => (long[])[batch + 1, .. s[1..]]).ToArray());
+            using var first = parts.Plans.Lease(inputs.Select(s => (long[])[2, .. s[1..]]).ToArray());
+            using var second = parts.Plans.Lease(inputs.Select(s => (long[])[3, .. s[1..]]).ToArray());
             var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
             for (int id = 0; id < graph.ValueCount; id++)
             {
