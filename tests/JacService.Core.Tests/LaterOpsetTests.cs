@@ -171,4 +171,20 @@ public class LaterOpsetTests
             model.Jacobian([new HostTensor(shape, new float[shape.Aggregate(1L, (p, d) => p * d)])], 0, [0], DerivativeMode.Forward));
         Assert.Contains(message, e.Message);
     }
+
+    [Theory]
+    [InlineData(new long[] { 2, 4 }, new long[] { 0, 4 }, 0, "GatherND index 4 is outside [-4, 3] of axis 1")]
+    [InlineData(new long[] { 2, 4 }, new long[] { 1, 0, 1 }, 0, "GatherND indices [1, 3] do not end in a tuple length from 1 to 2 (the data [2, 4] past batch_dims 0)")]
+    [InlineData(new long[] { 3, 4 }, new long[] { 1, 2 }, 1, "GatherND batch_dims 1 must name leading axes the data [3, 4] and the indices [2, 1] share")]
+    public void AGatherNdOutsideItsDataIsRefusedWithTheReason(long[] data, long[] tuples, int batchDims, string message)
+    {
+        var g = new OnnxBuilder();
+        long[] shape = batchDims == 1 ? [tuples.Length, 1] : [1, tuples.Length];
+        g.Node("GatherND", [g.X(data), g.IntsShaped(shape, tuples)], ("batch_dims", batchDims));
+        using var model = ModelVersion.Load("gathernd", 1, g.ToBytes(), new EngineLimits());
+        using var scope = torch.NewDisposeScope();
+        var e = Assert.Throws<NodeEvaluationException>(() =>
+            model.Jacobian([new HostTensor(data, new float[data.Aggregate(1L, (p, d) => p * d)])], 0, [0], DerivativeMode.Forward));
+        Assert.Contains(message, e.Message);
+    }
 }
