@@ -697,6 +697,79 @@ public static class OpRows
         R("RNN", "Relu, reverse (layout 0 between transposes)", g =>
             TimeMajor(g, x => g.Node("RNN", [x, g.W(1, 2, 3), g.W(1, 2, 2), g.W(1, 4)], ("hidden_size", 2), ("direction", "reverse"),
                 ("activations", new[] { "Relu" })))),
+
+        // ---- Standard functions, expanded at parse into the ops above (opset 23) ----
+        R("Attention", "4-D, cross attention (3 queries, 5 keys, value size 3)", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 5, 4), g.X(2, 2, 5, 3)]), [2, 2, 3, 3]);
+        }),
+        R("Attention", "3-D, 2 heads, causal", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("Attention", [g.X(2, 3, 8), g.X(2, 3, 8), g.X(2, 3, 6)], ("q_num_heads", 2), ("kv_num_heads", 2), ("is_causal", 1)), [2, 3, 6]);
+        }),
+        R("Attention", "4-D, 4 query heads over 2 key heads, bool mask", g =>
+        {
+            g.Opset = 23;
+            var mask = g.Node("Greater", [g.Const([1, -1, 1, 1, 1, -1, -1, 1, 1], 3, 3), g.Scalar(0)]);
+            g.Output(g.Node("Attention", [g.X(2, 4, 3, 4), g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), mask]), [2, 4, 3, 4]);
+        }),
+        R("Attention", "3-D, one key head (multi-query), additive mask differentiated, scale 0.3, softcap 2", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("Attention", [g.X(2, 3, 8), g.X(2, 4, 4), g.X(2, 4, 2), g.X(2, 1, 3, 4)],
+                ("q_num_heads", 2), ("kv_num_heads", 1), ("scale", 0.3), ("softcap", 2.0)), [2, 3, 4]);
+        }),
+        // K first, which both outputs depend on (the compiled graphs' row differentiates the first input).
+        R("Attention", "4-D, past key and value, causal, the present key an output", g =>
+        {
+            g.Opset = 23;
+            var k = g.X(2, 2, 2, 4);
+            var outputs = g.Node("Attention", 3, [g.X(2, 2, 2, 4), k, g.X(2, 2, 2, 3), "", g.X(2, 2, 3, 4), g.X(2, 2, 3, 3)], ("is_causal", 1));
+            g.Output(outputs[0], [2, 2, 2, 3]);
+            g.Output(outputs[1], [2, 2, 5, 4]);
+        }),
+        // ONNX Runtime 1.31 computes a past key only into a present key: the node names both, the graph outputs neither.
+        R("Attention", "4-D, past key and value, causal, a bool mask over past and new keys", g =>
+        {
+            g.Opset = 23;
+            var mask = g.Node("Greater", [g.Const([1, -1, 1, 1, -1, 1, 1, -1, 1, 1], 2, 5), g.Scalar(0)]);
+            g.Output(g.Node("Attention", 3, [g.X(2, 2, 2, 4), g.X(2, 2, 2, 4), g.X(2, 2, 2, 3), mask, g.X(2, 2, 3, 4), g.X(2, 2, 3, 3)],
+                ("is_causal", 1))[0], [2, 2, 2, 3]);
+        }),
+        // The definition pads a mask shorter than past and new keys with "not attended"; ONNX Runtime 1.31 refuses it.
+        R("Attention", "4-D, past key and value, causal, a bool mask over the past keys only", g =>
+        {
+            g.Opset = 23;
+            var mask = g.Node("Greater", [g.Const([1, -1, 1, 1, 1, -1], 2, 3), g.Scalar(0)]);
+            g.Output(g.Node("Attention", [g.X(2, 2, 2, 4), g.X(2, 2, 2, 4), g.X(2, 2, 2, 3), mask, g.X(2, 2, 3, 4), g.X(2, 2, 3, 3)],
+                ("is_causal", 1)), [2, 2, 2, 3]);
+        }, x =>
+        {
+            // Row 0 attends keys 0 and 2 (its mask), row 1 keys 0 and 1 (its mask); the causal limits (3 and 4) cut none of them.
+            var keys = cat([x[3], x[1]], 2);
+            var values = cat([x[4], x[2]], 2);
+            var allowed = tensor(new[] { true, false, true, false, false, true, true, false, false, false }, [2, 5]);
+            var scores = x[0].matmul(keys.transpose(2, 3)) / Math.Sqrt(4);
+            return [scores.masked_fill(allowed.logical_not(), double.NegativeInfinity).softmax(-1).matmul(values)];
+        }),
+        R("RotaryEmbedding", "4-D, halves, position_ids", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("RotaryEmbedding", [g.X(2, 2, 3, 4), g.W(6, 2), g.W(6, 2), g.IntsShaped([2, 3], 4, 0, 5, 1, 2, 3)]), [2, 2, 3, 4]);
+        }),
+        R("RotaryEmbedding", "3-D, 2 heads, interleaved, first 2 of 4 features, position_ids", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("RotaryEmbedding", [g.X(2, 3, 8), g.W(6, 1), g.W(6, 1), g.IntsShaped([2, 3], 1, 2, 3, 5, 0, 4)],
+                ("num_heads", 2), ("interleaved", 1), ("rotary_embedding_dim", 2)), [2, 3, 8]);
+        }),
+        R("RotaryEmbedding", "4-D, interleaved, caches per sample differentiated", g =>
+        {
+            g.Opset = 23;
+            g.Output(g.Node("RotaryEmbedding", [g.X(2, 2, 3, 4), g.X(2, 3, 2), g.X(2, 3, 2)], ("interleaved", 1)), [2, 2, 3, 4]);
+        }),
     ];
 
     /// <summary>

@@ -33,8 +33,8 @@ public static class OnnxModelReader
     }
 
     /// <summary>
-    /// The file's model as the reader sees it (what it validated: model-local functions inlined), e.g. to write derivative
-    /// graphs from.
+    /// The file's model as the reader sees it (what it validated: model-local functions inlined, standard functions expanded),
+    /// e.g. to write derivative graphs from.
     /// </summary>
     internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
     {
@@ -45,6 +45,7 @@ public static class OnnxModelReader
         {
             var model = ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
             FunctionInliner.Inline(model, limits);
+            StandardFunctions.Expand(model, limits);
             return model;
         }
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("levels of nesting", StringComparison.Ordinal))
