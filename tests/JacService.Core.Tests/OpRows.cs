@@ -754,6 +754,11 @@ public static class OpRows
             var scores = x[0].matmul(keys.transpose(2, 3)) / Math.Sqrt(4);
             return [scores.masked_fill(allowed.logical_not(), double.NegativeInfinity).softmax(-1).matmul(values)];
         }),
+        R("Attention", "4-D, 4 query heads over one key head, causal over more keys than queries (opset 24)", g =>
+        {
+            g.Opset = 24;
+            g.Output(g.Node("Attention", [g.X(2, 4, 2, 4), g.X(2, 1, 3, 4), g.X(2, 1, 3, 2)], ("is_causal", 1)), [2, 4, 2, 2]);
+        }),
         R("RotaryEmbedding", "4-D, halves, position_ids", g =>
         {
             g.Opset = 23;
