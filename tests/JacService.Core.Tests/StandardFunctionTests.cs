@@ -45,6 +45,16 @@ public class StandardFunctionTests
             g.Opset = 23;
             g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), g.IntsShaped([3, 3], 1, 0, 0, 1, 1, 0, 1, 1, 1)]);
         }, "has ONNX element type 7; expected bool or Q's float type"),
+        ["Attention without V"] = (g =>
+        {
+            g.Opset = 23;
+            g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 3, 4)]);
+        }, "Attention takes Q, K, V; the node has no V (input 2)"),
+        ["RotaryEmbedding without sin_cache"] = (g =>
+        {
+            g.Opset = 23;
+            g.Node("RotaryEmbedding", [g.X(2, 2, 3, 4), g.W(2, 3, 2), ""]);
+        }, "RotaryEmbedding takes X, cos_cache, sin_cache; the node has no sin_cache (input 2)"),
         ["RotaryEmbedding of an odd size"] = (g =>
         {
             g.Opset = 23;

@@ -152,5 +152,8 @@ public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
         // The fixtures exported with model-local functions, which the reader inlines.
         foreach (var file in Directory.GetFiles(Path.Combine(fixtures, "functions"), "*.onnx").Order().Where(f => new FileInfo(f).Length <= 128 << 10))
             File.Copy(file, Path.Combine(directory, "functions_" + Path.GetFileName(file)), overwrite: true);
+        // Ops no exporter here writes, built node by node (tests/fixtures/make_seeds.py).
+        foreach (var file in Directory.GetFiles(Path.Combine(fixtures, "seeds"), "*.onnx").Order())
+            File.Copy(file, Path.Combine(directory, "seeds_" + Path.GetFileName(file)), overwrite: true);
     }
 }

@@ -15,6 +15,7 @@ internal static class AttentionFunction
 {
     public static void Expand(FunctionWriter w)
     {
+        w.Require("Q", "K", "V");
         string q = w.Input(0), k = w.Input(1), v = w.Input(2), mask = w.Input(3), pastKey = w.Input(4), pastValue = w.Input(5);
         if (w.Input(6).Length > 0)
             throw w.Refuse("nonpad_kv_seqlen is not supported (a padded key-value cache); export with the cache's valid length as an attn_mask");

@@ -29,6 +29,14 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
 
     public int? RankOf(string value) => types.RankOf(value);
 
+    /// <summary>Refuses a call without each of its first inputs, named in order.</summary>
+    public void Require(params string[] inputs)
+    {
+        for (int i = 0; i < inputs.Length; i++)
+            if (Input(i).Length == 0)
+                throw Refuse($"{call.OpType} takes {string.Join(", ", inputs)}; the node has no {inputs[i]} (input {i})");
+    }
+
     public ModelLoadException Refuse(string why) => new($"node '{call.Name}' ({call.OpType}): {why}");
 
     /// <summary>A node with one output, a fresh value unless <paramref name="output"/> names one of the call's.</summary>

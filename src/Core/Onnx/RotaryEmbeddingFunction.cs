@@ -12,6 +12,7 @@ internal static class RotaryEmbeddingFunction
 {
     public static void Expand(FunctionWriter w)
     {
+        w.Require("X", "cos_cache", "sin_cache");
         string x = w.Input(0), cos = w.Input(1), sin = w.Input(2), positions = w.Input(3);
         long heads = w.Int("num_heads", 0), rotated = w.Int("rotary_embedding_dim", 0);
         bool interleaved = w.Int("interleaved", 0) != 0;
