@@ -400,6 +400,10 @@ public static class OpRows
             x => [x[0].index_select(0, tensor(new long[] { 4, 2 }))]),
         R("Slice", "steps 2 and 3, ends past the axes", g =>
             g.Node("Slice", [g.X(6, 7), g.Ints(0, 1), g.Ints(long.MaxValue, 100), g.Ints(0, -1), g.Ints(2, 3)])),
+        R("Slice", "steps 2 and 3 along per-sample axes, one from the back", g =>
+            g.Node("Slice", [g.X(2, 5, 7), g.Ints(1, 0), g.Ints(long.MaxValue, -1), g.Ints(1, -1), g.Ints(2, 3)])),
+        R("Slice", "every other feature from the second, a unit step beside it (x[:, 1:3, 1::2])", g =>
+            g.Node("Slice", [g.X(2, 4, 6), g.Ints(1, 1), g.Ints(3, long.MaxValue), g.Ints(1, 2), g.Ints(1, 2)])),
         // Bounds computed from shapes, as torch writes chunk and a head split: fixed where no batch size changes them.
         R("Slice", "ends computed from the per-sample width (opset 15)", g =>
         {

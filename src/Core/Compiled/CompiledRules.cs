@@ -623,43 +623,71 @@ internal static partial class CompiledRules
             ? c.Emit.Op(op, [value], IntList("axes", axes), Int("keepdims", keepdims))
             : c.Emit.Op(op, [value, c.Emit.Ints(axes)], Int("keepdims", keepdims));
 
-    /// <summary>Slice with steps of one along per-sample axes: the tangent sliced alike, the cotangent padded back with zeros.</summary>
+    /// <summary>
+    /// Slice along per-sample axes with steps of one or more: the tangent sliced alike; the cotangent put back in place,
+    /// each stepped axis first spread by its step (every element followed by step − 1 zeros, the last one's cut off),
+    /// then padded back with zeros.
+    /// </summary>
     public static readonly CompiledRule Slice = new(
         c =>
         {
             if (c.Tangent(0) is not { } t) return [null];
-            var (axes, starts, ends, _) = SliceBounds(c);
-            return [c.Emit.Op("Slice", t, c.Emit.Ints(starts), c.Emit.Ints(ends), c.Emit.Ints([.. axes.Select(a => a + 1)]))];
+            var (axes, starts, ends, steps, _) = SliceBounds(c);
+            return [c.Emit.Op("Slice", t, c.Emit.Ints(starts), c.Emit.Ints(ends), c.Emit.Ints([.. axes.Select(a => a + 1)]), c.Emit.Ints(steps))];
         },
         c =>
         {
             var result = new string?[c.InputCount];
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
-            var (axes, starts, ends, shape) = SliceBounds(c);
+            var (axes, starts, _, steps, shape) = SliceBounds(c);
+            var dims = c.Emit.Shape(c.Out(0));
             var pads = new long[2 * (shape.Length + 1)];
             for (int i = 0; i < axes.Length; i++)
             {
-                pads[axes[i] + 1] = starts[i];
-                pads[shape.Length + 1 + axes[i] + 1] = shape[axes[i]] - ends[i];
+                long a = axes[i], step = steps[i], count = dims[a], length = count;
+                if (step > 1)
+                {
+                    if (count == 0) throw new NotCompilableException($"Slice '{c.Out(0)}' keeps nothing of an axis it steps along");
+                    // [.., count, ..] -> [.., count, step] (zeros after each) -> [.., count·step, ..] -> the first (count − 1)·step + 1.
+                    var spread = c.Emit.Op("Pad", c.Emit.Op("Unsqueeze", ct, c.Emit.Ints(a + 2)), c.Emit.Ints(PadOne(shape.Length + 2, a + 2, step - 1)));
+                    long[] merged = [0, 0, .. dims[1..(int)a], count * step, .. dims[((int)a + 1)..]];
+                    length = (count - 1) * step + 1;
+                    ct = c.Emit.Op("Slice", c.Emit.Op("Reshape", spread, c.Emit.Ints(merged)), c.Emit.Ints(0), c.Emit.Ints(length), c.Emit.Ints(a + 1));
+                    dims[a] = length;
+                }
+                pads[a + 1] = starts[i];
+                pads[shape.Length + 1 + a + 1] = shape[a] - starts[i] - length;
             }
             result[0] = c.Emit.Op("Pad", ct, c.Emit.Ints(pads));
             return result;
         });
 
-    /// <summary>A Slice's per-sample axes with their starts and ends clamped to the input's shape (which it returns too).</summary>
-    private static (long[] Axes, long[] Starts, long[] Ends, long[] Shape) SliceBounds(OnnxRuleContext c)
+    /// <summary>Pads for a tensor of <paramref name="rank"/> that add <paramref name="after"/> at the end of one axis.</summary>
+    private static long[] PadOne(int rank, long axis, long after)
+    {
+        var pads = new long[2 * rank];
+        pads[rank + axis] = after;
+        return pads;
+    }
+
+    /// <summary>
+    /// A Slice's per-sample axes with their starts and ends clamped to the input's shape (which it returns too), and its
+    /// steps; steps below one are not compiled.
+    /// </summary>
+    private static (long[] Axes, long[] Starts, long[] Ends, long[] Steps, long[] Shape) SliceBounds(OnnxRuleContext c)
     {
         var shape = c.Emit.Shape(c.In(0));
         var starts = c.ConstantInput(1)!;
         var ends = c.ConstantInput(2)!;
         var axes = c.ConstantInput(3) ?? Enumerable.Range(0, starts.Length).Select(a => (long)a).ToArray();
-        if ((c.ConstantInput(4) ?? []).Any(step => step != 1))
-            throw new NotCompilableException($"Slice '{c.Out(0)}' steps by other than 1; compiled for steps of 1");
+        var steps = c.ConstantInput(4) ?? Enumerable.Repeat(1L, starts.Length).ToArray();
+        if (steps.Any(step => step < 1))
+            throw new NotCompilableException($"Slice '{c.Out(0)}' steps backwards; compiled for steps of 1 or more");
         axes = axes.Select(a => c.SampleAxis(a, shape.Length)).ToArray();
         long Clamp(long v, long dim) => Math.Clamp(v < 0 ? v + dim : v, 0, dim);
         var clampedStarts = starts.Select((v, i) => Clamp(v, shape[axes[i]])).ToArray();
         var clampedEnds = ends.Select((v, i) => Math.Max(clampedStarts[i], Clamp(v, shape[axes[i]]))).ToArray();
-        return (axes, clampedStarts, clampedEnds, shape);
+        return (axes, clampedStarts, clampedEnds, steps, shape);
     }
 
     /// <summary>A sum over the op's axis (default the last), kept as an axis of one.</summary>
