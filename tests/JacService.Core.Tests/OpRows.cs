@@ -347,6 +347,16 @@ public static class OpRows
             g.Node("GatherND", [g.X(2, 3, 4), g.IntsShaped([2, 3, 2], 0, 1, 2, 3, 0, 1, -1, -1, 1, 0, 0, 1)], ("batch_dims", 1))),
         R("GatherND", "rows by one-axis tuples with batch_dims 1", g =>
             g.Node("GatherND", [g.X(2, 4, 3), g.IntsShaped([2, 2, 1], 3, 0, 1, 1)], ("batch_dims", 1))),
+        R("GatherND", "two elements per row from [3, 4] with batch_dims 1, one of them twice (opset 16)", g =>
+        {
+            g.Opset = 16;
+            g.Node("GatherND", [g.X(2, 3, 4), g.IntsShaped([2, 3, 2], 0, 1, 2, 3, 0, 1, -1, -1, 1, 0, -1, -1)], ("batch_dims", 1));
+        }),
+        R("GatherND", "rows of [2, 4, 3] by tuples over two batch axes (opset 18)", g =>
+        {
+            g.Opset = 18;
+            g.Node("GatherND", [g.X(2, 2, 4, 3), g.IntsShaped([2, 2, 1, 1], 3, 0, 1, 1)], ("batch_dims", 2));
+        }),
         R("GatherND", "batch_dims 0, tuples into the first two axes", g =>
             g.Node("GatherND", [g.X(2, 3, 4), g.IntsShaped([3, 2], 1, 2, 0, 0, 1, -3)])),
         R("ScatterND", "one element per row written, both differentiated", g =>
@@ -358,6 +368,8 @@ public static class OpRows
         }),
         R("ScatterND", "a slice per row written by one-axis tuples, both differentiated", g =>
             g.Node("ScatterND", [g.X(2, 3, 4), g.IntsShaped([2, 2], 0, 2, 1, 0), g.X(2, 4)])),
+        R("ScatterND", "a slice per row written over constant data, the updates differentiated", g =>
+            g.Node("ScatterND", [g.W(2, 3, 4), g.IntsShaped([2, 1, 2], 0, 2, 1, 0), g.X(2, 1, 4)])),
         R("Tile", "repeats [1, 2, 3]", g => g.Node("Tile", [g.X(2, 3, 2), g.Ints(1, 2, 3)])),
         R("Tile", "repeats [2, 1], the first axis too", g => g.Node("Tile", [g.X(2, 3), g.Ints(2, 1)])),
         R("CumSum", "axis 1", g => g.Node("CumSum", [g.X(2, 4, 3), g.IntsShaped([], 1)]), x => [x[0].cumsum(1)]),

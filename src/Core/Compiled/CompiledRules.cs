@@ -232,15 +232,87 @@ internal static partial class CompiledRules
 
     /// <summary>
     /// GatherND forward: the directions [K, ..data] gathered by the indices repeated for every direction, with the basis
-    /// axis as one more batch axis. Its transpose (a ScatterND of tuples that would need the basis and batch positions
-    /// spelled out) is not compiled: reverse mode through a GatherND is served by the interpreter.
+    /// axis as one more batch axis. Going back (from opset 16, whose ScatterND adds tuples that repeat), the cotangent is
+    /// scattered and added into zeros, the basis axis moved last so that the tuples address the data's own axes; with
+    /// batch_dims each tuple is first prefixed with its batch positions, which ScatterND does not take as an attribute.
     /// </summary>
     public static readonly CompiledRule GatherNd = new(
         c => [c.Tangent(0) is { } t
             ? c.Emit.Op("GatherND", [c.Emit.Full(t, c.Basis, c.In(0)), BasisIndices(c)], Int("batch_dims", c.Int("batch_dims", 0) + 1))
             : null],
-        c => c.Cotangent(0) is null || !c.Needs(0) ? new string?[c.InputCount]
-            : throw new NotCompilableException($"GatherND '{c.Out(0)}' has no compiled reverse rule"));
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
+            if (c.Emit.Opset < 16)
+                throw new NotCompilableException($"GatherND '{c.Out(0)}' is compiled in reverse from opset 16 (the model's is {c.Emit.Opset})");
+            long batchDims = c.Int("batch_dims", 0);
+            var tuples = batchDims == 0 ? c.In(1) : WithBatchPositions(c, c.In(1), batchDims);
+            var zeros = BasisLast(c, c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(0)), c.In(0));
+            var scattered = c.Emit.Op("ScatterND", [zeros, tuples, BasisLast(c, c.Emit.Full(ct, c.Basis, c.Out(0)), c.Out(0))], String("reduction", "add"));
+            result[0] = BasisFirst(c, scattered, c.In(0));
+            return result;
+        });
+
+    /// <summary>
+    /// ScatterND: both directions scattered alike (written, or added), with the basis axis moved last so that the index
+    /// tuples address the data's own axes; going back, the data's cotangent zeroed where the updates were written over it
+    /// (kept whole for add), the updates' gathered at the tuples.
+    /// </summary>
+    public static readonly CompiledRule ScatterNd = new(
+        c =>
+        {
+            if (c.Tangent(0) is null && c.Tangent(2) is null) return [null];
+            var data = BasisLast(c, c.Emit.Full(c.Tangent(0) ?? c.Emit.Scalar(0), c.Basis, c.In(0)), c.In(0));
+            var updates = BasisLast(c, c.Emit.Full(c.Tangent(2) ?? c.Emit.Scalar(0), c.Basis, c.In(2)), c.In(2));
+            return [BasisFirst(c, c.Emit.Op("ScatterND", [data, c.In(1), updates], [.. c.Attributes.Where(a => a.Name == "reduction")]), c.Out(0))];
+        },
+        c =>
+        {
+            var result = new string?[c.InputCount];
+            if (c.Cotangent(0) is not { } ct) return result;
+            var full = BasisLast(c, c.Emit.Full(ct, c.Basis, c.Out(0)), c.Out(0));
+            if (c.Needs(0))
+                result[0] = c.String("reduction", "none") == "add" ? ct
+                    : BasisFirst(c, c.Emit.Op("ScatterND", full, c.In(1), BasisLast(c, c.Emit.Full(c.Emit.Scalar(0), c.Basis, c.In(2)), c.In(2))), c.In(0));
+            if (c.Needs(2)) result[2] = BasisFirst(c, c.Emit.Op("GatherND", full, c.In(1)), c.In(2));
+            return result;
+        });
+
+    /// <summary>Directions [K, ..value] of a model value as [..value, K].</summary>
+    private static string BasisLast(OnnxRuleContext c, string direction, string value)
+    {
+        int rank = c.Emit.Rank(value);
+        return c.Emit.Op("Transpose", [direction], IntList("perm", [.. Enumerable.Range(1, rank).Select(a => (long)a), 0]));
+    }
+
+    /// <summary>Directions [..value, K] of a model value as [K, ..value].</summary>
+    private static string BasisFirst(OnnxRuleContext c, string direction, string value)
+    {
+        int rank = c.Emit.Rank(value);
+        return c.Emit.Op("Transpose", [direction], IntList("perm", [rank, .. Enumerable.Range(0, rank).Select(a => (long)a)]));
+    }
+
+    /// <summary>
+    /// Index tuples [..batch, ..rest, t] whose first <paramref name="batchDims"/> axes are batch axes, as tuples
+    /// [..batch, ..rest, batchDims + t] that spell out those positions first.
+    /// </summary>
+    private static string WithBatchPositions(OnnxRuleContext c, string indices, long batchDims)
+    {
+        int rank = c.Emit.Rank(indices);
+        var dims = c.Emit.Op("Shape", indices);
+        var grid = c.Emit.Op("Concat", [c.Emit.Op("Slice", dims, c.Emit.Ints(0), c.Emit.Ints(rank - 1)), c.Emit.Ints(1)], Int("axis", 0));
+        var parts = new List<string>();
+        for (int j = 0; j < batchDims; j++)
+        {
+            var count = c.Emit.Op("Squeeze", c.Emit.Op("Slice", dims, c.Emit.Ints(j), c.Emit.Ints(j + 1)), c.Emit.Ints(0));
+            var positions = c.Emit.Op("Range", c.Emit.Op("Squeeze", c.Emit.Ints(0), c.Emit.Ints(0)), count, c.Emit.Op("Squeeze", c.Emit.Ints(1), c.Emit.Ints(0)));
+            long[] along = [.. Enumerable.Repeat(1L, j), -1, .. Enumerable.Repeat(1L, rank - 1 - j)];
+            parts.Add(c.Emit.Op("Expand", c.Emit.Op("Reshape", positions, c.Emit.Ints(along)), grid));
+        }
+        parts.Add(indices);
+        return c.Emit.Op("Concat", [.. parts], Int("axis", -1));
+    }
 
     /// <summary>
     /// ScatterElements along a per-sample axis: both directions scattered alike (written, or from opset 16 added); going

@@ -201,7 +201,7 @@ public static class OpTable
             .Add(new OpRule("ScatterElements", OpKind.Shape, ShapeOps.ScatterElements, ShapeOps.ScatterElementsVjp)
                 { NonDifferentiableInputs = [1], Validate = ShapeOps.ValidateScatterElements, Curvature = OpRule.Linear, Compiled = Emitted.ScatterElements })
             .Add(new OpRule("ScatterND", OpKind.Shape, ShapeOps.ScatterNd, ShapeOps.ScatterNdVjp)
-                { NonDifferentiableInputs = [1], Validate = ShapeOps.ValidateScatterNd, Curvature = OpRule.Linear })
+                { NonDifferentiableInputs = [1], Validate = ShapeOps.ValidateScatterNd, Curvature = OpRule.Linear, Compiled = Emitted.ScatterNd })
             .Add(new OpRule("Tile", OpKind.Shape, ShapeOps.Tile, ShapeOps.TileVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.TileAllocates, Compiled = Emitted.Tile })
             // Running sums are linear; their transpose sums the other way.
             .Linear("CumSum", OpKind.Shape, (c, x) => ShapeOps.CumulativeSum(c, x), (c, t, _) => ShapeOps.CumulativeSum(c, t, shift: 1),
