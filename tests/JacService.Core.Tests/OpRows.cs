@@ -614,6 +614,36 @@ public static class OpRows
             g.Node("InstanceNormalization", [g.X(2, 3, 4, 5), g.W(3), g.W(3)], ("epsilon", 1e-3))),
         R("InstanceNormalization", "1-D spatial", g => g.Node("InstanceNormalization", [g.X(2, 3, 6), g.W(3), g.W(3)])),
 
+        // ---- Fourier transforms (opset 17; axis an input from 20) ----
+        R("DFT", "real signal along axis 1", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 8, 1)]);
+        }),
+        R("DFT", "real signal, onesided, cut to dft_length 6", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 8, 1), g.IntsShaped([], 6)], ("onesided", 1));
+        }),
+        R("DFT", "complex signal along axis 2, inverse, padded to dft_length 7", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 3, 5, 2), g.IntsShaped([], 7)], ("axis", 2), ("inverse", 1));
+        }),
+        R("DFT", "complex signal, axis -2 as an input (opset 20)", g =>
+        {
+            g.Opset = 20;
+            g.Node("DFT", [g.X(2, 4, 6, 2), "", g.IntsShaped([], -2)]);
+        }),
+        R("DFT", "a spectral layer: onesided forward, modes weighted, inverse, the real part (opset 20)", g =>
+        {
+            g.Opset = 20;
+            var modes = g.Node("DFT", [g.X(2, 8, 1), "", g.IntsShaped([], 1)], ("onesided", 1));
+            var weighted = g.Node("Mul", [modes, g.W(5, 2)]);
+            var signal = g.Node("DFT", [weighted, g.IntsShaped([], 8), g.IntsShaped([], 1)], ("inverse", 1));
+            g.Node("Slice", [signal, g.Ints(0), g.Ints(1), g.Ints(-1)]);
+        }),
+
         // ---- Convolution and pooling ----
         R("Conv", "1-D stride 2 dilation 2 asymmetric pads", g =>
             g.Node("Conv", [g.X(1, 2, 9), g.W(3, 2, 3)], ("strides", new[] { 2 }), ("dilations", new[] { 2 }), ("pads", new[] { 2, 1 }))),

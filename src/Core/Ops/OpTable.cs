@@ -193,6 +193,7 @@ public static class OpTable
             .Linear("Transpose", OpKind.Shape, (c, x) => x.permute(ShapeOps.Permutation(c, x)),
                 (c, t, _) => t.permute([0, .. Tangents.Shift(ShapeOps.Permutation(c, t.select(0, 0)))]),
                 (c, ct) => ct.permute([0, .. Tangents.Shift(ShapeOps.InversePermutation(c, c.In(0)))]), compiled: Emitted.Transpose)
+            .Linear("DFT", OpKind.LinearAlgebra, Fourier.Forward, Fourier.Push, Fourier.Pull, Fourier.Validate, Emitted.Dft, since: 17)
             .Linear("DepthToSpace", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
             .Linear("SpaceToDepth", OpKind.Shape, BlockRearrange.Forward, BlockRearrange.Push, BlockRearrange.Pull, BlockRearrange.Validate, Emitted.BlockRearrange)
             .Add(new OpRule("Gather", OpKind.Shape, ShapeOps.Gather, ShapeOps.GatherVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.GatherAllocates, Compiled = Emitted.Gather })
