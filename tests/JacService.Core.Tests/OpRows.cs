@@ -797,8 +797,8 @@ public static class OpRows
             var keys = cat([x[3], x[1]], 2);
             var values = cat([x[4], x[2]], 2);
             var allowed = tensor(new[] { true, false, true, false, false, true, true, false, false, false }, [2, 5]);
-            var scores = x[0].matmul(keys.transpose(2, 3)) / Math.Sqrt(4);
-            return [scores.masked_fill(allowed.logical_not(), double.NegativeInfinity).softmax(-1).matmul(values)];
+            var scores = x[0].matmul(keys.transpose(2, 3)).mul(Scalars.S(0.5));
+            return [scores.masked_fill(allowed.logical_not(), Scalars.S(double.NegativeInfinity)).softmax(-1).matmul(values)];
         }),
         R("Attention", "4-D, 4 query heads over one key head, causal over more keys than queries (opset 24)", g =>
         {
