@@ -5,8 +5,9 @@ namespace JacService.Core.Tests;
 
 /// <summary>
 /// Rewrites a model exported at opset 13-17 as an exporter writes the same graph at a later opset: the default domain's
-/// import and the IR version that opset came with, and the reductions' axes moved from an attribute to an input (opset
-/// 18). No other op of the fixtures changed meaning up to opset 26. The local exporter (torch 1.13) stops at opset 17.
+/// import and the IR version that opset came with, the reductions' axes moved from an attribute to an input (opset 18)
+/// and DFT's (opset 20). No other op of the fixtures changed meaning up to opset 26. The local exporter (torch 1.13)
+/// stops at opset 17.
 /// </summary>
 public static class OpsetUpgrade
 {
@@ -34,6 +35,20 @@ public static class OpsetUpgrade
             values.Dims.Add(axes.Ints.Count);
             values.Int64Data.Add(axes.Ints);
             model.Graph.Initializer.Add(values);
+            node.Input.Add(name);
+        }
+        // DFT's axis became an input in opset 20.
+        foreach (var node in model.Graph.Node.Where(n => n.OpType == "DFT" && opset >= 20))
+        {
+            long axis = 1;
+            if (node.Attribute.FirstOrDefault(a => a.Name == "axis") is { } attribute)
+            {
+                axis = attribute.I;
+                node.Attribute.Remove(attribute);
+            }
+            var name = $"{node.Output[0]}_axis";
+            model.Graph.Initializer.Add(new TensorProto { Name = name, DataType = 7, Int64Data = { axis } });
+            while (node.Input.Count < 2) node.Input.Add("");
             node.Input.Add(name);
         }
         return model.ToByteArray();
