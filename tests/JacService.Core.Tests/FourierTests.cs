@@ -1,5 +1,6 @@
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
+using JacService.Core.Ops;
 using JacService.Testing;
 using TorchSharp;
 
@@ -50,5 +51,61 @@ public class FourierTests
         var e = Assert.Throws<NodeEvaluationException>(() =>
             model.Jacobian([new HostTensor(shape, new float[shape.Aggregate(1L, (p, d) => p * d)])], 0, [0], DerivativeMode.Forward));
         Assert.Contains(message, e.Message);
+    }
+
+    /// <summary>
+    /// Short transforms run as a matrix product, long ones through libtorch's FFT (<see cref="Fourier.IsDense"/>); the
+    /// rows check only the first, so here both ways meet on the same signals, forward and transposed, in float64.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 1, 8, false, false, 1)]
+    [InlineData(8, 1, 6, false, true, 1)]
+    [InlineData(8, 1, 11, false, true, 1)]
+    [InlineData(5, 2, 7, true, false, 2)]
+    [InlineData(6, 2, 4, false, false, 1)]
+    [InlineData(7, 2, 7, true, false, 1)]
+    public void TheMatrixAndTheFftAgree(long n, int channels, long length, bool inverse, bool oneSided, long axis)
+    {
+        using var scope = torch.NewDisposeScope();
+        long[] shape = axis == 1 ? [3, n, 4, channels] : [3, 4, n, channels];
+        var transform = Fourier.For(shape, axis, length, inverse, oneSided);
+        var x = torch.randn([2, .. shape], torch.ScalarType.Float64, generator: new torch.Generator(7));
+        var dense = Fourier.ApplyDense(transform, x, axis + 1);
+        var fft = Fourier.ApplyByFft(transform, x, axis + 1);
+        Assert.True(dense.allclose(fft, rtol: 1e-12, atol: 1e-12), $"forward: {(dense - fft).abs().max().item<double>():E2}");
+        var ct = torch.randn(dense.shape, torch.ScalarType.Float64, generator: new torch.Generator(8));
+        var back = Fourier.PullDense(transform, ct, n, channels);
+        var backFft = Fourier.PullByFft(transform, ct, n, channels);
+        Assert.True(back.allclose(backFft, rtol: 1e-12, atol: 1e-12), $"transposed: {(back - backFft).abs().max().item<double>():E2}");
+        // The transpose: <A x, c> = <x, Aᵀ c>.
+        Assert.Equal((dense * ct).sum().item<double>(), (x * back).sum().item<double>(), 1e-10);
+    }
+
+    /// <summary>
+    /// A transform too long for the matrix (here 300 points, onesided, then the inverse of its 151 bins padded to 200) compiles as
+    /// ONNX Runtime's own DFT nodes, both ways; the rows, all short, compile as a MatMul.
+    /// </summary>
+    [Theory]
+    [InlineData(DerivativeMode.Forward)]
+    [InlineData(DerivativeMode.Reverse)]
+    public void ALongTransformCompilesAsDftNodes(DerivativeMode mode)
+    {
+        var g = new OnnxBuilder(17);
+        var spectrum = g.Node("DFT", [g.X(2, 300, 1)], ("onesided", 1));
+        g.Node("DFT", [spectrum, g.IntsShaped([], 200)], ("inverse", 1));
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
+        using var compiled = ModelVersion.Load("long", 1, bytes, new EngineLimits { CalibrateAuto = false });
+        using var interpreted = ModelVersion.Load("long", 1, bytes, new EngineLimits { CompileDerivatives = false });
+        var rng = new Random(3);
+        var inputs = new[] { new HostTensor([2, 300, 1], Enumerable.Range(0, 600).Select(_ => (float)rng.NextDouble()).ToArray()) };
+        using var scope = torch.NewDisposeScope();
+        var reference = interpreted.Jacobian(inputs, 0, [0], mode);
+        var served = compiled.Jacobian(inputs, 0, [0], mode);
+        Assert.True(served.Compiled, string.Join("; ", compiled.CompiledDerivatives.Select(d => d.Note)));
+        var (expected, actual) = (reference.Jacobians.Values.Single(), served.Jacobians.Values.Single());
+        Assert.Equal(expected.Shape, actual.Shape);
+        double scale = expected.Data.Max(Math.Abs);
+        double error = expected.Data.Zip(actual.Data, (e, a) => Math.Abs(e - a)).Max();
+        Assert.True(error <= 1e-4 * scale, $"max abs error {error:E2} against {scale:G3}");
     }
 }

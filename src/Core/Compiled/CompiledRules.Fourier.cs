@@ -17,6 +17,9 @@ internal static partial class CompiledRules
         {
             if (c.Tangent(0) is not { } t) return [null];
             var transform = TransformOf(c);
+            var x = c.Emit.Shape(c.In(0));
+            if (Fourier.IsDense(transform, x[transform.Axis], x[^1]))
+                return [ThroughMatrix(c, t, x, transform, transposed: false)];
             string length = c.InputCount > 1 ? c.In(1) : "";
             return [Transformed(c, t, length, transform.Axis + 1, transform.Inverse, transform.OneSided)];
         },
@@ -26,6 +29,11 @@ internal static partial class CompiledRules
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
             var transform = TransformOf(c);
             var x = c.Emit.Shape(c.In(0));
+            if (Fourier.IsDense(transform, x[transform.Axis], x[^1]))
+            {
+                result[0] = ThroughMatrix(c, ct, x, transform, transposed: true);
+                return result;
+            }
             long axis = transform.Axis + 1, n = x[transform.Axis], length = transform.Length;
             if (transform.OneSided) ct = PaddedAlong(c, ct, axis, x.Length + 1, length - transform.Bins);
             var signal = Transformed(c, ct, "", axis, !transform.Inverse, oneSided: false);
@@ -36,6 +44,33 @@ internal static partial class CompiledRules
             result[0] = x[^1] == 1 ? c.Emit.Op("Slice", signal, c.Emit.Ints(0), c.Emit.Ints(1), c.Emit.Ints(-1)) : signal;
             return result;
         });
+
+    /// <summary>
+    /// Directions of the signal <paramref name="x"/> (or, <paramref name="transposed"/>, of its transform) through the
+    /// transform's real matrix, as the interpreter runs short transforms: the transformed axis moved beside the last,
+    /// both flattened, one MatMul by a constant, and back.
+    /// </summary>
+    private static string ThroughMatrix(OnnxRuleContext c, string direction, long[] x, Fourier.Transform transform, bool transposed)
+    {
+        long n = x[transform.Axis], channels = x[^1], axis = transform.Axis + 1;
+        int rank = x.Length + 1;
+        var values = transform.DenseValues(n, channels);
+        long rows = n * channels, columns = transform.Bins * 2;
+        var matrix = new float[values.Length];
+        for (long r = 0; r < rows; r++)
+            for (long q = 0; q < columns; q++)
+                matrix[transposed ? q * rows + r : r * columns + q] = (float)values[r * columns + q];
+        long[] perm = [.. Enumerable.Range(0, rank).Select(a => (long)a).Where(a => a != axis && a != rank - 1), axis, rank - 1];
+        long[] inverse = new long[rank];
+        for (int i = 0; i < rank; i++) inverse[perm[i]] = i;
+        // After the move: [K, batch, ..the other signal axes, axis, pairs]; K and the batch stay where they are.
+        long[] others = [.. Enumerable.Range(1, x.Length - 2).Where(a => a != transform.Axis).Select(a => x[a])];
+        var moved = c.Emit.Op("Transpose", [direction], IntList("perm", perm));
+        var flat = c.Emit.Op("Reshape", moved, c.Emit.Ints([0, 0, .. others, -1]));
+        var product = c.Emit.Op("MatMul", flat, c.Emit.Floats(matrix, transposed ? [columns, rows] : [rows, columns]));
+        var shaped = c.Emit.Op("Reshape", product, c.Emit.Ints([0, 0, .. others, transposed ? n : transform.Bins, transposed ? channels : 2]));
+        return c.Emit.Op("Transpose", [shaped], IntList("perm", inverse));
+    }
 
     private static Fourier.Transform TransformOf(OnnxRuleContext c)
     {

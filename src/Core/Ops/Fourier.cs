@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using JacService.Core.Onnx;
+using TorchSharp;
 using static JacService.Core.Ops.Scalars;
 using static TorchSharp.torch;
 
@@ -22,7 +24,56 @@ internal static class Fourier
     public readonly record struct Transform(long Axis, long Length, bool Inverse, bool OneSided)
     {
         public long Bins => OneSided ? Length / 2 + 1 : Length;
+
+        /// <summary>
+        /// The transform as a real matrix [n · channels, Bins · 2]: row (j, part) holds what the signal's j-th real
+        /// (part 0) or imaginary (part 1) part adds to each bin's real and imaginary parts; the rows of positions the
+        /// length cuts off are zero, and padding needs no rows. Angles from (j·k mod L), in double.
+        /// </summary>
+        public double[] DenseValues(long n, long channels)
+        {
+            long bins = Bins;
+            var values = new double[n * channels * bins * 2];
+            double sign = Inverse ? 1 : -1, scale = Inverse ? 1.0 / Length : 1;
+            for (long j = 0; j < Math.Min(n, Length); j++)
+                for (long k = 0; k < bins; k++)
+                {
+                    double angle = 2 * Math.PI * (j * k % Length) / Length;
+                    double cos = Math.Cos(angle) * scale, sin = sign * Math.Sin(angle) * scale;
+                    long re = (j * channels * bins + k) * 2;
+                    values[re] = cos;
+                    values[re + 1] = sin;
+                    if (channels == 2)
+                    {
+                        long im = ((j * channels + 1) * bins + k) * 2;
+                        values[im] = -sin;
+                        values[im + 1] = cos;
+                    }
+                }
+            return values;
+        }
+
+        /// <summary>
+        /// <see cref="DenseValues"/> on the device, kept per shape, type and device for the process (up to
+        /// <see cref="MaxKeptMatrices"/>; past that, made per call in the caller's dispose scope).
+        /// </summary>
+        public Tensor Matrix(long n, long channels, ScalarType type, Device device)
+        {
+            var key = (this with { Axis = 0 }, n, channels, type, device.type, device.index);
+            if (Matrices.TryGetValue(key, out var kept)) return kept;
+            var made = tensor(DenseValues(n, channels), [n * channels, Bins * 2], ScalarType.Float64).to(type, device);
+            if (Matrices.Count >= MaxKeptMatrices) return made;
+            made.DetachFromDisposeScope();
+            if (Matrices.TryAdd(key, made)) return made;
+            made.Dispose();
+            return Matrices[key];
+        }
     }
+
+    /// <summary>At most 256 KiB each (float32): 16 MiB at most for the process, whatever models it loads.</summary>
+    private const int MaxKeptMatrices = 64;
+
+    private static readonly ConcurrentDictionary<(Transform Transform, long N, long Channels, ScalarType Type, DeviceType Device, int Index), Tensor> Matrices = new();
 
     public static string? Validate(GraphNode node, int opset)
     {
@@ -43,23 +94,64 @@ internal static class Fourier
     {
         var x = c.In(0).Dims();
         var transform = Of(c.Node, c.Opset, x, c.Optional(1), c.Optional(2));
-        long axis = transform.Axis + 1, n = x[transform.Axis], length = transform.Length;
-        var pairs = transform.OneSided ? Resized(cotangent, axis, length) : cotangent;
-        var bins = view_as_complex(pairs.contiguous());
-        var signal = view_as_real(transform.Inverse ? fft.fft_(bins, dim: axis).div(S(length)) : fft.ifft(bins, dim: axis).mul(S(length)));
-        signal = Resized(signal, axis, n);
-        return x[^1] == 1 ? signal.narrow(-1, 0, 1).contiguous() : signal.contiguous();
+        long n = x[transform.Axis];
+        int channels = (int)x[^1];
+        return IsDense(transform, n, channels) ? PullDense(transform, cotangent, n, channels) : PullByFft(transform, cotangent, n, channels);
     }
 
     /// <summary>The transform of <paramref name="t"/>, whose axes after the first <paramref name="lead"/> are the value's.</summary>
     private static Tensor Apply(Transform transform, Tensor t, int lead)
     {
         long axis = transform.Axis + lead;
+        return IsDense(transform, t.size((int)axis), t.size(-1)) ? ApplyDense(transform, t, axis) : ApplyByFft(transform, t, axis);
+    }
+
+    /// <summary>
+    /// Short transforms run as one matrix product with the transform's real matrix (<see cref="Transform.Matrix"/>):
+    /// FFT calls on signals of a few dozen points, once per row of a derivative's directions, cost more than the
+    /// arithmetic.
+    /// </summary>
+    public static bool IsDense(Transform transform, long n, long channels) =>
+        Sizes.Elements([n, channels, transform.Bins, 2]) <= MaxDenseElements;
+
+    /// <summary>The largest dense matrix, in elements: 256 KiB in float32.</summary>
+    public const long MaxDenseElements = 1 << 16;
+
+    /// <summary>
+    /// <paramref name="t"/>'s pairs along <paramref name="axis"/> (and its last axis) times <paramref name="matrix"/>, whose
+    /// rows are those pairs flattened and whose columns come back as pairs of <paramref name="channels"/>.
+    /// </summary>
+    private static Tensor Through(Tensor t, long axis, Tensor matrix, int channels)
+    {
+        var moved = t.movedim([axis], [-2L]);
+        var lead = moved.Dims()[..^2];
+        var product = moved.reshape([.. lead, -1]).matmul(matrix).reshape([.. lead, -1, channels]);
+        return product.movedim([-2L], [axis]).contiguous();
+    }
+
+    internal static Tensor ApplyDense(Transform transform, Tensor t, long axis) =>
+        Through(t, axis, transform.Matrix(t.size((int)axis), t.size(-1), t.dtype, t.device), 2);
+
+    internal static Tensor PullDense(Transform transform, Tensor cotangent, long n, int channels) =>
+        Through(cotangent, transform.Axis + 1, transform.Matrix(n, channels, cotangent.dtype, cotangent.device).t(), channels);
+
+    internal static Tensor ApplyByFft(Transform transform, Tensor t, long axis)
+    {
         var pairs = Resized(t, axis, transform.Length);
         var signal = pairs.size(-1) == 1 ? pairs.select(-1, 0) : view_as_complex(pairs.contiguous());
         var bins = transform.Inverse ? fft.ifft(signal, dim: axis) : fft.fft_(signal, dim: axis);
         if (transform.OneSided) bins = bins.narrow(axis, 0, transform.Bins);
         return view_as_real(bins).contiguous();
+    }
+
+    internal static Tensor PullByFft(Transform transform, Tensor cotangent, long n, int channels)
+    {
+        long axis = transform.Axis + 1, length = transform.Length;
+        var pairs = transform.OneSided ? Resized(cotangent, axis, length) : cotangent;
+        var bins = view_as_complex(pairs.contiguous());
+        var signal = view_as_real(transform.Inverse ? fft.fft_(bins, dim: axis).div(S(length)) : fft.ifft(bins, dim: axis).mul(S(length)));
+        signal = Resized(signal, axis, n);
+        return channels == 1 ? signal.narrow(-1, 0, 1).contiguous() : signal.contiguous();
     }
 
     /// <summary>
