@@ -10,7 +10,8 @@ internal static partial class CompiledRules
     /// <summary>
     /// DFT along a per-sample axis: the directions transformed alike (the axis one further for the basis); the cotangent
     /// by the conjugate transform (a DFT the other way, scaled by L or 1/L) of its bins padded back to L, cut or padded
-    /// back to the signal's n, and its real part for a real signal. The length and axis must be fixed by the file.
+    /// back to the signal's n, and its real part for a real signal. A short transform (<see cref="Fourier.IsDense"/>) is
+    /// one MatMul by its real matrix either way, as in the interpreter. The length and axis must be fixed by the file.
     /// </summary>
     public static readonly CompiledRule Dft = new(
         c =>

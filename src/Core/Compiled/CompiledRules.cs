@@ -712,7 +712,8 @@ internal static partial class CompiledRules
             var result = new string?[c.InputCount];
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return result;
             var (axes, starts, _, steps, shape) = SliceBounds(c);
-            var dims = c.Emit.Shape(c.Out(0));
+            // A copy: the emitter's shapes are the plan's own arrays.
+            var dims = (long[])c.Emit.Shape(c.Out(0)).Clone();
             var pads = new long[2 * (shape.Length + 1)];
             for (int i = 0; i < axes.Length; i++)
             {
