@@ -635,6 +635,26 @@ public static class OpRows
             g.Opset = 20;
             g.Node("DFT", [g.X(2, 4, 6, 2), "", g.IntsShaped([], -2)]);
         }),
+        R("DFT", "a half spectrum to a real signal (irfft), its default length 8", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 5, 2)], ("inverse", 1), ("onesided", 1));
+        }),
+        R("DFT", "a half spectrum along axis 1 of [2, 5, 3, 2] to length 8 (opset 20)", g =>
+        {
+            g.Opset = 20;
+            g.Node("DFT", [g.X(2, 5, 3, 2), g.IntsShaped([], 8), g.IntsShaped([], 1)], ("inverse", 1), ("onesided", 1));
+        }),
+        R("DFT", "a half spectrum of 6 bins to length 8, the bin past 4 unused", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 6, 2), g.IntsShaped([], 8)], ("inverse", 1), ("onesided", 1));
+        }),
+        R("DFT", "a half spectrum of 3 bins to the odd length 5", g =>
+        {
+            g.Opset = 17;
+            g.Node("DFT", [g.X(2, 3, 2), g.IntsShaped([], 5)], ("inverse", 1), ("onesided", 1));
+        }),
         R("DFT", "a spectral layer: onesided forward, modes weighted, inverse, the real part (opset 20)", g =>
         {
             g.Opset = 20;

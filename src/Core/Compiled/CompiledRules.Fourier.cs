@@ -11,7 +11,8 @@ internal static partial class CompiledRules
     /// DFT along a per-sample axis: the directions transformed alike (the axis one further for the basis); the cotangent
     /// by the conjugate transform (a DFT the other way, scaled by L or 1/L) of its bins padded back to L, cut or padded
     /// back to the signal's n, and its real part for a real signal. A short transform (<see cref="Fourier.IsDense"/>) is
-    /// one MatMul by its real matrix either way, as in the interpreter. The length and axis must be fixed by the file.
+    /// one MatMul by its real matrix either way, as in the interpreter; a long inverse of a half spectrum (irfft) is not
+    /// compiled. The length and axis must be fixed by the file.
     /// </summary>
     public static readonly CompiledRule Dft = new(
         c =>
@@ -21,6 +22,7 @@ internal static partial class CompiledRules
             var x = c.Emit.Shape(c.In(0));
             if (Fourier.IsDense(transform, x[transform.Axis], x[^1]))
                 return [ThroughMatrix(c, t, x, transform, transposed: false)];
+            RefuseLongRealInverse(c, transform);
             string length = c.InputCount > 1 ? c.In(1) : "";
             return [Transformed(c, t, length, transform.Axis + 1, transform.Inverse, transform.OneSided)];
         },
@@ -35,6 +37,7 @@ internal static partial class CompiledRules
                 result[0] = ThroughMatrix(c, ct, x, transform, transposed: true);
                 return result;
             }
+            RefuseLongRealInverse(c, transform);
             long axis = transform.Axis + 1, n = x[transform.Axis], length = transform.Length;
             if (transform.OneSided) ct = PaddedAlong(c, ct, axis, x.Length + 1, length - transform.Bins);
             var signal = Transformed(c, ct, "", axis, !transform.Inverse, oneSided: false);
@@ -56,7 +59,7 @@ internal static partial class CompiledRules
         long n = x[transform.Axis], channels = x[^1], axis = transform.Axis + 1;
         int rank = x.Length + 1;
         var values = transform.DenseValues(n, channels);
-        long rows = n * channels, columns = transform.Bins * 2;
+        long rows = n * channels, columns = transform.Bins * transform.Channels;
         var matrix = new float[values.Length];
         for (long r = 0; r < rows; r++)
             for (long q = 0; q < columns; q++)
@@ -69,8 +72,14 @@ internal static partial class CompiledRules
         var moved = c.Emit.Op("Transpose", [direction], IntList("perm", perm));
         var flat = c.Emit.Op("Reshape", moved, c.Emit.Ints([0, 0, .. others, -1]));
         var product = c.Emit.Op("MatMul", flat, c.Emit.Floats(matrix, transposed ? [columns, rows] : [rows, columns]));
-        var shaped = c.Emit.Op("Reshape", product, c.Emit.Ints([0, 0, .. others, transposed ? n : transform.Bins, transposed ? channels : 2]));
+        var shaped = c.Emit.Op("Reshape", product, c.Emit.Ints([0, 0, .. others, transposed ? n : transform.Bins, transposed ? channels : transform.Channels]));
         return c.Emit.Op("Transpose", [shaped], IntList("perm", inverse));
+    }
+
+    private static void RefuseLongRealInverse(OnnxRuleContext c, Fourier.Transform transform)
+    {
+        if (transform.RealInverse)
+            throw new NotCompilableException($"DFT '{c.Out(0)}' is an inverse of a half spectrum too long for its matrix; compiled up to {Fourier.MaxDenseElements} matrix elements");
     }
 
     private static Fourier.Transform TransformOf(OnnxRuleContext c)

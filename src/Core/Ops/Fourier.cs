@@ -9,13 +9,14 @@ namespace JacService.Core.Ops;
 /// <summary>
 /// DFT (opset 17; its axis an input from 20): the discrete Fourier transform along one axis of a real signal
 /// [.., n, 1] or a complex one [.., n, 2] (real and imaginary parts last), padded with zeros or cut to dft_length L,
-/// unnormalised forward and divided by L inverse, only the first L/2 + 1 bins of a real signal's forward transform where
-/// onesided; the result is complex, [.., L or L/2 + 1, 2]. What Fourier neural operators and spectral layers export to.
-/// An inverse with onesided is refused at load: ONNX's reference cuts its output, where ONNX's text and ONNX Runtime read
-/// a half spectrum into a real signal. A linear map of the input's
-/// reals: the tangent takes the same transform, the cotangent its transpose, the conjugate transform (L times the
-/// inverse for a forward DFT, 1/L times the forward for an inverse one) of the bins padded back to L, cut or padded back
-/// to n, and its real part for a real signal.
+/// unnormalised forward and divided by L inverse. Onesided, a real signal's forward transform keeps the first L/2 + 1
+/// bins (rfft), and an inverse reads a half spectrum [.., K, 2] as the conjugate-symmetric spectrum of a real signal
+/// [.., L, 1], L = 2(K − 1) by default (irfft, as ONNX defines it since January 2026, ONNX Runtime runs it and torch's
+/// exporter writes it). What Fourier neural operators and spectral layers export to. Each is a linear map of the input's
+/// reals: the tangent takes the same transform, the cotangent its transpose. Short transforms run as one product with
+/// that real matrix; longer ones through libtorch's FFT, the transpose as the conjugate transform (L times the inverse
+/// for a forward DFT, 1/L times the forward for an inverse one; for irfft, the rfft of the cotangent weighted 2/L, 1/L
+/// at the ends).
 /// </summary>
 internal static class Fourier
 {
@@ -23,33 +24,50 @@ internal static class Fourier
     /// <param name="Length">L, the transform's length.</param>
     public readonly record struct Transform(long Axis, long Length, bool Inverse, bool OneSided)
     {
-        public long Bins => OneSided ? Length / 2 + 1 : Length;
+        /// <summary>An inverse of a half spectrum into a real signal (irfft).</summary>
+        public bool RealInverse => Inverse && OneSided;
+
+        /// <summary>The output's length along the axis.</summary>
+        public long Bins => OneSided && !Inverse ? Length / 2 + 1 : Length;
+
+        /// <summary>The output's last axis: 1 for irfft's real signal, else 2.</summary>
+        public int Channels => RealInverse ? 1 : 2;
 
         /// <summary>
-        /// The transform as a real matrix [n · channels, Bins · 2]: row (j, part) holds what the signal's j-th real
-        /// (part 0) or imaginary (part 1) part adds to each bin's real and imaginary parts; the rows of positions the
-        /// length cuts off are zero, and padding needs no rows. Angles from (j·k mod L), in double.
+        /// The transform as a real matrix [n · channels, Bins · Channels]: row (j, part) holds what the input's j-th real
+        /// (part 0) or imaginary (part 1) part adds to each output's real and imaginary parts; the rows of positions the
+        /// length cuts off (or, for irfft, bins past L/2) are zero, and padding needs no rows. Angles from (j·k mod L),
+        /// in double.
         /// </summary>
         public double[] DenseValues(long n, long channels)
         {
             long bins = Bins;
-            var values = new double[n * channels * bins * 2];
+            int outputs = Channels;
+            var values = new double[n * channels * bins * outputs];
             double sign = Inverse ? 1 : -1, scale = Inverse ? 1.0 / Length : 1;
-            for (long j = 0; j < Math.Min(n, Length); j++)
+            for (long j = 0; j < Math.Min(n, RealInverse ? Length / 2 + 1 : Length); j++)
+            {
+                // irfft counts each bin between the ends twice: it stands for its conjugate too.
+                double weight = !RealInverse || j == 0 || 2 * j == Length ? 1 : 2;
                 for (long k = 0; k < bins; k++)
                 {
                     double angle = 2 * Math.PI * (j * k % Length) / Length;
-                    double cos = Math.Cos(angle) * scale, sin = sign * Math.Sin(angle) * scale;
-                    long re = (j * channels * bins + k) * 2;
+                    double cos = Math.Cos(angle) * scale * weight, sin = sign * Math.Sin(angle) * scale * weight;
+                    long re = (j * channels * bins + k) * outputs, im = ((j * channels + 1) * bins + k) * outputs;
                     values[re] = cos;
+                    if (RealInverse)
+                    {
+                        values[im] = -sin;
+                        continue;
+                    }
                     values[re + 1] = sin;
                     if (channels == 2)
                     {
-                        long im = ((j * channels + 1) * bins + k) * 2;
                         values[im] = -sin;
                         values[im + 1] = cos;
                     }
                 }
+            }
             return values;
         }
 
@@ -61,7 +79,7 @@ internal static class Fourier
         {
             var key = (this with { Axis = 0 }, n, channels, type, device.type, device.index);
             if (Matrices.TryGetValue(key, out var kept)) return kept;
-            var made = tensor(DenseValues(n, channels), [n * channels, Bins * 2], ScalarType.Float64).to(type, device);
+            var made = tensor(DenseValues(n, channels), [n * channels, Bins * Channels], ScalarType.Float64).to(type, device);
             if (Matrices.Count >= MaxKeptMatrices) return made;
             made.DetachFromDisposeScope();
             if (Matrices.TryAdd(key, made)) return made;
@@ -79,9 +97,6 @@ internal static class Fourier
     {
         if (opset >= 20 && node.Attributes.Has("axis")) return "axis is an input from opset 20, not an attribute";
         if (opset < 20 && node.Inputs.Length > 2 && node.Inputs[2] >= 0) return $"DFT takes its axis as an input from opset 20 (the model's is {opset})";
-        // ONNX's reference cuts the inverse's output to half; ONNX's text and ONNX Runtime 1.31 read a half spectrum into a real signal.
-        if (node.Attributes.Int("onesided", 0) != 0 && node.Attributes.Int("inverse", 0) != 0)
-            return "an inverse DFT with onesided 1 is not supported (its definitions disagree); export the inverse of the full spectrum";
         return null;
     }
 
@@ -112,7 +127,7 @@ internal static class Fourier
     /// arithmetic.
     /// </summary>
     public static bool IsDense(Transform transform, long n, long channels) =>
-        Sizes.Elements([n, channels, transform.Bins, 2]) <= MaxDenseElements;
+        Sizes.Elements([n, channels, transform.Bins, transform.Channels]) <= MaxDenseElements;
 
     /// <summary>The largest dense matrix, in elements: 256 KiB in float32.</summary>
     public const long MaxDenseElements = 1 << 16;
@@ -130,13 +145,14 @@ internal static class Fourier
     }
 
     internal static Tensor ApplyDense(Transform transform, Tensor t, long axis) =>
-        Through(t, axis, transform.Matrix(t.size((int)axis), t.size(-1), t.dtype, t.device), 2);
+        Through(t, axis, transform.Matrix(t.size((int)axis), t.size(-1), t.dtype, t.device), transform.Channels);
 
     internal static Tensor PullDense(Transform transform, Tensor cotangent, long n, int channels) =>
         Through(cotangent, transform.Axis + 1, transform.Matrix(n, channels, cotangent.dtype, cotangent.device).t(), channels);
 
     internal static Tensor ApplyByFft(Transform transform, Tensor t, long axis)
     {
+        if (transform.RealInverse) return fft.irfft(view_as_complex(t.contiguous()), transform.Length, axis).unsqueeze(-1);
         var pairs = Resized(t, axis, transform.Length);
         var signal = pairs.size(-1) == 1 ? pairs.select(-1, 0) : view_as_complex(pairs.contiguous());
         var bins = transform.Inverse ? fft.ifft(signal, dim: axis) : fft.fft_(signal, dim: axis);
@@ -147,6 +163,16 @@ internal static class Fourier
     internal static Tensor PullByFft(Transform transform, Tensor cotangent, long n, int channels)
     {
         long axis = transform.Axis + 1, length = transform.Length;
+        if (transform.RealInverse)
+        {
+            // Bin k's cotangent is (w_k / L) · rfft(c)_k, w_k 2 between the ends (it stands for its conjugate too), 1 at them.
+            var spectrum = view_as_real(fft.rfft(cotangent.select(-1, 0), length, axis));
+            long used = Math.Min(n, length / 2 + 1);
+            var weights = Enumerable.Range(0, (int)used).Select(k => k == 0 || 2 * k == length ? 1.0 / length : 2.0 / length).ToArray();
+            long[] along = [.. Enumerable.Repeat(1L, (int)axis), used, .. Enumerable.Repeat(1L, (int)(spectrum.dim() - axis - 1))];
+            var weighted = spectrum.narrow(axis, 0, used).mul(tensor(weights, along, spectrum.dtype, spectrum.device));
+            return Resized(weighted, axis, n).contiguous();
+        }
         var pairs = transform.OneSided ? Resized(cotangent, axis, length) : cotangent;
         var bins = view_as_complex(pairs.contiguous());
         var signal = view_as_real(transform.Inverse ? fft.fft_(bins, dim: axis).div(S(length)) : fft.ifft(bins, dim: axis).mul(S(length)));
@@ -180,9 +206,16 @@ internal static class Fourier
         if (axis < 0) axis += rank;
         Shapes.Require(axis >= 0 && axis < rank - 1, () => $"DFT axis {axis} is outside the signal's axes of {Shapes.Text(x)} (the last holds real and imaginary parts)");
         Shapes.Require(axis != 0, () => "DFT along the batch axis (axis 0) would mix samples");
-        long size = length ?? x[axis];
+        bool realInverse = inverse && oneSided;
+        long size = length ?? (realInverse ? 2 * (x[axis] - 1) : x[axis]);
         Shapes.Require(size >= 1, () => $"DFT dft_length {size} is not a length of 1 or more");
-        Shapes.Require(!oneSided || x[^1] == 1, () => $"a onesided DFT takes a real signal [.., n, 1], got {Shapes.Text(x)}");
+        Shapes.Require(!oneSided || inverse || x[^1] == 1, () => $"a onesided DFT takes a real signal [.., n, 1], got {Shapes.Text(x)}");
+        Shapes.Require(!realInverse || x[^1] == 2, () => $"a onesided inverse DFT takes a half spectrum [.., n, 2], got {Shapes.Text(x)}");
+        // numpy's irfft, which ONNX's reference calls, pads missing bins with zeros and ignores those past L/2. ONNX
+        // Runtime 1.31, which serves Predict, agrees only where the bins are exactly L/2 + 1, or more for an even L
+        // (measured on the rows: 0.26 apart for 4 bins to 8 points, 0.6 for 4 bins to 5).
+        Shapes.Require(!realInverse || x[axis] == size / 2 + 1 || (size % 2 == 0 && x[axis] > size / 2 + 1),
+            () => $"a onesided inverse DFT to length {size} takes its {size / 2 + 1} bins{(size % 2 == 0 ? " or more" : "")}, got {x[axis]}; pad or cut the spectrum first");
         return new Transform(axis, size, inverse, oneSided);
     }
 }
