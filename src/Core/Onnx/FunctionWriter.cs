@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using JacService.Core.Onnx.Proto;
 
 namespace JacService.Core.Onnx;
@@ -7,11 +6,9 @@ namespace JacService.Core.Onnx;
 /// Writes the nodes one call of a standard function becomes (<see cref="StandardFunctions"/>): nodes named under the
 /// call's name, fresh value names, small constants, and the last node of a chain writing the call's own output.
 /// </summary>
-internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh, List<NodeProto> into, ValueTypes types, long opset)
+internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh, List<NodeProto> into, ValueTypes types)
 {
     private int _nodes;
-
-    public long Opset => opset;
 
     /// <summary>The call's input <paramref name="i"/>, or "" where it is omitted.</summary>
     public string Input(int i) => i < call.Input.Count ? call.Input[i] : "";
@@ -22,8 +19,6 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
     public long Int(string name, long fallback) => call.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
 
     public float? Float(string name) => call.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : null;
-
-    public bool Has(string name) => call.Attribute.Any(a => a.Name == name);
 
     public int? ElementTypeOf(string value) => types.Of(value);
 
@@ -99,7 +94,4 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
 
     public static AttributeProto Tensor(string name, TensorProto value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Tensor, T = value };
-
-    public static AttributeProto Text(string name, string value) =>
-        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
 }

@@ -49,7 +49,7 @@ internal static class StandardFunctions
             calls++;
             if (opset < function.Since)
                 throw new ModelLoadException($"node '{node.Name}' ({node.OpType}): {node.OpType} is defined from opset {function.Since}; the model imports opset {opset}");
-            function.Expand(new FunctionWriter(node, Fresh, expanded, types, opset));
+            function.Expand(new FunctionWriter(node, Fresh, expanded, types));
             // Checked as it grows: a file of many small calls must not expand past the limit before it is refused.
             if (expanded.Count > limits.MaxNodes)
                 throw new ModelLoadException($"the graph holds over {limits.MaxNodes:N0} nodes with its {node.OpType} nodes expanded into the ops they are defined by, over Limits:MaxNodes");
