@@ -19,12 +19,15 @@ public class LocalFunctionTests
 
     public static TheoryData<string> Exported => new(ExportedNames);
 
+    /// <summary>Every fixture torch exported at opset 15 or later (spectral, written node by node, has no modules to export).</summary>
     [Fact]
     public void EveryFixtureFromOpset15HasAFunctionExport()
     {
-        var expected = Fixtures.Names.Where(name => Opset(Fixtures.ModelPath(name)) >= 15).Order();
+        var expected = Fixtures.Names.Where(name => ByTorch(Fixtures.ModelPath(name)) && Opset(Fixtures.ModelPath(name)) >= 15).Order();
         Assert.Equal(expected, ExportedNames);
     }
+
+    private static bool ByTorch(string path) => ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).ProducerName == "pytorch";
 
     [Theory]
     [MemberData(nameof(Exported))]
