@@ -174,6 +174,28 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         Assert.Contains("Engine:CompileDerivatives is off", model.CompiledDerivativesNote);
     }
 
+    /// <summary>
+    /// A request the graph cannot run (a Gather index out of range, which ONNX Runtime refuses) is answered by the
+    /// interpreter, which refuses it with the reason; the graph stays in service for the next request.
+    /// </summary>
+    [Fact]
+    public void ABadRequestLeavesTheGraphInService()
+    {
+        var g = new OnnxBuilder(13);
+        var x = g.X(2, 4);
+        var indices = g.Node("Cast", [g.Input(Dists.Normal, [2, 2], differentiated: false)], ("to", OnnxType.Int64));
+        g.Node("Gather", [g.Node("Tanh", [x]), indices], ("axis", 1));
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
+        using var model = ModelVersion.Load("gather", 1, bytes, AlwaysCompiled);
+        var data = new HostTensor([2, 4], [0.1f, 0.2f, 0.3f, 0.4f, -0.1f, -0.2f, -0.3f, -0.4f]);
+        using var scope = NewDisposeScope();
+        var bad = new HostTensor([2, 2], [0, 7, 1, 2]);
+        var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([data, bad], 0, [0], DerivativeMode.Forward));
+        Assert.Contains("Gather", e.Message);
+        var good = model.Jacobian([data, new HostTensor([2, 2], [0, 3, 1, 2])], 0, [0], DerivativeMode.Forward);
+        Assert.True(good.Compiled, model.CompiledDerivatives.Single().Note);
+    }
+
     [Fact]
     public void AFallbackIsReportedOnceWithItsReason()
     {

@@ -76,6 +76,20 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// The model harness's 600 s run of 2026-12-05 (3.3 M executions): mixed_activations mutated so that a ReduceMax has
+    /// keepdims 2. The engine read it as "keep" (not 0) and loaded it; its compiled derivative graph, which carries the
+    /// model's own nodes, ran in ONNX Runtime, which read it as "not 1" and failed on a broadcast, and the Jacobian threw
+    /// OnnxRuntimeException. Flags other than 0 and 1 are now refused at load; and a graph ONNX Runtime fails to run leaves
+    /// the call to the interpreter.
+    /// </summary>
+    [Fact]
+    public void AFlagAttributeOtherThanZeroOrOneIsRefusedAtLoad()
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", "reducemax-keepdims-2.onnx")));
+        Assert.Equal("refused: node '/ReduceMax' (ReduceMax): attribute keepdims is 2, where ONNX defines a flag, 0 or 1", outcome);
+    }
+
+    /// <summary>
     /// Two copies of a BatchHessian of wide_classifier on 3 rows (128 inputs: 8,256 direction pairs per output), queued
     /// behind one executor thread: legitimate work that ran ~11 s, past afl's 10 s per input, so the fuzz run called it a
     /// hang. The harness's calls now carry a deadline, as real callers' do, and such work ends as DEADLINE_EXCEEDED (a

@@ -151,8 +151,29 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         }
     }
 
+    /// <summary>
+    /// Takes a graph that ONNX Runtime loaded but failed to run out of service: the interpreter serves its derivative from
+    /// now on, with the reason in <see cref="Entries"/> and <see cref="FellBack"/>. The graph itself is disposed with the
+    /// version, as another call may still be running it.
+    /// </summary>
+    public void Fail(CompiledDerivative unit, string why)
+    {
+        foreach (var (key, lazy) in _entries)
+        {
+            if (!lazy.IsValueCreated || !ReferenceEquals(lazy.Value.Unit, unit)) continue;
+            var entry = lazy.Value;
+            if (!_entries.TryUpdate(key, new Lazy<CompiledEntry>(entry with { Note = why, Unit = null }), lazy)) return;
+            _failed.Add(unit);
+            FellBack?.Invoke($"{entry.Kind} of {string.Join(",", entry.Of)} w.r.t. {entry.Wrt}", why);
+            return;
+        }
+    }
+
+    private readonly ConcurrentBag<CompiledDerivative> _failed = [];
+
     public void Dispose()
     {
         foreach (var entry in _entries.Values.Where(l => l.IsValueCreated)) entry.Value.Unit?.Dispose();
+        foreach (var unit in _failed) unit.Dispose();
     }
 }

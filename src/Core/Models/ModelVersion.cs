@@ -4,6 +4,7 @@ using JacService.Core.Graphs;
 using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
+using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Models;
@@ -339,9 +340,7 @@ public sealed class ModelVersion : IDisposable
                 return new EngineResult(host.Outputs, host.Groups[0]) { Mode = mode };
             });
         // CheckBatchAxisBeforePass has checked the outputs' shapes already.
-        if (Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()) is { } unit && Serves(unit, inputs, () => Interpreted(null)))
-            return RunCompiled(unit, inputs, into, mode);
-        return Interpreted(into);
+        return CompiledOrInterpreted(Compiled(wrt, of, mode, inputs.Select(i => i.Shape).ToArray()), inputs, into, mode, Interpreted);
     }
 
     /// <summary>
@@ -370,7 +369,7 @@ public sealed class ModelVersion : IDisposable
         {
             // The graph takes [B, T, ..wrt]; one tangent per sample is T = 1, the same floats.
             HostTensor[] graphInputs = [.. inputs, many ? tangents : new HostTensor([tangents.Shape[0], 1, .. tangents.Shape[1..]], tangents.Data)];
-            if (Serves(unit, graphInputs, () => Interpreted(null))) return RunCompiled(unit, graphInputs, into, DerivativeMode.Forward);
+            return CompiledOrInterpreted(unit, graphInputs, into, DerivativeMode.Forward, Interpreted);
         }
         return Interpreted(into);
     }
@@ -411,7 +410,7 @@ public sealed class ModelVersion : IDisposable
         {
             // The graph takes [B, T, ..out]; one cotangent per sample is T = 1, the same floats.
             HostTensor[] graphInputs = [.. inputs, .. cotangents.Select(c => many ? c : new HostTensor([c.Shape[0], 1, .. c.Shape[1..]], c.Data))];
-            if (Serves(unit, graphInputs, () => Interpreted(null))) return RunCompiled(unit, graphInputs, into, DerivativeMode.Reverse);
+            return CompiledOrInterpreted(unit, graphInputs, into, DerivativeMode.Reverse, Interpreted);
         }
         return Interpreted(into);
     }
@@ -472,6 +471,30 @@ public sealed class ModelVersion : IDisposable
     /// <summary>Whether the compiled graph serves a batch this size (<see cref="CompiledPreference"/>), timed against <paramref name="interpreted"/> the first time.</summary>
     private bool Serves(CompiledDerivative unit, HostTensor[] graphInputs, Action interpreted) =>
         _preference.Compiled(unit, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null), interpreted);
+
+    /// <summary>
+    /// The compiled graph's result where there is one and it serves this batch (<see cref="Serves"/>), else the
+    /// interpreter's. A graph ONNX Runtime loaded but fails to run leaves this call to the interpreter; if the interpreter
+    /// answers, the graph (a node ONNX Runtime reads differently from the engine), not the request, was at fault, and it is
+    /// taken out of service: a faster way to the same answer never fails a call.
+    /// </summary>
+    private EngineResult CompiledOrInterpreted(CompiledDerivative? unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode,
+        Func<ResultBuffers?, EngineResult> interpreted)
+    {
+        if (unit is null) return interpreted(into);
+        string? failure = null;
+        try
+        {
+            if (Serves(unit, graphInputs, () => interpreted(null))) return RunCompiled(unit, graphInputs, into, mode);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            failure = e.Message;
+        }
+        var answer = interpreted(into);
+        if (failure is not null) _compiled!.Fail(unit, $"ONNX Runtime failed running the derivative graph: {failure}");
+        return answer;
+    }
 
     private static EngineResult RunCompiled(CompiledDerivative unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode)
     {

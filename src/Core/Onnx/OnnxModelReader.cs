@@ -122,6 +122,7 @@ public static class OnnxModelReader
                 Outputs = p.Output.Select(o => o.Length == 0 ? -1 : ids[o]).ToArray(),
             };
             var rule = OpTable.Rules[p.OpType];
+            if (FlagAttributes.Check(p) is { } flag) throw new ModelLoadException($"{nodes[k]}: {flag}");
             if (opset < rule.Since)
                 throw new ModelLoadException($"{nodes[k]}: {p.OpType} is defined from opset {rule.Since}; the model imports opset {opset}");
             if (rule.Validate(nodes[k], opset) is { } problem)
