@@ -825,6 +825,16 @@ public static class OpRows
             g.Opset = 24;
             g.Output(g.Node("Attention", [g.X(2, 4, 2, 4), g.X(2, 1, 3, 4), g.X(2, 1, 3, 2)], ("is_causal", 1)), [2, 4, 2, 2]);
         }),
+        R("Attention", "4-D, nonpad_kv_seqlen 3 and 5 of 5 keys (opset 24)", g =>
+        {
+            g.Opset = 24;
+            g.Output(g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 5, 4), g.X(2, 2, 5, 3), "", "", "", g.Ints(3, 5)]), [2, 2, 3, 3]);
+        }),
+        R("Attention", "4-D, causal with nonpad_kv_seqlen 4 and 5, no past (opset 24)", g =>
+        {
+            g.Opset = 24;
+            g.Output(g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 5, 4), g.X(2, 2, 5, 3), "", "", "", g.Ints(4, 5)], ("is_causal", 1)), [2, 2, 3, 3]);
+        }),
         R("RotaryEmbedding", "4-D, halves, position_ids", g =>
         {
             g.Opset = 23;

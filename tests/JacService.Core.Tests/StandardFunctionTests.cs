@@ -15,11 +15,6 @@ public class StandardFunctionTests
             g.Opset = 22;
             g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), g.X(2, 2, 3, 4)]);
         }, "Attention is defined from opset 23; the model imports opset 22"),
-        ["nonpad_kv_seqlen"] = (g =>
-        {
-            g.Opset = 24;
-            g.Node("Attention", [g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), g.X(2, 2, 3, 4), "", "", "", g.Ints(3, 3)]);
-        }, "nonpad_kv_seqlen is not supported (a padded key-value cache)"),
         ["qk_matmul_output"] = (g =>
         {
             g.Opset = 23;

@@ -9,16 +9,15 @@ namespace JacService.Core.Onnx;
 /// Grouped queries are not served by repeating K and V: the query heads that share a key head are laid side by side as
 /// one longer sequence ([B, Hkv, r · Sq, D]), which multiplies K and V as they are, and the scores are viewed back as
 /// [B, Hq, Sq, Skv] for the mask and the softmax. softmax_precision changes nothing here: the engine computes in its
-/// own type. Refused: nonpad_kv_seqlen (opset 24's padded caches) and the diagnostic qk_matmul_output output.
+/// own type. nonpad_kv_seqlen (24) leaves each sample's keys past its length out, and without a past aligns the causal
+/// triangle to that length. Refused: the diagnostic qk_matmul_output output.
 /// </summary>
 internal static class AttentionFunction
 {
     public static void Expand(FunctionWriter w)
     {
         w.Require("Q", "K", "V");
-        string q = w.Input(0), k = w.Input(1), v = w.Input(2), mask = w.Input(3), pastKey = w.Input(4), pastValue = w.Input(5);
-        if (w.Input(6).Length > 0)
-            throw w.Refuse("nonpad_kv_seqlen is not supported (a padded key-value cache); export with the cache's valid length as an attn_mask");
+        string q = w.Input(0), k = w.Input(1), v = w.Input(2), mask = w.Input(3), pastKey = w.Input(4), pastValue = w.Input(5), valid = w.Input(6);
         if (w.Output(3).Length > 0)
             throw w.Refuse("the output qk_matmul_output is not served (it is a diagnostic); export without it");
         if ((pastKey.Length > 0) != (pastValue.Length > 0))
@@ -49,7 +48,7 @@ internal static class AttentionFunction
             string c = w.FloatLike(cap, q);
             scores = w.Op("Mul", [w.Op("Tanh", [w.Op("Div", [scores, c])]), c]);
         }
-        if (Bias(w, mask, pastKey, q4, keys) is { } bias) scores = w.Op("Add", [scores, bias]);
+        if (Bias(w, mask, pastKey, valid, q4, keys) is { } bias) scores = w.Op("Add", [scores, bias]);
 
         string probabilities = w.Op("Softmax", [scores], Attr("axis", -1));
         probabilities = w.Op("Reshape", [probabilities, Concat(w, w.ShapeOf(keys, 0, 2), w.Ints(-1), w.ShapeOf(keys, 2, 3))]);
@@ -72,15 +71,20 @@ internal static class AttentionFunction
 
     private static string Concat(FunctionWriter w, params string[] parts) => w.Op("Concat", parts, Attr("axis", 0));
 
-    /// <summary>The additive bias of the mask and the causal triangle, or null where the node has neither.</summary>
-    private static string? Bias(FunctionWriter w, string mask, string pastKey, string q4, string keys)
+    /// <summary>
+    /// The additive bias of the mask, the causal triangle and the keys past each sample's nonpad_kv_seqlen, or null where
+    /// the node has none of them.
+    /// </summary>
+    private static string? Bias(FunctionWriter w, string mask, string pastKey, string valid, string q4, string keys)
     {
-        string? bias = null;
+        string? bias = null, zero = null, excluded = null;
+        string Zero() => zero ??= w.FloatLike(0, q4);
+        string Excluded() => excluded ??= w.FloatLike(double.NegativeInfinity, q4);
         if (mask.Length > 0)
         {
             bias = w.ElementTypeOf(mask) switch
             {
-                (int)ElementType.Bool => w.Op("Where", [mask, w.FloatLike(0, q4), w.FloatLike(double.NegativeInfinity, q4)]),
+                (int)ElementType.Bool => w.Op("Where", [mask, Zero(), Excluded()]),
                 (int)ElementType.Float or (int)ElementType.Double or (int)ElementType.Float16 => mask,
                 null => throw w.Refuse($"the graph does not say whether attn_mask '{mask}' is bool or float; declare its type in value_info"),
                 int other => throw w.Refuse($"attn_mask '{mask}' has ONNX element type {other}; expected bool or Q's float type"),
@@ -94,7 +98,28 @@ internal static class AttentionFunction
                 bias = w.Op("Concat", [bias, w.Op("CastLike", [block, q4])], Attr("axis", -1));
             }
         }
+        string? positions = null;
+        if (valid.Length > 0)
+        {
+            // Sample b attends keys j < valid[b]: [B, 1, 1, Skv].
+            positions = w.Op("Range", [w.IntScalar(0), w.Op("Squeeze", [w.ShapeOf(keys, 2, 3), w.Ints(0)]), w.IntScalar(1)]);
+            string kept = w.Op("Less", [w.Op("Unsqueeze", [positions, w.Ints(0)]), w.Op("Unsqueeze", [valid, w.Ints(1)])]);
+            string padding = w.Op("Where", [w.Op("Unsqueeze", [kept, w.Ints(1, 2)]), Zero(), Excluded()]);
+            bias = bias is null ? padding : w.Op("Add", [bias, padding]);
+        }
         if (w.Int("is_causal", 0) == 0) return bias;
+
+        if (positions is not null && pastKey.Length == 0)
+        {
+            // Without a past, the cache's end aligns the queries: query i sees keys j <= i + valid[b] - Sq.
+            string queries = w.ShapeOf(q4, 2, 3);
+            string rows = w.Op("Unsqueeze", [w.Op("Range", [w.IntScalar(0), w.Op("Squeeze", [queries, w.Ints(0)]), w.IntScalar(1)]), w.Ints(1)]);
+            string offsets = w.Op("Sub", [w.Op("Unsqueeze", [positions, w.Ints(0)]), rows]);
+            string limits = w.Op("Unsqueeze", [w.Op("Sub", [valid, queries]), w.Ints(1, 2)]);
+            string seen = w.Op("LessOrEqual", [w.Op("Unsqueeze", [offsets, w.Ints(0)]), limits]);
+            string aligned = w.Op("Where", [w.Op("Unsqueeze", [seen, w.Ints(1)]), Zero(), Excluded()]);
+            return bias is null ? aligned : w.Op("Add", [bias, aligned]);
+        }
 
         // Query i (after the past) sees keys up to past + i: -inf from diagonal past + 1 up.
         string diagonal = pastKey.Length > 0
