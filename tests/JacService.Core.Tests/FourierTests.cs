@@ -90,17 +90,23 @@ public class FourierTests
     }
 
     /// <summary>
-    /// A transform too long for the matrix (here 300 points, onesided, then the inverse of its 151 bins padded to 200) compiles as
-    /// ONNX Runtime's own DFT nodes, both ways; the rows, all short, compile as a MatMul.
+    /// A transform too long for the matrix (here 300 points, onesided, then the inverse of its 151 bins padded to 200, or
+    /// their irfft back to 300 points) compiles as ONNX Runtime's own DFT nodes, both ways; the rows, all short, compile as
+    /// a MatMul.
     /// </summary>
     [Theory]
-    [InlineData(DerivativeMode.Forward)]
-    [InlineData(DerivativeMode.Reverse)]
-    public void ALongTransformCompilesAsDftNodes(DerivativeMode mode)
+    [InlineData(DerivativeMode.Forward, false)]
+    [InlineData(DerivativeMode.Reverse, false)]
+    [InlineData(DerivativeMode.Forward, true)]
+    [InlineData(DerivativeMode.Reverse, true)]
+    public void ALongTransformCompilesAsDftNodes(DerivativeMode mode, bool realInverse)
     {
         var g = new OnnxBuilder(17);
         var spectrum = g.Node("DFT", [g.X(2, 300, 1)], ("onesided", 1));
-        g.Node("DFT", [spectrum, g.IntsShaped([], 200)], ("inverse", 1));
+        // Or back to 300 real points by irfft (151 bins by 300 points, over the matrix's 2^16 elements too).
+        _ = realInverse
+            ? g.Node("DFT", [spectrum], ("inverse", 1), ("onesided", 1))
+            : g.Node("DFT", [spectrum, g.IntsShaped([], 200)], ("inverse", 1));
         var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
         using var compiled = ModelVersion.Load("long", 1, bytes, new EngineLimits { CalibrateAuto = false });
         using var interpreted = ModelVersion.Load("long", 1, bytes, new EngineLimits { CompileDerivatives = false });

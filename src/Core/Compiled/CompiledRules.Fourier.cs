@@ -11,8 +11,8 @@ internal static partial class CompiledRules
     /// DFT along a per-sample axis: the directions transformed alike (the axis one further for the basis); the cotangent
     /// by the conjugate transform (a DFT the other way, scaled by L or 1/L) of its bins padded back to L, cut or padded
     /// back to the signal's n, and its real part for a real signal. A short transform (<see cref="Fourier.IsDense"/>) is
-    /// one MatMul by its real matrix either way, as in the interpreter; a long inverse of a half spectrum (irfft) is not
-    /// compiled. The length and axis must be fixed by the file.
+    /// one MatMul by its real matrix either way, as in the interpreter; a long inverse of a half spectrum (irfft) goes back
+    /// as the weighted rfft of its cotangent. The length and axis must be fixed by the file.
     /// </summary>
     public static readonly CompiledRule Dft = new(
         c =>
@@ -22,7 +22,6 @@ internal static partial class CompiledRules
             var x = c.Emit.Shape(c.In(0));
             if (Fourier.IsDense(transform, x[transform.Axis], x[^1]))
                 return [ThroughMatrix(c, t, x, transform, transposed: false)];
-            RefuseLongRealInverse(c, transform);
             string length = c.InputCount > 1 ? c.In(1) : "";
             return [Transformed(c, t, length, transform.Axis + 1, transform.Inverse, transform.OneSided)];
         },
@@ -37,8 +36,17 @@ internal static partial class CompiledRules
                 result[0] = ThroughMatrix(c, ct, x, transform, transposed: true);
                 return result;
             }
-            RefuseLongRealInverse(c, transform);
             long axis = transform.Axis + 1, n = x[transform.Axis], length = transform.Length;
+            if (transform.RealInverse)
+            {
+                // Bin k's cotangent is (w_k / L) · rfft(c)_k, w_k 2 between the ends, 1 at them; bins past L/2 get none.
+                long used = Math.Min(n, length / 2 + 1);
+                var spectrum = c.Emit.Op("Slice", Transformed(c, ct, "", axis, inverse: false, oneSided: true), c.Emit.Ints(0), c.Emit.Ints(used), c.Emit.Ints(axis));
+                var weights = Enumerable.Range(0, (int)used).Select(k => k == 0 || 2 * k == length ? 1f / length : 2f / length).ToArray();
+                var weighted = c.Emit.Mul(spectrum, c.Emit.Floats(weights, [used, .. Enumerable.Repeat(1L, x.Length - (int)axis)]));
+                result[0] = used < n ? PaddedAlong(c, weighted, axis, x.Length + 1, n - used) : weighted;
+                return result;
+            }
             if (transform.OneSided) ct = PaddedAlong(c, ct, axis, x.Length + 1, length - transform.Bins);
             var signal = Transformed(c, ct, "", axis, !transform.Inverse, oneSided: false);
             signal = c.Emit.Mul(signal, c.Emit.Scalar(transform.Inverse ? 1f / length : length));
@@ -74,12 +82,6 @@ internal static partial class CompiledRules
         var product = c.Emit.Op("MatMul", flat, c.Emit.Floats(matrix, transposed ? [columns, rows] : [rows, columns]));
         var shaped = c.Emit.Op("Reshape", product, c.Emit.Ints([0, 0, .. others, transposed ? n : transform.Bins, transposed ? channels : transform.Channels]));
         return c.Emit.Op("Transpose", [shaped], IntList("perm", inverse));
-    }
-
-    private static void RefuseLongRealInverse(OnnxRuleContext c, Fourier.Transform transform)
-    {
-        if (transform.RealInverse)
-            throw new NotCompilableException($"DFT '{c.Out(0)}' is an inverse of a half spectrum too long for its matrix; compiled up to {Fourier.MaxDenseElements} matrix elements");
     }
 
     private static Fourier.Transform TransformOf(OnnxRuleContext c)
