@@ -39,10 +39,10 @@ internal static partial class CompiledRules
             long axis = transform.Axis + 1, n = x[transform.Axis], length = transform.Length;
             if (transform.RealInverse)
             {
-                // Bin k's cotangent is (w_k / L) · rfft(c)_k, w_k 2 between the ends, 1 at them; bins past L/2 get none.
+                // The bins' cotangent is the rfft of the signal's, weighted; bins past L/2 get none.
                 long used = Math.Min(n, length / 2 + 1);
                 var spectrum = c.Emit.Op("Slice", Transformed(c, ct, "", axis, inverse: false, oneSided: true), c.Emit.Ints(0), c.Emit.Ints(used), c.Emit.Ints(axis));
-                var weights = Enumerable.Range(0, (int)used).Select(k => k == 0 || 2 * k == length ? 1f / length : 2f / length).ToArray();
+                var weights = transform.HalfSpectrumWeights(used).Select(w => (float)w).ToArray();
                 var weighted = c.Emit.Mul(spectrum, c.Emit.Floats(weights, [used, .. Enumerable.Repeat(1L, x.Length - (int)axis)]));
                 result[0] = used < n ? PaddedAlong(c, weighted, axis, x.Length + 1, n - used) : weighted;
                 return result;

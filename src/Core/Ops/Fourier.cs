@@ -34,6 +34,17 @@ internal static class Fourier
         public int Channels => RealInverse ? 1 : 2;
 
         /// <summary>
+        /// What irfft's bin <paramref name="k"/> counts for, divided by L: twice between the ends (it stands for its
+        /// conjugate too), once at them; the weights of its cotangent, the rfft of the signal's.
+        /// </summary>
+        public double[] HalfSpectrumWeights(long bins)
+        {
+            var weights = new double[bins];
+            for (long k = 0; k < bins; k++) weights[k] = (k == 0 || 2 * k == Length ? 1.0 : 2.0) / Length;
+            return weights;
+        }
+
+        /// <summary>
         /// The transform as a real matrix [n · channels, Bins · Channels]: row (j, part) holds what the input's j-th real
         /// (part 0) or imaginary (part 1) part adds to each output's real and imaginary parts; the rows of positions the
         /// length cuts off (or, for irfft, bins past L/2) are zero, and padding needs no rows. Angles from (j·k mod L),
@@ -44,15 +55,16 @@ internal static class Fourier
             long bins = Bins;
             int outputs = Channels;
             var values = new double[n * channels * bins * outputs];
-            double sign = Inverse ? 1 : -1, scale = Inverse ? 1.0 / Length : 1;
-            for (long j = 0; j < Math.Min(n, RealInverse ? Length / 2 + 1 : Length); j++)
+            double sign = Inverse ? 1 : -1;
+            long rows = Math.Min(n, RealInverse ? Length / 2 + 1 : Length);
+            var halves = RealInverse ? HalfSpectrumWeights(rows) : null;
+            for (long j = 0; j < rows; j++)
             {
-                // irfft counts each bin between the ends twice: it stands for its conjugate too.
-                double weight = !RealInverse || j == 0 || 2 * j == Length ? 1 : 2;
+                double factor = halves?[j] ?? (Inverse ? 1.0 / Length : 1);
                 for (long k = 0; k < bins; k++)
                 {
                     double angle = 2 * Math.PI * (j * k % Length) / Length;
-                    double cos = Math.Cos(angle) * scale * weight, sin = sign * Math.Sin(angle) * scale * weight;
+                    double cos = Math.Cos(angle) * factor, sin = sign * Math.Sin(angle) * factor;
                     long re = (j * channels * bins + k) * outputs, im = ((j * channels + 1) * bins + k) * outputs;
                     values[re] = cos;
                     if (RealInverse)
@@ -165,10 +177,9 @@ internal static class Fourier
         long axis = transform.Axis + 1, length = transform.Length;
         if (transform.RealInverse)
         {
-            // Bin k's cotangent is (w_k / L) · rfft(c)_k, w_k 2 between the ends (it stands for its conjugate too), 1 at them.
             var spectrum = view_as_real(fft.rfft(cotangent.select(-1, 0), length, axis));
             long used = Math.Min(n, length / 2 + 1);
-            var weights = Enumerable.Range(0, (int)used).Select(k => k == 0 || 2 * k == length ? 1.0 / length : 2.0 / length).ToArray();
+            var weights = transform.HalfSpectrumWeights(used);
             long[] along = [.. Enumerable.Repeat(1L, (int)axis), used, .. Enumerable.Repeat(1L, (int)(spectrum.dim() - axis - 1))];
             var weighted = spectrum.narrow(axis, 0, used).mul(tensor(weights, along, spectrum.dtype, spectrum.device));
             return Resized(weighted, axis, n).contiguous();
