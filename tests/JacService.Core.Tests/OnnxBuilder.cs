@@ -61,7 +61,7 @@ public static class OnnxType
 /// initializers, nodes with attributes. Graph inputs declare symbolic dims so the loader does not pre-plan a
 /// batch of one (which would not evaluate for e.g. a Gemm weight fed as a graph input).
 /// </summary>
-public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
+public sealed class OnnxBuilder(int opset = 13, int seed = 1234, string prefix = "")
 {
     private const int Float = OnnxType.Float, Int64 = OnnxType.Int64, Double = OnnxType.Double;
 
@@ -81,12 +81,45 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     private IReadOnlyList<(string Name, int Type, long[]? Shape)> Outputs =>
         _outputs.Count > 0 ? _outputs : _lastOutputs.Select(o => (o, Float, (long[]?)null)).ToList();
 
-    private string Fresh(string prefix) => $"{prefix}{_count++}";
+    private string Fresh(string kind) => $"{prefix}{kind}{_count++}";
 
     /// <summary>A differentiated float graph input with normal values.</summary>
     public string X(params long[] shape) => X(Dists.Normal, shape);
 
     public string X(Dist dist, params long[] shape) => Input(dist, shape, differentiated: true);
+
+    /// <summary>Fixes axis <paramref name="axis"/> of graph input <paramref name="name"/> to the size it is fed (a declared length).</summary>
+    public void Declare(string name, int axis)
+    {
+        var input = _graph.Input.Single(v => v.Name == name);
+        input.Type.TensorType.Shape.Dim[axis] = new TensorShapeProto.Types.Dimension { DimValue = _inputs.Single(i => i.Name == name).Shape[axis] };
+    }
+
+    /// <summary>
+    /// A control-flow body (If's branches, Loop's and Scan's body): inputs of the given ONNX element types, nodes and
+    /// initializers added by <paramref name="build"/> on a builder whose names cannot collide with this one's, and the
+    /// outputs it returns. Its nodes may read this graph's values by name, as ONNX lets a body read its outer scopes.
+    /// </summary>
+    public GraphProto Body(int[] inputTypes, Func<OnnxBuilder, string[], string[]> build, int[]? outputTypes = null)
+    {
+        var inner = new OnnxBuilder(Opset, _rng.Next(), $"{prefix}b{_count++}_");
+        var inputs = inputTypes.Select(type =>
+        {
+            var name = inner.Fresh("in");
+            // ONNX Runtime wants Loop's iteration number and condition declared scalars; values of the float type keep any shape.
+            var tensorType = new TypeProto.Types.Tensor { ElemType = type, Shape = type == Float ? null : new TensorShapeProto() };
+            inner._graph.Input.Add(new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } });
+            return name;
+        }).ToArray();
+        var outputs = build(inner, inputs);
+        for (int o = 0; o < outputs.Length; o++)
+            inner._graph.Output.Add(new ValueInfoProto
+            {
+                Name = outputs[o],
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = outputTypes?[o] ?? Float } },
+            });
+        return inner._graph;
+    }
 
     public string Input(Dist dist, long[] shape, bool differentiated)
     {
@@ -120,6 +153,14 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
     {
         var t = Tensor(Int64, shape);
         t.Int64Data.Add(values);
+        return Initializer(t);
+    }
+
+    /// <summary>A bool scalar initializer (a condition).</summary>
+    public string Bool(bool value)
+    {
+        var t = Tensor(OnnxType.Bool, []);
+        t.Int32Data.Add(value ? 1 : 0);
         return Initializer(t);
     }
 
@@ -182,6 +223,7 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234)
             case float[] floats: a.Type = AttributeProto.Types.AttributeType.Floats; a.Floats.Add(floats); break;
             case string[] strings: a.Type = AttributeProto.Types.AttributeType.Strings; a.Strings.Add(strings.Select(ByteString.CopyFromUtf8)); break;
             case TensorProto t: a.Type = AttributeProto.Types.AttributeType.Tensor; a.T = t; break;
+            case GraphProto g: a.Type = AttributeProto.Types.AttributeType.Graph; a.G = g; break;
             default: throw new ArgumentException($"attribute {name}: unsupported value {value}");
         }
         return a;

@@ -15,6 +15,8 @@ public static class OpRows
         public string Name => Detail.Length == 0 ? OpType : $"{OpType} {Detail}";
     }
 
+    private const int F = OnnxType.Float, I64 = OnnxType.Int64, B = OnnxType.Bool;
+
     private static readonly Dist N = Dists.Normal, Pos = Dists.Positive, Kink0 = Dists.Away(1, 0), Distinct = Dists.Distinct;
     private static readonly Dist NonZero = (rng, n) => Pos(rng, n).Select(v => rng.Next(2) == 0 ? v : -v).ToArray();
 
@@ -850,6 +852,97 @@ public static class OpRows
         {
             g.Opset = 23;
             g.Output(g.Node("RotaryEmbedding", [g.X(2, 2, 3, 4), g.X(2, 3, 2), g.X(2, 3, 2)], ("interleaved", 1)), [2, 2, 3, 4]);
+        }),
+
+        // ---- Control flow whose counts and conditions the file fixes, unrolled at load into the ops above ----
+        R("Loop", "3 iterations of a carried tanh layer reading an outer input, count and condition constants", g =>
+        {
+            var x = g.X(2, 4);
+            var w = g.W(4, 4);
+            var body = g.Body([I64, B, F], (b, i) => [b.Node("Identity", [i[1]]), b.Node("Tanh", [b.Node("Add", [b.Node("MatMul", [i[2], w]), x])])], [B, F]);
+            g.Output(g.Node("Loop", [g.IntsShaped([], 3), g.Bool(true), x], ("body", body)), [2, 4]);
+        }),
+        R("Loop", "scan outputs weighted by the iteration number, no condition, a weight inside the body, stacked then batch-first", g =>
+        {
+            var x = g.X(2, 3);
+            var body = g.Body([I64, B, F], (b, i) =>
+            {
+                var h = b.Node("Sin", [b.Node("Mul", [i[2], b.W(3)])]);
+                var step = b.Node("Cast", [b.Node("Add", [i[0], b.IntsShaped([], 1)])], ("to", OnnxType.Float));
+                return [b.Bool(true), h, b.Node("Mul", [h, step])];
+            }, [B, F, F]);
+            var outputs = g.Node("Loop", 2, [g.IntsShaped([], 4), "", x], ("body", body));
+            g.Output(outputs[0], [2, 3]);
+            g.Output(g.Node("Transpose", [outputs[1]], ("perm", new long[] { 1, 0, 2 })), [2, 4, 3]);
+        }),
+        // torch.onnx.export writes a scripted loop over x.shape[1] so: the count from x's declared axis, the step a Gather.
+        R("Loop", "over a declared axis as torch writes it, Gather(Shape(x), 1) iterations indexing x", g =>
+        {
+            var x = g.X(2, 3, 4);
+            g.Declare(x, 1);
+            var (wx, wh) = (g.W(4, 2), g.W(2, 2));
+            var body = g.Body([I64, B, F], (b, i) =>
+            {
+                var step = b.Node("Gather", [x, i[0]], ("axis", 1));
+                return [b.Node("Identity", [i[1]]), b.Node("Tanh", [b.Node("Add", [b.Node("MatMul", [step, wx]), b.Node("MatMul", [i[2], wh])])])];
+            }, [B, F]);
+            var count = g.Node("Gather", [g.Node("Shape", [x]), g.IntsShaped([], 1)]);
+            g.Output(g.Node("Loop", [count, g.Bool(true), g.X(2, 2)], ("body", body)), [2, 2]);
+        }),
+        R("Loop", "a Loop inside a Loop body (2 x 3 iterations), the inner one continuing on the outer condition", g =>
+        {
+            var x = g.X(2, 3);
+            var w = g.W(3);
+            var three = g.IntsShaped([], 3);
+            var inner = g.Body([I64, B, F], (b, i) => [b.Node("Identity", [i[1]]), b.Node("Sin", [b.Node("Mul", [i[2], w])])], [B, F]);
+            var outer = g.Body([I64, B, F], (b, i) =>
+                [b.Node("Identity", [i[1]]), b.Node("Add", [b.Node("Loop", [three, i[1], i[2]], ("body", inner)), x])], [B, F]);
+            g.Output(g.Node("Loop", [g.IntsShaped([], 2), g.Bool(true), x], ("body", outer)), [2, 3]);
+        }),
+        R("Scan", "a tanh recurrence over axis 1 with a state, the states stacked along axis 1", g =>
+        {
+            var x = g.X(2, 5, 4);
+            g.Declare(x, 1);
+            var (wx, wh) = (g.W(4, 3), g.W(3, 3));
+            var body = g.Body([F, F], (b, i) =>
+            {
+                var h = b.Node("Tanh", [b.Node("Add", [b.Node("MatMul", [i[1], wx]), b.Node("MatMul", [i[0], wh])])]);
+                return [h, b.Node("Identity", [h])];
+            });
+            var outputs = g.Node("Scan", 2, [g.X(2, 3), x], ("body", body), ("num_scan_inputs", 1),
+                ("scan_input_axes", new long[] { 1 }), ("scan_output_axes", new long[] { 1 }));
+            g.Output(outputs[0], [2, 3]);
+            g.Output(outputs[1], [2, 5, 3]);
+        }),
+        R("Scan", "two scanned inputs, a weight read backwards, the output reversed along axis 0 then batch-first", g =>
+        {
+            var x = g.X(2, 4, 3);
+            g.Declare(x, 1);
+            var body = g.Body([F, F, F], (b, i) =>
+            {
+                var s = b.Node("Add", [i[0], b.Node("Mul", [i[1], i[2]])]);
+                return [s, b.Node("Sin", [s])];
+            });
+            var outputs = g.Node("Scan", 2, [g.X(2, 3), x, g.W(4, 3)], ("body", body), ("num_scan_inputs", 2),
+                ("scan_input_axes", new long[] { 1, 0 }), ("scan_input_directions", new long[] { 0, 1 }), ("scan_output_directions", new long[] { 1 }));
+            g.Output(outputs[0], [2, 3]);
+            g.Output(g.Node("Transpose", [outputs[1]], ("perm", new long[] { 1, 0, 2 })), [2, 4, 3]);
+        }),
+        R("If", "a constant condition: the then branch, reading an outer input and its own weight", g =>
+        {
+            var x = g.X(2, 3);
+            var then = g.Body([], (b, _) => [b.Node("Tanh", [b.Node("Mul", [x, b.W(3)])])]);
+            var otherwise = g.Body([], (b, _) => [b.Node("Neg", [x])]);
+            g.Output(g.Node("If", [g.Bool(true)], ("then_branch", then), ("else_branch", otherwise)), [2, 3]);
+        }),
+        R("If", "the else branch, the condition compared from a declared axis", g =>
+        {
+            var x = g.X(2, 3);
+            g.Declare(x, 1);
+            var cond = g.Node("Greater", [g.Node("Gather", [g.Node("Shape", [x]), g.IntsShaped([], 1)]), g.IntsShaped([], 5)]);
+            var then = g.Body([], (b, _) => [b.Node("Neg", [x])]);
+            var otherwise = g.Body([], (b, _) => [b.Node("Mul", [b.Node("Sin", [x]), x])]);
+            g.Output(g.Node("If", [cond], ("then_branch", then), ("else_branch", otherwise)), [2, 3]);
         }),
     ];
 

@@ -6,7 +6,7 @@ namespace JacService.Core.Onnx;
 /// Writes the nodes one call of a standard function becomes (<see cref="StandardFunctions"/>): nodes named under the
 /// call's name, fresh value names, small constants, and the last node of a chain writing the call's own output.
 /// </summary>
-internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh, List<NodeProto> into, ValueTypes types)
+internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh, List<NodeProto> into, ValueTypes? types = null)
 {
     private int _nodes;
 
@@ -20,9 +20,9 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
 
     public float? Float(string name) => call.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : null;
 
-    public int? ElementTypeOf(string value) => types.Of(value);
+    public int? ElementTypeOf(string value) => types?.Of(value);
 
-    public int? RankOf(string value) => types.RankOf(value);
+    public int? RankOf(string value) => types?.RankOf(value);
 
     /// <summary>Refuses a call without each of its first inputs, named in order.</summary>
     public void Require(params string[] inputs)
@@ -48,6 +48,9 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
         into.Add(node);
         return name;
     }
+
+    /// <summary>A node written as it is (a copy of a control-flow body's node).</summary>
+    public void Add(NodeProto node) => into.Add(node);
 
     /// <summary>A 1-D int64 constant.</summary>
     public string Ints(params long[] values)

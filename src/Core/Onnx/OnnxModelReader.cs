@@ -22,6 +22,9 @@ public static class OnnxModelReader
     /// </summary>
     public const int MaxOpset = 26;
 
+    /// <summary>Ops the reader replaces by others at load (control flow unrolled, standard functions expanded): no op-table row.</summary>
+    internal static IReadOnlyCollection<string> ExpandedOps { get; } = [.. ControlFlow.Ops, .. StandardFunctions.Ops];
+
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
     public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
     {
@@ -33,7 +36,7 @@ public static class OnnxModelReader
     }
 
     /// <summary>
-    /// The file's model as the reader sees it (what it validated: model-local functions inlined, standard functions expanded),
+    /// The file's model as the reader sees it (what it validated: control flow unrolled, model-local functions inlined, standard functions expanded),
     /// e.g. to write derivative graphs from.
     /// </summary>
     internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
@@ -44,7 +47,10 @@ public static class OnnxModelReader
         try
         {
             var model = ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
+            // Control flow first so that function calls inside loop bodies are inlined, and again for loops inside functions.
+            ControlFlow.Expand(model, limits);
             FunctionInliner.Inline(model, limits);
+            ControlFlow.Expand(model, limits);
             StandardFunctions.Expand(model, limits);
             return model;
         }
