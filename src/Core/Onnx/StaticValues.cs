@@ -10,10 +10,11 @@ namespace JacService.Core.Onnx;
 /// </summary>
 internal static class StaticValues
 {
-    /// <summary>A value's elements (row-major) and shape.</summary>
-    public sealed record Known(long?[] Values, long[] Dims)
+    /// <summary>A value's elements (row-major; doubles hold any count exactly), its shape, and whether its type is integral.</summary>
+    public sealed record Known(double?[] Values, long[] Dims, bool Integral = true)
     {
-        public long? Scalar => Values.Length == 1 ? Values[0] : null;
+        /// <summary>The single element of an integral value (a count, a condition, an index).</summary>
+        public long? Scalar => Values.Length == 1 && Integral && Values[0] is { } v ? (long)v : null;
     }
 
     // Shape arithmetic is a handful of elements; anything bigger is not a count or a condition.
@@ -23,16 +24,25 @@ internal static class StaticValues
     private const int MaxDepth = 64;
 
     /// <summary>What <paramref name="name"/> holds before anything runs; null where that is open.</summary>
-    public static Known? Of(string name, GraphScope scope) => Of(name, scope, 0);
+    public static Known? Of(string name, GraphScope scope) => Of(name, scope, 0, new Dictionary<string, Known?>(StringComparer.Ordinal));
 
-    private static Known? Of(string name, GraphScope scope, int depth)
+    // Memoised per question: a value read twice (Add(a, a), fifty deep) is evaluated once, not 2^50 times.
+    private static Known? Of(string name, GraphScope scope, int depth, Dictionary<string, Known?> memo)
+    {
+        if (memo.TryGetValue(name, out var seen)) return seen;
+        return memo[name] = Evaluate(name, scope, depth, memo);
+    }
+
+    private static Known? Evaluate(string name, GraphScope scope, int depth, Dictionary<string, Known?> memo)
     {
         if (scope.Assumed(name) is { } given) return given;
         if (depth > MaxDepth) return null;
         if (scope.Initializer(name) is { } t) return FromTensor(t);
         if (scope.Producer(name) is not { } node || node.Domain is not ("" or "ai.onnx")) return null;
-        Known? In(int i) => i < node.Input.Count && node.Input[i].Length > 0 ? Of(node.Input[i], scope, depth + 1) : null;
+        Known? In(int i) => i < node.Input.Count && node.Input[i].Length > 0 ? Of(node.Input[i], scope, depth + 1, memo) : null;
         long Int(string attribute, long fallback) => node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a ? a.I : fallback;
+        Known? Ints(string attribute) => node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a
+            ? new(a.Ints.Select(i => (double?)i).ToArray(), [a.Ints.Count]) : null;
 
         return node.OpType switch
         {
@@ -40,53 +50,96 @@ internal static class StaticValues
             {
                 { Name: "value" } a => a.T is { } v ? FromTensor(v) : null,
                 { Name: "value_int" } a => new([a.I], []),
-                { Name: "value_ints" } a when a.Ints.Count <= MaxElements => new(a.Ints.Select(i => (long?)i).ToArray(), [a.Ints.Count]),
+                { Name: "value_ints" } a when a.Ints.Count <= MaxElements => new(a.Ints.Select(i => (double?)i).ToArray(), [a.Ints.Count]),
+                { Name: "value_float" } a => new([a.F], [], Integral: false),
                 _ => null,
             },
             "Identity" => In(0),
-            "Cast" when IsIntegral((int)Int("to", 0)) && In(0) is { } x =>
-                (ElementType)Int("to", 0) == ElementType.Bool ? Map(x, v => v != 0 ? 1 : 0) : x,
+            "Cast" when In(0) is { } x => (int)Int("to", 0) switch
+            {
+                (int)ElementType.Bool => Map(x, v => v != 0 ? 1 : 0) with { Integral = true },
+                var to when IsIntegral(to) => Map(x, Math.Truncate) with { Integral = true },
+                var to when IsFloat(to) => x with { Integral = false },
+                _ => null,
+            },
+            "Ceil" when In(0) is { Integral: false } x => Map(x, Math.Ceiling),
+            "Floor" when In(0) is { Integral: false } x => Map(x, Math.Floor),
+            "Slice" => Slice(In(0), node.Input.Count > 1 ? [In(1), In(2), In(3), In(4)] : [Ints("starts"), Ints("ends"), Ints("axes"), null]),
             "Shape" => ShapeOf(scope.DeclaredShape(node.Input[0]), Int("start", 0), node.Attribute.Any(a => a.Name == "end") ? Int("end", 0) : null),
             "Gather" when Int("axis", 0) == 0 && In(0) is { Dims.Length: 1 } data && In(1) is { } index => Gather(data, index),
-            "Squeeze" when In(0) is { Values.Length: 1 } x => new(x.Values, []),
-            "Unsqueeze" when In(0) is { Dims.Length: 0 } x => new(x.Values, [1]),
+            "Squeeze" when In(0) is { Values.Length: 1 } x => x with { Dims = [] },
+            "Unsqueeze" when In(0) is { Dims.Length: 0 } x => x with { Dims = [1] },
             "Concat" when node.Input.Select((_, i) => In(i)).ToList() is var parts && parts.All(p => p is { Dims.Length: 1 }) =>
-                new(parts.SelectMany(p => p!.Values).ToArray(), [parts.Sum(p => p!.Values.Length)]),
+                new(parts.SelectMany(p => p!.Values).ToArray(), [parts.Sum(p => p!.Values.Length)], parts.All(p => p!.Integral)),
             "Add" => Pair(In(0), In(1), (a, b) => a + b),
             "Sub" => Pair(In(0), In(1), (a, b) => a - b),
             "Mul" => Pair(In(0), In(1), (a, b) => a * b),
-            "Div" => Pair(In(0), In(1), (a, b) => b == 0 ? null : a / b),
-            "Equal" => Pair(In(0), In(1), (a, b) => a == b ? 1 : 0),
-            "Greater" => Pair(In(0), In(1), (a, b) => a > b ? 1 : 0),
-            "GreaterOrEqual" => Pair(In(0), In(1), (a, b) => a >= b ? 1 : 0),
-            "Less" => Pair(In(0), In(1), (a, b) => a < b ? 1 : 0),
-            "LessOrEqual" => Pair(In(0), In(1), (a, b) => a <= b ? 1 : 0),
-            "And" => Pair(In(0), In(1), (a, b) => a != 0 && b != 0 ? 1 : 0),
-            "Or" => Pair(In(0), In(1), (a, b) => a != 0 || b != 0 ? 1 : 0),
+            "Div" when In(0) is { } a && In(1) is { } b => Pair(a, b, (x, y) => y == 0 ? null : a.Integral ? Math.Truncate(x / y) : x / y),
+            "Equal" => Test(In(0), In(1), (a, b) => a == b),
+            "Greater" => Test(In(0), In(1), (a, b) => a > b),
+            "GreaterOrEqual" => Test(In(0), In(1), (a, b) => a >= b),
+            "Less" => Test(In(0), In(1), (a, b) => a < b),
+            "LessOrEqual" => Test(In(0), In(1), (a, b) => a <= b),
+            "And" => Test(In(0), In(1), (a, b) => a != 0 && b != 0),
+            "Or" => Test(In(0), In(1), (a, b) => a != 0 || b != 0),
             "Not" when In(0) is { } x => Map(x, v => v == 0 ? 1 : 0),
             _ => null,
         };
     }
+
+    private static bool IsFloat(int type) => (ElementType)type is ElementType.Float or ElementType.Double or ElementType.Float16 || type == 16; // bfloat16
 
     private static bool IsIntegral(int type) => (ElementType)type is ElementType.Int64 or ElementType.Int32 or ElementType.Bool
         || type is 2 or 3 or 4 or 5 or 12 or 13; // uint8, int8, uint16, int16, uint32, uint64
 
     private static Known? FromTensor(TensorProto t)
     {
-        if (!IsIntegral(t.DataType) || t.Dims.Aggregate(1L, (p, d) => p * d) > MaxElements || t.HasDataLocation && t.DataLocation != 0) return null;
-        long[]? values = (ElementType)t.DataType switch
+        long count = t.Dims.Aggregate(1L, (p, d) => p * d);
+        if (count > MaxElements || t.HasDataLocation && t.DataLocation != 0) return null;
+        var raw = t.RawData.Span;
+        double[]? values = (ElementType)t.DataType switch
         {
-            ElementType.Int64 when t.RawData.Length > 0 => t.RawData.Length % 8 == 0
-                ? Enumerable.Range(0, t.RawData.Length / 8).Select(i => BitConverter.ToInt64(t.RawData.Span.Slice(8 * i, 8))).ToArray() : null,
-            ElementType.Int64 => t.Int64Data.ToArray(),
-            ElementType.Int32 when t.RawData.Length > 0 => t.RawData.Length % 4 == 0
-                ? Enumerable.Range(0, t.RawData.Length / 4).Select(i => (long)BitConverter.ToInt32(t.RawData.Span.Slice(4 * i, 4))).ToArray() : null,
-            ElementType.Bool when t.RawData.Length > 0 => t.RawData.Span.ToArray().Select(b => (long)(b != 0 ? 1 : 0)).ToArray(),
-            ElementType.Int32 or ElementType.Bool => t.Int32Data.Select(v => (long)v).ToArray(),
+            ElementType.Int64 when raw.Length > 0 => Read(raw, 8, b => BitConverter.ToInt64(b)),
+            ElementType.Int64 => t.Int64Data.Select(v => (double)v).ToArray(),
+            ElementType.Int32 when raw.Length > 0 => Read(raw, 4, b => BitConverter.ToInt32(b)),
+            ElementType.Bool when raw.Length > 0 => Read(raw, 1, b => b[0] != 0 ? 1 : 0),
+            ElementType.Int32 or ElementType.Bool => t.Int32Data.Select(v => (double)v).ToArray(),
+            ElementType.Float when raw.Length > 0 => Read(raw, 4, b => BitConverter.ToSingle(b)),
+            ElementType.Float => t.FloatData.Select(v => (double)v).ToArray(),
+            ElementType.Double when raw.Length > 0 => Read(raw, 8, b => BitConverter.ToDouble(b)),
+            ElementType.Double => t.DoubleData.ToArray(),
             _ => null,
         };
-        long count = t.Dims.Aggregate(1L, (p, d) => p * d);
-        return values is not null && values.Length == count ? new(values.Select(v => (long?)v).ToArray(), t.Dims.ToArray()) : null;
+        return values is not null && values.Length == count
+            ? new(values.Select(v => (double?)v).ToArray(), t.Dims.ToArray(), Integral: !IsFloat(t.DataType))
+            : null;
+    }
+
+    private delegate double Element(ReadOnlySpan<byte> bytes);
+
+    private static double[]? Read(ReadOnlySpan<byte> raw, int size, Element element)
+    {
+        if (raw.Length % size != 0) return null;
+        var values = new double[raw.Length / size];
+        for (int i = 0; i < values.Length; i++) values[i] = element(raw.Slice(size * i, size));
+        return values;
+    }
+
+    /// <summary>Slice of a 1-D value (shape arithmetic): starts, ends, axes and steps as ONNX clamps them.</summary>
+    private static Known? Slice(Known? data, Known?[] parameters)
+    {
+        if (data is not { Dims.Length: 1 } || parameters[0]?.Values is not [{ } start] || parameters[1]?.Values is not [{ } end]) return null;
+        if (parameters[2] is { } axes && axes.Values is not [0.0 or -1.0]) return null;
+        double step = parameters[3] is { } steps ? steps.Values is [{ } s and not 0.0] ? s : double.NaN : 1;
+        if (double.IsNaN(step)) return null;
+        int n = data.Values.Length;
+        // ONNX's clamping: negative positions count from the end; starts clamp to [0, n] going forward, [-1, n-1] back.
+        double Clamp(double v, bool isEnd) => step > 0
+            ? Math.Clamp(v < 0 ? v + n : v, 0, n)
+            : Math.Clamp(v < 0 ? v + n : v, -1, n - 1);
+        var picked = new List<double?>();
+        for (double i = Clamp(start, false); step > 0 ? i < Clamp(end, true) : i > Clamp(end, true); i += step) picked.Add(data.Values[(int)i]);
+        return new(picked.ToArray(), [picked.Count], data.Integral);
     }
 
     private static Known? ShapeOf(long?[]? declared, long start, long? end)
@@ -95,33 +148,38 @@ internal static class StaticValues
         int rank = declared.Length;
         int Clamp(long axis) => (int)Math.Clamp(axis < 0 ? axis + rank : axis, 0, rank);
         int from = Clamp(start), to = Clamp(end ?? rank);
-        var dims = declared[from..Math.Max(from, to)];
+        var dims = declared[from..Math.Max(from, to)].Select(d => (double?)d).ToArray();
         return new(dims, [dims.Length]);
     }
 
     private static Known? Gather(Known data, Known index)
     {
         int n = data.Values.Length;
-        var picked = new long?[index.Values.Length];
+        var picked = new double?[index.Values.Length];
         for (int i = 0; i < picked.Length; i++)
         {
             if (index.Values[i] is not { } k || k < -n || k >= n) return null;
-            picked[i] = data.Values[k < 0 ? k + n : k];
+            picked[i] = data.Values[(int)(k < 0 ? k + n : k)];
         }
-        return new(picked, index.Dims);
+        return new(picked, index.Dims, data.Integral);
     }
 
-    private static Known Map(Known x, Func<long, long> f) => new(x.Values.Select(v => v is { } a ? f(a) : (long?)null).ToArray(), x.Dims);
+    private static Known Map(Known x, Func<double, double> f) => x with { Values = x.Values.Select(v => v is { } a ? f(a) : (double?)null).ToArray() };
 
     /// <summary>Elementwise on equal shapes or against a single element; null where either side is unknown.</summary>
-    private static Known? Pair(Known? a, Known? b, Func<long, long, long?> f)
+    private static Known? Pair(Known? a, Known? b, Func<double, double, double?> f)
     {
         if (a is null || b is null) return null;
-        if (a.Values.Length == 1 && b.Values.Length > 1) return new(b.Values.Select(v => Apply(a.Values[0], v, f)).ToArray(), b.Dims);
-        if (b.Values.Length == 1) return new(a.Values.Select(v => Apply(v, b.Values[0], f)).ToArray(), a.Values.Length == 1 && b.Dims.Length > a.Dims.Length ? b.Dims : a.Dims);
+        bool integral = a.Integral && b.Integral;
+        if (a.Values.Length == 1 && b.Values.Length > 1) return new(b.Values.Select(v => Apply(a.Values[0], v, f)).ToArray(), b.Dims, integral);
+        if (b.Values.Length == 1)
+            return new(a.Values.Select(v => Apply(v, b.Values[0], f)).ToArray(), a.Values.Length == 1 && b.Dims.Length > a.Dims.Length ? b.Dims : a.Dims, integral);
         if (!a.Dims.SequenceEqual(b.Dims)) return null;
-        return new(a.Values.Zip(b.Values, (x, y) => Apply(x, y, f)).ToArray(), a.Dims);
+        return new(a.Values.Zip(b.Values, (x, y) => Apply(x, y, f)).ToArray(), a.Dims, integral);
     }
 
-    private static long? Apply(long? a, long? b, Func<long, long, long?> f) => a is { } x && b is { } y ? f(x, y) : null;
+    /// <summary>A comparison or logic op: a bool result whatever the operands' type.</summary>
+    private static Known? Test(Known? a, Known? b, Func<double, double, bool> f) => Pair(a, b, (x, y) => f(x, y) ? 1 : 0) is { } r ? r with { Integral = true } : null;
+
+    private static double? Apply(double? a, double? b, Func<double, double, double?> f) => a is { } x && b is { } y ? f(x, y) : null;
 }
