@@ -23,6 +23,7 @@ public sealed class SeedCorpusTests : IDisposable
         Assert.Contains("pinn", outcomes.Keys);
         Assert.Contains("two_inputs", outcomes.Keys);
         Assert.Contains("functions_layernorm_gelu", outcomes.Keys);
+        Assert.Contains("seeds_control_flow", outcomes.Keys);
         Assert.StartsWith("refused: unsupported op: Det", outcomes["unsupported_op"]);
         Assert.StartsWith("refused: node 'add_missing' (Add) consumes 'missing_tensor'", outcomes["invalid_graph"]);
         Assert.StartsWith("loaded; request refused (NodeEvaluationException): node 'reshape_to_one_sample'", outcomes["batch_one_only"]);
