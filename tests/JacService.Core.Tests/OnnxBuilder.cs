@@ -54,6 +54,13 @@ public sealed record TestInput(string Name, long[] Shape, double[] Data, bool Di
 public static class OnnxType
 {
     public const int Float = 1, Int64 = 7, Bool = 9, Double = 11;
+
+    /// <summary>Not an ONNX code: a sequence of float tensors, for a control-flow body's inputs and outputs.</summary>
+    public const int FloatSequence = -1;
+
+    public static TypeProto Type(int type) => type == FloatSequence
+        ? new TypeProto { SequenceType = new TypeProto.Types.Sequence { ElemType = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = Float } } } }
+        : new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = type } };
 }
 
 /// <summary>
@@ -107,17 +114,14 @@ public sealed class OnnxBuilder(int opset = 13, int seed = 1234, string prefix =
         {
             var name = inner.Fresh("in");
             // ONNX Runtime wants Loop's iteration number and condition declared scalars; values of the float type keep any shape.
-            var tensorType = new TypeProto.Types.Tensor { ElemType = type, Shape = type == Float ? null : new TensorShapeProto() };
-            inner._graph.Input.Add(new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensorType } });
+            var declared = OnnxType.Type(type);
+            if (type is not (Float or OnnxType.FloatSequence)) declared.TensorType.Shape = new TensorShapeProto();
+            inner._graph.Input.Add(new ValueInfoProto { Name = name, Type = declared });
             return name;
         }).ToArray();
         var outputs = build(inner, inputs);
         for (int o = 0; o < outputs.Length; o++)
-            inner._graph.Output.Add(new ValueInfoProto
-            {
-                Name = outputs[o],
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = outputTypes?[o] ?? Float } },
-            });
+            inner._graph.Output.Add(new ValueInfoProto { Name = outputs[o], Type = OnnxType.Type(outputTypes?[o] ?? Float) });
         return inner._graph;
     }
 

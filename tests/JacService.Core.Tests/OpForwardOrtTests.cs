@@ -194,13 +194,13 @@ public class OpForwardOrtTests(ITestOutputHelper output)
     private static void Retype(GraphProto graph, int floatType)
     {
         foreach (var v in graph.Input.Concat(graph.Output).Concat(graph.ValueInfo))
-            if (v.Type.TensorType is { } t && IsFloat(t.ElemType)) t.ElemType = floatType;
+            if ((v.Type.TensorType ?? v.Type.SequenceType?.ElemType.TensorType) is { } t && IsFloat(t.ElemType)) t.ElemType = floatType;
         foreach (var t in graph.Initializer) Retype(t, floatType);
         foreach (var a in graph.Node.SelectMany(n => n.Attribute.Select(a => (n.OpType, Attribute: a))))
         {
             if (a.Attribute.T is { } t) Retype(t, floatType);
             if (a.Attribute.G is { } body) Retype(body, floatType);
-            if (a.OpType == "Cast" && a.Attribute.Name == "to" && IsFloat((int)a.Attribute.I)) a.Attribute.I = floatType;
+            if ((a.OpType, a.Attribute.Name) is ("Cast", "to") or ("SequenceEmpty", "dtype") && IsFloat((int)a.Attribute.I)) a.Attribute.I = floatType;
         }
     }
 

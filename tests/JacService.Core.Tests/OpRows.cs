@@ -15,7 +15,7 @@ public static class OpRows
         public string Name => Detail.Length == 0 ? OpType : $"{OpType} {Detail}";
     }
 
-    private const int F = OnnxType.Float, I64 = OnnxType.Int64, B = OnnxType.Bool;
+    private const int F = OnnxType.Float, I64 = OnnxType.Int64, B = OnnxType.Bool, FSeq = OnnxType.FloatSequence;
 
     private static readonly Dist N = Dists.Normal, Pos = Dists.Positive, Kink0 = Dists.Away(1, 0), Distinct = Dists.Distinct;
     private static readonly Dist NonZero = (rng, n) => Pos(rng, n).Select(v => rng.Next(2) == 0 ? v : -v).ToArray();
@@ -927,6 +927,59 @@ public static class OpRows
                 ("scan_input_axes", new long[] { 1, 0 }), ("scan_input_directions", new long[] { 0, 1 }), ("scan_output_directions", new long[] { 1 }));
             g.Output(outputs[0], [2, 3]);
             g.Output(g.Node("Transpose", [outputs[1]], ("perm", new long[] { 1, 0, 2 })), [2, 4, 3]);
+        }),
+        // torch.jit.script writes `outs.append(h)` in a loop and `torch.stack(outs, -2)` after it so.
+        R("SequenceEmpty", "a Loop collecting each step, then stacked, as torch writes a list appended in a loop", g =>
+        {
+            var x = g.X(2, 3, 4);
+            g.Declare(x, 1);
+            var w = g.W(4, 4);
+            var body = g.Body([I64, B, F, FSeq], (b, i) =>
+            {
+                var h = b.Node("Tanh", [b.Node("Add", [b.Node("MatMul", [b.Node("Gather", [x, i[0]], ("axis", 1)), w]), i[2]])]);
+                return [b.Node("Identity", [i[1]]), h, b.Node("SequenceInsert", [i[3], h])];
+            }, [B, F, FSeq]);
+            var count = g.Node("Gather", [g.Node("Shape", [x]), g.IntsShaped([], 1)]);
+            var outputs = g.Node("Loop", 2, [count, g.Bool(true), g.X(2, 4), g.Node("SequenceEmpty", [], ("dtype", F))], ("body", body));
+            g.Output(g.Node("ConcatFromSequence", [outputs[1]], ("axis", -2), ("new_axis", 1)), [2, 3, 4]);
+        }),
+        R("SequenceConstruct", "three values, one of them twice, concatenated along axis 1", g =>
+        {
+            var x = g.X(2, 3);
+            var s = g.Node("Sin", [x]);
+            g.Output(g.Node("ConcatFromSequence", [g.Node("SequenceConstruct", [s, g.Node("Mul", [x, g.W(3)]), s])], ("axis", 1)), [2, 9]);
+        }),
+        R("ConcatFromSequence", "stacked along a new last axis", g =>
+        {
+            var x = g.X(2, 3);
+            var sequence = g.Node("SequenceConstruct", [g.Node("Tanh", [x]), x]);
+            g.Output(g.Node("ConcatFromSequence", [sequence], ("axis", -1), ("new_axis", 1)), [2, 3, 2]);
+        }),
+        R("SequenceInsert", "before the last by a negative position, then at the end", g =>
+        {
+            var x = g.X(2, 3);
+            var sequence = g.Node("SequenceInsert", [g.Node("SequenceConstruct", [x]), g.Node("Tanh", [x]), g.IntsShaped([], -1)]);
+            sequence = g.Node("SequenceInsert", [sequence, g.Node("Mul", [x, g.W(3)])]);
+            g.Output(g.Node("ConcatFromSequence", [sequence], ("axis", 1)), [2, 9]);
+        }),
+        R("SequenceErase", "the last by default, then the first by position", g =>
+        {
+            var x = g.X(2, 3);
+            var sequence = g.Node("SequenceConstruct", [g.Node("Sin", [x]), g.Node("Mul", [x, g.W(3)]), g.Node("Neg", [x]), x]);
+            sequence = g.Node("SequenceErase", [g.Node("SequenceErase", [sequence]), g.IntsShaped([], 0)]);
+            g.Output(g.Node("ConcatFromSequence", [sequence], ("axis", 1)), [2, 6]);
+        }),
+        R("SequenceAt", "a negative position", g =>
+        {
+            var x = g.X(2, 3);
+            var sequence = g.Node("SequenceConstruct", [g.Node("Sin", [x]), g.Node("Mul", [x, g.W(3)]), x]);
+            g.Output(g.Node("SequenceAt", [sequence, g.IntsShaped([], -2)]), [2, 3]);
+        }),
+        R("SequenceLength", "a count scaling the input", g =>
+        {
+            var x = g.X(2, 3);
+            var count = g.Node("SequenceLength", [g.Node("SequenceConstruct", [x, g.Node("Sin", [x]), x])]);
+            g.Output(g.Node("Mul", [x, g.Node("Cast", [count], ("to", F))]), [2, 3]);
         }),
         R("If", "a constant condition: the then branch, reading an outer input and its own weight", g =>
         {

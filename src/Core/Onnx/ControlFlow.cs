@@ -133,7 +133,7 @@ internal static class ControlFlow
             for (int o = 0; o < carried; o++)
                 if (w.Output(o).Length > 0) w.Into(w.Output(o), "Identity", [state[o]]);
             for (int s = 0; s < scans; s++)
-                if (w.Output(carried + s).Length > 0) Stack(w, stacked[s], 0, w.Output(carried + s));
+                if (w.Output(carried + s).Length > 0) w.Stack(stacked[s], 0, w.Output(carried + s), opset);
         }
 
         private void Scan(NodeProto node, FunctionWriter w, GraphProto graph, GraphScope scope, int written)
@@ -185,7 +185,7 @@ internal static class ControlFlow
             {
                 if (w.Output(carried + s).Length == 0) continue;
                 if (outDirections[s] != 0) stacked[s].Reverse();
-                Stack(w, stacked[s], outAxes[s], w.Output(carried + s));
+                w.Stack(stacked[s], outAxes[s], w.Output(carried + s), opset);
             }
         }
 
@@ -248,15 +248,6 @@ internal static class ControlFlow
                 w.Add(copy);
             }
             return body.Output.Select(o => names.GetValueOrDefault(o.Name, o.Name)).ToArray();
-        }
-
-        /// <summary>The values stacked along a new <paramref name="axis"/> into <paramref name="output"/>.</summary>
-        private void Stack(FunctionWriter w, List<string> values, long axis, string output)
-        {
-            var unsqueezed = values.Select(v => opset >= 13
-                ? w.Op("Unsqueeze", [v, w.Ints(axis)])
-                : w.Op("Unsqueeze", [v], FunctionWriter.Attr("axes", [axis]))).ToArray();
-            w.Into(output, "Concat", unsqueezed, FunctionWriter.Attr("axis", axis));
         }
 
         private static TensorProto BoolScalar(bool value)

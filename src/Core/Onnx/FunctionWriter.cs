@@ -52,6 +52,13 @@ internal sealed class FunctionWriter(NodeProto call, Func<string, string> fresh,
     /// <summary>A node written as it is (a copy of a control-flow body's node).</summary>
     public void Add(NodeProto node) => into.Add(node);
 
+    /// <summary>The values stacked along a new <paramref name="axis"/> into <paramref name="output"/> (Unsqueeze's axes an input from opset 13).</summary>
+    public void Stack(IEnumerable<string> values, long axis, string output, long opset)
+    {
+        var unsqueezed = values.Select(v => opset >= 13 ? Op("Unsqueeze", [v, Ints(axis)]) : Op("Unsqueeze", [v], Attr("axes", [axis]))).ToArray();
+        Into(output, "Concat", unsqueezed, Attr("axis", axis));
+    }
+
     /// <summary>A 1-D int64 constant.</summary>
     public string Ints(params long[] values)
     {

@@ -23,7 +23,7 @@ public static class OnnxModelReader
     public const int MaxOpset = 26;
 
     /// <summary>Ops the reader replaces by others at load (control flow unrolled, standard functions expanded): no op-table row.</summary>
-    internal static IReadOnlyCollection<string> ExpandedOps { get; } = [.. ControlFlow.Ops, .. StandardFunctions.Ops];
+    internal static IReadOnlyCollection<string> ExpandedOps { get; } = [.. ControlFlow.Ops, .. SequenceFolding.Ops, .. StandardFunctions.Ops];
 
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
     public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
@@ -36,7 +36,7 @@ public static class OnnxModelReader
     }
 
     /// <summary>
-    /// The file's model as the reader sees it (what it validated: control flow unrolled, model-local functions inlined, standard functions expanded),
+    /// The file's model as the reader sees it (what it validated: control flow unrolled, model-local functions inlined, sequences resolved, standard functions expanded),
     /// e.g. to write derivative graphs from.
     /// </summary>
     internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
@@ -51,6 +51,7 @@ public static class OnnxModelReader
             ControlFlow.Expand(model, limits);
             FunctionInliner.Inline(model, limits);
             ControlFlow.Expand(model, limits);
+            SequenceFolding.Fold(model, limits);
             StandardFunctions.Expand(model, limits);
             return model;
         }

@@ -1,0 +1,69 @@
+using JacService.Core.Models;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// What resolving sequences into tensors refuses at load, with the reason (OpRows checks what it serves against ONNX
+/// Runtime, finite differences and autograd).
+/// </summary>
+public class SequenceFoldingTests
+{
+    private static readonly Dictionary<string, (Action<OnnxBuilder> Build, string Message)> Refused = new()
+    {
+        ["a position from the data"] = (g =>
+        {
+            var x = g.X(2, 3);
+            var position = g.Node("Cast", [g.Node("ReduceSum", [x], ("keepdims", 0))], ("to", OnnxType.Int64));
+            g.Node("SequenceAt", [g.Node("SequenceConstruct", [x, x]), position]);
+        }, "is not fixed when the model loads"),
+        ["a position out of range"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("SequenceAt", [g.Node("SequenceConstruct", [x]), g.IntsShaped([], 3)]);
+        }, "its position 3 is outside [-1, 0] for a sequence of 1"),
+        ["an insert past the end"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("ConcatFromSequence", [g.Node("SequenceInsert", [g.Node("SequenceConstruct", [x]), x, g.IntsShaped([], 2)])], ("axis", 1));
+        }, "its position 2 is outside [-1, 1] for a sequence of 1"),
+        ["a sequence another op reads"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("Relu", [g.Node("SequenceConstruct", [x])]);
+        }, "a sequence is served only through the sequence ops, into tensors"),
+        ["an empty sequence concatenated"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("Add", [x, g.Node("ConcatFromSequence", [g.Node("SequenceEmpty", [])], ("axis", 1))]);
+        }, "it concatenates an empty sequence, whose shape the file does not fix"),
+        ["an erase from an empty sequence"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("ConcatFromSequence", [g.Node("SequenceErase", [g.Node("SequenceEmpty", [])])], ("axis", 1));
+        }, "it erases from an empty sequence"),
+        ["a sequence as a graph output"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("SequenceConstruct", [x, x]);
+        }, "is a sequence; every output must be a tensor"),
+        ["a sequence op on what is not a sequence"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("SequenceAt", [x, g.IntsShaped([], 0)]);
+        }, "input 0 'x0' is not a sequence made before it"),
+    };
+
+    public static TheoryData<string> RefusedNames => new(Refused.Keys);
+
+    [Theory]
+    [MemberData(nameof(RefusedNames))]
+    public void WhatIsNotFixedAtLoadIsRefusedWithTheReason(string name)
+    {
+        var (build, message) = Refused[name];
+        var g = new OnnxBuilder();
+        build(g);
+        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain("unsupported op", e.Message);
+    }
+}
