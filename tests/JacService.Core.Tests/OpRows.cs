@@ -899,6 +899,20 @@ public static class OpRows
                 [b.Node("Identity", [i[1]]), b.Node("Add", [b.Node("Loop", [three, i[1], i[2]], ("body", inner)), x])], [B, F]);
             g.Output(g.Node("Loop", [g.IntsShaped([], 2), g.Bool(true), x], ("body", outer)), [2, 3]);
         }),
+        // torch.jit.script writes `if t == 0:` inside a loop so; each unrolled copy sees its own iteration number.
+        R("Loop", "an If on the iteration number inside the body, the first step taking the other branch", g =>
+        {
+            var x = g.X(2, 3);
+            var w = g.W(3);
+            var body = g.Body([I64, B, F], (b, i) =>
+            {
+                var first = b.Node("Equal", [i[0], b.IntsShaped([], 0)]);
+                var then = b.Body([], (t, _) => [t.Node("Sin", [i[2]])]);
+                var otherwise = b.Body([], (e, _) => [e.Node("Tanh", [e.Node("Mul", [i[2], w])])]);
+                return [b.Node("Identity", [i[1]]), b.Node("If", [first], ("then_branch", then), ("else_branch", otherwise))];
+            }, [B, F]);
+            g.Output(g.Node("Loop", [g.IntsShaped([], 3), g.Bool(true), x], ("body", body)), [2, 3]);
+        }),
         R("Scan", "a tanh recurrence over axis 1 with a state, the states stacked along axis 1", g =>
         {
             var x = g.X(2, 5, 4);

@@ -22,7 +22,7 @@ internal static class ControlFlow
         long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
         var taken = new HashSet<string>(StringComparer.Ordinal);
         Names(graph, taken, 0, limits.MaxNestingDepth);
-        new Unrolling(opset, limits, taken).Graph(graph, null);
+        new Unrolling(opset, limits, taken).Graph(graph);
     }
 
     private static bool IsControlFlow(NodeProto node) => node.Domain is "" or "ai.onnx" && Ops.Contains(node.OpType);
@@ -55,31 +55,42 @@ internal static class ControlFlow
             return fresh;
         }
 
-        /// <summary>Unrolls every If, Loop and Scan of <paramref name="graph"/>, bodies first (inner control flow included).</summary>
-        public void Graph(GraphProto graph, GraphScope? outer, IReadOnlyDictionary<string, StaticValues.Known>? assumed = null)
+        /// <summary>
+        /// Unrolls every If, Loop and Scan of <paramref name="graph"/>, outermost first: a pass copies each body into the
+        /// graph, control flow inside it included, and the next pass unrolls those copies, which then see their own
+        /// iteration's number as a constant (an `if t == 0` inside a loop resolves per iteration). Passes are bounded by the
+        /// nesting depth, and each unrolling's size is checked before it is copied.
+        /// </summary>
+        public void Graph(GraphProto graph)
         {
-            if (!graph.Node.Any(IsControlFlow)) return;
-            var scope = new GraphScope(graph, outer, assumed);
-            var nodes = new List<NodeProto>(graph.Node.Count);
-            foreach (var node in graph.Node)
+            for (int pass = 0; graph.Node.Any(IsControlFlow); pass++)
             {
-                if (!IsControlFlow(node))
+                if (pass > limits.MaxNestingDepth)
+                    throw new ModelLoadException($"control flow nests deeper than Limits:MaxNestingDepth {limits.MaxNestingDepth}");
+                var scope = new GraphScope(graph, null);
+                var nodes = new List<NodeProto>(graph.Node.Count);
+                foreach (var node in graph.Node)
                 {
-                    nodes.Add(node);
-                    continue;
+                    if (!IsControlFlow(node))
+                    {
+                        nodes.Add(node);
+                        continue;
+                    }
+                    if (node.Name.Length == 0) node.Name = $"{node.OpType}_{_calls}";
+                    _calls++;
+                    var w = new FunctionWriter(node, Fresh, nodes);
+                    switch (node.OpType)
+                    {
+                        case "If": If(node, w, graph, scope); break;
+                        case "Loop": Loop(node, w, graph, scope, nodes.Count); break;
+                        default: Scan(node, w, graph, scope, nodes.Count); break;
+                    }
                 }
-                if (node.Name.Length == 0) node.Name = $"{node.OpType}_{_calls}";
-                _calls++;
-                var w = new FunctionWriter(node, Fresh, nodes);
-                switch (node.OpType)
-                {
-                    case "If": If(node, w, graph, scope); break;
-                    case "Loop": Loop(node, w, graph, scope, nodes.Count); break;
-                    default: Scan(node, w, graph, scope, nodes.Count); break;
-                }
+                if (nodes.Count > limits.MaxNodes)
+                    throw new ModelLoadException($"the graph holds {nodes.Count:N0} nodes with its control flow unrolled, over Limits:MaxNodes {limits.MaxNodes:N0}");
+                graph.Node.Clear();
+                graph.Node.AddRange(nodes);
             }
-            graph.Node.Clear();
-            graph.Node.AddRange(nodes);
         }
 
         private void If(NodeProto node, FunctionWriter w, GraphProto graph, GraphScope scope)
@@ -88,7 +99,6 @@ internal static class ControlFlow
             if (StaticValues.Of(w.Input(0), scope)?.Scalar is not { } cond)
                 throw w.Refuse($"its condition '{w.Input(0)}' is not fixed when the model loads; a branch chosen by the data is not served (ONNX's If takes one branch for a whole batch, so samples would change each other's results)");
             var branch = Body(node, w, cond != 0 ? "then_branch" : "else_branch");
-            Graph(branch, scope);
             var outputs = Copy(branch, [], $"{node.Name}/{(cond != 0 ? "then" : "else")}", Hoist(branch, graph, node.Name, w), w);
             for (int o = 0; o < node.Output.Count && o < outputs.Length; o++)
                 if (w.Output(o).Length > 0) w.Into(w.Output(o), "Identity", [outputs[o]]);
@@ -108,9 +118,8 @@ internal static class ControlFlow
             int carried = node.Input.Count - 2;
             if (carried < 0 || body.Input.Count != carried + 2 || body.Output.Count < carried + 1 || node.Output.Count > body.Output.Count - 1)
                 throw w.Refuse($"its body takes {body.Input.Count} inputs and gives {body.Output.Count} outputs for {Math.Max(carried, 0)} loop-carried values and {node.Output.Count} outputs; ONNX's Loop body takes the iteration number, the condition and each carried value, and gives the condition, each carried value and each scan output");
-            // Each iteration unrolled starts with the condition true (the first as checked above, the others as checked below).
+            // Each iteration unrolled starts with the condition true (the first as checked above, the others as checked here).
             var condIn = new Dictionary<string, StaticValues.Known> { [body.Input[1].Name] = new([1], []) };
-            Graph(body, scope, condIn);
             if (StaticValues.Of(body.Output[0].Name, new GraphScope(body, scope, condIn))?.Scalar is not { } goOn || goOn == 0)
                 throw w.Refuse($"its body computes the condition '{body.Output[0].Name}' that ends it (a while loop); only loops of a fixed count, whose body passes the condition on, are unrolled");
 
@@ -167,7 +176,6 @@ internal static class ControlFlow
             if (inAxes.Any(a => a < 0))
                 throw w.Refuse("a negative scan_input_axes needs its input's rank declared");
             CheckSize(node, body, steps, written);
-
             var shared = Hoist(body, graph, node.Name, w);
             var state = node.Input.Take(carried).ToArray();
             var stacked = Enumerable.Range(0, scans).Select(_ => new List<string>()).ToArray();
@@ -231,7 +239,10 @@ internal static class ControlFlow
             return shared;
         }
 
-        /// <summary>One copy of <paramref name="body"/> fed <paramref name="inputs"/>; its outputs' names in the enclosing graph.</summary>
+        /// <summary>
+        /// One copy of <paramref name="body"/> fed <paramref name="inputs"/>; its outputs' names in the enclosing graph.
+        /// Control flow inside the body is copied as it is, its bodies reading the copy's names, for the next pass.
+        /// </summary>
         private string[] Copy(GraphProto body, string[] inputs, string under, Dictionary<string, string> shared, FunctionWriter w)
         {
             var names = new Dictionary<string, string>(shared, StringComparer.Ordinal);
@@ -241,13 +252,29 @@ internal static class ControlFlow
                 if (node.OpType == "Constant" && node.Output.Count == 1 && shared.ContainsKey(node.Output[0])) continue;
                 var copy = node.Clone();
                 copy.Name = $"{under}/{(node.Name.Length > 0 ? node.Name : node.OpType)}";
-                for (int i = 0; i < copy.Input.Count; i++)
-                    if (names.TryGetValue(copy.Input[i], out var renamed)) copy.Input[i] = renamed;
+                Rename(copy, names);
                 for (int o = 0; o < copy.Output.Count; o++)
                     if (copy.Output[o].Length > 0) copy.Output[o] = names[node.Output[o]] = Fresh($"{under}/{node.Output[o]}");
                 w.Add(copy);
             }
             return body.Output.Select(o => names.GetValueOrDefault(o.Name, o.Name)).ToArray();
+        }
+
+        /// <summary>
+        /// Points a copied node's inputs, and whatever its bodies read from outside themselves, at the copy's names. Names are
+        /// unique across scopes (ONNX forbids a body to redefine an outer name), so every use of a renamed name is one.
+        /// </summary>
+        private static void Rename(NodeProto node, Dictionary<string, string> names)
+        {
+            for (int i = 0; i < node.Input.Count; i++)
+                if (names.TryGetValue(node.Input[i], out var renamed)) node.Input[i] = renamed;
+            foreach (var a in node.Attribute)
+                foreach (var g in a.Graphs.Prepend(a.G).OfType<GraphProto>())
+                {
+                    foreach (var inner in g.Node) Rename(inner, names);
+                    foreach (var o in g.Output)
+                        if (names.TryGetValue(o.Name, out var renamed)) o.Name = renamed;
+                }
         }
 
         private static TensorProto BoolScalar(bool value)
