@@ -23,6 +23,11 @@ public class ControlFlowTests
             var cond = g.Node("Greater", [g.Node("ReduceSum", [x], ("keepdims", 0)), g.Scalar(0)]);
             g.Node("If", [cond], ("then_branch", g.Body([], (b, _) => [b.Node("Neg", [x])])), ("else_branch", g.Body([], (b, _) => [b.Node("Sin", [x])])));
         }, "is not fixed when the model loads; a branch chosen by the data is not served"),
+        ["an If branch with too few outputs"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("If", 2, [g.Bool(false)], ("then_branch", g.Body([], (b, _) => [b.Node("Neg", [x]), x])), ("else_branch", g.Body([], (b, _) => [b.Node("Sin", [x])])));
+        }, "its else branch takes 0 inputs and gives 1 outputs for the node's 2; a branch takes none and gives each"),
         ["a while loop (no trip count)"] = (g =>
         {
             var x = g.X(2, 3);

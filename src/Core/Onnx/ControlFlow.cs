@@ -99,8 +99,10 @@ internal static class ControlFlow
             if (StaticValues.Of(w.Input(0), scope)?.Scalar is not { } cond)
                 throw w.Refuse($"its condition '{w.Input(0)}' is not fixed when the model loads; a branch chosen by the data is not served (ONNX's If takes one branch for a whole batch, so samples would change each other's results)");
             var branch = Body(node, w, cond != 0 ? "then_branch" : "else_branch");
+            if (branch.Input.Count > 0 || branch.Output.Count < node.Output.Count)
+                throw w.Refuse($"its {(cond != 0 ? "then" : "else")} branch takes {branch.Input.Count} inputs and gives {branch.Output.Count} outputs for the node's {node.Output.Count}; a branch takes none and gives each");
             var outputs = Copy(branch, [], $"{node.Name}/{(cond != 0 ? "then" : "else")}", Hoist(branch, graph, node.Name, w), w);
-            for (int o = 0; o < node.Output.Count && o < outputs.Length; o++)
+            for (int o = 0; o < node.Output.Count; o++)
                 if (w.Output(o).Length > 0) w.Into(w.Output(o), "Identity", [outputs[o]]);
         }
 
