@@ -957,6 +957,31 @@ public static class OpRows
             var outputs = g.Node("Loop", 2, [count, g.Bool(true), g.X(2, 4), g.Node("SequenceEmpty", [], ("dtype", F))], ("body", body));
             g.Output(g.Node("ConcatFromSequence", [outputs[1]], ("axis", -2), ("new_axis", 1)), [2, 3, 4]);
         }),
+        // torch.jit.script writes `for x_t in x.unbind(1)` so: the Loop's count a SequenceLength, each step a SequenceAt.
+        R("SplitToSequence", "torch's unbind (a scalar split of 1, keepdims 0) iterated by a Loop of its SequenceLength", g =>
+        {
+            var x = g.X(2, 4, 3);
+            g.Declare(x, 1);
+            var w = g.W(3, 3);
+            var steps = g.Node("SplitToSequence", [x, g.IntsShaped([], 1)], ("axis", -2), ("keepdims", 0));
+            var body = g.Body([I64, B, F], (b, i) => [b.Node("Identity", [i[1]]),
+                b.Node("Tanh", [b.Node("Add", [b.Node("MatMul", [b.Node("SequenceAt", [steps, i[0]]), w]), i[2]])])], [B, F]);
+            g.Output(g.Node("Loop", [g.Node("SequenceLength", [steps]), g.Bool(true), g.X(2, 3)], ("body", body)), [2, 3]);
+        }),
+        R("SplitToSequence", "sizes [2, 3] along axis 1, the last piece read", g =>
+        {
+            var x = g.X(2, 5, 3);
+            g.Declare(x, 1);
+            var pieces = g.Node("SplitToSequence", [x, g.Ints(2, 3)], ("axis", 1));
+            g.Output(g.Node("Tanh", [g.Node("SequenceAt", [pieces, g.IntsShaped([], -1)])]), [2, 3, 3]);
+        }),
+        R("SplitToSequence", "a scalar split of 2 (the last piece shorter), the first erased, the rest concatenated", g =>
+        {
+            var x = g.X(2, 5);
+            g.Declare(x, 1);
+            var pieces = g.Node("SplitToSequence", [x, g.IntsShaped([], 2)], ("axis", 1));
+            g.Output(g.Node("Sin", [g.Node("ConcatFromSequence", [g.Node("SequenceErase", [pieces, g.IntsShaped([], 0)])], ("axis", 1))]), [2, 3]);
+        }),
         R("SequenceConstruct", "three values, one of them twice, concatenated along axis 1", g =>
         {
             var x = g.X(2, 3);

@@ -46,6 +46,28 @@ public class SequenceFoldingTests
             var x = g.X(2, 3);
             g.Node("SequenceConstruct", [x, x]);
         }, "is a sequence; every output must be a tensor"),
+        ["a split along the batch axis"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("SequenceAt", [g.Node("SplitToSequence", [x]), g.IntsShaped([], 0)]);
+        }, "it splits along the batch axis (axis 0), which would mix samples"),
+        ["a split of an undeclared length"] = (g =>
+        {
+            var x = g.X(2, 3);
+            g.Node("SequenceAt", [g.Node("SplitToSequence", [x], ("axis", 1)), g.IntsShaped([], 0)]);
+        }, "along axis 1 is not declared"),
+        ["split sizes that do not add up"] = (g =>
+        {
+            var x = g.X(2, 5);
+            g.Declare(x, 1);
+            g.Node("SequenceAt", [g.Node("SplitToSequence", [x, g.Ints(2, 2)], ("axis", 1)), g.IntsShaped([], 0)]);
+        }, "its split sizes add up to 4, not the 5 along axis 1"),
+        ["keepdims 0 with pieces of 2"] = (g =>
+        {
+            var x = g.X(2, 4);
+            g.Declare(x, 1);
+            g.Node("SequenceAt", [g.Node("SplitToSequence", [x, g.IntsShaped([], 2)], ("axis", 1), ("keepdims", 0)), g.IntsShaped([], 0)]);
+        }, "keepdims 0 with pieces longer than 1"),
         ["a sequence op on what is not a sequence"] = (g =>
         {
             var x = g.X(2, 3);

@@ -90,6 +90,18 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// The control_flow seed mutated (2026-12-05): the Loop inside its Scan's body counted 2^60 iterations. The unrolling's
+    /// size check multiplied the count by the body's size, which overflowed into a small number and passed, and the
+    /// harness then copied the body until afl called it a hang (the process grew without bound). The check now divides.
+    /// </summary>
+    [Fact]
+    public void ALoopCountNearTwoToTheSixtyIsRefusedBeforeCopying()
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", "loop-count-2-to-the-60.onnx")));
+        Assert.Equal("refused: node 'Scan_0/0/Loop' (Loop): 1,152,921,504,606,846,976 iterations of a 3-node body would unroll to over Limits:MaxNodes 10,000 nodes", outcome);
+    }
+
+    /// <summary>
     /// Two copies of a BatchHessian of wide_classifier on 3 rows (128 inputs: 8,256 direction pairs per output), queued
     /// behind one executor thread: legitimate work that ran ~11 s, past afl's 10 s per input, so the fuzz run called it a
     /// hang. The harness's calls now carry a deadline, as real callers' do, and such work ends as DEADLINE_EXCEEDED (a

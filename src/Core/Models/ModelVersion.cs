@@ -170,9 +170,11 @@ public sealed class ModelVersion : IDisposable
             {
                 using var scope = NewDisposeScope();
                 using var plan = model._parts.Plans.Lease(SampleShapes(graph.Inputs.Select(i => i.Shape).ToArray()));
+                // What the graph computes fills the axes the file leaves open, and replaces a declaration it contradicts
+                // (torch 1.13 declares a scripted loop's output with a rank too many).
                 model.Outputs = graph.Outputs.Select((o, i) => plan.Plan.ValueShapes[graph.OutputIds[i]] is { } planned
-                    && o.Shape.Length == planned.Length && o.Shape.Skip(1).Any(d => d <= 0)
-                        ? o with { Shape = [o.Shape[0], .. o.Shape.Skip(1).Zip(planned.Skip(1), (declared, dim) => declared > 0 ? declared : dim)] }
+                    && (o.Shape.Length != planned.Length || o.Shape.Skip(1).Zip(planned.Skip(1)).Any(p => p.First != p.Second))
+                        ? o with { Shape = [o.Shape.Length > 0 ? o.Shape[0] : -1, .. planned.Skip(1)] }
                         : o).ToList();
             }
             else

@@ -215,11 +215,12 @@ internal static class ControlFlow
         private void CheckSize(NodeProto node, GraphProto body, long iterations, int written)
         {
             // Per iteration: the body's nodes, its iteration number or element gathers, and the outputs' unsqueezes.
-            long perIteration = body.Node.Count + body.Input.Count + body.Output.Count;
-            if (written + iterations * perIteration > limits.MaxNodes)
+            // Divided, not multiplied: a count near 2^63 times the body would overflow into a small number and pass.
+            long perIteration = body.Node.Count + body.Input.Count + body.Output.Count, bytes = Math.Max(1, body.CalculateSize());
+            if (iterations > (limits.MaxNodes - written) / perIteration)
                 throw new ModelLoadException($"node '{node.Name}' ({node.OpType}): {iterations:N0} iterations of a {body.Node.Count:N0}-node body would unroll to over Limits:MaxNodes {limits.MaxNodes:N0} nodes");
-            if (iterations * (long)body.CalculateSize() > limits.MaxFileBytes)
-                throw new ModelLoadException($"node '{node.Name}' ({node.OpType}): {iterations:N0} iterations of a {body.CalculateSize():N0}-byte body would unroll to over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
+            if (iterations > limits.MaxFileBytes / bytes)
+                throw new ModelLoadException($"node '{node.Name}' ({node.OpType}): {iterations:N0} iterations of a {bytes:N0}-byte body would unroll to over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
         }
 
         /// <summary>

@@ -6,15 +6,75 @@ namespace JacService.Core.Onnx;
 /// <summary>
 /// Resolves ONNX sequences at load into the tensors they hold. A scripted loop that collects its steps
 /// (`outs.append(h)` then `torch.stack(outs)`) exports as SequenceEmpty, a SequenceInsert in the Loop body and a
-/// ConcatFromSequence after it; once <see cref="ControlFlow"/> has unrolled the loop, every sequence is a list of values
-/// the file fixes, so SequenceAt becomes an Identity, SequenceLength a constant and ConcatFromSequence a Concat, and the
-/// engine sees tensors only. Refused with the reason: positions not fixed at load, positions out of range, a sequence
+/// ConcatFromSequence after it, and a loop over `x.unbind(1)` as SplitToSequence, a Loop of its SequenceLength and a
+/// SequenceAt in the body; once <see cref="ControlFlow"/> has unrolled the loop (<see cref="StaticValues"/> counts the
+/// sequence), every sequence is a list of values the file fixes, so SplitToSequence becomes Gathers or Slices, SequenceAt
+/// an Identity, SequenceLength a constant and ConcatFromSequence a Concat, and the engine sees tensors only. Refused with the reason: positions not fixed at load, positions out of range, a sequence
 /// any other op reads, and concatenating an empty sequence.
 /// </summary>
 internal static class SequenceFolding
 {
     public static IReadOnlyCollection<string> Ops { get; } =
-        ["SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength", "ConcatFromSequence"];
+        ["SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength", "ConcatFromSequence", "SplitToSequence"];
+
+    // Each piece becomes a node; a declared axis of billions must be refused before its sizes are listed.
+    private const long MaxPieces = 100_000;
+
+    /// <summary>How SplitToSequence cuts its input: along an axis, into pieces of these sizes, each squeezed or not.</summary>
+    public sealed record Split(long Axis, long[] Sizes, bool Squeeze);
+
+    /// <summary>
+    /// SplitToSequence's pieces, as ONNX Runtime (which serves Predict) cuts them: keepdims 0 squeezes the axis where the
+    /// split is absent or a scalar (the specification says only where it is absent; torch writes `unbind` as a scalar
+    /// split of 1 with keepdims 0); null with the reason where the file does not fix them.
+    /// </summary>
+    public static Split? Pieces(NodeProto node, GraphScope scope, out string why)
+    {
+        long Int(string name, long fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
+        string input = node.Input.Count > 0 ? node.Input[0] : "";
+        var declared = input.Length > 0 ? scope.DeclaredShape(input) : null;
+        long axis = Int("axis", 0);
+        if (declared is null || axis < -declared.Length || axis >= declared.Length)
+        {
+            why = $"the shape of its input '{input}' is not declared (value_info, as onnx.shape_inference writes it), or axis {axis} is outside it";
+            return null;
+        }
+        if (axis < 0) axis += declared.Length;
+        if (axis == 0 || declared[axis] is not { } length)
+        {
+            why = axis == 0 ? "it splits along the batch axis (axis 0), which would mix samples" : $"the length of '{input}' along axis {axis} is not declared (value_info, as onnx.shape_inference writes it)";
+            return null;
+        }
+        if (length > MaxPieces)
+        {
+            why = $"'{input}' is {length:N0} long along axis {axis}; a sequence of more than {MaxPieces:N0} pieces is not unrolled";
+            return null;
+        }
+        string split = node.Input.Count > 1 ? node.Input[1] : "";
+        var given = split.Length > 0 ? StaticValues.Of(split, scope) : null;
+        if (split.Length > 0 && (given is null || given.Values.Any(v => v is not > 0)))
+        {
+            why = $"its split '{split}' is not a set of positive sizes fixed when the model loads";
+            return null;
+        }
+        long[] sizes = given switch
+        {
+            null => Enumerable.Repeat(1L, (int)length).ToArray(),
+            { Dims.Length: 0 } => Enumerable.Range(0, (int)((length + (long)given.Values[0]! - 1) / (long)given.Values[0]!))
+                .Select(k => Math.Min((long)given.Values[0]!, length - k * (long)given.Values[0]!)).ToArray(),
+            _ => given.Values.Select(v => (long)v!).ToArray(),
+        };
+        bool squeeze = given is null or { Dims.Length: 0 } && Int("keepdims", 1) == 0;
+        if (sizes.Sum() != length || squeeze && sizes.Any(n => n != 1))
+        {
+            why = sizes.Sum() != length
+                ? $"its split sizes add up to {sizes.Sum()}, not the {length} along axis {axis}"
+                : "keepdims 0 with pieces longer than 1 (ONNX Runtime cannot drop an axis longer than 1)";
+            return null;
+        }
+        why = "";
+        return new(axis, sizes, squeeze);
+    }
 
     public static void Fold(ModelProto model, ModelLimits limits)
     {
@@ -88,6 +148,21 @@ internal static class SequenceFolding
                     break;
                 }
                 case "SequenceLength": w.Into(w.Output(0), "Identity", [w.IntScalar(Sequence(0).Count)]); break;
+                case "SplitToSequence":
+                {
+                    var pieces = Pieces(node, scope, out string why) ?? throw w.Refuse(why);
+                    long start = 0;
+                    var list = new List<string>();
+                    foreach (long size in pieces.Sizes)
+                    {
+                        list.Add(pieces.Squeeze
+                            ? w.Op("Gather", [w.Input(0), w.IntScalar(start)], FunctionWriter.Attr("axis", pieces.Axis))
+                            : w.Op("Slice", [w.Input(0), w.Ints(start), w.Ints(start + size), w.Ints(pieces.Axis)]));
+                        start += size;
+                    }
+                    sequences[w.Output(0)] = list;
+                    break;
+                }
                 default: Concat(w, Sequence(0), opset); break;
             }
             if (folded.Count > limits.MaxNodes)

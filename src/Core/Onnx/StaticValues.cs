@@ -83,6 +83,24 @@ internal static class StaticValues
             "And" => Test(In(0), In(1), (a, b) => a != 0 && b != 0),
             "Or" => Test(In(0), In(1), (a, b) => a != 0 || b != 0),
             "Not" when In(0) is { } x => Map(x, v => v == 0 ? 1 : 0),
+            "SequenceLength" when node.Input.Count > 0 && Length(node.Input[0], scope, depth + 1) is { } n => new([n], []),
+            _ => null,
+        };
+    }
+
+    /// <summary>How many tensors a sequence holds, where the sequence ops that make it fix that.</summary>
+    private static long? Length(string name, GraphScope scope, int depth)
+    {
+        if (depth > MaxDepth || scope.Producer(name) is not { } node || node.Domain is not ("" or "ai.onnx")) return null;
+        long? Of(int i) => i < node.Input.Count ? Length(node.Input[i], scope, depth + 1) : null;
+        return node.OpType switch
+        {
+            "SequenceEmpty" => 0,
+            "SequenceConstruct" => node.Input.Count,
+            "SequenceInsert" => Of(0) + 1,
+            "SequenceErase" => Of(0) is > 0 and var n ? n - 1 : null,
+            "Identity" => Of(0),
+            "SplitToSequence" => SequenceFolding.Pieces(node, scope, out _)?.Sizes.Length,
             _ => null,
         };
     }

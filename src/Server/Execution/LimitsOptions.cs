@@ -35,7 +35,7 @@ public sealed class LimitsOptions
     [Range(1, 1 << 30)]
     public int MaxConfigBytes { get; set; } = Models.ModelConfig.DefaultMaxBytes;
 
-    /// <summary>Deepest nesting of protobuf messages in a model file (a model without subgraphs needs under 10).</summary>
+    /// <summary>Deepest nesting of protobuf messages in a model file (a model without subgraphs needs under 10, one with a Loop about 12).</summary>
     [Range(10, 1000)]
     public int MaxNestingDepth { get; set; } = 32;
 
