@@ -102,6 +102,20 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// Seven inputs of the same 15-minute run (2026-12-05, the control_flow seed and scripted_rnn mutated): a Shape node
+    /// with no input on the path to a Loop's count or an If's condition. Working out the count read Shape's first input
+    /// without asking whether it had one (ArgumentOutOfRangeException). Now the count is not fixed, and the node refused.
+    /// </summary>
+    [Theory]
+    [InlineData("shape-without-input.onnx", "refused: node '/Loop' (Loop): its trip count '/Cast_1_output_0' is not a count fixed when the model loads")]
+    [InlineData("shape-without-input-if.onnx", "refused: node 'If_1' (If): its condition 'long' is not fixed when the model loads")]
+    public void AShapeWithoutAnInputLeavesACountOpen(string file, string refusal)
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", file)));
+        Assert.StartsWith(refusal, outcome);
+    }
+
+    /// <summary>
     /// Two copies of a BatchHessian of wide_classifier on 3 rows (128 inputs: 8,256 direction pairs per output), queued
     /// behind one executor thread: legitimate work that ran ~11 s, past afl's 10 s per input, so the fuzz run called it a
     /// hang. The harness's calls now carry a deadline, as real callers' do, and such work ends as DEADLINE_EXCEEDED (a

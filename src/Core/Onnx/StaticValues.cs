@@ -65,7 +65,7 @@ internal static class StaticValues
             "Ceil" when In(0) is { Integral: false } x => Map(x, Math.Ceiling),
             "Floor" when In(0) is { Integral: false } x => Map(x, Math.Floor),
             "Slice" => Slice(In(0), node.Input.Count > 1 ? [In(1), In(2), In(3), In(4)] : [Ints("starts"), Ints("ends"), Ints("axes"), null]),
-            "Shape" => ShapeOf(scope.DeclaredShape(node.Input[0]), Int("start", 0), node.Attribute.Any(a => a.Name == "end") ? Int("end", 0) : null),
+            "Shape" when node.Input.Count > 0 => ShapeOf(scope.DeclaredShape(node.Input[0]), Int("start", 0), node.Attribute.Any(a => a.Name == "end") ? Int("end", 0) : null),
             "Gather" when Int("axis", 0) == 0 && In(0) is { Dims.Length: 1 } data && In(1) is { } index => Gather(data, index),
             "Squeeze" when In(0) is { Values.Length: 1 } x => x with { Dims = [] },
             "Unsqueeze" when In(0) is { Dims.Length: 0 } x => x with { Dims = [1] },
@@ -146,7 +146,9 @@ internal static class StaticValues
     /// <summary>Slice of a 1-D value (shape arithmetic): starts, ends, axes and steps as ONNX clamps them.</summary>
     private static Known? Slice(Known? data, Known?[] parameters)
     {
-        if (data is not { Dims.Length: 1 } || parameters[0]?.Values is not [{ } start] || parameters[1]?.Values is not [{ } end]) return null;
+        // Integral positions only: a float step of 1e-300 would never reach the end.
+        if (data is not { Dims.Length: 1 } || parameters.Any(p => p is { Integral: false })
+            || parameters[0]?.Values is not [{ } start] || parameters[1]?.Values is not [{ } end]) return null;
         if (parameters[2] is { } axes && axes.Values is not [0.0 or -1.0]) return null;
         double step = parameters[3] is { } steps ? steps.Values is [{ } s and not 0.0] ? s : double.NaN : 1;
         if (double.IsNaN(step)) return null;
