@@ -107,12 +107,10 @@ public class ControlFlowTests
     [MemberData(nameof(RefusedNames))]
     public void WhatIsNotFixedAtLoadIsRefusedWithTheReason(string name)
     {
-        var (build, message) = Refused[name];
-        var g = new OnnxBuilder();
-        build(g);
-        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
-        Assert.Contains(message, e.Message);
-        Assert.Matches(@"node '(If|Loop|Scan)_\d+' \((If|Loop|Scan)\)", e.Message);
+        var (build, expected) = Refused[name];
+        string message = LoadRefusal.Of(build);
+        Assert.Contains(expected, message);
+        Assert.Matches(@"node '(If|Loop|Scan)_\d+' \((If|Loop|Scan)\)", message);
     }
 
     /// <summary>A count of a billion is refused from the body's size alone, before one copy is made.</summary>

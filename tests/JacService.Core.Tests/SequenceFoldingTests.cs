@@ -1,5 +1,3 @@
-using JacService.Core.Models;
-
 namespace JacService.Core.Tests;
 
 /// <summary>
@@ -81,11 +79,9 @@ public class SequenceFoldingTests
     [MemberData(nameof(RefusedNames))]
     public void WhatIsNotFixedAtLoadIsRefusedWithTheReason(string name)
     {
-        var (build, message) = Refused[name];
-        var g = new OnnxBuilder();
-        build(g);
-        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
-        Assert.Contains(message, e.Message);
-        Assert.DoesNotContain("unsupported op", e.Message);
+        var (build, expected) = Refused[name];
+        string message = LoadRefusal.Of(build);
+        Assert.Contains(expected, message);
+        Assert.DoesNotContain("unsupported op", message);
     }
 }

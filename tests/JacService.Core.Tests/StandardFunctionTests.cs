@@ -68,12 +68,10 @@ public class StandardFunctionTests
     [MemberData(nameof(RefusedNames))]
     public void WhatAnExpansionDoesNotWriteIsRefusedAtLoadWithTheReason(string name)
     {
-        var (build, message) = Refused[name];
-        var g = new OnnxBuilder();
-        build(g);
-        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(name, 1, g.ToBytes(), new EngineLimits()));
-        Assert.Contains(message, e.Message);
-        Assert.Contains("node 'Attention_", e.Message.Replace("RotaryEmbedding_", "Attention_"));
+        var (build, expected) = Refused[name];
+        string message = LoadRefusal.Of(build);
+        Assert.Contains(expected, message);
+        Assert.Contains("node 'Attention_", message.Replace("RotaryEmbedding_", "Attention_"));
     }
 
     /// <summary>Each call becomes a few dozen nodes: the count is checked as they are written, not after.</summary>

@@ -19,10 +19,9 @@ internal static class ControlFlow
     public static void Expand(ModelProto model, ModelLimits limits)
     {
         if (model.Graph is not { } graph || !graph.Node.Any(IsControlFlow)) return;
-        long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
         var taken = new HashSet<string>(StringComparer.Ordinal);
         Names(graph, taken, 0, limits.MaxNestingDepth);
-        new Unrolling(opset, limits, taken).Graph(graph);
+        new Unrolling(OnnxModelReader.DefaultOpset(model), limits, new FreshNames(taken)).Graph(graph);
     }
 
     private static bool IsControlFlow(NodeProto node) => node.Domain is "" or "ai.onnx" && Ops.Contains(node.OpType);
@@ -44,16 +43,11 @@ internal static class ControlFlow
         }
     }
 
-    private sealed class Unrolling(long opset, ModelLimits limits, HashSet<string> taken)
+    private sealed class Unrolling(long opset, ModelLimits limits, FreshNames names)
     {
         private int _calls;
 
-        private string Fresh(string name)
-        {
-            string fresh = name;
-            for (int k = 1; !taken.Add(fresh); k++) fresh = $"{name}#{k}";
-            return fresh;
-        }
+        private string Fresh(string name) => names.Fresh(name);
 
         /// <summary>
         /// Unrolls every If, Loop and Scan of <paramref name="graph"/>, outermost first: a pass copies each body into the

@@ -23,7 +23,7 @@ internal static class FunctionInliner
         foreach (var f in model.Functions)
             if (!functions.TryAdd(new Key(Domain(f.Domain), f.Name, f.Overload), f))
                 throw new ModelLoadException($"function {Describe(f)} is defined more than once");
-        long opset = model.OpsetImport.Where(o => Domain(o.Domain) == "").Select(o => o.Version).DefaultIfEmpty(0).Max();
+        long opset = OnnxModelReader.DefaultOpset(model);
         foreach (var f in functions.Values)
             if (f.OpsetImport.FirstOrDefault(o => Domain(o.Domain) == "") is { } own && own.Version != opset)
                 throw new ModelLoadException($"function {Describe(f)} imports opset {own.Version} where the model imports {opset}; export it with the model's opset");
@@ -41,8 +41,7 @@ internal static class FunctionInliner
         if (bytes > limits.MaxFileBytes)
             throw new ModelLoadException($"the graph holds {bytes:N0} bytes with its functions inlined, over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
 
-        var taken = new HashSet<string>(graph.Input.Select(v => v.Name).Concat(graph.Initializer.Select(t => t.Name))
-            .Concat(graph.Node.SelectMany(n => n.Output)), StringComparer.Ordinal);
+        var taken = FreshNames.Of(graph);
         var inlined = new List<NodeProto>();
         var expander = new Expander(functions, taken, inlined);
         foreach (var node in graph.Node) expander.Add(node);
@@ -84,7 +83,7 @@ internal static class FunctionInliner
         }
     }
 
-    private sealed class Expander(Dictionary<Key, FunctionProto> functions, HashSet<string> taken, List<NodeProto> into)
+    private sealed class Expander(Dictionary<Key, FunctionProto> functions, FreshNames taken, List<NodeProto> into)
     {
         private int _calls;
 
@@ -131,11 +130,6 @@ internal static class FunctionInliner
             }
         }
 
-        private string Fresh(string name)
-        {
-            string fresh = name;
-            for (int k = 1; !taken.Add(fresh); k++) fresh = $"{name}#{k}";
-            return fresh;
-        }
+        private string Fresh(string name) => taken.Fresh(name);
     }
 }

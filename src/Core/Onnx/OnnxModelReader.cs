@@ -163,6 +163,10 @@ public static class OnnxModelReader
         };
     }
 
+    /// <summary>The default domain's opset a model imports, before it is checked; 0 where it imports none (refused later).</summary>
+    internal static long DefaultOpset(ModelProto model) =>
+        model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
+
     private static int ReadOpset(ModelProto model)
     {
         var entry = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")

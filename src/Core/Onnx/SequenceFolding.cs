@@ -79,15 +79,8 @@ internal static class SequenceFolding
     public static void Fold(ModelProto model, ModelLimits limits)
     {
         if (model.Graph is not { } graph || !graph.Node.Any(IsSequenceOp)) return;
-        long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
-        var taken = new HashSet<string>(graph.Input.Select(v => v.Name).Concat(graph.Initializer.Select(t => t.Name))
-            .Concat(graph.Node.SelectMany(n => n.Output)), StringComparer.Ordinal);
-        string Fresh(string name)
-        {
-            string fresh = name;
-            for (int k = 1; !taken.Add(fresh); k++) fresh = $"{name}#{k}";
-            return fresh;
-        }
+        long opset = OnnxModelReader.DefaultOpset(model);
+        var names = FreshNames.Of(graph);
 
         var scope = new GraphScope(graph, null);
         var sequences = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
@@ -105,7 +98,7 @@ internal static class SequenceFolding
             }
             if (node.Name.Length == 0) node.Name = $"{node.OpType}_{calls}";
             calls++;
-            var w = new FunctionWriter(node, Fresh, folded);
+            var w = new FunctionWriter(node, names.Fresh, folded);
             IReadOnlyList<string> Sequence(int i) => i < node.Input.Count && sequences.TryGetValue(node.Input[i], out var list)
                 ? list
                 : throw w.Refuse($"input {i} '{w.Input(i)}' is not a sequence made before it by SequenceEmpty, SequenceConstruct, SequenceInsert or SequenceErase");

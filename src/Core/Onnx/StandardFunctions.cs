@@ -24,15 +24,8 @@ internal static class StandardFunctions
     public static void Expand(ModelProto model, ModelLimits limits)
     {
         if (model.Graph is not { } graph || !graph.Node.Any(IsStandardFunction)) return;
-        long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
-        var taken = new HashSet<string>(graph.Input.Select(v => v.Name).Concat(graph.Initializer.Select(t => t.Name))
-            .Concat(graph.Node.SelectMany(n => n.Output)), StringComparer.Ordinal);
-        string Fresh(string name)
-        {
-            string fresh = name;
-            for (int k = 1; !taken.Add(fresh); k++) fresh = $"{name}#{k}";
-            return fresh;
-        }
+        long opset = OnnxModelReader.DefaultOpset(model);
+        var names = FreshNames.Of(graph);
 
         var types = new ValueTypes(graph);
         var expanded = new List<NodeProto>(graph.Node.Count);
@@ -49,7 +42,7 @@ internal static class StandardFunctions
             calls++;
             if (opset < function.Since)
                 throw new ModelLoadException($"node '{node.Name}' ({node.OpType}): {node.OpType} is defined from opset {function.Since}; the model imports opset {opset}");
-            function.Expand(new FunctionWriter(node, Fresh, expanded, types));
+            function.Expand(new FunctionWriter(node, names.Fresh, expanded, types));
             // Checked as it grows: a file of many small calls must not expand past the limit before it is refused.
             if (expanded.Count > limits.MaxNodes)
                 throw new ModelLoadException($"the graph holds over {limits.MaxNodes:N0} nodes with its {node.OpType} nodes expanded into the ops they are defined by, over Limits:MaxNodes");
