@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using JacService.Core.Models;
 using JacService.Core.Onnx.Proto;
 
@@ -83,7 +84,8 @@ internal static class SequenceFolding
         var names = FreshNames.Of(graph);
 
         var scope = new GraphScope(graph, null);
-        var sequences = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        // Immutable lists share structure: a chain of n inserts costs n log n, not the n² of copying a list per insert.
+        var sequences = new Dictionary<string, ImmutableList<string>>(StringComparer.Ordinal);
         var folded = new List<NodeProto>(graph.Node.Count);
         int calls = 0;
         foreach (var node in graph.Node)
@@ -99,7 +101,11 @@ internal static class SequenceFolding
             if (node.Name.Length == 0) node.Name = $"{node.OpType}_{calls}";
             calls++;
             var w = new FunctionWriter(node, names.Fresh, folded);
-            IReadOnlyList<string> Sequence(int i) => i < node.Input.Count && sequences.TryGetValue(node.Input[i], out var list)
+            void Made(ImmutableList<string> list)
+            {
+                if (w.Output(0).Length > 0) sequences[w.Output(0)] = list;
+            }
+            ImmutableList<string> Sequence(int i) => i < node.Input.Count && sequences.TryGetValue(node.Input[i], out var list)
                 ? list
                 : throw w.Refuse($"input {i} '{w.Input(i)}' is not a sequence made before it by SequenceEmpty, SequenceConstruct, SequenceInsert or SequenceErase");
             long Position(int i, int count, long fallback, bool end)
@@ -115,22 +121,20 @@ internal static class SequenceFolding
 
             switch (node.OpType)
             {
-                case "SequenceEmpty": sequences[w.Output(0)] = []; break;
-                case "SequenceConstruct": sequences[w.Output(0)] = node.Input.ToList(); break;
-                case "Identity": sequences[w.Output(0)] = Sequence(0); break;
+                case "SequenceEmpty": Made([]); break;
+                case "SequenceConstruct": Made([.. node.Input]); break;
+                case "Identity": Made(Sequence(0)); break;
                 case "SequenceInsert":
                 {
-                    var list = Sequence(0).ToList();
-                    list.Insert((int)Position(2, list.Count, list.Count, end: true), w.Input(1));
-                    sequences[w.Output(0)] = list;
+                    var list = Sequence(0);
+                    Made(list.Insert((int)Position(2, list.Count, list.Count, end: true), w.Input(1)));
                     break;
                 }
                 case "SequenceErase":
                 {
-                    var list = Sequence(0).ToList();
+                    var list = Sequence(0);
                     if (list.Count == 0) throw w.Refuse("it erases from an empty sequence");
-                    list.RemoveAt((int)Position(1, list.Count, list.Count - 1, end: false));
-                    sequences[w.Output(0)] = list;
+                    Made(list.RemoveAt((int)Position(1, list.Count, list.Count - 1, end: false)));
                     break;
                 }
                 case "SequenceAt":
@@ -145,7 +149,7 @@ internal static class SequenceFolding
                 {
                     var pieces = Pieces(node, scope, out string why) ?? throw w.Refuse(why);
                     long start = 0;
-                    var list = new List<string>();
+                    var list = ImmutableList.CreateBuilder<string>();
                     foreach (long size in pieces.Sizes)
                     {
                         list.Add(pieces.Squeeze
@@ -153,7 +157,7 @@ internal static class SequenceFolding
                             : w.Op("Slice", [w.Input(0), w.Ints(start), w.Ints(start + size), w.Ints(pieces.Axis)]));
                         start += size;
                     }
-                    sequences[w.Output(0)] = list;
+                    Made(list.ToImmutable());
                     break;
                 }
                 default: Concat(w, Sequence(0), opset); break;
