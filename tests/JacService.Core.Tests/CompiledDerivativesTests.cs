@@ -196,6 +196,27 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         Assert.True(good.Compiled, model.CompiledDerivatives.Single().Note);
     }
 
+    /// <summary>
+    /// A graph over Engine:MaxCompiledNodes is left to the interpreter with the reason: ONNX Runtime's preparation grows with
+    /// the square of the graph (18 s for the 10,000 nodes of a scripted RNN unrolled over 512 steps).
+    /// </summary>
+    [Fact]
+    public void AGraphOverTheNodeLimitIsServedByTheInterpreter()
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath("scripted_rnn"));
+        using var small = ModelVersion.Load("scripted_rnn", 1, bytes, new EngineLimits { MaxCompiledNodes = 50, CalibrateAuto = false });
+        using var large = ModelVersion.Load("scripted_rnn", 1, bytes, new EngineLimits { CalibrateAuto = false });
+        var rng = new Random(3);
+        var x = new HostTensor([2, 6, 3], Enumerable.Range(0, 36).Select(_ => (float)rng.NextDouble()).ToArray());
+        using var scope = NewDisposeScope();
+        var interpreted = small.Jacobian([x], 0, [0], DerivativeMode.Reverse);
+        var compiled = large.Jacobian([x], 0, [0], DerivativeMode.Reverse);
+        Assert.False(interpreted.Compiled);
+        Assert.Matches(@"^the derivative graph holds \d+ nodes, over Engine:MaxCompiledNodes 50 ", small.CompiledDerivatives.Single().Note);
+        Assert.True(compiled.Compiled, large.CompiledDerivatives.Single().Note);
+        AssertClose("scripted_rnn", compiled.Jacobians, interpreted.Jacobians);
+    }
+
     [Fact]
     public void AFallbackIsReportedOnceWithItsReason()
     {

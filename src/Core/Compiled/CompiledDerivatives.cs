@@ -102,7 +102,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
         DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), FoldedIntsOf(shapes),
-            Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode, directions);
+            Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
+            parts.Limits.MaxCompiledNodes, directions);
 
     /// <summary>
     /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would

@@ -33,7 +33,7 @@ internal static class DerivativeGraphWriter
     /// </param>
     /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
     public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, long shapesBatch, string wrt,
-        string[] of, DerivativeMode mode,
+        string[] of, DerivativeMode mode, int maxNodes,
         long? directions = null)
     {
         long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
@@ -97,6 +97,8 @@ internal static class DerivativeGraphWriter
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
             .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / shapesBatch : 0) * basis * sizeof(float);
         long result = directions is { } k ? k * (mode == DerivativeMode.Forward ? m.Sum() : n) : m.Sum() * n;
+        if (graph.Node.Count > maxNodes)
+            throw new NotCompilableException($"the derivative graph holds {graph.Node.Count:N0} nodes, over Engine:MaxCompiledNodes {maxNodes:N0} (ONNX Runtime's preparation grows with the square of the graph: 4 s at 5,000 nodes, 18 s at 10,000)");
         if (emit.UsesRuntimeOps && !model.OpsetImport.Any(o => o.Domain == OnnxEmitter.RuntimeDomain))
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxEmitter.RuntimeDomain, Version = 1 });
         return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));

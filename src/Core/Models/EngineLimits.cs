@@ -32,6 +32,13 @@ public sealed record EngineLimits
     /// </summary>
     public bool CompileDerivatives { get; init; } = true;
 
+    /// <summary>
+    /// Most nodes a derivative graph may hold and still be compiled: ONNX Runtime's session preparation grows with the
+    /// square of the graph (0.3 s at 1,300 nodes, 1 s at 2,600, 4 s at 5,100, 18 s at 10,300: a scripted RNN unrolled over
+    /// 64 to 512 steps), and the first call of each (wrt, of, mode) waits for it. Larger graphs are served by the interpreter.
+    /// </summary>
+    public int MaxCompiledNodes { get; init; } = 6_000;
+
     /// <summary>A version's ONNX Runtime sessions read one copy of its weights (<see cref="SharedWeights"/>); off only to measure what that saves.</summary>
     internal bool ShareWeights { get; init; } = true;
 

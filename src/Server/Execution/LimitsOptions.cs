@@ -96,6 +96,7 @@ public sealed class LimitsOptions
             RewriteGraph = engine.GraphRewrites,
             PredictWithOnnxRuntime = engine.ResolvedPredictWithOnnxRuntime(device),
             CompileDerivatives = engine.ResolvedCompileDerivatives(device),
+            MaxCompiledNodes = engine.MaxCompiledNodes,
             Device = device,
             Devices = devices,
             CudaGraphs = graphs,
