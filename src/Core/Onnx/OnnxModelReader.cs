@@ -22,7 +22,7 @@ public static class OnnxModelReader
     /// </summary>
     public const int MaxOpset = 26;
 
-    /// <summary>Ops the reader replaces by others at load (control flow unrolled, standard functions expanded): no op-table row.</summary>
+    /// <summary>Ops the reader replaces by others at load (control flow unrolled, sequences resolved, standard functions expanded): no op-table row.</summary>
     internal static IReadOnlyCollection<string> ExpandedOps { get; } = [.. ControlFlow.Ops, .. SequenceFolding.Ops, .. StandardFunctions.Ops];
 
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
