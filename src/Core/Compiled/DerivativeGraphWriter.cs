@@ -36,7 +36,7 @@ internal static class DerivativeGraphWriter
         string[] of, DerivativeMode mode, int maxNodes,
         long? directions = null)
     {
-        long opset = model.OpsetImport.Where(o => string.IsNullOrEmpty(o.Domain)).Select(o => o.Version).DefaultIfEmpty(0).Max();
+        long opset = Onnx.OnnxModelReader.DefaultOpset(model);
         if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
         var graph = model.Graph;
         if (graph.Node.Any(n => n.Output.Any(o => o.StartsWith("jac/", StringComparison.Ordinal))))

@@ -55,11 +55,11 @@ internal static class StaticValues
                 _ => null,
             },
             "Identity" => In(0),
-            "Cast" when In(0) is { } x => (int)Int("to", 0) switch
+            "Cast" when In(0) is { } x => (Int("to", 0), Integral(Int("to", 0))) switch
             {
-                (int)ElementType.Bool => Map(x, v => v != 0 ? 1 : 0) with { Integral = true },
-                var to when IsIntegral(to) => Map(x, Math.Truncate) with { Integral = true },
-                var to when IsFloat(to) => x with { Integral = false },
+                ((long)ElementType.Bool, _) => Map(x, v => v != 0 ? 1 : 0) with { Integral = true },
+                (_, true) => Map(x, Math.Truncate) with { Integral = true },
+                (_, false) => x with { Integral = false },
                 _ => null,
             },
             "Ceil" when In(0) is { Integral: false } x => Map(x, Math.Ceiling),
@@ -105,43 +105,13 @@ internal static class StaticValues
         };
     }
 
-    private static bool IsFloat(int type) => (ElementType)type is ElementType.Float or ElementType.Double or ElementType.Float16 || type == 16; // bfloat16
+    /// <summary>Whether ONNX element type <paramref name="type"/> is one the engine holds, and if so whether it is integral.</summary>
+    private static bool? Integral(long type) => ElementTypes.TryFromOnnx((int)type, out var t) ? !t.IsFloat() : null;
 
-    private static bool IsIntegral(int type) => (ElementType)type is ElementType.Int64 or ElementType.Int32 or ElementType.Bool
-        || type is 2 or 3 or 4 or 5 or 12 or 13; // uint8, int8, uint16, int16, uint32, uint64
-
-    private static Known? FromTensor(TensorProto t)
-    {
-        long count = t.Dims.Aggregate(1L, (p, d) => p * d);
-        if (count > MaxElements || t.HasDataLocation && t.DataLocation != 0) return null;
-        var raw = t.RawData.Span;
-        double[]? values = (ElementType)t.DataType switch
-        {
-            ElementType.Int64 when raw.Length > 0 => Read(raw, 8, b => BitConverter.ToInt64(b)),
-            ElementType.Int64 => t.Int64Data.Select(v => (double)v).ToArray(),
-            ElementType.Int32 when raw.Length > 0 => Read(raw, 4, b => BitConverter.ToInt32(b)),
-            ElementType.Bool when raw.Length > 0 => Read(raw, 1, b => b[0] != 0 ? 1 : 0),
-            ElementType.Int32 or ElementType.Bool => t.Int32Data.Select(v => (double)v).ToArray(),
-            ElementType.Float when raw.Length > 0 => Read(raw, 4, b => BitConverter.ToSingle(b)),
-            ElementType.Float => t.FloatData.Select(v => (double)v).ToArray(),
-            ElementType.Double when raw.Length > 0 => Read(raw, 8, b => BitConverter.ToDouble(b)),
-            ElementType.Double => t.DoubleData.ToArray(),
-            _ => null,
-        };
-        return values is not null && values.Length == count
-            ? new(values.Select(v => (double?)v).ToArray(), t.Dims.ToArray(), Integral: !IsFloat(t.DataType))
+    private static Known? FromTensor(TensorProto t) =>
+        t.Dims.Aggregate(1L, (p, d) => p * d) <= MaxElements && Integral(t.DataType) is { } integral && TensorProtoReader.ToDoubles(t) is { } values
+            ? new(values.Select(v => (double?)v).ToArray(), t.Dims.ToArray(), integral)
             : null;
-    }
-
-    private delegate double Element(ReadOnlySpan<byte> bytes);
-
-    private static double[]? Read(ReadOnlySpan<byte> raw, int size, Element element)
-    {
-        if (raw.Length % size != 0) return null;
-        var values = new double[raw.Length / size];
-        for (int i = 0; i < values.Length; i++) values[i] = element(raw.Slice(size * i, size));
-        return values;
-    }
 
     /// <summary>Slice of a 1-D value (shape arithmetic): starts, ends, axes and steps as ONNX clamps them.</summary>
     private static Known? Slice(Known? data, Known?[] parameters)

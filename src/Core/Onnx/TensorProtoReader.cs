@@ -45,6 +45,39 @@ internal static class TensorProtoReader
         return tensor.dtype == target ? tensor : tensor.to_type(target, disposeAfter: true);
     }
 
+    /// <summary>
+    /// A tensor's elements as doubles on the host (the small integers of shape arithmetic read at load), or null where
+    /// its type, its data or its location does not read; bool as 0 and 1.
+    /// </summary>
+    public static double[]? ToDoubles(TensorProto proto)
+    {
+        if (proto.DataLocation == TensorProto.Types.DataLocation.External || proto.ExternalData.Count > 0
+            || proto.Dims.Any(d => d < 0) || !ElementTypes.TryFromOnnx(proto.DataType, out var type))
+            return null;
+        long extent = Ops.Sizes.Elements(proto.Dims.ToArray());
+        if (extent > int.MaxValue) return null;
+        int n = (int)extent;
+        var raw = proto.RawData.Span;
+        bool hasRaw = !proto.RawData.IsEmpty || n == 0;
+        try
+        {
+            return type switch
+            {
+                ElementType.Float => (hasRaw ? Raw<float>(raw, n, proto) : Typed(proto.FloatData, n, proto)).Select(v => (double)v).ToArray(),
+                ElementType.Double => hasRaw ? Raw<double>(raw, n, proto) : Typed(proto.DoubleData, n, proto),
+                ElementType.Int64 => (hasRaw ? Raw<long>(raw, n, proto) : Typed(proto.Int64Data, n, proto)).Select(v => (double)v).ToArray(),
+                ElementType.Int32 => (hasRaw ? Raw<int>(raw, n, proto) : Typed(proto.Int32Data, n, proto)).Select(v => (double)v).ToArray(),
+                ElementType.Bool => hasRaw ? Raw<byte>(raw, n, proto).Select(b => b != 0 ? 1.0 : 0.0).ToArray()
+                    : Typed(proto.Int32Data, n, proto).Select(v => v != 0 ? 1.0 : 0.0).ToArray(),
+                _ => null,
+            };
+        }
+        catch (InvalidDataException)
+        {
+            return null;
+        }
+    }
+
     private static T[] Raw<T>(ReadOnlySpan<byte> raw, int n, TensorProto proto) where T : struct
     {
         int size = Marshal.SizeOf<T>();
