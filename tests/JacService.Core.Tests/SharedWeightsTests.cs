@@ -35,11 +35,8 @@ public class SharedWeightsTests
         Assert.Equal(expected, weights.Bytes);
     }
 
-    /// <summary>The fixtures derivative graphs are written for: all but sequences, whose recurrent ops have no compiled rule.</summary>
-    public static TheoryData<string> CompiledFixtureNames => [.. Fixtures.Names.Where(n => n != "sequences")];
-
     [Theory]
-    [MemberData(nameof(CompiledFixtureNames))]
+    [MemberData(nameof(FixtureNames))]
     public void DerivativeGraphsReadEveryWeightAsStored(string name)
     {
         var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));

@@ -74,6 +74,22 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
         return tensor.Name;
     });
 
+    /// <summary>A 0-D int64 initializer, one per value: a Gather at it drops the axis.</summary>
+    public string Index(long value) => Cached($"s:{value}", () =>
+    {
+        var tensor = new TensorProto { Name = $"jac/index_{_next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        tensor.Int64Data.Add(value);
+        graph.Initializer.Add(tensor);
+        return tensor.Name;
+    });
+
+    /// <summary>Element <paramref name="index"/> of <paramref name="value"/> along <paramref name="axis"/>, the axis dropped.</summary>
+    public string Select(string value, long axis, long index) => Op("Gather", [value, Index(index)], Int("axis", axis));
+
+    /// <summary>The values stacked along a new axis <paramref name="axis"/>.</summary>
+    public string Stack(IEnumerable<string> values, long axis) =>
+        Op("Concat", [.. values.Select(v => Op("Unsqueeze", v, Ints(axis)))], Int("axis", axis));
+
     public long[] Shape(string value) =>
         shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
@@ -102,6 +118,9 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
 
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto Float(string name, float value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
     public static AttributeProto String(string name, string value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };

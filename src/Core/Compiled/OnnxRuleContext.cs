@@ -25,6 +25,8 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     public float Float(string name, float fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : fallback;
     public long[]? Ints(string name) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Ints.ToArray() : null;
     public string String(string name, string fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.S.ToStringUtf8() : fallback;
+    public float[]? Floats(string name) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Floats.ToArray() : null;
+    public string[]? Strings(string name) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Strings.Select(s => s.ToStringUtf8()).ToArray() : null;
 
     /// <summary>The node's attributes, for a derivative node that applies the same op to directions.</summary>
     public IEnumerable<AttributeProto> Attributes => node.Attribute;

@@ -12,7 +12,7 @@ namespace JacService.Core.Ops;
 /// </summary>
 /// <param name="pairs">the second-order directions of a curvature pass, or null</param>
 /// <param name="record">whether to keep each operation's transpose for <see cref="Backward"/></param>
-internal sealed class CellMath(PairBasis? pairs, bool record)
+internal sealed class CellMath(PairBasis? pairs, bool record) : ICellMath<CellValue, Tensor>
 {
     private readonly List<Action> _tape = [];
 
@@ -27,7 +27,6 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         _tape.Clear();
     }
 
-    /// <summary>x·Wᵀ for a weight W [out, in] that carries no derivative.</summary>
     public CellValue Linear(CellValue x, Tensor weight)
     {
         var t = weight.t();
@@ -47,7 +46,6 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         return y;
     }
 
-    /// <summary>a + c for a constant c (a bias), or a itself where there is none.</summary>
     public CellValue Shift(CellValue a, Tensor? c)
     {
         if (c is null) return a;
@@ -56,7 +54,6 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         return y;
     }
 
-    /// <summary>a ⊙ c for a constant c (a peephole weight).</summary>
     public CellValue Scale(CellValue a, Tensor c)
     {
         var y = new CellValue(a.V * c, a.G is { } g ? g * c : null, a.Q is { } q ? q * c : null);
@@ -64,7 +61,6 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         return y;
     }
 
-    /// <summary>1 − a.</summary>
     public CellValue OneMinus(CellValue a)
     {
         var y = new CellValue(a.V.From(1), a.G?.neg(), a.Q?.neg());
@@ -100,7 +96,6 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         return y;
     }
 
-    /// <summary>a split into equal parts along its last axis (a cell's gates).</summary>
     public CellValue[] Split(CellValue a, int parts)
     {
         var v = a.V.chunk(parts, -1);
@@ -115,6 +110,8 @@ internal sealed class CellMath(PairBasis? pairs, bool record)
         });
         return y;
     }
+
+    public Tensor Rows(Tensor weight, long start, long count) => weight.narrow(0, start, count);
 
     private void Record(Action transpose)
     {

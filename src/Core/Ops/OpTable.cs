@@ -263,11 +263,14 @@ public static class OpTable
 
             // Recurrent cells stepped through a sequence; each cell written once in CellMath serves every derivative.
             .Add(new OpRule("LSTM", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
-                { NonDifferentiableInputs = Recurrent.NonDifferentiable("LSTM"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("LSTM"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates,
+                  Compiled = Emitted.Recurrent })
             .Add(new OpRule("GRU", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
-                { NonDifferentiableInputs = Recurrent.NonDifferentiable("GRU"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("GRU"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates,
+                  Compiled = Emitted.Recurrent })
             .Add(new OpRule("RNN", OpKind.Recurrent, Recurrent.Forward, Recurrent.Vjp)
-                { NonDifferentiableInputs = Recurrent.NonDifferentiable("RNN"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates })
+                { NonDifferentiableInputs = Recurrent.NonDifferentiable("RNN"), Validate = Recurrent.Validate, Curvature = Recurrent.Curvature, Allocates = Recurrent.Allocates,
+                  Compiled = Emitted.Recurrent })
             .Rules;
     }
 

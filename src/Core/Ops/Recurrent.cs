@@ -14,13 +14,13 @@ namespace JacService.Core.Ops;
 internal static class Recurrent
 {
     /// <summary>
-    /// What differs between the three ops besides their step (<see cref="Cell"/>): gates per step, states, default
+    /// What differs between the three ops besides their step (<see cref="Cell{TValue, TWeight}"/>): gates per step, states, default
     /// activations per direction, inputs, the peephole input (-1: none), and the inputs that carry no derivative (the
     /// weights, biases, sequence lengths and peepholes).
     /// </summary>
-    private sealed record CellKind(int Gates, int States, string[] Activations, int MaxInputs, int PeepholeInput, int[] NonDifferentiable);
+    public sealed record CellKind(int Gates, int States, string[] Activations, int MaxInputs, int PeepholeInput, int[] NonDifferentiable);
 
-    private static readonly Dictionary<string, CellKind> Kinds = new()
+    public static readonly IReadOnlyDictionary<string, CellKind> Kinds = new Dictionary<string, CellKind>
     {
         ["LSTM"] = new(4, 2, ["Sigmoid", "Tanh", "Tanh"], 8, 7, [1, 2, 3, 4, 7]),
         ["GRU"] = new(3, 1, ["Sigmoid", "Tanh"], 6, -1, [1, 2, 3, 4]),
@@ -151,7 +151,7 @@ internal static class Recurrent
             Shapes.Require(HostValues.Ints(lengths.Value).All(l => l == steps),
                 () => $"{c.Node.OpType} sequence_lens {Shapes.Text(HostValues.Ints(lengths.Value))} are not all the sequence's {steps} steps; " +
                       "sequences of different lengths are not supported (pad them and mask the result)");
-        var activations = Activations(a, kind, (int)directions);
+        var activations = Activations(a.Strings("activations"), a.Floats("activation_alpha"), a.Floats("activation_beta"), kind, (int)directions);
         var initial = Enumerable.Range(0, kind.States).Select(s => Initial(c, s == 0 ? 5 : 6, byBatch, directions, batch, hidden, xs)).ToArray();
         var peepholes = kind.PeepholeInput >= 0 ? c.Optional(kind.PeepholeInput)?.Value : null;
 
@@ -194,11 +194,11 @@ internal static class Recurrent
     }
 
     /// <summary>Each direction's activations: the attribute's (HardSigmoid taking the next alpha and beta), or the op's defaults.</summary>
-    private static RecurrentActivation[][] Activations(NodeAttributes a, CellKind kind, int directions)
+    public static RecurrentActivation[][] Activations(string[]? named, float[]? activationAlpha, float[]? activationBeta, CellKind kind, int directions)
     {
-        var names = a.Strings("activations") ?? kind.Activations;
+        var names = named ?? kind.Activations;
         if (names.Length == kind.Activations.Length && directions == 2) names = [.. names, .. names];
-        float[] alphas = a.Floats("activation_alpha") ?? [], betas = a.Floats("activation_beta") ?? [];
+        float[] alphas = activationAlpha ?? [], betas = activationBeta ?? [];
         int next = 0;
         var all = names.Select(n =>
         {
@@ -211,23 +211,28 @@ internal static class Recurrent
     }
 
     /// <summary>One step of the op's cell: the states after it from the step's input product x·Wᵀ (+ Wb) and the states before it.</summary>
-    private delegate CellValue[] Step(CellValue product, CellValue[] states);
+    public delegate TValue[] Step<TValue>(TValue product, TValue[] states);
 
-    // Each op's step, with what it reads of the weights taken once per direction rather than on every step.
-    private static Step Cell(string op, CellMath m, Tensor r, Tensor? rb, Tensor? peepholes, RecurrentActivation[] f, bool linearBeforeReset, long hidden) => op switch
+    /// <summary>
+    /// One direction's step of the op's cell in the arithmetic <paramref name="m"/>, with what it reads of the weights
+    /// taken once per direction rather than on every step: R and its bias, the peepholes p_i, p_o, p_f.
+    /// </summary>
+    public static Step<TValue> Cell<TValue, TWeight>(string op, ICellMath<TValue, TWeight> m, TWeight r, TWeight? rb, TWeight? peepholes,
+        RecurrentActivation[] f, bool linearBeforeReset, long hidden) where TWeight : class => op switch
     {
-        "LSTM" => Lstm(m, r, rb, peepholes?.chunk(3), f),
-        "GRU" => Gru(m, r.narrow(0, 0, 2 * hidden), r.narrow(0, 2 * hidden, hidden), rb?.narrow(0, 0, 2 * hidden), rb?.narrow(0, 2 * hidden, hidden),
-            f, linearBeforeReset),
+        "LSTM" => Lstm(m, r, rb, peepholes is null ? null : [.. Enumerable.Range(0, 3).Select(i => m.Rows(peepholes, i * hidden, hidden))], f),
+        "GRU" => Gru(m, m.Rows(r, 0, 2 * hidden), m.Rows(r, 2 * hidden, hidden), rb is null ? null : m.Rows(rb, 0, 2 * hidden),
+            rb is null ? null : m.Rows(rb, 2 * hidden, hidden), f, linearBeforeReset),
         _ => (product, states) => [m.Apply(m.Add(product, m.Shift(m.Linear(states[0], r), rb)), f[0])],
     };
 
     /// <summary>i, o, f, c gates; peepholes p_i, p_o, p_f. C' = f ⊙ C + i ⊙ g(c), H' = o ⊙ h(C').</summary>
-    private static Step Lstm(CellMath m, Tensor r, Tensor? rb, Tensor[]? p, RecurrentActivation[] f) => (product, states) =>
+    private static Step<TValue> Lstm<TValue, TWeight>(ICellMath<TValue, TWeight> m, TWeight r, TWeight? rb, TWeight[]? p, RecurrentActivation[] f)
+        where TWeight : class => (product, states) =>
     {
         var (h, cPrev) = (states[0], states[1]);
         var gates = m.Split(m.Add(product, m.Shift(m.Linear(h, r), rb)), 4);
-        CellValue Peep(CellValue gate, CellValue cell, int i) => p is null ? gate : m.Add(gate, m.Scale(cell, p[i]));
+        TValue Peep(TValue gate, TValue cell, int i) => p is null ? gate : m.Add(gate, m.Scale(cell, p[i]));
         var input = m.Apply(Peep(gates[0], cPrev, 0), f[0]);
         var forget = m.Apply(Peep(gates[2], cPrev, 2), f[0]);
         var cNext = m.Add(m.Mul(forget, cPrev), m.Mul(input, m.Apply(gates[3], f[1])));
@@ -239,7 +244,8 @@ internal static class Recurrent
     /// z, r, h gates. With linear_before_reset the reset gate scales H·Rhᵀ + Rbh, else H before the product.
     /// H' = (1 − z) ⊙ h̃ + z ⊙ H.
     /// </summary>
-    private static Step Gru(CellMath m, Tensor rzr, Tensor rh, Tensor? rbzr, Tensor? rbh, RecurrentActivation[] f, bool linearBeforeReset) => (product, states) =>
+    private static Step<TValue> Gru<TValue, TWeight>(ICellMath<TValue, TWeight> m, TWeight rzr, TWeight rh, TWeight? rbzr, TWeight? rbh,
+        RecurrentActivation[] f, bool linearBeforeReset) where TWeight : class => (product, states) =>
     {
         var h = states[0];
         var x = m.Split(product, 3);
