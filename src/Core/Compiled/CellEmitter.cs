@@ -6,9 +6,11 @@ namespace JacService.Core.Compiled;
 /// The recurrent cells' arithmetic (<see cref="ICellMath{TValue, TWeight}"/>) written as ONNX nodes: each operation
 /// appends its value's node and, where its operands carry tangents, its tangent's (the same rules as
 /// <see cref="CellMath"/>'s); when recording, it keeps the nodes of its transpose on a tape that <see cref="Backward"/>
-/// writes last first. Directions are full-size [K, ..value], and every gate is <paramref name="hidden"/> wide.
+/// writes last first. Directions are full-size [K, ..value], and every gate is <paramref name="hidden"/> wide. Written
+/// into a Scan's body, the cell reads its weights from the outer graph, and <paramref name="outer"/> writes the rows it
+/// takes of them there, once.
 /// </summary>
-internal sealed class CellEmitter(OnnxEmitter e, long basis, long hidden, bool record) : ICellMath<EmittedCellValue, string>
+internal sealed class CellEmitter(OnnxEmitter e, OnnxEmitter outer, long basis, long hidden, bool record) : ICellMath<EmittedCellValue, string>
 {
     private readonly List<Action> _tape = [];
 
@@ -101,7 +103,7 @@ internal sealed class CellEmitter(OnnxEmitter e, long basis, long hidden, bool r
         return y;
     }
 
-    public string Rows(string weight, long start, long count) => e.Op("Slice", weight, e.Ints(start), e.Ints(start + count), e.Ints(0));
+    public string Rows(string weight, long start, long count) => outer.Rows(weight, start, count);
 
     /// <summary>a·Wᵀ without a transposed copy of W (ONNX Runtime's FusedMatMul reads it as stored).</summary>
     private string TimesTransposed(string a, string weight) => e.RuntimeOp("FusedMatMul", [a, weight], OnnxEmitter.Int("transB", 1));

@@ -78,20 +78,20 @@ internal static class DerivativeGraphWriter
         if (directions is { } t && mode == DerivativeMode.Forward)
         {
             WriteJvp(emit, carrying, wrt, of, t);
-            graph.Input.Add(FloatValue(TangentPrefix + wrt));
-            foreach (var o in of) graph.Output.Add(FloatValue(JvpPrefix + o));
+            graph.Input.Add(OnnxEmitter.FloatValue(TangentPrefix + wrt));
+            foreach (var o in of) graph.Output.Add(OnnxEmitter.FloatValue(JvpPrefix + o));
         }
         else if (directions is { } d)
         {
             WriteVjp(emit, carrying, dependent, wrt, of, d);
-            foreach (var o in of) graph.Input.Add(FloatValue(CotangentPrefix + o));
-            graph.Output.Add(FloatValue(VjpPrefix + wrt));
+            foreach (var o in of) graph.Input.Add(OnnxEmitter.FloatValue(CotangentPrefix + o));
+            graph.Output.Add(OnnxEmitter.FloatValue(VjpPrefix + wrt));
         }
         else
         {
             if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m);
             else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
-            foreach (var o in of) graph.Output.Add(FloatValue(JacobianPrefix + o));
+            foreach (var o in of) graph.Output.Add(OnnxEmitter.FloatValue(JacobianPrefix + o));
         }
         // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
         long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
@@ -103,9 +103,6 @@ internal static class DerivativeGraphWriter
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxEmitter.RuntimeDomain, Version = 1 });
         return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
     }
-
-    private static ValueInfoProto FloatValue(string name) =>
-        new() { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } } };
 
     private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
     {

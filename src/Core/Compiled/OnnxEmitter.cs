@@ -9,12 +9,51 @@ namespace JacService.Core.Compiled;
 /// batch of two, so a batch axis tells itself from a per-sample one). Derivative nodes are plain ONNX ops at the
 /// model's opset (13 or later: axes as inputs), so ONNX Runtime runs them beside the model's own.
 /// </summary>
-internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
+internal sealed class OnnxEmitter
 {
-    public long Opset => opset;
+    /// <summary>What a graph and the bodies written into it share: the constants (initializers of the main graph, which a body reads from the outer scope) and a counter for fresh names.</summary>
+    private sealed class Shared
+    {
+        public readonly Dictionary<string, string> Constants = new(StringComparer.Ordinal);
+        public int Next;
+        public bool UsesRuntimeOps;
+    }
 
-    private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
-    private int _next;
+    private readonly GraphProto _graph;
+    private readonly GraphProto _main;
+    private readonly Shared _shared;
+    private readonly Func<string, long[]?> _shapeOf;
+    private readonly Func<string, long[]?> _foldedInts;
+
+    public OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
+        : this(graph, graph, new Shared(), opset, shapeOf, foldedInts)
+    {
+    }
+
+    private OnnxEmitter(GraphProto graph, GraphProto main, Shared shared, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
+    {
+        (_graph, _main, _shared, Opset, _shapeOf, _foldedInts) = (graph, main, shared, opset, shapeOf, foldedInts);
+    }
+
+    public long Opset { get; }
+
+    /// <summary>An emitter whose nodes go into <paramref name="body"/> (a Scan's), its constants and names shared with this one.</summary>
+    public OnnxEmitter Body(GraphProto body) => new(body, _main, _shared, Opset, _shapeOf, _foldedInts);
+
+    /// <summary>A name no other value of the graph or its bodies has.</summary>
+    public string Fresh(string what) => $"jac/{what}_{_shared.Next++}";
+
+    /// <summary>A float tensor's declaration (a graph's or a body's input or output): its shape left open, or given with -1 for the batch axis.</summary>
+    public static ValueInfoProto FloatValue(string name, long[]? shape = null)
+    {
+        var tensor = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float };
+        if (shape is not null)
+        {
+            tensor.Shape = new TensorShapeProto();
+            tensor.Shape.Dim.AddRange(shape.Select(d => d < 0 ? new TensorShapeProto.Types.Dimension { DimParam = "batch" } : new TensorShapeProto.Types.Dimension { DimValue = d }));
+        }
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } };
+    }
 
     public string Op(string op, params string[] inputs) => Op(op, inputs, []);
 
@@ -23,41 +62,41 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     /// <summary>A node with several outputs (MaxPool's values and indices), their names in order.</summary>
     public string[] Ops(string op, int outputs, string[] inputs, params AttributeProto[] attributes)
     {
-        string name = $"jac/{op}_{_next++}";
+        string name = Fresh(op);
         var node = new NodeProto { OpType = op, Name = name };
         node.Input.AddRange(inputs);
         node.Output.AddRange(Enumerable.Range(0, outputs).Select(o => o == 0 ? name : $"{name}:{o}"));
         node.Attribute.AddRange(attributes);
-        graph.Node.Add(node);
+        _graph.Node.Add(node);
         return [.. node.Output];
     }
 
-    public void Append(NodeProto node) => graph.Node.Add(node);
+    public void Append(NodeProto node) => _graph.Node.Add(node);
 
     /// <summary>ONNX Runtime's own operator domain, which the graphs' runtime has and plain ONNX lacks.</summary>
     public const string RuntimeDomain = "com.microsoft";
 
     /// <summary>Whether a node of <see cref="RuntimeDomain"/> was emitted: the model must then import that domain.</summary>
-    public bool UsesRuntimeOps { get; private set; }
+    public bool UsesRuntimeOps => _shared.UsesRuntimeOps;
 
     /// <summary>A node of ONNX Runtime's own domain.</summary>
     public string RuntimeOp(string op, string[] inputs, params AttributeProto[] attributes)
     {
         string name = Op(op, inputs, attributes);
-        graph.Node[^1].Domain = RuntimeDomain;
-        UsesRuntimeOps = true;
+        _graph.Node[^1].Domain = RuntimeDomain;
+        _shared.UsesRuntimeOps = true;
         return name;
     }
 
     /// <summary>A float32 initializer of the given shape.</summary>
     public string Floats(float[] values, params long[] dims)
     {
-        var tensor = new TensorProto { Name = $"jac/const_{_next++}", DataType = (int)TensorProto.Types.DataType.Float };
+        var tensor = new TensorProto { Name = $"jac/const_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Float };
         tensor.Dims.AddRange(dims);
         var bytes = new byte[values.Length * sizeof(float)];
         Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
         tensor.RawData = ByteString.CopyFrom(bytes);
-        graph.Initializer.Add(tensor);
+        _main.Initializer.Add(tensor);
         return tensor.Name;
     }
 
@@ -67,31 +106,34 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     /// <summary>A 1-D int64 initializer (axes, shapes, slice bounds), one per content.</summary>
     public string Ints(params long[] values) => Cached("i:" + string.Join(",", values), () =>
     {
-        var tensor = new TensorProto { Name = $"jac/ints_{_next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        var tensor = new TensorProto { Name = $"jac/ints_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
         tensor.Dims.Add(values.Length);
         tensor.Int64Data.AddRange(values);
-        graph.Initializer.Add(tensor);
+        _main.Initializer.Add(tensor);
         return tensor.Name;
     });
 
     /// <summary>A 0-D int64 initializer, one per value: a Gather at it drops the axis.</summary>
     public string Index(long value) => Cached($"s:{value}", () =>
     {
-        var tensor = new TensorProto { Name = $"jac/index_{_next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        var tensor = new TensorProto { Name = $"jac/index_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
         tensor.Int64Data.Add(value);
-        graph.Initializer.Add(tensor);
+        _main.Initializer.Add(tensor);
         return tensor.Name;
     });
 
     /// <summary>Element <paramref name="index"/> of <paramref name="value"/> along <paramref name="axis"/>, the axis dropped.</summary>
     public string Select(string value, long axis, long index) => Op("Gather", [value, Index(index)], Int("axis", axis));
 
+    /// <summary>Rows [start, start + count) of <paramref name="value"/> along its first axis.</summary>
+    public string Rows(string value, long start, long count) => Op("Slice", value, Ints(start), Ints(start + count), Ints(0));
+
     /// <summary>The values stacked along a new axis <paramref name="axis"/>.</summary>
     public string Stack(IEnumerable<string> values, long axis) =>
         Op("Concat", [.. values.Select(v => Op("Unsqueeze", v, Ints(axis)))], Int("axis", axis));
 
     public long[] Shape(string value) =>
-        shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
+        _shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
     public int Rank(string value) => Shape(value).Length;
 
@@ -100,7 +142,7 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     /// alone, the same for every batch, such as a Slice's bounds or a reduction's axes; null where it depends on the
     /// data or the batch, or is not int64.
     /// </summary>
-    public long[]? ConstantInts(string value) => Constant(value, TensorProto.Types.DataType.Int64, t => t.Int64Data) ?? foldedInts(value);
+    public long[]? ConstantInts(string value) => Constant(value, TensorProto.Types.DataType.Int64, t => t.Int64Data) ?? _foldedInts(value);
 
     /// <summary>The values of a float32 tensor the file fixes (a Resize's scales); null where it is computed or not float32.</summary>
     public float[]? ConstantFloats(string value) => Constant(value, TensorProto.Types.DataType.Float, t => t.FloatData);
@@ -113,8 +155,8 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
     }
 
     private TensorProto? ConstantOf(string value) =>
-        graph.Initializer.FirstOrDefault(t => t.Name == value)
-        ?? graph.Node.FirstOrDefault(n => n.OpType == "Constant" && n.Output.Contains(value))?.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
+        _main.Initializer.FirstOrDefault(t => t.Name == value)
+        ?? _main.Node.FirstOrDefault(n => n.OpType == "Constant" && n.Output.Contains(value))?.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
 
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
@@ -132,6 +174,38 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
         return attribute;
     }
 
+    /// <summary>
+    /// A Scan node: <paramref name="carried"/> values threaded through the steps and <paramref name="scanned"/> inputs cut
+    /// along their axes, last step first where <paramref name="reverse"/>. <paramref name="body"/> writes one step from
+    /// the names of the body's inputs (the carried values, then a slice of each scanned one) and gives the carried values
+    /// after it and the step's outputs, which the node stacks along <paramref name="outputAxes"/> in sequence order. The
+    /// body's graph stays the same size however many steps there are. Each carried value and slice comes with its shape
+    /// (-1 for the batch axis), which ONNX Runtime needs to infer the body's outputs. Returns the last carried values, then
+    /// the stacks.
+    /// </summary>
+    public string[] Scan((string Value, long[] Shape)[] carried, (string Value, long Axis, long[] Slice)[] scanned, bool reverse, long[] outputAxes,
+        Func<OnnxEmitter, string[], string[], (string[] Carried, string[] Outputs)> body)
+    {
+        var graph = new GraphProto { Name = Fresh("body") };
+        var inner = Body(graph);
+        var carriedIn = carried.Select(_ => Fresh("carried")).ToArray();
+        var slices = scanned.Select(_ => Fresh("slice")).ToArray();
+        graph.Input.AddRange(carriedIn.Select((name, i) => FloatValue(name, carried[i].Shape)));
+        graph.Input.AddRange(slices.Select((name, i) => FloatValue(name, scanned[i].Slice)));
+        var (next, outputs) = body(inner, carriedIn, slices);
+        // A body output that is one of its inputs, or another output, gets a node of its own.
+        var named = new HashSet<string>(carriedIn.Concat(slices), StringComparer.Ordinal);
+        graph.Output.AddRange(next.Concat(outputs).Select(v => FloatValue(named.Add(v) ? v : inner.Op("Identity", v))));
+        long direction = reverse ? 1 : 0;
+        return Ops("Scan", carried.Length + outputAxes.Length, [.. carried.Select(c => c.Value), .. scanned.Select(s => s.Value)],
+            new AttributeProto { Name = "body", Type = AttributeProto.Types.AttributeType.Graph, G = graph },
+            Int("num_scan_inputs", scanned.Length),
+            IntList("scan_input_axes", [.. scanned.Select(s => s.Axis)]),
+            IntList("scan_input_directions", [.. scanned.Select(_ => direction)]),
+            IntList("scan_output_axes", outputAxes),
+            IntList("scan_output_directions", [.. outputAxes.Select(_ => direction)]));
+    }
+
     public string Mul(string a, string b) => Op("Mul", a, b);
     public string Add(string a, string b) => Op("Add", a, b);
     public string Sub(string a, string b) => Op("Sub", a, b);
@@ -144,7 +218,7 @@ internal sealed class OnnxEmitter(GraphProto graph, long opset, Func<string, lon
 
     private string Cached(string key, Func<string> make)
     {
-        if (!_constants.TryGetValue(key, out var name)) _constants[key] = name = make();
+        if (!_shared.Constants.TryGetValue(key, out var name)) _shared.Constants[key] = name = make();
         return name;
     }
 }
