@@ -250,6 +250,11 @@ public static class OpRows
         R("Einsum", "implicit output bij,jk", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(4, 5)], ("equation", "bij,jk"))),
         R("Einsum", "...ij,...jk->...ik, the weight broadcast", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(1, 4, 5)], ("equation", "...ij,...jk->...ik"))),
         R("Einsum", "bi,bi->b: x with itself", g => { var x = g.X(2, 3); g.Node("Einsum", [x, x], ("equation", "bi,bi->b")); }),
+        R("Einsum", "bii->b: a trace per sample", g => g.Node("Einsum", [g.X(2, 3, 3)], ("equation", "bii->b"))),
+        R("Einsum", "bii->bi: a diagonal per sample", g => g.Node("Einsum", [g.X(2, 3, 3)], ("equation", "bii->bi"))),
+        R("Einsum", "bij,jj->bi: a weight's diagonal, implicit", g => g.Node("Einsum", [g.X(2, 3, 4), g.W(4, 4)], ("equation", "bij,jj"))),
+        R("Einsum", "bjij,bi->bj: a diagonal across two axes, both differentiated", g =>
+            g.Node("Einsum", [g.X(2, 3, 4, 3), g.Node("Tanh", [g.X(2, 4)])], ("equation", "bjij,bi->bj"))),
         R("Einsum", "bi,ij,bj->b: three operands, two differentiated", g =>
         {
             var x = g.X(2, 3);

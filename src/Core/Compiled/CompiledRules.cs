@@ -394,7 +394,7 @@ internal static partial class CompiledRules
     /// <summary>
     /// Einsum: each operand's directions through the same contraction with a basis label leading its term and the
     /// output's; going back, the output's cotangent contracted with the other operands (and ones along labels only that
-    /// operand has). With "...", compiled where the operand's batch dimensions are the output's (no broadcast to undo).
+    /// operand has), put back on the diagonals an operand's term reads. With "...", compiled where the operand's batch dimensions are the output's (no broadcast to undo).
     /// </summary>
     public static readonly CompiledRule Einsum = new(
         c =>
@@ -429,9 +429,20 @@ internal static partial class CompiledRules
                 string[] inputs = [c.Emit.Full(ct, c.Basis, c.Out(0)), .. Enumerable.Range(0, c.InputCount).Where(j => j != i).Select(c.In),
                     .. own.Select(l => { long n = equation.Size(i, l, shape); return c.Emit.Floats([.. Enumerable.Repeat(1f, (int)n)], n); })];
                 result[i] = c.Emit.Op("Einsum", inputs, String("equation", pullback.Text));
+                if (equation.Diagonal(basis, i) is { } diagonal)
+                    result[i] = c.Emit.Op("Einsum", [result[i]!, .. diagonal.Identities.Select(l => IdentityMatrix(c.Emit, equation.Size(i, l, shape)))],
+                        String("equation", diagonal.Equation));
             }
             return result;
         });
+
+    /// <summary>An n × n identity matrix.</summary>
+    private static string IdentityMatrix(OnnxEmitter e, long n)
+    {
+        var eye = new float[n * n];
+        for (long k = 0; k < n; k++) eye[k * n + k] = 1;
+        return e.Floats(eye, n, n);
+    }
 
     /// <summary>Most entries of a Gather's one-hot matrix: a larger index set or axis stays in the interpreter.</summary>
     private const long MaxOneHotEntries = 1 << 20;

@@ -7,7 +7,8 @@ namespace JacService.Core.Ops;
 /// <summary>
 /// Einsum: multilinear in its operands, so an operand's tangent goes through the same contraction with a basis label
 /// added to its term and the output's, its cotangent through the contraction of the output's cotangent with the other
-/// operands, and the second derivative pairs up operands that both depend on wrt.
+/// operands (put back on the diagonals an operand's term reads), and the second derivative pairs up operands that both
+/// depend on wrt.
 /// </summary>
 internal static class Contractions
 {
@@ -35,6 +36,8 @@ internal static class Contractions
         var equation = EquationOf(c.Attr, c.InputCount);
         var operands = Enumerable.Range(0, c.InputCount).Select(c.In).ToArray();
         var values = operands.Select(d => d.Value).ToArray();
+        for (int i = 0; i < operands.Length; i++)
+            if (equation.DiagonalMismatch(i, operands[i].Shape) is { } mismatch) Shapes.Require(false, () => mismatch);
         var y = einsum(equation.Text, values);
         if (!c.AnyTangent) return [new Dual(y, null)];
         char basis = equation.FreeLabel();
@@ -63,7 +66,10 @@ internal static class Contractions
             var x = operands[i];
             Tensor[] inputs = [Tangents.Fit(ct, c.Out(0).Dims()), .. operands.Where((_, j) => j != i),
                 .. own.Select(l => ones(equation.Size(i, l, x.Dims()), ct.dtype, ct.device))];
-            result[i] = Tangents.Unbroadcast(einsum(pullback.Text, inputs), x.Dims());
+            var pulled = einsum(pullback.Text, inputs);
+            if (equation.Diagonal(basis, i) is { } diagonal)
+                pulled = einsum(diagonal.Equation, [pulled, .. diagonal.Identities.Select(l => eye(equation.Size(i, l, x.Dims()), dtype: ct.dtype, device: ct.device))]);
+            result[i] = Tangents.Unbroadcast(pulled, x.Dims());
         }
         return result;
     }
