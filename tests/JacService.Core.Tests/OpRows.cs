@@ -40,6 +40,8 @@ public static class OpRows
         Unary("Log", Pos),
         Unary("Abs", Kink0),
         Unary("Relu", Kink0),
+        Unary("Shrink", Dists.Away(1, -0.5, 0.5), "hard, the default λ 0.5"),
+        Unary("Shrink", Dists.Away(1, -0.3, 0.3), "soft, λ and bias 0.3", ("lambd", 0.3f), ("bias", 0.3f)),
         Unary("LeakyRelu", Kink0),
         Unary("LeakyRelu", Kink0, "alpha 0.3", ("alpha", 0.3)),
         Unary("Elu", Kink0),

@@ -32,6 +32,10 @@ public static class OpTable
                 compiled: (c, x, _) => c.Emit.Op("Reciprocal", x))
             .Unary("Abs", (_, x) => x.abs(), (_, x, _) => x.sign(), linear, compiled: (c, x, _) => c.Emit.Op("Sign", x))
             .Unary("Relu", (_, x) => x.relu(), (_, _, y) => y.sign(), linear, compiled: (c, _, y) => c.Emit.Op("Sign", y))
+            // Shrink: x ∓ bias beyond ±λ, 0 between (soft shrinkage with bias λ, hard with bias 0).
+            .Unary("Shrink", (c, x) => where(x.gt(S(Lambda(c))), x.Plus(-Bias(c)), where(x.lt(S(-Lambda(c))), x.Plus(Bias(c)), zeros_like(x))),
+                (c, x, _) => x.abs().gt(S(Lambda(c))).to_type(x.dtype), linear,
+                compiled: (c, x, _) => c.Emit.Op("Where", c.Emit.Op("Greater", c.Emit.Op("Abs", x), c.Emit.Scalar(c.Float("lambd", 0.5f))), c.Emit.Scalar(1), c.Emit.Scalar(0)))
             .Unary("LeakyRelu", (c, x) => x.leaky_relu(S(Alpha(c, 0.01))), (c, x, _) => Select(x, 1, Alpha(c, 0.01)), linear,
                 compiled: (c, x, _) => c.Emit.Add(c.Emit.Mul(c.Emit.Op("Relu", c.Emit.Op("Sign", x)), c.Emit.Scalar(1 - c.Float("alpha", 0.01f))), c.Emit.Scalar(c.Float("alpha", 0.01f))))
             .Unary("Elu", (c, x) => x.elu(S(Alpha(c, 1.0)), S(1), S(1)), (c, x, y) => ExpOrConstant(x, y, Alpha(c, 1.0), 1),
@@ -329,6 +333,8 @@ public static class OpTable
     }
 
     private static double Alpha(OpContext c, double fallback) => c.Attr.Float("alpha", (float)fallback);
+    private static double Lambda(OpContext c) => c.Attr.Float("lambd", 0.5f);
+    private static double Bias(OpContext c) => c.Attr.Float("bias", 0f);
 
     private const float SeluAlphaDefault = 1.67326319217681884765625f;
     private const float SeluGammaDefault = 1.05070102214813232421875f;
