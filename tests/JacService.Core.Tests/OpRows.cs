@@ -28,6 +28,22 @@ public static class OpRows
         new(op, detail, build, expected);
 
     /// <summary>A single node on a differentiated input [2, 3, 4].</summary>
+    /// <summary>
+    /// Grid coordinates at least 0.05 from where any of the rows' samplings of a 3 × 4 image has a kink or a jump (a pixel
+    /// centre, a half-way point, an edge, a fold), in either corner convention, so that no finite difference crosses one.
+    /// </summary>
+    private static readonly Dist GridPoints = Dists.Away(0.8, [.. new[] { 0, 0.25, 1 / 3.0, 0.5, 2 / 3.0, 0.75, 1, 1.25, 4 / 3.0, 1.5, 5 / 3.0, 2 }
+        .SelectMany(k => new[] { k, -k }).Distinct()]);
+
+    /// <summary>GridSample of both X and the grid, against libtorch's own grid_sample.</summary>
+    private static Row GridSample(string detail, GridSampleMode mode, GridSamplePaddingMode padding, bool align) =>
+        R("GridSample", detail, g =>
+        {
+            g.Opset = 16;
+            g.Node("GridSample", [g.X(2, 2, 3, 4), g.X(GridPoints, 2, 2, 3, 2)], ("mode", mode == GridSampleMode.Nearest ? "nearest" : "bilinear"),
+                ("padding_mode", padding.ToString().ToLowerInvariant()), ("align_corners", align ? 1L : 0L));
+        }, x => [nn.functional.grid_sample(x[0], x[1], mode, padding, align)]);
+
     private static Row Unary(string op, Dist? dist = null, string detail = "", params (string, object)[] attributes) =>
         R(op, detail, g => g.Node(op, [g.X(dist ?? N, 2, 3, 4)], attributes));
 
@@ -475,6 +491,26 @@ public static class OpRows
         {
             g.Opset = 19;
             g.Node("Pad", [g.X(2, 5), g.Ints(0, 2, 0, 3)], ("mode", "wrap"));
+        }),
+
+        // GridSample (opset 16): X [2, 2, 3, 4] read at a 2 × 3 grid whose points lie inside, outside and on the way out.
+        GridSample("bilinear, zeros padding (torch's default)", GridSampleMode.Bilinear, GridSamplePaddingMode.Zeros, false),
+        GridSample("bilinear, zeros padding, align_corners", GridSampleMode.Bilinear, GridSamplePaddingMode.Zeros, true),
+        GridSample("bilinear, border padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Border, false),
+        GridSample("bilinear, reflection padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, false),
+        GridSample("bilinear, reflection padding, align_corners", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, true),
+        GridSample("nearest, zeros padding", GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, false),
+        GridSample("nearest, border padding, align_corners", GridSampleMode.Nearest, GridSamplePaddingMode.Border, true),
+        R("GridSample", "one input read as both the image (its sine) and the grid", g =>
+        {
+            g.Opset = 16;
+            var v = g.X(GridPoints, 2, 12);
+            g.Node("GridSample", [g.Node("Reshape", [g.Node("Sin", [v]), g.Ints(2, 1, 3, 4)]), g.Node("Reshape", [v, g.Ints(2, 3, 2, 2)])]);
+        }),
+        R("GridSample", "linear, only the grid differentiated (opset 20)", g =>
+        {
+            g.Opset = 20;
+            g.Node("GridSample", [g.W(2, 2, 3, 4), g.X(GridPoints, 2, 2, 3, 2)], ("mode", "linear"));
         }),
 
         // Resize: what torch.onnx.export writes for F.interpolate (scales, or sizes from the input's shape), and each mode.

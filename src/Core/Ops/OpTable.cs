@@ -218,6 +218,10 @@ public static class OpTable
             .Add(new OpRule("Split", OpKind.Shape, ShapeOps.Split, ShapeOps.SplitVjp) { Validate = ShapeOps.ValidateSplit, Curvature = OpRule.Linear, Compiled = Emitted.Split })
             .Add(new OpRule("Slice", OpKind.Shape, ShapeOps.Slice, ShapeOps.SliceVjp) { Curvature = OpRule.Linear, Compiled = Emitted.Slice })
             .Add(new OpRule("Expand", OpKind.Shape, ShapeOps.Expand, ShapeOps.ExpandVjp) { Curvature = OpRule.Linear, Allocates = ShapeOps.ExpandAllocates, Compiled = Emitted.Expand })
+            // GridSample: X read at a grid's points; linear in X, and in the grid through the taps' weights.
+            .Add(new OpRule("GridSample", OpKind.Shape, GridSampling.Forward, GridSampling.Vjp)
+                { Since = 16, Validate = GridSampling.Validate, Curvature = GridSampling.Curvature, Curves = dependent => dependent.Length > 1 && dependent[1],
+                  Allocates = GridSampling.Allocates })
             .Add(new OpRule("Resize", OpKind.Shape, Resampling.Resize, Resampling.ResizeVjp)
                 { NonDifferentiableInputs = [1, 2, 3], Validate = Resampling.Validate, Curvature = OpRule.Linear, Allocates = Resampling.Allocates, Compiled = Emitted.Resize })
             .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Validate = ShapeOps.ValidatePad, Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
