@@ -221,7 +221,7 @@ public static class OpTable
             // GridSample: X read at a grid's points; linear in X, and in the grid through the taps' weights.
             .Add(new OpRule("GridSample", OpKind.Shape, GridSampling.Forward, GridSampling.Vjp)
                 { Since = 16, Validate = GridSampling.Validate, Curvature = GridSampling.Curvature, Curves = dependent => dependent.Length > 1 && dependent[1],
-                  Allocates = GridSampling.Allocates })
+                  Allocates = GridSampling.Allocates, Compiled = Emitted.GridSample })
             .Add(new OpRule("Resize", OpKind.Shape, Resampling.Resize, Resampling.ResizeVjp)
                 { NonDifferentiableInputs = [1, 2, 3], Validate = Resampling.Validate, Curvature = OpRule.Linear, Allocates = Resampling.Allocates, Compiled = Emitted.Resize })
             .Add(new OpRule("Pad", OpKind.Shape, ShapeOps.Pad, ShapeOps.PadVjp) { Validate = ShapeOps.ValidatePad, Curvature = OpRule.Linear, Allocates = ShapeOps.PadAllocates, Compiled = Emitted.Pad })
