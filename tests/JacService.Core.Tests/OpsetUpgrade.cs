@@ -51,6 +51,9 @@ public static class OpsetUpgrade
             while (node.Input.Count < 2) node.Input.Add("");
             node.Input.Add(name);
         }
+        foreach (var node in model.Graph.Node.Where(n => n.OpType == "GridSample" && opset >= 20))
+            if (node.Attribute.FirstOrDefault(a => a.Name == "mode") is { } mode)
+                mode.S = ByteString.CopyFromUtf8(mode.S.ToStringUtf8() switch { "bilinear" => "linear", "bicubic" => "cubic", var m => m });
         return model.ToByteArray();
     }
 }

@@ -14,15 +14,16 @@ namespace JacService.Core.Ops;
 /// </summary>
 internal static class GridSampling
 {
-    private static readonly string[] Modes = ["bilinear", "nearest"];
     private static readonly string[] Paddings = ["zeros", "border", "reflection"];
 
     public static string? Validate(GraphNode node, int opset)
     {
         var a = node.Attributes;
-        var mode = Mode(a);
-        if (mode is "bicubic" or "cubic") return $"mode '{mode}' is not supported; export with bilinear (linear) or nearest sampling";
-        if (!Modes.Contains(mode)) return $"mode '{a.String("mode", "")}' is not one of {string.Join(", ", opset >= 20 ? ["linear", "nearest"] : Modes)}";
+        var named = a.String("mode", opset >= 20 ? "linear" : "bilinear");
+        // Opset 20 renamed the modes, and ONNX Runtime, which serves Predict, holds each opset to its own names.
+        string[] names = opset >= 20 ? ["linear", "nearest", "cubic"] : ["bilinear", "nearest", "bicubic"];
+        if (!names.Contains(named)) return $"mode '{named}' is not one of {string.Join(", ", names)} at opset {opset}";
+        if (named is "bicubic" or "cubic") return $"mode '{named}' is not supported; export with {names[0]} or nearest sampling";
         if (!Paddings.Contains(a.String("padding_mode", "zeros"))) return $"padding_mode '{a.String("padding_mode", "")}' is not one of {string.Join(", ", Paddings)}";
         if (a.Int("align_corners", 0) is not (0 or 1)) return $"align_corners {a.Int("align_corners", 0)} is not 0 or 1";
         return null;

@@ -1,0 +1,44 @@
+using JacService.Core.Derivatives;
+using JacService.Core.Models;
+using JacService.Testing;
+using TorchSharp;
+
+namespace JacService.Core.Tests;
+
+/// <summary>What GridSample refuses, at load and per request, with the reason (OpRows checks what it serves).</summary>
+public class GridSamplingTests
+{
+    [Theory]
+    [InlineData("bicubic", 16, "mode 'bicubic' is not supported; export with bilinear or nearest sampling")]
+    [InlineData("cubic", 20, "mode 'cubic' is not supported; export with linear or nearest sampling")]
+    [InlineData("linear", 16, "mode 'linear' is not one of bilinear, nearest, bicubic at opset 16")]
+    [InlineData("bilinear", 20, "mode 'bilinear' is not one of linear, nearest, cubic at opset 20")]
+    public void AModeItDoesNotServeIsRefusedAtLoad(string mode, int opset, string message)
+    {
+        var g = new OnnxBuilder(opset);
+        g.Node("GridSample", [g.W(2, 1, 3, 4), g.X(2, 2, 2, 2)], ("mode", mode));
+        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load(mode, 1, g.ToBytes(), new EngineLimits()));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void AnUnknownPaddingIsRefusedAtLoad()
+    {
+        var g = new OnnxBuilder(16);
+        g.Node("GridSample", [g.W(2, 1, 3, 4), g.X(2, 2, 2, 2)], ("padding_mode", "wrap"));
+        var e = Assert.Throws<ModelLoadException>(() => ModelVersion.Load("wrap", 1, g.ToBytes(), new EngineLimits()));
+        Assert.Contains("padding_mode 'wrap' is not one of zeros, border, reflection", e.Message);
+    }
+
+    [Fact]
+    public void AVolumeIsRefusedWithTheReason()
+    {
+        var g = new OnnxBuilder(20);
+        g.Node("GridSample", [g.W(2, 1, 2, 3, 4), g.X(2, 2, 2, 2, 3)], ("mode", "linear"));
+        // The inputs' axes are not declared, so the node is first planned for a request.
+        using var model = ModelVersion.Load("volume", 1, g.ToBytes(), new EngineLimits());
+        using var scope = torch.NewDisposeScope();
+        var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([2, 2, 2, 2, 3], new float[48])], 0, [0], DerivativeMode.Forward));
+        Assert.Contains("GridSample samples X [N, C, H, W] at a grid [N, Ho, Wo, 2], not X [2, 1, 2, 3, 4] at [2, 2, 2, 2, 3]", e.Message);
+    }
+}
