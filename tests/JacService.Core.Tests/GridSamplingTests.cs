@@ -41,4 +41,26 @@ public class GridSamplingTests
         var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([2, 2, 2, 2, 3], new float[48])], 0, [0], DerivativeMode.Forward));
         Assert.Contains("GridSample samples X [N, C, H, W] at a grid [N, Ho, Wo, 2], not X [2, 1, 2, 3, 4] at [2, 2, 2, 2, 3]", e.Message);
     }
+
+    /// <summary>
+    /// A point at NaN or infinity reads a pixel that exists: the compiled graph answers (NaN where the point is NaN) and
+    /// stays in service. Before, a NaN point's index was cast from NaN and GatherElements refused it: the request failed
+    /// with "Out of range value in index tensor".
+    /// </summary>
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    public void APointAtNanOrInfinityLeavesTheCompiledGraphServing(float point)
+    {
+        using var model = ModelVersion.Load("neural_field", 1, File.ReadAllBytes(Fixtures.ModelPath("neural_field")), new EngineLimits { CalibrateAuto = false });
+        using var scope = torch.NewDisposeScope();
+        foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse })
+        {
+            var odd = model.Jacobian([new HostTensor([2, 2], [0.1f, point, 0.3f, -0.2f])], 0, [0], mode);
+            Assert.True(odd.Compiled, model.CompiledDerivatives.Single(d => d.Mode == mode).Note);
+            Assert.True(odd.Jacobians["y"].Data.Skip(4).All(float.IsFinite), "the other sample is unaffected");
+            Assert.True(model.Jacobian([new HostTensor([2, 2], [0.1f, 0.2f, 0.3f, -0.2f])], 0, [0], mode).Compiled);
+        }
+    }
 }

@@ -86,10 +86,10 @@ internal static partial class CompiledRules
         var (iy, sy) = Unnormalised(e, e.Select(points, 2, 1), h, align, padding);
         if (c.String("mode", "bilinear") == "nearest")
         {
-            var (nx, ny) = (e.Op("Round", ix), e.Op("Round", iy));
+            var (nx, ny) = (Whole(e, e.Op("Round", ix)), Whole(e, e.Op("Round", iy)));
             return [new SamplingTap(PixelIndex(e, nx, ny, w, h), InsideImage(e, nx, ny, w, h), null, null)];
         }
-        var (x0, y0) = (e.Op("Floor", ix), e.Op("Floor", iy));
+        var (x0, y0) = (Whole(e, e.Op("Floor", ix)), Whole(e, e.Op("Floor", iy)));
         var (fx, fy) = (e.Sub(ix, x0), e.Sub(iy, y0));
         var taps = new List<SamplingTap>(4);
         foreach (var (dy, dx) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
@@ -132,6 +132,12 @@ internal static partial class CompiledRules
         }
         return (pixel, slope);
     }
+
+    /// <summary>
+    /// A pixel position with NaN read as 0: a NaN coordinate's index must still be a pixel, or GatherElements refuses it
+    /// and the request fails. Its weight stays NaN.
+    /// </summary>
+    private static string Whole(OnnxEmitter e, string p) => e.Op("Where", e.Op("IsNaN", p), e.Scalar(0), p);
 
     private static string InsideImage(OnnxEmitter e, string px, string py, long w, long h)
     {

@@ -135,11 +135,11 @@ internal static class GridSampling
         if (Mode(a) == "nearest")
         {
             // Half-way points go to the even pixel, as torch's and ONNX Runtime's nearbyint round them.
-            var (nx, ny) = (ix.round(), iy.round());
+            var (nx, ny) = (Whole(ix.round()), Whole(iy.round()));
             var zero = zeros_like(ix);
             return [new Tap(Index(nx, ny, w, h), Inside(nx, ny, w, h).to_type(ix.dtype), zero, zero, zero)];
         }
-        var (x0, y0) = (ix.floor(), iy.floor());
+        var (x0, y0) = (Whole(ix.floor()), Whole(iy.floor()));
         var (fx, fy) = (ix.Minus(x0), iy.Minus(y0));
         var taps = new List<Tap>(4);
         foreach (var (dy, dx) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
@@ -187,6 +187,9 @@ internal static class GridSampling
         }
         return (pixel, slope);
     }
+
+    /// <summary>A pixel position with NaN (a NaN coordinate) read as 0, so that its index is a pixel: its weight stays NaN.</summary>
+    private static Tensor Whole(Tensor p) => where(p.isnan(), zeros_like(p), p);
 
     private static Tensor Inside(Tensor px, Tensor py, long w, long h) =>
         px.ge(S(0)).logical_and(px.le(S(w - 1))).logical_and(py.ge(S(0))).logical_and(py.le(S(h - 1)));
