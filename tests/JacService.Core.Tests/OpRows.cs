@@ -796,6 +796,15 @@ public static class OpRows
         R("LSTM", "reverse, peepholes, HardSigmoid gates, no bias", g =>
             TimeMajor(g, x => g.Node("LSTM", [x, g.W(1, 8, 3), g.W(1, 8, 2), "", "", "", "", g.W(1, 6)], ("hidden_size", 2), ("direction", "reverse"),
                 ("activations", new[] { "HardSigmoid", "Tanh", "Tanh" }), ("activation_alpha", new[] { 0.25f }), ("activation_beta", new[] { 0.45f })))),
+        R("LSTM", "bidirectional, every output, initial states differentiated (layout 0 between transposes)", g =>
+        {
+            string BatchSecond(string v) => g.Node("Transpose", [v], ("perm", new long[] { 1, 0, 2 }));
+            var y = g.Node("LSTM", 3, [BatchSecond(g.X(2, 3, 3)), g.W(2, 8, 3), g.W(2, 8, 2), g.W(2, 16), "", BatchSecond(g.X(2, 2, 2)), BatchSecond(g.X(2, 2, 2))],
+                ("hidden_size", 2), ("direction", "bidirectional"));
+            g.Output(g.Node("Transpose", [y[0]], ("perm", new long[] { 2, 0, 1, 3 })));
+            g.Output(BatchSecond(y[1]));
+            g.Output(BatchSecond(y[2]));
+        }),
         R("GRU", "as torch exports it (linear_before_reset, layout 0 between transposes)", g =>
             TimeMajor(g, x => g.Node("GRU", [x, g.W(1, 6, 3), g.W(1, 6, 2), g.W(1, 12)], ("hidden_size", 2), ("linear_before_reset", 1)))),
         R("GRU", "bidirectional, reset before the product, batch first, initial state differentiated (opset 14)", g =>
@@ -803,6 +812,12 @@ public static class OpRows
             g.Opset = 14;
             g.Node("GRU", 2, [g.X(2, 3, 3), g.W(2, 6, 3), g.W(2, 6, 2), g.W(2, 12), "", g.X(2, 2, 2)],
                 ("hidden_size", 2), ("direction", "bidirectional"), ("layout", 1));
+        }),
+        R("GRU", "bidirectional, only the initial state differentiated (layout 0 between transposes)", g =>
+        {
+            var h0 = g.Node("Transpose", [g.X(2, 2, 2)], ("perm", new long[] { 1, 0, 2 }));
+            var y = g.Node("GRU", 2, [g.W(3, 2, 3), g.W(2, 6, 3), g.W(2, 6, 2), g.W(2, 12), "", h0], ("hidden_size", 2), ("direction", "bidirectional"));
+            g.Node("Transpose", [y[1]], ("perm", new long[] { 1, 0, 2 }));
         }),
         R("RNN", "tanh (layout 0 between transposes)", g => TimeMajor(g, x => g.Node("RNN", [x, g.W(1, 2, 3), g.W(1, 2, 2), g.W(1, 4)], ("hidden_size", 2)))),
         R("RNN", "Relu, reverse (layout 0 between transposes)", g =>
