@@ -30,16 +30,22 @@ public class GridSamplingTests
         Assert.Contains("padding_mode 'wrap' is not one of zeros, border, reflection", e.Message);
     }
 
-    [Fact]
-    public void AVolumeIsRefusedWithTheReason()
+    [Theory]
+    [InlineData(16, new long[] { 2, 1, 2, 3, 4 }, new long[] { 2, 2, 2, 2, 3 }, "GridSample samples volumes from opset 20 (the model's is 16); X is [2, 1, 2, 3, 4]")]
+    [InlineData(20, new long[] { 2, 1, 4 }, new long[] { 2, 3, 1 },
+        "GridSample samples X [N, C, H, W] or [N, C, D, H, W] at a grid [N, ..out, 2 or 3] of as many coordinates as X has spatial axes, not X [2, 1, 4] at [2, 3, 1]")]
+    [InlineData(20, new long[] { 2, 1, 3, 4 }, new long[] { 2, 2, 2, 3 },
+        "GridSample samples X [N, C, H, W] or [N, C, D, H, W] at a grid [N, ..out, 2 or 3] of as many coordinates as X has spatial axes, not X [2, 1, 3, 4] at [2, 2, 2, 3]")]
+    public void WhatItCannotSampleIsRefusedWithTheReason(int opset, long[] image, long[] grid, string message)
     {
-        var g = new OnnxBuilder(20);
-        g.Node("GridSample", [g.W(2, 1, 2, 3, 4), g.X(2, 2, 2, 2, 3)], ("mode", "linear"));
+        var g = new OnnxBuilder(opset);
+        g.Node("GridSample", [g.W(image), g.X(grid)]);
         // The inputs' axes are not declared, so the node is first planned for a request.
         using var model = ModelVersion.Load("volume", 1, g.ToBytes(), new EngineLimits());
         using var scope = torch.NewDisposeScope();
-        var e = Assert.Throws<NodeEvaluationException>(() => model.Jacobian([new HostTensor([2, 2, 2, 2, 3], new float[48])], 0, [0], DerivativeMode.Forward));
-        Assert.Contains("GridSample samples X [N, C, H, W] at a grid [N, Ho, Wo, 2], not X [2, 1, 2, 3, 4] at [2, 2, 2, 2, 3]", e.Message);
+        var e = Assert.Throws<NodeEvaluationException>(() =>
+            model.Jacobian([new HostTensor(grid, new float[grid.Aggregate(1L, (p, d) => p * d)])], 0, [0], DerivativeMode.Forward));
+        Assert.Contains(message, e.Message);
     }
 
     /// <summary>

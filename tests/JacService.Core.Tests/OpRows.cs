@@ -44,6 +44,15 @@ public static class OpRows
                 ("padding_mode", padding.ToString().ToLowerInvariant()), ("align_corners", align ? 1L : 0L));
         }, x => [nn.functional.grid_sample(x[0], x[1], mode, padding, align)]);
 
+    /// <summary>GridSample of a volume [2, 2, 2, 3, 4] (opset 20) at a 2 × 1 × 3 grid of points, against libtorch's grid_sample.</summary>
+    private static Row Volume(string detail, GridSampleMode mode, GridSamplePaddingMode padding, bool align) =>
+        R("GridSample", $"volume, {detail} (opset 20)", g =>
+        {
+            g.Opset = 20;
+            g.Node("GridSample", [g.X(2, 2, 2, 3, 4), g.X(GridPoints, 2, 2, 1, 3, 3)], ("mode", mode == GridSampleMode.Nearest ? "nearest" : "linear"),
+                ("padding_mode", padding.ToString().ToLowerInvariant()), ("align_corners", align ? 1L : 0L));
+        }, x => [nn.functional.grid_sample(x[0], x[1], mode, padding, align)]);
+
     private static Row Unary(string op, Dist? dist = null, string detail = "", params (string, object)[] attributes) =>
         R(op, detail, g => g.Node(op, [g.X(dist ?? N, 2, 3, 4)], attributes));
 
@@ -507,6 +516,10 @@ public static class OpRows
             var v = g.X(GridPoints, 2, 12);
             g.Node("GridSample", [g.Node("Reshape", [g.Node("Sin", [v]), g.Ints(2, 1, 3, 4)]), g.Node("Reshape", [v, g.Ints(2, 3, 2, 2)])]);
         }),
+        Volume("trilinear, zeros padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Zeros, false),
+        Volume("trilinear, border padding, align_corners", GridSampleMode.Bilinear, GridSamplePaddingMode.Border, true),
+        Volume("trilinear, reflection padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, false),
+        Volume("nearest, zeros padding", GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, false),
         R("GridSample", "linear, only the grid differentiated (opset 20)", g =>
         {
             g.Opset = 20;

@@ -6,7 +6,7 @@ internal static partial class CompiledRules
 {
     /// <summary>
     /// GridSample: the interpreter's taps (<see cref="Ops.GridSampling"/>) written as nodes, each a flat pixel index, a
-    /// weight and the weight's slopes in the grid's x and y, [N, Ho·Wo]. Forward, X's tangent is read through the taps
+    /// weight and the weight's slope in each grid coordinate, [N, P]. Forward, X's tangent is read through the taps
     /// (GatherElements) and the grid's multiplies the slopes and the pixels; back, X's cotangent is scattered to the
     /// taps' pixels (ScatterElements adding, which GridSample's opset 16 has) and the grid's is the cotangent times the
     /// pixels, summed over channels, times the slopes.
@@ -23,15 +23,15 @@ internal static partial class CompiledRules
                 var flat = e.Op("Reshape", e.Full(tx, c.Basis, c.In(0)), e.Ints(0, 0, 0, -1));
                 foreach (var tap in taps) t = Plus(e, t, e.Mul(ReadTap(e, flat, tap.Index), e.Op("Unsqueeze", tap.Weight, e.Ints(1))));
             }
-            if (c.Tangent(1) is { } tg && taps[0].SlopeX is not null)
+            if (c.Tangent(1) is { } tg && taps[0].Slopes is { } first)
             {
-                var grid = e.Op("Reshape", e.Full(tg, c.Basis, c.In(1)), e.Ints(0, 0, -1, 2));
-                string Part(long axis) => e.Op("Unsqueeze", e.Select(grid, 3, axis), e.Ints(2));
-                var (gx, gy) = (Part(0), Part(1));
+                var grid = e.Op("Reshape", e.Full(tg, c.Basis, c.In(1)), e.Ints(0, 0, -1, first.Length));
+                var g = Enumerable.Range(0, first.Length).Select(k => e.Op("Unsqueeze", e.Select(grid, 3, k), e.Ints(2))).ToArray();
                 foreach (var tap in taps)
                 {
-                    var moved = e.Add(e.Mul(e.Op("Unsqueeze", tap.SlopeX!, e.Ints(1)), gx), e.Mul(e.Op("Unsqueeze", tap.SlopeY!, e.Ints(1)), gy));
-                    t = Plus(e, t, e.Mul(ReadTap(e, pixels, tap.Index), moved));
+                    string? moved = null;
+                    for (int k = 0; k < g.Length; k++) moved = Plus(e, moved, e.Mul(e.Op("Unsqueeze", tap.Slopes![k], e.Ints(1)), g[k]));
+                    t = Plus(e, t, e.Mul(ReadTap(e, pixels, tap.Index), moved!));
                 }
             }
             // Nearest sampling moves nothing with the grid.
@@ -55,51 +55,58 @@ internal static partial class CompiledRules
             }
             if (c.Needs(1))
             {
-                string? dx = null, dy = null;
-                foreach (var tap in taps)
+                if (taps[0].Slopes is not { } first)
+                    result[1] = e.Full(e.Scalar(0), c.Basis, c.In(1));
+                else
                 {
-                    if (tap.SlopeX is null) continue;
-                    var read = e.Op("ReduceSum", [e.Mul(flat, ReadTap(e, pixels, tap.Index)), e.Ints(2)], Int("keepdims", 0));
-                    dx = Plus(e, dx, e.Mul(read, tap.SlopeX));
-                    dy = Plus(e, dy, e.Mul(read, tap.SlopeY!));
-                }
-                result[1] = dx is null ? e.Full(e.Scalar(0), c.Basis, c.In(1))
-                    : e.Op("Reshape", e.Op("Concat", [e.Op("Unsqueeze", dx, e.Ints(-1)), e.Op("Unsqueeze", dy!, e.Ints(-1))], Int("axis", -1)),
+                    var slopes = new string?[first.Length];
+                    foreach (var tap in taps)
+                    {
+                        var read = e.Op("ReduceSum", [e.Mul(flat, ReadTap(e, pixels, tap.Index)), e.Ints(2)], Int("keepdims", 0));
+                        for (int k = 0; k < slopes.Length; k++) slopes[k] = Plus(e, slopes[k], e.Mul(read, tap.Slopes![k]));
+                    }
+                    result[1] = e.Op("Reshape", e.Op("Concat", [.. slopes.Select(d => e.Op("Unsqueeze", d!, e.Ints(-1)))], Int("axis", -1)),
                         e.WithBasis(c.Basis, c.In(1)));
+                }
             }
             return result;
         });
 
-    /// <summary>One tap of every output position, [N, Ho·Wo]: the pixel's flat index, its weight, and (bilinear) the weight's slopes.</summary>
-    private sealed record SamplingTap(string Index, string Weight, string? SlopeX, string? SlopeY);
+    /// <summary>One tap of every output position, [N, P]: the pixel's flat index, its weight, and (linear) the weight's slope in each coordinate.</summary>
+    private sealed record SamplingTap(string Index, string Weight, string[]? Slopes);
 
     private static SamplingTap[] SamplingTaps(OnnxRuleContext c)
     {
         var e = c.Emit;
         var x = e.Shape(c.In(0));
-        if (x.Length != 4) throw new NotCompilableException($"GridSample '{c.Out(0)}' samples a rank-{x.Length} input; compiled for images [N, C, H, W]");
-        long h = x[2], w = x[3];
+        int d = x.Length - 2;
+        if (d is not (2 or 3) || (d == 3 && e.Opset < 20))
+            throw new NotCompilableException($"GridSample '{c.Out(0)}' samples a rank-{x.Length} input at opset {e.Opset}; compiled for images, and volumes from opset 20");
         bool align = c.Int("align_corners", 0) != 0;
         var padding = c.String("padding_mode", "zeros");
-        var points = e.Op("Reshape", c.In(1), e.Ints(0, -1, 2));
-        var (ix, sx) = Unnormalised(e, e.Select(points, 2, 0), w, align, padding);
-        var (iy, sy) = Unnormalised(e, e.Select(points, 2, 1), h, align, padding);
+        var points = e.Op("Reshape", c.In(1), e.Ints(0, -1, d));
+        // Coordinate k runs along X's spatial axis d − 1 − k.
+        var sizes = Enumerable.Range(0, d).Select(k => x[x.Length - 1 - k]).ToArray();
+        var strides = Enumerable.Range(0, d).Select(k => sizes.Take(k).Aggregate(1L, (p, s) => p * s)).ToArray();
+        var coordinates = Enumerable.Range(0, d).Select(k => Unnormalised(e, e.Select(points, 2, k), sizes[k], align, padding)).ToArray();
         if (c.String("mode", "bilinear") == "nearest")
         {
-            var (nx, ny) = (Whole(e, e.Op("Round", ix)), Whole(e, e.Op("Round", iy)));
-            return [new SamplingTap(PixelIndex(e, nx, ny, w, h), InsideImage(e, nx, ny, w, h), null, null)];
+            var nearest = coordinates.Select(p => Whole(e, e.Op("Round", p.Pixel))).ToArray();
+            return [new SamplingTap(PixelIndex(e, nearest, sizes, strides), InsideImage(e, nearest, sizes), null)];
         }
-        var (x0, y0) = (Whole(e, e.Op("Floor", ix)), Whole(e, e.Op("Floor", iy)));
-        var (fx, fy) = (e.Sub(ix, x0), e.Sub(iy, y0));
-        var taps = new List<SamplingTap>(4);
-        foreach (var (dy, dx) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+        var low = coordinates.Select(p => Whole(e, e.Op("Floor", p.Pixel))).ToArray();
+        var fraction = coordinates.Select((p, k) => e.Sub(p.Pixel, low[k])).ToArray();
+        var taps = new List<SamplingTap>(1 << d);
+        for (int corner = 0; corner < 1 << d; corner++)
         {
-            var (px, py) = (dx == 0 ? x0 : e.Add(x0, e.Scalar(1)), dy == 0 ? y0 : e.Add(y0, e.Scalar(1)));
-            var inside = InsideImage(e, px, py, w, h);
-            var (wx, wy) = (dx == 1 ? fx : e.Sub(e.Scalar(1), fx), dy == 1 ? fy : e.Sub(e.Scalar(1), fy));
-            var slopeX = e.Mul(e.Mul(wy, inside), dx == 1 ? sx : e.Op("Neg", sx));
-            var slopeY = e.Mul(e.Mul(wx, inside), dy == 1 ? sy : e.Op("Neg", sy));
-            taps.Add(new SamplingTap(PixelIndex(e, px, py, w, h), e.Mul(e.Mul(wx, wy), inside), slopeX, slopeY));
+            var far = Enumerable.Range(0, d).Select(k => (corner >> k & 1) == 1).ToArray();
+            var at = low.Select((l, k) => far[k] ? e.Add(l, e.Scalar(1)) : l).ToArray();
+            var inside = InsideImage(e, at, sizes);
+            var factors = fraction.Select((f, k) => far[k] ? f : e.Sub(e.Scalar(1), f)).ToArray();
+            string Product(IEnumerable<string> parts) => parts.Aggregate(inside, e.Mul);
+            var slopes = Enumerable.Range(0, d)
+                .Select(k => Product(factors.Where((_, j) => j != k).Append(far[k] ? coordinates[k].Slope : e.Op("Neg", coordinates[k].Slope)))).ToArray();
+            taps.Add(new SamplingTap(PixelIndex(e, at, sizes, strides), Product(factors), slopes));
         }
         return [.. taps];
     }
@@ -139,18 +146,16 @@ internal static partial class CompiledRules
     /// </summary>
     private static string Whole(OnnxEmitter e, string p) => e.Op("Where", e.Op("IsNaN", p), e.Scalar(0), p);
 
-    private static string InsideImage(OnnxEmitter e, string px, string py, long w, long h)
+    private static string InsideImage(OnnxEmitter e, string[] at, long[] sizes)
     {
-        string Within(string p, long size) => e.Op("And", e.Op("GreaterOrEqual", p, e.Scalar(0)), e.Op("LessOrEqual", p, e.Scalar(size - 1)));
-        return e.Op("Cast", [e.Op("And", Within(px, w), Within(py, h))], Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
+        var inside = at.Select((p, k) => e.Op("And", e.Op("GreaterOrEqual", p, e.Scalar(0)), e.Op("LessOrEqual", p, e.Scalar(sizes[k] - 1))))
+            .Aggregate((a, b) => e.Op("And", a, b));
+        return e.Op("Cast", [inside], Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
     }
 
-    private static string PixelIndex(OnnxEmitter e, string px, string py, long w, long h)
-    {
-        string Clamped(string p, long size) =>
-            e.Op("Cast", [e.Op("Clip", p, e.Scalar(0), e.Scalar(size - 1))], Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Int64));
-        return e.Add(e.Mul(Clamped(py, h), e.Ints(w)), Clamped(px, w));
-    }
+    private static string PixelIndex(OnnxEmitter e, string[] at, long[] sizes, long[] strides) =>
+        at.Select((p, k) => e.Mul(e.Op("Cast", [e.Op("Clip", p, e.Scalar(0), e.Scalar(sizes[k] - 1))], Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Int64)),
+            e.Ints(strides[k]))).Aggregate(e.Add);
 
     /// <summary>Pixels [.., N, C, H·W] read at one tap's indices [N, P]: [.., N, C, P].</summary>
     private static string ReadTap(OnnxEmitter e, string pixels, string index)

@@ -5,12 +5,13 @@ using static TorchSharp.torch;
 namespace JacService.Core.Ops;
 
 /// <summary>
-/// GridSample on images (X [N, C, H, W], grid [N, Ho, Wo, 2] of (x, y) in [−1, 1]): each output position reads X at its
-/// grid point, from the four pixels around it (bilinear) or the nearest one. The output is a sum over taps of a weight
-/// times a pixel, so everything follows from each tap's flat index and weight and the weight's slopes in the grid's x and
-/// y: linear in X (the same taps carry X's tangent, and scatter its cotangent back), and in the grid the slopes times
-/// the pixels. Bilinear weights are products of an x and a y factor, each linear between pixels, so the only second
-/// derivative in the grid is the mixed one (the cell's twist), and X and the grid pair through the slopes.
+/// GridSample on images and volumes (X [N, C, ..S] with S two or three axes, grid [N, ..O, |S|] of coordinates in [−1, 1],
+/// the first along S's last axis): each output position reads X at its grid point, from the 2^|S| pixels around it
+/// (bilinear, trilinear) or the nearest one. The output is a sum over taps of a weight times a pixel, so everything
+/// follows from each tap's flat index and weight and the weight's slopes in each coordinate: linear in X (the same taps
+/// carry X's tangent, and scatter its cotangent back), and in the grid the slopes times the pixels. The weights are
+/// products of one factor per coordinate, each linear between pixels, so the only second derivatives in the grid are
+/// mixed ones (a pair of coordinates' twist), and X and the grid pair through the slopes.
 /// </summary>
 internal static class GridSampling
 {
@@ -35,7 +36,7 @@ internal static class GridSampling
     public static Dual[] Forward(OpContext c)
     {
         var (x, grid) = (c.In(0), c.In(1));
-        var taps = Taps(c.Attr, x.Shape, grid.Value);
+        var taps = Taps(c.Attr, c.Opset, x.Shape, grid.Value);
         var flat = x.Value.flatten(2);
         var values = taps.Select(t => Read(flat, t.Index)).ToArray();
         var y = Sum(taps.Select((t, i) => values[i] * t.Weight.unsqueeze(1)));
@@ -47,8 +48,8 @@ internal static class GridSampling
         }
         if (grid.Tangent is { } tg)
         {
-            var (gx, gy) = Coordinates(Tangents.Fit(tg, grid.Shape));
-            tangent = Tangents.Sum(tangent, Sum(taps.Select((t, i) => values[i] * (t.SlopeX.unsqueeze(1) * gx).Plus(t.SlopeY.unsqueeze(1) * gy))));
+            var g = Coordinates(Tangents.Fit(tg, grid.Shape));
+            tangent = Tangents.Sum(tangent, Sum(taps.Select((t, i) => values[i] * Along(t, g))));
         }
         return [new Dual(Output(y, grid.Shape), tangent is null ? null : Output(tangent, grid.Shape))];
     }
@@ -58,99 +59,113 @@ internal static class GridSampling
         var result = new Tensor?[2];
         if (c.Cotangent(0) is not { } ct) return result;
         var (x, grid) = (c.In(0), c.In(1));
-        var taps = Taps(c.Attr, x.Dims(), grid);
-        // [K, N, C, Ho·Wo]
+        var taps = Taps(c.Attr, c.Opset, x.Dims(), grid);
+        // [K, N, C, P]
         var flat = Tangents.Fit(ct, c.Out(0).Dims()).flatten(3);
+        var pixels = x.flatten(2);
         if (c.Needs(0))
         {
-            var into = zeros([flat.size(0), .. x.Dims()[..2], x.size(2) * x.size(3)], flat.dtype, flat.device);
+            var into = zeros([flat.size(0), .. pixels.Dims()], flat.dtype, flat.device);
             foreach (var t in taps) into.scatter_add_(3, t.Index.unsqueeze(1).expand_as(flat), flat * t.Weight.unsqueeze(1));
             result[0] = into.view([flat.size(0), .. x.Dims()]);
         }
         if (c.Needs(1))
         {
-            var pixels = x.flatten(2);
-            Tensor? dx = null, dy = null;
+            var slopes = new Tensor?[grid.size(-1)];
             foreach (var t in taps)
             {
                 var read = (flat * Read(pixels, t.Index)).sum(2);
-                dx = Tangents.Sum(dx, read * t.SlopeX);
-                dy = Tangents.Sum(dy, read * t.SlopeY);
+                for (int k = 0; k < slopes.Length; k++) slopes[k] = Tangents.Sum(slopes[k], read * t.Slopes[k]);
             }
-            result[1] = stack([dx!, dy!], -1).view([flat.size(0), .. grid.Dims()]);
+            result[1] = stack(slopes!, -1).view([flat.size(0), .. grid.Dims()]);
         }
         return result;
     }
 
-    /// <summary>The mixed terms: the grid's x and y directions paired by the cell's twist, and X's directions with the grid's through the slopes.</summary>
+    /// <summary>The mixed terms: each pair of the grid's coordinates by its twist, and X's directions with the grid's through the slopes.</summary>
     public static Tensor?[] Curvature(CurvatureContext c)
     {
         if (c.G(1) is not { } tg) return [];
         var (x, grid) = (c.In(0), c.In(1));
-        var taps = Taps(c.Attr, x.Dims(), grid);
-        var (gx, gy) = Coordinates(Tangents.Fit(tg, grid.Dims()));
+        var taps = Taps(c.Attr, c.Primal.Opset, x.Dims(), grid);
+        var g = Coordinates(Tangents.Fit(tg, grid.Dims()));
         var pixels = x.flatten(2);
-        var twist = Sum(taps.Select(t => Read(pixels, t.Index) * t.Twist.unsqueeze(1)));
-        var q = c.SymmetricPairs(gx, gy) * twist;
+        var values = taps.Select(t => Read(pixels, t.Index)).ToArray();
+        Tensor? q = null;
+        int pair = 0;
+        for (int a = 0; a < g.Length; a++)
+            for (int b = a + 1; b < g.Length; b++, pair++)
+            {
+                int ab = pair;
+                q = Tangents.Sum(q, c.SymmetricPairs(g[a], g[b]) * Sum(taps.Select((t, i) => values[i] * t.Twists[ab].unsqueeze(1))));
+            }
         if (c.G(0) is { } txAll)
         {
             var tx = Tangents.Fit(txAll, x.Dims()).flatten(3);
             // b(u, v): X's direction u read through the slopes along the grid's direction v.
-            Tensor Bilinear(Tensor u, Tensor v)
-            {
-                var (vx, vy) = Coordinates(v);
-                return Sum(taps.Select(t => Read(u, t.Index) * (t.SlopeX.unsqueeze(1) * vx).Plus(t.SlopeY.unsqueeze(1) * vy)));
-            }
-            q = q.Plus(c.SymmetricPairs(tx, Tangents.Fit(tg, grid.Dims()), Bilinear));
+            Tensor Bilinear(Tensor u, Tensor v) => Sum(taps.Select(t => Read(u, t.Index) * Along(t, Coordinates(v))));
+            q = Tangents.Sum(q, c.SymmetricPairs(tx, Tangents.Fit(tg, grid.Dims()), Bilinear));
         }
-        return [Output(q, grid.Dims())];
+        return [Output(q!, grid.Dims())];
     }
 
-    /// <summary>The output's elements, and the four taps' reads of them.</summary>
+    /// <summary>The output's elements, and the taps' reads of them.</summary>
     public static long Allocates(OpContext c)
     {
         var (x, grid) = (c.In(0).Shape, c.In(1).Shape);
-        if (x.Length != 4 || grid.Length != 4) return 0;
-        return Sizes.Times(6, Sizes.Times(Sizes.Times(x[0], x[1]), Sizes.Times(grid[1], grid[2])));
+        if (x.Length is not (4 or 5) || grid.Length != x.Length) return 0;
+        long taps = 1L << (x.Length - 2);
+        return Sizes.Times(taps + 2, Sizes.Times(Sizes.Times(x[0], x[1]), Sizes.Elements(grid[1..^1])));
     }
 
     /// <summary>
-    /// One tap of every output position, [N, Ho·Wo] each: the pixel's flat index (y·W + x, clamped in range), its weight
-    /// (0 where the pixel lies outside and padding is zeros), the weight's slopes in the grid's x and y (the coordinate's
-    /// unnormalising scale and padding's reflection or clamp applied), and its mixed second derivative.
+    /// One tap of every output position, [N, P] each: the pixel's flat index (clamped in range), its weight (0 where the
+    /// pixel lies outside and padding is zeros), the weight's slope in each grid coordinate (the coordinate's
+    /// unnormalising scale and padding's reflection or clamp applied), and its mixed second derivative in each pair of
+    /// coordinates (0, 1), (0, 2), (1, 2).
     /// </summary>
-    private sealed record Tap(Tensor Index, Tensor Weight, Tensor SlopeX, Tensor SlopeY, Tensor Twist);
+    private sealed record Tap(Tensor Index, Tensor Weight, Tensor[] Slopes, Tensor[] Twists);
 
-    private static Tap[] Taps(NodeAttributes a, long[] x, Tensor grid)
+    private static Tap[] Taps(NodeAttributes a, int opset, long[] x, Tensor grid)
     {
-        Shapes.Require(x.Length == 4 && grid.dim() == 4 && grid.size(3) == 2 && grid.size(0) == x[0],
-            () => $"GridSample samples X [N, C, H, W] at a grid [N, Ho, Wo, 2], not X {Shapes.Text(x)} at {Shapes.Text(grid.Dims())} " +
-                  "(volumetric and other ranks are not supported)");
-        long h = x[2], w = x[3];
+        int d = x.Length - 2;
+        Shapes.Require(d is 2 or 3 && grid.dim() == x.Length && grid.size(-1) == d && grid.size(0) == x[0],
+            () => $"GridSample samples X [N, C, H, W] or [N, C, D, H, W] at a grid [N, ..out, 2 or 3] of as many coordinates as X has " +
+                  $"spatial axes, not X {Shapes.Text(x)} at {Shapes.Text(grid.Dims())}");
+        Shapes.Require(d == 2 || opset >= 20, () => $"GridSample samples volumes from opset 20 (the model's is {opset}); X is {Shapes.Text(x)}");
         bool align = a.Int("align_corners", 0) != 0;
         var padding = a.String("padding_mode", "zeros");
-        var points = grid.flatten(1, 2);
-        var (ix, sx) = Unnormalise(points.select(-1, 0), w, align, padding);
-        var (iy, sy) = Unnormalise(points.select(-1, 1), h, align, padding);
+        var points = grid.flatten(1, -2);
+        // Coordinate k runs along X's spatial axis d − 1 − k: x along the last, y the one before, z the first.
+        var sizes = Enumerable.Range(0, d).Select(k => x[x.Length - 1 - k]).ToArray();
+        var strides = Enumerable.Range(0, d).Select(k => sizes.Take(k).Aggregate(1L, (p, s) => p * s)).ToArray();
+        var coordinates = Enumerable.Range(0, d).Select(k => Unnormalise(points.select(-1, k), sizes[k], align, padding)).ToArray();
         if (Mode(a) == "nearest")
         {
             // Half-way points go to the even pixel, as torch's and ONNX Runtime's nearbyint round them.
-            var (nx, ny) = (Whole(ix.round()), Whole(iy.round()));
-            var zero = zeros_like(ix);
-            return [new Tap(Index(nx, ny, w, h), Inside(nx, ny, w, h).to_type(ix.dtype), zero, zero, zero)];
+            var nearest = coordinates.Select(p => Whole(p.Pixel.round())).ToArray();
+            var zero = zeros_like(nearest[0]);
+            return [new Tap(Index(nearest, sizes, strides), Inside(nearest, sizes).to_type(zero.dtype), [.. nearest.Select(_ => zero)],
+                [.. Enumerable.Repeat(zero, d * (d - 1) / 2)])];
         }
-        var (x0, y0) = (Whole(ix.floor()), Whole(iy.floor()));
-        var (fx, fy) = (ix.Minus(x0), iy.Minus(y0));
-        var taps = new List<Tap>(4);
-        foreach (var (dy, dx) in new[] { (0, 0), (0, 1), (1, 0), (1, 1) })
+        var low = coordinates.Select(p => Whole(p.Pixel.floor())).ToArray();
+        var fraction = coordinates.Select((p, k) => p.Pixel.Minus(low[k])).ToArray();
+        var taps = new List<Tap>(1 << d);
+        for (int corner = 0; corner < 1 << d; corner++)
         {
-            var (px, py) = (dx == 0 ? x0 : x0.Plus(1), dy == 0 ? y0 : y0.Plus(1));
-            var inside = Inside(px, py, w, h).to_type(ix.dtype);
-            // Each factor is f (the far tap) or 1 − f (the near one); its slope +1 or −1.
-            var (wx, wy) = (dx == 1 ? fx : fx.From(1), dy == 1 ? fy : fy.From(1));
-            double signX = dx == 1 ? 1 : -1, signY = dy == 1 ? 1 : -1;
-            taps.Add(new Tap(Index(px, py, w, h), wx * wy * inside, wy * inside * sx * S(signX), wx * inside * sy * S(signY),
-                inside * sx * sy * S(signX * signY)));
+            // Bit k of the corner: the far pixel (weight f, slope +1) or the near one (1 − f, slope −1) along coordinate k.
+            var far = Enumerable.Range(0, d).Select(k => (corner >> k & 1) == 1).ToArray();
+            var at = low.Select((l, k) => far[k] ? l.Plus(1) : l).ToArray();
+            var inside = Inside(at, sizes).to_type(low[0].dtype);
+            var factors = fraction.Select((f, k) => far[k] ? f : f.From(1)).ToArray();
+            var slopes = Enumerable.Range(0, d).Select(k => coordinates[k].Slope * S(far[k] ? 1 : -1)).ToArray();
+            Tensor Product(IEnumerable<Tensor> parts) => parts.Aggregate(inside, (p, f) => p * f);
+            var twists = new List<Tensor>();
+            for (int i = 0; i < d; i++)
+                for (int j = i + 1; j < d; j++)
+                    twists.Add(Product(factors.Where((_, k) => k != i && k != j).Append(slopes[i]).Append(slopes[j])));
+            taps.Add(new Tap(Index(at, sizes, strides), Product(factors),
+                [.. Enumerable.Range(0, d).Select(k => Product(factors.Where((_, j) => j != k).Append(slopes[k])))], [.. twists]));
         }
         return [.. taps];
     }
@@ -191,12 +206,12 @@ internal static class GridSampling
     /// <summary>A pixel position with NaN (a NaN coordinate) read as 0, so that its index is a pixel: its weight stays NaN.</summary>
     private static Tensor Whole(Tensor p) => where(p.isnan(), zeros_like(p), p);
 
-    private static Tensor Inside(Tensor px, Tensor py, long w, long h) =>
-        px.ge(S(0)).logical_and(px.le(S(w - 1))).logical_and(py.ge(S(0))).logical_and(py.le(S(h - 1)));
+    private static Tensor Inside(Tensor[] at, long[] sizes) =>
+        at.Select((p, k) => p.ge(S(0)).logical_and(p.le(S(sizes[k] - 1)))).Aggregate((a, b) => a.logical_and(b));
 
     // In int64: a float32 index would be wrong past 2^24 pixels.
-    private static Tensor Index(Tensor px, Tensor py, long w, long h) =>
-        (py.clamp(S(0), S(h - 1)).to_type(ScalarType.Int64) * L(w)).Plus(px.clamp(S(0), S(w - 1)).to_type(ScalarType.Int64));
+    private static Tensor Index(Tensor[] at, long[] sizes, long[] strides) =>
+        at.Select((p, k) => p.clamp(S(0), S(sizes[k] - 1)).to_type(ScalarType.Int64) * L(strides[k])).Aggregate((a, b) => a.Plus(b));
 
     /// <summary>Pixels [.., N, C, H·W] read at one tap's indices [N, P]: [.., N, C, P].</summary>
     private static Tensor Read(Tensor pixels, Tensor index)
@@ -208,18 +223,23 @@ internal static class GridSampling
         return pixels.gather(-1, at.expand(shape));
     }
 
-    /// <summary>A direction of the grid [.., N, Ho, Wo, 2] as its x and y parts [.., N, 1, Ho·Wo], to scale the taps' slopes.</summary>
-    private static (Tensor X, Tensor Y) Coordinates(Tensor direction)
+    /// <summary>A direction of the grid [.., N, ..O, d] as its d coordinates [.., N, 1, P], to scale the taps' slopes.</summary>
+    private static Tensor[] Coordinates(Tensor direction)
     {
-        var flat = direction.flatten(-3, -2);
-        return (flat.select(-1, 0).unsqueeze(-2), flat.select(-1, 1).unsqueeze(-2));
+        // The output positions are the d axes before the coordinates.
+        var flat = direction.flatten(-(int)direction.size(-1) - 1, -2);
+        return [.. Enumerable.Range(0, (int)flat.size(-1)).Select(k => flat.select(-1, k).unsqueeze(-2))];
     }
 
-    /// <summary>[.., N, C, Ho·Wo] back to [.., N, C, Ho, Wo].</summary>
+    /// <summary>A tap's weight moved along the grid's direction: Σ over coordinates of its slope times the direction's.</summary>
+    private static Tensor Along(Tap t, Tensor[] direction) =>
+        Sum(direction.Select((v, k) => t.Slopes[k].unsqueeze(1) * v));
+
+    /// <summary>[.., N, C, P] back to [.., N, C, ..O].</summary>
     private static Tensor Output(Tensor flat, long[] grid)
     {
         var shape = flat.Dims();
-        return flat.view([.. shape[..^1], grid[1], grid[2]]);
+        return flat.view([.. shape[..^1], .. grid[1..^1]]);
     }
 
     private static Tensor Sum(IEnumerable<Tensor> terms) => terms.Aggregate((a, b) => a.Plus(b));
