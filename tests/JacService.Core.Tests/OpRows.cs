@@ -35,14 +35,14 @@ public static class OpRows
     private static readonly Dist GridPoints = Dists.Away(0.8, [.. new[] { 0, 0.25, 1 / 3.0, 0.5, 2 / 3.0, 0.75, 1, 1.25, 4 / 3.0, 1.5, 5 / 3.0, 2 }
         .SelectMany(k => new[] { k, -k }).Distinct()]);
 
-    /// <summary>GridSample of both X and the grid, against libtorch's own grid_sample.</summary>
-    private static Row GridSample(string detail, GridSampleMode mode, GridSamplePaddingMode padding, bool align) =>
+    /// <summary>GridSample of both X and the grid, against libtorch's own grid_sample where it has the mode (null: bicubic).</summary>
+    private static Row GridSample(string detail, GridSampleMode? mode, GridSamplePaddingMode padding, bool align) =>
         R("GridSample", detail, g =>
         {
             g.Opset = 16;
-            g.Node("GridSample", [g.X(2, 2, 3, 4), g.X(GridPoints, 2, 2, 3, 2)], ("mode", mode == GridSampleMode.Nearest ? "nearest" : "bilinear"),
+            g.Node("GridSample", [g.X(2, 2, 3, 4), g.X(GridPoints, 2, 2, 3, 2)], ("mode", mode?.ToString().ToLowerInvariant() ?? "bicubic"),
                 ("padding_mode", padding.ToString().ToLowerInvariant()), ("align_corners", align ? 1L : 0L));
-        }, x => [nn.functional.grid_sample(x[0], x[1], mode, padding, align)]);
+        }, mode is { } m ? x => [nn.functional.grid_sample(x[0], x[1], m, padding, align)] : null);
 
     /// <summary>GridSample of a volume [2, 2, 2, 3, 4] (opset 20) at a 2 × 1 × 3 grid of points, against libtorch's grid_sample.</summary>
     private static Row Volume(string detail, GridSampleMode mode, GridSamplePaddingMode padding, bool align) =>
@@ -509,6 +509,10 @@ public static class OpRows
         GridSample("bilinear, reflection padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, false),
         GridSample("bilinear, reflection padding, align_corners", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, true),
         GridSample("nearest, zeros padding", GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, false),
+        // TorchSharp's grid_sample has no bicubic mode: ONNX Runtime's kernel is the forward reference (OpForwardOrtTests).
+        GridSample("bicubic, zeros padding", null, GridSamplePaddingMode.Zeros, false),
+        GridSample("bicubic, border padding, align_corners", null, GridSamplePaddingMode.Border, true),
+        GridSample("bicubic, reflection padding", null, GridSamplePaddingMode.Reflection, false),
         GridSample("nearest, border padding, align_corners", GridSampleMode.Nearest, GridSamplePaddingMode.Border, true),
         R("GridSample", "one input read as both the image (its sine) and the grid", g =>
         {
@@ -520,6 +524,11 @@ public static class OpRows
         Volume("trilinear, border padding, align_corners", GridSampleMode.Bilinear, GridSamplePaddingMode.Border, true),
         Volume("trilinear, reflection padding", GridSampleMode.Bilinear, GridSamplePaddingMode.Reflection, false),
         Volume("nearest, zeros padding", GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, false),
+        R("GridSample", "cubic, border padding (opset 20)", g =>
+        {
+            g.Opset = 20;
+            g.Node("GridSample", [g.X(2, 2, 3, 4), g.X(GridPoints, 2, 2, 3, 2)], ("mode", "cubic"), ("padding_mode", "border"));
+        }),
         R("GridSample", "linear, only the grid differentiated (opset 20)", g =>
         {
             g.Opset = 20;

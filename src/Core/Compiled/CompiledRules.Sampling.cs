@@ -82,6 +82,8 @@ internal static partial class CompiledRules
         int d = x.Length - 2;
         if (d is not (2 or 3) || (d == 3 && e.Opset < 20))
             throw new NotCompilableException($"GridSample '{c.Out(0)}' samples a rank-{x.Length} input at opset {e.Opset}; compiled for images, and volumes from opset 20");
+        if (c.String("mode", "") is "bicubic" or "cubic")
+            throw new NotCompilableException($"GridSample '{c.Out(0)}' samples bicubically; compiled for linear and nearest sampling");
         bool align = c.Int("align_corners", 0) != 0;
         var padding = c.String("padding_mode", "zeros");
         var points = e.Op("Reshape", c.In(1), e.Ints(0, -1, d));

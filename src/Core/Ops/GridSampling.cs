@@ -24,14 +24,13 @@ internal static class GridSampling
         // Opset 20 renamed the modes, and ONNX Runtime, which serves Predict, holds each opset to its own names.
         string[] names = opset >= 20 ? ["linear", "nearest", "cubic"] : ["bilinear", "nearest", "bicubic"];
         if (!names.Contains(named)) return $"mode '{named}' is not one of {string.Join(", ", names)} at opset {opset}";
-        if (named is "bicubic" or "cubic") return $"mode '{named}' is not supported; export with {names[0]} or nearest sampling";
         if (!Paddings.Contains(a.String("padding_mode", "zeros"))) return $"padding_mode '{a.String("padding_mode", "")}' is not one of {string.Join(", ", Paddings)}";
         if (a.Int("align_corners", 0) is not (0 or 1)) return $"align_corners {a.Int("align_corners", 0)} is not 0 or 1";
         return null;
     }
 
-    /// <summary>The mode under opset 16's name ("linear" became the name in 20).</summary>
-    private static string Mode(NodeAttributes a) => a.String("mode", "bilinear") switch { "linear" => "bilinear", var m => m };
+    /// <summary>The mode under opset 16's name (20 renamed bilinear linear, and bicubic cubic).</summary>
+    private static string Mode(NodeAttributes a) => a.String("mode", "bilinear") switch { "linear" => "bilinear", "cubic" => "bicubic", var m => m };
 
     public static Dual[] Forward(OpContext c)
     {
@@ -82,7 +81,10 @@ internal static class GridSampling
         return result;
     }
 
-    /// <summary>The mixed terms: each pair of the grid's coordinates by its twist, and X's directions with the grid's through the slopes.</summary>
+    /// <summary>
+    /// The grid's second-order terms: each pair of its coordinates by its twist, each coordinate by its own curvature
+    /// (cubic weights), and X's directions with the grid's through the slopes.
+    /// </summary>
     public static Tensor?[] Curvature(CurvatureContext c)
     {
         if (c.G(1) is not { } tg) return [];
@@ -99,6 +101,12 @@ internal static class GridSampling
                 int ab = pair;
                 q = Tangents.Sum(q, c.SymmetricPairs(g[a], g[b]) * Sum(taps.Select((t, i) => values[i] * t.Twists[ab].unsqueeze(1))));
             }
+        // Cubic weights curve along each coordinate too.
+        for (int k = 0; k < g.Length && taps[0].Curvatures is not null; k++)
+        {
+            int along = k;
+            q = Tangents.Sum(q, c.Pairs(g[k], g[k]) * Sum(taps.Select((t, i) => values[i] * t.Curvatures![along].unsqueeze(1))));
+        }
         if (c.G(0) is { } txAll)
         {
             var tx = Tangents.Fit(txAll, x.Dims()).flatten(3);
@@ -124,7 +132,7 @@ internal static class GridSampling
     /// unnormalising scale and padding's reflection or clamp applied), and its mixed second derivative in each pair of
     /// coordinates (0, 1), (0, 2), (1, 2).
     /// </summary>
-    private sealed record Tap(Tensor Index, Tensor Weight, Tensor[] Slopes, Tensor[] Twists);
+    private sealed record Tap(Tensor Index, Tensor Weight, Tensor[] Slopes, Tensor[] Twists, Tensor[]? Curvatures = null);
 
     private static Tap[] Taps(NodeAttributes a, int opset, long[] x, Tensor grid)
     {
@@ -140,6 +148,7 @@ internal static class GridSampling
         var sizes = Enumerable.Range(0, d).Select(k => x[x.Length - 1 - k]).ToArray();
         var strides = Enumerable.Range(0, d).Select(k => sizes.Take(k).Aggregate(1L, (p, s) => p * s)).ToArray();
         var coordinates = Enumerable.Range(0, d).Select(k => Unnormalise(points.select(-1, k), sizes[k], align, padding)).ToArray();
+        if (Mode(a) == "bicubic") return Cubic(points, x, sizes, align, padding);
         if (Mode(a) == "nearest")
         {
             // Half-way points go to the even pixel, as torch's and ONNX Runtime's nearbyint round them.
@@ -171,6 +180,57 @@ internal static class GridSampling
     }
 
     /// <summary>
+    /// Bicubic sampling of an image: the 4 × 4 pixels around the unpadded point, each padded on its own (as libtorch and
+    /// ONNX Runtime do), weighted by cubic convolution (A = −0.75) along x and y. The weights are cubic in the point, so
+    /// the taps also carry each coordinate's second derivative.
+    /// </summary>
+    private static Tap[] Cubic(Tensor points, long[] x, long[] sizes, bool align, string padding)
+    {
+        Shapes.Require(x.Length == 4, () => $"GridSample samples volumes linearly or by the nearest pixel; cubic sampling needs an image, not X {Shapes.Text(x)}");
+        var unpadded = Enumerable.Range(0, 2).Select(k => Unnormalise(points.select(-1, k), sizes[k], align, "zeros")).ToArray();
+        var low = unpadded.Select(p => Whole(p.Pixel.floor())).ToArray();
+        var coefficients = unpadded.Select((p, k) => CubicCoefficients(p.Pixel.Minus(low[k]))).ToArray();
+        var (sx, sy) = (unpadded[0].Slope, unpadded[1].Slope);
+        var strides = new[] { 1L, sizes[0] };
+        var taps = new List<Tap>(16);
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 4; i++)
+            {
+                Tensor[] at = [Pad(low[0].Plus(i - 1), sizes[0], align, padding).Pixel, Pad(low[1].Plus(j - 1), sizes[1], align, padding).Pixel];
+                var inside = Inside(at, sizes).to_type(low[0].dtype);
+                var (cx, cy) = (coefficients[0], coefficients[1]);
+                taps.Add(new Tap(Index(at, sizes, strides), inside * cx.Value[i] * cy.Value[j],
+                    [inside * cx.Slope[i] * cy.Value[j] * sx, inside * cx.Value[i] * cy.Slope[j] * sy],
+                    [inside * cx.Slope[i] * cy.Slope[j] * sx * sy],
+                    [inside * cx.Curvature[i] * cy.Value[j] * sx * sx, inside * cx.Value[i] * cy.Curvature[j] * sy * sy]));
+            }
+        return [.. taps];
+    }
+
+    /// <summary>
+    /// The four cubic convolution weights of the pixels at −1, 0, 1, 2 from a point t ∈ [0, 1) past the second, and their
+    /// first and second derivatives in t: k₂(t + 1), k₁(t), k₁(1 − t), k₂(2 − t), with k₁(s) = (A + 2)s³ − (A + 3)s² + 1
+    /// and k₂(s) = As³ − 5As² + 8As − 4A.
+    /// </summary>
+    private static (Tensor[] Value, Tensor[] Slope, Tensor[] Curvature) CubicCoefficients(Tensor t)
+    {
+        const double A = -0.75;
+        double[] k1 = [1, 0, -(A + 3), A + 2], k2 = [-4 * A, 8 * A, -5 * A, A];
+        double[] Derivative(double[] c) => [.. c.Skip(1).Select((v, i) => v * (i + 1))];
+        Tensor[] at = [t.Plus(1), t, t.From(1), t.From(2)];
+        double[][] polynomials = [k2, k1, k1, k2];
+        // The last two run backwards in t: their odd derivatives change sign.
+        double[] sign = [1, 1, -1, -1];
+        return ([.. at.Select((s, i) => Polynomial(s, polynomials[i]))],
+            [.. at.Select((s, i) => Polynomial(s, Derivative(polynomials[i])) * S(sign[i]))],
+            [.. at.Select((s, i) => Polynomial(s, Derivative(Derivative(polynomials[i]))))]);
+    }
+
+    /// <summary>Σ cᵢ sⁱ by Horner's rule.</summary>
+    private static Tensor Polynomial(Tensor s, double[] c) =>
+        c.Reverse().Skip(1).Aggregate(full_like(s, S(c[^1])), (sum, coefficient) => (sum * s).Plus(coefficient));
+
+    /// <summary>
     /// A grid coordinate in pixels and d(pixel)/d(grid): the unnormalising scale times the slope of the padding's map,
     /// as libtorch computes its gradient: ±1 where reflection folds, 0 where border or reflection clamps at an end.
     /// </summary>
@@ -179,14 +239,21 @@ internal static class GridSampling
         double scale = align ? (size - 1) / 2.0 : size / 2.0;
         // align: (g + 1)(size − 1)/2; else ((g + 1)·size − 1)/2.
         var pixel = align ? g.Plus(1) * S(scale) : (g.Plus(1) * S(size)).Minus(1) * S(0.5);
-        var slope = full_like(g, S(scale));
+        var (padded, slope) = Pad(pixel, size, align, padding);
+        return (padded, slope * S(scale));
+    }
+
+    /// <summary>A pixel position after padding's map (reflection folds it, border and reflection clamp it) and the map's slope.</summary>
+    private static (Tensor Pixel, Tensor Slope) Pad(Tensor pixel, long size, bool align, string padding)
+    {
+        var slope = ones_like(pixel);
         if (padding == "reflection")
         {
             // Folded back and forth over [low, high]: the corners' centres (align) or their edges.
             double low = align ? 0 : -0.5, span = align ? size - 1 : size;
             if (span <= 0) return (zeros_like(pixel), zeros_like(pixel));
             var shifted = pixel.Minus(low);
-            var sign = where(shifted.lt(S(0)), full_like(g, S(-1)), full_like(g, S(1)));
+            var sign = where(shifted.lt(S(0)), full_like(shifted, S(-1)), full_like(shifted, S(1)));
             var distance = shifted.abs();
             var flips = (distance * S(1 / span)).floor();
             var extra = distance.Minus(flips * S(span));
@@ -197,7 +264,7 @@ internal static class GridSampling
         if (padding is "border" or "reflection")
         {
             var inside = pixel.gt(S(0)).logical_and(pixel.lt(S(size - 1)));
-            slope = slope * inside.to_type(g.dtype);
+            slope = slope * inside.to_type(slope.dtype);
             pixel = pixel.clamp(S(0), S(size - 1));
         }
         return (pixel, slope);
