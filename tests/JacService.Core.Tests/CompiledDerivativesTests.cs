@@ -303,10 +303,6 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         // ONNX Runtime's recurrent kernels refuse batch-first nodes (Predict falls back to the interpreter too).
         ["LSTM bidirectional, batch first, every output, initial states differentiated (opset 14)"] = ["batch first (layout 1)"],
         ["GRU bidirectional, reset before the product, batch first, initial state differentiated (opset 14)"] = ["batch first (layout 1)"],
-        ["GridSample bicubic, zeros padding"] = ["samples bicubically"],
-        ["GridSample bicubic, border padding, align_corners"] = ["samples bicubically"],
-        ["GridSample bicubic, reflection padding"] = ["samples bicubically"],
-        ["GridSample cubic, border padding (opset 20)"] = ["samples bicubically"],
         ["AveragePool 1-D count_include_pad 0, asymmetric pads (Reverse)"] = ["pads without count_include_pad"],
         ["AveragePool 2-D count_include_pad 0, asymmetric pads (Reverse)"] = ["pads without count_include_pad"],
         ["AveragePool 2-D count_include_pad 0, symmetric pads (Reverse)"] = ["pads without count_include_pad"],

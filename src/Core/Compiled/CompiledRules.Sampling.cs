@@ -82,14 +82,15 @@ internal static partial class CompiledRules
         int d = x.Length - 2;
         if (d is not (2 or 3) || (d == 3 && e.Opset < 20))
             throw new NotCompilableException($"GridSample '{c.Out(0)}' samples a rank-{x.Length} input at opset {e.Opset}; compiled for images, and volumes from opset 20");
-        if (c.String("mode", "") is "bicubic" or "cubic")
-            throw new NotCompilableException($"GridSample '{c.Out(0)}' samples bicubically; compiled for linear and nearest sampling");
         bool align = c.Int("align_corners", 0) != 0;
         var padding = c.String("padding_mode", "zeros");
         var points = e.Op("Reshape", c.In(1), e.Ints(0, -1, d));
         // Coordinate k runs along X's spatial axis d − 1 − k.
         var sizes = Enumerable.Range(0, d).Select(k => x[x.Length - 1 - k]).ToArray();
         var strides = Enumerable.Range(0, d).Select(k => sizes.Take(k).Aggregate(1L, (p, s) => p * s)).ToArray();
+        if (c.String("mode", "") is "bicubic" or "cubic")
+            return d == 2 ? CubicTaps(e, points, sizes, align, padding)
+                : throw new NotCompilableException($"GridSample '{c.Out(0)}' samples a volume bicubically, which ONNX Runtime does not");
         var coordinates = Enumerable.Range(0, d).Select(k => Unnormalised(e, e.Select(points, 2, k), sizes[k], align, padding)).ToArray();
         if (c.String("mode", "bilinear") == "nearest")
         {
@@ -119,11 +120,18 @@ internal static partial class CompiledRules
         float scale = align ? (size - 1) / 2f : size / 2f;
         var pixel = align ? e.Mul(e.Add(g, e.Scalar(1)), e.Scalar(scale))
             : e.Mul(e.Sub(e.Mul(e.Add(g, e.Scalar(1)), e.Scalar(size)), e.Scalar(1)), e.Scalar(0.5f));
-        var slope = e.Op("Expand", e.Scalar(scale), e.Op("Shape", g));
+        var (padded, slope) = Padded(e, pixel, size, align, padding);
+        return (padded, slope is null ? e.Op("Expand", e.Scalar(scale), e.Op("Shape", g)) : e.Mul(slope, e.Scalar(scale)));
+    }
+
+    /// <summary>A pixel position after padding's map, as <see cref="Ops.GridSampling"/> pads it, and the map's slope (null: 1).</summary>
+    private static (string Pixel, string? Slope) Padded(OnnxEmitter e, string pixel, long size, bool align, string padding)
+    {
+        string? slope = null;
         if (padding == "reflection")
         {
             float low = align ? 0 : -0.5f, span = align ? size - 1 : size;
-            if (span <= 0) return (e.Mul(g, e.Scalar(0)), e.Mul(g, e.Scalar(0)));
+            if (span <= 0) return (e.Mul(pixel, e.Scalar(0)), e.Mul(pixel, e.Scalar(0)));
             var shifted = e.Sub(pixel, e.Scalar(low));
             var sign = e.Op("Where", e.Op("Less", shifted, e.Scalar(0)), e.Scalar(-1), e.Scalar(1));
             var distance = e.Op("Abs", shifted);
@@ -131,16 +139,56 @@ internal static partial class CompiledRules
             var extra = e.Sub(distance, e.Mul(flips, e.Scalar(span)));
             var odd = e.Op("Equal", e.Op("Mod", [flips, e.Scalar(2)], Int("fmod", 1)), e.Scalar(1));
             pixel = e.Add(e.Op("Where", odd, e.Sub(e.Scalar(span), extra), extra), e.Scalar(low));
-            slope = e.Mul(slope, e.Op("Where", odd, e.Op("Neg", sign), sign));
+            slope = e.Op("Where", odd, e.Op("Neg", sign), sign);
         }
         if (padding is "border" or "reflection")
         {
-            var inside = e.Op("And", e.Op("Greater", pixel, e.Scalar(0)), e.Op("Less", pixel, e.Scalar(size - 1)));
-            slope = e.Mul(slope, e.Op("Cast", [inside], Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float)));
+            var inside = e.Op("Cast", [e.Op("And", e.Op("Greater", pixel, e.Scalar(0)), e.Op("Less", pixel, e.Scalar(size - 1)))],
+                Int("to", (long)Onnx.Proto.TensorProto.Types.DataType.Float));
+            slope = slope is null ? inside : e.Mul(slope, inside);
             pixel = e.Op("Clip", pixel, e.Scalar(0), e.Scalar(size - 1));
         }
         return (pixel, slope);
     }
+
+    /// <summary>
+    /// Bicubic taps, as <see cref="Ops.GridSampling"/> takes them: the 4 × 4 pixels around the unpadded point, each padded
+    /// on its own, weighted by cubic convolution along x and y.
+    /// </summary>
+    private static SamplingTap[] CubicTaps(OnnxEmitter e, string points, long[] sizes, bool align, string padding)
+    {
+        var unpadded = Enumerable.Range(0, 2).Select(k => Unnormalised(e, e.Select(points, 2, k), sizes[k], align, "zeros")).ToArray();
+        var low = unpadded.Select(p => Whole(e, e.Op("Floor", p.Pixel))).ToArray();
+        var (cx, cy) = (CubicWeights(e, e.Sub(unpadded[0].Pixel, low[0])), CubicWeights(e, e.Sub(unpadded[1].Pixel, low[1])));
+        var (sx, sy) = (unpadded[0].Slope, unpadded[1].Slope);
+        long[] strides = [1, sizes[0]];
+        var taps = new List<SamplingTap>(16);
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 4; i++)
+            {
+                string[] at = [Padded(e, e.Add(low[0], e.Scalar(i - 1)), sizes[0], align, padding).Pixel, Padded(e, e.Add(low[1], e.Scalar(j - 1)), sizes[1], align, padding).Pixel];
+                var inside = InsideImage(e, at, sizes);
+                taps.Add(new SamplingTap(PixelIndex(e, at, sizes, strides), e.Mul(e.Mul(inside, cx.Value[i]), cy.Value[j]),
+                    [e.Mul(e.Mul(e.Mul(inside, cx.Slope[i]), cy.Value[j]), sx), e.Mul(e.Mul(e.Mul(inside, cx.Value[i]), cy.Slope[j]), sy)]));
+            }
+        return [.. taps];
+    }
+
+    /// <summary>The four cubic convolution weights (A = −0.75) of a point t past the second pixel, and their slopes in t.</summary>
+    private static (string[] Value, string[] Slope) CubicWeights(OnnxEmitter e, string t)
+    {
+        const float A = -0.75f;
+        float[] k1 = [1, 0, -(A + 3), A + 2], k2 = [-4 * A, 8 * A, -5 * A, A];
+        float[] Derivative(float[] c) => [.. c.Skip(1).Select((v, i) => v * (i + 1))];
+        string[] at = [e.Add(t, e.Scalar(1)), t, e.Sub(e.Scalar(1), t), e.Sub(e.Scalar(2), t)];
+        float[][] polynomials = [k2, k1, k1, k2];
+        return ([.. at.Select((s, i) => Horner(e, s, polynomials[i]))],
+            [.. at.Select((s, i) => i < 2 ? Horner(e, s, Derivative(polynomials[i])) : e.Op("Neg", Horner(e, s, Derivative(polynomials[i]))))]);
+    }
+
+    /// <summary>Σ cᵢ sⁱ by Horner's rule.</summary>
+    private static string Horner(OnnxEmitter e, string s, float[] c) =>
+        c.Reverse().Skip(1).Aggregate(e.Op("Expand", e.Scalar(c[^1]), e.Op("Shape", s)), (sum, coefficient) => e.Add(e.Mul(sum, s), e.Scalar(coefficient)));
 
     /// <summary>
     /// A pixel position with NaN read as 0: a NaN coordinate's index must still be a pixel, or GatherElements refuses it
