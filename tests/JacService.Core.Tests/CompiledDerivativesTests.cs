@@ -265,6 +265,22 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A graph that could not serve even one sample is not written: its size is counted first, the identity seed (basis²
+    /// floats) included. A fuzzed upsampler with 12,320 outputs per sample wrote a 600 MB seed into its reverse-mode
+    /// graph, and ONNX Runtime took 12 s reading it, before the working memory refused it.
+    /// </summary>
+    [Fact]
+    public void AGraphOverTheWorkingMemoryForOneSampleIsNotWritten()
+    {
+        var limits = new EngineLimits { WorkingMemoryBytes = 16 << 10, CalibrateAuto = false };
+        using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
+        using var scope = NewDisposeScope();
+        Assert.False(model.Jacobian([new HostTensor([1, 32], new float[32])], 0, [0], DerivativeMode.Reverse).Compiled);
+        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \([\d,]+ of them its identity seed\), over Engine:WorkingMemoryBytes 16,384$",
+            model.CompiledDerivatives.Single().Note);
+    }
+
+    /// <summary>
     /// A graph's memory per sample does not depend on the batch it was first built for: one first asked for at batch 16
     /// was sized from that batch's plan as if it held two samples, 8x over, and never served.
     /// </summary>

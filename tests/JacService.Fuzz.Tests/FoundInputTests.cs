@@ -131,6 +131,31 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// The upsampler fixture (as model-local functions) whose bicubic resize targets 3,080 x 8 pixels instead of 8 x 8
+    /// (a 600 s model run of 2026-12-06, 117 s in): 12,320 outputs per sample. Its reverse-mode Jacobian is legitimate
+    /// but a minute and a half of work, which afl called a hang; the harness now stops a batch at a deadline, as a
+    /// caller's would. And before that work began, the reverse-mode graph wrote a 600 MB identity seed (12,320² floats)
+    /// and ONNX Runtime spent 12 s reading it, before the working memory refused the graph: it is now refused unwritten.
+    /// </summary>
+    [Fact]
+    public void TwelveThousandOutputsPerSampleStopAtTheDeadlineWithoutWritingAGraph()
+    {
+        var bytes = File.ReadAllBytes(Input("model", "upsampler-12320-outputs.onnx"));
+        Assert.Equal("loaded; stopped at the deadline (0.25 s)", new ModelHarness(onnxRuntime: false, TimeSpan.FromMilliseconds(250)).Run(bytes));
+
+        using var model = ModelVersion.Load("upsampler", 1, bytes, ModelHarness.Limits);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using (var stopped = new CancellationTokenSource())
+        using (Core.Planning.BatchCancellation.Enter(stopped.Token))
+        {
+            stopped.Cancel();
+            Assert.Throws<OperationCanceledException>(() => model.Jacobian([new HostTensor([2, 2, 3, 3], new float[36])], 0, [0], Core.Derivatives.DerivativeMode.Reverse));
+        }
+        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \(607,129,600 of them its identity seed\), over Engine:WorkingMemoryBytes",
+            model.CompiledDerivatives.Single().Note);
+    }
+
+    /// <summary>
     /// Written by hand (2026-12-03), after ModelInfer joined the request harness and its decoding was read for what the
     /// fuzzer might not reach: element counts that overflow. Before the fix, a Predict of mlp_tanh with shape
     /// [2^59, 32] and no values passed the length check (2^59 x 32 wrapped to 0) and its 2^59 rows waited in the queue

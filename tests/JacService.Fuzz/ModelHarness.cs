@@ -2,6 +2,7 @@ using JacService.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Core.Onnx;
+using JacService.Core.Planning;
 using static TorchSharp.torch;
 
 namespace JacService.Fuzz;
@@ -40,6 +41,17 @@ public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
 
     private readonly EngineLimits _limits = Limits with { PredictWithOnnxRuntime = onnxRuntime };
 
+    /// <summary>
+    /// How long one file's batch may run, as a caller's deadline would bound it (afl's per-input limit is 10 s): a file
+    /// may legitimately ask for minutes of work, such as a reverse-mode Jacobian of 12,320 outputs per sample.
+    /// </summary>
+    public static readonly TimeSpan DefaultServeTimeout = TimeSpan.FromSeconds(4);
+
+    private readonly TimeSpan _serveTimeout = DefaultServeTimeout;
+
+    /// <summary>A harness whose batches stop at <paramref name="serveTimeout"/> (a test's shorter one).</summary>
+    public ModelHarness(bool onnxRuntime, TimeSpan serveTimeout) : this(onnxRuntime) => _serveTimeout = serveTimeout;
+
     public string Name => onnxRuntime ? "model-ort" : "model";
 
     public string Run(byte[] input)
@@ -55,7 +67,19 @@ public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
         }
         using (model)
         using (NewDisposeScope())
-            return "loaded; " + Serve(model);
+        using (var deadline = new CancellationTokenSource(_serveTimeout))
+        using (BatchCancellation.Enter(deadline.Token))
+        {
+            try
+            {
+                return "loaded; " + Serve(model);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+            {
+                // What the server does when a caller's deadline passes: the batch stops between ops.
+                return $"loaded; stopped at the deadline ({_serveTimeout.TotalSeconds:0.##} s)";
+            }
+        }
     }
 
     /// <summary>One batch through the engine, as a request that passed validation would go.</summary>

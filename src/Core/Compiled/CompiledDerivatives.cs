@@ -103,7 +103,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
         DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), FoldedIntsOf(shapes),
             Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
-            parts.Limits.MaxCompiledNodes, directions);
+            parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
 
     /// <summary>
     /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would

@@ -33,7 +33,7 @@ internal static class DerivativeGraphWriter
     /// </param>
     /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
     public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, long shapesBatch, string wrt,
-        string[] of, DerivativeMode mode, int maxNodes,
+        string[] of, DerivativeMode mode, int maxNodes, long maxBytesPerSample,
         long? directions = null)
     {
         long opset = Onnx.OnnxModelReader.DefaultOpset(model);
@@ -74,6 +74,18 @@ internal static class DerivativeGraphWriter
         long basis = directions ?? (mode == DerivativeMode.Forward ? n : m.Sum());
         if (basis == 0 || n == 0) throw new NotCompilableException("the derivative has no elements");
 
+        // Every direction of every value the derivative nodes make, per sample: what a run holds at most. Counted before
+        // anything is written: a Jacobian's identity seed alone is basis² floats (a reverse pass over 12,320 outputs per
+        // sample would write 600 MB into the graph, and ONNX Runtime spend seconds reading it back).
+        long perSample = Sizes.Times(Sizes.Times(carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
+            .Sum(o => shapeOf(o) is { } s ? Sizes.Elements(s) / shapesBatch : 0), basis), sizeof(float));
+        long result = directions is { } k ? Sizes.Times(k, mode == DerivativeMode.Forward ? m.Sum() : n) : Sizes.Times(m.Sum(), n);
+        long seed = directions is null ? Sizes.Times(Sizes.Times(basis, mode == DerivativeMode.Forward ? n : m.Sum()), sizeof(float)) : 0;
+        long bytes = Sizes.Plus(Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))), seed);
+        if (bytes > maxBytesPerSample)
+            throw new NotCompilableException($"the derivative graph would hold {bytes:N0} bytes for one sample ({seed:N0} of them its identity seed), " +
+                                             $"over Engine:WorkingMemoryBytes {maxBytesPerSample:N0}");
+
         foreach (var node in carrying) CheckDifferentiable(node, dependent);
         if (directions is { } t && mode == DerivativeMode.Forward)
         {
@@ -93,15 +105,11 @@ internal static class DerivativeGraphWriter
             else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
             foreach (var o in of) graph.Output.Add(OnnxEmitter.FloatValue(JacobianPrefix + o));
         }
-        // Every direction of every value the derivative nodes make, per sample: what a run holds at most.
-        long perSample = carrying.SelectMany(node => node.Output).Where(o => o.Length > 0)
-            .Sum(o => shapeOf(o) is { } s ? Shapes.Product(s) / shapesBatch : 0) * basis * sizeof(float);
-        long result = directions is { } k ? k * (mode == DerivativeMode.Forward ? m.Sum() : n) : m.Sum() * n;
         if (graph.Node.Count > maxNodes)
             throw new NotCompilableException($"the derivative graph holds {graph.Node.Count:N0} nodes, over Engine:MaxCompiledNodes {maxNodes:N0} (ONNX Runtime's preparation grows with the square of the graph: 4 s at 5,000 nodes, 18 s at 10,000)");
         if (emit.UsesRuntimeOps && !model.OpsetImport.Any(o => o.Domain == OnnxEmitter.RuntimeDomain))
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxEmitter.RuntimeDomain, Version = 1 });
-        return new Written(model.ToByteArray(), wrtSample, ofSamples, perSample + result * sizeof(float));
+        return new Written(model.ToByteArray(), wrtSample, ofSamples, Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))));
     }
 
     private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
