@@ -276,7 +276,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         using var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
         using var scope = NewDisposeScope();
         Assert.False(model.Jacobian([new HostTensor([1, 32], new float[32])], 0, [0], DerivativeMode.Reverse).Compiled);
-        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \([\d,]+ of them its identity seed\), over Engine:WorkingMemoryBytes 16,384$",
+        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \([\d,]+ of them its identity seed\), over Engine:WorkingMemoryMiB \(16,384 bytes\)$",
             model.CompiledDerivatives.Single().Note);
     }
 

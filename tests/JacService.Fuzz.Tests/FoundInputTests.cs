@@ -151,7 +151,7 @@ public sealed class FoundInputTests
             stopped.Cancel();
             Assert.Throws<OperationCanceledException>(() => model.Jacobian([new HostTensor([2, 2, 3, 3], new float[36])], 0, [0], Core.Derivatives.DerivativeMode.Reverse));
         }
-        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \(607,129,600 of them its identity seed\), over Engine:WorkingMemoryBytes",
+        Assert.Matches(@"^the derivative graph would hold [\d,]+ bytes for one sample \(607,129,600 of them its identity seed\), over Engine:WorkingMemoryMiB",
             model.CompiledDerivatives.Single().Note);
     }
 

@@ -84,7 +84,7 @@ internal static class DerivativeGraphWriter
         long bytes = Sizes.Plus(Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))), seed);
         if (bytes > maxBytesPerSample)
             throw new NotCompilableException($"the derivative graph would hold {bytes:N0} bytes for one sample ({seed:N0} of them its identity seed), " +
-                                             $"over Engine:WorkingMemoryBytes {maxBytesPerSample:N0}");
+                                             $"over Engine:WorkingMemoryMiB ({maxBytesPerSample:N0} bytes)");
 
         foreach (var node in carrying) CheckDifferentiable(node, dependent);
         if (directions is { } t && mode == DerivativeMode.Forward)
