@@ -7,11 +7,12 @@ namespace JacService.Core.Ops;
 /// <summary>
 /// GridSample on images and volumes (X [N, C, ..S] with S two or three axes, grid [N, ..O, |S|] of coordinates in [−1, 1],
 /// the first along S's last axis): each output position reads X at its grid point, from the 2^|S| pixels around it
-/// (bilinear, trilinear) or the nearest one. The output is a sum over taps of a weight times a pixel, so everything
-/// follows from each tap's flat index and weight and the weight's slopes in each coordinate: linear in X (the same taps
-/// carry X's tangent, and scatter its cotangent back), and in the grid the slopes times the pixels. The weights are
-/// products of one factor per coordinate, each linear between pixels, so the only second derivatives in the grid are
-/// mixed ones (a pair of coordinates' twist), and X and the grid pair through the slopes.
+/// (bilinear, trilinear), the 16 around it (bicubic, images only) or the nearest one. The output is a sum over taps of a
+/// weight times a pixel, so everything follows from each tap's flat index and weight and the weight's slopes in each
+/// coordinate: linear in X (the same taps carry X's tangent, and scatter its cotangent back), and in the grid the slopes
+/// times the pixels. The weights are products of one factor per coordinate: linear between pixels, so that the grid's
+/// only second derivatives are mixed ones (a pair of coordinates' twist), or cubic, which curve along each coordinate
+/// too; X and the grid pair through the slopes.
 /// </summary>
 internal static class GridSampling
 {
@@ -122,15 +123,15 @@ internal static class GridSampling
     {
         var (x, grid) = (c.In(0).Shape, c.In(1).Shape);
         if (x.Length is not (4 or 5) || grid.Length != x.Length) return 0;
-        long taps = 1L << (x.Length - 2);
+        long taps = Mode(c.Attr) == "bicubic" ? 16 : 1L << (x.Length - 2);
         return Sizes.Times(taps + 2, Sizes.Times(Sizes.Times(x[0], x[1]), Sizes.Elements(grid[1..^1])));
     }
 
     /// <summary>
     /// One tap of every output position, [N, P] each: the pixel's flat index (clamped in range), its weight (0 where the
     /// pixel lies outside and padding is zeros), the weight's slope in each grid coordinate (the coordinate's
-    /// unnormalising scale and padding's reflection or clamp applied), and its mixed second derivative in each pair of
-    /// coordinates (0, 1), (0, 2), (1, 2).
+    /// unnormalising scale and padding's reflection or clamp applied), its mixed second derivative in each pair of
+    /// coordinates (0, 1), (0, 2), (1, 2), and for cubic weights the second derivative along each coordinate.
     /// </summary>
     private sealed record Tap(Tensor Index, Tensor Weight, Tensor[] Slopes, Tensor[] Twists, Tensor[]? Curvatures = null);
 
