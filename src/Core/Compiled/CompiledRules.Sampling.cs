@@ -72,7 +72,7 @@ internal static partial class CompiledRules
             return result;
         });
 
-    /// <summary>One tap of every output position, [N, P]: the pixel's flat index, its weight, and (linear) the weight's slope in each coordinate.</summary>
+    /// <summary>One tap of every output position, [N, P]: the pixel's flat index, its weight, and (linear, cubic) the weight's slope in each coordinate.</summary>
     private sealed record SamplingTap(string Index, string Weight, string[]? Slopes);
 
     private static SamplingTap[] SamplingTaps(OnnxRuleContext c)
