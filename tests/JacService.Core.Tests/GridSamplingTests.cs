@@ -69,4 +69,22 @@ public class GridSamplingTests
             Assert.True(model.Jacobian([new HostTensor([2, 2], [0.1f, 0.2f, 0.3f, -0.2f])], 0, [0], mode).Compiled);
         }
     }
+
+    /// <summary>
+    /// A grid of no points (a dynamic axis sent as 0) makes a derivative without entries: wrt, or the output, holds no
+    /// values per sample. The request is refused with the reason before any work; the passes threw ArgumentException
+    /// (INTERNAL) from the chunking of an empty basis.
+    /// </summary>
+    [Fact]
+    public void AGridOfNoPointsIsRefusedBeforeAnyDerivative()
+    {
+        var g = new OnnxBuilder(16);
+        g.Node("GridSample", [g.X(2, 2, 1, 2), g.X(2, 0, 3, 2)]);
+        using var model = ModelVersion.Load("empty", 1, g.ToBytes(), new EngineLimits());
+        HostTensor[] inputs = [new HostTensor([2, 2, 1, 2], new float[8]), new HostTensor([2, 0, 3, 2], [])];
+        var byGrid = Assert.Throws<InvalidRequestException>(() => model.CheckResultSize(inputs, 1, [0]));
+        Assert.Equal($"input '{model.Inputs[1].Name}' [2, 0, 3, 2] holds no values per sample: a derivative with respect to it has no entries", byGrid.Message);
+        var byImage = Assert.Throws<InvalidRequestException>(() => model.CheckSecondOrderSize(inputs, 0, [0], SecondOrderKind.Hessian, includeJacobian: false));
+        Assert.Equal($"the outputs asked for ({model.Outputs[0].Name}) hold no values per sample for these inputs: their derivatives have no entries", byImage.Message);
+    }
 }

@@ -230,6 +230,7 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
     {
+        CheckEntries(inputs, wrt, of);
         long batch = inputs[0].Shape[0];
         long perSample = ResultFloatsPerSample(inputs, wrt, of, directions, vjp);
         long bytes = batch * perSample * sizeof(float);
@@ -237,6 +238,20 @@ public sealed class ModelVersion : IDisposable
             throw new ResultTooLargeException(
                 $"the result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; " +
                 "send fewer samples per request or name fewer outputs in 'of'");
+    }
+
+    /// <summary>
+    /// Refuses a derivative without entries: wrt, or every output asked for, empty per sample (a zero-length axis a
+    /// request may give a dynamic axis). The passes have no direction to push or pull there.
+    /// </summary>
+    private void CheckEntries(HostTensor[] inputs, int wrt, int[] of)
+    {
+        if (Shapes.Product(inputs[wrt].Shape[1..]) == 0)
+            throw new InvalidRequestException(
+                $"input '{Inputs[wrt].Name}' {Shapes.Text(inputs[wrt].Shape)} holds no values per sample: a derivative with respect to it has no entries");
+        if (FromSamplePlan(inputs, plan => of.All(o => plan.Elements(Graph.OutputIds[o]) == 0)))
+            throw new InvalidRequestException(
+                $"the outputs asked for ({string.Join(", ", of.Select(o => Outputs[o].Name))}) hold no values per sample for these inputs: their derivatives have no entries");
     }
 
     /// <summary>
@@ -272,6 +287,7 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public void CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
     {
+        CheckEntries(inputs, wrt, of);
         long batch = inputs[0].Shape[0];
         long perSample = SecondOrderFloatsPerSample(inputs, wrt, of, kind, includeJacobian);
         long bytes = batch * perSample * sizeof(float);
