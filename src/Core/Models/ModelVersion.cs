@@ -230,9 +230,12 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
     {
-        CheckEntries(inputs, wrt, of);
         long batch = inputs[0].Shape[0];
-        long perSample = ResultFloatsPerSample(inputs, wrt, of, directions, vjp);
+        long perSample = FromSamplePlan(inputs, plan =>
+        {
+            CheckEntries(plan, inputs, wrt, of);
+            return ResultFloats(plan, inputs, wrt, of, directions, vjp);
+        });
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
@@ -244,12 +247,12 @@ public sealed class ModelVersion : IDisposable
     /// Refuses a derivative without entries: wrt, or every output asked for, empty per sample (a zero-length axis a
     /// request may give a dynamic axis). The passes have no direction to push or pull there.
     /// </summary>
-    private void CheckEntries(HostTensor[] inputs, int wrt, int[] of)
+    private void CheckEntries(ExecutionPlan plan, HostTensor[] inputs, int wrt, int[] of)
     {
         if (Shapes.Product(inputs[wrt].Shape[1..]) == 0)
             throw new InvalidRequestException(
                 $"input '{Inputs[wrt].Name}' {Shapes.Text(inputs[wrt].Shape)} holds no values per sample: a derivative with respect to it has no entries");
-        if (FromSamplePlan(inputs, plan => of.All(o => plan.Elements(Graph.OutputIds[o]) == 0)))
+        if (of.All(o => plan.Elements(Graph.OutputIds[o]) == 0))
             throw new InvalidRequestException(
                 $"the outputs asked for ({string.Join(", ", of.Select(o => Outputs[o].Name))}) hold no values per sample for these inputs: their derivatives have no entries");
     }
@@ -259,12 +262,14 @@ public sealed class ModelVersion : IDisposable
     /// Vjp, wrt). A Jacobian is the case of one direction per element of wrt.
     /// </summary>
     public long ResultFloatsPerSample(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false) =>
-        FromSamplePlan(inputs, plan =>
-        {
-            long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
-            long perDirection = vjp ? inSize : of.Sum(o => plan.Elements(Graph.OutputIds[o]));
-            return Graph.OutputIds.Sum(plan.Elements) + (directions ?? inSize) * perDirection;
-        });
+        FromSamplePlan(inputs, plan => ResultFloats(plan, inputs, wrt, of, directions, vjp));
+
+    private long ResultFloats(ExecutionPlan plan, HostTensor[] inputs, int wrt, int[] of, long? directions, bool vjp)
+    {
+        long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
+        long perDirection = vjp ? inSize : of.Sum(o => plan.Elements(Graph.OutputIds[o]));
+        return Graph.OutputIds.Sum(plan.Elements) + (directions ?? inSize) * perDirection;
+    }
 
     /// <summary>
     /// Refuses, before any work, second derivatives through an op that has no second-order rule, naming the op and
@@ -287,9 +292,12 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public void CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
     {
-        CheckEntries(inputs, wrt, of);
         long batch = inputs[0].Shape[0];
-        long perSample = SecondOrderFloatsPerSample(inputs, wrt, of, kind, includeJacobian);
+        long perSample = FromSamplePlan(inputs, plan =>
+        {
+            CheckEntries(plan, inputs, wrt, of);
+            return SecondOrderFloats(plan, inputs, wrt, of, kind, includeJacobian);
+        });
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
@@ -299,13 +307,15 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>Floats in one sample's second-order result: all outputs, per output in of its Hessian (in² each) or Laplacian, and optionally its Jacobian.</summary>
     public long SecondOrderFloatsPerSample(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian) =>
-        FromSamplePlan(inputs, plan =>
-        {
-            long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
-            long ofSize = of.Sum(o => plan.Elements(Graph.OutputIds[o]));
-            long perOutputElement = (kind == SecondOrderKind.Hessian ? checked(inSize * inSize) : 1) + (includeJacobian ? inSize : 0);
-            return Graph.OutputIds.Sum(plan.Elements) + checked(ofSize * perOutputElement);
-        });
+        FromSamplePlan(inputs, plan => SecondOrderFloats(plan, inputs, wrt, of, kind, includeJacobian));
+
+    private long SecondOrderFloats(ExecutionPlan plan, HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
+    {
+        long inSize = Shapes.Product(inputs[wrt].Shape[1..]);
+        long ofSize = of.Sum(o => plan.Elements(Graph.OutputIds[o]));
+        long perOutputElement = (kind == SecondOrderKind.Hessian ? checked(inSize * inSize) : 1) + (includeJacobian ? inSize : 0);
+        return Graph.OutputIds.Sum(plan.Elements) + checked(ofSize * perOutputElement);
+    }
 
     /// <summary>Reads the plan for one sample of these inputs' shapes (cached; built at load for static shapes).</summary>
     /// <remarks>
