@@ -430,19 +430,11 @@ internal static partial class CompiledRules
                     .. own.Select(l => { long n = equation.Size(i, l, shape); return c.Emit.Floats([.. Enumerable.Repeat(1f, (int)n)], n); })];
                 result[i] = c.Emit.Op("Einsum", inputs, String("equation", pullback.Text));
                 if (equation.Diagonal(basis, i) is { } diagonal)
-                    result[i] = c.Emit.Op("Einsum", [result[i]!, .. diagonal.Identities.Select(l => IdentityMatrix(c.Emit, equation.Size(i, l, shape)))],
+                    result[i] = c.Emit.Op("Einsum", [result[i]!, .. diagonal.Identities.Select(l => c.Emit.Identity(equation.Size(i, l, shape)))],
                         String("equation", diagonal.Equation));
             }
             return result;
         });
-
-    /// <summary>An n × n identity matrix.</summary>
-    private static string IdentityMatrix(OnnxEmitter e, long n)
-    {
-        var eye = new float[n * n];
-        for (long k = 0; k < n; k++) eye[k * n + k] = 1;
-        return e.Floats(eye, n, n);
-    }
 
     /// <summary>Most entries of a Gather's one-hot matrix: a larger index set or axis stays in the interpreter.</summary>
     private const long MaxOneHotEntries = 1 << 20;

@@ -115,9 +115,7 @@ internal static class DerivativeGraphWriter
     private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
     {
         long n = Shapes.Product(wrtSample);
-        var eye = new float[n * n];
-        for (long k = 0; k < n; k++) eye[k * n + k] = 1;
-        var tangents = Push(emit, carrying, wrt, emit.Floats(eye, [n, 1, .. wrtSample]), n);
+        var tangents = Push(emit, carrying, wrt, emit.Identity(n, [n, 1, .. wrtSample]), n);
         for (int j = 0; j < of.Length; j++)
         {
             var rows = emit.Op("Reshape", emit.Full(Reached(tangents, of[j]), n, of[j]), emit.Ints(n, -1, m[j]));

@@ -100,6 +100,14 @@ internal sealed class OnnxEmitter
         return tensor.Name;
     }
 
+    /// <summary>An n × n identity matrix as a float32 initializer, shaped <paramref name="dims"/> (n, n where none are given).</summary>
+    public string Identity(long n, params long[] dims)
+    {
+        var eye = new float[n * n];
+        for (long k = 0; k < n; k++) eye[k * n + k] = 1;
+        return Floats(eye, dims.Length == 0 ? [n, n] : dims);
+    }
+
     /// <summary>A float32 scalar, one initializer per value.</summary>
     public string Scalar(float value) => Cached($"f:{value:R}", () => Floats([value]));
 
