@@ -398,7 +398,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     }
 
     /// <summary>Rows whose model has a tensor other than float32 in or out, which no derivative graph is compiled for, with the type.</summary>
-    private static readonly Dictionary<string, string> NotFloat32 = new()
+    internal static readonly Dictionary<string, string> NotFloat32 = new()
     {
         ["Cast to int64 (no tangent)"] = "is int64",
         ["CastLike to int64 like a shape (no tangent, opset 15)"] = "is int64",
@@ -456,7 +456,8 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
 
     // Both sides compute in float32 from the same inputs and weights, in their own order and with their own vectorised
     // transcendental functions: a few roundings per product term over sums of up to a few hundred terms.
-    private static void AssertClose(string what, IReadOnlyDictionary<string, HostTensor> expected, IReadOnlyDictionary<string, HostTensor> actual)
+    internal static void AssertClose(string what, IReadOnlyDictionary<string, HostTensor> expected, IReadOnlyDictionary<string, HostTensor> actual,
+        float tolerance = 1e-5f)
     {
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         foreach (var (name, e) in expected)
@@ -465,7 +466,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
             Assert.Equal(e.Shape, a.Shape);
             float scale = Math.Max(1e-3f, e.Data.Take((int)e.Count).Max(MathF.Abs));
             for (int i = 0; i < e.Count; i++)
-                Assert.True(MathF.Abs(e.Data[i] - a.Data[i]) <= 1e-5f * scale || (float.IsNaN(e.Data[i]) && float.IsNaN(a.Data[i])),
+                Assert.True(MathF.Abs(e.Data[i] - a.Data[i]) <= tolerance * scale || (float.IsNaN(e.Data[i]) && float.IsNaN(a.Data[i])),
                     $"{what}, {name}[{i}]: interpreter {e.Data[i]}, compiled {a.Data[i]} (scale {scale})");
         }
     }

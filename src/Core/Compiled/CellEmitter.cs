@@ -105,8 +105,7 @@ internal sealed class CellEmitter(OnnxEmitter e, OnnxEmitter outer, long basis, 
 
     public string Rows(string weight, long start, long count) => outer.Rows(weight, start, count);
 
-    /// <summary>a·Wᵀ without a transposed copy of W (ONNX Runtime's FusedMatMul reads it as stored).</summary>
-    private string TimesTransposed(string a, string weight) => e.RuntimeOp("FusedMatMul", [a, weight], OnnxEmitter.Int("transB", 1));
+    private string TimesTransposed(string a, string weight) => e.TimesTransposedWeight(a, weight);
 
     private string? Sum(string? a, string? b) => a is null ? b : b is null ? a : e.Add(a, b);
 

@@ -50,17 +50,48 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
             .Select((o, j) => new CompiledDerivative.Result(DerivativeGraphWriter.JvpPrefix + o, o, "jvp:" + o, many ? [directions, .. written.OfSamples[j]] : written.OfSamples[j]))
             .ToArray());
 
+    /// <summary>
+    /// The compiled Hessians of each output in of with respect to wrt, [B, ..out, ..wrt, ..wrt] under "hess:NAME" (with
+    /// <paramref name="laplacianAxes"/>, the Laplacians over those flat indices of wrt, [B, ..out] under "lap:NAME"), and
+    /// the Jacobians under "jac:NAME" when <paramref name="includeJacobian"/>; null where the interpreter serves them.
+    /// </summary>
+    public CompiledDerivative? SecondOrder(int wrt, int[] of, int[]? laplacianAxes, bool includeJacobian, long[][] shapes) =>
+        For((laplacianAxes is null ? "hessian" : $"laplacian over {Runs(laplacianAxes)}") + (includeJacobian ? " and jacobian" : ""), wrt, of, shapes, DerivativeMode.Forward, null,
+            (_, ofNames, written) => ofNames.SelectMany((o, j) => (CompiledDerivative.Result[])
+            [
+                laplacianAxes is null
+                    ? new(SecondOrderGraph.HessianPrefix + o, "hess:" + o, "hess:" + o, [.. written.OfSamples[j], .. written.WrtSample, .. written.WrtSample])
+                    : new(SecondOrderGraph.LaplacianPrefix + o, "lap:" + o, "lap:" + o, written.OfSamples[j]),
+                .. includeJacobian ? [new CompiledDerivative.Result(DerivativeGraphWriter.JacobianPrefix + o, "jac:" + o, "jac:" + o, [.. written.OfSamples[j], .. written.WrtSample])] : Array.Empty<CompiledDerivative.Result>(),
+            ]).ToArray(),
+            (wrtName, ofNames) => SecondOrderGraph.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), parts, shapes, wrtName, ofNames, laplacianAxes));
+
+    /// <summary>Sorted indices as runs: "0-47", "0,2,4-6".</summary>
+    private static string Runs(int[] indices)
+    {
+        var runs = new List<string>();
+        for (int start = 0; start < indices.Length;)
+        {
+            int end = start;
+            while (end + 1 < indices.Length && indices[end + 1] == indices[end] + 1) end++;
+            runs.Add(end == start ? $"{indices[start]}" : $"{indices[start]}-{indices[end]}");
+            start = end + 1;
+        }
+        return string.Join(",", runs);
+    }
+
     private CompiledDerivative? For(string kind, int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions,
-        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results)
+        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results,
+        Func<string, string[], DerivativeGraphWriter.Written>? write = null)
     {
         string key = $"{kind}|{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(shapes.Select(s => s[1..]).ToArray())}";
         if (_entries.TryGetValue(key, out var known)) return known.Value.Unit;
         if (_entries.Count >= parts.Limits.MaxCachedPlans) return null;
-        return _entries.GetOrAdd(key, _ => new Lazy<CompiledEntry>(() => Build(kind, wrt, of, shapes, mode, directions, results))).Value.Unit;
+        return _entries.GetOrAdd(key, _ => new Lazy<CompiledEntry>(() => Build(kind, wrt, of, shapes, mode, directions, results, write))).Value.Unit;
     }
 
     private CompiledEntry Build(string kind, int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions,
-        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results)
+        Func<string, string[], DerivativeGraphWriter.Written, CompiledDerivative.Result[]> results, Func<string, string[], DerivativeGraphWriter.Written>? write)
     {
         var graph = parts.Graph;
         string wrtName = graph.Inputs[wrt].Name;
@@ -68,7 +99,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         string note;
         try
         {
-            var written = Write(wrt, of, shapes, mode, directions);
+            var written = write?.Invoke(wrtName, ofNames) ?? Write(wrt, of, shapes, mode, directions);
             string[] directionInputs = directions is null ? []
                 : mode == DerivativeMode.Forward ? [DerivativeGraphWriter.TangentPrefix + wrtName]
                 : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o).ToArray();
@@ -80,7 +111,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         {
             note = e.Message;
         }
-        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException or ModelLoadException)
         {
             note = $"the plan for a batch of two or more does not build: {e.Message}";
         }
@@ -101,7 +132,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// <summary>The derivative graph for (wrt, of, mode) on inputs of these shapes; throws <see cref="NotCompilableException"/> where there is none.</summary>
     internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(shapes), FoldedIntsOf(shapes),
+        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(parts, shapes), FoldedIntsOf(parts, shapes),
             Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
             parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
 
@@ -110,7 +141,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// hide which values broadcast along the batch axis. (Not always two: a model whose first axis is fixed by another
     /// input's shape has no plan for other batch sizes.)
     /// </summary>
-    private Func<string, long[]?> ShapesOf(long[][] inputs)
+    internal static Func<string, long[]?> ShapesOf(ModelParts parts, long[][] inputs)
     {
         var graph = parts.Graph;
         using var scope = NewDisposeScope();
@@ -127,7 +158,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// as fixed. The small batches keep the two plans cheap whatever the request's batch; none where they do not build
     /// (a model whose batch another input fixes).
     /// </summary>
-    private Func<string, long[]?> FoldedIntsOf(long[][] inputs)
+    internal static Func<string, long[]?> FoldedIntsOf(ModelParts parts, long[][] inputs)
     {
         const int MaxElements = 64;
         var graph = parts.Graph;

@@ -27,7 +27,7 @@ internal static partial class CompiledRules
                 var initial = node.Initial(c, d, tangents: true);
                 (string, long[])[] carried = [.. initial.Select(v => (v.V, node.State())), .. initial.Select(v => (v.G ?? node.Zeros(c, v.V), node.State(c.Basis)))];
                 (string, long, long[])[] scanned = dx is null ? [(node.Products(c, d), 0, node.Product())]
-                    : [(node.Products(c, d), 0, node.Product()), (e.RuntimeOp("FusedMatMul", [dx, node.W(c, d)], Int("transB", 1)), 1, node.Product(c.Basis))];
+                    : [(node.Products(c, d), 0, node.Product()), (e.TimesTransposedWeight(dx, node.W(c, d)), 1, node.Product(c.Basis))];
                 var outputs = e.Scan(carried, scanned, node.Reverse(d), [1], (be, carriedIn, slices) =>
                 {
                     var math = new CellEmitter(be, c.Emit, c.Basis, node.Hidden, record: false);

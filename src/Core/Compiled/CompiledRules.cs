@@ -107,7 +107,7 @@ internal static partial class CompiledRules
     public static readonly CompiledRule MatMul = new(
         c =>
         {
-            CheckRanks(c);
+            CheckForwardRanks(c);
             string? a = c.Tangent(0) is null ? null : c.Emit.Op("MatMul", c.Aligned(0), c.In(1));
             string? b = c.Tangent(1) is null ? null : c.Emit.Op("MatMul", c.In(0), c.Aligned(1));
             return [a is null ? b : b is null ? a : c.Emit.Add(a, b)];
@@ -120,7 +120,7 @@ internal static partial class CompiledRules
             return
             [
                 c.Needs(0) ? c.SumBack(TimesWeight(c, ct, c.In(1), transposed: true), c.BroadcastAxes(0, trailing: 2), 0) : null,
-                c.Needs(1) ? c.SumBack(c.Emit.RuntimeOp("FusedMatMul", [c.In(0), ct], Int("transA", 1)), c.BroadcastAxes(1, trailing: 2), 1) : null,
+                c.Needs(1) ? c.SumBack(c.Emit.TransposedTimes(c.In(0), c.Emit.Rank(c.In(0)), ct), c.BroadcastAxes(1, trailing: 2), 1) : null,
             ];
         });
 
@@ -570,9 +570,15 @@ internal static partial class CompiledRules
     private static string ReductionSlopeOf(OnnxRuleContext c, ReductionSlope slope, long[] axes, bool keep) =>
         slope(c, c.In(0), keep ? c.Out(0) : c.Emit.Op("Unsqueeze", c.Out(0), c.Emit.Ints(axes)), axes);
 
-    /// <summary>ReduceProd's slope: the product of the others (y/x without zeros, the non-zeros' product at a lone zero, else 0).</summary>
+    /// <summary>
+    /// ReduceProd's slope: the product of the others (y/x without zeros, the non-zeros' product at a lone zero, else 0).
+    /// That is the slope everywhere but not, at a zero, a function whose own derivative is right there: a graph that is
+    /// differentiated again (a PINN's boundary factor Πᵢ xᵢ(1 − xᵢ) is zero on every face) takes each product of the
+    /// others itself instead, <see cref="ProductsOfOthers"/>.
+    /// </summary>
     public static readonly ReductionSlope ProductSlope = (c, x, _, axes) =>
     {
+        if (c.Emit.ReadBack) return ProductsOfOthers(c, x, axes);
         var zero = c.Emit.Op("Equal", x, c.Emit.Scalar(0));
         var nonZero = c.Emit.Op("Where", zero, c.Emit.Scalar(1), x);
         var product = Reduce(c, "ReduceProd", nonZero, axes, 1);
@@ -581,6 +587,27 @@ internal static partial class CompiledRules
         return c.Emit.Op("Where", c.Emit.Op("Equal", zeros, c.Emit.Scalar(0)), c.Emit.Op("Div", product, nonZero),
             c.Emit.Op("Where", lone, product, c.Emit.Scalar(0)));
     };
+
+    /// <summary>The longest axis whose products of the others are compiled: they take the square of its length.</summary>
+    private const long MaxProductsOfOthers = 64;
+
+    /// <summary>
+    /// Per element of x along the one reduced axis longer than 1, the product of the axis's other elements: x repeated
+    /// along a new axis with its own element replaced by 1 (a Where on a fixed mask), multiplied out.
+    /// </summary>
+    private static string ProductsOfOthers(OnnxRuleContext c, string x, long[] axes)
+    {
+        var shape = c.Emit.Shape(x);
+        var along = axes.Where(a => shape[a] != 1).ToArray();
+        if (along.Length == 0) return c.Emit.Scalar(1);
+        if (along.Length > 1 || shape[along[0]] > MaxProductsOfOthers)
+            throw new NotCompilableException($"ReduceProd '{c.Out(0)}' reduces {Ops.Shapes.Text(shape)} over axes [{string.Join(", ", axes)}]; its second " +
+                                             $"derivative is compiled over one axis of at most {MaxProductsOfOthers} elements");
+        long axis = along[0], length = shape[axis];
+        var own = c.Emit.Op("Equal", c.Emit.Identity(length, [length, length, .. Enumerable.Repeat(1L, shape.Length - 1 - (int)axis)]), c.Emit.Scalar(1));
+        var others = c.Emit.Op("Where", own, c.Emit.Scalar(1), c.Emit.Op("Unsqueeze", x, c.Emit.Ints(axis)));
+        return Reduce(c, "ReduceProd", others, [axis + 1], 0);
+    }
 
     /// <summary>ReduceMax's and ReduceMin's slope: 1 where x alone attains the extremum, 1/n where n elements tie.</summary>
     public static readonly ReductionSlope ExtremumSlope = (c, x, kept, axes) =>
@@ -774,14 +801,12 @@ internal static partial class CompiledRules
         factor == 1 ? direction : c.Emit.Mul(direction, c.Emit.Scalar(factor));
 
     /// <summary>
-    /// x·W, or x·Wᵀ (<paramref name="transposed"/>), for directions x of any rank and a weight W of rank 2. The transposed
-    /// product is ONNX Runtime's FusedMatMul with transB, which reads W as stored: a MatMul by Transpose(W) is folded at
-    /// load into a transposed copy of W that the version's other sessions cannot share (a 36 MB MLP's graphs held one
-    /// such copy each). A Gemm of x's rows does the same in plain ONNX but needs four more nodes to reshape x and back,
-    /// which cost the small fixtures up to a fifth of their rate at batch 1.
+    /// x·W, or x·Wᵀ over W's last two axes (<paramref name="transposed"/>, <see cref="OnnxEmitter.TimesTransposedWeight"/>),
+    /// for directions x of any rank and the node's input W. (A Gemm of x's rows would do it in plain ONNX but needs four
+    /// more nodes to reshape x and back, which cost the small fixtures up to a fifth of their rate at batch 1.)
     /// </summary>
     private static string TimesWeight(OnnxRuleContext c, string x, string w, bool transposed) =>
-        transposed ? c.Emit.RuntimeOp("FusedMatMul", [x, w], Int("transB", 1)) : c.Emit.Op("MatMul", x, w);
+        transposed ? c.Emit.TimesTransposedWeight(x, w, c.Emit.Rank(w)) : c.Emit.Op("MatMul", x, w);
 
     private static void RefuseWeight(OnnxRuleContext c, int input)
     {
@@ -793,6 +818,20 @@ internal static partial class CompiledRules
     /// Refuses a product whose operand from wrt does not keep its first (batch) axis as the output's: a matrix of rank 2
     /// on the right contracts it, and a lower rank broadcasts it against another batch axis.
     /// </summary>
+    /// <summary>
+    /// Going forward, the products broadcast each tangent as the op broadcasts its operand, so an operand may have fewer
+    /// axes than the output (a derivative graph read back multiplies a value [B, ..] by a direction [K, B, ..]); only
+    /// a second operand whose first axis is a matrix axis mixes the samples.
+    /// </summary>
+    private static void CheckForwardRanks(OnnxRuleContext c)
+    {
+        if (c.Emit.Rank(c.In(0)) < 2 || c.Emit.Rank(c.In(1)) < 2)
+            throw new NotCompilableException($"MatMul '{c.Out(0)}' multiplies ranks {c.Emit.Rank(c.In(0))} and {c.Emit.Rank(c.In(1))}; compiled for ranks 2 or more");
+        if (c.Tangent(1) is not null && c.Emit.Rank(c.In(1)) < 3)
+            throw new NotCompilableException(
+                $"MatMul '{c.Out(0)}' takes its input 1 from wrt, whose first axis is not the product's batch axis; compiled where it is");
+    }
+
     private static void CheckRanks(OnnxRuleContext c)
     {
         if (c.Emit.Rank(c.In(0)) < 2 || c.Emit.Rank(c.In(1)) < 2)

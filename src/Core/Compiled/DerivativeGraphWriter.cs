@@ -23,6 +23,14 @@ internal static class DerivativeGraphWriter
     public const string TangentPrefix = "tangent:";
     public const string JvpPrefix = "jvp:";
 
+    /// <summary>
+    /// Where a graph stands in a second derivative, which differentiates a derivative graph again: the first derivative's
+    /// graph (<see cref="Inner"/>) is written in plain ONNX, which the engine reads back and plans; the second
+    /// (<see cref="Outer"/>) is written over it under a namespace of its own, its seed full-size along the batch: its
+    /// rules take every value's first axis for the batch, which the inner graph's directions [K, B, ..] break.
+    /// </summary>
+    public enum Nesting { None, Inner, Outer }
+
     /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
     public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
 
@@ -34,13 +42,14 @@ internal static class DerivativeGraphWriter
     /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
     public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, long shapesBatch, string wrt,
         string[] of, DerivativeMode mode, int maxNodes, long maxBytesPerSample,
-        long? directions = null)
+        long? directions = null, Nesting nesting = Nesting.None)
     {
         long opset = Onnx.OnnxModelReader.DefaultOpset(model);
         if (opset < 13) throw new NotCompilableException($"the model's opset is {opset}; derivative graphs are written for opset 13 or later");
         var graph = model.Graph;
-        if (graph.Node.Any(n => n.Output.Any(o => o.StartsWith("jac/", StringComparison.Ordinal))))
-            throw new NotCompilableException("the model names values under 'jac/', which derivative graphs use");
+        string prefix = nesting == Nesting.Outer ? "jac2/" : OnnxEmitter.DefaultPrefix;
+        if (graph.Node.Any(n => n.Output.Any(o => o.StartsWith(prefix, StringComparison.Ordinal))))
+            throw new NotCompilableException($"the model names values under '{prefix}', which derivative graphs use");
 
         var dependent = new HashSet<string>(StringComparer.Ordinal) { wrt };
         var produced = new HashSet<string>(graph.Input.Select(i => i.Name).Concat(graph.Initializer.Select(i => i.Name)), StringComparer.Ordinal);
@@ -62,11 +71,9 @@ internal static class DerivativeGraphWriter
             if (node.Output.Any(dependent.Contains)) carrying.Add(node);
         }
         carrying.Reverse();
-        foreach (var o in of)
-            if (!dependent.Contains(o)) throw new NotCompilableException($"output '{o}' does not depend on '{wrt}'");
 
         shapeOf = WithKeptShapes(graph, shapeOf);
-        var emit = new OnnxEmitter(graph, opset, shapeOf, foldedInts);
+        var emit = new OnnxEmitter(graph, opset, shapeOf, foldedInts, prefix, readBack: nesting == Nesting.Inner);
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);
@@ -101,9 +108,10 @@ internal static class DerivativeGraphWriter
         }
         else
         {
-            if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m);
+            if (mode == DerivativeMode.Forward) WriteForward(emit, carrying, wrt, of, wrtSample, m, fullSeed: nesting == Nesting.Outer);
             else WriteReverse(emit, carrying, dependent, wrt, of, wrtSample, ofSamples, m);
-            foreach (var o in of) graph.Output.Add(OnnxEmitter.FloatValue(JacobianPrefix + o));
+            // Declared with their shapes: a graph read back as a model (Nesting.Inner) must declare its outputs'.
+            for (int j = 0; j < of.Length; j++) graph.Output.Add(OnnxEmitter.FloatValue(JacobianPrefix + of[j], [-1, m[j], n]));
         }
         if (graph.Node.Count > maxNodes)
             throw new NotCompilableException($"the derivative graph holds {graph.Node.Count:N0} nodes, over Engine:MaxCompiledNodes {maxNodes:N0} (ONNX Runtime's preparation grows with the square of the graph: 4 s at 5,000 nodes, 18 s at 10,000)");
@@ -112,13 +120,14 @@ internal static class DerivativeGraphWriter
         return new Written(model.ToByteArray(), wrtSample, ofSamples, Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))));
     }
 
-    private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m)
+    private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m, bool fullSeed)
     {
         long n = Shapes.Product(wrtSample);
-        var tangents = Push(emit, carrying, wrt, emit.Identity(n, [n, 1, .. wrtSample]), n);
+        var seed = emit.Identity(n, [n, 1, .. wrtSample]);
+        var tangents = Push(emit, carrying, wrt, fullSeed ? emit.Full(seed, n, wrt) : seed, n);
         for (int j = 0; j < of.Length; j++)
         {
-            var rows = emit.Op("Reshape", emit.Full(Reached(tangents, of[j]), n, of[j]), emit.Ints(n, -1, m[j]));
+            var rows = emit.Op("Reshape", emit.Full(Reached(emit, tangents, of[j]), n, of[j]), emit.Ints(n, -1, m[j]));
             Name(emit, emit.Op("Transpose", [rows], OnnxEmitter.IntList("perm", 1, 2, 0)), JacobianPrefix + of[j]);
         }
     }
@@ -130,7 +139,7 @@ internal static class DerivativeGraphWriter
         var tangents = Push(emit, carrying, wrt, seed, directions);
         foreach (var o in of)
         {
-            var pushed = emit.Full(Reached(tangents, o), directions, o);
+            var pushed = emit.Full(Reached(emit, tangents, o), directions, o);
             Name(emit, emit.Op("Transpose", [pushed], OnnxEmitter.IntList("perm", LeadingSwapped(emit.Rank(o) + 1))), JvpPrefix + o);
         }
     }
@@ -149,8 +158,12 @@ internal static class DerivativeGraphWriter
         return tangents;
     }
 
-    private static string Reached(Dictionary<string, string> tangents, string output) =>
-        tangents.GetValueOrDefault(output) ?? throw new NotCompilableException($"no tangent reached output '{output}'");
+    /// <summary>
+    /// An output's tangent, or zero where none reached it: it does not depend on wrt, or only through ops whose rules
+    /// give no tangent (a Jacobian graph of a piecewise-linear model, read back for its Hessian, is such an output).
+    /// </summary>
+    private static string Reached(OnnxEmitter emit, Dictionary<string, string> tangents, string output) =>
+        tangents.GetValueOrDefault(output) ?? emit.Scalar(0);
 
     private static void WriteReverse(OnnxEmitter emit, List<NodeProto> carrying, HashSet<string> dependent, string wrt, string[] of,
         long[] wrtSample, long[][] ofSamples, long[] m)
@@ -202,7 +215,8 @@ internal static class DerivativeGraphWriter
             for (int i = 0; i < inputs.Length && i < node.Input.Count; i++)
                 if (inputs[i] is { } ct && needs[i]) Accumulate(emit, cotangents, node.Input[i], ct);
         }
-        return cotangents.GetValueOrDefault(wrt) ?? throw new NotCompilableException($"no cotangent reached '{wrt}'");
+        // None reaches wrt where no output in of depends on it: zero, as a tangent that reaches no output.
+        return cotangents.GetValueOrDefault(wrt) ?? emit.Scalar(0);
     }
 
     private static void Accumulate(OnnxEmitter emit, Dictionary<string, string> cotangents, string value, string cotangent) =>

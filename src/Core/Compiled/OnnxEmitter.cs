@@ -12,12 +12,17 @@ namespace JacService.Core.Compiled;
 internal sealed class OnnxEmitter
 {
     /// <summary>What a graph and the bodies written into it share: the constants (initializers of the main graph, which a body reads from the outer scope) and a counter for fresh names.</summary>
-    private sealed class Shared
+    private sealed class Shared(string prefix, bool readBack)
     {
         public readonly Dictionary<string, string> Constants = new(StringComparer.Ordinal);
+        public readonly string Prefix = prefix;
+        public readonly bool ReadBack = readBack;
         public int Next;
         public bool UsesRuntimeOps;
     }
+
+    /// <summary>The namespace of the values a derivative graph adds to its model's.</summary>
+    public const string DefaultPrefix = "jac/";
 
     private readonly GraphProto _graph;
     private readonly GraphProto _main;
@@ -25,8 +30,11 @@ internal sealed class OnnxEmitter
     private readonly Func<string, long[]?> _shapeOf;
     private readonly Func<string, long[]?> _foldedInts;
 
-    public OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
-        : this(graph, graph, new Shared(), opset, shapeOf, foldedInts)
+    /// <param name="prefix">The namespace of the names it makes: a graph differentiated again needs a second one.</param>
+    /// <param name="readBack">A graph that the engine reads back and differentiates again (<see cref="ReadBack"/>).</param>
+    public OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, string prefix = DefaultPrefix,
+        bool readBack = false)
+        : this(graph, graph, new Shared(prefix, readBack), opset, shapeOf, foldedInts)
     {
     }
 
@@ -37,11 +45,18 @@ internal sealed class OnnxEmitter
 
     public long Opset { get; }
 
+    /// <summary>
+    /// Whether the graph is read back and differentiated again: plain ONNX only, none of <see cref="RuntimeDomain"/>'s
+    /// ops, and each rule's nodes written so that their own derivative is right wherever a caller may ask for it (no
+    /// special case by a Where on the data whose branch has another slope than the function there).
+    /// </summary>
+    public bool ReadBack => _shared.ReadBack;
+
     /// <summary>An emitter whose nodes go into <paramref name="body"/> (a Scan's), its constants and names shared with this one.</summary>
     public OnnxEmitter Body(GraphProto body) => new(body, _main, _shared, Opset, _shapeOf, _foldedInts);
 
     /// <summary>A name no other value of the graph or its bodies has.</summary>
-    public string Fresh(string what) => $"jac/{what}_{_shared.Next++}";
+    public string Fresh(string what) => $"{_shared.Prefix}{what}_{_shared.Next++}";
 
     /// <summary>A float tensor's declaration (a graph's or a body's input or output): its shape left open, or given with -1 for the batch axis.</summary>
     public static ValueInfoProto FloatValue(string name, long[]? shape = null)
@@ -79,8 +94,23 @@ internal sealed class OnnxEmitter
     /// <summary>Whether a node of <see cref="RuntimeDomain"/> was emitted: the model must then import that domain.</summary>
     public bool UsesRuntimeOps => _shared.UsesRuntimeOps;
 
-    /// <summary>A node of ONNX Runtime's own domain.</summary>
-    public string RuntimeOp(string op, string[] inputs, params AttributeProto[] attributes)
+    /// <summary>
+    /// x·Wᵀ over the last two axes of W (rank <paramref name="rank"/>), as ONNX Runtime's FusedMatMul with transB, which
+    /// reads W as stored: a MatMul by Transpose(W) is folded at load into a transposed copy of W that the version's other
+    /// sessions cannot share (a 36 MB MLP's graphs held one such copy each). A graph the engine reads back (<see cref="ReadBack"/>)
+    /// takes the copy.
+    /// </summary>
+    public string TimesTransposedWeight(string x, string weight, int rank = 2) =>
+        _shared.ReadBack ? Op("MatMul", x, LastTwoSwapped(weight, rank)) : RuntimeOp("FusedMatMul", [x, weight], Int("transB", 1));
+
+    /// <summary>aᵀ·b over the last two axes of <paramref name="a"/>, whose rank is <paramref name="rankA"/>; FusedMatMul with transA where allowed.</summary>
+    public string TransposedTimes(string a, int rankA, string b) =>
+        _shared.ReadBack ? Op("MatMul", LastTwoSwapped(a, rankA), b) : RuntimeOp("FusedMatMul", [a, b], Int("transA", 1));
+
+    private string LastTwoSwapped(string value, int rank) =>
+        Op("Transpose", [value], IntList("perm", [.. Enumerable.Range(0, rank - 2).Select(p => (long)p), rank - 1, rank - 2]));
+
+    private string RuntimeOp(string op, string[] inputs, params AttributeProto[] attributes)
     {
         string name = Op(op, inputs, attributes);
         _graph.Node[^1].Domain = RuntimeDomain;
@@ -91,7 +121,7 @@ internal sealed class OnnxEmitter
     /// <summary>A float32 initializer of the given shape.</summary>
     public string Floats(float[] values, params long[] dims)
     {
-        var tensor = new TensorProto { Name = $"jac/const_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Float };
+        var tensor = new TensorProto { Name = Fresh("const"), DataType = (int)TensorProto.Types.DataType.Float };
         tensor.Dims.AddRange(dims);
         var bytes = new byte[values.Length * sizeof(float)];
         Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
@@ -114,7 +144,7 @@ internal sealed class OnnxEmitter
     /// <summary>A 1-D int64 initializer (axes, shapes, slice bounds), one per content.</summary>
     public string Ints(params long[] values) => Cached("i:" + string.Join(",", values), () =>
     {
-        var tensor = new TensorProto { Name = $"jac/ints_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        var tensor = new TensorProto { Name = Fresh("ints"), DataType = (int)TensorProto.Types.DataType.Int64 };
         tensor.Dims.Add(values.Length);
         tensor.Int64Data.AddRange(values);
         _main.Initializer.Add(tensor);
@@ -124,7 +154,7 @@ internal sealed class OnnxEmitter
     /// <summary>A 0-D int64 initializer, one per value: a Gather at it drops the axis.</summary>
     public string Index(long value) => Cached($"s:{value}", () =>
     {
-        var tensor = new TensorProto { Name = $"jac/index_{_shared.Next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+        var tensor = new TensorProto { Name = Fresh("index"), DataType = (int)TensorProto.Types.DataType.Int64 };
         tensor.Int64Data.Add(value);
         _main.Initializer.Add(tensor);
         return tensor.Name;

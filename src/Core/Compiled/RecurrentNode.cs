@@ -53,7 +53,7 @@ internal sealed class RecurrentNode
     /// <summary>x·Wᵀ + Wb for every step of direction <paramref name="d"/>: [seq, batch, gates · hidden].</summary>
     public string Products(OnnxRuleContext c, int d)
     {
-        var products = c.Emit.RuntimeOp("FusedMatMul", [c.In(0), W(c, d)], Int("transB", 1));
+        var products = c.Emit.TimesTransposedWeight(c.In(0), W(c, d));
         return Bias(c, d) is { } bias ? c.Emit.Add(products, c.Emit.Rows(bias, 0, Gates)) : products;
     }
 

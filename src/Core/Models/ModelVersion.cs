@@ -453,8 +453,12 @@ public sealed class ModelVersion : IDisposable
         CheckSecondOrder(wrt, of);
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         CheckBatchAxisBeforePass(device);
-        var (outputs, derivatives) = _secondOrder.Hessian(device, wrt, of, includeJacobian);
-        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", inputs[0].Shape[0], into);
+        EngineResult Interpreted(ResultBuffers? buffers)
+        {
+            var (outputs, derivatives) = _secondOrder.Hessian(device, wrt, of, includeJacobian);
+            return SecondOrderResult(outputs, derivatives, of, includeJacobian, "hess:", inputs[0].Shape[0], buffers);
+        }
+        return SecondOrderCompiledOrInterpreted(inputs, wrt, of, null, includeJacobian, into, Interpreted);
     }
 
     /// <summary>
@@ -467,8 +471,30 @@ public sealed class ModelVersion : IDisposable
         CheckSecondOrder(wrt, of);
         var device = DeviceTransfer.ToDevice(inputs, Graph);
         CheckBatchAxisBeforePass(device);
-        var (outputs, derivatives) = _secondOrder.Laplacian(device, wrt, of, axes, includeJacobian);
-        return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", inputs[0].Shape[0], into);
+        EngineResult Interpreted(ResultBuffers? buffers)
+        {
+            var (outputs, derivatives) = _secondOrder.Laplacian(device, wrt, of, axes, includeJacobian);
+            return SecondOrderResult(outputs, derivatives, of, includeJacobian, "lap:", inputs[0].Shape[0], buffers);
+        }
+        return SecondOrderCompiledOrInterpreted(inputs, wrt, of, axes, includeJacobian, into, Interpreted);
+    }
+
+    /// <summary>
+    /// A Hessian (or, with <paramref name="laplacianAxes"/>, a Laplacian) from its compiled graph where there is one, it
+    /// fits in the working memory and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the interpreter's.
+    /// </summary>
+    private EngineResult SecondOrderCompiledOrInterpreted(HostTensor[] inputs, int wrt, int[] of, int[]? laplacianAxes, bool includeJacobian,
+        ResultBuffers? into, Func<ResultBuffers?, EngineResult> interpreted)
+    {
+        var shapes = inputs.Select(i => i.Shape).ToArray();
+        var unit = _compiled?.SecondOrder(wrt, of, laplacianAxes, includeJacobian, shapes) is { } u && Fits(u, shapes) ? u : null;
+        return CompiledOrInterpreted(unit, inputs, into, DerivativeMode.Forward, interpreted, (outputs, derivatives) =>
+        {
+            string prefix = laplacianAxes is null ? "hess:" : "lap:";
+            var second = of.ToDictionary(o => Outputs[o].Name, o => derivatives[prefix + Outputs[o].Name]);
+            var first = includeJacobian ? of.ToDictionary(o => Outputs[o].Name, o => derivatives["jac:" + Outputs[o].Name]) : [];
+            return new EngineResult(outputs, first) { SecondOrder = second, Mode = DerivativeMode.Forward, Compiled = true };
+        });
     }
 
     /// <summary>Derivatives come per output in of: the second-order ones, then (when asked for) the Jacobians.</summary>
@@ -506,14 +532,17 @@ public sealed class ModelVersion : IDisposable
     /// answers, the graph (a node ONNX Runtime reads differently from the engine), not the request, was at fault, and it is
     /// taken out of service: a faster way to the same answer never fails a call.
     /// </summary>
+    /// <remarks><paramref name="result"/> makes the result of the graph's outputs and derivatives (by default, each derivative a Jacobian, Jvp or Vjp by its key).</remarks>
     private EngineResult CompiledOrInterpreted(CompiledDerivative? unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode,
-        Func<ResultBuffers?, EngineResult> interpreted)
+        Func<ResultBuffers?, EngineResult> interpreted,
+        Func<Dictionary<string, HostTensor>, Dictionary<string, HostTensor>, EngineResult>? result = null)
     {
         if (unit is null) return interpreted(into);
         string? failure = null;
         try
         {
-            if (Serves(unit, graphInputs, () => interpreted(null))) return RunCompiled(unit, graphInputs, into, mode);
+            if (Serves(unit, graphInputs, () => interpreted(null)))
+                return RunCompiled(unit, graphInputs, into, result ?? ((outputs, derivatives) => new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true }));
         }
         catch (OnnxRuntimeException e)
         {
@@ -524,12 +553,13 @@ public sealed class ModelVersion : IDisposable
         return answer;
     }
 
-    private static EngineResult RunCompiled(CompiledDerivative unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode)
+    private static EngineResult RunCompiled(CompiledDerivative unit, HostTensor[] graphInputs, ResultBuffers? into,
+        Func<Dictionary<string, HostTensor>, Dictionary<string, HostTensor>, EngineResult> result)
     {
         // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
         BatchCancellation.ThrowIfRequested();
         var (outputs, derivatives) = unit.Run(graphInputs, into);
-        return new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true };
+        return result(outputs, derivatives);
     }
 
     /// <summary>

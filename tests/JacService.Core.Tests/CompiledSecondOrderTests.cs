@@ -1,0 +1,138 @@
+using JacService.Core.Compiled;
+using JacService.Core.Models;
+using JacService.Core.Onnx;
+using JacService.Core.Ops;
+using JacService.Testing;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace JacService.Core.Tests;
+
+/// <summary>
+/// Hessians and Laplacians from compiled second-order graphs (a derivative graph differentiated again,
+/// <see cref="SecondOrderGraph"/>) against the interpreter's second-order rules, per op row; where a graph cannot be
+/// written, the interpreter serves with the reason on record. SecondOrderFixtureTests compare both with functorch.
+/// </summary>
+public class CompiledSecondOrderTests(ITestOutputHelper output)
+{
+    private static readonly EngineLimits AlwaysCompiled = new() { CalibrateAuto = false };
+
+    public static TheoryData<string> Rows
+    {
+        get
+        {
+            var data = new TheoryData<string>();
+            foreach (var row in OpRows.Rows.Where(r => OnnxModelReader.ExpandedOps.Contains(r.OpType) || OpTable.Rules[r.OpType].Compiled is not null))
+                data.Add(row.Name);
+            return data;
+        }
+    }
+
+    /// <summary>
+    /// Rows whose second derivatives the interpreter serves, each with the reason the graph gives. Most are rows whose
+    /// first derivatives do not compile either (CompiledDerivativesTests.RowFallbacks); the others are ops whose compiled
+    /// rules write what cannot be read back and differentiated again: recurrent ops (a Scan whose step count the reader
+    /// needs declared), MaxPool (its indices output, which the engine does not compute), Einsum over "..." (a basis label
+    /// ahead of the ellipsis), TopK (indices from the data, which the writer takes for a dependent value).
+    /// </summary>
+    private static readonly Dictionary<string, string> RowFallbacks = new()
+    {
+        ["AveragePool 1-D count_include_pad 0, asymmetric pads"] = "pads without count_include_pad",
+        ["AveragePool 2-D auto_pad SAME_UPPER stride 2"] = "pads without count_include_pad",
+        ["AveragePool 2-D ceil_mode, count_include_pad 0, asymmetric pads"] = "pads without count_include_pad",
+        ["AveragePool 2-D count_include_pad 0, asymmetric pads"] = "pads without count_include_pad",
+        ["Einsum ...ij,...jk->...ik, the weight broadcast"] = "holds a character other than a letter",
+        ["GRU as torch exports it (linear_before_reset, layout 0 between transposes)"] = ScanSteps,
+        ["GRU bidirectional, only the initial state differentiated (layout 0 between transposes)"] = ScanSteps,
+        ["GRU bidirectional, reset before the product, batch first, initial state differentiated (opset 14)"] = "batch first (layout 1)",
+        ["Gemm x times x transposed, alpha"] = "only its data input is compiled",
+        ["LSTM as torch exports it (layout 0 between transposes)"] = ScanSteps,
+        ["LSTM bidirectional, batch first, every output, initial states differentiated (opset 14)"] = "batch first (layout 1)",
+        ["LSTM bidirectional, every output, initial states differentiated (layout 0 between transposes)"] = ScanSteps,
+        ["LSTM reverse, peepholes, HardSigmoid gates, no bias"] = ScanSteps,
+        ["LogSoftmax axis 0 of 3"] = "works along axis 0, which is not a per-sample axis",
+        ["Loop scan outputs weighted by the iteration number, no condition, a weight inside the body, stacked then batch-first"] = "works along axis 0, which is not a per-sample axis",
+        ["MatMul x times x"] = "takes its input 1 from wrt, whose first axis is not the product's batch axis",
+        ["MaxPool 1-D dilation 2 asymmetric pads"] = PoolIndices,
+        ["MaxPool 1-D dilation 2, end pad 1"] = "has overlapping windows",
+        ["MaxPool 1-D kernel 3 stride 3, tiles with a remainder"] = PoolIndices,
+        ["MaxPool 1-D stride 2 pads 1"] = "has overlapping windows",
+        ["MaxPool 2-D asymmetric pads"] = "has overlapping windows",
+        ["MaxPool 2-D ceil_mode, asymmetric pads"] = "has overlapping windows",
+        ["MaxPool 2-D dilations, ceil_mode"] = "has overlapping windows",
+        ["MaxPool 2-D kernel 2 stride 2"] = PoolIndices,
+        ["MaxPool 2-D kernel 2 stride 2, tiles exactly"] = PoolIndices,
+        ["MaxPool 2-D kernel 3 stride 2 symmetric pads"] = "has overlapping windows",
+        ["MaxPool 2-D kernel [3, 2] stride [3, 2], tiles with remainders"] = PoolIndices,
+        ["Pad edge on the last axis"] = "compiled for constant padding",
+        ["Pad reflect on axis 1 of 3 named by axes (opset 18)"] = "compiled for constant padding",
+        ["Pad reflect on the last two axes"] = "compiled for constant padding",
+        ["Pad wrap on the last axis of a 2-D input (opset 19)"] = "compiled for constant padding",
+        ["Pad wrap on the last two axes (opset 19)"] = "compiled for constant padding",
+        ["RNN Relu, reverse (layout 0 between transposes)"] = ScanSteps,
+        ["RNN tanh (layout 0 between transposes)"] = ScanSteps,
+        ["Scan two scanned inputs, a weight read backwards, the output reversed along axis 0 then batch-first"] = "works along axis 0, which is not a per-sample axis",
+        ["Slice ends computed from the batch size (opset 15)"] = "from a computed value",
+        ["Slice step -1 reverses axis 1"] = "steps backwards",
+        ["TopK 3 smallest along axis 1, values only (opset 16)"] = "which it does not differentiate",
+    };
+
+    private const string ScanSteps = "the length of its scanned inputs along their scan axes is not declared";
+    private const string PoolIndices = "only the first output is supported";
+
+    [Fact]
+    public void ListedRowsExist() => Assert.All(RowFallbacks.Keys, r => Assert.Contains(r, OpRows.ByName.Keys));
+
+    [Theory]
+    [MemberData(nameof(Rows))]
+    public void OpRowHessiansAndLaplaciansEqualTheInterpreters(string row)
+    {
+        var g = new OnnxBuilder();
+        OpRows.ByName[row].Build(g);
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
+        using var compiled = ModelVersion.Load(row, 1, bytes, AlwaysCompiled);
+        using var interpreted = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
+        var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
+        int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);
+        var of = compiled.ResolveOf([]);
+        var axes = Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].Shape[1..])).ToArray();
+
+        using var scope = NewDisposeScope();
+        EngineResult hessian, laplacian;
+        try
+        {
+            hessian = interpreted.Hessian(inputs, wrt, of, includeJacobian: true);
+            laplacian = interpreted.Laplacian(inputs, wrt, of, axes, includeJacobian: false);
+        }
+        catch (Exception e) when (e is NodeEvaluationException or System.Runtime.InteropServices.ExternalException)
+        {
+            // A row whose first axis is not a batch axis: per-sample derivatives do not apply (CompiledDerivativesTests.NotPerSample).
+            output.WriteLine($"{row}: no per-sample second derivative ({e.Message.Split('\n')[0]})");
+            return;
+        }
+        if (CompiledDerivativesTests.NotFloat32.TryGetValue(row, out var type))
+        {
+            Assert.Contains(type, compiled.CompiledDerivativesNote);
+            Assert.False(compiled.Hessian(inputs, wrt, of, includeJacobian: true).Compiled);
+            return;
+        }
+        var served = (Hessian: compiled.Hessian(inputs, wrt, of, includeJacobian: true), Laplacian: compiled.Laplacian(inputs, wrt, of, axes, includeJacobian: false));
+        var entries = compiled.CompiledDerivatives.Where(e => e.Kind.StartsWith("hessian") || e.Kind.StartsWith("laplacian")).ToList();
+        Assert.Equal(2, entries.Count);
+        foreach (var entry in entries) output.WriteLine($"{row} {entry.Kind}: {(entry.Compiled ? "compiled" : "interpreter: " + entry.Note)}");
+        if (RowFallbacks.TryGetValue(row, out var reason))
+        {
+            Assert.All(entries, e => Assert.Contains(reason, e.Note));
+            Assert.False(served.Hessian.Compiled || served.Laplacian.Compiled);
+        }
+        else
+        {
+            Assert.All(entries, e => Assert.True(e.Compiled, $"{e.Kind}: {e.Note}"));
+            Assert.True(served.Hessian.Compiled && served.Laplacian.Compiled);
+        }
+        // Second derivatives in float32 sum more terms, each a product of two slopes, than the Jacobians' 1e-5 covers.
+        CompiledDerivativesTests.AssertClose($"{row} Hessian", hessian.SecondOrder, served.Hessian.SecondOrder, 1e-4f);
+        CompiledDerivativesTests.AssertClose($"{row} Jacobian beside the Hessian", hessian.Jacobians, served.Hessian.Jacobians, 1e-4f);
+        CompiledDerivativesTests.AssertClose($"{row} Laplacian", laplacian.SecondOrder, served.Laplacian.SecondOrder, 1e-4f);
+    }
+}
