@@ -2,16 +2,19 @@
 """Exports a 36 MB MLP (256 -> 2048 -> 2048 -> 2048 -> 8, tanh; PyTorch Linear, so Gemm with transB) to ONNX, for
 measuring what a model version holds (bench/version_memory.sh, JacService.Bench --version-memory). The fixtures'
 weights are a few KB, too small to see.
-Usage: /usr/bin/python3 bench/big_mlp.py OUT.onnx (Debian's python3 with torch)."""
+With INPUTS (256 by default) the first layer takes that many: 3 makes a wide PINN, whose second derivatives the
+server compiles and warms up.
+Usage: /usr/bin/python3 bench/big_mlp.py OUT.onnx [INPUTS] (Debian's python3 with torch)."""
 import sys
 
 import torch
 
 torch.manual_seed(0)
+inputs = int(sys.argv[2]) if len(sys.argv) > 2 else 256
 model = torch.nn.Sequential(
-    torch.nn.Linear(256, 2048), torch.nn.Tanh(),
+    torch.nn.Linear(inputs, 2048), torch.nn.Tanh(),
     torch.nn.Linear(2048, 2048), torch.nn.Tanh(),
     torch.nn.Linear(2048, 2048), torch.nn.Tanh(),
     torch.nn.Linear(2048, 8))
-torch.onnx.export(model, torch.randn(4, 256), sys.argv[1], input_names=["x"], output_names=["y"],
+torch.onnx.export(model, torch.randn(4, inputs), sys.argv[1], input_names=["x"], output_names=["y"],
                   dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=13)

@@ -1,13 +1,15 @@
 using System.Diagnostics;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
+using JacService.Core.Ops;
 using static TorchSharp.torch;
 
 namespace JacService.Bench;
 
 /// <summary>
 /// What one model version holds once it has served every kind of call: versions loaded one after another in this
-/// process, each called for Predict, both Jacobians, a Vjp and a Jvp (so each builds its derivative graphs), then all
+/// process, each called for Predict, both Jacobians, a Vjp, a Jvp and (up to 64 input elements) Hessians and Laplacians
+/// with and without the Jacobians (so each builds its derivative graphs), then all
 /// freed. Native memory in use is glibc's count of allocated bytes (mallinfo2), which the server's kept heap
 /// (Engine:ReuseLargeAllocations) hides from the resident size; managed memory is the GC heap after a full collection.
 /// </summary>
@@ -49,6 +51,14 @@ public static class VersionMemoryProbe
         foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse }) model.Jacobian(inputs, 0, of, mode);
         model.Vjp(inputs, 0, of, [Inputs.Random([-1, .. model.OutputSampleShape(inputs, 0)], batch)]);
         model.Jvp(inputs, 0, of, Inputs.Random(model.Inputs[0].Shape, batch));
+        // Second derivatives where the warm-up builds them: up to 64 input elements (ModelWarmup.SecondOrderMaxInputs).
+        if (Shapes.Product(inputs[0].Shape[1..]) > 64) return;
+        var axes = model.Requests.ResolveAxes([], inputs, 0);
+        foreach (bool includeJacobian in new[] { false, true })
+        {
+            model.Hessian(inputs, 0, of, includeJacobian);
+            model.Laplacian(inputs, 0, of, axes, includeJacobian);
+        }
     }
 
     private static (long Native, long Managed, long Resident) Sample()

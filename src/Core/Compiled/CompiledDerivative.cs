@@ -32,23 +32,30 @@ internal sealed class CompiledDerivative : IDisposable
     /// <summary>The most the derivative nodes hold per sample: every direction of every value on the path, and the result.</summary>
     public long BytesPerSample { get; }
 
-    /// <summary>Outputs by name, and the derivatives by their keys as [B, ..sample], written into <paramref name="into"/> when given.</summary>
-    public (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor> Derivatives) Run(HostTensor[] inputs, ResultBuffers? into)
+    /// <summary>
+    /// Outputs by name, and the derivatives by their keys as [B, ..sample], written into <paramref name="into"/> when
+    /// given; with <paramref name="keys"/>, only those derivatives (a second-order graph computes Hessians, Laplacians and
+    /// Jacobians, and a call takes what it asked for).
+    /// </summary>
+    public (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor> Derivatives) Run(HostTensor[] inputs, ResultBuffers? into,
+        IReadOnlyCollection<string>? keys = null)
     {
         var values = new OrtValue[inputs.Length];
+        var wanted = keys is null ? _results : _results.Where(r => keys.Contains(r.Key)).ToArray();
+        int outputs = _outputNames.Length - _results.Length;
+        var names = keys is null ? _outputNames : [.. _outputNames[..outputs], .. wanted.Select(r => r.Output)];
         try
         {
             // Views of the managed arrays (pinned for the call), not copies.
             for (int i = 0; i < inputs.Length; i++) values[i] = OrtValue.CreateTensorValueFromMemory(inputs[i].Data, inputs[i].Shape);
-            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            using var results = _session.Run(_runOptions, _inputNames, values, names);
             long batch = inputs[0].Shape[0];
-            int outputs = _outputNames.Length - _results.Length;
             var named = new Dictionary<string, HostTensor>(outputs);
             for (int o = 0; o < outputs; o++)
-                named[_outputNames[o]] = OnnxRuntimeForward.CopyOut(results[o], "out:" + _outputNames[o], into, results[o].GetTensorTypeAndShape().Shape);
-            var derivatives = new Dictionary<string, HostTensor>(_results.Length);
-            for (int j = 0; j < _results.Length; j++)
-                derivatives[_results[j].Key] = OnnxRuntimeForward.CopyOut(results[outputs + j], _results[j].Buffer, into, [batch, .. _results[j].Sample]);
+                named[names[o]] = OnnxRuntimeForward.CopyOut(results[o], "out:" + names[o], into, results[o].GetTensorTypeAndShape().Shape);
+            var derivatives = new Dictionary<string, HostTensor>(wanted.Length);
+            for (int j = 0; j < wanted.Length; j++)
+                derivatives[wanted[j].Key] = OnnxRuntimeForward.CopyOut(results[outputs + j], wanted[j].Buffer, into, [batch, .. wanted[j].Sample]);
             return (named, derivatives);
         }
         finally

@@ -12,7 +12,8 @@ namespace JacService.Core.Compiled;
 /// jacfwd(jacrev(f)): the Jacobian's graph (reverse mode where the outputs asked for have fewer elements per sample than
 /// wrt, else forward) is written in plain ONNX, read back and planned like a model file, and its forward-mode Jacobian
 /// with respect to the same input written over it. That Jacobian of the Jacobian is the Hessian, [B, M·N, N] as
-/// "jacobian:jacobian:NAME"; a Laplacian is its trace over the chosen elements of wrt, taken by nodes added after it.
+/// "jacobian:jacobian:NAME"; a Laplacian, "laplacian:NAME", is its trace over chosen elements of wrt, taken by nodes
+/// added after it; the Jacobian is "jacobian:NAME".
 /// Every op whose compiled rules emit only ops that have compiled rules themselves is covered, with no second-order
 /// rule of its own; an op that emits anything else leaves the derivative to the interpreter.
 /// </summary>
@@ -22,9 +23,9 @@ internal static class SecondOrderGraph
     public const string LaplacianPrefix = "laplacian:";
 
     /// <summary>
-    /// The graph of <paramref name="model"/>'s Hessians of each output in <paramref name="of"/> (or, with
-    /// <paramref name="laplacianAxes"/>, their Laplacians over those flat indices of wrt's sample) with respect to
-    /// <paramref name="wrt"/>, beside its Jacobians; throws <see cref="NotCompilableException"/> where there is none.
+    /// The graph of <paramref name="model"/>'s Hessians of each output in <paramref name="of"/> with respect to
+    /// <paramref name="wrt"/>, their Laplacians over <paramref name="laplacianAxes"/> (flat indices of wrt's sample; null
+    /// for all) and its Jacobians; throws <see cref="NotCompilableException"/> where there is none.
     /// </summary>
     public static DerivativeGraphWriter.Written Write(ModelProto model, ModelParts parts, long[][] shapes, string wrt, string[] of, int[]? laplacianAxes)
     {
@@ -43,14 +44,14 @@ internal static class SecondOrderGraph
         var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), CompiledDerivatives.ShapesOf(firstParts, shapes),
             CompiledDerivatives.FoldedIntsOf(firstParts, shapes), batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
-        var written = second with { OfSamples = first.OfSamples };
-        return laplacianAxes is null ? written : written with { Model = Traced(second.Model, of, first.OfSamples, n, laplacianAxes) };
+        var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
+        return second with { OfSamples = first.OfSamples, Model = Traced(second.Model, of, first.OfSamples, n, axes) };
     }
 
     private static long[] Known(Func<string, long[]?> shapeOf, string value) =>
         shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
-    /// <summary>The Hessians [B, M·N, N] summed along their diagonal over <paramref name="axes"/>: [B, M] as "laplacian:NAME", in place of them.</summary>
+    /// <summary>The Hessians [B, M·N, N] summed along their diagonal over <paramref name="axes"/>: [B, M] as "laplacian:NAME", beside them.</summary>
     private static byte[] Traced(byte[] hessians, string[] of, long[][] ofSamples, long n, int[] axes)
     {
         var model = ModelProto.Parser.ParseFrom(hessians);
@@ -64,7 +65,6 @@ internal static class SecondOrderGraph
             var picked = emit.Op("Gather", [flat, diagonal], OnnxEmitter.Int("axis", 2));
             var trace = emit.Op("ReduceSum", [picked, emit.Ints(2)], OnnxEmitter.Int("keepdims", 0));
             emit.Append(new NodeProto { OpType = "Identity", Name = LaplacianPrefix + of[j], Input = { trace }, Output = { LaplacianPrefix + of[j] } });
-            graph.Output.Remove(graph.Output.Single(o => o.Name == hessian));
             graph.Output.Add(OnnxEmitter.FloatValue(LaplacianPrefix + of[j]));
         }
         return model.ToByteArray();

@@ -480,22 +480,33 @@ public sealed class ModelVersion : IDisposable
     }
 
     /// <summary>
-    /// A Hessian (or, with <paramref name="laplacianAxes"/>, a Laplacian) from its compiled graph where there is one, it
-    /// fits in the working memory and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the interpreter's.
+    /// A Hessian (or, with <paramref name="laplacianAxes"/>, a Laplacian) from the compiled second-order graph where there
+    /// is one, it fits in the working memory and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the
+    /// interpreter's. A Laplacian over every element of wrt shares the Hessian's graph.
     /// </summary>
     private EngineResult SecondOrderCompiledOrInterpreted(HostTensor[] inputs, int wrt, int[] of, int[]? laplacianAxes, bool includeJacobian,
         ResultBuffers? into, Func<ResultBuffers?, EngineResult> interpreted)
     {
         var shapes = inputs.Select(i => i.Shape).ToArray();
-        var unit = _compiled?.SecondOrder(wrt, of, laplacianAxes, includeJacobian, shapes) is { } u && Fits(u, shapes) ? u : null;
-        return CompiledOrInterpreted(unit, inputs, into, DerivativeMode.Forward, interpreted, (outputs, derivatives) =>
-        {
-            string prefix = laplacianAxes is null ? "hess:" : "lap:";
-            var second = of.ToDictionary(o => Outputs[o].Name, o => derivatives[prefix + Outputs[o].Name]);
-            var first = includeJacobian ? of.ToDictionary(o => Outputs[o].Name, o => derivatives["jac:" + Outputs[o].Name]) : [];
-            return new EngineResult(outputs, first) { SecondOrder = second, Mode = DerivativeMode.Forward, Compiled = true };
-        });
+        bool everyElement = laplacianAxes is not null && laplacianAxes.Length == Shapes.Product(inputs[wrt].Shape[1..]);
+        var unit = _compiled?.SecondOrder(wrt, of, everyElement ? null : laplacianAxes, shapes) is { } u && Fits(u, shapes) ? u : null;
+        string prefix = laplacianAxes is null ? "hess:" : "lap:";
+        string[] names = [.. of.Select(o => Outputs[o].Name)];
+        string[] keys = [.. names.Select(n => prefix + n), .. includeJacobian ? names.Select(n => "jac:" + n) : []];
+        // Timed per kind of call: the interpreter's Laplacian is far cheaper than its Hessian, the graph's is not.
+        return CompiledOrInterpreted(unit, inputs, into, DerivativeMode.Forward, interpreted, new CompiledCall(keys, (unit, prefix), (outputs, derivatives) =>
+            new EngineResult(outputs, includeJacobian ? names.ToDictionary(n => n, n => derivatives["jac:" + n]) : [])
+            {
+                SecondOrder = names.ToDictionary(n => n, n => derivatives[prefix + n]), Mode = DerivativeMode.Forward, Compiled = true,
+            }));
     }
+
+    /// <summary>
+    /// What a call takes from a compiled graph (<see cref="Keys"/>: its derivatives by key, or all), what its timing
+    /// against the interpreter is kept under (<see cref="CompiledPreference"/>), and how its result is made.
+    /// </summary>
+    private sealed record CompiledCall(string[]? Keys, object Timing,
+        Func<Dictionary<string, HostTensor>, Dictionary<string, HostTensor>, EngineResult> Result);
 
     /// <summary>Derivatives come per output in of: the second-order ones, then (when asked for) the Jacobians.</summary>
     private EngineResult SecondOrderResult(Tensor[] outputs, Tensor[] derivatives, int[] of, bool includeJacobian, string prefix, long batch, ResultBuffers? into)
@@ -522,27 +533,29 @@ public sealed class ModelVersion : IDisposable
 
     private bool Fits(CompiledDerivative unit, long[][] shapes) => unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes;
 
-    /// <summary>Whether the compiled graph serves a batch this size (<see cref="CompiledPreference"/>), timed against <paramref name="interpreted"/> the first time.</summary>
-    private bool Serves(CompiledDerivative unit, HostTensor[] graphInputs, Action interpreted) =>
-        _preference.Compiled(unit, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null), interpreted);
-
     /// <summary>
-    /// The compiled graph's result where there is one and it serves this batch (<see cref="Serves"/>), else the
-    /// interpreter's. A graph ONNX Runtime loaded but fails to run leaves this call to the interpreter; if the interpreter
-    /// answers, the graph (a node ONNX Runtime reads differently from the engine), not the request, was at fault, and it is
-    /// taken out of service: a faster way to the same answer never fails a call.
+    /// The compiled graph's result where there is one and it serves this batch (whichever of graph and interpreter ran a
+    /// batch this size faster the first time, <see cref="CompiledPreference"/>), else the interpreter's. A graph ONNX
+    /// Runtime loaded but fails to run leaves this call to the interpreter; if the interpreter answers, the graph (a node
+    /// ONNX Runtime reads differently from the engine), not the request, was at fault, and it is taken out of service: a
+    /// faster way to the same answer never fails a call.
     /// </summary>
-    /// <remarks><paramref name="result"/> makes the result of the graph's outputs and derivatives (by default, each derivative a Jacobian, Jvp or Vjp by its key).</remarks>
+    /// <remarks>By default a call takes every derivative of the graph, each a Jacobian, Jvp or Vjp by its key (<paramref name="call"/>).</remarks>
     private EngineResult CompiledOrInterpreted(CompiledDerivative? unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode,
-        Func<ResultBuffers?, EngineResult> interpreted,
-        Func<Dictionary<string, HostTensor>, Dictionary<string, HostTensor>, EngineResult>? result = null)
+        Func<ResultBuffers?, EngineResult> interpreted, CompiledCall? call = null)
     {
         if (unit is null) return interpreted(into);
+        call ??= new CompiledCall(null, unit, (outputs, derivatives) => new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true });
         string? failure = null;
         try
         {
-            if (Serves(unit, graphInputs, () => interpreted(null)))
-                return RunCompiled(unit, graphInputs, into, result ?? ((outputs, derivatives) => new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true }));
+            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null, call.Keys), () => interpreted(null)))
+            {
+                // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
+                BatchCancellation.ThrowIfRequested();
+                var (outputs, derivatives) = unit.Run(graphInputs, into, call.Keys);
+                return call.Result(outputs, derivatives);
+            }
         }
         catch (OnnxRuntimeException e)
         {
@@ -551,15 +564,6 @@ public sealed class ModelVersion : IDisposable
         var answer = interpreted(into);
         if (failure is not null) _compiled!.Fail(unit, $"ONNX Runtime failed running the derivative graph: {failure}");
         return answer;
-    }
-
-    private static EngineResult RunCompiled(CompiledDerivative unit, HostTensor[] graphInputs, ResultBuffers? into,
-        Func<Dictionary<string, HostTensor>, Dictionary<string, HostTensor>, EngineResult> result)
-    {
-        // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
-        BatchCancellation.ThrowIfRequested();
-        var (outputs, derivatives) = unit.Run(graphInputs, into);
-        return result(outputs, derivatives);
     }
 
     /// <summary>
