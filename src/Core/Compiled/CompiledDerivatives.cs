@@ -115,7 +115,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
         {
             note = e.Message;
         }
-        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException or ModelLoadException)
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
         {
             note = $"the plan for a batch of two or more does not build: {e.Message}";
         }
@@ -181,7 +181,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
             }
             return name => values.GetValueOrDefault(name);
         }
-        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException or ModelLoadException)
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
         {
             return _ => null;
         }

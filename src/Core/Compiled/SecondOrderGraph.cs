@@ -38,14 +38,27 @@ internal static class SecondOrderGraph
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
-        using var graph = OnnxModelReader.Read(first.Model, ScalarType.Float32, limits.Model);
+        using var graph = ReadBack(() => OnnxModelReader.Read(first.Model, ScalarType.Float32, limits.Model));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
-        var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), CompiledDerivatives.ShapesOf(firstParts, shapes),
+        var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
             CompiledDerivatives.FoldedIntsOf(firstParts, shapes), batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
         var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
         return second with { OfSamples = first.OfSamples, Model = Traced(second.Model, of, first.OfSamples, n, axes) };
+    }
+
+    /// <summary>What reading or planning the Jacobian's graph gives, or why it cannot be differentiated again.</summary>
+    private static T ReadBack<T>(Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is ModelLoadException or NodeEvaluationException or PlanTooLargeException)
+        {
+            throw new NotCompilableException($"the Jacobian's graph does not read back as a model: {e.Message}");
+        }
     }
 
     private static long[] Known(Func<string, long[]?> shapeOf, string value) =>
