@@ -299,8 +299,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         get
         {
             var data = new TheoryData<string, DerivativeMode>();
-            // An expanded op compiles through the rules of the ops it expands into.
-            foreach (var row in OpRows.Rows.Where(r => OnnxModelReader.ExpandedOps.Contains(r.OpType) || OpTable.Rules[r.OpType].Compiled is not null))
+            foreach (var row in RowBothWays.Compilable)
                 foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse }) data.Add(row.Name, mode);
             return data;
         }
@@ -354,14 +353,8 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     [MemberData(nameof(RowsAndModes))]
     public void OpRowJacobiansEqualTheInterpreters(string row, DerivativeMode mode)
     {
-        var g = new OnnxBuilder();
-        OpRows.ByName[row].Build(g);
-        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
-        using var compiled = ModelVersion.Load(row, 1, bytes, AlwaysCompiled);
-        using var interpreted = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
-        var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
-        int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);
-        var of = compiled.ResolveOf([]);
+        using var models = new RowBothWays(row);
+        var (compiled, interpreted, inputs, wrt, of) = (models.Compiled, models.Interpreted, models.Inputs, models.Wrt, models.Of);
 
         using var scope = NewDisposeScope();
         EngineResult reference;

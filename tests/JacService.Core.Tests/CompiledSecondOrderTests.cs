@@ -1,6 +1,5 @@
 using JacService.Core.Compiled;
 using JacService.Core.Models;
-using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Testing;
 using Xunit.Abstractions;
@@ -22,8 +21,7 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
         get
         {
             var data = new TheoryData<string>();
-            foreach (var row in OpRows.Rows.Where(r => OnnxModelReader.ExpandedOps.Contains(r.OpType) || OpTable.Rules[r.OpType].Compiled is not null))
-                data.Add(row.Name);
+            foreach (var row in RowBothWays.Compilable) data.Add(row.Name);
             return data;
         }
     }
@@ -114,14 +112,8 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
     [MemberData(nameof(Rows))]
     public void OpRowHessiansAndLaplaciansEqualTheInterpreters(string row)
     {
-        var g = new OnnxBuilder();
-        OpRows.ByName[row].Build(g);
-        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
-        using var compiled = ModelVersion.Load(row, 1, bytes, AlwaysCompiled);
-        using var interpreted = ModelVersion.Load(row, 1, bytes, new EngineLimits { CompileDerivatives = false });
-        var inputs = g.Inputs.Select(i => new HostTensor(i.Shape, i.Data.Select(d => (float)d).ToArray())).ToArray();
-        int wrt = g.Inputs.ToList().FindIndex(i => i.Differentiated);
-        var of = compiled.ResolveOf([]);
+        using var models = new RowBothWays(row);
+        var (compiled, interpreted, inputs, wrt, of) = (models.Compiled, models.Interpreted, models.Inputs, models.Wrt, models.Of);
         var axes = Enumerable.Range(0, (int)Shapes.Product(inputs[wrt].Shape[1..])).ToArray();
 
         using var scope = NewDisposeScope();
