@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using JacService.Core.Onnx;
 using JacService.Core.Ops;
 using JacService.Core.Planning;
@@ -41,9 +42,11 @@ internal sealed class SecondOrderMode(ModelParts parts)
 
     /// <summary>
     /// Contraction saves carrying the n(n+1)/2 entries through every op, at the price of a reverse pass with one
-    /// direction per output element (m) and a forward pass that keeps G; it wins when the entries outnumber n + 2m
-    /// (mlp_tanh: 528 entries against 64, 2-6x faster; the PINN: 3 against 4, where forward is 1.15-1.9x faster; see
-    /// docs/benchmarks.md), and needs sample-major layouts.
+    /// direction per output element (m) and a forward pass that keeps G; it wins when the entries far outnumber n + 2m
+    /// (mlp_tanh: 528 entries against 64, 2-6x faster; see docs/benchmarks.md), and needs sample-major layouts. Near the
+    /// balance the count misleads (two_inputs: 36 entries against 16, where forward was 2.1x faster at batch 1), so within
+    /// a factor of <see cref="TimedWithin"/> either way both are timed on the first batch of each shape (Engine:CalibrateAuto)
+    /// and the faster kept; beyond it the slower would cost the first caller too much to time.
     /// </summary>
     internal HessianMethod Chosen(Tensor[] inputs, int wrt, int[] of)
     {
@@ -52,8 +55,33 @@ internal sealed class SecondOrderMode(ModelParts parts)
         using (var scope = NewDisposeScope())
         using (var plan = parts.Plans.Lease(inputs))
             m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].size(0)));
-        return n * (n + 1) / 2 > n + 2 * m && SampleAligned(inputs, wrt, of) ? HessianMethod.Contracted : HessianMethod.Forward;
+        double entriesPerDirection = n * (n + 1) / 2.0 / (n + 2 * m);
+        if (!SampleAligned(inputs, wrt, of)) return HessianMethod.Forward;
+        if (!parts.Limits.CalibrateAuto || entriesPerDirection > TimedWithin || entriesPerDirection < 1 / TimedWithin)
+            return entriesPerDirection > 1 ? HessianMethod.Contracted : HessianMethod.Forward;
+        var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.Dims()).ToArray())}";
+        var lazy = _methods.GetOrAdd(key, _ => new Lazy<HessianMethod>(() =>
+        {
+            var (forward, contracted) = AlternatingTimer.Least(() => ForwardHessian(inputs, wrt, of, false), () => ContractedHessian(inputs, wrt, of, false),
+                gpu: parts.Limits.Device != Models.ComputeDevices.Cpu);
+            return contracted < forward ? HessianMethod.Contracted : HessianMethod.Forward;
+        }));
+        try
+        {
+            return lazy.Value;
+        }
+        catch
+        {
+            _methods.TryRemove(key, out _);
+            throw;
+        }
     }
+
+    /// <summary>How far the entries per direction may be from 1 for both methods to be timed; see <see cref="Chosen"/>.</summary>
+    private const double TimedWithin = 4;
+
+    /// <summary>The method timed faster, per (wrt, of, input shapes with the batch).</summary>
+    private readonly ConcurrentDictionary<string, Lazy<HessianMethod>> _methods = new();
 
     /// <summary>
     /// The Hessian by carrying one second-order direction per entry (i ≤ j) through the whole graph: each op's JVP
@@ -283,7 +311,7 @@ internal sealed class SecondOrderMode(ModelParts parts)
         }
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _aligned = new();
+    private readonly ConcurrentDictionary<string, bool> _aligned = new();
 
     /// <summary>The entries (i, j), i ≤ j, of an n x n symmetric matrix, row by row.</summary>
     private static (long[] Left, long[] Right) UpperTriangle(long n)
