@@ -815,10 +815,6 @@ internal static partial class CompiledRules
     }
 
     /// <summary>
-    /// Refuses a product whose operand from wrt does not keep its first (batch) axis as the output's: a matrix of rank 2
-    /// on the right contracts it, and a lower rank broadcasts it against another batch axis.
-    /// </summary>
-    /// <summary>
     /// Going forward, the products broadcast each tangent as the op broadcasts its operand, so an operand may have fewer
     /// axes than the output (a derivative graph read back multiplies a value [B, ..] by a direction [K, B, ..]); only
     /// a second operand whose first axis is a matrix axis mixes the samples.
@@ -832,6 +828,10 @@ internal static partial class CompiledRules
                 $"MatMul '{c.Out(0)}' takes its input 1 from wrt, whose first axis is not the product's batch axis; compiled where it is");
     }
 
+    /// <summary>
+    /// Refuses a product whose operand from wrt does not keep its first (batch) axis as the output's: a matrix of rank 2
+    /// on the right contracts it, and a lower rank broadcasts it against another batch axis.
+    /// </summary>
     private static void CheckRanks(OnnxRuleContext c)
     {
         if (c.Emit.Rank(c.In(0)) < 2 || c.Emit.Rank(c.In(1)) < 2)

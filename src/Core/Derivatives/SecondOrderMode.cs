@@ -56,9 +56,9 @@ internal sealed class SecondOrderMode(ModelParts parts)
         using (var plan = parts.Plans.Lease(inputs))
             m = of.Sum(o => parts.SampleElements(plan.Plan, o, inputs[0].size(0)));
         double entriesPerDirection = n * (n + 1) / 2.0 / (n + 2 * m);
-        if (!SampleAligned(inputs, wrt, of)) return HessianMethod.Forward;
-        if (!parts.Limits.CalibrateAuto || entriesPerDirection > TimedWithin || entriesPerDirection < 1 / TimedWithin)
-            return entriesPerDirection > 1 ? HessianMethod.Contracted : HessianMethod.Forward;
+        bool calibrate = parts.Limits.CalibrateAuto;
+        if (entriesPerDirection <= (calibrate ? 1 / TimedWithin : 1) || !SampleAligned(inputs, wrt, of)) return HessianMethod.Forward;
+        if (!calibrate || entriesPerDirection > TimedWithin) return HessianMethod.Contracted;
         var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.Dims()).ToArray())}";
         var lazy = _methods.GetOrAdd(key, _ => new Lazy<HessianMethod>(() =>
         {
