@@ -58,6 +58,30 @@ public class CompiledDerivativesTests(ServerProcess server)
     }
 
     /// <summary>
+    /// A PINN's Laplacian with its Jacobian, and its Hessian, over gRPC against functorch's float64 references; GetModel
+    /// lists the one second-order graph that serves both (built by the warm-up), compiled.
+    /// </summary>
+    [Fact]
+    public async Task SecondDerivativesComeFromOneCompiledGraphThatGetModelLists()
+    {
+        var reference = Fixtures.Load("boundary_pinn");
+        var laplacian = await server.Client.BatchLaplacianAsync(SecondOrder.LaplacianRequest("boundary_pinn", reference, includeJacobian: true));
+        var hessian = await server.Client.BatchHessianAsync(SecondOrder.HessianRequest("boundary_pinn", reference));
+        foreach (var (output, expected) in reference.Laplacians!["x"])
+            Compare.Close(expected, laplacian.Laplacians[output].Shape.ToArray(), laplacian.Laplacians[output].Data, Tolerance, $"boundary_pinn Laplacian of {output}");
+        foreach (var (output, expected) in reference.Jacobians["x"])
+            Compare.Close(expected, laplacian.Jacobians[output].Shape.ToArray(), laplacian.Jacobians[output].Data, Tolerance, $"boundary_pinn d{output}/dx");
+        foreach (var (output, expected) in reference.Hessians!["x"])
+            Compare.Close(expected, hessian.Hessians[output].Shape.ToArray(), hessian.Hessians[output].Data, Tolerance, $"boundary_pinn Hessian of {output}");
+
+        var graphs = (await server.Client.GetModelAsync(new GetModelRequest { Model = "boundary_pinn" })).CompiledDerivatives.Graphs;
+        // Other tests on this server may add graphs of Laplacians over some of x's elements ("second order, laplacian over ...").
+        var second = Assert.Single(graphs, g => g.Kind == "second order");
+        Assert.True(second.Compiled, second.Note);
+        Assert.Equal(Protos.V1.DerivativeMode.Forward, second.Mode);
+    }
+
+    /// <summary>
     /// Every fixture compiles whole, so the fallback is shown on mlp_tanh reading its input reversed by a Slice of step -1,
     /// which the Slice rule does not compile, on a server of its own: GetModel, the log line and the counter name it, and its Jacobian still comes (from
     /// the interpreter), equal to central differences of the same server's Predict.
