@@ -75,14 +75,15 @@ public sealed class RequestHarness : IHarness, IDisposable
     {
     }
 
-    public RequestHarness(TimeSpan callTimeout)
+    /// <param name="limits">The engine's limits for the fixtures; <see cref="ModelHarness.Limits"/> where not given.</param>
+    public RequestHarness(TimeSpan callTimeout, EngineLimits? limits = null)
     {
         _callTimeout = callTimeout;
         var root = RepositoryRoot.Find();
         var metrics = new JacServiceMetrics(new System.Diagnostics.Metrics.Meter("JacService.Fuzz"));
         foreach (var name in FixtureNames(root))
         {
-            var model = ModelVersion.LoadFile(name, 1, RepositoryRoot.FixtureModel(root, name), ModelHarness.Limits);
+            var model = ModelVersion.LoadFile(name, 1, RepositoryRoot.FixtureModel(root, name), limits ?? ModelHarness.Limits);
             var batcher = new ModelBatcher(model, Batching, TimeProvider.System, metrics);
             _registry.Set(new ModelEntry(name, 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
         }
