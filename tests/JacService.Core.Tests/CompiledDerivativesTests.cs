@@ -400,7 +400,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     };
 
     /// <summary>Rows of ops with a compiled rule whose first axis is no batch axis, so the interpreter refuses per-sample Jacobians.</summary>
-    private static readonly HashSet<string> NotPerSample =
+    internal static readonly HashSet<string> NotPerSample =
     [
         "Add [3,1] broadcast into [2,3,4]",
         "ReduceProd every axis, keepdims 0",

@@ -270,8 +270,9 @@ internal sealed class SecondOrderMode(ModelParts parts)
         {
             var path = parts.Path(wrt, of);
             using var scope = NewDisposeScope();
-            using var one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.Dims()[1..]]).ToArray());
-            using var two = parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.Dims()[1..]]).ToArray());
+            if (SamplePlans(inputs) is not { } plans) return false;
+            using var one = plans.One;
+            using var two = plans.Two;
             var unclear = one.Plan.Steps.Where(s => path.Carries[s.Index] && !ReferenceEquals(OpTable.Rules[s.OpType].Curvature, OpRule.Linear)
                     && OpTable.Rules[s.OpType].Curves(s.Inputs.Select(i => i >= 0 && path.DependsOnWrt[i]).ToArray()))
                 .SelectMany(s => s.Outputs).Where(o => o >= 0 && !(one.Plan.ValueShapes[o] is [1, .. var a] && two.Plan.ValueShapes[o] is [2, .. var b] && a.SequenceEqual(b)))
@@ -281,6 +282,25 @@ internal sealed class SecondOrderMode(ModelParts parts)
                 return false;
             return SampleMajor(inputs, one.Plan, two.Plan, unclear);
         });
+    }
+
+    /// <summary>
+    /// The plans for one and for two samples of these inputs' shapes, or null where a model's batch is fixed by another
+    /// input (indices of a given length, say) and they do not build: the forward method needs neither.
+    /// </summary>
+    private (PlanLease One, PlanLease Two)? SamplePlans(Tensor[] inputs)
+    {
+        PlanLease? one = null;
+        try
+        {
+            one = parts.Plans.Lease(inputs.Select(t => (long[])[1, .. t.Dims()[1..]]).ToArray());
+            return (one.Value, parts.Plans.Lease(inputs.Select(t => (long[])[2, .. t.Dims()[1..]]).ToArray()));
+        }
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
+        {
+            one?.Dispose();
+            return null;
+        }
     }
 
     private bool SampleMajor(Tensor[] inputs, ExecutionPlan one, ExecutionPlan two, int[] values)
