@@ -9,8 +9,7 @@ namespace JacService.Server.Models;
 /// <summary>
 /// Sends a freshly loaded version requests of its own before it is marked ready, through its batcher: a Predict and a
 /// Jacobian in the version's default mode at every batch bucket up to Models:WarmupMaxRows, then one sample of each
-/// other derivative it serves (Jvp, Vjp, and Hessian and Laplacian, with and without the Jacobians, where every op on
-/// the path has a second-order rule).
+/// other derivative it serves (Jvp, Vjp, and Hessian and Laplacian where every op on the path has a second-order rule).
 /// The first call of each path otherwise pays for building the plan of its shapes, AUTO's timing of both modes at
 /// that batch size and the JIT's first compilation of every method on the way, tens to hundreds of milliseconds that
 /// would land on the first callers after a start or a take-over. The calls leave no trace in the version's metrics,
@@ -46,9 +45,8 @@ public static class ModelWarmup
         var rng = new Random(1);
         HostTensor Random(long[] shape) => new(shape, RandomValues(rng, shape.Aggregate(1L, (p, d) => p * d)));
         HostTensor[] Sample(int rows) => model.Inputs.Select(i => Random([rows, .. i.Shape[1..]])).ToArray();
-        Task<EngineResult> Send(WorkKind kind, HostTensor[] queued, int wrt = -1, int[]? of = null, DerivativeMode mode = DerivativeMode.Auto, int[]? axes = null,
-            bool includeJacobian = false) =>
-            batcher.SubmitAsync(WorkKey.For(kind, queued, wrt, of, mode, includeJacobian, axes), queued, null, cancellation);
+        Task<EngineResult> Send(WorkKind kind, HostTensor[] queued, int wrt = -1, int[]? of = null, DerivativeMode mode = DerivativeMode.Auto, int[]? axes = null) =>
+            batcher.SubmitAsync(WorkKey.For(kind, queued, wrt, of, mode, axes: axes), queued, null, cancellation);
 
         var buckets = batcher.Options.EffectiveBuckets().Where(b => b <= maxRows).DefaultIfEmpty(1).ToArray();
         var notWarmed = new List<string>();
@@ -88,13 +86,8 @@ public static class ModelWarmup
             }
             else
             {
-                // With and without the Jacobians: each is a compiled graph of its own, 20-160 ms to write and load.
-                var axes = model.Requests.ResolveAxes([], one, wrt);
-                foreach (bool includeJacobian in new[] { false, true })
-                {
-                    await Send(WorkKind.Hessian, one, wrt, of, DerivativeMode.Forward, includeJacobian: includeJacobian);
-                    await Send(WorkKind.Laplacian, one, wrt, of, DerivativeMode.Forward, axes, includeJacobian);
-                }
+                await Send(WorkKind.Hessian, one, wrt, of, DerivativeMode.Forward);
+                await Send(WorkKind.Laplacian, one, wrt, of, DerivativeMode.Forward, model.Requests.ResolveAxes([], one, wrt));
             }
             await WarmServedShapes(model, batcher, entry.DefaultMode, served, Sample, cancellation);
             return new(null, null, notWarmed);
