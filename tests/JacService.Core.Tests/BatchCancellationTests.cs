@@ -28,4 +28,26 @@ public sealed class BatchCancellationTests
             Assert.Equal(4 * 16 * 32, model.Jacobian(x, 0, [0], mode).Jacobians.Values.Single().Data.Length);
         Assert.Equal(4 * 16 * 32, model.Jacobian(x, 0, [0], mode).Jacobians.Values.Single().Data.Length);
     }
+
+    /// <summary>
+    /// ONNX Runtime runs a whole graph in one native call; an abandoned batch stops it between nodes too. Forty products
+    /// of [2048, 1024] by [1024, 1024] take seconds in one Predict, abandoned 100 ms in: a run that went on to the end
+    /// would return instead of throwing.
+    /// </summary>
+    [Fact]
+    public void AnOnnxRuntimeRunStopsPartWayWhenItsBatchIsAbandoned()
+    {
+        const int Products = 40;
+        var nodes = Enumerable.Range(0, Products)
+            .Select(i => HostileModels.Node("MatMul", $"m{i}", [i == 0 ? "x" : $"v{i - 1}", "w"], i == Products - 1 ? "y" : $"v{i}")).ToArray();
+        var bytes = HostileModels.Model(nodes, inputShape: [-1, 1024], initializers: [HostileModels.Floats("w", 1024, 1024)]);
+        using var model = ModelVersion.Load("products", 1, bytes, new EngineLimits());
+        Assert.Equal("onnxruntime", model.PredictRuntime);
+        using var gone = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        using (BatchCancellation.Enter(gone.Token))
+            Assert.Throws<OperationCanceledException>(() => model.Predict([new HostTensor([2048, 1024], new float[2048 * 1024])]));
+        // The session serves on, with its shared options untouched.
+        using (BatchCancellation.Enter(CancellationToken.None))
+            Assert.Equal(2 * 1024, model.Predict([new HostTensor([2, 1024], new float[2 * 1024])]).Outputs["y"].Data.Length);
+    }
 }

@@ -26,6 +26,10 @@ public sealed class ModelHarness(bool onnxRuntime = false) : IHarness
         CalibrateAuto = false,
         MaxResultBytes = 4L << 20,
         WorkingMemoryBytes = 64L << 20,
+        // ONNX Runtime's preparation of a derivative graph grows with the square of its nodes (4 s at 5,000 here, more on a
+        // slower machine) and no deadline stops it: graphs up to twice the seeds' largest (1,095 nodes) keep an input
+        // well inside the 10 s afl gives it.
+        MaxCompiledNodes = 2_000,
         Model = new ModelLimits
         {
             MaxFileBytes = 4L << 20,

@@ -39,14 +39,17 @@ switch (command)
         int findings = 0;
         foreach (var file in args.Skip(2).SelectMany(p => Directory.Exists(p) ? Directory.GetFiles(p).Order().ToArray() : [p]))
         {
+            // The time each input took: a hang afl reports may replay as an outcome that is only slow.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             try
             {
-                Console.WriteLine($"{Path.GetFileName(file)}: {harness.Run(File.ReadAllBytes(file))}");
+                string outcome = harness.Run(File.ReadAllBytes(file));
+                Console.WriteLine($"{Path.GetFileName(file)}: {outcome} ({clock.Elapsed.TotalSeconds:0.00} s)");
             }
             catch (Exception e)
             {
                 findings++;
-                Console.WriteLine($"{Path.GetFileName(file)}: FINDING {e}");
+                Console.WriteLine($"{Path.GetFileName(file)}: FINDING after {clock.Elapsed.TotalSeconds:0.00} s: {e}");
             }
         }
         return findings == 0 ? 0 : 1;

@@ -48,7 +48,7 @@ internal sealed class CompiledDerivative : IDisposable
         {
             // Views of the managed arrays (pinned for the call), not copies.
             for (int i = 0; i < inputs.Length; i++) values[i] = OrtValue.CreateTensorValueFromMemory(inputs[i].Data, inputs[i].Shape);
-            using var results = _session.Run(_runOptions, _inputNames, values, names);
+            using var results = CancellableRun.Run(_session, _runOptions, _inputNames, values, names);
             long batch = inputs[0].Shape[0];
             var named = new Dictionary<string, HostTensor>(outputs);
             for (int o = 0; o < outputs; o++)

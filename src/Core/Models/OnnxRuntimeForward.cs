@@ -61,7 +61,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
         {
             // Views of the managed arrays (pinned for the call), not copies.
             for (int i = 0; i < inputs.Length; i++) values[i] = OrtValue.CreateTensorValueFromMemory(inputs[i].Data, inputs[i].Shape);
-            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            using var results = CancellableRun.Run(_session, _runOptions, _inputNames, values, _outputNames);
             var outputs = new Dictionary<string, HostTensor>(_outputNames.Length);
             for (int o = 0; o < _outputNames.Length; o++)
                 outputs[_outputNames[o]] = CopyOut(results[o], "out:" + _outputNames[o], into, results[o].GetTensorTypeAndShape().Shape);

@@ -19,6 +19,9 @@ public static class BatchCancellation
         return new Scope(previous);
     }
 
+    /// <summary>The running batch's token (none outside a batch): for work that cannot stop between ops itself.</summary>
+    public static CancellationToken Current => _current;
+
     /// <summary>Throws <see cref="OperationCanceledException"/> once the running batch has been abandoned.</summary>
     public static void ThrowIfRequested() => _current.ThrowIfCancellationRequested();
 
