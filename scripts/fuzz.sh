@@ -6,7 +6,8 @@
 #
 # Publishes the harness, instruments JacService.Core, JacService.Server and Google.Protobuf with SharpFuzz, writes the
 # seed corpus from the fixtures and runs afl-fuzz. Prints the executions, paths (corpus entries) and crashes from afl's
-# fuzzer_stats, replays every crash to show its exception, and exits 1 if there was any crash or hang.
+# fuzzer_stats, replays every crash to show its exception and every hang to see whether it is one when run alone, and
+# exits 1 if there was any crash or confirmed hang.
 # Settings (environment): FUZZ_TIMEOUT_MS (per input, default 10000), FUZZ_SKIP_BUILD=1 (reuse the last instrumented
 # build, e.g. for a second harness), FUZZ_BUILD_DIR (default artifacts/fuzz/build).
 set -euo pipefail
@@ -63,9 +64,36 @@ hangs=$(stat saved_hangs)
 echo "harness=$harness seconds=$seconds executions=$(stat execs_done) execs_per_sec=$(stat execs_per_sec) paths=$(stat corpus_count) crashes=$crashes hangs=$hangs stability=$(stat stability) coverage=$(stat bitmap_cvg)"
 
 shopt -s nullglob
-findings=("$out"/findings/default/crashes/id* "$out"/findings/default/hangs/id*)
-if [ ${#findings[@]} -gt 0 ]; then
+crash_inputs=("$out"/findings/default/crashes/id*)
+hang_inputs=("$out"/findings/default/hangs/id*)
+if [ $((${#crash_inputs[@]} + ${#hang_inputs[@]})) -gt 0 ]; then
   echo "findings (replayed without afl; inputs in $out/findings/default/crashes and hangs):"
-  dotnet "$build/JacService.Fuzz.dll" "$harness" replay "${findings[@]}" | sed 's/^/  /' || true
 fi
-[ "$crashes" = 0 ] && [ "$hangs" = 0 ]
+if [ ${#crash_inputs[@]} -gt 0 ]; then
+  dotnet "$build/JacService.Fuzz.dll" "$harness" replay "${crash_inputs[@]}" | sed 's/^/  /' || true
+fi
+# afl times an input inside its fork server, beside whatever else runs on the machine (in the suite, the other test
+# classes). A hang counts when the input, run again alone, still takes longer than the limit, fails, or has not ended
+# at three times the limit.
+confirmed=0
+for input in "${hang_inputs[@]}"; do
+  set +e
+  line=$(timeout $((3 * timeout_ms / 1000 + 10)) dotnet "$build/JacService.Fuzz.dll" "$harness" replay "$input")
+  replay_rc=$?
+  set -e
+  took=$(sed -nE 's/.*\(([0-9.]+) s\)$/\1/p' <<< "$line")
+  if [ $replay_rc = 124 ]; then
+    echo "  $(basename "$input"): a hang, still running after $((3 * timeout_ms / 1000 + 10)) s alone"
+    confirmed=$((confirmed + 1))
+  elif [ $replay_rc != 0 ]; then
+    sed 's/^/  /' <<< "$line"
+    confirmed=$((confirmed + 1))
+  elif [ -z "$took" ] || awk -v t="$took" -v limit="$timeout_ms" 'BEGIN { exit !(t * 1000 > limit) }'; then
+    echo "  $line (a hang: over the ${timeout_ms} ms limit alone too)"
+    confirmed=$((confirmed + 1))
+  else
+    echo "  $line (not a hang: within the ${timeout_ms} ms limit alone)"
+  fi
+done
+echo "hangs_confirmed=$confirmed"
+[ "$crashes" = 0 ] && [ "$confirmed" = 0 ]
