@@ -45,6 +45,7 @@ public static class JacServiceExtensions
         services.AddSingleton<VersionLoader>();
         services.AddSingleton<HealthServiceImpl>();
         services.AddHostedService<NativeHeapSetup>();
+        services.AddHostedService<OnnxRuntimeLogSetup>();
         services.AddHostedService<MklDispatchSetup>();
         services.AddHostedService<ComputeDeviceSetup>();
         services.AddHostedService<ModelHealthPublisher>();
