@@ -312,9 +312,6 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     /// </summary>
     private static readonly Dictionary<string, string[]> RowFallbacks = new()
     {
-        // Loop stacks its scan outputs along a new axis 0, ahead of the batch axis, which the compiled rules take to be axis 0.
-        ["Loop scan outputs weighted by the iteration number, no condition, a weight inside the body, stacked then batch-first"] = ["not a per-sample axis"],
-        ["Scan two scanned inputs, a weight read backwards, the output reversed along axis 0 then batch-first"] = ["not a per-sample axis"],
         // ONNX Runtime's recurrent kernels refuse batch-first nodes (Predict falls back to the interpreter too).
         ["LSTM bidirectional, batch first, every output, initial states differentiated (opset 14)"] = ["batch first (layout 1)"],
         ["GRU bidirectional, reset before the product, batch first, initial state differentiated (opset 14)"] = ["batch first (layout 1)"],

@@ -27,6 +27,9 @@ public static class OpRows
     private static Row R(string op, string detail, Action<OnnxBuilder> build, Func<Tensor[], Tensor[]>? expected = null) =>
         new(op, detail, build, expected);
 
+    /// <summary>A differentiated input [2, 4, 3] seq-first: [4, 2, 3], the batch on axis 1.</summary>
+    private static string SeqFirst(OnnxBuilder g) => g.Node("Transpose", [g.X(2, 4, 3)], ("perm", new[] { 1, 0, 2 }));
+
     /// <summary>A single node on a differentiated input [2, 3, 4].</summary>
     /// <summary>
     /// Grid coordinates at least 0.05 from where any of the rows' samplings of a 3 × 4 image has a kink or a jump (a pixel
@@ -360,6 +363,18 @@ public static class OpRows
             x => [x[0].index_select(1, tensor(new long[] { 3, 0, 3, 1 })).reshape(2, 2, 2, 3)]),
         R("Gather", "axis 0, scalar index", g => g.Node("Gather", [g.X(3, 4), g.IntsShaped([], -2)]), x => [x[0][1]]),
         R("Gather", "axis 1, scalar index (one column)", g => g.Node("Gather", [g.X(3, 4), g.IntsShaped([], 2)], ("axis", 1)), x => [x[0].select(1, 2)]),
+        // A seq-first layer (PyTorch's nn.TransformerEncoderLayer and nn.MultiheadAttention by default) carries the batch on
+        // axis 1: its first element, mean or softmax along axis 0 are per sample.
+        R("Gather", "axis 0 of a seq-first value, scalar index", g => g.Node("Gather", [SeqFirst(g), g.IntsShaped([], 1)]), x => [x[0].select(1, 1)]),
+        R("ReduceMean", "axis 0 of a seq-first value, keepdims 0", g => g.Node("ReduceMean", [SeqFirst(g)], ("axes", new[] { 0 }), ("keepdims", 0)),
+            x => [x[0].mean([1])]),
+        R("Softmax", "axis 0 of a seq-first value", g => g.Node("Transpose", [g.Node("Softmax", [SeqFirst(g)], ("axis", 0))], ("perm", new[] { 1, 0, 2 })),
+            x => [x[0].softmax(1)]),
+        R("Concat", "axis 0 of seq-first values", g =>
+        {
+            var t = SeqFirst(g);
+            g.Node("Transpose", [g.Node("Concat", [t, g.Node("Tanh", [t])], ("axis", 0))], ("perm", new[] { 1, 0, 2 }));
+        }, x => [cat([x[0], x[0].tanh()], 1)]),
         R("GatherElements", "axis 1, negative and repeated indices (opset 16)", g =>
         {
             g.Opset = 16;

@@ -137,7 +137,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
         DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(parts, shapes), FoldedIntsOf(parts, shapes),
-            Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
+            BatchAxesOf(parts, shapes), Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
             parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
 
     /// <summary>
@@ -165,25 +165,47 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     internal static Func<string, long[]?> FoldedIntsOf(ModelParts parts, long[][] inputs)
     {
         const int MaxElements = 64;
-        var graph = parts.Graph;
+        var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        bool built = ForTwoBatches(parts, inputs, (id, first, second) =>
+        {
+            if (first.Constants[id] is not { dtype: ScalarType.Int64 } a || a.numel() > MaxElements) return;
+            if (second.Constants[id] is not { dtype: ScalarType.Int64 } b) return;
+            long[] x = a.data<long>().ToArray(), y = b.data<long>().ToArray();
+            if (x.AsSpan().SequenceEqual(y) && a.shape.AsSpan().SequenceEqual(b.shape)) values[parts.Graph.ValueNames[id]] = x;
+        });
+        return built ? name => values.GetValueOrDefault(name) : _ => null;
+    }
+
+    /// <summary>
+    /// Each value's axes whose length follows the batch (they differ between the plans for batches of two and three), by
+    /// name; none where those plans do not build. The batch is axis 0 of most values, but a seq-first layer carries it
+    /// on axis 1, and a rule may then work along axis 0 (<see cref="OnnxRuleContext.SampleAxis"/>).
+    /// </summary>
+    internal static Func<string, long[]?> BatchAxesOf(ModelParts parts, long[][] inputs)
+    {
+        var axes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        bool built = ForTwoBatches(parts, inputs, (id, first, second) =>
+        {
+            if (first.ValueShapes[id] is not { } a || second.ValueShapes[id] is not { } b || a.Length != b.Length) return;
+            axes[parts.Graph.ValueNames[id]] = [.. Enumerable.Range(0, a.Length).Where(i => a[i] != b[i]).Select(i => (long)i)];
+        });
+        return built ? name => axes.GetValueOrDefault(name) : _ => null;
+    }
+
+    /// <summary>Calls <paramref name="each"/> with every value's id and the plans for batches of two and three; false where they do not build.</summary>
+    private static bool ForTwoBatches(ModelParts parts, long[][] inputs, Action<int, Planning.ExecutionPlan, Planning.ExecutionPlan> each)
+    {
         using var scope = NewDisposeScope();
         try
         {
             using var first = parts.Plans.Lease(inputs.Select(s => (long[])[2, .. s[1..]]).ToArray());
             using var second = parts.Plans.Lease(inputs.Select(s => (long[])[3, .. s[1..]]).ToArray());
-            var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
-            for (int id = 0; id < graph.ValueCount; id++)
-            {
-                if (first.Plan.Constants[id] is not { dtype: ScalarType.Int64 } a || a.numel() > MaxElements) continue;
-                if (second.Plan.Constants[id] is not { dtype: ScalarType.Int64 } b) continue;
-                long[] x = a.data<long>().ToArray(), y = b.data<long>().ToArray();
-                if (x.AsSpan().SequenceEqual(y) && a.shape.AsSpan().SequenceEqual(b.shape)) values[graph.ValueNames[id]] = x;
-            }
-            return name => values.GetValueOrDefault(name);
+            for (int id = 0; id < parts.Graph.ValueCount; id++) each(id, first.Plan, second.Plan);
+            return true;
         }
         catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
         {
-            return _ => null;
+            return false;
         }
     }
 

@@ -40,7 +40,7 @@ internal static partial class CompiledRules
             sizes = c.ConstantInput(3);
         foreach (var (axis, length, scale) in Resampling.Layout(attributes, input, scales, sizes))
         {
-            long along = c.SampleAxis(axis, input.Length) + 1;
+            long along = c.SampleAxis(axis, c.In(0)) + 1;
             var table = Resampling.TableOf(attributes, input[axis], length, scale);
             direction = Apply(c, transposed ? table.Transposed : table, direction, along, input.Length - axis - 1);
         }

@@ -206,7 +206,7 @@ internal static partial class CompiledRules
             return [c.Emit.Op("Concat", parts, Int("axis", SplitAxis(c))), null];
         });
 
-    private static long SplitAxis(OnnxRuleContext c) => c.SampleAxis(c.Int("axis", 0), c.Emit.Rank(c.In(0))) + 1;
+    private static long SplitAxis(OnnxRuleContext c) => c.SampleAxis(c.Int("axis", 0), c.In(0)) + 1;
 
     /// <summary>
     /// GatherElements along a per-sample axis: the directions gathered by the same indices (broadcast over the basis);
@@ -353,7 +353,7 @@ internal static partial class CompiledRules
     private static string RunningSum(OnnxRuleContext c, string direction, bool transposed)
     {
         var axis = c.ConstantInput(1) ?? throw new NotCompilableException($"CumSum '{c.Out(0)}' takes an axis the file does not fix");
-        long along = c.SampleAxis(axis[0], c.Emit.Rank(c.In(0))) + 1;
+        long along = c.SampleAxis(axis[0], c.In(0)) + 1;
         bool reverse = (c.Int("reverse", 0) != 0) != transposed;
         return c.Emit.Op("CumSum", [direction, c.Emit.Ints(along)], Int("exclusive", c.Int("exclusive", 0)), Int("reverse", reverse ? 1 : 0));
     }
@@ -448,14 +448,14 @@ internal static partial class CompiledRules
         c =>
         {
             if (c.Tangent(0) is not { } t) return [null];
-            long axis = c.SampleAxis(c.Int("axis", 0), c.Emit.Rank(c.In(0)));
+            long axis = c.SampleAxis(c.Int("axis", 0), c.In(0));
             return [c.Emit.Op("Gather", [t, c.In(1)], Int("axis", axis + 1))];
         },
         c =>
         {
             if (c.Cotangent(0) is not { } ct || !c.Needs(0)) return [null, null];
             int rank = c.Emit.Rank(c.In(0));
-            long axis = c.SampleAxis(c.Int("axis", 0), rank);
+            long axis = c.SampleAxis(c.Int("axis", 0), c.In(0));
             long extent = c.Emit.Shape(c.In(0))[axis];
             long[] indices = c.ConstantInput(1)!;
             int indexRank = c.Emit.Rank(c.In(1));
@@ -626,7 +626,7 @@ internal static partial class CompiledRules
             if (c.Int("noop_with_empty_axes", 0) != 0) return null;
             axes = Enumerable.Range(0, rank).Select(a => (long)a).ToArray();
         }
-        return axes.Select(a => c.SampleAxis(a, rank)).Distinct().Order().ToArray();
+        return axes.Select(a => c.SampleAxis(a, c.In(0))).Distinct().Order().ToArray();
     }
 
     /// <summary>
@@ -653,8 +653,9 @@ internal static partial class CompiledRules
     private static string Normalised(OnnxRuleContext c, string direction, bool instance)
     {
         int rank = c.Emit.Rank(c.In(0));
-        long first = instance ? 2 : c.SampleAxis(c.Int("axis", -1), rank);
-        long[] axes = Enumerable.Range((int)first, rank - (int)first).Select(a => (long)a).ToArray();
+        long first = instance ? 2 : c.SampleAxis(c.Int("axis", -1), c.In(0));
+        // Every axis it normalises over is checked: from axis 0 of a seq-first value, the batch is among them.
+        long[] axes = Enumerable.Range((int)first, rank - (int)first).Select(a => c.SampleAxis(a, c.In(0))).ToArray();
         long[] directionAxes = [.. axes.Select(a => a + 1)];
         bool rms = c.OpType == "RMSNormalization";
         var centred = rms ? c.In(0) : c.Emit.Sub(c.In(0), Reduce(c, "ReduceMean", c.In(0), axes, 1));
@@ -709,7 +710,7 @@ internal static partial class CompiledRules
 
     private static string LpNormalized(OnnxRuleContext c, string direction, bool transposed)
     {
-        long axis = c.SampleAxis(c.Int("axis", -1), c.Emit.Rank(c.In(0)));
+        long axis = c.SampleAxis(c.Int("axis", -1), c.In(0));
         bool euclidean = c.Int("p", 2) == 2;
         string x = c.In(0), y = c.Out(0);
         var norm = euclidean ? c.Emit.Op("Sqrt", Reduce(c, "ReduceSum", c.Emit.Mul(x, x), [axis], 1)) : Reduce(c, "ReduceSum", c.Emit.Op("Abs", x), [axis], 1);
@@ -786,7 +787,7 @@ internal static partial class CompiledRules
         var steps = c.ConstantInput(4) ?? Enumerable.Repeat(1L, starts.Length).ToArray();
         if (steps.Any(step => step < 1))
             throw new NotCompilableException($"Slice '{c.Out(0)}' steps backwards; compiled for steps of 1 or more");
-        axes = axes.Select(a => c.SampleAxis(a, shape.Length)).ToArray();
+        axes = axes.Select(a => c.SampleAxis(a, c.In(0))).ToArray();
         long Clamp(long v, long dim) => Math.Clamp(v < 0 ? v + dim : v, 0, dim);
         var clampedStarts = starts.Select((v, i) => Clamp(v, shape[axes[i]])).ToArray();
         var clampedEnds = ends.Select((v, i) => Math.Max(clampedStarts[i], Clamp(v, shape[axes[i]]))).ToArray();

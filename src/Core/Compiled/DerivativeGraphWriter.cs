@@ -40,7 +40,9 @@ internal static class DerivativeGraphWriter
     /// sample (T); null for a Jacobian.
     /// </param>
     /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
-    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, long shapesBatch, string wrt,
+    /// <param name="batchAxes">A value's axes whose length follows the batch, by name, or null where not known.</param>
+    public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, Func<string, long[]?> batchAxes,
+        long shapesBatch, string wrt,
         string[] of, DerivativeMode mode, int maxNodes, long maxBytesPerSample,
         long? directions = null, Nesting nesting = Nesting.None)
     {
@@ -73,7 +75,7 @@ internal static class DerivativeGraphWriter
         carrying.Reverse();
 
         shapeOf = WithKeptShapes(graph, shapeOf);
-        var emit = new OnnxEmitter(graph, opset, shapeOf, foldedInts, prefix, readBack: nesting == Nesting.Inner);
+        var emit = new OnnxEmitter(graph, opset, shapeOf, foldedInts, batchAxes, prefix, readBack: nesting == Nesting.Inner);
         var wrtSample = emit.Shape(wrt)[1..];
         var ofSamples = of.Select(o => emit.Shape(o)[1..]).ToArray();
         long n = Shapes.Product(wrtSample);

@@ -29,18 +29,21 @@ internal sealed class OnnxEmitter
     private readonly Shared _shared;
     private readonly Func<string, long[]?> _shapeOf;
     private readonly Func<string, long[]?> _foldedInts;
+    private readonly Func<string, long[]?> _batchAxes;
 
     /// <param name="prefix">The namespace of the names it makes: a graph differentiated again needs a second one.</param>
     /// <param name="readBack">A graph that the engine reads back and differentiates again (<see cref="ReadBack"/>).</param>
-    public OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, string prefix = DefaultPrefix,
-        bool readBack = false)
-        : this(graph, graph, new Shared(prefix, readBack), opset, shapeOf, foldedInts)
+    /// <param name="batchAxes">A value's axes whose length follows the batch, by name, or null where not known.</param>
+    public OnnxEmitter(GraphProto graph, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, Func<string, long[]?> batchAxes,
+        string prefix = DefaultPrefix, bool readBack = false)
+        : this(graph, graph, new Shared(prefix, readBack), opset, shapeOf, foldedInts, batchAxes)
     {
     }
 
-    private OnnxEmitter(GraphProto graph, GraphProto main, Shared shared, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts)
+    private OnnxEmitter(GraphProto graph, GraphProto main, Shared shared, long opset, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts,
+        Func<string, long[]?> batchAxes)
     {
-        (_graph, _main, _shared, Opset, _shapeOf, _foldedInts) = (graph, main, shared, opset, shapeOf, foldedInts);
+        (_graph, _main, _shared, Opset, _shapeOf, _foldedInts, _batchAxes) = (graph, main, shared, opset, shapeOf, foldedInts, batchAxes);
     }
 
     public long Opset { get; }
@@ -53,7 +56,7 @@ internal sealed class OnnxEmitter
     public bool ReadBack => _shared.ReadBack;
 
     /// <summary>An emitter whose nodes go into <paramref name="body"/> (a Scan's), its constants and names shared with this one.</summary>
-    public OnnxEmitter Body(GraphProto body) => new(body, _main, _shared, Opset, _shapeOf, _foldedInts);
+    public OnnxEmitter Body(GraphProto body) => new(body, _main, _shared, Opset, _shapeOf, _foldedInts, _batchAxes);
 
     /// <summary>A name no other value of the graph or its bodies has.</summary>
     public string Fresh(string what) => $"{_shared.Prefix}{what}_{_shared.Next++}";
@@ -174,6 +177,12 @@ internal sealed class OnnxEmitter
         _shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
     public int Rank(string value) => Shape(value).Length;
+
+    /// <summary>
+    /// Whether axis <paramref name="axis"/> (non-negative) of <paramref name="value"/> carries the batch: its length
+    /// follows the batch size. Where that is not known, axis 0, where a batch usually is.
+    /// </summary>
+    public bool CarriesBatch(string value, long axis) => _batchAxes(value) is { } axes ? axes.Contains(axis) : axis == 0;
 
     /// <summary>
     /// The values of an int64 tensor the file fixes (an initializer or a Constant node's value) or computes from shapes

@@ -87,13 +87,18 @@ internal sealed class OnnxRuleContext(NodeProto node, OnnxEmitter emit, long bas
     }
 
     /// <summary>The op's axis attribute in direction coordinates (past the basis axis); refuses the batch axis.</summary>
-    public long DirectionAxis(long fallback) => SampleAxis(Int("axis", fallback), Emit.Rank(Out(0))) + 1;
+    public long DirectionAxis(long fallback) => SampleAxis(Int("axis", fallback), Out(0)) + 1;
 
-    /// <summary>An axis of a value of rank <paramref name="rank"/>, made non-negative; refuses the batch axis.</summary>
-    public long SampleAxis(long axis, int rank)
+    /// <summary>
+    /// An axis of <paramref name="value"/>, made non-negative; refuses one that carries the batch. That is axis 0 of most
+    /// values, but a seq-first layer's (PyTorch's default for nn.TransformerEncoderLayer and nn.MultiheadAttention) carry
+    /// it on axis 1, and the mean or the first element along their axis 0 is per sample.
+    /// </summary>
+    public long SampleAxis(long axis, string value)
     {
+        int rank = Emit.Rank(value);
         long normalised = axis < 0 ? axis + rank : axis;
-        if (normalised <= 0 || normalised >= rank)
+        if (normalised < 0 || normalised >= rank || Emit.CarriesBatch(value, normalised))
             throw new NotCompilableException($"{OpType} '{Out(0)}' works along axis {axis}, which is not a per-sample axis");
         return normalised;
     }

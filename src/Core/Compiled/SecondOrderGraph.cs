@@ -34,7 +34,8 @@ internal static class SecondOrderGraph
         var shapeOf = CompiledDerivatives.ShapesOf(parts, shapes);
         long n = Shapes.Product(Known(shapeOf, wrt)[1..]);
         long m = of.Sum(o => Shapes.Product(Known(shapeOf, o)[1..]));
-        var first = DerivativeGraphWriter.Write(model, shapeOf, CompiledDerivatives.FoldedIntsOf(parts, shapes), batch, wrt, of,
+        var first = DerivativeGraphWriter.Write(model, shapeOf, CompiledDerivatives.FoldedIntsOf(parts, shapes), CompiledDerivatives.BatchAxesOf(parts, shapes),
+            batch, wrt, of,
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
@@ -42,7 +43,7 @@ internal static class SecondOrderGraph
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
-            CompiledDerivatives.FoldedIntsOf(firstParts, shapes), batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
+            CompiledDerivatives.FoldedIntsOf(firstParts, shapes), CompiledDerivatives.BatchAxesOf(firstParts, shapes), batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
         var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
         return second with { OfSamples = first.OfSamples, Model = Traced(second.Model, of, first.OfSamples, n, axes) };
@@ -69,7 +70,7 @@ internal static class SecondOrderGraph
     {
         var model = ModelProto.Parser.ParseFrom(hessians);
         var graph = model.Graph;
-        var emit = new OnnxEmitter(graph, OnnxModelReader.DefaultOpset(model), _ => null, _ => null, "jac3/");
+        var emit = new OnnxEmitter(graph, OnnxModelReader.DefaultOpset(model), _ => null, _ => null, _ => null, "jac3/");
         var diagonal = emit.Ints([.. axes.Select(i => i * n + i)]);
         for (int j = 0; j < of.Length; j++)
         {
