@@ -30,7 +30,6 @@ public static class OpRows
     /// <summary>A differentiated input [2, 4, 3] seq-first: [4, 2, 3], the batch on axis 1.</summary>
     private static string SeqFirst(OnnxBuilder g) => g.Node("Transpose", [g.X(2, 4, 3)], ("perm", new[] { 1, 0, 2 }));
 
-    /// <summary>A single node on a differentiated input [2, 3, 4].</summary>
     /// <summary>
     /// Grid coordinates at least 0.05 from where any of the rows' samplings of a 3 × 4 image has a kink or a jump (a pixel
     /// centre, a half-way point, an edge, a fold), in either corner convention, so that no finite difference crosses one.

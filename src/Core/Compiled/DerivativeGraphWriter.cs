@@ -42,8 +42,7 @@ internal static class DerivativeGraphWriter
     /// <param name="foldedInts">The int64 values a plan folds that no batch size changes (computed Slice bounds), by name, or null.</param>
     /// <param name="batchAxes">A value's axes whose length follows the batch, by name, or null where not known.</param>
     public static Written Write(ModelProto model, Func<string, long[]?> shapeOf, Func<string, long[]?> foldedInts, Func<string, long[]?> batchAxes,
-        long shapesBatch, string wrt,
-        string[] of, DerivativeMode mode, int maxNodes, long maxBytesPerSample,
+        long shapesBatch, string wrt, string[] of, DerivativeMode mode, int maxNodes, long maxBytesPerSample,
         long? directions = null, Nesting nesting = Nesting.None)
     {
         long opset = Onnx.OnnxModelReader.DefaultOpset(model);

@@ -17,8 +17,16 @@ public sealed partial class OnnxRuntimeLogSetup(ILoggerFactory loggers, ILogger<
         var ort = loggers.CreateLogger(Category);
         // ORT filters at the source by the lowest level enabled here, so that lines nobody reads are not formatted.
         var lowest = new[] { LogLevel.Trace, LogLevel.Debug, LogLevel.Warning, LogLevel.Error, LogLevel.Critical }.FirstOrDefault(ort.IsEnabled, LogLevel.None);
-        if (!OnnxRuntimeLog.Route((severity, message, location) => LogLine(ort, LevelOf(severity), message, location), MinimumOf(lowest)))
-            LogNotRouted(logger);
+        try
+        {
+            if (!OnnxRuntimeLog.Route((severity, message, location) => LogLine(ort, LevelOf(severity), message, location), MinimumOf(lowest)))
+                LogNotRouted(logger);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
+        {
+            // No usable native library: the engine serves everything itself (OnnxRuntimeForward says so per model).
+            LogUnavailable(logger, e.Message);
+        }
         return Task.CompletedTask;
     }
 
@@ -48,4 +56,7 @@ public sealed partial class OnnxRuntimeLogSetup(ILoggerFactory loggers, ILogger<
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "ONNX Runtime's environment was made before the server started; its log stays on stderr")]
     private static partial void LogNotRouted(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ONNX Runtime is not available here ({Reason}); it has no log to route")]
+    private static partial void LogUnavailable(ILogger logger, string reason);
 }
