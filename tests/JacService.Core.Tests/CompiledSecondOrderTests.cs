@@ -29,8 +29,7 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
     /// <summary>
     /// Rows whose second derivatives the interpreter serves, each with the reason the graph gives. Most are rows whose
     /// first derivatives do not compile either (CompiledDerivativesTests.RowFallbacks); the others are ops whose compiled
-    /// rules write what cannot be read back and differentiated again: recurrent ops (a Scan whose step count the reader
-    /// needs declared), MaxPool (its indices output, which the engine does not compute), Einsum over "..." (a basis label
+    /// rules write what cannot be read back and differentiated again: MaxPool (its indices output, which the engine does not compute), Einsum over "..." (a basis label
     /// ahead of the ellipsis), TopK (indices from the data, which the writer takes for a dependent value).
     /// </summary>
     private static readonly Dictionary<string, string> RowFallbacks = new()
@@ -40,8 +39,7 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
         ["AveragePool 2-D ceil_mode, count_include_pad 0, asymmetric pads"] = "pads without count_include_pad",
         ["AveragePool 2-D count_include_pad 0, asymmetric pads"] = "pads without count_include_pad",
         ["Einsum ...ij,...jk->...ik, the weight broadcast"] = "holds a character other than a letter",
-        ["GRU as torch exports it (linear_before_reset, layout 0 between transposes)"] = ScanSteps,
-        ["GRU bidirectional, only the initial state differentiated (layout 0 between transposes)"] = ScanSteps,
+        ["GRU bidirectional, only the initial state differentiated (layout 0 between transposes)"] = "works along axis 0, which is not a per-sample axis",
         ["GRU bidirectional, reset before the product, batch first, initial state differentiated (opset 14)"] = "batch first (layout 1)",
         ["Gemm x times x transposed, alpha"] = "only its data input is compiled",
         ["GatherElements axis -1, fewer rows than the data"] = "compiled in reverse from opset 16",
@@ -50,10 +48,7 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
         ["MatMul 1-D x times 2-D x"] = "multiplies ranks",
         ["MatMul 2-D x 1-D, both differentiated"] = "multiplies ranks",
         ["MatMul 3-D x 1-D, both differentiated"] = "multiplies ranks",
-        ["LSTM as torch exports it (layout 0 between transposes)"] = ScanSteps,
         ["LSTM bidirectional, batch first, every output, initial states differentiated (opset 14)"] = "batch first (layout 1)",
-        ["LSTM bidirectional, every output, initial states differentiated (layout 0 between transposes)"] = ScanSteps,
-        ["LSTM reverse, peepholes, HardSigmoid gates, no bias"] = ScanSteps,
         ["LogSoftmax axis 0 of 3"] = "works along axis 0, which is not a per-sample axis",
         ["MatMul x times x"] = "takes its input 1 from wrt, whose first axis is not the product's batch axis",
         ["MaxPool 1-D dilation 2 asymmetric pads"] = PoolIndices,
@@ -72,14 +67,11 @@ public class CompiledSecondOrderTests(ITestOutputHelper output)
         ["Pad reflect on the last two axes"] = "compiled for constant padding",
         ["Pad wrap on the last axis of a 2-D input (opset 19)"] = "compiled for constant padding",
         ["Pad wrap on the last two axes (opset 19)"] = "compiled for constant padding",
-        ["RNN Relu, reverse (layout 0 between transposes)"] = ScanSteps,
-        ["RNN tanh (layout 0 between transposes)"] = ScanSteps,
         ["Slice ends computed from the batch size (opset 15)"] = "from a computed value",
         ["Slice step -1 reverses axis 1"] = "steps backwards",
         ["TopK 3 smallest along axis 1, values only (opset 16)"] = "which it does not differentiate",
     };
 
-    private const string ScanSteps = "the length of its scanned inputs along their scan axes is not declared";
     private const string PoolIndices = "only the first output is supported";
 
     [Fact]

@@ -52,13 +52,10 @@ public class SecondOrderFixtureTests
     }
 
     /// <summary>
-    /// Fixtures whose second derivatives the interpreter serves even with compiled graphs on, and why: sequences'
-    /// Jacobian graph holds Scans whose step count the reader needs declared to read the graph back.
+    /// Fixtures whose second derivatives the interpreter serves even with compiled graphs on, and why: none at present
+    /// (sequences' was, until its Jacobian graph's Scans declared their step counts, which reading it back needs).
     /// </summary>
-    private static readonly Dictionary<string, string> NotCompiled = new()
-    {
-        ["sequences"] = "the length of its scanned inputs along their scan axes is not declared",
-    };
+    private static readonly Dictionary<string, string> NotCompiled = [];
 
     /// <summary>The fixture with compiled graphs serving wherever they compile, or with the interpreter alone.</summary>
     private static ModelVersion Load(string name, bool compiled) =>

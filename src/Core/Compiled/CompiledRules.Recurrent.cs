@@ -28,7 +28,7 @@ internal static partial class CompiledRules
                 (string, long[])[] carried = [.. initial.Select(v => (v.V, node.State())), .. initial.Select(v => (v.G ?? node.Zeros(c, v.V), node.State(c.Basis)))];
                 (string, long, long[])[] scanned = dx is null ? [(node.Products(c, d), 0, node.Product())]
                     : [(node.Products(c, d), 0, node.Product()), (e.TimesTransposedWeight(dx, node.W(c, d)), 1, node.Product(c.Basis))];
-                var outputs = e.Scan(carried, scanned, node.Reverse(d), [1], (be, carriedIn, slices) =>
+                var outputs = e.Scan(carried, scanned, node.Steps(c), node.Reverse(d), [1], (be, carriedIn, slices) =>
                 {
                     var math = new CellEmitter(be, c.Emit, c.Basis, node.Hidden, record: false);
                     var states = Enumerable.Range(0, node.States).Select(s => new EmittedCellValue(carriedIn[s], carriedIn[node.States + s])).ToArray();
@@ -62,7 +62,8 @@ internal static partial class CompiledRules
                 var products = node.Products(c, d);
                 var initial = node.Initial(c, d, tangents: false).Select(v => v.V).ToArray();
                 // The states before each step, in sequence order.
-                var before = e.Scan([.. initial.Select(v => (v, node.State()))], [(products, 0, node.Product())], node.Reverse(d), [.. initial.Select(_ => 0L)], (be, carriedIn, slices) =>
+                var before = e.Scan([.. initial.Select(v => (v, node.State()))], [(products, 0, node.Product())], node.Steps(c), node.Reverse(d),
+                    [.. initial.Select(_ => 0L)], (be, carriedIn, slices) =>
                 {
                     var math = new CellEmitter(be, c.Emit, c.Basis, node.Hidden, record: false);
                     var next = node.Cell(c, math, d)(new EmittedCellValue(slices[0]), [.. carriedIn.Select(v => new EmittedCellValue(v))]);
@@ -72,7 +73,7 @@ internal static partial class CompiledRules
                     .Select(s => (ctFinal[s] is { } ct ? e.Select(ct, 1, d) : node.Zeros(c, initial[s]), node.State(c.Basis))).ToArray();
                 (string, long, long[])[] scanned = [(products, 0, node.Product()), .. before.Select(b => (b, 0L, node.State())),
                     .. ctY is null ? Array.Empty<(string, long, long[])>() : [(e.Select(ctY, 2, d), 1L, node.State(c.Basis))]];
-                var back = e.Scan(carried, scanned, !node.Reverse(d), [1], (be, carriedIn, slices) =>
+                var back = e.Scan(carried, scanned, node.Steps(c), !node.Reverse(d), [1], (be, carriedIn, slices) =>
                 {
                     var math = new CellEmitter(be, c.Emit, c.Basis, node.Hidden, record: true);
                     var product = new EmittedCellValue(slices[0]);

@@ -228,11 +228,14 @@ internal sealed class OnnxEmitter
     /// after it and the step's outputs, which the node stacks along <paramref name="outputAxes"/> in sequence order. The
     /// body's graph stays the same size however many steps there are. Each carried value and slice comes with its shape
     /// (-1 for the batch axis), which ONNX Runtime needs to infer the body's outputs. Returns the last carried values, then
-    /// the stacks.
+    /// the stacks. Each scanned input is declared <paramref name="steps"/> long along its axis: a graph read back
+    /// (<see cref="ReadBack"/>) is differentiated again with its Scans unrolled, which needs their lengths.
     /// </summary>
-    public string[] Scan((string Value, long[] Shape)[] carried, (string Value, long Axis, long[] Slice)[] scanned, bool reverse, long[] outputAxes,
-        Func<OnnxEmitter, string[], string[], (string[] Carried, string[] Outputs)> body)
+    public string[] Scan((string Value, long[] Shape)[] carried, (string Value, long Axis, long[] Slice)[] scanned, long steps, bool reverse,
+        long[] outputAxes, Func<OnnxEmitter, string[], string[], (string[] Carried, string[] Outputs)> body)
     {
+        foreach (var (value, axis, slice) in scanned)
+            if (!_main.ValueInfo.Any(v => v.Name == value)) _main.ValueInfo.Add(FloatValue(value, [.. slice[..(int)axis], steps, .. slice[(int)axis..]]));
         var graph = new GraphProto { Name = Fresh("body") };
         var inner = Body(graph);
         var carriedIn = carried.Select(_ => Fresh("carried")).ToArray();

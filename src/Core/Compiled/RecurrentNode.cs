@@ -38,6 +38,9 @@ internal sealed class RecurrentNode
     public int States => _kind.States;
     private long Gates => _kind.Gates * Hidden;
 
+    /// <summary>The sequence's length: X is [seq, batch, input] (layout 0).</summary>
+    public long Steps(OnnxRuleContext c) => c.Emit.Shape(c.In(0))[0];
+
     /// <summary>A state's shape in a step, [batch, hidden] (-1 for the batch), with a basis axis of <paramref name="basis"/> ahead where given.</summary>
     public long[] State(long? basis = null) => basis is { } k ? [k, -1, Hidden] : [-1, Hidden];
 
