@@ -41,7 +41,9 @@ public sealed class ModelBatcherTests : IDisposable
             {
                 var single = await alone.SubmitAsync(JacobianKey(inputs[i]), inputs[i], null, CancellationToken.None);
                 // Not bit-for-bit: the GEMM kernels block differently for different row counts, so sums associate
-                // differently; the difference is float32 rounding, far below the 1e-4 the service promises.
+                // differently, and each batch size takes the mode and the path (compiled graph or interpreter) that ran
+                // it faster when it first came, which on a loaded machine can differ between a lone call and a merged
+                // batch; the difference is float32 rounding, far below the 1e-4 the service promises.
                 AssertClose(single.Jacobians["y"], together[i].Jacobians["y"]);
                 AssertClose(single.Outputs["y"], together[i].Outputs["y"]);
             }
@@ -90,7 +92,11 @@ public sealed class ModelBatcherTests : IDisposable
         }
     }
 
-    private static void AssertClose(HostTensor expected, HostTensor actual) => HostTensorAssert.Close(expected, actual, 1e-6f);
+    /// <summary>
+    /// Float32 rounding of the same Jacobian by two modes or paths: one CI run saw 4e-7 in an entry of 0.28, over the 1e-6
+    /// of the largest entry this once allowed.
+    /// </summary>
+    private static void AssertClose(HostTensor expected, HostTensor actual) => HostTensorAssert.Close(expected, actual, 1e-5f);
 
     [Fact]
     public async Task ALoneCallerInALoopNeverWaitsForCompany()
