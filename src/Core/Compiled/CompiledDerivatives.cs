@@ -134,11 +134,14 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     }
 
     /// <summary>The derivative graph for (wrt, of, mode) on inputs of these shapes; throws <see cref="NotCompilableException"/> where there is none.</summary>
-    internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions) =>
+    internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions)
+    {
+        var (foldedInts, batchAxes) = FromTwoBatches(parts, shapes);
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-        DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(parts, shapes), FoldedIntsOf(parts, shapes),
-            BatchAxesOf(parts, shapes), Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
+        return DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(parts, shapes), foldedInts, batchAxes,
+            Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
             parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
+    }
 
     /// <summary>
     /// Every value's shape, by name, from the plan for these inputs with a batch of at least two: a batch of one would
@@ -157,55 +160,38 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     }
 
     /// <summary>
-    /// The small int64 values the plan folds (shape arithmetic: torch computes a head split's Slice bounds from the
-    /// input's shape) that are the same for batches of two and three, so a graph that serves every batch may take them
-    /// as fixed. The small batches keep the two plans cheap whatever the request's batch; none where they do not build
-    /// (a model whose batch another input fixes).
+    /// What the plans for batches of two and three tell apart, by value name; nothing where they do not build (a model
+    /// whose batch another input fixes). The small batches keep the two plans cheap whatever the request's batch.
+    /// <para><c>FoldedInts</c>: the small int64 values both plans fold to the same values (shape arithmetic: torch computes a
+    /// head split's Slice bounds from the input's shape), which a graph that serves every batch may take as fixed.</para>
+    /// <para><c>BatchAxes</c>: each value's axes whose length follows the batch. The batch is axis 0 of most values, but a
+    /// seq-first layer carries it on axis 1, and a rule may then work along axis 0 (<see cref="OnnxRuleContext.SampleAxis"/>).</para>
     /// </summary>
-    internal static Func<string, long[]?> FoldedIntsOf(ModelParts parts, long[][] inputs)
+    internal static (Func<string, long[]?> FoldedInts, Func<string, long[]?> BatchAxes) FromTwoBatches(ModelParts parts, long[][] inputs)
     {
         const int MaxElements = 64;
-        var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        bool built = ForTwoBatches(parts, inputs, (id, first, second) =>
-        {
-            if (first.Constants[id] is not { dtype: ScalarType.Int64 } a || a.numel() > MaxElements) return;
-            if (second.Constants[id] is not { dtype: ScalarType.Int64 } b) return;
-            long[] x = a.data<long>().ToArray(), y = b.data<long>().ToArray();
-            if (x.AsSpan().SequenceEqual(y) && a.shape.AsSpan().SequenceEqual(b.shape)) values[parts.Graph.ValueNames[id]] = x;
-        });
-        return built ? name => values.GetValueOrDefault(name) : _ => null;
-    }
-
-    /// <summary>
-    /// Each value's axes whose length follows the batch (they differ between the plans for batches of two and three), by
-    /// name; none where those plans do not build. The batch is axis 0 of most values, but a seq-first layer carries it
-    /// on axis 1, and a rule may then work along axis 0 (<see cref="OnnxRuleContext.SampleAxis"/>).
-    /// </summary>
-    internal static Func<string, long[]?> BatchAxesOf(ModelParts parts, long[][] inputs)
-    {
-        var axes = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        bool built = ForTwoBatches(parts, inputs, (id, first, second) =>
-        {
-            if (first.ValueShapes[id] is not { } a || second.ValueShapes[id] is not { } b || a.Length != b.Length) return;
-            axes[parts.Graph.ValueNames[id]] = [.. Enumerable.Range(0, a.Length).Where(i => a[i] != b[i]).Select(i => (long)i)];
-        });
-        return built ? name => axes.GetValueOrDefault(name) : _ => null;
-    }
-
-    /// <summary>Calls <paramref name="each"/> with every value's id and the plans for batches of two and three; false where they do not build.</summary>
-    private static bool ForTwoBatches(ModelParts parts, long[][] inputs, Action<int, Planning.ExecutionPlan, Planning.ExecutionPlan> each)
-    {
+        var graph = parts.Graph;
         using var scope = NewDisposeScope();
         try
         {
             using var first = parts.Plans.Lease(inputs.Select(s => (long[])[2, .. s[1..]]).ToArray());
             using var second = parts.Plans.Lease(inputs.Select(s => (long[])[3, .. s[1..]]).ToArray());
-            for (int id = 0; id < parts.Graph.ValueCount; id++) each(id, first.Plan, second.Plan);
-            return true;
+            var values = new Dictionary<string, long[]>(StringComparer.Ordinal);
+            var axes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+            for (int id = 0; id < graph.ValueCount; id++)
+            {
+                if (first.Plan.ValueShapes[id] is { } p && second.Plan.ValueShapes[id] is { } q && p.Length == q.Length)
+                    axes[graph.ValueNames[id]] = [.. Enumerable.Range(0, p.Length).Where(i => p[i] != q[i]).Select(i => (long)i)];
+                if (first.Plan.Constants[id] is not { dtype: ScalarType.Int64 } a || a.numel() > MaxElements) continue;
+                if (second.Plan.Constants[id] is not { dtype: ScalarType.Int64 } b) continue;
+                long[] x = a.data<long>().ToArray(), y = b.data<long>().ToArray();
+                if (x.AsSpan().SequenceEqual(y) && a.shape.AsSpan().SequenceEqual(b.shape)) values[graph.ValueNames[id]] = x;
+            }
+            return (name => values.GetValueOrDefault(name), name => axes.GetValueOrDefault(name));
         }
         catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
         {
-            return false;
+            return (_ => null, _ => null);
         }
     }
 

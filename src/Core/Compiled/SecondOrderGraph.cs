@@ -34,16 +34,17 @@ internal static class SecondOrderGraph
         var shapeOf = CompiledDerivatives.ShapesOf(parts, shapes);
         long n = Shapes.Product(Known(shapeOf, wrt)[1..]);
         long m = of.Sum(o => Shapes.Product(Known(shapeOf, o)[1..]));
-        var first = DerivativeGraphWriter.Write(model, shapeOf, CompiledDerivatives.FoldedIntsOf(parts, shapes), CompiledDerivatives.BatchAxesOf(parts, shapes),
-            batch, wrt, of,
+        var (foldedInts, batchAxes) = CompiledDerivatives.FromTwoBatches(parts, shapes);
+        var first = DerivativeGraphWriter.Write(model, shapeOf, foldedInts, batchAxes, batch, wrt, of,
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
         using var graph = ReadBack(() => OnnxModelReader.Read(first.Model, ScalarType.Float32, limits.Model));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
+        var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);
         var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
-            CompiledDerivatives.FoldedIntsOf(firstParts, shapes), CompiledDerivatives.BatchAxesOf(firstParts, shapes), batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
+            read.FoldedInts, read.BatchAxes, batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
         var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
         return second with { OfSamples = first.OfSamples, Model = Traced(second.Model, of, first.OfSamples, n, axes) };
