@@ -43,9 +43,20 @@ public sealed class BatchCancellationTests
         var bytes = HostileModels.Model(nodes, inputShape: [-1, 1024], initializers: [HostileModels.Floats("w", 1024, 1024)]);
         using var model = ModelVersion.Load("products", 1, bytes, new EngineLimits());
         Assert.Equal("onnxruntime", model.PredictRuntime);
-        using var gone = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        using var gone = new CancellationTokenSource();
+        // A thread of its own, not CancelAfter's timer: on the thread pool, which the suite's parallel tests can keep busy,
+        // the timer once fired only after the run had ended.
+        var canceller = new Thread(() =>
+        {
+            Thread.Sleep(100);
+            gone.Cancel();
+        });
         using (BatchCancellation.Enter(gone.Token))
+        {
+            canceller.Start();
             Assert.Throws<OperationCanceledException>(() => model.Predict([new HostTensor([2048, 1024], new float[2048 * 1024])]));
+        }
+        canceller.Join();
         // The session serves on, with its shared options untouched.
         using (BatchCancellation.Enter(CancellationToken.None))
             Assert.Equal(2 * 1024, model.Predict([new HostTensor([2, 1024], new float[2 * 1024])]).Outputs["y"].Data.Length);
