@@ -7,9 +7,10 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace JacService.Core.Models;
 
 /// <summary>
-/// A model version's float weights, held once in native memory for all of its ONNX Runtime sessions (Predict and
-/// every derivative graph), with one container for the packed copies ONNX Runtime makes of them for its matrix
-/// products. Each session would otherwise deserialise and pack its own: ~70 MB per derivative graph of a 36 MB model.
+/// A model version's float weights (those its products and convolutions read: <see cref="WeightInputs"/>), held once
+/// in native memory for all of its ONNX Runtime sessions (Predict and every derivative graph), with one container for
+/// the packed copies ONNX Runtime makes of them for its matrix products. Each session would otherwise deserialise and
+/// pack its own: ~70 MB per derivative graph of a 36 MB model.
 /// Must outlive every session it was given to.
 /// </summary>
 internal sealed class SharedWeights : IDisposable
@@ -47,6 +48,7 @@ internal sealed class SharedWeights : IDisposable
     {
         var graph = OnnxModelReader.Parse(model, limits).Graph;
         var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var rewritable = ReadOtherThanAsWeights(graph);
         var weights = new SharedWeights();
         try
         {
@@ -54,6 +56,7 @@ internal sealed class SharedWeights : IDisposable
             {
                 // An initializer that is also a graph input can be fed by the caller: it stays each session's own.
                 if (tensor.DataType != (int)TensorProto.Types.DataType.Float || inputs.Contains(tensor.Name) || tensor.ExternalData.Count > 0) continue;
+                if (rewritable.Contains(tensor.Name)) continue;
                 if (tensor.Dims.Any(d => d <= 0)) continue;
                 long n = tensor.Dims.Aggregate(1L, (a, d) => a * d);
                 // The reader checked these at load; a tensor whose data does not match its dims is left to each session to refuse.
@@ -67,6 +70,42 @@ internal sealed class SharedWeights : IDisposable
             weights.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The inputs that ONNX Runtime reads as weights and never rewrites in place: a matrix product's, a convolution's and
+    /// a recurrent layer's operands, and Gather's table (input 0); its optimizers fold or repack those into initializers
+    /// of their own. The constants of the ops it pushes a Transpose through, it transposes where they are, and a copy
+    /// added from outside (<see cref="SessionOptions.AddInitializer"/>) keeps its old shape. ConvNeXt's layer scale, a
+    /// [96, 1, 1] constant that PyTorch's exporter gives three blocks' Muls (through Identity), became [1, 1, 96] in the
+    /// graph and stayed [96, 1, 1] in the data: every Predict failed ("Attempting to broadcast an axis by a dimension
+    /// other than 1. 56 by 96"), and a shape that happened to broadcast would have given wrong numbers instead.
+    /// </summary>
+    private static readonly Dictionary<string, int[]?> WeightInputs = new(StringComparer.Ordinal)
+    {
+        ["MatMul"] = null, ["Gemm"] = null, ["Conv"] = null, ["ConvTranspose"] = null,
+        ["LSTM"] = null, ["GRU"] = null, ["RNN"] = null, ["Gather"] = [0],
+    };
+
+    /// <summary>Names that some node, in the graph or a subgraph, reads other than as a weight (<see cref="WeightInputs"/>).</summary>
+    private static HashSet<string> ReadOtherThanAsWeights(GraphProto graph)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<GraphProto>([graph]);
+        while (pending.TryPop(out var g))
+            foreach (var node in g.Node)
+            {
+                int[]? positions = null;
+                bool reader = node.Domain is "" or "ai.onnx" && WeightInputs.TryGetValue(node.OpType, out positions);
+                for (int i = 0; i < node.Input.Count; i++)
+                    if (!reader || positions is not null && !positions.Contains(i)) names.Add(node.Input[i]);
+                foreach (var attribute in node.Attribute)
+                {
+                    if (attribute.G is { } body) pending.Push(body);
+                    foreach (var inner in attribute.Graphs) pending.Push(inner);
+                }
+            }
+        return names;
     }
 
     private void Add(string name, long[] dims, ReadOnlySpan<float> data)
