@@ -481,7 +481,7 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>
     /// A Hessian (or, with <paramref name="laplacianAxes"/>, a Laplacian) from the compiled second-order graph where there
-    /// is one, it fits in the working memory and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the
+    /// is one, it fits in the working memory (whole or in parts) and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the
     /// interpreter's. A Laplacian over every element of wrt shares the Hessian's graph.
     /// </summary>
     private EngineResult SecondOrderCompiledOrInterpreted(HostTensor[] inputs, int wrt, int[] of, int[]? laplacianAxes, bool includeJacobian,
@@ -525,13 +525,23 @@ public sealed class ModelVersion : IDisposable
     private static Tensor FromDirections(Tensor t, bool many) => many ? t.transpose(0, 1) : t.squeeze(0);
 
     /// <summary>
-    /// The compiled Jacobian for (wrt, of, mode) where there is one and a batch this size fits in the working memory
-    /// whole (the interpreter splits the basis and the batch to stay under it); otherwise null.
+    /// The compiled Jacobian for (wrt, of, mode) where there is one and a sample fits in the working memory (a batch runs
+    /// in parts that fit, <see cref="RowsPerRun"/>; the interpreter splits the basis and the batch to stay under it);
+    /// otherwise null.
     /// </summary>
     private CompiledDerivative? Compiled(int wrt, int[] of, DerivativeMode mode, long[][] shapes) =>
         _compiled?.Jacobian(wrt, of, mode, shapes) is { } unit && Fits(unit, shapes) ? unit : null;
 
-    private bool Fits(CompiledDerivative unit, long[][] shapes) => unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes;
+    /// <summary>
+    /// A batch fits whole, or in parts where one sample fits and every input carries the batch on axis 0 (op rows test
+    /// inputs that broadcast along it; the server's inputs all carry it).
+    /// </summary>
+    private bool Fits(CompiledDerivative unit, long[][] shapes) =>
+        unit.BytesPerSample * shapes[0][0] <= Limits.WorkingMemoryBytes
+        || unit.BytesPerSample <= Limits.WorkingMemoryBytes && shapes.All(s => s.Length > 0 && s[0] == shapes[0][0]);
+
+    /// <summary>The most samples of one run of a compiled graph that its derivative nodes can hold within the working memory.</summary>
+    private long RowsPerRun(CompiledDerivative unit) => Limits.WorkingMemoryBytes / Math.Max(1, unit.BytesPerSample);
 
     /// <summary>
     /// The compiled graph's result where there is one and it serves this batch (whichever of graph and interpreter ran a
@@ -549,11 +559,12 @@ public sealed class ModelVersion : IDisposable
         string? failure = null;
         try
         {
-            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null, call.Keys), () => interpreted(null)))
+            long rows = RowsPerRun(unit);
+            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null, call.Keys, rows), () => interpreted(null)))
             {
                 // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
                 BatchCancellation.ThrowIfRequested();
-                var (outputs, derivatives) = unit.Run(graphInputs, into, call.Keys);
+                var (outputs, derivatives) = unit.Run(graphInputs, into, call.Keys, rows);
                 return call.Result(outputs, derivatives);
             }
         }
