@@ -282,6 +282,39 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// AUTO times each mode's compiled graph on a batch's first call. A graph ONNX Runtime loaded but fails to run (the
+    /// ConvNeXt fixture's, while its layer scale was shared, <see cref="SharedWeightsTests"/>) threw out of that timing and
+    /// failed the call, where a call that met it outside the timing went to the interpreter. Now the interpreter is timed
+    /// instead, and the graph reported for being taken out of service.
+    /// </summary>
+    [Fact]
+    public void AutoTimesTheInterpreterWhereAGraphFailsToRun()
+    {
+        var limits = new EngineLimits();
+        using var graph = OnnxModelReader.Read(File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), ScalarType.Float32, limits.Model);
+        using var parts = new ModelParts(graph, limits);
+        // A graph that loads and fails at every run: 32 elements per sample reshaped into rows of 7.
+        var g = new OnnxBuilder();
+        var x = g.X(2, 32);
+        var rows = g.Node("Reshape", [x, g.Ints(-1, 7)]);
+        g.Output(rows);
+        var written = new DerivativeGraphWriter.Written(OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float), [32], [[7]], 1);
+        using var failing = new CompiledDerivative(written, null, [g.Inputs[0].Name], [rows], []);
+        var failed = new List<(CompiledDerivative Unit, string Message)>();
+        var auto = new AutoMode(parts, new ForwardMode(parts), new ReverseMode(parts), compiled: (_, _, _, _) => failing,
+            failed: (unit, e) => failed.Add((unit, e.Message)));
+        using var scope = NewDisposeScope();
+
+        var mode = auto.Choose([randn(3, 32)], 0, [0]);
+
+        Assert.Contains(mode, new[] { DerivativeMode.Forward, DerivativeMode.Reverse });
+        Assert.NotEmpty(failed);
+        Assert.All(failed, f => Assert.Same(failing, f.Unit));
+        Assert.Contains("Reshape", failed[0].Message);
+        Assert.True(Assert.Single(auto.Choices).Timed);
+    }
+
+    /// <summary>
     /// A graph that could not serve even one sample is not written: its size is counted first, the identity seed (basis²
     /// floats) included. A fuzzed upsampler with 12,320 outputs per sample wrote a 600 MB seed into its reverse-mode
     /// graph, and ONNX Runtime took 12 s reading it, before the working memory refused it.

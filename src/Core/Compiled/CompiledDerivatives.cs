@@ -200,7 +200,9 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// now on, with the reason in <see cref="Entries"/> and <see cref="FellBack"/>. The graph itself is disposed with the
     /// version, as another call may still be running it.
     /// </summary>
-    public void Fail(CompiledDerivative unit, string why)
+    public void Fail(CompiledDerivative unit, OnnxRuntimeException e) => Fail(unit, $"ONNX Runtime failed running the derivative graph: {e.Message}");
+
+    private void Fail(CompiledDerivative unit, string why)
     {
         foreach (var (key, lazy) in _entries)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using JacService.Core.Ops;
+using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Derivatives;
@@ -18,7 +19,8 @@ namespace JacService.Core.Derivatives;
 /// that graph is what is timed for it, whole.
 /// </remarks>
 internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMode reverse, AutoMode? sharing = null,
-    Func<int, int[], DerivativeMode, long[][], Compiled.CompiledDerivative?>? compiled = null)
+    Func<int, int[], DerivativeMode, long[][], Compiled.CompiledDerivative?>? compiled = null,
+    Action<Compiled.CompiledDerivative, OnnxRuntimeException>? failed = null)
 {
     /// <summary>Directions timed per mode; a side with more is extrapolated linearly from this many.</summary>
     private const long ProbeDirections = 16;
@@ -93,16 +95,28 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
 
     /// <summary>
     /// What is timed for a mode and by how much its time is scaled: the compiled graph's whole Jacobian where there is one,
-    /// else the interpreter's pass over <paramref name="probe"/> of the <paramref name="all"/> directions.
+    /// else the interpreter's pass over <paramref name="probe"/> of the <paramref name="all"/> directions. A graph ONNX
+    /// Runtime loaded but fails to run is, where the interpreter's pass runs, taken out of service (<paramref name="failed"/>)
+    /// and the interpreter timed instead, as a call does (<see cref="Models.ModelVersion"/>): a faster way to the same
+    /// answer never fails a call.
     /// </summary>
     private (Action Run, double Scale) Probe(DerivativeMode mode, Tensor[] inputs, int wrt, int[] of, long probe, long all)
     {
-        if (compiled?.Invoke(wrt, of, mode, inputs.Select(t => t.Dims()).ToArray()) is { } unit)
-        {
-            var host = inputs.Select(t => new Models.HostTensor(t.Dims(), t.data<float>().ToArray())).ToArray();
-            return (() => unit.Run(host, null), 1);
-        }
         var pass = mode == DerivativeMode.Forward ? forward.Jacobian : (Func<Tensor[], int, int[], long, (Tensor[], Tensor[])>)reverse.Jacobian;
-        return (() => pass(inputs, wrt, of, probe), (double)all / probe);
+        (Action, double) interpreted = (() => pass(inputs, wrt, of, probe), (double)all / probe);
+        if (compiled?.Invoke(wrt, of, mode, inputs.Select(t => t.Dims()).ToArray()) is not { } unit) return interpreted;
+        var host = inputs.Select(t => new Models.HostTensor(t.Dims(), t.data<float>().ToArray())).ToArray();
+        long rows = parts.Limits.WorkingMemoryBytes / Math.Max(1, unit.BytesPerSample);
+        try
+        {
+            unit.Run(host, null, rows: rows);
+            return (() => unit.Run(host, null, rows: rows), 1);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            using (NewDisposeScope()) pass(inputs, wrt, of, probe);
+            failed?.Invoke(unit, e);
+            return interpreted;
+        }
     }
 }

@@ -39,7 +39,7 @@ public sealed class ModelVersion : IDisposable
         _parts = new ModelParts(graph, limits);
         _forward = new ForwardMode(_parts);
         _reverse = new ReverseMode(_parts);
-        _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto, compiled: Compiled);
+        _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto, compiled: Compiled, failed: (unit, e) => _compiled?.Fail(unit, e));
         _secondOrder = new SecondOrderMode(_parts);
         _preference = new CompiledPreference(limits.CalibrateAuto);
         _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
@@ -556,7 +556,7 @@ public sealed class ModelVersion : IDisposable
     {
         if (unit is null) return interpreted(into);
         call ??= new CompiledCall(null, unit, (outputs, derivatives) => new EngineResult(outputs, derivatives) { Mode = mode, Compiled = true });
-        string? failure = null;
+        OnnxRuntimeException? failure = null;
         try
         {
             long rows = RowsPerRun(unit);
@@ -570,10 +570,10 @@ public sealed class ModelVersion : IDisposable
         }
         catch (OnnxRuntimeException e)
         {
-            failure = e.Message;
+            failure = e;
         }
         var answer = interpreted(into);
-        if (failure is not null) _compiled!.Fail(unit, $"ONNX Runtime failed running the derivative graph: {failure}");
+        if (failure is not null) _compiled!.Fail(unit, failure);
         return answer;
     }
 
