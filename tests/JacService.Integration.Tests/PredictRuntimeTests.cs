@@ -25,6 +25,25 @@ public class PredictRuntimeTests(ServerProcess server)
         await PredictMatchesTheReference(engine, "pinn");
     }
 
+    /// <summary>
+    /// Batching:IntraOpThreads sets ONNX Runtime's threads per run too, not libtorch's alone: each session keeps a pool of
+    /// the threads beside the caller's. Two servers without warm-up, the same fixtures, counted in /proc.
+    /// </summary>
+    [Fact]
+    public async Task IntraOpThreadsReachOnnxRuntimesSessions()
+    {
+        await using var one = new ServerProcess { ExtraArgs = ["--Models:Warmup=false"] };
+        await using var four = new ServerProcess { ExtraArgs = ["--Models:Warmup=false", "--Batching:IntraOpThreads=4"] };
+        await Task.WhenAll(one.InitializeAsync(), four.InitializeAsync());
+        int models = (await one.Client.ListModelsAsync(new ListModelsRequest())).Models.Count(m => m.PredictRuntime == "onnxruntime");
+        int threadsOfOne = Threads(one), threadsOfFour = Threads(four);
+        // Three more threads per Predict session, give or take the thread pool's own.
+        Assert.True(threadsOfFour - threadsOfOne >= 2 * models, $"{threadsOfOne} threads with one per run, {threadsOfFour} with four; {models} Predict sessions");
+        await PredictMatchesTheReference(four, "pinn");
+    }
+
+    private static int Threads(ServerProcess server) => Directory.GetDirectories($"/proc/{server.ProcessId}/task").Length;
+
     private static async Task PredictMatchesTheReference(ServerProcess target, string model)
     {
         var reference = Fixtures.Load(model);

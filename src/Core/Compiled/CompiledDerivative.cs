@@ -18,11 +18,12 @@ internal sealed class CompiledDerivative : IDisposable
     private readonly string[] _outputNames;
     private readonly Result[] _results;
 
-    public CompiledDerivative(DerivativeGraphWriter.Written written, SharedWeights? weights, string[] inputNames, string[] outputNames, Result[] results)
+    public CompiledDerivative(DerivativeGraphWriter.Written written, SharedWeights? weights, string[] inputNames, string[] outputNames, Result[] results,
+        int threads = 1)
     {
         // A derivative graph's run holds up to Engine:WorkingMemoryMiB of directions: an arena per graph would keep that
         // much for each (small_cnn's two Jacobian graphs took the server from 0.7 to 1.6 GiB at warm-up).
-        _session = OnnxRuntimeForward.NewSession(written.Model, weights, sharedArena: true);
+        _session = OnnxRuntimeForward.NewSession(written.Model, weights, threads, sharedArena: true);
         _inputNames = inputNames;
         _outputNames = [.. outputNames, .. results.Select(r => r.Output)];
         _results = results;

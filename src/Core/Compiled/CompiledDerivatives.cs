@@ -108,7 +108,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
                 : mode == DerivativeMode.Forward ? [DerivativeGraphWriter.TangentPrefix + wrtName]
                 : ofNames.Select(o => DerivativeGraphWriter.CotangentPrefix + o).ToArray();
             string[] inputs = [.. graph.Inputs.Select(i => i.Name), .. directionInputs];
-            var unit = new CompiledDerivative(written, weights, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written));
+            var unit = new CompiledDerivative(written, weights, inputs, graph.Outputs.Select(o => o.Name).ToArray(), results(wrtName, ofNames, written),
+                parts.Limits.OnnxRuntimeThreads);
             return new CompiledEntry(kind, wrtName, ofNames, mode, "") { Unit = unit };
         }
         catch (NotCompilableException e)

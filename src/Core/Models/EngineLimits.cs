@@ -39,6 +39,13 @@ public sealed record EngineLimits
     /// </summary>
     public int MaxCompiledNodes { get; init; } = 6_000;
 
+    /// <summary>
+    /// Threads of one run of a version's ONNX Runtime sessions (Predict and the derivative graphs): the executor thread
+    /// calling it and the rest from the session's own pool, which sleeps between runs instead of spinning. The server
+    /// sets it from the model's Batching:IntraOpThreads, as it sets libtorch's threads.
+    /// </summary>
+    public int OnnxRuntimeThreads { get; init; } = 1;
+
     /// <summary>A version's ONNX Runtime sessions read one copy of its weights (<see cref="SharedWeights"/>); off only to measure what that saves.</summary>
     internal bool ShareWeights { get; init; } = true;
 

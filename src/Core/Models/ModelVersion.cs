@@ -190,7 +190,7 @@ public sealed class ModelVersion : IDisposable
             if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights) model._weights = SharedWeights.TryFrom(bytes, limits.Model);
             if (limits.PredictWithOnnxRuntime)
             {
-                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, model._weights, out var reason);
+                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, model._weights, limits.OnnxRuntimeThreads, out var reason);
                 model.PredictRuntimeNote = reason;
             }
             if (model.CompiledDerivativesNote.Length == 0)

@@ -27,7 +27,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
     }
 
     /// <summary>A session for the model, or null and why not (the engine then serves Predict).</summary>
-    public static OnnxRuntimeForward? TryCreate(byte[] bytes, ModelGraph graph, SharedWeights? weights, out string reason)
+    public static OnnxRuntimeForward? TryCreate(byte[] bytes, ModelGraph graph, SharedWeights? weights, int threads, out string reason)
     {
         var notFloat = graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float);
         if (notFloat is not null)
@@ -38,7 +38,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
         try
         {
             reason = "";
-            return new OnnxRuntimeForward(NewSession(bytes, weights), graph);
+            return new OnnxRuntimeForward(NewSession(bytes, weights, threads), graph);
         }
         catch (OnnxRuntimeException e)
         {
@@ -74,15 +74,17 @@ internal sealed class OnnxRuntimeForward : IDisposable
     }
 
     /// <summary>
-    /// A session with one thread: the executor thread calling it, like every other pass (Batching:IntraOpThreads=1),
-    /// reading the version's <paramref name="weights"/> (when given) instead of copies of its own.
-    /// With <paramref name="sharedArena"/>, its tensors come from one arena all such sessions share (<see cref="SharedArena"/>)
-    /// instead of an arena of its own, which would keep its largest run for as long as the session lives. Throws
-    /// <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
+    /// A session whose runs take <paramref name="threads"/> threads, the executor thread calling it among them (one by
+    /// default, like every other pass: Batching:IntraOpThreads=1), reading the version's <paramref name="weights"/> (when
+    /// given) instead of copies of its own. With <paramref name="sharedArena"/>, its tensors come from one arena all such
+    /// sessions share (<see cref="SharedArena"/>) instead of an arena of its own, which would keep its largest run for as
+    /// long as the session lives. Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
     /// </summary>
-    internal static InferenceSession NewSession(byte[] model, SharedWeights? weights, bool sharedArena = false)
+    internal static InferenceSession NewSession(byte[] model, SharedWeights? weights, int threads, bool sharedArena = false)
     {
-        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        // A pool's threads would spin after each run, taking the cores from the other executor threads' batches.
+        if (threads > 1) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (sharedArena && SharedArena.Value) options.AddSessionConfigEntry("session.use_env_allocators", "1");
         if (weights is null) return new InferenceSession(model, options);
         weights.AddTo(options);

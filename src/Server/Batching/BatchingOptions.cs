@@ -42,7 +42,10 @@ public sealed record BatchingOptions : IValidatableObject
     [Range(1, 256)]
     public int ExecutorThreads { get; set; } = 2;
 
-    /// <summary>libtorch intra-op threads per executor thread (1 avoids OpenMP spin-waits under contention).</summary>
+    /// <summary>
+    /// Intra-op threads per executor thread, for libtorch and for each run of the version's ONNX Runtime sessions (1
+    /// avoids OpenMP spin-waits under contention; more shortens a lone caller's wait on a large model).
+    /// </summary>
     [Range(1, 256)]
     public int IntraOpThreads { get; set; } = 1;
 

@@ -46,7 +46,7 @@ public sealed partial class VersionLoader(
         {
             if (!File.Exists(path)) throw new ModelLoadException($"{RepositoryScanner.ModelFileName} not found in {Path.GetDirectoryName(path)}");
             var config = read.Config ?? throw new InvalidDataException(read.Error!.Message, read.Error);
-            var replicas = ModelReplicas.LoadFile(name, version, path, limits);
+            var replicas = ModelReplicas.LoadFile(name, version, path, limits with { OnnxRuntimeThreads = config.Batching.IntraOpThreads });
             foreach (var replica in replicas.All)
             {
                 replica.PassFellBackToEager += (pass, reason) => LogPassEager(name, version, replica.Device, pass, reason);
