@@ -44,4 +44,23 @@ public class AllocationBoundTests
                 if (node.Outputs[o] >= 0) values[node.Outputs[o]] = outs[o].Value;
         }
     }
+
+    /// <summary>
+    /// A product by a matrix folds the left operand's batch axes into rows; the bound counted the matrix once per row,
+    /// as if broadcast, and refused torchvision's ViT-B/16 at load (its seq-first attention multiplies [197, B, 768] by
+    /// [768, 2304]: 349 M elements counted, 0.6 M made). Here [1000, 64] rows by a [64, 8192] matrix: 524 M counted.
+    /// </summary>
+    [Fact]
+    public void AProductByAMatrixIsNotCountedOncePerRow()
+    {
+        var g = new OnnxBuilder();
+        var x = g.X(1, 1000, 64);
+        // Seq-first, as ViT's attention: the batch on axis 1, where no rewrite folds the product into a Gemm.
+        var rows = g.Node("Transpose", [x], ("perm", new[] { 1, 0, 2 }));
+        g.Output(g.Node("Transpose", [g.Node("MatMul", [rows, g.W(64, 8192)])], ("perm", new[] { 1, 0, 2 })));
+        using var model = ModelVersion.Load("rows", 1, g.ToBytes(), new EngineLimits());
+        using var scope = NewDisposeScope();
+        var y = model.PredictInEngine([new HostTensor([1, 1000, 64], new float[64_000])]).Outputs.Single().Value;
+        Assert.Equal([1, 1000, 8192], y.Shape);
+    }
 }
