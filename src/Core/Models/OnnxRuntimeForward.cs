@@ -38,7 +38,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
         try
         {
             reason = "";
-            return new OnnxRuntimeForward(NewSession(bytes, weights, threads), graph);
+            return new OnnxRuntimeForward(NewSession(bytes, weights, threads, sharedArena: true), graph);
         }
         catch (OnnxRuntimeException e)
         {
@@ -92,9 +92,10 @@ internal sealed class OnnxRuntimeForward : IDisposable
     }
 
     /// <summary>
-    /// One CPU arena in ONNX Runtime's environment for the derivative graphs' sessions: it holds what the largest runs
-    /// at one time needed, where an arena per session held each session's largest run (small_cnn's graphs took a server
-    /// to 1.6 GiB). Without an arena, every run allocated its intermediates afresh: 5-7x the page faults per call and
+    /// One CPU arena in ONNX Runtime's environment for every version's sessions, Predict's and the derivative graphs':
+    /// it holds what the largest runs at one time needed, where an arena per session held each session's largest run
+    /// (small_cnn's graphs took a server to 1.6 GiB; eight torchvision classifiers' Predict sessions, warmed up at 64
+    /// images, 4.5 GiB more than the shared one). Without an arena, every run allocated its intermediates afresh: 5-7x the page faults per call and
     /// about a fifth less served Vjp throughput on layernorm_gelu (docs/benchmarks.md).
     /// </summary>
     private static readonly Lazy<bool> SharedArena = new(() =>
