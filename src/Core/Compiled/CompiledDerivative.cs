@@ -23,7 +23,7 @@ internal sealed class CompiledDerivative : IDisposable
     {
         // A derivative graph's run holds up to Engine:WorkingMemoryMiB of directions: an arena per graph would keep that
         // much for each (small_cnn's two Jacobian graphs took the server from 0.7 to 1.6 GiB at warm-up).
-        _session = OnnxRuntimeForward.NewSession(written.Model, weights, threads, sharedArena: true);
+        _session = OnnxRuntimeForward.NewSession(written.Model, weights, threads);
         _inputNames = inputNames;
         _outputNames = [.. outputNames, .. results.Select(r => r.Output)];
         _results = results;
@@ -39,7 +39,7 @@ internal sealed class CompiledDerivative : IDisposable
     /// Jacobians, and a call takes what it asked for). A batch of more than <paramref name="rows"/> samples runs in parts
     /// of at most that many, each written into its rows of the results: the graph holds <see cref="BytesPerSample"/> per
     /// sample, and a batch over the working memory would otherwise leave the interpreter to serve it whole (ResNet-18's
-    /// Vjp of 32 images: 5.3 s in the interpreter, 2.7 s from the graph in parts).
+    /// Vjp of 32 images: 5.3 s in the interpreter, 3.0 s from the graph in parts).
     /// </summary>
     public (Dictionary<string, HostTensor> Outputs, Dictionary<string, HostTensor> Derivatives) Run(HostTensor[] inputs, ResultBuffers? into,
         IReadOnlyCollection<string>? keys = null, long rows = long.MaxValue)

@@ -481,8 +481,9 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>
     /// A Hessian (or, with <paramref name="laplacianAxes"/>, a Laplacian) from the compiled second-order graph where there
-    /// is one, it fits in the working memory (whole or in parts) and it serves this batch (<see cref="CompiledOrInterpreted"/>), else the
-    /// interpreter's. A Laplacian over every element of wrt shares the Hessian's graph.
+    /// is one, it fits in the working memory (whole or in parts) and it serves this batch
+    /// (<see cref="CompiledOrInterpreted"/>), else the interpreter's. A Laplacian over every element of wrt shares the
+    /// Hessian's graph.
     /// </summary>
     private EngineResult SecondOrderCompiledOrInterpreted(HostTensor[] inputs, int wrt, int[] of, int[]? laplacianAxes, bool includeJacobian,
         ResultBuffers? into, Func<ResultBuffers?, EngineResult> interpreted)

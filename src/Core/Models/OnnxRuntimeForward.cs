@@ -38,7 +38,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
         try
         {
             reason = "";
-            return new OnnxRuntimeForward(NewSession(bytes, weights, threads, sharedArena: true), graph);
+            return new OnnxRuntimeForward(NewSession(bytes, weights, threads), graph);
         }
         catch (OnnxRuntimeException e)
         {
@@ -76,16 +76,15 @@ internal sealed class OnnxRuntimeForward : IDisposable
     /// <summary>
     /// A session whose runs take <paramref name="threads"/> threads, the executor thread calling it among them (one by
     /// default, like every other pass: Batching:IntraOpThreads=1), reading the version's <paramref name="weights"/> (when
-    /// given) instead of copies of its own. With <paramref name="sharedArena"/>, its tensors come from one arena all such
-    /// sessions share (<see cref="SharedArena"/>) instead of an arena of its own, which would keep its largest run for as
-    /// long as the session lives. Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
+    /// given) instead of copies of its own, its tensors from the arena every session shares (<see cref="SharedArena"/>).
+    /// Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
     /// </summary>
-    internal static InferenceSession NewSession(byte[] model, SharedWeights? weights, int threads, bool sharedArena = false)
+    internal static InferenceSession NewSession(byte[] model, SharedWeights? weights, int threads)
     {
         using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
         // A pool's threads would spin after each run, taking the cores from the other executor threads' batches.
         if (threads > 1) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        if (sharedArena && SharedArena.Value) options.AddSessionConfigEntry("session.use_env_allocators", "1");
+        if (SharedArena.Value) options.AddSessionConfigEntry("session.use_env_allocators", "1");
         if (weights is null) return new InferenceSession(model, options);
         weights.AddTo(options);
         return new InferenceSession(model, options, weights.Prepacked);
@@ -95,8 +94,8 @@ internal sealed class OnnxRuntimeForward : IDisposable
     /// One CPU arena in ONNX Runtime's environment for every version's sessions, Predict's and the derivative graphs':
     /// it holds what the largest runs at one time needed, where an arena per session held each session's largest run
     /// (small_cnn's graphs took a server to 1.6 GiB; eight torchvision classifiers' Predict sessions, warmed up at 64
-    /// images, 4.5 GiB more than the shared one). Without an arena, every run allocated its intermediates afresh: 5-7x the page faults per call and
-    /// about a fifth less served Vjp throughput on layernorm_gelu (docs/benchmarks.md).
+    /// images, 4.5 GiB more than the shared one). Without an arena, every run allocated its intermediates afresh: 5-7x
+    /// the page faults per call and about a fifth less served Vjp throughput on layernorm_gelu (docs/benchmarks.md).
     /// </summary>
     private static readonly Lazy<bool> SharedArena = new(() =>
     {
