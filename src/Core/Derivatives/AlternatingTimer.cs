@@ -27,14 +27,22 @@ internal static class AlternatingTimer
     /// <summary>Runs this slow are timed once each: repeating them would only add to the first request's wait.</summary>
     private static readonly TimeSpan RepeatFor = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// A warm-up round this slow is not repeated: what a second run saves (an arena grown, pages touched) is small beside
+    /// runs of seconds, and the first request waits for every run. ViT-B/16's first Vjp of two images took 42 s.
+    /// </summary>
+    private static readonly TimeSpan WarmOnceOver = TimeSpan.FromSeconds(1);
+
     /// <summary>The least microseconds of a run of each.</summary>
     public static (double First, double Second) Least(Action first, Action second, bool gpu)
     {
         for (int warm = 0; warm < WarmRuns; warm++)
         {
             using var scope = NewDisposeScope();
+            long start = Stopwatch.GetTimestamp();
             first();
             second();
+            if (Stopwatch.GetElapsedTime(start) > WarmOnceOver) break;
         }
         double a = double.MaxValue, b = double.MaxValue;
         var rounds = Stopwatch.StartNew();
