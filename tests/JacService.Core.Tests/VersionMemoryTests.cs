@@ -79,9 +79,9 @@ public class VersionMemoryTests(ITestOutputHelper output)
             foreach (var version in versions) version.Dispose();
         }
         output.WriteLine($"bytes in use grown by each version's first Predict of 256 images: {MiB(grown)} MiB");
-        // A warmed-up process may already hold an arena that size: then no Predict grows anything, which proves nothing.
-        Assert.True(grown[0] > 4 << 20 || grown.Max() < 1 << 20, $"the first Predict grew the bytes in use by {grown[0]}");
-        Assert.True(Median(grown[1..]) < Math.Max(grown[0] / 4, 1 << 20), $"later versions' Predicts grew the bytes in use by {MiB(grown[1..])} MiB, the first by {MiB(grown[..1])}");
+        // An arena of the session's own grows by ~33 MiB at its first such Predict, whatever the process holds already;
+        // the shared one grows once, or not at all where the tests before this one grew it.
+        Assert.True(Median(grown[1..]) < 8 << 20, $"later versions' Predicts grew the bytes in use by {MiB(grown[1..])} MiB, the first by {MiB(grown[..1])}");
     }
 
     private static long Median(List<long> values) => values.Order().ElementAt(values.Count / 2);

@@ -65,12 +65,14 @@ public class HostileModelTests(ITestOutputHelper output)
 
         // What the hostile files declare or would plan is 4 TB (huge_initializer, constant_of_shape, expand), 4 GiB (the
         // outer product), 1.2 GiB (many_initializers, concat_repeats); planning frees what it made when a load fails, so
-        // the peak is what tells. The server with the fixture models alone peaks at 0.6-0.7 GiB here (libtorch, ONNX
-        // Runtime, a session and the warm-up's plans per model; the hostile files parse to a few MiB each). 1.5 GiB
-        // leaves room for that to grow and is below what the smallest refused allocation would have added to it.
+        // the peak is what tells. The server with the fixture models alone is at 1.2-1.4 GiB after loading here
+        // (libtorch, ONNX Runtime's sessions and its shared arena, which the warm-up's compiled runs of 64 rows grow up
+        // to Engine:WorkingMemoryMiB, the warm-up's plans per model; the hostile files parse to a few MiB each; 1.4 GiB
+        // once in CI from 0.6-0.7 GiB before compiled graphs ran large batches in parts). 2 GiB leaves room for that to
+        // grow and is below what the smallest refused allocation would have added to it.
         long resident = server.ResidentBytes(), peak = server.PeakResidentBytes();
         output.WriteLine($"resident memory after loading: {resident >> 20} MiB, peak {peak >> 20} MiB");
-        Assert.True(peak < 1536L << 20, $"peak resident memory {peak >> 20} MiB while loading the hostile models");
+        Assert.True(peak < 2048L << 20, $"peak resident memory {peak >> 20} MiB while loading the hostile models");
     }
 
     private static void Write(string root, string model, Action<FileStream> write)
