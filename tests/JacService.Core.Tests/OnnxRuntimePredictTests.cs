@@ -38,6 +38,8 @@ public class OnnxRuntimePredictTests
         using var scope = torch.NewDisposeScope();
         var served = model.Predict(inputs);
         var reference = model.PredictInEngine(inputs);
+        // Still ONNX Runtime's: its first batch was checked against the engine's and agreed (InterpreterCheckTests).
+        Assert.Equal(("onnxruntime", ""), (model.PredictRuntime, model.PredictRuntimeNote));
         foreach (var (output, expected) in reference.Outputs)
         {
             var actual = served.Outputs[output];

@@ -203,7 +203,8 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     /// </summary>
     public void Fail(CompiledDerivative unit, OnnxRuntimeException e) => Fail(unit, $"ONNX Runtime failed running the derivative graph: {e.Message}");
 
-    private void Fail(CompiledDerivative unit, string why)
+    /// <summary>As above, for a graph that ran and gave another answer than the interpreter (<see cref="CompiledPreference"/>).</summary>
+    public void Fail(CompiledDerivative unit, string why)
     {
         foreach (var (key, lazy) in _entries)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using JacService.Core.Derivatives;
+using JacService.Core.Models;
 
 namespace JacService.Core.Compiled;
 
@@ -9,8 +10,13 @@ namespace JacService.Core.Compiled;
 /// modes). Neither wins everywhere: ONNX Runtime's convolutions trail libtorch's (oneDNN) on large batches, where
 /// small_cnn's compiled Vjp ran 8.4k samples/s against the interpreter's 11.3k at batch 256, and 6.8k against 1.2k at
 /// batch 1 (docs/benchmarks.md). Without <c>calibrate</c> (Engine:CalibrateAuto off) the graph serves.
+/// <para>
+/// With <c>check</c> (Engine:CheckAgainstInterpreter) the graph's result on that first batch is also compared with the
+/// interpreter's (<see cref="ResultAgreement"/>), free where both are timed anyway, one run of the interpreter otherwise;
+/// a graph that disagrees serves no batch of any size.
+/// </para>
 /// </summary>
-internal sealed class CompiledPreference(bool calibrate)
+internal sealed class CompiledPreference(bool calibrate, bool check)
 {
     /// <summary>
     /// How much faster the interpreter must be to serve instead. One timed round of each, taken while other callers load
@@ -22,18 +28,17 @@ internal sealed class CompiledPreference(bool calibrate)
 
     private readonly ConcurrentDictionary<(object Graph, long Batch), Lazy<Choice>> _choices = new();
 
-    /// <summary>One (graph, batch size) timed: microseconds per batch each way.</summary>
+    /// <summary>One (graph, batch size) timed: microseconds per batch each way (0 untimed).</summary>
     private sealed record Choice(bool Compiled, double CompiledUs, double InterpreterUs);
 
-    /// <summary>True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both the first time.</summary>
-    public bool Compiled(object graph, long batch, Action compiled, Action interpreted)
+    /// <summary>
+    /// True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both and compares
+    /// their results the first time. A graph whose result disagrees is reported to <paramref name="disagreed"/>, once.
+    /// </summary>
+    public bool Compiled(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed)
     {
-        if (!calibrate) return true;
-        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() =>
-        {
-            var (compiledUs, interpreterUs) = AlternatingTimer.Least(compiled, interpreted, gpu: false);
-            return new Choice(compiledUs <= interpreterUs * InterpreterMargin, compiledUs, interpreterUs);
-        }));
+        if (!calibrate && !check) return true;
+        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(batch, compiled, interpreted, disagreed)));
         try
         {
             return lazy.Value.Compiled;
@@ -43,5 +48,19 @@ internal sealed class CompiledPreference(bool calibrate)
             _choices.TryRemove((graph, batch), out _);
             throw;
         }
+    }
+
+    private Choice Choose(long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed)
+    {
+        EngineResult? fast = null, reference = null;
+        double compiledUs = 0, interpreterUs = 0;
+        if (calibrate) (compiledUs, interpreterUs) = AlternatingTimer.Least(() => fast = compiled(), () => reference = interpreted(), gpu: false);
+        else (fast, reference) = (compiled(), interpreted());
+        if (check && ResultAgreement.Disagreement(reference!, fast!) is { } why)
+        {
+            disagreed($"its result on a batch of {batch} disagreed with the interpreter's: {why}");
+            return new Choice(false, compiledUs, interpreterUs);
+        }
+        return new Choice(!calibrate || compiledUs <= interpreterUs * InterpreterMargin, compiledUs, interpreterUs);
     }
 }

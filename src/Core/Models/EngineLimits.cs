@@ -76,6 +76,12 @@ public sealed record EngineLimits
     /// </summary>
     public bool CalibrateAuto { get; init; } = true;
 
+    /// <summary>
+    /// Compare what ONNX Runtime serves (Predict, each compiled derivative graph) with the interpreter's result on the
+    /// first batches, and take a path that disagrees out of service (<see cref="ResultAgreement"/>).
+    /// </summary>
+    public bool CheckAgainstInterpreter { get; init; } = true;
+
     /// <summary>Apply <see cref="Onnx.GraphRewrites"/> to each graph at load (Engine:GraphRewrites).</summary>
     public bool RewriteGraph { get; init; } = true;
 }

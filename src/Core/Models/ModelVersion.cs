@@ -41,7 +41,7 @@ public sealed class ModelVersion : IDisposable
         _reverse = new ReverseMode(_parts);
         _auto = new AutoMode(_parts, _forward, _reverse, sharing: replicaOf?._auto, compiled: Compiled, failed: (unit, e) => _compiled?.Fail(unit, e));
         _secondOrder = new SecondOrderMode(_parts);
-        _preference = new CompiledPreference(limits.CalibrateAuto);
+        _preference = new CompiledPreference(limits.CalibrateAuto, limits.CheckAgainstInterpreter);
         _passes = Passes(limits.CudaGraphs ? new CudaGraphRecorder(ComputeDevices.CudaIndex(limits.Device)) : null);
     }
 
@@ -68,6 +68,9 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>Why Predict runs in the engine although Engine:PredictWithOnnxRuntime is on; empty otherwise.</summary>
     public string PredictRuntimeNote { get; private set; } = "";
+
+    /// <summary>(why) once, when ONNX Runtime's Predict disagreed with the engine's and the engine serves Predict from then on.</summary>
+    public event Action<string>? PredictFellBackToEngine;
 
     /// <summary>Whether passes are recorded as CUDA graphs (Engine:CudaGraphs on a GPU), how many are, and which run eagerly and why.</summary>
     public (bool Enabled, int Recorded, IReadOnlyList<(string Pass, string Reason)> Fallbacks) Graphs =>
@@ -146,7 +149,18 @@ public sealed class ModelVersion : IDisposable
     /// thread bound to it): its own parameters and plans there, AUTO's choices shared with it.
     /// </remarks>
     public static ModelVersion Load(string name, int version, byte[] bytes, EngineLimits limits, ScalarType computeType = ScalarType.Float32,
-        ModelVersion? replicaOf = null)
+        ModelVersion? replicaOf = null) => Load(name, version, bytes, bytes, limits, computeType, replicaOf);
+
+    /// <summary>
+    /// Tests: a version whose ONNX Runtime sessions (Predict's, the derivative graphs') read <paramref name="onnxRuntimeBytes"/>
+    /// while the engine reads <paramref name="bytes"/>: a model of the same inputs and outputs and other weights stands for
+    /// a fault that makes them compute something else.
+    /// </summary>
+    internal static ModelVersion LoadMismatched(string name, byte[] bytes, byte[] onnxRuntimeBytes, EngineLimits limits) =>
+        Load(name, 1, bytes, onnxRuntimeBytes, limits, ScalarType.Float32, null);
+
+    private static ModelVersion Load(string name, int version, byte[] bytes, byte[] onnxRuntimeBytes, EngineLimits limits, ScalarType computeType,
+        ModelVersion? replicaOf)
     {
         var graph = OnnxModelReader.Read(bytes, computeType, limits.Model);
         var rewrites = new List<string>();
@@ -187,15 +201,15 @@ public sealed class ModelVersion : IDisposable
                     ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
                 : "";
             // One session alone keeps only ONNX Runtime's packed copy of each weight; a shared buffer pays off from the second.
-            if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights) model._weights = SharedWeights.TryFrom(bytes, limits.Model);
+            if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights) model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model);
             if (limits.PredictWithOnnxRuntime)
             {
-                model._onnxRuntime = OnnxRuntimeForward.TryCreate(bytes, graph, model._weights, limits.OnnxRuntimeThreads, out var reason);
+                model._onnxRuntime = OnnxRuntimeForward.TryCreate(onnxRuntimeBytes, graph, model._weights, limits.OnnxRuntimeThreads, out var reason);
                 model.PredictRuntimeNote = reason;
             }
             if (model.CompiledDerivativesNote.Length == 0)
             {
-                model._compiled = new CompiledDerivatives(bytes, model._parts, model._weights);
+                model._compiled = new CompiledDerivatives(onnxRuntimeBytes, model._parts, model._weights);
                 model._compiled.FellBack += (what, why) => model.DerivativeFellBackToEngine?.Invoke(what, why);
             }
             return model;
@@ -340,7 +354,52 @@ public sealed class ModelVersion : IDisposable
         if (_onnxRuntime is not { } ort) return PredictInEngine(inputs, into);
         var outputs = ort.Run(inputs, into);
         CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
-        return new EngineResult(outputs, new Dictionary<string, HostTensor>());
+        var served = new EngineResult(outputs, new Dictionary<string, HostTensor>());
+        return PredictCheckDue(inputs[0].Shape[0]) ? CheckedPredict(served, inputs, ort) : served;
+    }
+
+    /// <summary>Bit 1: a batch of one row was checked; bit 2: a batch of more (<see cref="PredictCheckDue"/>).</summary>
+    private int _predictChecks;
+
+    /// <summary>
+    /// ONNX Runtime's Predict is compared with the engine's on the first batch of one row and the first of more (a batch
+    /// of one hides a value broadcast wrongly along the batch axis): at most two engine passes per version, on the
+    /// warm-up's calls where there is a warm-up.
+    /// </summary>
+    private bool PredictCheckDue(long batch)
+    {
+        if (!Limits.CheckAgainstInterpreter) return false;
+        int bit = batch == 1 ? 1 : 2;
+        return (Interlocked.Or(ref _predictChecks, bit) & bit) == 0;
+    }
+
+    /// <summary>ONNX Runtime retired from Predict by <see cref="CheckedPredict"/>; calls that had started on it finish, and it is freed with the version.</summary>
+    private OnnxRuntimeForward? _retiredOnnxRuntime;
+
+    /// <summary>
+    /// ONNX Runtime's outputs where they agree with the engine's (<see cref="ResultAgreement"/>); otherwise the engine's,
+    /// and the engine serves Predict from then on. A batch the engine cannot run is served unchecked: the check never
+    /// fails a call that ONNX Runtime answers.
+    /// </summary>
+    private EngineResult CheckedPredict(EngineResult served, HostTensor[] inputs, OnnxRuntimeForward ort)
+    {
+        EngineResult reference;
+        try
+        {
+            reference = PredictInEngine(inputs);
+        }
+        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
+        {
+            return served;
+        }
+        if (ResultAgreement.Disagreement(reference, served) is not { } why) return served;
+        if (Interlocked.CompareExchange(ref _onnxRuntime, null, ort) == ort)
+        {
+            _retiredOnnxRuntime = ort;
+            PredictRuntimeNote = $"ONNX Runtime's result on a batch of {inputs[0].Shape[0]} disagreed with the engine's: {why}";
+            PredictFellBackToEngine?.Invoke(PredictRuntimeNote);
+        }
+        return reference;
     }
 
     /// <summary>Outputs of a batch from the engine's own forward pass, whatever serves Predict (the reference).</summary>
@@ -546,7 +605,7 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>
     /// The compiled graph's result where there is one and it serves this batch (whichever of graph and interpreter ran a
-    /// batch this size faster the first time, <see cref="CompiledPreference"/>), else the interpreter's. A graph ONNX
+    /// batch this size faster the first time and agreed with it, <see cref="CompiledPreference"/>), else the interpreter's. A graph ONNX
     /// Runtime loaded but fails to run leaves this call to the interpreter; if the interpreter answers, the graph (a node
     /// ONNX Runtime reads differently from the engine), not the request, was at fault, and it is taken out of service: a
     /// faster way to the same answer never fails a call.
@@ -561,7 +620,12 @@ public sealed class ModelVersion : IDisposable
         try
         {
             long rows = RowsPerRun(unit);
-            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], () => unit.Run(graphInputs, null, call.Keys, rows), () => interpreted(null)))
+            EngineResult FromGraph()
+            {
+                var (outputs, derivatives) = unit.Run(graphInputs, null, call.Keys, rows);
+                return call.Result(outputs, derivatives);
+            }
+            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], FromGraph, () => interpreted(null), why => _compiled!.Fail(unit, why)))
             {
                 // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
                 BatchCancellation.ThrowIfRequested();
@@ -671,6 +735,7 @@ public sealed class ModelVersion : IDisposable
     public void Dispose()
     {
         _onnxRuntime?.Dispose();
+        _retiredOnnxRuntime?.Dispose();
         _compiled?.Dispose();
         _weights?.Dispose();
         _passes.Dispose();

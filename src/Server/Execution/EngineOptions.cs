@@ -47,6 +47,14 @@ public sealed class EngineOptions : IValidatableObject
     public bool CalibrateAuto { get; set; } = true;
 
     /// <summary>
+    /// Compare what ONNX Runtime serves with the interpreter, the reference, on the first batches: Predict on the first
+    /// batch of one row and the first of more, each compiled derivative graph on the first batch of each size (free where
+    /// CalibrateAuto times both). One that disagrees is taken out of service, logged and shown in GetModel, and the
+    /// interpreter serves it. Off saves one interpreter pass per check.
+    /// </summary>
+    public bool CheckAgainstInterpreter { get; set; } = true;
+
+    /// <summary>
     /// Rewrite each loaded graph into one that computes the same values and derivatives in fewer passes
     /// (BatchNormalization folded into the Conv before it, MaxPool moved before the Relu feeding it; see GraphRewrites).
     /// Off runs the file's nodes as they are.

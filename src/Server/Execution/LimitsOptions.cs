@@ -93,6 +93,7 @@ public sealed class LimitsOptions
             MaxResultBytes = (long)MaxResponseMiB << 20,
             MaxCachedPlans = engine.MaxCachedPlans,
             CalibrateAuto = engine.CalibrateAuto,
+            CheckAgainstInterpreter = engine.CheckAgainstInterpreter,
             RewriteGraph = engine.GraphRewrites,
             PredictWithOnnxRuntime = engine.ResolvedPredictWithOnnxRuntime(device),
             CompileDerivatives = engine.ResolvedCompileDerivatives(device),

@@ -55,6 +55,7 @@ public sealed partial class VersionLoader(
                     LogNotCompiled(name, version, what, reason);
                     metrics.RecordNotCompiled(name);
                 };
+                replica.PredictFellBackToEngine += reason => LogPredictInEngine(name, version, reason);
             }
             var model = replicas.Primary;
             LogLoaded(name, version, model.Inputs.Count, model.Outputs.Count, model.Graph.Nodes.Length, model.PredictRuntime,
