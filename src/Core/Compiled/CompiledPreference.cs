@@ -33,15 +33,23 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
 
     /// <summary>
     /// True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both and compares
-    /// their results the first time. A graph whose result disagrees is reported to <paramref name="disagreed"/>, once.
+    /// their results the first time, and then <paramref name="ran"/> is the timing's last result of the way chosen, which
+    /// the call need not compute again (null otherwise). A graph whose result disagrees is reported to
+    /// <paramref name="disagreed"/>, once.
     /// </summary>
-    public bool Compiled(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed)
+    public bool Compiled(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed,
+        out EngineResult? ran)
     {
+        ran = null;
         if (!calibrate && !check) return true;
-        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(batch, compiled, interpreted, disagreed)));
+        EngineResult? chosen = null;
+        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(batch, compiled, interpreted, disagreed, out chosen)));
         try
         {
-            return lazy.Value.Compiled;
+            bool serves = lazy.Value.Compiled;
+            // Set only where this call's own inputs were timed (another caller's factory may have won the race).
+            ran = chosen;
+            return serves;
         }
         catch
         {
@@ -50,7 +58,7 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         }
     }
 
-    private Choice Choose(long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed)
+    private Choice Choose(long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed, out EngineResult? chosen)
     {
         EngineResult? fast = null, reference = null;
         double compiledUs = 0, interpreterUs = 0;
@@ -59,8 +67,11 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         if (check && ResultAgreement.Disagreement(reference!, fast!) is { } why)
         {
             disagreed($"its result on a batch of {batch} disagreed with the interpreter's: {why}");
+            chosen = reference;
             return new Choice(false, compiledUs, interpreterUs);
         }
-        return new Choice(!calibrate || compiledUs <= interpreterUs * InterpreterMargin, compiledUs, interpreterUs);
+        bool serves = !calibrate || compiledUs <= interpreterUs * InterpreterMargin;
+        chosen = serves ? fast : reference;
+        return new Choice(serves, compiledUs, interpreterUs);
     }
 }

@@ -625,7 +625,11 @@ public sealed class ModelVersion : IDisposable
                 var (outputs, derivatives) = unit.Run(graphInputs, null, call.Keys, rows);
                 return call.Result(outputs, derivatives);
             }
-            if (_preference.Compiled(call.Timing, graphInputs[0].Shape[0], FromGraph, () => interpreted(null), why => _compiled!.Fail(unit, why)))
+            bool serves = _preference.Compiled(call.Timing, graphInputs[0].Shape[0], FromGraph, () => interpreted(null), why => _compiled!.Fail(unit, why),
+                out var timed);
+            // The first batch of a size: the timing's own run of the way chosen is its answer.
+            if (timed is not null) return timed;
+            if (serves)
             {
                 // One call, not stopped part-way like the interpreter's steps: a batch every caller has left is not started.
                 BatchCancellation.ThrowIfRequested();
