@@ -11,6 +11,7 @@ with its generated jacservice/v1).
     dotnet src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll --urls http://127.0.0.1:50912 \\
         --Models:Root=DIR --Telemetry:MetricsUrl= &
     /usr/bin/python3 bench/vision_peer.py run --target 127.0.0.1:50912 [--models ...] [--batch 1,8,32] [--seconds 4]
+    /usr/bin/python3 bench/vision_peer.py first --target 127.0.0.1:50912 [--models ...] [--batch 1,8] [--pid SERVER_PID]
 
 Weights are torchvision's initialisation under torch.manual_seed(0) (no download), the same in both processes. Every
 point is warmed up once, then timed for --seconds (at least 3 calls); medians are printed, one line per (model, batch).
@@ -84,18 +85,55 @@ def run(target: str, models: list, batches: list, seconds: float) -> None:
                   f"ratio {min(p[1] for p in peer.values()) / served_predict:.2f}", flush=True)
 
 
+def first_calls(target: str, models: list, batches: list, pid: int) -> None:
+    """The first three calls of each kind and batch size on a fresh server, in milliseconds: what the warm-up leaves to
+    the first callers (a batch size it did not warm times the compiled graph against the interpreter). With --pid, the
+    server's resident memory before and after."""
+    import jacservice
+
+    def resident() -> str:
+        if not pid:
+            return ""
+        with open(f"/proc/{pid}/status") as status:
+            kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+        return f"{kib // 1024:,} MiB"
+
+    client = jacservice.Client(target, timeout=600)
+    print(f"server resident: {resident()}", flush=True)
+    for name in models:
+        rng = np.random.default_rng(1)
+        points = []
+        for batch in batches:
+            images = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+            cotangents = np.zeros((batch, 1000), np.float32)
+            cotangents[:, 3] = 1
+            for kind, call in (("Vjp", lambda: client.vjp(name, {"image": images}, {"logits": cotangents})),
+                               ("Predict", lambda: client.predict(name, {"image": images}))):
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    call()
+                    times.append(f"{1e3 * (time.perf_counter() - start):,.0f}")
+                points.append(f"{kind} of {batch}: {' / '.join(times)} ms")
+        print(f"{name}: {'; '.join(points)}", flush=True)
+    print(f"server resident: {resident()}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["export", "run"])
+    parser.add_argument("what", choices=["export", "run", "first"])
     parser.add_argument("folder", nargs="?")
     parser.add_argument("--target", default="127.0.0.1:50912")
     parser.add_argument("--models", default="resnet18,mobilenet_v2,convnext_tiny")
     parser.add_argument("--batch", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--pid", type=int, default=0, help="first: the server's process, for its resident memory")
     args = parser.parse_args()
     models = args.models.split(",")
     if args.what == "export":
         export(args.folder, models)
+    elif args.what == "first":
+        first_calls(args.target, models, [int(b) for b in args.batch.split(",")], args.pid)
     else:
         run(args.target, models, [int(b) for b in args.batch.split(",")], args.seconds)
 

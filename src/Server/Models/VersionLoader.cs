@@ -83,6 +83,9 @@ public sealed partial class VersionLoader(
     {
         long started = Stopwatch.GetTimestamp();
         var outcome = ModelWarmup.RunAsync(entry, repository.Value.WarmupMaxRows, served, stopping).GetAwaiter().GetResult();
+        // What the warm-up's largest calls used stays in the native heap for reuse (Engine:ReuseLargeAllocations) though
+        // traffic may never need as much: eight torchvision classifiers held 9.4 GiB after their warm-ups, 4.7 GiB given back.
+        NativeHeap.ReturnFreePages();
         var took = Stopwatch.GetElapsedTime(started);
         if (outcome.Skipped is { } reason) LogWarmupSkipped(entry.Name, entry.Version, reason);
         if (outcome.Failure is not { } failure)
