@@ -388,7 +388,7 @@ public sealed class ModelVersion : IDisposable
         {
             reference = PredictInEngine(inputs);
         }
-        catch (Exception e) when (e is NodeEvaluationException or PlanTooLargeException)
+        catch (Exception e) when (e is not (OperationCanceledException or OutOfMemoryException))
         {
             return served;
         }
