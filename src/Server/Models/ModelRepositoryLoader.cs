@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using JacService.Core.Models;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
@@ -38,6 +39,19 @@ public sealed partial class ModelRepositoryLoader(
 
     private VersionPolicy ServerPolicy => repository.Value.VersionPolicy;
 
+    /// <summary>
+    /// Loading leaves about three times each file's size in garbage (its bytes, the parsed protobuf, staging arrays),
+    /// which the collector keeps committed for the next allocations: a server with ConvNeXt-Tiny (108 MB) loaded held
+    /// 947 MiB, 778 MiB after a collection that compacts and decommits (16 ms); eight torchvision classifiers warmed up,
+    /// 4.7 -> 4.3 GiB. That collection stops every thread, so it runs once, before the server reports SERVING, while
+    /// probes keep traffic away; later loads leave theirs to the collector's own pace.
+    /// </summary>
+    private void GiveBackWhatLoadingUsed()
+    {
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        NativeHeap.ReturnFreePages();
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
@@ -60,6 +74,7 @@ public sealed partial class ModelRepositoryLoader(
             LogScanned(found.Sum(m => m.Versions.Count), scanner.Root);
             Reconcile(found, immediate: true);
         }, stoppingToken);
+        GiveBackWhatLoadingUsed();
         registry.MarkRepositoryLoaded();
         LogRepositoryLoaded(registry.Entries.Count(e => e.State == ModelState.Ready), registry.Entries.Count);
 
