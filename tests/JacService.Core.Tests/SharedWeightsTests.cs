@@ -43,6 +43,36 @@ public class SharedWeightsTests
         Assert.InRange(weights.Bytes, least, all);
     }
 
+    /// <summary>
+    /// The sessions read the engine's tensors where they hold the file's values, so a weight is held once for both; a
+    /// weight a graph rewrite changed (a BatchNormalization folded into the Conv before it) is copied, as the engine's
+    /// tensor no longer holds what the file's graph, which ONNX Runtime runs, reads.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FixtureNames))]
+    public void TheSessionsReadTheEnginesTensorsWhereTheyHoldTheFilesValues(string name)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits());
+        var applied = new List<string>();
+        using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits()), applied);
+        Func<string, TorchSharp.torch.Tensor?> Held(ModelGraph graph)
+        {
+            var byName = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value);
+            return byName.GetValueOrDefault;
+        }
+
+        using var asRead = SharedWeights.TryFrom(bytes, new ModelLimits(), Held(read))!;
+        using var copied = SharedWeights.TryFrom(bytes, new ModelLimits())!;
+        using var afterRewrites = SharedWeights.TryFrom(bytes, new ModelLimits(), Held(rewritten))!;
+
+        Assert.Equal(copied.Bytes, asRead.Bytes);
+        Assert.Equal((copied.Bytes, 0L), (copied.CopiedBytes, asRead.CopiedBytes));
+        Assert.Equal(copied.Bytes, afterRewrites.Bytes);
+        if (applied.Any(a => a.Contains("BatchNormalization"))) Assert.InRange(afterRewrites.CopiedBytes, 1, copied.Bytes - 1);
+        else Assert.Equal(0L, afterRewrites.CopiedBytes);
+    }
+
     /// <summary>A graph's nodes and those of its subgraphs (Loop and If bodies read the graph's weights by name).</summary>
     private static IEnumerable<NodeProto> AllNodes(GraphProto graph) =>
         graph.Node.SelectMany(n => n.Attribute.SelectMany(a => a.G is null ? a.Graphs : [a.G, .. a.Graphs]).SelectMany(AllNodes).Prepend(n));

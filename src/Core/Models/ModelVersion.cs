@@ -201,7 +201,12 @@ public sealed class ModelVersion : IDisposable
                     ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
                 : "";
             // One session alone keeps only ONNX Runtime's packed copy of each weight; a shared buffer pays off from the second.
-            if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights) model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model);
+            if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights)
+            {
+                // The sessions read the engine's own tensors where they hold the file's values: a copy less of each weight.
+                var held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
+                model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model, held.GetValueOrDefault);
+            }
             if (limits.PredictWithOnnxRuntime)
             {
                 model._onnxRuntime = OnnxRuntimeForward.TryCreate(onnxRuntimeBytes, graph, model._weights, limits.OnnxRuntimeThreads, out var reason);

@@ -25,18 +25,23 @@ internal sealed class SharedWeights : IDisposable
     /// <summary>Packed copies of the shared weights, made by the first session that needs one and reused by the rest.</summary>
     public PrePackedWeightsContainer Prepacked { get; } = new();
 
-    /// <summary>Bytes held for the sessions (the packed copies come on top).</summary>
+    /// <summary>Bytes of the weights the sessions share (the packed copies come on top).</summary>
     public long Bytes { get; private set; }
+
+    /// <summary>Of <see cref="Bytes"/>, those held in a copy of this object's own rather than in the engine's tensors.</summary>
+    public long CopiedBytes { get; private set; }
 
     /// <summary>
     /// The float initializers of <paramref name="model"/> with embedded data, as read at load; null where ONNX Runtime is
-    /// not available (its sessions are then not made either).
+    /// not available (its sessions are then not made either). A weight the engine holds unchanged in a CPU float32
+    /// tensor (<paramref name="held"/>, by name; one that a graph rewrite folded differs) is read from that tensor, which
+    /// must outlive the sessions; the rest are copied.
     /// </summary>
-    public static SharedWeights? TryFrom(byte[] model, ModelLimits limits)
+    public static SharedWeights? TryFrom(byte[] model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?>? held = null)
     {
         try
         {
-            return From(model, limits);
+            return From(model, limits, held ?? (_ => null));
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
         {
@@ -44,7 +49,7 @@ internal sealed class SharedWeights : IDisposable
         }
     }
 
-    private static SharedWeights From(byte[] model, ModelLimits limits)
+    private static SharedWeights From(byte[] model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?> held)
     {
         var graph = OnnxModelReader.Parse(model, limits).Graph;
         var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
@@ -60,8 +65,8 @@ internal sealed class SharedWeights : IDisposable
                 if (tensor.Dims.Any(d => d <= 0)) continue;
                 long n = tensor.Dims.Aggregate(1L, (a, d) => a * d);
                 // The reader checked these at load; a tensor whose data does not match its dims is left to each session to refuse.
-                if (tensor.RawData.Length == n * sizeof(float)) weights.Add(tensor.Name, tensor.Dims.ToArray(), MemoryMarshal.Cast<byte, float>(tensor.RawData.Span));
-                else if (tensor.FloatData.Count == n) weights.Add(tensor.Name, tensor.Dims.ToArray(), tensor.FloatData.ToArray());
+                if (tensor.RawData.Length == n * sizeof(float)) weights.Add(tensor.Name, tensor.Dims.ToArray(), MemoryMarshal.Cast<byte, float>(tensor.RawData.Span), held(tensor.Name));
+                else if (tensor.FloatData.Count == n) weights.Add(tensor.Name, tensor.Dims.ToArray(), tensor.FloatData.ToArray(), held(tensor.Name));
             }
             return weights;
         }
@@ -108,15 +113,32 @@ internal sealed class SharedWeights : IDisposable
         return names;
     }
 
-    private void Add(string name, long[] dims, ReadOnlySpan<float> data)
+    private void Add(string name, long[] dims, ReadOnlySpan<float> data, TorchSharp.torch.Tensor? held)
     {
         long bytes = (long)data.Length * sizeof(float);
+        Bytes += bytes;
+        if (Same(held, dims, data) is { } address)
+        {
+            _values.Add((name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, address, bytes)));
+            return;
+        }
+        CopiedBytes += bytes;
         var buffer = Marshal.AllocHGlobal((nint)bytes);
         _buffers.Add(buffer);
         var value = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, buffer, bytes);
         _values.Add((name, value));
         data.CopyTo(value.GetTensorMutableDataAsSpan<float>());
-        Bytes += bytes;
+    }
+
+    /// <summary>The address of <paramref name="held"/>'s data where it is a CPU float32 tensor of these dims and values; else null.</summary>
+    private static unsafe nint? Same(TorchSharp.torch.Tensor? held, long[] dims, ReadOnlySpan<float> data)
+    {
+        if (held is null || held.dtype != TorchSharp.torch.ScalarType.Float32 || held.device_type != TorchSharp.DeviceType.CPU
+            || !held.is_contiguous() || !held.shape.AsSpan().SequenceEqual(dims) || (long)data.Length * sizeof(float) > int.MaxValue)
+            return null;
+        var bytes = held.bytes;
+        if (!bytes.SequenceEqual(MemoryMarshal.AsBytes(data))) return null;
+        fixed (byte* address = bytes) return (nint)address;
     }
 
     /// <summary>Hands every shared weight to a session about to be created with <paramref name="options"/>.</summary>
