@@ -200,10 +200,10 @@ public sealed class ModelVersion : IDisposable
                 : graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float) is { } notFloat
                     ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
                 : "";
-            // One session alone keeps only ONNX Runtime's packed copy of each weight; a shared buffer pays off from the second.
+            // The sessions read the engine's own tensors where they hold the file's values (a copy where a rewrite changed
+            // one), and share ONNX Runtime's packed copies.
             if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights)
             {
-                // The sessions read the engine's own tensors where they hold the file's values: a copy less of each weight.
                 var held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
                 model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model, held.GetValueOrDefault);
             }

@@ -40,10 +40,9 @@ public sealed partial class ModelRepositoryLoader(
     private VersionPolicy ServerPolicy => repository.Value.VersionPolicy;
 
     /// <summary>
-    /// Loading leaves about three times each file's size in garbage (its bytes, the parsed protobuf, staging arrays),
-    /// which the collector keeps committed for the next allocations: a server with ConvNeXt-Tiny (108 MB) loaded held
-    /// 947 MiB, 778 MiB after a collection that compacts and decommits (16 ms); eight torchvision classifiers warmed up,
-    /// 4.7 -> 4.3 GiB. That collection stops every thread, so it runs once, before the server reports SERVING, while
+    /// Loading leaves garbage of a few times each file's size (its bytes, the protobufs parsed from them), which the
+    /// collector keeps committed for the next allocations: a server with ConvNeXt-Tiny (108 MB) loaded held 947 MiB, 778
+    /// MiB after a collection that compacts and decommits (16 ms); eight torchvision classifiers warmed up, 4.7 -> 4.3 GiB. That collection stops every thread, so it runs once, before the server reports SERVING, while
     /// probes keep traffic away; later loads leave theirs to the collector's own pace.
     /// </summary>
     private void GiveBackWhatLoadingUsed()
