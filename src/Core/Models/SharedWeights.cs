@@ -138,6 +138,7 @@ internal sealed class SharedWeights : IDisposable
             return null;
         var bytes = held.bytes;
         if (!bytes.SequenceEqual(MemoryMarshal.AsBytes(data))) return null;
+        // Native memory, which the collector never moves: the address stays good as long as the tensor lives.
         fixed (byte* address = bytes) return (nint)address;
     }
 

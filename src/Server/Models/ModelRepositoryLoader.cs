@@ -42,8 +42,9 @@ public sealed partial class ModelRepositoryLoader(
     /// <summary>
     /// Loading leaves garbage of a few times each file's size (its bytes, the protobufs parsed from them), which the
     /// collector keeps committed for the next allocations: a server with ConvNeXt-Tiny (108 MB) loaded held 947 MiB, 778
-    /// MiB after a collection that compacts and decommits (16 ms); eight torchvision classifiers warmed up, 4.7 -> 4.3 GiB. That collection stops every thread, so it runs once, before the server reports SERVING, while
-    /// probes keep traffic away; later loads leave theirs to the collector's own pace.
+    /// MiB after a collection that compacts and decommits (16 ms); eight torchvision classifiers warmed up, 4.7 -> 4.3
+    /// GiB. That collection stops every thread, so it runs once, before the server reports SERVING, while probes keep
+    /// traffic away; later loads leave theirs to the collector's own pace.
     /// </summary>
     private void GiveBackWhatLoadingUsed()
     {
