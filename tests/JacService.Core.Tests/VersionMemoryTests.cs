@@ -84,6 +84,36 @@ public class VersionMemoryTests(ITestOutputHelper output)
         Assert.True(Median(grown[1..]) < 8 << 20, $"later versions' Predicts grew the bytes in use by {MiB(grown[1..])} MiB, the first by {MiB(grown[..1])}");
     }
 
+    /// <summary>
+    /// The shared arena keeps what its largest runs needed until it is shrunk (the server does so when a version is freed
+    /// and after an idle spell, Engine:ReturnMemoryWhenIdleSeconds): then the bytes a Predict of 256 images grew it by go
+    /// back to the heap, while the version stays loaded, and its next Predict gives the same answer.
+    /// </summary>
+    [Fact]
+    public void ShrinkingTheArenaFreesWhatItsLargestRunsLeft()
+    {
+        using var version = ModelVersion.Load("small_cnn", 1, File.ReadAllBytes(Fixtures.ModelPath("small_cnn")), new EngineLimits());
+        var inputs = new[] { new HostTensor([256, 1, 28, 28], Enumerable.Range(0, 256 * 784).Select(i => (float)Math.Sin(i)).ToArray()) };
+        float[] first = Logits(version.Predict(inputs));
+        Assert.True(OnnxRuntimeArena.Shrink());
+        long before = InUse();
+        version.Predict(inputs);
+        long grown = InUse() - before;
+        Assert.True(OnnxRuntimeArena.Shrink());
+        long left = InUse() - before;
+        output.WriteLine($"a Predict of 256 images grew the bytes in use by {grown / 1048576.0:F1} MiB; after shrinking, {left / 1048576.0:F1} MiB");
+        Assert.True(grown > 8 << 20, $"the Predict grew the bytes in use by {grown} bytes only");
+        Assert.True(left < grown / 4, $"shrinking left {left} of the {grown} bytes the Predict grew them by");
+        Assert.Equal(first, Logits(version.Predict(inputs)));
+    }
+
+    // A pooled result array can be longer than its tensor.
+    private static float[] Logits(EngineResult result)
+    {
+        var logits = result.Outputs["logits"];
+        return logits.Data[..(int)logits.Count];
+    }
+
     private static long Median(List<long> values) => values.Order().ElementAt(values.Count / 2);
 
     private static string MiB(List<long> values) => string.Join(", ", values.Select(v => $"{v / 1048576.0:F1}"));

@@ -76,7 +76,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
     /// <summary>
     /// A session whose runs take <paramref name="threads"/> threads, the executor thread calling it among them (one by
     /// default, like every other pass: Batching:IntraOpThreads=1), reading the version's <paramref name="weights"/> (when
-    /// given) instead of copies of its own, its tensors from the arena every session shares (<see cref="SharedArena"/>).
+    /// given) instead of copies of its own, its tensors from the arena every session shares (<see cref="OnnxRuntimeArena"/>).
     /// Throws <see cref="OnnxRuntimeException"/> for a model ONNX Runtime refuses.
     /// </summary>
     internal static InferenceSession NewSession(byte[] model, SharedWeights? weights, int threads)
@@ -84,26 +84,11 @@ internal sealed class OnnxRuntimeForward : IDisposable
         using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
         // A pool's threads would spin after each run, taking the cores from the other executor threads' batches.
         if (threads > 1) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        if (SharedArena.Value) options.AddSessionConfigEntry("session.use_env_allocators", "1");
+        if (OnnxRuntimeArena.Use()) options.AddSessionConfigEntry("session.use_env_allocators", "1");
         if (weights is null) return new InferenceSession(model, options);
         weights.AddTo(options);
         return new InferenceSession(model, options, weights.Prepacked);
     }
-
-    /// <summary>
-    /// One CPU arena in ONNX Runtime's environment for every version's sessions, Predict's and the derivative graphs':
-    /// it holds what the largest runs at one time needed, where an arena per session held each session's largest run
-    /// (small_cnn's graphs took a server to 1.6 GiB; eight torchvision classifiers' Predict sessions, warmed up at 64
-    /// images, 4.5 GiB more than the shared one). Without an arena, every run allocated its intermediates afresh: 5-7x
-    /// the page faults per call and about a fifth less served Vjp throughput on layernorm_gelu (docs/benchmarks.md).
-    /// </summary>
-    private static readonly Lazy<bool> SharedArena = new(() =>
-    {
-        using var memory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCPU, OrtAllocatorType.ArenaAllocator, 0, OrtMemType.Default);
-        using var arena = new OrtArenaCfg(0, -1, -1, -1);
-        OrtEnv.Instance().CreateAndRegisterAllocator(memory, arena);
-        return true;
-    });
 
     /// <summary>A float32 result copied into the call's buffer <paramref name="buffer"/> (or a pooled array), as <paramref name="shape"/>.</summary>
     internal static HostTensor CopyOut(OrtValue result, string buffer, ResultBuffers? into, long[] shape)

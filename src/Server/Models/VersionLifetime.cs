@@ -84,7 +84,9 @@ public sealed class VersionLifetime(ModelReplicas replicas, ModelBatcher batcher
             // until one came (RetirementMemoryTests). A background collection, so calls keep running meanwhile.
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false);
             // The native heap keeps freed blocks for reuse (Engine:ReuseLargeAllocations); without this, removing models
-            // never lowered the resident size (RetirementMemoryTests).
+            // never lowered the resident size (RetirementMemoryTests). ONNX Runtime's shared arena first hands back its
+            // empty regions, which hold what this version's largest runs needed.
+            OnnxRuntimeArena.Shrink();
             NativeHeap.ReturnFreePages();
         }
         finally
