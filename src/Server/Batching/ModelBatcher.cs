@@ -3,6 +3,7 @@ using JacService.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Core.Planning;
+using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using TorchSharp;
@@ -276,8 +277,16 @@ public sealed class ModelBatcher : IAsyncDisposable
             if (anyGone) live = batch with { Parts = batch.Parts.Where(p => !p.Request.IsCompleted).ToList() };
             if (live.Parts.Count > 0)
             {
-                using var scope = torch.NewDisposeScope();
-                results = Execute(live, buffers, replica);
+                ComputeActivity.Started();
+                try
+                {
+                    using var scope = torch.NewDisposeScope();
+                    results = Execute(live, buffers, replica);
+                }
+                finally
+                {
+                    ComputeActivity.Ended();
+                }
             }
         }
         catch (Exception e)

@@ -68,6 +68,15 @@ public sealed class EngineOptions : IValidatableObject
     public bool ReuseLargeAllocations { get; set; } = true;
 
     /// <summary>
+    /// After this many seconds without a batch running, give back once what the largest calls left reserved: ONNX
+    /// Runtime's shared arena frees its empty regions and the native heap its free pages (which
+    /// <see cref="ReuseLargeAllocations"/> otherwise keeps). A burst of large calls then does not hold its peak for the
+    /// process's life; the first large calls after an idle spell fault their pages in again. 0: never.
+    /// </summary>
+    [Range(0, 86_400)]
+    public double ReturnMemoryWhenIdleSeconds { get; set; } = 30;
+
+    /// <summary>
     /// Let libtorch's MKL choose its matrix-product kernels by the CPU's features rather than its vendor: on AMD CPUs
     /// with AVX-512 (EPYC Zen 4/5) MKL otherwise runs its AVX2 code, 2-2.5x slower. No effect on Intel CPUs.
     /// </summary>

@@ -49,6 +49,7 @@ public static class JacServiceExtensions
         services.AddHostedService<MklDispatchSetup>();
         services.AddHostedService<ComputeDeviceSetup>();
         services.AddHostedService<ModelHealthPublisher>();
+        services.AddHostedService<IdleMemoryReturn>();
         // One instance, both hosted and handed to ModelControl.
         services.AddSingleton<ModelRepositoryLoader>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelRepositoryLoader>());
