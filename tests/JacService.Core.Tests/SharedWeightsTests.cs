@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using JacService.Core.Compiled;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
@@ -73,6 +74,38 @@ public class SharedWeightsTests
         else Assert.Equal(0L, afterRewrites.CopiedBytes);
     }
 
+    /// <summary>
+    /// The file kept for writing derivative graphs leaves the float weights the engine holds byte for byte to its tensors
+    /// (all of them as read; all but those a rewrite folded after rewrites) and parses back to what the reader parses
+    /// from the file, byte for byte.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FixtureNames))]
+    public void TheKeptFileParsesBackWholeWithTheEnginesWeightsLeftToIt(string name)
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath(name));
+        var limits = new ModelLimits();
+        byte[] whole = OnnxModelReader.Parse(bytes, limits).ToByteArray();
+        var applied = new List<string>();
+        using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
+        using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, limits), applied);
+        Func<string, Tensor?> Held(ModelGraph graph) => graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
+        // The raw float weights the engine holds under the file's names (a scripted loop's body is unrolled into values of other names).
+        long rawFloats = OnnxModelReader.Parse(bytes, limits).Graph.Initializer
+            .Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && Held(read)(t.Name) is not null).Sum(t => (long)t.RawData.Length);
+
+        var asRead = KeptModel.From(bytes, limits, Held(read));
+        var afterRewrites = KeptModel.From(bytes, limits, Held(rewritten));
+
+        Assert.True(rawFloats > 0, $"{name} has no raw float weights");
+        Assert.InRange(asRead.Bytes, 1, bytes.Length - rawFloats);
+        if (applied.Any(a => a.Contains("BatchNormalization"))) Assert.InRange(afterRewrites.Bytes, asRead.Bytes + 1, bytes.Length - 1);
+        else Assert.Equal(asRead.Bytes, afterRewrites.Bytes);
+        Assert.Equal(whole, asRead.Parse().ToByteArray());
+        Assert.Equal(whole, afterRewrites.Parse().ToByteArray());
+        Assert.Equal(whole, KeptModel.From(bytes, limits, held: null).Parse().ToByteArray());
+    }
+
     /// <summary>A graph's nodes and those of its subgraphs (Loop and If bodies read the graph's weights by name).</summary>
     private static IEnumerable<NodeProto> AllNodes(GraphProto graph) =>
         graph.Node.SelectMany(n => n.Attribute.SelectMany(a => a.G is null ? a.Graphs : [a.G, .. a.Graphs]).SelectMany(AllNodes).Prepend(n));
@@ -125,7 +158,7 @@ public class SharedWeightsTests
         var limits = new EngineLimits();
         using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
         using var parts = new ModelParts(graph, limits);
-        using var compiled = new CompiledDerivatives(bytes, parts, weights: null);
+        using var compiled = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held: null), parts, weights: null);
         var initializers = ModelProto.Parser.ParseFrom(bytes).Graph.Initializer.Select(t => t.Name).ToHashSet();
         long[][] shapes = graph.Inputs.Select(i => (long[])[2, .. i.Shape[1..]]).ToArray();
 

@@ -12,7 +12,7 @@ namespace JacService.Core.Compiled;
 /// written or loaded, the reason is kept instead and the engine's interpreter serves that derivative (visible in
 /// <see cref="Entries"/>, and through <see cref="FellBack"/> in the log and a metric).
 /// </summary>
-internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, SharedWeights? weights) : IDisposable
+internal sealed class CompiledDerivatives(KeptModel model, ModelParts parts, SharedWeights? weights) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<CompiledEntry>> _entries = new();
 
@@ -68,7 +68,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
                 new(SecondOrderGraph.LaplacianPrefix + o, "lap:" + o, "lap:" + o, written.OfSamples[j]),
                 new(DerivativeGraphWriter.JacobianPrefix + o, "jac:" + o, "jac:" + o, [.. written.OfSamples[j], .. written.WrtSample]),
             ]).ToArray(),
-            (wrtName, ofNames) => SecondOrderGraph.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), parts, shapes, wrtName, ofNames, laplacianAxes));
+            (wrtName, ofNames) => SecondOrderGraph.Write(model.Parse(), parts, shapes, wrtName, ofNames, laplacianAxes));
 
     /// <summary>Sorted indices as runs: "0-47", "0,2,4-6".</summary>
     private static string Runs(int[] indices)
@@ -139,7 +139,7 @@ internal sealed class CompiledDerivatives(byte[] model, ModelParts parts, Shared
     {
         var (foldedInts, batchAxes) = FromTwoBatches(parts, shapes);
         // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-        return DerivativeGraphWriter.Write(Onnx.OnnxModelReader.Parse(model, parts.Limits.Model), ShapesOf(parts, shapes), foldedInts, batchAxes,
+        return DerivativeGraphWriter.Write(model.Parse(), ShapesOf(parts, shapes), foldedInts, batchAxes,
             Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
             parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
     }

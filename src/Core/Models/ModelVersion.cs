@@ -201,11 +201,13 @@ public sealed class ModelVersion : IDisposable
                     ? $"'{notFloat.Name}' is {notFloat.ElementType.OnnxName()}; derivative graphs are compiled for float32 inputs and outputs only"
                 : "";
             // The sessions read the engine's own tensors where they hold the file's values (a copy where a rewrite changed
-            // one), and share ONNX Runtime's packed copies.
+            // one), and share ONNX Runtime's packed copies; the file kept for writing derivative graphs leaves those
+            // weights to the same tensors.
+            Func<string, Tensor?>? held = null;
             if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights)
             {
-                var held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
-                model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model, held.GetValueOrDefault);
+                held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal).GetValueOrDefault;
+                model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model, held);
             }
             if (limits.PredictWithOnnxRuntime)
             {
@@ -214,7 +216,7 @@ public sealed class ModelVersion : IDisposable
             }
             if (model.CompiledDerivativesNote.Length == 0)
             {
-                model._compiled = new CompiledDerivatives(onnxRuntimeBytes, model._parts, model._weights);
+                model._compiled = new CompiledDerivatives(KeptModel.From(onnxRuntimeBytes, limits.Model, held), model._parts, model._weights);
                 model._compiled.FellBack += (what, why) => model.DerivativeFellBackToEngine?.Invoke(what, why);
             }
             return model;

@@ -131,7 +131,7 @@ internal sealed class SharedWeights : IDisposable
     }
 
     /// <summary>The address of <paramref name="held"/>'s data where it is a CPU float32 tensor of these dims and values; else null.</summary>
-    private static unsafe nint? Same(TorchSharp.torch.Tensor? held, long[] dims, ReadOnlySpan<float> data)
+    internal static unsafe nint? Same(TorchSharp.torch.Tensor? held, long[] dims, ReadOnlySpan<float> data)
     {
         if (held is null || held.dtype != TorchSharp.torch.ScalarType.Float32 || held.device_type != TorchSharp.DeviceType.CPU
             || !held.is_contiguous() || !held.shape.AsSpan().SequenceEqual(dims) || (long)data.Length * sizeof(float) > int.MaxValue)

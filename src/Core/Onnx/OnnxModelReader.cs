@@ -39,21 +39,17 @@ public static class OnnxModelReader
     /// The file's model as the reader sees it (what it validated: control flow unrolled, model-local functions inlined, sequences resolved, standard functions expanded),
     /// e.g. to write derivative graphs from.
     /// </summary>
-    internal static ModelProto Parse(byte[] bytes, ModelLimits limits)
+    internal static ModelProto Parse(byte[] bytes, ModelLimits limits) => Expand(ParseAsWritten(bytes, limits), limits);
+
+    /// <summary>The file's protobuf as it is written, before <see cref="Expand"/>.</summary>
+    internal static ModelProto ParseAsWritten(byte[] bytes, ModelLimits limits)
     {
         // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
         // Fields this subset of onnx.proto does not know are dropped rather than kept as unknown fields.
         using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, limits.MaxNestingDepth);
         try
         {
-            var model = ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
-            // Control flow first so that function calls inside loop bodies are inlined, and again for loops inside functions.
-            ControlFlow.Expand(model, limits);
-            FunctionInliner.Inline(model, limits);
-            ControlFlow.Expand(model, limits);
-            SequenceFolding.Fold(model, limits);
-            StandardFunctions.Expand(model, limits);
-            return model;
+            return ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
         }
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("levels of nesting", StringComparison.Ordinal))
         {
@@ -63,6 +59,18 @@ public static class OnnxModelReader
         {
             throw new ModelLoadException($"not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
+    }
+
+    /// <summary>Control flow unrolled, model-local functions inlined, sequences resolved, standard functions expanded.</summary>
+    internal static ModelProto Expand(ModelProto model, ModelLimits limits)
+    {
+        // Control flow first so that function calls inside loop bodies are inlined, and again for loops inside functions.
+        ControlFlow.Expand(model, limits);
+        FunctionInliner.Inline(model, limits);
+        ControlFlow.Expand(model, limits);
+        SequenceFolding.Fold(model, limits);
+        StandardFunctions.Expand(model, limits);
+        return model;
     }
 
     private static ModelGraph Read(ModelProto model, torch.ScalarType computeType, ModelLimits limits)
