@@ -6,7 +6,7 @@ namespace JacService.Server.Execution;
 /// <summary>
 /// Engine:ReturnMemoryWhenIdleSeconds: once no batch has run for that long after some did, shrinks ONNX Runtime's
 /// shared arena and gives the native heap's free pages back, and logs what the resident size fell by. Both keep what
-/// the largest calls needed so that the next ones find it ready (a DenseNet-121 Vjp of 8 images left ~2.6 GiB resident
+/// the largest calls needed so that the next ones find it ready (a DenseNet-121 Vjp of 8 images left ~2.7 GiB resident
 /// for ~0.8 GiB in use); under load nothing is given back, as a batch is always running or just ended.
 /// </summary>
 public sealed partial class IdleMemoryReturn(IOptions<EngineOptions> options, ILogger<IdleMemoryReturn> logger) : BackgroundService
