@@ -1,12 +1,13 @@
 using JacService.Core.Compiled;
 using JacService.Core.Models;
+using JacService.Core.Planning;
 
 namespace JacService.Core.Tests;
 
 /// <summary>
 /// The choice between a compiled derivative graph and the interpreter per (graph, batch size): the faster of the two when
 /// first timed, kept; each batch size timed on its own; none timed when calibration is off; a graph whose result
-/// disagrees with the interpreter's never serves, whichever is faster.
+/// disagrees with the interpreter's on its first batch of one row or of more never serves, whichever is faster.
 /// </summary>
 public class CompiledPreferenceTests
 {
@@ -67,13 +68,68 @@ public class CompiledPreferenceTests
     }
 
     [Fact]
-    public void WithoutCalibrationTheGraphIsCheckedByOneRunOfEach()
+    public void WithoutCalibrationTheGraphIsCheckedOnItsFirstBatchOfOneRowAndItsFirstOfMore()
     {
         var preference = new CompiledPreference(calibrate: false, check: true);
         Assert.True(Serves(preference, _graph, 256, Compiled(30), Interpreted(1)));
-        Assert.False(Serves(preference, _graph, 8, Compiled(30, value: -1), Interpreted(1)));
+        Assert.Equal((1, 1), (_compiledRuns, _interpretedRuns));
+        // Another size of more than one row runs the same nodes: no run of either, the call runs the graph.
+        Assert.True(Serves(preference, _graph, 8, Compiled(30), Interpreted(1)));
+        Assert.Null(_ran);
+        Assert.Equal((1, 1), (_compiledRuns, _interpretedRuns));
+        // One row, where a value that should broadcast along the batch axis shows nothing wrong with more, is checked on its own.
+        Assert.False(Serves(preference, _graph, 1, Compiled(30, value: -1), Interpreted(1)));
         Assert.Equal((2, 2), (_compiledRuns, _interpretedRuns));
         Assert.Single(_disagreements);
+    }
+
+    /// <summary>
+    /// Where no check is due, an interpreter that has run long enough to lose to a slow graph (over 0.1 s) is stopped: it
+    /// can no longer win, and the first caller of that size would wait for all of it (DenseNet-121's Vjp of 16 images: 13.2 s before).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnInterpreterThatCanNoLongerWinIsStoppedWhereNoCheckIsDue(bool insideAnOp)
+    {
+        var preference = new CompiledPreference(calibrate: true, check: true);
+        Assert.True(Serves(preference, _graph, 2, Compiled(1), Interpreted(30)));
+        Assert.True(Serves(preference, _graph, 8, Compiled(200), Stepped(300, out var steps, insideAnOp)));
+        Assert.True(_ran!.Compiled);
+        Assert.InRange(steps(), 1, 299);
+        Assert.Empty(_disagreements);
+    }
+
+    [Fact]
+    public void AnInterpreterWhoseResultChecksTheGraphRunsToTheEnd()
+    {
+        var preference = new CompiledPreference(calibrate: true, check: true);
+        Assert.True(Serves(preference, _graph, 8, Compiled(700), Stepped(60, out var steps)));
+        Assert.Equal(60, steps());
+        Assert.Empty(_disagreements);
+    }
+
+    /// <summary>
+    /// An interpreter of <paramref name="count"/> 10 ms steps that stops between them when its batch is abandoned, as the
+    /// engine's passes do, or (<paramref name="insideAnOp"/>) inside an op's loop, which the evaluator reports as the node's failure.
+    /// </summary>
+    private Func<EngineResult> Stepped(int count, out Func<int> steps, bool insideAnOp = false)
+    {
+        int done = 0;
+        steps = () => done;
+        return () =>
+        {
+            _interpretedRuns++;
+            for (int i = 0; i < count; i++)
+            {
+                if (insideAnOp && BatchCancellation.Current.IsCancellationRequested)
+                    throw new NodeEvaluationException("loop", "Loop", "stopped", new OperationCanceledException());
+                BatchCancellation.ThrowIfRequested();
+                Thread.Sleep(10);
+                done++;
+            }
+            return Result(1);
+        };
     }
 
     [Fact]

@@ -11,9 +11,12 @@ namespace JacService.Core.Compiled;
 /// small_cnn's compiled Vjp ran 8.4k samples/s against the interpreter's 11.3k at batch 256, and 6.8k against 1.2k at
 /// batch 1 (docs/benchmarks.md). Without <c>calibrate</c> (Engine:CalibrateAuto off) the graph serves.
 /// <para>
-/// With <c>check</c> (Engine:CheckAgainstInterpreter) the graph's result on that first batch is also compared with the
-/// interpreter's (<see cref="ResultAgreement"/>), free where both are timed anyway, one run of the interpreter otherwise;
-/// a graph that disagrees serves no batch of any size.
+/// With <c>check</c> (Engine:CheckAgainstInterpreter) the graph's result on its first batch of one row and its first of
+/// more is also compared with the interpreter's (<see cref="ResultAgreement"/>), free where both are timed anyway, one
+/// run of the interpreter otherwise; a graph that disagrees serves no batch of any size. The two cover what a graph can
+/// get wrong along the batch axis (a value that broadcasts over it, or not) as Predict's check does; other sizes run the
+/// same nodes. Where no check is due, an interpreter that has run long enough to lose to a slow graph (a tenth of a second
+/// and more) is stopped there (<see cref="AlternatingTimer.Least"/>).
 /// </para>
 /// </summary>
 internal sealed class CompiledPreference(bool calibrate, bool check)
@@ -28,13 +31,16 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
 
     private readonly ConcurrentDictionary<(object Graph, long Batch), Lazy<Choice>> _choices = new();
 
+    /// <summary>The graphs whose result agreed with the interpreter's on a batch of one row (false) and of more (true).</summary>
+    private readonly ConcurrentDictionary<(object Graph, bool More), bool> _checked = new();
+
     /// <summary>One (graph, batch size) timed: microseconds per batch each way (0 untimed).</summary>
     private sealed record Choice(bool Compiled, double CompiledUs, double InterpreterUs);
 
     /// <summary>
-    /// True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both and compares
-    /// their results the first time, and then <paramref name="ran"/> is the timing's last result of the way chosen, which
-    /// the call need not compute again (null otherwise). A graph whose result disagrees is reported to
+    /// True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both the first time
+    /// (and compares their results where a check is due), and then <paramref name="ran"/> is the timing's last result of
+    /// the way chosen, which the call need not compute again (null otherwise). A graph whose result disagrees is reported to
     /// <paramref name="disagreed"/>, once.
     /// </summary>
     public bool Compiled(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed,
@@ -43,7 +49,7 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         ran = null;
         if (!calibrate && !check) return true;
         EngineResult? chosen = null;
-        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(batch, compiled, interpreted, disagreed, out chosen)));
+        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(graph, batch, compiled, interpreted, disagreed, out chosen)));
         try
         {
             bool serves = lazy.Value.Compiled;
@@ -58,17 +64,31 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         }
     }
 
-    private Choice Choose(long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed, out EngineResult? chosen)
+    private Choice Choose(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed,
+        out EngineResult? chosen)
     {
+        var kind = (graph, batch > 1);
+        bool checking = check && !_checked.ContainsKey(kind);
+        if (!calibrate && !checking)
+        {
+            chosen = null;
+            return new Choice(true, 0, 0);
+        }
         EngineResult? fast = null, reference = null;
         double compiledUs = 0, interpreterUs = 0;
-        if (calibrate) (compiledUs, interpreterUs) = AlternatingTimer.Least(() => fast = compiled(), () => reference = interpreted(), gpu: false);
+        if (calibrate)
+            (compiledUs, interpreterUs) = AlternatingTimer.Least(() => fast = compiled(), () => reference = interpreted(), gpu: false,
+                secondWithin: checking ? null : us => us / InterpreterMargin);
         else (fast, reference) = (compiled(), interpreted());
-        if (check && ResultAgreement.Disagreement(reference!, fast!) is { } why)
+        if (checking)
         {
-            disagreed($"its result on a batch of {batch} disagreed with the interpreter's: {why}");
-            chosen = reference;
-            return new Choice(false, compiledUs, interpreterUs);
+            if (ResultAgreement.Disagreement(reference!, fast!) is { } why)
+            {
+                disagreed($"its result on a batch of {batch} disagreed with the interpreter's: {why}");
+                chosen = reference;
+                return new Choice(false, compiledUs, interpreterUs);
+            }
+            _checked.TryAdd(kind, true);
         }
         bool serves = !calibrate || compiledUs <= interpreterUs * InterpreterMargin;
         chosen = serves ? fast : reference;

@@ -612,10 +612,11 @@ public sealed class ModelVersion : IDisposable
 
     /// <summary>
     /// The compiled graph's result where there is one and it serves this batch (whichever of graph and interpreter ran a
-    /// batch this size faster the first time and agreed with it, <see cref="CompiledPreference"/>), else the interpreter's. A graph ONNX
-    /// Runtime loaded but fails to run leaves this call to the interpreter; if the interpreter answers, the graph (a node
-    /// ONNX Runtime reads differently from the engine), not the request, was at fault, and it is taken out of service: a
-    /// faster way to the same answer never fails a call.
+    /// batch this size faster the first time, the graph's result having agreed with the interpreter's where checked,
+    /// <see cref="CompiledPreference"/>), else the interpreter's. A graph ONNX Runtime loaded but fails to run leaves this
+    /// call to the interpreter; if the interpreter answers, the graph (a node ONNX Runtime reads differently from the
+    /// engine), not the request, was at fault, and it is taken out of service: a faster way to the same answer never fails
+    /// a call.
     /// </summary>
     /// <remarks>By default a call takes every derivative of the graph, each a Jacobian, Jvp or Vjp by its key (<paramref name="call"/>).</remarks>
     private EngineResult CompiledOrInterpreted(CompiledDerivative? unit, HostTensor[] graphInputs, ResultBuffers? into, DerivativeMode mode,
