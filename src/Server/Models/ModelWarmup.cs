@@ -8,8 +8,8 @@ namespace JacService.Server.Models;
 
 /// <summary>
 /// Sends a freshly loaded version requests of its own before it is marked ready, through its batcher: a Predict and a
-/// Jacobian in the version's default mode at every batch bucket up to Models:WarmupMaxRows, then one sample of each
-/// other derivative it serves (Jvp, Vjp, and Hessian and Laplacian where every op on the path has a second-order rule).
+/// Jacobian in the version's default mode at every batch bucket up to Models:WarmupMaxRows, then one sample and two of a
+/// Jvp and a Vjp, and one of a Hessian and a Laplacian where every op on the path has a second-order rule.
 /// The first call of each path otherwise pays for building the plan of its shapes, AUTO's timing of both modes at
 /// that batch size and the JIT's first compilation of every method on the way, tens to hundreds of milliseconds that
 /// would land on the first callers after a start or a take-over. The calls leave no trace in the version's metrics,
@@ -77,9 +77,15 @@ public static class ModelWarmup
                 // CUDA graphs records its graph).
                 for (int call = 0; call < 2; call++) await Send(WorkKind.Jacobian, inputs, wrt, of, entry.DefaultMode);
             }
-            // One direction of one sample: a result the size of the outputs, always within the limit.
-            await Send(WorkKind.Jvp, [.. one, Random(one[wrt].Shape)], wrt, of, DerivativeMode.Forward);
-            await Send(WorkKind.Vjp, [.. one, .. of.Select(o => Random([1, .. model.OutputSampleShape(one, o)]))], wrt, of, DerivativeMode.Reverse);
+            // One direction of one sample and of two: results the size of the outputs, within the limit. Two, because a
+            // compiled graph is checked against the interpreter on its first batch of one row and its first of more; a
+            // caller's first batch of more rows would otherwise wait for the interpreter's whole pass at its size.
+            foreach (int rows in new[] { 1, 2 }.Where(r => r <= Math.Max(1, maxRows)))
+            {
+                var inputs = Sample(rows);
+                await Send(WorkKind.Jvp, [.. inputs, Random(inputs[wrt].Shape)], wrt, of, DerivativeMode.Forward);
+                await Send(WorkKind.Vjp, [.. inputs, .. of.Select(o => Random([rows, .. model.OutputSampleShape(one, o)]))], wrt, of, DerivativeMode.Reverse);
+            }
             if (SecondOrderRefusal(model, one, wrt, of) is { } refusal)
             {
                 notWarmed.Add($"second derivatives ({refusal})");
