@@ -49,8 +49,8 @@ public sealed class EngineOptions : IValidatableObject
     /// <summary>
     /// Compare what ONNX Runtime serves with the interpreter, the reference, on the first batches: Predict on the first
     /// batch of one row and the first of more, each compiled derivative graph likewise (free where CalibrateAuto times
-    /// both). One that disagrees is taken out of service, logged and shown in GetModel, and the
-    /// interpreter serves it. Off saves one interpreter pass per check.
+    /// both). One that disagrees is taken out of service, logged and shown in GetModel, and the interpreter serves it.
+    /// Off saves one interpreter pass per check.
     /// </summary>
     public bool CheckAgainstInterpreter { get; set; } = true;
 
