@@ -46,15 +46,18 @@ internal static class Planner
                     if (!dependent) folded[id] = outs[o].Value;
                 }
             }
-            // Folded values outlive the planning scope; everything else computed on zeros dies with it.
-            foreach (var t in folded.Values.Distinct()) t.DetachFromDisposeScope();
+            // Folded values outlive the planning scope; everything else computed on zeros dies with it. By reference:
+            // a Tensor's Equals compares values, so two folded constants with the same values and a colliding hash code
+            // were one here, and the second died with the scope (Swin-T's plans failed now and then with an empty handle).
+            foreach (var t in folded.Values.Distinct<Tensor>(ReferenceEqualityComparer.Instance)) t.DetachFromDisposeScope();
         }
 
         // Aliased results (a rule handing back its input) would be disposed twice; give each folded value its own handle.
         var owned = new Dictionary<int, Tensor>();
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var weights = new HashSet<Tensor>(graph.Initializers.Values, ReferenceEqualityComparer.Instance);
         foreach (var (id, t) in folded)
-            owned[id] = seen.Add(t) && !graph.Initializers.Values.Contains(t) ? t : t.alias().DetachFromDisposeScope();
+            owned[id] = seen.Add(t) && !weights.Contains(t) ? t : t.alias().DetachFromDisposeScope();
 
         var steps = graph.Nodes.Where(node => node.Outputs.Any(o => o >= 0 && dataDependent[o])).ToArray();
         var constants = new Tensor?[n];
