@@ -15,7 +15,8 @@ public static class OnnxModelReader
     public const int MinOpset = 13;
 
     /// <summary>
-    /// The newest opset ONNX Runtime 1.31 loads (it refuses 27), which serves Predict and the compiled derivative graphs.
+    /// The newest opset whose ops this reader knows (ONNX Runtime 1.31 refused 27; 1.32, which serves Predict and the compiled
+    /// derivative graphs now, loads it).
     /// From 18 to 26 the table's ops changed meaning only in the reductions' axes (an input from 18), Split's num_outputs
     /// (18), Pad's axes input (18) and wrap mode (19), AveragePool's dilations (19) and Gelu's arrival (20); every other
     /// change added element types (float8, int4, float4), which the reader refuses where they would arrive.
