@@ -33,11 +33,12 @@ public sealed record EngineLimits
     public bool CompileDerivatives { get; init; } = true;
 
     /// <summary>
-    /// Most nodes a derivative graph may hold and still be compiled: ONNX Runtime's session preparation grows with the
-    /// square of the graph (0.3 s at 1,300 nodes, 1 s at 2,600, 4 s at 5,100, 18 s at 10,300: a scripted RNN unrolled over
-    /// 64 to 512 steps), and the first call of each (wrt, of, mode) waits for it. Larger graphs are served by the interpreter.
+    /// Most nodes a derivative graph may hold and still be compiled: ONNX Runtime's session preparation grows faster than
+    /// the graph, and the first call of each (wrt, of, mode) waits for it (with 1.32: 0.5 s at 4,800 nodes, 1.1 s at 9,600,
+    /// 2.5 s at 19,200, a tanh recurrence unrolled over 600 to 2,400 steps, bench/deep_graphs.sh; 1.31 took 9.8 s and 46 s
+    /// for the first two). Larger graphs are served by the interpreter.
     /// </summary>
-    public int MaxCompiledNodes { get; init; } = 6_000;
+    public int MaxCompiledNodes { get; init; } = 20_000;
 
     /// <summary>
     /// Threads of one run of a version's ONNX Runtime sessions (Predict and the derivative graphs): the executor thread

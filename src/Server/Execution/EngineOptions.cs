@@ -97,10 +97,10 @@ public sealed class EngineOptions : IValidatableObject
 
     /// <summary>
     /// Most nodes a compiled derivative graph may hold (the model's nodes on the path and their derivatives); larger ones
-    /// are served by the interpreter, as ONNX Runtime takes seconds to minutes to prepare them (docs/ops.md).
+    /// are served by the interpreter, as ONNX Runtime's preparation of a graph grows faster than its nodes (docs/ops.md).
     /// </summary>
     [Range(1, int.MaxValue)]
-    public int MaxCompiledNodes { get; set; } = 6_000;
+    public int MaxCompiledNodes { get; set; } = 20_000;
 
     /// <summary>The devices Engine:Device resolves to here (validation has refused a setting that resolves to none).</summary>
     public IReadOnlyList<string> ResolvedDevices() => ComputeDevices.Resolve(Device, ComputeDevices.CudaDevices()).Devices;
