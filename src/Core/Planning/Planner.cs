@@ -46,9 +46,9 @@ internal static class Planner
                     if (!dependent) folded[id] = outs[o].Value;
                 }
             }
-            // Folded values outlive the planning scope; everything else computed on zeros dies with it. By reference:
-            // a Tensor's Equals compares values, so two folded constants with the same values and a colliding hash code
-            // were one here, and the second died with the scope (Swin-T's plans failed now and then with an empty handle).
+            // Folded values outlive the planning scope; everything else computed on zeros dies with it. By reference: a
+            // Tensor's Equals compares values, so two equal constants whose hash codes collide would count as one, and
+            // the second would die with the scope.
             foreach (var t in folded.Values.Distinct<Tensor>(ReferenceEqualityComparer.Instance)) t.DetachFromDisposeScope();
         }
 
