@@ -20,8 +20,9 @@ for checkout in "$@"; do
     --Models:Root="$dir" --Models:Warmup=false --Engine:MaxCompiledNodes=100000 --Telemetry:MetricsUrl= \
     --Logging:LogLevel:Default=Warning ${SERVER_ARGS:-} > /dev/null 2>&1 &
   server=$!
+  trap 'kill "$server" 2>/dev/null || true' EXIT
   /usr/bin/python3 - "127.0.0.1:$port" "$steps" <<'PY'
-import sys, time, jacservice
+import sys, jacservice
 target, steps = sys.argv[1], sys.argv[2].split(",")
 client = jacservice.Client(target, timeout=600)
 for n in steps:
