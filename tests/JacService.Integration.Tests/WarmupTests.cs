@@ -27,6 +27,10 @@ public class WarmupTests
             if (warmed && model.DefaultMode == DerivativeMode.Auto)
                 foreach (long rows in new[] { 1, 2, 4, 8, 16, 32, 64 })
                     Assert.Contains(model.DerivativeChoices, c => c.Batch == rows);
+            // Its Predicts timed ONNX Runtime against the engine at the same sizes, and the faster serves each.
+            if (warmed && model.PredictRuntime == "onnxruntime")
+                Assert.Equal([1L, 2, 4, 8, 16, 32, 64], model.PredictChoices.Where(c => c.Timed && c.OnnxruntimeUs > 0 && c.EngineUs > 0
+                    && c.Runtime is "onnxruntime" or "engine").Select(c => c.Batch));
         }
         // Second derivatives are warmed for PINN-sized inputs, not for a 784-pixel image (seconds of Hessian for nothing).
         var lines = server.Log.Split('\n');

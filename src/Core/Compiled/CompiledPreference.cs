@@ -37,6 +37,12 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
     /// <summary>One (graph, batch size) timed: microseconds per batch each way (0 untimed).</summary>
     private sealed record Choice(bool Compiled, double CompiledUs, double InterpreterUs);
 
+    /// <summary>The batch sizes chosen for <paramref name="graph"/> so far, by size: whether it serves each, and each way's time.</summary>
+    public IReadOnlyList<(long Batch, bool Compiled, double CompiledUs, double InterpreterUs)> ChoicesOf(object graph) =>
+        _choices.Where(c => c.Key.Graph == graph && c.Value.IsValueCreated)
+            .Select(c => (c.Key.Batch, c.Value.Value.Compiled, c.Value.Value.CompiledUs, c.Value.Value.InterpreterUs))
+            .OrderBy(c => c.Batch).ToArray();
+
     /// <summary>
     /// True when the compiled <paramref name="graph"/> serves batches of <paramref name="batch"/>; times both the first time
     /// (and compares their results where a check is due), and then <paramref name="ran"/> is the timing's last result of

@@ -63,8 +63,17 @@ public sealed class ModelVersion : IDisposable
     /// <summary>Where parameters and passes live ("cpu", "cuda:0"), as GetModel and telemetry report it.</summary>
     public string Device => Limits.Device;
 
-    /// <summary>What serves Predict: "onnxruntime" (see OnnxRuntimeForward) or "engine" (the interpreter, which every derivative uses).</summary>
+    /// <summary>
+    /// What serves Predict: "onnxruntime" (see OnnxRuntimeForward; the engine may serve some batch sizes,
+    /// <see cref="PredictChoices"/>) or "engine" (the interpreter, which every derivative uses).
+    /// </summary>
     public string PredictRuntime => _onnxRuntime is null ? "engine" : "onnxruntime";
+
+    /// <summary>Where ONNX Runtime serves Predict, which of it and the engine serves each batch size seen so far (<see cref="Predict"/>).</summary>
+    public IReadOnlyList<PredictChoice> PredictChoices => _onnxRuntime is { } ort
+        ? _preference.ChoicesOf(ort).Select(c => new PredictChoice(c.Batch, c.Compiled ? "onnxruntime" : "engine", c.CompiledUs, c.InterpreterUs,
+            Timed: c.CompiledUs > 0 || c.InterpreterUs > 0)).ToArray()
+        : [];
 
     /// <summary>Why Predict runs in the engine although Engine:PredictWithOnnxRuntime is on; empty otherwise.</summary>
     public string PredictRuntimeNote { get; private set; } = "";
@@ -355,58 +364,65 @@ public sealed class ModelVersion : IDisposable
 
     // ---- Execution (executor thread) -----------------------------------------------------------------------
 
-    /// <summary>Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays.</summary>
+    /// <summary>
+    /// Outputs of a batch. With <paramref name="into"/>, results are written into its reused arrays. Where ONNX Runtime
+    /// serves Predict, each batch size goes to whichever of it and the engine ran that size faster the first time
+    /// (<see cref="CompiledPreference"/>, as for compiled derivative graphs; ONNX Runtime unless the engine is a quarter
+    /// faster). Neither wins everywhere: ONNX Runtime is faster on most fixtures, but upsampler's Predict of 256 rows
+    /// (convolutions between Resize ops) served 3.2x as many rows from the engine (docs/benchmarks.md). Its first batch of one row and its first of more are
+    /// checked against the engine's (Engine:CheckAgainstInterpreter); a result that disagrees retires it from Predict.
+    /// </summary>
     public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
     {
         if (_onnxRuntime is not { } ort) return PredictInEngine(inputs, into);
-        var outputs = ort.Run(inputs, into);
-        CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
-        var served = new EngineResult(outputs, new Dictionary<string, HostTensor>());
-        return PredictCheckDue(inputs[0].Shape[0]) ? CheckedPredict(served, inputs, ort) : served;
-    }
-
-    /// <summary>Bit 1: a batch of one row was checked; bit 2: a batch of more (<see cref="PredictCheckDue"/>).</summary>
-    private int _predictChecks;
-
-    /// <summary>
-    /// ONNX Runtime's Predict is compared with the engine's on the first batch of one row and the first of more (a batch
-    /// of one hides a value broadcast wrongly along the batch axis): at most two engine passes per version, on the
-    /// warm-up's calls where there is a warm-up.
-    /// </summary>
-    private bool PredictCheckDue(long batch)
-    {
-        if (!Limits.CheckAgainstInterpreter) return false;
-        int bit = batch == 1 ? 1 : 2;
-        return (Interlocked.Or(ref _predictChecks, bit) & bit) == 0;
-    }
-
-    /// <summary>ONNX Runtime retired from Predict by <see cref="CheckedPredict"/>; calls that had started on it finish, and it is freed with the version.</summary>
-    private OnnxRuntimeForward? _retiredOnnxRuntime;
-
-    /// <summary>
-    /// ONNX Runtime's outputs where they agree with the engine's (<see cref="ResultAgreement"/>); otherwise the engine's,
-    /// and the engine serves Predict from then on. A batch the engine cannot run is served unchecked: the check never
-    /// fails a call that ONNX Runtime answers.
-    /// </summary>
-    private EngineResult CheckedPredict(EngineResult served, HostTensor[] inputs, OnnxRuntimeForward ort)
-    {
-        EngineResult reference;
+        long batch = inputs[0].Shape[0];
+        bool engineFailed = false;
+        EngineResult Reference()
+        {
+            try
+            {
+                return PredictInEngine(inputs);
+            }
+            catch (Exception e) when (e is not (OperationCanceledException or OutOfMemoryException))
+            {
+                engineFailed = true;
+                throw;
+            }
+        }
+        bool onnxRuntimeServes;
+        EngineResult? timed;
         try
         {
-            reference = PredictInEngine(inputs);
+            onnxRuntimeServes = _preference.Compiled(ort, batch, () => PredictInOnnxRuntime(ort, inputs, null), Reference,
+                why => RetireOnnxRuntime(ort, why), out timed);
         }
-        catch (Exception e) when (e is not (OperationCanceledException or OutOfMemoryException))
+        // A batch the engine cannot run is served unchecked: neither the check nor the timing fails a call that ONNX
+        // Runtime answers.
+        catch (Exception) when (engineFailed)
         {
-            return served;
+            return PredictInOnnxRuntime(ort, inputs, into);
         }
-        if (ResultAgreement.Disagreement(reference, served) is not { } why) return served;
-        if (Interlocked.CompareExchange(ref _onnxRuntime, null, ort) == ort)
-        {
-            _retiredOnnxRuntime = ort;
-            PredictRuntimeNote = $"ONNX Runtime's result on a batch of {inputs[0].Shape[0]} disagreed with the engine's: {why}";
-            PredictFellBackToEngine?.Invoke(PredictRuntimeNote);
-        }
-        return reference;
+        if (timed is not null) return timed;
+        return onnxRuntimeServes ? PredictInOnnxRuntime(ort, inputs, into) : PredictInEngine(inputs, into);
+    }
+
+    private EngineResult PredictInOnnxRuntime(OnnxRuntimeForward ort, HostTensor[] inputs, ResultBuffers? into)
+    {
+        var outputs = ort.Run(inputs, into);
+        CheckBatchAxis(o => outputs[Outputs[o].Name].Shape, inputs[0].Shape[0]);
+        return new EngineResult(outputs, new Dictionary<string, HostTensor>());
+    }
+
+    /// <summary>ONNX Runtime retired from Predict by <see cref="RetireOnnxRuntime"/>; calls that had started on it finish, and it is freed with the version.</summary>
+    private OnnxRuntimeForward? _retiredOnnxRuntime;
+
+    /// <summary>The engine serves Predict from now on: ONNX Runtime's result disagreed with the engine's (<see cref="ResultAgreement"/>).</summary>
+    private void RetireOnnxRuntime(OnnxRuntimeForward ort, string why)
+    {
+        if (Interlocked.CompareExchange(ref _onnxRuntime, null, ort) != ort) return;
+        _retiredOnnxRuntime = ort;
+        PredictRuntimeNote = $"ONNX Runtime was retired from Predict: {why}";
+        PredictFellBackToEngine?.Invoke(PredictRuntimeNote);
     }
 
     /// <summary>Outputs of a batch from the engine's own forward pass, whatever serves Predict (the reference).</summary>

@@ -254,6 +254,10 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             info.DerivativeChoices.AddRange(model.DerivativeChoices.Select(ToProto));
             info.PredictRuntime = model.PredictRuntime;
             info.PredictRuntimeNote = model.PredictRuntimeNote;
+            info.PredictChoices.AddRange(model.PredictChoices.Select(c => new Protos.V1.PredictChoice
+            {
+                Batch = c.Batch, Runtime = c.Runtime, OnnxruntimeUs = c.OnnxRuntimeMicroseconds, EngineUs = c.EngineMicroseconds, Timed = c.Timed,
+            }));
             info.Device = model.Device;
             info.CudaGraphs = ToProto(entry.Lifetime!.Replicas);
             info.CompiledDerivatives = new CompiledDerivatives { Enabled = model.CompiledDerivativesNote.Length == 0, Note = model.CompiledDerivativesNote };
