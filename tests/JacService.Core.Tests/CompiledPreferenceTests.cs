@@ -41,6 +41,9 @@ public class CompiledPreferenceTests
         Assert.Null(_ran);
         Assert.Equal(timed, _compiledRuns);
 
+        Assert.False(preference.Settled(_graph, 256));
+        Assert.Null(preference.Settled(_graph, 1));
+
         // Another batch size is timed on its own.
         Assert.True(Serves(preference, _graph, 1, Compiled(1), Interpreted(30)));
         Assert.True(_ran!.Compiled);

@@ -37,6 +37,10 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
     /// <summary>One (graph, batch size) timed: microseconds per batch each way (0 untimed).</summary>
     private sealed record Choice(bool Compiled, double CompiledUs, double InterpreterUs);
 
+    /// <summary>Whether the graph serves batches of this size, where that is settled already; null where not (yet).</summary>
+    public bool? Settled(object graph, long batch) =>
+        _choices.TryGetValue((graph, batch), out var lazy) && lazy.IsValueCreated ? lazy.Value.Compiled : null;
+
     /// <summary>The batch sizes chosen for <paramref name="graph"/> so far, by size: whether it serves each, and each way's time.</summary>
     public IReadOnlyList<(long Batch, bool Compiled, double CompiledUs, double InterpreterUs)> ChoicesOf(object graph) =>
         _choices.Where(c => c.Key.Graph == graph && c.Value.IsValueCreated)
