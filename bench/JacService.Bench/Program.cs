@@ -225,7 +225,7 @@ foreach (var name in models)
         double predictGrpc = Measure.PerSecondConcurrent(batch, options.Seconds, 2, () => client.Predict(predict));
         // The result arrays go back to the pool after each call, as the server returns them once the answer is written;
         // kept, every call took fresh large arrays and the garbage collector's time counted against Predict (conv_decoder
-        // at 256 rows read 0.69-0.79x ONNX Runtime alone that way, 0.98x with them returned).
+        // at 256 rows read 0.69-0.79x ONNX Runtime alone that way, 0.97-1.02x with them returned).
         double predictInProcess = Measure.PerSecond(batch, options.Seconds, () =>
         {
             using var scope = torch.NewDisposeScope();

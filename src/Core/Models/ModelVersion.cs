@@ -369,14 +369,15 @@ public sealed class ModelVersion : IDisposable
     /// serves Predict, each batch size goes to whichever of it and the engine ran that size faster the first time
     /// (<see cref="CompiledPreference"/>, as for compiled derivative graphs; ONNX Runtime unless the engine is a quarter
     /// faster). Neither wins everywhere: ONNX Runtime is faster on most fixtures, but upsampler's Predict of 256 rows
-    /// (convolutions between Resize ops) served 3.2x as many rows from the engine (docs/benchmarks.md). Its first batch of one row and its first of more are
-    /// checked against the engine's (Engine:CheckAgainstInterpreter); a result that disagrees retires it from Predict.
+    /// (convolutions between Resize ops) served four times the rows from the engine (docs/benchmarks.md). ONNX
+    /// Runtime's first batch of one row and its first of more are checked against the engine's
+    /// (Engine:CheckAgainstInterpreter); a result that disagrees retires it from Predict.
     /// </summary>
     public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
     {
         if (_onnxRuntime is not { } ort) return PredictInEngine(inputs, into);
         long batch = inputs[0].Shape[0];
-        // Every call after a size's first: no closures, at a few microseconds per call for small models.
+        // A settled size allocates no closures: a small model's call takes a few microseconds.
         if (_preference.Settled(ort, batch) is { } settled) return settled ? PredictInOnnxRuntime(ort, inputs, into) : PredictInEngine(inputs, into);
         bool engineFailed = false;
         EngineResult Reference()
