@@ -16,7 +16,8 @@ public static class SecondOrderVerbs
     {
         Description = "Also return the first derivatives (the Jacobians, as batch-jacobian gives them)",
     };
-    private static readonly Option<string[]> Axes = new("--axes")
+    /// <summary>Shared with <c>jac load --method laplacian</c>.</summary>
+    internal static readonly Option<string[]> Axes = new("--axes")
     {
         Description = "Flat indices into one sample of wrt whose second derivatives are summed, comma-separated " +
                       "(0,1 for x and y of an input (x, y, t)); default: every element",

@@ -55,6 +55,32 @@ public sealed class LoadTests(ServerProcess server)
         Assert.Equal(160, report.ServerBatching!.Rows);
     }
 
+    /// <summary>PINN solvers' calls: per-sample Hessians and Laplacians of random rows, the Laplacian over chosen axes.</summary>
+    [Theory]
+    [InlineData("hessian")]
+    [InlineData("laplacian")]
+    [InlineData("laplacian", "--axes", "0")]
+    public async Task Hessian_and_laplacian_send_batches_of_random_rows(string method, params string[] extra)
+    {
+        var report = await Load(["-M", method, "-m", "pinn", "-b", "8", "-n", "20", "-c", "2", .. extra]);
+
+        AssertConsistent(report);
+        Assert.Equal(20, report.Ok);
+        Assert.Equal(160, report.ServerBatching!.Rows);
+    }
+
+    [Fact]
+    public async Task Axes_belong_to_the_laplacian()
+    {
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-M", "hessian", "-m", "pinn", "--axes", "0", "-n", "1");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--axes is for --method laplacian", r.Err);
+
+        // An axis outside the sample: every call refused, and the report says why.
+        var report = await Load("-M", "laplacian", "-m", "pinn", "--axes", "5", "-n", "3", "-c", "1");
+        Assert.Equal(3, report.StatusCodes["InvalidArgument"]);
+    }
+
     [Fact]
     public async Task Mode_reaches_the_server_so_an_explicit_mode_leaves_AUTO_untimed()
     {

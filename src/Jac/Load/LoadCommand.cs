@@ -10,11 +10,12 @@ namespace JacService.Jac.Load;
 /// <summary>`jac load`: options, request data, the run with a progress bar, and the report in the asked formats.</summary>
 public static class LoadCommand
 {
-    public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "jvp", "vjp", "predict", "get-model", "list-models", "health"];
+    public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "jvp", "vjp", "hessian", "laplacian", "predict", "get-model",
+        "list-models", "health"];
 
     private static readonly Option<string> Method = new Option<string>("--method", "-M")
     {
-        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, jvp and vjp (one random tangent or cotangent per row), predict, or the trivial get-model, list-models, health",
+        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, jvp and vjp (one random tangent or cotangent per row), hessian and laplacian (per-sample second derivatives; --axes for the laplacian's), predict, or the trivial get-model, list-models, health",
         DefaultValueFactory = _ => "jacobian",
     }.AcceptOnlyFromAmong(Methods);
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Model name" };
@@ -34,7 +35,7 @@ public static class LoadCommand
     }.AcceptOnlyFromAmong("none", "linear", "step");
     private static readonly Option<double?> RampFrom = new("--ramp-from") { Description = "Starting level of the ramp (default: step: target/steps; linear: 1 worker or 0 rps)" };
     private static readonly Option<int> RampSteps = new("--ramp-steps") { Description = "Number of equal levels of a step ramp", DefaultValueFactory = _ => 5 };
-    private static readonly Option<int?> Batch = new("--batch", "-b") { Description = "Rows per request for predict, batch-jacobian, jvp and vjp with random data (default 1)" };
+    private static readonly Option<int?> Batch = new("--batch", "-b") { Description = "Rows per request for predict, batch-jacobian, jvp, vjp, hessian and laplacian with random data (default 1)" };
     private static readonly Option<string[]> Data = new("--data", "-d") { Description = "Request inputs from [NAME=]FILE (.json or .npy), as for jac predict; default: random values of the model's shape" };
     private static readonly Option<string> Wrt = new("--wrt") { Description = "Input to differentiate", DefaultValueFactory = _ => "" };
     private static readonly Option<string[]> Of = new("--of") { Description = "Outputs to differentiate (repeatable)" };
@@ -54,7 +55,7 @@ public static class LoadCommand
     {
         var command = new Command("load", "Load-test the server: closed loop or constant-rate open loop, latency percentiles, status codes, server batch sizes");
         foreach (var o in new Option[] { Method, Model, ModelVersion, Concurrency, Connections, Rps, Duration, Requests, RampKind, RampFrom, RampSteps,
-                     Batch, Data, Wrt, Of, ModeOption.Option, Timeout, Warmup, Output, Out, Html, NoProgress, Seed })
+                     Batch, Data, Wrt, Of, ModeOption.Option, SecondOrderVerbs.Axes, Timeout, Warmup, Output, Out, Html, NoProgress, Seed })
             command.Options.Add(o);
         command.SetAction((r, ct) => RunAsync(r, io, ct));
         return command;
@@ -213,6 +214,8 @@ public static class LoadCommand
         var mode = ModeOption.Get(r);
         if (mode != DerivativeMode.Auto && method is not ("jacobian" or "jacobian-stream" or "batch-jacobian"))
             throw new JacException($"--mode is for the Jacobian methods; --method {method} has none (jvp runs forward, vjp reverse)");
+        var axes = SecondOrderVerbs.ParseAxes(r.GetValue(SecondOrderVerbs.Axes));
+        if (axes.Length > 0 && method != "laplacian") throw new JacException($"--axes is for --method laplacian; --method {method} has none");
         void AddInputs(Google.Protobuf.Collections.MapField<string, Tensor> map)
         {
             foreach (var (k, a) in inputs) map[k] = a.ToProto();
@@ -248,6 +251,18 @@ public static class LoadCommand
                 foreach (var name in outputs)
                     request.Cotangents[name] = RandomTensor(FloatSignature(info, info?.Outputs, name, "output", method), rows, rng).ToProto();
                 return (connections.Select(c => Send(o => c.Client.VjpAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "hessian":
+            {
+                var request = new BatchHessianRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(o => c.Client.BatchHessianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "laplacian":
+            {
+                var request = new BatchLaplacianRequest { Model = model, Version = version, Wrt = wrt, Of = { of }, Axes = { axes } };
+                AddInputs(request.Inputs);
+                return (connections.Select(c => Send(o => c.Client.BatchLaplacianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
             case "jacobian-stream":
             {
