@@ -213,7 +213,12 @@ public static class LoadCommand
         var of = r.GetValue(Of) ?? [];
         var mode = ModeOption.Get(r);
         if (mode != DerivativeMode.Auto && method is not ("jacobian" or "jacobian-stream" or "batch-jacobian"))
-            throw new JacException($"--mode is for the Jacobian methods; --method {method} has none (jvp runs forward, vjp reverse)");
+            throw new JacException($"--mode is for the Jacobian methods; --method {method} has none" + method switch
+            {
+                "jvp" => " (it runs forward)",
+                "vjp" => " (it runs reverse)",
+                _ => "",
+            });
         var axes = SecondOrderVerbs.ParseAxes(r.GetValue(SecondOrderVerbs.Axes));
         if (axes.Length > 0 && method != "laplacian") throw new JacException($"--axes is for --method laplacian; --method {method} has none");
         void AddInputs(Google.Protobuf.Collections.MapField<string, Tensor> map)
