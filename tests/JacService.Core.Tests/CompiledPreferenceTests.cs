@@ -135,6 +135,35 @@ public class CompiledPreferenceTests
         };
     }
 
+    /// <summary>
+    /// A size the interpreter fails on is the graph's, unchecked and settled, so later calls of it run the graph alone.
+    /// A request the interpreter refuses, or a batch abandoned while it ran, settles nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ASizeTheInterpreterFailsOnIsTheGraphs(bool calibrate)
+    {
+        var preference = new CompiledPreference(calibrate, check: true);
+        Func<EngineResult> failing = () => { _interpretedRuns++; throw new InvalidOperationException("the engine's plan refuses this size"); };
+        Assert.True(Serves(preference, _graph, 4, Compiled(1), failing));
+        Assert.True(_ran!.Compiled);
+        Assert.Equal(1, _interpretedRuns);
+        Assert.True(preference.Settled(_graph, 4));
+        Assert.True(Serves(preference, _graph, 4, Compiled(1), failing));
+        Assert.Equal(1, _interpretedRuns);
+        Assert.Empty(_disagreements);
+
+        Assert.Throws<InvalidRequestException>(() => Serves(preference, _graph, 2, Compiled(1), () => throw new InvalidRequestException("refused")));
+        Assert.Null(preference.Settled(_graph, 2));
+
+        using var abandoned = new CancellationTokenSource();
+        Func<EngineResult> abandoning = () => { abandoned.Cancel(); throw new InvalidOperationException("stopped inside an op"); };
+        using (BatchCancellation.Enter(abandoned.Token))
+            Assert.Throws<InvalidOperationException>(() => Serves(preference, _graph, 8, Compiled(1), abandoning));
+        Assert.Null(preference.Settled(_graph, 8));
+    }
+
     [Fact]
     public void WithoutCalibrationOrCheckTheGraphServesUntouched()
     {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
+using JacService.Core.Planning;
 
 namespace JacService.Core.Compiled;
 
@@ -16,7 +17,7 @@ namespace JacService.Core.Compiled;
 /// run of the interpreter otherwise; a graph that disagrees serves no batch of any size. The two cover what a graph can
 /// get wrong along the batch axis (a value that broadcasts over it, or not) as Predict's check does; other sizes run the
 /// same nodes. Where no check is due, an interpreter that has run long enough to lose to a slow graph (a tenth of a second
-/// and more) is stopped there (<see cref="AlternatingTimer.Least"/>).
+/// and more) is stopped there (<see cref="AlternatingTimer.Least"/>). A size the interpreter fails on is the graph's.
 /// </para>
 /// </summary>
 internal sealed class CompiledPreference(bool calibrate, bool check)
@@ -86,10 +87,39 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         }
         EngineResult? fast = null, reference = null;
         double compiledUs = 0, interpreterUs = 0;
-        if (calibrate)
-            (compiledUs, interpreterUs) = AlternatingTimer.Least(() => fast = compiled(), () => reference = interpreted(), gpu: false,
-                secondWithin: checking ? null : us => us / InterpreterMargin);
-        else (fast, reference) = (compiled(), interpreted());
+        bool interpreterFailed = false;
+        EngineResult Interpreted()
+        {
+            try
+            {
+                return interpreted();
+            }
+            // Not a request the interpreter refuses (the caller's mistake stands), nor a batch its callers left.
+            catch (Exception e) when (e is not (InvalidRequestException or OperationCanceledException or OutOfMemoryException)
+                                      && !BatchCancellation.Current.IsCancellationRequested)
+            {
+                interpreterFailed = true;
+                throw;
+            }
+        }
+        try
+        {
+            if (calibrate)
+                (compiledUs, interpreterUs) = AlternatingTimer.Least(() => fast = compiled(), () => reference = Interpreted(), gpu: false,
+                    secondWithin: checking ? null : us => us / InterpreterMargin);
+            else
+            {
+                fast = compiled();
+                reference = Interpreted();
+            }
+        }
+        // A size the interpreter cannot run is the graph's, unchecked and settled: neither the check nor the timing fails a
+        // call the graph answers (Predict's ONNX Runtime on a batch the engine's plan refuses), nor runs again for it.
+        catch (Exception) when (interpreterFailed && fast is not null)
+        {
+            chosen = fast;
+            return new Choice(true, compiledUs, double.PositiveInfinity);
+        }
         if (checking)
         {
             if (ResultAgreement.Disagreement(reference!, fast!) is { } why)

@@ -371,7 +371,8 @@ public sealed class ModelVersion : IDisposable
     /// faster). Neither wins everywhere: ONNX Runtime is faster on most fixtures, but upsampler's Predict of 256 rows
     /// (convolutions between Resize ops) served four times the rows from the engine (docs/benchmarks.md). ONNX
     /// Runtime's first batch of one row and its first of more are checked against the engine's
-    /// (Engine:CheckAgainstInterpreter); a result that disagrees retires it from Predict.
+    /// (Engine:CheckAgainstInterpreter); a result that disagrees retires it from Predict. A batch size the engine cannot
+    /// run is ONNX Runtime's, unchecked.
     /// </summary>
     public EngineResult Predict(HostTensor[] inputs, ResultBuffers? into = null)
     {
@@ -379,32 +380,8 @@ public sealed class ModelVersion : IDisposable
         long batch = inputs[0].Shape[0];
         // A settled size allocates no closures: a small model's call takes a few microseconds.
         if (_preference.Settled(ort, batch) is { } settled) return settled ? PredictInOnnxRuntime(ort, inputs, into) : PredictInEngine(inputs, into);
-        bool engineFailed = false;
-        EngineResult Reference()
-        {
-            try
-            {
-                return PredictInEngine(inputs);
-            }
-            catch (Exception e) when (e is not (OperationCanceledException or OutOfMemoryException))
-            {
-                engineFailed = true;
-                throw;
-            }
-        }
-        bool onnxRuntimeServes;
-        EngineResult? timed;
-        try
-        {
-            onnxRuntimeServes = _preference.Compiled(ort, batch, () => PredictInOnnxRuntime(ort, inputs, null), Reference,
-                why => RetireOnnxRuntime(ort, why), out timed);
-        }
-        // A batch the engine cannot run is served unchecked: neither the check nor the timing fails a call that ONNX
-        // Runtime answers.
-        catch (Exception) when (engineFailed)
-        {
-            return PredictInOnnxRuntime(ort, inputs, into);
-        }
+        bool onnxRuntimeServes = _preference.Compiled(ort, batch, () => PredictInOnnxRuntime(ort, inputs, null), () => PredictInEngine(inputs),
+            why => RetireOnnxRuntime(ort, why), out var timed);
         if (timed is not null) return timed;
         return onnxRuntimeServes ? PredictInOnnxRuntime(ort, inputs, into) : PredictInEngine(inputs, into);
     }
