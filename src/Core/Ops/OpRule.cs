@@ -1,42 +1,7 @@
 using JacService.Core.Onnx;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace JacService.Core.Ops;
-
-/// <summary>
-/// A value and its tangent. The tangent carries a leading basis axis: a value of shape S travels with a tangent
-/// of shape [K, ..S] (K = number of directions pushed through at once), or null when the value does not depend
-/// on the input being differentiated. Because the basis axis leads and every sample's directions are the same,
-/// primal and tangent broadcast against each other by plain NumPy rules, whatever axis the batch sits on.
-/// </summary>
-public readonly record struct Dual(Tensor Value, Tensor? Tangent)
-{
-    public long[] Shape => Value.Dims();
-    public long Rank => Value.dim();
-}
-
-/// <summary>What a rule sees: its node, the opset, the basis size and its inputs.</summary>
-public sealed class OpContext(GraphNode node, int opset, ScalarType computeType, Dual?[] inputs)
-{
-    public GraphNode Node { get; } = node;
-    public int Opset { get; } = opset;
-    public ScalarType ComputeType { get; } = computeType;
-    public NodeAttributes Attr => Node.Attributes;
-    public int InputCount => inputs.Length;
-    public int OutputCount => Node.Outputs.Length;
-
-    public Dual In(int i) =>
-        i < inputs.Length && inputs[i] is { } d ? d : throw new InvalidOperationException($"input {i} is required");
-
-    public Dual? Optional(int i) => i < inputs.Length ? inputs[i] : null;
-
-    /// <summary>The basis size K taken from whichever input carries a tangent.</summary>
-    public long K => inputs.FirstOrDefault(d => d?.Tangent is not null)?.Tangent!.size(0)
-        ?? throw new InvalidOperationException("no input carries a tangent");
-
-    public bool AnyTangent => inputs.Any(d => d?.Tangent is not null);
-}
 
 /// <summary>Forward value and JVP of one node, computed together (as JAX's jvp rules do).</summary>
 public delegate Dual[] OpApply(OpContext c);

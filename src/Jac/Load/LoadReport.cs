@@ -132,12 +132,3 @@ public sealed class LoadReport
         return s.ToString();
     }
 }
-
-public sealed record HistogramBin(double FromMs, double ToMs, long Count);
-
-public sealed record PercentilePoint(double Percentile, double Ms);
-
-public sealed record TimelinePoint(double TimeS, long Ok, long Errors, double Rps, double P50Ms, double P99Ms);
-
-/// <summary>The server's own micro-batching counters over the run (GetModel after minus before).</summary>
-public sealed record ServerBatching(long Batches, long Rows, long PaddedRows, double MeanBatch, int MaxBatchSize);

@@ -5,16 +5,6 @@ using HdrHistogram;
 
 namespace JacService.Jac.Load;
 
-/// <summary>What to send and how: everything the runner needs, already resolved from the command line.</summary>
-public sealed record LoadPlan(
-    string Method, string? Model, string Target, bool OpenLoop, Ramp Ramp, int Concurrency, int Connections,
-    long? Requests, TimeSpan? Duration, int Rows, TimeSpan Timeout,
-    /// <summary>One per connection: starts a call with the given options.</summary>
-    Func<CallOptions, Task>[] Senders);
-
-/// <summary>Counters of a run in progress, for the progress bar.</summary>
-public sealed record LiveStatus(double ElapsedS, double Fraction, long Sent, long Ok, long Errors, double Rps);
-
 /// <summary>
 /// Runs one load test. Open loop: a dedicated thread sends at the scheduled instants and latency runs from the
 /// instant a call was due, not from when it left, so a stalled server cannot hide its stall by slowing the sender

@@ -1,0 +1,3 @@
+namespace JacService.Jac.Load;
+
+public sealed record PercentilePoint(double Percentile, double Ms);
