@@ -15,9 +15,11 @@ public static class Fixtures
 
     public static string ModelPath(string name) => Path.Combine(ModelsDir, name, "1", "model.onnx");
 
-    public static Reference Load(string name)
+    /// <summary>The reference of <paramref name="name"/>, from the committed ones or from <paramref name="directory"/>.</summary>
+    public static Reference Load(string name, string? directory = null)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "tests", "fixtures", "reference", name + ".json")));
+        directory ??= Path.Combine(Root, "tests", "fixtures", "reference");
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, name + ".json")));
         var r = doc.RootElement;
         return new Reference(
             name,

@@ -48,6 +48,9 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
     /// </summary>
     public Func<string, GrpcChannel>? CreateChannel { get; init; }
 
+    /// <summary>False: the repository starts empty, for a server of only the models <see cref="PrepareRepository"/> puts there.</summary>
+    public bool CopyFixtures { get; init; } = true;
+
     /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
     public Action<string>? PrepareRepository { get; init; }
 
@@ -65,7 +68,8 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
 
     public async Task InitializeAsync()
     {
-        BuildRepository();
+        if (CopyFixtures) BuildRepository();
+        else Directory.CreateDirectory(RepositoryRoot);
         PrepareRepository?.Invoke(RepositoryRoot);
         for (int attempt = 1; ; attempt++)
         {
