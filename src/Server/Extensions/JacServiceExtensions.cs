@@ -72,6 +72,11 @@ public static class JacServiceExtensions
         });
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<LimitsOptions>>((grpc, limits) =>
             grpc.MaxReceiveMessageSize = limits.Value.MaxRequestMiB << 20);
+        // Kestrel's own cap on a request body (30,000,000 bytes unless set), which grpc-dotnet keeps for unary calls, sat
+        // below MaxRequestMiB: a 40 MB Predict ended UNKNOWN with a stack trace logged. One message and its 5-byte gRPC
+        // prefix pass it now, so gRPC's check of the message length (RESOURCE_EXHAUSTED) is the one a caller meets.
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<LimitsOptions>>((kestrel, limits) =>
+            kestrel.Limits.MaxRequestBodySize = ((long)limits.Value.MaxRequestMiB << 20) + 5);
         services.AddGrpcReflection();
         services.ParseRequestsStrictly();
         return builder;
