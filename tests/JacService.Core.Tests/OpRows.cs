@@ -666,6 +666,12 @@ public static class OpRows
             g.Opset = 17;
             g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(3, 4)], ("axis", 1));
         }),
+        // The bias named "" (omitted), which ONNX allows and ONNX Runtime 1.32's SkipLayerNormFusion crashed the process on.
+        R("LayerNormalization", "scale, bias omitted by an empty name", g =>
+        {
+            g.Opset = 17;
+            g.Node("LayerNormalization", [g.X(2, 3, 4), g.W(4), ""]);
+        }),
 
         // GroupNormalization: a scale and bias per group at opset 18, per channel from 21.
         R("GroupNormalization", "2 groups of 2 channels, 2-D, scale per group (opset 18)", g =>

@@ -76,6 +76,22 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// The model harness's 900 s run of 2026-12-06 (6.0 M executions): the local-function export of convnext_blocks mutated
+    /// so that one LayerNormalization's bias is named "" (omitted, which ONNX allows). The engine loads and serves it; the
+    /// compiled Jacobian graph, which carries that node, killed the process with SIGSEGV while ONNX Runtime 1.32 made its
+    /// session, in its SkipLayerNormFusion pass, and a server loading the file died with it (ONNX Runtime's own parser
+    /// refuses the mutated file, so Predict was the engine's). That pass is now off for every session; the op row
+    /// "LayerNormalization scale, bias omitted by an empty name" holds the same node alone.
+    /// </summary>
+    [Fact]
+    public void ALayerNormalizationWhoseBiasIsNamedEmptyIsServedWithoutKillingTheProcess()
+    {
+        var bytes = File.ReadAllBytes(Input("model", "layernorm-bias-named-empty.onnx"));
+        Assert.Equal("loaded; served", new ModelHarness().Run(bytes));
+        Assert.Equal("loaded; served", new ModelHarness(onnxRuntime: true).Run(bytes));
+    }
+
+    /// <summary>
     /// The model harness's 600 s run of 2026-12-05 (3.3 M executions): mixed_activations mutated so that a ReduceMax has
     /// keepdims 2. The engine read it as "keep" (not 0) and loaded it; its compiled derivative graph, which carries the
     /// model's own nodes, ran in ONNX Runtime, which read it as "not 1" and failed on a broadcast, and the Jacobian threw

@@ -85,6 +85,11 @@ internal sealed class OnnxRuntimeForward : IDisposable
         // A pool's threads would spin after each run, taking the cores from the other executor threads' batches.
         if (threads > 1) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (OnnxRuntimeArena.Use()) options.AddSessionConfigEntry("session.use_env_allocators", "1");
+        // ONNX Runtime 1.32's SkipLayerNormFusion (a residual Add and the LayerNormalization after it made one contrib op)
+        // reads a LayerNormalization's bias named "" (omitted, as ONNX allows) and kills the process with SIGSEGV while the
+        // session is made, even for x -> LayerNormalization(x, scale, "") alone: a model file took the server down at load
+        // (found by the model fuzz harness). Only that pass is turned off; every other optimisation stays.
+        options.AddSessionConfigEntry("optimization.disable_specified_optimizers", "SkipLayerNormFusion");
         if (weights is null) return new InferenceSession(model, options);
         weights.AddTo(options);
         return new InferenceSession(model, options, weights.Prepacked);
