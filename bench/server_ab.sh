@@ -5,7 +5,9 @@
 #   each checkout built with `dotnet build src/Server -c Release`; jac comes from this checkout's build.
 #   Environment: BATCH (rows per request, 256), CONCURRENCY (callers, 2), METHOD (jac load -M, batch-jacobian), MODE (jac load
 #   --mode for Jacobians: auto, forward or reverse; auto);
-#   A_ENV and B_ENV, variables for each server ("DOTNET_GCgen0size=0x400000"), to compare runtime settings of one build.
+#   A_ENV and B_ENV, variables for each server ("DOTNET_GCgen0size=0x400000"), to compare runtime settings of one build;
+#   MODELS_ROOT, the repository both serve (tests/fixtures/models; one holding MODEL alone keeps the others' warm-up,
+#   which goes on after MODEL is READY, out of the measured windows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(cd "$1" && pwd); b=$(cd "$2" && pwd); model=$3; rounds=${4:-3}; seconds=${5:-10}
@@ -17,7 +19,7 @@ run() {
   port=$(free_port); metrics=$(free_port)
   # shellcheck disable=SC2086
   env $vars dotnet "$checkout/src/Server/bin/Release/net10.0/linux-x64/JacService.Server.dll" --urls "http://127.0.0.1:$port" \
-    --Models:Root=tests/fixtures/models --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" \
+    --Models:Root="${MODELS_ROOT:-tests/fixtures/models}" --Logging:LogLevel:Default=Warning --Telemetry:MetricsUrl="http://127.0.0.1:$metrics" \
     --Batching:MaxBatchSize=256 > /dev/null 2>&1 &
   server=$!
   for _ in $(seq 1 120); do sleep 0.5; (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; done
