@@ -310,6 +310,7 @@ class ErrorTests(Checks):
     def test_shapes_are_checked_before_sending_with_the_servers_own_messages(self) -> None:
         bad = [
             ("pinn", {"xt": np.zeros((2, 3))}, "predict"),
+            ("pinn", {"xt": np.zeros((0, 2))}, "predict"),
             ("pinn", {"xt": np.zeros((2,))}, "batch_jacobian"),
             ("pinn", {"xy": np.zeros((2, 2))}, "predict"),
             ("two_inputs", {"x": np.zeros((2, 8))}, "batch_hessian"),

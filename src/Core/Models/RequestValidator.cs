@@ -34,8 +34,12 @@ public sealed class RequestValidator(string modelName, ModelGraph graph)
             var shape = given.Shape;
             bool fits = shape.Length == expected.Length && shape.Zip(expected).All(p => p.Second < 0 ? p.First >= 1 : p.First == p.Second);
             if (!fits)
-                throw new InvalidRequestException(
-                    $"input '{sig.Name}': expected shape {ShapeText(expected, batched)}, got {given.ShapeText}");
+            {
+                // Right rank and fixed sizes, so an open axis (the batch's B, a '?') came with fewer than one element.
+                bool emptyOpenAxis = shape.Length == expected.Length && shape.Zip(expected).All(p => p.Second < 0 || p.First == p.Second);
+                throw new InvalidRequestException($"input '{sig.Name}': expected shape {ShapeText(expected, batched)}, got {given.ShapeText}" +
+                    (emptyOpenAxis ? "; every open axis (B, ?) needs at least 1" : ""));
+            }
             CheckLength($"input '{sig.Name}'", given);
             long b = batched ? shape[0] : 1;
             if (batch >= 0 && b != batch)

@@ -240,7 +240,10 @@ def _check_inputs(info: ModelInfo, arrays: Dict[str, np.ndarray], batched: bool)
         shape = given.shape
         fits = len(shape) == len(expected) and all(g >= 1 if e < 0 else g == e for g, e in zip(shape, expected))
         if not fits:
-            return f"input '{s.name}': expected shape {_shape_text(expected, batched)}, got [{', '.join(map(str, shape))}]"
+            # As the server words it: right rank and fixed sizes, so an open axis came with no element.
+            empty_open_axis = len(shape) == len(expected) and all(e < 0 or g == e for g, e in zip(shape, expected))
+            return (f"input '{s.name}': expected shape {_shape_text(expected, batched)}, got [{', '.join(map(str, shape))}]"
+                    + ("; every open axis (B, ?) needs at least 1" if empty_open_axis else ""))
         b = shape[0] if batched else 1
         if batch >= 0 and b != batch:
             return f"input '{s.name}' has batch size {b}, other inputs have {batch}"
