@@ -28,6 +28,10 @@ public class BadInputTests(ServerProcess server)
         { "unknown model", StatusCode.NotFound, "model 'nope' not found" },
         { "unknown version", StatusCode.NotFound, "version 7 of model 'mlp_tanh' not found" },
         { "version not a number", StatusCode.NotFound, "versions are positive integers" },
+        // The name is quoted cut and escaped: 10,000 characters echoed back would pass the 8 KiB that gRPC's C core takes
+        // in a header, and such a client saw RESOURCE_EXHAUSTED of its own in place of NOT_FOUND.
+        { "model name of 10,000 characters", StatusCode.NotFound, $"model '{new string('m', 100)}…' (10,000 characters) not found" },
+        { "model name with a line break", StatusCode.NotFound, "model 'mlp\\u000atanh' not found" },
         { "missing input", StatusCode.InvalidArgument, "missing input 'z'" },
         { "extra input", StatusCode.InvalidArgument, "unknown input 'q'" },
         { "wrong rank", StatusCode.InvalidArgument, "expected shape [B, 32], got [64]" },
@@ -43,6 +47,8 @@ public class BadInputTests(ServerProcess server)
         { "ambiguous wrt", StatusCode.InvalidArgument, "has 2 float inputs (x, z); name one in 'wrt'" },
         { "unknown of", StatusCode.InvalidArgument, "unknown output 'nope' in 'of'" },
         { "result too large", StatusCode.ResourceExhausted, "over the limit of" },
+        // Any message is cut at 2,000 characters, whatever it echoes.
+        { "input name of 20,000 characters", StatusCode.InvalidArgument, "… (cut from 20" },
     };
 
     private Task Send(string name) => name switch
@@ -50,6 +56,8 @@ public class BadInputTests(ServerProcess server)
         "unknown model" => server.Client.PredictAsync(Mlp(T([2, 32]), model: "nope")).ResponseAsync,
         "unknown version" => server.Client.PredictAsync(Mlp(T([2, 32]), version: "7")).ResponseAsync,
         "version not a number" => server.Client.PredictAsync(Mlp(T([2, 32]), version: "latest")).ResponseAsync,
+        "model name of 10,000 characters" => server.Client.PredictAsync(Mlp(T([2, 32]), model: new string('m', 10_000))).ResponseAsync,
+        "model name with a line break" => server.Client.PredictAsync(Mlp(T([2, 32]), model: "mlp\ntanh")).ResponseAsync,
         "missing input" => server.Client.BatchJacobianAsync(new BatchJacobianRequest { Model = "two_inputs", Wrt = "x", Inputs = { ["x"] = T([2, 8]) } }).ResponseAsync,
         "extra input" => server.Client.PredictAsync(new PredictRequest { Model = "mlp_tanh", Inputs = { ["x"] = T([2, 32]), ["q"] = T([2]) } }).ResponseAsync,
         "wrong rank" => server.Client.PredictAsync(Mlp(T([64]))).ResponseAsync,
@@ -64,6 +72,7 @@ public class BadInputTests(ServerProcess server)
         "unknown wrt" => server.Client.BatchJacobianAsync(TwoInputs(wrt: "w")).ResponseAsync,
         "ambiguous wrt" => server.Client.BatchJacobianAsync(TwoInputs(wrt: "")).ResponseAsync,
         "unknown of" => server.Client.BatchJacobianAsync(TwoInputs(of: "nope")).ResponseAsync,
+        "input name of 20,000 characters" => server.Client.PredictAsync(new PredictRequest { Model = "mlp_tanh", Inputs = { ["x"] = T([2, 32]), [new string('q', 20_000)] = T([2]) } }).ResponseAsync,
         // 9000 images x 10 outputs x 784 inputs x 4 bytes = 282 MB of Jacobian, over the default 256 MiB.
         "result too large" => server.Client.BatchJacobianAsync(new BatchJacobianRequest { Model = "small_cnn", Inputs = { ["image"] = T([9000, 1, 28, 28], new float[9000 * 784]) } }).ResponseAsync,
         _ => throw new ArgumentException(name),
@@ -76,6 +85,7 @@ public class BadInputTests(ServerProcess server)
         var e = await Assert.ThrowsAsync<RpcException>(() => Send(name));
         Assert.Equal(code, e.StatusCode);
         Assert.Contains(message, e.Status.Detail);
+        Assert.True(e.Status.Detail.Length < 2100, $"a status detail of {e.Status.Detail.Length} characters");
 
         Assert.False(server.HasExited);
         var reference = Fixtures.Load("mlp_tanh");

@@ -114,6 +114,33 @@ public sealed class MetricsEndpointTests(MetricsEndpointTests.PaddingServer fixt
             s => s.Name == "target_info" && s.Labels.GetValueOrDefault("service_name") == "jacservice");
     }
 
+    [Fact]
+    public async Task ModelNamesTheRepositoryDoesNotListShareOneLabel()
+    {
+        // Each made-up name once labelled series of its own: 3,000 of them grew /metrics from 77 KB to 10.5 MB.
+        var madeUp = Enumerable.Range(0, 40).Select(_ => "made-up-" + Guid.NewGuid().ToString("N")).ToList();
+        foreach (var name in madeUp)
+            await Assert.ThrowsAsync<RpcException>(() => _server.Client.PredictAsync(new PredictRequest { Model = name }).ResponseAsync);
+        using (var stream = _server.Client.JacobianStream(deadline: DateTime.UtcNow.AddSeconds(30)))
+        {
+            foreach (var name in madeUp.Take(10)) await stream.RequestStream.WriteAsync(new JacobianRequest { Model = name });
+            await stream.RequestStream.CompleteAsync();
+            await foreach (var answer in stream.ResponseStream.ReadAllAsync()) Assert.Equal((int)StatusCode.NotFound, answer.Code);
+        }
+
+        List<PrometheusSample> samples = [];
+        string text = "";
+        for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline; await Task.Delay(200))
+        {
+            text = await _http.GetStringAsync(MetricsUrl);
+            samples = PrometheusText.Parse(text);
+            if (Sum(samples, "jacservice_requests_total", ("model", ""), ("status", "NOT_FOUND")) >= madeUp.Count + 10) break;
+        }
+        Assert.Equal(madeUp.Count, Sum(samples, "jacservice_requests_total", ("model", ""), ("method", "Predict"), ("status", "NOT_FOUND")));
+        Assert.Equal(10, Sum(samples, "jacservice_requests_total", ("model", ""), ("method", "JacobianStream"), ("status", "NOT_FOUND")));
+        Assert.DoesNotContain("made-up-", text);
+    }
+
     private static void Has(List<PrometheusSample> samples, string text, string what, Func<PrometheusSample, bool> match) =>
         Assert.True(samples.Any(match), $"no {what} in /metrics:\n{text}");
 

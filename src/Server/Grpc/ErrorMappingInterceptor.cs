@@ -71,11 +71,18 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
         // The exception behind any non-OK status goes on the server span; the span's error status follows the code.
         Activity.Current.RecordException(e);
-        if (Map(e) is { } code) return CallerError(context, new Status(code, e.Message));
+        if (Map(e) is { } code) return CallerError(context, new Status(code, Bounded(e.Message)));
         var id = Guid.NewGuid().ToString("N")[..12];
         LogInternalError(e, context.Method, id);
         return new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details");
     }
+
+    // The status travels in a header (grpc-message, percent-encoded), and gRPC's C core refuses headers over 8 KiB
+    // with RESOURCE_EXHAUSTED of its own. A message echoes what the caller sent, which can be as long as a request.
+    private const int MaxDetailLength = 2000;
+
+    private static string Bounded(string detail) =>
+        detail.Length <= MaxDetailLength ? detail : $"{detail[..MaxDetailLength]}… (cut from {detail.Length} characters)";
 
     private Status CallerError(ServerCallContext context, Status status)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Grpc.Core;
+using JacService.Core;
 using JacService.Protos.V1;
 using JacService.Server.Execution;
 using JacService.Server.Models;
@@ -77,7 +78,7 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
     {
         long started = Stopwatch.GetTimestamp();
         using var span = JacServiceTelemetry.Source.StartActivity(JacServiceTelemetry.StreamMessageSpan);
-        span?.SetTag(JacServiceTelemetry.Attributes.Model, request.Model);
+        span?.SetTag(JacServiceTelemetry.Attributes.Model, CallerText.Clip(request.Model));
         span?.SetTag(JacServiceTelemetry.Attributes.StreamSequence, sequence);
         var answer = new Wire.JacobianStreamResponse { Sequence = sequence };
         try

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using JacService.Core;
 using JacService.Server.Grpc;
 
 namespace JacService.Server.Models;
@@ -89,14 +90,15 @@ public sealed class ModelRegistry(TimeProvider clock) : IDisposable
         Changed?.Invoke();
     }
 
+    /// <summary>True where the table has a version of the name, in any state.</summary>
+    public bool Lists(string name) => _byName.ContainsKey(name);
+
     /// <summary>The entry for a name and version text ("" = highest READY version, else the highest found).</summary>
     public ModelEntry Find(string name, string version)
     {
         if (!_byName.TryGetValue(name, out var versions))
         {
-            var known = _byName.Keys.Order(StringComparer.Ordinal).ToList();
-            throw new ModelNotFoundException(
-                $"model '{name}' not found; the repository has {(known.Count == 0 ? "no models" : string.Join(", ", known))}");
+            throw new ModelNotFoundException($"model {CallerText.Quote(name)} not found; the repository has {KnownNames()}");
         }
         if (string.IsNullOrEmpty(version))
         {
@@ -105,10 +107,21 @@ public sealed class ModelRegistry(TimeProvider clock) : IDisposable
             return versions[^1];
         }
         if (!int.TryParse(version, out int v) || v <= 0)
-            throw new ModelNotFoundException($"version '{version}' of model '{name}' not found; versions are positive integers");
+            throw new ModelNotFoundException($"version {CallerText.Quote(version)} of model '{name}' not found; versions are positive integers");
         return Array.Find(versions, e => e.Version == v)
             ?? throw new ModelNotFoundException(
                 $"version {v} of model '{name}' not found; it has versions {string.Join(", ", versions.Select(e => e.Version))}");
+    }
+
+    // A repository of thousands of models would make every NOT_FOUND message as long; ListModels lists them all.
+    private const int NamesInMessage = 20;
+
+    private string KnownNames()
+    {
+        var known = _byName.Keys.Order(StringComparer.Ordinal).ToList();
+        if (known.Count == 0) return "no models";
+        var shown = string.Join(", ", known.Take(NamesInMessage));
+        return known.Count <= NamesInMessage ? shown : $"{shown} and {known.Count - NamesInMessage} more (ListModels lists them)";
     }
 
     /// <summary>

@@ -34,6 +34,7 @@ public sealed class JacServiceMetrics
     private readonly Counter<long> _modelRetirements;
     private readonly Counter<long> _abandonedBatches;
     private readonly Counter<long> _notCompiled;
+    private ModelRegistry? _registry;
 
     public JacServiceMetrics(Meter meter)
     {
@@ -70,9 +71,13 @@ public sealed class JacServiceMetrics
     /// <summary>A derivative graph of <paramref name="model"/> that could not be compiled (Engine:CompileDerivatives).</summary>
     public void RecordNotCompiled(string model) => _notCompiled.Add(1, new KeyValuePair<string, object?>("model", model));
 
-    /// <summary>Gauges read from the registry at each collection: rows queued per model version, versions per state.</summary>
+    /// <summary>
+    /// Gauges read from the registry at each collection (rows queued per model version, versions per state); the
+    /// registry also says which model names label requests.
+    /// </summary>
     public void ObserveRegistry(ModelRegistry registry)
     {
+        _registry = registry;
         _meter.CreateObservableGauge("jacservice.queue.depth", () => registry.Entries
                 .Where(e => e.Batcher is not null)
                 .Select(e => new Measurement<int>(e.Batcher!.Load.QueuedRows,
@@ -103,9 +108,14 @@ public sealed class JacServiceMetrics
             "{pass}", "Passes of each model version's replica recorded as CUDA graphs, and passes that could not be recorded and run eagerly (GPU only)");
     }
 
+    /// <summary>
+    /// One answered RPC. The model label is the name only where the registry lists it, else "": the name comes from the
+    /// caller, and a label per name any caller makes up would grow the series (and /metrics) without bound.
+    /// </summary>
     public void RecordRequest(string model, string method, string status, double seconds)
     {
-        var tags = new TagList { { "model", model }, { "method", method }, { "status", status } };
+        var label = _registry is { } registry && registry.Lists(model) ? model : "";
+        var tags = new TagList { { "model", label }, { "method", method }, { "status", status } };
         _requests.Add(1, tags);
         _requestDuration.Record(seconds, tags);
     }
