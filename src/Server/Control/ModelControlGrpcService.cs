@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
 using JacService.Protos.V1;
+using JacService.Core;
 using JacService.Server.Models;
 
 namespace JacService.Server.Control;
@@ -25,7 +26,7 @@ public sealed partial class ModelControlGrpcService(
         }
         catch (Exception e)
         {
-            LogRefused("load", Printable(request.Model), Milliseconds(started), e.Message);
+            LogRefused("load", CallerText.Quote(request.Model), Milliseconds(started), e.Message);
             throw;
         }
         var model = listing.Get(request.Model);
@@ -43,7 +44,7 @@ public sealed partial class ModelControlGrpcService(
         }
         catch (Exception e)
         {
-            LogRefused("unload", Printable(request.Model), Milliseconds(started), e.Message);
+            LogRefused("unload", CallerText.Quote(request.Model), Milliseconds(started), e.Message);
             throw;
         }
         var versions = retired.Order().Select(v => v.ToString()).ToList();
@@ -67,16 +68,12 @@ public sealed partial class ModelControlGrpcService(
         ? "no version folders"
         : string.Join(", ", model.Versions.Select(v => v.Reason.Length > 0 ? $"{v.Version} {v.State} ({v.Reason})" : $"{v.Version} {v.State}"));
 
-    // A refused name is whatever the caller sent: control characters would forge log lines.
-    private static string Printable(string name) =>
-        string.Concat(name.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
-
     [LoggerMessage(Level = LogLevel.Information, Message = "ModelControl loaded {Model} in {Milliseconds:F0} ms: {Versions}")]
     private partial void LogLoaded(string model, double milliseconds, string versions);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ModelControl unloaded {Model} in {Milliseconds:F0} ms; versions retired: {Versions}")]
     private partial void LogUnloaded(string model, double milliseconds, string versions);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "ModelControl {Operation} of '{Model}' failed after {Milliseconds:F0} ms: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ModelControl {Operation} of {Model} failed after {Milliseconds:F0} ms: {Reason}")]
     private partial void LogRefused(string operation, string model, double milliseconds, string reason);
 }

@@ -1,3 +1,4 @@
+using JacService.Core;
 using JacService.Protos.V1;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
@@ -74,5 +75,5 @@ public sealed class RepositoryListing(
 
     /// <summary>One model as <see cref="List"/> shows it; NOT_FOUND when it is neither on disk nor listed.</summary>
     public RepositoryModel Get(string name) =>
-        List(name).FirstOrDefault() ?? throw new ModelNotFoundException($"the repository {scanner.Root} has no model folder '{name}' and no version of it is listed");
+        List(name).FirstOrDefault() ?? throw new ModelNotFoundException($"the repository {scanner.Root} has no model folder {CallerText.Quote(name)} and no version of it is listed");
 }

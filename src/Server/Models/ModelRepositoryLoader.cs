@@ -101,7 +101,7 @@ public sealed partial class ModelRepositoryLoader(
         await UnderGate(() =>
         {
             var model = scanner.ScanModel(name)
-                ?? throw new ModelNotFoundException($"the repository {scanner.Root} has no folder '{name}'");
+                ?? throw new ModelNotFoundException($"the repository {scanner.Root} has no folder {Core.CallerText.Quote(name)}");
             lock (_unloaded) _unloaded.Remove(name);
             ReconcileModel(model, immediate: true);
         }, cancellation);
@@ -120,7 +120,7 @@ public sealed partial class ModelRepositoryLoader(
         {
             var listed = registry.Entries.Where(e => e.Name == name).ToList();
             if (listed.Count == 0 && scanner.ScanModel(name) is null)
-                throw new ModelNotFoundException($"model '{name}' is neither loaded nor in the repository {scanner.Root}");
+                throw new ModelNotFoundException($"model {Core.CallerText.Quote(name)} is neither loaded nor in the repository {scanner.Root}");
             lock (_unloaded) _unloaded.Add(name);
             foreach (var entry in listed) Retire(entry, "unloaded through ModelControl");
             retired.AddRange(listed.Select(e => e.Version));
@@ -138,7 +138,7 @@ public sealed partial class ModelRepositoryLoader(
     private static void CheckName(string name)
     {
         if (string.IsNullOrEmpty(name) || name is "." or ".." || name.IndexOfAny(['/', '\\']) >= 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
-            throw new Core.InvalidRequestException($"a model name is the name of one folder in the repository, got '{name}'");
+            throw new Core.InvalidRequestException($"a model name is the name of one folder in the repository, got {Core.CallerText.Quote(name)}");
     }
 
     private async Task UnderGate(Action work, CancellationToken cancellation)
