@@ -182,6 +182,20 @@ public class BatchQueueTests
     }
 
     [Fact]
+    public void TakesARequestOverTheWholeCapacityWhenNothingWaits()
+    {
+        // Refused always, a Predict over a 10,000-point grid could never succeed at the default capacity of 8192 rows.
+        var queue = Queue(max: 4, delayMicros: 0, capacity: 5);
+        Assert.True(queue.TryEnqueue(Key, Request(9)));
+        Assert.False(queue.TryEnqueue(Key, Request(1)));
+        Assert.Equal(9, queue.QueuedRows);
+        while (queue.TryTakeBatch() is not null) { }
+        Assert.Equal(0, queue.QueuedRows);
+        Assert.True(queue.TryEnqueue(Key, Request(1)));
+        Assert.False(queue.TryEnqueue(Key, Request(9)));
+    }
+
+    [Fact]
     public void KeepsDifferentWorkApart()
     {
         var queue = Queue(max: 4, delayMicros: 0);

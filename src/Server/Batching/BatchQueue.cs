@@ -32,7 +32,9 @@ public sealed class BatchQueue(BatchingOptions options, TimeProvider clock)
     /// <summary>Queues the request; false (and nothing queued) when its rows would exceed the queue capacity.</summary>
     public bool TryEnqueue(WorkKey key, PendingRequest request)
     {
-        if (QueuedRows + request.Rows > options.QueueCapacity) return false;
+        // A request over the whole capacity is taken when nothing waits: refused always, it could never succeed, and the
+        // rows are in memory already (Limits:MaxRequestMiB bounds them).
+        if (QueuedRows > 0 && QueuedRows + request.Rows > options.QueueCapacity) return false;
         var now = clock.GetUtcNow();
         _rate.Arrived(now);
         _rate.BecameBusy(now);

@@ -24,7 +24,10 @@ public sealed record BatchingOptions : IValidatableObject
     /// </summary>
     public bool AdaptiveDelay { get; set; } = true;
 
-    /// <summary>Rows waiting per model version; beyond this a request is refused with RESOURCE_EXHAUSTED at once.</summary>
+    /// <summary>
+    /// Rows waiting per model version; a request that would take the queue beyond this is refused with RESOURCE_EXHAUSTED
+    /// at once. A larger request is taken when nothing waits, so no request is refused for its size alone.
+    /// </summary>
     [Range(1, 10_000_000)]
     public int QueueCapacity { get; set; } = 8192;
 

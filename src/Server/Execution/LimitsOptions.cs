@@ -16,6 +16,14 @@ public sealed class LimitsOptions
     [Range(1, 2047)]
     public int MaxRequestMiB { get; set; } = 64;
 
+    /// <summary>
+    /// Request messages held at once, all calls together (JacobianStream's aside), counted from each message's length
+    /// prefix before it is read; a call that would pass it is refused with RESOURCE_EXHAUSTED unread. A message is taken
+    /// whatever its size when nothing else is held. Resident memory is about twice the bytes held.
+    /// </summary>
+    [Range(1, 1 << 20)]
+    public int MaxRequestMiBInFlight { get; set; } = 256;
+
     /// <summary>Largest result a request may ask for (outputs plus Jacobians); larger ones get RESOURCE_EXHAUSTED before any work.</summary>
     [Range(1, 2047)]
     public int MaxResponseMiB { get; set; } = 256;

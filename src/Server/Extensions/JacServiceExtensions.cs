@@ -1,5 +1,6 @@
 using System.Net;
 using JacService.Core.Models;
+using JacService.Server.Admission;
 using JacService.Server.Auth;
 using JacService.Server.Batching;
 using JacService.Server.Control;
@@ -57,6 +58,7 @@ public static class JacServiceExtensions
         builder.AddModelControl();
         builder.AddJacServiceAuth();
         builder.AddJacServiceQuotas();
+        builder.AddJacServiceAdmission();
         builder.AddJacServiceTls();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
@@ -163,6 +165,7 @@ public static class JacServiceExtensions
         app.MapJacServiceMetrics();
         app.UseJacServiceAuth();
         app.UseJacServiceQuotas();
+        app.UseJacServiceAdmission();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcService<InferenceGrpcService>();
         app.MapGrpcService<HealthServiceImpl>();

@@ -1,0 +1,18 @@
+namespace JacService.Server.Admission;
+
+/// <summary>What the server takes in before a call reaches its handler: the request memory budget.</summary>
+public static class AdmissionExtensions
+{
+    public static WebApplicationBuilder AddJacServiceAdmission(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<RequestMemoryBudget>();
+        return builder;
+    }
+
+    /// <summary>After authentication and quotas, so a refused caller is refused for who it is before what it sends.</summary>
+    public static WebApplication UseJacServiceAdmission(this WebApplication app)
+    {
+        app.UseMiddleware<RequestMemoryMiddleware>();
+        return app;
+    }
+}

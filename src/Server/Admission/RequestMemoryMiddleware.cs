@@ -1,0 +1,88 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using Grpc.AspNetCore.Server;
+using Grpc.Core;
+using JacService.Server.Auth;
+using JacService.Server.Execution;
+using JacService.Server.Grpc;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+
+namespace JacService.Server.Admission;
+
+/// <summary>
+/// Reads the 5-byte prefix of a unary or server-streaming call's one message (a compressed flag and the length) before
+/// grpc-dotnet reads the message, and holds its length in the <see cref="RequestMemoryBudget"/> until the call has
+/// answered. A call over the budget is refused with RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow
+/// control has let the client send one window (768 KiB on Kestrel), not the message. JacobianStream's messages are
+/// bounded per stream by Limits:MaxStreamRequestsInFlight instead.
+/// </summary>
+public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
+{
+    private const int PrefixBytes = 5;
+    private readonly long _maxMessage = (long)limits.Value.MaxRequestMiB << 20;
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        if (context.GetEndpoint()?.Metadata.GetMetadata<GrpcMethodMetadata>()?.Method.Type is not (MethodType.Unary or MethodType.ServerStreaming))
+        {
+            await next(context);
+            return;
+        }
+        var reader = context.Request.BodyReader;
+        ReadResult read;
+        try
+        {
+            read = await reader.ReadAtLeastAsync(PrefixBytes, context.RequestAborted);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException)
+        {
+            return; // the client went away before its message arrived; there is no one to answer
+        }
+        long bytes = MessageBytes(read.Buffer);
+        // Nothing consumed: grpc-dotnet reads the same bytes next.
+        reader.AdvanceTo(read.Buffer.Start);
+        // No whole prefix, or a message over Limits:MaxRequestMiB: grpc-dotnet answers those itself, having read nothing more.
+        if (bytes < 0 || bytes > _maxMessage)
+        {
+            await next(context);
+            return;
+        }
+        if (!budget.TryHold(bytes))
+        {
+            Refuse(context, bytes);
+            return;
+        }
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            budget.Release(bytes);
+        }
+    }
+
+    // A compressed message's length says nothing of what it inflates to, up to Limits:MaxRequestMiB: that is held.
+    private long MessageBytes(ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.Length < PrefixBytes) return -1;
+        Span<byte> prefix = stackalloc byte[PrefixBytes];
+        buffer.Slice(0, PrefixBytes).CopyTo(prefix);
+        long length = BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
+        return prefix[0] == 0 ? length : _maxMessage;
+    }
+
+    private void Refuse(HttpContext context, long bytes)
+    {
+        var message = $"the server holds {Mib(budget.Held)} MiB of request messages, and this call's {Mib(bytes)} MiB would pass " +
+            $"Limits:MaxRequestMiBInFlight ({Mib(budget.Limit)} MiB); retry when calls in progress have answered";
+        callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
+        // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        GrpcRefusal.Write(context.Response, StatusCode.ResourceExhausted, message);
+    }
+
+    private static string Mib(long bytes) => (bytes / (double)(1 << 20)).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+}

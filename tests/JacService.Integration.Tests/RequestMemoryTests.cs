@@ -1,0 +1,125 @@
+using System.Buffers.Binary;
+using System.Net;
+using Google.Protobuf;
+using Grpc.Core;
+using JacService.Protos.V1;
+using JacService.Testing;
+using Xunit.Abstractions;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>
+/// Limits:MaxRequestMiBInFlight against the real server: a call whose message would take the bytes held past the budget
+/// is refused RESOURCE_EXHAUSTED from its length prefix alone, small calls go on, and once the held call has answered the
+/// refused one is served. The held call is one whose client sent the prefix and a first part of its body and then waits,
+/// as a slow or hostile sender of a large message would.
+/// </summary>
+public class RequestMemoryTests(ITestOutputHelper output)
+{
+    private const string Model = "mlp_tanh";
+    private const int Rows = 40_000; // 40,000 rows of 32 floats: a 5 MB message
+
+    [Fact]
+    public async Task ACallOverTheBudgetIsRefusedUnreadWhileSmallCallsGoOn()
+    {
+        await using var server = new ServerProcess { ExtraArgs = ["--Limits:MaxRequestMiBInFlight=8", "--Models:Warmup=false"] };
+        await server.InitializeAsync();
+        var reference = Fixtures.Load(Model);
+        var large = LargeRequest(reference);
+        byte[] message = large.ToByteArray();
+        Assert.InRange(message.Length, 5_000_000, 6 << 20);
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        var release = new TaskCompletionSource();
+        var sent = new TaskCompletionSource();
+        var held = http.SendAsync(RawPredict(server, new HeldBody(message, sent, release.Task)), HttpCompletionOption.ResponseHeadersRead);
+        await sent.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await WaitForHeld(server, message.Length);
+
+        // 5 MB held and 5 MB more would pass 8 MiB: refused, whatever the queue and the model could take.
+        var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(large).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.StartsWith("the server holds 4.9 MiB of request messages, and this call's 4.9 MiB", refused.Status.Detail);
+        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB); retry when calls in progress have answered", refused.Status.Detail);
+
+        // A small call fits beside the held one.
+        var small = await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } });
+        Compare.Close(reference.Outputs["y"], small.Outputs["y"].Shape.ToArray(), small.Outputs["y"].Data, 1e-4, "beside the held call");
+
+        // The held call finishes its body and is answered; then the budget is free and the large call is served.
+        release.SetResult();
+        using (var response = await held)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await response.Content.ReadAsByteArrayAsync();
+            Assert.Equal("0", response.TrailingHeaders.GetValues("grpc-status").Single());
+        }
+        await WaitForHeld(server, 0);
+        var served = await server.Client.PredictAsync(large);
+        Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], served.Outputs["y"].Shape);
+
+        var metrics = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
+        Assert.Equal(1, metrics.Where(s => s.Name == "jacservice_request_memory_refusals_total").Sum(s => s.Value));
+        output.WriteLine(string.Join('\n', server.Log.Split('\n').Where(l => l.Contains("MaxRequestMiBInFlight", StringComparison.Ordinal))));
+        Assert.False(server.HasExited);
+    }
+
+    private static PredictRequest LargeRequest(Reference reference)
+    {
+        var x = reference.Inputs["x"];
+        int width = (int)x.Shape[1];
+        var data = new float[Rows * width];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)x.Data[i % x.Data.Length];
+        var tensor = new Tensor { Shape = { Rows, width } };
+        tensor.Data.AddRange(data);
+        return new PredictRequest { Model = Model, Inputs = { ["x"] = tensor } };
+    }
+
+    private static HttpRequestMessage RawPredict(ServerProcess server, HttpContent body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, $"http://{server.Target}/jacservice.v1.JacobianService/Predict")
+        {
+            Content = body,
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        request.Content.Headers.ContentType = new("application/grpc");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        return request;
+    }
+
+    private static async Task WaitForHeld(ServerProcess server, long bytes)
+    {
+        using var http = new HttpClient();
+        double last = -1;
+        for (var deadline = DateTime.UtcNow.AddSeconds(20); DateTime.UtcNow < deadline; await Task.Delay(100))
+        {
+            var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
+            last = samples.Where(s => s.Name == "jacservice_request_memory_held_bytes").Sum(s => s.Value);
+            if (last == bytes) return;
+        }
+        Assert.Fail($"the server holds {last} bytes of requests; expected {bytes}");
+    }
+
+    /// <summary>A gRPC frame whose prefix and first 64 KiB go out at once, and the rest only when released.</summary>
+    private sealed class HeldBody(byte[] message, TaskCompletionSource sent, Task release) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            var prefix = new byte[5];
+            BinaryPrimitives.WriteUInt32BigEndian(prefix.AsSpan(1), (uint)message.Length);
+            await stream.WriteAsync(prefix);
+            await stream.WriteAsync(message.AsMemory(0, 64 << 10));
+            await stream.FlushAsync();
+            sent.SetResult();
+            await release;
+            await stream.WriteAsync(message.AsMemory(64 << 10));
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = -1;
+            return false;
+        }
+    }
+}
