@@ -8,6 +8,7 @@ using Grpc.Core;
 using JacService.Core.Models;
 using JacService.Protos.Inference;
 using JacService.Protos.V1;
+using JacService.Server.Admission;
 using JacService.Server.Batching;
 using JacService.Server.Grpc;
 using JacService.Server.Inference;
@@ -80,7 +81,8 @@ public sealed class RequestHarness : IHarness, IDisposable
     {
         _callTimeout = callTimeout;
         var root = RepositoryRoot.Find();
-        var metrics = new JacServiceMetrics(new System.Diagnostics.Metrics.Meter("JacService.Fuzz"));
+        var meter = new System.Diagnostics.Metrics.Meter("JacService.Fuzz");
+        var metrics = new JacServiceMetrics(meter);
         foreach (var name in FixtureNames(root))
         {
             var model = ModelVersion.LoadFile(name, 1, RepositoryRoot.FixtureModel(root, name), limits ?? ModelHarness.Limits);
@@ -89,7 +91,8 @@ public sealed class RequestHarness : IHarness, IDisposable
         }
         var callerErrors = new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, NullLogger<CallerErrorLog>.Instance);
         _interceptor = new ErrorMappingInterceptor(_internalErrors, callerErrors);
-        var streams = new JacobianStreams(_registry, Options.Create(new LimitsOptions()), _interceptor, metrics, StreamMessageQuota.None);
+        var serverLimits = Options.Create(new LimitsOptions());
+        var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new RequestMemoryBudget(serverLimits, meter));
         _service = new JacobianGrpcService(_registry, streams);
         _inference = new InferenceGrpcService(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
     }

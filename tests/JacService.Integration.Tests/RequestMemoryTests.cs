@@ -46,6 +46,15 @@ public class RequestMemoryTests(ITestOutputHelper output)
         var small = await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } });
         Compare.Close(reference.Outputs["y"], small.Outputs["y"].Shape.ToArray(), small.Outputs["y"].Data, 1e-4, "beside the held call");
 
+        // A stream's messages are held one by one as they are read: a 4.9 MB message (of the wrong shape, which the
+        // budget refuses before anything looks at it) is answered RESOURCE_EXHAUSTED, and a sample after it is served.
+        var wide = new JacobianRequest { Model = Model, Inputs = { ["x"] = large.Inputs["x"] } };
+        var sample = new JacobianRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"].Sample(0)) } };
+        var answers = await Stream(server, wide, sample);
+        Assert.Equal((int)StatusCode.ResourceExhausted, answers[0].Code);
+        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB)", answers[0].Message);
+        Assert.Equal(0, answers[1].Code);
+
         // The held call finishes its body and is answered; then the budget is free and the large call is served.
         release.SetResult();
         using (var response = await held)
@@ -57,9 +66,11 @@ public class RequestMemoryTests(ITestOutputHelper output)
         await WaitForHeld(server, 0);
         var served = await server.Client.PredictAsync(large);
         Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], served.Outputs["y"].Shape);
+        // With room, the stream's wide message reaches validation.
+        Assert.Equal((int)StatusCode.InvalidArgument, (await Stream(server, wide))[0].Code);
 
         var metrics = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-        Assert.Equal(1, metrics.Where(s => s.Name == "jacservice_request_memory_refusals_total").Sum(s => s.Value));
+        Assert.Equal(2, metrics.Where(s => s.Name == "jacservice_request_memory_refusals_total").Sum(s => s.Value));
         output.WriteLine(string.Join('\n', server.Log.Split('\n').Where(l => l.Contains("MaxRequestMiBInFlight", StringComparison.Ordinal))));
         Assert.False(server.HasExited);
     }
@@ -73,6 +84,16 @@ public class RequestMemoryTests(ITestOutputHelper output)
         var tensor = new Tensor { Shape = { Rows, width } };
         tensor.Data.AddRange(data);
         return new PredictRequest { Model = Model, Inputs = { ["x"] = tensor } };
+    }
+
+    private static async Task<List<JacobianStreamResponse>> Stream(ServerProcess server, params JacobianRequest[] requests)
+    {
+        using var call = server.Client.JacobianStream(deadline: DateTime.UtcNow.AddSeconds(30));
+        foreach (var r in requests) await call.RequestStream.WriteAsync(r);
+        await call.RequestStream.CompleteAsync();
+        var answers = new List<JacobianStreamResponse>();
+        await foreach (var a in call.ResponseStream.ReadAllAsync()) answers.Add(a);
+        return answers;
     }
 
     private static HttpRequestMessage RawPredict(ServerProcess server, HttpContent body)

@@ -7,13 +7,7 @@ namespace JacService.Server.Tests;
 
 public class RequestMemoryBudgetTests
 {
-    private sealed class Meters : IMeterFactory
-    {
-        public Meter Create(MeterOptions options) => new(options);
-        public void Dispose() { }
-    }
-
-    private static RequestMemoryBudget Budget(int mib) => new(Options.Create(new LimitsOptions { MaxRequestMiBInFlight = mib }), new Meters());
+    private static RequestMemoryBudget Budget(int mib) => new(Options.Create(new LimitsOptions { MaxRequestMiBInFlight = mib }), new Meter("JacService.Tests"));
 
     [Fact]
     public void HoldsUpToTheLimitAndRefusesWhatWouldPassIt()

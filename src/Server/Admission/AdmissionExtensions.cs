@@ -1,3 +1,8 @@
+using System.Diagnostics.Metrics;
+using JacService.Server.Execution;
+using JacService.Server.Telemetry;
+using Microsoft.Extensions.Options;
+
 namespace JacService.Server.Admission;
 
 /// <summary>What the server takes in before a call reaches its handler: the request memory budget.</summary>
@@ -5,7 +10,8 @@ public static class AdmissionExtensions
 {
     public static WebApplicationBuilder AddJacServiceAdmission(this WebApplicationBuilder builder)
     {
-        builder.Services.AddSingleton<RequestMemoryBudget>();
+        builder.Services.AddSingleton(sp => new RequestMemoryBudget(sp.GetRequiredService<IOptions<LimitsOptions>>(),
+            sp.GetRequiredService<IMeterFactory>().Create(JacServiceTelemetry.Name)));
         return builder;
     }
 

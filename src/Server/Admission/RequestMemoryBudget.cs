@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using JacService.Server.Execution;
-using JacService.Server.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Admission;
@@ -9,7 +9,8 @@ namespace JacService.Server.Admission;
 /// The bytes of request messages held at once, all calls together, against Limits:MaxRequestMiBInFlight. Each call's
 /// message is the most a caller can make the server hold (twice over: the bytes, then the parsed tensors), and without
 /// a bound 32 concurrent 58 MB Predicts took the server from 1.0 to 4.6 GB resident; more connections, more memory.
-/// A message is taken whatever its size when nothing else is held, so none is refused for its size alone.
+/// A message is taken whatever its size when nothing else is held, so none is refused for its size alone. The
+/// middleware holds a unary call's message, JacobianStreams each message of a stream.
 /// </summary>
 public sealed class RequestMemoryBudget
 {
@@ -17,17 +18,15 @@ public sealed class RequestMemoryBudget
     private readonly Counter<long> _refusals;
     private long _held;
 
-    public RequestMemoryBudget(IOptions<LimitsOptions> limits, IMeterFactory meters)
+    /// <param name="meter">The JacService meter, where the budget's gauge and refusal counter go.</param>
+    public RequestMemoryBudget(IOptions<LimitsOptions> limits, Meter meter)
     {
         _limit = (long)limits.Value.MaxRequestMiBInFlight << 20;
-        var meter = meters.Create(JacServiceTelemetry.Name);
         _refusals = meter.CreateCounter<long>("jacservice.request_memory.refusals", "{call}",
             "Calls refused with RESOURCE_EXHAUSTED, unread, because their message would have passed Limits:MaxRequestMiBInFlight");
         meter.CreateObservableGauge("jacservice.request_memory.held", () => Interlocked.Read(ref _held), "By",
             "Bytes of request messages held by calls in progress, counted from each message's length prefix");
     }
-
-    public long Limit => _limit;
 
     public long Held => Interlocked.Read(ref _held);
 
@@ -47,4 +46,11 @@ public sealed class RequestMemoryBudget
     }
 
     public void Release(long bytes) => Interlocked.Add(ref _held, -bytes);
+
+    /// <summary>What a caller refused for <paramref name="bytes"/> is told.</summary>
+    public string Refusal(long bytes) =>
+        $"the server holds {Mib(Held)} MiB of request messages, and this call's {Mib(bytes)} MiB would pass " +
+        $"Limits:MaxRequestMiBInFlight ({Mib(_limit)} MiB); retry when calls in progress have answered";
+
+    private static string Mib(long bytes) => (bytes / (double)(1 << 20)).ToString("F1", CultureInfo.InvariantCulture);
 }

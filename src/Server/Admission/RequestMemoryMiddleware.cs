@@ -16,7 +16,7 @@ namespace JacService.Server.Admission;
 /// grpc-dotnet reads the message, and holds its length in the <see cref="RequestMemoryBudget"/> until the call has
 /// answered. A call over the budget is refused with RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow
 /// control has let the client send one window (768 KiB on Kestrel), not the message. JacobianStream's messages are
-/// bounded per stream by Limits:MaxStreamRequestsInFlight instead.
+/// held one by one as they are read (JacobianStreams).
 /// </summary>
 public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
 {
@@ -76,13 +76,10 @@ public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryB
 
     private void Refuse(HttpContext context, long bytes)
     {
-        var message = $"the server holds {Mib(budget.Held)} MiB of request messages, and this call's {Mib(bytes)} MiB would pass " +
-            $"Limits:MaxRequestMiBInFlight ({Mib(budget.Limit)} MiB); retry when calls in progress have answered";
+        var message = budget.Refusal(bytes);
         callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
         // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
         context.Response.StatusCode = StatusCodes.Status200OK;
         GrpcRefusal.Write(context.Response, StatusCode.ResourceExhausted, message);
     }
-
-    private static string Mib(long bytes) => (bytes / (double)(1 << 20)).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -17,9 +17,9 @@ public sealed class LimitsOptions
     public int MaxRequestMiB { get; set; } = 64;
 
     /// <summary>
-    /// Request messages held at once, all calls together (JacobianStream's aside), counted from each message's length
-    /// prefix before it is read; a call that would pass it is refused with RESOURCE_EXHAUSTED unread. A message is taken
-    /// whatever its size when nothing else is held. Resident memory is about twice the bytes held.
+    /// Request messages held at once, all calls together, counted from each message's length prefix before it is read
+    /// (a JacobianStream message as it is read); a call that would pass it is refused with RESOURCE_EXHAUSTED unread. A
+    /// message is taken whatever its size when nothing else is held. Resident memory grows by about 2.3 times the bytes held.
     /// </summary>
     [Range(1, 1 << 20)]
     public int MaxRequestMiBInFlight { get; set; } = 256;
