@@ -18,15 +18,28 @@ public static class CallerText
 
     public static string Quote(string text)
     {
-        var shown = text.Length > MaxQuoted ? text.AsSpan(0, MaxQuoted) : text.AsSpan();
-        var quoted = new StringBuilder(shown.Length + 32).Append('\'');
-        foreach (char c in shown)
-        {
-            if (char.IsControl(c)) quoted.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
-            else quoted.Append(c);
-        }
+        var quoted = new StringBuilder(Math.Min(text.Length, MaxQuoted) + 32).Append('\'');
+        AppendPrintable(quoted, text.Length > MaxQuoted ? text.AsSpan(0, MaxQuoted) : text.AsSpan());
         if (text.Length > MaxQuoted)
             return quoted.Append(CultureInfo.InvariantCulture, $"…' ({text.Length:N0} characters)").ToString();
         return quoted.Append('\'').ToString();
+    }
+
+    /// <summary>The text with control characters escaped (a line break as \u000a), for a log line.</summary>
+    public static string Printable(string text)
+    {
+        if (!text.Any(char.IsControl)) return text;
+        var printable = new StringBuilder(text.Length + 16);
+        AppendPrintable(printable, text);
+        return printable.ToString();
+    }
+
+    private static void AppendPrintable(StringBuilder to, ReadOnlySpan<char> text)
+    {
+        foreach (char c in text)
+        {
+            if (char.IsControl(c)) to.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+            else to.Append(c);
+        }
     }
 }

@@ -12,6 +12,14 @@ public class CallerTextTests
     public void QuotesAndEscapesControlCharacters(string text, string quoted) => Assert.Equal(quoted, CallerText.Quote(text));
 
     [Fact]
+    public void PrintableEscapesOnlyControlCharacters()
+    {
+        Assert.Equal("unknown input 'a\\u000ainfo: forged'", CallerText.Printable("unknown input 'a\ninfo: forged'"));
+        const string plain = "unknown input 'ünï'";
+        Assert.Same(plain, CallerText.Printable(plain));
+    }
+
+    [Fact]
     public void CutsALongTextAndSaysHowLongItWas()
     {
         Assert.Equal($"'{new string('x', 100)}'", CallerText.Quote(new string('x', 100)));

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
-using JacService.Protos.V1;
 using JacService.Core;
+using JacService.Protos.V1;
 using JacService.Server.Models;
 
 namespace JacService.Server.Control;

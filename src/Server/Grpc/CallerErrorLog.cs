@@ -41,6 +41,8 @@ public sealed partial class CallerErrorLog(IOptions<CallerErrorsOptions> options
             window.NextLine = now + _interval;
         }
         if (detail.Length > MaxDetailLength) detail = detail[..MaxDetailLength] + "…";
+        // A detail can echo a name the caller chose; a line break in it would forge a log line.
+        detail = Core.CallerText.Printable(detail);
         LogCallerError(_level, kind, method, detail, unlogged, _interval.TotalSeconds);
     }
 
