@@ -14,11 +14,23 @@ public class RequestMemoryBudgetTests
     {
         var budget = Budget(8);
         Assert.True(budget.TryHold(5 << 20));
-        Assert.True(budget.TryHold(3 << 20));
-        Assert.False(budget.TryHold(1));
-        Assert.Equal(8 << 20, budget.Held);
-        budget.Release(3 << 20);
-        Assert.True(budget.TryHold(1));
+        Assert.True(budget.TryHold(2 << 20));
+        Assert.False(budget.TryHold((1 << 20) + 1));
+        Assert.Equal(7 << 20, budget.Held);
+        budget.Release(2 << 20);
+        Assert.True(budget.TryHold((1 << 20) + 1));
+    }
+
+    [Fact]
+    public void AlwaysTakesAMessageOfUpTo1MiB()
+    {
+        // Held by large messages whose bodies trickle in, the budget still lets single samples and ordinary batches through.
+        var budget = Budget(8);
+        Assert.True(budget.TryHold(64 << 20));
+        Assert.True(budget.TryHold(1 << 20));
+        Assert.True(budget.TryHold(100));
+        Assert.False(budget.TryHold((1 << 20) + 1));
+        Assert.Equal((65 << 20) + 100, budget.Held);
     }
 
     [Fact]
@@ -26,7 +38,7 @@ public class RequestMemoryBudgetTests
     {
         var budget = Budget(8);
         Assert.True(budget.TryHold(20 << 20));
-        Assert.False(budget.TryHold(1));
+        Assert.False(budget.TryHold(2 << 20));
         budget.Release(20 << 20);
         Assert.Equal(0, budget.Held);
     }

@@ -9,11 +9,16 @@ namespace JacService.Server.Admission;
 /// The bytes of request messages held at once, all calls together, against Limits:MaxRequestMiBInFlight. Each call's
 /// message is the most a caller can make the server hold (twice over: the bytes, then the parsed tensors), and without
 /// a bound 32 concurrent 58 MB Predicts took the server from 1.0 to 4.6 GB resident; more connections, more memory.
-/// A message is taken whatever its size when nothing else is held, so none is refused for its size alone. The
-/// middleware holds a unary call's message, JacobianStreams each message of a stream.
+/// A message is taken whatever its size when nothing else is held, so none is refused for its size alone, and one of up
+/// to 1 MiB is always taken: a client that sends a few large messages' prefixes and then trickles their bodies (at
+/// Kestrel's minimum data rate) holds the budget for as long, and would otherwise shut out every call. The middleware
+/// holds a unary call's message, JacobianStreams each message of a stream.
 /// </summary>
 public sealed class RequestMemoryBudget
 {
+    /// <summary>Messages up to this size are always taken (and held): what single samples and ordinary batches send.</summary>
+    public const long AlwaysTakenBytes = 1 << 20;
+
     private readonly long _limit;
     private readonly Counter<long> _refusals;
     private long _held;
@@ -36,7 +41,7 @@ public sealed class RequestMemoryBudget
         while (true)
         {
             long held = Interlocked.Read(ref _held);
-            if (held > 0 && held + bytes > _limit)
+            if (bytes > AlwaysTakenBytes && held > 0 && held + bytes > _limit)
             {
                 _refusals.Add(1);
                 return false;

@@ -19,7 +19,7 @@ public sealed class LimitsOptions
     /// <summary>
     /// Request messages held at once, all calls together, counted from each message's length prefix before it is read
     /// (a JacobianStream message as it is read); a call that would pass it is refused with RESOURCE_EXHAUSTED unread. A
-    /// message is taken whatever its size when nothing else is held. Resident memory grows by about 2.3 times the bytes held.
+    /// message is taken whatever its size when nothing else is held, and one of up to 1 MiB always. Resident memory grows by about 2.3 times the bytes held.
     /// </summary>
     [Range(1, 1 << 20)]
     public int MaxRequestMiBInFlight { get; set; } = 256;
