@@ -22,7 +22,7 @@ public class RequestMemoryTests(ITestOutputHelper output)
     [Fact]
     public async Task ACallOverTheBudgetIsRefusedUnreadWhileSmallCallsGoOn()
     {
-        await using var server = new ServerProcess { ExtraArgs = ["--Limits:MaxRequestMiBInFlight=4", "--Models:Warmup=false"] };
+        await using var server = new ServerProcess { ExtraArgs = ["--Limits:MaxRequestMiB=8", "--Limits:MaxRequestMiBInFlight=8", "--Models:Warmup=false"] };
         await server.InitializeAsync();
         var reference = Fixtures.Load(Model);
         var large = LargeRequest(reference);
@@ -36,14 +36,13 @@ public class RequestMemoryTests(ITestOutputHelper output)
         await sent.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await WaitForHeld(server, message.Length);
 
-        // The held call's 4.9 MiB is over the whole budget of 4 MiB, taken because nothing else was held. 4.9 MiB more is
-        // refused, whatever the queue and the model could take.
+        // 4.9 MiB held and 4.9 MiB more would pass 8 MiB: refused, whatever the queue and the model could take.
         var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(large).ResponseAsync);
         Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
         Assert.StartsWith("the server holds 4.9 MiB of request messages, and this call's 4.9 MiB", refused.Status.Detail);
-        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (4.0 MiB); retry when calls in progress have answered", refused.Status.Detail);
+        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB); retry when calls in progress have answered", refused.Status.Detail);
 
-        // A call of up to 1 MiB is always taken: a client trickling large bodies cannot shut out ordinary calls.
+        // A small call is served beside the held one.
         var small = await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } });
         Compare.Close(reference.Outputs["y"], small.Outputs["y"].Shape.ToArray(), small.Outputs["y"].Data, 1e-4, "beside the held call");
 
@@ -53,7 +52,7 @@ public class RequestMemoryTests(ITestOutputHelper output)
         var sample = new JacobianRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"].Sample(0)) } };
         var answers = await Stream(server, wide, sample);
         Assert.Equal((int)StatusCode.ResourceExhausted, answers[0].Code);
-        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (4.0 MiB)", answers[0].Message);
+        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB)", answers[0].Message);
         Assert.Equal(0, answers[1].Code);
 
         // The held call finishes its body and is answered; then the budget is free and the large call is served.

@@ -16,6 +16,15 @@ public class LimitsOptionsTests
     }
 
     [Fact]
+    public void TheRequestMemoryBudgetHoldsAtLeastTheLargestMessage()
+    {
+        var options = new LimitsOptions { MaxRequestMiB = 64, MaxRequestMiBInFlight = 32 };
+        var refused = Assert.Single(options.Validate(new ValidationContext(options)));
+        Assert.Equal("Limits:MaxRequestMiBInFlight (32) must be at least Limits:MaxRequestMiB (64)", refused.ErrorMessage);
+        Assert.Empty(new LimitsOptions().Validate(new ValidationContext(new LimitsOptions())));
+    }
+
+    [Fact]
     public void OnnxRuntimeServesPredictOnTheCpuOnly()
     {
         // Its CPU build is what ships: on a GPU, Predict runs in the engine there (and is recorded as a graph).

@@ -8,7 +8,7 @@ namespace JacService.Server.Execution;
 /// hostile or broken model.onnx (FAILED, with the limit it broke) before the memory or work they bound is spent;
 /// docs/security.md says what each guards against.
 /// </summary>
-public sealed class LimitsOptions
+public sealed class LimitsOptions : IValidatableObject
 {
     public const string Section = "Limits";
 
@@ -77,6 +77,15 @@ public sealed class LimitsOptions
     /// <summary>Most values in one attribute list of a model, and most attributes on one node.</summary>
     [Range(1, int.MaxValue)]
     public int MaxAttributeElements { get; set; } = 100_000;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext context)
+    {
+        // A message of the largest size would otherwise be taken only when no other call held anything.
+        if (MaxRequestMiBInFlight < MaxRequestMiB)
+            yield return new ValidationResult(
+                $"Limits:MaxRequestMiBInFlight ({MaxRequestMiBInFlight}) must be at least Limits:MaxRequestMiB ({MaxRequestMiB})",
+                [nameof(MaxRequestMiBInFlight)]);
+    }
 
     public EngineLimits ToEngineLimits(EngineOptions engine)
     {
