@@ -92,7 +92,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         var callerErrors = new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, NullLogger<CallerErrorLog>.Instance);
         _interceptor = new ErrorMappingInterceptor(_internalErrors, callerErrors);
         var serverLimits = Options.Create(new LimitsOptions());
-        var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new RequestMemoryBudget(serverLimits, meter));
+        var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new CallMemoryBudget(serverLimits, meter));
         _service = new JacobianGrpcService(_registry, streams);
         _inference = new InferenceGrpcService(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
     }

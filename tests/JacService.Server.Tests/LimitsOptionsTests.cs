@@ -16,11 +16,11 @@ public class LimitsOptionsTests
     }
 
     [Fact]
-    public void TheRequestMemoryBudgetHoldsAtLeastTheLargestMessage()
+    public void TheCallMemoryBudgetHoldsAtLeastTheLargestMessage()
     {
-        var options = new LimitsOptions { MaxRequestMiB = 64, MaxRequestMiBInFlight = 32 };
+        var options = new LimitsOptions { MaxRequestMiB = 64, MaxResponseMiB = 300, MaxInFlightMiB = 256 };
         var refused = Assert.Single(options.Validate(new ValidationContext(options)));
-        Assert.Equal("Limits:MaxRequestMiBInFlight (32) must be at least Limits:MaxRequestMiB (64)", refused.ErrorMessage);
+        Assert.Equal("Limits:MaxInFlightMiB (256) must be at least Limits:MaxRequestMiB (64) and Limits:MaxResponseMiB (300)", refused.ErrorMessage);
         Assert.Empty(new LimitsOptions().Validate(new ValidationContext(new LimitsOptions())));
     }
 

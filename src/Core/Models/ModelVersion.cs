@@ -254,11 +254,11 @@ public sealed class ModelVersion : IDisposable
     public long[] OutputSampleShape(HostTensor[] inputs, int output) => FromSamplePlan(inputs, plan => _parts.SampleShape(plan, output));
 
     /// <summary>
-    /// Refuses, before any work, a result over the size limit. Sizes come from the batch-1 plan, built at load for
+    /// Refuses, before any work, a result over the size limit, else returns its bytes. Sizes come from the batch-1 plan, built at load for
     /// models whose non-batch axes are static (so this is managed-only for them). <paramref name="directions"/> is
     /// null for a Jacobian, else the directions per sample of a Jvp (per output) or a Vjp (per wrt).
     /// </summary>
-    public void CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
+    public long CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
     {
         long batch = inputs[0].Shape[0];
         long perSample = FromSamplePlan(inputs, plan =>
@@ -271,6 +271,7 @@ public sealed class ModelVersion : IDisposable
             throw new ResultTooLargeException(
                 $"the result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; " +
                 "send fewer samples per request or name fewer outputs in 'of'");
+        return bytes;
     }
 
     /// <summary>
@@ -317,10 +318,10 @@ public sealed class ModelVersion : IDisposable
     }
 
     /// <summary>
-    /// Refuses, before any work, a Hessian or Laplacian result over the size limit: a Hessian grows with the square of
-    /// wrt's size.
+    /// Refuses, before any work, a Hessian or Laplacian result over the size limit (a Hessian grows with the square of
+    /// wrt's size), else returns its bytes.
     /// </summary>
-    public void CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
+    public long CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
     {
         long batch = inputs[0].Shape[0];
         long perSample = FromSamplePlan(inputs, plan =>
@@ -333,6 +334,7 @@ public sealed class ModelVersion : IDisposable
             throw new ResultTooLargeException(
                 $"the {(kind == SecondOrderKind.Hessian ? "Hessian" : "Laplacian")} result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), " +
                 $"over the limit of {Limits.MaxResultBytes:N0}; send fewer samples per request or name fewer outputs in 'of'");
+        return bytes;
     }
 
     /// <summary>Floats in one sample's second-order result: all outputs, per output in of its Hessian (in² each) or Laplacian, and optionally its Jacobian.</summary>

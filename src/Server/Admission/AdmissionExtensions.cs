@@ -5,12 +5,12 @@ using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Admission;
 
-/// <summary>What the server takes in before a call reaches its handler: the request memory budget.</summary>
+/// <summary>What the server takes in before a call reaches its handler: the call memory budget and its middleware.</summary>
 public static class AdmissionExtensions
 {
     public static WebApplicationBuilder AddJacServiceAdmission(this WebApplicationBuilder builder)
     {
-        builder.Services.AddSingleton(sp => new RequestMemoryBudget(sp.GetRequiredService<IOptions<LimitsOptions>>(),
+        builder.Services.AddSingleton(sp => new CallMemoryBudget(sp.GetRequiredService<IOptions<LimitsOptions>>(),
             sp.GetRequiredService<IMeterFactory>().Create(JacServiceTelemetry.Name)));
         return builder;
     }
@@ -18,7 +18,7 @@ public static class AdmissionExtensions
     /// <summary>After authentication and quotas, so a refused caller is refused for who it is before what it sends.</summary>
     public static WebApplication UseJacServiceAdmission(this WebApplication app)
     {
-        app.UseMiddleware<RequestMemoryMiddleware>();
+        app.UseMiddleware<CallMemoryMiddleware>();
         return app;
     }
 }

@@ -17,12 +17,14 @@ public sealed class LimitsOptions : IValidatableObject
     public int MaxRequestMiB { get; set; } = 64;
 
     /// <summary>
-    /// Request messages held at once, all calls together, counted from each message's length prefix before it is read
-    /// (a JacobianStream message as it is read); a call that would pass it is refused with RESOURCE_EXHAUSTED unread. A
-    /// message is taken whatever its size when nothing else is held, and one of up to 1 MiB always. Resident memory grows by about 2.3 times the bytes held.
+    /// Request messages and results held at once by calls in progress, all together: a call's message is counted from its
+    /// length prefix before it is read (a JacobianStream message as it is read), its result once validation has sized it,
+    /// before anything is queued, until the response is written. A call that would pass it is refused with
+    /// RESOURCE_EXHAUSTED. A call takes what it needs whatever the size when no other call holds anything, and up to 1 MiB
+    /// at a time always. Resident memory grows by about 2.3 times the bytes held.
     /// </summary>
     [Range(1, 1 << 20)]
-    public int MaxRequestMiBInFlight { get; set; } = 256;
+    public int MaxInFlightMiB { get; set; } = 256;
 
     /// <summary>Largest result a request may ask for (outputs plus Jacobians); larger ones get RESOURCE_EXHAUSTED before any work.</summary>
     [Range(1, 2047)]
@@ -80,11 +82,11 @@ public sealed class LimitsOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
-        // A message of the largest size would otherwise be taken only when no other call held anything.
-        if (MaxRequestMiBInFlight < MaxRequestMiB)
+        // A message or result of the largest size would otherwise be taken only when no other call held anything.
+        if (MaxInFlightMiB < Math.Max(MaxRequestMiB, MaxResponseMiB))
             yield return new ValidationResult(
-                $"Limits:MaxRequestMiBInFlight ({MaxRequestMiBInFlight}) must be at least Limits:MaxRequestMiB ({MaxRequestMiB})",
-                [nameof(MaxRequestMiBInFlight)]);
+                $"Limits:MaxInFlightMiB ({MaxInFlightMiB}) must be at least Limits:MaxRequestMiB ({MaxRequestMiB}) and Limits:MaxResponseMiB ({MaxResponseMiB})",
+                [nameof(MaxInFlightMiB)]);
     }
 
     public EngineLimits ToEngineLimits(EngineOptions engine)

@@ -100,7 +100,7 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         PlanTooLargeException => StatusCode.ResourceExhausted,
         ExecutorBusyException => StatusCode.ResourceExhausted,
         QuotaExceededException => StatusCode.ResourceExhausted,
-        RequestMemoryExceededException => StatusCode.ResourceExhausted,
+        CallMemoryExceededException => StatusCode.ResourceExhausted,
         ModelNotFoundException => StatusCode.NotFound,
         ModelUnavailableException => StatusCode.Unavailable,
         ModelFailedException => StatusCode.FailedPrecondition,

@@ -1,4 +1,5 @@
 using JacService.Core.Models;
+using JacService.Server.Admission;
 using JacService.Server.Batching;
 using JacService.Server.Models;
 using ProtoMode = JacService.Protos.V1.DerivativeMode;
@@ -34,10 +35,13 @@ internal sealed record JacobianCall(ModelLease Lease, ModelVersion Model, HostTe
         }
     }
 
-    /// <summary>Refuses an oversized result before any work, then computes the whole request through the batcher.</summary>
-    public Task<EngineResult> SubmitAsync(DateTimeOffset? deadline, CancellationToken cancellation)
+    /// <summary>
+    /// Refuses an oversized result before any work, holds its size in the call's <paramref name="memory"/> (refused if it
+    /// would pass Limits:MaxInFlightMiB), then computes the whole request through the batcher.
+    /// </summary>
+    public Task<EngineResult> SubmitAsync(DateTimeOffset? deadline, CancellationToken cancellation, CallMemory? memory)
     {
-        Model.CheckResultSize(Inputs, Wrt, Of);
+        memory?.Hold(Model.CheckResultSize(Inputs, Wrt, Of), "result");
         return Entry.Batcher!.SubmitAsync(Key, Inputs, deadline, cancellation);
     }
 

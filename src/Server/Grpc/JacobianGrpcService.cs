@@ -3,6 +3,7 @@ using Grpc.Core;
 using JacService.Core;
 using JacService.Core.Models;
 using JacService.Protos.V1;
+using JacService.Server.Admission;
 using JacService.Server.Batching;
 using JacService.Server.Models;
 using Wire = JacService.Protos.V1.Wire;
@@ -78,6 +79,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
         var deadline = CallDeadline.Of(context);
         int batch = (int)call.Inputs[0].Shape[0];
+        // One chunk's result at a time, the largest.
+        CallMemory.Of(context)?.Hold(Math.Min(rowsPerChunk, batch) * model.ResultFloatsPerSample(call.Inputs, call.Wrt, call.Of) * sizeof(float), "result chunk");
         for (int start = 0; start < batch; start += rowsPerChunk)
         {
             int rows = Math.Min(rowsPerChunk, batch - start);
@@ -126,7 +129,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         ServerCallContext context)
     {
         using var call = JacobianCall.Prepare(registry, name, version, TensorMapping.FromProto(inputs), wrt, of, mode, batched);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         return (call.Model, result);
     }
@@ -147,7 +150,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             throw new InvalidRequestException($"no tangents: give tangents for '{model.Inputs[wrt].Name}' with the batch axis first");
         var tangents = TensorMapping.FromProto(request.Tangents);
         long? directions = model.Requests.ValidateTangents(tangents, inputs, wrt);
-        model.CheckResultSize(inputs, wrt, of, directions ?? 1);
+        CallMemory.Of(context)?.Hold(model.CheckResultSize(inputs, wrt, of, directions ?? 1), "result");
         HostTensor[] queued = [.. inputs, tangents];
         var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
@@ -172,7 +175,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         int wrt = model.ResolveWrt(request.Wrt);
         var (cotangents, of, directions) = model.Requests.ValidateCotangents(TensorMapping.FromProto(request.Cotangents), request.Of, inputs,
             o => model.OutputSampleShape(inputs, o));
-        model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true);
+        CallMemory.Of(context)?.Hold(model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true), "result");
         HostTensor[] queued = [.. inputs, .. cotangents];
         var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
@@ -193,7 +196,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     {
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Hessian, request.IncludeJacobian);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         var response = new Wire.BatchHessianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);
@@ -207,7 +210,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     {
         using var call = SecondOrderCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt, request.Of,
             Core.Derivatives.SecondOrderKind.Laplacian, request.IncludeJacobian, request.Axes);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         CallArrays.ReturnWhenWritten(context, call.Inputs, result);
         var response = new Wire.BatchLaplacianResponse { Model = call.Model.Name, Version = call.Model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);

@@ -21,7 +21,7 @@ namespace JacService.Server.Grpc;
 /// stream's, so the queue and batch spans of one message hang off it as they hang off a unary call's.
 /// </summary>
 public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptions> limits, ErrorMappingInterceptor errors,
-    JacServiceMetrics metrics, StreamMessageQuota quota, RequestMemoryBudget memory)
+    JacServiceMetrics metrics, StreamMessageQuota quota, CallMemoryBudget memory)
 {
     private const string Method = "JacobianStream";
 
@@ -83,18 +83,16 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         span?.SetTag(JacServiceTelemetry.Attributes.StreamSequence, sequence);
         var answer = new Wire.JacobianStreamResponse { Sequence = sequence };
         // grpc-dotnet has read the message already; held from here, a refusal answers it and lets it go at once.
-        long bytes = request.CalculateSize();
-        bool held = false;
+        using var held = memory.Open();
         try
         {
             if (!first && quota.Refusal(context) is { } refusal)
                 throw new QuotaExceededException(refusal);
-            if (!(held = memory.TryHold(bytes)))
-                throw new RequestMemoryExceededException(memory.Refusal(bytes));
+            held.Hold(request.CalculateSize(), "stream message");
             // Resolved per message: a reload between two messages serves the later one from the new version.
             using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs),
                 request.Wrt, request.Of, request.Mode, batched: false);
-            var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+            var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, held);
             answer.Result = JacobianGrpcService.SampleResponse(call.Model, result);
         }
         catch (Exception e)
@@ -104,10 +102,6 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
             answer.Message = status.Detail;
             // As on server spans: only a code that means the server failed is an error of the span.
             if (ServerFailures.Contains(status.StatusCode)) span?.SetStatus(ActivityStatusCode.Error, status.Detail);
-        }
-        finally
-        {
-            if (held) memory.Release(bytes);
         }
         metrics.RecordRequest(request.Model, Method, RequestTelemetryInterceptor.StatusName((StatusCode)answer.Code),
             Stopwatch.GetElapsedTime(started).TotalSeconds);

@@ -3,6 +3,7 @@ using Grpc.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Protos.Inference;
+using JacService.Server.Admission;
 using JacService.Server.Batching;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
@@ -115,7 +116,7 @@ public sealed class InferenceGrpcService(ModelRegistry registry, IHostApplicatio
     {
         using var call = JacobianCall.Prepare(registry, request.ModelName, request.ModelVersion, inputs, derivative.Wrt, derivative.Of,
             derivative.Mode, batched: true);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         string wrt = call.Model.Inputs[call.Wrt].Name;
         return (call.Model, [.. InModelOrder(call.Model, result.Outputs), .. Named(call.Model, result.Jacobians, DerivativeKind.Jacobian, wrt)], result.Mode);
     }
@@ -126,7 +127,7 @@ public sealed class InferenceGrpcService(ModelRegistry registry, IHostApplicatio
         var kind = derivative.Kind == DerivativeKind.Hessian ? SecondOrderKind.Hessian : SecondOrderKind.Laplacian;
         using var call = SecondOrderCall.Prepare(registry, request.ModelName, request.ModelVersion, inputs, derivative.Wrt, derivative.Of,
             kind, derivative.IncludeJacobian, derivative.Axes);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken);
+        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         string wrt = call.Model.Inputs[call.Model.ResolveWrt(derivative.Wrt)].Name;
         List<KeyValuePair<string, HostTensor>> results = [.. InModelOrder(call.Model, result.Outputs), .. Named(call.Model, result.SecondOrder, derivative.Kind, wrt)];
         if (derivative.IncludeJacobian) results.AddRange(Named(call.Model, result.Jacobians, DerivativeKind.Jacobian, wrt));

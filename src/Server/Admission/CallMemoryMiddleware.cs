@@ -13,12 +13,12 @@ namespace JacService.Server.Admission;
 
 /// <summary>
 /// Reads the 5-byte prefix of a unary or server-streaming call's one message (a compressed flag and the length) before
-/// grpc-dotnet reads the message, and holds its length in the <see cref="RequestMemoryBudget"/> until the call has
-/// answered. A call over the budget is refused with RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow
+/// grpc-dotnet reads the message, and holds its length in the <see cref="CallMemoryBudget"/> until the call has
+/// answered, in a <see cref="CallMemory"/> the handler adds the result to. A call over the budget is refused with RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow
 /// control has let the client send one window (768 KiB on Kestrel), not the message. JacobianStream's messages are
 /// held one by one as they are read (JacobianStreams).
 /// </summary>
-public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
+public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
 {
     private const int PrefixBytes = 5;
     private readonly long _maxMessage = (long)limits.Value.MaxRequestMiB << 20;
@@ -49,19 +49,15 @@ public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryB
             await next(context);
             return;
         }
-        if (!budget.TryHold(bytes))
+        using var memory = budget.Open();
+        if (!memory.TryHold(bytes))
         {
-            Refuse(context, bytes);
+            Refuse(context, memory.Refusal(bytes, "request message"));
             return;
         }
-        try
-        {
-            await next(context);
-        }
-        finally
-        {
-            budget.Release(bytes);
-        }
+        // The handler adds the result to the same hold (CallMemory.Of); all of it is let go once the response is written.
+        context.Features.Set(memory);
+        await next(context);
     }
 
     // A compressed message's length says nothing of what it inflates to, up to Limits:MaxRequestMiB: that is held.
@@ -74,9 +70,8 @@ public sealed class RequestMemoryMiddleware(RequestDelegate next, RequestMemoryB
         return prefix[0] == 0 ? length : _maxMessage;
     }
 
-    private void Refuse(HttpContext context, long bytes)
+    private void Refuse(HttpContext context, string message)
     {
-        var message = budget.Refusal(bytes);
         callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
         // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
         context.Response.StatusCode = StatusCodes.Status200OK;

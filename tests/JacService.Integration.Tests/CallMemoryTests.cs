@@ -9,12 +9,12 @@ using Xunit.Abstractions;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// Limits:MaxRequestMiBInFlight against the real server: a call whose message would take the bytes held past the budget
-/// is refused RESOURCE_EXHAUSTED from its length prefix alone, calls of up to 1 MiB go on even past the budget, and once
+/// Limits:MaxInFlightMiB against the real server: a call whose message would take the bytes held past the budget
+/// is refused RESOURCE_EXHAUSTED from its length prefix alone, one whose result would before it is queued, calls of up to 1 MiB go on even past the budget, and once
 /// the held call has answered the refused one is served. The held call is one whose client sent the prefix and a first part of its body and then waits,
 /// as a slow or hostile sender of a large message would.
 /// </summary>
-public class RequestMemoryTests(ITestOutputHelper output)
+public class CallMemoryTests(ITestOutputHelper output)
 {
     private const string Model = "mlp_tanh";
     private const int Rows = 40_000; // 40,000 rows of 32 floats: a 5 MB message
@@ -22,7 +22,7 @@ public class RequestMemoryTests(ITestOutputHelper output)
     [Fact]
     public async Task ACallOverTheBudgetIsRefusedUnreadWhileSmallCallsGoOn()
     {
-        await using var server = new ServerProcess { ExtraArgs = ["--Limits:MaxRequestMiB=8", "--Limits:MaxRequestMiBInFlight=8", "--Models:Warmup=false"] };
+        await using var server = new ServerProcess { ExtraArgs = ["--Limits:MaxRequestMiB=8", "--Limits:MaxResponseMiB=8", "--Limits:MaxInFlightMiB=8", "--Models:Warmup=false"] };
         await server.InitializeAsync();
         var reference = Fixtures.Load(Model);
         var large = LargeRequest(reference);
@@ -39,8 +39,15 @@ public class RequestMemoryTests(ITestOutputHelper output)
         // 4.9 MiB held and 4.9 MiB more would pass 8 MiB: refused, whatever the queue and the model could take.
         var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(large).ResponseAsync);
         Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
-        Assert.StartsWith("the server holds 4.9 MiB of request messages, and this call's 4.9 MiB", refused.Status.Detail);
-        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB); retry when calls in progress have answered", refused.Status.Detail);
+        Assert.StartsWith("the server holds 4.9 MiB for calls in progress, and this call's request message of 4.9 MiB", refused.Status.Detail);
+        Assert.Contains("would pass Limits:MaxInFlightMiB (8.0 MiB); retry when calls in progress have answered", refused.Status.Detail);
+
+        // A result is held too, sized before anything is queued: 2,000 rows of mlp_tanh's Jacobians take 4.0 MiB, which
+        // would pass the budget beside the held call though its request message (256 KB) does not.
+        var jacobians = new BatchJacobianRequest { Model = Model, Inputs = { ["x"] = Rows2000(large) } };
+        var resultRefused = await Assert.ThrowsAsync<RpcException>(() => server.Client.BatchJacobianAsync(jacobians).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, resultRefused.StatusCode);
+        Assert.Contains("and this call's result of 4.0 MiB would pass Limits:MaxInFlightMiB (8.0 MiB)", resultRefused.Status.Detail);
 
         // A small call is served beside the held one.
         var small = await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } });
@@ -52,7 +59,7 @@ public class RequestMemoryTests(ITestOutputHelper output)
         var sample = new JacobianRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"].Sample(0)) } };
         var answers = await Stream(server, wide, sample);
         Assert.Equal((int)StatusCode.ResourceExhausted, answers[0].Code);
-        Assert.Contains("would pass Limits:MaxRequestMiBInFlight (8.0 MiB)", answers[0].Message);
+        Assert.Contains("would pass Limits:MaxInFlightMiB (8.0 MiB)", answers[0].Message);
         Assert.Equal(0, answers[1].Code);
 
         // The held call finishes its body and is answered; then the budget is free and the large call is served.
@@ -66,12 +73,14 @@ public class RequestMemoryTests(ITestOutputHelper output)
         await WaitForHeld(server, 0);
         var served = await server.Client.PredictAsync(large);
         Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], served.Outputs["y"].Shape);
+        var jacobiansServed = await server.Client.BatchJacobianAsync(jacobians);
+        Assert.Equal([2000, reference.Outputs["y"].Shape[1], reference.Inputs["x"].Shape[1]], jacobiansServed.Jacobians["y"].Shape);
         // With room, the stream's wide message reaches validation.
         Assert.Equal((int)StatusCode.InvalidArgument, (await Stream(server, wide))[0].Code);
 
         var metrics = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-        Assert.Equal(2, metrics.Where(s => s.Name == "jacservice_request_memory_refusals_total").Sum(s => s.Value));
-        output.WriteLine(string.Join('\n', server.Log.Split('\n').Where(l => l.Contains("MaxRequestMiBInFlight", StringComparison.Ordinal))));
+        Assert.Equal(3, metrics.Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value));
+        output.WriteLine(string.Join('\n', server.Log.Split('\n').Where(l => l.Contains("MaxInFlightMiB", StringComparison.Ordinal))));
         Assert.False(server.HasExited);
     }
 
@@ -84,6 +93,14 @@ public class RequestMemoryTests(ITestOutputHelper output)
         var tensor = new Tensor { Shape = { Rows, width } };
         tensor.Data.AddRange(data);
         return new PredictRequest { Model = Model, Inputs = { ["x"] = tensor } };
+    }
+
+    private static Tensor Rows2000(PredictRequest large)
+    {
+        var x = large.Inputs["x"];
+        var rows = new Tensor { Shape = { 2000, x.Shape[1] } };
+        rows.Data.AddRange(x.Data.Take(2000 * (int)x.Shape[1]));
+        return rows;
     }
 
     private static async Task<List<JacobianStreamResponse>> Stream(ServerProcess server, params JacobianRequest[] requests)
@@ -116,7 +133,7 @@ public class RequestMemoryTests(ITestOutputHelper output)
         for (var deadline = DateTime.UtcNow.AddSeconds(20); DateTime.UtcNow < deadline; await Task.Delay(100))
         {
             var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-            last = samples.Where(s => s.Name == "jacservice_request_memory_held_bytes").Sum(s => s.Value);
+            last = samples.Where(s => s.Name == "jacservice_call_memory_held_bytes").Sum(s => s.Value);
             if (last == bytes) return;
         }
         Assert.Fail($"the server holds {last} bytes of requests; expected {bytes}");
