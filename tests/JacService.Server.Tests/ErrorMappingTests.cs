@@ -17,6 +17,7 @@ public class ErrorMappingTests
         { typeof(PlanTooLargeException), StatusCode.ResourceExhausted },
         { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
         { typeof(QuotaExceededException), StatusCode.ResourceExhausted },
+        { typeof(CallMemoryExceededException), StatusCode.ResourceExhausted },
         { typeof(ModelNotFoundException), StatusCode.NotFound },
         { typeof(ModelUnavailableException), StatusCode.Unavailable },
         { typeof(ModelFailedException), StatusCode.FailedPrecondition },

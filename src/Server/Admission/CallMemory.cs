@@ -34,15 +34,5 @@ public sealed class CallMemory(CallMemoryBudget budget) : IDisposable
     }
 
     /// <summary>The hold CallMemoryMiddleware opened for this call, or null where there is none (a call not served over HTTP).</summary>
-    public static CallMemory? Of(ServerCallContext context)
-    {
-        try
-        {
-            return context.GetHttpContext().Features.Get<CallMemory>();
-        }
-        catch (InvalidOperationException)
-        {
-            return null;
-        }
-    }
+    public static CallMemory? Of(ServerCallContext context) => CallHttpContext.Of(context)?.Features.Get<CallMemory>();
 }

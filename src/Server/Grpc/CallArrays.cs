@@ -1,6 +1,5 @@
 using Grpc.Core;
 using JacService.Core.Models;
-using Microsoft.AspNetCore.Http;
 
 namespace JacService.Server.Grpc;
 
@@ -15,7 +14,8 @@ internal static class CallArrays
     public static void ReturnWhenWritten(ServerCallContext context, IEnumerable<HostTensor> inputs, EngineResult result)
     {
         var arrays = Large(inputs.Concat(result.Outputs.Values).Concat(result.Jacobians.Values).Concat(result.SecondOrder.Values));
-        if (arrays.Count == 0 || HttpContextOf(context) is not { } http) return;
+        // Only a call Kestrel serves has a response to wait for; one made in-process leaves its arrays to the GC.
+        if (arrays.Count == 0 || CallHttpContext.Of(context) is not { } http) return;
         http.Response.OnCompleted(() =>
         {
             FloatArrayPool.Shared.ReturnAll(arrays);
@@ -28,18 +28,4 @@ internal static class CallArrays
 
     private static List<float[]> Large(IEnumerable<HostTensor> tensors) =>
         tensors.Select(t => t.Data).Where(a => a.Length >= FloatArrayPool.MinimumLength).ToList();
-
-    // Only a call Kestrel serves has a response to wait for; one made in-process (the fuzz harness) leaves its arrays
-    // to the GC. GetHttpContext has no non-throwing form.
-    private static HttpContext? HttpContextOf(ServerCallContext context)
-    {
-        try
-        {
-            return context.GetHttpContext();
-        }
-        catch (InvalidOperationException)
-        {
-            return null;
-        }
-    }
 }
