@@ -14,9 +14,9 @@ namespace JacService.Server.Admission;
 /// <summary>
 /// Reads the 5-byte prefix of a unary or server-streaming call's one message (a compressed flag and the length) before
 /// grpc-dotnet reads the message, and holds its length in the <see cref="CallMemoryBudget"/> until the call has
-/// answered, in a <see cref="CallMemory"/> the handler adds the result to. A call over the budget is refused with RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow
-/// control has let the client send one window (768 KiB on Kestrel), not the message. JacobianStream's messages are
-/// held one by one as they are read (JacobianStreams).
+/// answered, in a <see cref="CallMemory"/> the handler adds the result to. A call over the budget is refused with
+/// RESOURCE_EXHAUSTED while its body is still unread: HTTP/2 flow control has let the client send one window (768 KiB on
+/// Kestrel), not the message. JacobianStream's messages are held one by one as they are read (JacobianStreams).
 /// </summary>
 public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
 {

@@ -41,7 +41,8 @@ internal sealed record JacobianCall(ModelLease Lease, ModelVersion Model, HostTe
     /// </summary>
     public Task<EngineResult> SubmitAsync(DateTimeOffset? deadline, CancellationToken cancellation, CallMemory? memory)
     {
-        memory?.Hold(Model.CheckResultSize(Inputs, Wrt, Of), "result");
+        long resultBytes = Model.CheckResultSize(Inputs, Wrt, Of);
+        memory?.Hold(resultBytes, "result");
         return Entry.Batcher!.SubmitAsync(Key, Inputs, deadline, cancellation);
     }
 

@@ -150,7 +150,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
             throw new InvalidRequestException($"no tangents: give tangents for '{model.Inputs[wrt].Name}' with the batch axis first");
         var tangents = TensorMapping.FromProto(request.Tangents);
         long? directions = model.Requests.ValidateTangents(tangents, inputs, wrt);
-        CallMemory.Of(context)?.Hold(model.CheckResultSize(inputs, wrt, of, directions ?? 1), "result");
+        long resultBytes = model.CheckResultSize(inputs, wrt, of, directions ?? 1);
+        CallMemory.Of(context)?.Hold(resultBytes, "result");
         HostTensor[] queued = [.. inputs, tangents];
         var key = WorkKey.For(WorkKind.Jvp, queued, wrt, of, Core.Derivatives.DerivativeMode.Forward);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
@@ -175,7 +176,8 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         int wrt = model.ResolveWrt(request.Wrt);
         var (cotangents, of, directions) = model.Requests.ValidateCotangents(TensorMapping.FromProto(request.Cotangents), request.Of, inputs,
             o => model.OutputSampleShape(inputs, o));
-        CallMemory.Of(context)?.Hold(model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true), "result");
+        long resultBytes = model.CheckResultSize(inputs, wrt, of, directions ?? 1, vjp: true);
+        CallMemory.Of(context)?.Hold(resultBytes, "result");
         HostTensor[] queued = [.. inputs, .. cotangents];
         var key = WorkKey.For(WorkKind.Vjp, queued, wrt, of, Core.Derivatives.DerivativeMode.Reverse);
         var result = await entry.Batcher!.SubmitAsync(key, queued, CallDeadline.Of(context), context.CancellationToken);
