@@ -8,6 +8,7 @@ using JacService.Server.Grpc;
 using JacService.Server.Models;
 using JacService.Server.Telemetry;
 using JacService.Testing;
+using Grpc.Core;
 using Microsoft.Extensions.Options;
 using ProtoMode = JacService.Protos.V1.DerivativeMode;
 
@@ -90,6 +91,68 @@ public class CallMemoryBudgetTests
         using var large = Call(100);
         Assert.Throws<ResultTooLargeException>(() => { _ = large.SubmitAsync(null, CancellationToken.None, budget.Open()); });
         Assert.Throws<ResultTooLargeException>(() => { _ = large.SubmitAsync(null, CancellationToken.None, null); });
+    }
+
+    [Fact]
+    public async Task AStreamHoldsItsAnswersUntilWrittenAndLetsTheUnwrittenGoWhenItEnds()
+    {
+        var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits());
+        var registry = new ModelRegistry(TimeProvider.System);
+        var meter = new Meter("JacService.Tests.StreamMemory");
+        var metrics = new JacServiceMetrics(meter);
+        await using var batcher = new ModelBatcher(model, new BatchingOptions { ExecutorThreads = 1 }, TimeProvider.System, metrics);
+        registry.Set(new ModelEntry("mlp_tanh", 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
+        var budget = Budget(8);
+        var limits = Options.Create(new LimitsOptions { MaxStreamRequestsInFlight = 8 });
+        var errors = new ErrorMappingInterceptor(new CapturingLogger<ErrorMappingInterceptor>(),
+            new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, new CapturingLogger<CallerErrorLog>()));
+        var streams = new JacobianStreams(registry, limits, errors, metrics, Quotas.StreamMessageQuota.None, budget);
+
+        var sample = new Protos.V1.JacobianRequest { Model = "mlp_tanh", Inputs = { ["x"] = new Protos.V1.Tensor { Shape = { 32 }, Data = { new float[32] } } } };
+        using var cancel = new CancellationTokenSource();
+        var writer = new StuckWriter();
+        var run = streams.Run(new Requests(Enumerable.Repeat(sample, 20), cancel.Token), writer, new FakeCallContext(cancel.Token));
+
+        // The reader stops at the window: 8 answers computed and held (each its message and 2,112 bytes of result), the first
+        // waiting on a writer that never finishes.
+        long each = sample.CalculateSize() + 2112;
+        for (var deadline = DateTime.UtcNow.AddSeconds(20); (budget.Held < 8 * each || writer.Started == 0) && DateTime.UtcNow < deadline; )
+            await Task.Delay(20);
+        Assert.Equal(8 * each, budget.Held);
+        Assert.Equal(1, writer.Started);
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);
+        for (var deadline = DateTime.UtcNow.AddSeconds(20); budget.Held > 0 && DateTime.UtcNow < deadline; ) await Task.Delay(20);
+        Assert.Equal(0, budget.Held);
+    }
+
+    /// <summary>A reader of the given requests, then a stream that stays open until cancelled.</summary>
+    private sealed class Requests(IEnumerable<Protos.V1.JacobianRequest> requests, CancellationToken end) : IAsyncStreamReader<Protos.V1.JacobianRequest>
+    {
+        private readonly IEnumerator<Protos.V1.JacobianRequest> _next = requests.GetEnumerator();
+        public Protos.V1.JacobianRequest Current => _next.Current;
+
+        public async Task<bool> MoveNext(CancellationToken cancellationToken)
+        {
+            if (_next.MoveNext()) return true;
+            await Task.Delay(Timeout.Infinite, CancellationTokenSource.CreateLinkedTokenSource(end, cancellationToken).Token);
+            return false;
+        }
+    }
+
+    /// <summary>A client that reads nothing: every write waits until the call is cancelled.</summary>
+    private sealed class StuckWriter : IServerStreamWriter<Protos.V1.Wire.JacobianStreamResponse>
+    {
+        public int Started;
+        public WriteOptions? WriteOptions { get; set; }
+
+        public Task WriteAsync(Protos.V1.Wire.JacobianStreamResponse message) => WriteAsync(message, CancellationToken.None);
+
+        public Task WriteAsync(Protos.V1.Wire.JacobianStreamResponse message, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Started);
+            return Task.Delay(Timeout.Infinite, cancellationToken);
+        }
     }
 
     [Fact]

@@ -36,7 +36,7 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         // Answers in request order: the reader queues each request's answer as a task, the writer awaits them in turn.
         // The channel plus the answer the writer is waiting for are the stream's window: a full one stops the reader,
         // and HTTP/2 flow control the sender.
-        var answers = Channel.CreateBounded<Task<Wire.JacobianStreamResponse>>(new BoundedChannelOptions(_inFlight - 1)
+        var answers = Channel.CreateBounded<Task<Answered>>(new BoundedChannelOptions(_inFlight - 1)
         {
             SingleReader = true,
             SingleWriter = true,
@@ -46,44 +46,61 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
             TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
-            long sequence = 0;
-            while (await requests.MoveNext(context.CancellationToken))
+            try
             {
-                // Room first, so that a request is queued only inside the window. No room ever again once the writer
-                // has failed (nothing drains the window): stop reading.
-                if (!await answers.Writer.WaitToWriteAsync(context.CancellationToken)) break;
-                if (!answers.Writer.TryWrite(Answer(requests.Current, sequence, first: sequence == 0, context))) break;
-                sequence++;
+                long sequence = 0;
+                while (await requests.MoveNext(context.CancellationToken))
+                {
+                    // Room first, so that a request is queued only inside the window. No room ever again once the writer
+                    // has failed (nothing drains the window): stop reading.
+                    if (!await answers.Writer.WaitToWriteAsync(context.CancellationToken)) break;
+                    if (!answers.Writer.TryWrite(Answer(requests.Current, sequence, first: sequence == 0, context))) break;
+                    sequence++;
+                }
             }
-        }
-        catch
-        {
-            // A message that does not parse: the answers already queued still go out, then the stream ends with the
-            // parse error. Cancelled: the writer stops on the same token; the reader's exception is the one to report.
+            catch
+            {
+                // A message that does not parse: the answers already queued still go out, then the stream ends with the
+                // parse error. Cancelled: the writer stops on the same token; the reader's exception is the one to report.
+                answers.Writer.TryComplete();
+                await writing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                throw;
+            }
             answers.Writer.TryComplete();
-            await writing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            throw;
+            await writing;
         }
-        answers.Writer.TryComplete();
-        await writing;
+        finally
+        {
+            // Reader and writer are done: what is left in the window will not be written, and holds its memory until computed.
+            while (answers.Reader.TryRead(out var unwritten))
+                _ = unwritten.ContinueWith(t => t.Result.Held.Dispose(), CancellationToken.None,
+                    TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
 
-    private static async Task WriteInOrder(ChannelReader<Task<Wire.JacobianStreamResponse>> answers,
+    /// <summary>A message's answer and its hold on the call memory budget, let go once the answer is written.</summary>
+    private readonly record struct Answered(Wire.JacobianStreamResponse Response, CallMemory Held);
+
+    private static async Task WriteInOrder(ChannelReader<Task<Answered>> answers,
         IServerStreamWriter<Wire.JacobianStreamResponse> responses, CancellationToken cancellation)
     {
-        await foreach (var answer in answers.ReadAllAsync(cancellation))
-            await responses.WriteAsync(await answer, cancellation);
+        await foreach (var pending in answers.ReadAllAsync(cancellation))
+        {
+            var answered = await pending;
+            using (answered.Held) await responses.WriteAsync(answered.Response, cancellation);
+        }
     }
 
-    private async Task<Wire.JacobianStreamResponse> Answer(JacobianRequest request, long sequence, bool first, ServerCallContext context)
+    // Never throws: every failure is the message's answer, so each Answered (and its hold) reaches the writer or the release.
+    private async Task<Answered> Answer(JacobianRequest request, long sequence, bool first, ServerCallContext context)
     {
         long started = Stopwatch.GetTimestamp();
         using var span = JacServiceTelemetry.Source.StartActivity(JacServiceTelemetry.StreamMessageSpan);
         span?.SetTag(JacServiceTelemetry.Attributes.Model, CallerText.Clip(request.Model));
         span?.SetTag(JacServiceTelemetry.Attributes.StreamSequence, sequence);
         var answer = new Wire.JacobianStreamResponse { Sequence = sequence };
-        // grpc-dotnet has read the message already; held from here, a refusal answers it and lets it go at once.
-        using var held = memory.Open();
+        // grpc-dotnet has read the message already: held from here until the answer is written. A refusal holds nothing.
+        var held = memory.Open();
         try
         {
             if (!first && quota.Refusal(context) is { } refusal)
@@ -105,6 +122,6 @@ public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptio
         }
         metrics.RecordRequest(request.Model, Method, RequestTelemetryInterceptor.StatusName((StatusCode)answer.Code),
             Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return answer;
+        return new Answered(answer, held);
     }
 }
