@@ -18,7 +18,8 @@ namespace JacService.Server.Grpc;
 /// are batched with each other and with everyone else's; answers go back in the order the requests came. A request
 /// that fails is answered in its place with the status the error interceptor would give a unary Jacobian. Each
 /// message is counted in jacservice.requests (method JacobianStream) and traced as a span of its own under the
-/// stream's, so the queue and batch spans of one message hang off it as they hang off a unary call's.
+/// stream's, so the queue and batch spans of one message hang off it as they hang off a unary call's. Each message and
+/// its result hold their share of the call memory budget until the answer is written.
 /// </summary>
 public sealed class JacobianStreams(ModelRegistry registry, IOptions<LimitsOptions> limits, ErrorMappingInterceptor errors,
     JacServiceMetrics metrics, StreamMessageQuota quota, CallMemoryBudget memory)
