@@ -18,6 +18,18 @@ public class CallMemoryBudgetTests
 {
     private const long MiB = 1 << 20;
 
+    private static readonly JacServiceMetrics Metrics = new(new Meter("JacService.Tests.CallMemory"));
+
+    /// <summary>mlp_tanh served from a registry, as the server holds it; the batcher is the caller's to dispose.</summary>
+    private static (ModelRegistry, ModelBatcher) ServedMlp(EngineLimits limits)
+    {
+        var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
+        var registry = new ModelRegistry(TimeProvider.System);
+        var batcher = new ModelBatcher(model, new BatchingOptions { ExecutorThreads = 1 }, TimeProvider.System, Metrics);
+        registry.Set(new ModelEntry("mlp_tanh", 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
+        return (registry, batcher);
+    }
+
     private static CallMemoryBudget Budget(int mib) => new(Options.Create(new LimitsOptions { MaxInFlightMiB = mib }), new Meter("JacService.Tests"));
 
     [Fact]
@@ -69,12 +81,8 @@ public class CallMemoryBudgetTests
     public async Task AJacobianHoldsItsResultSizedByValidationAndTheSizeLimitHoldsWithoutAHold()
     {
         // mlp_tanh: 32 inputs, 16 outputs; a row's result is 16 outputs and 16 x 32 Jacobian entries, 2,112 bytes.
-        var limits = new EngineLimits { MaxResultBytes = 100_000 };
-        var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), limits);
-        var registry = new ModelRegistry(TimeProvider.System);
-        await using var batcher = new ModelBatcher(model, new BatchingOptions { ExecutorThreads = 1 }, TimeProvider.System,
-            new JacServiceMetrics(new Meter("JacService.Tests.CallMemory")));
-        registry.Set(new ModelEntry("mlp_tanh", 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
+        var (registry, batcher) = ServedMlp(new EngineLimits { MaxResultBytes = 100_000 });
+        await using var served = batcher;
         JacobianCall Call(int rows) => JacobianCall.Prepare(registry, "mlp_tanh", "",
             new Dictionary<string, HostTensor> { ["x"] = new([rows, 32], new float[rows * 32]) }, "", [], ProtoMode.Auto, batched: true);
 
@@ -96,17 +104,13 @@ public class CallMemoryBudgetTests
     [Fact]
     public async Task AStreamHoldsItsAnswersUntilWrittenAndLetsTheUnwrittenGoWhenItEnds()
     {
-        var model = ModelVersion.Load("mlp_tanh", 1, File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh")), new EngineLimits());
-        var registry = new ModelRegistry(TimeProvider.System);
-        var meter = new Meter("JacService.Tests.StreamMemory");
-        var metrics = new JacServiceMetrics(meter);
-        await using var batcher = new ModelBatcher(model, new BatchingOptions { ExecutorThreads = 1 }, TimeProvider.System, metrics);
-        registry.Set(new ModelEntry("mlp_tanh", 1, ModelState.Ready, "", new VersionLifetime(model, batcher)));
+        var (registry, batcher) = ServedMlp(new EngineLimits());
+        await using var served = batcher;
         var budget = Budget(8);
         var limits = Options.Create(new LimitsOptions { MaxStreamRequestsInFlight = 8 });
         var errors = new ErrorMappingInterceptor(new CapturingLogger<ErrorMappingInterceptor>(),
             new CallerErrorLog(Options.Create(new CallerErrorsOptions()), TimeProvider.System, new CapturingLogger<CallerErrorLog>()));
-        var streams = new JacobianStreams(registry, limits, errors, metrics, Quotas.StreamMessageQuota.None, budget);
+        var streams = new JacobianStreams(registry, limits, errors, Metrics, Quotas.StreamMessageQuota.None, budget);
 
         var sample = new Protos.V1.JacobianRequest { Model = "mlp_tanh", Inputs = { ["x"] = new Protos.V1.Tensor { Shape = { 32 }, Data = { new float[32] } } } };
         using var cancel = new CancellationTokenSource();

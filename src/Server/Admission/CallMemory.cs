@@ -25,8 +25,6 @@ public sealed class CallMemory(CallMemoryBudget budget) : IDisposable
         if (!TryHold(bytes)) throw new CallMemoryExceededException(budget.Refusal(bytes, what));
     }
 
-    public string Refusal(long bytes, string what) => budget.Refusal(bytes, what);
-
     public void Dispose()
     {
         budget.Release(_held);

@@ -56,7 +56,7 @@ public sealed class CallMemoryBudget
     internal void Release(long bytes) => Interlocked.Add(ref _held, -bytes);
 
     /// <summary>What a caller refused for <paramref name="bytes"/> of <paramref name="what"/> is told.</summary>
-    internal string Refusal(long bytes, string what) =>
+    public string Refusal(long bytes, string what) =>
         $"the server holds {Mib(Held)} MiB for calls in progress, and this call's {what} of {Mib(bytes)} MiB would pass " +
         $"Limits:MaxInFlightMiB ({Mib(_limit)} MiB); retry when calls in progress have answered";
 

@@ -52,7 +52,7 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         using var memory = budget.Open();
         if (!memory.TryHold(bytes))
         {
-            Refuse(context, memory.Refusal(bytes, "request message"));
+            Refuse(context, budget.Refusal(bytes, "request message"));
             return;
         }
         // The handler adds the result to the same hold (CallMemory.Of); all of it is let go once the response is written.
