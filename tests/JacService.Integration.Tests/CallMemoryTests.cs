@@ -5,18 +5,20 @@ using Grpc.Core;
 using JacService.Protos.V1;
 using JacService.Testing;
 using Xunit.Abstractions;
+using static JacService.Integration.Tests.ClientTesting;
 
 namespace JacService.Integration.Tests;
 
 /// <summary>
 /// Limits:MaxInFlightMiB against the real server: a call whose message would take the bytes held past the budget
-/// is refused RESOURCE_EXHAUSTED from its length prefix alone, one whose result would before it is queued, calls of up to 1 MiB go on even past the budget, and once
+/// is refused RESOURCE_EXHAUSTED from its length prefix alone, one whose result or Predict outputs would before it is queued, calls of up to 1 MiB go on even past the budget, and once
 /// the held call has answered the refused one is served. The held call is one whose client sent the prefix and a first part of its body and then waits,
 /// as a slow or hostile sender of a large message would.
 /// </summary>
 public class CallMemoryTests(ITestOutputHelper output)
 {
     private const string Model = "mlp_tanh";
+    private const string Decoder = "conv_decoder";
     private const int Rows = 40_000; // 40,000 rows of 32 floats: a 5 MB message
 
     [Fact]
@@ -49,6 +51,15 @@ public class CallMemoryTests(ITestOutputHelper output)
         Assert.Equal(StatusCode.ResourceExhausted, resultRefused.StatusCode);
         Assert.Contains("and this call's result of 4.0 MiB would pass Limits:MaxInFlightMiB (8.0 MiB)", resultRefused.Status.Detail);
 
+        // So are Predict's outputs: 7,000 rows of conv_decoder (32 floats in a row, 128 out) send 0.9 MB, which is taken,
+        // and would answer 3.4 MiB.
+        var decoder = Fixtures.Load(Decoder);
+        var decode = new PredictRequest { Model = Decoder };
+        foreach (var (name, t) in TiledInputs(decoder, 7000)) decode.Inputs[name] = t.ToProto();
+        var outputsRefused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(decode).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, outputsRefused.StatusCode);
+        Assert.Contains("and this call's outputs of 3.4 MiB would pass Limits:MaxInFlightMiB (8.0 MiB)", outputsRefused.Status.Detail);
+
         // A small call is served beside the held one.
         var small = await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } });
         Compare.Close(reference.Outputs["y"], small.Outputs["y"].Shape.ToArray(), small.Outputs["y"].Data, 1e-4, "beside the held call");
@@ -73,13 +84,16 @@ public class CallMemoryTests(ITestOutputHelper output)
         await WaitForHeld(server, 0);
         var served = await server.Client.PredictAsync(large);
         Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], served.Outputs["y"].Shape);
+        var decoded = await server.Client.PredictAsync(decode);
+        foreach (var (name, expected) in decoder.Outputs)
+            CloseTiled(expected, JacService.Client.FloatTensor.FromProto(decoded.Outputs[name]), $"{Decoder}.{name}");
         var jacobiansServed = await server.Client.BatchJacobianAsync(jacobians);
         Assert.Equal([2000, reference.Outputs["y"].Shape[1], reference.Inputs["x"].Shape[1]], jacobiansServed.Jacobians["y"].Shape);
         // With room, the stream's wide message reaches validation.
         Assert.Equal((int)StatusCode.InvalidArgument, (await Stream(server, wide))[0].Code);
 
         var metrics = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-        Assert.Equal(3, metrics.Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value));
+        Assert.Equal(4, metrics.Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value));
         output.WriteLine(string.Join('\n', server.Log.Split('\n').Where(l => l.Contains("MaxInFlightMiB", StringComparison.Ordinal))));
         Assert.False(server.HasExited);
     }

@@ -7,7 +7,7 @@ using static JacService.Integration.Tests.SecondOrder;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// Second derivatives against the size limit and the micro-batcher's splitting. Its own server: a 1 MiB result limit (so
+/// Results against the size limit (second derivatives', Predict's outputs) and the micro-batcher's splitting. Its own server: a 1 MiB result limit (so
 /// a few dozen mlp_tanh Hessians are over it) and batches of at most 2 rows (so a request of 5 runs as 2 + 2 + 1),
 /// compared with the shared server, which runs the same request as one batch.
 /// </summary>
@@ -43,6 +43,36 @@ public sealed class SecondOrderLimitsTests(ServerProcess unsplit, SecondOrderLim
         e = await Assert.ThrowsAsync<RpcException>(() => _server.Client.BatchHessianAsync(request).ResponseAsync);
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
         Assert.Contains("(20 samples x 16,912 floats)", e.Status.Detail);
+    }
+
+    /// <summary>
+    /// Predict's outputs are sized before any work too, through JacobianService and the Open Inference Protocol alike:
+    /// 2,100 rows of conv_decoder send 269 KB and would answer 2,100 x 128 floats, 1,075,200 bytes. A decoder's outputs
+    /// may be thousands of times its inputs; before the check, 128 KB sent to one made the server take 5 GB.
+    /// </summary>
+    [Fact]
+    public async Task PredictOutputsOverTheLimitAreResourceExhaustedNamingTheirSize()
+    {
+        const string expected = "the outputs would take 1,075,200 bytes (2100 samples x 128 floats), over the limit of 1,048,576; send fewer samples per request";
+        static Tensor Latents(int rows) => Tensors.Create(Enumerable.Range(0, rows * 32).Select(i => (float)Math.Sin(0.37 * i)).ToArray(), rows, 2, 4, 4);
+        var x = Latents(2100);
+        var e = await Assert.ThrowsAsync<RpcException>(() => _server.Client.PredictAsync(new PredictRequest { Model = "conv_decoder", Inputs = { ["x"] = x } }).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+        Assert.Equal(expected, e.Status.Detail);
+
+        var oip = new Protos.Inference.GRPCInferenceService.GRPCInferenceServiceClient(_server.Channel);
+        var infer = new Protos.Inference.ModelInferRequest { ModelName = "conv_decoder" };
+        infer.Inputs.Add(new Protos.Inference.ModelInferRequest.Types.InferInputTensor
+        {
+            Name = "x", Datatype = "FP32", Shape = { 2100, 2, 4, 4 }, Contents = new() { Fp32Contents = { x.Data } },
+        });
+        e = await Assert.ThrowsAsync<RpcException>(() => oip.ModelInferAsync(infer).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+        Assert.Equal(expected, e.Status.Detail);
+
+        // 2,048 rows, 1,048,576 bytes, are served.
+        var served = await _server.Client.PredictAsync(new PredictRequest { Model = "conv_decoder", Inputs = { ["x"] = Latents(2048) } });
+        Assert.Equal([2048L, 128], served.Outputs["y"].Shape);
     }
 
     /// <summary>A Laplacian does not grow with wrt's size: the batch whose Hessian is refused above is served.</summary>

@@ -102,6 +102,31 @@ public class CallMemoryBudgetTests
     }
 
     [Fact]
+    public async Task APredictHoldsItsOutputsAndTheSizeLimitRefusesThemBeforeAnyWork()
+    {
+        // mlp_tanh's outputs are 16 floats a row, 64 bytes: 1,562 rows fit under 100,000 bytes, 1,563 do not.
+        var (registry, batcher) = ServedMlp(new EngineLimits { MaxResultBytes = 100_000 });
+        await using var served = batcher;
+        using var lease = registry.Acquire("mlp_tanh", "");
+        var entry = lease.Entry;
+        HostTensor[] Rows(int rows) => [new([rows, 32], new float[rows * 32])];
+
+        var budget = Budget(8);
+        using (var memory = budget.Open())
+        {
+            var result = await PredictCall.SubmitAsync(entry, Rows(1562), null, CancellationToken.None, memory);
+            Assert.Equal([1562, 16], result.Outputs["y"].Shape);
+            Assert.Equal(1562 * 64, budget.Held);
+        }
+        Assert.Equal(0, budget.Held);
+        var refused = Assert.Throws<ResultTooLargeException>(() => { _ = PredictCall.SubmitAsync(entry, Rows(1563), null, CancellationToken.None, budget.Open()); });
+        Assert.Equal("the outputs would take 100,032 bytes (1563 samples x 16 floats), over the limit of 100,000; send fewer samples per request", refused.Message);
+        Assert.Throws<ResultTooLargeException>(() => { _ = PredictCall.SubmitAsync(entry, Rows(1563), null, CancellationToken.None, null); });
+        Assert.Equal(0, budget.Held);
+        Assert.Equal(0, batcher.Load.QueuedRows);
+    }
+
+    [Fact]
     public async Task AStreamHoldsItsAnswersUntilWrittenAndLetsTheUnwrittenGoWhenItEnds()
     {
         var (registry, batcher) = ServedMlp(new EngineLimits());

@@ -260,17 +260,32 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public long CheckResultSize(HostTensor[] inputs, int wrt, int[] of, long? directions = null, bool vjp = false)
     {
-        long batch = inputs[0].Shape[0];
         long perSample = FromSamplePlan(inputs, plan =>
         {
             CheckEntries(plan, inputs, wrt, of);
             return ResultFloats(plan, inputs, wrt, of, directions, vjp);
         });
+        return WithinResultLimit(inputs[0].Shape[0], perSample, "the result", "send fewer samples per request or name fewer outputs in 'of'");
+    }
+
+    /// <summary>
+    /// Refuses, before any work, Predict outputs over the size limit, else returns their bytes. A decoder's outputs may
+    /// be thousands of times its inputs: without this, a request of a few kilobytes could make the pass allocate
+    /// gigabytes.
+    /// </summary>
+    public long CheckOutputSize(HostTensor[] inputs)
+    {
+        long perSample = FromSamplePlan(inputs, plan => Graph.OutputIds.Sum(plan.Elements));
+        return WithinResultLimit(inputs[0].Shape[0], perSample, "the outputs", "send fewer samples per request");
+    }
+
+    /// <summary>The bytes of <paramref name="batch"/> samples of <paramref name="perSample"/> floats, refused over Limits:MaxResponseMiB.</summary>
+    private long WithinResultLimit(long batch, long perSample, string what, string advice)
+    {
         long bytes = batch * perSample * sizeof(float);
         if (bytes > Limits.MaxResultBytes)
             throw new ResultTooLargeException(
-                $"the result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; " +
-                "send fewer samples per request or name fewer outputs in 'of'");
+                $"{what} would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), over the limit of {Limits.MaxResultBytes:N0}; {advice}");
         return bytes;
     }
 
@@ -323,18 +338,13 @@ public sealed class ModelVersion : IDisposable
     /// </summary>
     public long CheckSecondOrderSize(HostTensor[] inputs, int wrt, int[] of, SecondOrderKind kind, bool includeJacobian)
     {
-        long batch = inputs[0].Shape[0];
         long perSample = FromSamplePlan(inputs, plan =>
         {
             CheckEntries(plan, inputs, wrt, of);
             return SecondOrderFloats(plan, inputs, wrt, of, kind, includeJacobian);
         });
-        long bytes = batch * perSample * sizeof(float);
-        if (bytes > Limits.MaxResultBytes)
-            throw new ResultTooLargeException(
-                $"the {(kind == SecondOrderKind.Hessian ? "Hessian" : "Laplacian")} result would take {bytes:N0} bytes ({batch} samples x {perSample:N0} floats), " +
-                $"over the limit of {Limits.MaxResultBytes:N0}; send fewer samples per request or name fewer outputs in 'of'");
-        return bytes;
+        return WithinResultLimit(inputs[0].Shape[0], perSample, $"the {(kind == SecondOrderKind.Hessian ? "Hessian" : "Laplacian")} result",
+            "send fewer samples per request or name fewer outputs in 'of'");
     }
 
     /// <summary>Floats in one sample's second-order result: all outputs, per output in of its Hessian (in² each) or Laplacian, and optionally its Jacobian.</summary>

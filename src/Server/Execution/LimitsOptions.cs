@@ -26,7 +26,7 @@ public sealed class LimitsOptions : IValidatableObject
     [Range(1, 1 << 20)]
     public int MaxInFlightMiB { get; set; } = 256;
 
-    /// <summary>Largest result a request may ask for (outputs plus Jacobians); larger ones get RESOURCE_EXHAUSTED before any work.</summary>
+    /// <summary>Largest result a request may ask for (outputs plus Jacobians, or Predict's outputs); larger ones get RESOURCE_EXHAUSTED before any work.</summary>
     [Range(1, 2047)]
     public int MaxResponseMiB { get; set; } = 256;
 

@@ -27,7 +27,7 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         var entry = lease.Entry;
         var model = entry.Model!;
         var inputs = model.ValidateInputs(TensorMapping.FromProto(request.Inputs), batched: true);
-        var result = await entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, inputs), inputs, CallDeadline.Of(context), context.CancellationToken);
+        var result = await PredictCall.SubmitAsync(entry, inputs, CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
         CallArrays.ReturnWhenWritten(context, inputs, result);
         var response = new Wire.PredictResponse { Model = model.Name, Version = model.Version.ToString() };
         TensorMapping.Fill(response.Outputs, result.Outputs);

@@ -4,7 +4,6 @@ using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Protos.Inference;
 using JacService.Server.Admission;
-using JacService.Server.Batching;
 using JacService.Server.Grpc;
 using JacService.Server.Models;
 
@@ -107,7 +106,8 @@ public sealed class InferenceGrpcService(ModelRegistry registry, IHostApplicatio
         using var lease = registry.Acquire(request.ModelName, request.ModelVersion);
         var model = lease.Entry.Model!;
         var host = model.ValidateInputs(inputs, batched: true);
-        var result = await lease.Entry.Batcher!.SubmitAsync(WorkKey.For(WorkKind.Predict, host), host, CallDeadline.Of(context), context.CancellationToken);
+        var result = await PredictCall.SubmitAsync(lease.Entry, host, CallDeadline.Of(context), context.CancellationToken,
+            CallMemory.Of(context));
         return (model, [.. InModelOrder(model, result.Outputs)], null);
     }
 
