@@ -87,7 +87,9 @@ public static class JacServiceChannel
                             InitialBackoff = options.InitialBackoff,
                             MaxBackoff = options.MaxBackoff,
                             BackoffMultiplier = options.BackoffMultiplier,
-                            RetryableStatusCodes = { StatusCode.Unavailable },
+                            // RESOURCE_EXHAUSTED: a full queue, the server's call memory budget or a quota, which pass;
+                            // a call too large for any retry comes with a negative pushback, which stops the retries.
+                            RetryableStatusCodes = { StatusCode.Unavailable, StatusCode.ResourceExhausted },
                         },
                     },
                 },

@@ -18,7 +18,9 @@ public sealed class JacServiceClientOptions
 
     /// <summary>
     /// Attempts per call, the first included, when the server answers UNAVAILABLE (down, restarting, model still
-    /// loading). Every JacService call is idempotent, so repeating one is safe. 1 turns retries off; gRPC allows 5 at most.
+    /// loading) or RESOURCE_EXHAUSTED (a full queue, its call memory budget, a quota; after the wait the server asks
+    /// for, if it names one, and not for a call too large for any retry, which it marks so). Every JacService call is
+    /// idempotent, so repeating one is safe. 1 turns retries off; gRPC allows 5 at most.
     /// </summary>
     public int MaxAttempts { get; set; } = 5;
 

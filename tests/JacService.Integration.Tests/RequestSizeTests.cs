@@ -8,7 +8,7 @@ namespace JacService.Integration.Tests;
 
 /// <summary>
 /// Limits:MaxRequestMiB is the size a request may have, whatever Kestrel's own default cap on a request body (30,000,000
-/// bytes): a Predict of 46 MB under a 48 MiB limit is answered, one of 51 MB is RESOURCE_EXHAUSTED with gRPC's reason, and
+/// bytes): a Predict of 46 MB under a 48 MiB limit is answered, one of 51 MB is RESOURCE_EXHAUSTED naming both sizes, and
 /// neither leaves an error or a stack trace in the log. Before Kestrel's cap followed the setting, every unary request
 /// between 30,000,000 bytes and the limit (a batch of 64 ImageNet images, 38.5 MB) ended UNKNOWN.
 /// </summary>
@@ -49,7 +49,10 @@ public class RequestSizeTests(ITestOutputHelper output)
         Assert.True(tooLarge.CalculateSize() > 48 << 20);
         var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(tooLarge).ResponseAsync);
         Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
-        Assert.Equal("Received message exceeds the maximum configured message size.", refused.Status.Detail);
+        Assert.Equal($"the request message of {tooLarge.CalculateSize():N0} bytes is over Limits:MaxRequestMiB (50,331,648 bytes); send fewer samples per request",
+            refused.Status.Detail);
+        // Refused from its length prefix, its body unread, and marked as too large for any retry to cure.
+        Assert.Equal("-1", refused.Trailers.GetValue("grpc-retry-pushback-ms"));
 
         // Still serving, and nothing about either call logged as an error.
         Assert.NotEmpty((await server.Client.PredictAsync(new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } })).Outputs);

@@ -9,20 +9,21 @@ namespace JacService.Server.Tests;
 /// <summary>The interceptor alone, in process: each exception the service can throw, and the status a client sees.</summary>
 public class ErrorMappingTests
 {
-    public static TheoryData<Type, StatusCode> Mapped => new()
+    /// <summary>Each exception, its status, and the retry pushback its answer carries (null: none, the client's own backoff).</summary>
+    public static TheoryData<Type, StatusCode, string?> Mapped => new()
     {
-        { typeof(InvalidRequestException), StatusCode.InvalidArgument },
-        { typeof(NodeEvaluationException), StatusCode.InvalidArgument },
-        { typeof(ResultTooLargeException), StatusCode.ResourceExhausted },
-        { typeof(PlanTooLargeException), StatusCode.ResourceExhausted },
-        { typeof(ExecutorBusyException), StatusCode.ResourceExhausted },
-        { typeof(QuotaExceededException), StatusCode.ResourceExhausted },
-        { typeof(CallMemoryExceededException), StatusCode.ResourceExhausted },
-        { typeof(ModelNotFoundException), StatusCode.NotFound },
-        { typeof(ModelUnavailableException), StatusCode.Unavailable },
-        { typeof(ModelFailedException), StatusCode.FailedPrecondition },
-        { typeof(QueueDeadlineExceededException), StatusCode.DeadlineExceeded },
-        { typeof(BatcherStoppedException), StatusCode.Unavailable },
+        { typeof(InvalidRequestException), StatusCode.InvalidArgument, null },
+        { typeof(NodeEvaluationException), StatusCode.InvalidArgument, null },
+        { typeof(ResultTooLargeException), StatusCode.ResourceExhausted, "-1" },
+        { typeof(PlanTooLargeException), StatusCode.ResourceExhausted, "-1" },
+        { typeof(ExecutorBusyException), StatusCode.ResourceExhausted, null },
+        { typeof(QuotaExceededException), StatusCode.ResourceExhausted, null },
+        { typeof(CallMemoryExceededException), StatusCode.ResourceExhausted, null },
+        { typeof(ModelNotFoundException), StatusCode.NotFound, null },
+        { typeof(ModelUnavailableException), StatusCode.Unavailable, null },
+        { typeof(ModelFailedException), StatusCode.FailedPrecondition, null },
+        { typeof(QueueDeadlineExceededException), StatusCode.DeadlineExceeded, null },
+        { typeof(BatcherStoppedException), StatusCode.Unavailable, null },
     };
 
     private readonly CapturingLogger<ErrorMappingInterceptor> _log = new();
@@ -33,7 +34,7 @@ public class ErrorMappingTests
 
     [Theory]
     [MemberData(nameof(Mapped))]
-    public async Task EachExceptionGetsItsStatusAndKeepsItsMessage(Type type, StatusCode code)
+    public async Task EachExceptionGetsItsStatusAndKeepsItsMessage(Type type, StatusCode code, string? retryPushback)
     {
         var thrown = Create(type, "expected shape [B, 3], got [2, 4]");
 
@@ -44,6 +45,7 @@ public class ErrorMappingTests
         {
             Assert.Equal(code, e.StatusCode);
             Assert.Equal(thrown.Message, e.Status.Detail);
+            Assert.Equal(retryPushback, e.Trailers.GetValue("grpc-retry-pushback-ms"));
         }
         Assert.Empty(_log.Entries); // the caller's mistake or the server's load, not a bug to log
         // One line for the two calls: the second came within the interval.

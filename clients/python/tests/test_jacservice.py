@@ -249,6 +249,7 @@ class NumbersTests(Checks):
             with self.assertRaises(jacservice.ResourceExhaustedError) as refused:
                 client.batch_jacobian("mlp_tanh", {"x": x}, stream=False)
             self.assertIn("over the limit", refused.exception.message)
+            self.assertEqual(refused.exception.retry_pushback_ms, -1)  # too large for any retry: sent once
             # stream=None: refused as one message, so streamed; then with the client's own limit low, streamed at once.
             r = client.batch_jacobian("mlp_tanh", {"x": x})
             self.close(r.jacobians["y"], expected, "reassembled after the refusal")
@@ -356,6 +357,7 @@ class ErrorTests(Checks):
                 # 128 x 128 x 10 floats per sample: 300 samples are 78 MB of Hessians, over the 4 MiB limit.
                 client.batch_hessian("wide_classifier", {"x": np.zeros((300, 128))})
             self.assertIn("over the limit", e.exception.message)
+            self.assertEqual(e.exception.retry_pushback_ms, -1)
             with self.assertRaises(jacservice.DeadlineExceededError):
                 client.predict("slow_queue", {"x": x}, timeout=0.5)
             for error in (e.exception,):
@@ -398,6 +400,24 @@ class ErrorTests(Checks):
                 with self.assertRaises(jacservice.UnavailableError):
                     await client.get_model("pinn")
         asyncio.run(run())
+
+    def test_resource_exhausted_is_retried_unless_the_server_says_never(self) -> None:
+        def refused(pushback: Optional[str]) -> errors.JacServiceError:
+            fake = grpc.RpcError()
+            fake.code = lambda: grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            fake.details = lambda: "the server holds 250.0 MiB for calls in progress"  # type: ignore[attr-defined]
+            trailing = (("grpc-retry-pushback-ms", pushback),) if pushback is not None else ()
+            fake.trailing_metadata = lambda: trailing  # type: ignore[attr-defined]
+            return errors.from_rpc_error(fake)
+
+        backoff = core.Backoff(retries=4)
+        unsaid, wait, never, garbled = refused(None), refused("1500"), refused("-1"), refused("soon")
+        self.assertEqual([e.retry_pushback_ms for e in (unsaid, wait, never, garbled)], [None, 1500, -1, -1])
+        self.assertEqual([core.worth_retrying(e) for e in (unsaid, wait, never, garbled)], [True, True, False, False])
+        self.assertEqual(backoff.delay(0, wait.retry_pushback_ms), 1.5)
+        self.assertTrue(0.1 <= backoff.delay(0, unsaid.retry_pushback_ms) <= 0.2)
+        # A check the client made itself is never retried.
+        self.assertFalse(core.worth_retrying(errors.error_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "too large", local=True)))
 
     def test_every_status_code_maps_to_its_class_and_keeps_the_message(self) -> None:
         expected = {

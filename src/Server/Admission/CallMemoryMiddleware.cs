@@ -43,16 +43,22 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         long bytes = MessageBytes(read.Buffer);
         // Nothing consumed: grpc-dotnet reads the same bytes next.
         reader.AdvanceTo(read.Buffer.Start);
-        // No whole prefix, or a message over Limits:MaxRequestMiB: grpc-dotnet answers those itself, having read nothing more.
-        if (bytes < 0 || bytes > _maxMessage)
+        // No whole prefix: grpc-dotnet answers that itself, having read nothing more.
+        if (bytes < 0)
         {
             await next(context);
+            return;
+        }
+        if (bytes > _maxMessage)
+        {
+            Refuse(context, $"the request message of {bytes:N0} bytes is over Limits:MaxRequestMiB ({_maxMessage:N0} bytes); send fewer samples per request",
+                retry: false);
             return;
         }
         using var memory = budget.Open();
         if (!memory.TryHold(bytes))
         {
-            Refuse(context, budget.Refusal(bytes, "request message"));
+            Refuse(context, budget.Refusal(bytes, "request message"), retry: true);
             return;
         }
         // The handler adds the result to the same hold (CallMemory.Of); all of it is let go once the response is written.
@@ -60,7 +66,8 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         await next(context);
     }
 
-    // A compressed message's length says nothing of what it inflates to, up to Limits:MaxRequestMiB: that is held.
+    // A compressed message's length says nothing of what it inflates to, up to Limits:MaxRequestMiB: that is held (and
+    // grpc-dotnet refuses one that inflates past it).
     private long MessageBytes(ReadOnlySequence<byte> buffer)
     {
         if (buffer.Length < PrefixBytes) return -1;
@@ -70,11 +77,13 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         return prefix[0] == 0 ? length : _maxMessage;
     }
 
-    private void Refuse(HttpContext context, string message)
+    /// <param name="retry">False for a message no retry could make fit: its answer carries a negative retry pushback (ErrorMappingInterceptor).</param>
+    private void Refuse(HttpContext context, string message, bool retry)
     {
         callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
         // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
         context.Response.StatusCode = StatusCodes.Status200OK;
         GrpcRefusal.Write(context.Response, StatusCode.ResourceExhausted, message);
+        if (!retry) context.Response.Headers[GrpcRefusal.RetryPushbackHeader] = "-1";
     }
 }

@@ -12,6 +12,9 @@ namespace JacService.Server.Auth;
 /// </summary>
 public static class GrpcRefusal
 {
+    /// <summary>gRPC's retry hint (gRFC A6): milliseconds to wait before the next attempt, or a negative number for none.</summary>
+    public const string RetryPushbackHeader = "grpc-retry-pushback-ms";
+
     public static bool IsGrpc(HttpContext context) =>
         context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
 

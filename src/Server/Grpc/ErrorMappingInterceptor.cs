@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using JacService.Core;
+using JacService.Server.Auth;
 using JacService.Server.Telemetry;
 
 namespace JacService.Server.Grpc;
@@ -54,7 +55,17 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
     }
 
-    private RpcException ToRpcException(Exception e, ServerCallContext context) => new(StatusOf(e, context));
+    private RpcException ToRpcException(Exception e, ServerCallContext context) =>
+        IsTooLargeToRetry(e) ? new(StatusOf(e, context), DoNotRetry) : new(StatusOf(e, context));
+
+    /// <summary>
+    /// RESOURCE_EXHAUSTED is transient (a full queue, the call memory budget, a quota) unless the call itself is too
+    /// large, which no retry cures. Those say so in gRPC's own terms (gRFC A6): a negative retry pushback stops the
+    /// retries of clients whose retry policy covers the code, as JacService's clients' does.
+    /// </summary>
+    private static bool IsTooLargeToRetry(Exception e) => e is ResultTooLargeException or PlanTooLargeException;
+
+    private static readonly Metadata DoNotRetry = new() { { GrpcRefusal.RetryPushbackHeader, "-1" } };
 
     /// <summary>
     /// The status a failed request gets, logged as the interceptor logs it; JacobianStream answers each of its

@@ -92,7 +92,7 @@ public static class QuotaExtensions
             long milliseconds = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalMilliseconds));
             // retry-after for people and proxies; grpc-retry-pushback-ms for gRPC clients whose retry policy covers RESOURCE_EXHAUSTED.
             context.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            context.Response.Headers["grpc-retry-pushback-ms"] = milliseconds.ToString(CultureInfo.InvariantCulture);
+            context.Response.Headers[GrpcRefusal.RetryPushbackHeader] = milliseconds.ToString(CultureInfo.InvariantCulture);
             message = $"quota exceeded: {caller.RateText}; retry in {milliseconds} ms";
         }
         else

@@ -238,7 +238,7 @@ class AsyncClient:
         """Raises `error` unless it is worth another attempt; otherwise sleeps the backoff."""
         if not core.worth_retrying(error) or attempt >= self._backoff.retries:
             raise error
-        delay = self._backoff.delay(attempt)
+        delay = self._backoff.delay(attempt, error.retry_pushback_ms)
         if time.monotonic() + delay >= deadline:
             raise error
         await asyncio.sleep(delay)

@@ -549,22 +549,28 @@ _RESET_IN_TRANSIT = "Received RST_STREAM with error code "
 
 
 def worth_retrying(error: errors.JacServiceError) -> bool:
-    """UNAVAILABLE, or INTERNAL from a stream reset in transit: either way no server answered the call."""
+    """UNAVAILABLE, or INTERNAL from a stream reset in transit: either way no server answered the call. Or
+    RESOURCE_EXHAUSTED that passes (a full queue, the server's memory for calls in progress, a quota): the server marks
+    a call too large for any retry with a negative pushback."""
+    if isinstance(error, errors.ResourceExhaustedError):
+        return not error.local and (error.retry_pushback_ms is None or error.retry_pushback_ms >= 0)
     return isinstance(error, errors.UnavailableError) or (
         isinstance(error, errors.InternalError) and error.message.startswith(_RESET_IN_TRANSIT))
 
 
 @dataclass
 class Backoff:
-    """Attempts on UNAVAILABLE and streams reset in transit (every JacService call is idempotent): gRPC's jittered
-    exponential backoff."""
+    """Attempts on what `worth_retrying` takes (every JacService call is idempotent): gRPC's jittered exponential
+    backoff, or the wait the server asks for."""
 
     retries: int
     initial: float = 0.2
     maximum: float = 5.0
     multiplier: float = 2.0
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, pushback_ms: Optional[int] = None) -> float:
+        if pushback_ms is not None and pushback_ms >= 0:
+            return pushback_ms / 1000
         base = min(self.maximum, self.initial * self.multiplier ** attempt)
         return base * random.uniform(0.5, 1.0)
 

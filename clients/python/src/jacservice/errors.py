@@ -21,12 +21,15 @@ __all__ = [
 class JacServiceError(Exception):
     """A call that failed: `code` is the gRPC status, `message` the server's words (or the client's, for `local`)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, local: bool = False) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, *, local: bool = False,
+                 retry_pushback_ms: Optional[int] = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         # True when the client refused the call before sending it (the server never saw it).
         self.local = local
+        # The server's grpc-retry-pushback-ms: how long to wait before trying again, negative for never; None if unsaid.
+        self.retry_pushback_ms = retry_pushback_ms
 
 
 class InvalidArgumentError(JacServiceError):
@@ -42,7 +45,8 @@ class FailedPreconditionError(JacServiceError):
 
 
 class ResourceExhaustedError(JacServiceError):
-    """RESOURCE_EXHAUSTED: the result is over the server's size limit, or its queue is full."""
+    """RESOURCE_EXHAUSTED: the call is over the server's size limits (`retry_pushback_ms` is then negative), or its
+    queue, its memory for calls in progress or the caller's quota is full for now, after every retry."""
 
 
 class DeadlineExceededError(JacServiceError):
@@ -90,12 +94,26 @@ _BY_CODE: Dict[grpc.StatusCode, Type[JacServiceError]] = {
 }
 
 
-def error_for(code: grpc.StatusCode, message: str, *, local: bool = False) -> JacServiceError:
-    return _BY_CODE.get(code, JacServiceError)(code, message, local=local)
+def error_for(code: grpc.StatusCode, message: str, *, local: bool = False,
+              retry_pushback_ms: Optional[int] = None) -> JacServiceError:
+    return _BY_CODE.get(code, JacServiceError)(code, message, local=local, retry_pushback_ms=retry_pushback_ms)
 
 
 def from_rpc_error(error: grpc.RpcError) -> JacServiceError:
     """The JacServiceError for a failed grpc call (sync or grpc.aio)."""
     code: Optional[grpc.StatusCode] = error.code()  # type: ignore[attr-defined]
     details: Optional[str] = error.details()  # type: ignore[attr-defined]
-    return error_for(code or grpc.StatusCode.UNKNOWN, details or "")
+    return error_for(code or grpc.StatusCode.UNKNOWN, details or "", retry_pushback_ms=_retry_pushback_ms(error))
+
+
+def _retry_pushback_ms(error: grpc.RpcError) -> Optional[int]:
+    """grpc-retry-pushback-ms from the call's trailing metadata (gRFC A6: a value that is not an integer means stop)."""
+    trailing = getattr(error, "trailing_metadata", None)
+    for key, value in (trailing() if callable(trailing) else None) or ():
+        if key == "grpc-retry-pushback-ms":
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            try:
+                return int(text)
+            except ValueError:
+                return -1
+    return None
