@@ -179,6 +179,46 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// AUTO times the mode with fewer directions first and stops the other once it has run as long. At 1,024 rows of a
+    /// 2048-wide MLP with 2 outputs, reverse mode's compiled Jacobian takes a fraction of a second (over the tenth of a
+    /// second from which runs are stopped), and forward mode is not given the many times as long it needs: with 256 inputs
+    /// its graph would pass the working memory, and its interpreter's probe is stopped while timed; with 8 its compiled
+    /// graph is stopped in its first run, inside ONNX Runtime. The choice records forward mode as stopped (infinite), the
+    /// Jacobians are reverse mode's, and both graphs stay in service: forward mode, asked for, gives the same Jacobians.
+    /// </summary>
+    [Theory]
+    [InlineData(256)]
+    [InlineData(8)]
+    public void AutoStopsTheSlowerModeOnceItHasRunAsLongAsTheFasterTook(int inputs)
+    {
+        var g = new OnnxBuilder(13);
+        var h = g.Node("Tanh", [g.Node("MatMul", [g.X(1024, inputs), g.W(Dists.Within(1.0 / inputs), inputs, 2048)])]);
+        h = g.Node("Tanh", [g.Node("MatMul", [h, g.W(Dists.Within(0.02), 2048, 2048)])]);
+        g.Node("MatMul", [h, g.W(Dists.Within(0.02), 2048, 2)]);
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
+        using var model = ModelVersion.Load("wide", 1, bytes, new EngineLimits());
+        var rng = new Random(5);
+        var x = new HostTensor([1024, inputs], Enumerable.Range(0, 1024 * inputs).Select(_ => (float)rng.NextDouble()).ToArray());
+        using var scope = NewDisposeScope();
+        var auto = model.Jacobian([x], 0, [0], DerivativeMode.Auto);
+
+        var choice = Assert.Single(model.DerivativeChoices);
+        output.WriteLine($"forward {choice.ForwardMicroseconds} us, reverse {choice.ReverseMicroseconds} us");
+        Assert.Equal(DerivativeMode.Reverse, auto.Mode);
+        Assert.Equal(DerivativeMode.Reverse, choice.Mode);
+        Assert.True(choice.Timed);
+        Assert.True(choice.ReverseMicroseconds > AlternatingTimer.RepeatFor.TotalMicroseconds, $"reverse mode took {choice.ReverseMicroseconds} us");
+        Assert.Equal(double.PositiveInfinity, choice.ForwardMicroseconds);
+        using var reference = ModelVersion.Load("wide", 1, bytes, new EngineLimits { CompileDerivatives = false, CalibrateAuto = false });
+        AssertClose("wide, AUTO", reference.Jacobian([x], 0, [0], DerivativeMode.Reverse).Jacobians, auto.Jacobians);
+        // Stopping a graph's run takes nothing out of service; forward mode on 4 rows (cheap) gives the same Jacobians.
+        Assert.All(model.CompiledDerivatives, c => Assert.True(c.Compiled, c.Note));
+        var few = new HostTensor([4, inputs], x.Data[..(4 * inputs)]);
+        AssertClose("wide, forward mode", reference.Jacobian([few], 0, [0], DerivativeMode.Reverse).Jacobians,
+            model.Jacobian([few], 0, [0], DerivativeMode.Forward).Jacobians);
+    }
+
+    /// <summary>
     /// A graph over Engine:MaxCompiledNodes is left to the interpreter with the reason: ONNX Runtime's preparation grows with
     /// the square of the graph (18 s for the 10,000 nodes of a scripted RNN unrolled over 512 steps).
     /// </summary>

@@ -26,14 +26,14 @@ internal static class AlternatingTimer
     private const int WarmRuns = 2;
 
     /// <summary>Runs this slow are timed once each: repeating them would only add to the first request's wait.</summary>
-    private static readonly TimeSpan RepeatFor = TimeSpan.FromMilliseconds(100);
+    public static readonly TimeSpan RepeatFor = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
     /// A warm-up round this slow is the measurement: what later runs would save (an arena grown, pages touched) is small
     /// beside runs of seconds, and the first request waits for every run. ConvNeXt-Tiny's first Vjp of eight images took
     /// 14-23 s with a timed round after the warm one, against 2 s from then on.
     /// </summary>
-    private static readonly TimeSpan FirstRoundSuffices = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan FirstRoundSuffices = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The least microseconds of a run of each. With <paramref name="secondWithin"/> (the most microseconds the second may
@@ -64,7 +64,7 @@ internal static class AlternatingTimer
     }
 
     /// <summary>Microseconds of one run, or infinity where it ran past <paramref name="budgetUs"/> and was stopped.</summary>
-    private static double TimeWithin(Action run, bool gpu, double budgetUs)
+    public static double TimeWithin(Action run, bool gpu, double budgetUs)
     {
         var batch = BatchCancellation.Current;
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(batch);
@@ -82,7 +82,7 @@ internal static class AlternatingTimer
     }
 
     /// <summary>Microseconds of one run. On a GPU the run is waited for: its kernels run after the calls that launch them return.</summary>
-    private static double Time(Action run, bool gpu)
+    public static double Time(Action run, bool gpu)
     {
         using var scope = NewDisposeScope();
         long start = Stopwatch.GetTimestamp();
