@@ -73,27 +73,32 @@ public sealed class SecondOrderLimitsTests(ServerProcess unsplit, SecondOrderLim
         // JacService's client retries RESOURCE_EXHAUSTED, but not this: the answer's negative retry pushback says no retry
         // cures it, so the server sees the call once.
         Assert.Equal("-1", e.Trailers.GetValue("grpc-retry-pushback-ms"));
-        double before = await PredictsRefused();
+        // (The exporter caches a scrape briefly: each count is waited for. No other test here sends conv_decoder a Predict.)
+        Assert.Equal(1, await PredictsRefused(atLeast: 1));
         var client = ClientTesting.ClientFor(_server);
         e = await Assert.ThrowsAsync<RpcException>(() => client.PredictAsync("conv_decoder",
             new Dictionary<string, FloatTensor> { ["x"] = FloatTensor.FromProto(x) }));
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
-        // Every attempt has been answered by now; the scrape may lag behind them (the exporter caches it briefly).
-        for (var deadline = DateTime.UtcNow.AddSeconds(10); await PredictsRefused() == before && DateTime.UtcNow < deadline; ) await Task.Delay(100);
-        await Task.Delay(1000);
-        Assert.Equal(before + 1, await PredictsRefused());
+        // Every attempt has been answered by now, so the first count past 1 is the last.
+        Assert.Equal(2, await PredictsRefused(atLeast: 2));
 
         // 2,048 rows, 1,048,576 bytes, are served.
         var served = await _server.Client.PredictAsync(new PredictRequest { Model = "conv_decoder", Inputs = { ["x"] = Latents(2048) } });
         Assert.Equal([2048L, 128], served.Outputs["y"].Shape);
     }
 
-    private async Task<double> PredictsRefused()
+    /// <summary>conv_decoder's Predicts answered RESOURCE_EXHAUSTED, read once the count reaches <paramref name="atLeast"/> (or 10 s pass).</summary>
+    private async Task<double> PredictsRefused(double atLeast)
     {
         using var http = new HttpClient();
-        var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{_server.MetricsPort}/metrics"));
-        return samples.Where(s => s.Name == "jacservice_requests_total" && s.Labels.GetValueOrDefault("model") == "conv_decoder"
-            && s.Labels.GetValueOrDefault("method") == "Predict" && s.Labels.GetValueOrDefault("status") == "RESOURCE_EXHAUSTED").Sum(s => s.Value);
+        double count = 0;
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); count < atLeast && DateTime.UtcNow < deadline; await Task.Delay(100))
+        {
+            var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{_server.MetricsPort}/metrics"));
+            count = samples.Where(s => s.Name == "jacservice_requests_total" && s.Labels.GetValueOrDefault("model") == "conv_decoder"
+                && s.Labels.GetValueOrDefault("method") == "Predict" && s.Labels.GetValueOrDefault("status") == "RESOURCE_EXHAUSTED").Sum(s => s.Value);
+        }
+        return count;
     }
 
     /// <summary>A Laplacian does not grow with wrt's size: the batch whose Hessian is refused above is served.</summary>
