@@ -18,8 +18,9 @@ class Client:
     """A JacService client over one gRPC channel; use it as a context manager or call close().
 
     Every call has a deadline (`timeout` seconds unless the call names its own, retries included) and is retried on
-    UNAVAILABLE, and on INTERNAL from a stream reset in transit, up to `retries` times with jittered exponential
-    backoff: every JacService call is idempotent. Inputs are
+    UNAVAILABLE, on INTERNAL from a stream reset in transit, and on RESOURCE_EXHAUSTED unless the server marks it final
+    (a negative grpc-retry-pushback-ms), up to `retries` times with jittered exponential backoff or after the wait the
+    server names: every JacService call is idempotent. Inputs are
     NumPy arrays (any float dtype; torch.Tensor and jax.Array too), sent as float32; their names and shapes are checked
     against the model's signature first (fetched once per model and version), refusing a bad one with the server's
     own INVALID_ARGUMENT message. Results are read-only float32 arrays over the received bytes.
