@@ -386,8 +386,9 @@ class ErrorTests(Checks):
                 self.assertEqual(e.exception.message, "input 'xt': expected shape [B, 2], got [2, 3]")
                 with self.assertRaises(jacservice.FailedPreconditionError):
                     await client.batch_jacobian("garbage", {"x": x})
-                with self.assertRaises(jacservice.ResourceExhaustedError):
+                with self.assertRaises(jacservice.ResourceExhaustedError) as e:
                     await client.batch_hessian("wide_classifier", {"x": np.zeros((300, 128))})
+                self.assertEqual(e.exception.retry_pushback_ms, -1)
                 with self.assertRaises(jacservice.DeadlineExceededError):
                     await client.predict("slow_queue", {"x": x}, timeout=0.5)
                 # Cancelling the task cancels the call: asyncio's own CancelledError, as for any coroutine.
