@@ -10,10 +10,11 @@ using static JacService.Integration.Tests.ClientTesting;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// Limits:MaxInFlightMiB against the real server: a call whose message would take the bytes held past the budget
-/// is refused RESOURCE_EXHAUSTED from its length prefix alone, one whose result or Predict outputs would before it is queued, calls of up to 1 MiB go on even past the budget, and once
-/// the held call has answered the refused one is served. The held call is one whose client sent the prefix and a first part of its body and then waits,
-/// as a slow or hostile sender of a large message would.
+/// Limits:MaxInFlightMiB against the real server: a call whose message would take the bytes held past the budget is
+/// refused RESOURCE_EXHAUSTED from its length prefix alone, one whose result or Predict outputs would before it is
+/// queued, calls of up to 1 MiB go on even past the budget, and once the held call has answered the refused one is
+/// served. The held call is one whose client sent the prefix and a first part of its body and then waits, as a slow or
+/// hostile sender of a large message would.
 /// </summary>
 public class CallMemoryTests(ITestOutputHelper output)
 {

@@ -77,7 +77,8 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         return prefix[0] == 0 ? length : _maxMessage;
     }
 
-    /// <param name="retry">False for a message no retry could make fit: its answer carries a negative retry pushback (ErrorMappingInterceptor).</param>
+    /// <param name="retry">False for a message no retry could make fit: its answer carries a negative retry pushback, as
+    /// ErrorMappingInterceptor's answers for results too large do.</param>
     private void Refuse(HttpContext context, string message, bool retry)
     {
         callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);

@@ -1,4 +1,4 @@
 namespace JacService.Server.Grpc;
 
-/// <summary>A JacobianStream message that would pass Limits:MaxInFlightMiB. Maps to RESOURCE_EXHAUSTED.</summary>
+/// <summary>A call's result, or a JacobianStream message, that would take the bytes held past Limits:MaxInFlightMiB. Maps to RESOURCE_EXHAUSTED.</summary>
 public sealed class CallMemoryExceededException(string message) : Exception(message);

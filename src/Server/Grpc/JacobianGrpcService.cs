@@ -76,11 +76,12 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
         using var call = JacobianCall.Prepare(registry, request.Model, request.Version, TensorMapping.FromProto(request.Inputs), request.Wrt,
             request.Of, request.Mode, batched: true);
         var model = call.Model;
-        int rowsPerChunk = RowsPerChunk(model, call.Inputs, call.Wrt, call.Of, request.MaxRowsPerChunk);
+        long bytesPerRow = model.ResultFloatsPerSample(call.Inputs, call.Wrt, call.Of) * sizeof(float);
+        int rowsPerChunk = RowsPerChunk(model, bytesPerRow, request.MaxRowsPerChunk);
         var deadline = CallDeadline.Of(context);
         int batch = (int)call.Inputs[0].Shape[0];
         // One chunk's result at a time, the largest.
-        CallMemory.Of(context)?.Hold(Math.Min(rowsPerChunk, batch) * model.ResultFloatsPerSample(call.Inputs, call.Wrt, call.Of) * sizeof(float), "result chunk");
+        CallMemory.Of(context)?.Hold(Math.Min(rowsPerChunk, batch) * bytesPerRow, "result chunk");
         for (int start = 0; start < batch; start += rowsPerChunk)
         {
             int rows = Math.Min(rowsPerChunk, batch - start);
@@ -109,11 +110,10 @@ public sealed class JacobianGrpcService(ModelRegistry registry, JacobianStreams 
     private const long ChunkFramingBytes = 64 << 10;
 
     /// <summary>As many rows as keep one chunk's message under the result limit (Limits:MaxResponseMiB), at most <paramref name="maxRows"/>.</summary>
-    private static int RowsPerChunk(ModelVersion model, HostTensor[] inputs, int wrt, int[] of, int maxRows)
+    private static int RowsPerChunk(ModelVersion model, long bytesPerRow, int maxRows)
     {
         if (maxRows < 0)
             throw new InvalidRequestException($"max_rows_per_chunk must be 0 (as many as fit) or positive, got {maxRows}");
-        long bytesPerRow = model.ResultFloatsPerSample(inputs, wrt, of) * sizeof(float);
         long budget = Math.Max(model.Limits.MaxResultBytes - ChunkFramingBytes, 1);
         if (bytesPerRow > budget)
             throw new ResultTooLargeException(
