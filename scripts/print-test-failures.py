@@ -29,8 +29,11 @@ def failures(folder):
 def aborted_runs(folder):
     for trx in sorted(pathlib.Path(folder).rglob("*.trx")):
         root = ET.parse(trx).getroot()
-        errors = [info.findtext("t:Text", default="", namespaces=NS) for info in root.iterfind(".//t:RunInfos/t:RunInfo", NS)
-                  if info.get("outcome") == "Error"]
+        # xunit echoes each failed test's name to stderr as "... [FAIL]", which the TRX records as a run error too;
+        # those are failures, listed below, not an aborted run.
+        errors = [text for info in root.iterfind(".//t:RunInfos/t:RunInfo", NS) if info.get("outcome") == "Error"
+                  for text in [info.findtext("t:Text", default="", namespaces=NS)]
+                  if not text.rstrip().endswith("[FAIL]")]
         if not errors:
             continue
         output = root.findtext("t:ResultSummary/t:Output/t:StdOut", default="", namespaces=NS)
