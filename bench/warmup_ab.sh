@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A model's warm-up time (the server's "Warmed up MODEL version 1 in N ms") from two builds, alternating fresh servers.
+# A model's warm-up time (the server's "Warmed up MODEL version 1 in N ms") and the server's resident peak from two builds,
+# alternating fresh servers.
 # Usage: bench/warmup_ab.sh A_CHECKOUT B_CHECKOUT MODELS_ROOT MODEL [ROUNDS]   (each checkout built: dotnet build src/Server -c Release)
 #   e.g. /usr/bin/python3 bench/big_mlp.py /tmp/big/big_mlp/1/model.onnx 64 4096 3 (a 200 MB MLP), then
 #        bench/warmup_ab.sh /work/ab-a . /tmp/big big_mlp 3
@@ -15,7 +16,7 @@ for round in $(seq 1 "$rounds"); do
       --urls "http://127.0.0.1:$port" --Telemetry:MetricsUrl= > "$log" 2>&1 &
     server=$!
     for _ in $(seq 1 600); do grep -q "Repository loaded" "$log" && break; sleep 0.5; done
-    echo "$side round $round: $(grep -o "Warmed up $model version [0-9]* in [0-9]* ms" "$log" || echo 'no warm-up line')"
+    echo "$side round $round: $(grep -o "Warmed up $model version [0-9]* in [0-9]* ms" "$log" || echo 'no warm-up line'), resident peak $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' /proc/$server/status)"
     kill $server; wait $server 2>/dev/null || true
   done
 done

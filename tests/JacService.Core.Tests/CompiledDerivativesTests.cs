@@ -262,7 +262,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
             using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
             using var parts = new ModelParts(graph, limits);
             using var derivatives = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held: null), parts, weights: null);
-            return Onnx.Proto.ModelProto.Parser.ParseFrom(derivatives.Write(0, [0], [[2, steps, 3]], mode, null).Model).Graph.Node.Count;
+            return derivatives.Write(0, [0], [[2, steps, 3]], mode, null).Model.Graph.Node.Count;
         }
         Assert.Equal(Nodes(8), Nodes(200));
 
@@ -338,7 +338,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
         var x = g.X(2, 32);
         var rows = g.Node("Reshape", [x, g.Ints(-1, 7)]);
         g.Output(rows);
-        var written = new DerivativeGraphWriter.Written(OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float), [32], [[7]], 1);
+        var written = new DerivativeGraphWriter.Written(Onnx.Proto.ModelProto.Parser.ParseFrom(OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float)), [32], [[7]], 1);
         using var failing = new CompiledDerivative(written, null, [g.Inputs[0].Name], [rows], []);
         var failed = new List<(CompiledDerivative Unit, string Message)>();
         var auto = new AutoMode(parts, new ForwardMode(parts), new ReverseMode(parts), compiled: (_, _, _, _) => failing,

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using JacService.Core.Derivatives;
 using JacService.Core.Onnx.Proto;
 using JacService.Core.Ops;
@@ -32,7 +31,7 @@ internal static class DerivativeGraphWriter
     public enum Nesting { None, Inner, Outer }
 
     /// <summary>What a written graph computes: the shapes its outputs are read back with, and its working memory per sample.</summary>
-    public sealed record Written(byte[] Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
+    public sealed record Written(ModelProto Model, long[] WrtSample, long[][] OfSamples, long BytesPerSample);
 
     /// <param name="shapeOf">A value's shape for a batch of <paramref name="shapesBatch"/> (two or more), by name, or null where not known.</param>
     /// <param name="directions">
@@ -118,7 +117,7 @@ internal static class DerivativeGraphWriter
             throw new NotCompilableException($"the derivative graph holds {graph.Node.Count:N0} nodes, over Engine:MaxCompiledNodes {maxNodes:N0} (ONNX Runtime's preparation grows with the square of the graph: 4 s at 5,000 nodes, 18 s at 10,000)");
         if (emit.UsesRuntimeOps && !model.OpsetImport.Any(o => o.Domain == OnnxEmitter.RuntimeDomain))
             model.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxEmitter.RuntimeDomain, Version = 1 });
-        return new Written(model.ToByteArray(), wrtSample, ofSamples, Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))));
+        return new Written(model, wrtSample, ofSamples, Sizes.Plus(perSample, Sizes.Times(result, sizeof(float))));
     }
 
     private static void WriteForward(OnnxEmitter emit, List<NodeProto> carrying, string wrt, string[] of, long[] wrtSample, long[] m, bool fullSeed)

@@ -39,11 +39,12 @@ internal static class SecondOrderGraph
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
-        using var graph = ReadBack(() => OnnxModelReader.Read(first.Model, ScalarType.Float32, limits.Model));
+        var firstBytes = first.Model.ToByteArray();
+        using var graph = ReadBack(() => OnnxModelReader.Read(firstBytes, ScalarType.Float32, limits.Model));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);
-        var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(first.Model, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
+        var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(firstBytes, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
             read.FoldedInts, read.BatchAxes, batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
         var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
@@ -67,9 +68,8 @@ internal static class SecondOrderGraph
         shapeOf(value) ?? throw new NotCompilableException($"the shape of '{value}' is not known ahead of a request");
 
     /// <summary>The Hessians [B, M·N, N] summed along their diagonal over <paramref name="axes"/>: [B, M] as "laplacian:NAME", beside them.</summary>
-    private static byte[] Traced(byte[] hessians, string[] of, long[][] ofSamples, long n, int[] axes)
+    private static ModelProto Traced(ModelProto model, string[] of, long[][] ofSamples, long n, int[] axes)
     {
-        var model = ModelProto.Parser.ParseFrom(hessians);
         var graph = model.Graph;
         var emit = new OnnxEmitter(graph, OnnxModelReader.DefaultOpset(model), _ => null, _ => null, _ => null, "jac3/");
         var diagonal = emit.Ints([.. axes.Select(i => i * n + i)]);
@@ -82,6 +82,6 @@ internal static class SecondOrderGraph
             emit.Append(new NodeProto { OpType = "Identity", Name = LaplacianPrefix + of[j], Input = { trace }, Output = { LaplacianPrefix + of[j] } });
             graph.Output.Add(OnnxEmitter.FloatValue(LaplacianPrefix + of[j]));
         }
-        return model.ToByteArray();
+        return model;
     }
 }

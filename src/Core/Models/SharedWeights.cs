@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using Google.Protobuf;
 using JacService.Core.Onnx;
 using JacService.Core.Onnx.Proto;
 using Microsoft.ML.OnnxRuntime;
@@ -13,9 +15,11 @@ namespace JacService.Core.Models;
 /// pack its own: ~70 MB per derivative graph of a 36 MB model.
 /// Must outlive every session it was given to.
 /// </summary>
-internal sealed class SharedWeights : IDisposable
+internal sealed unsafe class SharedWeights : IDisposable
 {
     private readonly List<(string Name, OrtValue Value)> _values = [];
+    // The same tensors as native values, for the graphs that leave the weights' data out (LeaveOut).
+    private readonly Dictionary<string, (long[] Dims, nint Value)> _external = new(StringComparer.Ordinal);
     private readonly List<nint> _buffers = [];
 
     private SharedWeights()
@@ -96,38 +100,45 @@ internal sealed class SharedWeights : IDisposable
     private static HashSet<string> ReadOtherThanAsWeights(GraphProto graph)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var node in Nodes(graph))
+        {
+            int[]? positions = null;
+            bool reader = node.Domain is "" or "ai.onnx" && WeightInputs.TryGetValue(node.OpType, out positions);
+            for (int i = 0; i < node.Input.Count; i++)
+                if (!reader || positions is not null && !positions.Contains(i)) names.Add(node.Input[i]);
+        }
+        return names;
+    }
+
+    /// <summary>The nodes of the graph and of every subgraph in it.</summary>
+    private static IEnumerable<NodeProto> Nodes(GraphProto graph)
+    {
         var pending = new Stack<GraphProto>([graph]);
         while (pending.TryPop(out var g))
             foreach (var node in g.Node)
             {
-                int[]? positions = null;
-                bool reader = node.Domain is "" or "ai.onnx" && WeightInputs.TryGetValue(node.OpType, out positions);
-                for (int i = 0; i < node.Input.Count; i++)
-                    if (!reader || positions is not null && !positions.Contains(i)) names.Add(node.Input[i]);
+                yield return node;
                 foreach (var attribute in node.Attribute)
                 {
                     if (attribute.G is { } body) pending.Push(body);
                     foreach (var inner in attribute.Graphs) pending.Push(inner);
                 }
             }
-        return names;
     }
 
     private void Add(string name, long[] dims, ReadOnlySpan<float> data, TorchSharp.torch.Tensor? held)
     {
         long bytes = (long)data.Length * sizeof(float);
         Bytes += bytes;
-        if (Same(held, dims, data) is { } address)
+        if (Same(held, dims, data) is not { } address)
         {
-            _values.Add((name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, address, bytes)));
-            return;
+            CopiedBytes += bytes;
+            address = Marshal.AllocHGlobal((nint)bytes);
+            _buffers.Add(address);
+            data.CopyTo(new Span<float>((void*)address, data.Length));
         }
-        CopiedBytes += bytes;
-        var buffer = Marshal.AllocHGlobal((nint)bytes);
-        _buffers.Add(buffer);
-        var value = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, buffer, bytes);
-        _values.Add((name, value));
-        data.CopyTo(value.GetTensorMutableDataAsSpan<float>());
+        _values.Add((name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, address, bytes)));
+        _external[name] = (dims, OrtExternalInitializers.FloatTensor(address, bytes, dims));
     }
 
     /// <summary>The address of <paramref name="held"/>'s data where it is a CPU float32 tensor of these dims and values; else null.</summary>
@@ -142,15 +153,51 @@ internal sealed class SharedWeights : IDisposable
         fixed (byte* address = bytes) return (nint)address;
     }
 
-    /// <summary>Hands every shared weight to a session about to be created with <paramref name="options"/>.</summary>
-    public void AddTo(SessionOptions options)
+    /// <summary>
+    /// Takes the data of the shared weights out of <paramref name="model"/>'s main graph, which then names it as external,
+    /// and returns what a session of the graph must be given for them (<see cref="AddTo"/>). A weight that no node reads
+    /// keeps its data: ONNX Runtime drops such an initializer before it would take the replacement, and then refuses it.
+    /// </summary>
+    public IReadOnlyList<(string Name, nint Value)> LeaveOut(ModelProto model)
+    {
+        var graph = model.Graph;
+        var read = Nodes(graph).SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var left = new List<(string, nint)>();
+        foreach (var group in graph.Initializer.GroupBy(t => t.Name))
+        {
+            if (group.Count() > 1 || !_external.TryGetValue(group.Key, out var shared) || !read.Contains(group.Key) || outputs.Contains(group.Key)) continue;
+            var tensor = group.Single();
+            if (tensor.DataType != (int)TensorProto.Types.DataType.Float || !tensor.Dims.SequenceEqual(shared.Dims) || tensor.ExternalData.Count > 0) continue;
+            tensor.RawData = ByteString.Empty;
+            tensor.FloatData.Clear();
+            tensor.DataLocation = TensorProto.Types.DataLocation.External;
+            tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = OrtExternalInitializers.Location });
+            tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = "0" });
+            tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = (shared.Dims.Aggregate(1L, (a, d) => a * d) * sizeof(float)).ToString(CultureInfo.InvariantCulture) });
+            left.Add((group.Key, shared.Value));
+        }
+        return left;
+    }
+
+    /// <summary>
+    /// Hands every shared weight to a session about to be created with <paramref name="options"/>, and the data of those
+    /// its graph left out (<paramref name="leftOut"/>, from <see cref="LeaveOut"/>).
+    /// </summary>
+    public void AddTo(SessionOptions options, IReadOnlyList<(string Name, nint Value)> leftOut)
     {
         foreach (var (name, value) in _values) options.AddInitializer(name, value);
+        if (leftOut.Count == 0) return;
+        // Read where they are, as the shared weights are: the buffers outlive every session, as this object must.
+        options.AddSessionConfigEntry(OrtExternalInitializers.BorrowBuffersConfig, "1");
+        OrtExternalInitializers.Add(options, leftOut);
     }
 
     public void Dispose()
     {
         foreach (var (_, value) in _values) value.Dispose();
+        foreach (var (_, value) in _external.Values) OrtExternalInitializers.Release(value);
+        _external.Clear();
         foreach (var buffer in _buffers) Marshal.FreeHGlobal(buffer);
         _values.Clear();
         _buffers.Clear();
