@@ -220,7 +220,7 @@ public sealed class ModelVersion : IDisposable
             }
             if (limits.PredictWithOnnxRuntime)
             {
-                model._onnxRuntime = OnnxRuntimeForward.TryCreate(onnxRuntimeBytes, graph, model._weights, limits.OnnxRuntimeThreads, out var reason);
+                model._onnxRuntime = OnnxRuntimeForward.TryCreate(onnxRuntimeBytes, graph, model._weights, limits.OnnxRuntimeThreads, limits.Model, out var reason);
                 model.PredictRuntimeNote = reason;
             }
             if (model.CompiledDerivativesNote.Length == 0)

@@ -29,7 +29,7 @@ internal sealed class OnnxRuntimeForward : IDisposable
     }
 
     /// <summary>A session for the model, or null and why not (the engine then serves Predict).</summary>
-    public static OnnxRuntimeForward? TryCreate(byte[] bytes, ModelGraph graph, SharedWeights? weights, int threads, out string reason)
+    public static OnnxRuntimeForward? TryCreate(byte[] bytes, ModelGraph graph, SharedWeights? weights, int threads, ModelLimits limits, out string reason)
     {
         var notFloat = graph.Inputs.Concat(graph.Outputs).FirstOrDefault(t => t.ElementType != ElementType.Float);
         if (notFloat is not null)
@@ -40,10 +40,14 @@ internal sealed class OnnxRuntimeForward : IDisposable
         try
         {
             reason = "";
-            return new OnnxRuntimeForward(NewSession(bytes, weights, threads), graph);
+            // With shared weights, the file is parsed here (every field kept) and its shared weights' data left out of what
+            // ONNX Runtime parses: 1.8 s became 1.1 s for a 200 MB model's session.
+            var session = weights is null ? NewSession(bytes, weights, threads) : NewSession(OnnxModelReader.ParseWhole(bytes, limits), weights, threads);
+            return new OnnxRuntimeForward(session, graph);
         }
-        catch (OnnxRuntimeException e)
+        catch (Exception e) when (e is OnnxRuntimeException or InvalidOperationException)
         {
+            // InvalidOperationException: a call to its C API the managed one lacks failed (OrtExternalInitializers).
             reason = $"ONNX Runtime could not load the model: {e.Message}";
             return null;
         }

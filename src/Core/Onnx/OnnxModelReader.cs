@@ -43,14 +43,20 @@ public static class OnnxModelReader
     internal static ModelProto Parse(byte[] bytes, ModelLimits limits) => Expand(ParseAsWritten(bytes, limits), limits);
 
     /// <summary>The file's protobuf as it is written, before <see cref="Expand"/>.</summary>
-    internal static ModelProto ParseAsWritten(byte[] bytes, ModelLimits limits)
+    internal static ModelProto ParseAsWritten(byte[] bytes, ModelLimits limits) =>
+        // Fields this subset of onnx.proto does not know are dropped rather than kept as unknown fields.
+        ParseWith(ModelProto.Parser.WithDiscardUnknownFields(true), bytes, limits);
+
+    /// <summary>The file's protobuf with the fields this subset of onnx.proto does not know kept: it writes back as the file was.</summary>
+    internal static ModelProto ParseWhole(byte[] bytes, ModelLimits limits) => ParseWith(ModelProto.Parser, bytes, limits);
+
+    private static ModelProto ParseWith(MessageParser<ModelProto> parser, byte[] bytes, ModelLimits limits)
     {
         // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
-        // Fields this subset of onnx.proto does not know are dropped rather than kept as unknown fields.
         using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, limits.MaxNestingDepth);
         try
         {
-            return ModelProto.Parser.WithDiscardUnknownFields(true).ParseFrom(input);
+            return parser.ParseFrom(input);
         }
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("levels of nesting", StringComparison.Ordinal))
         {
