@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using JacService.Core.Derivatives;
 using JacService.Core.Onnx;
 using JacService.Core.Onnx.Proto;
@@ -39,12 +38,11 @@ internal static class SecondOrderGraph
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
-        var firstBytes = first.Model.ToByteArray();
-        using var graph = ReadBack(() => OnnxModelReader.Read(firstBytes, ScalarType.Float32, limits.Model));
+        using var graph = ReadBack(() => OnnxModelReader.ReadWritten(first.Model, ScalarType.Float32, limits.Model));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);
-        var second = DerivativeGraphWriter.Write(OnnxModelReader.Parse(firstBytes, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
+        var second = DerivativeGraphWriter.Write(OnnxModelReader.Expand(first.Model, limits.Model), ReadBack(() => CompiledDerivatives.ShapesOf(firstParts, shapes)),
             read.FoldedInts, read.BatchAxes, batch, wrt, jacobians, DerivativeMode.Forward, limits.MaxCompiledNodes,
             limits.WorkingMemoryBytes, nesting: DerivativeGraphWriter.Nesting.Outer);
         var axes = laplacianAxes ?? [.. Enumerable.Range(0, (int)n)];
