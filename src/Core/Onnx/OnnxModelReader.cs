@@ -29,11 +29,8 @@ public static class OnnxModelReader
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
     public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
     {
-        if (bytes.Length > limits.MaxFileBytes)
-            throw new ModelLoadException($"the model has {bytes.Length:N0} bytes, over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
-        var model = Parse(bytes, limits);
-        ModelSizeChecks.Check(model, computeType, limits);
-        return Read(model, computeType, limits);
+        CheckFileSize(bytes.Length, limits);
+        return ReadExpanded(Parse(bytes, limits), computeType, limits);
     }
 
     /// <summary>
@@ -43,11 +40,19 @@ public static class OnnxModelReader
     /// </summary>
     internal static ModelGraph ReadWritten(ModelProto written, torch.ScalarType computeType, ModelLimits limits)
     {
-        long bytes = written.CalculateSize();
+        CheckFileSize(written.CalculateSize(), limits);
+        // A clone shares the weights' bytes, which are never written to.
+        return ReadExpanded(Expand(written.Clone(), limits), computeType, limits);
+    }
+
+    private static void CheckFileSize(long bytes, ModelLimits limits)
+    {
         if (bytes > limits.MaxFileBytes)
             throw new ModelLoadException($"the model has {bytes:N0} bytes, over Limits:MaxModelFileMiB ({limits.MaxFileBytes:N0} bytes)");
-        // A clone shares the weights' bytes, which are never written to.
-        var model = Expand(written.Clone(), limits);
+    }
+
+    private static ModelGraph ReadExpanded(ModelProto model, torch.ScalarType computeType, ModelLimits limits)
+    {
         ModelSizeChecks.Check(model, computeType, limits);
         return Read(model, computeType, limits);
     }
