@@ -60,4 +60,39 @@ public class RequestSizeTests(ITestOutputHelper output)
         output.WriteLine(string.Join('\n', lines));
         Assert.DoesNotContain(lines, l => l.StartsWith("fail:", StringComparison.Ordinal) || l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// A compressed message's prefix says nothing of what it inflates to, so grpc-dotnet refuses one that inflates past the
+    /// limit itself; its answer carries the same "do not retry" mark as the refusals that read the length prefix.
+    /// </summary>
+    [Fact]
+    public async Task ACompressedRequestThatInflatesPastTheLimitIsRefusedAndMarkedFinal()
+    {
+        await using var server = new ServerProcess
+        {
+            CopyFixtures = false,
+            ExtraArgs = ["--Limits:MaxRequestMiB=1", "--Models:Warmup=false"],
+            PrepareRepository = root =>
+            {
+                var version = Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName;
+                File.Copy(Fixtures.ModelPath(Model), Path.Combine(version, "model.onnx"));
+            },
+        };
+        await server.InitializeAsync();
+        var reference = Fixtures.Load(Model);
+        // 4,000 rows of 128 zeros: 2 MB of floats, which gzip makes a few kilobytes.
+        var zeros = new PredictRequest { Model = Model };
+        zeros.Inputs["x"] = new JacService.Client.FloatTensor(new float[4000 * 128], 4000, 128).ToProto();
+        Assert.True(zeros.CalculateSize() > 1 << 20);
+        var gzip = new Metadata { { "grpc-internal-encoding-request", "gzip" } };
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(zeros, gzip).ResponseAsync);
+
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.StartsWith("Received message exceeds the maximum configured message size", refused.Status.Detail);
+        Assert.Equal("-1", refused.Trailers.GetValue("grpc-retry-pushback-ms"));
+        // A compressed request within the limit is served.
+        var small = new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } };
+        Assert.NotEmpty((await server.Client.PredictAsync(small, gzip)).Outputs);
+    }
 }

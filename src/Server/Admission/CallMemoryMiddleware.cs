@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Globalization;
 using System.IO.Pipelines;
 using Grpc.AspNetCore.Server;
 using Grpc.Core;
@@ -21,6 +22,8 @@ namespace JacService.Server.Admission;
 public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors)
 {
     private const int PrefixBytes = 5;
+    // How grpc-dotnet's refusal of a message over its receive limit begins (RequestSizeTests holds it to this).
+    private const string InflatedPastTheLimit = "Received message exceeds the maximum configured message size";
     private readonly long _maxMessage = (long)limits.Value.MaxRequestMiB << 20;
 
     public async Task InvokeAsync(HttpContext context)
@@ -40,7 +43,7 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         {
             return; // the client went away before its message arrived; there is no one to answer
         }
-        long bytes = MessageBytes(read.Buffer);
+        long bytes = MessageBytes(read.Buffer, out bool compressed);
         // Nothing consumed: grpc-dotnet reads the same bytes next.
         reader.AdvanceTo(read.Buffer.Start);
         // No whole prefix: grpc-dotnet answers that itself, having read nothing more.
@@ -63,18 +66,35 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         }
         // The handler adds the result to the same hold (CallMemory.Of); all of it is let go once the response is written.
         context.Features.Set(memory);
+        if (compressed) context.Response.OnStarting(MarkInflatedPastTheLimit, context.Response);
         await next(context);
+    }
+
+    /// <summary>
+    /// grpc-dotnet refuses a compressed message that inflates past Limits:MaxRequestMiB itself, with RESOURCE_EXHAUSTED and
+    /// nothing that tells a client not to retry: the mark the refusals above carry is added to its answer.
+    /// </summary>
+    private static Task MarkInflatedPastTheLimit(object state)
+    {
+        var headers = ((HttpResponse)state).Headers;
+        if (headers["grpc-status"] == ((int)StatusCode.ResourceExhausted).ToString(CultureInfo.InvariantCulture)
+            && headers["grpc-message"].ToString().StartsWith(InflatedPastTheLimit, StringComparison.Ordinal)
+            && !headers.ContainsKey(GrpcRefusal.RetryPushbackHeader))
+            headers[GrpcRefusal.RetryPushbackHeader] = "-1";
+        return Task.CompletedTask;
     }
 
     // A compressed message's length says nothing of what it inflates to, up to Limits:MaxRequestMiB: that is held (and
     // grpc-dotnet refuses one that inflates past it).
-    private long MessageBytes(ReadOnlySequence<byte> buffer)
+    private long MessageBytes(ReadOnlySequence<byte> buffer, out bool compressed)
     {
+        compressed = false;
         if (buffer.Length < PrefixBytes) return -1;
         Span<byte> prefix = stackalloc byte[PrefixBytes];
         buffer.Slice(0, PrefixBytes).CopyTo(prefix);
         long length = BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
-        return prefix[0] == 0 ? length : _maxMessage;
+        compressed = prefix[0] != 0;
+        return compressed ? _maxMessage : length;
     }
 
     /// <param name="retry">False for a message no retry could make fit: its answer carries a negative retry pushback, as
