@@ -196,6 +196,42 @@ public class SharedWeightsTests
         }
     }
 
+    /// <summary>
+    /// A weight counts as read as ONNX Runtime counts it: a subgraph's own initializer of the same name hides it, and
+    /// ONNX Runtime drops a weight only such subgraphs read before it would take the replacement (and then refuses that).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AWeightThatOnlyASubgraphsOwnInitializerHidesKeepsItsData(bool elseReadsTheGraphs)
+    {
+        var g = new OnnxBuilder();
+        var x = g.X(2, 4);
+        var w = g.W(4, 4);
+        g.Output(g.Node("MatMul", [x, w]));
+        var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
+        using var weights = SharedWeights.TryFrom(bytes, new ModelLimits())!;
+        var model = ModelProto.Parser.ParseFrom(bytes);
+        var weight = model.Graph.Initializer.Single(t => t.Name == w);
+        GraphProto Branch(string output, bool own)
+        {
+            var body = new GraphProto { Name = output, Node = { new NodeProto { OpType = "MatMul", Input = { x, w }, Output = { output } } }, Output = { new ValueInfoProto { Name = output } } };
+            if (own) body.Initializer.Add(weight.Clone());
+            return body;
+        }
+        var node = model.Graph.Node.Single();
+        node.OpType = "If";
+        node.Input.Clear();
+        node.Input.Add("cond");
+        node.Attribute.Add(new AttributeProto { Name = "then_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("then", own: true) });
+        node.Attribute.Add(new AttributeProto { Name = "else_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("else", own: !elseReadsTheGraphs) });
+
+        var left = weights.LeaveOut(model);
+
+        Assert.Equal(elseReadsTheGraphs ? [w] : [], left.Select(l => l.Name).ToArray());
+        Assert.Equal(elseReadsTheGraphs, weight.DataLocation == TensorProto.Types.DataLocation.External);
+    }
+
     [Theory]
     [MemberData(nameof(FixtureNames))]
     public void DerivativeGraphsReadEveryWeightAsStored(string name)

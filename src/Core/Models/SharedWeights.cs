@@ -156,12 +156,13 @@ internal sealed unsafe class SharedWeights : IDisposable
     /// <summary>
     /// Takes the data of the shared weights out of <paramref name="model"/>'s main graph, which then names it as external,
     /// and returns what a session of the graph must be given for them (<see cref="AddTo"/>). A weight that no node reads
-    /// keeps its data: ONNX Runtime drops such an initializer before it would take the replacement, and then refuses it.
+    /// (<see cref="ReadFromScope"/>) keeps its data: ONNX Runtime drops such an initializer before it would take the
+    /// replacement, and then refuses it.
     /// </summary>
     public IReadOnlyList<(string Name, nint Value)> LeaveOut(ModelProto model)
     {
         var graph = model.Graph;
-        var read = Nodes(graph).SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
+        var read = ReadFromScope(graph);
         var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         var left = new List<(string, nint)>();
         foreach (var group in graph.Initializer.GroupBy(t => t.Name))
@@ -178,6 +179,27 @@ internal sealed unsafe class SharedWeights : IDisposable
             left.Add((group.Key, shared.Value));
         }
         return left;
+    }
+
+    /// <summary>
+    /// The names the graph's nodes read from its scope: their inputs, and what their subgraphs read without defining it,
+    /// as ONNX Runtime counts an initializer used (a subgraph's own initializer of the same name hides the graph's).
+    /// </summary>
+    private static HashSet<string> ReadFromScope(GraphProto graph)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+        {
+            names.UnionWith(node.Input);
+            foreach (var attribute in node.Attribute)
+                foreach (var body in attribute.G is { } g ? attribute.Graphs.Prepend(g) : attribute.Graphs)
+                {
+                    var defined = body.Initializer.Select(t => t.Name).Concat(body.Input.Select(i => i.Name))
+                        .Concat(body.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
+                    names.UnionWith(ReadFromScope(body).Where(name => !defined.Contains(name)));
+                }
+        }
+        return names;
     }
 
     /// <summary>
