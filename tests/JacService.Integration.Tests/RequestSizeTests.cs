@@ -19,18 +19,8 @@ public class RequestSizeTests(ITestOutputHelper output)
     [Fact]
     public async Task ARequestUpToTheLimitIsServedAndOneOverItIsResourceExhausted()
     {
-        await using var server = new ServerProcess
-        {
-            CopyFixtures = false,
-            // 90,000 rows, over the queue's default capacity (8192 rows): a request that size is taken when nothing waits.
-            ExtraArgs = ["--Limits:MaxRequestMiB=48", "--Models:Warmup=false"],
-            PrepareRepository = root =>
-            {
-                var version = Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName;
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(version, "model.onnx"));
-            },
-        };
-        await server.InitializeAsync();
+        // 90,000 rows, over the queue's default capacity (8192 rows): a request that size is taken when nothing waits.
+        await using var server = await ServerWithRequestLimit(48);
         var reference = Fixtures.Load(Model);
         int linesBefore = server.Log.Split('\n').Length;
 
@@ -68,17 +58,7 @@ public class RequestSizeTests(ITestOutputHelper output)
     [Fact]
     public async Task ACompressedRequestThatInflatesPastTheLimitIsRefusedAndMarkedFinal()
     {
-        await using var server = new ServerProcess
-        {
-            CopyFixtures = false,
-            ExtraArgs = ["--Limits:MaxRequestMiB=1", "--Models:Warmup=false"],
-            PrepareRepository = root =>
-            {
-                var version = Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName;
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(version, "model.onnx"));
-            },
-        };
-        await server.InitializeAsync();
+        await using var server = await ServerWithRequestLimit(1);
         var reference = Fixtures.Load(Model);
         // 4,000 rows of 128 zeros: 2 MB of floats, which gzip makes a few kilobytes.
         var zeros = new PredictRequest { Model = Model };
@@ -94,5 +74,30 @@ public class RequestSizeTests(ITestOutputHelper output)
         // A compressed request within the limit is served.
         var small = new PredictRequest { Model = Model, Inputs = { ["x"] = ServingTests.ToProto(reference.Inputs["x"]) } };
         Assert.NotEmpty((await server.Client.PredictAsync(small, gzip)).Outputs);
+    }
+
+    /// <summary>A started server with only <see cref="Model"/> and this Limits:MaxRequestMiB.</summary>
+    private static async Task<ServerProcess> ServerWithRequestLimit(int mib)
+    {
+        var server = new ServerProcess
+        {
+            CopyFixtures = false,
+            ExtraArgs = [$"--Limits:MaxRequestMiB={mib}", "--Models:Warmup=false"],
+            PrepareRepository = root =>
+            {
+                var version = Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName;
+                File.Copy(Fixtures.ModelPath(Model), Path.Combine(version, "model.onnx"));
+            },
+        };
+        try
+        {
+            await server.InitializeAsync();
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
     }
 }
