@@ -57,11 +57,6 @@ public class SharedWeightsTests
         using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits());
         var applied = new List<string>();
         using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits()), applied);
-        Func<string, TorchSharp.torch.Tensor?> Held(ModelGraph graph)
-        {
-            var byName = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value);
-            return byName.GetValueOrDefault;
-        }
 
         using var asRead = SharedWeights.TryFrom(bytes, new ModelLimits(), Held(read))!;
         using var copied = SharedWeights.TryFrom(bytes, new ModelLimits())!;
@@ -89,7 +84,6 @@ public class SharedWeightsTests
         var applied = new List<string>();
         using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
         using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, limits), applied);
-        Func<string, Tensor?> Held(ModelGraph graph) => graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
         // The raw float weights the engine holds under the file's names (a scripted loop's body is unrolled into values of other names).
         long rawFloats = OnnxModelReader.Parse(bytes, limits).Graph.Initializer
             .Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && Held(read)(t.Name) is not null).Sum(t => (long)t.RawData.Length);
@@ -105,6 +99,9 @@ public class SharedWeightsTests
         Assert.Equal(whole, afterRewrites.Parse().ToByteArray());
         Assert.Equal(whole, KeptModel.From(bytes, limits, held: null).Parse().ToByteArray());
     }
+
+    /// <summary>The engine's tensor for each initializer of <paramref name="graph"/>, by name: what a version gives its sessions.</summary>
+    private static Func<string, Tensor?> Held(ModelGraph graph) => graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
 
     /// <summary>A graph's nodes and those of its subgraphs (Loop and If bodies read the graph's weights by name).</summary>
     private static IEnumerable<NodeProto> AllNodes(GraphProto graph) =>
@@ -164,7 +161,7 @@ public class SharedWeightsTests
         using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
         if (graph.Inputs.Concat(graph.Outputs).Any(t => t.ElementType != ElementType.Float)) return;
         using var parts = new ModelParts(graph, limits);
-        Func<string, Tensor?> held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
+        var held = Held(graph);
         using var weights = SharedWeights.TryFrom(bytes, limits.Model, held)!;
         using var compiled = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held), parts, weights);
         long[][] shapes = graph.Inputs.Select(i => (long[])[3, .. i.Shape[1..]]).ToArray();
