@@ -19,7 +19,7 @@ internal sealed unsafe class SharedWeights : IDisposable
 {
     private readonly List<(string Name, OrtValue Value)> _values = [];
     // The same tensors as native values, for the graphs that leave the weights' data out (LeaveOut).
-    private readonly Dictionary<string, (long[] Dims, nint Value)> _external = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long[] Dims, long Bytes, nint Value)> _external = new(StringComparer.Ordinal);
     private readonly List<nint> _buffers = [];
 
     private SharedWeights()
@@ -138,7 +138,7 @@ internal sealed unsafe class SharedWeights : IDisposable
             data.CopyTo(new Span<float>((void*)address, data.Length));
         }
         _values.Add((name, OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims, address, bytes)));
-        _external[name] = (dims, OrtExternalInitializers.FloatTensor(address, bytes, dims));
+        _external[name] = (dims, bytes, OrtExternalInitializers.FloatTensor(address, bytes, dims));
     }
 
     /// <summary>The address of <paramref name="held"/>'s data where it is a CPU float32 tensor of these dims and values; else null.</summary>
@@ -175,7 +175,7 @@ internal sealed unsafe class SharedWeights : IDisposable
             tensor.DataLocation = TensorProto.Types.DataLocation.External;
             tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = OrtExternalInitializers.Location });
             tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = "0" });
-            tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = (shared.Dims.Aggregate(1L, (a, d) => a * d) * sizeof(float)).ToString(CultureInfo.InvariantCulture) });
+            tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = shared.Bytes.ToString(CultureInfo.InvariantCulture) });
             left.Add((group.Key, shared.Value));
         }
         return left;
@@ -218,7 +218,7 @@ internal sealed unsafe class SharedWeights : IDisposable
     public void Dispose()
     {
         foreach (var (_, value) in _values) value.Dispose();
-        foreach (var (_, value) in _external.Values) OrtExternalInitializers.Release(value);
+        foreach (var (_, _, value) in _external.Values) OrtExternalInitializers.Release(value);
         _external.Clear();
         foreach (var buffer in _buffers) Marshal.FreeHGlobal(buffer);
         _values.Clear();
