@@ -230,6 +230,10 @@ public sealed class ModelBatcher : IAsyncDisposable
                 due = _queue.NextDue;
                 // What is left is due at once now that a batch runs: a sleeping thread can take it.
                 if (batch is not null && due is not null) WakeOneLocked();
+                // Checked under the lock that WakeAll takes after cancelling: a thread that saw no stop before the loop's
+                // test and comes here after DisposeAsync's WakeAll would otherwise sleep with no one left to wake it
+                // (found as a fuzz test whose harness hung in Dispose).
+                if (batch is null && stop.IsCancellationRequested) break;
                 if (batch is null) _sleeping.Add((wake, due));
             }
             if (batch is not null)
