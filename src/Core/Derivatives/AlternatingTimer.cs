@@ -68,7 +68,7 @@ internal static class AlternatingTimer
     {
         var batch = BatchCancellation.Current;
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(batch);
-        budget.CancelAfter(TimeSpan.FromMicroseconds(Math.Max(1, budgetUs)));
+        using var deadline = Deadlines.CancelAfter(budget, TimeSpan.FromMicroseconds(Math.Max(1, budgetUs)));
         try
         {
             using (BatchCancellation.Enter(budget.Token)) return Time(run, gpu);
