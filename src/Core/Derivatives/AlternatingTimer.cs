@@ -36,29 +36,40 @@ internal static class AlternatingTimer
     public static readonly TimeSpan FirstRoundSuffices = TimeSpan.FromSeconds(1);
 
     /// <summary>
+    /// Timed runs of the second are stopped at their budget only where it is at least this long: below it, what stopping
+    /// costs (a token, a timer, ONNX Runtime's run options) would weigh on close calls, and the run it saves is short.
+    /// </summary>
+    private const double StopFromUs = 1_000;
+
+    /// <summary>
     /// The least microseconds of a run of each. With <paramref name="secondWithin"/> (the most microseconds the second may
     /// take, given the first's, for the answer to change), a first run of the first that took over <see cref="RepeatFor"/>
     /// (runs too slow to repeat, for which what a first run costs beyond later ones is small) leaves the second that long
     /// and stops it there (between its steps, through <see cref="BatchCancellation"/>), its time then infinite: the
     /// interpreter, 2-5x slower than a large CNN's compiled Vjp, ran for seconds on each new batch size only to lose.
+    /// Each timed run of the second is stopped the same way once it has run as long as the first's least allows: it could
+    /// no longer change the answer, since the first's least only falls. <paramref name="ranOnce"/>: each has already run
+    /// once untimed (AUTO's check runs of compiled graphs), which counts as the first of the untimed runs.
     /// </summary>
-    public static (double First, double Second) Least(Action first, Action second, bool gpu, Func<double, double>? secondWithin = null)
+    public static (double First, double Second) Least(Action first, Action second, bool gpu, Func<double, double>? secondWithin = null, bool ranOnce = false)
     {
-        for (int warm = 0; warm < WarmRuns; warm++)
+        for (int warm = ranOnce ? 1 : 0; warm < WarmRuns; warm++)
         {
             double firstUs = Time(first, gpu);
-            double secondUs = warm == 0 && secondWithin is not null && firstUs > RepeatFor.TotalMicroseconds
+            bool firstRound = warm == (ranOnce ? 1 : 0);
+            double secondUs = firstRound && secondWithin is not null && firstUs > RepeatFor.TotalMicroseconds
                 ? TimeWithin(second, gpu, secondWithin(firstUs))
                 : Time(second, gpu);
-            if (warm == 0 && firstUs + secondUs > FirstRoundSuffices.TotalMicroseconds) return (firstUs, secondUs);
+            if (firstRound && firstUs + secondUs > FirstRoundSuffices.TotalMicroseconds) return (firstUs, secondUs);
         }
-        double a = double.MaxValue, b = double.MaxValue;
+        double a = double.PositiveInfinity, b = double.PositiveInfinity;
         var rounds = Stopwatch.StartNew();
         for (int round = 0; round < MaxRounds && (round == 0 || rounds.Elapsed < RepeatFor); round++)
         {
             // In turn, so that a slow moment of the machine does not land on every run of one.
             a = Math.Min(a, Time(first, gpu));
-            b = Math.Min(b, Time(second, gpu));
+            double budget = secondWithin?.Invoke(a) ?? double.PositiveInfinity;
+            b = Math.Min(b, budget >= StopFromUs && budget < double.PositiveInfinity ? TimeWithin(second, gpu, budget) : Time(second, gpu));
         }
         return (a, b);
     }

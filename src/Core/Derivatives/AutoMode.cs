@@ -99,7 +99,8 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
         bool measured = first.CheckUs > 0 && second.CheckUs > 0 && first.CheckUs + second.CheckUs > AlternatingTimer.FirstRoundSuffices.TotalMicroseconds;
         var (firstUs, secondUs) = second.CheckUs == double.PositiveInfinity || measured
             ? (first.CheckUs, second.CheckUs)
-            : AlternatingTimer.Least(first.Run, second.Run, parts.Limits.Device != Models.ComputeDevices.Cpu, us => us * first.Scale / second.Scale);
+            : AlternatingTimer.Least(first.Run, second.Run, parts.Limits.Device != Models.ComputeDevices.Cpu, us => us * first.Scale / second.Scale,
+                ranOnce: first.CheckUs > 0 && second.CheckUs > 0);
         firstUs *= first.Scale;
         secondUs *= second.Scale;
         var (forwardUs, reverseUs) = reverseFirst ? (secondUs, firstUs) : (firstUs, secondUs);
