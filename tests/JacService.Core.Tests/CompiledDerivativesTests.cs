@@ -261,7 +261,7 @@ public class CompiledDerivativesTests(ITestOutputHelper output)
             var limits = new EngineLimits();
             using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
             using var parts = new ModelParts(graph, limits);
-            using var derivatives = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held: null), parts, weights: null);
+            using var derivatives = new CompiledDerivatives(KeptModel.From(OnnxModelReader.ParseAsWritten(bytes, limits.Model), limits.Model, held: null), parts, weights: null);
             return derivatives.Write(0, [0], [[2, steps, 3]], mode, null).Model.Graph.Node.Count;
         }
         Assert.Equal(Nodes(8), Nodes(200));

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Google.Protobuf;
 using JacService.Core.Compiled;
 using JacService.Core.Derivatives;
@@ -37,7 +39,7 @@ public class SharedWeightsTests
             .All(n => n.OpType is "MatMul" or "Gemm" or "Conv" or "ConvTranspose" or "LSTM" or "GRU" or "RNN");
         long all = floats.Values.Sum(), least = floats.Where(f => onlyInProducts(f.Key)).Sum(f => f.Value);
 
-        using var weights = SharedWeights.TryFrom(bytes, new ModelLimits());
+        using var weights = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits());
 
         Assert.NotNull(weights);
         Assert.True(all > 0, $"{name} has no float weights");
@@ -58,9 +60,9 @@ public class SharedWeightsTests
         var applied = new List<string>();
         using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits()), applied);
 
-        using var asRead = SharedWeights.TryFrom(bytes, new ModelLimits(), Held(read))!;
-        using var copied = SharedWeights.TryFrom(bytes, new ModelLimits())!;
-        using var afterRewrites = SharedWeights.TryFrom(bytes, new ModelLimits(), Held(rewritten))!;
+        using var asRead = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), Held(read))!;
+        using var copied = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits())!;
+        using var afterRewrites = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), Held(rewritten))!;
 
         Assert.Equal(copied.Bytes, asRead.Bytes);
         Assert.Equal((copied.Bytes, 0L), (copied.CopiedBytes, asRead.CopiedBytes));
@@ -88,17 +90,40 @@ public class SharedWeightsTests
         long rawFloats = OnnxModelReader.Parse(bytes, limits).Graph.Initializer
             .Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && Held(read)(t.Name) is not null).Sum(t => (long)t.RawData.Length);
 
-        var asRead = KeptModel.From(bytes, limits, Held(read));
-        var afterRewrites = KeptModel.From(bytes, limits, Held(rewritten));
+        var asRead = KeptModel.From(Parsed(bytes), limits, Held(read));
+        var afterRewrites = KeptModel.From(Parsed(bytes), limits, Held(rewritten));
 
         Assert.True(rawFloats > 0, $"{name} has no raw float weights");
         Assert.InRange(asRead.Bytes, 1, bytes.Length - rawFloats);
         if (applied.Any(a => a.Contains("BatchNormalization"))) Assert.InRange(afterRewrites.Bytes, asRead.Bytes + 1, bytes.Length - 1);
         else Assert.Equal(asRead.Bytes, afterRewrites.Bytes);
-        Assert.Equal(whole, asRead.Parse().ToByteArray());
-        Assert.Equal(whole, afterRewrites.Parse().ToByteArray());
-        Assert.Equal(whole, KeptModel.From(bytes, limits, held: null).Parse().ToByteArray());
+        Assert.Equal(whole, asRead.Expanded().ToByteArray());
+        Assert.Equal(whole, afterRewrites.Expanded().ToByteArray());
+        Assert.Equal(whole, KeptModel.From(Parsed(bytes), limits, held: null).Expanded().ToByteArray());
     }
+
+    /// <summary>
+    /// The kept file gives each derivative graph the engine's weights where they are, not a copy: a copy per graph was a
+    /// fresh allocation of the weights' size each (200 MB per graph of a 200 MB MLP's warm-up).
+    /// </summary>
+    [Fact]
+    public void TheKeptFileGivesTheEnginesWeightsWithoutACopy()
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh"));
+        var limits = new ModelLimits();
+        using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
+        var held = Held(read);
+
+        var given = KeptModel.From(Parsed(bytes), limits, held).Expanded().Graph.Initializer.Where(t => held(t.Name) is not null).ToList();
+
+        Assert.NotEmpty(given);
+        foreach (var tensor in given)
+            Assert.True(Unsafe.AreSame(ref MemoryMarshal.GetReference(held(tensor.Name)!.bytes), ref MemoryMarshal.GetReference(tensor.RawData.Span)),
+                $"{tensor.Name} is a copy");
+    }
+
+    /// <summary>The file as a version parses it once at load, for the engine, its shared weights and its kept model.</summary>
+    private static ModelProto Parsed(byte[] bytes) => OnnxModelReader.ParseAsWritten(bytes, new ModelLimits());
 
     /// <summary>The engine's tensor for each initializer of <paramref name="graph"/>, by name: what a version gives its sessions.</summary>
     private static Func<string, Tensor?> Held(ModelGraph graph) => graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
@@ -129,7 +154,7 @@ public class SharedWeightsTests
         var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
 
         using var model = ModelVersion.Load("layer_scale", 1, bytes, new EngineLimits { CalibrateAuto = false });
-        using (var weights = SharedWeights.TryFrom(bytes, new ModelLimits())) Assert.Equal(2 * 4 * 4 * sizeof(float), weights!.Bytes);
+        using (var weights = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits())) Assert.Equal(2 * 4 * 4 * sizeof(float), weights!.Bytes);
         Assert.Equal(("onnxruntime", ""), (model.PredictRuntime, model.PredictRuntimeNote));
         var inputs = new[] { new HostTensor([2, 4, 3, 5], g.Inputs[0].Data.Select(v => (float)v).ToArray()) };
         using var scope = NewDisposeScope();
@@ -162,8 +187,8 @@ public class SharedWeightsTests
         if (graph.Inputs.Concat(graph.Outputs).Any(t => t.ElementType != ElementType.Float)) return;
         using var parts = new ModelParts(graph, limits);
         var held = Held(graph);
-        using var weights = SharedWeights.TryFrom(bytes, limits.Model, held)!;
-        using var compiled = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held), parts, weights);
+        using var weights = SharedWeights.TryFrom(Parsed(bytes), limits.Model, held)!;
+        using var compiled = new CompiledDerivatives(KeptModel.From(Parsed(bytes), limits.Model, held), parts, weights);
         long[][] shapes = graph.Inputs.Select(i => (long[])[3, .. i.Shape[1..]]).ToArray();
         var rng = new Random(7);
         var inputs = shapes.Select(s => new HostTensor(s, Enumerable.Range(0, (int)HostTensor.Elements(s)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray())).ToArray();
@@ -207,7 +232,7 @@ public class SharedWeightsTests
         var w = g.W(4, 4);
         g.Output(g.Node("MatMul", [x, w]));
         var bytes = OpForwardOrtTests.OrtModel(g.ToBytes(), OnnxType.Float);
-        using var weights = SharedWeights.TryFrom(bytes, new ModelLimits())!;
+        using var weights = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits())!;
         var model = ModelProto.Parser.ParseFrom(bytes);
         var weight = model.Graph.Initializer.Single(t => t.Name == w);
         GraphProto Branch(string output, bool own)
@@ -237,7 +262,7 @@ public class SharedWeightsTests
         var limits = new EngineLimits();
         using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
         using var parts = new ModelParts(graph, limits);
-        using var compiled = new CompiledDerivatives(KeptModel.From(bytes, limits.Model, held: null), parts, weights: null);
+        using var compiled = new CompiledDerivatives(KeptModel.From(Parsed(bytes), limits.Model, held: null), parts, weights: null);
         var initializers = ModelProto.Parser.ParseFrom(bytes).Graph.Initializer.Select(t => t.Name).ToHashSet();
         long[][] shapes = graph.Inputs.Select(i => (long[])[2, .. i.Shape[1..]]).ToArray();
 

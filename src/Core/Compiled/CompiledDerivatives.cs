@@ -68,7 +68,7 @@ internal sealed class CompiledDerivatives(KeptModel model, ModelParts parts, Sha
                 new(SecondOrderGraph.LaplacianPrefix + o, "lap:" + o, "lap:" + o, written.OfSamples[j]),
                 new(DerivativeGraphWriter.JacobianPrefix + o, "jac:" + o, "jac:" + o, [.. written.OfSamples[j], .. written.WrtSample]),
             ]).ToArray(),
-            (wrtName, ofNames) => SecondOrderGraph.Write(model.Parse(), parts, shapes, wrtName, ofNames, laplacianAxes));
+            (wrtName, ofNames) => SecondOrderGraph.Write(model.Expanded(), parts, shapes, wrtName, ofNames, laplacianAxes));
 
     /// <summary>Sorted indices as runs: "0-47", "0,2,4-6".</summary>
     private static string Runs(int[] indices)
@@ -138,8 +138,8 @@ internal sealed class CompiledDerivatives(KeptModel model, ModelParts parts, Sha
     internal DerivativeGraphWriter.Written Write(int wrt, int[] of, long[][] shapes, DerivativeMode mode, long? directions)
     {
         var (foldedInts, batchAxes) = FromTwoBatches(parts, shapes);
-        // Parsed as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
-        return DerivativeGraphWriter.Write(model.Parse(), ShapesOf(parts, shapes), foldedInts, batchAxes,
+        // The model as the reader parsed it at load: a file whose unknown fields it dropped must not fail here.
+        return DerivativeGraphWriter.Write(model.Expanded(), ShapesOf(parts, shapes), foldedInts, batchAxes,
             Math.Max(2, shapes[0][0]), parts.Graph.Inputs[wrt].Name, of.Select(o => parts.Graph.Outputs[o].Name).ToArray(), mode,
             parts.Limits.MaxCompiledNodes, parts.Limits.WorkingMemoryBytes, directions);
     }

@@ -8,29 +8,33 @@ using TorchSharp;
 namespace JacService.Core.Compiled;
 
 /// <summary>
-/// A version's model file as its derivative graphs are written from it: the file's bytes less the raw data of the float
-/// weights the engine's tensors hold byte for byte, which go back in from those tensors each time the file is parsed.
-/// The whole file kept was one more copy of the weights per version (108 MB for ConvNeXt-Tiny). The tensors must outlive
-/// this object; the engine never writes to them.
+/// A version's model file as its derivative graphs are written from it: the file as parsed at load, less the raw data of
+/// the float weights the engine's tensors hold byte for byte, which each graph gets back from those tensors, wrapped and
+/// not copied. The whole file kept was one more copy of the weights per version (108 MB for ConvNeXt-Tiny), and each
+/// graph's copy of them one more fresh allocation of their size (200 MB per graph of a 200 MB MLP's warm-up). The
+/// tensors must outlive this object and every model it gives; the engine never writes to them.
 /// </summary>
 internal sealed class KeptModel
 {
-    private readonly byte[] _bytes;
+    private readonly ModelProto _model;
     private readonly ModelLimits _limits;
-    // By position among the graph's initializers, which serialising and parsing again keeps.
+    // By position among the graph's initializers, which cloning keeps.
     private readonly Dictionary<int, torch.Tensor> _held;
 
-    private KeptModel(byte[] bytes, ModelLimits limits, Dictionary<int, torch.Tensor> held) => (_bytes, _limits, _held) = (bytes, limits, held);
+    private KeptModel(ModelProto model, ModelLimits limits, Dictionary<int, torch.Tensor> held) =>
+        (_model, _limits, _held, Bytes) = (model, limits, held, model.CalculateSize());
 
-    /// <summary>Bytes kept: the file's, less the weights left to the engine's tensors.</summary>
-    public long Bytes => _bytes.LongLength;
+    /// <summary>Bytes kept beyond the engine's tensors: the file's, less the weights left to them.</summary>
+    public long Bytes { get; }
 
+    /// <param name="file">The file's model as <see cref="OnnxModelReader.ParseAsWritten"/> gives it; left as it was.</param>
     /// <param name="held">The engine's tensor for an initializer, by name, or null; null for none (the whole file is kept).</param>
-    public static KeptModel From(byte[] file, ModelLimits limits, Func<string, torch.Tensor?>? held)
+    public static KeptModel From(ModelProto file, ModelLimits limits, Func<string, torch.Tensor?>? held)
     {
         var left = new Dictionary<int, torch.Tensor>();
-        if (held is null) return new(file, limits, left);
-        var model = OnnxModelReader.ParseAsWritten(file, limits);
+        // A clone shares the weights' bytes, which are never written to.
+        var model = file.Clone();
+        if (held is null) return new(model, limits, left);
         var initializers = model.Graph.Initializer;
         for (int i = 0; i < initializers.Count; i++)
         {
@@ -40,14 +44,14 @@ internal sealed class KeptModel
             left[i] = engine;
             tensor.RawData = ByteString.Empty;
         }
-        return new(left.Count == 0 ? file : model.ToByteArray(), limits, left);
+        return new(model, limits, left);
     }
 
-    /// <summary>The file as <see cref="OnnxModelReader"/> parses it, every weight's data in place before the graph is expanded.</summary>
-    public ModelProto Parse()
+    /// <summary>The file's model as <see cref="OnnxModelReader"/> reads it, every weight's data in place before the graph is expanded.</summary>
+    public ModelProto Expanded()
     {
-        var model = OnnxModelReader.ParseAsWritten(_bytes, _limits);
-        foreach (var (index, engine) in _held) model.Graph.Initializer[index].RawData = ByteString.CopyFrom(engine.bytes);
+        var model = _model.Clone();
+        foreach (var (index, engine) in _held) model.Graph.Initializer[index].RawData = UnsafeByteOperations.UnsafeWrap(new TensorBytes(engine).Memory);
         return OnnxModelReader.Expand(model, _limits);
     }
 }

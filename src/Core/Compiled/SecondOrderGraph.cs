@@ -38,7 +38,7 @@ internal static class SecondOrderGraph
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
-        using var graph = ReadBack(() => OnnxModelReader.ReadWritten(first.Model, ScalarType.Float32, limits.Model));
+        using var graph = ReadBack(() => OnnxModelReader.ReadParsed(first.Model, ScalarType.Float32, limits.Model));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);

@@ -171,7 +171,10 @@ public sealed class ModelVersion : IDisposable
     private static ModelVersion Load(string name, int version, byte[] bytes, byte[] onnxRuntimeBytes, EngineLimits limits, ScalarType computeType,
         ModelVersion? replicaOf)
     {
-        var graph = OnnxModelReader.Read(bytes, computeType, limits.Model);
+        // Parsed once for the engine, the shared weights and the kept model: each parse of a large file is as many bytes
+        // freshly allocated and copied.
+        var file = OnnxModelReader.ParseAsWritten(bytes, limits.Model);
+        var graph = OnnxModelReader.ReadParsed(file, computeType, limits.Model);
         var rewrites = new List<string>();
         if (limits.RewriteGraph)
         {
@@ -213,10 +216,11 @@ public sealed class ModelVersion : IDisposable
             // one), and share ONNX Runtime's packed copies; the file kept for writing derivative graphs leaves those
             // weights to the same tensors.
             Func<string, Tensor?>? held = null;
+            var sessionsFile = ReferenceEquals(onnxRuntimeBytes, bytes) ? file : OnnxModelReader.ParseAsWritten(onnxRuntimeBytes, limits.Model);
             if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights)
             {
                 held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal).GetValueOrDefault;
-                model._weights = SharedWeights.TryFrom(onnxRuntimeBytes, limits.Model, held);
+                model._weights = SharedWeights.TryFrom(sessionsFile, limits.Model, held);
             }
             if (limits.PredictWithOnnxRuntime)
             {
@@ -225,7 +229,7 @@ public sealed class ModelVersion : IDisposable
             }
             if (model.CompiledDerivativesNote.Length == 0)
             {
-                model._compiled = new CompiledDerivatives(KeptModel.From(onnxRuntimeBytes, limits.Model, held), model._parts, model._weights);
+                model._compiled = new CompiledDerivatives(KeptModel.From(sessionsFile, limits.Model, held), model._parts, model._weights);
                 model._compiled.FellBack += (what, why) => model.DerivativeFellBackToEngine?.Invoke(what, why);
             }
             return model;

@@ -36,12 +36,12 @@ internal sealed unsafe class SharedWeights : IDisposable
     public long CopiedBytes { get; private set; }
 
     /// <summary>
-    /// The float initializers of <paramref name="model"/> with embedded data, as read at load; null where ONNX Runtime is
+    /// The float initializers of <paramref name="model"/> (the file as parsed at load, left as it was) with embedded data; null where ONNX Runtime is
     /// not available (its sessions are then not made either). A weight the engine holds unchanged in a CPU float32
     /// tensor (<paramref name="held"/>, by name; one that a graph rewrite folded differs) is read from that tensor, which
     /// must outlive the sessions; the rest are copied.
     /// </summary>
-    public static SharedWeights? TryFrom(byte[] model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?>? held = null)
+    public static SharedWeights? TryFrom(ModelProto model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?>? held = null)
     {
         try
         {
@@ -53,9 +53,10 @@ internal sealed unsafe class SharedWeights : IDisposable
         }
     }
 
-    private static SharedWeights From(byte[] model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?> held)
+    private static SharedWeights From(ModelProto model, ModelLimits limits, Func<string, TorchSharp.torch.Tensor?> held)
     {
-        var graph = OnnxModelReader.Parse(model, limits).Graph;
+        // A clone shares the weights' bytes, which are never written to.
+        var graph = OnnxModelReader.Expand(model.Clone(), limits).Graph;
         var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
         var rewritable = ReadOtherThanAsWeights(graph);
         var weights = new SharedWeights();

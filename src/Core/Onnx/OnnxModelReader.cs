@@ -27,22 +27,20 @@ public static class OnnxModelReader
     internal static IReadOnlyCollection<string> ExpandedOps { get; } = [.. ControlFlow.Ops, .. SequenceFolding.Ops, .. StandardFunctions.Ops];
 
     /// <summary>Parses, checks against <paramref name="limits"/> and validates a model, then moves its initializers to the device.</summary>
-    public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits)
-    {
-        CheckFileSize(bytes.Length, limits);
-        return ReadExpanded(Parse(bytes, limits), computeType, limits);
-    }
+    public static ModelGraph Read(byte[] bytes, torch.ScalarType computeType, ModelLimits limits) =>
+        ReadExpanded(Parse(bytes, limits), computeType, limits);
 
     /// <summary>
-    /// A model written here (a Jacobian's graph, to be differentiated again) read as <see cref="Read(byte[], torch.ScalarType, ModelLimits)"/>
-    /// reads its bytes, without writing and parsing them: 1.5 s for a 200 MB model's graph. <paramref name="written"/> is
-    /// left as it was.
+    /// A model already parsed, read as <see cref="Read(byte[], torch.ScalarType, ModelLimits)"/> reads its bytes: the
+    /// file's (<see cref="ParseAsWritten"/>), parsed once at load for all that read it, or one written here (a Jacobian's
+    /// graph, to be differentiated again), which is not written and parsed again (1.5 s for a 200 MB model's graph).
+    /// <paramref name="parsed"/> is left as it was.
     /// </summary>
-    internal static ModelGraph ReadWritten(ModelProto written, torch.ScalarType computeType, ModelLimits limits)
+    internal static ModelGraph ReadParsed(ModelProto parsed, torch.ScalarType computeType, ModelLimits limits)
     {
-        CheckFileSize(written.CalculateSize(), limits);
+        CheckFileSize(parsed.CalculateSize(), limits);
         // A clone shares the weights' bytes, which are never written to.
-        return ReadExpanded(Expand(written.Clone(), limits), computeType, limits);
+        return ReadExpanded(Expand(parsed.Clone(), limits), computeType, limits);
     }
 
     private static void CheckFileSize(long bytes, ModelLimits limits)
@@ -73,6 +71,8 @@ public static class OnnxModelReader
 
     private static ModelProto ParseWith(MessageParser<ModelProto> parser, byte[] bytes, ModelLimits limits)
     {
+        // Before the parse allocates what the file holds.
+        CheckFileSize(bytes.Length, limits);
         // Subgraphs (If, Loop bodies) nest messages without end, and the parser recurses per level: cap the depth.
         using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, limits.MaxNestingDepth);
         try
