@@ -122,6 +122,34 @@ public class SharedWeightsTests
                 $"{tensor.Name} is a copy");
     }
 
+    /// <summary>
+    /// A graph written from the kept file and read back by the engine (a Jacobian's graph, to be differentiated again for
+    /// a Hessian) holds the engine's weights it was given as those tensors, not read into copies; its own tensors are its
+    /// own, and disposing it leaves the engine's intact.
+    /// </summary>
+    [Fact]
+    public void AGraphReadBackHoldsTheEnginesWeightsItWasGivenNotCopies()
+    {
+        var bytes = File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh"));
+        var limits = new ModelLimits();
+        using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
+        var held = Held(read);
+        var written = KeptModel.From(Parsed(bytes), limits, held).Expanded();
+
+        using (var back = OnnxModelReader.ReadParsed(written, ScalarType.Float32, limits, held))
+        {
+            var weights = back.Initializers.Select(p => (Name: back.ValueNames[p.Key], Tensor: p.Value)).Where(w => held(w.Name) is not null).ToList();
+            Assert.NotEmpty(weights);
+            foreach (var (name, tensor) in weights)
+                Assert.True(Unsafe.AreSame(ref MemoryMarshal.GetReference(held(name)!.bytes), ref MemoryMarshal.GetReference(tensor.bytes)), $"{name} is a copy");
+            using var copies = OnnxModelReader.ReadParsed(written, ScalarType.Float32, limits);
+            Assert.All(copies.Initializers, p => Assert.False(Unsafe.AreSame(ref MemoryMarshal.GetReference(held(copies.ValueNames[p.Key])!.bytes),
+                ref MemoryMarshal.GetReference(p.Value.bytes))));
+        }
+        Assert.All(read.Initializers, p => Assert.False(p.Value.IsInvalid));
+        Assert.Equal(Parsed(bytes).Graph.Initializer[0].RawData.ToByteArray(), held(Parsed(bytes).Graph.Initializer[0].Name)!.bytes.ToArray());
+    }
+
     /// <summary>The file as a version parses it once at load, for the engine, its shared weights and its kept model.</summary>
     private static ModelProto Parsed(byte[] bytes) => OnnxModelReader.ParseAsWritten(bytes, new ModelLimits());
 

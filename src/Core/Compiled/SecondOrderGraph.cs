@@ -38,7 +38,10 @@ internal static class SecondOrderGraph
             m < n ? DerivativeMode.Reverse : DerivativeMode.Forward, limits.MaxCompiledNodes, limits.WorkingMemoryBytes,
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
-        using var graph = ReadBack(() => OnnxModelReader.ReadParsed(first.Model, ScalarType.Float32, limits.Model));
+        // The weights the Jacobian's graph was given from the engine's tensors are read back as those tensors.
+        var engine = parts.Graph;
+        var held = engine.Initializers.ToDictionary(p => engine.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
+        using var graph = ReadBack(() => OnnxModelReader.ReadParsed(first.Model, ScalarType.Float32, limits.Model, held.GetValueOrDefault));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);
