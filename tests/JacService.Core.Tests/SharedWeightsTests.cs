@@ -136,13 +136,13 @@ public class SharedWeightsTests
         var held = Held(read);
         var written = KeptModel.From(Parsed(bytes), limits, held).Expanded();
 
-        using (var back = OnnxModelReader.ReadParsed(written, ScalarType.Float32, limits, held))
+        using (var back = OnnxModelReader.ReadWritten(written, ScalarType.Float32, limits, held))
         {
             var weights = back.Initializers.Select(p => (Name: back.ValueNames[p.Key], Tensor: p.Value)).Where(w => held(w.Name) is not null).ToList();
             Assert.NotEmpty(weights);
             foreach (var (name, tensor) in weights)
                 Assert.True(Unsafe.AreSame(ref MemoryMarshal.GetReference(held(name)!.bytes), ref MemoryMarshal.GetReference(tensor.bytes)), $"{name} is a copy");
-            using var copies = OnnxModelReader.ReadParsed(written, ScalarType.Float32, limits);
+            using var copies = OnnxModelReader.ReadWritten(written, ScalarType.Float32, limits);
             Assert.All(copies.Initializers, p => Assert.False(Unsafe.AreSame(ref MemoryMarshal.GetReference(held(copies.ValueNames[p.Key])!.bytes),
                 ref MemoryMarshal.GetReference(p.Value.bytes))));
         }

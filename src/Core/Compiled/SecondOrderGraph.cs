@@ -41,7 +41,7 @@ internal static class SecondOrderGraph
         // The weights the Jacobian's graph was given from the engine's tensors are read back as those tensors.
         var engine = parts.Graph;
         var held = engine.Initializers.ToDictionary(p => engine.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
-        using var graph = ReadBack(() => OnnxModelReader.ReadParsed(first.Model, ScalarType.Float32, limits.Model, held.GetValueOrDefault));
+        using var graph = ReadBack(() => OnnxModelReader.ReadWritten(first.Model, ScalarType.Float32, limits.Model, held.GetValueOrDefault));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);

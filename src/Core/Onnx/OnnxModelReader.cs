@@ -33,18 +33,24 @@ public static class OnnxModelReader
         ReadExpanded(Parse(bytes, limits), computeType, limits);
 
     /// <summary>
-    /// A model already parsed, read as <see cref="Read(byte[], torch.ScalarType, ModelLimits)"/> reads its bytes: the
-    /// file's (<see cref="ParseAsWritten"/>), parsed once at load for all that read it, or one written here (a Jacobian's
-    /// graph, to be differentiated again), which is not written and parsed again (1.5 s for a 200 MB model's graph).
-    /// <paramref name="parsed"/> is left as it was. A float weight whose data is the memory of the tensor
-    /// <paramref name="held"/> gives for its name (the engine's, given to a derivative graph unwrapped: KeptModel) is
-    /// held as an alias of that tensor, not read into a copy: 0.8 s and 200 MB for a 200 MB model's Hessian graph.
+    /// The file's model as <see cref="ParseAsWritten"/> gave it (its size checked then), read as
+    /// <see cref="Read(byte[], torch.ScalarType, ModelLimits)"/> reads the bytes: a version parses its file once for all
+    /// that read it at load. <paramref name="parsed"/> is left as it was. A float weight whose data is the memory of the
+    /// tensor <paramref name="held"/> gives for its name (the engine's, given to a derivative graph unwrapped: KeptModel)
+    /// is held as an alias of that tensor, not read into a copy: 0.8 s and 200 MB for a 200 MB model's Hessian graph.
     /// </summary>
-    internal static ModelGraph ReadParsed(ModelProto parsed, torch.ScalarType computeType, ModelLimits limits, Func<string, torch.Tensor?>? held = null)
-    {
-        CheckFileSize(parsed.CalculateSize(), limits);
+    internal static ModelGraph ReadParsed(ModelProto parsed, torch.ScalarType computeType, ModelLimits limits, Func<string, torch.Tensor?>? held = null) =>
         // A clone shares the weights' bytes, which are never written to.
-        return ReadExpanded(Expand(parsed.Clone(), limits), computeType, limits, held);
+        ReadExpanded(Expand(parsed.Clone(), limits), computeType, limits, held);
+
+    /// <summary>
+    /// A model written here (a Jacobian's graph, to be differentiated again) read as <see cref="ReadParsed"/> reads a
+    /// file's, after the same size check, without writing and parsing it: 1.5 s for a 200 MB model's graph.
+    /// </summary>
+    internal static ModelGraph ReadWritten(ModelProto written, torch.ScalarType computeType, ModelLimits limits, Func<string, torch.Tensor?>? held = null)
+    {
+        CheckFileSize(written.CalculateSize(), limits);
+        return ReadParsed(written, computeType, limits, held);
     }
 
     private static void CheckFileSize(long bytes, ModelLimits limits)
