@@ -36,7 +36,7 @@ public static class OnnxModelReader
     /// The file's model as <see cref="ParseAsWritten"/> gave it (its size checked then), read as
     /// <see cref="Read(byte[], torch.ScalarType, ModelLimits)"/> reads the bytes: a version parses its file once for all
     /// that read it at load. <paramref name="parsed"/> is left as it was. A float weight whose data is the memory of the
-    /// tensor <paramref name="held"/> gives for its name (the engine's, given to a derivative graph unwrapped: KeptModel)
+    /// tensor <paramref name="held"/> gives for its name (an engine weight that KeptModel wrapped into a derivative graph)
     /// is held as an alias of that tensor, not read into a copy: 0.8 s and 200 MB for a 200 MB model's Hessian graph.
     /// </summary>
     internal static ModelGraph ReadParsed(ModelProto parsed, torch.ScalarType computeType, ModelLimits limits, Func<string, torch.Tensor?>? held = null) =>
