@@ -22,16 +22,37 @@ public class DeadlinesTests
     }
 
     [Fact]
-    public void ARegistrationDisposedBeforeItsDeadlineNeverCancels()
+    public void ARegistrationDisposedBeforeItsDeadlineNeverCancelsNorDoesOneOfCenturies()
     {
         using var early = new CancellationTokenSource();
         using var later = new CancellationTokenSource();
         Deadlines.CancelAfter(early, TimeSpan.FromMilliseconds(50)).Dispose();
 
+        using var never = new CancellationTokenSource();
+        using var far = Deadlines.CancelAfter(never, TimeSpan.MaxValue);
         // A later deadline that fires shows the earlier one's time has passed.
         using (Deadlines.CancelAfter(later, TimeSpan.FromMilliseconds(100)))
             Assert.True(later.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(30)), "the later deadline did not fire");
 
         Assert.False(early.IsCancellationRequested);
+        Assert.False(never.IsCancellationRequested);
+    }
+
+    /// <summary>A source's callback that gives up another's deadline (its run ended) is obeyed, and the thread goes on.</summary>
+    [Fact]
+    public void ACallbackThatDisposesAnotherRegistrationIsObeyed()
+    {
+        using var first = new CancellationTokenSource();
+        using var second = new CancellationTokenSource();
+        using var third = new CancellationTokenSource();
+        var secondDeadline = Deadlines.CancelAfter(second, TimeSpan.FromMilliseconds(25));
+        first.Token.Register(secondDeadline.Dispose);
+
+        using (Deadlines.CancelAfter(first, TimeSpan.FromMilliseconds(20)))
+        using (Deadlines.CancelAfter(third, TimeSpan.FromMilliseconds(100)))
+            Assert.True(third.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(30)), "the thread stopped");
+
+        Assert.True(first.IsCancellationRequested);
+        Assert.False(second.IsCancellationRequested);
     }
 }

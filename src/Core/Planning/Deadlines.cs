@@ -20,7 +20,8 @@ internal static class Deadlines
     /// </summary>
     public static Registration CancelAfter(CancellationTokenSource source, TimeSpan after)
     {
-        long due = Stopwatch.GetTimestamp() + (long)(after.TotalSeconds * Stopwatch.Frequency);
+        // Capped, so that a budget of centuries is late rather than an overflow into the past.
+        long due = Stopwatch.GetTimestamp() + (long)Math.Min(after.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 4);
         lock (Gate)
         {
             Pending.Add((source, due));
@@ -50,27 +51,31 @@ internal static class Deadlines
         lock (Gate)
             while (true)
             {
-                long now = Stopwatch.GetTimestamp(), next = long.MaxValue;
-                for (int i = Pending.Count - 1; i >= 0; i--)
+                // One at a time and found afresh: a source's callbacks may dispose other registrations meanwhile.
+                int due;
+                while ((due = Pending.FindIndex(p => p.Due <= Stopwatch.GetTimestamp())) >= 0)
                 {
-                    if (Pending[i].Due > now)
-                    {
-                        next = Math.Min(next, Pending[i].Due);
-                        continue;
-                    }
+                    var source = Pending[due].Source;
+                    Pending.RemoveAt(due);
                     // Under the lock, so that a registration disposed meanwhile is not cancelled: its source may be gone.
                     try
                     {
-                        Pending[i].Source.Cancel();
+                        source.Cancel();
                     }
-                    catch (AggregateException)
+                    catch (Exception e) when (e is AggregateException or ObjectDisposedException)
                     {
-                        // A callback's failure is its own; the deadlines of others still come.
+                        // A callback's failure is its own, and a source disposed before its registration was given up
+                        // too early: either way the deadlines of others still come, and this thread must not end.
                     }
-                    Pending.RemoveAt(i);
                 }
-                if (next == long.MaxValue) Monitor.Wait(Gate);
-                else Monitor.Wait(Gate, TimeSpan.FromSeconds((next - now) / (double)Stopwatch.Frequency) + TimeSpan.FromMilliseconds(0.5));
+                if (Pending.Count == 0)
+                {
+                    Monitor.Wait(Gate);
+                    continue;
+                }
+                double seconds = (Pending.Min(p => p.Due) - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency;
+                // At most a day at a time: a wait takes no more than 24.8 days.
+                Monitor.Wait(Gate, TimeSpan.FromSeconds(Math.Clamp(seconds, 0, 86_400)) + TimeSpan.FromMilliseconds(0.5));
             }
     }
 }
