@@ -34,6 +34,18 @@ public sealed class FoundInputTests
     }
 
     /// <summary>
+    /// Found by the `model` harness (600 s, 2026-12-07): a Relu whose input is named "" (absent) feeding a MaxPool. The
+    /// rewrite that moves the MaxPool before the Relu threw IndexOutOfRangeException at load, which the server logs as an
+    /// internal error. Now the rewrite leaves such a node alone, and the model is refused naming it.
+    /// </summary>
+    [Fact]
+    public void AReluWithoutItsInputBeforeAMaxPoolIsRefusedAtLoad()
+    {
+        var outcome = new ModelHarness().Run(File.ReadAllBytes(Input("model", "relu-without-input-before-maxpool.onnx")));
+        Assert.Equal("refused: the graph does not evaluate for a batch of one: node '/Relu' (Relu): input 0 is required", outcome);
+    }
+
+    /// <summary>
     /// layernorm_gelu mutated so that an initializer declares dozens of dims, one of them 0: the size limits count it as empty,
     /// and the reader's checked product of its dims overflowed before reaching the 0 (an OverflowException, which the
     /// server logs as an internal error while loading). Now it is refused like any initializer with too many elements.

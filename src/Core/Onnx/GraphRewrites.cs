@@ -40,9 +40,12 @@ public static class GraphRewrites
     private static string? FoldIntoConv(Editor e, int k)
     {
         var bn = e.Nodes[k]!;
+        // The shapes the reader lets through: an input or output it names "" is absent (-1), and only what the rewrite
+        // reads is required here.
+        if (bn.Inputs.Length < 5 || bn.Outputs is not [>= 0, ..]) return null;
         int convOutput = bn.Inputs[0];
-        if (e.Producer(convOutput) is not { } c || e.Nodes[c] is not { OpType: "Conv" } conv) return null;
-        if (e.IsGraphOutput(convOutput) || e.Uses(convOutput) != 1 || bn.Inputs.Length < 5) return null;
+        if (e.Producer(convOutput) is not { } c || e.Nodes[c] is not { OpType: "Conv", Inputs.Length: >= 2 } conv) return null;
+        if (e.IsGraphOutput(convOutput) || e.Uses(convOutput) != 1) return null;
         if (e.Initializer(conv.Inputs[1]) is not { } w || w.dim() < 3) return null;
         Tensor? b = conv.Inputs.Length > 2 && conv.Inputs[2] >= 0 ? e.Initializer(conv.Inputs[2]) : null;
         if (conv.Inputs.Length > 2 && conv.Inputs[2] >= 0 && b is null) return null;
@@ -76,11 +79,13 @@ public static class GraphRewrites
     private static string? PoolBeforeRelu(Editor e, int k)
     {
         var relu = e.Nodes[k]!;
-        int activated = relu.Outputs[0];
+        // A fuzzed file named Relu's output "" (absent, -1), and the lookups below failed on it (IndexOutOfRangeException).
+        if (relu.Inputs is not [>= 0, ..] || relu.Outputs is not [>= 0 and var activated, ..]) return null;
         if (e.IsGraphOutput(activated) || e.Uses(activated) != 1 || e.Consumer(activated) is not { } m) return null;
         var pool = e.Nodes[m]!;
         // An Indices output (refused at load today) would see the ties Relu makes among a window's non-positive cells.
-        if (pool.OpType != "MaxPool" || pool.Inputs[0] != activated || pool.Outputs.Skip(1).Any(o => o >= 0)) return null;
+        if (pool.OpType != "MaxPool" || pool.Inputs is not [var pooledInput, ..] || pooledInput != activated
+            || pool.Outputs is not [>= 0, ..] || pool.Outputs.Skip(1).Any(o => o >= 0)) return null;
         int pooled = e.AddValue($"{e.Name(pool.Outputs[0])} before {relu.Name}");
         e.Replace(k, new GraphNode
         {
