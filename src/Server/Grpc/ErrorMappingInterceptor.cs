@@ -73,12 +73,13 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
     /// </summary>
     public Status StatusOf(Exception e, ServerCallContext context)
     {
-        if (e is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
+        if (e is OperationCanceledException or IOException && context.CancellationToken.IsCancellationRequested)
         {
-            // The client went away or its deadline passed; it will not read this status, but the log and metrics will.
+            // The client went away or its deadline passed; it will not read this status, but the log and metrics will. A
+            // stream's reader learns of the client's reset as an IOException ("The client reset the request stream").
             return CallerError(context, context.Deadline <= DateTime.UtcNow
                 ? new Status(StatusCode.DeadlineExceeded, "the deadline passed before the request ran")
-                : new Status(StatusCode.Cancelled, "the call was cancelled before it ran"));
+                : new Status(StatusCode.Cancelled, "the client cancelled the call"));
         }
         // The exception behind any non-OK status goes on the server span; the span's error status follows the code.
         Activity.Current.RecordException(e);
