@@ -38,6 +38,9 @@ public class WarmupTests
         Assert.Contains("not warmed: second derivatives ('image' has over 64 elements", lines.Single(l => l.Contains("Warmed up small_cnn version 1")));
         var scrape = await new HttpClient().GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics");
         Assert.DoesNotContain("jacservice_batch_size_count{", scrape);
+        // The timings stop runs that can no longer win, and ONNX Runtime logged each such run of its own as an error (5 and
+        // 18 lines in two starts on the fixtures). The repository's broken models are errors of their own.
+        Assert.DoesNotContain(lines, l => l.StartsWith("fail: OnnxRuntime", StringComparison.Ordinal));
     }
 
     [Fact]

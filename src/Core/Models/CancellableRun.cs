@@ -23,7 +23,10 @@ internal static class CancellableRun
         if (!cancellation.CanBeCanceled) return session.Run(shared, inputNames, values, outputNames);
         cancellation.ThrowIfCancellationRequested();
         // Options of its own: setting Terminate on the shared ones would stop every other caller's run of the session.
-        using var options = new RunOptions();
+        // Its failures come back as the OnnxRuntimeException that the caller reports; a run stopped on purpose is none. ORT
+        // also logs each at error level: AUTO's and the graph-or-interpreter timings' stopped runs wrote one error line per
+        // Scan node at every start.
+        using var options = new RunOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
         // Disposed before the options: a callback already running finishes first.
         using var registration = cancellation.Register(() => options.Terminate = true);
         try
