@@ -74,6 +74,10 @@ public static class JacServiceExtensions
         });
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<LimitsOptions>>((grpc, limits) =>
             grpc.MaxReceiveMessageSize = limits.Value.MaxRequestMiB << 20);
+        // Kestrel reads its section's Endpoints, Certificates and EndpointDefaults, not its Limits, which ASP.NET Core leaves
+        // to code; a server shipped as a binary and an image is set through configuration. Bound here: connections, HTTP/2
+        // streams per connection, keep-alive (docs/security.md). The body size is Limits:MaxRequestMiB's, below.
+        services.Configure<KestrelServerOptions>(kestrel => builder.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
         // Kestrel's own cap on a request body (30,000,000 bytes unless set), which grpc-dotnet keeps for unary calls, sat
         // below MaxRequestMiB: a 40 MB Predict ended UNKNOWN with a stack trace logged. One message and its 5-byte gRPC
         // prefix pass it now, so gRPC's check of the message length (RESOURCE_EXHAUSTED) is the one a caller meets.
