@@ -60,9 +60,9 @@ public class SharedWeightsTests
         var applied = new List<string>();
         using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, new ModelLimits()), applied);
 
-        using var asRead = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), Held(read))!;
+        using var asRead = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), read.InitializerByName())!;
         using var copied = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits())!;
-        using var afterRewrites = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), Held(rewritten))!;
+        using var afterRewrites = SharedWeights.TryFrom(Parsed(bytes), new ModelLimits(), rewritten.InitializerByName())!;
 
         Assert.Equal(copied.Bytes, asRead.Bytes);
         Assert.Equal((copied.Bytes, 0L), (copied.CopiedBytes, asRead.CopiedBytes));
@@ -87,11 +87,12 @@ public class SharedWeightsTests
         using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
         using var rewritten = GraphRewrites.Apply(OnnxModelReader.Read(bytes, ScalarType.Float32, limits), applied);
         // The raw float weights the engine holds under the file's names (a scripted loop's body is unrolled into values of other names).
+        var held = read.InitializerByName();
         long rawFloats = OnnxModelReader.Parse(bytes, limits).Graph.Initializer
-            .Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && Held(read)(t.Name) is not null).Sum(t => (long)t.RawData.Length);
+            .Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && held(t.Name) is not null).Sum(t => (long)t.RawData.Length);
 
-        var asRead = KeptModel.From(Parsed(bytes), limits, Held(read));
-        var afterRewrites = KeptModel.From(Parsed(bytes), limits, Held(rewritten));
+        var asRead = KeptModel.From(Parsed(bytes), limits, held);
+        var afterRewrites = KeptModel.From(Parsed(bytes), limits, rewritten.InitializerByName());
 
         Assert.True(rawFloats > 0, $"{name} has no raw float weights");
         Assert.InRange(asRead.Bytes, 1, bytes.Length - rawFloats);
@@ -112,7 +113,7 @@ public class SharedWeightsTests
         var bytes = File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh"));
         var limits = new ModelLimits();
         using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
-        var held = Held(read);
+        var held = read.InitializerByName();
 
         var given = KeptModel.From(Parsed(bytes), limits, held).Expanded().Graph.Initializer.Where(t => held(t.Name) is not null).ToList();
 
@@ -133,7 +134,7 @@ public class SharedWeightsTests
         var bytes = File.ReadAllBytes(Fixtures.ModelPath("mlp_tanh"));
         var limits = new ModelLimits();
         using var read = OnnxModelReader.Read(bytes, ScalarType.Float32, limits);
-        var held = Held(read);
+        var held = read.InitializerByName();
         var written = KeptModel.From(Parsed(bytes), limits, held).Expanded();
 
         using (var back = OnnxModelReader.ReadWritten(written, ScalarType.Float32, limits, held))
@@ -154,7 +155,6 @@ public class SharedWeightsTests
     private static ModelProto Parsed(byte[] bytes) => OnnxModelReader.ParseAsWritten(bytes, new ModelLimits());
 
     /// <summary>The engine's tensor for each initializer of <paramref name="graph"/>, by name: what a version gives its sessions.</summary>
-    private static Func<string, Tensor?> Held(ModelGraph graph) => graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value).GetValueOrDefault;
 
     /// <summary>A graph's nodes and those of its subgraphs (Loop and If bodies read the graph's weights by name).</summary>
     private static IEnumerable<NodeProto> AllNodes(GraphProto graph) =>
@@ -214,7 +214,7 @@ public class SharedWeightsTests
         using var graph = OnnxModelReader.Read(bytes, ScalarType.Float32, limits.Model);
         if (graph.Inputs.Concat(graph.Outputs).Any(t => t.ElementType != ElementType.Float)) return;
         using var parts = new ModelParts(graph, limits);
-        var held = Held(graph);
+        var held = graph.InitializerByName();
         using var weights = SharedWeights.TryFrom(Parsed(bytes), limits.Model, held)!;
         using var compiled = new CompiledDerivatives(KeptModel.From(Parsed(bytes), limits.Model, held), parts, weights);
         long[][] shapes = graph.Inputs.Select(i => (long[])[3, .. i.Shape[1..]]).ToArray();

@@ -39,9 +39,8 @@ internal static class SecondOrderGraph
             nesting: DerivativeGraphWriter.Nesting.Inner);
 
         // The weights the Jacobian's graph was given from the engine's tensors are read back as those tensors.
-        var engine = parts.Graph;
-        var held = engine.Initializers.ToDictionary(p => engine.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal);
-        using var graph = ReadBack(() => OnnxModelReader.ReadWritten(first.Model, ScalarType.Float32, limits.Model, held.GetValueOrDefault));
+        var held = parts.Graph.InitializerByName();
+        using var graph = ReadBack(() => OnnxModelReader.ReadWritten(first.Model, ScalarType.Float32, limits.Model, held));
         using var firstParts = new ModelParts(graph, limits);
         var jacobians = of.Select(o => DerivativeGraphWriter.JacobianPrefix + o).ToArray();
         var read = CompiledDerivatives.FromTwoBatches(firstParts, shapes);

@@ -219,7 +219,7 @@ public sealed class ModelVersion : IDisposable
             var sessionsFile = ReferenceEquals(onnxRuntimeBytes, bytes) ? file : OnnxModelReader.ParseAsWritten(onnxRuntimeBytes, limits.Model);
             if (model.CompiledDerivativesNote.Length == 0 && limits.ShareWeights)
             {
-                held = graph.Initializers.ToDictionary(p => graph.ValueNames[p.Key], p => p.Value, StringComparer.Ordinal).GetValueOrDefault;
+                held = graph.InitializerByName();
                 model._weights = SharedWeights.TryFrom(sessionsFile, limits.Model, held);
             }
             if (limits.PredictWithOnnxRuntime)

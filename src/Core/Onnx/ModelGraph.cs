@@ -24,6 +24,13 @@ public sealed class ModelGraph : IDisposable
 
     public int ValueCount => ValueNames.Length;
 
+    /// <summary>
+    /// The initializer named so, or null: how ONNX Runtime's sessions and read-back graphs find the engine's own tensors to
+    /// share instead of copying them (<see cref="OnnxModelReader.ReadWritten"/>, <see cref="Compiled.SharedWeights"/>).
+    /// </summary>
+    public Func<string, torch.Tensor?> InitializerByName() =>
+        Initializers.ToDictionary(p => ValueNames[p.Key], p => p.Value, StringComparer.Ordinal).GetValueOrDefault;
+
     public int InputIndex(string name)
     {
         for (int i = 0; i < Inputs.Count; i++) if (Inputs[i].Name == name) return i;
