@@ -200,6 +200,20 @@ public sealed class HelmTests
         Assert.Contains(expected, result.Output);
     }
 
+    /// <summary>Kestrel's limits, which the server binds from Kestrel:Limits, reach it as variables like any other setting.</summary>
+    [Fact]
+    public void KestrelLimitsAreSettings()
+    {
+        var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "config.Kestrel.Limits.MaxConcurrentConnections=1000",
+            "--set", "config.Kestrel.Limits.KeepAliveTimeout=00:01:00"]).Output);
+
+        var data = objects.OfType<V1ConfigMap>().Single().Data;
+        Assert.Equal("1000", data["Kestrel__Limits__MaxConcurrentConnections"]);
+        Assert.Equal("00:01:00", data["Kestrel__Limits__KeepAliveTimeout"]);
+        var refused = ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "config.Kestrel.Limits.MaxConcurrentConnections=0"], allowFailure: true);
+        Assert.Contains("config.Kestrel.Limits.MaxConcurrentConnections: Must be greater than or equal to 1", refused.Output);
+    }
+
     [Fact]
     public void SeveralGpusAreEachNamedInEngineDevice()
     {
