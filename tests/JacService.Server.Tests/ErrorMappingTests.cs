@@ -105,6 +105,25 @@ public class ErrorMappingTests
         Assert.Empty(_log.Entries);
     }
 
+    /// <summary>
+    /// A stream's reader learns of the client's RST_STREAM as Kestrel's IOException, with the call's token cancelled; the
+    /// same exception while the client is still there is a failure of the server's, logged with its correlation id.
+    /// </summary>
+    [Theory]
+    [InlineData(true, StatusCode.Cancelled)]
+    [InlineData(false, StatusCode.Internal)]
+    public async Task AStreamTheClientResetIsCancelledNotInternal(bool clientGone, StatusCode code)
+    {
+        using var gone = new CancellationTokenSource();
+        if (clientGone) gone.Cancel();
+        var context = new FakeCallContext(gone.Token, DateTime.MaxValue);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => Unary(new IOException("The client reset the request stream."), context));
+
+        Assert.Equal(code, e.StatusCode);
+        Assert.Equal(clientGone ? 0 : 1, _log.Entries.Count);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
