@@ -27,6 +27,13 @@ public class StartupSettingsTests
         Assert.Contains("MaxBatchSize", message);
     }
 
+    [Fact]
+    public async Task AKestrelLimitKestrelRefusesIsNamed()
+    {
+        var message = await StartFails("--Kestrel:Limits:MaxConcurrentConnections=-1");
+        Assert.Contains("Kestrel:Limits:MaxConcurrentConnections is refused: Value must be null or a positive number", message);
+    }
+
     [Theory]
     [InlineData("cuda", "Engine:Device 'cuda' cannot be served: 'cuda' asks for a GPU, but CUDA is not available to this process")]
     [InlineData("cuda:0,cuda:1", "Engine:Device 'cuda:0,cuda:1' cannot be served: 'cuda:0' asks for a GPU")]

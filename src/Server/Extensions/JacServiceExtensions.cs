@@ -1,4 +1,5 @@
 using System.Net;
+using System.Reflection;
 using JacService.Core.Models;
 using JacService.Server.Admission;
 using JacService.Server.Auth;
@@ -77,7 +78,7 @@ public static class JacServiceExtensions
         // Kestrel reads its section's Endpoints, Certificates and EndpointDefaults, not its Limits, which ASP.NET Core leaves
         // to code; a server shipped as a binary and an image is set through configuration. Bound here: connections, HTTP/2
         // streams per connection, keep-alive (docs/security.md). The body size is Limits:MaxRequestMiB's, below.
-        services.Configure<KestrelServerOptions>(kestrel => builder.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
+        services.Configure<KestrelServerOptions>(kestrel => BindKestrelLimits(builder.Configuration.GetSection("Kestrel:Limits"), kestrel.Limits));
         // Kestrel's own cap on a request body (30,000,000 bytes unless set), which grpc-dotnet keeps for unary calls, sat
         // below MaxRequestMiB: a 40 MB Predict ended UNKNOWN with a stack trace logged. One message and its 5-byte gRPC
         // prefix pass it now, so gRPC's check of the message length (RESOURCE_EXHAUSTED) is the one a caller meets.
@@ -86,6 +87,22 @@ public static class JacServiceExtensions
         services.AddGrpcReflection();
         services.ParseRequestsStrictly();
         return builder;
+    }
+
+    /// <summary>A value Kestrel refuses stops the start naming the setting; the binder's own exception names only the setter.</summary>
+    private static void BindKestrelLimits(IConfigurationSection section, KestrelServerLimits limits)
+    {
+        try
+        {
+            section.Bind(limits);
+        }
+        catch (Exception e) when (e is TargetInvocationException or InvalidOperationException)
+        {
+            var cause = e.InnerException ?? e;
+            string owner = cause.TargetSite?.DeclaringType == typeof(Http2Limits) ? ":Http2" : "";
+            string setting = cause.TargetSite?.Name is { } setter && setter.StartsWith("set_", StringComparison.Ordinal) ? $"{owner}:{setter[4..]}" : "";
+            throw new InvalidOperationException($"{section.Path}{setting} is refused: {cause.Message}", e);
+        }
     }
 
     /// <summary>
