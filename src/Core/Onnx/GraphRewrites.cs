@@ -79,8 +79,8 @@ public static class GraphRewrites
     private static string? PoolBeforeRelu(Editor e, int k)
     {
         var relu = e.Nodes[k]!;
-        // A fuzzed file named Relu's output "" (absent, -1), and the lookups below failed on it (IndexOutOfRangeException).
-        if (relu.Inputs is not [>= 0, ..] || relu.Outputs is not [>= 0 and var activated, ..]) return null;
+        // A fuzzed file left Relu without its input (absent, -1): moving the MaxPool before it would give the MaxPool none.
+        if (relu.Inputs is not [>= 0, ..] || relu.Outputs is not [var activated, ..]) return null;
         if (e.IsGraphOutput(activated) || e.Uses(activated) != 1 || e.Consumer(activated) is not { } m) return null;
         var pool = e.Nodes[m]!;
         // An Indices output (refused at load today) would see the ties Relu makes among a window's non-positive cells.
@@ -130,9 +130,11 @@ public static class GraphRewrites
 
         public string Name(int id) => _names[id];
         public bool IsGraphOutput(int id) => _outputs.Contains(id);
-        public int Uses(int id) => _readers[id].Count;
-        public int? Consumer(int id) => _readers[id].Count == 1 ? _readers[id][0] : null;
-        public int? Producer(int id) => _producer[id] >= 0 ? _producer[id] : null;
+        // An absent value (-1, a name "" the reader lets through) has no readers and no producer: a rewrite asking about one
+        // finds nothing to rewrite instead of indexing past the lists.
+        public int Uses(int id) => id >= 0 ? _readers[id].Count : 0;
+        public int? Consumer(int id) => id >= 0 && _readers[id].Count == 1 ? _readers[id][0] : null;
+        public int? Producer(int id) => id >= 0 && _producer[id] >= 0 ? _producer[id] : null;
         public Tensor? Initializer(int id) => _initializers.GetValueOrDefault(id);
 
         public int AddValue(string name)
