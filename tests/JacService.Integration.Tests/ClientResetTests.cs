@@ -25,11 +25,9 @@ public class ClientResetTests(ITestOutputHelper output)
         {
             // An interval longer than the test: what the caller-error log writes about the cancellations, it writes once.
             ExtraArgs = ["--Models:Warmup=false", "--CallerErrors:LogIntervalSeconds=3600"],
+            CopyFixtures = false,
             PrepareRepository = root =>
-            {
-                foreach (var model in Directory.GetDirectories(root).Where(d => Path.GetFileName(d) != Model))
-                    Directory.Delete(model, recursive: true);
-            },
+                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
         };
         await server.InitializeAsync();
         var reference = Fixtures.Load(Model);
