@@ -37,7 +37,7 @@ public class CallMemoryTests(ITestOutputHelper output)
         var sent = new TaskCompletionSource();
         var held = http.SendAsync(RawPredict(server, new HeldBody(message, sent, release.Task)), HttpCompletionOption.ResponseHeadersRead);
         await sent.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        await WaitForHeld(server, message.Length);
+        await ServerMetrics.WaitForHeld(server, message.Length);
 
         // 4.9 MiB held and 4.9 MiB more would pass 8 MiB: refused, whatever the queue and the model could take.
         var refused = await Assert.ThrowsAsync<RpcException>(() => server.Client.PredictAsync(large).ResponseAsync);
@@ -92,7 +92,7 @@ public class CallMemoryTests(ITestOutputHelper output)
             Assert.Equal("0", response.TrailingHeaders.GetValues("grpc-status").Single());
         }
         Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], (await retried).Outputs["y"].Shape);
-        await WaitForHeld(server, 0);
+        await ServerMetrics.WaitForHeld(server, 0);
         var served = await server.Client.PredictAsync(large);
         Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], served.Outputs["y"].Shape);
         var decoded = await server.Client.PredictAsync(decode);
@@ -153,9 +153,7 @@ public class CallMemoryTests(ITestOutputHelper output)
 
     private static async Task<double> Refusals(ServerProcess server)
     {
-        using var http = new HttpClient();
-        var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-        return samples.Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value);
+        return (await ServerMetrics.Scrape(server)).Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value);
     }
 
     private static async Task WaitForRefusals(ServerProcess server, double atLeast)
@@ -164,19 +162,6 @@ public class CallMemoryTests(ITestOutputHelper output)
         for (var deadline = DateTime.UtcNow.AddSeconds(20); DateTime.UtcNow < deadline; await Task.Delay(50))
             if ((last = await Refusals(server)) >= atLeast) return;
         Assert.Fail($"the server counted {last} refusals; expected {atLeast} at least");
-    }
-
-    private static async Task WaitForHeld(ServerProcess server, long bytes)
-    {
-        using var http = new HttpClient();
-        double last = -1;
-        for (var deadline = DateTime.UtcNow.AddSeconds(20); DateTime.UtcNow < deadline; await Task.Delay(100))
-        {
-            var samples = PrometheusText.Parse(await http.GetStringAsync($"http://127.0.0.1:{server.MetricsPort}/metrics"));
-            last = samples.Where(s => s.Name == "jacservice_call_memory_held_bytes").Sum(s => s.Value);
-            if (last == bytes) return;
-        }
-        Assert.Fail($"the server holds {last} bytes of requests; expected {bytes}");
     }
 
     /// <summary>A gRPC frame whose prefix and first 64 KiB go out at once, and the rest only when released.</summary>

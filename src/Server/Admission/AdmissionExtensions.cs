@@ -5,7 +5,10 @@ using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Admission;
 
-/// <summary>What the server takes in before a call reaches its handler: the call memory budget and its middleware.</summary>
+/// <summary>
+/// What the server takes in before a call reaches its handler, and how long its answer may wait for the client: the call
+/// memory budget and its middleware, and the response write timeout.
+/// </summary>
 public static class AdmissionExtensions
 {
     public static WebApplicationBuilder AddJacServiceAdmission(this WebApplicationBuilder builder)
@@ -19,6 +22,7 @@ public static class AdmissionExtensions
     public static WebApplication UseJacServiceAdmission(this WebApplication app)
     {
         app.UseMiddleware<CallMemoryMiddleware>();
+        app.UseMiddleware<ResponseWriteTimeoutMiddleware>();
         return app;
     }
 }

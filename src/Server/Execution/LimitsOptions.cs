@@ -37,6 +37,14 @@ public sealed class LimitsOptions : IValidatableObject
     [Range(2, 4096)]
     public int MaxStreamRequestsInFlight { get; set; } = 64;
 
+    /// <summary>
+    /// How long one response message may wait for its client to read it (HTTP/2 flow control holds a write until the
+    /// client reads); past it the call is reset, and the client sees RESOURCE_EXHAUSTED. 0: no limit. A message of
+    /// MaxResponseMiB must reach the client at MaxResponseMiB / this per second: 256 MiB in 60 s is 4.3 MiB/s.
+    /// </summary>
+    [Range(0, 86_400)]
+    public int ResponseWriteTimeoutSeconds { get; set; } = 60;
+
     /// <summary>Largest model.onnx loaded; a larger one is FAILED without being read.</summary>
     [Range(1, 2047)]
     public int MaxModelFileMiB { get; set; } = 1024;

@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
+using Microsoft.AspNetCore.Http.Features;
 using JacService.Core;
+using JacService.Server.Admission;
 using JacService.Server.Auth;
 using JacService.Server.Telemetry;
 
@@ -75,6 +77,9 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
     {
         if (e is OperationCanceledException or IOException && context.CancellationToken.IsCancellationRequested)
         {
+            // Reset by the server for a client that stopped reading: already logged and counted where it was reset.
+            if (CallHttpContext.Of(context)?.Features.Get<IHttpResponseBodyFeature>() is TimedResponseBody { Stalled: true } body)
+                return ResponseWriteTimeoutMiddleware.StalledStatus(body.Timeout);
             // The client went away or its deadline passed; it will not read this status, but the log and metrics will. A
             // stream's reader learns of the client's reset as an IOException ("The client reset the request stream").
             return CallerError(context, context.Deadline <= DateTime.UtcNow
