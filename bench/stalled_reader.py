@@ -18,9 +18,9 @@ from jacservice.v1 import jacservice_pb2 as pb  # noqa: E402
 from jacservice.v1 import jacservice_pb2_grpc as rpc  # noqa: E402
 
 
-def metric(metrics, name):
+def metric(metrics, name, label=""):
     text = urllib.request.urlopen(f"http://{metrics}/metrics").read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") and label in line)
 
 
 def main(target, metrics, rows, chunk, seconds):
@@ -33,7 +33,7 @@ def main(target, metrics, rows, chunk, seconds):
         print(f"read chunk 1 ({first.row_count} rows); reading nothing for {seconds:.0f} s", flush=True)
         while (elapsed := time.monotonic() - started) < seconds:
             held = metric(metrics, "jacservice_call_memory_held_bytes")
-            stalled = metric(metrics, "jacservice_responses_stalled_total")
+            stalled = metric(metrics, "jacservice_messages_stalled_total", 'direction="response"')
             print(f"{elapsed:5.1f} s: call memory held {held / 1e6:.1f} MB, stalled responses {stalled:.0f}", flush=True)
             time.sleep(5)
         read = first.row_count

@@ -141,7 +141,8 @@ public class ResponseWriteTimeoutTests(ITestOutputHelper output)
 
     private static async Task<double> Stalled(ServerProcess server, string? method) =>
         (await ServerMetrics.Scrape(server))
-            .Where(s => s.Name == "jacservice_responses_stalled_total" && (method is null || s.Labels.GetValueOrDefault("method") == method))
+            .Where(s => s.Name == "jacservice_messages_stalled_total" && s.Labels.GetValueOrDefault("direction") == "response"
+                && (method is null || s.Labels.GetValueOrDefault("method") == method))
             .Sum(s => s.Value);
 
     private static async Task WaitForStalled(ServerProcess server, string method, double count)

@@ -64,7 +64,7 @@ public sealed class ResponseWriteTimeoutMiddleware(RequestDelegate next, IOption
     private void Reset(HttpContext context, string method)
     {
         callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? method, StalledStatus(_timeout).Detail);
-        metrics.RecordStalledResponse(method);
+        metrics.RecordStalledMessage(method, "response");
         if (context.Features.Get<IHttpResetFeature>() is { } reset) reset.Reset(EnhanceYourCalm);
         else context.Abort();
     }

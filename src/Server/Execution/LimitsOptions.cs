@@ -38,6 +38,14 @@ public sealed class LimitsOptions : IValidatableObject
     public int MaxStreamRequestsInFlight { get; set; } = 64;
 
     /// <summary>
+    /// How long a unary or server-streaming call's request message may take to arrive once its length prefix has, while
+    /// the call memory budget holds the length it declares; a late one is refused with RESOURCE_EXHAUSTED. 0: no limit. A
+    /// message of MaxRequestMiB must come at MaxRequestMiB / this per second: 64 MiB in 60 s is 1.1 MiB/s.
+    /// </summary>
+    [Range(0, 86_400)]
+    public int RequestReadTimeoutSeconds { get; set; } = 60;
+
+    /// <summary>
     /// How long one response message may wait for its client to read it (HTTP/2 flow control holds a write until the
     /// client reads); past it the call is reset, and the client sees RESOURCE_EXHAUSTED. 0: no limit. A message of
     /// MaxResponseMiB must reach the client at MaxResponseMiB / this per second: 256 MiB in 60 s is 4.3 MiB/s.

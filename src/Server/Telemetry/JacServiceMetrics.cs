@@ -34,7 +34,7 @@ public sealed class JacServiceMetrics
     private readonly Counter<long> _modelRetirements;
     private readonly Counter<long> _abandonedBatches;
     private readonly Counter<long> _notCompiled;
-    private readonly Counter<long> _stalledResponses;
+    private readonly Counter<long> _stalledMessages;
     private ModelRegistry? _registry;
 
     public JacServiceMetrics(Meter meter)
@@ -67,12 +67,18 @@ public sealed class JacServiceMetrics
             "Batches stopped before the end because every caller had cancelled or passed its deadline, by model and kind");
         _notCompiled = meter.CreateCounter<long>("jacservice.derivatives.not_compiled", "{graph}",
             "Derivative graphs (one per model version, kind, wrt, of and input shapes) that could not be compiled, whose derivatives the interpreter serves");
-        _stalledResponses = meter.CreateCounter<long>("jacservice.responses.stalled", "{call}",
-            "Calls reset because a response message waited Limits:ResponseWriteTimeoutSeconds for the client to read it, by method");
+        _stalledMessages = meter.CreateCounter<long>("jacservice.messages.stalled", "{call}",
+            "Calls ended because a message took too long to cross the connection, by method and direction: a request message " +
+            "that did not arrive within Limits:RequestReadTimeoutSeconds, or a response message that waited " +
+            "Limits:ResponseWriteTimeoutSeconds for the client to read it");
     }
 
-    /// <summary>A call reset because its client stopped reading (<paramref name="method"/>: the RPC's name, a fixed set).</summary>
-    public void RecordStalledResponse(string method) => _stalledResponses.Add(1, new KeyValuePair<string, object?>("method", method));
+    /// <summary>
+    /// A call ended because its client sent its request too slowly (<paramref name="direction"/> "request") or stopped
+    /// reading its answer ("response"). <paramref name="method"/> is the RPC's name, from a fixed set.
+    /// </summary>
+    public void RecordStalledMessage(string method, string direction) =>
+        _stalledMessages.Add(1, new TagList { { "method", method }, { "direction", direction } });
 
     /// <summary>A derivative graph of <paramref name="model"/> that could not be compiled (Engine:CompileDerivatives).</summary>
     public void RecordNotCompiled(string model) => _notCompiled.Add(1, new KeyValuePair<string, object?>("model", model));

@@ -1,0 +1,101 @@
+using System.Buffers.Binary;
+using System.Net;
+using Google.Protobuf;
+using JacService.Protos.V1;
+using JacService.Testing;
+using Xunit.Abstractions;
+
+namespace JacService.Integration.Tests;
+
+/// <summary>
+/// Limits:RequestReadTimeoutSeconds: the call memory budget holds what a request's length prefix declares before the
+/// message comes, so a message must then arrive in time. Before the limit, a client that declared 60 MB and sent 300
+/// bytes a second (over Kestrel's MinRequestBodyDataRate of 240) held 60 MB of the budget for as long as it kept sending,
+/// measured for two minutes. Now it is refused RESOURCE_EXHAUSTED at the timeout and lets go; a message that comes in
+/// parts but within the timeout is served.
+/// </summary>
+public class RequestReadTimeoutTests(ITestOutputHelper output)
+{
+    private const string Model = "mlp_tanh";
+    private const int Rows = 40_000; // 40,000 rows of 32 floats: a 5 MB message
+
+    [Fact]
+    public async Task AMessageThatComesTooSlowlyIsRefusedAndLetsGoOfTheBudget()
+    {
+        await using var server = new ServerProcess
+        {
+            ExtraArgs = ["--Models:Warmup=false", "--Limits:RequestReadTimeoutSeconds=2"],
+            CopyFixtures = false,
+            PrepareRepository = root =>
+                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
+        };
+        await server.InitializeAsync();
+        var reference = Fixtures.Load(Model);
+        var request = new PredictRequest { Model = Model, Inputs = { ["x"] = ClientTesting.TiledInputs(reference, Rows)["x"].ToProto() } };
+        byte[] message = request.ToByteArray();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+
+        // 10 KB a second: 8 minutes for the message.
+        using (var response = await http.SendAsync(RawPredict(server, new PacedBody(message, 1000, TimeSpan.FromMilliseconds(100)))))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var status = response.Headers.Concat(response.TrailingHeaders).ToDictionary(h => h.Key, h => h.Value.Single());
+            output.WriteLine(status["grpc-message"]);
+            Assert.Equal("8", status["grpc-status"]);
+            Assert.StartsWith($"the request message of {message.Length:N0} bytes did not arrive within 2 s (Limits:RequestReadTimeoutSeconds): ",
+                Uri.UnescapeDataString(status["grpc-message"]));
+            Assert.Equal("-1", status["grpc-retry-pushback-ms"]);
+        }
+        await ServerMetrics.WaitForHeld(server, 0);
+        Assert.Equal(1, (await ServerMetrics.Scrape(server))
+            .Where(s => s.Name == "jacservice_messages_stalled_total" && s.Labels.GetValueOrDefault("direction") == "request" && s.Labels.GetValueOrDefault("method") == "Predict")
+            .Sum(s => s.Value));
+
+        // The same message in ten parts over about a second is served.
+        using (var response = await http.SendAsync(RawPredict(server, new PacedBody(message, message.Length / 10 + 1, TimeSpan.FromMilliseconds(100)))))
+        {
+            var body = await response.Content.ReadAsByteArrayAsync();
+            Assert.Equal("0", response.TrailingHeaders.GetValues("grpc-status").Single());
+            var answer = PredictResponse.Parser.ParseFrom(body.AsSpan(5).ToArray());
+            Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], answer.Outputs["y"].Shape);
+        }
+        Assert.False(server.HasExited);
+    }
+
+    private static HttpRequestMessage RawPredict(ServerProcess server, HttpContent body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, $"http://{server.Target}/jacservice.v1.JacobianService/Predict")
+        {
+            Content = body,
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        request.Content.Headers.ContentType = new("application/grpc");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        return request;
+    }
+
+    /// <summary>A gRPC frame sent <paramref name="part"/> bytes at a time, a pause after each; the prefix goes first, alone.</summary>
+    private sealed class PacedBody(byte[] message, int part, TimeSpan pause) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            var prefix = new byte[5];
+            BinaryPrimitives.WriteUInt32BigEndian(prefix.AsSpan(1), (uint)message.Length);
+            await stream.WriteAsync(prefix);
+            await stream.FlushAsync();
+            for (int sent = 0; sent < message.Length; sent += part)
+            {
+                await Task.Delay(pause);
+                await stream.WriteAsync(message.AsMemory(sent, Math.Min(part, message.Length - sent)));
+                await stream.FlushAsync();
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = -1;
+            return false;
+        }
+    }
+}
