@@ -26,8 +26,11 @@ public sealed class TimedResponseBody : IHttpResponseBodyFeature
         Writer = new TimedWriter(inner.Writer, this);
     }
 
+    // Set on the timer's thread, read on the handler's once the reset has cancelled its call.
+    private volatile bool _stalled;
+
     /// <summary>True once a write has waited past the timeout and the stream was reset.</summary>
-    public bool Stalled { get; private set; }
+    public bool Stalled => _stalled;
 
     public TimeSpan Timeout => _timeout;
 
@@ -69,7 +72,7 @@ public sealed class TimedResponseBody : IHttpResponseBodyFeature
         catch (TimeoutException)
         {
         }
-        Stalled = true;
+        _stalled = true;
         // The reset completes the pending write: Kestrel lets go of what the stream had not sent.
         _stall(this);
         await pending;
