@@ -60,19 +60,10 @@ internal sealed class CompiledPreference(bool calibrate, bool check)
         ran = null;
         if (!calibrate && !check) return true;
         EngineResult? chosen = null;
-        var lazy = _choices.GetOrAdd((graph, batch), _ => new Lazy<Choice>(() => Choose(graph, batch, compiled, interpreted, disagreed, out chosen)));
-        try
-        {
-            bool serves = lazy.Value.Compiled;
-            // Set only where this call's own inputs were timed (another caller's factory may have won the race).
-            ran = chosen;
-            return serves;
-        }
-        catch
-        {
-            _choices.TryRemove((graph, batch), out _);
-            throw;
-        }
+        bool serves = SharedEntries.GetOrCompute(_choices, (graph, batch), () => Choose(graph, batch, compiled, interpreted, disagreed, out chosen)).Compiled;
+        // Set only where this call's own inputs were timed (another caller's factory may have won the race).
+        ran = chosen;
+        return serves;
     }
 
     private Choice Choose(object graph, long batch, Func<EngineResult> compiled, Func<EngineResult> interpreted, Action<string> disagreed,

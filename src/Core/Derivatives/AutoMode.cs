@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using JacService.Core.Ops;
+using JacService.Core.Planning;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
@@ -34,16 +35,7 @@ internal sealed class AutoMode(ModelParts parts, ForwardMode forward, ReverseMod
     public DerivativeMode Choose(Tensor[] inputs, int wrt, int[] of)
     {
         var key = Key(inputs.Select(t => t.Dims()).ToArray(), wrt, of);
-        var lazy = _choices.GetOrAdd(key, _ => new Lazy<DerivativeChoice>(() => Calibrate(inputs, wrt, of)));
-        try
-        {
-            return lazy.Value.Mode;
-        }
-        catch
-        {
-            _choices.TryRemove(key, out _);
-            throw;
-        }
+        return SharedEntries.GetOrCompute(_choices, key, () => Calibrate(inputs, wrt, of)).Mode;
     }
 
     /// <summary>

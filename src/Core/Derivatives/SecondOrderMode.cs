@@ -60,21 +60,12 @@ internal sealed class SecondOrderMode(ModelParts parts)
         if (entriesPerDirection <= (calibrate ? 1 / TimedWithin : 1) || !SampleAligned(inputs, wrt, of)) return HessianMethod.Forward;
         if (!calibrate || entriesPerDirection > TimedWithin) return HessianMethod.Contracted;
         var key = $"{wrt}|{string.Join(",", of)}|{Planning.Planner.Key(inputs.Select(t => t.Dims()).ToArray())}";
-        var lazy = _methods.GetOrAdd(key, _ => new Lazy<HessianMethod>(() =>
+        return SharedEntries.GetOrCompute(_methods, key, () =>
         {
             var (forward, contracted) = AlternatingTimer.Least(() => ForwardHessian(inputs, wrt, of, false), () => ContractedHessian(inputs, wrt, of, false),
                 gpu: parts.Limits.Device != Models.ComputeDevices.Cpu);
             return contracted < forward ? HessianMethod.Contracted : HessianMethod.Forward;
-        }));
-        try
-        {
-            return lazy.Value;
-        }
-        catch
-        {
-            _methods.TryRemove(key, out _);
-            throw;
-        }
+        });
     }
 
     /// <summary>How far the entries per direction may be from 1 for both methods to be timed; see <see cref="Chosen"/>.</summary>

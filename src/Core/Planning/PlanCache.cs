@@ -19,16 +19,7 @@ internal sealed class PlanCache(ModelGraph graph, EngineLimits limits) : IDispos
         var key = Planner.Key(shapes);
         if (_plans.TryGetValue(key, out var cached)) return new PlanLease(cached.Value, owned: false);
         if (_plans.Count >= limits.MaxCachedPlans) return new PlanLease(Build(shapes), owned: true);
-        var lazy = _plans.GetOrAdd(key, _ => new Lazy<ExecutionPlan>(() => Build(shapes)));
-        try
-        {
-            return new PlanLease(lazy.Value, owned: false);
-        }
-        catch
-        {
-            _plans.TryRemove(key, out _);
-            throw;
-        }
+        return new PlanLease(SharedEntries.GetOrCompute(_plans, key, () => Build(shapes)), owned: false);
     }
 
     private ExecutionPlan Build(long[][] shapes)
