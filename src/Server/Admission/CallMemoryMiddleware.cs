@@ -9,6 +9,7 @@ using JacService.Server.Execution;
 using JacService.Server.Grpc;
 using JacService.Server.Telemetry;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
 namespace JacService.Server.Admission;
@@ -21,7 +22,8 @@ namespace JacService.Server.Admission;
 /// Kestrel), not the message. JacobianStream's messages are held one by one as they are read (JacobianStreams).
 /// A message that is held must then arrive within Limits:RequestReadTimeoutSeconds: what is held is the length its prefix
 /// declares, not what has come, and Kestrel's MinRequestBodyDataRate (240 bytes/s) lets a client that sends a prefix of
-/// 60 MB and then 300 bytes a second hold that share of the budget for days.
+/// 60 MB and then 300 bytes a second hold that share of the budget for days. The body grpc-dotnet then reads is a
+/// <see cref="ClientResetBodyReader"/>.
 /// </summary>
 public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget budget, IOptions<LimitsOptions> limits, CallerErrorLog callerErrors,
     TimeProvider clock, JacServiceMetrics metrics)
@@ -90,6 +92,7 @@ public sealed class CallMemoryMiddleware(RequestDelegate next, CallMemoryBudget 
         }
         // The handler adds the result to the same hold (CallMemory.Of); all of it is let go once the response is written.
         context.Features.Set(memory);
+        context.Features.Set<IRequestBodyPipeFeature>(new ClientResetBodyReader(reader, context, callerErrors));
         if (compressed) context.Response.OnStarting(MarkInflatedPastTheLimit, context.Response);
         await next(context);
     }
