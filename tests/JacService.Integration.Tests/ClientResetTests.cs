@@ -69,7 +69,7 @@ public class ClientResetTests(ITestOutputHelper output)
     /// Unary calls cancelled a moment after they start, many at once (a client with a tight timeout, or one resetting
     /// calls on purpose). Two kinds of error lines came from them, each with its stack trace: grpc-dotnet's, for a reset
     /// that reached the read of the call's message, and INTERNAL for calls whose batch waited on AUTO's timing in a batch
-    /// whose callers had all gone, which stopped it (SharedEntries). 57 of 46,000 such calls, before.
+    /// whose callers had all gone, which stopped it (SharedEntries): 119 of 46,000 such calls, before.
     /// </summary>
     [Fact]
     public async Task UnaryCallsCancelledAsTheyStartLeaveNoErrorInTheLog()
