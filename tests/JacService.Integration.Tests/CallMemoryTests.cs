@@ -35,7 +35,7 @@ public class CallMemoryTests(ITestOutputHelper output)
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
         var release = new TaskCompletionSource();
         var sent = new TaskCompletionSource();
-        var held = http.SendAsync(RawPredict(server, new HeldBody(message, sent, release.Task)), HttpCompletionOption.ResponseHeadersRead);
+        var held = http.SendAsync(RawGrpc.Request(server, "Predict", new HeldBody(message, sent, release.Task)), HttpCompletionOption.ResponseHeadersRead);
         await sent.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await ServerMetrics.WaitForHeld(server, message.Length);
 
@@ -138,23 +138,8 @@ public class CallMemoryTests(ITestOutputHelper output)
         return answers;
     }
 
-    private static HttpRequestMessage RawPredict(ServerProcess server, HttpContent body)
-    {
-        var request = new HttpRequestMessage(HttpMethod.Post, $"http://{server.Target}/jacservice.v1.JacobianService/Predict")
-        {
-            Content = body,
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Content.Headers.ContentType = new("application/grpc");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
-        return request;
-    }
-
-    private static async Task<double> Refusals(ServerProcess server)
-    {
-        return (await ServerMetrics.Scrape(server)).Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value);
-    }
+    private static async Task<double> Refusals(ServerProcess server) =>
+        (await ServerMetrics.Scrape(server)).Where(s => s.Name == "jacservice_call_memory_refusals_total").Sum(s => s.Value);
 
     private static async Task WaitForRefusals(ServerProcess server, double atLeast)
     {

@@ -21,15 +21,8 @@ public class ClientResetTests(ITestOutputHelper output)
     [Fact]
     public async Task StreamsTheClientResetsLeaveNoErrorInTheLog()
     {
-        await using var server = new ServerProcess
-        {
-            // An interval longer than the test: what the caller-error log writes about the cancellations, it writes once.
-            ExtraArgs = ["--Models:Warmup=false", "--CallerErrors:LogIntervalSeconds=3600"],
-            CopyFixtures = false,
-            PrepareRepository = root =>
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
-        };
-        await server.InitializeAsync();
+        // An interval longer than the test: what the caller-error log writes about the cancellations, it writes once.
+        await using var server = await ServerProcess.Serving(Model, "--Models:Warmup=false", "--CallerErrors:LogIntervalSeconds=3600");
         var reference = Fixtures.Load(Model);
         var invoker = server.Channel.CreateCallInvoker();
         var request = new JacobianRequest { Model = Model };
@@ -74,14 +67,7 @@ public class ClientResetTests(ITestOutputHelper output)
     [Fact]
     public async Task UnaryCallsCancelledAsTheyStartLeaveNoErrorInTheLog()
     {
-        await using var server = new ServerProcess
-        {
-            ExtraArgs = ["--Models:Warmup=false", "--CallerErrors:LogIntervalSeconds=3600"],
-            CopyFixtures = false,
-            PrepareRepository = root =>
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
-        };
-        await server.InitializeAsync();
+        await using var server = await ServerProcess.Serving(Model, "--Models:Warmup=false", "--CallerErrors:LogIntervalSeconds=3600");
         var reference = Fixtures.Load(Model);
         var request = new JacobianRequest { Model = Model };
         foreach (var (name, t) in SampleInputs(reference, 0)) request.Inputs[name] = t.ToProto();
@@ -101,7 +87,9 @@ public class ClientResetTests(ITestOutputHelper output)
                 {
                     await call;
                 }
-                catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+                // CANCELLED, or now and then INTERNAL ("Error starting gRPC call. ObjectDisposedException") where the cancellation
+                // races the .NET client's own start of the call: the client's answer, not the server's.
+                catch (RpcException)
                 {
                 }
                 Interlocked.Increment(ref calls);

@@ -22,21 +22,14 @@ public class RequestReadTimeoutTests(ITestOutputHelper output)
     [Fact]
     public async Task AMessageThatComesTooSlowlyIsRefusedAndLetsGoOfTheBudget()
     {
-        await using var server = new ServerProcess
-        {
-            ExtraArgs = ["--Models:Warmup=false", "--Limits:RequestReadTimeoutSeconds=2"],
-            CopyFixtures = false,
-            PrepareRepository = root =>
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
-        };
-        await server.InitializeAsync();
+        await using var server = await ServerProcess.Serving(Model, "--Models:Warmup=false", "--Limits:RequestReadTimeoutSeconds=2");
         var reference = Fixtures.Load(Model);
         var request = new PredictRequest { Model = Model, Inputs = { ["x"] = ClientTesting.TiledInputs(reference, Rows)["x"].ToProto() } };
         byte[] message = request.ToByteArray();
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
 
         // 10 KB a second: 8 minutes for the message.
-        using (var response = await http.SendAsync(RawPredict(server, new PacedBody(message, 1000, TimeSpan.FromMilliseconds(100)))))
+        using (var response = await http.SendAsync(RawGrpc.Request(server, "Predict", new PacedBody(message, 1000, TimeSpan.FromMilliseconds(100)))))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             var status = response.Headers.Concat(response.TrailingHeaders).ToDictionary(h => h.Key, h => h.Value.Single());
@@ -52,7 +45,7 @@ public class RequestReadTimeoutTests(ITestOutputHelper output)
             .Sum(s => s.Value));
 
         // The same message in ten parts over about a second is served.
-        using (var response = await http.SendAsync(RawPredict(server, new PacedBody(message, message.Length / 10 + 1, TimeSpan.FromMilliseconds(100)))))
+        using (var response = await http.SendAsync(RawGrpc.Request(server, "Predict", new PacedBody(message, message.Length / 10 + 1, TimeSpan.FromMilliseconds(100)))))
         {
             var body = await response.Content.ReadAsByteArrayAsync();
             Assert.Equal("0", response.TrailingHeaders.GetValues("grpc-status").Single());
@@ -60,19 +53,6 @@ public class RequestReadTimeoutTests(ITestOutputHelper output)
             Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], answer.Outputs["y"].Shape);
         }
         Assert.False(server.HasExited);
-    }
-
-    private static HttpRequestMessage RawPredict(ServerProcess server, HttpContent body)
-    {
-        var request = new HttpRequestMessage(HttpMethod.Post, $"http://{server.Target}/jacservice.v1.JacobianService/Predict")
-        {
-            Content = body,
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Content.Headers.ContentType = new("application/grpc");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
-        return request;
     }
 
     /// <summary>A gRPC frame sent <paramref name="part"/> bytes at a time, a pause after each; the prefix goes first, alone.</summary>

@@ -1,7 +1,4 @@
-using System.Buffers.Binary;
 using System.Net;
-using System.Net.Http.Headers;
-using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using JacService.Protos.V1;
@@ -26,14 +23,8 @@ public class ResponseWriteTimeoutTests(ITestOutputHelper output)
     [Fact]
     public async Task ACallWhoseClientStopsReadingIsResetAndLetsGoOfItsMemory()
     {
-        await using var server = new ServerProcess
-        {
-            ExtraArgs = ["--Models:Warmup=false", $"--Limits:ResponseWriteTimeoutSeconds={TimeoutSeconds}", "--CallerErrors:LogIntervalSeconds=3600"],
-            CopyFixtures = false,
-            PrepareRepository = root =>
-                File.Copy(Fixtures.ModelPath(Model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, Model, "1")).FullName, "model.onnx")),
-        };
-        await server.InitializeAsync();
+        await using var server = await ServerProcess.Serving(Model,
+            "--Models:Warmup=false", $"--Limits:ResponseWriteTimeoutSeconds={TimeoutSeconds}", "--CallerErrors:LogIntervalSeconds=3600");
         var reference = Fixtures.Load(Model);
         int linesBefore = server.Log.Split('\n').Length;
         // A client whose stream window stays at HTTP/2's initial 64 KiB while its application reads nothing.
@@ -61,7 +52,7 @@ public class ResponseWriteTimeoutTests(ITestOutputHelper output)
         var jacobians = new BatchJacobianRequest { Model = Model };
         foreach (var (name, t) in TiledInputs(reference, 2000)) jacobians.Inputs[name] = t.ToProto();
         using (var http = new HttpClient(new SocketsHttpHandler { InitialHttp2StreamWindowSize = 65535 }))
-        using (var response = await http.SendAsync(Raw(server, "BatchJacobian", jacobians), HttpCompletionOption.ResponseHeadersRead))
+        using (var response = await http.SendAsync(RawGrpc.Request(server, "BatchJacobian", RawGrpc.Frame(jacobians)), HttpCompletionOption.ResponseHeadersRead))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             await WaitForStalled(server, "BatchJacobian", 1);
@@ -121,22 +112,6 @@ public class ResponseWriteTimeoutTests(ITestOutputHelper output)
         {
             return false;
         }
-    }
-
-    private static HttpRequestMessage Raw(ServerProcess server, string method, IMessage message)
-    {
-        byte[] body = new byte[5 + message.CalculateSize()];
-        BinaryPrimitives.WriteUInt32BigEndian(body.AsSpan(1), (uint)(body.Length - 5));
-        message.WriteTo(body.AsSpan(5));
-        var request = new HttpRequestMessage(HttpMethod.Post, $"http://{server.Target}/jacservice.v1.JacobianService/{method}")
-        {
-            Content = new ByteArrayContent(body),
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
-        return request;
     }
 
     private static async Task<double> Stalled(ServerProcess server, string? method) =>

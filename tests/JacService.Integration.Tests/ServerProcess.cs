@@ -54,6 +54,20 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
     /// <summary>Called with the repository root after the fixture models are copied, to add models of a test's own.</summary>
     public Action<string>? PrepareRepository { get; init; }
 
+    /// <summary>A started server whose repository holds the fixture <paramref name="model"/> alone, as version 1.</summary>
+    public static async Task<ServerProcess> Serving(string model, params string[] extraArgs)
+    {
+        var server = new ServerProcess
+        {
+            ExtraArgs = extraArgs,
+            CopyFixtures = false,
+            PrepareRepository = root =>
+                File.Copy(Fixtures.ModelPath(model), Path.Combine(Directory.CreateDirectory(Path.Combine(root, model, "1")).FullName, "model.onnx")),
+        };
+        await server.InitializeAsync();
+        return server;
+    }
+
     public string Log
     {
         get { lock (_log) return string.Join('\n', _log); }
