@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using JacService.Server.Admission;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Time.Testing;
 
@@ -16,7 +17,7 @@ public class TimedResponseBodyTests
     private readonly ClientWindow _inner = new();
     private int _stalls;
 
-    private TimedResponseBody Body() => new(_inner, Timeout, _clock, _ =>
+    private TimedResponseBody Body() => new(new DefaultHttpContext(), "Predict", _inner, Timeout, _clock, _ =>
     {
         _stalls++;
         _inner.Reset();

@@ -14,14 +14,30 @@ namespace JacService.Server.Admission;
 /// trailers cannot be sent, since they would wait behind the data the client does not take. The call then ends and lets
 /// go of its share of the call memory budget.
 /// </summary>
-public sealed class ResponseWriteTimeoutMiddleware(RequestDelegate next, IOptions<LimitsOptions> limits, TimeProvider clock,
-    CallerErrorLog callerErrors, JacServiceMetrics metrics)
+public sealed class ResponseWriteTimeoutMiddleware
 {
     // HTTP/2's ENHANCE_YOUR_CALM (RFC 9113, section 7), which the gRPC protocol maps to RESOURCE_EXHAUSTED.
     private const int EnhanceYourCalm = 0xb;
     // Kestrel's default Limits:MaxResponseBufferSize, what a stream buffers before a flush waits for the client.
     private const long FlushAbove = 64 << 10;
-    private readonly TimeSpan _timeout = TimeSpan.FromSeconds(limits.Value.ResponseWriteTimeoutSeconds);
+    private readonly RequestDelegate _next;
+    private readonly TimeSpan _timeout;
+    private readonly TimeProvider _clock;
+    private readonly CallerErrorLog _callerErrors;
+    private readonly JacServiceMetrics _metrics;
+    // One delegate for every call: each call's body carries its context and method.
+    private readonly Action<TimedResponseBody> _reset;
+
+    public ResponseWriteTimeoutMiddleware(RequestDelegate next, IOptions<LimitsOptions> limits, TimeProvider clock, CallerErrorLog callerErrors,
+        JacServiceMetrics metrics)
+    {
+        _next = next;
+        _timeout = TimeSpan.FromSeconds(limits.Value.ResponseWriteTimeoutSeconds);
+        _clock = clock;
+        _callerErrors = callerErrors;
+        _metrics = metrics;
+        _reset = Reset;
+    }
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -29,13 +45,13 @@ public sealed class ResponseWriteTimeoutMiddleware(RequestDelegate next, IOption
         var original = context.Features.Get<IHttpResponseBodyFeature>();
         if (_timeout == TimeSpan.Zero || method is null || original is null)
         {
-            await next(context);
+            await _next(context);
             return;
         }
-        context.Features.Set<IHttpResponseBodyFeature>(new TimedResponseBody(original, _timeout, clock, _ => Reset(context, method.Name)));
+        context.Features.Set<IHttpResponseBodyFeature>(new TimedResponseBody(context, method.Name, original, _timeout, _clock, _reset));
         try
         {
-            await next(context);
+            await _next(context);
             await SendUnflushed(context.Response);
         }
         finally
@@ -61,10 +77,11 @@ public sealed class ResponseWriteTimeoutMiddleware(RequestDelegate next, IOption
     public static Status StalledStatus(TimeSpan timeout) => new(StatusCode.ResourceExhausted,
         $"a response message waited {timeout.TotalSeconds:0.###} s for the client to read it (Limits:ResponseWriteTimeoutSeconds); the call was reset");
 
-    private void Reset(HttpContext context, string method)
+    private void Reset(TimedResponseBody body)
     {
-        callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? method, StalledStatus(_timeout).Detail);
-        metrics.RecordStalledMessage(method, "response");
+        var (context, method) = (body.Context, body.Method);
+        _callerErrors.Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? method, StalledStatus(_timeout).Detail);
+        _metrics.RecordStalledMessage(method, "response");
         if (context.Features.Get<IHttpResetFeature>() is { } reset) reset.Reset(EnhanceYourCalm);
         else context.Abort();
     }

@@ -17,8 +17,12 @@ public sealed class TimedResponseBody : IHttpResponseBodyFeature
     private readonly TimeProvider _clock;
     private readonly Action<TimedResponseBody> _stall;
 
-    public TimedResponseBody(IHttpResponseBodyFeature inner, TimeSpan timeout, TimeProvider clock, Action<TimedResponseBody> stall)
+    /// <param name="stall">Resets the call once a write has waited past <paramref name="timeout"/>; one delegate for every call.</param>
+    public TimedResponseBody(HttpContext context, string method, IHttpResponseBodyFeature inner, TimeSpan timeout, TimeProvider clock,
+        Action<TimedResponseBody> stall)
     {
+        Context = context;
+        Method = method;
         _inner = inner;
         _timeout = timeout;
         _clock = clock;
@@ -28,6 +32,11 @@ public sealed class TimedResponseBody : IHttpResponseBodyFeature
 
     // Set on the timer's thread, read on the handler's once the reset has cancelled its call.
     private volatile bool _stalled;
+
+    public HttpContext Context { get; }
+
+    /// <summary>The RPC's name.</summary>
+    public string Method { get; }
 
     /// <summary>True once a write has waited past the timeout and the stream was reset.</summary>
     public bool Stalled => _stalled;
