@@ -42,6 +42,13 @@ internal static class AlternatingTimer
     private const double StopFromUs = 1_000;
 
     /// <summary>
+    /// A first timed round this many times slower than the last untimed one was disturbed (a collection of the managed heap,
+    /// the thread preempted), and is followed by another even where it took past <see cref="RepeatFor"/>: one such round
+    /// decided alone, and its choice is kept for the process's life. A 100 ms pause in a 1 ms run chose a 30 ms way over it.
+    /// </summary>
+    private const double DisturbedRound = 2;
+
+    /// <summary>
     /// The least microseconds of a run of each. With <paramref name="secondWithin"/> (the most microseconds the second may
     /// take, given the first's, for the answer to change), a first run of the first that took over <see cref="RepeatFor"/>
     /// (runs too slow to repeat, for which what a first run costs beyond later ones is small) leaves the second that long
@@ -53,6 +60,7 @@ internal static class AlternatingTimer
     /// </summary>
     public static (double First, double Second) Least(Action first, Action second, bool gpu, Func<double, double>? secondWithin = null, bool ranOnce = false)
     {
+        double lastWarmUs = 0;
         for (int warm = ranOnce ? 1 : 0; warm < WarmRuns; warm++)
         {
             double firstUs = Time(first, gpu);
@@ -60,11 +68,13 @@ internal static class AlternatingTimer
             double secondUs = firstRound && secondWithin is not null && firstUs > RepeatFor.TotalMicroseconds
                 ? TimeWithin(second, gpu, secondWithin(firstUs))
                 : Time(second, gpu);
-            if (firstRound && firstUs + secondUs > FirstRoundSuffices.TotalMicroseconds) return (firstUs, secondUs);
+            lastWarmUs = firstUs + secondUs;
+            if (firstRound && lastWarmUs > FirstRoundSuffices.TotalMicroseconds) return (firstUs, secondUs);
         }
         double a = double.PositiveInfinity, b = double.PositiveInfinity;
         var rounds = Stopwatch.StartNew();
-        for (int round = 0; round < MaxRounds && (round == 0 || rounds.Elapsed < RepeatFor); round++)
+        for (int round = 0; round < MaxRounds && (round == 0 || rounds.Elapsed < RepeatFor
+                                                   || round == 1 && rounds.Elapsed.TotalMicroseconds > DisturbedRound * lastWarmUs); round++)
         {
             // In turn, so that a slow moment of the machine does not land on every run of one.
             a = Math.Min(a, Time(first, gpu));
