@@ -122,6 +122,37 @@ public sealed class HelmTests
         Assert.DoesNotContain("JACSERVICE_PROBE_CERT", names);
     }
 
+    /// <summary>
+    /// The Open Inference Protocol's REST binding on a port of its own, named in the Service; with TLS, a Kestrel endpoint
+    /// of the Secret's certificate (asking for client certificates under mutual TLS) whose port OpenInference:RestUrl names.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void RestServesTheProtocolOnItsOwnPort(bool tls, bool mutual)
+    {
+        string[] settings = ["--set", "rest.enabled=true", "--set", "service.restPort=8080"];
+        if (tls) settings = [.. settings, "--set", "tls.enabled=true", "--set", "tls.secretName=jac-tls", "--set", $"tls.mutual={mutual.ToString().ToLowerInvariant()}"];
+        var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, .. settings]).Output);
+        var container = objects.OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single();
+        Assert.Equal([("grpc", 50051), ("metrics", 9464), ("rest", 8000)], container.Ports.Select(p => (p.Name, p.ContainerPort)));
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.Equal($"{(tls ? "https" : "http")}://0.0.0.0:8000", env["OpenInference__RestUrl"]);
+        var rest = objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP != "None").Spec.Ports.Single(p => p.Name == "rest");
+        Assert.Equal((8080, "rest", tls ? "https" : "http"), (rest.Port, rest.TargetPort.Value, rest.AppProtocol));
+        if (!tls)
+        {
+            Assert.DoesNotContain(env.Keys, k => k.StartsWith("Kestrel__", StringComparison.Ordinal));
+            return;
+        }
+        Assert.Equal("https://0.0.0.0:8000", env["Kestrel__Endpoints__Rest__Url"]);
+        Assert.Equal("Http1AndHttp2", env["Kestrel__Endpoints__Rest__Protocols"]);
+        Assert.Equal(env["Kestrel__Endpoints__Grpc__Certificate__Path"], env["Kestrel__Endpoints__Rest__Certificate__Path"]);
+        Assert.Equal(env["Kestrel__Endpoints__Grpc__Certificate__KeyPath"], env["Kestrel__Endpoints__Rest__Certificate__KeyPath"]);
+        Assert.Equal(mutual ? "RequireCertificate" : null, env.GetValueOrDefault("Kestrel__Endpoints__Rest__ClientCertificateMode"));
+    }
+
     [Fact]
     public void ModelControlReadsItsTokenFromTheSecretMountedAsAFile()
     {

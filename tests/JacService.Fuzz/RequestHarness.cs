@@ -94,7 +94,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         var serverLimits = Options.Create(new LimitsOptions());
         var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new CallMemoryBudget(serverLimits, meter));
         _service = new JacobianGrpcService(_registry, streams);
-        _inference = new InferenceGrpcService(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
+        _inference = new InferenceGrpcService(new OpenInferenceCalls(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance)));
     }
 
     public string Name => "request";

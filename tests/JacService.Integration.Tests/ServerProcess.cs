@@ -30,6 +30,8 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
     public string Target => $"127.0.0.1:{Port}";
     /// <summary>The plain HTTP port serving Prometheus metrics at /metrics.</summary>
     public int MetricsPort { get; private set; } = FreePorts.Next();
+    /// <summary>The Open Inference Protocol's HTTP/REST port (OpenInference:RestUrl), plain HTTP/1.1 on loopback.</summary>
+    public int RestPort { get; private set; } = FreePorts.Next();
     public GrpcChannel Channel { get; private set; } = null!;
     public JacobianService.JacobianServiceClient Client { get; private set; } = null!;
     public int ProcessId => _process.Id;
@@ -90,6 +92,7 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
             // Two free ports found one after the other can be the same port (the first is closed before the second is
             // looked for), and the server refuses metrics on the gRPC port.
             while (MetricsPort == Port) MetricsPort = FreePorts.Next();
+            while (RestPort == Port || RestPort == MetricsPort) RestPort = FreePorts.Next();
             Start();
             try
             {
@@ -108,6 +111,7 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
                 lock (_log) _log.Clear();
                 _port = FreePorts.Next();
                 MetricsPort = FreePorts.Next();
+                RestPort = FreePorts.Next();
             }
         }
     }
@@ -118,7 +122,7 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
         _process.StartInfo = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { serverDll, "--urls", $"http://{Target}", $"--Models:Root={RepositoryRoot}",
-                $"--Telemetry:MetricsUrl=http://127.0.0.1:{MetricsPort}" },
+                $"--Telemetry:MetricsUrl=http://127.0.0.1:{MetricsPort}", $"--OpenInference:RestUrl=http://127.0.0.1:{RestPort}" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,

@@ -33,6 +33,8 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         public TestCertificates Certificates { get; } = TestCertificates.Standard();
         public ServerProcess Tls { get; private set; } = null!;
         public ServerProcess Mutual { get; private set; } = null!;
+        /// <summary>The mutual TLS server's REST binding, a Kestrel endpoint of the same certificate and client CA.</summary>
+        public int MutualRestPort { get; } = FreePorts.Next();
         /// <summary>Receives the mutual TLS server's spans.</summary>
         public OtlpReceiver Traces { get; private set; } = null!;
 
@@ -58,7 +60,11 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
                     $"--Kestrel:Endpoints:Grpc:Certificate:Path={Certificates.Pkcs12("server-ip", Pkcs12Password)}",
                     $"--Kestrel:Endpoints:Grpc:Certificate:Password={Pkcs12Password}",
                     "--Kestrel:Endpoints:Grpc:ClientCertificateMode=RequireCertificate", $"--Tls:ClientCaPath={Certificates.CaFile("ca")}",
-                    "--Logging:LogLevel:JacService.Server.Tls=Debug", "--Models:Warmup=false"],
+                    "--Logging:LogLevel:JacService.Server.Tls=Debug", "--Models:Warmup=false",
+                    $"--Kestrel:Endpoints:Rest:Url=https://127.0.0.1:{MutualRestPort}",
+                    $"--Kestrel:Endpoints:Rest:Certificate:Path={Certificates.Pkcs12("server-ip", Pkcs12Password)}",
+                    $"--Kestrel:Endpoints:Rest:Certificate:Password={Pkcs12Password}", "--Kestrel:Endpoints:Rest:ClientCertificateMode=RequireCertificate",
+                    $"--OpenInference:RestUrl=https://127.0.0.1:{MutualRestPort}"],
                 CreateChannel = target => Channel(target, Certificates.CaFile("ca"), Certificates.Get("client")),
                 EnvironmentVariables =
                 {
@@ -183,6 +189,27 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
             if (servers.Traces.Spans.Any(s => s.Attribute("rpc.method") == listModels && s.Attribute("tls.client.subject") == "CN=client")) return;
         Assert.Fail("no ListModels server span with tls.client.subject=CN=client; spans: "
             + string.Join(", ", servers.Traces.Spans.Select(s => $"{s.Span.Name} [{s.Attribute("tls.client.subject")}]")));
+    }
+
+    /// <summary>
+    /// The Open Inference Protocol's REST binding over TLS: a Kestrel endpoint of its own (HTTP/1.1, or HTTP/2 where the
+    /// client offers it) whose port OpenInference:RestUrl names, asking for client certificates of the same CA.
+    /// </summary>
+    [Fact]
+    public async Task TheRestBindingServesTlsAndMutualTlsFromItsKestrelEndpoint()
+    {
+        var address = new Uri($"https://127.0.0.1:{servers.MutualRestPort}");
+        var tls = new JacServiceClientTlsOptions { CaPath = _certificates.CaFile("ca"), CertificatePath = _certificates.Get("client").Certificate,
+            KeyPath = _certificates.Get("client").Key };
+        using var client = new HttpClient(JacServiceChannel.CreateHandler(tls)) { BaseAddress = address };
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await client.GetAsync("/v2/health/ready")).StatusCode);
+        var metadata = await client.GetAsync($"/v2/models/{Traffic.Model}");
+        Assert.Contains($"\"name\":\"{Traffic.Model}\"", await metadata.Content.ReadAsStringAsync());
+
+        using var noCertificate = new HttpClient(JacServiceChannel.CreateHandler(new JacServiceClientTlsOptions { CaPath = _certificates.CaFile("ca") })) { BaseAddress = address };
+        await Assert.ThrowsAsync<HttpRequestException>(() => noCertificate.GetAsync("/v2/health/ready"));
+        using var plaintext = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{servers.MutualRestPort}") };
+        await Assert.ThrowsAsync<HttpRequestException>(() => plaintext.GetAsync("/v2/health/ready"));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using JacService.Server.Grpc;
+using JacService.Server.Inference;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
@@ -13,7 +14,8 @@ namespace JacService.Server.Auth;
 /// plus the gRPC status in the headers: UNAUTHENTICATED when credentials are missing or not accepted, PERMISSION_DENIED
 /// when the caller lacks the group's scope or role, each with a message saying what the call needs. The HTTP status
 /// stays 401 or 403: clients that read grpc-status (grpc-dotnet, the C core) take the status and message from it, and
-/// those that look only at the HTTP status map 401 and 403 to the same two codes.
+/// those that look only at the HTTP status map 401 and 403 to the same two codes. A call of the Open Inference Protocol's
+/// REST binding gets the same message in its error body.
 /// </summary>
 public sealed class GrpcAuthorizationResultHandler(AuthPlan plan, RpcGroupAuthorizationHandler rules, CallerErrorLog callerErrors)
     : IAuthorizationMiddlewareResultHandler
@@ -23,15 +25,16 @@ public sealed class GrpcAuthorizationResultHandler(AuthPlan plan, RpcGroupAuthor
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult result)
     {
         await _default.HandleAsync(next, context, policy, result);
-        if (result.Succeeded || !GrpcRefusal.IsGrpc(context) || context.Response.HasStarted) return;
-        string method = context.Request.Path.Value ?? "";
+        bool rest = OpenInferenceRoute.Of(context) is not null;
+        if (result.Succeeded || !(rest || GrpcRefusal.IsGrpc(context)) || context.Response.HasStarted) return;
+        string method = RpcGroups.MethodOf(context);
         if (result.Challenged)
         {
             // Certificate authentication answers a challenge with 403; a missing credential is 401 whatever the scheme.
             context.Response.StatusCode = StatusCodes.Status401Unauthorized;
             string message = await WhyUnauthenticated(context);
             callerErrors.Report(nameof(StatusCode.Unauthenticated), method, message);
-            GrpcRefusal.Write(context.Response, StatusCode.Unauthenticated, message);
+            await Refuse(context, rest, StatusCode.Unauthenticated, message);
         }
         else if (result.Forbidden)
         {
@@ -39,8 +42,16 @@ public sealed class GrpcAuthorizationResultHandler(AuthPlan plan, RpcGroupAuthor
             var group = RpcGroups.Of(method);
             string message = $"'{PrincipalClaims.NameOf(context.User)}' may not call {(group is null ? "this method" : group + " RPCs")}: they need {rules.RuleFor(context).Describe()}";
             callerErrors.Report(nameof(StatusCode.PermissionDenied), method, message);
-            GrpcRefusal.Write(context.Response, StatusCode.PermissionDenied, message);
+            await Refuse(context, rest, StatusCode.PermissionDenied, message);
         }
+    }
+
+    /// <summary>The reason in the call's own protocol: gRPC's status headers, or the REST binding's error body.</summary>
+    private static Task Refuse(HttpContext context, bool rest, StatusCode status, string message)
+    {
+        if (rest) return RestError.WriteAsync(context.Response, status, message);
+        GrpcRefusal.Write(context.Response, status, message);
+        return Task.CompletedTask;
     }
 
     private async Task<string> WhyUnauthenticated(HttpContext context)

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http;
 namespace JacService.Server.Auth;
 
 /// <summary>
-/// Judges a call by its group's rule, found from the request path ("/package.Service/Method"). A caller without
+/// Judges a call by its group's rule, found from the gRPC method it calls (<see cref="RpcGroups.MethodOf"/>). A caller without
 /// credentials passes an anonymous group; one that sent credentials that failed does not (a mistyped key should be
 /// told, not served as anonymous). An authenticated caller needs one of the group's scopes or roles.
 /// </summary>
@@ -23,5 +23,5 @@ public sealed class RpcGroupAuthorizationHandler(AuthPlan plan) : AuthorizationH
         return Task.CompletedTask;
     }
 
-    public GroupRule RuleFor(HttpContext http) => RpcGroups.Of(http.Request.Path.Value ?? "") is { } group ? plan.RuleFor(group) : AuthPlan.UnknownMethod;
+    public GroupRule RuleFor(HttpContext http) => RpcGroups.Of(RpcGroups.MethodOf(http)) is { } group ? plan.RuleFor(group) : AuthPlan.UnknownMethod;
 }

@@ -1,4 +1,6 @@
 using JacService.Protos.V1;
+using JacService.Server.Inference;
+using Microsoft.AspNetCore.Http;
 
 namespace JacService.Server.Auth;
 
@@ -43,6 +45,13 @@ public static class RpcGroups
         ["grpc.reflection.v1alpha.ServerReflection"] = RpcGroup.Reflection,
         ["grpc.reflection.v1.ServerReflection"] = RpcGroup.Reflection,
     };
+
+    /// <summary>
+    /// The gRPC method a request calls, "/package.Service/Method": its path, or for a route of the Open Inference Protocol's
+    /// HTTP/REST binding the gRPC method that route stands for, so each call has one group and one quota in either binding.
+    /// </summary>
+    public static string MethodOf(HttpContext context) =>
+        OpenInferenceRoute.Of(context)?.GrpcMethod ?? context.Request.Path.Value ?? "";
 
     /// <summary>The group of "/package.Service/Method" (a request path), or null for a method the table does not know.</summary>
     public static RpcGroup? Of(string path)

@@ -61,6 +61,7 @@ public static class JacServiceExtensions
         builder.AddJacServiceQuotas();
         builder.AddJacServiceAdmission();
         builder.AddJacServiceTls();
+        builder.AddOpenInference();
         builder.ConfigureEndpoints();
         services.AddOptions<HostOptions>().Configure<IOptions<BatchingOptions>>((host, batching) =>
             host.ShutdownTimeout = batching.Value.DrainTimeout + TimeSpan.FromSeconds(5));
@@ -121,26 +122,33 @@ public static class JacServiceExtensions
     /// <summary>
     /// gRPC without TLS (h2c) needs HTTP/2-only endpoints and Prometheus scrapes over HTTP/1.1; Kestrel cannot
     /// serve both on one cleartext port, so each endpoint gets its protocol by port: the gRPC ones from "urls"
-    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl. TLS on the gRPC port is
-    /// Kestrel's standard configuration (Kestrel:Endpoints); Kestrel then ignores "urls", so the metrics endpoint is
-    /// added in code, which Kestrel binds beside the configured ones.
+    /// (--urls, the variable Urls, or appsettings), the metrics one from Telemetry:MetricsUrl, and the Open Inference
+    /// Protocol's REST one from OpenInference:RestUrl (HTTP/1.1, and HTTP/2 where TLS lets a client choose). TLS on the gRPC
+    /// port is Kestrel's standard configuration (Kestrel:Endpoints); Kestrel then ignores "urls", so the metrics endpoint
+    /// and a plain REST one are added in code, which Kestrel binds beside the configured ones.
     /// </summary>
     private static void ConfigureEndpoints(this WebApplicationBuilder builder)
     {
         // Read once: an endpoint added to a running server's configuration does not move the metrics endpoint.
-        bool kestrelEndpoints = KestrelEndpointSettings.Configured(builder.Configuration).Count > 0;
-        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<TelemetryOptions>>((kestrel, telemetry) =>
+        var configured = KestrelEndpointSettings.Configured(builder.Configuration);
+        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<TelemetryOptions>, IOptions<OpenInferenceOptions>>((kestrel, telemetry, oip) =>
         {
             int? metricsPort = telemetry.Value.ServesMetrics ? telemetry.Value.MetricsPort() : null;
-            kestrel.ConfigureEndpointDefaults(endpoint =>
-                endpoint.Protocols = endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1 : HttpProtocols.Http2);
-            if (kestrelEndpoints && metricsPort is not null)
-                ListenForMetrics(kestrel, BindingAddress.Parse(telemetry.Value.MetricsUrl));
+            int? restPort = oip.Value.RestPort();
+            kestrel.ConfigureEndpointDefaults(endpoint => endpoint.Protocols =
+                endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1
+                : endpoint.IPEndPoint?.Port == restPort ? HttpProtocols.Http1AndHttp2
+                : HttpProtocols.Http2);
+            if (configured.Count == 0) return;
+            if (metricsPort is not null) ListenHttp1(kestrel, BindingAddress.Parse(telemetry.Value.MetricsUrl));
+            if (restPort is not null && !configured.Any(e => PortOf(e.Url) == restPort)) ListenHttp1(kestrel, BindingAddress.Parse(oip.Value.RestUrl));
         });
     }
 
-    /// <summary>The metrics address as Kestrel would bind it from "urls": localhost, an IP address, or any other host meaning every interface.</summary>
-    private static void ListenForMetrics(KestrelServerOptions kestrel, BindingAddress address)
+    private static int? PortOf(string url) => url.Length > 0 ? BindingAddress.Parse(url).Port : null;
+
+    /// <summary>A plain HTTP/1.1 address as Kestrel would bind it from "urls": localhost, an IP address, or any other host meaning every interface.</summary>
+    private static void ListenHttp1(KestrelServerOptions kestrel, BindingAddress address)
     {
         static void Http1(ListenOptions endpoint) => endpoint.Protocols = HttpProtocols.Http1;
         if (string.Equals(address.Host, "localhost", StringComparison.OrdinalIgnoreCase))
@@ -152,16 +160,19 @@ public static class JacServiceExtensions
     }
 
     /// <summary>
-    /// The addresses to listen on: every gRPC url, then the metrics url. With Kestrel:Endpoints configured, those are
-    /// the gRPC addresses and the metrics one is bound in code (<see cref="ConfigureEndpoints"/>).
+    /// The addresses to listen on: every gRPC url, then the metrics and REST urls. With Kestrel:Endpoints configured, those
+    /// are the gRPC addresses (and the REST one where an endpoint has its port) and the others are bound in code
+    /// (<see cref="ConfigureEndpoints"/>). One port cannot speak both HTTP/2 alone and HTTP/1.1: a shared port is refused.
     /// </summary>
     private static void ListenOnConfiguredUrls(this WebApplication app)
     {
         var configured = KestrelEndpointSettings.Configured(app.Configuration);
+        var oip = app.Services.GetRequiredService<IOptions<OpenInferenceOptions>>().Value;
+        int? restPort = oip.RestPort();
         string[] grpcUrls;
         if (configured.Count > 0)
         {
-            grpcUrls = configured.Select(e => e.Url).Where(u => u.Length > 0).ToArray();
+            grpcUrls = configured.Select(e => e.Url).Where(u => u.Length > 0 && PortOf(u) != restPort).ToArray();
         }
         else
         {
@@ -171,24 +182,38 @@ public static class JacServiceExtensions
             foreach (var url in grpcUrls) app.Urls.Add(url);
         }
         var telemetry = app.Services.GetRequiredService<IOptions<TelemetryOptions>>().Value;
-        if (!telemetry.ServesMetrics) return;
-        // One port cannot speak both protocols: a shared port would turn the gRPC endpoint into HTTP/1.1.
-        int? metricsPort = telemetry.MetricsPort();
-        if (grpcUrls.FirstOrDefault(u => BindingAddress.Parse(u).Port == metricsPort) is { } clash)
+        int? metricsPort = telemetry.ServesMetrics ? telemetry.MetricsPort() : null;
+        if (metricsPort is not null && grpcUrls.FirstOrDefault(u => PortOf(u) == metricsPort) is { } clash)
             throw new InvalidOperationException(
                 $"Telemetry:MetricsUrl '{telemetry.MetricsUrl}' uses the port of the gRPC address '{clash}'; give metrics a port of their own or set it empty");
-        if (configured.Count == 0) app.Urls.Add(telemetry.MetricsUrl);
+        if (restPort is not null)
+        {
+            if (grpcUrls.FirstOrDefault(u => PortOf(u) == restPort) is { } grpcClash)
+                throw new InvalidOperationException(
+                    $"OpenInference:RestUrl '{oip.RestUrl}' uses the port of the gRPC address '{grpcClash}'; give the REST binding a port of its own");
+            if (restPort == metricsPort)
+                throw new InvalidOperationException($"OpenInference:RestUrl '{oip.RestUrl}' uses the metrics port; give the REST binding a port of its own");
+            bool https = oip.RestUrl.StartsWith("https:", StringComparison.OrdinalIgnoreCase);
+            if (https && !configured.Any(e => PortOf(e.Url) == restPort))
+                throw new InvalidOperationException(
+                    $"OpenInference:RestUrl '{oip.RestUrl}' is https: it names the port of a Kestrel:Endpoints entry, which carries the certificate, and none has port {restPort}");
+        }
+        if (configured.Count > 0) return;
+        if (metricsPort is not null) app.Urls.Add(telemetry.MetricsUrl);
+        if (restPort is not null) app.Urls.Add(oip.RestUrl);
     }
 
     public static WebApplication MapJacService(this WebApplication app)
     {
         app.ListenOnConfiguredUrls();
         app.MapJacServiceMetrics();
+        app.UseOpenInferenceRestPort();
         app.UseJacServiceAuth();
         app.UseJacServiceQuotas();
         app.UseJacServiceAdmission();
         app.MapGrpcService<JacobianGrpcService>();
         app.MapGrpcService<InferenceGrpcService>();
+        app.MapOpenInferenceRest();
         app.MapGrpcService<HealthServiceImpl>();
         app.MapModelControl();
         app.MapGrpcReflectionService();

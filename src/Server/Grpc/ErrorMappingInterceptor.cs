@@ -65,7 +65,7 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
     /// large, which no retry cures. Those say so in gRPC's own terms (gRFC A6): a negative retry pushback stops the
     /// retries of clients whose retry policy covers the code, as JacService's clients' does.
     /// </summary>
-    private static bool IsTooLargeToRetry(Exception e) => e is ResultTooLargeException or PlanTooLargeException;
+    internal static bool IsTooLargeToRetry(Exception e) => e is ResultTooLargeException or PlanTooLargeException;
 
     private static readonly Metadata DoNotRetry = new() { { GrpcRefusal.RetryPushbackHeader, "-1" } };
 
@@ -98,7 +98,7 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
     // with RESOURCE_EXHAUSTED of its own. A message echoes what the caller sent, which can be as long as a request.
     private const int MaxDetailLength = 2000;
 
-    private static string Bounded(string detail) =>
+    internal static string Bounded(string detail) =>
         detail.Length <= MaxDetailLength ? detail : $"{detail[..MaxDetailLength]}… (cut from {detail.Length} characters)";
 
     private Status CallerError(ServerCallContext context, Status status)
@@ -107,7 +107,8 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         return status;
     }
 
-    private static StatusCode? Map(Exception e) => e switch
+    /// <summary>The status of an exception that is the caller's doing or the server's load; null for anything else (INTERNAL).</summary>
+    internal static StatusCode? Map(Exception e) => e switch
     {
         InvalidRequestException => StatusCode.InvalidArgument,
         // An input the model cannot evaluate (e.g. a dynamic axis of a size its graph rejects) is the caller's to fix.

@@ -1,145 +1,31 @@
-using System.Reflection;
 using Grpc.Core;
-using JacService.Core.Derivatives;
-using JacService.Core.Models;
 using JacService.Protos.Inference;
 using JacService.Server.Admission;
 using JacService.Server.Grpc;
-using JacService.Server.Models;
 
 namespace JacService.Server.Inference;
 
 /// <summary>
-/// The Open Inference Protocol (KServe v2) over the same registry, validation and micro-batcher as JacobianService: a
-/// thin adapter that maps the protocol's messages to the same calls. ModelInfer is Predict, or BatchJacobian,
-/// BatchHessian or BatchLaplacian when its "jacservice.*" parameters ask (docs/open-inference.md). Errors take the same
-/// status codes as JacobianService's (the error interceptor), which are the protocol's conventions too.
+/// The Open Inference Protocol's gRPC binding: <see cref="OpenInferenceCalls"/> as the service its .proto declares. Errors
+/// take the same status codes as JacobianService's (the error interceptor), which are the protocol's conventions too.
 /// </summary>
-public sealed class InferenceGrpcService(ModelRegistry registry, IHostApplicationLifetime lifetime) : GRPCInferenceService.GRPCInferenceServiceBase
+public sealed class InferenceGrpcService(OpenInferenceCalls calls) : GRPCInferenceService.GRPCInferenceServiceBase
 {
-    public const string ServerName = "jacservice";
-    public const string Platform = "onnx_onnxv1";
-
-    /// <summary>What ServerMetadata announces beyond the protocol: derivatives through ModelInfer's parameters.</summary>
-    public const string DerivativesExtension = "jacservice_derivatives";
-
-    private static readonly string ServerVersion =
-        (typeof(InferenceGrpcService).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "").Split('+')[0];
-
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context) =>
         Task.FromResult(new ServerLiveResponse { Live = true });
 
-    /// <summary>Ready as grpc.health.v1 says SERVING: the repository found at start has loaded and the server is not stopping.</summary>
     public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context) =>
-        Task.FromResult(new ServerReadyResponse { Ready = registry.RepositoryLoaded && !lifetime.ApplicationStopping.IsCancellationRequested });
+        Task.FromResult(new ServerReadyResponse { Ready = calls.ServerReady() });
 
-    /// <summary>Whether the version GetModel would describe is READY; an unknown model or version is not ready, not an error.</summary>
-    public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context)
-    {
-        bool ready;
-        try
-        {
-            ready = registry.Find(request.Name, request.Version).State == ModelState.Ready;
-        }
-        catch (ModelNotFoundException)
-        {
-            ready = false;
-        }
-        return Task.FromResult(new ModelReadyResponse { Ready = ready });
-    }
+    public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context) =>
+        Task.FromResult(new ModelReadyResponse { Ready = calls.ModelReady(request.Name, request.Version) });
 
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context) =>
-        Task.FromResult(new ServerMetadataResponse { Name = ServerName, Version = ServerVersion, Extensions = { DerivativesExtension } });
+        Task.FromResult(calls.ServerMetadata());
 
-    /// <summary>
-    /// The version GetModel describes, with its tensors as GetModel lists them (-1 for a dynamic axis) and the READY
-    /// versions of the model; a version still loading or failed is refused as a call to it would be.
-    /// </summary>
-    public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context)
-    {
-        var entry = registry.Find(request.Name, request.Version);
-        var model = entry.State switch
-        {
-            ModelState.Ready => entry.Model!,
-            ModelState.Loading => throw new ModelUnavailableException($"model '{entry.Name}' version {entry.Version} is still loading"),
-            _ => throw new ModelFailedException($"model '{entry.Name}' version {entry.Version} failed to load: {entry.Error}"),
-        };
-        var response = new ModelMetadataResponse { Name = entry.Name, Platform = Platform };
-        response.Versions.AddRange(registry.Entries.Where(e => e.Name == entry.Name && e.State == ModelState.Ready)
-            .OrderBy(e => e.Version).Select(e => e.Version.ToString()));
-        response.Inputs.AddRange(model.Inputs.Select(Describe));
-        response.Outputs.AddRange(model.Outputs.Select(Describe));
-        response.Properties["version"] = entry.Version.ToString();
-        response.Properties["opset"] = model.Graph.Opset.ToString();
-        response.Properties["default_mode"] = entry.DefaultMode.ToString().ToLowerInvariant();
-        return Task.FromResult(response);
-    }
+    public override Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context) =>
+        Task.FromResult(calls.ModelMetadata(request.Name, request.Version));
 
-    private static ModelMetadataResponse.Types.TensorMetadata Describe(Core.Onnx.TensorSignature signature)
-    {
-        var tensor = new ModelMetadataResponse.Types.TensorMetadata { Name = signature.Name, Datatype = InferDatatype.Of(signature.ElementType) };
-        tensor.Shape.AddRange(signature.Shape);
-        return tensor;
-    }
-
-    public override async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context)
-    {
-        var derivative = DerivativeParameters.From(request.Parameters);
-        var inputs = InferInputs.Decode(request);
-        var (model, results, mode) = derivative.Kind == DerivativeKind.None
-            ? await Predict(request, inputs, context)
-            : derivative.Kind == DerivativeKind.Jacobian
-                ? await Jacobian(request, inputs, derivative, context)
-                : await SecondOrder(request, inputs, derivative, context);
-        var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version.ToString(), Id = request.Id };
-        if (mode is { } ran)
-            response.Parameters[DerivativeParameters.ModeKey] = new InferParameter { StringParam = ran.ToString().ToLowerInvariant() };
-        InferOutputs.Fill(response, results, request.Outputs, raw: request.RawInputContents.Count > 0);
-        // The response holds copies, and the batch is done with the inputs: the call's large arrays go back now.
-        CallArrays.ReturnNow([.. inputs.Values, .. results.Select(r => r.Value)]);
-        return response;
-    }
-
-    private async Task<(ModelVersion, List<KeyValuePair<string, HostTensor>>, DerivativeMode?)> Predict(
-        ModelInferRequest request, Dictionary<string, HostTensor> inputs, ServerCallContext context)
-    {
-        using var lease = registry.Acquire(request.ModelName, request.ModelVersion);
-        var model = lease.Entry.Model!;
-        var host = model.ValidateInputs(inputs, batched: true);
-        var result = await PredictCall.SubmitAsync(lease.Entry, host, CallDeadline.Of(context), context.CancellationToken,
-            CallMemory.Of(context));
-        return (model, [.. InModelOrder(model, result.Outputs)], null);
-    }
-
-    private async Task<(ModelVersion, List<KeyValuePair<string, HostTensor>>, DerivativeMode?)> Jacobian(
-        ModelInferRequest request, Dictionary<string, HostTensor> inputs, DerivativeParameters derivative, ServerCallContext context)
-    {
-        using var call = JacobianCall.Prepare(registry, request.ModelName, request.ModelVersion, inputs, derivative.Wrt, derivative.Of,
-            derivative.Mode, batched: true);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
-        string wrt = call.Model.Inputs[call.Wrt].Name;
-        return (call.Model, [.. InModelOrder(call.Model, result.Outputs), .. Named(call.Model, result.Jacobians, DerivativeKind.Jacobian, wrt)], result.Mode);
-    }
-
-    private async Task<(ModelVersion, List<KeyValuePair<string, HostTensor>>, DerivativeMode?)> SecondOrder(
-        ModelInferRequest request, Dictionary<string, HostTensor> inputs, DerivativeParameters derivative, ServerCallContext context)
-    {
-        var kind = derivative.Kind == DerivativeKind.Hessian ? SecondOrderKind.Hessian : SecondOrderKind.Laplacian;
-        using var call = SecondOrderCall.Prepare(registry, request.ModelName, request.ModelVersion, inputs, derivative.Wrt, derivative.Of,
-            kind, derivative.IncludeJacobian, derivative.Axes);
-        var result = await call.SubmitAsync(CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
-        string wrt = call.Model.Inputs[call.Model.ResolveWrt(derivative.Wrt)].Name;
-        List<KeyValuePair<string, HostTensor>> results = [.. InModelOrder(call.Model, result.Outputs), .. Named(call.Model, result.SecondOrder, derivative.Kind, wrt)];
-        if (derivative.IncludeJacobian) results.AddRange(Named(call.Model, result.Jacobians, DerivativeKind.Jacobian, wrt));
-        return (call.Model, results, null);
-    }
-
-    /// <summary>Derivatives per output, named for the response, in the order the model declares its outputs.</summary>
-    private static IEnumerable<KeyValuePair<string, HostTensor>> Named(ModelVersion model, IReadOnlyDictionary<string, HostTensor> perOutput,
-        DerivativeKind kind, string wrt) =>
-        InModelOrder(model, perOutput).Select(p => KeyValuePair.Create(DerivativeOutputNames.Of(p.Key, kind, wrt), p.Value));
-
-    // The engine's dictionaries have no promised order; a response lists tensors as the model declares its outputs.
-    private static IEnumerable<KeyValuePair<string, HostTensor>> InModelOrder(ModelVersion model, IReadOnlyDictionary<string, HostTensor> perOutput) =>
-        model.Outputs.Where(o => perOutput.ContainsKey(o.Name)).Select(o => KeyValuePair.Create(o.Name, perOutput[o.Name]));
+    public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
+        calls.ModelInfer(request, CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
 }

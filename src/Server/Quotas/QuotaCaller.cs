@@ -1,4 +1,5 @@
 using JacService.Server.Auth;
+using JacService.Server.Inference;
 using Microsoft.AspNetCore.Http;
 
 namespace JacService.Server.Quotas;
@@ -22,7 +23,11 @@ public sealed record QuotaCaller(string Key, string Quota, QuotaLimits Limits, s
     /// <summary>The rate this caller may call at, as refusals say it.</summary>
     public string RateText => $"{Who} may make {Limits.RequestsPerSecond} calls per second (bursts of {Limits.EffectiveBurst})";
 
-    /// <summary>Health probes and reflection are never limited: a probe refused for quota would restart a healthy pod.</summary>
+    /// <summary>
+    /// Health probes and reflection are never limited: a probe refused for quota would restart a healthy pod. Nor is what is
+    /// neither a gRPC call nor a route of the Open Inference Protocol's REST binding (a path no endpoint serves).
+    /// </summary>
     public static bool IsExempt(HttpContext context) =>
-        !GrpcRefusal.IsGrpc(context) || RpcGroups.Of(context.Request.Path.Value ?? "") is RpcGroup.Health or RpcGroup.Reflection;
+        !(GrpcRefusal.IsGrpc(context) || OpenInferenceRoute.Of(context) is not null)
+        || RpcGroups.Of(RpcGroups.MethodOf(context)) is RpcGroup.Health or RpcGroup.Reflection;
 }

@@ -4,6 +4,7 @@ using Grpc.Core;
 using JacService.Server.Auth;
 using JacService.Server.Extensions;
 using JacService.Server.Grpc;
+using JacService.Server.Inference;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
@@ -13,7 +14,7 @@ namespace JacService.Server.Quotas;
 /// <summary>
 /// Quotas with ASP.NET Core rate limiting: a global limiter, partitioned by caller, chaining a token bucket (rate) and a
 /// concurrency limiter, neither queueing. A refusal is RESOURCE_EXHAUSTED with a retry hint instead of HTTP 429, which
-/// gRPC clients would read as UNAVAILABLE and retry at once.
+/// gRPC clients would read as UNAVAILABLE and retry at once; a call of the Open Inference Protocol's REST binding gets 429.
 /// </summary>
 public static class QuotaExtensions
 {
@@ -36,11 +37,7 @@ public static class QuotaExtensions
                 rate,
                 PartitionedRateLimiter.Create<HttpContext, string>(context => ConcurrencyPartition(context, options)));
             limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            limiter.OnRejected = (rejected, _) =>
-            {
-                Refuse(rejected, options);
-                return ValueTask.CompletedTask;
-            };
+            limiter.OnRejected = (rejected, _) => new ValueTask(Refuse(rejected, options));
         });
         return builder;
     }
@@ -78,14 +75,15 @@ public static class QuotaExtensions
         });
     }
 
-    private static void Refuse(OnRejectedContext rejected, QuotaOptions options)
+    private static Task Refuse(OnRejectedContext rejected, QuotaOptions options)
     {
         var context = rejected.HttpContext;
         var caller = QuotaCaller.Of(context, options);
         // Only the token bucket says when a permit comes back; the concurrency limiter cannot know.
         bool rate = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter);
         context.RequestServices.GetRequiredService<QuotaMetrics>().Refused(caller.Quota, rate ? "rate" : "concurrency");
-        if (!GrpcRefusal.IsGrpc(context)) return;
+        bool rest = OpenInferenceRoute.Of(context) is not null;
+        if (!(rest || GrpcRefusal.IsGrpc(context))) return Task.CompletedTask;
         string message;
         if (rate)
         {
@@ -99,9 +97,12 @@ public static class QuotaExtensions
         {
             message = $"quota exceeded: {caller.Who} may have {caller.Limits.ConcurrentRequests} calls in progress at once; retry when one has finished";
         }
-        context.RequestServices.GetRequiredService<CallerErrorLog>().Report(nameof(StatusCode.ResourceExhausted), context.Request.Path.Value ?? "", message);
+        context.RequestServices.GetRequiredService<CallerErrorLog>().Report(nameof(StatusCode.ResourceExhausted), RpcGroups.MethodOf(context), message);
+        // HTTP 429 with Retry-After, as REST clients expect it.
+        if (rest) return RestError.WriteAsync(context.Response, StatusCode.ResourceExhausted, message);
         // A trailers-only gRPC answer: HTTP 200 with the status in the headers, as every gRPC error is sent.
         context.Response.StatusCode = StatusCodes.Status200OK;
         GrpcRefusal.Write(context.Response, StatusCode.ResourceExhausted, message);
+        return Task.CompletedTask;
     }
 }

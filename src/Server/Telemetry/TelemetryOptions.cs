@@ -1,5 +1,5 @@
 using System.ComponentModel.DataAnnotations;
-using Microsoft.AspNetCore.Http;
+using JacService.Server.Extensions;
 
 namespace JacService.Server.Telemetry;
 
@@ -38,31 +38,14 @@ public sealed record TelemetryOptions : IValidatableObject
     public bool ServesMetrics => Enabled && Metrics && !string.IsNullOrWhiteSpace(MetricsUrl);
 
     /// <summary>The metrics port, or null while <see cref="MetricsUrl"/> does not parse (validation reports it).</summary>
-    public int? MetricsPort() => Parse(MetricsUrl, out _)?.Port;
+    public int? MetricsPort() => HttpAddress.Parse(MetricsUrl, out _)?.Port;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (!ServesMetrics) yield break;
-        var address = Parse(MetricsUrl, out var problem);
-        problem ??= address!.Scheme != "http" ? "the scheme must be http"
-            : address.Port <= 0 ? "a port is required"
-            : address.PathBase.Length > 0 ? "metrics are always served at /metrics; give no path"
-            : null;
+        var address = HttpAddress.Parse(MetricsUrl, out var problem);
+        if (address?.Scheme == "https") problem = "the scheme must be http";
         if (problem is not null)
             yield return new ValidationResult($"Telemetry:MetricsUrl must be http://HOST:PORT or empty ({problem}); got '{MetricsUrl}'", [nameof(MetricsUrl)]);
-    }
-
-    private static BindingAddress? Parse(string url, out string? problem)
-    {
-        try
-        {
-            problem = null;
-            return BindingAddress.Parse(url);
-        }
-        catch (FormatException e)
-        {
-            problem = e.Message;
-            return null;
-        }
     }
 }
