@@ -145,6 +145,41 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         Assert.Contains("jacservice.v1.JacobianService", reflection.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name));
     }
 
+    /// <summary>
+    /// The Open Inference Protocol's REST binding, route by route in the groups of the gRPC methods they stand for: its
+    /// refusals are 401 and 403 with the same reasons in the protocol's error body; health stays anonymous.
+    /// </summary>
+    [Fact]
+    public async Task RestRoutesAreGuardedAsTheGrpcMethodsTheyStandFor()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{fixture.Server.RestPort}") };
+        async Task<(HttpStatusCode, string)> Send(HttpMethod method, string path, string? key)
+        {
+            var request = new HttpRequestMessage(method, path);
+            if (method == HttpMethod.Post)
+                request.Content = new StringContent("""{"inputs": [{"name": "x", "shape": [1, 32], "datatype": "FP32", "data": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}""");
+            if (key is not null) request.Headers.Add("x-api-key", fixture.Keys[key]);
+            using var response = await http.SendAsync(request);
+            string body = await response.Content.ReadAsStringAsync();
+            return (response.StatusCode, body.Length == 0 ? "" : System.Text.Json.JsonDocument.Parse(body).RootElement.TryGetProperty("error", out var error) ? error.GetString()! : body);
+        }
+
+        string infer = $"/v2/models/{Model}/infer", metadata = $"/v2/models/{Model}";
+        Assert.Equal((HttpStatusCode.Unauthorized, "this call needs credentials: 'authorization: Bearer <JWT>' or 'x-api-key: <key>'"),
+            await Send(HttpMethod.Post, infer, null));
+        Assert.Equal((HttpStatusCode.Forbidden, "'reader' may not call Inference RPCs: they need scope jacservice.inference"),
+            await Send(HttpMethod.Post, infer, "reader"));
+        Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Post, infer, "pinn-solver")).Item1);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Send(HttpMethod.Get, metadata, null)).Item1);
+        Assert.Equal((HttpStatusCode.Forbidden, "'operator' may not call Metadata RPCs: they need scope jacservice.metadata or jacservice.inference"),
+            await Send(HttpMethod.Get, metadata, "operator"));
+        Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Get, metadata, "reader")).Item1);
+        Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Get, $"{metadata}/ready", "reader")).Item1);
+        Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Get, "/v2", "reader")).Item1);
+        foreach (var probe in new[] { "/v2/health/live", "/v2/health/ready" })
+            Assert.Equal(HttpStatusCode.OK, (await Send(HttpMethod.Get, probe, null)).Item1);
+    }
+
     /// <summary>What a client that reads only the HTTP status sees: 401 and 403, with the gRPC status beside them.</summary>
     [Fact]
     public async Task RefusalsAreHttp401And403WithTheGrpcStatus()
@@ -203,8 +238,11 @@ public sealed class AuthTests(AuthServer fixture) : IClassFixture<AuthServer>
         var refused = spans.Where(s => s.Attribute("http.response.status_code") == "401").ToList();
         Assert.NotEmpty(refused);
         Assert.All(refused, s => Assert.Null(s.Attribute("enduser.id")));
-        Assert.All(refused, s => Assert.Equal("UNAUTHENTICATED", s.Attribute("rpc.response.status_code")));
-        Assert.All(refused, s => Assert.Equal("16", s.Attribute("rpc.grpc.status_code")));
+        // The REST binding's refusals (other tests in the class) are HTTP calls with HTTP statuses.
+        var grpc = refused.Where(s => s.Attribute("url.path")?.StartsWith("/v2", StringComparison.Ordinal) != true).ToList();
+        Assert.NotEmpty(grpc);
+        Assert.All(grpc, s => Assert.Equal("UNAUTHENTICATED", s.Attribute("rpc.response.status_code")));
+        Assert.All(grpc, s => Assert.Equal("16", s.Attribute("rpc.grpc.status_code")));
         var values = fixture.Receiver.Spans.SelectMany(s => s.Span.Attributes).Select(a => a.Value.ToString()).ToList();
         Assert.DoesNotContain(values, v => v.Contains(fixture.Keys["pinn-solver"], StringComparison.Ordinal) || v.Contains(jwt, StringComparison.Ordinal));
         Assert.DoesNotContain(fixture.Keys["pinn-solver"], fixture.Server.Log, StringComparison.Ordinal);

@@ -1,3 +1,4 @@
+using System.Net;
 using Grpc.Core;
 using Grpc.Health.V1;
 using JacService.Protos.V1;
@@ -24,6 +25,7 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
             Keys.Add("steady", "jacservice.metadata");
             Keys.Add("streamer", "jacservice.inference");
             Keys.Add("patient", "jacservice.metadata");
+            Keys.Add("rester", "jacservice.metadata");
             Server = new ServerProcess
             {
                 ExtraArgs =
@@ -35,6 +37,7 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
                     "--Quotas:Principals:burst:RequestsPerSecond=1", $"--Quotas:Principals:burst:Burst={Burst}",
                     "--Quotas:Principals:streamer:RequestsPerSecond=1", $"--Quotas:Principals:streamer:Burst={Burst}",
                     "--Quotas:Principals:patient:RequestsPerSecond=4", "--Quotas:Principals:patient:Burst=1",
+                    "--Quotas:Principals:rester:RequestsPerSecond=1", $"--Quotas:Principals:rester:Burst={Burst}",
                     "--Quotas:Anonymous:RequestsPerSecond=1", "--Quotas:Anonymous:Burst=1",
                 ],
             };
@@ -117,6 +120,34 @@ public sealed class QuotaTests(QuotaTests.QuotaServer fixture) : IClassFixture<Q
             Assert.Equal((int)StatusCode.ResourceExhausted, a.Code);
             Assert.StartsWith("quota exceeded: 'streamer' may make 1 calls per second (bursts of 2), each message of a stream counting as one; retry in ", a.Message);
         }
+    }
+
+    /// <summary>
+    /// The Open Inference Protocol's REST binding counts against the same quota as gRPC: a burst is refused with HTTP 429,
+    /// Retry-After and the reason in the error body; its health routes, like gRPC's probes, are never limited.
+    /// </summary>
+    [Fact]
+    public async Task RestCallsAreRefusedWith429AndRetryAfterWhileProbesPass()
+    {
+        async Task<HttpResponseMessage> Get(string path, string? key)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{fixture.Server.RestPort}{path}");
+            if (key is not null) request.Headers.Add("x-api-key", fixture.Keys[key]);
+            return await _http.SendAsync(request);
+        }
+        var answers = await Task.WhenAll(Enumerable.Range(0, Calls).Select(_ => Get("/v2/models/mlp_tanh", "rester")));
+        var refused = answers.Where(a => a.StatusCode != HttpStatusCode.OK).ToList();
+        Assert.InRange(refused.Count, 1, Calls - Burst);
+        foreach (var answer in refused)
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, answer.StatusCode);
+            Assert.True(answer.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+            var error = System.Text.Json.JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetString();
+            Assert.StartsWith("quota exceeded: 'rester' may make 1 calls per second (bursts of 2); retry in ", error);
+        }
+        // Anonymous callers may make one call a second; the protocol's health routes are exempt.
+        var probes = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Get("/v2/health/ready", null)));
+        Assert.All(probes, p => Assert.Equal(HttpStatusCode.OK, p.StatusCode));
     }
 
     [Fact]

@@ -52,18 +52,48 @@ public class RequestReadTimeoutTests(ITestOutputHelper output)
             var answer = PredictResponse.Parser.ParseFrom(body.AsSpan(5).ToArray());
             Assert.Equal([Rows, reference.Outputs["y"].Shape[1]], answer.Outputs["y"].Shape);
         }
+
+        // The Open Inference Protocol's REST binding holds a body at its Content-Length, and times it the same way: 408.
+        var values = string.Join(",", Enumerable.Repeat("0.25", 32 * 1000));
+        byte[] json = System.Text.Encoding.UTF8.GetBytes($$"""{"inputs": [{"name": "x", "shape": [1000, 32], "datatype": "FP32", "data": [{{values}}]}]}""");
+        // HttpClient stops at the broken pipe of an answer that comes before its body is sent; a client that reads as it
+        // sends (curl does) sees the answer, so the headers and a first part go over a plain socket, and the answer is read.
+        using (var socket = new System.Net.Sockets.TcpClient())
+        {
+            await socket.ConnectAsync(IPAddress.Loopback, server.RestPort);
+            var stream = socket.GetStream();
+            await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+                $"POST /v2/models/{Model}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {json.Length}\r\n\r\n"));
+            await stream.WriteAsync(json.AsMemory(0, 1000));
+            string answer = await new StreamReader(stream).ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.StartsWith("HTTP/1.1 408 ", answer);
+            Assert.Contains("the request body did not arrive within 2 s (Limits:RequestReadTimeoutSeconds)", answer);
+        }
+        await ServerMetrics.WaitForHeld(server, 0);
+        Assert.Equal(1, (await ServerMetrics.Scrape(server))
+            .Where(s => s.Name == "jacservice_messages_stalled_total" && s.Labels.GetValueOrDefault("direction") == "request" && s.Labels.GetValueOrDefault("method") == "ModelInfer")
+            .Sum(s => s.Value));
+        using (var response = await http.PostAsync($"http://127.0.0.1:{server.RestPort}/v2/models/{Model}/infer",
+                   new PacedBody(json, json.Length / 10 + 1, TimeSpan.FromMilliseconds(100), grpcPrefix: false)))
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.False(server.HasExited);
     }
 
-    /// <summary>A gRPC frame sent <paramref name="part"/> bytes at a time, a pause after each; the prefix goes first, alone.</summary>
-    private sealed class PacedBody(byte[] message, int part, TimeSpan pause) : HttpContent
+    /// <summary>
+    /// A gRPC frame sent <paramref name="part"/> bytes at a time, a pause after each; the prefix goes first, alone. Without
+    /// <paramref name="grpcPrefix"/>, the bytes alone, under a Content-Length.
+    /// </summary>
+    private sealed class PacedBody(byte[] message, int part, TimeSpan pause, bool grpcPrefix = true) : HttpContent
     {
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
         {
-            var prefix = new byte[5];
-            BinaryPrimitives.WriteUInt32BigEndian(prefix.AsSpan(1), (uint)message.Length);
-            await stream.WriteAsync(prefix);
-            await stream.FlushAsync();
+            if (grpcPrefix)
+            {
+                var prefix = new byte[5];
+                BinaryPrimitives.WriteUInt32BigEndian(prefix.AsSpan(1), (uint)message.Length);
+                await stream.WriteAsync(prefix);
+                await stream.FlushAsync();
+            }
             for (int sent = 0; sent < message.Length; sent += part)
             {
                 await Task.Delay(pause);
@@ -74,8 +104,8 @@ public class RequestReadTimeoutTests(ITestOutputHelper output)
 
         protected override bool TryComputeLength(out long length)
         {
-            length = -1;
-            return false;
+            length = grpcPrefix ? -1 : message.Length;
+            return !grpcPrefix;
         }
     }
 }

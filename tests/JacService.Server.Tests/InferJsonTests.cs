@@ -1,0 +1,105 @@
+using System.IO.Pipelines;
+using System.Text;
+using System.Text.Json;
+using JacService.Core;
+using JacService.Protos.Inference;
+using JacService.Server.Inference;
+
+namespace JacService.Server.Tests;
+
+/// <summary>
+/// The REST binding's JSON against the gRPC binding's messages: each datatype's values into the typed contents it has in
+/// gRPC (range-checked), nested and flat data alike, parameters by JSON kind, and the refusals a caller can act on; on the
+/// way back, values JSON has no number for as the strings .NET's and Python's JSON libraries write.
+/// </summary>
+public class InferJsonTests
+{
+    private static ModelInferRequest Read(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return InferRequestJson.Read(document.RootElement, "m", "2");
+    }
+
+    private static string Input(string datatype, string shape, string data) =>
+        $$"""{"inputs": [{"name": "x", "datatype": "{{datatype}}", "shape": {{shape}}, "data": {{data}}}]}""";
+
+    [Fact]
+    public void NestedAndFlatDataAreTheSameRowMajorValues()
+    {
+        var flat = Read(Input("FP32", "[2, 3]", "[1, 2, 3, 4, 5, 6.5]"));
+        var nested = Read(Input("FP32", "[2, 3]", "[[1, 2, 3], [4, 5, 6.5]]"));
+        Assert.Equal([1f, 2, 3, 4, 5, 6.5f], flat.Inputs[0].Contents.Fp32Contents);
+        Assert.Equal(flat.Inputs[0], nested.Inputs[0]);
+        Assert.Equal(("m", "2", "x"), (flat.ModelName, flat.ModelVersion, flat.Inputs[0].Name));
+        Assert.Equal([2, 3], flat.Inputs[0].Shape);
+    }
+
+    [Fact]
+    public void EachDatatypeFillsTheContentsItHasInGrpc()
+    {
+        Assert.Equal([9007199254740993L, -2], Read(Input("INT64", "[2]", "[9007199254740993, -2]")).Inputs[0].Contents.Int64Contents);
+        Assert.Equal([-128, 127], Read(Input("INT8", "[2]", "[-128, 127]")).Inputs[0].Contents.IntContents);
+        Assert.Equal([0u, 65535], Read(Input("UINT16", "[2]", "[0, 65535]")).Inputs[0].Contents.UintContents);
+        Assert.Equal([true, false], Read(Input("BOOL", "[2]", "[true, false]")).Inputs[0].Contents.BoolContents);
+        Assert.Equal([0.1, 1e300], Read(Input("FP64", "[2]", "[0.1, 1e300]")).Inputs[0].Contents.Fp64Contents);
+        // FP16 has no typed contents in gRPC; its numbers are read as the FP32 the engine computes in.
+        var half = Read(Input("FP16", "[1]", "[0.5]")).Inputs[0];
+        Assert.Equal(("FP32", 0.5f), (half.Datatype, half.Contents.Fp32Contents.Single()));
+    }
+
+    [Theory]
+    [InlineData("INT8", "[128]", "input 'x' has 128 at value 0 of its data; expected an integer within INT8's range")]
+    [InlineData("UINT8", "[-1]", "input 'x' has -1 at value 0 of its data; expected an integer within UINT8's range")]
+    [InlineData("INT32", "[1.5]", "input 'x' has 1.5 at value 0 of its data; expected an integer within INT32's range")]
+    [InlineData("FP32", "[1, \"NaN\"]", "input 'x' has \"NaN\" at value 1 of its data; expected a finite number (FP32)")]
+    [InlineData("FP32", "[1e39]", "input 'x' has 1e39 at value 0 of its data; expected a finite number (FP32)")]
+    [InlineData("BOOL", "[1]", "input 'x' has 1 at value 0 of its data; expected true or false")]
+    [InlineData("FP32", "[null]", "input 'x' has null at value 0 of its data; expected a finite number (FP32)")]
+    public void AValueOutsideItsDatatypeIsRefusedWithItsPlace(string datatype, string data, string message) =>
+        Assert.Equal(message, Assert.Throws<InvalidRequestException>(() => Read(Input(datatype, "[1]", data))).Message);
+
+    [Theory]
+    [InlineData("[1, 2, 3]", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [2], \"data\": [1, 2, 3]}]}", "input 'x' has 3 values in data; its shape [2] takes 2")]
+    [InlineData("array", "[1]", "the request body is a JSON array; expected an object with \"inputs\" (and optionally \"id\", \"parameters\", \"outputs\")")]
+    [InlineData("no inputs", "{\"id\": \"a\"}", "the request has no \"inputs\"")]
+    [InlineData("misspelt key", "{\"input\": []}", "the request has a key \"input\"; an inference request has \"id\", \"parameters\", \"inputs\" and \"outputs\"")]
+    [InlineData("shape", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [\"2\"], \"data\": [1]}]}", "inputs[0].shape holds \"2\"; expected integers")]
+    [InlineData("no data", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1]}]}", "input 'x' has no \"data\"")]
+    [InlineData("no name", "{\"inputs\": [{\"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}]}", "inputs[0] has no \"name\"")]
+    [InlineData("binary input", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1], \"parameters\": {\"binary_data_size\": 4}}]}",
+        "input 'x' has binary_data_size: the binary tensor data extension is not served; send the values in \"data\"")]
+    [InlineData("parameter", "{\"inputs\": [], \"parameters\": {\"a\": [1]}}", "parameters.a is a JSON array; a parameter is a string, a boolean or a number")]
+    public void AMalformedRequestIsRefusedSayingWhatWasExpected(string what, string json, string message)
+    {
+        Assert.NotEmpty(what);
+        Assert.Equal(message, Assert.Throws<InvalidRequestException>(() => Read(json)).Message);
+    }
+
+    [Fact]
+    public void ParametersTakeTheKindOfTheirJsonValue()
+    {
+        var request = Read("""{"id": "q", "inputs": [], "parameters": {"s": "jacobian", "b": true, "i": 7, "d": 0.5}, "outputs": [{"name": "y"}]}""");
+        Assert.Equal("q", request.Id);
+        Assert.Equal("jacobian", request.Parameters["s"].StringParam);
+        Assert.True(request.Parameters["b"].BoolParam);
+        Assert.Equal(7, request.Parameters["i"].Int64Param);
+        Assert.Equal(0.5, request.Parameters["d"].DoubleParam);
+        Assert.Equal("y", request.Outputs.Single().Name);
+    }
+
+    [Fact]
+    public async Task ValuesWithoutAJsonNumberAreWrittenAsTheirNames()
+    {
+        var response = new ModelInferResponse { ModelName = "m", ModelVersion = "1", Id = "q" };
+        response.Parameters["jacservice.mode"] = new InferParameter { StringParam = "reverse" };
+        var output = new ModelInferResponse.Types.InferOutputTensor { Name = "y", Datatype = "FP32", Shape = { 1, 4 }, Contents = new InferTensorContents() };
+        output.Contents.Fp32Contents.AddRange([0.1f, float.NaN, float.PositiveInfinity, float.NegativeInfinity]);
+        response.Outputs.Add(output);
+        var pipe = new Pipe();
+        await InferResponseJson.WriteAsync(pipe.Writer, response, CancellationToken.None);
+        await pipe.Writer.CompleteAsync();
+        var read = await pipe.Reader.ReadAsync();
+        Assert.Equal("""{"model_name":"m","model_version":"1","id":"q","parameters":{"jacservice.mode":"reverse"},"outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"data":[0.1,"NaN","Infinity","-Infinity"]}]}""",
+            Encoding.UTF8.GetString(read.Buffer));
+    }
+}
