@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json.Nodes;
 using Google.Protobuf;
 using Grpc.Net.Client;
 using JacService.Core.Models;
@@ -11,8 +13,10 @@ namespace JacService.Bench;
 
 /// <summary>
 /// The Open Inference Protocol's ModelInfer beside JacobianService's own RPCs on the same server in the same run: Predict
-/// against ModelInfer with fp32_contents and with raw_input_contents, BatchJacobian against ModelInfer asking for the
-/// Jacobian (raw). One caller, calls one after another, so the numbers are the cost of one call through each protocol;
+/// against ModelInfer with fp32_contents and with raw_input_contents and against the HTTP/REST binding's infer (JSON over
+/// HTTP/1.1, one keep-alive connection), BatchJacobian against ModelInfer asking for the Jacobian (raw) and against the REST
+/// infer asking for it. The REST calls' bodies are written once, before timing, and their answers read as bytes, not parsed:
+/// the client's JSON costs are its own. One caller, calls one after another, so the numbers are the cost of one call through each protocol;
 /// the methods alternate over rounds and each keeps its median round. Besides wall time per call, the server's CPU time
 /// per call (all its threads): on a machine shared with other work, wall time measures the neighbours as much as the
 /// server, CPU time much less so.
@@ -23,15 +27,16 @@ internal static class OipBench
     {
         var jac = new JacobianService.JacobianServiceClient(channel);
         var oip = new GRPCInferenceService.GRPCInferenceServiceClient(channel);
+        using var rest = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{server.RestPort}") };
         var rows = new List<string>();
         var metadata = models.ToDictionary(m => m, m => jac.GetModel(new GetModelRequest { Model = m }));
-        WarmUp(models, metadata, jac, oip, warmup);
+        WarmUp(models, metadata, jac, oip, rest, warmup);
         foreach (var name in models)
             foreach (var batch in batches)
             {
                 var info = metadata[name];
                 var inputs = info.Inputs.Select(i => Inputs.Random([.. i.Shape], batch)).ToArray();
-                var calls = Calls(name, info, inputs, jac, oip);
+                var calls = Calls(name, info, inputs, jac, oip, rest);
                 var wall = calls.ToDictionary(c => c.Name, _ => new List<double>());
                 var cpu = calls.ToDictionary(c => c.Name, _ => new List<double>());
                 foreach (var (_, call) in calls) call(); // plans for this batch size, AUTO's measurement
@@ -46,19 +51,22 @@ internal static class OipBench
                 string Cell(string method) => $"{Median(wall[method]):F0} / {Median(cpu[method]):F0}";
                 string Ratio(string a, string b) => $"{Median(cpu[a]) / Median(cpu[b]):F2}x";
                 rows.Add($"| {name} | {batch} | {Cell("Predict")} | {Cell("ModelInfer")} | {Cell("ModelInfer raw")} | {Ratio("ModelInfer raw", "Predict")} | " +
-                    $"{Cell("BatchJacobian")} | {Cell("ModelInfer jacobian raw")} | {Ratio("ModelInfer jacobian raw", "BatchJacobian")} |");
+                    $"{Cell("REST infer")} | {Ratio("REST infer", "Predict")} | " +
+                    $"{Cell("BatchJacobian")} | {Cell("ModelInfer jacobian raw")} | {Ratio("ModelInfer jacobian raw", "BatchJacobian")} | " +
+                    $"{Cell("REST jacobian")} | {Ratio("REST jacobian", "BatchJacobian")} |");
                 Console.Error.WriteLine(rows[^1]);
             }
         Console.WriteLine($"ModelInfer (Open Inference Protocol) beside JacobianService's RPCs, same server, one caller; per call: wall µs / server CPU µs " +
             $"(median of {rounds} alternating rounds of {seconds.ToString(CultureInfo.InvariantCulture)} s); ratios of server CPU; machine: {Environment.ProcessorCount} vCPUs");
         Console.WriteLine();
-        Console.WriteLine("| model | batch | Predict | ModelInfer (fp32_contents) | ModelInfer (raw) | raw / Predict (CPU) | BatchJacobian | ModelInfer jacobian (raw) | jacobian / BatchJacobian (CPU) |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| model | batch | Predict | ModelInfer (fp32_contents) | ModelInfer (raw) | raw / Predict (CPU) | REST infer (JSON) | REST / Predict (CPU) | " +
+            "BatchJacobian | ModelInfer jacobian (raw) | jacobian / BatchJacobian (CPU) | REST jacobian (JSON) | REST / BatchJacobian (CPU) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         rows.ForEach(Console.WriteLine);
     }
 
     private static List<(string Name, Action Call)> Calls(string name, ModelInfo info, HostTensor[] inputs,
-        JacobianService.JacobianServiceClient jac, GRPCInferenceService.GRPCInferenceServiceClient oip)
+        JacobianService.JacobianServiceClient jac, GRPCInferenceService.GRPCInferenceServiceClient oip, HttpClient rest)
     {
         var predict = new PredictRequest { Model = name };
         var batchJacobian = new BatchJacobianRequest { Model = name, Wrt = info.Inputs[0].Name };
@@ -79,22 +87,48 @@ internal static class OipBench
         var jacobian = raw.Clone();
         jacobian.Parameters["jacservice.derivative"] = new InferParameter { StringParam = "jacobian" };
         jacobian.Parameters["jacservice.wrt"] = new InferParameter { StringParam = info.Inputs[0].Name };
+        byte[] restPredict = RestBody(info, inputs, ""), restJacobian = RestBody(info, inputs, info.Inputs[0].Name);
+        void Rest(byte[] body)
+        {
+            using var response = rest.Send(new HttpRequestMessage(HttpMethod.Post, $"/v2/models/{name}/infer") { Content = new ByteArrayContent(body) });
+            response.EnsureSuccessStatusCode();
+            response.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
+        }
         return
         [
             ("Predict", () => jac.Predict(predict)),
             ("ModelInfer", () => oip.ModelInfer(typed)),
             ("ModelInfer raw", () => oip.ModelInfer(raw)),
+            ("REST infer", () => Rest(restPredict)),
             ("BatchJacobian", () => jac.BatchJacobian(batchJacobian)),
             ("ModelInfer jacobian raw", () => oip.ModelInfer(jacobian)),
+            ("REST jacobian", () => Rest(restJacobian)),
         ];
+    }
+
+    /// <summary>The REST binding's JSON request for the inputs, flat data; with <paramref name="wrt"/>, asking for the Jacobian.</summary>
+    private static byte[] RestBody(ModelInfo info, HostTensor[] inputs, string wrt)
+    {
+        var body = new JsonObject
+        {
+            ["inputs"] = new JsonArray([.. inputs.Select((t, i) => (JsonNode)new JsonObject
+            {
+                ["name"] = info.Inputs[i].Name,
+                ["shape"] = new JsonArray([.. t.Shape.Select(d => (JsonNode)d)]),
+                ["datatype"] = "FP32",
+                ["data"] = new JsonArray([.. t.Data.Select(v => (JsonNode)v)]),
+            })]),
+        };
+        if (wrt.Length > 0) body["parameters"] = new JsonObject { ["jacservice.derivative"] = "jacobian", ["jacservice.wrt"] = wrt };
+        return Encoding.UTF8.GetBytes(body.ToJsonString());
     }
 
     /// <summary>Both protocols' paths through tiered JIT before anything is timed (docs/benchmarks.md, "The first 10 s after a start").</summary>
     private static void WarmUp(string[] models, Dictionary<string, ModelInfo> metadata, JacobianService.JacobianServiceClient jac,
-        GRPCInferenceService.GRPCInferenceServiceClient oip, double seconds)
+        GRPCInferenceService.GRPCInferenceServiceClient oip, HttpClient rest, double seconds)
     {
         var calls = models.SelectMany(m => new[] { 1, 16 }.SelectMany(b =>
-            Calls(m, metadata[m], metadata[m].Inputs.Select(i => Inputs.Random([.. i.Shape], b)).ToArray(), jac, oip))).ToList();
+            Calls(m, metadata[m], metadata[m].Inputs.Select(i => Inputs.Random([.. i.Shape], b)).ToArray(), jac, oip, rest))).ToList();
         var end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
         for (int i = 0; Stopwatch.GetTimestamp() < end; i++) calls[i % calls.Count].Call();
     }

@@ -161,7 +161,8 @@ if (args.Contains("--second-order"))
 }
 if (args.Contains("--oip"))
 {
-    // Usage: ... -- --oip [--models mlp_tanh,small_cnn] [--batch 1,256] [--seconds 3] [--rounds 3] [--warmup 15]: ModelInfer beside Predict and BatchJacobian.
+    // Usage: ... -- --oip [--models mlp_tanh,small_cnn] [--batch 1,256] [--seconds 3] [--rounds 3] [--warmup 15]: ModelInfer, over gRPC and over
+    // HTTP/REST, beside Predict and BatchJacobian.
     JacService.Bench.OipBench.Run(options.Models ?? ["mlp_tanh"], options.Batches, options.Seconds, int.Parse(Flag("--rounds") ?? "3"),
         warmup, channel, server);
     return 0;
@@ -440,6 +441,8 @@ sealed class ServerUnderTest : IDisposable
     private ServerUnderTest(Process process, int port) => (_process, Port) = (process, port);
 
     public int MetricsPort { get; private init; }
+    /// <summary>The Open Inference Protocol's HTTP/REST port (OpenInference:RestUrl).</summary>
+    public int RestPort { get; private init; }
     public int ProcessId => _process.Id;
 
     /// <summary>CPU time the server process has used so far, all threads (including the JIT's and the GC's).</summary>
@@ -454,16 +457,16 @@ sealed class ServerUnderTest : IDisposable
         var dll = Path.Combine(root, "src", "Server", tail, "JacService.Server.dll");
         // Published self-contained beside the server (scripts/device/pack.sh), where there is no dotnet to run a dll.
         var published = Path.Combine(AppContext.BaseDirectory, "JacService.Server");
-        int port = FreePort(), metricsPort = FreePort();
+        int port = FreePort(), metricsPort = FreePort(), restPort = FreePort();
         var start = File.Exists(dll) || !File.Exists(published)
             ? new ProcessStartInfo("dotnet") { ArgumentList = { dll } }
             : new ProcessStartInfo(published);
         start.UseShellExecute = false;
         foreach (var a in (string[])["--urls", $"http://127.0.0.1:{port}", $"--Models:Root={modelsDir}", "--Logging:LogLevel:Default=Warning",
-                     $"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}", .. extraArgs])
+                     $"--Telemetry:MetricsUrl=http://127.0.0.1:{metricsPort}", $"--OpenInference:RestUrl=http://127.0.0.1:{restPort}", .. extraArgs])
             start.ArgumentList.Add(a);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
-        return new ServerUnderTest(Process.Start(ServerCores.Pinned(start, root))!, port) { MetricsPort = metricsPort };
+        return new ServerUnderTest(Process.Start(ServerCores.Pinned(start, root))!, port) { MetricsPort = metricsPort, RestPort = restPort };
     }
 
     public static int FreePort()

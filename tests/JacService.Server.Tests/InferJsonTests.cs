@@ -75,6 +75,54 @@ public class InferJsonTests
         Assert.Equal(message, Assert.Throws<InvalidRequestException>(() => Read(json)).Message);
     }
 
+    /// <summary>
+    /// Mutated valid requests (bytes flipped, dropped, repeated): each is read, or refused by the parser or as an invalid
+    /// request, and what is read decodes into tensors or is refused as invalid; nothing else escapes.
+    /// </summary>
+    [Fact]
+    public void MutatedRequestsAreReadOrRefusedNeverAnythingElse()
+    {
+        byte[][] seeds =
+        [
+            .. new[]
+            {
+                Input("FP32", "[2, 3]", "[[1, 2, 3], [4, 5, 6.5]]"),
+                Input("INT64", "[2]", "[7, -2]"),
+                Input("BOOL", "[1, 2]", "[[true, false]]"),
+                """{"id": "q", "inputs": [{"name": "x", "datatype": "UINT8", "shape": [2], "data": [1, 255], "parameters": {"p": 1.5}}],"""
+                    + """ "parameters": {"jacservice.derivative": "jacobian"}, "outputs": [{"name": "y", "parameters": {"binary_data": false}}]}""",
+            }.Select(Encoding.UTF8.GetBytes),
+        ];
+        var random = new Random(20261207);
+        int read = 0, refused = 0;
+        for (int i = 0; i < 20_000; i++)
+        {
+            var bytes = seeds[i % seeds.Length].ToList();
+            for (int edits = random.Next(1, 4); edits > 0 && bytes.Count > 1; edits--)
+            {
+                int at = random.Next(bytes.Count);
+                switch (random.Next(3))
+                {
+                    case 0: bytes[at] = (byte)"{}[],:\"-e.0123456789aznul \\"[random.Next(26)]; break;
+                    case 1: bytes.RemoveAt(at); break;
+                    default: bytes.InsertRange(at, bytes.Skip(at).Take(random.Next(1, 12)).ToList()); break;
+                }
+            }
+            try
+            {
+                using var document = JsonDocument.Parse(bytes.ToArray());
+                var request = InferRequestJson.Read(document.RootElement, "m", "");
+                InferInputs.Decode(request);
+                read++;
+            }
+            catch (Exception e) when (e is JsonException or InvalidRequestException)
+            {
+                refused++;
+            }
+        }
+        Assert.True(read > 100 && refused > 100, $"{read} read, {refused} refused: the mutations should reach both");
+    }
+
     [Fact]
     public void ParametersTakeTheKindOfTheirJsonValue()
     {

@@ -135,9 +135,11 @@ public static class JacServiceExtensions
         {
             int? metricsPort = telemetry.Value.ServesMetrics ? telemetry.Value.MetricsPort() : null;
             int? restPort = oip.Value.RestPort();
+            // HTTP/2 beside HTTP/1.1 only where TLS lets a client choose (Kestrel warns of it on a plain endpoint).
+            var rest = oip.Value.RestUrl.StartsWith("https:", StringComparison.OrdinalIgnoreCase) ? HttpProtocols.Http1AndHttp2 : HttpProtocols.Http1;
             kestrel.ConfigureEndpointDefaults(endpoint => endpoint.Protocols =
                 endpoint.IPEndPoint?.Port == metricsPort ? HttpProtocols.Http1
-                : endpoint.IPEndPoint?.Port == restPort ? HttpProtocols.Http1AndHttp2
+                : endpoint.IPEndPoint?.Port == restPort ? rest
                 : HttpProtocols.Http2);
             if (configured.Count == 0) return;
             if (metricsPort is not null) ListenHttp1(kestrel, BindingAddress.Parse(telemetry.Value.MetricsUrl));
