@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Grpc.Health.V1;
 using JacService.Client;
 using JacService.Protos.V1;
@@ -41,12 +42,13 @@ public sealed class ComposeTests
     public async Task ServiceComesUpAndAnswersOnLocalhost()
     {
         var project = "jacservice-test-" + Guid.NewGuid().ToString("N")[..8];
-        int port = FreePorts.Next();
+        int port = FreePorts.Next(), restPort = FreePorts.Next();
         var env = new Dictionary<string, string>
         {
             ["JACSERVICE_IMAGE"] = ContainerEngine.ImageName,
             ["JACSERVICE_PORT"] = port.ToString(),
             ["JACSERVICE_METRICS_PORT"] = FreePorts.Next().ToString(),
+            ["JACSERVICE_REST_PORT"] = restPort.ToString(),
         };
         string[] compose = ["-f", ComposeFile, "-p", project];
         try
@@ -67,6 +69,29 @@ public sealed class ComposeTests
                 Compare.Close(expected, response.Jacobians[output].Shape.ToArray(), response.Jacobians[output].Data, 1e-4, $"pinn d{output}");
             foreach (var (output, expected) in reference.Outputs)
                 Compare.Close(expected, response.Outputs[output].Shape.ToArray(), response.Outputs[output].Data, 1e-4, $"pinn {output}");
+
+            // The Open Inference Protocol's REST binding on its published port.
+            using var http = new HttpClient();
+            var (wrt, xt) = reference.Inputs.Single();
+            var body = new JsonObject
+            {
+                ["inputs"] = new JsonArray(new JsonObject
+                {
+                    ["name"] = wrt, ["datatype"] = "FP32",
+                    ["shape"] = new JsonArray([.. xt.Shape.Select(d => (JsonNode)d)]),
+                    ["data"] = new JsonArray([.. xt.Floats.Select(f => (JsonNode)f)]),
+                }),
+                ["parameters"] = new JsonObject { ["jacservice.derivative"] = "jacobian" },
+            }.ToJsonString();
+            var answer = await http.PostAsync($"http://127.0.0.1:{restPort}/v2/models/pinn/infer", new StringContent(body));
+            using var json = System.Text.Json.JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
+            Assert.True(answer.IsSuccessStatusCode, json.RootElement.ToString());
+            foreach (var (output, expected) in reference.Jacobians[wrt])
+            {
+                var tensor = json.RootElement.GetProperty("outputs").EnumerateArray().Single(o => o.GetProperty("name").GetString() == $"{output}__jacobian__{wrt}");
+                Compare.Close(expected, tensor.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray(),
+                    tensor.GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray(), 1e-4, $"pinn d{output} over REST");
+            }
         }
         finally
         {

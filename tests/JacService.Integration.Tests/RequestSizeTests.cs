@@ -76,6 +76,53 @@ public class RequestSizeTests(ITestOutputHelper output)
         Assert.NotEmpty((await server.Client.PredictAsync(small, gzip)).Outputs);
     }
 
+    /// <summary>
+    /// The Open Inference Protocol's REST binding under the same limit: a body whose Content-Length is over it is 413
+    /// before it is read; one sent in chunks is 413 when it passes the limit; one within it is served. The requests are
+    /// written on a plain socket, whose answer is read even when it comes before the body has gone (HttpClient reports
+    /// the broken pipe instead).
+    /// </summary>
+    [Fact]
+    public async Task ARestBodyOverTheLimitIs413()
+    {
+        await using var server = await ServerWithRequestLimit(1);
+        var reference = Fixtures.Load(Model);
+        string Body(int rows) => $$"""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [{{rows}}, 128], "data": [{{string.Join(",", Enumerable.Repeat("0.125", rows * 128))}}]}]}""";
+        string large = Body(2000), small = Body(3);
+        Assert.True(large.Length > 1 << 20);
+
+        string head = $"POST /v2/models/{Model}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+        string declared = await RawHttp(server.RestPort, head + $"Content-Length: {large.Length}\r\n\r\n", large);
+        Assert.StartsWith("HTTP/1.1 413 ", declared);
+        Assert.Contains($"the request body of {large.Length:N0} bytes is over Limits:MaxRequestMiB (1,048,576 bytes); send fewer samples per request", declared);
+
+        string chunked = await RawHttp(server.RestPort, head + "Transfer-Encoding: chunked\r\n\r\n", $"{large.Length:x}\r\n{large}\r\n0\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 413 ", chunked);
+        Assert.Contains("the request body could not be read: Request body too large", chunked);
+
+        string served = await RawHttp(server.RestPort, head + $"Content-Length: {small.Length}\r\nConnection: close\r\n\r\n", small);
+        Assert.StartsWith("HTTP/1.1 200 ", served);
+        Assert.Contains("\"shape\":[3,", served);
+        Assert.Equal(3, reference.Inputs["x"].Shape[0]);
+    }
+
+    /// <summary>Writes a request on a new connection (as far as the server reads it) and reads the answer to the connection's end.</summary>
+    private static async Task<string> RawHttp(int port, string head, string body)
+    {
+        using var socket = new System.Net.Sockets.TcpClient();
+        await socket.ConnectAsync(System.Net.IPAddress.Loopback, port);
+        var stream = socket.GetStream();
+        try
+        {
+            await stream.WriteAsync(System.Text.Encoding.UTF8.GetBytes(head + body));
+        }
+        catch (IOException)
+        {
+            // The server answered and closed before taking the whole body: the answer is still there to read.
+        }
+        return await new StreamReader(stream).ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
     /// <summary>A started server with only <see cref="Model"/> and this Limits:MaxRequestMiB.</summary>
     private static async Task<ServerProcess> ServerWithRequestLimit(int mib)
     {

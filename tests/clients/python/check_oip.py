@@ -49,9 +49,10 @@ def problems_of(got: np.ndarray, expected: np.ndarray) -> List[str]:
     return [] if err <= tol else [f"max abs err {err:.3g} > tol {tol:.3g}"]
 
 
-class Checker:
-    def __init__(self, pb2, stub, timeout: float) -> None:
-        self.pb2, self.stub, self.timeout = pb2, stub, timeout
+class Tally:
+    """Counts checks and prints one PASS/FAIL line for each."""
+
+    def __init__(self) -> None:
         self.passed = self.failed = 0
 
     def record(self, label: str, problems: List[str]) -> None:
@@ -61,6 +62,12 @@ class Checker:
         else:
             self.passed += 1
             print(f"PASS {label}", flush=True)
+
+
+class Checker(Tally):
+    def __init__(self, pb2, stub, timeout: float) -> None:
+        super().__init__()
+        self.pb2, self.stub, self.timeout = pb2, stub, timeout
 
     def call(self, label: str, rpc, request):
         try:

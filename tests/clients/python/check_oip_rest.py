@@ -21,22 +21,14 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from check_oip import problems_of
+from check_oip import Tally, problems_of
 from check_server import Reference, load_references
 
 
-class Checker:
+class Checker(Tally):
     def __init__(self, url: str, timeout: float) -> None:
+        super().__init__()
         self.url, self.timeout = url.rstrip("/"), timeout
-        self.passed = self.failed = 0
-
-    def record(self, label: str, problems: List[str]) -> None:
-        if problems:
-            self.failed += 1
-            print(f"FAIL {label}: " + "; ".join(problems), flush=True)
-        else:
-            self.passed += 1
-            print(f"PASS {label}", flush=True)
 
     def call(self, path: str, body: Optional[dict] = None) -> Tuple[int, Any]:
         """The HTTP status and the JSON body (None when empty) of a GET, or of a POST of body."""
