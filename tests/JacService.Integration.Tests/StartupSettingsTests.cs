@@ -20,6 +20,26 @@ public class StartupSettingsTests
         Assert.Contains("Telemetry:MetricsUrl must be http://HOST:PORT or empty", message);
     }
 
+    /// <summary>The REST binding's address: a port of its own, http://HOST:PORT, or https:// naming a Kestrel endpoint's port.</summary>
+    [Theory]
+    [InlineData("metrics", "OpenInference:RestUrl 'http://127.0.0.1:{metrics}' uses the metrics port; give the REST binding a port of its own")]
+    [InlineData("grpc", "OpenInference:RestUrl 'http://127.0.0.1:{grpc}' uses the port of the gRPC address")]
+    [InlineData("https", "OpenInference:RestUrl 'https://127.0.0.1:{free}' is https: it names the port of a Kestrel:Endpoints entry, which carries the certificate, and none has port {free}")]
+    [InlineData("path", "OpenInference:RestUrl must be http://HOST:PORT or empty (give no path); got 'http://127.0.0.1:{free}/v2'")]
+    public async Task ARestUrlWithoutAPortOfItsOwnIsRefused(string problem, string expected)
+    {
+        int grpc = FreePorts.Next(), metrics = FreePorts.Next(), free = FreePorts.Next();
+        string url = problem switch
+        {
+            "metrics" => $"http://127.0.0.1:{metrics}",
+            "grpc" => $"http://127.0.0.1:{grpc}",
+            "https" => $"https://127.0.0.1:{free}",
+            _ => $"http://127.0.0.1:{free}/v2",
+        };
+        var message = await StartFails("--urls", $"http://127.0.0.1:{grpc}", $"--Telemetry:MetricsUrl=http://127.0.0.1:{metrics}", $"--OpenInference:RestUrl={url}");
+        Assert.Contains(expected.Replace("{metrics}", $"{metrics}").Replace("{grpc}", $"{grpc}").Replace("{free}", $"{free}"), message);
+    }
+
     [Fact]
     public async Task AnOutOfRangeBatchSizeIsRefused()
     {

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Http;
 
 namespace JacService.Server.Extensions;
 
-/// <summary>An address of the form http://HOST:PORT, as the settings of the server's extra HTTP/1.1 endpoints take it.</summary>
+/// <summary>An address of the form http(s)://HOST:PORT, as the settings of the server's extra HTTP/1.1 endpoints take it.</summary>
 internal static class HttpAddress
 {
     /// <summary>The address, or null with <paramref name="problem"/> saying why not.</summary>
@@ -11,7 +11,7 @@ internal static class HttpAddress
         try
         {
             var address = BindingAddress.Parse(url);
-            problem = address.Scheme is not ("http" or "https") ? "the scheme must be http"
+            problem = address.Scheme is not ("http" or "https") ? "the scheme must be http or https"
                 : address.Port <= 0 ? "a port is required"
                 : address.PathBase.Length > 0 ? "give no path"
                 : null;
