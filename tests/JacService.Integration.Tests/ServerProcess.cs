@@ -92,7 +92,9 @@ public sealed partial class ServerProcess : IAsyncLifetime, IAsyncDisposable
             // Two free ports found one after the other can be the same port (the first is closed before the second is
             // looked for), and the server refuses metrics on the gRPC port.
             while (MetricsPort == Port) MetricsPort = FreePorts.Next();
-            while (RestPort == Port || RestPort == MetricsPort) RestPort = FreePorts.Next();
+            // Nor the port of an endpoint the test configures: the server would take that endpoint for the REST one.
+            while (RestPort == Port || RestPort == MetricsPort || ExtraArgs.Any(a => a.Contains($":{RestPort}", StringComparison.Ordinal)))
+                RestPort = FreePorts.Next();
             Start();
             try
             {
