@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Google.Protobuf;
 using Google.Protobuf.Collections;
 using Google.Protobuf.Reflection;
@@ -39,13 +40,16 @@ public sealed class RequestHarness : IHarness, IDisposable
 {
     /// <summary>
     /// By the input's low four bits. ModelInfer joined after inputs had been found and kept with nine methods taken modulo
-    /// nine; 10 to 15 still name what they named then, so those inputs replay as found.
+    /// nine; 10 to 13 and 15 still name what they named then, so those inputs replay as found (the one kept, 15, among
+    /// them). 14, a second Vjp then, is the REST binding's infer: the model's name, a newline, and the JSON body.
     /// </summary>
     private static readonly string[] Methods =
     [
         "Predict", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian", "BatchLaplacian", "JacobianStream",
-        "ModelInfer", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", "Vjp", "BatchHessian",
+        "ModelInfer", "Jacobian", "BatchJacobian", "StreamBatchJacobian", "Jvp", RestInfer, "BatchHessian",
     ];
+
+    private const string RestInfer = "RestInfer";
 
     /// <summary>
     /// Small batches and padding to buckets, so that requests of a few rows are cut into parts, stacked with others'
@@ -117,6 +121,7 @@ public sealed class RequestHarness : IHarness, IDisposable
                 "Vjp" => Unary(VjpRequest.Parser, message, copies, _service.Vjp, r => CheckBatched(r.Outputs, Single(r.Vjp))),
                 "JacobianStream" => Duplex(message, copies),
                 "ModelInfer" => Unary(ModelInferRequest.Parser, message, copies, _inference.ModelInfer, CheckInfer),
+                RestInfer => Rest(message, copies),
                 "BatchHessian" => Unary(BatchHessianRequest.Parser, message, copies, _service.BatchHessian,
                     r => CheckBatched(r.Outputs, r.Hessians, r.Jacobians)),
                 _ => Unary(BatchLaplacianRequest.Parser, message, copies, _service.BatchLaplacian,
@@ -133,9 +138,47 @@ public sealed class RequestHarness : IHarness, IDisposable
     private string Unary<TRequest, TResponse>(MessageParser<TRequest> parser, ReadOnlyMemory<byte> message, int copies,
         Func<TRequest, ServerCallContext, Task<TResponse>> call, Func<TResponse, long> check)
         where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse> =>
+        Unary(parser.ParseFrom(message.Span), copies, call, check);
+
+    /// <summary>
+    /// The REST binding's infer as its route reads it: the JSON body (within the route's depth limit) translated to the
+    /// gRPC binding's request, which is then called as ModelInfer is; an answer must also write as JSON that parses.
+    /// </summary>
+    private string Rest(ReadOnlyMemory<byte> message, int copies)
+    {
+        int newline = message.Span.IndexOf((byte)'\n');
+        if (newline < 0) return $"{RestInfer}: no model line";
+        string model = System.Text.Encoding.UTF8.GetString(message.Span[..newline]);
+        ModelInferRequest request;
+        try
+        {
+            using var body = JsonDocument.Parse(message[(newline + 1)..], OpenInferenceRest.Parsing);
+            request = InferRequestJson.Read(body.RootElement, model, "");
+        }
+        catch (JsonException e)
+        {
+            return $"{RestInfer}: not JSON: {e.Message}";
+        }
+        catch (Core.InvalidRequestException e)
+        {
+            return $"{RestInfer}: InvalidArgument: {e.Message}";
+        }
+        return Unary<ModelInferRequest, ModelInferResponse>(request, copies, _inference.ModelInfer, response =>
+        {
+            var pipe = new System.IO.Pipelines.Pipe();
+            InferResponseJson.WriteAsync(pipe.Writer, response, CancellationToken.None).GetAwaiter().GetResult();
+            pipe.Writer.Complete();
+            pipe.Reader.TryRead(out var written);
+            using (JsonDocument.Parse(written.Buffer)) { }
+            return CheckInfer(response);
+        });
+    }
+
+    private string Unary<TRequest, TResponse>(TRequest request, int copies, Func<TRequest, ServerCallContext, Task<TResponse>> call, Func<TResponse, long> check)
+        where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
     {
-        var request = parser.ParseFrom(message.Span);
         var calls = Enumerable.Range(0, copies)
             .Select(_ => Outcome(_interceptor.UnaryServerHandler(request, new FuzzCallContext(_callTimeout), (r, c) => call(r, c))))
             .ToArray();
@@ -415,6 +458,9 @@ public sealed class RequestHarness : IHarness, IDisposable
             requests.Add((9, Infer(name, inputs, raw: false), ""));
             requests.Add((9, Infer(name, inputs, raw: true, ("derivative", "jacobian"), ("wrt", wrt), ("mode", "reverse")), ".jacobian"));
             requests.Add((9, Infer(name, inputs, raw: false, ("derivative", "laplacian"), ("wrt", wrt), ("axes", "0")), ".laplacian"));
+            // The REST binding: a Predict with nested data, a Jacobian with flat data.
+            requests.Add((14, new RawMessage(RestBody(name, inputs, nested: true)), ""));
+            requests.Add((14, new RawMessage(RestBody(name, inputs, nested: false, ("derivative", "jacobian"), ("wrt", wrt))), ".jacobian"));
 
             foreach (var (method, request, variant) in requests)
                 for (int copies = 1; copies <= 2; copies++)
@@ -426,6 +472,30 @@ public sealed class RequestHarness : IHarness, IDisposable
                     File.WriteAllBytes(Path.Combine(directory, $"{name}-{Methods[method]}{variant}-x{copies}.bin"), [head, .. body]);
                 }
         }
+    }
+
+    /// <summary>The REST binding's infer of FP32 inputs: the model's name, a newline, the JSON body.</summary>
+    private static byte[] RestBody(string model, Dictionary<string, Protos.V1.Tensor> inputs, bool nested, params (string Key, string Value)[] parameters)
+    {
+        static JsonNode Data(IEnumerable<float> values, long[] shape)
+        {
+            if (shape.Length <= 1) return new JsonArray([.. values.Select(v => (JsonNode)v)]);
+            var rows = values.Chunk((int)(shape[1..].Aggregate(1L, (p, d) => p * d)));
+            return new JsonArray([.. rows.Select(r => Data(r, shape[1..]))]);
+        }
+        var body = new JsonObject
+        {
+            ["inputs"] = new JsonArray([.. inputs.Select(p => (JsonNode)new JsonObject
+            {
+                ["name"] = p.Key,
+                ["shape"] = new JsonArray([.. p.Value.Shape.Select(d => (JsonNode)d)]),
+                ["datatype"] = "FP32",
+                ["data"] = nested ? Data(p.Value.Data, [.. p.Value.Shape]) : Data(p.Value.Data, []),
+            })]),
+        };
+        if (parameters.Length > 0)
+            body["parameters"] = new JsonObject(parameters.Select(p => KeyValuePair.Create("jacservice." + p.Key, (JsonNode?)p.Value)));
+        return System.Text.Encoding.UTF8.GetBytes($"{model}\n{body.ToJsonString()}");
     }
 
     /// <summary>A ModelInfer request of FP32 inputs, with "jacservice.*" parameters given without their prefix.</summary>

@@ -29,7 +29,7 @@ public sealed partial class OpenInferenceRest(OpenInferenceCalls calls, CallMemo
     private readonly TimeSpan _readTimeout = TimeSpan.FromSeconds(limits.Value.RequestReadTimeoutSeconds);
 
     /// <summary>Nested data of a tensor of rank 32 and the objects around it; deeper JSON is refused as it is read.</summary>
-    private static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 40 };
+    internal static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 40 };
 
     public Task Live(HttpContext context) => Answer(context, "", () => Task.FromResult(StatusCode.OK));
 
