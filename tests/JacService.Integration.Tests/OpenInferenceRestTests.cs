@@ -159,6 +159,11 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, notJson.StatusCode);
         Assert.StartsWith("the request body is not valid JSON", await ErrorOf(notJson));
 
+        // JSON whose structure parses but whose strings are not UTF-8 (found by fuzzing: it was INTERNAL).
+        var latin1 = await _http.PostAsync("/v2/models/mlp_tanh/infer", new ByteArrayContent(Encoding.Latin1.GetBytes("{\"inputs\": [], \"id\": \"caf\xe9\"}")));
+        Assert.Equal(HttpStatusCode.BadRequest, latin1.StatusCode);
+        Assert.StartsWith("the request body is not valid UTF-8", await ErrorOf(latin1));
+
         // Another server's parameters are not ours to refuse.
         var foreign = Body(reference);
         foreign["parameters"] = new JsonObject { ["priority"] = 1 };

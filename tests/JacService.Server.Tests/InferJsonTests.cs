@@ -123,6 +123,25 @@ public class InferJsonTests
         Assert.True(read > 100 && refused > 100, $"{read} read, {refused} refused: the mutations should reach both");
     }
 
+    /// <summary>
+    /// The parser checks JSON's structure, not the UTF-8 of its strings and names, which fails only as one is read: a
+    /// parameter's value, a key, a name, a value quoted in a message. Each is refused as the caller's (fuzzing found the
+    /// first; it was INTERNAL).
+    /// </summary>
+    [Theory]
+    [InlineData("{\"inputs\": [], \"parameters\": {\"a\": \"\xff\"}}")]
+    [InlineData("{\"inputs\": [], \"parameters\": {\"\xff\": 1}}")]
+    [InlineData("{\"\xc3\": []}")]
+    [InlineData("{\"inputs\": [{\"name\": \"\x88\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}]}")]
+    [InlineData("{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [\"\xff\"]}]}")]
+    public void InvalidUtf8InAStringIsRefusedAsTheCallersMistake(string latin1)
+    {
+        byte[] body = Encoding.Latin1.GetBytes(latin1);
+        using var document = JsonDocument.Parse(body);
+        var e = Assert.Throws<InvalidRequestException>(() => InferRequestJson.Read(document.RootElement, "m", ""));
+        Assert.StartsWith("the request body is not valid UTF-8: Unable to translate bytes", e.Message);
+    }
+
     [Fact]
     public void ParametersTakeTheKindOfTheirJsonValue()
     {

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Google.Protobuf.Collections;
 using JacService.Core;
@@ -21,6 +22,20 @@ internal static class InferRequestJson
     private const string BinaryData = "binary_data";
 
     public static ModelInferRequest Read(JsonElement body, string model, string version)
+    {
+        try
+        {
+            return ReadBody(body, model, version);
+        }
+        // The parser checks the structure, not the UTF-8 of names and strings: that fails as one is read (fuzzing found it,
+        // an answer of INTERNAL before).
+        catch (InvalidOperationException e) when (e.InnerException is DecoderFallbackException invalid)
+        {
+            throw Invalid($"the request body is not valid UTF-8: {invalid.Message}");
+        }
+    }
+
+    private static ModelInferRequest ReadBody(JsonElement body, string model, string version)
     {
         if (body.ValueKind != JsonValueKind.Object)
             throw Invalid($"the request body is a JSON {Kind(body)}; expected an object with \"inputs\" (and optionally \"id\", \"parameters\", \"outputs\")");
