@@ -63,6 +63,11 @@ class Tally:
             self.passed += 1
             print(f"PASS {label}", flush=True)
 
+    def summary(self) -> int:
+        """Prints the counts; the exit status: 0 only if every check passed."""
+        print(f"summary: {self.passed} passed, {self.failed} failed")
+        return 0 if self.failed == 0 else 1
+
 
 class Checker(Tally):
     def __init__(self, pb2, stub, timeout: float) -> None:
@@ -186,8 +191,7 @@ def main() -> int:
             for ref in refs:
                 checker.check_model(ref)
             checker.check_errors(next(r for r in refs if r.model == "mlp_tanh"))
-    print(f"summary: {checker.passed} passed, {checker.failed} failed")
-    return 0 if checker.failed == 0 else 1
+    return checker.summary()
 
 
 if __name__ == "__main__":

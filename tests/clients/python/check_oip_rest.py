@@ -126,8 +126,7 @@ def main() -> int:
     for ref in refs:
         checker.check_model(ref)
     checker.check_errors(next(r for r in refs if r.model == "mlp_tanh"))
-    print(f"summary: {checker.passed} passed, {checker.failed} failed")
-    return 0 if checker.failed == 0 else 1
+    return checker.summary()
 
 
 if __name__ == "__main__":
