@@ -82,15 +82,25 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
                 return ResponseWriteTimeoutMiddleware.StalledStatus(body.Timeout);
             // The client went away or its deadline passed; it will not read this status, but the log and metrics will. A
             // stream's reader learns of the client's reset as an IOException ("The client reset the request stream").
-            return CallerError(context, context.Deadline <= DateTime.UtcNow
+            return CallerError(context.Method, context.Deadline <= DateTime.UtcNow
                 ? new Status(StatusCode.DeadlineExceeded, "the deadline passed before the request ran")
                 : new Status(StatusCode.Cancelled, "the client cancelled the call"));
         }
+        return StatusOf(e, context.Method);
+    }
+
+    /// <summary>
+    /// The status of a failure other than the client leaving, for <paramref name="method"/> ("/package.Service/Method"):
+    /// the caller's mistake or the server's load, logged at most once per status per interval, or INTERNAL with a
+    /// correlation id and the details in the log. The Open Inference Protocol's REST binding answers its calls with it too.
+    /// </summary>
+    public Status StatusOf(Exception e, string method)
+    {
         // The exception behind any non-OK status goes on the server span; the span's error status follows the code.
         Activity.Current.RecordException(e);
-        if (Map(e) is { } code) return CallerError(context, new Status(code, Bounded(e.Message)));
+        if (Map(e) is { } code) return CallerError(method, new Status(code, Bounded(e.Message)));
         var id = Guid.NewGuid().ToString("N")[..12];
-        LogInternalError(e, context.Method, id);
+        LogInternalError(e, method, id);
         return new Status(StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details");
     }
 
@@ -98,17 +108,16 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
     // with RESOURCE_EXHAUSTED of its own. A message echoes what the caller sent, which can be as long as a request.
     private const int MaxDetailLength = 2000;
 
-    internal static string Bounded(string detail) =>
+    private static string Bounded(string detail) =>
         detail.Length <= MaxDetailLength ? detail : $"{detail[..MaxDetailLength]}… (cut from {detail.Length} characters)";
 
-    private Status CallerError(ServerCallContext context, Status status)
+    private Status CallerError(string method, Status status)
     {
-        callerErrors.Report(status.StatusCode.ToString(), context.Method, status.Detail);
+        callerErrors.Report(status.StatusCode.ToString(), method, status.Detail);
         return status;
     }
 
-    /// <summary>The status of an exception that is the caller's doing or the server's load; null for anything else (INTERNAL).</summary>
-    internal static StatusCode? Map(Exception e) => e switch
+    private static StatusCode? Map(Exception e) => e switch
     {
         InvalidRequestException => StatusCode.InvalidArgument,
         // An input the model cannot evaluate (e.g. a dynamic axis of a size its graph rejects) is the caller's to fix.

@@ -22,8 +22,8 @@ namespace JacService.Server.Inference;
 /// none) before it is read, and must arrive within Limits:RequestReadTimeoutSeconds, as a gRPC message must.
 /// </para>
 /// </summary>
-public sealed partial class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget budget, IOptions<LimitsOptions> limits, TimeProvider clock,
-    JacServiceMetrics metrics, CallerErrorLog callerErrors, ILogger<OpenInferenceRest> logger)
+public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget budget, IOptions<LimitsOptions> limits, TimeProvider clock,
+    JacServiceMetrics metrics, CallerErrorLog callerErrors, ErrorMappingInterceptor errors)
 {
     private readonly long _maxBody = (long)limits.Value.MaxRequestMiB << 20;
     private readonly TimeSpan _readTimeout = TimeSpan.FromSeconds(limits.Value.RequestReadTimeoutSeconds);
@@ -133,41 +133,34 @@ public sealed partial class OpenInferenceRest(OpenInferenceCalls calls, CallMemo
         }
         catch (Exception e)
         {
-            status = await Fail(context, method, e);
+            status = await Fail(context, e);
         }
         metrics.RecordRequest(model, method, RequestTelemetryInterceptor.StatusName(status), Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 
-    private async Task<StatusCode> Fail(HttpContext context, string method, Exception e)
+    private async Task<StatusCode> Fail(HttpContext context, Exception e)
     {
         if (e is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
         {
             // The client went away: it reads no answer, but the log and metrics do.
-            callerErrors.Report(nameof(StatusCode.Cancelled), method, "the client closed the connection");
+            callerErrors.Report(nameof(StatusCode.Cancelled), RpcGroups.MethodOf(context), "the client closed the connection");
             return StatusCode.Cancelled;
         }
-        Activity.Current.RecordException(e);
-        if (ErrorMappingInterceptor.Map(e) is not { } status)
-        {
-            var id = Guid.NewGuid().ToString("N")[..12];
-            LogInternalError(e, method, id);
-            await RestError.WriteAsync(context.Response, StatusCode.Internal, $"internal error (correlation id {id}); the server log has the details");
-            return StatusCode.Internal;
-        }
+        // The status, message and logging the gRPC binding's call would get.
+        var status = errors.StatusOf(e, RpcGroups.MethodOf(context));
         // Transient exhaustion (a full queue, the budget) may be retried; a call too large for any retry says so by its status.
-        int http = ErrorMappingInterceptor.IsTooLargeToRetry(e) ? StatusCodes.Status413PayloadTooLarge : RestError.HttpStatusOf(status);
-        return await Refuse(context, new Refusal(http, status, ErrorMappingInterceptor.Bounded(e.Message)));
+        int http = ErrorMappingInterceptor.IsTooLargeToRetry(e) ? StatusCodes.Status413PayloadTooLarge : RestError.HttpStatusOf(status.StatusCode);
+        await RestError.WriteAsync(context.Response, http, status.Detail);
+        return status.StatusCode;
     }
 
+    /// <summary>A refusal of the REST binding's own: logged as a caller error, answered with its HTTP status.</summary>
     private async Task<StatusCode> Refuse(HttpContext context, Refusal refusal)
     {
         callerErrors.Report(refusal.Status.ToString(), RpcGroups.MethodOf(context), refusal.Message);
         await RestError.WriteAsync(context.Response, refusal.Http, refusal.Message);
         return refusal.Status;
     }
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Internal error in the REST binding's {Method} (correlation id {CorrelationId})")]
-    private partial void LogInternalError(Exception exception, string method, string correlationId);
 
     /// <summary>A refused call: its HTTP status, the gRPC status metrics and logs name it by, and what the caller is told.</summary>
     private sealed record Refusal(int Http, StatusCode Status, string Message);
