@@ -38,11 +38,12 @@ public sealed class SeedCorpusTests : IDisposable
         harness.WriteSeeds(_dir);
         var outcomes = Directory.GetFiles(_dir).Order().ToDictionary(f => Path.GetFileNameWithoutExtension(f), f => harness.Run(File.ReadAllBytes(f)));
 
-        // Every method (ModelInfer as a Predict, a Jacobian and a Laplacian; the REST binding's infer), on every fixture model, alone and (for some)
+        // Every method (ModelInfer as a Predict, a Jacobian and a Laplacian; the REST binding's infer, in JSON and binary), on every fixture model, alone and (for some)
         // as two copies that share batches.
         Assert.Equal(11, outcomes.Keys.Select(k => k.Split('-')[1].Split('.')[0]).Distinct().Count());
         Assert.Contains("pinn-ModelInfer.jacobian-x1", outcomes.Keys);
         Assert.Contains("pinn-RestInfer.jacobian-x1", outcomes.Keys);
+        Assert.Contains("pinn-RestInfer.jacobian-binary-x1", outcomes.Keys);
         Assert.Contains("mlp_tanh-BatchJacobian-x2", outcomes.Keys);
         Assert.StartsWith("BatchHessianRequest: ResourceExhausted: the Hessian result would take", outcomes["small_cnn-BatchHessian-x1"]);
         // A stream of a good message, one naming no such input, and the good one again: two answered, one refused.

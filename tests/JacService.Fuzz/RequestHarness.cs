@@ -68,6 +68,7 @@ public sealed class RequestHarness : IHarness, IDisposable
     private readonly ModelRegistry _registry = new(TimeProvider.System);
     private readonly JacobianGrpcService _service;
     private readonly InferenceGrpcService _inference;
+    private readonly OpenInferenceCalls _calls;
     private readonly ErrorMappingInterceptor _interceptor;
     private readonly InternalErrors _internalErrors = new();
 
@@ -98,7 +99,8 @@ public sealed class RequestHarness : IHarness, IDisposable
         var serverLimits = Options.Create(new LimitsOptions());
         var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new CallMemoryBudget(serverLimits, meter));
         _service = new JacobianGrpcService(_registry, streams);
-        _inference = new InferenceGrpcService(new OpenInferenceCalls(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance)));
+        _calls = new OpenInferenceCalls(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
+        _inference = new InferenceGrpcService(_calls);
     }
 
     public string Name => "request";
@@ -142,35 +144,38 @@ public sealed class RequestHarness : IHarness, IDisposable
         Unary(parser.ParseFrom(message.Span), copies, call, check);
 
     /// <summary>
-    /// The REST binding's infer as its route reads it: the JSON body (within the route's depth limit) translated to the
-    /// gRPC binding's request, which is then called as ModelInfer is; an answer must also write as JSON that parses.
+    /// The REST binding's infer as its route reads it: a line with the model's name and, for a body with binary data, the
+    /// Inference-Header-Content-Length after a space; then the body, translated to the gRPC binding's request, which is
+    /// called as the route calls it. An answer's JSON must parse, and name as many bytes for each binary output as it has.
     /// </summary>
     private string Rest(ReadOnlyMemory<byte> message, int copies)
     {
         int newline = message.Span.IndexOf((byte)'\n');
         if (newline < 0) return $"{RestInfer}: no model line";
-        string model = System.Text.Encoding.UTF8.GetString(message.Span[..newline]);
+        string[] line = System.Text.Encoding.UTF8.GetString(message.Span[..newline]).Split(' ', 2);
+        long? jsonLength = line.Length == 2 && long.TryParse(line[1], out long parsed) ? parsed : null;
         ModelInferRequest request;
         try
         {
-            using var body = JsonDocument.Parse(message[(newline + 1)..], OpenInferenceRest.Parsing);
-            request = InferRequestJson.Read(body.RootElement, model, "");
-        }
-        catch (JsonException e)
-        {
-            return $"{RestInfer}: not JSON: {e.Message}";
+            request = InferRequestJson.Read(message[(newline + 1)..], jsonLength, line[0], "");
         }
         catch (Core.InvalidRequestException e)
         {
             return $"{RestInfer}: InvalidArgument: {e.Message}";
         }
-        return Unary<ModelInferRequest, ModelInferResponse>(request, copies, _inference.ModelInfer, response =>
+        return Unary<ModelInferRequest, ModelInferResponse>(request, copies,
+            (r, c) => _calls.ModelInfer(r, CallDeadline.Of(c), c.CancellationToken, memory: null, rawOutputs: true), response =>
         {
-            var pipe = new System.IO.Pipelines.Pipe();
-            InferResponseJson.WriteAsync(pipe.Writer, response, CancellationToken.None).GetAwaiter().GetResult();
-            pipe.Writer.Complete();
-            pipe.Reader.TryRead(out var written);
-            using (JsonDocument.Parse(written.Buffer)) { }
+            var binary = InferResponseJson.BinaryOutputs(request, response);
+            using var written = new MemoryStream();
+            var pipe = System.IO.Pipelines.PipeWriter.Create(written);
+            InferResponseJson.WriteAsync(pipe, response, binary, CancellationToken.None).GetAwaiter().GetResult();
+            pipe.Complete();
+            using var json = JsonDocument.Parse(written.ToArray());
+            var outputs = json.RootElement.GetProperty("outputs").EnumerateArray().ToArray();
+            for (int i = 0; i < outputs.Length; i++)
+                if (binary[i] && outputs[i].GetProperty("parameters").GetProperty(InferRequestJson.BinaryDataSize).GetInt64() != response.RawOutputContents[i].Length)
+                    throw new HarnessFindingException($"{RestInfer}: output {i}'s {InferRequestJson.BinaryDataSize} is not its length");
             return CheckInfer(response);
         });
     }
@@ -461,6 +466,7 @@ public sealed class RequestHarness : IHarness, IDisposable
             // The REST binding: a Predict with nested data, a Jacobian with flat data.
             requests.Add((14, new RawMessage(RestBody(name, inputs, nested: true)), ""));
             requests.Add((14, new RawMessage(RestBody(name, inputs, nested: false, ("derivative", "jacobian"), ("wrt", wrt))), ".jacobian"));
+            requests.Add((14, new RawMessage(RestBinaryBody(name, inputs, ("derivative", "jacobian"), ("wrt", wrt))), ".jacobian-binary"));
 
             foreach (var (method, request, variant) in requests)
                 for (int copies = 1; copies <= 2; copies++)
@@ -496,6 +502,29 @@ public sealed class RequestHarness : IHarness, IDisposable
         if (parameters.Length > 0)
             body["parameters"] = new JsonObject(parameters.Select(p => KeyValuePair.Create("jacservice." + p.Key, (JsonNode?)p.Value)));
         return System.Text.Encoding.UTF8.GetBytes($"{model}\n{body.ToJsonString()}");
+    }
+
+    /// <summary>
+    /// The REST binding's infer with the binary tensor data extension: the model's name and the JSON's length, a newline,
+    /// the JSON, each input's float32 bytes; every output asked for as binary data.
+    /// </summary>
+    private static byte[] RestBinaryBody(string model, Dictionary<string, Protos.V1.Tensor> inputs, params (string Key, string Value)[] parameters)
+    {
+        var body = new JsonObject
+        {
+            ["inputs"] = new JsonArray([.. inputs.Select(p => (JsonNode)new JsonObject
+            {
+                ["name"] = p.Key,
+                ["shape"] = new JsonArray([.. p.Value.Shape.Select(d => (JsonNode)d)]),
+                ["datatype"] = "FP32",
+                ["parameters"] = new JsonObject { ["binary_data_size"] = 4 * p.Value.Data.Count },
+            })]),
+            ["parameters"] = new JsonObject([KeyValuePair.Create("binary_data_output", (JsonNode?)true),
+                .. parameters.Select(p => KeyValuePair.Create("jacservice." + p.Key, (JsonNode?)p.Value))]),
+        };
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(body.ToJsonString());
+        return [.. System.Text.Encoding.UTF8.GetBytes($"{model} {json.Length}\n"), .. json,
+            .. inputs.Values.SelectMany(t => MemoryMarshal.AsBytes(t.Data.ToArray().AsSpan()).ToArray())];
     }
 
     /// <summary>A ModelInfer request of FP32 inputs, with "jacservice.*" parameters given without their prefix.</summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -118,6 +119,7 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         Assert.Equal("jacservice", (string)metadata["name"]!);
         Assert.NotEmpty((string)metadata["version"]!);
         Assert.Contains("jacservice_derivatives", metadata["extensions"]!.AsArray().Select(e => (string)e!));
+        Assert.Contains("binary_tensor_data", metadata["extensions"]!.AsArray().Select(e => (string)e!));
         Assert.Equal(HttpStatusCode.BadRequest, (await _http.GetAsync("/v2/models/no_such_model/ready")).StatusCode);
     }
 
@@ -151,9 +153,8 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         badParameter["parameters"] = new JsonObject { ["jacservice.derivative"] = "jacobian", ["jacservice.wtr"] = "x" };
         await Refused(HttpStatusCode.BadRequest, "unknown parameter 'jacservice.wtr'", "mlp_tanh", badParameter);
 
-        var binary = Body(reference);
-        binary["outputs"] = new JsonArray(new JsonObject { ["name"] = "y", ["parameters"] = new JsonObject { ["binary_data"] = true } });
-        await Refused(HttpStatusCode.BadRequest, "the binary tensor data extension is not served", "mlp_tanh", binary);
+        var binaryWithoutHeader = BinaryBody(reference).Json;
+        await Refused(HttpStatusCode.BadRequest, "input 'x' has binary_data_size, but the request has no Inference-Header-Content-Length header", "mlp_tanh", binaryWithoutHeader);
 
         var notJson = await _http.PostAsync("/v2/models/mlp_tanh/infer", new StringContent("{\"inputs\": [", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.BadRequest, notJson.StatusCode);
@@ -169,6 +170,117 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         foreign["parameters"] = new JsonObject { ["priority"] = 1 };
         Assert.Single(Outputs(await Infer("mlp_tanh", foreign)));
     }
+
+    /// <summary>
+    /// Triton's binary tensor data extension, as its HTTP client uses it by default: every input's float32 bytes after the
+    /// JSON and every output's bytes after the answer's, on every fixture, against the references; the framing headers.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public async Task BinaryTensorDataInAndOutGivesTheReferenceJacobians(string name)
+    {
+        var reference = Fixtures.Load(name);
+        foreach (var (wrt, perOutput) in reference.Jacobians)
+        {
+            var (json, binary) = BinaryBody(reference);
+            json["model_name"] = name;
+            json["parameters"] = new JsonObject { ["jacservice.derivative"] = "jacobian", ["jacservice.wrt"] = wrt, ["binary_data_output"] = true };
+            var (response, outputs) = await InferBinary(name, json, binary);
+            foreach (var (output, expected) in reference.Outputs)
+                Compare.Close(expected, ShapeOf(response, output), outputs[output], Tolerance, $"{name}.{output}");
+            foreach (var (output, expected) in perOutput)
+                Compare.Close(expected, ShapeOf(response, $"{output}__jacobian__{wrt}"), outputs[$"{output}__jacobian__{wrt}"], Tolerance, $"{name} d{output}/d{wrt}");
+        }
+    }
+
+    /// <summary>
+    /// One input in binary and the others in JSON, one output in binary and the others in JSON ("binary_data" per output
+    /// over "binary_data_output"), in the order the request names the outputs.
+    /// </summary>
+    [Fact]
+    public async Task BinaryAndJsonTensorsMixInOneCall()
+    {
+        var reference = Fixtures.Load("two_inputs");
+        var (json, binary) = BinaryBody(reference);
+        var inputs = json["inputs"]!.AsArray();
+        var second = inputs[1]!.AsObject();
+        second.Remove("parameters");
+        second["data"] = new JsonArray([.. reference.Inputs[(string)second["name"]!].Floats.Select(f => (JsonNode)f)]);
+        int firstBytes = 4 * reference.Inputs[(string)inputs[0]!["name"]!].Floats.Length;
+        string wrt = reference.Jacobians.Keys.First(), jacobian = $"y__jacobian__{wrt}";
+        json["parameters"] = new JsonObject { ["binary_data_output"] = true, ["jacservice.derivative"] = "jacobian", ["jacservice.wrt"] = wrt };
+        json["outputs"] = new JsonArray(
+            new JsonObject { ["name"] = jacobian },
+            new JsonObject { ["name"] = "y", ["parameters"] = new JsonObject { ["binary_data"] = false } });
+        var (response, binaryOutputs) = await InferBinary("two_inputs", json, binary[..firstBytes]);
+        Assert.Equal([jacobian, "y"], Outputs(response).Select(o => (string)o["name"]!));
+        Assert.Equal([jacobian], binaryOutputs.Keys);
+        Compare.Close(reference.Jacobians[wrt]["y"], ShapeOf(response, jacobian), binaryOutputs[jacobian], Tolerance, jacobian);
+        CompareOutput(response, "y", reference.Outputs["y"], "y");
+    }
+
+    [Fact]
+    public async Task BinaryFramingMistakesAreRefusedSayingWhatWasExpected()
+    {
+        var (json, binary) = BinaryBody(Fixtures.Load("mlp_tanh"));
+        byte[] head = Encoding.UTF8.GetBytes(json.ToJsonString());
+        async Task Expect(string header, byte[] body, string message)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v2/models/mlp_tanh/infer") { Content = new ByteArrayContent(body) };
+            request.Content.Headers.TryAddWithoutValidation("Inference-Header-Content-Length", header);
+            var response = await _http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal(message, await ErrorOf(response));
+        }
+        await Expect("twelve", [.. head, .. binary], "Inference-Header-Content-Length is 'twelve'; expected the length of the body's JSON in bytes");
+        await Expect($"{head.Length + binary.Length + 1}", [.. head, .. binary],
+            $"Inference-Header-Content-Length is {head.Length + binary.Length + 1}; the body has {head.Length + binary.Length} bytes, of which the JSON is the first");
+        await Expect($"{head.Length}", [.. head, .. binary[..^4]],
+            $"input 'x' has binary_data_size {binary.Length:N0}; the body has {binary.Length - 4:N0} bytes left after its JSON and the inputs before it");
+        await Expect($"{head.Length}", [.. head, .. binary, 0],
+            $"the body has 1 bytes after the inputs' binary data ({binary.Length:N0} bytes by their binary_data_size); send each input's bytes once");
+    }
+
+    private async Task<(JsonNode Json, Dictionary<string, float[]> Binary)> InferBinary(string model, JsonObject json, byte[] binary)
+    {
+        byte[] head = Encoding.UTF8.GetBytes(json.ToJsonString());
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v2/models/{model}/infer") { Content = new ByteArrayContent([.. head, .. binary]) };
+        request.Content.Headers.ContentType = new("application/octet-stream");
+        request.Content.Headers.Add("Inference-Header-Content-Length", head.Length.ToString());
+        var response = await _http.SendAsync(request);
+        byte[] body = await response.Content.ReadAsByteArrayAsync();
+        Assert.True(response.IsSuccessStatusCode, $"{model}: HTTP {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
+        Assert.Equal("application/octet-stream", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+        int jsonLength = int.Parse(response.Headers.GetValues("Inference-Header-Content-Length").Single());
+        var answer = JsonNode.Parse(body.AsSpan(0, jsonLength))!;
+        var outputs = new Dictionary<string, float[]>();
+        int at = jsonLength;
+        foreach (var output in Outputs(answer).Where(o => o["parameters"]?["binary_data_size"] is not null))
+        {
+            int size = (int)output["parameters"]!["binary_data_size"]!;
+            Assert.Null(output["data"]);
+            outputs[(string)output["name"]!] = MemoryMarshal.Cast<byte, float>(body.AsSpan(at, size)).ToArray();
+            at += size;
+        }
+        Assert.Equal(body.Length, at);
+        return (answer, outputs);
+    }
+
+    /// <summary>The reference inputs as FP32 tensors of the binary tensor data extension: the JSON, and their bytes in order.</summary>
+    private static (JsonObject Json, byte[] Binary) BinaryBody(Reference reference) => (new JsonObject
+    {
+        ["inputs"] = new JsonArray([.. reference.Inputs.Select(p => (JsonNode)new JsonObject
+        {
+            ["name"] = p.Key,
+            ["shape"] = new JsonArray([.. p.Value.Shape.Select(d => (JsonNode)d)]),
+            ["datatype"] = "FP32",
+            ["parameters"] = new JsonObject { ["binary_data_size"] = 4 * p.Value.Floats.Length },
+        })]),
+    }, [.. reference.Inputs.Values.SelectMany(t => MemoryMarshal.AsBytes(t.Floats.AsSpan()).ToArray())]);
+
+    private static long[] ShapeOf(JsonNode response, string output) =>
+        [.. Outputs(response).Single(o => (string)o["name"]! == output)["shape"]!.AsArray().Select(d => (long)d!)];
 
     /// <summary>
     /// The REST routes answer on their port only, and that port serves nothing else: not the gRPC services, not metrics.

@@ -1,6 +1,8 @@
 using System.IO.Pipelines;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Google.Protobuf;
 using JacService.Core;
 using JacService.Protos.Inference;
 using JacService.Server.Inference;
@@ -14,10 +16,13 @@ namespace JacService.Server.Tests;
 /// </summary>
 public class InferJsonTests
 {
-    private static ModelInferRequest Read(string json)
+    private static ModelInferRequest Read(string json) => InferRequestJson.Read(Encoding.UTF8.GetBytes(json), null, "m", "2");
+
+    /// <summary>A body of the binary tensor data extension: the JSON, then the bytes; the JSON's length is the header's.</summary>
+    private static ModelInferRequest ReadBinary(string json, params byte[] binary)
     {
-        using var document = JsonDocument.Parse(json);
-        return InferRequestJson.Read(document.RootElement, "m", "2");
+        byte[] head = Encoding.UTF8.GetBytes(json);
+        return InferRequestJson.Read((byte[])[.. head, .. binary], head.Length, "m", "2");
     }
 
     private static string Input(string datatype, string shape, string data) =>
@@ -66,24 +71,34 @@ public class InferJsonTests
     [InlineData("shape", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [\"2\"], \"data\": [1]}]}", "inputs[0].shape holds \"2\"; expected integers")]
     [InlineData("no data", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1]}]}", "input 'x' has no \"data\"")]
     [InlineData("no name", "{\"inputs\": [{\"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}]}", "inputs[0] has no \"name\"")]
-    [InlineData("binary input", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1], \"parameters\": {\"binary_data_size\": 4}}]}",
-        "input 'x' has binary_data_size: the binary tensor data extension is not served; send the values in \"data\"")]
+    [InlineData("binary input without the header", "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1], \"parameters\": {\"binary_data_size\": 4}}]}",
+        "input 'x' has binary_data_size, but the request has no Inference-Header-Content-Length header to say where its JSON ends")]
+    [InlineData("another model", "{\"model_name\": \"n\", \"inputs\": []}", "the request's model_name is 'n' and its path names 'm'; leave it out or make them agree")]
+    [InlineData("binary output not a bool", "{\"inputs\": [], \"outputs\": [{\"name\": \"y\", \"parameters\": {\"binary_data\": 1}}]}",
+        "output 'y' has binary_data 1; expected true or false")]
+    [InlineData("all binary not a bool", "{\"inputs\": [], \"parameters\": {\"binary_data_output\": \"yes\"}}", "parameters.binary_data_output must be true or false")]
+    [InlineData("not JSON", "{\"inputs\": [", "the request body is not valid JSON: ")]
     [InlineData("parameter", "{\"inputs\": [], \"parameters\": {\"a\": [1]}}", "parameters.a is a JSON array; a parameter is a string, a boolean or a number")]
     public void AMalformedRequestIsRefusedSayingWhatWasExpected(string what, string json, string message)
     {
         Assert.NotEmpty(what);
-        Assert.Equal(message, Assert.Throws<InvalidRequestException>(() => Read(json)).Message);
+        Assert.StartsWith(message, Assert.Throws<InvalidRequestException>(() => Read(json)).Message);
     }
 
     /// <summary>
     /// Mutated valid requests (bytes flipped, dropped, repeated): each is read, or refused by the parser or as an invalid
-    /// request, and what is read decodes into tensors or is refused as invalid; nothing else escapes.
+    /// request, and what is read decodes into tensors or is refused as invalid; nothing else escapes. The binary ones keep
+    /// their header's length, so the JSON's end moves as bytes go and come.
     /// </summary>
     [Fact]
     public void MutatedRequestsAreReadOrRefusedNeverAnythingElse()
     {
+        const string binary = """{"inputs": [{"name": "x", "datatype": "INT16", "shape": [2], "parameters": {"binary_data_size": 4}},"""
+            + """ {"name": "y", "datatype": "FP32", "shape": [1], "data": [2]}], "parameters": {"binary_data_output": true}}""";
+        long binaryLength = Encoding.UTF8.GetByteCount(binary);
         byte[][] seeds =
         [
+            [.. Encoding.UTF8.GetBytes(binary), 1, 2, 3, 4],
             .. new[]
             {
                 Input("FP32", "[2, 3]", "[[1, 2, 3], [4, 5, 6.5]]"),
@@ -110,12 +125,11 @@ public class InferJsonTests
             }
             try
             {
-                using var document = JsonDocument.Parse(bytes.ToArray());
-                var request = InferRequestJson.Read(document.RootElement, "m", "");
+                var request = InferRequestJson.Read(bytes.ToArray(), i % seeds.Length == 0 ? binaryLength : null, "m", "");
                 InferInputs.Decode(request);
                 read++;
             }
-            catch (Exception e) when (e is JsonException or InvalidRequestException)
+            catch (InvalidRequestException)
             {
                 refused++;
             }
@@ -137,8 +151,7 @@ public class InferJsonTests
     public void InvalidUtf8InAStringIsRefusedAsTheCallersMistake(string latin1)
     {
         byte[] body = Encoding.Latin1.GetBytes(latin1);
-        using var document = JsonDocument.Parse(body);
-        var e = Assert.Throws<InvalidRequestException>(() => InferRequestJson.Read(document.RootElement, "m", ""));
+        var e = Assert.Throws<InvalidRequestException>(() => InferRequestJson.Read(body, null, "m", ""));
         Assert.StartsWith("the request body is not valid UTF-8: Unable to translate bytes", e.Message);
     }
 
@@ -157,16 +170,121 @@ public class InferJsonTests
     [Fact]
     public async Task ValuesWithoutAJsonNumberAreWrittenAsTheirNames()
     {
-        var response = new ModelInferResponse { ModelName = "m", ModelVersion = "1", Id = "q" };
+        var response = Response([0.1f, float.NaN, float.PositiveInfinity, float.NegativeInfinity]);
         response.Parameters["jacservice.mode"] = new InferParameter { StringParam = "reverse" };
-        var output = new ModelInferResponse.Types.InferOutputTensor { Name = "y", Datatype = "FP32", Shape = { 1, 4 }, Contents = new InferTensorContents() };
-        output.Contents.Fp32Contents.AddRange([0.1f, float.NaN, float.PositiveInfinity, float.NegativeInfinity]);
-        response.Outputs.Add(output);
+        Assert.Equal("""{"model_name":"m","model_version":"1","id":"q","parameters":{"jacservice.mode":"reverse"},"outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"data":[0.1,"NaN","Infinity","-Infinity"]}]}""",
+            await Written(response, [false]));
+    }
+
+    [Fact]
+    public async Task ABinaryOutputNamesItsSizeAndHasNoData()
+    {
+        var response = Response([1f, 2f, 3f, 4f]);
+        Assert.Equal("""{"model_name":"m","model_version":"1","id":"q","outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"parameters":{"binary_data_size":16}}]}""",
+            await Written(response, [true]));
+    }
+
+    /// <summary>Per output "binary_data" over the request's "binary_data_output", in the order the request lists its outputs.</summary>
+    [Theory]
+    [InlineData("""{"inputs": []}""", "False,False")]
+    [InlineData("""{"inputs": [], "parameters": {"binary_data_output": true}}""", "True,True")]
+    [InlineData("""{"inputs": [], "parameters": {"binary_data_output": true}, "outputs": [{"name": "b", "parameters": {"binary_data": false}}, {"name": "a"}]}""", "False,True")]
+    [InlineData("""{"inputs": [], "outputs": [{"name": "b", "parameters": {"binary_data": true}}, {"name": "a", "parameters": {"binary_data": false}}]}""", "True,False")]
+    public void WhichOutputsAreBinary(string json, string expected)
+    {
+        var response = new ModelInferResponse { Outputs = { new ModelInferResponse.Types.InferOutputTensor { Name = "a" }, new ModelInferResponse.Types.InferOutputTensor { Name = "b" } } };
+        Assert.Equal(expected, string.Join(",", InferResponseJson.BinaryOutputs(Read(json), response)));
+    }
+
+    [Fact]
+    public void BinaryInputsAreRawContentsAndTheJsonOnesAreConvertedToRaw()
+    {
+        float[] x = [1.5f, -2f, 3.25f];
+        var request = ReadBinary("""
+            {"model_name": "m", "inputs": [
+              {"name": "a", "datatype": "INT16", "shape": [2], "data": [-3, 300]},
+              {"name": "x", "datatype": "FP32", "shape": [1, 3], "parameters": {"binary_data_size": 12}},
+              {"name": "h", "datatype": "FP16", "shape": [2], "parameters": {"binary_data_size": 4}},
+              {"name": "f", "datatype": "FP16", "shape": [1], "data": [0.5]},
+              {"name": "b", "datatype": "BOOL", "shape": [2], "data": [true, false]}]}
+            """, [.. MemoryMarshal.AsBytes(x.AsSpan()), .. BitConverter.GetBytes((Half)0.25f), .. BitConverter.GetBytes((Half)(-8f))]);
+        Assert.Equal(5, request.RawInputContents.Count);
+        Assert.All(request.Inputs, i => Assert.Null(i.Contents));
+        var decoded = InferInputs.Decode(request);
+        Assert.Equal([-3f, 300f], decoded["a"].Data);
+        Assert.Equal(x, decoded["x"].Data);
+        Assert.Equal([0.25f, -8f], decoded["h"].Data);
+        Assert.Equal([0.5f], decoded["f"].Data);
+        Assert.Equal([1f, 0f], decoded["b"].Data);
+    }
+
+    /// <summary>Every datatype's JSON values, converted to raw beside a binary input, decode to what the same JSON decodes to alone.</summary>
+    [Theory]
+    [InlineData("BOOL", "[true, false]")]
+    [InlineData("INT8", "[-128, 127]")]
+    [InlineData("INT16", "[-32768, 32767]")]
+    [InlineData("INT32", "[-2147483648, 2147483647]")]
+    [InlineData("INT64", "[-9007199254740993, 5]")]
+    [InlineData("UINT8", "[0, 255]")]
+    [InlineData("UINT16", "[0, 65535]")]
+    [InlineData("UINT32", "[0, 4294967295]")]
+    [InlineData("UINT64", "[0, 18446744073709551615]")]
+    [InlineData("FP32", "[1e-30, -3.5]")]
+    [InlineData("FP64", "[1e300, 0.1]")]
+    public void JsonValuesConvertedToRawDecodeAsTheyDoFromJson(string datatype, string data)
+    {
+        string input = $$"""{"name": "v", "datatype": "{{datatype}}", "shape": [2], "data": {{data}}}""";
+        var alone = InferInputs.Decode(Read($$"""{"inputs": [{{input}}]}"""))["v"].Data;
+        const string z = """{"name": "z", "datatype": "UINT8", "shape": [1], "parameters": {"binary_data_size": 1}}""";
+        var beside = InferInputs.Decode(ReadBinary($$"""{"inputs": [{{input}}, {{z}}]}""", 7));
+        Assert.Equal(alone, beside["v"].Data);
+        Assert.Equal([7f], beside["z"].Data);
+    }
+
+    [Theory]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}""", 4,
+        "input 'x' has binary_data_size 8; the body has 4 bytes left after its JSON and the inputs before it")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}""", 6,
+        "the body has 2 bytes after the inputs' binary data (4 bytes by their binary_data_size); send each input's bytes once")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]}""", 4,
+        "input 'x' has binary_data_size 4; its shape [2] takes 2 values of FP32, 4 bytes each")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1], "parameters": {"binary_data_size": 4}}]}""", 4,
+        "input 'x' has both \"data\" and binary_data_size; send its values one way")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": "4"}}]}""", 4,
+        "input 'x' has binary_data_size \"4\"; expected a whole number of bytes")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": -4}}]}""", 0,
+        "input 'x' has binary_data_size -4; expected a whole number of bytes")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}""", 4,
+        "the body has 4 bytes after its JSON, and no input has binary_data_size")]
+    [InlineData("""{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 9223372036854775807}},""" +
+        """ {"name": "y", "datatype": "STRING", "shape": [1], "parameters": {"binary_data_size": 9223372036854775807}}]}""", 4,
+        "input 'x' has binary_data_size 9,223,372,036,854,775,807; its shape [1] takes 1 values of FP32, 4 bytes each")]
+    public void BinaryDataThatDoesNotAddUpIsRefusedSayingWhatItTakes(string json, int bytes, string message) =>
+        Assert.Equal(message, Assert.Throws<InvalidRequestException>(() => ReadBinary(json, new byte[bytes])).Message);
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(1000)]
+    public void AHeaderLengthOutsideTheBodyIsRefused(long length)
+    {
+        var e = Assert.Throws<InvalidRequestException>(() => InferRequestJson.Read(Encoding.UTF8.GetBytes("""{"inputs": []}"""), length, "m", ""));
+        Assert.Equal($"Inference-Header-Content-Length is {length}; the body has 14 bytes, of which the JSON is the first", e.Message);
+    }
+
+    private static ModelInferResponse Response(float[] values)
+    {
+        var response = new ModelInferResponse { ModelName = "m", ModelVersion = "1", Id = "q" };
+        response.Outputs.Add(new ModelInferResponse.Types.InferOutputTensor { Name = "y", Datatype = "FP32", Shape = { 1, values.Length } });
+        response.RawOutputContents.Add(ByteString.CopyFrom(MemoryMarshal.AsBytes(values.AsSpan())));
+        return response;
+    }
+
+    private static async Task<string> Written(ModelInferResponse response, bool[] binary)
+    {
         var pipe = new Pipe();
-        await InferResponseJson.WriteAsync(pipe.Writer, response, CancellationToken.None);
+        await InferResponseJson.WriteAsync(pipe.Writer, response, binary, CancellationToken.None);
         await pipe.Writer.CompleteAsync();
         var read = await pipe.Reader.ReadAsync();
-        Assert.Equal("""{"model_name":"m","model_version":"1","id":"q","parameters":{"jacservice.mode":"reverse"},"outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"data":[0.1,"NaN","Infinity","-Infinity"]}]}""",
-            Encoding.UTF8.GetString(read.Buffer));
+        return Encoding.UTF8.GetString(read.Buffer);
     }
 }

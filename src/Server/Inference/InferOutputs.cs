@@ -9,8 +9,7 @@ namespace JacService.Server.Inference;
 
 /// <summary>
 /// Writes a ModelInferResponse's output tensors: those the request names in its outputs, in that order, or every tensor
-/// of the result. They are FP32, as raw_output_contents when the request sent raw inputs (the caller reads raw) and as
-/// fp32_contents otherwise.
+/// of the result. They are FP32, as raw_output_contents or as fp32_contents.
 /// </summary>
 internal static class InferOutputs
 {

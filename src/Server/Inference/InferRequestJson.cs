@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
+using Google.Protobuf;
 using Google.Protobuf.Collections;
 using JacService.Core;
 using JacService.Core.Models;
@@ -14,18 +16,48 @@ namespace JacService.Server.Inference;
 /// datatype and data, outputs) as the gRPC ModelInferRequest the calls take. Each input's values, flat or nested in
 /// row-major order, go to the typed contents its datatype has in gRPC; FP16, which has none there, is read as FP32 (the
 /// engine computes in float32 either way). Keys the protocol does not define are refused, so a misspelt "input" is not
-/// silently a request without inputs; the binary tensor data extension is refused by name.
+/// silently a request without inputs.
+/// <para>
+/// The binary tensor data extension (Triton's, which its HTTP client uses by default): an input with "binary_data_size" has
+/// no "data"; its values are that many bytes after the JSON, in the order of the inputs, little-endian, as the gRPC binding's
+/// raw_input_contents. A request with any binary input travels as raw contents whole, its JSON inputs converted.
+/// </para>
 /// </summary>
 internal static class InferRequestJson
 {
-    private const string BinaryDataSize = "binary_data_size";
-    private const string BinaryData = "binary_data";
+    public const string BinaryDataSize = "binary_data_size";
+    public const string BinaryData = "binary_data";
+    public const string BinaryDataOutput = "binary_data_output";
 
-    public static ModelInferRequest Read(JsonElement body, string model, string version)
+    /// <summary>
+    /// A request body: all JSON, or (<paramref name="jsonLength"/>, the Inference-Header-Content-Length header) that many
+    /// bytes of JSON and the binary data of the inputs that have binary_data_size. The request's raw contents may point into
+    /// <paramref name="body"/>: it must outlive the request's decoding.
+    /// </summary>
+    public static ModelInferRequest Read(ReadOnlyMemory<byte> body, long? jsonLength, string model, string version)
+    {
+        if (jsonLength is < 0 || jsonLength > body.Length)
+            throw Invalid($"Inference-Header-Content-Length is {jsonLength}; the body has {body.Length} bytes, of which the JSON is the first");
+        int json = (int)(jsonLength ?? body.Length);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(body[..json], OpenInferenceRest.Parsing);
+        }
+        catch (JsonException e)
+        {
+            throw Invalid($"the request body is not valid JSON: {e.Message}");
+        }
+        using (document) return Read(document.RootElement, model, version, body[json..], jsonLength.HasValue);
+    }
+
+    private static ModelInferRequest Read(JsonElement body, string model, string version, ReadOnlyMemory<byte> binary, bool binaryExpected)
     {
         try
         {
-            return ReadBody(body, model, version);
+            var request = ReadBody(body, model, version);
+            AttachBinary(request, binary, binaryExpected);
+            return request;
         }
         // The parser checks the structure, not the UTF-8 of names and strings: that fails as one is read (fuzzing found it,
         // an answer of INTERNAL before).
@@ -58,12 +90,81 @@ internal static class InferRequestJson
                 case "outputs":
                     foreach (var output in Items(property.Value, "outputs")) request.Outputs.Add(ReadOutput(output, request.Outputs.Count));
                     break;
+                // Not the protocol's, but in its extension's examples: taken where they name what the path names.
+                case "model_name" or "model_version":
+                    string given = Text(property.Value, property.Name), path = property.Name == "model_name" ? model : version;
+                    if (given != path) throw Invalid($"the request's {property.Name} is '{given}' and its path names '{path}'; leave it out or make them agree");
+                    break;
                 default:
                     throw Invalid($"the request has a key \"{property.Name}\"; an inference request has \"id\", \"parameters\", \"inputs\" and \"outputs\"");
             }
         }
         if (!inputs) throw Invalid("the request has no \"inputs\"");
+        if (request.Parameters.TryGetValue(BinaryDataOutput, out var all) && all.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.BoolParam)
+            throw Invalid($"parameters.{BinaryDataOutput} must be true or false");
         return request;
+    }
+
+    /// <summary>
+    /// The binary data after the JSON, to the inputs that have binary_data_size, in order. The request then travels in raw
+    /// contents (the gRPC binding takes raw contents for every input or for none): the JSON inputs' values are converted.
+    /// </summary>
+    private static void AttachBinary(ModelInferRequest request, ReadOnlyMemory<byte> binary, bool binaryExpected)
+    {
+        var sizes = request.Inputs.Select(i => i.Parameters.TryGetValue(BinaryDataSize, out var size) ? size.Int64Param : (long?)null).ToArray();
+        int first = Array.FindIndex(sizes, s => s.HasValue);
+        if (first < 0)
+        {
+            if (binary.Length > 0) throw Invalid($"the body has {binary.Length:N0} bytes after its JSON, and no input has {BinaryDataSize}");
+            return;
+        }
+        if (!binaryExpected)
+            throw Invalid($"input '{request.Inputs[first].Name}' has {BinaryDataSize}, but the request has no Inference-Header-Content-Length header to say where its JSON ends");
+        int at = 0;
+        for (int i = 0; i < request.Inputs.Count; i++)
+        {
+            var input = request.Inputs[i];
+            if (sizes[i] is { } size)
+            {
+                if (size > binary.Length - at)
+                    throw Invalid($"input '{input.Name}' has {BinaryDataSize} {size:N0}; the body has {binary.Length - at:N0} bytes left after its JSON and the inputs before it");
+                request.RawInputContents.Add(UnsafeByteOperations.UnsafeWrap(binary.Slice(at, (int)size)));
+                at += (int)size;
+            }
+            else
+            {
+                request.RawInputContents.Add(RawOf(input));
+                input.Contents = null;
+            }
+        }
+        if (at != binary.Length)
+            throw Invalid($"the body has {binary.Length - at:N0} bytes after the inputs' binary data ({at:N0} bytes by their {BinaryDataSize}); send each input's bytes once");
+    }
+
+    /// <summary>A JSON input's values in its datatype's raw form: little-endian, BOOL as one byte.</summary>
+    private static ByteString RawOf(InferInput input)
+    {
+        var c = input.Contents ?? new InferTensorContents();
+        int size = InferDatatype.RawSizes.GetValueOrDefault(input.Datatype);
+        (int Count, Action<Span<byte>, int> Write) values = input.Datatype switch
+        {
+            "BOOL" => (c.BoolContents.Count, (b, k) => b[0] = c.BoolContents[k] ? (byte)1 : (byte)0),
+            "INT8" => (c.IntContents.Count, (b, k) => b[0] = (byte)(sbyte)c.IntContents[k]),
+            "INT16" => (c.IntContents.Count, (b, k) => BinaryPrimitives.WriteInt16LittleEndian(b, (short)c.IntContents[k])),
+            "INT32" => (c.IntContents.Count, (b, k) => BinaryPrimitives.WriteInt32LittleEndian(b, c.IntContents[k])),
+            "INT64" => (c.Int64Contents.Count, (b, k) => BinaryPrimitives.WriteInt64LittleEndian(b, c.Int64Contents[k])),
+            "UINT8" => (c.UintContents.Count, (b, k) => b[0] = (byte)c.UintContents[k]),
+            "UINT16" => (c.UintContents.Count, (b, k) => BinaryPrimitives.WriteUInt16LittleEndian(b, (ushort)c.UintContents[k])),
+            "UINT32" => (c.UintContents.Count, (b, k) => BinaryPrimitives.WriteUInt32LittleEndian(b, c.UintContents[k])),
+            "UINT64" => (c.Uint64Contents.Count, (b, k) => BinaryPrimitives.WriteUInt64LittleEndian(b, c.Uint64Contents[k])),
+            "FP32" => (c.Fp32Contents.Count, (b, k) => BinaryPrimitives.WriteSingleLittleEndian(b, c.Fp32Contents[k])),
+            "FP64" => (c.Fp64Contents.Count, (b, k) => BinaryPrimitives.WriteDoubleLittleEndian(b, c.Fp64Contents[k])),
+            // An unknown datatype has no contents; the decoder refuses it by name.
+            _ => (0, (_, _) => { }),
+        };
+        var bytes = new byte[values.Count * size];
+        for (int k = 0; k < values.Count; k++) values.Write(bytes.AsSpan(k * size, size), k);
+        return UnsafeByteOperations.UnsafeWrap(bytes);
     }
 
     private static InferInput ReadInput(JsonElement input, int index)
@@ -101,8 +202,11 @@ internal static class InferRequestJson
         foreach (var (key, value) in new[] { ("name", tensor.Name), ("datatype", tensor.Datatype) })
             if (value.Length == 0) throw Invalid($"{where} has no \"{key}\"");
         string name = $"input '{tensor.Name}'";
-        if (tensor.Parameters.ContainsKey(BinaryDataSize))
-            throw Invalid($"{name} has {BinaryDataSize}: the binary tensor data extension is not served; send the values in \"data\"");
+        if (tensor.Parameters.TryGetValue(BinaryDataSize, out var binary))
+        {
+            CheckBinarySize(tensor, binary, name, data.HasValue);
+            return tensor;
+        }
         if (data is not { } values) throw Invalid($"{name} has no \"data\"");
         // An unknown datatype is left without contents: the decoder that follows names the datatypes it takes.
         if (!InferDatatype.RawSizes.ContainsKey(tensor.Datatype)) return tensor;
@@ -114,6 +218,26 @@ internal static class InferRequestJson
             throw Invalid($"{name} has {count} values in data; its shape [{string.Join(", ", tensor.Shape)}] takes {expected}");
         return tensor;
     }
+
+    private static void CheckBinarySize(InferInput tensor, InferParameter binary, string name, bool hasData)
+    {
+        if (hasData) throw Invalid($"{name} has both \"data\" and {BinaryDataSize}; send its values one way");
+        if (binary.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.Int64Param || binary.Int64Param < 0)
+            throw Invalid($"{name} has {BinaryDataSize} {Shown(binary)}; expected a whole number of bytes");
+        // An unknown datatype or a negative axis is left to the decoder, which names what it takes.
+        if (!InferDatatype.RawSizes.TryGetValue(tensor.Datatype, out int size) || tensor.Shape.Any(d => d < 0)) return;
+        long count = HostTensor.Elements([.. tensor.Shape]);
+        if (count == long.MaxValue || binary.Int64Param / size != count || binary.Int64Param % size != 0)
+            throw Invalid($"{name} has {BinaryDataSize} {binary.Int64Param:N0}; its shape [{string.Join(", ", tensor.Shape)}] takes {count:N0} values of {tensor.Datatype}, {size} bytes each");
+    }
+
+    private static string Shown(InferParameter p) => p.ParameterChoiceCase switch
+    {
+        InferParameter.ParameterChoiceOneofCase.StringParam => $"\"{Shorten(p.StringParam)}\"",
+        InferParameter.ParameterChoiceOneofCase.BoolParam => p.BoolParam ? "true" : "false",
+        InferParameter.ParameterChoiceOneofCase.DoubleParam => p.DoubleParam.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        _ => p.Int64Param.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 
     /// <summary>The values in row-major order, whether flat or nested, each checked against the datatype.</summary>
     private static void Flatten(JsonElement data, InferInput tensor, string name, ref int count)
@@ -183,8 +307,8 @@ internal static class InferRequestJson
             }
         }
         if (tensor.Name.Length == 0) throw Invalid($"{where} has no \"name\"");
-        if (tensor.Parameters.TryGetValue(BinaryData, out var binary) && binary.BoolParam)
-            throw Invalid($"output '{tensor.Name}' asks for {BinaryData}: the binary tensor data extension is not served; leave it out or false");
+        if (tensor.Parameters.TryGetValue(BinaryData, out var binary) && binary.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.BoolParam)
+            throw Invalid($"output '{tensor.Name}' has {BinaryData} {Shown(binary)}; expected true or false");
         return tensor;
     }
 

@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Google.Protobuf.Collections;
@@ -10,6 +11,8 @@ namespace JacService.Server.Inference;
 /// The gRPC binding's responses as the Open Inference Protocol's JSON ($inference_response, $metadata_server_response,
 /// $metadata_model_response). Tensor data is written flat, in row-major order. JSON has no NaN or infinities: those
 /// values are written as the strings "NaN", "Infinity" and "-Infinity", as .NET's and Python's JSON libraries name them.
+/// An output the request asks for as binary data (the binary tensor data extension) has "binary_data_size" in its
+/// parameters and no data: its bytes follow the JSON (<see cref="OpenInferenceRest"/>).
 /// </summary>
 internal static class InferResponseJson
 {
@@ -22,7 +25,19 @@ internal static class InferResponseJson
     /// </summary>
     public static readonly JsonWriterOptions Writing = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static async Task WriteAsync(PipeWriter pipe, ModelInferResponse response, CancellationToken cancellation)
+    /// <summary>
+    /// Which of the response's outputs go as binary data: those the request asks for with "binary_data", else all of them
+    /// where it sets "binary_data_output". The response lists the requested outputs in the request's order.
+    /// </summary>
+    public static bool[] BinaryOutputs(ModelInferRequest request, ModelInferResponse response)
+    {
+        bool all = request.Parameters.TryGetValue(InferRequestJson.BinaryDataOutput, out var p) && p.BoolParam;
+        if (request.Outputs.Count == 0) return [.. response.Outputs.Select(_ => all)];
+        return [.. request.Outputs.Select(o => o.Parameters.TryGetValue(InferRequestJson.BinaryData, out var b) ? b.BoolParam : all)];
+    }
+
+    /// <summary>The response's JSON: its outputs' values from raw_output_contents, which the REST binding always asks for.</summary>
+    public static async Task WriteAsync(PipeWriter pipe, ModelInferResponse response, bool[] binary, CancellationToken cancellation)
     {
         await using var json = new Utf8JsonWriter(pipe, Writing);
         json.WriteStartObject();
@@ -31,28 +46,47 @@ internal static class InferResponseJson
         if (response.Id.Length > 0) json.WriteString("id", response.Id);
         if (response.Parameters.Count > 0) WriteParameters(json, response.Parameters);
         json.WriteStartArray("outputs");
-        foreach (var output in response.Outputs)
+        for (int i = 0; i < response.Outputs.Count; i++)
         {
+            var output = response.Outputs[i];
+            var raw = response.RawOutputContents[i].Memory;
             json.WriteStartObject();
             json.WriteString("name", output.Name);
             json.WriteString("datatype", output.Datatype);
             WriteShape(json, output.Shape);
-            json.WriteStartArray("data");
-            foreach (float value in output.Contents.Fp32Contents)
+            if (binary[i])
             {
-                if (float.IsFinite(value)) json.WriteNumberValue(value);
-                else json.WriteStringValue(float.IsNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
-                if (json.BytesPending >= FlushBytes)
-                {
-                    json.Flush();
-                    await pipe.FlushAsync(cancellation);
-                }
+                json.WriteStartObject("parameters");
+                json.WriteNumber(InferRequestJson.BinaryDataSize, raw.Length);
+                json.WriteEndObject();
+                json.WriteEndObject();
+                continue;
+            }
+            json.WriteStartArray("data");
+            for (int written = 0; written < raw.Length / sizeof(float);)
+            {
+                written = WriteValues(json, MemoryMarshal.Cast<byte, float>(raw.Span), written);
+                json.Flush();
+                await pipe.FlushAsync(cancellation);
             }
             json.WriteEndArray();
             json.WriteEndObject();
         }
         json.WriteEndArray();
         json.WriteEndObject();
+    }
+
+    /// <summary>Values from <paramref name="from"/> on until a flush's worth is pending; returns where it stopped.</summary>
+    private static int WriteValues(Utf8JsonWriter json, ReadOnlySpan<float> values, int from)
+    {
+        int k = from;
+        for (; k < values.Length && json.BytesPending < FlushBytes; k++)
+        {
+            float value = values[k];
+            if (float.IsFinite(value)) json.WriteNumberValue(value);
+            else json.WriteStringValue(float.IsNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
+        }
+        return k;
     }
 
     public static void Write(Utf8JsonWriter json, ServerMetadataResponse metadata)

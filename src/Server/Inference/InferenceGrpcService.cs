@@ -27,5 +27,6 @@ public sealed class InferenceGrpcService(OpenInferenceCalls calls) : GRPCInferen
         Task.FromResult(calls.ModelMetadata(request.Name, request.Version));
 
     public override Task<ModelInferResponse> ModelInfer(ModelInferRequest request, ServerCallContext context) =>
-        calls.ModelInfer(request, CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context));
+        // A caller that sends raw contents reads raw contents.
+        calls.ModelInfer(request, CallDeadline.Of(context), context.CancellationToken, CallMemory.Of(context), rawOutputs: request.RawInputContents.Count > 0);
 }

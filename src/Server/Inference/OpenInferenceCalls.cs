@@ -23,6 +23,9 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
     /// <summary>What ServerMetadata announces beyond the protocol: derivatives through ModelInfer's parameters.</summary>
     public const string DerivativesExtension = "jacservice_derivatives";
 
+    /// <summary>Triton's extension of the HTTP/REST binding: tensor data as bytes after the JSON (<see cref="InferRequestJson"/>).</summary>
+    public const string BinaryDataExtension = "binary_tensor_data";
+
     private static readonly string ServerVersion =
         (typeof(OpenInferenceCalls).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "").Split('+')[0];
 
@@ -42,7 +45,7 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
         }
     }
 
-    public ServerMetadataResponse ServerMetadata() => new() { Name = ServerName, Version = ServerVersion, Extensions = { DerivativesExtension } };
+    public ServerMetadataResponse ServerMetadata() => new() { Name = ServerName, Version = ServerVersion, Extensions = { DerivativesExtension, BinaryDataExtension } };
 
     /// <summary>
     /// The version GetModel describes, with its tensors as GetModel lists them (-1 for a dynamic axis) and the READY
@@ -77,9 +80,11 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
 
     /// <summary>
     /// <paramref name="deadline"/>: when the caller stops waiting (null: never); <paramref name="memory"/>: the call's hold on
-    /// the call memory budget, which the result joins (null where the call holds none).
+    /// the call memory budget, which the result joins (null where the call holds none); <paramref name="rawOutputs"/>: the
+    /// outputs' values as raw_output_contents, else as fp32_contents.
     /// </summary>
-    public async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, DateTimeOffset? deadline, CancellationToken cancellation, CallMemory? memory)
+    public async Task<ModelInferResponse> ModelInfer(ModelInferRequest request, DateTimeOffset? deadline, CancellationToken cancellation, CallMemory? memory,
+        bool rawOutputs)
     {
         var derivative = DerivativeParameters.From(request.Parameters);
         var inputs = InferInputs.Decode(request);
@@ -91,7 +96,7 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
         var response = new ModelInferResponse { ModelName = model.Name, ModelVersion = model.Version.ToString(), Id = request.Id };
         if (mode is { } ran)
             response.Parameters[DerivativeParameters.ModeKey] = new InferParameter { StringParam = ran.ToString().ToLowerInvariant() };
-        InferOutputs.Fill(response, results, request.Outputs, raw: request.RawInputContents.Count > 0);
+        InferOutputs.Fill(response, results, request.Outputs, rawOutputs);
         // The response holds copies, and the batch is done with the inputs: the call's large arrays go back now.
         CallArrays.ReturnNow([.. inputs.Values, .. results.Select(r => r.Value)]);
         return response;

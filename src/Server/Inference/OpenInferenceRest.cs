@@ -1,4 +1,7 @@
+using System.Buffers;
 using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipelines;
 using System.Text.Json;
 using Grpc.Core;
 using JacService.Core;
@@ -31,6 +34,9 @@ public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget
     /// <summary>Nested data of a tensor of rank 32 and the objects around it; deeper JSON is refused as it is read.</summary>
     internal static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 40 };
 
+    /// <summary>The binary tensor data extension's header: the length of the JSON that begins a body holding binary data.</summary>
+    public const string HeaderContentLength = "Inference-Header-Content-Length";
+
     public Task Live(HttpContext context) => Answer(context, "", () => Task.FromResult(StatusCode.OK));
 
     public Task Ready(HttpContext context) => Answer(context, "", () => Health(context, calls.ServerReady()));
@@ -61,46 +67,118 @@ public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget
         {
             // Held until the response is written: the body, then the result the call adds (OpenInferenceCalls).
             using var memory = budget.Open();
-            var (request, refusal) = await ReadRequest(context, memory, model, version);
+            var (body, length, refusal) = await ReadBody(context, memory);
             if (refusal is not null) return await Refuse(context, refusal);
-            var response = await calls.ModelInfer(request!, deadline: null, context.RequestAborted, memory);
-            context.Response.ContentType = "application/json";
-            await InferResponseJson.WriteAsync(context.Response.BodyWriter, response, context.RequestAborted);
-            return StatusCode.OK;
+            try
+            {
+                // The request's binary inputs point into the body: it goes back to the pool only once the call is done.
+                var request = InferRequestJson.Read(body.AsMemory(0, length), HeaderLength(context.Request), model, version);
+                var response = await calls.ModelInfer(request, deadline: null, context.RequestAborted, memory, rawOutputs: true);
+                await WriteResponse(context.Response, response, InferResponseJson.BinaryOutputs(request, response), context.RequestAborted);
+                return StatusCode.OK;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(body);
+            }
         });
     }
 
-    /// <summary>The request, or why the body was refused as it came: refusals of the REST binding's own, with their HTTP status.</summary>
-    private async Task<(Protos.Inference.ModelInferRequest?, Refusal?)> ReadRequest(HttpContext context, CallMemory memory, string model, string version)
+    /// <summary>
+    /// JSON alone, or (any output binary) the JSON, composed first for its length, then each binary output's bytes in order,
+    /// the JSON's length in Inference-Header-Content-Length.
+    /// </summary>
+    private static async Task WriteResponse(HttpResponse http, Protos.Inference.ModelInferResponse response, bool[] binary, CancellationToken cancellation)
     {
-        long? length = context.Request.ContentLength;
-        if (length > _maxBody)
-            return (null, new Refusal(StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted,
-                $"the request body of {length:N0} bytes is over Limits:MaxRequestMiB ({_maxBody:N0} bytes); send fewer samples per request"));
-        memory.Hold(length ?? _maxBody, "request body");
+        if (!binary.Contains(true))
+        {
+            http.ContentType = "application/json";
+            await InferResponseJson.WriteAsync(http.BodyWriter, response, binary, cancellation);
+            return;
+        }
+        using var json = new MemoryStream();
+        var pipe = PipeWriter.Create(json, new StreamPipeWriterOptions(leaveOpen: true));
+        await InferResponseJson.WriteAsync(pipe, response, binary, cancellation);
+        await pipe.CompleteAsync();
+        http.ContentType = "application/octet-stream";
+        http.Headers[HeaderContentLength] = json.Length.ToString(CultureInfo.InvariantCulture);
+        http.ContentLength = json.Length + Enumerable.Range(0, binary.Length).Where(i => binary[i]).Sum(i => (long)response.RawOutputContents[i].Length);
+        await http.BodyWriter.WriteAsync(json.GetBuffer().AsMemory(0, (int)json.Length), cancellation);
+        for (int i = 0; i < binary.Length; i++)
+            if (binary[i]) await http.BodyWriter.WriteAsync(response.RawOutputContents[i].Memory, cancellation);
+    }
+
+    /// <summary>The binary tensor data extension's header: where the body's JSON ends, or null where the body is all JSON.</summary>
+    private static long? HeaderLength(HttpRequest request)
+    {
+        var values = request.Headers[HeaderContentLength];
+        if (values.Count == 0) return null;
+        return values.Count == 1 && long.TryParse(values[0], NumberStyles.None, CultureInfo.InvariantCulture, out long length)
+            ? length
+            : throw new InvalidRequestException($"{HeaderContentLength} is '{values}'; expected the length of the body's JSON in bytes");
+    }
+
+    /// <summary>
+    /// The whole body in a pooled array, or why it was refused as it came: refusals of the REST binding's own, with their
+    /// HTTP status. The array goes back to the pool when the call is done with it.
+    /// </summary>
+    private async Task<(byte[] Body, int Length, Refusal? Refusal)> ReadBody(HttpContext context, CallMemory memory)
+    {
+        long? declared = context.Request.ContentLength;
+        if (declared > _maxBody) return ([], 0, TooLarge($"the request body of {declared:N0} bytes"));
+        memory.Hold(declared ?? _maxBody, "request body");
         using var timeout = new CancellationTokenSource(_readTimeout > TimeSpan.Zero ? _readTimeout : Timeout.InfiniteTimeSpan, clock);
         using var either = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.RequestAborted);
+        // A declared length is read into an array of that size (and one byte for the end); a chunked body into one that
+        // doubles as it fills.
+        byte[] body = ArrayPool<byte>.Shared.Rent((int)(declared + 1 ?? 64 << 10));
+        int length = 0;
+        bool kept = false;
         try
         {
-            using var body = await JsonDocument.ParseAsync(context.Request.Body, Parsing, either.Token);
-            return (InferRequestJson.Read(body.RootElement, model, version), null);
+            while (true)
+            {
+                if (length == body.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(2L * body.Length, _maxBody + 1));
+                    body.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(body);
+                    body = larger;
+                }
+                int read = await context.Request.Body.ReadAsync(body.AsMemory(length), either.Token);
+                if (read == 0)
+                {
+                    kept = true;
+                    return (body, length, null);
+                }
+                length += read;
+                if (length > _maxBody) return ([], 0, TooLarge("the request body, sent in chunks,"));
+            }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !context.RequestAborted.IsCancellationRequested)
         {
-            metrics.RecordStalledMessage("ModelInfer", "request");
-            return (null, new Refusal(StatusCodes.Status408RequestTimeout, StatusCode.ResourceExhausted,
-                $"the request body did not arrive within {_readTimeout.TotalSeconds:0.###} s (Limits:RequestReadTimeoutSeconds); send smaller requests"));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidRequestException($"the request body is not valid JSON: {e.Message}");
+            return ([], 0, Stalled());
         }
         // Kestrel's own refusals of a body (one sent in chunks past its limit, a malformed chunk), with their HTTP status.
         catch (BadHttpRequestException e)
         {
-            return (null, new Refusal(e.StatusCode, e.StatusCode == StatusCodes.Status413PayloadTooLarge ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument,
+            return ([], 0, new Refusal(e.StatusCode, e.StatusCode == StatusCodes.Status413PayloadTooLarge ? StatusCode.ResourceExhausted : StatusCode.InvalidArgument,
                 $"the request body could not be read: {e.Message}"));
         }
+        finally
+        {
+            if (!kept) ArrayPool<byte>.Shared.Return(body);
+        }
+    }
+
+    private Refusal TooLarge(string what) => new(StatusCodes.Status413PayloadTooLarge, StatusCode.ResourceExhausted,
+        $"{what} is over Limits:MaxRequestMiB ({_maxBody:N0} bytes); send fewer samples per request");
+
+    private Refusal Stalled()
+    {
+        metrics.RecordStalledMessage("ModelInfer", "request");
+        return new Refusal(StatusCodes.Status408RequestTimeout, StatusCode.ResourceExhausted,
+            $"the request body did not arrive within {_readTimeout.TotalSeconds:0.###} s (Limits:RequestReadTimeoutSeconds); send smaller requests");
     }
 
     private static (string Model, string Version) ModelOf(HttpContext context) =>
