@@ -25,6 +25,7 @@ public class PythonOipClientTests(ServerProcess server)
     {
         var stdout = await Run("check_oip_rest.py", "--url", $"http://127.0.0.1:{server.RestPort}", "--fixtures", Fixture("tests", "fixtures"));
         Assert.Contains("PASS pinn infer jacobian wrt xt", stdout);
+        Assert.Contains("PASS two_inputs infer jacobian wrt z, binary tensor data", stdout);
         Assert.Contains("PASS error: values short of the shape", stdout);
     }
 

@@ -7,7 +7,9 @@
 For each reference in <fixtures>/reference/*.json: the model's readiness and metadata (the reference's tensors, FP32,
 -1 for the batch axis), infer for Predict with the inputs nested as numpy's tolist() writes them, and infer for the
 Jacobian with respect to each input (parameters jacservice.derivative and jacservice.wrt), compared with the float64
-references as check_server.py compares them; then the server's health and the error statuses. Prints one PASS/FAIL line
+references as check_server.py compares them; the same Jacobians again through Triton's binary tensor data extension (the
+inputs' float32 bytes after the JSON, every output's bytes after the answer's, framed by Inference-Header-Content-Length,
+as tritonclient.http sends and reads them); then the server's health and the error statuses. Prints one PASS/FAIL line
 per check and a summary; exits 0 only if all passed.
 """
 
@@ -41,6 +43,30 @@ class Checker(Tally):
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read()
         return status, json.loads(text) if text else None
+
+    def call_binary(self, path: str, body: dict, tensors: List[np.ndarray]) -> Tuple[int, Any, dict]:
+        """A POST of body with the tensors' little-endian bytes after it: the HTTP status, the answer's JSON, and its
+        binary outputs by name, each as the float32 array its shape and binary_data_size describe."""
+        head = json.dumps(body).encode()
+        data = head + b"".join(np.ascontiguousarray(t, dtype="<f4").tobytes() for t in tensors)
+        request = urllib.request.Request(self.url + path, data=data, method="POST", headers={
+            "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status, text, length = response.status, response.read(), response.headers.get("Inference-Header-Content-Length")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read()), {}
+        if length is None:
+            return status, json.loads(text), {}
+        answer, at, binary = json.loads(text[:int(length)]), int(length), {}
+        for output in answer["outputs"]:
+            size = output.get("parameters", {}).get("binary_data_size")
+            if size is not None:
+                binary[output["name"]] = np.frombuffer(text[at:at + size], dtype="<f4").astype(np.float64).reshape(output["shape"])
+                at += size
+        if at != len(text):
+            raise ValueError(f"{len(text) - at} bytes after the binary outputs")
+        return status, answer, binary
 
     @staticmethod
     def outputs(response: dict) -> dict:
@@ -85,13 +111,28 @@ class Checker(Tally):
                 problems += [f"{name}: {p}" for p in (problems_of(got[name], expected) if name in got else ["missing"])]
             self.record(label, problems)
 
+        binary_inputs = [{"name": n, "shape": list(a.shape), "datatype": "FP32", "parameters": {"binary_data_size": a.size * 4}}
+                         for n, a in ref.inputs.items()]
+        for wrt, per_output in ref.jacobians.items():
+            body = {"inputs": binary_inputs, "parameters": {"jacservice.derivative": "jacobian", "jacservice.wrt": wrt,
+                                                            "binary_data_output": True}}
+            label = f"{model} infer jacobian wrt {wrt}, binary tensor data"
+            status, response, got = self.call_binary(f"/v2/models/{model}/infer", body, list(ref.inputs.values()))
+            if status != 200:
+                self.record(label, [f"HTTP {status}: {response}"])
+                continue
+            problems = [] if len(got) == len(response["outputs"]) else [f"{len(got)} of {len(response['outputs'])} outputs binary"]
+            for output, expected in [*ref.outputs.items(), *((f"{o}__jacobian__{wrt}", e) for o, e in per_output.items())]:
+                problems += [f"{output}: {p}" for p in (problems_of(got[output], expected) if output in got else ["missing"])]
+            self.record(label, problems)
+
     def check_server(self) -> None:
         for path in ("/v2/health/live", "/v2/health/ready"):
             status, _ = self.call(path)
             self.record(path, [] if status == 200 else [f"HTTP {status}"])
         status, metadata = self.call("/v2")
         self.record("server metadata", [] if status == 200 and metadata["name"] == "jacservice"
-                    and "jacservice_derivatives" in metadata["extensions"] else [f"HTTP {status}: {metadata}"])
+                    and {"jacservice_derivatives", "binary_tensor_data"} <= set(metadata["extensions"]) else [f"HTTP {status}: {metadata}"])
 
     def check_errors(self, ref: Reference) -> None:
         x = next(iter(ref.inputs.values()))
