@@ -15,7 +15,8 @@ namespace JacService.Bench;
 /// The Open Inference Protocol's ModelInfer beside JacobianService's own RPCs on the same server in the same run: Predict
 /// against ModelInfer with fp32_contents and with raw_input_contents and against the HTTP/REST binding's infer (JSON over
 /// HTTP/1.1, one keep-alive connection), BatchJacobian against ModelInfer asking for the Jacobian (raw) and against the REST
-/// infer asking for it. The REST calls' bodies are written once, before timing, and their answers read as bytes, not parsed:
+/// infer asking for it, each REST call in JSON and in Triton's binary tensor data extension (inputs and outputs as bytes
+/// after the JSON). The REST calls' bodies are written once, before timing, and their answers read as bytes, not parsed:
 /// the client's JSON costs are its own. One caller, calls one after another, so the numbers are the cost of one call through each protocol;
 /// the methods alternate over rounds and each keeps its median round. Besides wall time per call, the server's CPU time
 /// per call (all its threads): on a machine shared with other work, wall time measures the neighbours as much as the
@@ -51,17 +52,18 @@ internal static class OipBench
                 string Cell(string method) => $"{Median(wall[method]):F0} / {Median(cpu[method]):F0}";
                 string Ratio(string a, string b) => $"{Median(cpu[a]) / Median(cpu[b]):F2}x";
                 rows.Add($"| {name} | {batch} | {Cell("Predict")} | {Cell("ModelInfer")} | {Cell("ModelInfer raw")} | {Ratio("ModelInfer raw", "Predict")} | " +
-                    $"{Cell("REST infer")} | {Ratio("REST infer", "Predict")} | " +
+                    $"{Cell("REST infer")} | {Ratio("REST infer", "Predict")} | {Cell("REST infer binary")} | {Ratio("REST infer binary", "Predict")} | " +
                     $"{Cell("BatchJacobian")} | {Cell("ModelInfer jacobian raw")} | {Ratio("ModelInfer jacobian raw", "BatchJacobian")} | " +
-                    $"{Cell("REST jacobian")} | {Ratio("REST jacobian", "BatchJacobian")} |");
+                    $"{Cell("REST jacobian")} | {Ratio("REST jacobian", "BatchJacobian")} | {Cell("REST jacobian binary")} | {Ratio("REST jacobian binary", "BatchJacobian")} |");
                 Console.Error.WriteLine(rows[^1]);
             }
         Console.WriteLine($"ModelInfer (Open Inference Protocol) beside JacobianService's RPCs, same server, one caller; per call: wall µs / server CPU µs " +
             $"(median of {rounds} alternating rounds of {seconds.ToString(CultureInfo.InvariantCulture)} s); ratios of server CPU; machine: {Environment.ProcessorCount} vCPUs");
         Console.WriteLine();
         Console.WriteLine("| model | batch | Predict | ModelInfer (fp32_contents) | ModelInfer (raw) | raw / Predict (CPU) | REST infer (JSON) | REST / Predict (CPU) | " +
-            "BatchJacobian | ModelInfer jacobian (raw) | jacobian / BatchJacobian (CPU) | REST jacobian (JSON) | REST / BatchJacobian (CPU) |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            "REST infer (binary) | binary / Predict (CPU) | BatchJacobian | ModelInfer jacobian (raw) | jacobian / BatchJacobian (CPU) | REST jacobian (JSON) | " +
+            "REST / BatchJacobian (CPU) | REST jacobian (binary) | binary / BatchJacobian (CPU) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         rows.ForEach(Console.WriteLine);
     }
 
@@ -87,10 +89,15 @@ internal static class OipBench
         var jacobian = raw.Clone();
         jacobian.Parameters["jacservice.derivative"] = new InferParameter { StringParam = "jacobian" };
         jacobian.Parameters["jacservice.wrt"] = new InferParameter { StringParam = info.Inputs[0].Name };
-        byte[] restPredict = RestBody(info, inputs, ""), restJacobian = RestBody(info, inputs, info.Inputs[0].Name);
-        void Rest(byte[] body)
+        var restPredict = RestBody(info, inputs, "", binary: false);
+        var restJacobian = RestBody(info, inputs, info.Inputs[0].Name, binary: false);
+        var binaryPredict = RestBody(info, inputs, "", binary: true);
+        var binaryJacobian = RestBody(info, inputs, info.Inputs[0].Name, binary: true);
+        void Rest((byte[] Body, int? JsonLength) body)
         {
-            using var response = rest.Send(new HttpRequestMessage(HttpMethod.Post, $"/v2/models/{name}/infer") { Content = new ByteArrayContent(body) });
+            var request = new HttpRequestMessage(HttpMethod.Post, $"/v2/models/{name}/infer") { Content = new ByteArrayContent(body.Body) };
+            if (body.JsonLength is { } length) request.Content.Headers.Add("Inference-Header-Content-Length", length.ToString(CultureInfo.InvariantCulture));
+            using var response = rest.Send(request);
             response.EnsureSuccessStatusCode();
             response.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
         }
@@ -100,27 +107,47 @@ internal static class OipBench
             ("ModelInfer", () => oip.ModelInfer(typed)),
             ("ModelInfer raw", () => oip.ModelInfer(raw)),
             ("REST infer", () => Rest(restPredict)),
+            ("REST infer binary", () => Rest(binaryPredict)),
             ("BatchJacobian", () => jac.BatchJacobian(batchJacobian)),
             ("ModelInfer jacobian raw", () => oip.ModelInfer(jacobian)),
             ("REST jacobian", () => Rest(restJacobian)),
+            ("REST jacobian binary", () => Rest(binaryJacobian)),
         ];
     }
 
-    /// <summary>The REST binding's JSON request for the inputs, flat data; with <paramref name="wrt"/>, asking for the Jacobian.</summary>
-    private static byte[] RestBody(ModelInfo info, HostTensor[] inputs, string wrt)
+    /// <summary>
+    /// The REST binding's request for the inputs: JSON with flat data, or (<paramref name="binary"/>) JSON followed by the
+    /// inputs' bytes, every output asked for as bytes, with the JSON's length for Inference-Header-Content-Length. With
+    /// <paramref name="wrt"/>, asking for the Jacobian.
+    /// </summary>
+    private static (byte[] Body, int? JsonLength) RestBody(ModelInfo info, HostTensor[] inputs, string wrt, bool binary)
     {
         var body = new JsonObject
         {
-            ["inputs"] = new JsonArray([.. inputs.Select((t, i) => (JsonNode)new JsonObject
+            ["inputs"] = new JsonArray([.. inputs.Select((t, i) =>
             {
-                ["name"] = info.Inputs[i].Name,
-                ["shape"] = new JsonArray([.. t.Shape.Select(d => (JsonNode)d)]),
-                ["datatype"] = "FP32",
-                ["data"] = new JsonArray([.. t.Data.Select(v => (JsonNode)v)]),
+                var input = new JsonObject
+                {
+                    ["name"] = info.Inputs[i].Name,
+                    ["shape"] = new JsonArray([.. t.Shape.Select(d => (JsonNode)d)]),
+                    ["datatype"] = "FP32",
+                };
+                if (binary) input["parameters"] = new JsonObject { ["binary_data_size"] = 4 * t.Data.Length };
+                else input["data"] = new JsonArray([.. t.Data.Select(v => (JsonNode)v)]);
+                return (JsonNode)input;
             })]),
         };
-        if (wrt.Length > 0) body["parameters"] = new JsonObject { ["jacservice.derivative"] = "jacobian", ["jacservice.wrt"] = wrt };
-        return Encoding.UTF8.GetBytes(body.ToJsonString());
+        var parameters = new JsonObject();
+        if (wrt.Length > 0)
+        {
+            parameters["jacservice.derivative"] = "jacobian";
+            parameters["jacservice.wrt"] = wrt;
+        }
+        if (binary) parameters["binary_data_output"] = true;
+        if (parameters.Count > 0) body["parameters"] = parameters;
+        byte[] json = Encoding.UTF8.GetBytes(body.ToJsonString());
+        if (!binary) return (json, null);
+        return ([.. json, .. inputs.SelectMany(t => MemoryMarshal.AsBytes(t.Data.AsSpan()).ToArray())], json.Length);
     }
 
     /// <summary>Both protocols' paths through tiered JIT before anything is timed (docs/benchmarks.md, "The first 10 s after a start").</summary>
