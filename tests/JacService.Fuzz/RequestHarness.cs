@@ -99,7 +99,7 @@ public sealed class RequestHarness : IHarness, IDisposable
         var serverLimits = Options.Create(new LimitsOptions());
         var streams = new JacobianStreams(_registry, serverLimits, _interceptor, metrics, StreamMessageQuota.None, new CallMemoryBudget(serverLimits, meter));
         _service = new JacobianGrpcService(_registry, streams);
-        _calls = new OpenInferenceCalls(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance));
+        _calls = new OpenInferenceCalls(_registry, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), TimeProvider.System);
         _inference = new InferenceGrpcService(_calls);
     }
 

@@ -165,6 +165,14 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, latin1.StatusCode);
         Assert.StartsWith("the request body is not valid UTF-8", await ErrorOf(latin1));
 
+        // Triton's timeout (microseconds before the request is computed): 1 µs has passed by the time the batcher takes it.
+        var expired = Body(reference);
+        expired["parameters"] = new JsonObject { ["timeout"] = 1 };
+        await Refused(HttpStatusCode.GatewayTimeout, "the deadline passed after", "mlp_tanh", expired);
+        var negative = Body(reference);
+        negative["parameters"] = new JsonObject { ["timeout"] = -1 };
+        await Refused(HttpStatusCode.BadRequest, "parameter timeout must be an int64_param of 0 or more microseconds", "mlp_tanh", negative);
+
         // Another server's parameters are not ours to refuse.
         var foreign = Body(reference);
         foreign["parameters"] = new JsonObject { ["priority"] = 1 };

@@ -222,6 +222,27 @@ public class OpenInferenceTests(ServerProcess server)
         Assert.Single((await Oip.ModelInferAsync(foreign)).Outputs);
     }
 
+    /// <summary>
+    /// Triton's "timeout" parameter (microseconds) bounds the wait before the request is computed: 1 µs has passed by the
+    /// time the batcher takes the request, so it is refused as a gRPC deadline would be; 60 s leaves the call as it was.
+    /// </summary>
+    [Fact]
+    public async Task TheTimeoutParameterIsADeadlineInTheQueue()
+    {
+        var reference = Fixtures.Load("mlp_tanh");
+        var expired = Request("mlp_tanh", reference, raw: false);
+        expired.Parameters["timeout"] = new InferParameter { Int64Param = 1 };
+        await Refused(StatusCode.DeadlineExceeded, "the deadline passed after", expired);
+
+        var ample = Request("mlp_tanh", reference, raw: false);
+        ample.Parameters["timeout"] = new InferParameter { Int64Param = 60_000_000 };
+        CompareOutput(await Oip.ModelInferAsync(ample), "y", reference.Outputs["y"], "timeout 60 s");
+
+        var text = Request("mlp_tanh", reference, raw: false);
+        text.Parameters["timeout"] = Text("5s");
+        await Refused(StatusCode.InvalidArgument, "parameter timeout must be an int64_param of 0 or more microseconds", text);
+    }
+
     private async Task Refused(StatusCode code, string message, ModelInferRequest request)
     {
         var error = await Assert.ThrowsAsync<RpcException>(async () => await Oip.ModelInferAsync(request));

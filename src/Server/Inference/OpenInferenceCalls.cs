@@ -1,4 +1,5 @@
 using System.Reflection;
+using JacService.Core;
 using JacService.Core.Derivatives;
 using JacService.Core.Models;
 using JacService.Protos.Inference;
@@ -15,8 +16,15 @@ namespace JacService.Server.Inference;
 /// to JSON. ModelInfer is Predict, or BatchJacobian, BatchHessian or BatchLaplacian when its "jacservice.*" parameters ask
 /// (docs/open-inference.md). Errors are the exceptions JacobianService's calls throw.
 /// </summary>
-public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationLifetime lifetime)
+public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationLifetime lifetime, TimeProvider clock)
 {
+    /// <summary>
+    /// Triton's request parameter (its schedule policy extension; tritonclient's infer(timeout=...)): microseconds a request
+    /// may wait before it is computed, 0 for no limit. A request still queued then is refused DEADLINE_EXCEEDED; one being
+    /// computed finishes.
+    /// </summary>
+    public const string TimeoutKey = "timeout";
+
     public const string ServerName = "jacservice";
     public const string Platform = "onnx_onnxv1";
 
@@ -87,6 +95,7 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
         bool rawOutputs)
     {
         var derivative = DerivativeParameters.From(request.Parameters);
+        deadline = Earlier(deadline, TimeoutOf(request.Parameters));
         var inputs = InferInputs.Decode(request);
         var (model, results, mode) = derivative.Kind == DerivativeKind.None
             ? await Predict(request, inputs, deadline, cancellation, memory)
@@ -101,6 +110,20 @@ public sealed class OpenInferenceCalls(ModelRegistry registry, IHostApplicationL
         CallArrays.ReturnNow([.. inputs.Values, .. results.Select(r => r.Value)]);
         return response;
     }
+
+    private DateTimeOffset? TimeoutOf(Google.Protobuf.Collections.MapField<string, InferParameter> parameters)
+    {
+        if (!parameters.TryGetValue(TimeoutKey, out var timeout)) return null;
+        if (timeout.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.Int64Param || timeout.Int64Param < 0)
+            throw new InvalidRequestException($"parameter {TimeoutKey} must be an int64_param of 0 or more microseconds (0: no limit), got {timeout}");
+        // A limit past the year 9999 is none (and would not fit a DateTimeOffset).
+        var now = clock.GetUtcNow();
+        return timeout.Int64Param == 0 || timeout.Int64Param >= (DateTimeOffset.MaxValue - now).Ticks / TimeSpan.TicksPerMicrosecond
+            ? null
+            : now + TimeSpan.FromMicroseconds(timeout.Int64Param);
+    }
+
+    private static DateTimeOffset? Earlier(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a < b ? a : b;
 
     private async Task<(ModelVersion, List<KeyValuePair<string, HostTensor>>, DerivativeMode?)> Predict(
         ModelInferRequest request, Dictionary<string, HostTensor> inputs, DateTimeOffset? deadline, CancellationToken cancellation, CallMemory? memory)
