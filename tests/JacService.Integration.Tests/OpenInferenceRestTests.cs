@@ -160,6 +160,14 @@ public class OpenInferenceRestTests(ServerProcess server) : IDisposable
         Assert.Equal(HttpStatusCode.BadRequest, notJson.StatusCode);
         Assert.StartsWith("the request body is not valid JSON", await ErrorOf(notJson));
 
+        // A compressed body is refused by its encoding, not parsed as JSON that fails.
+        var gzipped = new ByteArrayContent(new byte[] { 0x1f, 0x8b, 8, 0 });
+        gzipped.Headers.ContentEncoding.Add("gzip");
+        var compressed = await _http.PostAsync("/v2/models/mlp_tanh/infer", gzipped);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, compressed.StatusCode);
+        Assert.Equal("identity", compressed.Headers.GetValues("Accept-Encoding").Single());
+        Assert.Equal("the request body has Content-Encoding 'gzip', which is not served; send it uncompressed", await ErrorOf(compressed));
+
         // JSON whose structure parses but whose strings are not UTF-8 (found by fuzzing: it was INTERNAL).
         var latin1 = await _http.PostAsync("/v2/models/mlp_tanh/infer", new ByteArrayContent(Encoding.Latin1.GetBytes("{\"inputs\": [], \"id\": \"caf\xe9\"}")));
         Assert.Equal(HttpStatusCode.BadRequest, latin1.StatusCode);

@@ -124,6 +124,14 @@ public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget
     /// </summary>
     private async Task<(byte[] Body, int Length, Refusal? Refusal)> ReadBody(HttpContext context, CallMemory memory)
     {
+        // Compressed bodies (Triton takes gzip and deflate) are not served: said so, rather than parsed as JSON that fails.
+        var encoding = context.Request.Headers.ContentEncoding;
+        if (encoding.Count > 0 && !(encoding.Count == 1 && string.Equals(encoding[0], "identity", StringComparison.OrdinalIgnoreCase)))
+        {
+            context.Response.Headers.AcceptEncoding = "identity";
+            return ([], 0, new Refusal(StatusCodes.Status415UnsupportedMediaType, StatusCode.InvalidArgument,
+                $"the request body has Content-Encoding '{encoding}', which is not served; send it uncompressed"));
+        }
         long? declared = context.Request.ContentLength;
         if (declared > _maxBody) return ([], 0, TooLarge($"the request body of {declared:N0} bytes"));
         memory.Hold(declared ?? _maxBody, "request body");
