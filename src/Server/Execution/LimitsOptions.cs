@@ -39,8 +39,9 @@ public sealed class LimitsOptions : IValidatableObject
 
     /// <summary>
     /// How long a unary or server-streaming call's request message may take to arrive once its length prefix has, while
-    /// the call memory budget holds the length it declares; a late one is refused with RESOURCE_EXHAUSTED. 0: no limit. A
-    /// message of MaxRequestMiB must come at MaxRequestMiB / this per second: 64 MiB in 60 s is 1.1 MiB/s.
+    /// the call memory budget holds the length it declares; a late one is refused with RESOURCE_EXHAUSTED (a REST infer's
+    /// body with 408). 0: no limit. A message of MaxRequestMiB must come at MaxRequestMiB / this per second: 64 MiB in 60 s
+    /// is 1.1 MiB/s.
     /// </summary>
     [Range(0, 86_400)]
     public int RequestReadTimeoutSeconds { get; set; } = 60;
