@@ -18,10 +18,10 @@ const { parseArgs } = require('util');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
+const { check, loadReference, madeUpInputs, shapeText, preview } = require('./reference');
+
 // Jacobians grow as batch * outputs * inputs; gRPC's default 4 MiB receive limit is too small for real models.
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-// A reference that is all zeros would otherwise demand bit-exact zeros from float32 arithmetic.
-const ABSOLUTE_FLOOR = 1e-7;
 
 // The stubs are built from the .proto when the program starts (proto-loader), so there is no generated code to
 // keep in step with the contract: a new RPC in the .proto simply appears on the client.
@@ -137,74 +137,7 @@ async function run(client, model, reference, tolerance, timeout) {
   }
 
   if (!reference) return notFoundOk ? 0 : 1;
-  return check(predicted.outputs, jacobians, reference, tolerance, notFoundOk);
-}
-
-function check(outputs, jacobians, reference, tolerance, notFoundOk) {
-  const failures = notFoundOk ? [] : ['GetModel no_such_model did not answer NOT_FOUND'];
-  const expected = Object.keys(reference.outputs).sort()
-    .map((name) => [name, outputs[name], reference.outputs[name]]);
-  for (const wrt of Object.keys(reference.jacobians).sort()) {
-    for (const out of Object.keys(reference.jacobians[wrt]).sort()) {
-      const label = `d${out}/d${wrt}`;
-      expected.push([label, jacobians[label], reference.jacobians[wrt][out]]);
-    }
-  }
-  for (const [label, got, want] of expected) {
-    const [ok, detail] = compare(got, want, tolerance);
-    console.log(`${ok ? 'match' : 'MISMATCH'} ${label}: ${detail}`);
-    if (!ok) failures.push(`${label}: ${detail}`);
-  }
-  if (failures.length > 0) {
-    console.log(`FAIL: ${failures.length} problem(s) against ${reference.path}:`);
-    for (const f of failures) console.log(`  ${f}`);
-    return 1;
-  }
-  console.log(`PASS: ${expected.length} outputs and Jacobians of ${reference.model} match ${reference.path} ` +
-    `(max abs error <= ${tolerance} x largest |reference| entry)`);
-  return 0;
-}
-
-// [true, the error] if got (a Tensor) matches want (a reference tensor); otherwise [false, what differs].
-function compare(got, want, tolerance) {
-  if (!got) return [false, 'missing from the response'];
-  if (shapeText(got.shape) !== shapeText(want.shape)) {
-    return [false, `shape ${shapeText(got.shape)}, expected ${shapeText(want.shape)}`];
-  }
-  if (got.data.length !== want.data.length) {
-    return [false, `${got.data.length} values, expected ${want.data.length}`];
-  }
-  let largest = 0;
-  let worst = 0;
-  let worstAt = 0;
-  want.data.forEach((w, i) => {
-    largest = Math.max(largest, Math.abs(w));
-    const error = Math.abs(got.data[i] - w);
-    if (error > worst || Number.isNaN(error)) [worst, worstAt] = [error, i];
-  });
-  const allowed = Math.max(tolerance * largest, ABSOLUTE_FLOOR);
-  const ok = worst <= allowed; // false for NaN too
-  return [ok, `max abs error ${worst.toPrecision(3)} at flat index ${worstAt}, allowed ${allowed.toPrecision(3)}`];
-}
-
-function loadReference(file) {
-  const reference = JSON.parse(fs.readFileSync(file, 'utf8'));
-  reference.path = file;
-  return reference;
-}
-
-// Small deterministic values in [-0.3, 0.3] shaped like the model's inputs, with `batch` samples.
-function madeUpInputs(info, batch) {
-  const inputs = {};
-  for (const t of info.inputs) {
-    if (t.shape.slice(1).includes(-1)) {
-      throw new Error(`input ${t.name} has a dynamic axis besides the batch; pass --reference`);
-    }
-    const shape = [batch, ...t.shape.slice(1)];
-    const size = shape.reduce((a, b) => a * b, 1);
-    inputs[t.name] = { shape, data: Array.from({ length: size }, (_, i) => 0.1 * ((i % 7) - 3)) };
-  }
-  return inputs;
+  return check(predicted.outputs, jacobians, reference, tolerance, notFoundOk ? [] : ['GetModel no_such_model did not answer NOT_FOUND']);
 }
 
 // grpc.status maps names to numbers; turn a number back into NOT_FOUND and friends.
@@ -214,15 +147,6 @@ function statusName(code) {
 
 function signature(tensors) {
   return tensors.map((t) => `${t.name}${shapeText(t.shape)}:${t.dtype}`).join(' ');
-}
-
-function shapeText(shape) {
-  return `[${shape.join(', ')}]`;
-}
-
-function preview(data, count = 4) {
-  const shown = data.slice(0, count).map((v) => Number(v.toPrecision(6))).join(', ');
-  return `[${shown}${data.length > count ? ', ...' : ''}]`;
 }
 
 main().then((code) => process.exit(code), (error) => {

@@ -33,6 +33,9 @@ internal static class ExampleBuilds
                 Assert.True(Directory.Exists(Path.Combine(Examples, "node", "node_modules", "@grpc", "grpc-js")),
                     "examples/node/node_modules is missing: run scripts/install-test-deps.sh (it runs npm ci)");
                 return await ExampleProcess.Run("node", [Path.Combine(Examples, "node", "jacclient.js"), .. args]);
+            // The Open Inference Protocol over HTTP with Node's own fetch: no package to install.
+            case "node-rest":
+                return await ExampleProcess.Run("node", [Path.Combine(Examples, "node", "oip_rest.js"), .. args]);
             default:
                 throw new ArgumentOutOfRangeException(nameof(language), language, null);
         }

@@ -8,7 +8,8 @@ namespace JacService.Integration.Tests;
 /// <summary>
 /// The user-facing client examples in examples/python, examples/go and examples/node, each built from the .proto in
 /// the tree and run against the real server: Predict and BatchJacobian must match the functorch references, and a
-/// perturbed reference must make the example fail, so a passing run means the check really compared numbers.
+/// perturbed reference must make the example fail, so a passing run means the check really compared numbers. The same
+/// for examples/node/oip_rest.js ("node-rest"), which calls the REST binding in binary tensor data.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
@@ -18,7 +19,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     public static TheoryData<string, string> LanguagesAndModels()
     {
         var data = new TheoryData<string, string>();
-        foreach (var language in new[] { "python", "go", "node" })
+        foreach (var language in new[] { "python", "go", "node", "node-rest" })
             foreach (var model in new[] { "mlp_tanh", "two_inputs", "two_outputs" })
                 data.Add(language, model);
         return data;
@@ -29,7 +30,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     public async Task ExampleMatchesTheReference(string language, string model)
     {
         var reference = ReferencePath(model);
-        var result = await RunExample(language, "--target", server.Target, "--reference", reference);
+        var result = await RunExample(language, [.. Target(language), "--reference", reference]);
 
         Assert.True(result.ExitCode == 0, $"{language} example failed:\n{result}");
         // Every output plus every (wrt, output) Jacobian of the reference was compared.
@@ -37,8 +38,16 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         var compared = doc["outputs"]!.AsObject().Count
             + doc["jacobians"]!.AsObject().Sum(wrt => wrt.Value!.AsObject().Count);
         Assert.Contains($"PASS: {compared} outputs and Jacobians of {model}", result.Stdout);
-        Assert.Contains($"BatchJacobian {model}: d", result.Stdout);
-        Assert.Contains("GetModel no_such_model: NOT_FOUND", result.Stdout);
+        if (language == "node-rest")
+        {
+            Assert.Contains($"infer {model} (", result.Stdout);
+            Assert.Contains("ModelMetadata no_such_model: HTTP 404: model 'no_such_model' not found", result.Stdout);
+        }
+        else
+        {
+            Assert.Contains($"BatchJacobian {model}: d", result.Stdout);
+            Assert.Contains("GetModel no_such_model: NOT_FOUND", result.Stdout);
+        }
         Assert.DoesNotContain("MISMATCH", result.Stdout);
     }
 
@@ -46,6 +55,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     [InlineData("python")]
     [InlineData("go")]
     [InlineData("node")]
+    [InlineData("node-rest")]
     public async Task ExampleFailsOnAPerturbedReference(string language)
     {
         // One Jacobian entry moved by 1% of the largest entry: 100 times the tolerance, everything else untouched.
@@ -57,7 +67,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         await File.WriteAllTextAsync(perturbed, doc.ToJsonString());
         try
         {
-            var result = await RunExample(language, "--target", server.Target, "--reference", perturbed);
+            var result = await RunExample(language, [.. Target(language), "--reference", perturbed]);
 
             Assert.True(result.ExitCode == 1, $"{language} example should exit 1 on a mismatch:\n{result}");
             Assert.Contains("MISMATCH dy/dx: max abs error", result.Stdout);
@@ -79,6 +89,9 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         output.WriteLine(result.Stderr);
         Assert.True(result.ExitCode == 0, $"test_jacclient.py failed:\n{result}");
     }
+
+    private string[] Target(string language) =>
+        language == "node-rest" ? ["--url", $"http://127.0.0.1:{server.RestPort}"] : ["--target", server.Target];
 
     private async Task<ExampleProcess.Result> RunExample(string language, params string[] args)
     {
