@@ -18,8 +18,8 @@ namespace JacService.Server.Inference;
 /// <summary>
 /// Answers the Open Inference Protocol's HTTP/REST binding (docs/open-inference.md): each route's JSON translated to the
 /// gRPC binding's message, answered by <see cref="OpenInferenceCalls"/>, and translated back; tensors may also travel as
-/// bytes after the JSON (Triton's binary tensor data extension, framed by Inference-Header-Content-Length). Errors are the statuses
-/// the same call gets over gRPC, as HTTP statuses (<see cref="RestError"/>); every call is counted in
+/// bytes after the JSON (Triton's binary tensor data extension, framed by Inference-Header-Content-Length). Errors are
+/// the statuses the same call gets over gRPC, as HTTP statuses (<see cref="RestError"/>); every call is counted in
 /// jacservice.requests as the gRPC method it stands for.
 /// <para>
 /// A request body is held in the call memory budget at its Content-Length (Limits:MaxRequestMiB where the client sends
