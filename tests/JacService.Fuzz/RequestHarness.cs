@@ -41,7 +41,8 @@ public sealed class RequestHarness : IHarness, IDisposable
     /// <summary>
     /// By the input's low four bits. ModelInfer joined after inputs had been found and kept with nine methods taken modulo
     /// nine; 10 to 13 and 15 still name what they named then, so those inputs replay as found (the one kept, 15, among
-    /// them). 14, a second Vjp then, is the REST binding's infer: the model's name, a newline, and the JSON body.
+    /// them). 14, a second Vjp then, is the REST binding's infer: the model's name (and, for a body with binary tensor
+    /// data, a space and the JSON's length), a newline, and the body.
     /// </summary>
     private static readonly string[] Methods =
     [
