@@ -86,8 +86,9 @@ public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget
     }
 
     /// <summary>
-    /// JSON alone, or (any output binary) the JSON, composed first for its length, then each binary output's bytes in order,
-    /// the JSON's length in Inference-Header-Content-Length.
+    /// JSON alone, or (any output binary) the JSON, its length in Inference-Header-Content-Length, then each binary output's
+    /// bytes in order. That length is found by writing the JSON once uncounted before it is sent, rather than by holding it
+    /// whole: outputs asked for as JSON beside binary ones are formatted twice, but the answer never sits in memory as text.
     /// </summary>
     private static async Task WriteResponse(HttpResponse http, Protos.Inference.ModelInferResponse response, bool[] binary, CancellationToken cancellation)
     {
@@ -97,14 +98,14 @@ public sealed class OpenInferenceRest(OpenInferenceCalls calls, CallMemoryBudget
             await InferResponseJson.WriteAsync(http.BodyWriter, response, binary, cancellation);
             return;
         }
-        using var json = new MemoryStream();
-        var pipe = PipeWriter.Create(json, new StreamPipeWriterOptions(leaveOpen: true));
+        var counted = new ByteCountingStream();
+        var pipe = PipeWriter.Create(counted);
         await InferResponseJson.WriteAsync(pipe, response, binary, cancellation);
         await pipe.CompleteAsync();
         http.ContentType = "application/octet-stream";
-        http.Headers[HeaderContentLength] = json.Length.ToString(CultureInfo.InvariantCulture);
-        http.ContentLength = json.Length + Enumerable.Range(0, binary.Length).Where(i => binary[i]).Sum(i => (long)response.RawOutputContents[i].Length);
-        await http.BodyWriter.WriteAsync(json.GetBuffer().AsMemory(0, (int)json.Length), cancellation);
+        http.Headers[HeaderContentLength] = counted.Length.ToString(CultureInfo.InvariantCulture);
+        http.ContentLength = counted.Length + Enumerable.Range(0, binary.Length).Where(i => binary[i]).Sum(i => (long)response.RawOutputContents[i].Length);
+        await InferResponseJson.WriteAsync(http.BodyWriter, response, binary, cancellation);
         for (int i = 0; i < binary.Length; i++)
             if (binary[i]) await http.BodyWriter.WriteAsync(response.RawOutputContents[i].Memory, cancellation);
     }
