@@ -69,6 +69,37 @@ public sealed class LoadTests(ServerProcess server)
         Assert.Equal(160, report.ServerBatching!.Rows);
     }
 
+    /// <summary>The Open Inference Protocol's REST infer, tensors as binary data, Predict and the Jacobian, counted as gRPC calls are.</summary>
+    [Theory]
+    [InlineData("rest-predict")]
+    [InlineData("rest-batch-jacobian", "--mode", "reverse")]
+    public async Task Rest_methods_load_the_rest_binding_with_binary_tensor_data(string method, params string[] extra)
+    {
+        var report = await Load(["-M", method, "-m", "pinn", "-b", "8", "-n", "20", "-c", "2", "--rest-url", $"http://127.0.0.1:{server.RestPort}", .. extra]);
+
+        AssertConsistent(report);
+        Assert.Equal(20, report.Ok);
+        Assert.Equal(160, report.ServerBatching!.Rows);
+        Assert.Equal($"http://127.0.0.1:{server.RestPort}", report.Target);
+    }
+
+    [Fact]
+    public async Task Rest_errors_are_counted_by_the_grpc_status_they_stand_for()
+    {
+        var input = Path.Combine(Fixtures.Root, "tests", "fixtures", "reference", "pinn.json");
+        var r = await JacRunner.RunAsync("load", "-t", server.Target, "-m", "no_such_model", "--data", input, "-M", "rest-predict",
+            "--rest-url", $"http://127.0.0.1:{server.RestPort}", "-n", "10", "-c", "2", "-o", "json");
+        Assert.True(r.ExitCode == 0, r.Err);
+        var report = LoadReport.FromJson(r.Out);
+        AssertConsistent(report);
+        Assert.Equal(10, report.StatusCodes["NotFound"]);
+        Assert.Contains(report.ErrorMessages.Keys, k => k.StartsWith("NotFound: model 'no_such_model' not found", StringComparison.Ordinal));
+
+        var missing = await JacRunner.RunAsync("load", "-t", server.Target, "-m", "pinn", "-M", "rest-predict", "-n", "1");
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("--method rest-predict needs --rest-url (the server's OpenInference:RestUrl)", missing.Err);
+    }
+
     [Fact]
     public async Task Axes_belong_to_the_laplacian()
     {

@@ -11,14 +11,18 @@ namespace JacService.Jac.Load;
 public static class LoadCommand
 {
     public static readonly string[] Methods = ["jacobian", "jacobian-stream", "batch-jacobian", "jvp", "vjp", "hessian", "laplacian", "predict", "get-model",
-        "list-models", "health"];
+        "list-models", "health", "rest-predict", "rest-batch-jacobian"];
 
     private static readonly Option<string> Method = new Option<string>("--method", "-M")
     {
-        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, jvp and vjp (one random tangent or cotangent per row), hessian and laplacian (per-sample second derivatives; --axes for the laplacian's), predict, or the trivial get-model, list-models, health",
+        Description = "RPC to load: jacobian (one sample), jacobian-stream (one sample per message, a stream per worker), batch-jacobian, jvp and vjp (one random tangent or cotangent per row), hessian and laplacian (per-sample second derivatives; --axes for the laplacian's), predict, the trivial get-model, list-models, health, or rest-predict and rest-batch-jacobian (the Open Inference Protocol's REST infer at --rest-url, tensors as binary data)",
         DefaultValueFactory = _ => "jacobian",
     }.AcceptOnlyFromAmong(Methods);
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Model name" };
+    private static readonly Option<string?> RestUrl = new("--rest-url")
+    {
+        Description = "The server's OpenInference:RestUrl, for the rest-* methods, which carry --token or --api-key as the gRPC calls do (https: a certificate the system trusts; the signature still comes from GetModel at --target)",
+    };
     private static readonly Option<string> ModelVersion = new("--model-version") { Description = "Model version; empty: the highest", DefaultValueFactory = _ => "" };
     private static readonly Option<int?> Concurrency = new("--concurrency", "-c")
     {
@@ -54,7 +58,7 @@ public static class LoadCommand
     public static Command Create(Io io)
     {
         var command = new Command("load", "Load-test the server: closed loop or constant-rate open loop, latency percentiles, status codes, server batch sizes");
-        foreach (var o in new Option[] { Method, Model, ModelVersion, Concurrency, Connections, Rps, Duration, Requests, RampKind, RampFrom, RampSteps,
+        foreach (var o in new Option[] { Method, Model, RestUrl, ModelVersion, Concurrency, Connections, Rps, Duration, Requests, RampKind, RampFrom, RampSteps,
                      Batch, Data, Wrt, Of, ModeOption.Option, SecondOrderVerbs.Axes, Timeout, Warmup, Output, Out, Html, NoProgress, Seed })
             command.Options.Add(o);
         command.SetAction((r, ct) => RunAsync(r, io, ct));
@@ -73,7 +77,7 @@ public static class LoadCommand
         {
             var first = connections[0];
             var (senders, rows, info) = await PrepareAsync(r, io, method, model, connections);
-            var plan = MakePlan(r, method, model, first.Address, rows, senders);
+            var plan = MakePlan(r, method, model, method.StartsWith("rest-", StringComparison.Ordinal) ? r.GetValue(RestUrl)! : first.Address, rows, senders);
 
             var warmup = JacApp.ParseDuration(r.GetValue(Warmup)!, "--warmup");
             if (warmup > TimeSpan.Zero)
@@ -212,7 +216,7 @@ public static class LoadCommand
         string wrt = r.GetValue(Wrt)!;
         var of = r.GetValue(Of) ?? [];
         var mode = ModeOption.Get(r);
-        if (mode != DerivativeMode.Auto && method is not ("jacobian" or "jacobian-stream" or "batch-jacobian"))
+        if (mode != DerivativeMode.Auto && method is not ("jacobian" or "jacobian-stream" or "batch-jacobian" or "rest-batch-jacobian"))
             throw new JacException($"--mode is for the Jacobian methods; --method {method} has none" + method switch
             {
                 "jvp" => " (it runs forward)",
@@ -268,6 +272,14 @@ public static class LoadCommand
                 var request = new BatchLaplacianRequest { Model = model, Version = version, Wrt = wrt, Of = { of }, Axes = { axes } };
                 AddInputs(request.Inputs);
                 return (connections.Select(c => Send(o => c.Client.BatchLaplacianAsync(request, o).ResponseAsync)).ToArray(), rows, info);
+            }
+            case "rest-predict" or "rest-batch-jacobian":
+            {
+                string text = r.GetValue(RestUrl) ?? throw new JacException($"--method {method} needs --rest-url (the server's OpenInference:RestUrl)");
+                if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+                    throw new JacException($"--rest-url is '{text}'; expected an http:// or https:// address such as http://127.0.0.1:8000");
+                var jacobian = method == "rest-batch-jacobian" ? new RestSender.Jacobian(wrt, of, mode.ToString().ToLowerInvariant()) : null;
+                return ([Send(new RestSender(url, Credentials.Headers(r), model, version, inputs, jacobian).Send)], rows, info);
             }
             case "jacobian-stream":
             {
