@@ -10,8 +10,9 @@ namespace JacService.Jac.Load;
 /// <summary>
 /// One call of the Open Inference Protocol's REST infer (docs/open-inference.md), the same request every time: the inputs
 /// as bytes after the JSON and every output asked for as bytes (Triton's binary tensor data extension, as tritonclient.http
-/// sends it), the Jacobian with respect to <c>wrt</c> where one is given. The answer is read whole and dropped; an HTTP
-/// error is reported as the gRPC status it stands for, so the report counts both bindings alike.
+/// sends it), asking for the Jacobian where <paramref name="jacobian"/> is given. At --timeout the call is abandoned, which
+/// closes its connection and so cancels it on the server too. The answer is read whole and dropped; an HTTP error is
+/// reported as the gRPC status it stands for, so the report counts both bindings alike.
 /// </summary>
 internal sealed class RestSender(Uri restUrl, Metadata? credentials, string model, string version, IReadOnlyDictionary<string, FloatTensor> inputs,
     RestSender.Jacobian? jacobian) : IAsyncDisposable
