@@ -94,8 +94,23 @@ internal static class InferInputs
         _ => throw new ArgumentOutOfRangeException(nameof(datatype), datatype, null),
     };
 
+    /// <summary>
+    /// Turns a numeric input's typed contents into FP32 and returns them as its raw contents, however many values it has
+    /// (the shape is checked when the request is decoded): the REST binding's JSON inputs beside binary ones, since a request
+    /// takes raw contents for every input or for none. The engine computes in float32, so nothing is lost.
+    /// </summary>
+    public static ByteString ToRawFloats(ModelInferRequest.Types.InferInputTensor input)
+    {
+        var data = FromContents(input.Name, input.Datatype, count: null, input.Contents);
+        var raw = ByteString.CopyFrom(MemoryMarshal.AsBytes(data.AsSpan()));
+        FloatArrayPool.Shared.Return(data);
+        input.Datatype = InferDatatype.Fp32;
+        input.Contents = null;
+        return raw;
+    }
+
     /// <summary>The values from the contents field the protocol assigns to the datatype (FP16 has none: raw only).</summary>
-    private static float[] FromContents(string name, string datatype, long count, InferTensorContents? contents)
+    private static float[] FromContents(string name, string datatype, long? count, InferTensorContents? contents)
     {
         contents ??= new InferTensorContents();
         (string Field, int Length, Func<int, float>? Element) read = datatype switch
@@ -109,7 +124,7 @@ internal static class InferInputs
             "BOOL" => ("bool_contents", contents.BoolContents.Count, k => contents.BoolContents[k] ? 1f : 0f),
             _ => throw new InvalidRequestException($"input '{name}' has datatype {datatype}, which travels only as raw_input_contents"),
         };
-        if (read.Length != count)
+        if (count is { } expected && read.Length != expected)
             throw new InvalidRequestException($"input '{name}' has {read.Length} values in {read.Field}; its shape takes {count}");
         var data = FloatArrayPool.Shared.Rent(read.Length);
         if (read.Element is null) contents.Fp32Contents.CopyTo(data, 0);

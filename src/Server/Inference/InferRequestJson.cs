@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
@@ -20,7 +19,7 @@ namespace JacService.Server.Inference;
 /// <para>
 /// The binary tensor data extension (Triton's, which its HTTP client uses by default): an input with "binary_data_size" has
 /// no "data"; its values are that many bytes after the JSON, in the order of the inputs, little-endian, as the gRPC binding's
-/// raw_input_contents. A request with any binary input travels as raw contents whole, its JSON inputs converted.
+/// raw_input_contents. A request with any binary input travels as raw contents whole, its JSON inputs converted to FP32.
 /// </para>
 /// </summary>
 internal static class InferRequestJson
@@ -133,38 +132,12 @@ internal static class InferRequestJson
             }
             else
             {
-                request.RawInputContents.Add(RawOf(input));
-                input.Contents = null;
+                // An unknown datatype has no contents to convert; the decoder refuses it by name.
+                request.RawInputContents.Add(InferDatatype.RawSizes.ContainsKey(input.Datatype) ? InferInputs.ToRawFloats(input) : ByteString.Empty);
             }
         }
         if (at != binary.Length)
             throw Invalid($"the body has {binary.Length - at:N0} bytes after the inputs' binary data ({at:N0} bytes by their {BinaryDataSize}); send each input's bytes once");
-    }
-
-    /// <summary>A JSON input's values in its datatype's raw form: little-endian, BOOL as one byte.</summary>
-    private static ByteString RawOf(InferInput input)
-    {
-        var c = input.Contents ?? new InferTensorContents();
-        int size = InferDatatype.RawSizes.GetValueOrDefault(input.Datatype);
-        (int Count, Action<Span<byte>, int> Write) values = input.Datatype switch
-        {
-            "BOOL" => (c.BoolContents.Count, (b, k) => b[0] = c.BoolContents[k] ? (byte)1 : (byte)0),
-            "INT8" => (c.IntContents.Count, (b, k) => b[0] = (byte)(sbyte)c.IntContents[k]),
-            "INT16" => (c.IntContents.Count, (b, k) => BinaryPrimitives.WriteInt16LittleEndian(b, (short)c.IntContents[k])),
-            "INT32" => (c.IntContents.Count, (b, k) => BinaryPrimitives.WriteInt32LittleEndian(b, c.IntContents[k])),
-            "INT64" => (c.Int64Contents.Count, (b, k) => BinaryPrimitives.WriteInt64LittleEndian(b, c.Int64Contents[k])),
-            "UINT8" => (c.UintContents.Count, (b, k) => b[0] = (byte)c.UintContents[k]),
-            "UINT16" => (c.UintContents.Count, (b, k) => BinaryPrimitives.WriteUInt16LittleEndian(b, (ushort)c.UintContents[k])),
-            "UINT32" => (c.UintContents.Count, (b, k) => BinaryPrimitives.WriteUInt32LittleEndian(b, c.UintContents[k])),
-            "UINT64" => (c.Uint64Contents.Count, (b, k) => BinaryPrimitives.WriteUInt64LittleEndian(b, c.Uint64Contents[k])),
-            "FP32" => (c.Fp32Contents.Count, (b, k) => BinaryPrimitives.WriteSingleLittleEndian(b, c.Fp32Contents[k])),
-            "FP64" => (c.Fp64Contents.Count, (b, k) => BinaryPrimitives.WriteDoubleLittleEndian(b, c.Fp64Contents[k])),
-            // An unknown datatype has no contents; the decoder refuses it by name.
-            _ => (0, (_, _) => { }),
-        };
-        var bytes = new byte[values.Count * size];
-        for (int k = 0; k < values.Count; k++) values.Write(bytes.AsSpan(k * size, size), k);
-        return UnsafeByteOperations.UnsafeWrap(bytes);
     }
 
     private static InferInput ReadInput(JsonElement input, int index)
