@@ -34,6 +34,14 @@ public sealed class ComposeTests
         var job = (YamlMappingNode)((YamlSequenceNode)prometheus.Children["scrape_configs"]).Children.Single();
         var targets = (YamlSequenceNode)((YamlMappingNode)((YamlSequenceNode)job.Children["static_configs"]).Children.Single()).Children["targets"];
         Assert.Equal("jacservice:9464", ((YamlScalarNode)targets.Children.Single()).Value);
+        Assert.Equal("jacservice", Scalar(job, "job_name")); // the job the alerting rules select
+        // Each rule file it names is a file of the repository mounted there (docker-compose 1.x writes volumes as
+        // "host:container:mode").
+        var mounts = ((YamlSequenceNode)Map(Map(config, "services"), "prometheus").Children["volumes"]).Children
+            .Select(v => ((YamlScalarNode)v).Value!.Split(':')).ToDictionary(v => v[1], v => v[0]);
+        var ruleFiles = ((YamlSequenceNode)prometheus.Children["rule_files"]).Children.Select(f => ((YamlScalarNode)f).Value!).ToList();
+        Assert.NotEmpty(ruleFiles);
+        Assert.All(ruleFiles, f => Assert.True(mounts.TryGetValue(f, out var host) && File.Exists(host), $"{f} is not a mounted file: {string.Join(", ", mounts)}"));
         var collector = Yaml(File.ReadAllText(Path.Combine(Fixtures.Root, "deploy", "compose", "otel-collector.yaml")));
         Assert.Equal("jaeger:4317", Scalar(Map(Map(collector, "exporters"), "otlp/jaeger"), "endpoint"));
     }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using k8s;
 using k8s.Models;
 using JacService.Testing;
@@ -71,6 +72,7 @@ public sealed class HelmTests
         Assert.DoesNotContain("Engine__Device", objects.OfType<V1ConfigMap>().Single().Data.Keys);
         Assert.Empty(objects.OfType<V2HorizontalPodAutoscaler>());
         Assert.Empty(objects.OfType<ServiceMonitor>());
+        Assert.Empty(objects.OfType<PrometheusRule>());
         Assert.Single(objects.OfType<V1PodDisruptionBudget>());
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT");
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name.StartsWith("ModelControl__", StringComparison.Ordinal));
@@ -280,6 +282,16 @@ public sealed class HelmTests
         var monitor = objects.OfType<ServiceMonitor>().Single();
         Assert.Equal("metrics", monitor.Spec.Endpoints.Single().Port);
         Assert.Equal("kube-prometheus-stack", monitor.Metadata.Labels["release"]);
+        // The job is named by the Service's label, "jacservice" whatever the release: the name the alerting rules select.
+        Assert.Equal("app.kubernetes.io/name", monitor.Spec.JobLabel);
+        Assert.Equal("jacservice", objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP != "None").Metadata.Labels[monitor.Spec.JobLabel]);
+
+        // The PrometheusRule holds the chart's rule file as it is, labelled for the Prometheus that selects rules.
+        var rule = objects.OfType<PrometheusRule>().Single();
+        Assert.Equal("kube-prometheus-stack", rule.Metadata.Labels["release"]);
+        var file = KubernetesYaml.Deserialize<PrometheusRule.RuleFile>(File.ReadAllText(Path.Combine(Chart, "files", "jacservice-rules.yaml")), strict: true);
+        Assert.Equal(JsonSerializer.Serialize(file), JsonSerializer.Serialize(rule.Spec));
+        Assert.Contains(rule.Spec.Groups.SelectMany(g => g.Rules), r => r.Alert == "JacServiceUnavailable" && r.Expr == "absent(up{job=\"jacservice\"} == 1)");
 
         var headless = objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP == "None");
         Assert.Equal("grpc", headless.Spec.Ports.Single().Name);
@@ -349,8 +361,11 @@ public sealed class HelmTests
         return objects;
     }
 
-    private static List<object> Parse(string yaml) => KubernetesYaml.LoadAllFromString(
-        yaml, new Dictionary<string, Type> { ["monitoring.coreos.com/v1/ServiceMonitor"] = typeof(ServiceMonitor) }, strict: true);
+    private static List<object> Parse(string yaml) => KubernetesYaml.LoadAllFromString(yaml, new Dictionary<string, Type>
+    {
+        ["monitoring.coreos.com/v1/ServiceMonitor"] = typeof(ServiceMonitor),
+        ["monitoring.coreos.com/v1/PrometheusRule"] = typeof(PrometheusRule),
+    }, strict: true);
 
     private static string[] ValuesArgs(string values) => values == "" ? [] : ["-f", Path.Combine(Chart, values)];
 }
@@ -369,6 +384,7 @@ public sealed class ServiceMonitor : IKubernetesObject<V1ObjectMeta>
 
 public sealed class ServiceMonitorSpec
 {
+    public string JobLabel { get; set; } = "";
     public V1LabelSelector Selector { get; set; } = new();
     public List<ServiceMonitorEndpoint> Endpoints { get; set; } = [];
 }

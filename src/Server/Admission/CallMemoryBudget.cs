@@ -29,6 +29,8 @@ public sealed class CallMemoryBudget
         _limit = (long)limits.Value.MaxInFlightMiB << 20;
         _refusals = meter.CreateCounter<long>("jacservice.call_memory.refusals", "{call}",
             "Calls (and stream messages) refused with RESOURCE_EXHAUSTED because their request message or result would have passed Limits:MaxInFlightMiB");
+        // At 0 from the start, so the first refusal is an increase that rate() and the refusal alert see.
+        _refusals.Add(0);
         meter.CreateObservableGauge("jacservice.call_memory.held", () => Interlocked.Read(ref _held), "By",
             "Bytes of request messages and results held by calls in progress");
     }

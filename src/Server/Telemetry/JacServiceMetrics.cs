@@ -132,11 +132,16 @@ public sealed class JacServiceMetrics
         _requestDuration.Record(seconds, tags);
     }
 
+    /// <summary>
+    /// One load, READY or FAILED. A model's failed loads are counted from 0 once it has loaded, so a reload that fails later
+    /// is an increase that increase() sees (a series born at 1 has none) and JacServiceModelLoadFailed can fire.
+    /// </summary>
     public void RecordModelLoad(string model, ModelState outcome, double seconds)
     {
         var tags = new TagList { { "model", model }, { "outcome", outcome.ToString().ToLowerInvariant() } };
         _modelLoads.Add(1, tags);
         _modelLoadDuration.Record(seconds, tags);
+        if (outcome == ModelState.Ready) _modelLoads.Add(0, new TagList { { "model", model }, { "outcome", "failed" } });
     }
 
     public void RecordRetirement(string model) => _modelRetirements.Add(1, new TagList { { "model", model } });
