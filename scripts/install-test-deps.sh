@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on Debian 12 beyond the .NET SDK: Debian's PyTorch/ONNX (fixture references and the
 # functorch peer), grpcio and protoc with the gRPC Python plugin (the Python clients), Go with Debian's gRPC and
-# protobuf modules and their protoc plugins (the Go example, built offline), Node.js with the npm packages of the Node
-# example, OpenBLAS, and Prometheus (the scrape test starts its own server on loopback; the package's service is not
-# needed), and afl++ for the fuzz harnesses (scripts/fuzz.sh).
+# protobuf modules and their protoc plugins (the Go example, built offline), CMake with Debian's gRPC C++ library (the
+# C++ example), Node.js with the npm packages of the Node example, OpenBLAS, and Prometheus (the scrape test starts its
+# own server on loopback; the package's service is not needed), and afl++ for the fuzz harnesses (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ packages+=(python3-venv python3-setuptools python3-wheel)
 # API, which cannot marshal the messages protoc-gen-go (APIv2) generates.
 packages+=(golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
   protoc-gen-go protoc-gen-go-grpc)
+# The C++ example: CMake, a compiler and Debian's gRPC C++ library; nlohmann's JSON reads the reference files.
+packages+=(cmake g++ pkg-config libgrpc++-dev nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,10 @@ internal static class ExampleBuilds
     public static readonly Lazy<Task<ExampleProcess.Result>> GoBuild =
         new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "go", "build.sh")]));
 
+    /// <summary>The C++ stubs and binary, built with CMake against Debian's gRPC (examples/cpp/build.sh).</summary>
+    public static readonly Lazy<Task<ExampleProcess.Result>> CppBuild =
+        new(() => ExampleProcess.Run("bash", [Path.Combine(Examples, "cpp", "build.sh")]));
+
     /// <summary>Runs an example client once its preparation is done (the example's own checks decide the exit code).</summary>
     public static async Task<ExampleProcess.Result> Run(string language, string[] args, Func<Lazy<Task<ExampleProcess.Result>>, string, Task> prepared)
     {
@@ -29,6 +33,9 @@ internal static class ExampleBuilds
             case "go":
                 await prepared(GoBuild, "building the Go example");
                 return await ExampleProcess.Run(Path.Combine(Examples, "go", "bin", "jacclient"), args);
+            case "cpp":
+                await prepared(CppBuild, "building the C++ example");
+                return await ExampleProcess.Run(Path.Combine(Examples, "cpp", "build", "jacclient"), args);
             case "node":
                 Assert.True(Directory.Exists(Path.Combine(Examples, "node", "node_modules", "@grpc", "grpc-js")),
                     "examples/node/node_modules is missing: run scripts/install-test-deps.sh (it runs npm ci)");

@@ -6,10 +6,10 @@ using Xunit.Abstractions;
 namespace JacService.Integration.Tests;
 
 /// <summary>
-/// The user-facing client examples in examples/python, examples/go and examples/node, each built from the .proto in
-/// the tree and run against the real server: Predict and BatchJacobian must match the functorch references, and a
-/// perturbed reference must make the example fail, so a passing run means the check really compared numbers. The same
-/// for examples/node/oip_rest.js ("node-rest"), which calls the REST binding in binary tensor data.
+/// The user-facing client examples in examples/python, examples/go, examples/cpp and examples/node, each built from the
+/// .proto in the tree and run against the real server: Predict and BatchJacobian must match the functorch references,
+/// and a perturbed reference must make the example fail, so a passing run means the check really compared numbers. The
+/// same for examples/node/oip_rest.js ("node-rest"), which calls the REST binding in binary tensor data.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
@@ -19,7 +19,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     public static TheoryData<string, string> LanguagesAndModels()
     {
         var data = new TheoryData<string, string>();
-        foreach (var language in new[] { "python", "go", "node", "node-rest" })
+        foreach (var language in new[] { "python", "go", "cpp", "node", "node-rest" })
             foreach (var model in new[] { "mlp_tanh", "two_inputs", "two_outputs" })
                 data.Add(language, model);
         return data;
@@ -54,6 +54,7 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
     [Theory]
     [InlineData("python")]
     [InlineData("go")]
+    [InlineData("cpp")]
     [InlineData("node")]
     [InlineData("node-rest")]
     public async Task ExampleFailsOnAPerturbedReference(string language)
@@ -79,6 +80,14 @@ public class ExampleClientTests(ServerProcess server, ITestOutputHelper output)
         {
             File.Delete(perturbed);
         }
+    }
+
+    [Fact]
+    public async Task TheCppExampleTimesAControlLoopOfJacobians()
+    {
+        var result = await RunExample("cpp", [.. Target("cpp"), "--model", "pinn", "--loop", "50"]);
+        Assert.True(result.ExitCode == 0, $"cpp example failed:\n{result}");
+        Assert.Matches(@"Jacobian loop pinn: 50 calls one at a time \(after 5 to warm up\), p50 \d+ us, p99 \d+ us, max \d+ us", result.Stdout);
     }
 
     [Fact]

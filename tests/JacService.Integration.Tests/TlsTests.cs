@@ -267,7 +267,7 @@ public sealed class TlsTests(TlsTests.Servers servers, ServerProcess plain, ITes
         });
     }
 
-    public static TheoryData<string> Languages => new(["python", "go", "node"]);
+    public static TheoryData<string> Languages => new(["python", "go", "cpp", "node"]);
 
     [Theory]
     [MemberData(nameof(Languages))]
