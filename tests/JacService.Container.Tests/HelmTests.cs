@@ -70,6 +70,7 @@ public sealed class HelmTests
         Assert.Null(pod.NodeSelector);
         Assert.Null(pod.Tolerations);
         Assert.DoesNotContain("Engine__Device", objects.OfType<V1ConfigMap>().Single().Data.Keys);
+        Assert.Equal("simple", objects.OfType<V1ConfigMap>().Single().Data["Logging__Console__FormatterName"]);
         Assert.Empty(objects.OfType<V2HorizontalPodAutoscaler>());
         Assert.Empty(objects.OfType<ServiceMonitor>());
         Assert.Empty(objects.OfType<PrometheusRule>());
@@ -305,6 +306,7 @@ public sealed class HelmTests
         var config = objects.OfType<V1ConfigMap>().Single().Data;
         Assert.Equal(["64", "128", "256"], [config["Batching__Buckets__0"], config["Batching__Buckets__1"], config["Batching__Buckets__2"]]);
         Assert.Equal("true", config["Batching__PadToBucket"]);
+        Assert.Equal("json", config["Logging__Console__FormatterName"]);
     }
 
     [Fact]
@@ -331,6 +333,7 @@ public sealed class HelmTests
     [InlineData("jwt-without-audience.yaml", "auth.jwt.validAudiences")]
     [InlineData("auth-group-typo.yaml", "auth.groups")]
     [InlineData("quota-negative.yaml", "quotas.default.requestsPerSecond")]
+    [InlineData("log-format.yaml", "logFormat")]
     public void SchemaRejectsBadValues(string file, string expected)
     {
         var path = Path.Combine(Fixtures.Root, "tests", "JacService.Container.Tests", "HelmBadValues", file);
