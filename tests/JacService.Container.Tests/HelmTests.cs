@@ -28,7 +28,7 @@ public sealed class HelmTests
     public void RendersStrictKubernetesObjects(string values)
     {
         var objects = Render(values);
-        Assert.All(objects, o => Assert.Equal("rel-jacservice", ((IMetadata<V1ObjectMeta>)o).Metadata.Name.Replace("-headless", "")));
+        Assert.All(objects, o => Assert.Equal("rel-jacservice", ((IMetadata<V1ObjectMeta>)o).Metadata.Name.Replace("-headless", "").Replace("-dashboard", "")));
 
         var deployment = objects.OfType<V1Deployment>().Single();
         var pod = deployment.Spec.Template.Spec;
@@ -49,7 +49,7 @@ public sealed class HelmTests
         Assert.Equal("/models", env["Models__Root"]);
         Assert.Equal("/tmp", container.VolumeMounts.Single(m => m.Name == "tmp").MountPath);
 
-        var config = objects.OfType<V1ConfigMap>().Single();
+        var config = Settings(objects);
         Assert.Equal(config.Metadata.Name, container.EnvFrom.Single().ConfigMapRef.Name);
         Assert.Equal("10", config.Data["Batching__DrainSeconds"]);
         Assert.True(pod.TerminationGracePeriodSeconds > int.Parse(config.Data["Batching__DrainSeconds"]) + 5);
@@ -69,11 +69,12 @@ public sealed class HelmTests
         Assert.False(pod.Containers.Single().Resources.Limits.ContainsKey("nvidia.com/gpu"));
         Assert.Null(pod.NodeSelector);
         Assert.Null(pod.Tolerations);
-        Assert.DoesNotContain("Engine__Device", objects.OfType<V1ConfigMap>().Single().Data.Keys);
-        Assert.Equal("simple", objects.OfType<V1ConfigMap>().Single().Data["Logging__Console__FormatterName"]);
+        Assert.DoesNotContain("Engine__Device", Settings(objects).Data.Keys);
+        Assert.Equal("simple", Settings(objects).Data["Logging__Console__FormatterName"]);
         Assert.Empty(objects.OfType<V2HorizontalPodAutoscaler>());
         Assert.Empty(objects.OfType<ServiceMonitor>());
         Assert.Empty(objects.OfType<PrometheusRule>());
+        Assert.Single(objects.OfType<V1ConfigMap>());
         Assert.Single(objects.OfType<V1PodDisruptionBudget>());
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT");
         Assert.DoesNotContain(pod.Containers.Single().Env, e => e.Name.StartsWith("ModelControl__", StringComparison.Ordinal));
@@ -241,7 +242,7 @@ public sealed class HelmTests
         var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "config.Kestrel.Limits.MaxConcurrentConnections=1000",
             "--set", "config.Kestrel.Limits.KeepAliveTimeout=00:01:00"]).Output);
 
-        var data = objects.OfType<V1ConfigMap>().Single().Data;
+        var data = Settings(objects).Data;
         Assert.Equal("1000", data["Kestrel__Limits__MaxConcurrentConnections"]);
         Assert.Equal("00:01:00", data["Kestrel__Limits__KeepAliveTimeout"]);
         var refused = ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "config.Kestrel.Limits.MaxConcurrentConnections=0"], allowFailure: true);
@@ -253,7 +254,7 @@ public sealed class HelmTests
     {
         var objects = Parse(ContainerEngine.Run("helm", ["template", "rel", Chart, "--set", "gpu.enabled=true", "--set", "gpu.count=3"]).Output);
 
-        Assert.Equal("cuda:0,cuda:1,cuda:2", objects.OfType<V1ConfigMap>().Single().Data["Engine__Device"]);
+        Assert.Equal("cuda:0,cuda:1,cuda:2", Settings(objects).Data["Engine__Device"]);
         Assert.Equal(new ResourceQuantity("3"),
             objects.OfType<V1Deployment>().Single().Spec.Template.Spec.Containers.Single().Resources.Limits["nvidia.com/gpu"]);
     }
@@ -272,7 +273,7 @@ public sealed class HelmTests
         Assert.Equal(new Dictionary<string, string> { ["nvidia.com/gpu.present"] = "true", ["topology.kubernetes.io/zone"] = "eu-west-1a" },
             pod.NodeSelector);
         Assert.Equal("registry.example.com/jacservice:0.1.0-cuda", container.Image);
-        Assert.Equal("cuda", objects.OfType<V1ConfigMap>().Single().Data["Engine__Device"]);
+        Assert.Equal("cuda", Settings(objects).Data["Engine__Device"]);
 
         // The HPA owns the replica count.
         Assert.Null(deployment.Spec.Replicas);
@@ -294,6 +295,13 @@ public sealed class HelmTests
         Assert.Equal(JsonSerializer.Serialize(file), JsonSerializer.Serialize(rule.Spec));
         Assert.Contains(rule.Spec.Groups.SelectMany(g => g.Rules), r => r.Alert == "JacServiceUnavailable" && r.Expr == "absent(up{job=\"jacservice\"} == 1)");
 
+        // The dashboard's ConfigMap holds the chart's dashboard file as it is, labelled for Grafana's sidecar.
+        var dashboard = objects.OfType<V1ConfigMap>().Single(c => c.Metadata.Name == "rel-jacservice-dashboard");
+        Assert.Equal("1", dashboard.Metadata.Labels["grafana_dashboard"]);
+        var json = dashboard.Data["jacservice.json"];
+        Assert.Equal(File.ReadAllText(Path.Combine(Chart, "files", "jacservice-dashboard.json")).TrimEnd('\n'), json);
+        Assert.Equal("jacservice", JsonDocument.Parse(json).RootElement.GetProperty("uid").GetString());
+
         var headless = objects.OfType<V1Service>().Single(s => s.Spec.ClusterIP == "None");
         Assert.Equal("grpc", headless.Spec.Ports.Single().Name);
 
@@ -303,7 +311,7 @@ public sealed class HelmTests
         var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal("http://otel-collector.observability:4317", env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         Assert.Contains("deployment.environment=staging", env["OTEL_RESOURCE_ATTRIBUTES"]);
-        var config = objects.OfType<V1ConfigMap>().Single().Data;
+        var config = Settings(objects).Data;
         Assert.Equal(["64", "128", "256"], [config["Batching__Buckets__0"], config["Batching__Buckets__1"], config["Batching__Buckets__2"]]);
         Assert.Equal("true", config["Batching__PadToBucket"]);
         Assert.Equal("json", config["Logging__Console__FormatterName"]);
@@ -356,6 +364,10 @@ public sealed class HelmTests
         Assert.Contains(line + "\n", yaml);
         Assert.ThrowsAny<Exception>(() => Parse(yaml.Replace(line + "\n", replacement + "\n")));
     }
+
+    /// <summary>The ConfigMap of server settings (the other one, with grafanaDashboard, holds the dashboard).</summary>
+    private static V1ConfigMap Settings(List<object> objects) =>
+        objects.OfType<V1ConfigMap>().Single(c => c.Metadata.Labels?.ContainsKey("grafana_dashboard") != true);
 
     private static List<object> Render(string values)
     {

@@ -9,12 +9,13 @@ namespace JacService.Integration.Tests;
 
 /// <summary>
 /// The alerting and recording rules the Helm chart and the compose file ship (deploy/helm/jacservice/files): promtool's
-/// checks and the rules' unit tests, and a real Prometheus evaluating them on the metrics of a real server whose
-/// repository holds a broken model and then a reload that fails.
+/// checks and the rules' unit tests, and a real Prometheus evaluating them, and the Grafana dashboard's queries, on the
+/// metrics of a real server whose repository holds a broken model and then a reload that fails.
 /// </summary>
 public sealed partial class PrometheusRulesTests
 {
     private static readonly string RulesFile = Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice", "files", "jacservice-rules.yaml");
+    private static readonly string DashboardFile = Path.Combine(Fixtures.Root, "deploy", "helm", "jacservice", "files", "jacservice-dashboard.json");
     private static readonly string UnitTestsFile = Path.Combine(Fixtures.Root, "tests", "prometheus", "jacservice-rules.test.yaml");
 
     [Fact]
@@ -108,6 +109,22 @@ public sealed partial class PrometheusRulesTests
         // The failed version is named by its replica, and the summary says how many.
         Assert.Contains(alerts, a => a.StartsWith("JacServiceModelVersionsFailed pending", StringComparison.Ordinal)
             && a.Contains($"1 model version(s) on 127.0.0.1:{server.MetricsPort} failed to load.", StringComparison.Ordinal));
+
+        // Every query of the dashboard evaluates on the same metrics, the variables replaced as Grafana replaces them for
+        // "All"; the panels of what this test did return series (the others count refusals and stalls it did not cause).
+        int[] answered = [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 14];
+        using var dashboard = JsonDocument.Parse(File.ReadAllText(DashboardFile));
+        var panels = dashboard.RootElement.GetProperty("panels").EnumerateArray().ToList();
+        Assert.Equal(14, panels.Count);
+        foreach (var panel in panels)
+            foreach (var target in panel.GetProperty("targets").EnumerateArray())
+            {
+                var expr = target.GetProperty("expr").GetString()!
+                    .Replace("$__rate_interval", "1m").Replace("$namespace", ".*").Replace("$model", ".*");
+                var series = (await prometheus.Api($"query?query={Uri.EscapeDataString(expr)}")).GetProperty("result").GetArrayLength();
+                if (answered.Contains(panel.GetProperty("id").GetInt32()))
+                    Assert.True(series > 0, $"panel \"{panel.GetProperty("title")}\": no series for {expr}");
+            }
     }
 
     /// <summary>"NAME STATE MODEL: SUMMARY" of one alert of the API's answer.</summary>
