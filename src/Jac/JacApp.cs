@@ -44,6 +44,7 @@ public static class JacApp
         root.Subcommands.Add(DirectionalVerbs.Vjp(io));
         root.Subcommands.Add(SecondOrderVerbs.Hessian(io));
         root.Subcommands.Add(SecondOrderVerbs.Laplacian(io));
+        root.Subcommands.Add(CheckVerb.Check(io));
         root.Subcommands.Add(LoadCommand.Create(io));
         root.Subcommands.Add(ControlVerbs.Control(io));
         var config = new InvocationConfiguration { Output = io.Out, Error = io.Err, EnableDefaultExceptionHandler = false };

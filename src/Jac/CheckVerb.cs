@@ -1,0 +1,336 @@
+using System.CommandLine;
+using Grpc.Core;
+using JacService.Client;
+using JacService.Protos.V1;
+
+namespace JacService.Jac;
+
+/// <summary>
+/// check: a served model's derivatives checked against each other and against central differences of its own Predict,
+/// on random samples (or the given ones), with respect to each float input in turn:
+/// <list type="bullet">
+/// <item>Jvp along random directions t against (f(x + h·t) − f(x − h·t)) / 2h from one Predict of the shifted rows;</item>
+/// <item>Vjp against Jvp, by uᵀ(J·t) = (Jᵀu)·t for random cotangents u (the reverse rules against the forward ones);</item>
+/// <item>BatchJacobian in forward and in reverse mode against Jvp, where the Jacobians are small enough to fetch.</item>
+/// </list>
+/// For a deployment (is this replica's answer right for my model?) or a new model before it takes traffic.
+/// </summary>
+public static class CheckVerb
+{
+    /// <summary>
+    /// Vjp and the Jacobians against Jvp: the same float32 arithmetic by other paths, so they agree to rounding; a
+    /// thousandth of the products' scale leaves room for long sums and still catches a wrong rule.
+    /// </summary>
+    private const double ConsistencyTolerance = 1e-3;
+
+    /// <summary>Largest Jacobian fetched for the mode checks, in elements of all samples and outputs (64 MB of floats).</summary>
+    private const long MaxJacobianElements = 16 << 20;
+
+    private static readonly Option<string[]> Input = new("--input", "-i")
+    {
+        Description = "Samples to check at, [NAME=]FILE.json or [NAME=]FILE.npy per input (batch axis first); default: random values in [-1, 1]",
+    };
+    private static readonly Option<int> Samples = new("--samples") { Description = "Random samples, without --input", DefaultValueFactory = _ => 4 };
+    private static readonly Option<int> Directions = new("--directions") { Description = "Random directions per sample", DefaultValueFactory = _ => 8 };
+    private static readonly Option<double> Step = new("--step")
+    {
+        Description = "Central differences' step h, relative to the sample's largest element (at least 1)",
+        DefaultValueFactory = _ => 1e-3,
+    };
+    private static readonly Option<double> Tolerance = new("--tolerance")
+    {
+        Description = "Largest difference between Jvp and central differences allowed, relative to the largest of either",
+        DefaultValueFactory = _ => 1e-2,
+    };
+    private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random samples, directions and cotangents", DefaultValueFactory = _ => 1 };
+
+    public static Command Check(Io io)
+    {
+        var command = new Command("check", "Check a model's served derivatives against central differences of its Predict and against each other (Jvp, Vjp, both Jacobian modes)")
+            { DirectionalVerbs.Model, DirectionalVerbs.ModelVersion, Input, Samples, Directions, Step, Tolerance, Seed, DirectionalVerbs.Timeout };
+        command.SetAction(async (r, ct) =>
+        {
+            if (r.GetValue(Samples) < 1 || r.GetValue(Directions) < 1) throw new JacException("--samples and --directions take a whole number of at least 1");
+            if (!(r.GetValue(Step) > 0) || !(r.GetValue(Tolerance) > 0)) throw new JacException("--step and --tolerance take a number above 0");
+            string name = r.GetValue(DirectionalVerbs.Model)!;
+            using var connection = Connection.Open(r, Credentials.Headers(r));
+            var timeout = JacApp.ParseDuration(r.GetValue(DirectionalVerbs.Timeout)!, "--timeout");
+            try
+            {
+                var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(DirectionalVerbs.ModelVersion) },
+                    new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: ct));
+                var random = new Random(r.GetValue(Seed));
+                var inputs = r.GetValue(Input) is { Length: > 0 } specs ? ReadSamples(specs, info) : RandomSamples(info, r.GetValue(Samples), random);
+                var check = new Run(connection.Library, info, inputs, r.GetValue(Directions), r.GetValue(Step), r.GetValue(Tolerance), timeout, random, io.Out, ct);
+                return await check.AllAsync() ? 0 : 1;
+            }
+            catch (RpcException e)
+            {
+                throw await Errors.ExplainAsync(e, connection, name);
+            }
+        });
+        return command;
+    }
+
+    private static Dictionary<string, FloatTensor> ReadSamples(string[] specs, ModelInfo info)
+    {
+        var inputs = TensorFiles.ReadInputs(specs, info);
+        TensorFiles.CheckShapes(inputs, info, batched: true, "check");
+        return inputs;
+    }
+
+    /// <summary>Float inputs uniform in [-1, 1], others 0 (a valid index or flag), shaped as the model declares.</summary>
+    private static Dictionary<string, FloatTensor> RandomSamples(ModelInfo info, int samples, Random random)
+    {
+        var inputs = new Dictionary<string, FloatTensor>();
+        foreach (var input in info.Inputs)
+        {
+            if (input.Shape.Skip(1).Any(d => d < 0))
+                throw new JacException($"input {input.Name} [{string.Join(", ", input.Shape)}] has an open axis besides the batch: give samples with --input");
+            long[] shape = [samples, .. input.Shape.Skip(1)];
+            var data = new float[FloatTensor.ElementCount(shape)];
+            if (input.Dtype == "float")
+                for (int i = 0; i < data.Length; i++) data[i] = (float)(2 * random.NextDouble() - 1);
+            inputs[input.Name] = new FloatTensor(data, shape);
+        }
+        return inputs;
+    }
+
+    /// <summary>One check of one model: the calls, the comparisons and the report.</summary>
+    private sealed class Run(JacServiceClient client, ModelInfo info, Dictionary<string, FloatTensor> inputs, int directions,
+        double step, double tolerance, TimeSpan timeout, Random random, TextWriter output, CancellationToken ct)
+    {
+        private readonly int _batch = (int)inputs.Values.First().Shape[0];
+        private readonly List<string> _outputs = info.Outputs.Where(o => o.Dtype == "float").Select(o => o.Name).ToList();
+        private int _failures;
+
+        public async Task<bool> AllAsync()
+        {
+            foreach (var wrt in info.Inputs.Where(i => i.Dtype == "float"))
+                await WrtAsync(wrt.Name);
+            if (_failures == 0)
+                await output.WriteLineAsync($"PASS: the derivatives of {info.Name} version {info.Version} agree with central differences of its Predict and with each other");
+            else
+                await output.WriteLineAsync($"FAIL: {_failures} check(s) of {info.Name} version {info.Version} disagree or could not be made " +
+                    "(other samples: --seed, --input; a smaller step: --step)");
+            return _failures == 0;
+        }
+
+        private async Task WrtAsync(string wrt)
+        {
+            var x = inputs[wrt];
+            long[] sampleShape = x.Shape[1..];
+            int size = (int)FloatTensor.ElementCount(sampleShape);
+            var (shifted, tangents, steps) = Shifts(x);
+            await output.WriteLineAsync($"{info.Name} version {info.Version}, wrt {wrt} [{string.Join(", ", sampleShape)}]: {_batch} samples, {directions} directions each, step {step:G3}");
+
+            // Central differences: one Predict of every sample shifted both ways along every direction, then of the samples.
+            var rows = new Dictionary<string, FloatTensor>();
+            foreach (var (name, tensor) in inputs)
+                rows[name] = Concat(name == wrt ? shifted : Repeat(tensor, 2 * directions), tensor);
+            var predicted = await client.PredictAsync(info.Name, rows, info.Version, timeout, ct);
+            var jvp = await client.JvpAsync(info.Name, inputs, tangents, wrt, _outputs, info.Version, timeout, ct);
+            foreach (var o in _outputs)
+                CompareDifferences(o, predicted.Outputs[o].Data.Span, jvp.Jvps[o].Data.Span, steps);
+
+            // uᵀ(J·t) = (Jᵀu)·t, per sample and direction, with a cotangent per direction.
+            var cotangents = _outputs.ToDictionary(o => o, o => Normal(jvp.Jvps[o].Shape));
+            var vjp = await client.VjpAsync(info.Name, inputs, cotangents, wrt, _outputs, info.Version, timeout, ct);
+            double worst = 0;
+            for (int row = 0; row < _batch * directions; row++)
+            {
+                double forward = 0, scale = 0;
+                foreach (var o in _outputs)
+                {
+                    var u = cotangents[o].Data.Span;
+                    var jt = jvp.Jvps[o].Data.Span;
+                    int outSize = u.Length / (_batch * directions);
+                    for (int i = row * outSize; i < (row + 1) * outSize; i++) (forward, scale) = (forward + (double)u[i] * jt[i], scale + Math.Abs((double)u[i] * jt[i]));
+                }
+                double reverse = 0;
+                var g = vjp.Vjp.Data.Span;
+                var t = tangents.Data.Span;
+                for (int i = row * size; i < (row + 1) * size; i++) (reverse, scale) = (reverse + (double)g[i] * t[i], scale + Math.Abs((double)g[i] * t[i]));
+                worst = Math.Max(worst, scale == 0 ? 0 : Math.Abs(forward - reverse) / scale);
+            }
+            Report("Vjp against Jvp, uᵀ(J·t) against (uᵀJ)·t", worst, "of the sum of the products' magnitudes", ConsistencyTolerance);
+
+            long jacobianElements = _outputs.Sum(o => jvp.Jvps[o].Data.Length / directions) * (long)size;
+            if (jacobianElements > MaxJacobianElements)
+            {
+                await output.WriteLineAsync($"  BatchJacobian not checked: {jacobianElements:N0} elements, over {MaxJacobianElements:N0}");
+                return;
+            }
+            foreach (var mode in new[] { DerivativeMode.Forward, DerivativeMode.Reverse })
+            {
+                var jacobian = await client.BatchJacobianAsync(info.Name, inputs, wrt, _outputs, mode, info.Version, timeout, ct);
+                foreach (var o in _outputs)
+                    Report($"BatchJacobian of {o} ({mode.ToString().ToLowerInvariant()} mode) against Jvp",
+                        Largest(jvp.Jvps[o].Data.Span, Apply(jacobian.Jacobians[o].Data.Span, tangents.Data.Span, size)), ConsistencyTolerance);
+            }
+        }
+
+        /// <summary>
+        /// Jvp against the central differences of <paramref name="f"/> (the shifted rows, then the samples), on the
+        /// directions where f is smooth within the step. Where the one-sided differences (f₊ − f)/h and (f − f₋)/h differ
+        /// by more than the tolerance and the rounding allow, a kink (a Relu's, a Max's) or a jump lies within the step, and
+        /// the central difference measures that, not the derivative. Fewer than half of the directions smooth is no check.
+        /// </summary>
+        private void CompareDifferences(string o, ReadOnlySpan<float> f, ReadOnlySpan<float> jvp, double[] steps)
+        {
+            int rowCount = _batch * directions, outSize = f.Length / (2 * rowCount + _batch);
+            var central = new double[rowCount * outSize];
+            var gaps = new double[rowCount];
+            double scale = 0, largestValue = 0;
+            foreach (var v in f) largestValue = Math.Max(largestValue, Math.Abs(v));
+            for (int row = 0; row < rowCount; row++)
+            {
+                double h = steps[row / directions];
+                for (int i = 0; i < outSize; i++)
+                {
+                    double plus = f[2 * row * outSize + i], minus = f[(2 * row + 1) * outSize + i], at = f[(2 * rowCount + row / directions) * outSize + i];
+                    central[row * outSize + i] = (plus - minus) / (2 * h);
+                    gaps[row] = Math.Max(gaps[row], Math.Abs((plus - at) / h - (at - minus) / h));
+                    scale = Math.Max(scale, Math.Max(Math.Abs(central[row * outSize + i]), Math.Abs(jvp[row * outSize + i])));
+                }
+            }
+            double worst = 0, worstFloor = 0, margin = double.NegativeInfinity;
+            int smooth = 0;
+            for (int row = 0; row < rowCount; row++)
+            {
+                double floor = Rounding(largestValue, steps[row / directions]);
+                if (gaps[row] > tolerance * scale + 2 * floor) continue;
+                smooth++;
+                for (int i = row * outSize; i < (row + 1) * outSize; i++)
+                {
+                    double difference = double.IsNaN(jvp[i]) ? double.PositiveInfinity : Math.Abs(jvp[i] - central[i]);
+                    // The difference that comes nearest to (or goes furthest past) what its row allows is the one reported.
+                    if (difference - floor > margin) (margin, worst, worstFloor) = (difference - floor, difference, floor);
+                }
+            }
+            string what = $"Jvp of {o} against central differences";
+            if (smooth < rowCount) what += $" ({rowCount - smooth} of {rowCount} directions left out: a kink or a jump within the step)";
+            if (2 * smooth < rowCount)
+            {
+                _failures++;
+                output.WriteLine($"  NOT CHECKED: {what}");
+                return;
+            }
+            double relativeFloor = scale == 0 ? 0 : worstFloor / scale;
+            Report(what, scale == 0 ? worst : worst / scale, $"of the largest value, {scale:G3}", tolerance + relativeFloor,
+                relativeFloor > 0 ? $"{tolerance:G1} + {relativeFloor:G2} for float32 rounding" : null);
+        }
+
+        /// <summary>
+        /// What float32 rounding alone can put into a difference quotient (f(a) − f(b)) / h of values up to
+        /// <paramref name="largestValue"/>: 32 units in the last place of each (a deep graph's rounding, not one operation's).
+        /// </summary>
+        private static double Rounding(double largestValue, double h) => 32 * Math.ScaleB(largestValue, -24) / h;
+
+        /// <summary>
+        /// Each sample shifted by ±h·v along random directions v (largest element 1), as float32 rows [B·T·2, ...] in the
+        /// order (sample, direction, +/−); the tangents [B, T, ...] are the shifts as float32 made them, (x₊ − x₋) / 2h, so
+        /// rounding the shifted inputs does not count as an error; and h per sample.
+        /// </summary>
+        private (FloatTensor Shifted, FloatTensor Tangents, double[] Steps) Shifts(FloatTensor wrt)
+        {
+            long[] sampleShape = wrt.Shape[1..];
+            int size = (int)FloatTensor.ElementCount(sampleShape);
+            var x = wrt.Data.Span;
+            var shifted = new float[_batch * directions * 2 * size];
+            var tangents = new float[_batch * directions * size];
+            var steps = new double[_batch];
+            var v = new double[size];
+            for (int b = 0; b < _batch; b++)
+            {
+                var sample = x.Slice(b * size, size);
+                double largest = 1;
+                foreach (var e in sample) largest = Math.Max(largest, Math.Abs(e));
+                double h = steps[b] = step * largest;
+                for (int k = 0; k < directions; k++)
+                {
+                    double norm = 0;
+                    for (int i = 0; i < size; i++) norm = Math.Max(norm, Math.Abs(v[i] = NormalValue()));
+                    int row = b * directions + k;
+                    for (int i = 0; i < size; i++)
+                    {
+                        float plus = (float)(sample[i] + h * v[i] / norm), minus = (float)(sample[i] - h * v[i] / norm);
+                        shifted[(2 * row) * size + i] = plus;
+                        shifted[(2 * row + 1) * size + i] = minus;
+                        tangents[row * size + i] = (float)(((double)plus - minus) / (2 * h));
+                    }
+                }
+            }
+            return (new FloatTensor(shifted, [_batch * directions * 2, .. sampleShape]), new FloatTensor(tangents, [_batch, directions, .. sampleShape]), steps);
+        }
+
+        /// <summary>Each sample's row of <paramref name="tensor"/> <paramref name="times"/> times in a row, as the shifted rows of wrt are.</summary>
+        private FloatTensor Repeat(FloatTensor tensor, int times)
+        {
+            int size = tensor.Data.Length / _batch;
+            var data = new float[tensor.Data.Length * times];
+            for (int b = 0; b < _batch; b++)
+                for (int k = 0; k < times; k++)
+                    tensor.Data.Span.Slice(b * size, size).CopyTo(data.AsSpan((b * times + k) * size, size));
+            return new FloatTensor(data, [_batch * times, .. tensor.Shape[1..]]);
+        }
+
+        private static FloatTensor Concat(FloatTensor first, FloatTensor second)
+        {
+            var data = new float[first.Data.Length + second.Data.Length];
+            first.Data.Span.CopyTo(data);
+            second.Data.Span.CopyTo(data.AsSpan(first.Data.Length));
+            return new FloatTensor(data, [first.Shape[0] + second.Shape[0], .. first.Shape[1..]]);
+        }
+
+        /// <summary>J·t for each sample's Jacobian [out, in] and its directions [T, in]: [B, T, out].</summary>
+        private double[] Apply(ReadOnlySpan<float> jacobian, ReadOnlySpan<float> tangents, int size)
+        {
+            int outSize = jacobian.Length / (_batch * size);
+            var product = new double[_batch * directions * outSize];
+            for (int b = 0; b < _batch; b++)
+                for (int k = 0; k < directions; k++)
+                    for (int i = 0; i < outSize; i++)
+                    {
+                        double sum = 0;
+                        for (int j = 0; j < size; j++) sum += (double)jacobian[(b * outSize + i) * size + j] * tangents[(b * directions + k) * size + j];
+                        product[(b * directions + k) * outSize + i] = sum;
+                    }
+            return product;
+        }
+
+        /// <summary>The largest difference and the largest magnitude of either side.</summary>
+        private static (double Difference, double Scale) Largest(ReadOnlySpan<float> served, double[] expected)
+        {
+            double difference = 0, scale = 0;
+            for (int i = 0; i < expected.Length; i++)
+            {
+                double d = Math.Abs(served[i] - expected[i]);
+                difference = double.IsNaN(d) ? double.PositiveInfinity : Math.Max(difference, d);
+                scale = Math.Max(scale, Math.Max(Math.Abs(served[i]), Math.Abs(expected[i])));
+            }
+            return (difference, scale);
+        }
+
+        // Where both sides are zero (a constant output), they agree.
+        private void Report(string what, (double Difference, double Scale) found, double allowed) =>
+            Report(what, found.Scale == 0 ? found.Difference : found.Difference / found.Scale, $"of the largest value, {found.Scale:G3}", allowed);
+
+        private void Report(string what, double relative, string scale, double allowed, string? allowance = null)
+        {
+            bool agree = relative <= allowed;
+            if (!agree) _failures++;
+            output.WriteLine($"  {(agree ? "agree" : "DISAGREE")}: {what}: largest difference {relative:G3} {scale} ({allowance ?? allowed.ToString("G1")} allowed)");
+        }
+
+        private FloatTensor Normal(long[] shape)
+        {
+            var data = new float[FloatTensor.ElementCount(shape)];
+            for (int i = 0; i < data.Length; i++) data[i] = (float)NormalValue();
+            return new FloatTensor(data, shape);
+        }
+
+        // Box-Muller: the standard library has no normal sampler.
+        private double NormalValue() => Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+    }
+}
