@@ -136,24 +136,8 @@ public static class CheckVerb
             // uᵀ(J·t) = (Jᵀu)·t, per sample and direction, with a cotangent per direction.
             var cotangents = _outputs.ToDictionary(o => o, o => Normal(jvp.Jvps[o].Shape));
             var vjp = await client.VjpAsync(info.Name, inputs, cotangents, wrt, _outputs, info.Version, timeout, ct);
-            double worst = 0;
-            for (int row = 0; row < _batch * directions; row++)
-            {
-                double forward = 0, scale = 0;
-                foreach (var o in _outputs)
-                {
-                    var u = cotangents[o].Data.Span;
-                    var jt = jvp.Jvps[o].Data.Span;
-                    int outSize = u.Length / (_batch * directions);
-                    for (int i = row * outSize; i < (row + 1) * outSize; i++) (forward, scale) = (forward + (double)u[i] * jt[i], scale + Math.Abs((double)u[i] * jt[i]));
-                }
-                double reverse = 0;
-                var g = vjp.Vjp.Data.Span;
-                var t = tangents.Data.Span;
-                for (int i = row * size; i < (row + 1) * size; i++) (reverse, scale) = (reverse + (double)g[i] * t[i], scale + Math.Abs((double)g[i] * t[i]));
-                worst = Math.Max(worst, scale == 0 ? 0 : Math.Abs(forward - reverse) / scale);
-            }
-            Report("Vjp against Jvp, uᵀ(J·t) against (uᵀJ)·t", worst, "of the sum of the products' magnitudes", ConsistencyTolerance);
+            Report("Vjp against Jvp, uᵀ(J·t) against (uᵀJ)·t", AdjointDifference(cotangents, jvp.Jvps, vjp.Vjp, tangents),
+                "of the sum of the products' magnitudes", ConsistencyTolerance);
 
             long jacobianElements = _outputs.Sum(o => jvp.Jvps[o].Data.Length / directions) * (long)size;
             if (jacobianElements > MaxJacobianElements)
@@ -168,6 +152,33 @@ public static class CheckVerb
                     Report($"BatchJacobian of {o} ({mode.ToString().ToLowerInvariant()} mode) against Jvp",
                         Largest(jvp.Jvps[o].Data.Span, Apply(jacobian.Jacobians[o].Data.Span, tangents.Data.Span, size)), ConsistencyTolerance);
             }
+        }
+
+        /// <summary>
+        /// The largest |uᵀ(J·t) − (uᵀJ)·t| over the rows (sample, direction), relative to the sum of the magnitudes of the
+        /// products summed, which is the scale of their rounding.
+        /// </summary>
+        private double AdjointDifference(Dictionary<string, FloatTensor> cotangents, IReadOnlyDictionary<string, FloatTensor> jvps,
+            FloatTensor vjp, FloatTensor tangents)
+        {
+            int rows = _batch * directions, size = tangents.Data.Length / rows;
+            double worst = 0;
+            for (int row = 0; row < rows; row++)
+            {
+                double forward = 0, reverse = 0, scale = 0;
+                foreach (var o in _outputs)
+                {
+                    var u = cotangents[o].Data.Span;
+                    var jt = jvps[o].Data.Span;
+                    int outSize = u.Length / rows;
+                    for (int i = row * outSize; i < (row + 1) * outSize; i++) (forward, scale) = (forward + (double)u[i] * jt[i], scale + Math.Abs((double)u[i] * jt[i]));
+                }
+                var g = vjp.Data.Span;
+                var t = tangents.Data.Span;
+                for (int i = row * size; i < (row + 1) * size; i++) (reverse, scale) = (reverse + (double)g[i] * t[i], scale + Math.Abs((double)g[i] * t[i]));
+                worst = Math.Max(worst, scale == 0 ? 0 : Math.Abs(forward - reverse) / scale);
+            }
+            return worst;
         }
 
         /// <summary>
