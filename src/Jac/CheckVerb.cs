@@ -23,6 +23,9 @@ public static class CheckVerb
     /// </summary>
     private const double ConsistencyTolerance = 1e-3;
 
+    /// <summary>Largest wrt whose Hessian is checked, in elements of a sample: the most the server's warm-up times (ModelWarmup).</summary>
+    private const int MaxHessianInputs = 64;
+
     /// <summary>Largest Jacobian fetched for the mode checks, in elements of all samples and outputs (64 MB of floats).</summary>
     private const long MaxJacobianElements = 16 << 20;
 
@@ -131,7 +134,10 @@ public static class CheckVerb
             var predicted = await client.PredictAsync(info.Name, rows, info.Version, timeout, ct);
             var jvp = await client.JvpAsync(info.Name, inputs, tangents, wrt, _outputs, info.Version, timeout, ct);
             foreach (var o in _outputs)
-                CompareDifferences(o, predicted.Outputs[o].Data.Span, jvp.Jvps[o].Data.Span, steps);
+            {
+                var (plus, minus, at) = Split(predicted.Outputs[o].Data.Span, perDirection: false);
+                CompareDifferences($"Jvp of {o} against central differences", plus, minus, at, ToDouble(jvp.Jvps[o].Data.Span), steps);
+            }
 
             // uᵀ(J·t) = (Jᵀu)·t, per sample and direction, with a cotangent per direction.
             var cotangents = _outputs.ToDictionary(o => o, o => Normal(jvp.Jvps[o].Shape));
@@ -151,6 +157,59 @@ public static class CheckVerb
                 foreach (var o in _outputs)
                     Report($"BatchJacobian of {o} ({mode.ToString().ToLowerInvariant()} mode) against Jvp",
                         Largest(jvp.Jvps[o].Data.Span, Apply(jacobian.Jacobians[o].Data.Span, tangents.Data.Span, size)), ConsistencyTolerance);
+            }
+
+            if (size > MaxHessianInputs)
+                await output.WriteLineAsync($"  BatchHessian not checked: {wrt} has {size} elements, over {MaxHessianInputs}");
+            else
+                await SecondOrderAsync(wrt, rows, tangents, steps, size);
+        }
+
+        /// <summary>
+        /// The Hessian H against central differences of Jvp along second random directions s: sᵀH·t against
+        /// (J(x₊)·s − J(x₋)·s) / 2h at the rows shifted along t; and the Laplacian against H's trace. A model the server
+        /// refuses second derivatives for is told, not failed.
+        /// </summary>
+        private async Task SecondOrderAsync(string wrt, Dictionary<string, FloatTensor> predictRows, FloatTensor tangents, double[] steps, int size)
+        {
+            // The shifted rows again, then each sample once per direction, each row carrying its direction's s.
+            int rowCount = _batch * directions;
+            var rows = new Dictionary<string, FloatTensor>();
+            foreach (var (name, tensor) in inputs)
+                rows[name] = Concat(Slice(predictRows[name], 2 * rowCount), Repeat(tensor, directions));
+            var s = Normal(tangents.Shape);
+            try
+            {
+                var jvp = await client.JvpAsync(info.Name, rows, PerRow(s, size), wrt, _outputs, info.Version, timeout, ct);
+                var hessian = await client.HessianAsync(info.Name, inputs, wrt, _outputs, includeJacobian: false, info.Version, timeout, ct);
+                var laplacian = await client.LaplacianAsync(info.Name, inputs, wrt, _outputs, axes: null, includeJacobian: false, info.Version, timeout, ct);
+                foreach (var o in _outputs)
+                {
+                    var h = hessian.Hessians[o].Data.Span;
+                    int outSize = h.Length / (_batch * size * size);
+                    var (plus, minus, at) = Split(jvp.Jvps[o].Data.Span, perDirection: true);
+                    var sHt = new double[rowCount * outSize];
+                    var trace = new double[_batch * outSize];
+                    var t = tangents.Data.Span;
+                    var sData = s.Data.Span;
+                    for (int row = 0; row < rowCount; row++)
+                        for (int i = 0; i < outSize; i++)
+                        {
+                            var block = h.Slice(((row / directions) * outSize + i) * size * size, size * size);
+                            double sum = 0;
+                            for (int j = 0; j < size; j++)
+                                for (int l = 0; l < size; l++) sum += sData[row * size + j] * (double)block[j * size + l] * t[row * size + l];
+                            sHt[row * outSize + i] = sum;
+                            if (row % directions == 0)
+                                for (int j = 0; j < size; j++) trace[(row / directions) * outSize + i] += block[j * size + j];
+                        }
+                    CompareDifferences($"BatchHessian of {o} against central differences of Jvp", plus, minus, at, sHt, steps);
+                    Report($"BatchLaplacian of {o} against the Hessian's trace", Largest(laplacian.Laplacians[o].Data.Span, trace), ConsistencyTolerance);
+                }
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.InvalidArgument or StatusCode.ResourceExhausted or StatusCode.Unimplemented)
+            {
+                await output.WriteLineAsync($"  BatchHessian not checked: the server answered {e.StatusCode}: {e.Status.Detail}");
             }
         }
 
@@ -182,44 +241,49 @@ public static class CheckVerb
         }
 
         /// <summary>
-        /// Jvp against the central differences of <paramref name="f"/> (the shifted rows, then the samples), on the
-        /// directions where f is smooth within the step. Where the one-sided differences (f₊ − f)/h and (f − f₋)/h differ
-        /// by more than the tolerance and the rounding allow, a kink (a Relu's, a Max's) or a jump lies within the step, and
-        /// the central difference measures that, not the derivative. Fewer than half of the directions smooth is no check.
+        /// <paramref name="served"/> against the central differences (f₊ − f₋) / 2h of the values at the shifted rows, per
+        /// (sample, direction) row and output element, on the rows where f is smooth within the step. Where the one-sided
+        /// differences (f₊ − f)/h and (f − f₋)/h differ by more than the tolerance and the rounding allow, a kink (a
+        /// Relu's, a Max's) or a jump lies within the step, and the central difference measures that, not the derivative.
+        /// Fewer than half of the rows smooth is no check.
         /// </summary>
-        private void CompareDifferences(string o, ReadOnlySpan<float> f, ReadOnlySpan<float> jvp, double[] steps)
+        private void CompareDifferences(string what, double[] plus, double[] minus, double[] at, double[] served, double[] steps)
         {
-            int rowCount = _batch * directions, outSize = f.Length / (2 * rowCount + _batch);
-            var central = new double[rowCount * outSize];
+            int rowCount = _batch * directions, outSize = served.Length / rowCount;
+            var central = new double[served.Length];
             var gaps = new double[rowCount];
-            double scale = 0, largestValue = 0;
-            foreach (var v in f) largestValue = Math.Max(largestValue, Math.Abs(v));
+            double largestServed = 0, largestValue = 0;
+            foreach (var v in served) largestServed = Math.Max(largestServed, Math.Abs(v));
+            foreach (var values in new[] { plus, minus, at })
+                foreach (var v in values) largestValue = Math.Max(largestValue, Math.Abs(v));
             for (int row = 0; row < rowCount; row++)
             {
                 double h = steps[row / directions];
-                for (int i = 0; i < outSize; i++)
-                {
-                    double plus = f[2 * row * outSize + i], minus = f[(2 * row + 1) * outSize + i], at = f[(2 * rowCount + row / directions) * outSize + i];
-                    central[row * outSize + i] = (plus - minus) / (2 * h);
-                    gaps[row] = Math.Max(gaps[row], Math.Abs((plus - at) / h - (at - minus) / h));
-                    scale = Math.Max(scale, Math.Max(Math.Abs(central[row * outSize + i]), Math.Abs(jvp[row * outSize + i])));
-                }
-            }
-            double worst = 0, worstFloor = 0, margin = double.NegativeInfinity;
-            int smooth = 0;
-            for (int row = 0; row < rowCount; row++)
-            {
-                double floor = Rounding(largestValue, steps[row / directions]);
-                if (gaps[row] > tolerance * scale + 2 * floor) continue;
-                smooth++;
                 for (int i = row * outSize; i < (row + 1) * outSize; i++)
                 {
-                    double difference = double.IsNaN(jvp[i]) ? double.PositiveInfinity : Math.Abs(jvp[i] - central[i]);
+                    central[i] = (plus[i] - minus[i]) / (2 * h);
+                    gaps[row] = Math.Max(gaps[row], Math.Abs((plus[i] - at[i]) / h - (at[i] - minus[i]) / h));
+                }
+            }
+            // Kinks are judged against the served derivative's size: a jump's quotients are as large as 1/h, and counting
+            // them into the scale would let every other row pass.
+            var smoothRows = Enumerable.Range(0, rowCount)
+                .Where(row => gaps[row] <= tolerance * largestServed + 2 * Rounding(largestValue, steps[row / directions])).ToList();
+            double scale = largestServed;
+            foreach (int row in smoothRows)
+                for (int i = row * outSize; i < (row + 1) * outSize; i++) scale = Math.Max(scale, Math.Abs(central[i]));
+            double worst = 0, worstFloor = 0, margin = double.NegativeInfinity;
+            int smooth = smoothRows.Count;
+            foreach (int row in smoothRows)
+            {
+                double floor = Rounding(largestValue, steps[row / directions]);
+                for (int i = row * outSize; i < (row + 1) * outSize; i++)
+                {
+                    double difference = double.IsNaN(served[i]) ? double.PositiveInfinity : Math.Abs(served[i] - central[i]);
                     // The difference that comes nearest to (or goes furthest past) what its row allows is the one reported.
                     if (difference - floor > margin) (margin, worst, worstFloor) = (difference - floor, difference, floor);
                 }
             }
-            string what = $"Jvp of {o} against central differences";
             if (smooth < rowCount) what += $" ({rowCount - smooth} of {rowCount} directions left out: a kink or a jump within the step)";
             if (2 * smooth < rowCount)
             {
@@ -230,6 +294,24 @@ public static class CheckVerb
             double relativeFloor = scale == 0 ? 0 : worstFloor / scale;
             Report(what, scale == 0 ? worst : worst / scale, $"of the largest value, {scale:G3}", tolerance + relativeFloor,
                 relativeFloor > 0 ? $"{tolerance:G1} + {relativeFloor:G2} for float32 rounding" : null);
+        }
+
+        /// <summary>
+        /// Values of rows laid out (sample, direction, +/−) and then one per sample, as (f₊, f₋, f) per (sample,
+        /// direction) row: <paramref name="perDirection"/> when the unshifted rows carry a value per direction too, [B, T].
+        /// </summary>
+        private (double[] Plus, double[] Minus, double[] At) Split(ReadOnlySpan<float> f, bool perDirection)
+        {
+            int rowCount = _batch * directions, outSize = f.Length / (2 * rowCount + (perDirection ? rowCount : _batch));
+            var (plus, minus, at) = (new double[rowCount * outSize], new double[rowCount * outSize], new double[rowCount * outSize]);
+            for (int row = 0; row < rowCount; row++)
+                for (int i = 0; i < outSize; i++)
+                {
+                    plus[row * outSize + i] = f[2 * row * outSize + i];
+                    minus[row * outSize + i] = f[(2 * row + 1) * outSize + i];
+                    at[row * outSize + i] = f[(2 * rowCount + (perDirection ? row : row / directions)) * outSize + i];
+                }
+            return (plus, minus, at);
         }
 
         /// <summary>
@@ -284,6 +366,28 @@ public static class CheckVerb
                 for (int k = 0; k < times; k++)
                     tensor.Data.Span.Slice(b * size, size).CopyTo(data.AsSpan((b * times + k) * size, size));
             return new FloatTensor(data, [_batch * times, .. tensor.Shape[1..]]);
+        }
+
+        /// <summary>Directions [B, T, ...] as one per row of the second-order rows: (sample, direction, +/−), then (sample, direction).</summary>
+        private FloatTensor PerRow(FloatTensor s, int size)
+        {
+            int rowCount = _batch * directions;
+            var perRow = new float[3 * rowCount * size];
+            for (int row = 0; row < rowCount; row++)
+                for (int copy = 0; copy < 3; copy++)
+                    s.Data.Span.Slice(row * size, size).CopyTo(perRow.AsSpan((copy < 2 ? 2 * row + copy : 2 * rowCount + row) * size, size));
+            return new FloatTensor(perRow, [3 * rowCount, .. s.Shape[2..]]);
+        }
+
+        /// <summary>The first <paramref name="rows"/> rows.</summary>
+        private static FloatTensor Slice(FloatTensor tensor, int rows) =>
+            new(tensor.Data[..(int)(tensor.Data.Length / tensor.Shape[0] * rows)], [rows, .. tensor.Shape[1..]]);
+
+        private static double[] ToDouble(ReadOnlySpan<float> values)
+        {
+            var doubles = new double[values.Length];
+            for (int i = 0; i < values.Length; i++) doubles[i] = values[i];
+            return doubles;
         }
 
         private static FloatTensor Concat(FloatTensor first, FloatTensor second)

@@ -5,8 +5,9 @@ using JacService.Testing;
 namespace JacService.Jac.Tests;
 
 /// <summary>
-/// jac check against the real server: every fixture's derivatives pass; a model whose graph goes through an integer Cast
-/// (its derivative is zero, its values follow x) is found out; a step too large to say anything fails as unchecked.
+/// jac check against the real server: every fixture's first and second derivatives pass; a model whose graph goes through
+/// an integer Cast (its derivative is zero, its values follow x) is found out; a step too large to say anything fails as
+/// unchecked.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public sealed class CheckVerbTests(ServerProcess server)
@@ -27,9 +28,19 @@ public sealed class CheckVerbTests(ServerProcess server)
         int inputs = reference.Jacobians.Count;
         Assert.Equal(inputs, Count(r.Out, "agree: Vjp against Jvp"));
         int outputs = reference.Outputs.Count;
-        Assert.Equal(inputs * outputs, Count(r.Out, "against central differences"));
+        Assert.Equal(inputs * outputs, Count(r.Out, "agree: Jvp of"));
         Assert.Equal(inputs * outputs, Count(r.Out, "(forward mode) against Jvp"));
         Assert.Equal(inputs * outputs, Count(r.Out, "(reverse mode) against Jvp"));
+        // Second derivatives where wrt is small enough (64 elements): the Hessian against differences of Jvp, the
+        // Laplacian against its trace.
+        foreach (var (wrt, input) in reference.Inputs.Where(i => reference.Jacobians.ContainsKey(i.Key)))
+        {
+            long size = input.Shape[1..].Aggregate(1L, (p, d) => p * d);
+            if (size > 64) Assert.Contains($"BatchHessian not checked: {wrt} has {size} elements, over 64", r.Out);
+        }
+        int small = reference.Inputs.Count(i => reference.Jacobians.ContainsKey(i.Key) && i.Value.Shape[1..].Aggregate(1L, (p, d) => p * d) <= 64);
+        Assert.Equal(small * outputs, Count(r.Out, "against central differences of Jvp"));
+        Assert.Equal(small * outputs, Count(r.Out, "agree: BatchLaplacian of"));
         Assert.DoesNotContain("DISAGREE", r.Out);
     }
 
@@ -50,7 +61,9 @@ public sealed class CheckVerbTests(ServerProcess server)
         var r = await JacRunner.RunAsync("check", "-t", server.Target, "-m", "mlp_tanh", "--step", "10");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("NOT CHECKED: Jvp of y against central differences (32 of 32 directions left out: a kink or a jump within the step)", r.Out);
-        Assert.Matches(@"FAIL: 1 check\(s\) of mlp_tanh version \d+ disagree or could not be made", r.Out);
+        // The Hessian's differences of Jvp too.
+        Assert.Contains("NOT CHECKED: BatchHessian of y against central differences of Jvp (32 of 32 directions left out", r.Out);
+        Assert.Matches(@"FAIL: 2 check\(s\) of mlp_tanh version \d+ disagree or could not be made", r.Out);
     }
 
     [Theory]
