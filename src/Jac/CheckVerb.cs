@@ -11,7 +11,8 @@ namespace JacService.Jac;
 /// <list type="bullet">
 /// <item>Jvp along random directions t against (f(x + h·t) − f(x − h·t)) / 2h from one Predict of the shifted rows;</item>
 /// <item>Vjp against Jvp, by uᵀ(J·t) = (Jᵀu)·t for random cotangents u (the reverse rules against the forward ones);</item>
-/// <item>BatchJacobian in forward and in reverse mode against Jvp, where the Jacobians are small enough to fetch.</item>
+/// <item>BatchJacobian in forward and in reverse mode against Jvp, where the Jacobians are small enough to fetch;</item>
+/// <item>where wrt is small, BatchHessian against central differences of Jvp, and BatchLaplacian against its trace.</item>
 /// </list>
 /// For a deployment (is this replica's answer right for my model?) or a new model before it takes traffic.
 /// </summary>
@@ -49,7 +50,7 @@ public static class CheckVerb
 
     public static Command Check(Io io)
     {
-        var command = new Command("check", "Check a model's served derivatives against central differences of its Predict and against each other (Jvp, Vjp, both Jacobian modes)")
+        var command = new Command("check", "Check a model's served derivatives against central differences of its Predict and against each other (Jvp, Vjp, both Jacobian modes, Hessian, Laplacian)")
             { DirectionalVerbs.Model, DirectionalVerbs.ModelVersion, Input, Samples, Directions, Step, Tolerance, Seed, DirectionalVerbs.Timeout };
         command.SetAction(async (r, ct) =>
         {
