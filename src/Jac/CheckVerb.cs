@@ -32,7 +32,7 @@ public static class CheckVerb
 
     private static readonly Option<string[]> Input = new("--input", "-i")
     {
-        Description = "Samples to check at, [NAME=]FILE.json or [NAME=]FILE.npy per input (batch axis first); default: random values in [-1, 1]",
+        Description = "Samples to check at, [NAME=]FILE.json or [NAME=]FILE.npy per input (batch axis first); default: random values in [-1, 1)",
     };
     private static readonly Option<int> Samples = new("--samples") { Description = "Random samples, without --input", DefaultValueFactory = _ => 4 };
     private static readonly Option<int> Directions = new("--directions") { Description = "Random directions per sample", DefaultValueFactory = _ => 8 };
@@ -64,7 +64,7 @@ public static class CheckVerb
                 var info = await connection.Client.GetModelAsync(new GetModelRequest { Model = name, Version = r.GetValue(DirectionalVerbs.ModelVersion) },
                     new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: ct));
                 var random = new Random(r.GetValue(Seed));
-                var inputs = r.GetValue(Input) is { Length: > 0 } specs ? ReadSamples(specs, info) : RandomSamples(info, r.GetValue(Samples), random);
+                var inputs = r.GetValue(Input) is { Length: > 0 } specs ? ReadSamples(specs, info) : RandomTensors.Inputs(info, r.GetValue(Samples), random, "--input");
                 var check = new Run(connection.Library, info, inputs, r.GetValue(Directions), r.GetValue(Step), r.GetValue(Tolerance), timeout, random, io.Out, ct);
                 return await check.AllAsync() ? 0 : 1;
             }
@@ -80,23 +80,6 @@ public static class CheckVerb
     {
         var inputs = TensorFiles.ReadInputs(specs, info);
         TensorFiles.CheckShapes(inputs, info, batched: true, "check");
-        return inputs;
-    }
-
-    /// <summary>Float inputs uniform in [-1, 1], others 0 (a valid index or flag), shaped as the model declares.</summary>
-    private static Dictionary<string, FloatTensor> RandomSamples(ModelInfo info, int samples, Random random)
-    {
-        var inputs = new Dictionary<string, FloatTensor>();
-        foreach (var input in info.Inputs)
-        {
-            if (input.Shape.Skip(1).Any(d => d < 0))
-                throw new JacException($"input {input.Name} [{string.Join(", ", input.Shape)}] has an open axis besides the batch: give samples with --input");
-            long[] shape = [samples, .. input.Shape.Skip(1)];
-            var data = new float[FloatTensor.ElementCount(shape)];
-            if (input.Dtype == "float")
-                for (int i = 0; i < data.Length; i++) data[i] = (float)(2 * random.NextDouble() - 1);
-            inputs[input.Name] = new FloatTensor(data, shape);
-        }
         return inputs;
     }
 

@@ -210,7 +210,7 @@ public static class LoadCommand
             if (info!.Inputs.Count == 0)
                 throw new JacException($"{model} version {info.Version} is {info.State} and has no inputs to make random data for" +
                     (info.State == "LOADING" ? "; wait until jac models shows it READY" : "") + ", or pass --data");
-            inputs = RandomInputs(info, batched, rows, r.GetValue(Seed));
+            inputs = RandomTensors.Inputs(info, batched ? rows : null, new Random(r.GetValue(Seed)), "--data");
         }
 
         string wrt = r.GetValue(Wrt)!;
@@ -248,7 +248,7 @@ public static class LoadCommand
                 var request = new JvpRequest { Model = model, Version = version, Wrt = wrt, Of = { of } };
                 AddInputs(request.Inputs);
                 var sig = FloatSignature(info, info?.Inputs, wrt, "input", method);
-                request.Tangents = RandomTensor(sig, rows, new Random(r.GetValue(Seed) + 1)).ToProto();
+                request.Tangents = RandomTensors.Uniform(sig, rows, new Random(r.GetValue(Seed) + 1), "--data").ToProto();
                 return (connections.Select(c => Send(o => c.Client.JvpAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
             case "vjp":
@@ -258,7 +258,7 @@ public static class LoadCommand
                 var rng = new Random(r.GetValue(Seed) + 1);
                 var outputs = of.Length > 0 ? of : info?.Outputs.Where(o => o.Dtype == "float").Select(o => o.Name).ToArray() ?? [];
                 foreach (var name in outputs)
-                    request.Cotangents[name] = RandomTensor(FloatSignature(info, info?.Outputs, name, "output", method), rows, rng).ToProto();
+                    request.Cotangents[name] = RandomTensors.Uniform(FloatSignature(info, info?.Outputs, name, "output", method), rows, rng, "--data").ToProto();
                 return (connections.Select(c => Send(o => c.Client.VjpAsync(request, o).ResponseAsync)).ToArray(), rows, info);
             }
             case "hessian":
@@ -298,28 +298,6 @@ public static class LoadCommand
 
     /// <summary>Gives a lambda its delegate type, so Select can infer it.</summary>
     private static Func<CallOptions, Task> Send(Func<CallOptions, Task> call) => call;
-
-    private static Dictionary<string, FloatTensor> RandomInputs(ModelInfo info, bool batched, int rows, int seed)
-    {
-        var rng = new Random(seed);
-        var inputs = new Dictionary<string, FloatTensor>();
-        foreach (var sig in info.Inputs)
-        {
-            if (sig.Dtype != "float") throw new JacException($"input '{sig.Name}' is {sig.Dtype}; random data is float only: pass --data");
-            inputs[sig.Name] = RandomTensor(sig, batched ? rows : null, rng);
-        }
-        return inputs;
-    }
-
-    /// <summary>Uniform values in [-1, 1) of the signature's shape, its batch axis <paramref name="rows"/> long (none when null).</summary>
-    private static FloatTensor RandomTensor(TensorInfo sig, int? rows, Random rng)
-    {
-        var shape = rows is { } b ? sig.Shape.Select((d, i) => i == 0 ? b : d).ToArray() : sig.Shape.Skip(1).ToArray();
-        if (shape.Any(d => d < 0))
-            throw new JacException($"'{sig.Name}' has a dynamic axis besides the batch ([{string.Join(", ", sig.Shape)}]); pass --data with real inputs");
-        long count = shape.Aggregate(1L, (p, d) => p * d);
-        return new FloatTensor(Enumerable.Range(0, (int)count).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray(), shape);
-    }
 
     /// <summary>
     /// The signature a random tangent (of an input) or cotangent (of an output) takes its shape from: the one named, or
